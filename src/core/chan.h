@@ -1,0 +1,169 @@
+/**
+ * chan: the crypto channel of PROTOCOL.md §2 — identity key, handshake, sealed frames.
+ *
+ * Design. A connection's crypto state is a chan_t of 80 bytes: the two 32-byte
+ * direction keys and the two u64 nonce counters. The OpenSSL EVP_CIPHER_CTX objects that
+ * do the work (~1.1 KB each when keyed) are *not* per connection: each thread owns one
+ * chan_ctx_t and re-keys it per frame, which keeps an idle connection small (DESIGN.md,
+ * pitfalls). The AES-256-GCM cipher is fetched once (chan_global_init) and shared
+ * read-only.
+ *
+ * Handshake (server authenticated, forward secret): the client sends an X25519 ephemeral
+ * key and 32 random bytes in ClientHello; the server answers with its own ephemeral key,
+ * random, Ed25519 identity and a signature over the transcript hash
+ *   th = SHA-256("cim/1 handshake" || HELLO body as sent || server_key || server_random
+ *                || identity).
+ * Both derive okm = HKDF-SHA256(X25519 shared, salt = th, info = "cim/1 keys", 64):
+ * c→s key = okm[0..32), s→c key = okm[32..64). Protobuf encoding of the hellos is the
+ * caller's (core never includes *.pb.h): these functions take and give raw fields plus
+ * the exact HELLO body bytes for the transcript.
+ *
+ * Sealed frames: nonce = 4 zero bytes || u64 counter (big-endian), per direction from 0;
+ * AAD = the 8 header bytes; body = ciphertext || 16-byte tag. A frame that fails to open
+ * (tag, header, replay, reorder) is RC_ECRYPTO and the counter does not move.
+ *
+ * Threading: chan_global_init once at startup before threads start. chan_identity_t is
+ * immutable after load and may be shared. A chan_ctx_t belongs to one thread. A chan_t
+ * belongs to its connection's thread.
+ */
+#ifndef CIM_CORE_CHAN_H
+#define CIM_CORE_CHAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CHAN_KEY 32  /**< X25519 / Ed25519 public key and AES key bytes */
+#define CHAN_RANDOM 32
+#define CHAN_SIG 64
+
+/** Per-connection channel state: keys and counters for both directions. */
+typedef struct chan {
+    uint8_t tx_key[CHAN_KEY]; /* key for frames this side seals */
+    uint8_t rx_key[CHAN_KEY]; /* key for frames this side opens */
+    uint64_t tx_ctr;          /* next nonce counter to seal with */
+    uint64_t rx_ctr;          /* next nonce counter expected */
+} chan_t;
+
+/** A thread's reusable cipher contexts. */
+typedef struct chan_ctx chan_ctx_t;
+
+/** The server's long-term Ed25519 identity. */
+typedef struct chan_identity chan_identity_t;
+
+/** Client half of a handshake in progress. */
+typedef struct chan_client {
+    void *eph;                       /* EVP_PKEY *: the X25519 ephemeral private key */
+    uint8_t key[CHAN_KEY];           /* its public half, sent as client_key */
+    uint8_t random[CHAN_RANDOM];     /* sent as client_random */
+} chan_client_t;
+
+/**
+ * Fetch AES-256-GCM and check the primitives are available. Call once at startup,
+ * before any other thread uses chan.
+ * @return 0, or RC_ECRYPTO.
+ */
+int chan_global_init(void);
+
+/** Release what chan_global_init fetched (at exit; no chan call may follow). */
+void chan_global_free(void);
+
+/** @return a new per-thread context; free with chan_ctx_free(). Aborts on OOM. */
+chan_ctx_t *chan_ctx_new(void);
+
+/** Free a context. chan_ctx_free(NULL) is a no-op. */
+void chan_ctx_free(chan_ctx_t *ctx);
+
+/**
+ * Load the identity key from @p path (PEM PKCS#8), or create it (mode 0600) when the file
+ * does not exist.
+ * @param[out] out  an owned identity, written only on success; free with
+ *                  chan_identity_free().
+ * @return 0, RC_ECRYPTO (unreadable or not Ed25519), or -errno (file system).
+ */
+int chan_identity_load(const char *path, chan_identity_t **out);
+
+/** Load only (never create). @return as chan_identity_load, plus -ENOENT. */
+int chan_identity_open(const char *path, chan_identity_t **out);
+
+/** Create a fresh in-memory identity (tests, fuzzing). Aborts on failure. */
+chan_identity_t *chan_identity_generate(void);
+
+/** Copy the 32-byte public key. */
+void chan_identity_public(const chan_identity_t *id, uint8_t out[CHAN_KEY]);
+
+/** Free an identity. NULL is a no-op. */
+void chan_identity_free(chan_identity_t *id);
+
+/**
+ * Server side of the handshake: answer one ClientHello.
+ *
+ * @param[in]  id            the server identity.
+ * @param[in]  hello         the HELLO body exactly as received (for the transcript).
+ * @param[in]  hello_len     its length.
+ * @param[in]  client_key    the ClientHello's client_key (32 bytes; caller checked length).
+ * @param[out] server_key    the server's ephemeral public key for ServerHello.
+ * @param[out] server_random 32 random bytes for ServerHello.
+ * @param[out] sig           the Ed25519 signature over th for ServerHello.
+ * @param[out] ch            the channel keys, counters 0; written only on success.
+ * @return 0, or RC_ECRYPTO (bad peer key, all-zero shared secret, OpenSSL failure).
+ */
+int chan_server_handshake(const chan_identity_t *id, const uint8_t *hello, size_t hello_len,
+                          const uint8_t client_key[CHAN_KEY], uint8_t server_key[CHAN_KEY],
+                          uint8_t server_random[CHAN_RANDOM], uint8_t sig[CHAN_SIG],
+                          chan_t *ch);
+
+/**
+ * Client side, step 1: make an ephemeral key and random for ClientHello.
+ * @return 0, or RC_ECRYPTO. On success release with chan_client_close().
+ */
+int chan_client_start(chan_client_t *c);
+
+/**
+ * Client side, step 2: check the ServerHello and derive the keys.
+ *
+ * @param[in]  c         from chan_client_start.
+ * @param[in]  hello     the HELLO body exactly as sent.
+ * @param[in]  pinned    the expected identity (32 bytes), or NULL to trust on first use.
+ * @param[out] ch        the channel, written only on success.
+ * @return 0, or RC_EKEY (identity differs from @p pinned), RC_ECRYPTO (bad signature,
+ *         bad key, all-zero secret).
+ */
+int chan_client_finish(chan_client_t *c, const uint8_t *hello, size_t hello_len,
+                       const uint8_t server_key[CHAN_KEY],
+                       const uint8_t server_random[CHAN_RANDOM],
+                       const uint8_t identity[CHAN_KEY], const uint8_t sig[CHAN_SIG],
+                       const uint8_t *pinned, chan_t *ch);
+
+/** Free the ephemeral key. Safe on a zeroed or already closed chan_client_t. */
+void chan_client_close(chan_client_t *c);
+
+/**
+ * Seal one frame: write header (len = 8 + pt_len + 16, @p type), ciphertext and tag into
+ * @p out, and advance the tx counter.
+ *
+ * @param[out] out  room for FRAME_HDR + pt_len + FRAME_TAG bytes. May not overlap @p pt.
+ * @return 0, or RC_ECRYPTO.
+ */
+int chan_seal(chan_ctx_t *ctx, chan_t *ch, uint32_t type, const uint8_t *pt, size_t pt_len,
+              uint8_t *out);
+
+/**
+ * Open one sealed frame in place: on success the plaintext (len - 24 bytes) is at
+ * frame + 8 and the rx counter advances.
+ *
+ * @param[in,out] frame  the whole frame (header included) as received; len >= 24.
+ * @return 0, or RC_ECRYPTO (wrong tag, changed header, replayed or reordered frame,
+ *         len < 24); the plaintext must not be used then.
+ */
+int chan_open(chan_ctx_t *ctx, chan_t *ch, uint8_t *frame, size_t len);
+
+/** Format 32 bytes as 64 lowercase hex characters plus NUL. */
+void chan_hex(const uint8_t key[CHAN_KEY], char out[2 * CHAN_KEY + 1]);
+
+/** Parse 64 hex characters. @return 0, or RC_EINVAL. */
+int chan_unhex(const char *hex, uint8_t out[CHAN_KEY]);
+
+/** Fill @p out with @p n cryptographically random bytes. @return 0, or RC_ECRYPTO. */
+int chan_random(uint8_t *out, size_t n);
+
+#endif

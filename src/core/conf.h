@@ -1,0 +1,78 @@
+/**
+ * conf: cimd's configuration — defaults, a `key = value` file, and `--key value` flags.
+ *
+ * Every key is also a flag (DESIGN.md, command-line contract): `--data DIR`,
+ * `--listen HOST:PORT`, `--config FILE`, `--workers 4`, ... Precedence: defaults, then
+ * the file named by --config (wherever it appears on the line), then the other flags in
+ * order. An unknown key or a bad value is an error that names the key and the value;
+ * cimd refuses to start on it. The file format is INI without sections (libinih):
+ * `key = value` lines, `#` or `;` comments, blank lines ignored.
+ *
+ * Threading: build a conf_t on the main thread before starting others; it is immutable
+ * afterwards and shared read-only.
+ */
+#ifndef CIM_CORE_CONF_H
+#define CIM_CORE_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum { CONF_DURABILITY_SYNC = 0, CONF_DURABILITY_NOSYNC = 1 };
+
+typedef struct conf {
+    char listen[256];          /* "HOST:PORT"; default "127.0.0.1:7400"; port 0 = any free */
+    char data[1024];           /* data directory; default "data" */
+    uint32_t workers;          /* worker loops; 0 (default) = number of cores */
+    uint32_t node_id;          /* SnowFlake node, 0..1023; default 0 */
+    uint32_t heartbeat_s;      /* default 30; idle timeout is 3 × this */
+    uint32_t login_timeout_s;  /* default 10 */
+    uint32_t max_body;         /* max plaintext body per frame; default 65536 */
+    uint32_t max_msg_bytes;    /* max SEND body; default 16384 */
+    uint32_t max_conns;        /* all connections; default 100000 */
+    uint32_t max_conns_per_ip; /* per peer address; default 1000 */
+    uint32_t send_rate;        /* SENDs per second per connection (token bucket); default 100 */
+    uint32_t send_burst;       /* bucket size; default 200 */
+    int durability;            /* CONF_DURABILITY_*; default sync */
+    uint32_t retention_days;   /* 0 (default) = keep forever */
+    uint32_t recall_window_s;  /* default 120 */
+    uint32_t max_group_size;   /* default 2000 */
+    bool single_session;       /* one session per user in all; default false */
+    int log_level;             /* LOG_LVL_*; default info */
+} conf_t;
+
+/** Fill @p c with the defaults above. */
+void conf_defaults(conf_t *c);
+
+/**
+ * Set one key from its text form.
+ * @param[out] err  on failure, a one-line reason naming the key ("unknown key 'x'",
+ *                  "bad value 'abc' for heartbeat_s: expected an integer 1..86400").
+ * @return 0, or RC_EINVAL.
+ */
+int conf_set(conf_t *c, const char *key, const char *value, char *err, size_t errlen);
+
+/**
+ * Read a config file and apply each key with conf_set.
+ * @return 0, RC_EINVAL (bad line, key or value: @p err says which, with the line number),
+ *         or -errno (cannot open; @p err names the file).
+ */
+int conf_load(conf_t *c, const char *path, char *err, size_t errlen);
+
+/**
+ * Apply the command line (argv[1..argc)): --config FILE first, then every other
+ * `--key value` (or `--key=value`) in order. `--help` is not handled here.
+ * @return 0, or RC_EINVAL / -errno with @p err set as for conf_load.
+ */
+int conf_parse_args(conf_t *c, int argc, char **argv, char *err, size_t errlen);
+
+/**
+ * Split c->listen into host and port.
+ * @return 0, or RC_EINVAL.
+ */
+int conf_listen_split(const conf_t *c, char *host, size_t hostlen, int *port);
+
+/** Write a `--help` table of every key, its default and meaning, to @p fd. */
+void conf_usage(int fd);
+
+#endif

@@ -1,0 +1,133 @@
+/**
+ * kv: the LMDB environment and the typed records cim stores in it.
+ *
+ * One environment in the data directory (data.mdb, lock.mdb) with named databases, all
+ * opened once in kv_open inside a committed transaction (DESIGN.md pitfalls):
+ *   meta   "schema" → u32 version; "last_id" → u64 (largest SnowFlake id issued)
+ *   apps   app name → 32-byte secret || u64 created_ms (big-endian)
+ *   users  app "\0" user → u64 created_ms (big-endian)
+ * Later issues add timelines, messages, cursors, groups and conversations; docs/STORAGE.md
+ * is the reference for every key and value.
+ *
+ * Transactions: kv_begin(kv, KV_READ|KV_WRITE). Read transactions are short, run on any
+ * thread (the env is opened with MDB_NOTLS) and never span a callback; values they return
+ * are copied out before they end. Write transactions exist in exactly one thread of cimd
+ * (the store actor); other processes (cimctl) may write too, LMDB serialises them with its
+ * own lock. kv_open calls mdb_reader_check to clear reader slots left by crashed processes.
+ *
+ * The map is sized generously (sparse file, address space only); a resize made by another
+ * process (MDB_MAP_RESIZED) is adopted transparently in kv_begin. RC_EMAPFULL reaches the
+ * writer, which calls kv_grow() with no transaction open and retries.
+ *
+ * Error mapping (the only place LMDB codes are seen): MDB_NOTFOUND → RC_ENOTFOUND,
+ * MDB_KEYEXIST → RC_EEXIST, MDB_MAP_FULL → RC_EMAPFULL, errno values → -errno, any other
+ * MDB_* → RC_ESTORE (logged once with mdb_strerror).
+ *
+ * Threading: kv_open/kv_close on one thread while no other uses the kv_t; everything else
+ * is thread-safe in LMDB's sense (one transaction per thread at a time).
+ */
+#ifndef CIM_CORE_KV_H
+#define CIM_CORE_KV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KV_SCHEMA 1
+#define KV_ID_MAX 64 /**< longest app / user id, bytes */
+
+typedef struct kv kv_t;
+typedef struct kv_txn kv_txn_t;
+
+enum {
+    KV_RDONLY = 1 << 0, /* kv_open: open read-only (cimdump); no writes, never creates */
+    KV_NOSYNC = 1 << 1, /* kv_open: commits do not fsync (durability = nosync) */
+};
+
+enum { KV_READ = 0, KV_WRITE = 1 };
+
+/**
+ * Open (creating when needed, unless KV_RDONLY) the environment in directory @p dir.
+ * The directory is created (0700) if missing.
+ * @param[out] out  owned; free with kv_close().
+ * @return 0, RC_ESTORE (not an LMDB environment, wrong schema: the log says which),
+ *         or -errno.
+ */
+int kv_open(const char *dir, unsigned flags, kv_t **out);
+
+/** Close the environment. No transaction may be open. kv_close(NULL) is a no-op. */
+void kv_close(kv_t *kv);
+
+/**
+ * Begin a transaction.
+ * @param[in] mode  KV_READ or KV_WRITE.
+ * @param[out] out  written only on success; end it with kv_commit or kv_abort.
+ * @return 0, or RC_ESTORE / -errno.
+ */
+int kv_begin(kv_t *kv, int mode, kv_txn_t **out);
+
+/**
+ * Commit and free @p txn (also for read transactions). The txn is gone even on failure.
+ * @return 0, RC_EMAPFULL, RC_ESTORE or -errno (e.g. -ENOSPC).
+ */
+int kv_commit(kv_txn_t *txn);
+
+/** Abort and free @p txn. NULL is a no-op. */
+void kv_abort(kv_txn_t *txn);
+
+/** Double the map size. Only with no transaction open in this process. @return 0 or rc. */
+int kv_grow(kv_t *kv);
+
+/** Flush to disk (for KV_NOSYNC at shutdown). @return 0 or rc. */
+int kv_sync(kv_t *kv);
+
+/** @return true when @p s is a valid app or user id: 1..64 bytes of [A-Za-z0-9._@-]. */
+bool kv_id_valid(const char *s);
+
+/* ---- meta ------------------------------------------------------------------------- */
+
+/** Read the largest message id ever issued (0 if none). @return 0 or rc. */
+int kv_last_id_get(kv_txn_t *txn, uint64_t *out);
+
+/** Record @p id as the largest issued (write txn). @return 0 or rc. */
+int kv_last_id_put(kv_txn_t *txn, uint64_t id);
+
+/* ---- apps ------------------------------------------------------------------------- */
+
+/**
+ * Look up an app's secret.
+ * @param[out] secret  32 bytes, written only on success.
+ * @return 0, RC_ENOTFOUND, or rc.
+ */
+int kv_app_get(kv_txn_t *txn, const char *app, uint8_t secret[32]);
+
+/**
+ * Create an app with @p secret (write txn).
+ * @return 0, RC_EEXIST (app exists; nothing changed), RC_EINVAL (bad name), or rc.
+ */
+int kv_app_add(kv_txn_t *txn, const char *app, const uint8_t secret[32], uint64_t created_ms);
+
+/** Call @p cb for each app in name order; a non-zero return stops and is returned. */
+int kv_app_each(kv_txn_t *txn, int (*cb)(void *ctx, const char *app, uint64_t created_ms),
+                void *ctx);
+
+/**
+ * Make sure the app "default" exists, creating it with a fresh random secret in its own
+ * write transaction. @return 0 or rc.
+ */
+int kv_app_ensure_default(kv_t *kv);
+
+/* ---- users ------------------------------------------------------------------------ */
+
+/** @return 0 when (@p app, @p user) exists (its creation time in @p created_ms if not
+ *          NULL), RC_ENOTFOUND, or rc. */
+int kv_user_get(kv_txn_t *txn, const char *app, const char *user, uint64_t *created_ms);
+
+/** Register a user (write txn). @return 0, RC_EEXIST, RC_EINVAL, or rc. */
+int kv_user_add(kv_txn_t *txn, const char *app, const char *user, uint64_t created_ms);
+
+/** Call @p cb for each user of @p app in id order. */
+int kv_user_each(kv_txn_t *txn, const char *app,
+                 int (*cb)(void *ctx, const char *user, uint64_t created_ms), void *ctx);
+
+#endif
