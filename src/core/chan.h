@@ -58,27 +58,35 @@ typedef struct chan_client {
 } chan_client_t;
 
 /**
- * Fetch AES-256-GCM and check the primitives are available. Call once at startup,
- * before any other thread uses chan.
- * @return 0, or RC_ECRYPTO.
+ * Fetch AES-256-GCM, SHA-256 and HKDF once (kept read-only for the life of the process)
+ * and check that X25519 and Ed25519 are available. Call once at startup, before any other
+ * thread uses chan; a second call while initialised does nothing and returns 0.
+ * @return 0, or RC_ECRYPTO (logged at ERROR).
  */
 int chan_global_init(void);
 
 /** Release what chan_global_init fetched (at exit; no chan call may follow). */
 void chan_global_free(void);
 
-/** @return a new per-thread context; free with chan_ctx_free(). Aborts on OOM. */
+/**
+ * @return a new per-thread context (two EVP_CIPHER_CTX bound to AES-256-GCM, one to seal
+ *         and one to open); free with chan_ctx_free(). Aborts on OOM, or when
+ *         chan_global_init() has not succeeded (a programmer error).
+ */
 chan_ctx_t *chan_ctx_new(void);
 
 /** Free a context. chan_ctx_free(NULL) is a no-op. */
 void chan_ctx_free(chan_ctx_t *ctx);
 
 /**
- * Load the identity key from @p path (PEM PKCS#8), or create it (mode 0600) when the file
- * does not exist.
+ * Load the identity key from @p path (PEM PKCS#8), or create it when the file does not
+ * exist: opened with O_CREAT|O_EXCL and mode 0600 (so it is never readable by others, even
+ * briefly), written, fsync'ed with its directory. A file that exists but holds no usable
+ * key is an error, never overwritten. Blocking file I/O: startup only.
  * @param[out] out  an owned identity, written only on success; free with
  *                  chan_identity_free().
- * @return 0, RC_ECRYPTO (unreadable or not Ed25519), or -errno (file system).
+ * @return 0, RC_ECRYPTO (unreadable, encrypted, or not Ed25519; the reason is logged at
+ *         ERROR), or -errno (file system).
  */
 int chan_identity_load(const char *path, chan_identity_t **out);
 
@@ -119,7 +127,9 @@ int chan_server_handshake(const chan_identity_t *id, const uint8_t *hello, size_
 int chan_client_start(chan_client_t *c);
 
 /**
- * Client side, step 2: check the ServerHello and derive the keys.
+ * Client side, step 2: check the ServerHello and derive the keys. The pin is checked
+ * first, then the signature over th, then the X25519 result. @p c stays open either way
+ * (release it with chan_client_close()).
  *
  * @param[in]  c         from chan_client_start.
  * @param[in]  hello     the HELLO body exactly as sent.
@@ -139,28 +149,37 @@ void chan_client_close(chan_client_t *c);
 
 /**
  * Seal one frame: write header (len = 8 + pt_len + 16, @p type), ciphertext and tag into
- * @p out, and advance the tx counter.
+ * @p out, and advance the tx counter. @p ctx is re-keyed with ch->tx_key for this frame.
  *
+ * @param[in]  pt   the plaintext; may be NULL when @p pt_len is 0 (a body of the tag only).
  * @param[out] out  room for FRAME_HDR + pt_len + FRAME_TAG bytes. May not overlap @p pt.
- * @return 0, or RC_ECRYPTO.
+ * @return 0, or RC_ECRYPTO (OpenSSL failure, or the counter is exhausted), or RC_ETOOBIG
+ *         (@p pt_len over INT_MAX - 24; callers cap bodies at max_body long before).
  */
 int chan_seal(chan_ctx_t *ctx, chan_t *ch, uint32_t type, const uint8_t *pt, size_t pt_len,
               uint8_t *out);
 
 /**
  * Open one sealed frame in place: on success the plaintext (len - 24 bytes) is at
- * frame + 8 and the rx counter advances.
+ * frame + 8 and the rx counter advances. @p ctx is re-keyed with ch->rx_key for this frame.
  *
- * @param[in,out] frame  the whole frame (header included) as received; len >= 24.
+ * @param[in,out] frame  the whole frame (header included) as received; len >= 24 and its
+ *                       header's length field equal to @p len.
  * @return 0, or RC_ECRYPTO (wrong tag, changed header, replayed or reordered frame,
- *         len < 24); the plaintext must not be used then.
+ *         len < 24); the counter does not move, and the body bytes are zeroed if they
+ *         were decrypted (else left as received), so no unauthenticated plaintext remains.
+ *         Logged at DEBUG only: a peer can cause it at will.
  */
 int chan_open(chan_ctx_t *ctx, chan_t *ch, uint8_t *frame, size_t len);
 
 /** Format 32 bytes as 64 lowercase hex characters plus NUL. */
 void chan_hex(const uint8_t key[CHAN_KEY], char out[2 * CHAN_KEY + 1]);
 
-/** Parse 64 hex characters. @return 0, or RC_EINVAL. */
+/**
+ * Parse exactly 64 hex characters (either case) followed by NUL.
+ * @param[out] out  written only on success.
+ * @return 0, or RC_EINVAL.
+ */
 int chan_unhex(const char *hex, uint8_t out[CHAN_KEY]);
 
 /** Fill @p out with @p n cryptographically random bytes. @return 0, or RC_ECRYPTO. */

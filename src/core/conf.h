@@ -20,6 +20,15 @@
 
 enum { CONF_DURABILITY_SYNC = 0, CONF_DURABILITY_NOSYNC = 1 };
 
+/**
+ * Bytes of max_body kept for the protobuf envelope around a message body: max_msg_bytes
+ * may be at most max_body - CONF_MSG_ROOM, so that one message always fits one frame as a
+ * PUSH (Message), a SYNC_ACK or a HISTORY_ACK page of one. A Message around its body needs
+ * about 240 bytes at most (three ids of up to 64 bytes, varints, the body's length prefix);
+ * a SyncRsp or HistoryRsp around one Message adds under 40; the rest is slack.
+ */
+#define CONF_MSG_ROOM 512
+
 typedef struct conf {
     char listen[256];          /* "HOST:PORT"; default "127.0.0.1:7400"; port 0 = any free */
     char data[1024];           /* data directory; default "data" */
@@ -45,7 +54,16 @@ typedef struct conf {
 void conf_defaults(conf_t *c);
 
 /**
- * Set one key from its text form.
+ * Set one key from its text form, checking the value against that key's range only
+ * (conf_check checks the keys against each other).
+ *
+ * Accepted values: integers are plain decimal digits (no sign, blanks or 0x) within the
+ * key's range (see conf_usage); durability is `sync` or `nosync`; single_session is
+ * `true`, `false`, `yes`, `no`, `1` or `0`; log_level is `error`, `warn`, `info` or
+ * `debug`; listen is `HOST:PORT` (split at the last colon; `[v6addr]:PORT` allowed) with a
+ * non-empty host and a port 0..65535; data is a non-empty path under 1024 bytes. All words
+ * are lower case. On failure @p c is unchanged.
+ *
  * @param[out] err  on failure, a one-line reason naming the key ("unknown key 'x'",
  *                  "bad value 'abc' for heartbeat_s: expected an integer 1..86400").
  * @return 0, or RC_EINVAL.
@@ -53,26 +71,49 @@ void conf_defaults(conf_t *c);
 int conf_set(conf_t *c, const char *key, const char *value, char *err, size_t errlen);
 
 /**
- * Read a config file and apply each key with conf_set.
- * @return 0, RC_EINVAL (bad line, key or value: @p err says which, with the line number),
- *         or -errno (cannot open; @p err names the file).
+ * Check the keys against each other: max_msg_bytes <= max_body - CONF_MSG_ROOM.
+ * conf_load and conf_parse_args call it once everything is applied, so that the order
+ * in which keys are given does not matter.
+ * @return 0, or RC_EINVAL with @p err naming both keys and the limit.
+ */
+int conf_check(const conf_t *c, char *err, size_t errlen);
+
+/**
+ * Read a config file and apply each key with conf_set, then conf_check.
+ *
+ * Format: `key = value` (or `key: value`) lines; leading blanks are ignored; lines whose
+ * first non-blank character is `#` or `;` are comments, and ` ;` ends a value (a `#` after
+ * a value is part of the value); no [sections]; a line holds at most 198 characters.
+ * The first error stops the load; keys before it stay applied (the caller refuses to
+ * start anyway).
+ *
+ * @return 0, RC_EINVAL (bad line, key or value: @p err is "FILE:LINE: reason"),
+ *         or -errno (cannot open or read; @p err names the file).
  */
 int conf_load(conf_t *c, const char *path, char *err, size_t errlen);
 
 /**
- * Apply the command line (argv[1..argc)): --config FILE first, then every other
- * `--key value` (or `--key=value`) in order. `--help` is not handled here.
+ * Apply the command line (argv[1..argc)): every --config FILE first, in the order given,
+ * wherever it appears, then every other `--key value` (or `--key=value`) in order, then
+ * conf_check. A later value for a key overrides an earlier one. An argument that is not a
+ * flag, an unknown flag or a flag without its value is an error naming it. `--help` is not
+ * handled here (it is an unknown flag): the program looks for it first.
  * @return 0, or RC_EINVAL / -errno with @p err set as for conf_load.
  */
 int conf_parse_args(conf_t *c, int argc, char **argv, char *err, size_t errlen);
 
 /**
- * Split c->listen into host and port.
- * @return 0, or RC_EINVAL.
+ * Split c->listen into host and port (a bracketed IPv6 host loses its brackets).
+ * @param[out] host  NUL-terminated host, at most @p hostlen bytes with the NUL.
+ * @param[out] port  0..65535.
+ * @return 0, or RC_EINVAL (malformed, or the host does not fit @p hostlen).
  */
 int conf_listen_split(const conf_t *c, char *host, size_t hostlen, int *port);
 
-/** Write a `--help` table of every key, its default and meaning, to @p fd. */
+/**
+ * Write a `--help` table of every key, its default and meaning, to @p fd (with dprintf:
+ * this is program output, not logging).
+ */
 void conf_usage(int fd);
 
 #endif

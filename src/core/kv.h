@@ -15,16 +15,25 @@
  * (the store actor); other processes (cimctl) may write too, LMDB serialises them with its
  * own lock. kv_open calls mdb_reader_check to clear reader slots left by crashed processes.
  *
- * The map is sized generously (sparse file, address space only); a resize made by another
- * process (MDB_MAP_RESIZED) is adopted transparently in kv_begin. RC_EMAPFULL reaches the
- * writer, which calls kv_grow() with no transaction open and retries.
+ * The map is sized generously (64 GiB of address space; the file grows only as pages are
+ * written) and never shrinks on open; a resize made by another process (MDB_MAP_RESIZED)
+ * is adopted transparently in kv_begin. RC_EMAPFULL reaches the writer, which aborts the
+ * transaction, calls kv_grow() with no transaction open and retries.
+ *
+ * A write that fails with anything but RC_EEXIST / RC_ENOTFOUND / RC_EINVAL leaves the
+ * transaction unusable: abort it (kv_commit would fail with RC_ESTORE).
  *
  * Error mapping (the only place LMDB codes are seen): MDB_NOTFOUND → RC_ENOTFOUND,
  * MDB_KEYEXIST → RC_EEXIST, MDB_MAP_FULL → RC_EMAPFULL, errno values → -errno, any other
  * MDB_* → RC_ESTORE (logged once with mdb_strerror).
  *
  * Threading: kv_open/kv_close on one thread while no other uses the kv_t; everything else
- * is thread-safe in LMDB's sense (one transaction per thread at a time).
+ * is thread-safe in LMDB's sense: one write transaction at a time in the process, used by
+ * the thread that began it; read transactions (MDB_NOTLS) are not tied to a thread, so a
+ * thread may hold several and one may move between threads if its use is serialised.
+ *
+ * Caveat (LMDB): never open the same directory twice in one process at the same time; its
+ * locks are per process, and closing one kv_t would drop the other's. Share one kv_t.
  */
 #ifndef CIM_CORE_KV_H
 #define CIM_CORE_KV_H
@@ -48,10 +57,12 @@ enum { KV_READ = 0, KV_WRITE = 1 };
 
 /**
  * Open (creating when needed, unless KV_RDONLY) the environment in directory @p dir.
- * The directory is created (0700) if missing.
- * @param[out] out  owned; free with kv_close().
- * @return 0, RC_ESTORE (not an LMDB environment, wrong schema: the log says which),
- *         or -errno.
+ * The directory and missing parents are created (0700). Opens every database, clears
+ * stale reader slots, writes (new env) or checks the schema version.
+ * @param[in]  flags  KV_RDONLY and/or KV_NOSYNC.
+ * @param[out] out    owned, written only on success; free with kv_close().
+ * @return 0, RC_ESTORE (not an LMDB environment, not a cim one, wrong schema: the log says
+ *         which), or -errno (-ENOENT: KV_RDONLY and no environment there; -EACCES).
  */
 int kv_open(const char *dir, unsigned flags, kv_t **out);
 
@@ -59,10 +70,13 @@ int kv_open(const char *dir, unsigned flags, kv_t **out);
 void kv_close(kv_t *kv);
 
 /**
- * Begin a transaction.
+ * Begin a transaction. A KV_WRITE begin blocks while another thread or process writes.
  * @param[in] mode  KV_READ or KV_WRITE.
  * @param[out] out  written only on success; end it with kv_commit or kv_abort.
- * @return 0, or RC_ESTORE / -errno.
+ * @return 0, or RC_EINVAL (bad @p mode), -EACCES (KV_WRITE on a KV_RDONLY kv),
+ *         RC_ESTORE (e.g. all reader slots taken) / -errno.
+ * @note Adopting a map grown by another process remaps the file: like kv_grow, safe only
+ *       when no other transaction of this process is open (rare: only cimd grows it).
  */
 int kv_begin(kv_t *kv, int mode, kv_txn_t **out);
 
@@ -81,7 +95,8 @@ int kv_grow(kv_t *kv);
 /** Flush to disk (for KV_NOSYNC at shutdown). @return 0 or rc. */
 int kv_sync(kv_t *kv);
 
-/** @return true when @p s is a valid app or user id: 1..64 bytes of [A-Za-z0-9._@-]. */
+/** @return true when @p s is a valid app or user id: 1..64 bytes of [A-Za-z0-9._@-].
+ *          NULL is invalid. Lookups of an invalid id answer RC_ENOTFOUND, adds RC_EINVAL. */
 bool kv_id_valid(const char *s);
 
 /* ---- meta ------------------------------------------------------------------------- */
@@ -107,13 +122,18 @@ int kv_app_get(kv_txn_t *txn, const char *app, uint8_t secret[32]);
  */
 int kv_app_add(kv_txn_t *txn, const char *app, const uint8_t secret[32], uint64_t created_ms);
 
-/** Call @p cb for each app in name order; a non-zero return stops and is returned. */
+/**
+ * Call @p cb for each app in name order; a non-zero return stops and is returned.
+ * @p app is borrowed for the call. @return 0, cb's value, or rc.
+ */
 int kv_app_each(kv_txn_t *txn, int (*cb)(void *ctx, const char *app, uint64_t created_ms),
                 void *ctx);
 
 /**
- * Make sure the app "default" exists, creating it with a fresh random secret in its own
- * write transaction. @return 0 or rc.
+ * Make sure the app "default" exists, creating it with a fresh random secret (getrandom)
+ * in its own write transaction: the check and the insert are atomic even across processes,
+ * so concurrent first starts create it once. No transaction of the caller's thread may be
+ * open. @return 0, -EACCES (KV_RDONLY), or rc.
  */
 int kv_app_ensure_default(kv_t *kv);
 
@@ -123,10 +143,17 @@ int kv_app_ensure_default(kv_t *kv);
  *          NULL), RC_ENOTFOUND, or rc. */
 int kv_user_get(kv_txn_t *txn, const char *app, const char *user, uint64_t *created_ms);
 
-/** Register a user (write txn). @return 0, RC_EEXIST, RC_EINVAL, or rc. */
+/**
+ * Register a user (write txn). Does not check that @p app exists: the caller has (a token
+ * verified with its secret, or a kv_app_get).
+ * @return 0, RC_EEXIST (nothing changed), RC_EINVAL (bad app or user id), or rc.
+ */
 int kv_user_add(kv_txn_t *txn, const char *app, const char *user, uint64_t created_ms);
 
-/** Call @p cb for each user of @p app in id order. */
+/**
+ * Call @p cb for each user of @p app in id order (none for an unknown or invalid app);
+ * a non-zero return stops and is returned. @p user is borrowed for the call.
+ */
 int kv_user_each(kv_txn_t *txn, const char *app,
                  int (*cb)(void *ctx, const char *user, uint64_t created_ms), void *ctx);
 

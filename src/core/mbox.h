@@ -50,10 +50,12 @@ struct mbox {
 
 /**
  * Set up @p box on @p loop (the consumer's loop, from its thread, before any producer
- * can see the box).
+ * can see the box). box->data is left alone (set it before or after).
  * @param[in] max      the bound for mbox_send (>= 1).
- * @param[in] on_wake  called on @p loop's thread when messages may be waiting.
- * @return 0, or a UV_E* code from uv_async_init.
+ * @param[in] on_wake  called on @p loop's thread when messages may be waiting. It must
+ *                     drain until mbox_pop returns NULL, or call mbox_rewake before it
+ *                     returns: otherwise no further wake-up comes.
+ * @return 0, or UV_EINVAL (max is 0 or on_wake NULL), or a UV_E* code from uv_async_init.
  */
 int mbox_init(mbox_t *box, uv_loop_t *loop, size_t max, mbox_wake_cb on_wake);
 
@@ -71,19 +73,32 @@ int mbox_send_force(mbox_t *box, mbox_node_t *node);
 
 /**
  * Take the oldest message.
+ *
+ * Returning NULL also arms the wake-up: the next producer to finish a push calls
+ * uv_async_send, so on_wake runs again for it. (When the box looks empty, mbox_pop sets
+ * `sleeping` and looks once more before it gives up.) Messages from one producer come out
+ * in the order it sent them; messages from different producers interleave in some order.
+ *
  * @return the node, or NULL when the mailbox is empty (or a producer is half-way through a
- *         push; that producer's wake-up follows, so the consumer simply returns).
+ *         push; that producer's wake-up follows its push, so the consumer simply returns).
  * @note Consumer thread only.
  */
 mbox_node_t *mbox_pop(mbox_t *box);
 
-/** Schedule another on_wake on the next loop turn (after a budget-bounded drain). */
+/**
+ * Schedule another on_wake on the next loop turn, after a drain that stopped at its budget
+ * before mbox_pop returned NULL. Consumer thread only.
+ */
 void mbox_rewake(mbox_t *box);
 
 /**
- * Refuse further sends and close the async handle; @p cb runs when it is closed
- * (the mbox_t must stay valid until then). Messages still queued are the caller's to
- * drain with mbox_pop before or after.
+ * Refuse further sends and close the async handle; @p cb runs when it is closed (its
+ * handle's data is @p box; the mbox_t must stay valid until then). Consumer thread only.
+ *
+ * Every send that starts after mbox_close fails with RC_ECLOSED, but one already under
+ * way may still queue its message after mbox_close returns. The messages left are the
+ * caller's to drain with mbox_pop once its producers are done (no send in flight, none to
+ * come), which they must be before the box's memory is freed: mbox cannot know about them.
  */
 void mbox_close(mbox_t *box, uv_close_cb cb);
 

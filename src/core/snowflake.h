@@ -33,6 +33,9 @@ typedef struct snowflake {
 
 /**
  * Start a generator for @p node whose ids are all greater than @p floor (0 for none).
+ * @p floor may have been issued under another node id (node_id changed across a
+ * restart): the generator then starts in the floor's millisecond (larger node) or the one
+ * after it (smaller node), whatever the clock says.
  * @return 0, or RC_EINVAL when @p node > SNOWFLAKE_NODE_MAX.
  */
 int snowflake_init(snowflake_t *sf, uint32_t node, uint64_t floor);
@@ -41,7 +44,10 @@ int snowflake_init(snowflake_t *sf, uint32_t node, uint64_t floor);
  * Issue the next id.
  * @param[in] now_ms  the current Unix time in milliseconds (the caller's clock; tests pass
  *                    any value). Times before the epoch count as the epoch.
- * @return an id strictly greater than every id this generator issued before.
+ * @return an id strictly greater than every id this generator issued before (and than its
+ *         floor). Its time is max(now_ms, the last id's time), plus one ms per 4096 ids
+ *         issued within one ms. The 41 time bits last until 2095-09; the generator does
+ *         not check for their end.
  */
 uint64_t snowflake_next(snowflake_t *sf, uint64_t now_ms);
 

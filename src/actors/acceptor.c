@@ -1,0 +1,292 @@
+#include "actors/acceptor.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "actors/worker.h"
+#include "core/log.h"
+#include "core/mbox.h"
+#include "core/mem.h"
+#include "core/rc.h"
+
+#define PEER_BUCKETS 4096
+
+/* Connections per peer address: a small chained hash, touched only by this thread. */
+typedef struct peer_count {
+    struct peer_count *next;
+    peer_addr_t addr;
+    uint32_t n;
+} peer_count_t;
+
+typedef struct closed_msg {
+    mbox_node_t node;
+    peer_addr_t peer;
+} closed_msg_t;
+
+struct acceptor {
+    server_t *srv;
+    int fd;
+    uv_poll_t poll;
+    mbox_t box;
+    uint32_t next_worker;
+    uint32_t conns;
+    int open_handles;
+    char address[300];
+    peer_count_t *peers[PEER_BUCKETS];
+};
+
+static uint32_t peer_hash(const peer_addr_t *p)
+{
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < (p->family == 4 ? 4 : 16); i++)
+        h = (h ^ p->ip[i]) * 16777619u;
+    return h % PEER_BUCKETS;
+}
+
+static peer_count_t **peer_find(acceptor_t *a, const peer_addr_t *p)
+{
+    peer_count_t **pp = &a->peers[peer_hash(p)];
+    for (; *pp != NULL; pp = &(*pp)->next)
+        if (memcmp(&(*pp)->addr, p, sizeof(*p)) == 0)
+            break;
+    return pp;
+}
+
+static void peer_release(acceptor_t *a, const peer_addr_t *p)
+{
+    peer_count_t **pp = peer_find(a, p), *pc = *pp;
+    if (pc != NULL && --pc->n == 0) {
+        *pp = pc->next;
+        mem_free(pc);
+    }
+    if (a->conns > 0)
+        a->conns--;
+}
+
+static void to_peer(const struct sockaddr_storage *ss, peer_addr_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    if (ss->ss_family == AF_INET) {
+        p->family = 4;
+        memcpy(p->ip, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    } else {
+        p->family = 6;
+        memcpy(p->ip, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+    }
+}
+
+/* Admit or refuse one accepted socket. Refused sockets are closed before any byte is
+ * exchanged: the caps protect the handshake's CPU as much as memory. */
+static void admit(acceptor_t *a, int fd, const struct sockaddr_storage *ss)
+{
+    const conf_t *c = a->srv->conf;
+    peer_addr_t peer;
+    peer_count_t **pp, *pc;
+    worker_msg_t *m;
+    int one = 1;
+
+    to_peer(ss, &peer);
+    pp = peer_find(a, &peer);
+    pc = *pp;
+    if (a->conns >= c->max_conns || (pc != NULL && pc->n >= c->max_conns_per_ip)) {
+        LOG_RL(LOG_LVL_WARN, "refusing connection: %s cap reached",
+               a->conns >= c->max_conns ? "max_conns" : "max_conns_per_ip");
+        close(fd);
+        return;
+    }
+    if (pc == NULL) {
+        pc = mem_calloc(sizeof(*pc));
+        pc->addr = peer;
+        *pp = pc;
+    }
+    pc->n++;
+    a->conns++;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* best effort */
+
+    m = mem_calloc(sizeof(*m));
+    m->kind = WORKER_MSG_CONN;
+    m->u.conn.fd = fd;
+    m->u.conn.peer = peer;
+    if (worker_post(a->srv->workers[a->next_worker], m, true) != 0) {
+        mem_free(m);
+        close(fd);
+        peer_release(a, &peer);
+        return;
+    }
+    a->next_worker = (a->next_worker + 1) % a->srv->nworkers;
+}
+
+static void on_readable(uv_poll_t *h, int status, int events)
+{
+    acceptor_t *a = h->data;
+    (void)events;
+    if (status < 0) {
+        LOG_RL(LOG_LVL_WARN, "listener poll error: %s", uv_strerror(status));
+        return;
+    }
+    /* Accept a bounded batch per wake-up so the loop also serves its mailbox. */
+    for (int i = 0; i < 256; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(a->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                errno != ECONNABORTED)
+                LOG_RL(LOG_LVL_WARN, "accept: %s", strerror(errno));
+            return;
+        }
+        admit(a, fd, &ss);
+    }
+}
+
+static void on_wake(mbox_t *box)
+{
+    acceptor_t *a = box->data;
+    mbox_node_t *n;
+    while ((n = mbox_pop(box)) != NULL) {
+        closed_msg_t *m = container_of(n, closed_msg_t, node);
+        peer_release(a, &m->peer);
+        mem_free(m);
+    }
+}
+
+void acceptor_conn_closed(acceptor_t *a, const peer_addr_t *peer)
+{
+    closed_msg_t *m = mem_alloc(sizeof(*m));
+    m->peer = *peer;
+    if (mbox_send_force(&a->box, &m->node) != 0)
+        mem_free(m); /* the acceptor is gone: nothing left to count */
+}
+
+static int parse_listen(const conf_t *c, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[256];
+    int port;
+    int rc = conf_listen_split(c, host, sizeof(host), &port);
+
+    if (rc < 0)
+        return rc;
+    memset(ss, 0, sizeof(*ss));
+    if (strcmp(host, "localhost") == 0)
+        strcpy(host, "127.0.0.1");
+    if (host[0] == '\0' || strcmp(host, "*") == 0)
+        strcpy(host, "0.0.0.0");
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) {
+        *len = sizeof(struct sockaddr_in);
+        return 0;
+    }
+    if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0) {
+        *len = sizeof(struct sockaddr_in6);
+        return 0;
+    }
+    LOG_ERROR("listen address '%s' is not an IP address (names are not resolved)", host);
+    return RC_EINVAL;
+}
+
+int acceptor_start(server_t *srv, uv_loop_t *loop, acceptor_t **out)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    acceptor_t *a = mem_calloc(sizeof(*a));
+    int rc, one = 1;
+    char host[INET6_ADDRSTRLEN];
+
+    a->srv = srv;
+    a->fd = -1;
+    if ((rc = parse_listen(srv->conf, &ss, &len)) < 0)
+        goto out;
+    a->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (a->fd < 0) {
+        rc = -errno;
+        goto out;
+    }
+    (void)setsockopt(a->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* best effort */
+    if (bind(a->fd, (struct sockaddr *)&ss, len) < 0 || listen(a->fd, 4096) < 0) {
+        rc = -errno;
+        LOG_ERROR("cannot listen on %s: %s", srv->conf->listen, strerror(errno));
+        goto out;
+    }
+    len = sizeof(ss);
+    if (getsockname(a->fd, (struct sockaddr *)&ss, &len) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    if (ss.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
+        snprintf(a->address, sizeof(a->address), "%s:%u", host,
+                 ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    } else {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
+        snprintf(a->address, sizeof(a->address), "[%s]:%u", host,
+                 ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+    }
+    if ((rc = mbox_init(&a->box, loop, SIZE_MAX, on_wake)) < 0)
+        goto out;
+    a->box.data = a;
+    a->open_handles = 1;
+    if ((rc = uv_poll_init(loop, &a->poll, a->fd)) < 0)
+        goto out;
+    a->open_handles++;
+    a->poll.data = a;
+    if ((rc = uv_poll_start(&a->poll, UV_READABLE, on_readable)) < 0)
+        goto out;
+    *out = a;
+    return 0;
+out:
+    if (a->open_handles > 0) {
+        acceptor_close(a);
+        return rc;
+    }
+    if (a->fd >= 0)
+        close(a->fd);
+    mem_free(a);
+    return rc;
+}
+
+const char *acceptor_address(const acceptor_t *a)
+{
+    return a->address;
+}
+
+static void release(acceptor_t *a)
+{
+    if (--a->open_handles > 0)
+        return;
+    on_wake(&a->box); /* free what raced in */
+    for (int i = 0; i < PEER_BUCKETS; i++) {
+        peer_count_t *p = a->peers[i], *next;
+        for (; p != NULL; p = next) {
+            next = p->next;
+            mem_free(p);
+        }
+    }
+    if (a->fd >= 0)
+        close(a->fd);
+    mem_free(a);
+}
+
+static void on_poll_closed(uv_handle_t *h)
+{
+    release(h->data);
+}
+
+static void on_box_closed(uv_handle_t *h)
+{
+    release(container_of((uv_async_t *)h, mbox_t, async)->data);
+}
+
+void acceptor_close(acceptor_t *a)
+{
+    int n = a->open_handles;
+    if (n >= 2) {
+        uv_poll_stop(&a->poll);
+        uv_close((uv_handle_t *)&a->poll, on_poll_closed);
+    }
+    if (n >= 1)
+        mbox_close(&a->box, on_box_closed);
+}

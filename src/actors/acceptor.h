@@ -1,0 +1,49 @@
+/**
+ * acceptor: the listening socket and connection admission.
+ *
+ * Runs on the main thread's loop. On readable, it accept4()s every pending connection
+ * (non-blocking, close-on-exec), applies the caps — max_conns in all and
+ * max_conns_per_ip per peer address — and closes a connection over a cap at once, before
+ * any handshake (PROTOCOL.md §6, Limits). Admitted sockets go to the workers round-robin
+ * through their mailboxes (worker_post); the raw fd moves, never a uv handle.
+ *
+ * The acceptor owns the connection counts. Workers report closed connections with
+ * acceptor_conn_closed(), a message into the acceptor's own mailbox, so the counts are
+ * only ever touched by the acceptor's thread.
+ *
+ * Threading: everything runs on the acceptor's loop thread except acceptor_conn_closed,
+ * which is thread-safe.
+ */
+#ifndef CIM_ACTORS_ACCEPTOR_H
+#define CIM_ACTORS_ACCEPTOR_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "actors/server.h"
+
+/** A peer address in compact form (the per-address key). */
+typedef struct peer_addr {
+    uint8_t ip[16];  /* IPv4 in the first 4 bytes, or IPv6 */
+    uint8_t family;  /* 4 or 6 */
+} peer_addr_t;
+
+typedef struct acceptor acceptor_t;
+
+/**
+ * Bind and listen on conf->listen, on @p loop (the calling thread's).
+ * @param[out] out  owned; closed by acceptor_close.
+ * @return 0, or -errno / RC_EINVAL (bad listen address).
+ */
+int acceptor_start(server_t *srv, uv_loop_t *loop, acceptor_t **out);
+
+/** The bound address as "HOST:PORT" (the real port when 0 was asked for). */
+const char *acceptor_address(const acceptor_t *a);
+
+/** Stop accepting and close the acceptor's handles; frees it once they are closed. */
+void acceptor_close(acceptor_t *a);
+
+/** Report that a connection admitted by @p a has closed. Thread-safe. */
+void acceptor_conn_closed(acceptor_t *a, const peer_addr_t *peer);
+
+#endif

@@ -1,0 +1,173 @@
+#include "actors/server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "actors/acceptor.h"
+#include "actors/router.h"
+#include "actors/store.h"
+#include "actors/worker.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/rc.h"
+
+/* The main thread's loop: acceptor and signals. Reached only from the main thread. */
+struct main_loop {
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint;
+    uv_async_t stop;
+};
+typedef struct main_loop main_loop_t;
+
+static void on_stop(uv_async_t *h)
+{
+    uv_stop(h->loop);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    LOG_INFO("%s received: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    uv_stop(h->loop);
+}
+
+int server_start(const conf_t *conf, server_t **out)
+{
+    server_t *s = mem_calloc(sizeof(*s));
+    char path[1100];
+    int rc;
+
+    s->conf = conf;
+    if (mkdir(conf->data, 0700) < 0 && errno != EEXIST) {
+        rc = -errno;
+        LOG_ERROR("cannot create data directory %s: %s", conf->data, strerror(errno));
+        goto fail;
+    }
+    if ((rc = kv_open(conf->data, conf->durability == CONF_DURABILITY_NOSYNC ? KV_NOSYNC : 0,
+                      &s->kv)) < 0) {
+        LOG_ERROR("cannot open the database in %s: %s", conf->data, rc_str(rc));
+        goto fail;
+    }
+    if ((rc = kv_app_ensure_default(s->kv)) < 0) {
+        LOG_ERROR("cannot create the default app: %s", rc_str(rc));
+        goto fail;
+    }
+    snprintf(path, sizeof(path), "%s/identity.key", conf->data);
+    if ((rc = chan_identity_load(path, &s->identity)) < 0) {
+        LOG_ERROR("cannot load or create the identity key %s: %s", path, rc_str(rc));
+        goto fail;
+    }
+    chan_identity_public(s->identity, s->identity_pub);
+    s->router = router_new();
+    s->store = store_new(s);
+    if ((rc = store_start(s->store)) < 0) {
+        LOG_ERROR("cannot start the store: %s", rc_str(rc));
+        goto fail;
+    }
+    s->nworkers = conf->workers;
+    if (s->nworkers == 0) {
+        uv_cpu_info_t *cpus;
+        int n;
+        s->nworkers = uv_cpu_info(&cpus, &n) == 0 ? (uint32_t)n : 1;
+        if (s->nworkers > 0)
+            uv_free_cpu_info(cpus, n);
+        if (s->nworkers == 0)
+            s->nworkers = 1;
+    }
+    s->main = mem_calloc(sizeof(*s->main));
+    s->workers = mem_calloc(s->nworkers * sizeof(*s->workers));
+    for (uint32_t i = 0; i < s->nworkers; i++)
+        s->workers[i] = worker_new(s, i);
+    *out = s;
+    return 0;
+fail:
+    server_free(s);
+    return rc;
+}
+
+static void stop_workers(server_t *s, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        worker_msg_t *m = mem_calloc(sizeof(*m));
+        m->kind = WORKER_MSG_STOP;
+        if (worker_post(s->workers[i], m, true) != 0)
+            mem_free(m);
+    }
+    for (uint32_t i = 0; i < n; i++)
+        worker_join(s->workers[i]);
+}
+
+int server_run(server_t *s)
+{
+    main_loop_t *m = s->main;
+    char hex[2 * CHAN_KEY + 1];
+    uint32_t started = 0;
+    int rc;
+
+    if ((rc = uv_loop_init(&m->loop)) < 0)
+        return rc;
+    uv_signal_init(&m->loop, &m->sigterm);
+    uv_signal_init(&m->loop, &m->sigint);
+    uv_async_init(&m->loop, &m->stop, on_stop);
+    uv_signal_start(&m->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&m->sigint, on_signal, SIGINT);
+
+    for (; started < s->nworkers; started++) {
+        if ((rc = worker_start(s->workers[started])) < 0) {
+            LOG_ERROR("cannot start worker %u: %s", started, uv_strerror(rc));
+            goto stop;
+        }
+    }
+    if ((rc = acceptor_start(s, &m->loop, &s->acceptor)) < 0)
+        goto stop;
+    chan_hex(s->identity_pub, hex);
+    LOG_INFO("cimd ready: listening on %s key %s workers %u", acceptor_address(s->acceptor),
+             hex, s->nworkers);
+    uv_run(&m->loop, UV_RUN_DEFAULT);
+    atomic_store(&s->stopping, 1);
+    rc = 0;
+stop:
+    /* Order matters: the listener stops taking connections first (a closed poll handle
+     * is only freed by the next loop run), then every worker says BYE and drains, then
+     * the store commits what the workers queued, and the acceptor, which counted the
+     * workers' closed connections until now, goes last. */
+    if (s->acceptor != NULL) {
+        acceptor_close(s->acceptor);
+    }
+    stop_workers(s, started);
+    store_stop(s->store);
+    uv_close((uv_handle_t *)&m->sigterm, NULL);
+    uv_close((uv_handle_t *)&m->sigint, NULL);
+    uv_close((uv_handle_t *)&m->stop, NULL);
+    uv_run(&m->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&m->loop) != 0) {
+        LOG_ERROR("main loop did not close cleanly");
+        rc = rc ? rc : RC_EINVAL;
+    }
+    s->acceptor = NULL;
+    LOG_INFO("cimd stopped");
+    return rc;
+}
+
+void server_stop(server_t *s)
+{
+    uv_async_send(&s->main->stop);
+}
+
+void server_free(server_t *s)
+{
+    if (s == NULL)
+        return;
+    if (s->workers != NULL)
+        for (uint32_t i = 0; i < s->nworkers; i++)
+            worker_free(s->workers[i]);
+    mem_free(s->workers);
+    mem_free(s->main);
+    store_free(s->store);
+    router_free(s->router);
+    chan_identity_free(s->identity);
+    kv_close(s->kv);
+    mem_free(s);
+}

@@ -1,0 +1,368 @@
+/* session: the connection actor — input path, output path, closing. The handshake and
+ * login handlers live in session_auth.c. */
+#include "actors/session.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#include <pb_decode.h>
+#include <pb_encode.h>
+
+#include "actors/router.h"
+#include "cim.pb.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/rc.h"
+
+/* Sealed bytes a session may have queued on its socket before it counts as a slow
+ * consumer and is closed with BYE{SERVER_BUSY}. Pushes never skip, so the device catches
+ * up with SYNC after reconnecting. */
+#define SESSION_OUT_MAX (4u << 20)
+
+/* A frame the kernel did not take at once, waiting in libuv's write queue. */
+typedef struct wreq {
+    uv_write_t req;
+    uint32_t len;
+    uint8_t data[];
+} wreq_t;
+
+static void on_close(uv_handle_t *h)
+{
+    session_t *s = h->data;
+    worker_t *w = s->w;
+
+    worker__list_del(s);
+    worker__del(w, s);
+    frame_rd_close(&s->rd);
+    acceptor_conn_closed(w->srv->acceptor, &s->peer);
+    memset(&s->ch, 0, sizeof(s->ch)); /* keys do not outlive the connection */
+    mem_free(s->ids);
+    mem_free(s);
+    worker__maybe_finish(w); /* shutting down: the last session out closes the loop */
+}
+
+static void close_handle(session_t *s)
+{
+    if (s->closed)
+        return;
+    s->closed = true;
+    s->state = SESSION_ST_CLOSING;
+    session__unroute(s);
+    worker__list_del(s);
+    uv_close((uv_handle_t *)&s->tcp, on_close);
+}
+
+void session_abort(session_t *s, const char *why)
+{
+    if (s->closed)
+        return;
+    LOG_DEBUG("session %llx: closing without a word: %s", (unsigned long long)s->sid, why);
+    close_handle(s);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    session_t *s = req->data;
+    (void)status; /* closing either way */
+    mem_free(req);
+    close_handle(s);
+}
+
+/* Flush what is queued, then close. The sweep force-closes a session that cannot flush
+ * (a peer that stopped reading) after a grace period. */
+static void flush_and_close(session_t *s)
+{
+    uv_shutdown_t *req;
+
+    if (s->closed)
+        return;
+    s->state = SESSION_ST_CLOSING;
+    session__unroute(s);
+    if (s->reading) {
+        uv_read_stop((uv_stream_t *)&s->tcp);
+        s->reading = false;
+    }
+    s->since_ms = worker_now(s->w);
+    worker__list_move(s->w, s, &s->w->closing);
+    req = mem_alloc(sizeof(*req));
+    req->data = s;
+    if (uv_shutdown(req, (uv_stream_t *)&s->tcp, on_shutdown) < 0) {
+        mem_free(req);
+        close_handle(s);
+    }
+}
+
+void session_close(session_t *s, int code, const char *reason)
+{
+    cim_Bye bye = cim_Bye_init_zero;
+
+    if (s->closed || s->state == SESSION_ST_CLOSING)
+        return;
+    if (s->state == SESSION_ST_HELLO) {
+        session_abort(s, reason); /* no keys yet: nothing can be said */
+        return;
+    }
+    LOG_DEBUG("session %llx: BYE %d %s", (unsigned long long)s->sid, code, reason);
+    bye.code = (cim_Code)code;
+    snprintf(bye.reason, sizeof(bye.reason), "%s", reason);
+    if (session_send(s, FT_BYE, cim_Bye_fields, &bye) < 0)
+        return; /* session_send closed it */
+    flush_and_close(s);
+}
+
+void session_finish(session_t *s)
+{
+    if (!s->closed && s->state != SESSION_ST_CLOSING)
+        flush_and_close(s);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    wreq_t *wr = container_of(req, wreq_t, req);
+    session_t *s = req->handle->data;
+
+    s->out_bytes -= wr->len;
+    mem_free(wr);
+    if (status < 0 && status != UV_ECANCELED)
+        session_abort(s, uv_strerror(status));
+}
+
+/* Queue @p len sealed bytes: write what the kernel takes now, copy only the rest.
+ * @p last: the session's final frame (BYE), queued even past the cap. */
+static int queue_bytes(session_t *s, const uint8_t *data, uint32_t len, bool last)
+{
+    uv_buf_t buf;
+    wreq_t *wr;
+    int n = 0, rc;
+
+    if (s->out_bytes == 0) {
+        buf = uv_buf_init((char *)data, len);
+        n = uv_try_write((uv_stream_t *)&s->tcp, &buf, 1);
+        if (n == (int)len)
+            return 0;
+        if (n < 0 && n != UV_EAGAIN) {
+            session_abort(s, uv_strerror(n));
+            return n;
+        }
+        if (n < 0)
+            n = 0;
+    }
+    if (!last && s->out_bytes + (len - (uint32_t)n) > SESSION_OUT_MAX) {
+        /* A slow consumer. The frame is not queued (pushes never skip: the device
+         * catches up with SYNC after reconnecting); BYE goes behind the backlog and the
+         * sweep cuts the connection if it is not flushed within the grace period. */
+        LOG_RL(LOG_LVL_INFO, "session %llx: output over %u bytes, closing (SERVER_BUSY)",
+               (unsigned long long)s->sid, SESSION_OUT_MAX);
+        session_close(s, cim_Code_SERVER_BUSY, "too far behind: reconnect and SYNC");
+        return RC_EFULL;
+    }
+    wr = mem_alloc(sizeof(*wr) + (len - (uint32_t)n));
+    wr->len = len - (uint32_t)n;
+    memcpy(wr->data, data + n, wr->len);
+    buf = uv_buf_init((char *)wr->data, wr->len);
+    if ((rc = uv_write(&wr->req, (uv_stream_t *)&s->tcp, &buf, 1, on_write)) < 0) {
+        mem_free(wr);
+        session_abort(s, uv_strerror(rc));
+        return rc;
+    }
+    s->out_bytes += wr->len;
+    return 0;
+}
+
+int session__send_plain(session_t *s, uint32_t type, const uint8_t *body, size_t len)
+{
+    uint8_t out[FRAME_HANDSHAKE_MAX];
+
+    if (len + FRAME_HDR > sizeof(out))
+        return RC_ETOOBIG;
+    frame_hdr_write(out, (uint32_t)(FRAME_HDR + len), type);
+    memcpy(out + FRAME_HDR, body, len);
+    return queue_bytes(s, out, (uint32_t)(FRAME_HDR + len), false);
+}
+
+int session_send(session_t *s, uint32_t type, const pb_msgdesc_t *fields, const void *msg)
+{
+    worker_t *w = s->w;
+    uint32_t max_body = w->srv->conf->max_body;
+    pb_ostream_t os = pb_ostream_from_buffer(w->obuf, max_body);
+    uint8_t *sealed;
+    int rc;
+
+    if (s->closed || s->state == SESSION_ST_CLOSING)
+        return RC_ECLOSED;
+    if (!pb_encode(&os, fields, msg)) {
+        LOG_ERROR("session %llx: encoding frame 0x%04x failed: %s",
+                  (unsigned long long)s->sid, type, PB_GET_ERROR(&os));
+        session_abort(s, "encode failure");
+        return RC_ETOOBIG;
+    }
+    sealed = w->obuf + max_body;
+    if ((rc = chan_seal(w->cc, &s->ch, type, w->obuf, os.bytes_written, sealed)) < 0) {
+        session_abort(s, "seal failure");
+        return rc;
+    }
+    return queue_bytes(s, sealed, (uint32_t)(FRAME_HDR + os.bytes_written + FRAME_TAG),
+                       type == FT_BYE);
+}
+
+int session_reply(session_t *s, uint32_t type, uint32_t req_id, int code, const char *reason)
+{
+    cim_Result r = cim_Result_init_zero;
+    r.req_id = req_id;
+    r.code = (cim_Code)code;
+    snprintf(r.reason, sizeof(r.reason), "%s", reason ? reason : "");
+    return session_send(s, type, cim_Result_fields, &r);
+}
+
+/* Requests this build does not serve yet still get a well-formed answer of their own
+ * ack type (every *Rsp starts with req_id, code, reason), so clients never hang. */
+static int not_implemented(session_t *s, uint32_t type, const uint8_t *body, size_t len)
+{
+    cim_Req req = cim_Req_init_zero;
+    pb_istream_t is = pb_istream_from_buffer(body, len);
+
+    if (type == FT_PUSH_ACK)
+        return 0; /* no answer by definition; the cursor moves with the messaging issue */
+    if (!pb_decode(&is, cim_Req_fields, &req))
+        req.req_id = 0;
+    return session_reply(s, type + 1, req.req_id, cim_Code_INTERNAL,
+                         "not implemented in this server version");
+}
+
+static int dispatch(session_t *s, uint32_t type, const uint8_t *body, size_t len)
+{
+    switch (type) {
+    case FT_PING:
+        return session__ping(s, body, len);
+    case FT_LOGOUT:
+        return session__logout(s, body, len);
+    case FT_LOGIN: {
+        cim_Req req = cim_Req_init_zero;
+        pb_istream_t is = pb_istream_from_buffer(body, len);
+        if (!pb_decode(&is, cim_Req_fields, &req))
+            req.req_id = 0;
+        return session_reply(s, FT_LOGIN_ACK, req.req_id, cim_Code_BAD_REQUEST,
+                             "already logged in");
+    }
+    default:
+        return not_implemented(s, type, body, len);
+    }
+}
+
+static int on_frame(void *ctx, uint32_t type, uint8_t *frame, uint32_t len)
+{
+    session_t *s = ctx;
+    int rc;
+
+    if (s->closed || s->state == SESSION_ST_CLOSING)
+        return RC_ECLOSED;
+    if (s->state == SESSION_ST_HELLO)
+        return session__hello(s, type, frame, len);
+
+    /* Ordering and direction are judged on the header, before opening: a client that
+     * repeats the handshake or sends a server's frame type is out of protocol. */
+    if (type == FT_HELLO || type == FT_HELLO_ACK) {
+        session_close(s, cim_Code_PROTOCOL_ERROR, "handshake frame after the handshake");
+        return RC_ECLOSED;
+    }
+    if (!frame_type_from_client(type)) {
+        session_close(s, cim_Code_PROTOCOL_ERROR, "server-to-client frame type from client");
+        return RC_ECLOSED;
+    }
+    if (chan_open(s->w->cc, &s->ch, frame, len) < 0) {
+        session_abort(s, "frame failed to open");
+        return RC_ECLOSED;
+    }
+    if (s->state == SESSION_ST_LOGIN) {
+        if (type != FT_LOGIN) {
+            session_close(s, cim_Code_UNAUTHORIZED, "the first frame must be LOGIN");
+            return RC_ECLOSED;
+        }
+        rc = session__login(s, frame + FRAME_HDR, len - FRAME_HDR - FRAME_TAG);
+    } else {
+        s->since_ms = worker_now(s->w);
+        worker__list_move(s->w, s, &s->w->live);
+        rc = dispatch(s, type, frame + FRAME_HDR, len - FRAME_HDR - FRAME_TAG);
+    }
+    if (s->closed || s->state == SESSION_ST_CLOSING)
+        return RC_ECLOSED;
+    return rc;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    session_t *s = h->data;
+    worker_t *w = s->w;
+    (void)suggested;
+    /* One buffer per loop: reads are handled to completion before the next on_alloc. */
+    w->rbuf_busy = true;
+    *buf = uv_buf_init((char *)w->rbuf, (unsigned)w->rbuf_len);
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    session_t *s = st->data;
+
+    s->w->rbuf_busy = false;
+    if (n == 0)
+        return;
+    if (n < 0) {
+        session_abort(s, n == UV_EOF ? "peer closed" : uv_strerror((int)n));
+        return;
+    }
+    session_feed(s, (uint8_t *)buf->base, (size_t)n);
+}
+
+void session_feed(session_t *s, uint8_t *data, size_t n)
+{
+    int rc;
+
+    if (s->closed || s->state == SESSION_ST_CLOSING)
+        return;
+    rc = frame_rd_feed(&s->rd, data, n, s->max_len, on_frame, s);
+    if (rc == 0 || rc == RC_ECLOSED)
+        return;
+    if (s->closed || s->state == SESSION_ST_CLOSING)
+        return;
+    if (rc == RC_EPROTO || rc == RC_ETOOBIG)
+        session_close(s, cim_Code_PROTOCOL_ERROR,
+                      rc == RC_ETOOBIG ? "frame length over the limit"
+                                       : "bad frame length or unknown frame type");
+    else if (s->state == SESSION_ST_HELLO)
+        session_abort(s, rc_str(rc));
+    else
+        session_close(s, cim_Code_INTERNAL, rc_str(rc));
+}
+
+int session_open(worker_t *w, int fd, const peer_addr_t *peer)
+{
+    session_t *s = mem_calloc(sizeof(*s));
+    int rc;
+
+    s->w = w;
+    s->peer = *peer;
+    s->max_len = FRAME_HANDSHAKE_MAX;
+    s->state = SESSION_ST_HELLO;
+    frame_rd_init(&s->rd);
+    if ((rc = uv_tcp_init(&w->loop, &s->tcp)) < 0) {
+        close(fd);
+        acceptor_conn_closed(w->srv->acceptor, peer);
+        mem_free(s);
+        return rc;
+    }
+    s->tcp.data = s;
+    worker__add(w, s);
+    s->since_ms = worker_now(w);
+    worker__list_move(w, s, &w->pending);
+    if ((rc = uv_tcp_open(&s->tcp, fd)) < 0) {
+        close(fd);
+        close_handle(s);
+        return rc;
+    }
+    if ((rc = uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read)) < 0) {
+        close_handle(s);
+        return rc;
+    }
+    s->reading = true;
+    return 0;
+}

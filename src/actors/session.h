@@ -1,0 +1,127 @@
+/**
+ * session: the actor that owns one client connection.
+ *
+ * States: HELLO (waiting for ClientHello; only plaintext handshake frames of at most
+ * 1024 bytes), LOGIN (handshake done; the first sealed frame must be LOGIN), LIVE
+ * (logged in), CLOSING (BYE or LOGOUT_ACK queued, flushing, then closed).
+ *
+ * Input path (worker thread): uv_read into the worker's shared buffer → frame_rd_feed
+ * reassembles frames in place → HELLO is handled in plaintext; every later frame is opened
+ * with chan_open (a failure closes at once, answering nothing) → the type is checked for
+ * the state → nanopb decodes into the worker's scratch → the handler answers with
+ * session_send. Output: each frame is sealed into its own write request; the bytes queued
+ * on the socket are counted and capped (a session past the cap is closed with
+ * BYE{SERVER_BUSY}).
+ *
+ * Closing: session_close(s, code, reason) sends BYE{code, reason} when the handshake is
+ * complete (PROTOCOL.md §3), stops reading, shuts the socket down after the queued frames
+ * and frees the session when its handle is closed. A frame that fails to open, or any
+ * problem before the handshake is complete, is session_abort: close now, no answer.
+ *
+ * Memory: an idle logged-in session is the uv_tcp_t, the 80-byte chan_t, the 24-byte
+ * frame reader and a few words of state, plus one small block with its app, user and
+ * device ids; no buffer.
+ *
+ * Threading: every function runs on the owning worker's thread only.
+ */
+#ifndef CIM_ACTORS_SESSION_H
+#define CIM_ACTORS_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include <pb.h>
+
+#include "actors/acceptor.h"
+#include "actors/worker.h"
+#include "core/chan.h"
+#include "core/frame.h"
+
+enum {
+    SESSION_ST_HELLO = 0,
+    SESSION_ST_LOGIN,
+    SESSION_ST_LIVE,
+    SESSION_ST_CLOSING,
+};
+
+typedef struct session {
+    uv_tcp_t tcp;
+    worker_t *w;
+    uint64_t sid;               /* unique in the process: worker index << 48 | counter */
+    struct session *prev, *next; /* the worker list the session is on */
+    slist_t *list;              /* which one (NULL: none) */
+    uint64_t since_ms;          /* accept time / last activity / close time, per list */
+    frame_rd_t rd;
+    chan_t ch;
+    uint32_t out_bytes;         /* sealed bytes queued on the socket */
+    uint32_t max_len;           /* largest frame accepted in the current state */
+    uint8_t state;              /* SESSION_ST_* */
+    uint8_t kind;               /* DeviceKind after login */
+    bool reading;
+    bool closed;                /* uv_close called */
+    bool routed;                /* in the router (logged in, not yet unrouted) */
+    peer_addr_t peer;
+    char *ids;                  /* after login: "app\0user\0device\0", one block */
+    const char *app, *user, *device; /* into ids */
+} session_t;
+
+/**
+ * Adopt the connected socket @p fd on worker @p w (takes ownership of @p fd: closed on
+ * failure too).
+ * @return 0, or a UV_E* code.
+ */
+int session_open(worker_t *w, int fd, const peer_addr_t *peer);
+
+/**
+ * Process @p n bytes received on the session's socket: reassemble, open, decode and
+ * handle every frame they complete (what the read callback does; the fuzz target calls
+ * it directly). Errors close the session as PROTOCOL.md prescribes.
+ * @param[in] data  may be modified in place (frames are decrypted where they lie).
+ */
+void session_feed(session_t *s, uint8_t *data, size_t n);
+
+/**
+ * Encode @p msg with @p fields, seal it as frame @p type and queue it.
+ * @return 0, RC_ETOOBIG (encoded body over max_body), RC_ECLOSED (closing), or
+ *         another rc; on a failure other than RC_ECLOSED the session is being closed.
+ */
+int session_send(session_t *s, uint32_t type, const pb_msgdesc_t *fields, const void *msg);
+
+/** Answer a request with a Result-shaped body (req_id, code, reason) as frame @p type. */
+int session_reply(session_t *s, uint32_t type, uint32_t req_id, int code, const char *reason);
+
+/**
+ * Close after the handshake: BYE{@p code, @p reason} (when keys exist), flush, close.
+ * Safe to call more than once; the first call wins.
+ */
+void session_close(session_t *s, int code, const char *reason);
+
+/** Close at once without a word (crypto failure, pre-handshake errors). */
+void session_abort(session_t *s, const char *why);
+
+/** Close without BYE after the last answer was queued (LOGOUT). */
+void session_finish(session_t *s);
+
+/* ---- internals shared by session*.c ----------------------------------------------- */
+
+/** Queue an unsealed handshake frame (HELLO_ACK). @return 0 or rc. */
+int session__send_plain(session_t *s, uint32_t type, const uint8_t *body, size_t len);
+
+/** Handle a frame in state HELLO (plaintext). @return 0 or rc (rc: abort). */
+int session__hello(session_t *s, uint32_t type, uint8_t *frame, uint32_t len);
+
+/** Handle LOGIN (state LOGIN) with its plaintext body. @return 0 or rc. */
+int session__login(session_t *s, const uint8_t *body, size_t len);
+
+/** Handle LOGOUT. */
+int session__logout(session_t *s, const uint8_t *body, size_t len);
+
+/** Handle PING. */
+int session__ping(session_t *s, const uint8_t *body, size_t len);
+
+/** Forget the session's router entry (before close). */
+void session__unroute(session_t *s);
+
+#endif

@@ -1,0 +1,131 @@
+/**
+ * worker: one per-core event loop and the session actors it owns.
+ *
+ * A worker is a thread running one uv_loop_t. It receives new connections (raw fds from
+ * the acceptor), kick orders and completions through its mailbox (core/mbox) and owns,
+ * for every connection it was given, one session actor (actors/session.h) until that
+ * connection closes. Nothing else touches its loop or its sessions.
+ *
+ * Per-worker, shared by its sessions (so that an idle session holds no buffer at all):
+ *  - the read buffer handed to every uv_read (frames are opened and decoded in place),
+ *  - the plaintext encode buffer and the request decode scratch,
+ *  - the chan_ctx_t whose AES-GCM contexts are re-keyed per frame.
+ *
+ * Timeouts use no per-session timer: sessions sit in intrusive lists ordered by their
+ * deadline (pending logins by accept time, live sessions by last activity, closing
+ * sessions by close time) and one sweep timer per worker closes those past due.
+ *
+ * Threading: worker_post is thread-safe (the mailbox); everything else in this module
+ * and in session runs on the worker's own thread, except worker_new/start/join/free which
+ * the server calls from the main thread.
+ */
+#ifndef CIM_ACTORS_WORKER_H
+#define CIM_ACTORS_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "actors/acceptor.h"
+#include "actors/server.h"
+#include "core/chan.h"
+#include "core/mbox.h"
+
+struct session;
+
+enum {
+    WORKER_MSG_CONN = 1, /* u.conn: a new connection to adopt */
+    WORKER_MSG_KICK,     /* u.kick: close session sid with BYE{code} */
+    WORKER_MSG_STOP,     /* say BYE{SHUTTING_DOWN} to everyone and end the loop */
+};
+
+typedef struct worker_msg {
+    mbox_node_t node;
+    int kind;
+    union {
+        struct {
+            int fd;
+            peer_addr_t peer;
+        } conn;
+        struct {
+            uint64_t sid;
+            int code;
+        } kick;
+    } u;
+} worker_msg_t;
+
+/** An intrusive list of sessions, oldest first. */
+typedef struct slist {
+    struct session *head, *tail;
+} slist_t;
+
+typedef struct worker {
+    server_t *srv;
+    uint32_t index;
+    char tag[16];             /* log tag: "w0", "w1", ... */
+    uv_thread_t thread;
+    uv_loop_t loop;
+    mbox_t box;
+    uv_timer_t sweep;
+    chan_ctx_t *cc;
+    uint8_t *rbuf;            /* shared read buffer, rbuf_len bytes */
+    size_t rbuf_len;
+    bool rbuf_busy;           /* handed out by on_alloc and not yet returned by on_read */
+    uint8_t *obuf;            /* plaintext encode buffer, max_body bytes */
+    void *scratch;            /* decode scratch for the largest request message */
+    struct session **tab;     /* sid → session, open addressing */
+    size_t tab_cap;           /* power of two */
+    size_t nsessions;
+    uint64_t next_sid;
+    slist_t pending;          /* handshake or login not finished, by accept time */
+    slist_t live;             /* logged in, by last activity */
+    slist_t closing;          /* BYE sent, waiting for the flush, by close time */
+    bool stopping;
+    uint64_t stop_deadline_ms;
+} worker_t;
+
+/** @return a new worker (not running); free with worker_free(). Aborts on OOM. */
+worker_t *worker_new(server_t *srv, uint32_t index);
+
+/**
+ * Set up the worker's loop, mailbox and sweep timer without starting a thread (the fuzz
+ * target drives the loop itself with uv_run). @return 0 or a UV_E* code.
+ */
+int worker_open(worker_t *w);
+
+/** worker_open, then start the worker's thread running the loop. @return 0 or UV_E*. */
+int worker_start(worker_t *w);
+
+/**
+ * Hand @p m to the worker (any thread).
+ * @param[in] force  ignore the mailbox bound (messages that must not be refused).
+ * @return 0 (ownership of @p m moved), RC_EFULL or RC_ECLOSED (caller still owns @p m).
+ */
+int worker_post(worker_t *w, worker_msg_t *m, bool force);
+
+/** Wait for the worker's thread to end (after WORKER_MSG_STOP). */
+void worker_join(worker_t *w);
+
+/** Free a joined (or never started) worker. NULL is a no-op. */
+void worker_free(worker_t *w);
+
+/** Current time in ms on the worker's loop clock (uv_now). */
+uint64_t worker_now(const worker_t *w);
+
+/** Find a live session of this worker by id. @return it, or NULL (gone). */
+struct session *worker_find(worker_t *w, uint64_t sid);
+
+/** Register / unregister a session in the worker's table (session module only). */
+void worker__add(worker_t *w, struct session *s);
+void worker__del(worker_t *w, struct session *s);
+
+/** Move a session to the tail of list @p l (removing it from its current list). */
+void worker__list_move(worker_t *w, struct session *s, slist_t *l);
+
+/** When stopping and no session is left, close the worker's handles (ends the loop). */
+void worker__maybe_finish(worker_t *w);
+
+/** Take a session off whatever list it is on. */
+void worker__list_del(struct session *s);
+
+#endif

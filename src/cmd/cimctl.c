@@ -1,0 +1,523 @@
+/* cimctl: the admin tool. Works on the data directory directly (LMDB is multi-process
+ * safe), so it runs beside a live cimd; its write transactions are a few puts each.
+ *
+ *   cimctl [--data DIR] COMMAND [ARGS]      see usage() below and DESIGN.md
+ *
+ * Results go to stdout, one item per line; errors are one line "cimctl: reason" on stderr.
+ * Exit status: 0 success, 1 failure, 2 usage error. */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/chan.h"
+#include "core/kv.h"
+#include "core/log.h"
+#include "core/rc.h"
+#include "core/token.h"
+
+#define DEFAULT_DATA "data"
+#define DEFAULT_APP "default"
+#define DEFAULT_TTL 86400
+#define MAX_TTL (100LL * 365 * 86400) /* keeps expiry far from int64 overflow */
+
+enum { EXIT_USAGE = 2 };
+
+typedef struct cmd cmd_t;
+
+/* Everything a command needs, parsed from the command line. */
+typedef struct ctl {
+    const char *data; /* data directory */
+    const char *app;  /* --app, "default" when absent or empty */
+    const char *user; /* --user */
+    long long ttl;    /* --ttl, seconds */
+    int npos;         /* positional arguments after the command words */
+    char **pos;
+    kv_t *kv;
+} ctl_t;
+
+struct cmd {
+    const char *name;    /* "app add" */
+    const char *args;    /* synopsis after the name */
+    const char *help;    /* one line, lower case, no full stop */
+    int npos;            /* exact number of positionals */
+    bool app, user, ttl; /* which options it takes */
+    int (*run)(ctl_t *c);
+};
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Print one error line: "cimctl: reason". */
+static void fail(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("cimctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* ---- helpers ---------------------------------------------------------------------- */
+
+/* Run @p fn in a short write transaction; a full map is grown once and the write retried
+ * (cimd may have filled the map this process opened with). */
+static int with_write(kv_t *kv, int (*fn)(kv_txn_t *txn, void *arg), void *arg)
+{
+    kv_txn_t *txn = NULL;
+    int rc;
+
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if ((rc = kv_begin(kv, KV_WRITE, &txn)) < 0)
+            return rc;
+        if ((rc = fn(txn, arg)) < 0) {
+            kv_abort(txn);
+        } else {
+            rc = kv_commit(txn);
+        }
+        txn = NULL;
+        if (rc != RC_EMAPFULL || attempt == 1)
+            break;
+        if ((rc = kv_grow(kv)) < 0)
+            break;
+    }
+    return rc;
+}
+
+/* Read an app's secret; prints the error itself. */
+static int app_secret(ctl_t *c, const char *app, uint8_t secret[TOKEN_SECRET])
+{
+    kv_txn_t *txn = NULL;
+    int rc;
+
+    if ((rc = kv_begin(c->kv, KV_READ, &txn)) < 0) {
+        fail("cannot read %s: %s", c->data, rc_str(rc));
+        return rc;
+    }
+    rc = kv_app_get(txn, app, secret);
+    kv_abort(txn);
+    if (rc == RC_ENOTFOUND)
+        fail("unknown app '%s'", app);
+    else if (rc < 0)
+        fail("cannot read app '%s': %s", app, rc_str(rc));
+    return rc;
+}
+
+static int check_id(const char *what, const char *id)
+{
+    if (kv_id_valid(id))
+        return 0;
+    fail("invalid %s '%s' (1..%d characters of A-Z a-z 0-9 . _ @ -)", what, id, KV_ID_MAX);
+    return RC_EINVAL;
+}
+
+static void print_hex(const uint8_t b[CHAN_KEY])
+{
+    char hex[2 * CHAN_KEY + 1];
+    chan_hex(b, hex);
+    printf("%s\n", hex);
+}
+
+/* ---- commands --------------------------------------------------------------------- */
+
+static int cmd_show_key(ctl_t *c)
+{
+    chan_identity_t *id = NULL;
+    uint8_t pub[CHAN_KEY];
+    char path[4096];
+    int rc;
+
+    if (snprintf(path, sizeof(path), "%s/identity.key", c->data) >= (int)sizeof(path)) {
+        fail("data directory path too long");
+        return RC_EINVAL;
+    }
+    /* Created on first use, exactly as cimd does on its first start. */
+    if ((rc = chan_identity_load(path, &id)) < 0) {
+        fail("cannot load identity %s: %s", path, rc_str(rc));
+        return rc;
+    }
+    chan_identity_public(id, pub);
+    chan_identity_free(id);
+    print_hex(pub);
+    return 0;
+}
+
+typedef struct app_add {
+    const char *app;
+    const uint8_t *secret;
+} app_add_t;
+
+static int do_app_add(kv_txn_t *txn, void *arg)
+{
+    app_add_t *a = arg;
+    return kv_app_add(txn, a->app, a->secret, (uint64_t)time(NULL) * 1000);
+}
+
+static int cmd_app_add(ctl_t *c)
+{
+    const char *app = c->pos[0];
+    uint8_t secret[TOKEN_SECRET];
+    app_add_t a = {app, secret};
+    int rc;
+
+    if ((rc = check_id("app name", app)) < 0)
+        return rc;
+    if ((rc = chan_random(secret, sizeof(secret))) < 0) {
+        fail("cannot make a secret: %s", rc_str(rc));
+        return rc;
+    }
+    rc = with_write(c->kv, do_app_add, &a);
+    if (rc == RC_EEXIST)
+        fail("app '%s' already exists", app);
+    else if (rc < 0)
+        fail("cannot add app '%s': %s", app, rc_str(rc));
+    else
+        print_hex(secret);
+    memset(secret, 0, sizeof(secret));
+    return rc;
+}
+
+static int cmd_app_show(ctl_t *c)
+{
+    uint8_t secret[TOKEN_SECRET];
+    int rc;
+
+    if ((rc = app_secret(c, c->pos[0], secret)) < 0)
+        return rc;
+    print_hex(secret);
+    memset(secret, 0, sizeof(secret));
+    return 0;
+}
+
+static int print_name(void *ctx, const char *name, uint64_t created_ms)
+{
+    (void)ctx;
+    (void)created_ms;
+    return printf("%s\n", name) < 0 ? -EIO : 0;
+}
+
+static int cmd_app_list(ctl_t *c)
+{
+    kv_txn_t *txn = NULL;
+    int rc;
+
+    if ((rc = kv_begin(c->kv, KV_READ, &txn)) == 0) {
+        rc = kv_app_each(txn, print_name, NULL);
+        kv_abort(txn);
+    }
+    if (rc < 0)
+        fail("cannot list apps: %s", rc_str(rc));
+    return rc;
+}
+
+static int cmd_token(ctl_t *c)
+{
+    uint8_t secret[TOKEN_SECRET];
+    char tok[TOKEN_MAX];
+    int rc;
+
+    if ((rc = check_id("user id", c->user)) < 0 || (rc = app_secret(c, c->app, secret)) < 0)
+        return rc;
+    rc = token_mint(secret, c->app, c->user, (int64_t)time(NULL) + c->ttl, tok, sizeof(tok));
+    memset(secret, 0, sizeof(secret));
+    if (rc < 0) {
+        fail("cannot mint a token: %s", rc_str(rc));
+        return rc;
+    }
+    printf("%s\n", tok);
+    return 0;
+}
+
+typedef struct user_add {
+    const char *app;
+    const char *user;
+} user_add_t;
+
+static int do_user_add(kv_txn_t *txn, void *arg)
+{
+    user_add_t *u = arg;
+    uint8_t secret[TOKEN_SECRET];
+    int rc;
+
+    /* The app check shares the write txn, so it cannot race with anything. */
+    if ((rc = kv_app_get(txn, u->app, secret)) < 0)
+        return rc;
+    memset(secret, 0, sizeof(secret));
+    return kv_user_add(txn, u->app, u->user, (uint64_t)time(NULL) * 1000);
+}
+
+static int cmd_user_add(ctl_t *c)
+{
+    user_add_t u = {c->app, c->pos[0]};
+    int rc;
+
+    if ((rc = check_id("user id", u.user)) < 0)
+        return rc;
+    rc = with_write(c->kv, do_user_add, &u);
+    if (rc == RC_ENOTFOUND)
+        fail("unknown app '%s'", u.app);
+    else if (rc == RC_EEXIST)
+        fail("user '%s' already exists in app '%s'", u.user, u.app);
+    else if (rc < 0)
+        fail("cannot add user '%s': %s", u.user, rc_str(rc));
+    return rc;
+}
+
+static int cmd_user_list(ctl_t *c)
+{
+    uint8_t secret[TOKEN_SECRET];
+    kv_txn_t *txn = NULL;
+    int rc;
+
+    if ((rc = kv_begin(c->kv, KV_READ, &txn)) < 0)
+        goto out;
+    rc = kv_app_get(txn, c->app, secret);
+    memset(secret, 0, sizeof(secret));
+    if (rc == RC_ENOTFOUND) {
+        fail("unknown app '%s'", c->app);
+        goto out;
+    }
+    if (rc == 0)
+        rc = kv_user_each(txn, c->app, print_name, NULL);
+    if (rc < 0)
+        fail("cannot list users: %s", rc_str(rc));
+out:
+    kv_abort(txn);
+    return rc;
+}
+
+static const cmd_t cmds[] = {
+    {"show-key", "", "print the server's identity public key (64 hex)", 0, false, false,
+     false, cmd_show_key},
+    {"app add", "NAME", "create an app, print its secret (64 hex)", 1, false, false, false,
+     cmd_app_add},
+    {"app show", "NAME", "print an app's secret (64 hex)", 1, false, false, false,
+     cmd_app_show},
+    {"app list", "", "list the apps, one per line", 0, false, false, false, cmd_app_list},
+    {"token", "[--app A] --user U [--ttl SECONDS]", "print a login token for U", 0, true,
+     true, true, cmd_token},
+    {"user add", "U [--app A]", "register a user before their first login", 1, true, false,
+     false, cmd_user_add},
+    {"user list", "[--app A]", "list an app's users, one per line", 0, true, false, false,
+     cmd_user_list},
+};
+#define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
+
+static void list_cmds(FILE *f, const char *group)
+{
+    size_t glen = group != NULL ? strlen(group) : 0;
+
+    for (size_t i = 0; i < NCMDS; i++) {
+        char syn[64];
+        if (group != NULL && (strncmp(cmds[i].name, group, glen) != 0 ||
+                              cmds[i].name[glen] != ' '))
+            continue;
+        snprintf(syn, sizeof(syn), "%s %s", cmds[i].name, cmds[i].args);
+        fprintf(f, "  %-41s %s\n", syn, cmds[i].help);
+    }
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: cimctl [--data DIR] COMMAND [ARGS]\n\n"
+               "Administer a cim data directory (default '" DEFAULT_DATA "'); safe while "
+               "cimd runs.\n\ncommands:\n");
+    list_cmds(f, NULL);
+    fprintf(f, "\nThe app '" DEFAULT_APP "' is created on first use. 'cimctl COMMAND --help' "
+               "describes a command.\n");
+}
+
+static void cmd_usage(FILE *f, const cmd_t *cmd)
+{
+    fprintf(f, "usage: cimctl [--data DIR] %s %s\n\n%c%s.\n", cmd->name, cmd->args,
+            toupper((unsigned char)cmd->help[0]), cmd->help + 1);
+    if (cmd->app)
+        fprintf(f, "  --app A          the app (default \"" DEFAULT_APP "\")\n");
+    if (cmd->user)
+        fprintf(f, "  --user U         the user id (required)\n");
+    if (cmd->ttl)
+        fprintf(f, "  --ttl SECONDS    validity from now (default %d)\n", DEFAULT_TTL);
+    fprintf(f, "  --data DIR       the data directory (default '" DEFAULT_DATA "')\n");
+}
+
+/* Match "app add" against argv: one or two words. @return the words used, or 0. */
+static int match(const cmd_t *cmd, int argc, char **argv)
+{
+    const char *sp = strchr(cmd->name, ' ');
+
+    if (sp == NULL)
+        return argc >= 1 && strcmp(argv[0], cmd->name) == 0 ? 1 : 0;
+    if (argc < 2 || strncmp(argv[0], cmd->name, (size_t)(sp - cmd->name)) != 0 ||
+        argv[0][sp - cmd->name] != '\0' || strcmp(argv[1], sp + 1) != 0)
+        return 0;
+    return 2;
+}
+
+/* argv names no command: "help", a bare group ("app", "user --help") or a typo.
+ * @return the exit status. */
+static int no_command(int argc, char **argv)
+{
+    bool help = argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+    FILE *f = help ? stdout : stderr;
+
+    if (strcmp(argv[0], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[0], "app") != 0 && strcmp(argv[0], "user") != 0) {
+        fail("unknown command '%s' (see 'cimctl --help')", argv[0]);
+        return EXIT_USAGE;
+    }
+    if (argc > 1 && !help) {
+        fail("unknown command '%s %s' (see 'cimctl %s --help')", argv[0], argv[1], argv[0]);
+        return EXIT_USAGE;
+    }
+    fprintf(f, "usage: cimctl [--data DIR] %s SUBCOMMAND [ARGS]\n\n", argv[0]);
+    list_cmds(f, argv[0]);
+    return help ? 0 : EXIT_USAGE;
+}
+
+static int parse_ttl(const char *s, long long *out)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v <= 0 || v > MAX_TTL) {
+        fail("invalid --ttl '%s' (seconds, 1..%lld)", s, MAX_TTL);
+        return RC_EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Parse the options and positionals after the command words (GNU getopt permutes, so
+ * options may come before or after the positionals). @return 0, 1 for --help, or rc. */
+static int parse_cmd(ctl_t *c, const cmd_t *cmd, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"app", required_argument, NULL, 'a'},  {"user", required_argument, NULL, 'u'},
+        {"ttl", required_argument, NULL, 't'},  {"data", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
+    };
+    int opt, rc;
+
+    optind = 0; /* full reset: a new argument vector */
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        bool ok = true;
+        switch (opt) {
+        case 'h': return 1;
+        case 'd': c->data = optarg; break;
+        case 'a': ok = cmd->app; c->app = optarg; break;
+        case 'u': ok = cmd->user; c->user = optarg; break;
+        case 't':
+            ok = cmd->ttl;
+            if (ok && (rc = parse_ttl(optarg, &c->ttl)) < 0)
+                return rc;
+            break;
+        case ':': fail("%s: %s needs a value", cmd->name, argv[optind - 1]); return RC_EINVAL;
+        default:
+            fail("%s: unknown option '%s' (see 'cimctl %s --help')", cmd->name,
+                 argv[optind - 1], cmd->name);
+            return RC_EINVAL;
+        }
+        if (!ok) {
+            fail("%s: option '--%s' does not apply (see 'cimctl %s --help')", cmd->name,
+                 opt == 'a' ? "app" : opt == 'u' ? "user" : "ttl", cmd->name);
+            return RC_EINVAL;
+        }
+    }
+    if (cmd->user && c->user == NULL) {
+        fail("%s: --user is required", cmd->name);
+        return RC_EINVAL;
+    }
+    c->npos = argc - optind;
+    c->pos = argv + optind;
+    if (c->npos != cmd->npos) {
+        fail("%s: expected %s%s (see 'cimctl %s --help')", cmd->name,
+             cmd->npos ? cmd->args : "no arguments", c->npos > cmd->npos ? ", got more" : "",
+             cmd->name);
+        return RC_EINVAL;
+    }
+    if (c->app == NULL || c->app[0] == '\0')
+        c->app = DEFAULT_APP; /* PROTOCOL.md §6: an empty app is "default" */
+    if (cmd->app)
+        return check_id("app name", c->app);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option gopts[] = {
+        {"data", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    ctl_t c = {.data = DEFAULT_DATA, .ttl = DEFAULT_TTL};
+    const cmd_t *cmd = NULL;
+    int opt, words = 0, rc;
+
+    log_set_level(LOG_LVL_WARN);
+    opterr = 0;
+    /* '+': stop at the command word; its own options are parsed by parse_cmd. */
+    while ((opt = getopt_long(argc, argv, "+:h", gopts, NULL)) != -1) {
+        if (opt == 'd') {
+            c.data = optarg;
+        } else if (opt == 'h') {
+            usage(stdout);
+            return 0;
+        } else {
+            fail("%s '%s' (see 'cimctl --help')",
+                 opt == ':' ? "missing value for" : "unknown option", argv[optind - 1]);
+            return EXIT_USAGE;
+        }
+    }
+    argc -= optind;
+    argv += optind;
+    if (argc == 0) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    for (size_t i = 0; i < NCMDS && cmd == NULL; i++)
+        if ((words = match(&cmds[i], argc, argv)) > 0)
+            cmd = &cmds[i];
+    if (cmd == NULL)
+        return no_command(argc, argv);
+    /* getopt sees argv[0] as the program name: hand it the last command word. */
+    rc = parse_cmd(&c, cmd, argc - words + 1, argv + words - 1);
+    if (rc == 1) {
+        cmd_usage(stdout, cmd);
+        return 0;
+    }
+    if (rc < 0)
+        return EXIT_USAGE;
+
+    if ((rc = chan_global_init()) < 0) {
+        fail("crypto initialisation failed: %s", rc_str(rc));
+        return EXIT_FAILURE;
+    }
+    if ((rc = kv_open(c.data, 0, &c.kv)) < 0) {
+        fail("cannot open data directory '%s': %s", c.data, rc_str(rc));
+        goto out;
+    }
+    if ((rc = kv_app_ensure_default(c.kv)) < 0) {
+        fail("cannot create the app '" DEFAULT_APP "': %s", rc_str(rc));
+        goto out;
+    }
+    rc = cmd->run(&c);
+    if (rc == 0 && fflush(stdout) != 0) {
+        fail("cannot write the result: %s", strerror(errno));
+        rc = -EIO;
+    }
+out:
+    kv_close(c.kv);
+    chan_global_free();
+    return rc < 0 ? EXIT_FAILURE : 0;
+}

@@ -1,0 +1,439 @@
+#include "core/conf.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/rc.h"
+#include "core/snowflake.h"
+
+/* How a key's text becomes a value. */
+enum kind { K_PATH, K_LISTEN, K_U32, K_DURABILITY, K_BOOL, K_LOGLEVEL };
+
+typedef struct opt {
+    const char *name;
+    const char *arg; /* placeholder in the usage table */
+    enum kind kind;
+    size_t off; /* of the field in conf_t */
+    uint32_t min, max;
+    const char *help;
+} opt_t;
+
+#define F(field) offsetof(conf_t, field)
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* The single table of keys: conf_set, the file, the flags and the usage text all use it. */
+static const opt_t opts[] = {
+    {"listen", "HOST:PORT", K_LISTEN, F(listen), 0, 0,
+     "address to accept clients on (port 0: any)"},
+    {"data", "DIR", K_PATH, F(data), 0, 0, "data directory (LMDB environment, identity key)"},
+    {"workers", "N", K_U32, F(workers), 0, 256, "worker loops; 0 = one per core"},
+    {"node_id", "N", K_U32, F(node_id), 0, SNOWFLAKE_NODE_MAX, "SnowFlake node id of this server"},
+    {"heartbeat_s", "S", K_U32, F(heartbeat_s), 1, 86400,
+     "heartbeat; idle connections close after 3x"},
+    {"login_timeout_s", "S", K_U32, F(login_timeout_s), 1, 3600, "handshake + login deadline"},
+    {"max_body", "BYTES", K_U32, F(max_body), 1024, 65536, "largest plaintext frame body"},
+    {"max_msg_bytes", "BYTES", K_U32, F(max_msg_bytes), 1, 65000,
+     "largest message body (at most max_body - " STR(CONF_MSG_ROOM) ")"},
+    {"max_conns", "N", K_U32, F(max_conns), 1, UINT32_MAX, "connections in all"},
+    {"max_conns_per_ip", "N", K_U32, F(max_conns_per_ip), 1, UINT32_MAX,
+     "connections per peer address"},
+    {"send_rate", "N", K_U32, F(send_rate), 1, UINT32_MAX, "SENDs per second per connection"},
+    {"send_burst", "N", K_U32, F(send_burst), 1, UINT32_MAX, "SEND burst per connection"},
+    {"durability", "MODE", K_DURABILITY, F(durability), 0, 0,
+     "sync (survives power loss) or nosync (survives a crash)"},
+    {"retention_days", "DAYS", K_U32, F(retention_days), 0, 36500,
+     "drop timeline entries older than this; 0 = keep"},
+    {"recall_window_s", "S", K_U32, F(recall_window_s), 0, 2592000, "how long a sender may recall"},
+    {"max_group_size", "N", K_U32, F(max_group_size), 2, 100000, "members per group"},
+    {"single_session", "BOOL", K_BOOL, F(single_session), 0, 0,
+     "one session per user in all (true|false)"},
+    {"log_level", "LEVEL", K_LOGLEVEL, F(log_level), 0, 0, "error, warn, info or debug"},
+};
+
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static __attribute__((format(printf, 3, 4))) int fail(char *err, size_t errlen, const char *fmt,
+                                                      ...)
+{
+    va_list ap;
+
+    if (err != NULL && errlen > 0) {
+        va_start(ap, fmt);
+        (void)vsnprintf(err, errlen, fmt, ap); /* truncation is fine for a message */
+        va_end(ap);
+    }
+    return RC_EINVAL;
+}
+
+static const opt_t *find(const char *name)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (strcmp(opts[i].name, name) == 0)
+            return &opts[i];
+    return NULL;
+}
+
+void conf_defaults(conf_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    (void)snprintf(c->listen, sizeof(c->listen), "%s", "127.0.0.1:7400");
+    (void)snprintf(c->data, sizeof(c->data), "%s", "data");
+    c->workers = 0;
+    c->node_id = 0;
+    c->heartbeat_s = 30;
+    c->login_timeout_s = 10;
+    c->max_body = 65536;
+    c->max_msg_bytes = 16384;
+    c->max_conns = 100000;
+    c->max_conns_per_ip = 1000;
+    c->send_rate = 100;
+    c->send_burst = 200;
+    c->durability = CONF_DURABILITY_SYNC;
+    c->retention_days = 0;
+    c->recall_window_s = 120;
+    c->max_group_size = 2000;
+    c->single_session = false;
+    c->log_level = LOG_LVL_INFO;
+}
+
+/* Strict unsigned decimal: digits only (no sign, space or base prefix), within [min, max]. */
+static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+    uint64_t v = 0;
+
+    if (*s == '\0')
+        return RC_EINVAL;
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9')
+            return RC_EINVAL;
+        v = v * 10 + (uint64_t)(*s - '0');
+        if (v > max)
+            return RC_EINVAL;
+    }
+    if (v < min)
+        return RC_EINVAL;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* "HOST:PORT", split at the last colon; "[v6]:PORT" loses its brackets. */
+static int split_listen(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    const char *h = s;
+    size_t n;
+    uint32_t p;
+
+    if (colon == NULL || parse_u32(colon + 1, 0, 65535, &p) < 0)
+        return RC_EINVAL;
+    n = (size_t)(colon - s);
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    if (n == 0 || n >= hostlen || memchr(h, '[', n) != NULL || memchr(h, ']', n) != NULL)
+        return RC_EINVAL;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+int conf_listen_split(const conf_t *c, char *host, size_t hostlen, int *port)
+{
+    return split_listen(c->listen, host, hostlen, port);
+}
+
+/* The value as shown in an error: bounded, so a runaway argument cannot flood the line. */
+#define SHOWN "%.80s"
+
+int conf_set(conf_t *c, const char *key, const char *value, char *err, size_t errlen)
+{
+    const opt_t *o = find(key);
+    char *field;
+    char host[256];
+    int port, lvl;
+    uint32_t u;
+
+    if (o == NULL) {
+        if (strcmp(key, "config") == 0)
+            return fail(err, errlen, "config can only be given as --config FILE");
+        return fail(err, errlen, "unknown key '" SHOWN "'", key);
+    }
+    field = (char *)c + o->off;
+    switch (o->kind) {
+    case K_PATH:
+        if (value[0] == '\0' || strlen(value) >= sizeof(c->data))
+            return fail(err, errlen,
+                        "bad value '" SHOWN "' for %s: expected a path of 1..%zu bytes", value,
+                        o->name, sizeof(c->data) - 1);
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    case K_LISTEN:
+        if (strlen(value) >= sizeof(c->listen) ||
+            split_listen(value, host, sizeof(host), &port) < 0)
+            return fail(err, errlen,
+                        "bad value '" SHOWN "' for %s: expected HOST:PORT with a port 0..65535",
+                        value, o->name);
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    case K_U32:
+        if (parse_u32(value, o->min, o->max, &u) < 0)
+            return fail(err, errlen, "bad value '" SHOWN "' for %s: expected an integer %u..%u",
+                        value, o->name, o->min, o->max);
+        memcpy(field, &u, sizeof(u));
+        return 0;
+    case K_DURABILITY:
+        if (strcmp(value, "sync") == 0)
+            c->durability = CONF_DURABILITY_SYNC;
+        else if (strcmp(value, "nosync") == 0)
+            c->durability = CONF_DURABILITY_NOSYNC;
+        else
+            return fail(err, errlen, "bad value '" SHOWN "' for %s: expected sync or nosync", value,
+                        o->name);
+        return 0;
+    case K_BOOL:
+        if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "1") == 0)
+            c->single_session = true;
+        else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 || strcmp(value, "0") == 0)
+            c->single_session = false;
+        else
+            return fail(err, errlen,
+                        "bad value '" SHOWN "' for %s: expected true, false, yes, no, 1 or 0",
+                        value, o->name);
+        return 0;
+    case K_LOGLEVEL:
+        if (log_level_parse(value, &lvl) < 0)
+            return fail(err, errlen,
+                        "bad value '" SHOWN "' for %s: expected error, warn, info or debug", value,
+                        o->name);
+        c->log_level = lvl;
+        return 0;
+    }
+    return fail(err, errlen, "key '%s' has no parser", key); /* not reached */
+}
+
+int conf_check(const conf_t *c, char *err, size_t errlen)
+{
+    if (c->max_msg_bytes > c->max_body - CONF_MSG_ROOM)
+        return fail(err, errlen,
+                    "max_msg_bytes %u does not fit max_body %u: at most max_body - %u = %u",
+                    c->max_msg_bytes, c->max_body, CONF_MSG_ROOM, c->max_body - CONF_MSG_ROOM);
+    return 0;
+}
+
+/*
+ * The file. libinih parses the lines, fed by our own reader, which
+ *  - counts lines, so an error from conf_set carries its line number;
+ *  - refuses lines longer than inih's buffer (ini_parse would silently cut one in two and
+ *    parse the rest as a line of its own, e.g. a second key hidden in a long path);
+ *  - strips leading blanks, so an indented line is an ordinary line and never becomes a
+ *    "continuation" that silently overrides the previous key's value;
+ *  - refuses [section] lines: cimd's file has no sections;
+ *  - stops the parse at the first error.
+ */
+typedef struct load_ctx {
+    conf_t *c;
+    FILE *f;
+    const char *path;
+    int line;     /* lines read so far */
+    int err_line; /* line of the first error; 0 while none */
+    char *err;
+    size_t errlen;
+} load_ctx_t;
+
+static char *read_line(char *str, int num, void *stream)
+{
+    load_ctx_t *ctx = stream;
+    size_t n, skip;
+
+    if (ctx->err_line != 0 || fgets(str, num, ctx->f) == NULL)
+        return NULL;
+    ctx->line++;
+    n = strlen(str);
+    if (n > 0 && str[n - 1] != '\n' && !feof(ctx->f)) {
+        ctx->err_line = ctx->line;
+        (void)fail(ctx->err, ctx->errlen, "%s:%d: line longer than %d characters", ctx->path,
+                   ctx->line, num - 2);
+        return NULL;
+    }
+    skip = strspn(str, " \t");
+    memmove(str, str + skip, n - skip + 1);
+    if (str[0] == '[') {
+        ctx->err_line = ctx->line;
+        (void)fail(ctx->err, ctx->errlen, "%s:%d: sections are not supported", ctx->path,
+                   ctx->line);
+        return NULL;
+    }
+    return str;
+}
+
+static int on_pair(void *user, const char *section, const char *name, const char *value)
+{
+    load_ctx_t *ctx = user;
+    char msg[320];
+
+    if (ctx->err_line != 0)
+        return 0;
+    if (section[0] != '\0') /* read_line refuses sections; kept as a backstop */
+        (void)fail(msg, sizeof(msg), "sections are not supported");
+    else if (conf_set(ctx->c, name, value, msg, sizeof(msg)) == 0)
+        return 1;
+    ctx->err_line = ctx->line;
+    (void)fail(ctx->err, ctx->errlen, "%s:%d: %s", ctx->path, ctx->line, msg);
+    return 0;
+}
+
+/* conf_load without the cross-key check, for conf_parse_args (flags may still fix it). */
+static int load(conf_t *c, const char *path, char *err, size_t errlen)
+{
+    load_ctx_t ctx = {.c = c, .path = path, .err = err, .errlen = errlen};
+    int rc, bad;
+
+    ctx.f = fopen(path, "r");
+    if (ctx.f == NULL) {
+        rc = -errno;
+        (void)fail(err, errlen, "cannot open config file '%s': %s", path, strerror(-rc));
+        return rc;
+    }
+    bad = ini_parse_stream(read_line, &ctx, on_pair, &ctx);
+    if (ferror(ctx.f)) {
+        rc = -EIO;
+        (void)fail(err, errlen, "cannot read config file '%s'", path);
+    } else if (bad > 0 && (ctx.err_line == 0 || bad < ctx.err_line)) {
+        /* inih's own complaint (a line with no '='), before any of ours. */
+        rc = fail(err, errlen, "%s:%d: expected 'key = value'", path, bad);
+    } else if (ctx.err_line != 0 || bad != 0) {
+        rc = RC_EINVAL; /* err already says why */
+        if (ctx.err_line == 0)
+            (void)fail(err, errlen, "%s: cannot parse (inih error %d)", path, bad);
+    } else {
+        rc = 0;
+    }
+    (void)fclose(ctx.f); /* read-only: nothing to lose on a failed close */
+    return rc;
+}
+
+int conf_load(conf_t *c, const char *path, char *err, size_t errlen)
+{
+    int rc;
+
+    if ((rc = load(c, path, err, errlen)) < 0)
+        return rc;
+    return conf_check(c, err, errlen);
+}
+
+/*
+ * One command-line flag: "--key value" or "--key=value". On success *name is the key
+ * (copied into buf), *value points into argv, and *next is the index after the flag.
+ */
+static int flag_at(int argc, char **argv, int i, char *buf, size_t buflen, const char **value,
+                   int *next, char *err, size_t errlen)
+{
+    const char *arg = argv[i];
+    const char *eq;
+    size_t n;
+
+    if (arg[0] == '-' && arg[1] != '-' && arg[1] != '\0')
+        return fail(err, errlen, "unknown flag '" SHOWN "' (options are --key value)", arg);
+    if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0' || arg[2] == '=')
+        return fail(err, errlen, "unexpected argument '" SHOWN "' (options are --key value)", arg);
+    arg += 2;
+    eq = strchr(arg, '=');
+    n = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
+    if (n >= buflen)
+        return fail(err, errlen, "unknown flag '--" SHOWN "'", arg);
+    memcpy(buf, arg, n);
+    buf[n] = '\0';
+    if (strcmp(buf, "config") != 0 && find(buf) == NULL)
+        return fail(err, errlen, "unknown flag '--%s'", buf);
+    if (eq != NULL) {
+        *value = eq + 1;
+        *next = i + 1;
+    } else if (i + 1 < argc) {
+        *value = argv[i + 1];
+        *next = i + 2;
+    } else {
+        return fail(err, errlen, "flag --%s needs a value", buf);
+    }
+    return 0;
+}
+
+int conf_parse_args(conf_t *c, int argc, char **argv, char *err, size_t errlen)
+{
+    char name[64];
+    const char *value;
+    int i, next, rc;
+
+    /* First pass: check every flag, and read the config files where they are named. */
+    for (i = 1; i < argc; i = next) {
+        if ((rc = flag_at(argc, argv, i, name, sizeof(name), &value, &next, err, errlen)) < 0)
+            return rc;
+        if (strcmp(name, "config") == 0 && (rc = load(c, value, err, errlen)) < 0)
+            return rc;
+    }
+    /* Second pass: every other flag, in order, over the files. */
+    for (i = 1; i < argc; i = next) {
+        if ((rc = flag_at(argc, argv, i, name, sizeof(name), &value, &next, err, errlen)) < 0)
+            return rc;
+        if (strcmp(name, "config") != 0 && (rc = conf_set(c, name, value, err, errlen)) < 0)
+            return rc;
+    }
+    return conf_check(c, err, errlen);
+}
+
+static void show_default(const conf_t *d, const opt_t *o, char *buf, size_t len)
+{
+    const char *field = (const char *)d + o->off;
+    static const char *const levels[] = {"error", "warn", "info", "debug"};
+    uint32_t u;
+
+    switch (o->kind) {
+    case K_PATH:
+    case K_LISTEN:
+        (void)snprintf(buf, len, "%s", field);
+        return;
+    case K_U32:
+        memcpy(&u, field, sizeof(u));
+        (void)snprintf(buf, len, "%u", u);
+        return;
+    case K_DURABILITY:
+        (void)snprintf(buf, len, "%s", d->durability == CONF_DURABILITY_SYNC ? "sync" : "nosync");
+        return;
+    case K_BOOL:
+        (void)snprintf(buf, len, "%s", d->single_session ? "true" : "false");
+        return;
+    case K_LOGLEVEL:
+        (void)snprintf(buf, len, "%s",
+                       d->log_level >= 0 && d->log_level <= 3 ? levels[d->log_level] : "?");
+        return;
+    }
+}
+
+void conf_usage(int fd)
+{
+    conf_t d;
+    char flag[48], def[64];
+
+    conf_defaults(&d);
+    (void)dprintf(fd, "Options (each is also a 'key = value' line of the --config file; "
+                      "flags override the file):\n");
+    (void)dprintf(fd, "  %-22s %-14s %s\n", "FLAG", "DEFAULT", "MEANING");
+    (void)dprintf(fd, "  %-22s %-14s %s\n", "--config FILE", "", "read FILE first, wherever given");
+    for (size_t i = 0; i < NOPTS; i++) {
+        (void)snprintf(flag, sizeof(flag), "--%s %s", opts[i].name, opts[i].arg);
+        show_default(&d, &opts[i], def, sizeof(def));
+        if (opts[i].kind != K_U32)
+            (void)dprintf(fd, "  %-22s %-14s %s\n", flag, def, opts[i].help);
+        else if (opts[i].max == UINT32_MAX)
+            (void)dprintf(fd, "  %-22s %-14s %s [>= %u]\n", flag, def, opts[i].help, opts[i].min);
+        else
+            (void)dprintf(fd, "  %-22s %-14s %s [%u..%u]\n", flag, def, opts[i].help, opts[i].min,
+                          opts[i].max);
+    }
+}

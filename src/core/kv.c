@@ -1,0 +1,539 @@
+/* kv: the LMDB environment and its typed records. Layout reference: docs/STORAGE.md. */
+#include "core/kv.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/rc.h"
+
+/* Address space only: without MDB_WRITEMAP the file grows page by page as data is written,
+ * so a large map costs nothing on disk and makes RC_EMAPFULL a rare event. */
+#define KV_MAP_INITIAL (64ULL << 30)
+#define KV_MAX_DBS 32
+#define KV_MAX_READERS 256 /* worker threads, cimdump and cimctl, each txn one slot */
+
+#define APP_VAL_LEN (32 + 8) /* secret || created_ms */
+#define USER_KEY_MAX (2 * KV_ID_MAX + 1)
+
+struct kv {
+    MDB_env *env;
+    unsigned flags; /* KV_RDONLY | KV_NOSYNC as opened */
+    MDB_dbi meta;
+    MDB_dbi apps;
+    MDB_dbi users;
+};
+
+/* Every named database, opened once by kv_open. A new database is one line here, one
+ * MDB_dbi in struct kv, and a section in docs/STORAGE.md. */
+static const struct {
+    const char *name;
+    unsigned flags; /* MDB_DUPSORT etc.; MDB_CREATE is added for writable opens */
+    size_t off;     /* of its MDB_dbi in struct kv */
+} dbs[] = {
+    {"meta", 0, offsetof(struct kv, meta)},
+    {"apps", 0, offsetof(struct kv, apps)},
+    {"users", 0, offsetof(struct kv, users)},
+};
+
+static const char META_SCHEMA[] = "schema";
+static const char META_LAST_ID[] = "last_id";
+static const char DEFAULT_APP[] = "default";
+
+/* kv_txn_t is the MDB_txn itself: no allocation per transaction. The kv_t (for the DBI
+ * handles) is the environment's user context. */
+static MDB_txn *mtxn(kv_txn_t *txn)
+{
+    return (MDB_txn *)txn;
+}
+
+static kv_t *txn_kv(kv_txn_t *txn)
+{
+    return mdb_env_get_userctx(mdb_txn_env(mtxn(txn)));
+}
+
+/* The one place LMDB codes become rc values. */
+static int map_rc(int mrc, const char *what)
+{
+    switch (mrc) {
+    case MDB_SUCCESS: return 0;
+    case MDB_NOTFOUND: return RC_ENOTFOUND;
+    case MDB_KEYEXIST: return RC_EEXIST;
+    case MDB_MAP_FULL: return RC_EMAPFULL;
+    default: break;
+    }
+    if (mrc > 0)
+        return -mrc; /* an errno value */
+    LOG_ERROR("kv: %s: %s", what, mdb_strerror(mrc));
+    return RC_ESTORE;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+bool kv_id_valid(const char *s)
+{
+    size_t n = 0;
+
+    if (s == NULL)
+        return false;
+    for (; s[n] != '\0'; n++) {
+        char c = s[n];
+        if (n == KV_ID_MAX)
+            return false;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '@' || c == '-'))
+            return false;
+    }
+    return n > 0;
+}
+
+/* Create @p dir and any missing parents, like mkdir -p. */
+static int mkdir_p(const char *dir)
+{
+    char path[4096];
+    size_t n = strlen(dir);
+    int rc = 0;
+
+    if (n == 0)
+        return -ENOENT;
+    if (n >= sizeof(path))
+        return -ENAMETOOLONG;
+    memcpy(path, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (path[i] != '/' && path[i] != '\0')
+            continue;
+        path[i] = '\0';
+        if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+            rc = -errno;
+            break;
+        }
+        path[i] = i < n ? '/' : '\0';
+    }
+    if (rc == 0) {
+        struct stat st;
+        if (stat(dir, &st) < 0)
+            rc = -errno;
+        else if (!S_ISDIR(st.st_mode))
+            rc = -ENOTDIR;
+    }
+    return rc;
+}
+
+/* Open every named database and check (or, on a new environment, write) the schema, in one
+ * committed transaction: DBI handles opened in a transaction that aborts are lost. */
+static int open_dbs(kv_t *kv)
+{
+    bool rdonly = (kv->flags & KV_RDONLY) != 0;
+    kv_txn_t *txn = NULL;
+    uint8_t schema[4];
+    MDB_val k = {sizeof(META_SCHEMA) - 1, (void *)META_SCHEMA}, v;
+    int rc, mrc;
+
+    if ((rc = kv_begin(kv, rdonly ? KV_READ : KV_WRITE, &txn)) < 0)
+        goto out;
+    for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
+        MDB_dbi *dbi = (MDB_dbi *)((char *)kv + dbs[i].off);
+        mrc = mdb_dbi_open(mtxn(txn), dbs[i].name, dbs[i].flags | (rdonly ? 0 : MDB_CREATE),
+                           dbi);
+        if (mrc == MDB_NOTFOUND) {
+            LOG_ERROR("kv: database '%s' missing: not a cim data directory, or an older one",
+                      dbs[i].name);
+            rc = RC_ESTORE;
+            goto out;
+        }
+        if ((rc = map_rc(mrc, "mdb_dbi_open")) < 0)
+            goto out;
+    }
+    mrc = mdb_get(mtxn(txn), kv->meta, &k, &v);
+    if (mrc == MDB_NOTFOUND && !rdonly) {
+        put_be32(schema, KV_SCHEMA);
+        v.mv_size = sizeof(schema);
+        v.mv_data = schema;
+        if ((rc = map_rc(mdb_put(mtxn(txn), kv->meta, &k, &v, 0), "mdb_put")) < 0)
+            goto out;
+    } else if (mrc == MDB_NOTFOUND) {
+        LOG_ERROR("kv: no schema version: not a cim data directory");
+        rc = RC_ESTORE;
+        goto out;
+    } else if ((rc = map_rc(mrc, "mdb_get")) < 0) {
+        goto out;
+    } else if (v.mv_size != 4 || get_be32(v.mv_data) != KV_SCHEMA) {
+        LOG_ERROR("kv: schema version %u, this build reads %u",
+                  v.mv_size == 4 ? get_be32(v.mv_data) : 0, KV_SCHEMA);
+        rc = RC_ESTORE;
+        goto out;
+    }
+    rc = kv_commit(txn);
+    txn = NULL; /* commit frees the txn even when it fails */
+out:
+    kv_abort(txn);
+    return rc;
+}
+
+int kv_open(const char *dir, unsigned flags, kv_t **out)
+{
+    kv_t *kv = mem_calloc(sizeof(*kv));
+    unsigned mflags = MDB_NOTLS;
+    MDB_envinfo info;
+    int dead = 0, rc;
+
+    kv->flags = flags;
+    if (flags & KV_RDONLY)
+        mflags |= MDB_RDONLY;
+    else if ((rc = mkdir_p(dir)) < 0)
+        goto out;
+    if (flags & KV_NOSYNC)
+        mflags |= MDB_NOSYNC;
+    if ((rc = map_rc(mdb_env_create(&kv->env), "mdb_env_create")) < 0)
+        goto out;
+    if ((rc = map_rc(mdb_env_set_maxdbs(kv->env, KV_MAX_DBS), "mdb_env_set_maxdbs")) < 0 ||
+        (rc = map_rc(mdb_env_set_maxreaders(kv->env, KV_MAX_READERS), "set_maxreaders")) < 0 ||
+        (rc = map_rc(mdb_env_set_mapsize(kv->env, KV_MAP_INITIAL), "set_mapsize")) < 0 ||
+        (rc = map_rc(mdb_env_set_userctx(kv->env, kv), "set_userctx")) < 0)
+        goto out;
+    if ((rc = map_rc(mdb_env_open(kv->env, dir, mflags, 0600), "mdb_env_open")) < 0)
+        goto out;
+    /* A crashed process leaves its reader slots behind; they pin old pages forever. */
+    if ((rc = map_rc(mdb_reader_check(kv->env, &dead), "mdb_reader_check")) < 0)
+        goto out;
+    if (dead > 0)
+        LOG_WARN("kv: cleared %d reader slot(s) left by dead processes", dead);
+    /* Never run with a smaller map than another process already grew the file to: adopt
+     * the size recorded in the environment, then raise it to our minimum. */
+    if ((rc = map_rc(mdb_env_set_mapsize(kv->env, 0), "set_mapsize")) < 0 ||
+        (rc = map_rc(mdb_env_info(kv->env, &info), "mdb_env_info")) < 0)
+        goto out;
+    if (info.me_mapsize < KV_MAP_INITIAL &&
+        (rc = map_rc(mdb_env_set_mapsize(kv->env, KV_MAP_INITIAL), "set_mapsize")) < 0)
+        goto out;
+    if ((rc = open_dbs(kv)) < 0)
+        goto out;
+    *out = kv;
+    kv = NULL;
+out:
+    kv_close(kv);
+    return rc;
+}
+
+void kv_close(kv_t *kv)
+{
+    if (kv == NULL)
+        return;
+    if (kv->env != NULL)
+        mdb_env_close(kv->env);
+    mem_free(kv);
+}
+
+int kv_begin(kv_t *kv, int mode, kv_txn_t **out)
+{
+    MDB_txn *txn = NULL;
+    unsigned fl;
+    int mrc;
+
+    if (mode != KV_READ && mode != KV_WRITE)
+        return RC_EINVAL;
+    fl = mode == KV_READ ? MDB_RDONLY : 0;
+    mrc = mdb_txn_begin(kv->env, NULL, fl, &txn);
+    if (mrc == MDB_MAP_RESIZED) {
+        /* Another process grew the map past ours: remap to the size it recorded. */
+        LOG_INFO("kv: map resized by another process; adopting the new size");
+        mrc = mdb_env_set_mapsize(kv->env, 0);
+        if (mrc == MDB_SUCCESS)
+            mrc = mdb_txn_begin(kv->env, NULL, fl, &txn);
+    }
+    if (mrc != MDB_SUCCESS)
+        return map_rc(mrc, "mdb_txn_begin");
+    *out = (kv_txn_t *)txn;
+    return 0;
+}
+
+int kv_commit(kv_txn_t *txn)
+{
+    return map_rc(mdb_txn_commit(mtxn(txn)), "mdb_txn_commit");
+}
+
+void kv_abort(kv_txn_t *txn)
+{
+    if (txn != NULL)
+        mdb_txn_abort(mtxn(txn));
+}
+
+int kv_grow(kv_t *kv)
+{
+    MDB_envinfo info;
+    int rc;
+
+    if ((rc = map_rc(mdb_env_info(kv->env, &info), "mdb_env_info")) < 0)
+        return rc;
+    if ((rc = map_rc(mdb_env_set_mapsize(kv->env, info.me_mapsize * 2), "set_mapsize")) < 0)
+        return rc;
+    LOG_INFO("kv: map grown to %zu MiB", (info.me_mapsize * 2) >> 20);
+    return 0;
+}
+
+int kv_sync(kv_t *kv)
+{
+    return map_rc(mdb_env_sync(kv->env, 1), "mdb_env_sync");
+}
+
+/* ---- meta ------------------------------------------------------------------------- */
+
+int kv_last_id_get(kv_txn_t *txn, uint64_t *out)
+{
+    MDB_val k = {sizeof(META_LAST_ID) - 1, (void *)META_LAST_ID}, v;
+    int mrc = mdb_get(mtxn(txn), txn_kv(txn)->meta, &k, &v);
+
+    if (mrc == MDB_NOTFOUND) {
+        *out = 0;
+        return 0;
+    }
+    if (mrc != MDB_SUCCESS)
+        return map_rc(mrc, "mdb_get last_id");
+    if (v.mv_size != 8) {
+        LOG_ERROR("kv: meta last_id has %zu bytes, not 8", v.mv_size);
+        return RC_ESTORE;
+    }
+    *out = get_be64(v.mv_data);
+    return 0;
+}
+
+int kv_last_id_put(kv_txn_t *txn, uint64_t id)
+{
+    uint8_t buf[8];
+    MDB_val k = {sizeof(META_LAST_ID) - 1, (void *)META_LAST_ID}, v = {sizeof(buf), buf};
+
+    put_be64(buf, id);
+    return map_rc(mdb_put(mtxn(txn), txn_kv(txn)->meta, &k, &v, 0), "mdb_put last_id");
+}
+
+/* ---- apps ------------------------------------------------------------------------- */
+
+int kv_app_get(kv_txn_t *txn, const char *app, uint8_t secret[32])
+{
+    MDB_val k, v;
+    int rc;
+
+    if (!kv_id_valid(app))
+        return RC_ENOTFOUND; /* no such name can have been stored */
+    k.mv_size = strlen(app);
+    k.mv_data = (void *)app;
+    if ((rc = map_rc(mdb_get(mtxn(txn), txn_kv(txn)->apps, &k, &v), "mdb_get app")) < 0)
+        return rc;
+    if (v.mv_size != APP_VAL_LEN) {
+        LOG_ERROR("kv: app '%s' record has %zu bytes, not %d", app, v.mv_size, APP_VAL_LEN);
+        return RC_ESTORE;
+    }
+    memcpy(secret, v.mv_data, 32);
+    return 0;
+}
+
+int kv_app_add(kv_txn_t *txn, const char *app, const uint8_t secret[32], uint64_t created_ms)
+{
+    uint8_t buf[APP_VAL_LEN];
+    MDB_val k, v = {sizeof(buf), buf};
+
+    if (!kv_id_valid(app))
+        return RC_EINVAL;
+    k.mv_size = strlen(app);
+    k.mv_data = (void *)app;
+    memcpy(buf, secret, 32);
+    put_be64(buf + 32, created_ms);
+    return map_rc(mdb_put(mtxn(txn), txn_kv(txn)->apps, &k, &v, MDB_NOOVERWRITE),
+                  "mdb_put app");
+}
+
+int kv_app_each(kv_txn_t *txn, int (*cb)(void *ctx, const char *app, uint64_t created_ms),
+                void *ctx)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    char name[KV_ID_MAX + 1];
+    int rc, mrc;
+
+    if ((rc = map_rc(mdb_cursor_open(mtxn(txn), txn_kv(txn)->apps, &cur), "cursor_open")) < 0)
+        goto out;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == MDB_SUCCESS;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size == 0 || k.mv_size > KV_ID_MAX || v.mv_size != APP_VAL_LEN) {
+            LOG_ERROR("kv: malformed apps record (key %zu bytes, value %zu bytes)", k.mv_size,
+                      v.mv_size);
+            rc = RC_ESTORE;
+            goto out;
+        }
+        memcpy(name, k.mv_data, k.mv_size);
+        name[k.mv_size] = '\0';
+        if ((rc = cb(ctx, name, get_be64((const uint8_t *)v.mv_data + 32))) != 0)
+            goto out;
+    }
+    rc = mrc == MDB_NOTFOUND ? 0 : map_rc(mrc, "mdb_cursor_get apps");
+out:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    return rc;
+}
+
+int kv_app_ensure_default(kv_t *kv)
+{
+    kv_txn_t *txn = NULL;
+    uint8_t secret[32];
+    ssize_t n;
+    int rc;
+
+    /* Check and add in one write transaction: LMDB serialises writers across processes,
+     * so cimd and cimctl starting together still create the app exactly once. */
+    if ((rc = kv_begin(kv, KV_WRITE, &txn)) < 0)
+        goto out;
+    rc = kv_app_get(txn, DEFAULT_APP, secret);
+    if (rc != RC_ENOTFOUND)
+        goto out; /* exists (0) or failed */
+    /* getrandom(2) on 32 bytes never returns short once the pool is initialised. */
+    do
+        n = getrandom(secret, sizeof(secret), 0);
+    while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof(secret)) {
+        rc = n < 0 ? -errno : -EIO;
+        goto out;
+    }
+    if ((rc = kv_app_add(txn, DEFAULT_APP, secret, now_ms())) < 0)
+        goto out;
+    rc = kv_commit(txn);
+    txn = NULL;
+    if (rc == 0)
+        LOG_INFO("kv: created app '%s'", DEFAULT_APP);
+out:
+    kv_abort(txn);
+    memset(secret, 0, sizeof(secret));
+    return rc;
+}
+
+/* ---- users ------------------------------------------------------------------------ */
+
+/* users key: app bytes, one NUL, user bytes. Ids never contain NUL, so "app\0" is an exact
+ * prefix: one app's users are contiguous and in id order, and no other app's match. */
+static size_t user_key(uint8_t buf[USER_KEY_MAX], const char *app, const char *user)
+{
+    size_t a = strlen(app), u = strlen(user);
+
+    memcpy(buf, app, a);
+    buf[a] = '\0';
+    memcpy(buf + a + 1, user, u);
+    return a + 1 + u;
+}
+
+int kv_user_get(kv_txn_t *txn, const char *app, const char *user, uint64_t *created_ms)
+{
+    uint8_t key[USER_KEY_MAX];
+    MDB_val k, v;
+    int rc;
+
+    if (!kv_id_valid(app) || !kv_id_valid(user))
+        return RC_ENOTFOUND;
+    k.mv_size = user_key(key, app, user);
+    k.mv_data = key;
+    if ((rc = map_rc(mdb_get(mtxn(txn), txn_kv(txn)->users, &k, &v), "mdb_get user")) < 0)
+        return rc;
+    if (v.mv_size != 8) {
+        LOG_ERROR("kv: user record has %zu bytes, not 8", v.mv_size);
+        return RC_ESTORE;
+    }
+    if (created_ms != NULL)
+        *created_ms = get_be64(v.mv_data);
+    return 0;
+}
+
+int kv_user_add(kv_txn_t *txn, const char *app, const char *user, uint64_t created_ms)
+{
+    uint8_t key[USER_KEY_MAX], val[8];
+    MDB_val k, v = {sizeof(val), val};
+
+    if (!kv_id_valid(app) || !kv_id_valid(user))
+        return RC_EINVAL;
+    k.mv_size = user_key(key, app, user);
+    k.mv_data = key;
+    put_be64(val, created_ms);
+    return map_rc(mdb_put(mtxn(txn), txn_kv(txn)->users, &k, &v, MDB_NOOVERWRITE),
+                  "mdb_put user");
+}
+
+int kv_user_each(kv_txn_t *txn, const char *app,
+                 int (*cb)(void *ctx, const char *user, uint64_t created_ms), void *ctx)
+{
+    MDB_cursor *cur = NULL;
+    uint8_t prefix[KV_ID_MAX + 1];
+    char name[KV_ID_MAX + 1];
+    size_t plen;
+    MDB_val k, v;
+    int rc, mrc;
+
+    if (!kv_id_valid(app))
+        return 0; /* no users can be stored under an invalid app */
+    plen = strlen(app) + 1;
+    memcpy(prefix, app, plen); /* includes the NUL separator */
+    if ((rc = map_rc(mdb_cursor_open(mtxn(txn), txn_kv(txn)->users, &cur), "cursor_open")) < 0)
+        goto out;
+    k.mv_size = plen;
+    k.mv_data = prefix;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == MDB_SUCCESS;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        size_t ulen;
+        if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+            break; /* past this app's users */
+        ulen = k.mv_size - plen;
+        if (ulen == 0 || ulen > KV_ID_MAX || v.mv_size != 8) {
+            LOG_ERROR("kv: malformed users record (key %zu bytes, value %zu bytes)",
+                      k.mv_size, v.mv_size);
+            rc = RC_ESTORE;
+            goto out;
+        }
+        memcpy(name, (const uint8_t *)k.mv_data + plen, ulen);
+        name[ulen] = '\0';
+        if ((rc = cb(ctx, name, get_be64(v.mv_data))) != 0)
+            goto out;
+    }
+    rc = mrc == MDB_SUCCESS || mrc == MDB_NOTFOUND ? 0 : map_rc(mrc, "mdb_cursor_get users");
+out:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    return rc;
+}

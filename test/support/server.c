@@ -1,0 +1,267 @@
+#include "support/server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/chan.h"
+#include "core/kv.h"
+#include "core/token.h"
+#include "support/test.h"
+
+#define MAX_ARGS 64
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+void tsrv_dump_log(const tsrv_t *t)
+{
+    char buf[4096];
+    size_t n;
+    FILE *f = fopen(t->log, "r");
+    if (f == NULL)
+        return;
+    fprintf(stderr, "---- cimd log ----\n");
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+        fwrite(buf, 1, n, stderr);
+    fclose(f);
+}
+
+/* Wait for the ready line and take the port and key from it. */
+static bool read_ready(tsrv_t *t)
+{
+    char line[1024];
+    FILE *f = fopen(t->log, "r");
+    bool ok = false;
+    if (f == NULL)
+        return false;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *p = strstr(line, "cimd ready: listening on ");
+        char *k = strstr(line, " key ");
+        if (p == NULL || k == NULL)
+            continue;
+        char hex[65];
+        p = strrchr(p, ':');
+        t->port = atoi(p + 1);
+        snprintf(hex, sizeof(hex), "%.64s", k + 5);
+        ok = chan_unhex(hex, t->key) == 0 && t->port > 0;
+        break;
+    }
+    fclose(f);
+    return ok;
+}
+
+void tsrv_start(tsrv_t *t, ...)
+{
+    char *argv[MAX_ARGS];
+    int argc = 0;
+    va_list ap;
+    char *a;
+
+    memset(t, 0, sizeof(*t));
+    snprintf(t->dir, sizeof(t->dir), "/tmp/cimtest-XXXXXX");
+    ASSERT_NOT_NULL(mkdtemp(t->dir));
+    snprintf(t->log, sizeof(t->log), "%s/cimd.log", t->dir);
+    argv[argc++] = CIM_BIN_DIR "/cimd";
+    argv[argc++] = "--data";
+    argv[argc++] = t->dir;
+    argv[argc++] = "--listen";
+    argv[argc++] = "127.0.0.1:0";
+    argv[argc++] = "--durability";
+    argv[argc++] = "nosync";
+    va_start(ap, t);
+    while ((a = va_arg(ap, char *)) != NULL && argc < MAX_ARGS - 1)
+        argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+
+    fflush(NULL);
+    t->pid = fork();
+    ASSERT_TRUE(t->pid >= 0);
+    if (t->pid == 0) {
+        int fd = open(t->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            dup2(fd, 1);
+            close(fd);
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 1000; i++) {
+        int status;
+        if (read_ready(t))
+            return;
+        if (waitpid(t->pid, &status, WNOHANG) == t->pid) {
+            tsrv_dump_log(t);
+            TEST_FAIL_("cimd exited before it was ready (status %d)", status);
+        }
+        sleep_ms(10);
+    }
+    tsrv_dump_log(t);
+    TEST_FAIL_("cimd did not get ready within 10 s");
+}
+
+static void remove_dir(const char *dir)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+}
+
+int tsrv_stop(tsrv_t *t)
+{
+    int status = 0;
+    if (t->pid <= 0) {
+        remove_dir(t->dir);
+        return -1;
+    }
+    kill(t->pid, SIGTERM);
+    for (int i = 0; i < 1000; i++) {
+        if (waitpid(t->pid, &status, WNOHANG) == t->pid) {
+            t->pid = 0;
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                tsrv_dump_log(t);
+            remove_dir(t->dir);
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        }
+        sleep_ms(10);
+    }
+    tsrv_dump_log(t);
+    kill(t->pid, SIGKILL);
+    waitpid(t->pid, &status, 0);
+    t->pid = 0;
+    TEST_FAIL_("cimd did not stop within 10 s of SIGTERM");
+}
+
+void tsrv_kill(tsrv_t *t)
+{
+    int status;
+    if (t->pid <= 0)
+        return;
+    kill(t->pid, SIGKILL);
+    waitpid(t->pid, &status, 0);
+    t->pid = 0;
+}
+
+void tsrv_token(const tsrv_t *t, const char *app, const char *user, long ttl, char *out,
+                size_t outlen)
+{
+    kv_t *kv = NULL;
+    kv_txn_t *txn = NULL;
+    uint8_t secret[32];
+
+    ASSERT_OK(kv_open(t->dir, KV_RDONLY, &kv));
+    ASSERT_OK(kv_begin(kv, KV_READ, &txn));
+    ASSERT_OK(kv_app_get(txn, app[0] ? app : "default", secret));
+    kv_abort(txn);
+    kv_close(kv);
+    ASSERT_OK(token_mint(secret, app, user, (int64_t)time(NULL) + ttl, out, outlen));
+}
+
+cimc_opts_t tsrv_opts(const tsrv_t *t)
+{
+    cimc_opts_t o;
+    memset(&o, 0, sizeof(o));
+    o.host = "127.0.0.1";
+    o.port = t->port;
+    o.pinned_key = t->key;
+    o.timeout_ms = 10000;
+    return o;
+}
+
+cimc_t *tsrv_connect(const tsrv_t *t)
+{
+    cimc_opts_t o = tsrv_opts(t);
+    cimc_t *c = NULL;
+    int rc = cimc_connect(&o, &c);
+    if (rc != 0) {
+        tsrv_dump_log(t);
+        TEST_FAIL_("cimc_connect: %s", rc_str(rc));
+    }
+    return c;
+}
+
+cimc_t *tsrv_login(const tsrv_t *t, const char *user, const char *device, cim_LoginRsp *rsp)
+{
+    cim_LoginReq req = cim_LoginReq_init_zero;
+    cim_LoginRsp r = cim_LoginRsp_init_zero;
+    cimc_t *c = tsrv_connect(t);
+    int rc;
+
+    snprintf(req.user, sizeof(req.user), "%s", user);
+    snprintf(req.device_id, sizeof(req.device_id), "%s", device);
+    req.device_kind = cim_DeviceKind_DESKTOP;
+    tsrv_token(t, "", user, 3600, req.token, sizeof(req.token));
+    rc = cimc_login(c, &req, &r);
+    if (rc != 0 || r.code != cim_Code_OK) {
+        tsrv_dump_log(t);
+        TEST_FAIL_("login %s/%s: rc %s, code %d (%s)", user, device, rc_str(rc), r.code,
+                   r.reason);
+    }
+    if (rsp != NULL)
+        *rsp = r;
+    return c;
+}
+
+int tsrv_run_tool(char *out, size_t outlen, const char *prog, ...)
+{
+    char *argv[MAX_ARGS];
+    char path[512];
+    int argc = 0, pfd[2], status;
+    size_t used = 0;
+    ssize_t n;
+    va_list ap;
+    char *a;
+    pid_t pid;
+
+    snprintf(path, sizeof(path), "%s/%s", CIM_BIN_DIR, prog);
+    argv[argc++] = path;
+    va_start(ap, prog);
+    while ((a = va_arg(ap, char *)) != NULL && argc < MAX_ARGS - 1)
+        argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+    ASSERT_OK(pipe(pfd));
+    fflush(NULL);
+    pid = fork();
+    ASSERT_TRUE(pid >= 0);
+    if (pid == 0) {
+        dup2(pfd[1], 1);
+        close(pfd[0]);
+        close(pfd[1]);
+        execv(path, argv);
+        _exit(127);
+    }
+    close(pfd[1]);
+    while ((n = read(pfd[0], out + used, outlen - 1 - used)) > 0)
+        used += (size_t)n;
+    out[used] = '\0';
+    close(pfd[0]);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+long tsrv_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    return (long)rl.rlim_cur;
+}
