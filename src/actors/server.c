@@ -61,11 +61,6 @@ int server_start(const conf_t *conf, server_t **out)
     }
     chan_identity_public(s->identity, s->identity_pub);
     s->router = router_new();
-    s->store = store_new(s);
-    if ((rc = store_start(s->store)) < 0) {
-        LOG_ERROR("cannot start the store: %s", rc_str(rc));
-        goto fail;
-    }
     s->nworkers = conf->workers;
     if (s->nworkers == 0) {
         uv_cpu_info_t *cpus;
@@ -80,6 +75,11 @@ int server_start(const conf_t *conf, server_t **out)
     s->workers = mem_calloc(s->nworkers * sizeof(*s->workers));
     for (uint32_t i = 0; i < s->nworkers; i++)
         s->workers[i] = worker_new(s, i);
+    s->store = store_new(s);
+    if ((rc = store_start(s->store)) < 0) {
+        LOG_ERROR("cannot start the store: %s", rc_str(rc));
+        goto fail;
+    }
     *out = s;
     return 0;
 fail:

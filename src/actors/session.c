@@ -9,6 +9,7 @@
 #include <pb_encode.h>
 
 #include "actors/router.h"
+#include "actors/store.h"
 #include "cim.pb.h"
 #include "core/log.h"
 #include "core/mem.h"
@@ -26,10 +27,25 @@ typedef struct wreq {
     uint8_t data[];
 } wreq_t;
 
+/* An answer that waits for earlier requests still with the store. */
+typedef struct reply {
+    struct reply *next;
+    uint32_t after;   /* send once async_done has reached this */
+    uint32_t type;
+    uint32_t len;
+    uint8_t data[];   /* the encoded (not yet sealed) body */
+} reply_t;
+
 static void on_close(uv_handle_t *h)
 {
     session_t *s = h->data;
     worker_t *w = s->w;
+    reply_t *r, *next;
+
+    for (r = s->rq_head; r != NULL; r = next) {
+        next = r->next;
+        mem_free(r);
+    }
 
     worker__list_del(s);
     worker__del(w, s);
@@ -180,29 +196,134 @@ int session__send_plain(session_t *s, uint32_t type, const uint8_t *body, size_t
     return queue_bytes(s, out, (uint32_t)(FRAME_HDR + len), false);
 }
 
-int session_send(session_t *s, uint32_t type, const pb_msgdesc_t *fields, const void *msg)
+int session_send_encoded(session_t *s, uint32_t type, const uint8_t *body, size_t len)
 {
     worker_t *w = s->w;
-    uint32_t max_body = w->srv->conf->max_body;
-    pb_ostream_t os = pb_ostream_from_buffer(w->obuf, max_body);
-    uint8_t *sealed;
+    uint8_t *sealed = w->obuf + w->srv->conf->max_body;
     int rc;
 
     if (s->closed || s->state == SESSION_ST_CLOSING)
         return RC_ECLOSED;
-    if (!pb_encode(&os, fields, msg)) {
-        LOG_ERROR("session %llx: encoding frame 0x%04x failed: %s",
-                  (unsigned long long)s->sid, type, PB_GET_ERROR(&os));
-        session_abort(s, "encode failure");
+    if (len > w->srv->conf->max_body)
         return RC_ETOOBIG;
-    }
-    sealed = w->obuf + max_body;
-    if ((rc = chan_seal(w->cc, &s->ch, type, w->obuf, os.bytes_written, sealed)) < 0) {
+    if ((rc = chan_seal(w->cc, &s->ch, type, body, len, sealed)) < 0) {
         session_abort(s, "seal failure");
         return rc;
     }
-    return queue_bytes(s, sealed, (uint32_t)(FRAME_HDR + os.bytes_written + FRAME_TAG),
-                       type == FT_BYE);
+    return queue_bytes(s, sealed, (uint32_t)(FRAME_HDR + len + FRAME_TAG), type == FT_BYE);
+}
+
+/* Encode into the worker's plaintext buffer. */
+static int encode(session_t *s, const pb_msgdesc_t *fields, const void *msg, size_t *len)
+{
+    pb_ostream_t os = pb_ostream_from_buffer(s->w->obuf, s->w->srv->conf->max_body);
+    if (!pb_encode(&os, fields, msg)) {
+        LOG_ERROR("session %llx: encoding failed: %s", (unsigned long long)s->sid,
+                  PB_GET_ERROR(&os));
+        return RC_ETOOBIG;
+    }
+    *len = os.bytes_written;
+    return 0;
+}
+
+int session_send(session_t *s, uint32_t type, const pb_msgdesc_t *fields, const void *msg)
+{
+    size_t len;
+    int rc;
+
+    if (s->closed || s->state == SESSION_ST_CLOSING)
+        return RC_ECLOSED;
+    if ((rc = encode(s, fields, msg, &len)) < 0) {
+        session_abort(s, "encode failure");
+        return rc;
+    }
+    return session_send_encoded(s, type, s->w->obuf, len);
+}
+
+/* A LOGOUT_ACK is the last answer: the session closes once it is queued. */
+static int send_answer(session_t *s, uint32_t type, const uint8_t *body, size_t len)
+{
+    int rc = session_send_encoded(s, type, body, len);
+    if (rc == 0 && type == FT_LOGOUT_ACK)
+        session_finish(s);
+    return rc;
+}
+
+int session_answer(session_t *s, uint32_t type, const pb_msgdesc_t *fields, const void *msg)
+{
+    reply_t *r;
+    size_t len;
+    int rc;
+
+    if (s->closed || s->state == SESSION_ST_CLOSING)
+        return RC_ECLOSED;
+    if ((rc = encode(s, fields, msg, &len)) < 0) {
+        session_abort(s, "encode failure");
+        return rc;
+    }
+    if (s->async_issued == s->async_done)
+        return send_answer(s, type, s->w->obuf, len);
+    /* Earlier requests are still with the store: this answer waits its turn. The wait is
+     * bounded like the output queue. */
+    if (s->rq_bytes + len > SESSION_OUT_MAX) {
+        session_close(s, cim_Code_SERVER_BUSY, "too many answers waiting");
+        return RC_EFULL;
+    }
+    r = mem_alloc(sizeof(*r) + len);
+    r->next = NULL;
+    r->after = s->async_issued;
+    r->type = type;
+    r->len = (uint32_t)len;
+    memcpy(r->data, s->w->obuf, len);
+    if (s->rq_tail)
+        s->rq_tail->next = r;
+    else
+        s->rq_head = r;
+    s->rq_tail = r;
+    s->rq_bytes += r->len;
+    return 0;
+}
+
+void session_push(session_t *s, const blob_t *msg)
+{
+    if (s->state != SESSION_ST_LIVE || s->closed)
+        return;
+    (void)session_send_encoded(s, FT_PUSH, msg->data, msg->len); /* failures close s */
+}
+
+void session_complete_send(session_t *s, store_send_t *req)
+{
+    cim_SendRsp rsp = cim_SendRsp_init_zero;
+    reply_t *r;
+
+    if (s == NULL || s->closed || s->state == SESSION_ST_CLOSING) {
+        mem_free(req);
+        return;
+    }
+    rsp.req_id = req->req_id;
+    rsp.code = (cim_Code)req->code;
+    if (req->code == cim_Code_OK) {
+        rsp.msg_id = req->msg_id;
+        rsp.time_ms = req->time_ms;
+    } else {
+        snprintf(rsp.reason, sizeof(rsp.reason), "storage failure; the message was not stored");
+    }
+    memcpy(rsp.client_msg_id, req->cmid, sizeof(rsp.client_msg_id));
+    mem_free(req);
+    s->async_done++;
+    if (session_send(s, FT_SEND_ACK, cim_SendRsp_fields, &rsp) < 0)
+        return;
+    /* Answers that were waiting only for this one go out now, in order. */
+    while ((r = s->rq_head) != NULL && (int32_t)(s->async_done - r->after) >= 0) {
+        s->rq_head = r->next;
+        if (s->rq_head == NULL)
+            s->rq_tail = NULL;
+        s->rq_bytes -= r->len;
+        int rc = send_answer(s, r->type, r->data, r->len);
+        mem_free(r);
+        if (rc < 0 || s->closed || s->state == SESSION_ST_CLOSING)
+            return;
+    }
 }
 
 int session_reply(session_t *s, uint32_t type, uint32_t req_id, int code, const char *reason)
@@ -211,7 +332,7 @@ int session_reply(session_t *s, uint32_t type, uint32_t req_id, int code, const 
     r.req_id = req_id;
     r.code = (cim_Code)code;
     snprintf(r.reason, sizeof(r.reason), "%s", reason ? reason : "");
-    return session_send(s, type, cim_Result_fields, &r);
+    return session_answer(s, type, cim_Result_fields, &r);
 }
 
 /* Requests this build does not serve yet still get a well-formed answer of their own
@@ -236,6 +357,12 @@ static int dispatch(session_t *s, uint32_t type, const uint8_t *body, size_t len
         return session__ping(s, body, len);
     case FT_LOGOUT:
         return session__logout(s, body, len);
+    case FT_SEND:
+        return session__send(s, body, len);
+    case FT_PUSH_ACK:
+        return session__push_ack(s, body, len);
+    case FT_SYNC:
+        return session__sync(s, body, len);
     case FT_LOGIN: {
         cim_Req req = cim_Req_init_zero;
         pb_istream_t is = pb_istream_from_buffer(body, len);

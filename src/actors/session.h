@@ -36,8 +36,12 @@
 
 #include "actors/acceptor.h"
 #include "actors/worker.h"
+#include "core/blob.h"
 #include "core/chan.h"
 #include "core/frame.h"
+
+struct store_send;
+struct reply;
 
 enum {
     SESSION_ST_HELLO = 0,
@@ -62,6 +66,13 @@ typedef struct session {
     bool reading;
     bool closed;                /* uv_close called */
     bool routed;                /* in the router (logged in, not yet unrouted) */
+    uint32_t async_issued;       /* requests handed to the store ... */
+    uint32_t async_done;         /* ... and answered: answers must keep request order */
+    struct reply *rq_head, *rq_tail; /* answers waiting for earlier store requests */
+    uint32_t rq_bytes;
+    float tokens;               /* SEND token bucket */
+    uint32_t tb_ms;             /* its last refill (loop clock, wraps) */
+    uint64_t acked;             /* delivery cursor as last sent to the store */
     peer_addr_t peer;
     char *ids;                  /* after login: "app\0user\0device\0", one block */
     const char *app, *user, *device; /* into ids */
@@ -88,6 +99,26 @@ void session_feed(session_t *s, uint8_t *data, size_t n);
  *         another rc; on a failure other than RC_ECLOSED the session is being closed.
  */
 int session_send(session_t *s, uint32_t type, const pb_msgdesc_t *fields, const void *msg);
+
+/**
+ * Answer a request, keeping answers in request order (PROTOCOL.md §3): when earlier
+ * requests of this session are still with the store, the encoded answer waits for them.
+ * Use this for every answer; session_send is for pushes and BYE, which may come anywhere.
+ * @return as session_send.
+ */
+int session_answer(session_t *s, uint32_t type, const pb_msgdesc_t *fields, const void *msg);
+
+/** Seal and queue an already encoded body as frame @p type (unordered, like session_send). */
+int session_send_encoded(session_t *s, uint32_t type, const uint8_t *body, size_t len);
+
+/** PUSH an encoded cim.Message (from the store or a transient send) if the session is live. */
+void session_push(session_t *s, const blob_t *msg);
+
+/**
+ * Answer a SEND the store completed, then release any answers that waited for it.
+ * Takes ownership of @p req. @p s may be NULL (the session is gone): then only frees.
+ */
+void session_complete_send(session_t *s, struct store_send *req);
 
 /** Answer a request with a Result-shaped body (req_id, code, reason) as frame @p type. */
 int session_reply(session_t *s, uint32_t type, uint32_t req_id, int code, const char *reason);
@@ -117,6 +148,18 @@ int session__login(session_t *s, const uint8_t *body, size_t len);
 
 /** Handle LOGOUT. */
 int session__logout(session_t *s, const uint8_t *body, size_t len);
+
+/** Handle SEND (session_msg.c). */
+int session__send(session_t *s, const uint8_t *body, size_t len);
+
+/** Handle PUSH_ACK. */
+int session__push_ack(session_t *s, const uint8_t *body, size_t len);
+
+/** Handle SYNC. */
+int session__sync(session_t *s, const uint8_t *body, size_t len);
+
+/** Fill the messaging fields of a LoginRsp (latest_msg_id, acked_msg_id). @return 0/rc. */
+int session__login_cursors(session_t *s, uint64_t *latest, uint64_t *acked);
 
 /** Handle PING. */
 int session__ping(session_t *s, const uint8_t *body, size_t len);

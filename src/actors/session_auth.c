@@ -207,6 +207,15 @@ int session__login(session_t *s, const uint8_t *body, size_t len)
     s->state = SESSION_ST_LIVE;
     s->since_ms = worker_now(w);
     worker__list_move(w, s, &w->live);
+    s->tokens = (float)conf->send_burst;
+    s->tb_ms = (uint32_t)worker_now(w);
+    /* Read after registering: a message committed from now on is pushed, one committed
+     * before is within latest_msg_id (PROTOCOL.md §6, Delivery). */
+    if ((rc = session__login_cursors(s, &rsp.latest_msg_id, &rsp.acked_msg_id)) < 0) {
+        session__unroute(s);
+        return refuse(s, req->req_id, cim_Code_INTERNAL, "storage error");
+    }
+    s->acked = rsp.acked_msg_id;
     rsp.req_id = req->req_id;
     rsp.code = cim_Code_OK;
     rsp.server_time_ms = snowflake_now_ms();
@@ -226,8 +235,8 @@ int session__logout(session_t *s, const uint8_t *body, size_t len)
     if (!pb_decode(&is, cim_Req_fields, &req))
         req.req_id = 0;
     session__unroute(s);
-    if ((rc = session_reply(s, FT_LOGOUT_ACK, req.req_id, cim_Code_OK, "")) == 0)
-        session_finish(s);
+    /* session_answer closes the session once the LOGOUT_ACK is queued (in order). */
+    rc = session_reply(s, FT_LOGOUT_ACK, req.req_id, cim_Code_OK, "");
     return rc;
 }
 
@@ -243,7 +252,7 @@ int session__ping(session_t *s, const uint8_t *body, size_t len)
     }
     pong.client_time_ms = ping.client_time_ms;
     pong.server_time_ms = snowflake_now_ms();
-    return session_send(s, FT_PONG, cim_Pong_fields, &pong);
+    return session_answer(s, FT_PONG, cim_Pong_fields, &pong);
 }
 
 void session__unroute(session_t *s)

@@ -2,91 +2,309 @@
 
 #include <string.h>
 
-#include "core/kv.h"
+#include "actors/message.h"
+#include "actors/router.h"
+#include "actors/worker.h"
+#include "cim.pb.h"
+#include "core/blob.h"
 #include "core/log.h"
-#include "core/mbox.h"
 #include "core/mem.h"
 #include "core/rc.h"
 #include "core/snowflake.h"
 
-enum { STORE_REQ_USER = 1, STORE_REQ_STOP };
+#define ROUTE_MAX 64         /* sessions looked up per user per message */
+#define RETENTION_EVERY_MS (3600 * 1000)
 
-typedef struct store_req {
-    mbox_node_t node;
-    int kind;
+enum { STORE_REQ_USER = 1, STORE_REQ_SEND, STORE_REQ_ACK, STORE_REQ_STOP };
+
+typedef struct store_user {
+    store_req_t hdr;
     char app[KV_ID_MAX + 1];
     char user[KV_ID_MAX + 1];
-} store_req_t;
+} store_user_t;
+
+typedef struct store_ackreq {
+    store_req_t hdr;
+    uint64_t up_to;
+    char app[KV_ID_MAX + 1];
+    char user[KV_ID_MAX + 1];
+    char device[KV_ID_MAX + 1];
+} store_ackreq_t;
+
+/* Deliveries gathered for one worker during a batch. */
+typedef struct outbox {
+    delivery_t *items;
+    uint32_t n, cap;
+} outbox_t;
 
 struct store {
     server_t *srv;
     uv_thread_t thread;
     uv_loop_t loop;
     mbox_t box;
+    uv_timer_t retention;
     bool started;
-    uint64_t batches, requests; /* statistics, store thread only */
+    snowflake_t ids;
+    store_req_t **batch;   /* STORE_BATCH_MAX */
+    blob_t **blobs;        /* the encoded message of each SEND in the batch, or NULL */
+    outbox_t *out;         /* one per worker */
+    kv_retention_t rpos;
+    bool retaining;        /* a retention pass is under way */
+    /* statistics, store thread only */
+    uint64_t batches, requests, messages, max_batch;
 };
 
-/* Apply one batch in one transaction. A full map is grown and the batch retried; other
- * failures are logged and the batch is dropped (nothing in it was acknowledged). */
-static void apply(store_t *st, store_req_t **reqs, size_t n)
+/* ---- applying a batch --------------------------------------------------------------- */
+
+static int apply_send(store_t *st, kv_txn_t *txn, store_send_t *r, blob_t **blob)
+{
+    uint8_t from[KV_UKEY_MAX], to[KV_UKEY_MAX];
+    size_t flen = kv_ukey(from, r->app, r->from), tlen;
+    uint64_t prior;
+    int rc;
+
+    /* A resend of a client_msg_id (this batch included: the txn sees its own writes)
+     * returns the original id and stores nothing. */
+    rc = kv_dedup_get(txn, from, flen, r->cmid, &prior);
+    if (rc == 0) {
+        r->code = cim_Code_OK;
+        r->msg_id = prior;
+        r->time_ms = snowflake_time_ms(prior);
+        return 0;
+    }
+    if (rc != RC_ENOTFOUND)
+        return rc;
+    r->msg_id = snowflake_next(&st->ids, snowflake_now_ms());
+    r->time_ms = snowflake_time_ms(r->msg_id);
+    if ((*blob = message_encode(r, r->body, r->body_len)) == NULL) {
+        LOG_ERROR("store: cannot encode message %llu", (unsigned long long)r->msg_id);
+        return RC_EINVAL;
+    }
+    if ((rc = kv_msg_put(txn, r->msg_id, (*blob)->data, (*blob)->len)) < 0)
+        return rc;
+    if ((rc = kv_timeline_add(txn, from, flen, r->msg_id)) < 0)
+        return rc;
+    if (strcmp(r->from, r->to) != 0) {
+        tlen = kv_ukey(to, r->app, r->to);
+        if ((rc = kv_timeline_add(txn, to, tlen, r->msg_id)) < 0)
+            return rc;
+    }
+    if ((rc = kv_dedup_put(txn, from, flen, r->cmid, r->msg_id)) < 0)
+        return rc;
+    r->code = cim_Code_OK;
+    st->messages++;
+    return 0;
+}
+
+static int apply_one(store_t *st, kv_txn_t *txn, store_req_t *q, blob_t **blob)
+{
+    switch (q->kind) {
+    case STORE_REQ_USER: {
+        store_user_t *u = (store_user_t *)q;
+        int rc = kv_user_add(txn, u->app, u->user, snowflake_now_ms());
+        return rc == RC_EEXIST ? 0 : rc;
+    }
+    case STORE_REQ_SEND:
+        return apply_send(st, txn, (store_send_t *)q, blob);
+    case STORE_REQ_ACK: {
+        store_ackreq_t *a = (store_ackreq_t *)q;
+        uint8_t key[KV_UKEY_MAX];
+        size_t klen = kv_ukey(key, a->app, a->user);
+        return kv_cursor_put(txn, key, klen, a->device, a->up_to);
+    }
+    default:
+        return 0;
+    }
+}
+
+static void drop_blobs(store_t *st, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        blob_unref(st->blobs[i]);
+        st->blobs[i] = NULL;
+    }
+}
+
+/* One write transaction for the whole batch. @return 0 when committed. */
+static int apply(store_t *st, size_t n)
 {
     kv_txn_t *txn = NULL;
+    uint64_t last = 0;
     int rc, tries = 0;
 
 again:
     if ((rc = kv_begin(st->srv->kv, KV_WRITE, &txn)) < 0)
         goto fail;
     for (size_t i = 0; i < n; i++) {
-        if (reqs[i]->kind != STORE_REQ_USER)
-            continue;
-        rc = kv_user_add(txn, reqs[i]->app, reqs[i]->user, snowflake_now_ms());
-        if (rc == RC_EEXIST)
-            rc = 0;
-        if (rc < 0) {
+        if ((rc = apply_one(st, txn, st->batch[i], &st->blobs[i])) < 0) {
             kv_abort(txn);
             goto fail;
         }
+        if (st->blobs[i] != NULL)
+            last = ((store_send_t *)st->batch[i])->msg_id;
+    }
+    if (last != 0 && (rc = kv_last_id_put(txn, last)) < 0) {
+        kv_abort(txn);
+        goto fail;
     }
     if ((rc = kv_commit(txn)) < 0)
         goto fail;
     st->batches++;
     st->requests += n;
-    return;
+    if (n > st->max_batch)
+        st->max_batch = n;
+    return 0;
 fail:
+    drop_blobs(st, n);
     if (rc == RC_EMAPFULL && tries++ < 8 && kv_grow(st->srv->kv) == 0)
         goto again;
     LOG_ERROR("store: batch of %zu requests failed: %s", n, rc_str(rc));
+    return rc;
 }
+
+/* ---- completing a batch ------------------------------------------------------------- */
+
+static void out_add(store_t *st, uint32_t worker, uint64_t sid, blob_t *push,
+                    store_send_t *ack)
+{
+    outbox_t *o = &st->out[worker];
+    if (o->n == o->cap) {
+        o->cap = o->cap ? o->cap * 2 : 64;
+        o->items = mem_realloc(o->items, o->cap * sizeof(*o->items));
+    }
+    o->items[o->n].sid = sid;
+    o->items[o->n].push = push ? blob_ref(push) : NULL;
+    o->items[o->n].ack = ack;
+    o->n++;
+}
+
+/* PUSH a committed message to every online device of its recipient and to the sender's
+ * other devices. */
+static void route(store_t *st, const store_send_t *r, blob_t *b)
+{
+    router_ent_t ents[ROUTE_MAX];
+    size_t n = router_lookup(st->srv->router, r->app, r->to, ents, ROUTE_MAX);
+    for (size_t i = 0; i < n && i < ROUTE_MAX; i++)
+        if (ents[i].sid != r->sid)
+            out_add(st, ents[i].worker, ents[i].sid, b, NULL);
+    if (strcmp(r->from, r->to) == 0)
+        return;
+    n = router_lookup(st->srv->router, r->app, r->from, ents, ROUTE_MAX);
+    for (size_t i = 0; i < n && i < ROUTE_MAX; i++)
+        if (ents[i].sid != r->sid)
+            out_add(st, ents[i].worker, ents[i].sid, b, NULL);
+}
+
+static void complete(store_t *st, size_t n, bool committed)
+{
+    for (size_t i = 0; i < n; i++) {
+        store_req_t *q = st->batch[i];
+        if (q->kind != STORE_REQ_SEND) {
+            mem_free(q);
+            continue;
+        }
+        store_send_t *r = (store_send_t *)q;
+        if (!committed)
+            r->code = cim_Code_INTERNAL;
+        else if (st->blobs[i] != NULL)
+            route(st, r, st->blobs[i]);
+        out_add(st, r->worker, r->sid, NULL, r);
+    }
+    drop_blobs(st, n);
+    for (uint32_t w = 0; w < st->srv->nworkers; w++) {
+        outbox_t *o = &st->out[w];
+        if (o->n == 0)
+            continue;
+        worker_deliver(st->srv->workers[w], o->items, o->n);
+        o->items = NULL;
+        o->n = o->cap = 0;
+    }
+}
+
+/* ---- retention ---------------------------------------------------------------------- */
+
+static void retention_step(store_t *st)
+{
+    uint32_t days = st->srv->conf->retention_days;
+    uint64_t now = snowflake_now_ms(), cutoff_ms, cutoff;
+    kv_txn_t *txn = NULL;
+    size_t removed = 0;
+    int rc;
+
+    if (days == 0 || !st->retaining)
+        return;
+    cutoff_ms = now - (uint64_t)days * 86400000ULL;
+    if (cutoff_ms <= SNOWFLAKE_EPOCH_MS) {
+        st->retaining = false;
+        return;
+    }
+    cutoff = (cutoff_ms - SNOWFLAKE_EPOCH_MS) << (SNOWFLAKE_NODE_BITS + SNOWFLAKE_SEQ_BITS);
+    if ((rc = kv_begin(st->srv->kv, KV_WRITE, &txn)) < 0)
+        goto fail;
+    if ((rc = kv_retention_step(txn, &st->rpos, cutoff, STORE_RETENTION_BUDGET, &removed)) < 0) {
+        kv_abort(txn);
+        goto fail;
+    }
+    if ((rc = kv_commit(txn)) < 0)
+        goto fail;
+    if (removed > 0)
+        LOG_DEBUG("store: retention removed %zu records", removed);
+    if (st->rpos.phase == 3) {
+        st->retaining = false;
+        memset(&st->rpos, 0, sizeof(st->rpos));
+    }
+    return;
+fail:
+    if (rc == RC_EMAPFULL)
+        (void)kv_grow(st->srv->kv); /* retried on the next step */
+    LOG_WARN("store: retention step failed: %s", rc_str(rc));
+}
+
+static void on_retention(uv_timer_t *t)
+{
+    store_t *st = t->data;
+    if (!st->retaining) {
+        st->retaining = true;
+        memset(&st->rpos, 0, sizeof(st->rpos));
+    }
+    retention_step(st);
+    /* Keep stepping while the pass lasts, yielding to the mailbox between steps. */
+    if (st->retaining)
+        uv_timer_start(&st->retention, on_retention, 10, RETENTION_EVERY_MS);
+}
+
+/* ---- the loop ----------------------------------------------------------------------- */
 
 static void on_wake(mbox_t *box)
 {
     store_t *st = box->data;
-    store_req_t *batch[1024];
     mbox_node_t *node;
-    size_t n = 0;
     bool stop = false;
 
-    /* Drain everything pending, committing every 1024 requests: the batch grows with the
-     * backlog, which is what makes group commit pay. */
-    while ((node = mbox_pop(box)) != NULL) {
-        store_req_t *r = container_of(node, store_req_t, node);
-        if (r->kind == STORE_REQ_STOP)
-            stop = true;
-        batch[n++] = r;
-        if (n == 1024) {
-            apply(st, batch, n);
-            for (size_t i = 0; i < n; i++)
-                mem_free(batch[i]);
-            n = 0;
+    for (;;) {
+        size_t n = 0;
+        /* Drain what is pending, up to a batch: the batch grows with the backlog, which is
+         * what makes group commit pay. */
+        while (n < STORE_BATCH_MAX && (node = mbox_pop(box)) != NULL) {
+            store_req_t *q = container_of(node, store_req_t, node);
+            if (q->kind == STORE_REQ_STOP) {
+                stop = true;
+                mem_free(q);
+                continue;
+            }
+            st->batch[n++] = q;
         }
+        if (n == 0)
+            break;
+        complete(st, n, apply(st, n) == 0);
+        if (n < STORE_BATCH_MAX)
+            break;
     }
-    if (n > 0)
-        apply(st, batch, n);
-    for (size_t i = 0; i < n; i++)
-        mem_free(batch[i]);
-    if (stop)
+    if (stop) {
+        uv_timer_stop(&st->retention);
+        uv_close((uv_handle_t *)&st->retention, NULL);
         mbox_close(box, NULL);
+    }
 }
 
 static void run(void *arg)
@@ -94,45 +312,105 @@ static void run(void *arg)
     store_t *st = arg;
     log_set_thread("store");
     uv_run(&st->loop, UV_RUN_DEFAULT);
-    LOG_DEBUG("store: %llu batches, %llu requests", (unsigned long long)st->batches,
-              (unsigned long long)st->requests);
+    LOG_INFO("store: %llu batches, %llu requests, %llu messages, largest batch %llu",
+             (unsigned long long)st->batches, (unsigned long long)st->requests,
+             (unsigned long long)st->messages, (unsigned long long)st->max_batch);
 }
 
 store_t *store_new(server_t *srv)
 {
     store_t *st = mem_calloc(sizeof(*st));
     st->srv = srv;
+    st->batch = mem_alloc(STORE_BATCH_MAX * sizeof(*st->batch));
+    st->blobs = mem_calloc(STORE_BATCH_MAX * sizeof(*st->blobs));
     return st;
+}
+
+/* Ids continue above everything ever issued: the recorded last id, and the newest message
+ * in case the record lags (it is written in the same transaction, so it should not). */
+static int seed_ids(store_t *st)
+{
+    kv_txn_t *txn = NULL;
+    uint64_t last = 0, newest = 0;
+    int rc;
+
+    if ((rc = kv_begin(st->srv->kv, KV_READ, &txn)) < 0)
+        return rc;
+    if ((rc = kv_last_id_get(txn, &last)) == 0)
+        rc = kv_msg_last_id(txn, &newest);
+    kv_abort(txn);
+    if (rc < 0)
+        return rc;
+    return snowflake_init(&st->ids, st->srv->conf->node_id, last > newest ? last : newest);
 }
 
 int store_start(store_t *st)
 {
     int rc;
+    if ((rc = seed_ids(st)) < 0)
+        return rc;
+    st->out = mem_calloc(st->srv->nworkers * sizeof(*st->out));
     if ((rc = uv_loop_init(&st->loop)) < 0)
         return rc;
-    if ((rc = mbox_init(&st->box, &st->loop, STORE_QUEUE_MAX, on_wake)) < 0) {
-        (void)uv_loop_close(&st->loop); /* nothing was opened on it */
-        return rc;
-    }
+    if ((rc = mbox_init(&st->box, &st->loop, STORE_QUEUE_MAX, on_wake)) < 0)
+        goto fail_loop;
     st->box.data = st;
+    if ((rc = uv_timer_init(&st->loop, &st->retention)) < 0)
+        goto fail_box;
+    st->retention.data = st;
+    if (st->srv->conf->retention_days > 0)
+        uv_timer_start(&st->retention, on_retention, 1000, RETENTION_EVERY_MS);
     if ((rc = uv_thread_create(&st->thread, run, st)) < 0) {
-        mbox_close(&st->box, NULL);
-        uv_run(&st->loop, UV_RUN_DEFAULT);
-        (void)uv_loop_close(&st->loop);
-        return rc;
+        uv_close((uv_handle_t *)&st->retention, NULL);
+        goto fail_box;
     }
     st->started = true;
     return 0;
+fail_box:
+    mbox_close(&st->box, NULL);
+    uv_run(&st->loop, UV_RUN_DEFAULT);
+fail_loop:
+    (void)uv_loop_close(&st->loop); /* only closed handles were on it */
+    return rc;
+}
+
+store_send_t *store_send_new(size_t body_len)
+{
+    store_send_t *r = mem_calloc(sizeof(*r) + body_len);
+    r->hdr.kind = STORE_REQ_SEND;
+    r->body_len = (uint32_t)body_len;
+    return r;
+}
+
+int store_send(store_t *st, store_send_t *req)
+{
+    req->hdr.kind = STORE_REQ_SEND;
+    return mbox_send(&st->box, &req->hdr.node);
+}
+
+int store_ack(store_t *st, const char *app, const char *user, const char *device,
+              uint64_t up_to)
+{
+    store_ackreq_t *a = mem_calloc(sizeof(*a));
+    int rc;
+    a->hdr.kind = STORE_REQ_ACK;
+    a->up_to = up_to;
+    snprintf(a->app, sizeof(a->app), "%s", app);
+    snprintf(a->user, sizeof(a->user), "%s", user);
+    snprintf(a->device, sizeof(a->device), "%s", device);
+    if ((rc = mbox_send_force(&st->box, &a->hdr.node)) < 0)
+        mem_free(a);
+    return rc;
 }
 
 int store_user_ensure(store_t *st, const char *app, const char *user)
 {
-    store_req_t *r = mem_calloc(sizeof(*r));
+    store_user_t *r = mem_calloc(sizeof(*r));
     int rc;
-    r->kind = STORE_REQ_USER;
+    r->hdr.kind = STORE_REQ_USER;
     snprintf(r->app, sizeof(r->app), "%s", app);
     snprintf(r->user, sizeof(r->user), "%s", user);
-    if ((rc = mbox_send(&st->box, &r->node)) < 0)
+    if ((rc = mbox_send(&st->box, &r->hdr.node)) < 0)
         mem_free(r);
     return rc;
 }
@@ -154,5 +432,14 @@ void store_stop(store_t *st)
 
 void store_free(store_t *st)
 {
+    if (st == NULL)
+        return;
+    if (st->out != NULL) {
+        for (uint32_t w = 0; w < st->srv->nworkers; w++)
+            worker_deliveries_free(st->out[w].items, st->out[w].n);
+        mem_free(st->out);
+    }
+    mem_free(st->batch);
+    mem_free(st->blobs);
     mem_free(st);
 }

@@ -2,19 +2,29 @@
  * store: the one LMDB writer.
  *
  * A thread with its own loop and mailbox. Workers post write requests; on each wake-up
- * the store drains everything queued, applies the whole batch in one write transaction
- * (group commit: one fsync per batch with durability = sync), commits, and only then
- * posts completions back to the workers that asked. Nothing is acknowledged before its
- * commit. The mailbox is bounded: when the writer falls behind, store_* calls return
- * RC_EFULL and the caller answers SERVER_BUSY instead of queueing without limit.
+ * the store drains what is queued (up to STORE_BATCH_MAX requests), applies the batch in
+ * one write transaction — group commit: one fsync per batch with durability = sync —
+ * commits, and only then completes: SEND_ACKs and PUSHes go back to the workers, one
+ * mailbox message per worker per batch carrying everything for that worker's sessions.
+ * Nothing is acknowledged before its commit.
  *
- * Requests so far: user registration on first login (no completion needed: the user's
- * session goes live at once; the registration is idempotent and replayed by the next
- * login should the process die first). The messaging issue adds SEND batches, cursor
- * moves and retention.
+ * Message ids: the store owns the SnowFlake generator, seeded at start with the largest id
+ * stored, so ids are strictly increasing across restarts and id order = commit order. A
+ * stored message is encoded once (cim.Message) and the same bytes are the PUSH body for
+ * every device (blob_t, refcounted) and the record in the msgs database.
  *
- * Threading: store_new/start/stop/free on the main thread; store_user_ensure from any
- * thread (the mailbox); everything else on the store's own thread.
+ * Backpressure: the mailbox is bounded (STORE_QUEUE_MAX); store_send returns RC_EFULL
+ * when the writer is behind, and the worker answers SERVER_BUSY. A full map is grown and
+ * the batch retried (never fatal); any other storage failure answers INTERNAL to every
+ * SEND of the batch (nothing of it was committed).
+ *
+ * Retention: with retention_days > 0, the store removes timeline entries, dedup records
+ * and messages older than that in small steps (STORE_RETENTION_BUDGET records per
+ * transaction) between batches, once an hour and at start.
+ *
+ * Threading: store_new/start/stop/free on the main thread; store_send, store_send_new,
+ * store_ack and store_user_ensure from any thread (the mailbox); everything else runs on
+ * the store's own thread.
  */
 #ifndef CIM_ACTORS_STORE_H
 #define CIM_ACTORS_STORE_H
@@ -23,20 +33,75 @@
 #include <stdint.h>
 
 #include "actors/server.h"
+#include "core/kv.h"
+#include "core/mbox.h"
 
-#define STORE_QUEUE_MAX 65536 /* requests queued before callers get RC_EFULL */
+#define STORE_QUEUE_MAX 65536       /* requests queued before store_send gets RC_EFULL */
+#define STORE_BATCH_MAX 8192        /* requests applied per write transaction at most */
+#define STORE_RETENTION_BUDGET 1000 /* records removed per retention transaction */
 
 typedef struct store store_t;
+
+/** Request header (store internal; first member of every request). */
+typedef struct store_req {
+    mbox_node_t node;
+    int kind;
+} store_req_t;
+
+/**
+ * A validated SEND on its way to the store, and back: the store fills code, msg_id and
+ * time_ms and hands the request to the sender's worker as the SEND_ACK to answer.
+ */
+typedef struct store_send {
+    store_req_t hdr;
+    uint32_t worker;               /* the sender's worker and session */
+    uint64_t sid;
+    uint32_t req_id;
+    uint8_t conv_type;             /* cim_ConvType */
+    uint8_t msg_type;              /* cim_MsgType */
+    uint8_t from_kind;             /* cim_DeviceKind of the sending device */
+    char app[KV_ID_MAX + 1];
+    char from[KV_ID_MAX + 1];
+    char to[KV_ID_MAX + 1];
+    char cmid[KV_ID_MAX + 1];      /* client_msg_id */
+    int code;                      /* out: cim_Code */
+    uint64_t msg_id;               /* out */
+    uint64_t time_ms;              /* out */
+    uint32_t body_len;
+    uint8_t body[];
+} store_send_t;
 
 /** @return a new store (not running) writing to srv->kv. Aborts on OOM. */
 store_t *store_new(server_t *srv);
 
-/** Start the store's thread. @return 0 or a UV_E* code. */
+/**
+ * Seed the id generator from the data and start the store's thread.
+ * @return 0, or an rc (storage) or UV_E* code.
+ */
 int store_start(store_t *st);
 
+/** @return a zeroed SEND request with room for @p body_len body bytes. Aborts on OOM. */
+store_send_t *store_send_new(size_t body_len);
+
 /**
- * Ask the store to register (@p app, @p user) if it does not exist. Thread-safe.
- * @return 0 (queued), RC_EFULL (writer behind: answer SERVER_BUSY), RC_ECLOSED.
+ * Queue a SEND. Thread-safe.
+ * @return 0 (the request is the store's until it comes back to its worker as a
+ *         completion), RC_EFULL (writer behind: answer SERVER_BUSY; caller keeps @p req),
+ *         RC_ECLOSED (stopping; caller keeps @p req).
+ */
+int store_send(store_t *st, store_send_t *req);
+
+/**
+ * Move a device's delivery cursor forward to @p up_to (cumulative PUSH_ACK). Never
+ * refused for being over the bound (the caller sends one per increase). Thread-safe.
+ * @return 0, or RC_ECLOSED.
+ */
+int store_ack(store_t *st, const char *app, const char *user, const char *device,
+              uint64_t up_to);
+
+/**
+ * Register (@p app, @p user) if it does not exist. Thread-safe.
+ * @return 0 (queued), RC_EFULL, RC_ECLOSED.
  */
 int store_user_ensure(store_t *st, const char *app, const char *user);
 

@@ -18,6 +18,7 @@
 /* The decode scratch holds the largest request a worker decodes into a struct. */
 typedef union scratch {
     cim_LoginReq login;
+    cim_SendReq send;
     cim_GroupCreateReq group_create;
     cim_GroupUsersReq group_users;
 } scratch_t;
@@ -187,6 +188,18 @@ static void handle(worker_t *w, worker_msg_t *m)
     case WORKER_MSG_STOP:
         stop_all(w);
         break;
+    case WORKER_MSG_DELIVER:
+        for (uint32_t i = 0; i < m->u.deliver.n; i++) {
+            delivery_t *d = &m->u.deliver.items[i];
+            s = worker_find(w, d->sid);
+            if (d->ack != NULL)
+                session_complete_send(s, d->ack); /* takes the request; s may be NULL */
+            else if (s != NULL)
+                session_push(s, d->push);
+            blob_unref(d->push);
+        }
+        mem_free(m->u.deliver.items);
+        break;
     default:
         LOG_ERROR("worker: unknown message %d", m->kind);
         break;
@@ -255,6 +268,28 @@ int worker_post(worker_t *w, worker_msg_t *m, bool force)
     return force ? mbox_send_force(&w->box, &m->node) : mbox_send(&w->box, &m->node);
 }
 
+void worker_deliveries_free(delivery_t *items, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        blob_unref(items[i].push);
+        mem_free(items[i].ack);
+    }
+    mem_free(items);
+}
+
+void worker_deliver(worker_t *w, delivery_t *items, uint32_t n)
+{
+    worker_msg_t *m = mem_calloc(sizeof(*m));
+    m->kind = WORKER_MSG_DELIVER;
+    m->u.deliver.items = items;
+    m->u.deliver.n = n;
+    /* Completions are never refused for the bound: what they carry is committed. */
+    if (worker_post(w, m, true) != 0) {
+        worker_deliveries_free(items, n);
+        mem_free(m);
+    }
+}
+
 void worker_join(worker_t *w)
 {
     mbox_node_t *n;
@@ -265,6 +300,8 @@ void worker_join(worker_t *w)
         if (m->kind == WORKER_MSG_CONN) {
             close(m->u.conn.fd);
             acceptor_conn_closed(w->srv->acceptor, &m->u.conn.peer);
+        } else if (m->kind == WORKER_MSG_DELIVER) {
+            worker_deliveries_free(m->u.deliver.items, m->u.deliver.n);
         }
         mem_free(m);
     }

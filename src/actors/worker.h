@@ -28,15 +28,25 @@
 
 #include "actors/acceptor.h"
 #include "actors/server.h"
+#include "core/blob.h"
 #include "core/chan.h"
 #include "core/mbox.h"
 
 struct session;
+struct store_send;
+
+/** One thing for one session of a worker: a PUSH to send, or a SEND to acknowledge. */
+typedef struct delivery {
+    uint64_t sid;             /* the session */
+    blob_t *push;             /* an encoded cim.Message to PUSH (a reference), or NULL */
+    struct store_send *ack;   /* a completed SEND to answer (owned), or NULL */
+} delivery_t;
 
 enum {
     WORKER_MSG_CONN = 1, /* u.conn: a new connection to adopt */
     WORKER_MSG_KICK,     /* u.kick: close session sid with BYE{code} */
     WORKER_MSG_STOP,     /* say BYE{SHUTTING_DOWN} to everyone and end the loop */
+    WORKER_MSG_DELIVER,  /* u.deliver: pushes and acks, in order */
 };
 
 typedef struct worker_msg {
@@ -51,6 +61,10 @@ typedef struct worker_msg {
             uint64_t sid;
             int code;
         } kick;
+        struct {
+            delivery_t *items; /* owned (mem_alloc); freed with its references */
+            uint32_t n;
+        } deliver;
     } u;
 } worker_msg_t;
 
@@ -102,6 +116,15 @@ int worker_start(worker_t *w);
  * @return 0 (ownership of @p m moved), RC_EFULL or RC_ECLOSED (caller still owns @p m).
  */
 int worker_post(worker_t *w, worker_msg_t *m, bool force);
+
+/**
+ * Hand a batch of deliveries to the worker (any thread): takes ownership of @p items
+ * (mem_alloc'ed), the references and the acks in it, even on failure (then released).
+ */
+void worker_deliver(worker_t *w, delivery_t *items, uint32_t n);
+
+/** Release a delivery batch that will not be delivered. */
+void worker_deliveries_free(delivery_t *items, uint32_t n);
 
 /** Wait for the worker's thread to end (after WORKER_MSG_STOP). */
 void worker_join(worker_t *w);

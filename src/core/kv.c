@@ -3,13 +3,16 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 
+#include "core/kv_int.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/rc.h"
@@ -23,13 +26,6 @@
 #define APP_VAL_LEN (32 + 8) /* secret || created_ms */
 #define USER_KEY_MAX (2 * KV_ID_MAX + 1)
 
-struct kv {
-    MDB_env *env;
-    unsigned flags; /* KV_RDONLY | KV_NOSYNC as opened */
-    MDB_dbi meta;
-    MDB_dbi apps;
-    MDB_dbi users;
-};
 
 /* Every named database, opened once by kv_open. A new database is one line here, one
  * MDB_dbi in struct kv, and a section in docs/STORAGE.md. */
@@ -41,6 +37,10 @@ static const struct {
     {"meta", 0, offsetof(struct kv, meta)},
     {"apps", 0, offsetof(struct kv, apps)},
     {"users", 0, offsetof(struct kv, users)},
+    {"msgs", 0, offsetof(struct kv, msgs)},
+    {"timeline", MDB_DUPSORT | MDB_DUPFIXED, offsetof(struct kv, timeline)},
+    {"cursors", 0, offsetof(struct kv, cursors)},
+    {"dedup", 0, offsetof(struct kv, dedup)},
 };
 
 static const char META_SCHEMA[] = "schema";
@@ -49,18 +49,18 @@ static const char DEFAULT_APP[] = "default";
 
 /* kv_txn_t is the MDB_txn itself: no allocation per transaction. The kv_t (for the DBI
  * handles) is the environment's user context. */
-static MDB_txn *mtxn(kv_txn_t *txn)
+MDB_txn *kv__txn(kv_txn_t *txn)
 {
     return (MDB_txn *)txn;
 }
 
-static kv_t *txn_kv(kv_txn_t *txn)
+kv_t *kv__of(kv_txn_t *txn)
 {
-    return mdb_env_get_userctx(mdb_txn_env(mtxn(txn)));
+    return mdb_env_get_userctx(mdb_txn_env(kv__txn(txn)));
 }
 
 /* The one place LMDB codes become rc values. */
-static int map_rc(int mrc, const char *what)
+int kv__rc(int mrc, const char *what)
 {
     switch (mrc) {
     case MDB_SUCCESS: return 0;
@@ -75,7 +75,7 @@ static int map_rc(int mrc, const char *what)
     return RC_ESTORE;
 }
 
-static void put_be64(uint8_t *p, uint64_t v)
+void kv__put_be64(uint8_t *p, uint64_t v)
 {
     for (int i = 7; i >= 0; i--) {
         p[i] = (uint8_t)v;
@@ -83,7 +83,7 @@ static void put_be64(uint8_t *p, uint64_t v)
     }
 }
 
-static uint64_t get_be64(const uint8_t *p)
+uint64_t kv__get_be64(const uint8_t *p)
 {
     uint64_t v = 0;
     for (int i = 0; i < 8; i++)
@@ -174,7 +174,7 @@ static int open_dbs(kv_t *kv)
         goto out;
     for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
         MDB_dbi *dbi = (MDB_dbi *)((char *)kv + dbs[i].off);
-        mrc = mdb_dbi_open(mtxn(txn), dbs[i].name, dbs[i].flags | (rdonly ? 0 : MDB_CREATE),
+        mrc = mdb_dbi_open(kv__txn(txn), dbs[i].name, dbs[i].flags | (rdonly ? 0 : MDB_CREATE),
                            dbi);
         if (mrc == MDB_NOTFOUND) {
             LOG_ERROR("kv: database '%s' missing: not a cim data directory, or an older one",
@@ -182,21 +182,21 @@ static int open_dbs(kv_t *kv)
             rc = RC_ESTORE;
             goto out;
         }
-        if ((rc = map_rc(mrc, "mdb_dbi_open")) < 0)
+        if ((rc = kv__rc(mrc, "mdb_dbi_open")) < 0)
             goto out;
     }
-    mrc = mdb_get(mtxn(txn), kv->meta, &k, &v);
+    mrc = mdb_get(kv__txn(txn), kv->meta, &k, &v);
     if (mrc == MDB_NOTFOUND && !rdonly) {
         put_be32(schema, KV_SCHEMA);
         v.mv_size = sizeof(schema);
         v.mv_data = schema;
-        if ((rc = map_rc(mdb_put(mtxn(txn), kv->meta, &k, &v, 0), "mdb_put")) < 0)
+        if ((rc = kv__rc(mdb_put(kv__txn(txn), kv->meta, &k, &v, 0), "mdb_put")) < 0)
             goto out;
     } else if (mrc == MDB_NOTFOUND) {
         LOG_ERROR("kv: no schema version: not a cim data directory");
         rc = RC_ESTORE;
         goto out;
-    } else if ((rc = map_rc(mrc, "mdb_get")) < 0) {
+    } else if ((rc = kv__rc(mrc, "mdb_get")) < 0) {
         goto out;
     } else if (v.mv_size != 4 || get_be32(v.mv_data) != KV_SCHEMA) {
         LOG_ERROR("kv: schema version %u, this build reads %u",
@@ -211,12 +211,71 @@ out:
     return rc;
 }
 
+/* The initial map size: KV_MAP_INITIAL, or CIM_KV_MAP_SIZE bytes (tests use a tiny map to
+ * exercise growth). */
+static size_t initial_map(void)
+{
+    const char *e = getenv("CIM_KV_MAP_SIZE");
+    char *end;
+    unsigned long long v;
+    if (e == NULL || *e == '\0')
+        return KV_MAP_INITIAL;
+    v = strtoull(e, &end, 10);
+    return *end == '\0' && v >= (1u << 16) ? (size_t)v : KV_MAP_INITIAL;
+}
+
+static _Atomic unsigned next_shard;
+static _Thread_local unsigned my_shard = UINT32_MAX; /* this thread's reader shard */
+static _Thread_local MDB_txn *my_read;               /* its open read txn, if any */
+static _Thread_local kv_t *my_read_kv;
+
+static unsigned shard(void)
+{
+    if (my_shard == UINT32_MAX)
+        my_shard = atomic_fetch_add(&next_shard, 1) % KV_RSHARDS;
+    return my_shard;
+}
+
+static void remap_lock_all(kv_t *kv)
+{
+    for (int i = 0; i < KV_RSHARDS; i++)
+        pthread_rwlock_wrlock(&kv->remap[i]);
+}
+
+static void remap_unlock_all(kv_t *kv)
+{
+    for (int i = KV_RSHARDS - 1; i >= 0; i--)
+        pthread_rwlock_unlock(&kv->remap[i]);
+}
+
+/* Forget @p txn as this thread's read txn. @return the kv whose reader shard it held (to
+ * unlock once the txn is gone), or NULL for a write txn. */
+static kv_t *read_done(MDB_txn *txn)
+{
+    kv_t *kv = NULL;
+    if (txn != NULL && txn == my_read) {
+        kv = my_read_kv;
+        my_read = NULL;
+        my_read_kv = NULL;
+    }
+    return kv;
+}
+
 int kv_open(const char *dir, unsigned flags, kv_t **out)
 {
     kv_t *kv = mem_calloc(sizeof(*kv));
     unsigned mflags = MDB_NOTLS;
+    size_t map = initial_map();
     MDB_envinfo info;
+    pthread_rwlockattr_t attr;
     int dead = 0, rc;
+
+    /* Writer preference: a remap waiting for the lock is not starved by new readers. */
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    for (int i = 0; i < KV_RSHARDS; i++)
+        pthread_rwlock_init(&kv->remap[i], &attr);
+    pthread_rwlockattr_destroy(&attr);
 
     kv->flags = flags;
     if (flags & KV_RDONLY)
@@ -225,27 +284,27 @@ int kv_open(const char *dir, unsigned flags, kv_t **out)
         goto out;
     if (flags & KV_NOSYNC)
         mflags |= MDB_NOSYNC;
-    if ((rc = map_rc(mdb_env_create(&kv->env), "mdb_env_create")) < 0)
+    if ((rc = kv__rc(mdb_env_create(&kv->env), "mdb_env_create")) < 0)
         goto out;
-    if ((rc = map_rc(mdb_env_set_maxdbs(kv->env, KV_MAX_DBS), "mdb_env_set_maxdbs")) < 0 ||
-        (rc = map_rc(mdb_env_set_maxreaders(kv->env, KV_MAX_READERS), "set_maxreaders")) < 0 ||
-        (rc = map_rc(mdb_env_set_mapsize(kv->env, KV_MAP_INITIAL), "set_mapsize")) < 0 ||
-        (rc = map_rc(mdb_env_set_userctx(kv->env, kv), "set_userctx")) < 0)
+    if ((rc = kv__rc(mdb_env_set_maxdbs(kv->env, KV_MAX_DBS), "mdb_env_set_maxdbs")) < 0 ||
+        (rc = kv__rc(mdb_env_set_maxreaders(kv->env, KV_MAX_READERS), "set_maxreaders")) < 0 ||
+        (rc = kv__rc(mdb_env_set_mapsize(kv->env, map), "set_mapsize")) < 0 ||
+        (rc = kv__rc(mdb_env_set_userctx(kv->env, kv), "set_userctx")) < 0)
         goto out;
-    if ((rc = map_rc(mdb_env_open(kv->env, dir, mflags, 0600), "mdb_env_open")) < 0)
+    if ((rc = kv__rc(mdb_env_open(kv->env, dir, mflags, 0600), "mdb_env_open")) < 0)
         goto out;
     /* A crashed process leaves its reader slots behind; they pin old pages forever. */
-    if ((rc = map_rc(mdb_reader_check(kv->env, &dead), "mdb_reader_check")) < 0)
+    if ((rc = kv__rc(mdb_reader_check(kv->env, &dead), "mdb_reader_check")) < 0)
         goto out;
     if (dead > 0)
         LOG_WARN("kv: cleared %d reader slot(s) left by dead processes", dead);
     /* Never run with a smaller map than another process already grew the file to: adopt
      * the size recorded in the environment, then raise it to our minimum. */
-    if ((rc = map_rc(mdb_env_set_mapsize(kv->env, 0), "set_mapsize")) < 0 ||
-        (rc = map_rc(mdb_env_info(kv->env, &info), "mdb_env_info")) < 0)
+    if ((rc = kv__rc(mdb_env_set_mapsize(kv->env, 0), "set_mapsize")) < 0 ||
+        (rc = kv__rc(mdb_env_info(kv->env, &info), "mdb_env_info")) < 0)
         goto out;
-    if (info.me_mapsize < KV_MAP_INITIAL &&
-        (rc = map_rc(mdb_env_set_mapsize(kv->env, KV_MAP_INITIAL), "set_mapsize")) < 0)
+    if (info.me_mapsize < map &&
+        (rc = kv__rc(mdb_env_set_mapsize(kv->env, map), "set_mapsize")) < 0)
         goto out;
     if ((rc = open_dbs(kv)) < 0)
         goto out;
@@ -262,6 +321,8 @@ void kv_close(kv_t *kv)
         return;
     if (kv->env != NULL)
         mdb_env_close(kv->env);
+    for (int i = 0; i < KV_RSHARDS; i++)
+        pthread_rwlock_destroy(&kv->remap[i]);
     mem_free(kv);
 }
 
@@ -273,30 +334,59 @@ int kv_begin(kv_t *kv, int mode, kv_txn_t **out)
 
     if (mode != KV_READ && mode != KV_WRITE)
         return RC_EINVAL;
+    if (mode == KV_READ && my_read != NULL) {
+        LOG_ERROR("kv: a thread may hold one read transaction at a time");
+        return RC_EINVAL;
+    }
     fl = mode == KV_READ ? MDB_RDONLY : 0;
+    if (mode == KV_READ)
+        pthread_rwlock_rdlock(&kv->remap[shard()]);
     mrc = mdb_txn_begin(kv->env, NULL, fl, &txn);
     if (mrc == MDB_MAP_RESIZED) {
-        /* Another process grew the map past ours: remap to the size it recorded. */
+        /* Another process grew the map past ours: remap to the size it recorded, with
+         * every reader of this process held off. */
         LOG_INFO("kv: map resized by another process; adopting the new size");
+        if (mode == KV_READ)
+            pthread_rwlock_unlock(&kv->remap[shard()]);
+        remap_lock_all(kv);
         mrc = mdb_env_set_mapsize(kv->env, 0);
+        remap_unlock_all(kv);
+        if (mode == KV_READ)
+            pthread_rwlock_rdlock(&kv->remap[shard()]);
         if (mrc == MDB_SUCCESS)
             mrc = mdb_txn_begin(kv->env, NULL, fl, &txn);
     }
-    if (mrc != MDB_SUCCESS)
-        return map_rc(mrc, "mdb_txn_begin");
+    if (mrc != MDB_SUCCESS) {
+        if (mode == KV_READ)
+            pthread_rwlock_unlock(&kv->remap[shard()]);
+        return kv__rc(mrc, "mdb_txn_begin");
+    }
+    if (mode == KV_READ) {
+        my_read = txn;
+        my_read_kv = kv;
+    }
     *out = (kv_txn_t *)txn;
     return 0;
 }
 
 int kv_commit(kv_txn_t *txn)
 {
-    return map_rc(mdb_txn_commit(mtxn(txn)), "mdb_txn_commit");
+    kv_t *reader = read_done(kv__txn(txn));
+    int rc = kv__rc(mdb_txn_commit(kv__txn(txn)), "mdb_txn_commit");
+    if (reader != NULL)
+        pthread_rwlock_unlock(&reader->remap[shard()]);
+    return rc;
 }
 
 void kv_abort(kv_txn_t *txn)
 {
-    if (txn != NULL)
-        mdb_txn_abort(mtxn(txn));
+    kv_t *reader;
+    if (txn == NULL)
+        return;
+    reader = read_done(kv__txn(txn));
+    mdb_txn_abort(kv__txn(txn));
+    if (reader != NULL)
+        pthread_rwlock_unlock(&reader->remap[shard()]);
 }
 
 int kv_grow(kv_t *kv)
@@ -304,17 +394,18 @@ int kv_grow(kv_t *kv)
     MDB_envinfo info;
     int rc;
 
-    if ((rc = map_rc(mdb_env_info(kv->env, &info), "mdb_env_info")) < 0)
-        return rc;
-    if ((rc = map_rc(mdb_env_set_mapsize(kv->env, info.me_mapsize * 2), "set_mapsize")) < 0)
-        return rc;
-    LOG_INFO("kv: map grown to %zu MiB", (info.me_mapsize * 2) >> 20);
-    return 0;
+    remap_lock_all(kv);
+    if ((rc = kv__rc(mdb_env_info(kv->env, &info), "mdb_env_info")) == 0)
+        rc = kv__rc(mdb_env_set_mapsize(kv->env, info.me_mapsize * 2), "set_mapsize");
+    remap_unlock_all(kv);
+    if (rc == 0)
+        LOG_INFO("kv: map grown to %zu MiB", (info.me_mapsize * 2) >> 20);
+    return rc;
 }
 
 int kv_sync(kv_t *kv)
 {
-    return map_rc(mdb_env_sync(kv->env, 1), "mdb_env_sync");
+    return kv__rc(mdb_env_sync(kv->env, 1), "mdb_env_sync");
 }
 
 /* ---- meta ------------------------------------------------------------------------- */
@@ -322,19 +413,19 @@ int kv_sync(kv_t *kv)
 int kv_last_id_get(kv_txn_t *txn, uint64_t *out)
 {
     MDB_val k = {sizeof(META_LAST_ID) - 1, (void *)META_LAST_ID}, v;
-    int mrc = mdb_get(mtxn(txn), txn_kv(txn)->meta, &k, &v);
+    int mrc = mdb_get(kv__txn(txn), kv__of(txn)->meta, &k, &v);
 
     if (mrc == MDB_NOTFOUND) {
         *out = 0;
         return 0;
     }
     if (mrc != MDB_SUCCESS)
-        return map_rc(mrc, "mdb_get last_id");
+        return kv__rc(mrc, "mdb_get last_id");
     if (v.mv_size != 8) {
         LOG_ERROR("kv: meta last_id has %zu bytes, not 8", v.mv_size);
         return RC_ESTORE;
     }
-    *out = get_be64(v.mv_data);
+    *out = kv__get_be64(v.mv_data);
     return 0;
 }
 
@@ -343,8 +434,8 @@ int kv_last_id_put(kv_txn_t *txn, uint64_t id)
     uint8_t buf[8];
     MDB_val k = {sizeof(META_LAST_ID) - 1, (void *)META_LAST_ID}, v = {sizeof(buf), buf};
 
-    put_be64(buf, id);
-    return map_rc(mdb_put(mtxn(txn), txn_kv(txn)->meta, &k, &v, 0), "mdb_put last_id");
+    kv__put_be64(buf, id);
+    return kv__rc(mdb_put(kv__txn(txn), kv__of(txn)->meta, &k, &v, 0), "mdb_put last_id");
 }
 
 /* ---- apps ------------------------------------------------------------------------- */
@@ -358,7 +449,7 @@ int kv_app_get(kv_txn_t *txn, const char *app, uint8_t secret[32])
         return RC_ENOTFOUND; /* no such name can have been stored */
     k.mv_size = strlen(app);
     k.mv_data = (void *)app;
-    if ((rc = map_rc(mdb_get(mtxn(txn), txn_kv(txn)->apps, &k, &v), "mdb_get app")) < 0)
+    if ((rc = kv__rc(mdb_get(kv__txn(txn), kv__of(txn)->apps, &k, &v), "mdb_get app")) < 0)
         return rc;
     if (v.mv_size != APP_VAL_LEN) {
         LOG_ERROR("kv: app '%s' record has %zu bytes, not %d", app, v.mv_size, APP_VAL_LEN);
@@ -378,8 +469,8 @@ int kv_app_add(kv_txn_t *txn, const char *app, const uint8_t secret[32], uint64_
     k.mv_size = strlen(app);
     k.mv_data = (void *)app;
     memcpy(buf, secret, 32);
-    put_be64(buf + 32, created_ms);
-    return map_rc(mdb_put(mtxn(txn), txn_kv(txn)->apps, &k, &v, MDB_NOOVERWRITE),
+    kv__put_be64(buf + 32, created_ms);
+    return kv__rc(mdb_put(kv__txn(txn), kv__of(txn)->apps, &k, &v, MDB_NOOVERWRITE),
                   "mdb_put app");
 }
 
@@ -391,7 +482,7 @@ int kv_app_each(kv_txn_t *txn, int (*cb)(void *ctx, const char *app, uint64_t cr
     char name[KV_ID_MAX + 1];
     int rc, mrc;
 
-    if ((rc = map_rc(mdb_cursor_open(mtxn(txn), txn_kv(txn)->apps, &cur), "cursor_open")) < 0)
+    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), kv__of(txn)->apps, &cur), "cursor_open")) < 0)
         goto out;
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == MDB_SUCCESS;
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -403,10 +494,10 @@ int kv_app_each(kv_txn_t *txn, int (*cb)(void *ctx, const char *app, uint64_t cr
         }
         memcpy(name, k.mv_data, k.mv_size);
         name[k.mv_size] = '\0';
-        if ((rc = cb(ctx, name, get_be64((const uint8_t *)v.mv_data + 32))) != 0)
+        if ((rc = cb(ctx, name, kv__get_be64((const uint8_t *)v.mv_data + 32))) != 0)
             goto out;
     }
-    rc = mrc == MDB_NOTFOUND ? 0 : map_rc(mrc, "mdb_cursor_get apps");
+    rc = mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_get apps");
 out:
     if (cur != NULL)
         mdb_cursor_close(cur);
@@ -471,14 +562,14 @@ int kv_user_get(kv_txn_t *txn, const char *app, const char *user, uint64_t *crea
         return RC_ENOTFOUND;
     k.mv_size = user_key(key, app, user);
     k.mv_data = key;
-    if ((rc = map_rc(mdb_get(mtxn(txn), txn_kv(txn)->users, &k, &v), "mdb_get user")) < 0)
+    if ((rc = kv__rc(mdb_get(kv__txn(txn), kv__of(txn)->users, &k, &v), "mdb_get user")) < 0)
         return rc;
     if (v.mv_size != 8) {
         LOG_ERROR("kv: user record has %zu bytes, not 8", v.mv_size);
         return RC_ESTORE;
     }
     if (created_ms != NULL)
-        *created_ms = get_be64(v.mv_data);
+        *created_ms = kv__get_be64(v.mv_data);
     return 0;
 }
 
@@ -491,8 +582,8 @@ int kv_user_add(kv_txn_t *txn, const char *app, const char *user, uint64_t creat
         return RC_EINVAL;
     k.mv_size = user_key(key, app, user);
     k.mv_data = key;
-    put_be64(val, created_ms);
-    return map_rc(mdb_put(mtxn(txn), txn_kv(txn)->users, &k, &v, MDB_NOOVERWRITE),
+    kv__put_be64(val, created_ms);
+    return kv__rc(mdb_put(kv__txn(txn), kv__of(txn)->users, &k, &v, MDB_NOOVERWRITE),
                   "mdb_put user");
 }
 
@@ -510,7 +601,7 @@ int kv_user_each(kv_txn_t *txn, const char *app,
         return 0; /* no users can be stored under an invalid app */
     plen = strlen(app) + 1;
     memcpy(prefix, app, plen); /* includes the NUL separator */
-    if ((rc = map_rc(mdb_cursor_open(mtxn(txn), txn_kv(txn)->users, &cur), "cursor_open")) < 0)
+    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), kv__of(txn)->users, &cur), "cursor_open")) < 0)
         goto out;
     k.mv_size = plen;
     k.mv_data = prefix;
@@ -528,10 +619,10 @@ int kv_user_each(kv_txn_t *txn, const char *app,
         }
         memcpy(name, (const uint8_t *)k.mv_data + plen, ulen);
         name[ulen] = '\0';
-        if ((rc = cb(ctx, name, get_be64(v.mv_data))) != 0)
+        if ((rc = cb(ctx, name, kv__get_be64(v.mv_data))) != 0)
             goto out;
     }
-    rc = mrc == MDB_SUCCESS || mrc == MDB_NOTFOUND ? 0 : map_rc(mrc, "mdb_cursor_get users");
+    rc = mrc == MDB_SUCCESS || mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_get users");
 out:
     if (cur != NULL)
         mdb_cursor_close(cur);

@@ -28,9 +28,11 @@
  * MDB_* → RC_ESTORE (logged once with mdb_strerror).
  *
  * Threading: kv_open/kv_close on one thread while no other uses the kv_t; everything else
- * is thread-safe in LMDB's sense: one write transaction at a time in the process, used by
- * the thread that began it; read transactions (MDB_NOTLS) are not tied to a thread, so a
- * thread may hold several and one may move between threads if its use is serialised.
+ * is thread-safe: one write transaction at a time in the process, used by the thread that
+ * began it; a thread holds at most one read transaction at a time and ends it on the same
+ * thread (kv_begin refuses a second with RC_EINVAL). Each read transaction holds this
+ * thread's shard of a sharded reader lock that a remap (kv_grow, adopting another
+ * process's resize) takes exclusively: growing the map is safe while workers read.
  *
  * Caveat (LMDB): never open the same directory twice in one process at the same time; its
  * locks are per process, and closing one kv_t would drop the other's. Share one kv_t.
@@ -75,8 +77,8 @@ void kv_close(kv_t *kv);
  * @param[out] out  written only on success; end it with kv_commit or kv_abort.
  * @return 0, or RC_EINVAL (bad @p mode), -EACCES (KV_WRITE on a KV_RDONLY kv),
  *         RC_ESTORE (e.g. all reader slots taken) / -errno.
- * @note Adopting a map grown by another process remaps the file: like kv_grow, safe only
- *       when no other transaction of this process is open (rare: only cimd grows it).
+ * @note Adopting a map grown by another process remaps the file under the reader lock,
+ *       like kv_grow.
  */
 int kv_begin(kv_t *kv, int mode, kv_txn_t **out);
 
@@ -89,7 +91,10 @@ int kv_commit(kv_txn_t *txn);
 /** Abort and free @p txn. NULL is a no-op. */
 void kv_abort(kv_txn_t *txn);
 
-/** Double the map size. Only with no transaction open in this process. @return 0 or rc. */
+/**
+ * Double the map size. Waits until no read transaction is open in the process and holds
+ * new ones off meanwhile. The caller holds no transaction. @return 0 or rc.
+ */
 int kv_grow(kv_t *kv);
 
 /** Flush to disk (for KV_NOSYNC at shutdown). @return 0 or rc. */
@@ -156,5 +161,95 @@ int kv_user_add(kv_txn_t *txn, const char *app, const char *user, uint64_t creat
  */
 int kv_user_each(kv_txn_t *txn, const char *app,
                  int (*cb)(void *ctx, const char *user, uint64_t created_ms), void *ctx);
+
+/* ---- messages, timelines, cursors, dedup (docs/STORAGE.md) ------------------------- */
+
+#define KV_UKEY_MAX (2 * KV_ID_MAX + 1) /**< longest user key: app NUL user */
+
+/**
+ * Build the key of a user's records: app bytes, one NUL, user bytes (no terminator).
+ * Both ids must be valid (kv_id_valid). @return its length.
+ */
+size_t kv_ukey(uint8_t out[KV_UKEY_MAX], const char *app, const char *user);
+
+/**
+ * Store a message record under @p id (write txn). Ids are issued in increasing order, so
+ * the put appends. @return 0, RC_EEXIST (id used), or rc.
+ */
+int kv_msg_put(kv_txn_t *txn, uint64_t id, const uint8_t *rec, size_t len);
+
+/**
+ * Replace the record of an existing message (recall). @return 0, RC_ENOTFOUND, or rc.
+ */
+int kv_msg_replace(kv_txn_t *txn, uint64_t id, const uint8_t *rec, size_t len);
+
+/**
+ * Read a message record.
+ * @param[out] rec, len  borrowed: valid until the transaction ends.
+ * @return 0, RC_ENOTFOUND (unknown id, or removed by retention), or rc.
+ */
+int kv_msg_get(kv_txn_t *txn, uint64_t id, const uint8_t **rec, size_t *len);
+
+/** The largest message id stored (0 if none). @return 0 or rc. */
+int kv_msg_last_id(kv_txn_t *txn, uint64_t *out);
+
+/**
+ * Append @p id to a user's timeline (write txn). Appending in increasing id order is the
+ * fast path; an id below the user's newest is inserted in place; a repeat is a no-op.
+ * @return 0 or rc.
+ */
+int kv_timeline_add(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t id);
+
+/** The newest id in a user's timeline, 0 when empty. @return 0 or rc. */
+int kv_timeline_last(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t *out);
+
+/**
+ * Page a user's timeline forwards.
+ * @param[in]  after        return ids strictly greater than this.
+ * @param[out] ids          up to @p max ids, ascending.
+ * @param[out] n            how many were written.
+ * @param[out] total_after  how many ids the timeline holds after @p after in all.
+ * @return 0 or rc.
+ */
+int kv_timeline_page(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t after,
+                     uint64_t *ids, size_t max, size_t *n, uint64_t *total_after);
+
+/** Number of entries in a user's timeline. @return 0 or rc. */
+int kv_timeline_count(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t *out);
+
+/** A device's delivery cursor; 0 for a device never seen. @return 0 or rc. */
+int kv_cursor_get(kv_txn_t *txn, const uint8_t *ukey, size_t klen, const char *device,
+                  uint64_t *out);
+
+/**
+ * Move a device's cursor forward to @p id (write txn); a value at or below the stored one
+ * is ignored (acks are cumulative). @return 0 or rc.
+ */
+int kv_cursor_put(kv_txn_t *txn, const uint8_t *ukey, size_t klen, const char *device,
+                  uint64_t id);
+
+/** The message id a (sender, client_msg_id) was stored under. @return 0, RC_ENOTFOUND, rc. */
+int kv_dedup_get(kv_txn_t *txn, const uint8_t *ukey, size_t klen, const char *cmid,
+                 uint64_t *out);
+
+/** Record (sender, client_msg_id) → @p id (write txn). @return 0 or rc. */
+int kv_dedup_put(kv_txn_t *txn, const uint8_t *ukey, size_t klen, const char *cmid,
+                 uint64_t id);
+
+/** Where a retention pass stands between steps (zero-initialise to start a pass). */
+typedef struct kv_retention {
+    uint8_t key[KV_UKEY_MAX + 1 + 64]; /* resume after this key (timeline, then dedup) */
+    size_t klen;
+    int phase;                         /* 0 timelines, 1 dedup, 2 msgs, 3 done */
+} kv_retention_t;
+
+/**
+ * One bounded step of retention (write txn): remove timeline entries, dedup entries and
+ * message records with ids below @p cutoff_id, touching at most @p budget records.
+ * @param[out] removed  records removed in this step.
+ * @return 0 (pass continues, or done when pos->phase == 3), or rc.
+ */
+int kv_retention_step(kv_txn_t *txn, kv_retention_t *pos, uint64_t cutoff_id, size_t budget,
+                      size_t *removed);
 
 #endif

@@ -235,14 +235,15 @@ static void setup(void)
     srv->identity = chan_identity_generate();
     chan_identity_public(srv->identity, srv->identity_pub);
     srv->router = router_new();
-    srv->store = store_new(srv);
-    if ((rc = store_start(srv->store)) < 0)
-        fail("store_start: %s", rc_str(rc));
+    /* The store sizes its per-worker outboxes at start: the workers exist first. */
     srv->nworkers = 1;
     srv->workers = mem_calloc(sizeof(*srv->workers));
     srv->workers[0] = fz.w = worker_new(srv, 0);
     if ((rc = worker_open(fz.w)) < 0)
         fail("worker_open: %s", rc_str(rc));
+    srv->store = store_new(srv);
+    if ((rc = store_start(srv->store)) < 0)
+        fail("store_start: %s", rc_str(rc));
     if ((rc = acceptor_start(srv, &fz.w->loop, &srv->acceptor)) < 0)
         fail("acceptor_start: %s", rc_str(rc));
 

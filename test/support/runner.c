@@ -20,6 +20,17 @@
 
 #include "support/test.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define HAVE_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HAVE_LSAN 1
+#endif
+#endif
+#ifdef HAVE_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 #define MAX_TESTS 1024
 
 typedef struct test {
@@ -87,6 +98,10 @@ static void start(test_t *t, const char *tmpdir)
         setpgid(0, 0); /* the test and any server it starts die together on timeout */
         t->fn();
         fflush(NULL);
+#ifdef HAVE_LSAN
+        /* _exit skips LeakSanitizer's exit hook: check here, so a leak fails the test. */
+        __lsan_do_leak_check();
+#endif
         _exit(0);
     }
     setpgid(t->pid, t->pid);

@@ -1,0 +1,47 @@
+#include "actors/message.h"
+
+#include <string.h>
+
+#include <pb_encode.h>
+
+#include "cim.pb.h"
+
+typedef struct body_ref {
+    const uint8_t *data;
+    size_t len;
+} body_ref_t;
+
+static bool put_body(pb_ostream_t *os, const pb_field_t *f, void *const *arg)
+{
+    const body_ref_t *b = *arg;
+    return pb_encode_tag_for_field(os, f) && pb_encode_string(os, b->data, b->len);
+}
+
+blob_t *message_encode(const store_send_t *r, const uint8_t *body, size_t len)
+{
+    cim_Message m = cim_Message_init_zero;
+    body_ref_t ref = {body, len};
+    pb_ostream_t sizing = PB_OSTREAM_SIZING;
+    pb_ostream_t os;
+    blob_t *b;
+
+    m.msg_id = r->msg_id;
+    m.conv_type = (cim_ConvType)r->conv_type;
+    memcpy(m.from, r->from, sizeof(m.from));
+    memcpy(m.to, r->to, sizeof(m.to));
+    m.msg_type = (cim_MsgType)r->msg_type;
+    m.body.funcs.encode = put_body;
+    m.body.arg = &ref;
+    m.time_ms = r->time_ms;
+    memcpy(m.client_msg_id, r->cmid, sizeof(m.client_msg_id));
+    m.from_device = (cim_DeviceKind)r->from_kind;
+    if (!pb_encode(&sizing, cim_Message_fields, &m))
+        return NULL;
+    b = blob_new(sizing.bytes_written);
+    os = pb_ostream_from_buffer(b->data, b->len);
+    if (!pb_encode(&os, cim_Message_fields, &m)) {
+        blob_unref(b);
+        return NULL;
+    }
+    return b;
+}

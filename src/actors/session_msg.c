@@ -1,0 +1,320 @@
+/* session_msg: SEND, PUSH_ACK and SYNC (PROTOCOL.md §4–§6). Writes go to the store; the
+ * answer to a stored SEND comes back from it after the commit (session_complete_send).
+ * Reads run here, in short read-only transactions. */
+#include <string.h>
+
+#include <pb_decode.h>
+#include <pb_encode.h>
+
+#include "actors/message.h"
+#include "actors/router.h"
+#include "actors/session.h"
+#include "actors/store.h"
+#include "cim.pb.h"
+#include "core/kv.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/rc.h"
+#include "core/snowflake.h"
+
+#define SYNC_DEFAULT 200
+#define SYNC_MAX 500
+#define PAGE_ROOM 64      /* SyncRsp fields around the messages: req_id, code, remain, ... */
+#define TRANSIENT_ROUTE_MAX 64
+
+typedef struct body_ref {
+    const uint8_t *data;
+    size_t len;
+} body_ref_t;
+
+/* SendReq.body is read in place from the decrypted frame: no copy until the store needs
+ * one. A buffer stream's state is its read position. */
+static bool get_body(pb_istream_t *is, const pb_field_t *f, void **arg)
+{
+    body_ref_t *b = *arg;
+    (void)f;
+    b->data = is->state;
+    b->len = is->bytes_left;
+    return pb_read(is, NULL, is->bytes_left);
+}
+
+static int reject(session_t *s, const cim_SendReq *req, int code, const char *reason)
+{
+    cim_SendRsp rsp = cim_SendRsp_init_zero;
+    rsp.req_id = req->req_id;
+    rsp.code = (cim_Code)code;
+    snprintf(rsp.reason, sizeof(rsp.reason), "%s", reason);
+    memcpy(rsp.client_msg_id, req->client_msg_id, sizeof(rsp.client_msg_id));
+    return session_answer(s, FT_SEND_ACK, cim_SendRsp_fields, &rsp);
+}
+
+/* Token bucket: send_rate per second, up to send_burst. */
+static bool take_token(session_t *s)
+{
+    const conf_t *c = s->w->srv->conf;
+    uint32_t now = (uint32_t)worker_now(s->w);
+    float t = s->tokens + (float)(uint32_t)(now - s->tb_ms) * (float)c->send_rate / 1000.0f;
+
+    s->tb_ms = now;
+    s->tokens = t > (float)c->send_burst ? (float)c->send_burst : t;
+    if (s->tokens < 1.0f)
+        return false;
+    s->tokens -= 1.0f;
+    return true;
+}
+
+static int user_exists(session_t *s, const char *user, bool *exists)
+{
+    kv_txn_t *txn = NULL;
+    int rc = kv_begin(s->w->srv->kv, KV_READ, &txn);
+    if (rc < 0)
+        return rc;
+    rc = kv_user_get(txn, s->app, user, NULL);
+    kv_abort(txn);
+    *exists = rc == 0;
+    return rc == RC_ENOTFOUND ? 0 : rc;
+}
+
+/* A transient message is routed at once to the online devices of the recipient and the
+ * sender's other devices; nothing is stored and its msg_id is 0 (docs/PROTOCOL-NOTES.md). */
+static int send_transient(session_t *s, const cim_SendReq *req, const body_ref_t *body)
+{
+    worker_t *w = s->w;
+    store_send_t meta;
+    router_ent_t ents[2 * TRANSIENT_ROUTE_MAX];
+    size_t n, m;
+    blob_t *b;
+    cim_SendRsp rsp = cim_SendRsp_init_zero;
+
+    memset(&meta, 0, sizeof(meta));
+    meta.conv_type = (uint8_t)req->conv_type;
+    meta.msg_type = (uint8_t)req->msg_type;
+    meta.from_kind = s->kind;
+    meta.time_ms = snowflake_now_ms();
+    snprintf(meta.from, sizeof(meta.from), "%s", s->user);
+    memcpy(meta.to, req->to, sizeof(meta.to));
+    memcpy(meta.cmid, req->client_msg_id, sizeof(meta.cmid));
+    if ((b = message_encode(&meta, body->data, body->len)) == NULL)
+        return reject(s, req, cim_Code_INTERNAL, "cannot encode the message");
+    n = router_lookup(w->srv->router, s->app, req->to, ents, TRANSIENT_ROUTE_MAX);
+    if (n > TRANSIENT_ROUTE_MAX)
+        n = TRANSIENT_ROUTE_MAX;
+    m = strcmp(req->to, s->user) == 0
+            ? 0
+            : router_lookup(w->srv->router, s->app, s->user, ents + n, TRANSIENT_ROUTE_MAX);
+    if (m > TRANSIENT_ROUTE_MAX)
+        m = TRANSIENT_ROUTE_MAX;
+    /* One mailbox message per worker, like the store's completions. */
+    for (uint32_t wi = 0; wi < w->srv->nworkers; wi++) {
+        delivery_t *items = NULL;
+        uint32_t k = 0;
+        for (size_t i = 0; i < n + m; i++) {
+            if (ents[i].worker != wi || ents[i].sid == s->sid)
+                continue;
+            if (items == NULL)
+                items = mem_alloc((n + m) * sizeof(*items));
+            items[k].sid = ents[i].sid;
+            items[k].push = blob_ref(b);
+            items[k].ack = NULL;
+            k++;
+        }
+        if (k > 0)
+            worker_deliver(w->srv->workers[wi], items, k);
+    }
+    blob_unref(b);
+    rsp.req_id = req->req_id;
+    rsp.code = cim_Code_OK;
+    rsp.time_ms = meta.time_ms;
+    memcpy(rsp.client_msg_id, req->client_msg_id, sizeof(rsp.client_msg_id));
+    return session_answer(s, FT_SEND_ACK, cim_SendRsp_fields, &rsp);
+}
+
+int session__send(session_t *s, const uint8_t *body, size_t len)
+{
+    const conf_t *c = s->w->srv->conf;
+    cim_SendReq *req = s->w->scratch;
+    pb_istream_t is = pb_istream_from_buffer(body, len);
+    body_ref_t ref = {NULL, 0};
+    store_send_t *r;
+    bool exists = false;
+    size_t cmid_len;
+    int rc;
+
+    memset(req, 0, sizeof(*req));
+    req->body.funcs.decode = get_body;
+    req->body.arg = &ref;
+    if (!pb_decode(&is, cim_SendReq_fields, req))
+        return reject(s, req, cim_Code_BAD_REQUEST, "malformed SendReq");
+    cmid_len = strlen(req->client_msg_id);
+    if (cmid_len == 0 || cmid_len > 64)
+        return reject(s, req, cim_Code_BAD_REQUEST, "client_msg_id must be 1..64 bytes");
+    if (req->conv_type != cim_ConvType_DIRECT && req->conv_type != cim_ConvType_GROUP)
+        return reject(s, req, cim_Code_BAD_REQUEST, "conv_type must be DIRECT or GROUP");
+    if (req->msg_type < cim_MsgType_TEXT || req->msg_type > cim_MsgType_CUSTOM)
+        return reject(s, req, cim_Code_BAD_REQUEST, "msg_type must be TEXT..CUSTOM");
+    if (req->conv_type == cim_ConvType_GROUP)
+        return reject(s, req, cim_Code_INTERNAL,
+                      "group messaging is not implemented in this server version");
+    if (!kv_id_valid(req->to))
+        return reject(s, req, cim_Code_BAD_REQUEST, "to must be a user id");
+    if (ref.len > c->max_msg_bytes)
+        return reject(s, req, cim_Code_TOO_LARGE, "body over max_msg_bytes");
+    if (!take_token(s))
+        return reject(s, req, cim_Code_RATE_LIMITED, "sending too fast; slow down");
+    if ((rc = user_exists(s, req->to, &exists)) < 0)
+        return reject(s, req, cim_Code_INTERNAL, "storage error");
+    if (!exists)
+        return reject(s, req, cim_Code_NOT_FOUND, "unknown user");
+    if (req->transient)
+        return send_transient(s, req, &ref);
+
+    r = store_send_new(ref.len);
+    r->worker = s->w->index;
+    r->sid = s->sid;
+    r->req_id = req->req_id;
+    r->conv_type = (uint8_t)req->conv_type;
+    r->msg_type = (uint8_t)req->msg_type;
+    r->from_kind = s->kind;
+    snprintf(r->app, sizeof(r->app), "%s", s->app);
+    snprintf(r->from, sizeof(r->from), "%s", s->user);
+    memcpy(r->to, req->to, sizeof(r->to));
+    memcpy(r->cmid, req->client_msg_id, sizeof(r->cmid));
+    if (ref.len > 0)
+        memcpy(r->body, ref.data, ref.len);
+    if ((rc = store_send(s->w->srv->store, r)) < 0) {
+        mem_free(r);
+        return reject(s, req, cim_Code_SERVER_BUSY, "server busy; retry later");
+    }
+    s->async_issued++;
+    return 0;
+}
+
+int session__push_ack(session_t *s, const uint8_t *body, size_t len)
+{
+    cim_DeliveredReq req = cim_DeliveredReq_init_zero;
+    pb_istream_t is = pb_istream_from_buffer(body, len);
+
+    if (!pb_decode(&is, cim_DeliveredReq_fields, &req)) {
+        session_close(s, cim_Code_PROTOCOL_ERROR, "malformed PUSH_ACK");
+        return RC_ECLOSED;
+    }
+    /* Cumulative: only an increase moves the cursor, and only increases reach the store,
+     * so a flood of acks costs at most one write per pushed message. */
+    if (req.up_to_msg_id <= s->acked)
+        return 0;
+    s->acked = req.up_to_msg_id;
+    if (store_ack(s->w->srv->store, s->app, s->user, s->device, s->acked) < 0)
+        LOG_RL(LOG_LVL_WARN, "cannot queue a cursor update (store stopping)");
+    return 0;
+}
+
+int session__login_cursors(session_t *s, uint64_t *latest, uint64_t *acked)
+{
+    uint8_t key[KV_UKEY_MAX];
+    size_t klen = kv_ukey(key, s->app, s->user);
+    kv_txn_t *txn = NULL;
+    int rc;
+
+    if ((rc = kv_begin(s->w->srv->kv, KV_READ, &txn)) < 0)
+        return rc;
+    if ((rc = kv_timeline_last(txn, key, klen, latest)) == 0)
+        rc = kv_cursor_get(txn, key, klen, s->device, acked);
+    kv_abort(txn);
+    return rc;
+}
+
+/* ---- SYNC ------------------------------------------------------------------------- */
+
+typedef struct page {
+    const uint8_t *rec[SYNC_MAX]; /* encoded cim.Message records, borrowed from the txn */
+    size_t len[SYNC_MAX];
+    size_t n;
+} page_t;
+
+static bool put_messages(pb_ostream_t *os, const pb_field_t *f, void *const *arg)
+{
+    const page_t *p = *arg;
+    for (size_t i = 0; i < p->n; i++)
+        if (!pb_encode_tag_for_field(os, f) || !pb_encode_string(os, p->rec[i], p->len[i]))
+            return false;
+    return true;
+}
+
+static size_t varint_len(size_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+int session__sync(session_t *s, const uint8_t *body, size_t len)
+{
+    cim_SyncReq req = cim_SyncReq_init_zero;
+    cim_SyncRsp rsp = cim_SyncRsp_init_zero;
+    pb_istream_t is = pb_istream_from_buffer(body, len);
+    uint8_t key[KV_UKEY_MAX];
+    size_t klen = kv_ukey(key, s->app, s->user), n = 0, room, used = 0;
+    uint64_t ids[SYNC_MAX], after, total = 0;
+    kv_txn_t *txn = NULL;
+    page_t *page = NULL;
+    uint32_t limit;
+    size_t taken = 0;
+    int rc;
+
+    if (!pb_decode(&is, cim_SyncReq_fields, &req)) {
+        rsp.code = cim_Code_BAD_REQUEST;
+        snprintf(rsp.reason, sizeof(rsp.reason), "malformed SyncReq");
+        return session_answer(s, FT_SYNC_ACK, cim_SyncRsp_fields, &rsp);
+    }
+    rsp.req_id = req.req_id;
+    limit = req.limit == 0 ? SYNC_DEFAULT : req.limit > SYNC_MAX ? SYNC_MAX : req.limit;
+    if ((rc = kv_begin(s->w->srv->kv, KV_READ, &txn)) < 0)
+        goto fail;
+    after = req.after_msg_id;
+    if (after == 0 && (rc = kv_cursor_get(txn, key, klen, s->device, &after)) < 0)
+        goto fail;
+    if ((rc = kv_timeline_page(txn, key, klen, after, ids, limit, &n, &total)) < 0)
+        goto fail;
+    page = mem_alloc(sizeof(*page));
+    page->n = 0;
+    /* A page never exceeds the frame: stop before the message that would not fit and
+     * say so through remain (PROTOCOL.md §3). */
+    room = s->w->srv->conf->max_body - PAGE_ROOM;
+    for (; taken < n; taken++) {
+        const uint8_t *rec;
+        size_t rlen, cost;
+        rc = kv_msg_get(txn, ids[taken], &rec, &rlen);
+        if (rc == RC_ENOTFOUND)
+            continue; /* removed by retention between the two reads: skip it */
+        if (rc < 0)
+            goto fail;
+        cost = 1 + varint_len(rlen) + rlen;
+        if (used + cost > room)
+            break;
+        used += cost;
+        page->rec[page->n] = rec;
+        page->len[page->n] = rlen;
+        page->n++;
+    }
+    rsp.code = cim_Code_OK;
+    rsp.messages.funcs.encode = put_messages;
+    rsp.messages.arg = page;
+    rsp.remain = (uint32_t)(total - taken);
+    rsp.last_msg_id = taken > 0 ? ids[taken - 1] : after;
+    rc = session_answer(s, FT_SYNC_ACK, cim_SyncRsp_fields, &rsp); /* encoded inside txn */
+    kv_abort(txn);
+    mem_free(page);
+    return rc;
+fail:
+    kv_abort(txn);
+    mem_free(page);
+    LOG_RL(LOG_LVL_ERROR, "sync failed: %s", rc_str(rc));
+    memset(&rsp, 0, sizeof(rsp));
+    rsp.req_id = req.req_id;
+    rsp.code = cim_Code_INTERNAL;
+    snprintf(rsp.reason, sizeof(rsp.reason), "storage error");
+    return session_answer(s, FT_SYNC_ACK, cim_SyncRsp_fields, &rsp);
+}

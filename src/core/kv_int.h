@@ -1,0 +1,46 @@
+/**
+ * kv internals shared by kv.c and kv_msg.c (not for other modules: nothing LMDB leaves
+ * kv). The environment's struct, the transaction cast, the error mapping and the
+ * big-endian helpers.
+ */
+#ifndef CIM_CORE_KV_INT_H
+#define CIM_CORE_KV_INT_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "core/kv.h"
+
+#define KV_RSHARDS 16 /* reader lock shards (threads pick one each) */
+
+struct kv {
+    MDB_env *env;
+    /* Remapping (kv_grow, adopting another process's resize) is only safe with no
+     * transaction open in the process. Every read transaction holds one shard of this
+     * lock shared — each thread its own shard, so readers never share a cache line — and
+     * a remap takes all of them exclusively. Uncontended except during a remap. */
+    pthread_rwlock_t remap[KV_RSHARDS];
+    unsigned flags; /* KV_RDONLY | KV_NOSYNC as opened */
+    MDB_dbi meta;
+    MDB_dbi apps;
+    MDB_dbi users;
+    MDB_dbi msgs;     /* msg_id (u64 BE) → encoded cim.Message */
+    MDB_dbi timeline; /* user key → msg_id (u64 BE) dups, DUPSORT|DUPFIXED */
+    MDB_dbi cursors;  /* user key NUL device_id → u64 BE delivered id */
+    MDB_dbi dedup;    /* user key NUL client_msg_id → u64 BE msg_id */
+};
+
+/** The MDB_txn behind a kv_txn_t. */
+MDB_txn *kv__txn(kv_txn_t *txn);
+
+/** The kv_t a transaction belongs to. */
+kv_t *kv__of(kv_txn_t *txn);
+
+/** Map an LMDB return code to an rc (logging unexpected ones with @p what). */
+int kv__rc(int mrc, const char *what);
+
+void kv__put_be64(uint8_t *p, uint64_t v);
+uint64_t kv__get_be64(const uint8_t *p);
+
+#endif

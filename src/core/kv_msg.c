@@ -1,0 +1,484 @@
+/* kv_msg: messages, timelines, delivery cursors, dedup and retention. Layout reference:
+ * docs/STORAGE.md. */
+#include <errno.h>
+#include <string.h>
+
+#include "core/kv.h"
+#include "core/kv_int.h"
+#include "core/log.h"
+#include "core/rc.h"
+
+#define DKEY_MAX (KV_UKEY_MAX + 1 + 64) /* user key NUL device or client_msg_id */
+
+size_t kv_ukey(uint8_t out[KV_UKEY_MAX], const char *app, const char *user)
+{
+    size_t a = strnlen(app, KV_ID_MAX), u = strnlen(user, KV_ID_MAX);
+    memcpy(out, app, a);
+    out[a] = '\0';
+    memcpy(out + a + 1, user, u);
+    return a + 1 + u;
+}
+
+/* user key NUL suffix; the suffix is 1..64 bytes (device id or client_msg_id). */
+static int sub_key(uint8_t out[DKEY_MAX], const uint8_t *ukey, size_t klen, const char *sfx,
+                   size_t *len)
+{
+    size_t n = strlen(sfx);
+    if (klen > KV_UKEY_MAX || n == 0 || n > 64)
+        return RC_EINVAL;
+    memcpy(out, ukey, klen);
+    out[klen] = '\0';
+    memcpy(out + klen + 1, sfx, n);
+    *len = klen + 1 + n;
+    return 0;
+}
+
+static int get_u64(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t *out,
+                   const char *what)
+{
+    MDB_val k = {klen, (void *)key}, v;
+    int rc = kv__rc(mdb_get(kv__txn(txn), dbi, &k, &v), what);
+    if (rc < 0)
+        return rc;
+    if (v.mv_size != 8) {
+        LOG_ERROR("kv: %s record has %zu bytes, not 8", what, v.mv_size);
+        return RC_ESTORE;
+    }
+    *out = kv__get_be64(v.mv_data);
+    return 0;
+}
+
+static int put_u64(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t val,
+                   const char *what)
+{
+    uint8_t buf[8];
+    MDB_val k = {klen, (void *)key}, v = {8, buf};
+    kv__put_be64(buf, val);
+    return kv__rc(mdb_put(kv__txn(txn), dbi, &k, &v, 0), what);
+}
+
+/* ---- msgs ------------------------------------------------------------------------- */
+
+int kv_msg_put(kv_txn_t *txn, uint64_t id, const uint8_t *rec, size_t len)
+{
+    uint8_t key[8];
+    MDB_val k = {8, key}, v = {len, (void *)rec};
+    kv__put_be64(key, id);
+    /* Ids come from one generator in increasing order: MDB_APPEND fills pages in order
+     * without searching. An id below the last (never expected) falls back to a put. */
+    int mrc = mdb_put(kv__txn(txn), kv__of(txn)->msgs, &k, &v, MDB_APPEND);
+    if (mrc == MDB_KEYEXIST) {
+        v.mv_size = len;
+        v.mv_data = (void *)rec;
+        mrc = mdb_put(kv__txn(txn), kv__of(txn)->msgs, &k, &v, MDB_NOOVERWRITE);
+    }
+    return kv__rc(mrc, "mdb_put msg");
+}
+
+int kv_msg_replace(kv_txn_t *txn, uint64_t id, const uint8_t *rec, size_t len)
+{
+    uint8_t key[8];
+    MDB_val k = {8, key}, v;
+    int rc;
+    kv__put_be64(key, id);
+    if ((rc = kv__rc(mdb_get(kv__txn(txn), kv__of(txn)->msgs, &k, &v), "mdb_get msg")) < 0)
+        return rc;
+    v.mv_size = len;
+    v.mv_data = (void *)rec;
+    return kv__rc(mdb_put(kv__txn(txn), kv__of(txn)->msgs, &k, &v, 0), "mdb_put msg");
+}
+
+int kv_msg_get(kv_txn_t *txn, uint64_t id, const uint8_t **rec, size_t *len)
+{
+    uint8_t key[8];
+    MDB_val k = {8, key}, v;
+    int rc;
+    kv__put_be64(key, id);
+    if ((rc = kv__rc(mdb_get(kv__txn(txn), kv__of(txn)->msgs, &k, &v), "mdb_get msg")) < 0)
+        return rc;
+    *rec = v.mv_data;
+    *len = v.mv_size;
+    return 0;
+}
+
+int kv_msg_last_id(kv_txn_t *txn, uint64_t *out)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc, mrc;
+
+    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), kv__of(txn)->msgs, &cur), "cursor")) < 0)
+        return rc;
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (mrc == MDB_NOTFOUND) {
+        *out = 0;
+        rc = 0;
+    } else if ((rc = kv__rc(mrc, "mdb_cursor_get msgs")) == 0) {
+        *out = k.mv_size == 8 ? kv__get_be64(k.mv_data) : 0;
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+/* ---- timeline --------------------------------------------------------------------- */
+
+int kv_timeline_add(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t id)
+{
+    uint8_t val[8];
+    MDB_val k = {klen, (void *)ukey}, v = {8, val};
+    int mrc;
+
+    kv__put_be64(val, id);
+    /* Big-endian ids sort as numbers under memcmp, so appending in id order is
+     * MDB_APPENDDUP; KEYEXIST means "not greater than the last": insert normally. */
+    mrc = mdb_put(kv__txn(txn), kv__of(txn)->timeline, &k, &v, MDB_APPENDDUP);
+    if (mrc == MDB_KEYEXIST) {
+        v.mv_size = 8;
+        v.mv_data = val;
+        mrc = mdb_put(kv__txn(txn), kv__of(txn)->timeline, &k, &v, MDB_NODUPDATA);
+        if (mrc == MDB_KEYEXIST)
+            mrc = MDB_SUCCESS; /* already there */
+    }
+    return kv__rc(mrc, "mdb_put timeline");
+}
+
+static int tl_cursor(kv_txn_t *txn, MDB_cursor **cur)
+{
+    return kv__rc(mdb_cursor_open(kv__txn(txn), kv__of(txn)->timeline, cur), "cursor");
+}
+
+int kv_timeline_last(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t *out)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k = {klen, (void *)ukey}, v;
+    int rc, mrc;
+
+    if ((rc = tl_cursor(txn, &cur)) < 0)
+        return rc;
+    *out = 0;
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_SET);
+    if (mrc == MDB_SUCCESS)
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST_DUP);
+    if (mrc == MDB_SUCCESS && v.mv_size == 8)
+        *out = kv__get_be64(v.mv_data);
+    rc = mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_get timeline");
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+/* Count the dups >= @p first, the cursor standing on the first of them, a page at a time:
+ * DUPFIXED pages come back whole with MDB_GET_MULTIPLE / MDB_NEXT_MULTIPLE. LMDB returns
+ * the current page from its start, so in that first page only values >= first count. */
+static int count_rest(MDB_cursor *cur, uint64_t first, uint64_t *out)
+{
+    MDB_val k, v;
+    uint64_t n = 0;
+    int mrc;
+
+    v.mv_size = 0;
+    v.mv_data = NULL;
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_MULTIPLE);
+    if (mrc == MDB_SUCCESS && v.mv_data == NULL) {
+        /* A key holding a single value has no duplicate page: LMDB answers GET_MULTIPLE
+         * with success and leaves @p v untouched. The cursor stands on that value, >= first. */
+        *out = 1;
+        return 0;
+    }
+    if (mrc == MDB_SUCCESS) {
+        const uint8_t *p = v.mv_data;
+        for (size_t i = 0; i + 8 <= v.mv_size; i += 8)
+            n += kv__get_be64(p + i) >= first;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_MULTIPLE);
+    }
+    while (mrc == MDB_SUCCESS) {
+        n += v.mv_size / 8;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_MULTIPLE);
+    }
+    *out = n;
+    return mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_get multiple");
+}
+
+int kv_timeline_page(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t after,
+                     uint64_t *ids, size_t max, size_t *n, uint64_t *total_after)
+{
+    MDB_cursor *cur = NULL;
+    uint8_t from[8];
+    MDB_val k = {klen, (void *)ukey}, v = {8, from};
+    size_t got = 0;
+    int rc, mrc;
+
+    *n = 0;
+    *total_after = 0;
+    if (after == UINT64_MAX)
+        return 0;
+    if ((rc = tl_cursor(txn, &cur)) < 0)
+        return rc;
+    kv__put_be64(from, after + 1);
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
+    if (mrc == MDB_NOTFOUND) {
+        rc = 0;
+        goto out;
+    }
+    if ((rc = kv__rc(mrc, "mdb_cursor_get timeline")) < 0)
+        goto out;
+    /* Count first (the count starts where the page starts), then step back to the
+     * page's start and read it. */
+    if ((rc = count_rest(cur, after + 1, total_after)) < 0)
+        goto out;
+    k.mv_size = klen;
+    k.mv_data = (void *)ukey;
+    v.mv_size = 8;
+    v.mv_data = from;
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
+    while (mrc == MDB_SUCCESS && got < max) {
+        if (v.mv_size != 8) {
+            rc = RC_ESTORE;
+            goto out;
+        }
+        ids[got++] = kv__get_be64(v.mv_data);
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP);
+    }
+    rc = mrc == MDB_SUCCESS || mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_get next");
+    *n = got;
+out:
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+int kv_timeline_count(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t *out)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k = {klen, (void *)ukey}, v;
+    size_t count = 0;
+    int rc, mrc;
+
+    if ((rc = tl_cursor(txn, &cur)) < 0)
+        return rc;
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_SET);
+    if (mrc == MDB_SUCCESS)
+        mrc = mdb_cursor_count(cur, &count);
+    *out = mrc == MDB_SUCCESS ? (uint64_t)count : 0;
+    rc = mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_count");
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+/* ---- cursors and dedup ------------------------------------------------------------ */
+
+int kv_cursor_get(kv_txn_t *txn, const uint8_t *ukey, size_t klen, const char *device,
+                  uint64_t *out)
+{
+    uint8_t key[DKEY_MAX];
+    size_t len;
+    int rc;
+    if ((rc = sub_key(key, ukey, klen, device, &len)) < 0)
+        return rc;
+    rc = get_u64(txn, kv__of(txn)->cursors, key, len, out, "cursor");
+    if (rc == RC_ENOTFOUND) {
+        *out = 0;
+        rc = 0;
+    }
+    return rc;
+}
+
+int kv_cursor_put(kv_txn_t *txn, const uint8_t *ukey, size_t klen, const char *device,
+                  uint64_t id)
+{
+    uint8_t key[DKEY_MAX];
+    uint64_t cur = 0;
+    size_t len;
+    int rc;
+    if ((rc = sub_key(key, ukey, klen, device, &len)) < 0)
+        return rc;
+    rc = get_u64(txn, kv__of(txn)->cursors, key, len, &cur, "cursor");
+    if (rc < 0 && rc != RC_ENOTFOUND)
+        return rc;
+    if (rc == 0 && cur >= id)
+        return 0;
+    return put_u64(txn, kv__of(txn)->cursors, key, len, id, "mdb_put cursor");
+}
+
+int kv_dedup_get(kv_txn_t *txn, const uint8_t *ukey, size_t klen, const char *cmid,
+                 uint64_t *out)
+{
+    uint8_t key[DKEY_MAX];
+    size_t len;
+    int rc;
+    if ((rc = sub_key(key, ukey, klen, cmid, &len)) < 0)
+        return rc;
+    return get_u64(txn, kv__of(txn)->dedup, key, len, out, "dedup");
+}
+
+int kv_dedup_put(kv_txn_t *txn, const uint8_t *ukey, size_t klen, const char *cmid,
+                 uint64_t id)
+{
+    uint8_t key[DKEY_MAX];
+    size_t len;
+    int rc;
+    if ((rc = sub_key(key, ukey, klen, cmid, &len)) < 0)
+        return rc;
+    return put_u64(txn, kv__of(txn)->dedup, key, len, id, "mdb_put dedup");
+}
+
+/* ---- retention -------------------------------------------------------------------- */
+
+/* After mdb_cursor_del the cursor rests on the next record; read where it stands. LMDB
+ * reports the end of the database there as NOTFOUND or, on some paths, EINVAL. */
+static int after_del(MDB_cursor *cur, MDB_val *k, MDB_val *v)
+{
+    int mrc = mdb_cursor_get(cur, k, v, MDB_GET_CURRENT);
+    return mrc == EINVAL ? MDB_NOTFOUND : mrc;
+}
+
+static void remember(kv_retention_t *pos, const MDB_val *k)
+{
+    if (k->mv_size <= sizeof(pos->key)) {
+        memcpy(pos->key, k->mv_data, k->mv_size);
+        pos->klen = k->mv_size;
+    }
+}
+
+/* Phase 0: for each user (resuming at pos->key), delete timeline entries below the cutoff.
+ * A key's dups are sorted, so they go from the front until one is new enough. */
+static int retire_timelines(kv_txn_t *txn, kv_retention_t *pos, uint64_t cutoff,
+                            size_t *budget, size_t *removed)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc, mrc;
+
+    if ((rc = tl_cursor(txn, &cur)) < 0)
+        return rc;
+    if (pos->klen == 0) {
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    } else {
+        k.mv_size = pos->klen;
+        k.mv_data = pos->key;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    /* Remember every key the cursor reaches, before examining it: a step whose budget
+     * runs out right after MDB_NEXT_NODUP must resume at the new key, not at the kept key
+     * it just passed (with a budget of 1 that re-examined the same entry forever). */
+    if (mrc == MDB_SUCCESS)
+        remember(pos, &k);
+    while (mrc == MDB_SUCCESS && *budget > 0) {
+        (*budget)--;
+        if (v.mv_size == 8 && kv__get_be64(v.mv_data) < cutoff) {
+            if ((rc = kv__rc(mdb_cursor_del(cur, 0), "mdb_cursor_del timeline")) < 0)
+                goto out;
+            (*removed)++;
+            /* Seek again instead of reading where the cursor rests: when the deleted entry
+             * was its key's last and the next key holds a sub-database, LMDB (0.9.24)
+             * leaves that key's dup cursor unpositioned and GET_CURRENT fails with EINVAL,
+             * which after_del would take for the end of the database. The first entry at
+             * or after the (copied) key is the key's next entry or the next key's first. */
+            k.mv_size = pos->klen;
+            k.mv_data = pos->key;
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        } else {
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_NODUP);
+        }
+        if (mrc == MDB_SUCCESS)
+            remember(pos, &k);
+    }
+    if (mrc == MDB_NOTFOUND) {
+        pos->phase = 1;
+        pos->klen = 0;
+        rc = 0;
+    } else {
+        rc = mrc == MDB_SUCCESS ? 0 : kv__rc(mrc, "retention timeline");
+    }
+out:
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+/* Phase 1: dedup entries naming messages below the cutoff (a resend that old is stored
+ * anew, which is what retention means). */
+static int retire_dedup(kv_txn_t *txn, kv_retention_t *pos, uint64_t cutoff, size_t *budget,
+                        size_t *removed)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc, mrc;
+
+    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), kv__of(txn)->dedup, &cur), "cursor")) < 0)
+        return rc;
+    if (pos->klen == 0) {
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    } else {
+        k.mv_size = pos->klen;
+        k.mv_data = pos->key;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    while (mrc == MDB_SUCCESS && *budget > 0) {
+        (*budget)--;
+        if (v.mv_size == 8 && kv__get_be64(v.mv_data) < cutoff) {
+            if ((rc = kv__rc(mdb_cursor_del(cur, 0), "mdb_cursor_del dedup")) < 0)
+                goto out;
+            (*removed)++;
+            mrc = after_del(cur, &k, &v);
+        } else {
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+        if (mrc == MDB_SUCCESS)
+            remember(pos, &k);
+    }
+    if (mrc == MDB_NOTFOUND) {
+        pos->phase = 2;
+        pos->klen = 0;
+        rc = 0;
+    } else {
+        rc = mrc == MDB_SUCCESS ? 0 : kv__rc(mrc, "retention dedup");
+    }
+out:
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+/* Phase 2: message records below the cutoff. Every timeline entry of a message carries the
+ * message's own id, so once phase 0 is done none references them. */
+static int retire_msgs(kv_txn_t *txn, kv_retention_t *pos, uint64_t cutoff, size_t *budget,
+                       size_t *removed)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc, mrc;
+
+    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), kv__of(txn)->msgs, &cur), "cursor")) < 0)
+        return rc;
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (mrc == MDB_SUCCESS && *budget > 0 && k.mv_size == 8 &&
+           kv__get_be64(k.mv_data) < cutoff) {
+        if ((rc = kv__rc(mdb_cursor_del(cur, 0), "mdb_cursor_del msg")) < 0)
+            goto out;
+        (*removed)++;
+        (*budget)--;
+        mrc = after_del(cur, &k, &v);
+    }
+    if (mrc == MDB_NOTFOUND || (mrc == MDB_SUCCESS && *budget > 0)) {
+        pos->phase = 3;
+        rc = 0;
+    } else {
+        rc = mrc == MDB_SUCCESS ? 0 : kv__rc(mrc, "retention msgs");
+    }
+out:
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+int kv_retention_step(kv_txn_t *txn, kv_retention_t *pos, uint64_t cutoff_id, size_t budget,
+                      size_t *removed)
+{
+    int rc = 0;
+    *removed = 0;
+    if (pos->phase == 0 && (rc = retire_timelines(txn, pos, cutoff_id, &budget, removed)) < 0)
+        return rc;
+    if (pos->phase == 1 && budget > 0 &&
+        (rc = retire_dedup(txn, pos, cutoff_id, &budget, removed)) < 0)
+        return rc;
+    if (pos->phase == 2 && budget > 0 &&
+        (rc = retire_msgs(txn, pos, cutoff_id, &budget, removed)) < 0)
+        return rc;
+    return 0;
+}
