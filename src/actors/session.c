@@ -144,8 +144,9 @@ static void on_write(uv_write_t *req, int status)
 }
 
 /* Queue @p len sealed bytes: write what the kernel takes now, copy only the rest.
- * @p last: the session's final frame (BYE), queued even past the cap. */
-static int queue_bytes(session_t *s, const uint8_t *data, uint32_t len, bool last)
+ * The cap on queued bytes is checked by the caller before sealing (a frame sealed and then
+ * dropped would desynchronise the peer's nonce counter). */
+static int queue_bytes(session_t *s, const uint8_t *data, uint32_t len)
 {
     uv_buf_t buf;
     wreq_t *wr;
@@ -162,15 +163,6 @@ static int queue_bytes(session_t *s, const uint8_t *data, uint32_t len, bool las
         }
         if (n < 0)
             n = 0;
-    }
-    if (!last && s->out_bytes + (len - (uint32_t)n) > SESSION_OUT_MAX) {
-        /* A slow consumer. The frame is not queued (pushes never skip: the device
-         * catches up with SYNC after reconnecting); BYE goes behind the backlog and the
-         * sweep cuts the connection if it is not flushed within the grace period. */
-        LOG_RL(LOG_LVL_INFO, "session %llx: output over %u bytes, closing (SERVER_BUSY)",
-               (unsigned long long)s->sid, SESSION_OUT_MAX);
-        session_close(s, cim_Code_SERVER_BUSY, "too far behind: reconnect and SYNC");
-        return RC_EFULL;
     }
     wr = mem_alloc(sizeof(*wr) + (len - (uint32_t)n));
     wr->len = len - (uint32_t)n;
@@ -193,7 +185,7 @@ int session__send_plain(session_t *s, uint32_t type, const uint8_t *body, size_t
         return RC_ETOOBIG;
     frame_hdr_write(out, (uint32_t)(FRAME_HDR + len), type);
     memcpy(out + FRAME_HDR, body, len);
-    return queue_bytes(s, out, (uint32_t)(FRAME_HDR + len), false);
+    return queue_bytes(s, out, (uint32_t)(FRAME_HDR + len));
 }
 
 int session_send_encoded(session_t *s, uint32_t type, const uint8_t *body, size_t len)
@@ -206,11 +198,21 @@ int session_send_encoded(session_t *s, uint32_t type, const uint8_t *body, size_
         return RC_ECLOSED;
     if (len > w->srv->conf->max_body)
         return RC_ETOOBIG;
+    if (type != FT_BYE && s->out_bytes + FRAME_HDR + len + FRAME_TAG > SESSION_OUT_MAX) {
+        /* A slow consumer. The frame is not sent (pushes never skip: the device catches
+         * up with SYNC after reconnecting); BYE, the session's last frame, goes behind
+         * the backlog and the sweep cuts the connection if it is not flushed within the
+         * grace period. Checked before sealing, so the nonce counters stay in step. */
+        LOG_RL(LOG_LVL_INFO, "session %llx: output over %u bytes, closing (SERVER_BUSY)",
+               (unsigned long long)s->sid, SESSION_OUT_MAX);
+        session_close(s, cim_Code_SERVER_BUSY, "too far behind: reconnect and SYNC");
+        return RC_EFULL;
+    }
     if ((rc = chan_seal(w->cc, &s->ch, type, body, len, sealed)) < 0) {
         session_abort(s, "seal failure");
         return rc;
     }
-    return queue_bytes(s, sealed, (uint32_t)(FRAME_HDR + len + FRAME_TAG), type == FT_BYE);
+    return queue_bytes(s, sealed, (uint32_t)(FRAME_HDR + len + FRAME_TAG));
 }
 
 /* Encode into the worker's plaintext buffer. */
@@ -249,9 +251,33 @@ static int send_answer(session_t *s, uint32_t type, const uint8_t *body, size_t 
     return rc;
 }
 
-int session_answer(session_t *s, uint32_t type, const pb_msgdesc_t *fields, const void *msg)
+/* Keep an encoded answer (or push) until the store requests issued before it are
+ * answered. */
+static int defer(session_t *s, uint32_t type, const uint8_t *body, size_t len)
 {
     reply_t *r;
+
+    if (s->rq_bytes + len > SESSION_OUT_MAX) {
+        session_close(s, cim_Code_SERVER_BUSY, "too many answers waiting");
+        return RC_EFULL;
+    }
+    r = mem_alloc(sizeof(*r) + len);
+    r->next = NULL;
+    r->after = s->async_issued;
+    r->type = type;
+    r->len = (uint32_t)len;
+    memcpy(r->data, body, len);
+    if (s->rq_tail)
+        s->rq_tail->next = r;
+    else
+        s->rq_head = r;
+    s->rq_tail = r;
+    s->rq_bytes += r->len;
+    return 0;
+}
+
+int session_answer(session_t *s, uint32_t type, const pb_msgdesc_t *fields, const void *msg)
+{
     size_t len;
     int rc;
 
@@ -263,43 +289,45 @@ int session_answer(session_t *s, uint32_t type, const pb_msgdesc_t *fields, cons
     }
     if (s->async_issued == s->async_done)
         return send_answer(s, type, s->w->obuf, len);
-    /* Earlier requests are still with the store: this answer waits its turn. The wait is
-     * bounded like the output queue. */
-    if (s->rq_bytes + len > SESSION_OUT_MAX) {
-        session_close(s, cim_Code_SERVER_BUSY, "too many answers waiting");
-        return RC_EFULL;
-    }
-    r = mem_alloc(sizeof(*r) + len);
-    r->next = NULL;
-    r->after = s->async_issued;
-    r->type = type;
-    r->len = (uint32_t)len;
-    memcpy(r->data, s->w->obuf, len);
-    if (s->rq_tail)
-        s->rq_tail->next = r;
-    else
-        s->rq_head = r;
-    s->rq_tail = r;
-    s->rq_bytes += r->len;
-    return 0;
+    /* Earlier requests are still with the store: this answer waits its turn (bounded
+     * like the output queue). */
+    return defer(s, type, s->w->obuf, len);
 }
 
 void session_push(session_t *s, const blob_t *msg)
 {
     if (s->state != SESSION_ST_LIVE || s->closed)
         return;
+    /* Registered for pushes before its LoginRsp: they follow the LoginRsp, in order. */
+    if (s->login_pending) {
+        (void)defer(s, FT_PUSH, msg->data, msg->len);
+        return;
+    }
     (void)session_send_encoded(s, FT_PUSH, msg->data, msg->len); /* failures close s */
 }
 
-void session_complete_send(session_t *s, store_send_t *req)
+/* One store request was answered: send what waited for it, in order. */
+static void async_done(session_t *s)
 {
-    cim_SendRsp rsp = cim_SendRsp_init_zero;
     reply_t *r;
 
-    if (s == NULL || s->closed || s->state == SESSION_ST_CLOSING) {
-        mem_free(req);
-        return;
+    s->async_done++;
+    while ((r = s->rq_head) != NULL && (int32_t)(s->async_done - r->after) >= 0) {
+        s->rq_head = r->next;
+        if (s->rq_head == NULL)
+            s->rq_tail = NULL;
+        s->rq_bytes -= r->len;
+        int rc = send_answer(s, r->type, r->data, r->len);
+        mem_free(r);
+        if (rc < 0 || s->closed || s->state == SESSION_ST_CLOSING)
+            return;
     }
+}
+
+static void complete_send(session_t *s, store_send_t *req)
+{
+    cim_SendRsp rsp = cim_SendRsp_init_zero;
+
     rsp.req_id = req->req_id;
     rsp.code = (cim_Code)req->code;
     if (req->code == cim_Code_OK) {
@@ -310,19 +338,25 @@ void session_complete_send(session_t *s, store_send_t *req)
     }
     memcpy(rsp.client_msg_id, req->cmid, sizeof(rsp.client_msg_id));
     mem_free(req);
-    s->async_done++;
     if (session_send(s, FT_SEND_ACK, cim_SendRsp_fields, &rsp) < 0)
         return;
-    /* Answers that were waiting only for this one go out now, in order. */
-    while ((r = s->rq_head) != NULL && (int32_t)(s->async_done - r->after) >= 0) {
-        s->rq_head = r->next;
-        if (s->rq_head == NULL)
-            s->rq_tail = NULL;
-        s->rq_bytes -= r->len;
-        int rc = send_answer(s, r->type, r->data, r->len);
-        mem_free(r);
-        if (rc < 0 || s->closed || s->state == SESSION_ST_CLOSING)
-            return;
+    async_done(s);
+}
+
+void session_complete(session_t *s, store_req_t *req)
+{
+    if (s == NULL || s->closed || s->state == SESSION_ST_CLOSING) {
+        mem_free(req);
+        return;
+    }
+    if (req->kind == STORE_REQ_SEND) {
+        complete_send(s, (store_send_t *)req);
+    } else if (req->kind == STORE_REQ_LOGIN) {
+        session__login_done(s, (store_login_t *)req); /* sends the LoginRsp */
+        if (!s->closed && s->state != SESSION_ST_CLOSING)
+            async_done(s);
+    } else {
+        mem_free(req);
     }
 }
 

@@ -40,7 +40,8 @@
 #include "core/chan.h"
 #include "core/frame.h"
 
-struct store_send;
+struct store_req;
+struct store_login;
 struct reply;
 
 enum {
@@ -66,6 +67,7 @@ typedef struct session {
     bool reading;
     bool closed;                /* uv_close called */
     bool routed;                /* in the router (logged in, not yet unrouted) */
+    bool login_pending;         /* LIVE, but the LoginRsp waits for the store */
     uint32_t async_issued;       /* requests handed to the store ... */
     uint32_t async_done;         /* ... and answered: answers must keep request order */
     struct reply *rq_head, *rq_tail; /* answers waiting for earlier store requests */
@@ -115,10 +117,11 @@ int session_send_encoded(session_t *s, uint32_t type, const uint8_t *body, size_
 void session_push(session_t *s, const blob_t *msg);
 
 /**
- * Answer a SEND the store completed, then release any answers that waited for it.
- * Takes ownership of @p req. @p s may be NULL (the session is gone): then only frees.
+ * Answer a request the store completed (SEND → SEND_ACK, LOGIN → LoginRsp), then release
+ * the answers that waited for it. Takes ownership of @p req. @p s may be NULL (the
+ * session is gone): then only frees.
  */
-void session_complete_send(session_t *s, struct store_send *req);
+void session_complete(session_t *s, struct store_req *req);
 
 /** Answer a request with a Result-shaped body (req_id, code, reason) as frame @p type. */
 int session_reply(session_t *s, uint32_t type, uint32_t req_id, int code, const char *reason);
@@ -158,8 +161,8 @@ int session__push_ack(session_t *s, const uint8_t *body, size_t len);
 /** Handle SYNC. */
 int session__sync(session_t *s, const uint8_t *body, size_t len);
 
-/** Fill the messaging fields of a LoginRsp (latest_msg_id, acked_msg_id). @return 0/rc. */
-int session__login_cursors(session_t *s, uint64_t *latest, uint64_t *acked);
+/** Answer LOGIN once the store completed it (session_auth.c). Takes @p req. */
+void session__login_done(session_t *s, struct store_login *req);
 
 /** Handle PING. */
 int session__ping(session_t *s, const uint8_t *body, size_t len);

@@ -91,10 +91,10 @@ static int refuse(session_t *s, uint32_t req_id, int code, const char *reason)
     return RC_ECLOSED;
 }
 
-/* Check the token against the app's secret and see whether the user exists, in one
- * short read transaction on this worker. */
+/* Check the token against the app's secret, in one short read transaction on this
+ * worker. */
 static int check_credentials(session_t *s, const char *app, const cim_LoginReq *req,
-                             bool *user_known, const char **why)
+                             const char **why)
 {
     kv_txn_t *txn = NULL;
     uint8_t secret[TOKEN_SECRET];
@@ -120,12 +120,6 @@ static int check_credentials(session_t *s, const char *app, const cim_LoginReq *
         rc = RC_EAUTH;
         goto out;
     }
-    rc = kv_user_get(txn, app, req->user, NULL);
-    *user_known = rc == 0;
-    if (rc == RC_ENOTFOUND)
-        rc = 0;
-    else if (rc < 0)
-        *why = "storage error";
 out:
     kv_abort(txn);
     memset(secret, 0, sizeof(secret));
@@ -161,11 +155,11 @@ int session__login(session_t *s, const uint8_t *body, size_t len)
     worker_t *w = s->w;
     const conf_t *conf = w->srv->conf;
     cim_LoginReq *req = w->scratch;
-    cim_LoginRsp rsp = cim_LoginRsp_init_zero;
     pb_istream_t is = pb_istream_from_buffer(body, len);
     router_ent_t ent, kicked[KICK_MAX];
+    store_login_t *sl;
     size_t nkicked = 0;
-    bool user_known = false, first;
+    bool first;
     const char *app, *why = "";
     int rc;
 
@@ -181,14 +175,19 @@ int session__login(session_t *s, const uint8_t *body, size_t len)
                       "device_id must be 1..64 bytes of [A-Za-z0-9._@:-]");
     if (!kv_id_valid(app))
         return refuse(s, req->req_id, cim_Code_UNAUTHORIZED, "unknown app");
-    rc = check_credentials(s, app, req, &user_known, &why);
+    rc = check_credentials(s, app, req, &why);
     if (rc == RC_EAUTH)
         return refuse(s, req->req_id, cim_Code_UNAUTHORIZED, why);
     if (rc < 0)
         return refuse(s, req->req_id, cim_Code_INTERNAL, why);
-    if (!user_known && (rc = store_user_ensure(w->srv->store, app, req->user)) < 0)
-        return refuse(s, req->req_id, cim_Code_SERVER_BUSY, "server busy, try again");
 
+    sl = mem_calloc(sizeof(*sl));
+    sl->worker = w->index;
+    sl->sid = s->sid;
+    sl->req_id = req->req_id;
+    snprintf(sl->app, sizeof(sl->app), "%s", app);
+    snprintf(sl->user, sizeof(sl->user), "%s", req->user);
+    snprintf(sl->device, sizeof(sl->device), "%s", req->device_id);
     set_ids(s, app, req->user, req->device_id);
     s->kind = (uint8_t)req->device_kind;
     memset(&ent, 0, sizeof(ent));
@@ -196,34 +195,57 @@ int session__login(session_t *s, const uint8_t *body, size_t len)
     ent.worker = w->index;
     ent.kind = s->kind;
     snprintf(ent.device, sizeof(ent.device), "%s", s->device);
-    /* Registered before the LoginRsp is built, so that (with the messaging issue) nothing
-     * committed between reading latest_msg_id and going live can be missed. */
+    /* Registered for pushes before the store reads latest_msg_id: a message committed
+     * after that read is pushed, one committed before is within latest (PROTOCOL.md §6,
+     * Delivery). Pushes that arrive before the LoginRsp wait behind it. */
     router_add(w->srv->router, s->app, s->user, &ent, conf->single_session, kicked, KICK_MAX,
                &nkicked, &first);
     s->routed = true;
-    for (size_t i = 0; i < nkicked; i++)
-        kick(s, &kicked[i]);
-
     s->state = SESSION_ST_LIVE;
-    s->since_ms = worker_now(w);
-    worker__list_move(w, s, &w->live);
+    s->login_pending = true;
     s->tokens = (float)conf->send_burst;
     s->tb_ms = (uint32_t)worker_now(w);
-    /* Read after registering: a message committed from now on is pushed, one committed
-     * before is within latest_msg_id (PROTOCOL.md §6, Delivery). */
-    if ((rc = session__login_cursors(s, &rsp.latest_msg_id, &rsp.acked_msg_id)) < 0) {
+    s->since_ms = worker_now(w);
+    worker__list_move(w, s, &w->live);
+    /* The store registers a new user, and reads the cursors after every write queued
+     * before (a PUSH_ACK from this device's previous connection included); the LoginRsp
+     * is sent when it answers, so a user is known to everyone once it is. */
+    if (store_login(w->srv->store, sl) < 0) {
+        mem_free(sl);
         session__unroute(s);
-        return refuse(s, req->req_id, cim_Code_INTERNAL, "storage error");
+        return refuse(s, req->req_id, cim_Code_SERVER_BUSY, "server busy, try again");
+    }
+    s->async_issued++;
+    for (size_t i = 0; i < nkicked; i++)
+        kick(s, &kicked[i]);
+    return 0;
+}
+
+void session__login_done(session_t *s, store_login_t *sl)
+{
+    const conf_t *conf = s->w->srv->conf;
+    cim_LoginRsp rsp = cim_LoginRsp_init_zero;
+    uint32_t req_id = sl->req_id;
+    int code = sl->code;
+
+    rsp.latest_msg_id = sl->latest;
+    rsp.acked_msg_id = sl->acked;
+    mem_free(sl);
+    s->login_pending = false;
+    if (code != cim_Code_OK) {
+        session__unroute(s);
+        (void)refuse(s, req_id, code, "storage error; try again");
+        return;
     }
     s->acked = rsp.acked_msg_id;
-    rsp.req_id = req->req_id;
+    rsp.req_id = req_id;
     rsp.code = cim_Code_OK;
     rsp.server_time_ms = snowflake_now_ms();
     rsp.heartbeat_s = conf->heartbeat_s;
     rsp.max_body = conf->max_body;
     LOG_DEBUG("session %llx: %s/%s logged in on %s", (unsigned long long)s->sid, s->app,
               s->user, s->device);
-    return session_send(s, FT_LOGIN_ACK, cim_LoginRsp_fields, &rsp);
+    (void)session_send(s, FT_LOGIN_ACK, cim_LoginRsp_fields, &rsp); /* failures close s */
 }
 
 int session__logout(session_t *s, const uint8_t *body, size_t len)

@@ -71,6 +71,8 @@ static int user_exists(session_t *s, const char *user, bool *exists)
         return rc;
     rc = kv_user_get(txn, s->app, user, NULL);
     kv_abort(txn);
+    /* A first login is answered only after the store committed the user, so a user
+     * anyone could have heard of is in the database. */
     *exists = rc == 0;
     return rc == RC_ENOTFOUND ? 0 : rc;
 }
@@ -115,7 +117,7 @@ static int send_transient(session_t *s, const cim_SendReq *req, const body_ref_t
                 items = mem_alloc((n + m) * sizeof(*items));
             items[k].sid = ents[i].sid;
             items[k].push = blob_ref(b);
-            items[k].ack = NULL;
+            items[k].done = NULL;
             k++;
         }
         if (k > 0)
@@ -206,21 +208,6 @@ int session__push_ack(session_t *s, const uint8_t *body, size_t len)
     if (store_ack(s->w->srv->store, s->app, s->user, s->device, s->acked) < 0)
         LOG_RL(LOG_LVL_WARN, "cannot queue a cursor update (store stopping)");
     return 0;
-}
-
-int session__login_cursors(session_t *s, uint64_t *latest, uint64_t *acked)
-{
-    uint8_t key[KV_UKEY_MAX];
-    size_t klen = kv_ukey(key, s->app, s->user);
-    kv_txn_t *txn = NULL;
-    int rc;
-
-    if ((rc = kv_begin(s->w->srv->kv, KV_READ, &txn)) < 0)
-        return rc;
-    if ((rc = kv_timeline_last(txn, key, klen, latest)) == 0)
-        rc = kv_cursor_get(txn, key, klen, s->device, acked);
-    kv_abort(txn);
-    return rc;
 }
 
 /* ---- SYNC ------------------------------------------------------------------------- */

@@ -15,13 +15,6 @@
 #define ROUTE_MAX 64         /* sessions looked up per user per message */
 #define RETENTION_EVERY_MS (3600 * 1000)
 
-enum { STORE_REQ_USER = 1, STORE_REQ_SEND, STORE_REQ_ACK, STORE_REQ_STOP };
-
-typedef struct store_user {
-    store_req_t hdr;
-    char app[KV_ID_MAX + 1];
-    char user[KV_ID_MAX + 1];
-} store_user_t;
 
 typedef struct store_ackreq {
     store_req_t hdr;
@@ -99,10 +92,20 @@ static int apply_send(store_t *st, kv_txn_t *txn, store_send_t *r, blob_t **blob
 static int apply_one(store_t *st, kv_txn_t *txn, store_req_t *q, blob_t **blob)
 {
     switch (q->kind) {
-    case STORE_REQ_USER: {
-        store_user_t *u = (store_user_t *)q;
-        int rc = kv_user_add(txn, u->app, u->user, snowflake_now_ms());
-        return rc == RC_EEXIST ? 0 : rc;
+    case STORE_REQ_LOGIN: {
+        store_login_t *l = (store_login_t *)q;
+        uint8_t key[KV_UKEY_MAX];
+        size_t klen = kv_ukey(key, l->app, l->user);
+        /* Look before writing: a known user's login dirties no page. */
+        int rc = kv_user_get(txn, l->app, l->user, NULL);
+        if (rc == RC_ENOTFOUND)
+            rc = kv_user_add(txn, l->app, l->user, snowflake_now_ms());
+        if (rc == 0)
+            rc = kv_timeline_last(txn, key, klen, &l->latest);
+        if (rc == 0)
+            rc = kv_cursor_get(txn, key, klen, l->device, &l->acked);
+        l->code = cim_Code_OK;
+        return rc;
     }
     case STORE_REQ_SEND:
         return apply_send(st, txn, (store_send_t *)q, blob);
@@ -165,7 +168,7 @@ fail:
 /* ---- completing a batch ------------------------------------------------------------- */
 
 static void out_add(store_t *st, uint32_t worker, uint64_t sid, blob_t *push,
-                    store_send_t *ack)
+                    store_req_t *done)
 {
     outbox_t *o = &st->out[worker];
     if (o->n == o->cap) {
@@ -174,7 +177,7 @@ static void out_add(store_t *st, uint32_t worker, uint64_t sid, blob_t *push,
     }
     o->items[o->n].sid = sid;
     o->items[o->n].push = push ? blob_ref(push) : NULL;
-    o->items[o->n].ack = ack;
+    o->items[o->n].done = done;
     o->n++;
 }
 
@@ -199,6 +202,13 @@ static void complete(store_t *st, size_t n, bool committed)
 {
     for (size_t i = 0; i < n; i++) {
         store_req_t *q = st->batch[i];
+        if (q->kind == STORE_REQ_LOGIN) {
+            store_login_t *l = (store_login_t *)q;
+            if (!committed)
+                l->code = cim_Code_INTERNAL;
+            out_add(st, l->worker, l->sid, NULL, q);
+            continue;
+        }
         if (q->kind != STORE_REQ_SEND) {
             mem_free(q);
             continue;
@@ -208,7 +218,7 @@ static void complete(store_t *st, size_t n, bool committed)
             r->code = cim_Code_INTERNAL;
         else if (st->blobs[i] != NULL)
             route(st, r, st->blobs[i]);
-        out_add(st, r->worker, r->sid, NULL, r);
+        out_add(st, r->worker, r->sid, NULL, q);
     }
     drop_blobs(st, n);
     for (uint32_t w = 0; w < st->srv->nworkers; w++) {
@@ -403,16 +413,10 @@ int store_ack(store_t *st, const char *app, const char *user, const char *device
     return rc;
 }
 
-int store_user_ensure(store_t *st, const char *app, const char *user)
+int store_login(store_t *st, store_login_t *req)
 {
-    store_user_t *r = mem_calloc(sizeof(*r));
-    int rc;
-    r->hdr.kind = STORE_REQ_USER;
-    snprintf(r->app, sizeof(r->app), "%s", app);
-    snprintf(r->user, sizeof(r->user), "%s", user);
-    if ((rc = mbox_send(&st->box, &r->hdr.node)) < 0)
-        mem_free(r);
-    return rc;
+    req->hdr.kind = STORE_REQ_LOGIN;
+    return mbox_send(&st->box, &req->hdr.node);
 }
 
 void store_stop(store_t *st)

@@ -23,7 +23,7 @@
  * transaction) between batches, once an hour and at start.
  *
  * Threading: store_new/start/stop/free on the main thread; store_send, store_send_new,
- * store_ack and store_user_ensure from any thread (the mailbox); everything else runs on
+ * store_ack and store_login from any thread (the mailbox); everything else runs on
  * the store's own thread.
  */
 #ifndef CIM_ACTORS_STORE_H
@@ -42,11 +42,34 @@
 
 typedef struct store store_t;
 
-/** Request header (store internal; first member of every request). */
+enum { STORE_REQ_SEND = 1, STORE_REQ_LOGIN, STORE_REQ_ACK, STORE_REQ_STOP };
+
+/** Request header (first member of every request). */
 typedef struct store_req {
     mbox_node_t node;
-    int kind;
+    int kind; /* STORE_REQ_* */
 } store_req_t;
+
+/**
+ * A login that passed the token check, on its way to the store and back. The store
+ * registers the user when unknown, then reads the user's newest timeline id and the
+ * device's cursor *in its own order*: after every write queued before (a PUSH_ACK the
+ * device sent on an earlier connection included), and after the session was registered
+ * in the router (so a message committed later is pushed, one committed earlier is within
+ * latest). The completion comes back to the session's worker, which answers LoginRsp.
+ */
+typedef struct store_login {
+    store_req_t hdr;
+    uint32_t worker;
+    uint64_t sid;
+    uint32_t req_id;
+    char app[KV_ID_MAX + 1];
+    char user[KV_ID_MAX + 1];
+    char device[KV_ID_MAX + 1];
+    int code;            /* out: cim_Code */
+    uint64_t latest;     /* out: newest id in the user's timeline */
+    uint64_t acked;      /* out: the device's cursor */
+} store_login_t;
 
 /**
  * A validated SEND on its way to the store, and back: the store fills code, msg_id and
@@ -100,10 +123,11 @@ int store_ack(store_t *st, const char *app, const char *user, const char *device
               uint64_t up_to);
 
 /**
- * Register (@p app, @p user) if it does not exist. Thread-safe.
- * @return 0 (queued), RC_EFULL, RC_ECLOSED.
+ * Queue a login (see store_login_t). Thread-safe.
+ * @return 0 (the request comes back to its worker as a completion), RC_EFULL (answer
+ *         SERVER_BUSY), RC_ECLOSED; on failure the caller keeps @p req.
  */
-int store_user_ensure(store_t *st, const char *app, const char *user);
+int store_login(store_t *st, store_login_t *req);
 
 /** Commit what is queued, stop the thread and join it. */
 void store_stop(store_t *st);

@@ -192,8 +192,8 @@ static void handle(worker_t *w, worker_msg_t *m)
         for (uint32_t i = 0; i < m->u.deliver.n; i++) {
             delivery_t *d = &m->u.deliver.items[i];
             s = worker_find(w, d->sid);
-            if (d->ack != NULL)
-                session_complete_send(s, d->ack); /* takes the request; s may be NULL */
+            if (d->done != NULL)
+                session_complete(s, d->done); /* takes the request; s may be NULL */
             else if (s != NULL)
                 session_push(s, d->push);
             blob_unref(d->push);
@@ -272,7 +272,7 @@ void worker_deliveries_free(delivery_t *items, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++) {
         blob_unref(items[i].push);
-        mem_free(items[i].ack);
+        mem_free(items[i].done);
     }
     mem_free(items);
 }

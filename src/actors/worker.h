@@ -33,13 +33,13 @@
 #include "core/mbox.h"
 
 struct session;
-struct store_send;
+struct store_req;
 
-/** One thing for one session of a worker: a PUSH to send, or a SEND to acknowledge. */
+/** One thing for one session of a worker: a PUSH to send, or a store request to answer. */
 typedef struct delivery {
     uint64_t sid;             /* the session */
     blob_t *push;             /* an encoded cim.Message to PUSH (a reference), or NULL */
-    struct store_send *ack;   /* a completed SEND to answer (owned), or NULL */
+    struct store_req *done;   /* a completed SEND or LOGIN to answer (owned), or NULL */
 } delivery_t;
 
 enum {

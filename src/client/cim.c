@@ -8,6 +8,7 @@
  * one read's worth of frames plus the one a call stopped at. */
 #include "client/cim.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -391,23 +392,41 @@ static bool capture_body(pb_istream_t *s, const pb_field_t *f, void **arg)
     return true;
 }
 
-int cimc_push_decode(uint32_t type, const uint8_t *body, size_t len, cimc_push_t *out)
+int cimc_message_decode(pb_istream_t *s, cimc_push_t *out)
 {
     cimc_push_t p;
     body_cap_t bc = {&p, false};
     int rc = 0;
 
     memset(&p, 0, sizeof(p));
+    p.type = FT_PUSH;
+    p.u.msg.body.funcs.decode = capture_body;
+    p.u.msg.body.arg = &bc;
+    if (!pb_decode(s, cim_Message_fields, &p.u.msg)) {
+        LOG_DEBUG("libcim: Message decode failed: %s", PB_GET_ERROR(s));
+        rc = bc.oom ? -ENOMEM : RC_EPROTO;
+    }
+    p.u.msg.body.funcs.decode = NULL;
+    p.u.msg.body.arg = NULL;
+    if (rc < 0) {
+        cimc_push_free(&p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+int cimc_push_decode(uint32_t type, const uint8_t *body, size_t len, cimc_push_t *out)
+{
+    pb_istream_t s = pb_istream_from_buffer(body, len);
+    cimc_push_t p;
+    int rc = 0;
+
+    memset(&p, 0, sizeof(p));
     p.type = type;
     switch (type) {
     case FT_PUSH:
-        p.u.msg.body.funcs.decode = capture_body;
-        p.u.msg.body.arg = &bc;
-        rc = cimc_decode(cim_Message_fields, body, len, &p.u.msg);
-        p.u.msg.body.funcs.decode = NULL;
-        p.u.msg.body.arg = NULL;
-        if (rc < 0 && bc.oom)
-            rc = -ENOMEM;
+        rc = cimc_message_decode(&s, &p);
         break;
     case FT_EVENT:
         rc = cimc_decode(cim_Event_fields, body, len, &p.u.event);
@@ -542,8 +561,43 @@ static int gai_rc(int e)
     }
 }
 
-/* Connect to the first address of @p host that accepts, within the deadline. */
-static int tcp_connect(const char *host, int port, uint64_t deadline_us, int *out)
+/* opts.bind_addr: bind @p fd (of @p family) to that source address, the port left to
+ * connect. @return 0, RC_EINVAL (not an address of @p family), -errno. */
+static int bind_source(int fd, int family, const char *addr)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int one = 1;
+
+    memset(&ss, 0, sizeof(ss));
+    if (family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        len = sizeof(*a);
+        if (inet_pton(AF_INET, addr, &a->sin_addr) != 1)
+            return RC_EINVAL;
+    } else if (family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        len = sizeof(*a);
+        if (inet_pton(AF_INET6, addr, &a->sin6_addr) != 1)
+            return RC_EINVAL;
+    } else {
+        return RC_EINVAL;
+    }
+#ifdef IP_BIND_ADDRESS_NO_PORT
+    /* best effort: without it the port is chosen at bind, still per source address */
+    (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+#else
+    (void)one;
+#endif
+    return bind(fd, (struct sockaddr *)&ss, len) < 0 ? -errno : 0;
+}
+
+/* Connect to the first address of @p host that accepts, within the deadline; from
+ * @p bind_addr when it is not NULL. */
+static int tcp_connect(const char *host, int port, const char *bind_addr, uint64_t deadline_us,
+                       int *out)
 {
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
@@ -564,6 +618,8 @@ static int tcp_connect(const char *host, int port, uint64_t deadline_us, int *ou
             rc = -errno;
             continue;
         }
+        if (bind_addr != NULL && (rc = bind_source(fd, ai->ai_family, bind_addr)) < 0)
+            goto next;
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
             if (errno != EINPROGRESS) {
                 rc = -errno;
@@ -903,7 +959,8 @@ int cimc_connect_raw(const cimc_opts_t *opts, cimc_t **out)
     c = mem_calloc(sizeof(*c));
     cimc__init(c, CIMC_MODE_BLOCKING, opts);
     c->u.b.fd = -1;
-    if ((rc = tcp_connect(host, port, deadline_after(c->timeout_ms), &c->u.b.fd)) < 0)
+    if ((rc = tcp_connect(host, port, opts != NULL ? opts->bind_addr : NULL,
+                          deadline_after(c->timeout_ms), &c->u.b.fd)) < 0)
         goto out;
     *out = c;
     c = NULL;

@@ -56,6 +56,15 @@ typedef struct cimc_opts {
     uint8_t *key_seen;         /* [out] optional, 32 bytes: the identity the server presented,
                                   written as soon as the handshake shows it, also when the
                                   connection then fails (RC_EKEY: tell the user what was seen) */
+    const char *bind_addr;     /* local (source) IP literal to bind before connecting, or NULL
+                                  (default): the kernel's choice. Same family as the server's
+                                  address. The port is picked at connect time
+                                  (IP_BIND_ADDRESS_NO_PORT), so a load generator spreading its
+                                  connections over 127.0.0.x addresses gets ~28k per source
+                                  address and destination instead of ~28k in all. Borrowed for
+                                  the connect call. Not an IP literal: RC_EINVAL; the bind
+                                  failing (e.g. -EADDRNOTAVAIL): that -errno, as a connect
+                                  error. */
 } cimc_opts_t;
 
 /** A frame the server pushed: PUSH (Message), EVENT (Event) or BYE (Bye). */
@@ -113,11 +122,18 @@ int cimc_ping(cimc_t *c, uint64_t *rtt_us);
 int cimc_logout(cimc_t *c, cim_Result *res);
 
 /**
- * Generic request/answer: encode @p req (its first field, req_id, is set by the library
- * when @p req_id_field is true) as frame @p type, then wait for the frame @p ack_type with
- * the same req_id and decode it into @p rsp with @p rsp_fields. Pushes arriving meanwhile
- * go to the push callback/queue.
- * @return 0, or an rc (RC_ECLOSED with cimc_bye() set when the server said BYE).
+ * Generic request/answer: encode @p req as frame @p type, then wait for the frame
+ * @p ack_type with the same req_id and decode it into @p rsp with @p rsp_fields
+ * (FT_CALLBACK fields of @p rsp keep the callbacks the caller set, e.g. to stream
+ * SyncRsp.messages). When field 1 of the request is a uint32 (req_id, in every request)
+ * the library writes the next req_id there; a request without one (Ping) is answered by
+ * the first @p ack_type frame. Pushes arriving meanwhile go to the push callback/queue;
+ * answers to other req_ids (a call that timed out earlier) are dropped. A LoginRsp{OK}
+ * makes the library adopt max_body and heartbeat_s.
+ * @return 0, or RC_ECLOSED (cimc_bye() set when the server said BYE), RC_ETIMEDOUT,
+ *         RC_ETOOBIG (request over max_body), RC_EINVAL (cannot encode), RC_EPROTO
+ *         (malformed answer, or the req_id answered with another frame type), RC_ECRYPTO,
+ *         -errno.
  */
 int cimc_call(cimc_t *c, uint32_t type, const pb_msgdesc_t *req_fields, void *req,
               uint32_t ack_type, const pb_msgdesc_t *rsp_fields, void *rsp);
@@ -226,6 +242,18 @@ int cimc_decode(const pb_msgdesc_t *fields, const uint8_t *body, size_t len, voi
  * @return 0, RC_EPROTO (malformed, or @p type is not one of the three), -ENOMEM.
  */
 int cimc_push_decode(uint32_t type, const uint8_t *body, size_t len, cimc_push_t *out);
+
+/**
+ * Decode one Message from @p s, its body copied into out->body_data (out->type = FT_PUSH).
+ * Made for the FT_CALLBACK repeated fields of SyncRsp / HistoryRsp: their decode callback
+ * gets a substream per message and calls this, e.g.
+ *   static bool on_msg(pb_istream_t *s, const pb_field_t *f, void **arg)
+ *   { cimc_push_t m; if (cimc_message_decode(s, &m) < 0) return false;
+ *     ...use m.u.msg, m.body_data...; cimc_push_free(&m); return true; }
+ * @param[out] out  written only on success; release with cimc_push_free().
+ * @return 0, RC_EPROTO (malformed), -ENOMEM.
+ */
+int cimc_message_decode(pb_istream_t *s, cimc_push_t *out);
 
 /** The name of a cim_Code value ("UNAUTHORIZED"), or "UNKNOWN". Static string. */
 const char *cimc_code_str(int code);

@@ -16,8 +16,10 @@
 #include "client/cim.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "client/cim_int.h"
@@ -103,6 +105,8 @@ static void finish(cimc_t *c)
         c->u.a.next->u.a.prev = c->u.a.prev;
     al->nconns--;
     cimc__release(c);
+    if (c->u.a.login != NULL) /* never sent: it holds a token */
+        memset(c->u.a.login, 0, sizeof(*c->u.a.login));
     mem_free(c->u.a.login);
     mem_free(c);
     maybe_free_loop(al);
@@ -437,6 +441,21 @@ static int start_connect(cimc_t *c, const struct sockaddr *addr)
     return rc;
 }
 
+/* opts.bind_addr: bind the source address; the port waits for connect (Linux:
+ * IP_BIND_ADDRESS_NO_PORT), so ports are shared between destinations. */
+static int bind_source(cimc_t *c, const struct sockaddr *addr)
+{
+#ifdef IP_BIND_ADDRESS_NO_PORT
+    uv_os_fd_t fd;
+    int one = 1;
+
+    if (uv_fileno((uv_handle_t *)&c->u.a.tcp, &fd) == 0)
+        /* best effort: without it the port is chosen at bind, still per source address */
+        (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+#endif
+    return uv_tcp_bind(&c->u.a.tcp, addr, 0);
+}
+
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     cimc_t *c = req->data;
@@ -469,23 +488,34 @@ int cimc_async_connect(cimc_async_loop_t *al, const cimc_opts_t *opts, const cim
     int port = opts != NULL && opts->port != 0 ? opts->port : 7400;
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss, bs;
+    int bfam = AF_UNSPEC;
     char service[16];
     cimc_t *c;
     int rc;
 
     if (al == NULL || port < 1 || port > 65535)
         return RC_EINVAL;
+    if (opts != NULL && opts->bind_addr != NULL) {
+        if (uv_ip4_addr(opts->bind_addr, 0, (struct sockaddr_in *)&bs) == 0)
+            bfam = AF_INET;
+        else if (uv_ip6_addr(opts->bind_addr, 0, (struct sockaddr_in6 *)&bs) == 0)
+            bfam = AF_INET6;
+        else
+            return RC_EINVAL;
+    }
     if (al->freeing)
         return RC_ECLOSED;
     c = mem_calloc(sizeof(*c));
     cimc__init(c, CIMC_MODE_ASYNC, opts);
     c->u.a.al = al;
     c->u.a.ctx = ctx;
-    c->u.a.port = port;
     if (cbs != NULL)
         c->u.a.cbs = *cbs;
-    if ((rc = uv_tcp_init(al->loop, &c->u.a.tcp)) < 0) {
+    /* A source address to bind needs the socket now, of its family. */
+    rc = bfam != AF_UNSPEC ? uv_tcp_init_ex(al->loop, &c->u.a.tcp, (unsigned)bfam)
+                           : uv_tcp_init(al->loop, &c->u.a.tcp);
+    if (rc < 0) {
         mem_free(c);
         return rc;
     }
@@ -499,10 +529,16 @@ int cimc_async_connect(cimc_async_loop_t *al, const cimc_opts_t *opts, const cim
         c->u.a.login = mem_alloc(sizeof(*login));
         memcpy(c->u.a.login, login, sizeof(*login));
     }
+    /* The loop's clock is cached: a caller starting thousands of connections outside a
+     * callback would otherwise give them deadlines in the past. */
+    uv_update_time(al->loop);
     c->u.a.deadline_ms = uv_now(al->loop) + c->timeout_ms;
 
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) == 0 ||
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) == 0) {
+    rc = bfam != AF_UNSPEC ? bind_source(c, (struct sockaddr *)&bs) : 0;
+    if (rc < 0) {
+        /* reported below, as a connect that could not start */
+    } else if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) == 0 ||
+               uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) == 0) {
         rc = start_connect(c, (struct sockaddr *)&ss);
     } else {
         snprintf(service, sizeof(service), "%d", port);

@@ -105,10 +105,9 @@ struct cimc {
             unsigned npend;
             uint64_t deadline_ms;  /* connect+handshake+login; 0 = none */
             uv_getaddrinfo_t *gai; /* name lookup in flight */
-            int port;
-            bool ready_called; /* on_ready has fired */
-            bool closing;      /* uv_close called or about to be */
-            bool tcp_closed;   /* on_tcp_close ran */
+            bool ready_called;     /* on_ready has fired */
+            bool closing;          /* uv_close called or about to be */
+            bool tcp_closed;       /* on_tcp_close ran */
         } a;
     } u;
 };

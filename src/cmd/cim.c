@@ -10,9 +10,17 @@
  * cmd_getopt_reset() first); it reports failures itself with die()/fail() and returns
  * EXIT_OK, EXIT_FAIL or EXIT_USAGE.
  *
- * Pushes (PUSH, EVENT, BYE) are printed as they arrive: during a command, and while the
- * shell waits for input (poll on stdin and the connection). The shell also sends the
- * heartbeat PING when the connection has been quiet for heartbeat_s. */
+ * Pushes (PUSH, EVENT, BYE) are printed as they arrive in the shell: during a command, and
+ * while the shell waits for input (poll on stdin and the connection). The shell also sends
+ * the heartbeat PING when the connection has been quiet for heartbeat_s. In one-shot mode
+ * stdout carries only the command's own output (scripts parse it): pushes are dropped, or
+ * shown on stderr with -v; `listen` is the command that prints them.
+ *
+ * Messages are printed one per line, the same way everywhere (sync, timeline, listen, the
+ * shell's pushes):
+ *   <msg_id> <time ISO 8601> <from> -> <to> [<type>] <body>
+ * with <to> a user id, or #<group id> for a group; the body as text when it is printable
+ * UTF-8 (\ and newline escaped as \\ and \n), else <N bytes: HEX> (the first 32 bytes). */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -24,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +47,7 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 #define CMD_ONLINE     0x1 /* needs a logged-in connection */
 #define CMD_NOT_SHELL  0x2 /* meaningless inside the shell */
 #define CMD_SHELL_ONLY 0x4 /* meaningless on the command line */
+#define CMD_PUSHES     0x8 /* reads the pushes itself: leave them queued for it */
 
 #define LINE_MAX_LEN 4096
 #define ARGV_MAX     64
@@ -54,9 +64,12 @@ typedef struct cli {
     const char *token;
     char device[65];
     cim_DeviceKind kind;
+    bool verbose;
 
     cimc_t *c; /* the connection once online */
     cim_LoginRsp session;
+    uint64_t acked;          /* this device's delivery cursor as far as we moved or saw it */
+    uint64_t dup_lo, dup_hi; /* msg_ids the last sync printed: pushes among them repeat it */
     bool in_shell;
     bool tty;  /* stdin is a terminal: show a prompt */
     bool quit; /* the shell should end */
@@ -170,45 +183,128 @@ static bool printable(const uint8_t *b, size_t n)
     return true;
 }
 
-static void print_push(const cli_t *cli, const cimc_push_t *p)
+static const char *group_event_name(cim_GroupEventKind k)
 {
-    const cim_Message *m = &p->u.msg;
-    const cim_Event *e = &p->u.event;
+    static const char *const names[] = {"event", "created", "joined", "added",
+                                        "left",  "kicked",  "dismissed"};
+
+    return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "event";
+}
+
+#define HEX_SHOWN 32 /* bytes of a binary body shown in hex */
+
+/* "<N bytes: 0001ff...>" */
+static void print_hex_body(FILE *f, const uint8_t *b, size_t n)
+{
+    if (n == 0) {
+        fputs("<empty>", f);
+        return;
+    }
+    fprintf(f, "<%zu bytes: ", n);
+    for (size_t i = 0; i < n && i < HEX_SHOWN; i++)
+        fprintf(f, "%02x", b[i]);
+    fputs(n > HEX_SHOWN ? "...>" : ">", f);
+}
+
+/* Text on one line: backslash and newline escaped (\\, \n). */
+static void print_text_body(FILE *f, const uint8_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (b[i] == '\\')
+            fputs("\\\\", f);
+        else if (b[i] == '\n')
+            fputs("\\n", f);
+        else
+            fputc(b[i], f);
+    }
+}
+
+/* A SYSTEM message's GroupEvent: "<group 42 created by alice: bob carol>". */
+static bool print_group_event(FILE *f, const cim_Message *m, const uint8_t *b, size_t n)
+{
+    cim_GroupEvent *ev = calloc(1, sizeof(*ev)); /* 65 KB of user ids: not on the stack */
+
+    if (ev == NULL || cimc_decode(cim_GroupEvent_fields, b, n, ev) < 0) {
+        free(ev);
+        return false;
+    }
+    fprintf(f, "<group %s %s by %s", ev->has_group ? ev->group.group_id : m->to,
+            group_event_name(ev->kind), ev->actor);
+    for (pb_size_t i = 0; i < ev->users_count; i++)
+        fprintf(f, "%s%s", i == 0 ? ": " : " ", ev->users[i]);
+    fputc('>', f);
+    free(ev);
+    return true;
+}
+
+/* A RECALL message's RecallEvent: "<recall of 123 by alice>". */
+static bool print_recall_event(FILE *f, const uint8_t *b, size_t n)
+{
+    cim_RecallEvent ev = cim_RecallEvent_init_zero;
+
+    if (cimc_decode(cim_RecallEvent_fields, b, n, &ev) < 0)
+        return false;
+    fprintf(f, "<recall of %" PRIu64 " by %s>", ev.msg_id, ev.by);
+    return true;
+}
+
+/* One message, one line (the format in the comment at the top). */
+static void print_msg(FILE *f, const cim_Message *m, const uint8_t *body, size_t len)
+{
     char when[40];
 
-    if (cli->tty && cli->in_shell)
+    fmt_time_ms(m->time_ms, when, sizeof(when));
+    fprintf(f, "%" PRIu64 " %s %s -> %s%s [%s] ", m->msg_id, when, m->from,
+            m->conv_type == cim_ConvType_GROUP ? "#" : "", m->to, msg_type_name(m->msg_type));
+    if (m->flags & 1u)
+        fputs("<recalled>", f);
+    else if (m->msg_type == cim_MsgType_SYSTEM && print_group_event(f, m, body, len))
+        ;
+    else if (m->msg_type == cim_MsgType_RECALL && print_recall_event(f, body, len))
+        ;
+    else if (len > 0 && m->msg_type != cim_MsgType_SYSTEM && m->msg_type != cim_MsgType_RECALL &&
+             printable(body, len))
+        print_text_body(f, body, len);
+    else
+        print_hex_body(f, body, len);
+    fputc('\n', f);
+}
+
+/* An EVENT, one line. */
+static void print_event(FILE *f, const cim_Event *e)
+{
+    if (e->kind == cim_EventKind_READ)
+        fprintf(f, "[read] %s read %s conversation %s up to %" PRIu64 "\n", e->user,
+                conv_name(e->conv_type), e->peer, e->up_to_msg_id);
+    else if (e->kind == cim_EventKind_PRESENCE)
+        fprintf(f, "[presence] %s is %s\n", e->user, e->online ? "online" : "offline");
+    else
+        fprintf(f, "[event %d] %s %s\n", (int)e->kind, e->user, e->peer);
+}
+
+static void print_push(const cli_t *cli, FILE *f, const cimc_push_t *p)
+{
+    if (f == stdout && cli->tty && cli->in_shell)
         fputs("\r\033[K", stdout); /* over the prompt */
     switch (p->type) {
     case FT_PUSH:
-        fmt_time_ms(m->time_ms, when, sizeof(when));
-        printf("[msg %" PRIu64 "] %s %s -> %s (%s %s%s): ", m->msg_id, when, m->from, m->to,
-               conv_name(m->conv_type), msg_type_name(m->msg_type),
-               (m->flags & 1u) ? ", recalled" : "");
-        if (p->body_len > 0 && m->msg_type != cim_MsgType_SYSTEM &&
-            m->msg_type != cim_MsgType_RECALL && printable(p->body_data, p->body_len))
-            printf("%.*s\n", (int)p->body_len, (const char *)p->body_data);
-        else
-            printf("<%zu bytes>\n", p->body_len);
+        print_msg(f, &p->u.msg, p->body_data, p->body_len);
         break;
     case FT_EVENT:
-        if (e->kind == cim_EventKind_READ)
-            printf("[read] %s read %s conversation %s up to %" PRIu64 "\n", e->user,
-                   conv_name(e->conv_type), e->peer, e->up_to_msg_id);
-        else if (e->kind == cim_EventKind_PRESENCE)
-            printf("[presence] %s is %s\n", e->user, e->online ? "online" : "offline");
-        else
-            printf("[event %d] %s %s\n", (int)e->kind, e->user, e->peer);
+        print_event(f, &p->u.event);
         break;
     case FT_BYE:
-        printf("[bye] %s: %s\n", cimc_code_str(p->u.bye.code), p->u.bye.reason);
+        fprintf(f, "[bye] %s: %s\n", cimc_code_str(p->u.bye.code), p->u.bye.reason);
         break;
     default:
         break;
     }
-    fflush(stdout);
+    fflush(f);
 }
 
-/* Print every push queued so far. */
+/* Take every push queued so far: the shell prints them, but for messages the last sync
+ * printed already (their push may come just after the page that had them); one-shot mode keeps stdout for the command's output and shows them on
+ * stderr with -v only. */
 static void drain_pushes(cli_t *cli)
 {
     cimc_push_t p;
@@ -216,7 +312,12 @@ static void drain_pushes(cli_t *cli)
     if (cli->c == NULL)
         return;
     while (cimc_next_push(cli->c, 0, &p) == 0) {
-        print_push(cli, &p);
+        bool dup = p.type == FT_PUSH && p.u.msg.msg_id != 0 && p.u.msg.msg_id >= cli->dup_lo &&
+                   p.u.msg.msg_id <= cli->dup_hi;
+        if (cli->in_shell && !dup)
+            print_push(cli, stdout, &p);
+        else if (!cli->in_shell && cli->verbose)
+            print_push(cli, stderr, &p);
         cimc_push_free(&p);
     }
 }
@@ -330,6 +431,7 @@ static int go_online(cli_t *cli)
         fail("login refused: %s: %s", cimc_code_str(cli->session.code), cli->session.reason);
         return EXIT_FAIL;
     }
+    cli->acked = cli->session.acked_msg_id;
     return EXIT_OK;
 }
 
@@ -402,16 +504,26 @@ static int cmd_ping(cli_t *cli, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* "  name ARGS   help", the help on a line of its own when the synopsis is long. */
+static void help_line(FILE *f, const cmd_t *c)
+{
+    char syn[160];
+
+    snprintf(syn, sizeof(syn), "%s%s%s", c->name, c->args[0] ? " " : "", c->args);
+    if (strlen(syn) <= 30)
+        fprintf(f, "  %-30s %s\n", syn, c->help);
+    else
+        fprintf(f, "  %s\n  %-30s %s\n", syn, "", c->help);
+}
+
 static int cmd_help(cli_t *cli, int argc, char **argv)
 {
     (void)argc;
     (void)argv;
     for (const cmd_t *c = commands; c->name != NULL; c++) {
-        char syn[64];
         if (cli->in_shell ? (c->flags & CMD_NOT_SHELL) : (c->flags & CMD_SHELL_ONLY))
             continue;
-        snprintf(syn, sizeof(syn), "%s%s%s", c->name, c->args[0] ? " " : "", c->args);
-        printf("  %-30s %s\n", syn, c->help);
+        help_line(stdout, c);
     }
     return EXIT_OK;
 }
@@ -422,6 +534,572 @@ static int cmd_quit(cli_t *cli, int argc, char **argv)
     (void)argv;
     cli->quit = true;
     return EXIT_OK;
+}
+
+/* ---- messaging: send, sync, timeline, listen ----------------------------------------- */
+
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* An informational line on stderr, prefixed "cim: " (stdout stays the command's output). */
+static void note(const char *fmt, ...)
+{
+    va_list ap;
+
+    fflush(stdout);
+    fputs("cim: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int cmd_usage(const cmd_t *cmd)
+{
+    fail("usage: %s%s%s", cmd->name, cmd->args[0] ? " " : "", cmd->args);
+    return EXIT_USAGE;
+}
+
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    unsigned long long v;
+    char *end;
+
+    if (s[0] < '0' || s[0] > '9')
+        return -1; /* strtoull would take "-1" */
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int msg_type_parse(const char *s, cim_MsgType *out)
+{
+    for (int t = cim_MsgType_TEXT; t <= cim_MsgType_CUSTOM; t++)
+        if (strcmp(s, msg_type_name((cim_MsgType)t)) == 0) {
+            *out = (cim_MsgType)t;
+            return 0;
+        }
+    return -1;
+}
+
+/* A fresh client_msg_id: the time and 64 random bits, unique per sender in practice. */
+static void new_client_msg_id(char *out, size_t n)
+{
+    struct timespec ts;
+    uint64_t r = 0, ms;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        r = ((uint64_t)getpid() << 32) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)clock();
+    snprintf(out, n, "cli-%" PRIx64 "-%016" PRIx64, ms, r);
+}
+
+/* All of stdin, at most @p cap bytes. @return 0, or -1 (reported). */
+static int read_stdin(size_t cap, uint8_t **out, size_t *outlen)
+{
+    size_t have = 0, size = 4096;
+    uint8_t *buf = malloc(size), *nb;
+    ssize_t r;
+
+    if (buf == NULL) {
+        fail("send: out of memory");
+        return -1;
+    }
+    for (;;) {
+        if (have == size) {
+            if (size > cap) {
+                fail("send: the body on stdin is over %zu bytes (the frame limit)", cap);
+                free(buf);
+                return -1;
+            }
+            if ((nb = realloc(buf, size * 2)) == NULL) {
+                fail("send: out of memory");
+                free(buf);
+                return -1;
+            }
+            buf = nb;
+            size *= 2;
+        }
+        r = read(STDIN_FILENO, buf + have, size - have);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            fail("send: stdin: %s", strerror(errno));
+            free(buf);
+            return -1;
+        }
+        if (r == 0)
+            break;
+        have += (size_t)r;
+    }
+    if (have > cap) {
+        fail("send: the body on stdin is over %zu bytes (the frame limit)", cap);
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    *outlen = have;
+    return 0;
+}
+
+/* The words from @p argv joined with single blanks. */
+static uint8_t *join_words(int argc, char **argv, size_t *outlen)
+{
+    size_t len = 0, at = 0;
+    uint8_t *buf;
+
+    for (int i = 0; i < argc; i++)
+        len += strlen(argv[i]) + (i > 0);
+    if ((buf = malloc(len + 1)) == NULL)
+        return NULL;
+    for (int i = 0; i < argc; i++) {
+        size_t n = strlen(argv[i]);
+        if (i > 0)
+            buf[at++] = ' ';
+        memcpy(buf + at, argv[i], n);
+        at += n;
+    }
+    *outlen = len;
+    return buf;
+}
+
+/* send --to USER [--type T] [--transient] [--id CMID] TEXT... | -
+ * (also "send USER TEXT...": without --to the first word names the recipient). */
+static int cmd_send(cli_t *cli, int argc, char **argv)
+{
+    enum { O_TO = 256, O_TYPE, O_TRANSIENT, O_ID };
+    static const struct option opts[] = {
+        {"to", required_argument, NULL, O_TO},
+        {"type", required_argument, NULL, O_TYPE},
+        {"transient", no_argument, NULL, O_TRANSIENT},
+        {"id", required_argument, NULL, O_ID},
+        {NULL, 0, NULL, 0},
+    };
+    const cmd_t *cmd = find_cmd(argv[0]);
+    const char *to = NULL, *cmid = NULL;
+    cim_MsgType type = cim_MsgType_TEXT;
+    bool transient = false;
+    cim_SendReq req = cim_SendReq_init_zero;
+    cim_SendRsp rsp = cim_SendRsp_init_zero;
+    cimc_bytes_t b;
+    uint8_t *body = NULL;
+    size_t len = 0;
+    char when[40];
+    int opt, rc;
+
+    /* "+": options come first; every word after them is text, even "-x". */
+    while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        switch (opt) {
+        case O_TO:
+            to = optarg;
+            break;
+        case O_TYPE:
+            if (msg_type_parse(optarg, &type) < 0) {
+                fail("--type: expected text, image, audio, video, file, location or custom, "
+                     "got '%s'",
+                     optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case O_TRANSIENT:
+            transient = true;
+            break;
+        case O_ID:
+            cmid = optarg;
+            break;
+        default:
+            return cmd_usage(cmd);
+        }
+    }
+    if (to == NULL && optind < argc)
+        to = argv[optind++];
+    if (to == NULL || optind >= argc)
+        return cmd_usage(cmd);
+    if (to[0] == '\0' || strlen(to) >= sizeof(req.to)) {
+        fail("send: the recipient must be a user id of 1..%zu bytes", sizeof(req.to) - 1);
+        return EXIT_USAGE;
+    }
+    if (cmid != NULL && (cmid[0] == '\0' || strlen(cmid) >= sizeof(req.client_msg_id))) {
+        fail("send: --id must be 1..%zu bytes", sizeof(req.client_msg_id) - 1);
+        return EXIT_USAGE;
+    }
+    if (optind == argc - 1 && strcmp(argv[optind], "-") == 0) {
+        if (cli->in_shell) {
+            fail("send: a body from stdin (-) works on the command line only");
+            return EXIT_USAGE;
+        }
+        if (read_stdin(cimc_max_body(cli->c), &body, &len) < 0)
+            return EXIT_FAIL;
+    } else if ((body = join_words(argc - optind, argv + optind, &len)) == NULL) {
+        fail("send: out of memory");
+        return EXIT_FAIL;
+    }
+
+    snprintf(req.to, sizeof(req.to), "%s", to);
+    if (cmid != NULL)
+        snprintf(req.client_msg_id, sizeof(req.client_msg_id), "%s", cmid);
+    else
+        new_client_msg_id(req.client_msg_id, sizeof(req.client_msg_id));
+    req.conv_type = cim_ConvType_DIRECT;
+    req.msg_type = type;
+    req.transient = transient;
+    b.data = body;
+    b.len = len;
+    cimc_bytes_encoder(&req.body, &b);
+    rc = cimc_call(cli->c, FT_SEND, cim_SendReq_fields, &req, FT_SEND_ACK, cim_SendRsp_fields,
+                   &rsp);
+    free(body);
+    if (rc < 0) {
+        fail_rc(cli, "send", rc);
+        return EXIT_FAIL;
+    }
+    if (rsp.code != cim_Code_OK) {
+        fail("send refused: %s: %s", cimc_code_str(rsp.code), rsp.reason);
+        return EXIT_FAIL;
+    }
+    fmt_time_ms(rsp.time_ms, when, sizeof(when));
+    printf("sent %" PRIu64 " at %s%s\n", rsp.msg_id, when, transient ? " (transient)" : "");
+    fflush(stdout);
+    return EXIT_OK;
+}
+
+/* What a sync printed. */
+typedef struct sync_out {
+    size_t n;             /* messages printed */
+    uint64_t first, last; /* their ids */
+    uint64_t last_msg_id; /* SyncRsp.last_msg_id of the last page */
+    uint32_t remain;      /* SyncRsp.remain of the last page */
+} sync_out_t;
+
+/* SyncRsp.messages: print each message as it is decoded. */
+static bool on_sync_msg(pb_istream_t *s, const pb_field_t *f, void **arg)
+{
+    sync_out_t *o = *arg;
+    cimc_push_t m;
+
+    (void)f;
+    if (cimc_message_decode(s, &m) < 0)
+        return false;
+    print_msg(stdout, &m.u.msg, m.body_data, m.body_len);
+    if (o->n++ == 0)
+        o->first = m.u.msg.msg_id;
+    o->last = m.u.msg.msg_id;
+    cimc_push_free(&m);
+    return true;
+}
+
+/* SYNC from @p after (0: the server's cursor for this device), pages of @p limit (0: the
+ * server's default), printing every message; with @p all, ask again while remain > 0. */
+static int sync_run(cli_t *cli, const char *what, uint64_t after, uint32_t limit, bool all,
+                    sync_out_t *o)
+{
+    int rc;
+
+    memset(o, 0, sizeof(*o));
+    for (;;) {
+        cim_SyncReq req = cim_SyncReq_init_zero;
+        cim_SyncRsp rsp = cim_SyncRsp_init_zero;
+
+        req.after_msg_id = after;
+        req.limit = limit;
+        rsp.messages.funcs.decode = on_sync_msg;
+        rsp.messages.arg = o;
+        rc = cimc_call(cli->c, FT_SYNC, cim_SyncReq_fields, &req, FT_SYNC_ACK, cim_SyncRsp_fields,
+                       &rsp);
+        fflush(stdout);
+        if (o->n > 0) {
+            cli->dup_lo = o->first;
+            cli->dup_hi = o->last;
+        }
+        if (rc < 0) {
+            fail_rc(cli, what, rc);
+            return EXIT_FAIL;
+        }
+        if (rsp.code != cim_Code_OK) {
+            fail("%s refused: %s: %s", what, cimc_code_str(rsp.code), rsp.reason);
+            return EXIT_FAIL;
+        }
+        o->last_msg_id = rsp.last_msg_id;
+        o->remain = rsp.remain;
+        if (!all || rsp.remain == 0)
+            return EXIT_OK;
+        if (rsp.last_msg_id == 0 || (after != 0 && rsp.last_msg_id <= after)) {
+            fail("%s: the server said %" PRIu32 " more but returned none", what, rsp.remain);
+            return EXIT_FAIL;
+        }
+        after = rsp.last_msg_id;
+    }
+}
+
+/* PUSH_ACK up to @p id (cumulative). With @p confirm, a PING follows: its PONG shows the
+ * server has taken the ack (it reads frames in order) before we go on or close. */
+static int send_ack(cli_t *cli, const char *what, uint64_t id, bool confirm)
+{
+    cim_DeliveredReq d = cim_DeliveredReq_init_zero;
+    int rc;
+
+    if (id <= cli->acked)
+        return EXIT_OK;
+    d.up_to_msg_id = id;
+    if ((rc = cimc_send_msg(cli->c, FT_PUSH_ACK, cim_DeliveredReq_fields, &d)) < 0 ||
+        (confirm && (rc = cimc_ping(cli->c, NULL)) < 0)) {
+        fail_rc(cli, what, rc);
+        return EXIT_FAIL;
+    }
+    cli->acked = id;
+    return EXIT_OK;
+}
+
+/* sync [--after ID] [--limit N] [--all|--page] [--ack] */
+static int cmd_sync(cli_t *cli, int argc, char **argv)
+{
+    enum { O_AFTER = 256, O_LIMIT, O_ALL, O_PAGE, O_ACK };
+    static const struct option opts[] = {
+        {"after", required_argument, NULL, O_AFTER},
+        {"limit", required_argument, NULL, O_LIMIT},
+        {"all", no_argument, NULL, O_ALL},
+        {"page", no_argument, NULL, O_PAGE},
+        {"ack", no_argument, NULL, O_ACK},
+        {NULL, 0, NULL, 0},
+    };
+    const cmd_t *cmd = find_cmd(argv[0]);
+    bool all = !cli->in_shell, ack = false;
+    uint64_t after = 0, v;
+    uint32_t limit = 0;
+    sync_out_t o;
+    int opt, rc;
+
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (opt) {
+        case O_AFTER:
+            if (parse_u64(optarg, 0, UINT64_MAX, &after) < 0) {
+                fail("--after: expected a msg_id, got '%s'", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case O_LIMIT:
+            if (parse_u64(optarg, 1, 500, &v) < 0) {
+                fail("--limit: expected 1..500 messages per page, got '%s'", optarg);
+                return EXIT_USAGE;
+            }
+            limit = (uint32_t)v;
+            break;
+        case O_ALL:
+            all = true;
+            break;
+        case O_PAGE:
+            all = false;
+            break;
+        case O_ACK:
+            ack = true;
+            break;
+        default:
+            return cmd_usage(cmd);
+        }
+    }
+    if (optind < argc)
+        return cmd_usage(cmd);
+    /* No --after (or 0): from the cursor, as this client knows it — the server's cursor,
+     * but current even when this client moved it a moment ago (the server writes it
+     * behind the ack). A cursor of 0 reads from the start either way. */
+    if (after == 0)
+        after = cli->acked;
+    /* An ack says this device holds every message up to it (PROTOCOL.md §6). */
+    if (ack && after > cli->acked) {
+        fail("sync: --ack with --after %" PRIu64 " would skip the messages after this "
+             "device's cursor %" PRIu64,
+             after, cli->acked);
+        return EXIT_USAGE;
+    }
+    if ((rc = sync_run(cli, "sync", after, limit, all, &o)) != EXIT_OK)
+        return rc;
+    if (!all && o.remain > 0)
+        note("%" PRIu32 " more after %" PRIu64 ": sync --after %" PRIu64 " (or sync --all)",
+             o.remain, o.last_msg_id, o.last_msg_id);
+    if (ack && o.last_msg_id > cli->acked) {
+        if ((rc = send_ack(cli, "sync", o.last_msg_id, true)) != EXIT_OK)
+            return rc;
+        if (cli->in_shell)
+            printf("acknowledged up to %" PRIu64 "\n", cli->acked);
+    }
+    return EXIT_OK;
+}
+
+/* The whole timeline: after_msg_id 1 (0 would mean the cursor; SnowFlake ids are never
+ * that small), every page, no ack. */
+static int cmd_timeline(cli_t *cli, int argc, char **argv)
+{
+    sync_out_t o;
+    int rc;
+
+    if ((rc = no_args(find_cmd(argv[0]), argc, argv)) != EXIT_OK)
+        return rc;
+    return sync_run(cli, "timeline", 1, 0, true, &o);
+}
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+/* Print pushes until @p want messages came (0: no limit), @p timeout_ms passed (< 0: no
+ * limit) or a signal. With @p ack, first sync what this device has not acknowledged (an
+ * ack covers everything below it, so the backlog must be here first: PROTOCOL.md §6),
+ * then acknowledge as messages are printed. */
+static int listen_loop(cli_t *cli, uint32_t want, int64_t timeout_ms, bool ack)
+{
+    int64_t deadline = timeout_ms >= 0 ? mono_ms() + timeout_ms : -1, due, left, wait;
+    uint64_t shown = 0, to_ack = 0;
+    uint32_t got = 0;
+    bool timed_out = false;
+    struct pollfd pfd;
+    cimc_push_t p;
+    sync_out_t o;
+    int rc = 0, n;
+
+    if (ack) {
+        if ((rc = sync_run(cli, "listen", cli->acked, 0, true, &o)) != EXIT_OK)
+            return rc;
+        shown = o.last_msg_id; /* everything up to here is printed */
+        if ((rc = send_ack(cli, "listen", o.last_msg_id, false)) != EXIT_OK)
+            return rc;
+    }
+    note("listening as %s%s; Ctrl-C to stop", cli->user, ack ? ", acknowledging" : "");
+    for (;;) {
+        /* Whatever the library holds already, then the socket. */
+        while ((want == 0 || got < want) && (rc = cimc_next_push(cli->c, 0, &p)) == 0) {
+            if (p.type == FT_PUSH && (p.u.msg.msg_id == 0 || p.u.msg.msg_id > shown)) {
+                print_msg(stdout, &p.u.msg, p.body_data, p.body_len);
+                got++;
+                if (p.u.msg.msg_id != 0)
+                    shown = to_ack = p.u.msg.msg_id; /* pushes come in order, no gaps */
+            } else if (p.type == FT_EVENT) {
+                print_event(stdout, &p.u.event);
+            } /* a BYE: the closed connection is reported below */
+            cimc_push_free(&p);
+        }
+        fflush(stdout);
+        if (ack && to_ack > cli->acked && send_ack(cli, "listen", to_ack, false) != EXIT_OK)
+            return EXIT_FAIL;
+        if (want != 0 && got >= want)
+            break;
+        if (rc != RC_ETIMEDOUT) { /* the connection ended */
+            fail_rc(cli, "listen", rc);
+            return EXIT_FAIL;
+        }
+        if (stop_signal)
+            break;
+        due = cimc_ping_due_ms(cli->c);
+        left = deadline >= 0 ? deadline - mono_ms() : -1;
+        if (deadline >= 0 && left <= 0) {
+            timed_out = true;
+            break;
+        }
+        wait = due < 0 ? left : left < 0 || due < left ? due : left;
+        pfd = (struct pollfd){.fd = cimc_fd(cli->c), .events = POLLIN};
+        n = poll(&pfd, 1, wait < 0 ? -1 : wait > INT32_MAX ? INT32_MAX : (int)wait);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            fail("poll: %s", strerror(errno));
+            return EXIT_FAIL;
+        }
+        if (n == 0) {
+            if (cimc_ping_due_ms(cli->c) == 0 && (rc = cimc_ping(cli->c, NULL)) < 0 &&
+                cimc_bye(cli->c) == NULL) {
+                fail_rc(cli, "heartbeat", rc);
+                return EXIT_FAIL;
+            }
+            continue;
+        }
+        (void)cimc_poll(cli->c); /* an error shows in cimc_next_push, after what came first */
+    }
+    /* Make sure the server has the last ack before we close. */
+    if (ack && cli->acked > 0 && (rc = cimc_ping(cli->c, NULL)) < 0) {
+        fail_rc(cli, "listen", rc);
+        return EXIT_FAIL;
+    }
+    if (timed_out && want != 0) {
+        fail("listen: timed out with %" PRIu32 " of %" PRIu32 " messages", got, want);
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
+}
+
+/* listen [--count N] [--timeout S] [--ack] */
+static int cmd_listen(cli_t *cli, int argc, char **argv)
+{
+    enum { O_COUNT = 256, O_TIMEOUT, O_ACK };
+    static const struct option opts[] = {
+        {"count", required_argument, NULL, O_COUNT},
+        {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"ack", no_argument, NULL, O_ACK},
+        {NULL, 0, NULL, 0},
+    };
+    const cmd_t *cmd = find_cmd(argv[0]);
+    struct sigaction sa, old_int, old_term;
+    int64_t timeout_ms = -1;
+    uint32_t want = 0;
+    bool ack = false;
+    uint64_t v;
+    double secs;
+    char *end;
+    int opt, rc;
+
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (opt) {
+        case O_COUNT:
+            if (parse_u64(optarg, 1, UINT32_MAX, &v) < 0) {
+                fail("--count: expected a number of messages (1 or more), got '%s'", optarg);
+                return EXIT_USAGE;
+            }
+            want = (uint32_t)v;
+            break;
+        case O_TIMEOUT:
+            errno = 0;
+            secs = strtod(optarg, &end);
+            if (errno != 0 || *end != '\0' || end == optarg || !(secs > 0) || secs > 1e7) {
+                fail("--timeout: expected seconds (> 0), got '%s'", optarg);
+                return EXIT_USAGE;
+            }
+            timeout_ms = (int64_t)(secs * 1000.0 + 0.5);
+            break;
+        case O_ACK:
+            ack = true;
+            break;
+        default:
+            return cmd_usage(cmd);
+        }
+    }
+    if (optind < argc)
+        return cmd_usage(cmd);
+
+    stop_signal = 0;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: poll returns EINTR */
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    rc = listen_loop(cli, want, timeout_ms, ack);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (stop_signal && cli->in_shell && cli->tty)
+        putchar('\n');
+    return rc;
 }
 
 /* ---- the shell ------------------------------------------------------------------------ */
@@ -591,6 +1269,14 @@ static const cmd_t commands[] = {
     {"login", cmd_session, "", "log in and print the session", CMD_ONLINE},
     {"whoami", cmd_session, "", "print the session", CMD_ONLINE},
     {"ping", cmd_ping, "", "measure the round trip to the server", CMD_ONLINE},
+    {"send", cmd_send, "--to USER [--type T] [--transient] [--id CMID] TEXT...|-",
+     "send a message: the words, or - for stdin", CMD_ONLINE},
+    {"sync", cmd_sync, "[--after ID] [--limit N] [--all|--page] [--ack]",
+     "messages this device has not acknowledged", CMD_ONLINE},
+    {"timeline", cmd_timeline, "", "the whole timeline from the start (acknowledges nothing)",
+     CMD_ONLINE},
+    {"listen", cmd_listen, "[--count N] [--timeout S] [--ack]",
+     "print messages as they arrive", CMD_ONLINE | CMD_PUSHES},
     {"shell", cmd_shell, "", "interactive prompt (pushes are shown as they arrive)",
      CMD_ONLINE | CMD_NOT_SHELL},
     {"help", cmd_help, "", "list the commands", 0},
@@ -620,13 +1306,46 @@ static void usage(FILE *f)
                "  --device ID       device id (default: cli-<hostname>)\n"
                "  --kind K          device kind: mobile, desktop, web or bot (default desktop)\n"
                "  --timeout MS      connect and answer timeout (default 10000)\n"
-               "  -v, --verbose     library debug logging on stderr\n"
+               "  -v, --verbose     library debug logging, and pushes, on stderr\n"
                "  -h, --help        this help\n"
                "\n"
                "commands:\n");
     fflush(f);
     if (f == stdout) {
         cmd_help(&none, 0, NULL);
+        fprintf(f,
+                "\n"
+                "Messages print one per line: <msg_id> <time> <from> -> <to> [<type>] <body>\n"
+                "(<to> is #<id> for a group; a body that is not printable text shows as\n"
+                "<N bytes: HEX>; backslash and newline in text show as \\\\ and \\n).\n"
+                "\n"
+                "  send      prints 'sent <msg_id> at <time>' once the server stored it; a refusal\n"
+                "            prints 'cim: send refused: CODE: reason' on stderr. Options come\n"
+                "            before the text; --type text|image|audio|video|file|location|custom\n"
+                "            (default text); --id sets the client_msg_id (a repeat is not stored\n"
+                "            twice); --transient delivers to online devices only, stores nothing.\n"
+                "            Without --to the first word is the recipient: send bob hello there.\n"
+                "  sync      pages through the messages this device has not acknowledged (or\n"
+                "            those after --after ID); on the command line every page (--page:\n"
+                "            one), in the shell one page (--all: every page); --ack then moves\n"
+                "            the device's cursor to the last message synced.\n"
+                "  listen    prints pushed messages (and events) on stdout as they arrive;\n"
+                "            stops after --count N messages, after --timeout S seconds (with\n"
+                "            --count: exit 1 if fewer came), or on Ctrl-C/SIGTERM (exit 0).\n"
+                "            --ack first prints what this device has not acknowledged, then\n"
+                "            acknowledges as it prints. A ready line goes to stderr.\n"
+                "  In one-shot mode stdout is the command's output only: pushes that arrive\n"
+                "  meanwhile are dropped (shown on stderr with -v); the shell prints them.\n"
+                "\n"
+                "examples:\n"
+                "  export CIM_KEY=$(cimctl --data data show-key)\n"
+                "  export CIM_TOKEN=$(cimctl --data data token --user alice --ttl 3600)\n"
+                "  cim --user alice send --to bob \"hi\"       # exit 0 once stored\n"
+                "  cim --user alice send --to bob --type file - < photo.jpg\n"
+                "  cim --user alice sync --ack                # what this device missed\n"
+                "  cim --user alice listen --count 1 --timeout 30\n"
+                "\n"
+                "exit status: 0 done, 1 failed or refused by the server, 2 usage error\n");
     } else {
         for (const cmd_t *c = commands; c->name != NULL; c++)
             if (!(c->flags & CMD_SHELL_ONLY))
@@ -739,6 +1458,7 @@ int main(int argc, char **argv)
             break;
         case 'v':
             log_set_level(LOG_LVL_DEBUG);
+            cli.verbose = true;
             break;
         case 'h':
             usage(stdout);
@@ -793,7 +1513,8 @@ int main(int argc, char **argv)
             default_device(cli.device, sizeof(cli.device));
         if ((rc = go_online(&cli)) != EXIT_OK)
             goto out;
-        drain_pushes(&cli);
+        if (!(cmd->flags & CMD_PUSHES))
+            drain_pushes(&cli);
     }
     cmd_getopt_reset();
     rc = cmd->run(&cli, argc - cmd_i, argv + cmd_i); /* its argv[0] is its name */

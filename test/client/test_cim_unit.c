@@ -348,6 +348,76 @@ TEST(cimc_push_decode_event_bye_and_garbage)
     LEAK_CHECK();
 }
 
+/* SyncRsp.messages: three messages written by an encode callback ... */
+static bool enc_three(pb_ostream_t *s, const pb_field_t *f, void *const *arg)
+{
+    static const char *const texts[] = {"one", "two", ""};
+
+    (void)arg;
+    for (int i = 0; i < 3; i++) {
+        cim_Message m = cim_Message_init_zero;
+        cimc_bytes_t b = {texts[i], strlen(texts[i])};
+        m.msg_id = 100 + (uint64_t)i;
+        snprintf(m.from, sizeof(m.from), "u%d", i);
+        cimc_bytes_encoder(&m.body, &b);
+        if (!pb_encode_tag_for_field(s, f) || !pb_encode_submessage(s, cim_Message_fields, &m))
+            return false;
+    }
+    return true;
+}
+
+typedef struct got {
+    int n;
+    uint64_t ids[4];
+    char bodies[4][8];
+} got_t;
+
+/* ... and read back through cimc_message_decode, as a sync command would. */
+static bool dec_msg(pb_istream_t *s, const pb_field_t *f, void **arg)
+{
+    got_t *g = *arg;
+    cimc_push_t m;
+
+    (void)f;
+    if (g->n == 4 || cimc_message_decode(s, &m) < 0)
+        return false;
+    g->ids[g->n] = m.u.msg.msg_id;
+    snprintf(g->bodies[g->n], sizeof(g->bodies[0]), "%.*s", (int)m.body_len,
+             m.body_len ? (const char *)m.body_data : "");
+    g->n++;
+    cimc_push_free(&m);
+    return true;
+}
+
+TEST(cimc_message_decode_in_sync_page)
+{
+    cim_SyncRsp out = cim_SyncRsp_init_zero, in = cim_SyncRsp_init_zero;
+    uint8_t buf[1024];
+    got_t g;
+    size_t n;
+
+    memset(&g, 0, sizeof(g));
+    out.req_id = 9;
+    out.remain = 5;
+    out.messages.funcs.encode = enc_three;
+    n = encode(cim_SyncRsp_fields, &out, buf, sizeof(buf));
+    in.messages.funcs.decode = dec_msg;
+    in.messages.arg = &g;
+    ASSERT_OK(cimc_decode(cim_SyncRsp_fields, buf, n, &in));
+    ASSERT_EQ(in.req_id, 9);
+    ASSERT_EQ(in.remain, 5);
+    ASSERT_EQ(g.n, 3);
+    ASSERT_U64_EQ(g.ids[0], 100);
+    ASSERT_U64_EQ(g.ids[2], 102);
+    ASSERT_STREQ(g.bodies[0], "one");
+    ASSERT_STREQ(g.bodies[1], "two");
+    ASSERT_STREQ(g.bodies[2], "");
+    /* a truncated page is malformed */
+    memset(&g, 0, sizeof(g));
+    ASSERT_RC(cimc_decode(cim_SyncRsp_fields, buf, n - 3, &in), RC_EPROTO);
+    LEAK_CHECK();
+}
+
 TEST(cimc_req_id_set_and_peek)
 {
     cimc_t c;

@@ -287,10 +287,12 @@ int fuzz_session_cleanup(void)
         fprintf(stderr, "fuzz_session: the worker's loop did not close cleanly\n");
         rc = RC_EINVAL;
     }
+    /* The store may still complete requests for the worker: stop it before the worker's
+     * memory goes (its completions to the closed mailbox are released), as server.c does. */
+    store_stop(srv->store);
     worker_free(fz.w);
     fz.w = NULL;
     mem_free(srv->workers);
-    store_stop(srv->store);
     store_free(srv->store);
     router_free(srv->router);
     chan_identity_free(srv->identity);

@@ -2,12 +2,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,6 +48,10 @@ static bool read_ready(tsrv_t *t)
     bool ok = false;
     if (f == NULL)
         return false;
+    if (t->log_off > 0 && fseek(f, t->log_off, SEEK_SET) != 0) {
+        fclose(f);
+        return false;
+    }
     while (fgets(line, sizeof(line), f) != NULL) {
         char *p = strstr(line, "cimd ready: listening on ");
         char *k = strstr(line, " key ");
@@ -62,17 +68,14 @@ static bool read_ready(tsrv_t *t)
     return ok;
 }
 
-void tsrv_start(tsrv_t *t, ...)
+/* Fork and exec cimd with the data dir, the listen address and the saved extra flags, then
+ * wait for its ready line (read from t->log_off on). */
+static void spawn(tsrv_t *t)
 {
     char *argv[MAX_ARGS];
     int argc = 0;
-    va_list ap;
-    char *a;
+    size_t off = 0;
 
-    memset(t, 0, sizeof(*t));
-    snprintf(t->dir, sizeof(t->dir), "/tmp/cimtest-XXXXXX");
-    ASSERT_NOT_NULL(mkdtemp(t->dir));
-    snprintf(t->log, sizeof(t->log), "%s/cimd.log", t->dir);
     argv[argc++] = CIM_BIN_DIR "/cimd";
     argv[argc++] = "--data";
     argv[argc++] = t->dir;
@@ -80,10 +83,10 @@ void tsrv_start(tsrv_t *t, ...)
     argv[argc++] = "127.0.0.1:0";
     argv[argc++] = "--durability";
     argv[argc++] = "nosync";
-    va_start(ap, t);
-    while ((a = va_arg(ap, char *)) != NULL && argc < MAX_ARGS - 1)
-        argv[argc++] = a;
-    va_end(ap);
+    for (int i = 0; i < t->nargs && argc < MAX_ARGS - 1; i++) {
+        argv[argc++] = t->args + off;
+        off += strlen(t->args + off) + 1;
+    }
     argv[argc] = NULL;
 
     fflush(NULL);
@@ -111,6 +114,43 @@ void tsrv_start(tsrv_t *t, ...)
     }
     tsrv_dump_log(t);
     TEST_FAIL_("cimd did not get ready within 10 s");
+}
+
+void tsrv_start(tsrv_t *t, ...)
+{
+    va_list ap;
+    char *a;
+
+    memset(t, 0, sizeof(*t));
+    snprintf(t->dir, sizeof(t->dir), "/tmp/cimtest-XXXXXX");
+    ASSERT_NOT_NULL(mkdtemp(t->dir));
+    snprintf(t->log, sizeof(t->log), "%s/cimd.log", t->dir);
+    va_start(ap, t);
+    while ((a = va_arg(ap, char *)) != NULL && t->nargs < MAX_ARGS - 8) {
+        size_t n = strlen(a) + 1;
+        ASSERT_TRUE(t->args_len + n <= sizeof(t->args));
+        memcpy(t->args + t->args_len, a, n);
+        t->args_len += n;
+        t->nargs++;
+    }
+    va_end(ap);
+    spawn(t);
+}
+
+void tsrv_restart(tsrv_t *t)
+{
+    struct stat st;
+    int status;
+
+    if (t->pid > 0) {
+        kill(t->pid, SIGTERM);
+        waitpid(t->pid, &status, 0);
+        t->pid = 0;
+    }
+    /* The new run's ready line is the one after everything logged so far. */
+    t->log_off = stat(t->log, &st) == 0 ? (long)st.st_size : 0;
+    t->port = 0;
+    spawn(t);
 }
 
 static void remove_dir(const char *dir)
@@ -264,4 +304,168 @@ long tsrv_raise_nofile(void)
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
         return -1;
     return (long)rl.rlim_cur;
+}
+
+/* ---- tools in the background ------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void tsrv_tool_start(tsrv_tool_t *tt, const void *in, size_t in_len, const char *prog, ...)
+{
+    char *argv[MAX_ARGS];
+    char path[512], tmp[] = "/tmp/cimtest-stdin-XXXXXX";
+    int argc = 0, opfd[2], epfd[2], infd;
+    va_list ap;
+    char *a;
+
+    memset(tt, 0, sizeof(*tt));
+    tt->out_fd = tt->err_fd = -1;
+    snprintf(path, sizeof(path), "%s/%s", CIM_BIN_DIR, prog);
+    argv[argc++] = path;
+    va_start(ap, prog);
+    while ((a = va_arg(ap, char *)) != NULL && argc < MAX_ARGS - 1)
+        argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+
+    if (in != NULL) {
+        const char *p = in;
+        size_t left = in_len;
+        infd = mkstemp(tmp);
+        ASSERT_TRUE(infd >= 0);
+        unlink(tmp);
+        while (left > 0) {
+            ssize_t w = write(infd, p, left);
+            ASSERT_TRUE(w > 0);
+            p += w;
+            left -= (size_t)w;
+        }
+        ASSERT_TRUE(lseek(infd, 0, SEEK_SET) == 0);
+    } else {
+        infd = open("/dev/null", O_RDONLY);
+        ASSERT_TRUE(infd >= 0);
+    }
+    ASSERT_OK(pipe(opfd));
+    ASSERT_OK(pipe(epfd));
+    fflush(NULL);
+    tt->pid = fork();
+    ASSERT_TRUE(tt->pid >= 0);
+    if (tt->pid == 0) {
+        dup2(infd, 0);
+        dup2(opfd[1], 1);
+        dup2(epfd[1], 2);
+        close(infd);
+        close(opfd[0]);
+        close(opfd[1]);
+        close(epfd[0]);
+        close(epfd[1]);
+        execv(path, argv);
+        _exit(127);
+    }
+    close(infd);
+    close(opfd[1]);
+    close(epfd[1]);
+    tt->out_fd = opfd[0];
+    tt->err_fd = epfd[0];
+}
+
+/* Read what one stream has ready into its buffer. */
+static void tool_read(int *fd, char *buf, size_t cap, size_t *len)
+{
+    char tmp[4096];
+    ssize_t n = read(*fd, tmp, sizeof(tmp));
+    size_t take;
+
+    if (n < 0 && errno == EINTR)
+        return;
+    if (n <= 0) {
+        close(*fd);
+        *fd = -1;
+        return;
+    }
+    take = *len + (size_t)n < cap ? (size_t)n : cap - 1 - *len;
+    memcpy(buf + *len, tmp, take);
+    *len += take;
+    buf[*len] = '\0';
+}
+
+/* Wait up to @p ms (0: no wait) for output and take it. @return false once both are closed. */
+static bool tool_pump(tsrv_tool_t *tt, int ms)
+{
+    struct pollfd pfd[2];
+    nfds_t n = 0;
+    int r;
+
+    if (tt->out_fd >= 0)
+        pfd[n++] = (struct pollfd){.fd = tt->out_fd, .events = POLLIN};
+    if (tt->err_fd >= 0)
+        pfd[n++] = (struct pollfd){.fd = tt->err_fd, .events = POLLIN};
+    if (n == 0)
+        return false;
+    r = poll(pfd, n, ms);
+    if (r <= 0)
+        return true;
+    for (nfds_t i = 0; i < n; i++) {
+        if (pfd[i].revents == 0)
+            continue;
+        if (pfd[i].fd == tt->out_fd)
+            tool_read(&tt->out_fd, tt->out, sizeof(tt->out), &tt->out_len);
+        else
+            tool_read(&tt->err_fd, tt->err, sizeof(tt->err), &tt->err_len);
+    }
+    return true;
+}
+
+bool tsrv_tool_wait_for(tsrv_tool_t *tt, const char *needle, unsigned timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms, left;
+
+    for (;;) {
+        if (strstr(tt->out, needle) != NULL || strstr(tt->err, needle) != NULL)
+            return true;
+        left = deadline - now_ms();
+        if (left <= 0 || !tool_pump(tt, (int)left))
+            return strstr(tt->out, needle) != NULL || strstr(tt->err, needle) != NULL;
+    }
+}
+
+int tsrv_tool_finish(tsrv_tool_t *tt, unsigned timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms, left;
+    bool killed = false;
+    int status = 0;
+    pid_t r;
+
+    for (;;) {
+        left = deadline - now_ms();
+        if (left <= 0 || !tool_pump(tt, (int)left))
+            break;
+    }
+    for (;;) {
+        r = waitpid(tt->pid, &status, WNOHANG);
+        if (r == tt->pid)
+            break;
+        if (r < 0 && errno != EINTR)
+            TEST_FAIL_("waitpid: %s", strerror(errno));
+        if (now_ms() >= deadline) {
+            kill(tt->pid, SIGKILL);
+            while (waitpid(tt->pid, &status, 0) < 0 && errno == EINTR)
+                ;
+            killed = true;
+            break;
+        }
+        sleep_ms(5);
+    }
+    tt->pid = 0;
+    if (tt->out_fd >= 0)
+        close(tt->out_fd);
+    if (tt->err_fd >= 0)
+        close(tt->err_fd);
+    tt->out_fd = tt->err_fd = -1;
+    return !killed && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

@@ -23,6 +23,12 @@ typedef struct tsrv {
     uint8_t key[32];
     char dir[256];
     char log[300];
+    /* for tsrv_restart: the extra flags given to tsrv_start (NUL-separated), and where in
+     * the log the current run's lines start */
+    char args[2048];
+    size_t args_len;
+    int nargs;
+    long log_off;
 } tsrv_t;
 
 /** Start cimd with extra flags (a NULL-terminated list of strings). Aborts on failure. */
@@ -33,6 +39,14 @@ int tsrv_stop(tsrv_t *t);
 
 /** SIGKILL and wait (crash tests). */
 void tsrv_kill(tsrv_t *t);
+
+/**
+ * Start cimd again on the same data dir with the same flags (crash tests: after
+ * tsrv_kill; a server still running is first stopped with SIGTERM, its dir kept). It
+ * listens on a new free port: t->port is updated, the identity key stays. Aborts on
+ * failure.
+ */
+void tsrv_restart(tsrv_t *t);
 
 /** Print the server's log to stderr. */
 void tsrv_dump_log(const tsrv_t *t);
@@ -56,6 +70,39 @@ cimc_t *tsrv_login(const tsrv_t *t, const char *user, const char *device, cim_Lo
 /** Run a program of this variant (cimctl, cim) with args; capture stdout into @p out.
  * @return its exit status. */
 int tsrv_run_tool(char *out, size_t outlen, const char *prog, ...) __attribute__((sentinel));
+
+/**
+ * A program of this variant running in the background (tsrv_tool_start), its stdout and
+ * stderr collected as it writes them (the first sizeof(out)-1 / sizeof(err)-1 bytes kept,
+ * NUL-terminated; the rest read and dropped so the program never blocks on a full pipe).
+ */
+typedef struct tsrv_tool {
+    pid_t pid;
+    int out_fd, err_fd; /* -1 once at EOF */
+    size_t out_len, err_len;
+    char out[16384];
+    char err[8192];
+} tsrv_tool_t;
+
+/**
+ * Start a program of this variant (cim, cimctl) with args in the background. Its stdin is
+ * @p in (@p in_len bytes, from a temporary file), or /dev/null when @p in is NULL.
+ * Aborts on failure. Finish it with tsrv_tool_finish.
+ */
+void tsrv_tool_start(tsrv_tool_t *tt, const void *in, size_t in_len, const char *prog, ...)
+    __attribute__((sentinel));
+
+/**
+ * Collect its output until @p needle shows in its stdout or stderr, it closes both, or
+ * @p timeout_ms pass. @return true when the needle was seen.
+ */
+bool tsrv_tool_wait_for(tsrv_tool_t *tt, const char *needle, unsigned timeout_ms);
+
+/**
+ * Collect the rest of its output and wait for it to exit, SIGKILLing it after
+ * @p timeout_ms. @return its exit status (-1: killed by a signal, or by the timeout).
+ */
+int tsrv_tool_finish(tsrv_tool_t *tt, unsigned timeout_ms);
 
 /** Raise this process's open-file limit to the hard limit. @return the new soft limit. */
 long tsrv_raise_nofile(void);

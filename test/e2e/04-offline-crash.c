@@ -1,0 +1,199 @@
+/* Integration: crash safety. cimd (durability = sync) is killed with SIGKILL in the middle
+ * of a sustained send load and restarted on the same data dir: every message that had been
+ * acknowledged is in both timelines, and ids keep increasing (PROTOCOL.md §6, Send:
+ * "SEND_ACK{OK} means the message is stored in every recipient's timeline and will survive
+ * a crash of the server process"). */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/cim.h"
+#include "core/frame.h"
+#include "support/msg.h"
+#include "support/server.h"
+#include "support/test.h"
+
+#define MAXN 100000     /* messages the load may send at most */
+#define WINDOW 16       /* SENDs in flight */
+#define LOAD_MS 1500    /* the kill comes after this much load */
+#define LOAD_MAX_MS 5000 /* the loader stops by itself after this, killed or not */
+
+typedef struct load {
+    cimc_t *a;
+    uint64_t ids[MAXN];  /* ids[i]: the acknowledged id of "crash-i" */
+    int codes[MAXN];
+    size_t written;      /* SENDs handed to the socket */
+    _Atomic size_t acked; /* SEND_ACKs received (all of 0..acked-1) */
+    _Atomic int stop;
+    int rc;              /* what ended the load */
+} load_t;
+
+static void mk(void *ctx, size_t i, char *cmid, size_t cap, const uint8_t **body, size_t *len)
+{
+    static char buf[64];
+    size_t base = *(const size_t *)ctx;
+    snprintf(cmid, cap, "crash-%zu", base + i);
+    *len = (size_t)snprintf(buf, sizeof(buf), "payload %zu", base + i);
+    *body = (const uint8_t *)buf;
+}
+
+static void *loader(void *arg)
+{
+    load_t *l = arg;
+    uint64_t t0 = tmsg_now_ms();
+
+    while (!atomic_load(&l->stop) && l->written + WINDOW <= MAXN &&
+           tmsg_now_ms() - t0 < LOAD_MAX_MS) {
+        size_t base = l->written, answered = 0;
+        l->written += WINDOW;
+        l->rc = tmsg_send_many(l->a, "bob", WINDOW, WINDOW, cim_MsgType_TEXT, mk, &base,
+                               l->ids + base, l->codes + base, &answered);
+        atomic_store(&l->acked, base + answered);
+        if (l->rc < 0)
+            break;
+    }
+    return NULL;
+}
+
+/* "crash-N" → N, or -1. */
+static long cmid_index(const char *cmid)
+{
+    char *end;
+    long v;
+    if (strncmp(cmid, "crash-", 6) != 0)
+        return -1;
+    v = strtol(cmid + 6, &end, 10);
+    return *end == '\0' ? v : -1;
+}
+
+/* The whole timeline of @p user (a fresh device: cursor 0) into @p p, then check it
+ * against the load: ascending, every acknowledged message there with its id, nothing
+ * that was not sent. @return the largest id seen. */
+static uint64_t check_timeline(const tsrv_t *t, const char *user, const char *device,
+                               const load_t *l, tmsg_page_t *p, uint64_t *latest)
+{
+    cim_LoginRsp lr;
+    size_t found = 0;
+    long prev_index = -1;
+    uint64_t prev = 0;
+
+    cimc_t *c = tsrv_login(t, user, device, &lr);
+    tmsg_page_reset(p);
+    ASSERT_OK(tmsg_sync_all(c, 0, 500, p));
+    ASSERT_TRUE(!p->overflow);
+    for (size_t i = 0; i < p->n; i++) {
+        const tmsg_t *m = &p->msgs[i];
+        long j = cmid_index(m->client_msg_id);
+        ASSERT_TRUE(m->msg_id > prev);
+        prev = m->msg_id;
+        if (j < 0 || (size_t)j >= l->written)
+            TEST_FAIL_("%s's timeline holds '%s', which was never sent", user,
+                       m->client_msg_id);
+        ASSERT_TRUE(j > prev_index); /* commit order = send order on one connection */
+        prev_index = j;
+        if ((size_t)j < l->acked) {
+            if (m->msg_id != l->ids[j])
+                TEST_FAIL_("%s: crash-%ld has id %" PRIu64 ", acknowledged as %" PRIu64, user,
+                           j, m->msg_id, l->ids[j]);
+            found++;
+        }
+    }
+    if (found != l->acked) {
+        /* name the first acknowledged message that is missing */
+        size_t k = 0;
+        for (size_t j = 0; j < l->acked; j++) {
+            while (k < p->n && cmid_index(p->msgs[k].client_msg_id) < (long)j)
+                k++;
+            if (k == p->n || cmid_index(p->msgs[k].client_msg_id) != (long)j)
+                TEST_FAIL_("%s: acknowledged crash-%zu (id %" PRIu64 ") is missing after the "
+                           "crash (%zu of %zu acknowledged present)",
+                           user, j, l->ids[j], found, l->acked);
+        }
+    }
+    ASSERT_U64_EQ(lr.latest_msg_id, prev);
+    *latest = lr.latest_msg_id;
+    cimc_close(c);
+    return prev;
+}
+
+TEST_TIMEOUT(e2e_offline_crash_safety, 60)
+{
+    tsrv_t t;
+    static load_t l;
+    static tmsg_t msgs[MAXN + 16];
+    tmsg_page_t p;
+    pthread_t th;
+    cim_SendRsp rsp;
+    uint64_t max_b, max_a, latest, t0;
+    size_t acked_at_kill;
+
+    tsrv_start(&t, "--durability", "sync", "--send_rate", "1000000", "--send_burst",
+               "1000000", NULL);
+    cimc_t *b = tsrv_login(&t, "bob", "b-first", NULL);
+    cimc_close(b);
+    tmsg_wait_user(&t, "bob");
+    memset(&l, 0, sizeof(l));
+    l.a = tsrv_login(&t, "alice", "a1", NULL);
+
+    ASSERT_OK(pthread_create(&th, NULL, loader, &l));
+    t0 = tmsg_now_ms();
+    while (tmsg_now_ms() - t0 < LOAD_MS)
+        tmsg_sleep_ms(10);
+    acked_at_kill = atomic_load(&l.acked);
+    tsrv_kill(&t); /* SIGKILL, in-flight SENDs and all */
+    atomic_store(&l.stop, 1);
+    ASSERT_OK(pthread_join(th, NULL));
+    fprintf(stderr, "load: %zu sent, %zu acknowledged (%zu at the kill), ended with %s\n",
+            l.written, l.acked, acked_at_kill, rc_str(l.rc));
+    ASSERT_TRUE(acked_at_kill >= 100);          /* the load was under way ... */
+    ASSERT_TRUE(l.acked + WINDOW <= MAXN);      /* ... and had not run out by itself */
+    ASSERT_TRUE(l.rc < 0);                      /* the kill ended it */
+    for (size_t i = 0; i < l.acked; i++) {
+        ASSERT_EQ(l.codes[i], cim_Code_OK);
+        if (i > 0)
+            ASSERT_TRUE(l.ids[i] > l.ids[i - 1]);
+    }
+    cimc_close(l.a);
+
+    tsrv_restart(&t);
+    tmsg_page_init(&p, msgs, MAXN + 16, NULL, 0);
+    max_b = check_timeline(&t, "bob", "b-after", &l, &p, &latest);
+    size_t nb = p.n;
+    max_a = check_timeline(&t, "alice", "a-after", &l, &p, &latest);
+    ASSERT_EQ(p.n, nb); /* the same messages on both sides */
+    ASSERT_U64_EQ(max_a, max_b);
+    fprintf(stderr, "after restart: %zu in the timelines (%zu acknowledged)\n", nb, l.acked);
+
+    /* ids go on increasing after the restart, above everything issued before it */
+    cimc_t *a = tsrv_login(&t, "alice", "a1", NULL);
+    ASSERT_OK(tmsg_send(a, "bob", "after-1", cim_MsgType_TEXT, "again", 5, false, &rsp));
+    ASSERT_EQ(rsp.code, cim_Code_OK);
+    ASSERT_TRUE(rsp.msg_id > max_b);
+    ASSERT_TRUE(rsp.msg_id > l.ids[l.acked - 1]);
+    uint64_t after1 = rsp.msg_id;
+    ASSERT_OK(tmsg_send(a, "bob", "after-2", cim_MsgType_TEXT, "again", 5, false, &rsp));
+    ASSERT_EQ(rsp.code, cim_Code_OK);
+    ASSERT_TRUE(rsp.msg_id > after1);
+    /* the dedup records survived too: resends of acknowledged ids give the same ids */
+    ASSERT_OK(tmsg_send(a, "bob", "crash-0", cim_MsgType_TEXT, "x", 1, false, &rsp));
+    ASSERT_EQ(rsp.code, cim_Code_OK);
+    ASSERT_U64_EQ(rsp.msg_id, l.ids[0]);
+    {
+        char cmid[32];
+        snprintf(cmid, sizeof(cmid), "crash-%zu", l.acked - 1);
+        ASSERT_OK(tmsg_send(a, "bob", cmid, cim_MsgType_TEXT, "x", 1, false, &rsp));
+        ASSERT_EQ(rsp.code, cim_Code_OK);
+        ASSERT_U64_EQ(rsp.msg_id, l.ids[l.acked - 1]);
+    }
+    cimc_close(a);
+    /* and bob's timeline grew by exactly the two new ones */
+    b = tsrv_login(&t, "bob", "b-last", NULL);
+    tmsg_page_reset(&p);
+    ASSERT_OK(tmsg_sync_all(b, max_b, 0, &p));
+    ASSERT_EQ(p.n, 2);
+    ASSERT_U64_EQ(p.msgs[0].msg_id, after1);
+    cimc_close(b);
+    ASSERT_EQ(tsrv_stop(&t), 0);
+}

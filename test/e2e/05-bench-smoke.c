@@ -1,0 +1,218 @@
+/* Integration: cimbench (tools/bench) against a real cimd, every implemented scenario
+ * with tiny bounds, checking that it ends by itself, exits 0 and reports a non-zero
+ * throughput in its JSON. Also the bench's histogram, whose percentiles the reports rest
+ * on (included here: it is a program's module, not a library's). */
+#include <arpa/inet.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "../../tools/bench/hist.c"
+#include "core/chan.h"
+#include "support/server.h"
+#include "support/test.h"
+
+#define OUT_MAX 32768
+
+/* The number after "key": in a JSON document (the first occurrence); -1 when absent. */
+static double json_num(const char *json, const char *key)
+{
+    char pat[80];
+    const char *p;
+
+    snprintf(pat, sizeof(pat), "\"%s\": ", key);
+    if ((p = strstr(json, pat)) == NULL)
+        return -1;
+    return strtod(p + strlen(pat), NULL);
+}
+
+/* Run cimbench SCENARIO against @p t with --json and the extra args that follow (at most
+ * 10, NULL-terminated); check it succeeded with a throughput. The JSON stays in @p out. */
+static void run_bench(const tsrv_t *t, char *out, const char *scenario, ...)
+    __attribute__((sentinel));
+
+static void run_bench(const tsrv_t *t, char *out, const char *scenario, ...)
+{
+    char port[16], key[65], pid[16];
+    const char *a[11] = {NULL};
+    va_list ap;
+    int st;
+
+    va_start(ap, scenario);
+    for (int i = 0; i < 10 && (a[i] = va_arg(ap, const char *)) != NULL; i++)
+        ;
+    va_end(ap);
+    snprintf(port, sizeof(port), "%d", t->port);
+    snprintf(pid, sizeof(pid), "%ld", (long)t->pid);
+    chan_hex(t->key, key);
+    st = tsrv_run_tool(out, OUT_MAX, "cimbench", scenario, "--port", port, "--key", key, "--data",
+                       t->dir, "--pid", pid, "--json", a[0], a[1], a[2], a[3], a[4], a[5], a[6],
+                       a[7], a[8], a[9], NULL);
+    if (st != 0) {
+        fprintf(stderr, "cimbench %s exited %d; stdout:\n%s\n", scenario, st, out);
+        tsrv_dump_log(t);
+    }
+    ASSERT_EQ(st, 0);
+    ASSERT_NOT_NULL(strstr(out, "\"result\": \"ok\""));
+    ASSERT_TRUE(json_num(out, "throughput") > 0);
+    ASSERT_TRUE(json_num(out, "ops") > 0);
+}
+
+TEST_TIMEOUT(e2e_bench_login, 30)
+{
+    tsrv_t t;
+    char *out = malloc(OUT_MAX);
+
+    ASSERT_NOT_NULL(out);
+    tsrv_start(&t, "--send_rate", "100000", "--send_burst", "100000", NULL);
+    run_bench(&t, out, "login", "--conns", "40", "--concurrency", "10", "--duration", "2", NULL);
+    ASSERT_EQ(json_num(out, "ok"), 40);
+    ASSERT_EQ(json_num(out, "errors_total"), 0);
+    ASSERT_TRUE(json_num(out, "p99") > 0); /* the login latency histogram */
+    ASSERT_EQ(tsrv_stop(&t), 0);
+    free(out);
+}
+
+TEST_TIMEOUT(e2e_bench_conns, 30)
+{
+    tsrv_t t;
+    char *out = malloc(OUT_MAX);
+
+    ASSERT_NOT_NULL(out);
+    tsrv_start(&t, "--send_rate", "100000", "--send_burst", "100000", NULL);
+    /* 4 source addresses: the spread over 127.0.0.x is exercised too */
+    run_bench(&t, out, "conns", "--conns", "40", "--duration", "1", "--sources", "4", NULL);
+    ASSERT_EQ(json_num(out, "opened"), 40);
+    ASSERT_EQ(json_num(out, "open_at_end"), 40);
+    ASSERT_TRUE(json_num(out, "server_rss_after") > 0);
+    ASSERT_NOT_NULL(strstr(out, "\"server_bytes_per_conn\": "));
+    ASSERT_EQ(tsrv_stop(&t), 0);
+    free(out);
+}
+
+TEST_TIMEOUT(e2e_bench_c2c_closed_loop, 30)
+{
+    tsrv_t t;
+    char *out = malloc(OUT_MAX);
+
+    ASSERT_NOT_NULL(out);
+    tsrv_start(&t, "--send_rate", "100000", "--send_burst", "100000", NULL);
+    run_bench(&t, out, "c2c", "--users", "12", "--window", "2", "--duration", "1", "--size", "64",
+              NULL);
+    ASSERT_NOT_NULL(strstr(out, "\"mode\": \"closed\""));
+    ASSERT_TRUE(json_num(out, "acked_ok") > 0);
+    /* every acknowledged message reached its (online) recipient within the drain */
+    ASSERT_EQ(json_num(out, "pushes_timed"), json_num(out, "acked_ok"));
+    ASSERT_EQ(json_num(out, "errors_total"), 0);
+    ASSERT_EQ(tsrv_stop(&t), 0);
+    free(out);
+}
+
+TEST_TIMEOUT(e2e_bench_c2c_open_loop, 30)
+{
+    tsrv_t t;
+    char *out = malloc(OUT_MAX);
+
+    ASSERT_NOT_NULL(out);
+    tsrv_start(&t, "--send_rate", "100000", "--send_burst", "100000", NULL);
+    run_bench(&t, out, "c2c", "--users", "12", "--rate", "300", "--duration", "1", NULL);
+    ASSERT_NOT_NULL(strstr(out, "\"mode\": \"open\""));
+    /* the clock, not the answers, sets the pace: ~300 in one second */
+    ASSERT_TRUE(json_num(out, "sent") >= 250 && json_num(out, "sent") <= 310);
+    ASSERT_EQ(json_num(out, "pushes_timed"), json_num(out, "acked_ok"));
+    ASSERT_NOT_NULL(strstr(out, "\"sched_lag\": {"));
+    ASSERT_EQ(tsrv_stop(&t), 0);
+    free(out);
+}
+
+TEST_TIMEOUT(e2e_bench_c2c_count_and_rate_limit, 30)
+{
+    tsrv_t t;
+    char *out = malloc(OUT_MAX);
+
+    ASSERT_NOT_NULL(out);
+    /* cimd's default rate limit (100/s, burst 200 per connection): RATE_LIMITED counted */
+    tsrv_start(&t, NULL);
+    run_bench(&t, out, "c2c", "--users", "2", "--window", "50", "--count", "600", "--duration", "5",
+              NULL);
+    ASSERT_EQ(json_num(out, "sent"), 600);
+    ASSERT_TRUE(json_num(out, "RATE_LIMITED") > 0);
+    ASSERT_EQ(json_num(out, "acked_ok") + json_num(out, "RATE_LIMITED"), 600);
+    ASSERT_EQ(tsrv_stop(&t), 0);
+    free(out);
+}
+
+TEST(e2e_bench_refuses_remote_and_unknown)
+{
+    char out[4096];
+
+    ASSERT_NE(
+        tsrv_run_tool(out, sizeof(out), "cimbench", "login", "--host", "192.0.2.1", "--secret",
+                      "0000000000000000000000000000000000000000000000000000000000000000", "--key",
+                      "0000000000000000000000000000000000000000000000000000000000000000", NULL),
+        0);
+    ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimbench", "nosuch", NULL), 0);
+    ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimbench", "group", NULL), 0);
+    ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimbench", "--help", NULL), 0);
+    ASSERT_NOT_NULL(strstr(out, "c2c"));
+}
+
+TEST(e2e_bench_hist_precision)
+{
+    hist_t *h = malloc(sizeof(*h));
+    uint64_t v;
+
+    ASSERT_NOT_NULL(h);
+    hist_reset(h);
+    ASSERT_EQ(hist_percentile(h, 50), 0);
+    /* every value from 1 µs to 60 s comes back within 1 % */
+    for (v = 1000; v <= HIST_MAX_NS; v = v * 1013 / 1000 + 1) {
+        hist_reset(h);
+        hist_record(h, 1);
+        hist_record(h, v);
+        hist_record(h, HIST_MAX_NS * 2);
+        uint64_t p = hist_percentile(h, 50);
+        ASSERT_TRUE(fabs((double)p - (double)v) <= (double)v * 0.01);
+    }
+    /* 1..10000 µs uniformly: the percentiles land where they should */
+    hist_reset(h);
+    for (v = 1; v <= 10000; v++)
+        hist_record(h, v * 1000);
+    ASSERT_TRUE(fabs((double)hist_percentile(h, 50) - 5000e3) <= 50e3);
+    ASSERT_TRUE(fabs((double)hist_percentile(h, 99) - 9900e3) <= 99e3);
+    ASSERT_TRUE(fabs((double)hist_percentile(h, 99.9) - 9990e3) <= 99.9e3);
+    ASSERT_U64_EQ(hist_percentile(h, 100), 10000000);
+    ASSERT_U64_EQ(h->min_ns, 1000);
+    ASSERT_TRUE(fabs(hist_mean(h) - 5000.5e3) < 1);
+    free(h);
+}
+
+/* libcim's cimc_opts_t.bind_addr, which the bench spreads its connections with: the
+ * connection comes from that address; a bad one is refused before any I/O. */
+TEST_TIMEOUT(e2e_bench_libcim_bind_addr, 15)
+{
+    tsrv_t t;
+    cimc_opts_t o;
+    cimc_t *c = NULL;
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    char ip[INET_ADDRSTRLEN];
+
+    tsrv_start(&t, NULL);
+    o = tsrv_opts(&t);
+    o.bind_addr = "127.0.0.7";
+    ASSERT_OK(cimc_connect(&o, &c));
+    ASSERT_OK(getsockname(cimc_fd(c), (struct sockaddr *)&sa, &len));
+    ASSERT_NOT_NULL(inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip)));
+    ASSERT_TRUE(strcmp(ip, "127.0.0.7") == 0);
+    cimc_close(c);
+    c = NULL;
+    o.bind_addr = "not-an-address";
+    ASSERT_EQ(cimc_connect(&o, &c), RC_EINVAL);
+    ASSERT_NULL(c);
+    ASSERT_EQ(tsrv_stop(&t), 0);
+}

@@ -1,0 +1,209 @@
+/**
+ * bench: what cimbench's driver (cimbench.c) shares with its scenarios (sc_*.c).
+ *
+ * Design. One process, one libuv loop, one libcim event-driven loop state
+ * (cimc_async_loop_t) holding every connection: the bench is single-threaded, so its
+ * counters and histograms need no locks and its own CPU time is directly comparable to
+ * the work it generates. A scenario is a row of the scenario table (scenario_t): the
+ * driver parses the command line, raises the descriptor limit, prepares tokens, runs the
+ * loop with a progress line every second, enforces the time limits, and prints the
+ * report; the scenario opens connections (through the pool below, or on its own), drives
+ * the load, decides when it is done and adds its results.
+ *
+ * Phases. setup (opening connections; at most BENCH_SETUP_MAX_S) → the measured window
+ * (bench_window_start .. bench_window_end: throughput, server and bench CPU are taken over
+ * it) → drain (answers still due; at most BENCH_DRAIN_S) → bench_finish(), which closes
+ * every connection and ends the loop. Every run ends by itself: --duration is capped at
+ * BENCH_DURATION_MAX_S and a watchdog ends any run that overstays the sum of the limits.
+ *
+ * Connections are spread over several source addresses (127.0.0.1..127.0.0.N, bound
+ * before connect through cimc_opts_t.bind_addr) when the server is on IPv4 loopback, so
+ * neither the ~28k ephemeral ports per (source, destination) pair nor the server's
+ * max_conns_per_ip cap (default 1000) limits the connection count.
+ *
+ * Threading: everything here runs on the loop's thread (the main thread).
+ */
+#ifndef CIMBENCH_BENCH_H
+#define CIMBENCH_BENCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <uv.h>
+
+#include "client/cim.h"
+#include "hist.h"
+#include "report.h"
+
+#define BENCH_DURATION_MAX_S 3600.0 /* --duration hard cap */
+#define BENCH_SETUP_MAX_S    300.0  /* opening connections: at most this long */
+#define BENCH_DRAIN_S        5.0    /* answers/pushes awaited after the window */
+#define BENCH_FD_RESERVE     64     /* descriptors kept for the process itself */
+#define BENCH_CODES          32     /* cim_Code values counted (0..16 defined) */
+#define BENCH_RCS            32     /* distinct connection-level rc values counted */
+#define BENCH_SOURCES_MAX    250    /* 127.0.0.1 .. 127.0.0.250 */
+#define BENCH_SERVER_PER_IP  1000   /* cimd's default max_conns_per_ip (for a warning) */
+
+typedef struct bench bench_t;
+typedef struct bconn bconn_t;
+
+/** Command-line options (cimbench --help describes each). */
+typedef struct bench_opts {
+    const char *scenario;
+    const char *host;
+    int port;
+    uint8_t key[32]; /* the server's pinned identity */
+    uint8_t secret[32];
+    const char *data; /* --data: where the secret (and, without --key, the key) come from */
+    char app[65];     /* "" = default */
+    double duration_s;
+    uint64_t count; /* 0 = no limit (scenario-specific meaning) */
+    bool json;
+    pid_t pid; /* 0 = no server process to watch */
+    bool allow_remote;
+    unsigned conns;       /* login / conns: connections in all */
+    unsigned concurrency; /* connects in flight at once */
+    unsigned users;       /* 0 = scenario default */
+    unsigned window;      /* c2c closed loop: requests in flight per connection */
+    double rate;          /* c2c open loop: messages/s in all; 0 = closed loop */
+    unsigned size;        /* c2c: message body bytes */
+    unsigned sources;     /* source addresses to spread over (1 = no bind) */
+    unsigned timeout_ms;  /* libcim: connect+login and each answer */
+    unsigned ack_every;   /* c2c: PUSH_ACK every N pushes per connection; 0 = never */
+} bench_opts_t;
+
+/** A row of the scenario table. */
+typedef struct scenario {
+    const char *name;
+    const char *summary; /* one line for --help */
+    /** Begin (from inside the loop, before any I/O). @return 0, or an rc after printing
+     *  why (the run then ends with exit status 1). NULL: not implemented yet. */
+    int (*start)(bench_t *b);
+    /** Write the scenario's part of the progress line (@p dt: seconds since the last). */
+    void (*progress)(bench_t *b, char *buf, size_t len, double dt);
+    /** The time is up (--duration, setup limit) or SIGINT: stop generating load and
+     *  call bench_finish() (now or once drained). */
+    void (*stop)(bench_t *b);
+    /** Pool only: every pool connection is open or failed. */
+    void (*setup_done)(bench_t *b);
+    /** Pool only: a PUSH or EVENT arrived on @p bc. */
+    void (*on_push)(bench_t *b, bconn_t *bc, const cimc_push_t *p);
+    /** Add the scenario's results (throughput, latencies, …) to @p r; also sets b->ops,
+     *  b->tput. Called after the loop ended. */
+    void (*report)(bench_t *b, report_t *r);
+    /** bench_finish() is closing everything: close the scenario's own handles (uv_close;
+     *  their memory must live until the loop ends). May be NULL. */
+    void (*finish)(bench_t *b);
+} scenario_t;
+
+/** One connection of the pool (or of the login storm). */
+struct bconn {
+    bench_t *b;
+    cimc_t *c;      /* NULL until started and after on_close */
+    uint32_t idx;   /* index in b->conns; user = "u" + (idx % users) */
+    bool open;      /* logged in and not closed */
+    uint64_t t0_ns; /* when the connect started */
+    /* c2c: send times of the SENDs in flight, oldest first (answers come in order) */
+    uint64_t *ring;
+    uint32_t ring_cap, ring_head, ring_len;
+    uint64_t seq;      /* SENDs issued on this connection */
+    uint64_t push_max; /* highest msg_id pushed */
+    uint32_t push_unacked;
+};
+
+/** The run. Scenarios read the options and use the counters; the driver owns the rest. */
+struct bench {
+    bench_opts_t o;
+    const scenario_t *sc;
+    void *sc_data; /* the scenario's own state */
+
+    uv_loop_t loop;
+    cimc_async_loop_t *al;
+    uv_timer_t progress, phase, watchdog;
+    uv_signal_t sigint;
+    const char *phase_name;
+    void (*phase_fn)(bench_t *b);
+    bool stopping;  /* stop() was called */
+    bool finishing; /* bench_finish() was called */
+    bool failed;    /* the run could not do what was asked (exit status 1) */
+    uint32_t run_id;
+    uint64_t t_begin_ns, t_last_progress_ns;
+    long nofile; /* descriptors this process may open */
+
+    /* pool */
+    bconn_t *conns;
+    unsigned nconns;     /* size of conns */
+    unsigned next;       /* next index to start */
+    unsigned connecting; /* started, on_ready not yet */
+    unsigned opened, open_failed, open_now, disconnects;
+    uint64_t opened_last; /* progress: opened at the last line */
+    hist_t login_lat;     /* connect → LoginRsp{OK} */
+    uint64_t setup_t0_ns, setup_t1_ns;
+
+    /* errors */
+    uint64_t codes[BENCH_CODES]; /* non-OK response codes by cim_Code */
+    int rc_val[BENCH_RCS];
+    uint64_t rc_cnt[BENCH_RCS];
+
+    /* the measured window */
+    uint64_t w_t0_ns, w_t1_ns;
+    bool w_have_srv;
+    uint64_t w_srv_cpu0, w_srv_cpu1, w_self_cpu0, w_self_cpu1;
+    uint64_t ops;        /* operations completed in the window (per-op CPU) */
+    const char *op_name; /* "login", "message", "connection" */
+    double tput;         /* the headline throughput */
+    const char *tput_unit;
+};
+
+extern const scenario_t sc_login, sc_conns, sc_c2c;
+
+/** CLOCK_MONOTONIC in nanoseconds (also the clock message bodies carry). */
+uint64_t bench_now_ns(void);
+
+/** Count a response code other than OK (or OK, harmlessly). */
+void bench_count_code(bench_t *b, int code);
+
+/** Count a connection-level failure (a libcim rc). */
+void bench_count_rc(bench_t *b, int rc);
+
+/** Sum of the counted codes and rcs. */
+uint64_t bench_errors(const bench_t *b);
+
+/** Write the user id of user @p i ("u<i>") into @p out. */
+void bench_user(char *out, size_t len, unsigned i);
+
+/**
+ * Start connection @p bc: TCP from its source address, handshake, LOGIN as user
+ * (bc->idx % users) on device "<scenario>-<idx>" with a freshly minted token.
+ * @return 0 (then @p cbs's on_ready and on_close follow, ctx = @p bc), or an rc (counted
+ *         with bench_count_rc; no callback follows).
+ */
+int bench_connect(bench_t *b, bconn_t *bc, const cimc_async_cbs_t *cbs);
+
+/**
+ * Open @p n pooled connections (users u0..u(users-1), one per connection modulo users),
+ * --concurrency at a time; sc->setup_done is called once all have opened or failed (also
+ * when that is immediate). Allocates b->conns.
+ */
+void bench_pool_open(bench_t *b, unsigned n);
+
+/** Run @p fn after @p seconds (replacing any pending phase deadline) and name the phase. */
+void bench_phase(bench_t *b, const char *name, double seconds, void (*fn)(bench_t *b));
+
+/** Start the measured window: time, server and bench CPU. */
+void bench_window_start(bench_t *b);
+
+/** End the measured window (idempotent: the first call counts). */
+void bench_window_end(bench_t *b);
+
+/** Seconds in the window (so far, if it is still open). */
+double bench_window_s(const bench_t *b);
+
+/** Close every connection and end the loop; the report follows. Idempotent. */
+void bench_finish(bench_t *b);
+
+/** Scale @p v for the progress line: "12.3k". */
+const char *bench_si(char *buf, size_t len, double v);
+
+#endif

@@ -1,0 +1,38 @@
+/**
+ * proc: what cimbench reads about processes: resident memory and CPU time, of the server
+ * it loads (--pid, from /proc, Linux only) and of itself.
+ *
+ * Threading: pure reads of /proc and getrusage(2); any thread. The files are read with
+ * stdio: cimbench is a program, not a loop that must never block, and these reads happen
+ * once per phase, never per message.
+ */
+#ifndef CIMBENCH_PROC_H
+#define CIMBENCH_PROC_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/**
+ * Resident set size (VmRSS in /proc/PID/status) in bytes.
+ * @param[in] pid  a process id; 0 means this process.
+ * @param[out] out written only on success.
+ * @return 0, or -errno (-ENOENT: no such process), RC_EPROTO (no VmRSS line).
+ */
+int proc_rss(pid_t pid, uint64_t *out);
+
+/**
+ * User + system CPU time the process has used, in microseconds (utime + stime of
+ * /proc/PID/stat; resolution one clock tick, usually 10 ms).
+ * @param[in] pid  a process id; 0 means this process (then getrusage(2), µs resolution).
+ * @param[out] out written only on success.
+ * @return 0, or -errno, RC_EPROTO (unparsable stat line).
+ */
+int proc_cpu_us(pid_t pid, uint64_t *out);
+
+/**
+ * The 1-minute load average and the number of online CPUs, for the report's context.
+ * @param[out] load1 -1 when unknown; @param[out] ncpu 0 when unknown.
+ */
+void proc_load(double *load1, long *ncpu);
+
+#endif

@@ -1,0 +1,47 @@
+/**
+ * report: cimbench's final report, collected as named values and printed once, either
+ * as a human table or as one JSON document.
+ *
+ * Design. A report is an ordered list of entries, each (section, key, value); a value is
+ * an integer, a real, a string or a latency histogram. Entries without a section are the
+ * document's top level; sections keep the order of their first entry. JSON: top-level
+ * entries, then one object per section; a histogram becomes
+ * {"count","min","mean","p50","p90","p99","p999","max"} in microseconds. Table: a
+ * "key  value" block per section, histograms in one latency table (milliseconds).
+ * Keys and strings are copied. Numbers that are not finite print as JSON null.
+ *
+ * Threading: one thread.
+ */
+#ifndef CIMBENCH_REPORT_H
+#define CIMBENCH_REPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "hist.h"
+
+typedef struct report report_t;
+
+/** @return an owned, empty report; free with report_free(). Aborts on OOM. */
+report_t *report_new(void);
+
+/** Free @p r; report_free(NULL) is a no-op. */
+void report_free(report_t *r);
+
+/** Add an integer. @p section NULL: top level. */
+void report_int(report_t *r, const char *section, const char *key, int64_t v);
+
+/** Add a real number (printed with up to 3 decimals, or %g when large/small). */
+void report_num(report_t *r, const char *section, const char *key, double v);
+
+/** Add a string. */
+void report_str(report_t *r, const char *section, const char *key, const char *v);
+
+/** Add a latency histogram (copied: summarised now). Empty ones are still listed. */
+void report_hist(report_t *r, const char *section, const char *key, const hist_t *h);
+
+/** Print @p r to @p f: one JSON document (@p json) or the human table. */
+void report_print(const report_t *r, bool json, FILE *f);
+
+#endif

@@ -1,0 +1,152 @@
+/* sc_conns: idle connections. Open and log in --conns N connections (users u0..u(U-1),
+ * device "conns-<i>"), --concurrency at a time, then hold them idle for --duration
+ * (libcim sends the heartbeat PINGs). With --pid: the server's resident memory before
+ * opening, once all are logged in, and at the end, hence bytes per connection; the bench's
+ * own likewise. The measured window is the opening: connections/s and CPU per connection;
+ * the hold reports the CPU an idle crowd costs. */
+#include <stdio.h>
+
+#include "bench.h"
+#include "core/mem.h"
+#include "proc.h"
+
+typedef struct conns {
+    bool have_srv; /* server RSS readable */
+    uint64_t srv_before, srv_after, srv_end;
+    uint64_t self_before, self_after;
+    bool held; /* the hold started */
+    uint64_t hold_t0_ns, hold_t1_ns;
+    bool have_hold_cpu;
+    uint64_t hold_cpu0, hold_cpu1;
+    unsigned open_at_end;
+} conns_t;
+
+static void stop(bench_t *b)
+{
+    conns_t *s = b->sc_data;
+
+    b->stopping = true;
+    bench_window_end(b);
+    if (s->held) {
+        s->hold_t1_ns = bench_now_ns();
+        if (s->have_hold_cpu && proc_cpu_us(b->o.pid, &s->hold_cpu1) < 0)
+            s->have_hold_cpu = false;
+        if (s->have_srv && proc_rss(b->o.pid, &s->srv_end) < 0)
+            s->srv_end = 0;
+    }
+    s->open_at_end = b->open_now;
+    bench_finish(b);
+}
+
+static void setup_done(bench_t *b)
+{
+    conns_t *s = b->sc_data;
+
+    bench_window_end(b);
+    if (s->have_srv && proc_rss(b->o.pid, &s->srv_after) < 0)
+        s->have_srv = false;
+    if (proc_rss(0, &s->self_after) < 0)
+        s->self_after = 0;
+    if (b->opened == 0) {
+        fprintf(stderr, "cimbench: no connection could log in\n");
+        b->failed = true;
+        stop(b);
+        return;
+    }
+    s->held = true;
+    s->hold_t0_ns = bench_now_ns();
+    s->have_hold_cpu = b->o.pid > 0 && proc_cpu_us(b->o.pid, &s->hold_cpu0) == 0;
+    bench_phase(b, "hold", b->o.duration_s, stop);
+}
+
+static int start(bench_t *b)
+{
+    conns_t *s = mem_calloc(sizeof(*s));
+
+    b->sc_data = s;
+    if (b->o.users == 0)
+        b->o.users = b->o.conns;
+    if ((long)b->o.conns + BENCH_FD_RESERVE > b->nofile) {
+        fprintf(stderr,
+                "cimbench: --conns %u needs more descriptors than this process may open (%ld)\n",
+                b->o.conns, b->nofile);
+        return -1;
+    }
+    if ((b->o.conns + b->o.sources - 1) / b->o.sources > BENCH_SERVER_PER_IP)
+        fprintf(stderr,
+                "cimbench: %u connections per source address: more than cimd's default "
+                "max_conns_per_ip (%u); raise --sources or the server's cap\n",
+                (b->o.conns + b->o.sources - 1) / b->o.sources, BENCH_SERVER_PER_IP);
+    b->op_name = "connection";
+    b->tput_unit = "conns/s";
+    s->have_srv = b->o.pid > 0 && proc_rss(b->o.pid, &s->srv_before) == 0;
+    if (b->o.pid > 0 && !s->have_srv)
+        fprintf(stderr, "cimbench: cannot read /proc/%ld/status\n", (long)b->o.pid);
+    if (proc_rss(0, &s->self_before) < 0)
+        s->self_before = 0;
+    bench_window_start(b);
+    bench_pool_open(b, b->o.conns);
+    return 0;
+}
+
+static void progress(bench_t *b, char *buf, size_t len, double dt)
+{
+    char r[32];
+
+    snprintf(buf, len, "open %u/%u (%s/s)  connecting %u  failed %u  disconnects %u", b->open_now,
+             b->nconns, bench_si(r, sizeof(r), (double)(b->opened - b->opened_last) / dt),
+             b->connecting, b->open_failed, b->disconnects);
+    b->opened_last = b->opened;
+}
+
+static double per_conn(uint64_t before, uint64_t after, unsigned n)
+{
+    return n != 0 ? ((double)after - (double)before) / (double)n : 0.0;
+}
+
+static void report(bench_t *b, report_t *r)
+{
+    conns_t *s = b->sc_data;
+    double setup = b->setup_t1_ns > b->setup_t0_ns ? (double)(b->setup_t1_ns - b->setup_t0_ns) / 1e9
+                                                   : bench_window_s(b);
+
+    b->ops = b->opened;
+    b->tput = setup > 0 ? (double)b->opened / setup : 0.0;
+    report_int(r, "conns", "asked", b->o.conns);
+    report_int(r, "conns", "opened", b->opened);
+    report_int(r, "conns", "failed", b->open_failed);
+    report_int(r, "conns", "open_at_end", s->open_at_end);
+    if (s->held)
+        report_num(r, "conns", "hold_s", (double)(s->hold_t1_ns - s->hold_t0_ns) / 1e9);
+    if (s->have_srv) {
+        report_int(r, "conns", "server_rss_before", (int64_t)s->srv_before);
+        report_int(r, "conns", "server_rss_after", (int64_t)s->srv_after);
+        report_num(r, "conns", "server_bytes_per_conn",
+                   per_conn(s->srv_before, s->srv_after, b->opened));
+        if (s->srv_end != 0) {
+            report_int(r, "conns", "server_rss_end", (int64_t)s->srv_end);
+            report_num(r, "conns", "server_bytes_per_conn_end",
+                       per_conn(s->srv_before, s->srv_end, s->open_at_end));
+        }
+    }
+    if (s->have_hold_cpu && s->hold_t1_ns > s->hold_t0_ns) {
+        double hs = (double)(s->hold_t1_ns - s->hold_t0_ns) / 1e9;
+        report_num(r, "conns", "server_idle_cpu_cores",
+                   (double)(s->hold_cpu1 - s->hold_cpu0) / 1e6 / hs);
+    }
+    report_int(r, "conns", "bench_rss_before", (int64_t)s->self_before);
+    report_int(r, "conns", "bench_rss_after", (int64_t)s->self_after);
+    report_num(r, "conns", "bench_bytes_per_conn",
+               per_conn(s->self_before, s->self_after, b->opened));
+}
+
+const scenario_t sc_conns = {
+    .name = "conns",
+    .summary = "idle connections: log in --conns N and hold them --duration; with --pid, "
+               "server bytes/connection",
+    .start = start,
+    .progress = progress,
+    .stop = stop,
+    .setup_done = setup_done,
+    .report = report,
+};
