@@ -338,16 +338,21 @@ static void remember(kv_retention_t *pos, const MDB_val *k)
     }
 }
 
-/* Phase 0: for each user (resuming at pos->key), delete timeline entries below the cutoff.
- * A key's dups are sorted, so they go from the front until one is new enough. */
-static int retire_timelines(kv_txn_t *txn, kv_retention_t *pos, uint64_t cutoff,
-                            size_t *budget, size_t *removed)
+/* Phases 0 and 1 walk a database whose values are message ids, resuming at pos->key, and
+ * delete the records whose id is below the cutoff:
+ *  - timeline (phase 0): for each user, entries from the front of its sorted dups until
+ *    one is new enough, then MDB_NEXT_NODUP to the next user;
+ *  - dedup (phase 1): records naming messages below the cutoff (a resend that old is
+ *    stored anew, which is what retention means); no dups, so NEXT_NODUP is NEXT.
+ * Then the phase moves on to @p next_phase. */
+static int retire_by_value(kv_txn_t *txn, MDB_dbi dbi, kv_retention_t *pos, uint64_t cutoff,
+                           size_t *budget, size_t *removed, int next_phase)
 {
     MDB_cursor *cur = NULL;
     MDB_val k, v;
     int rc, mrc;
 
-    if ((rc = tl_cursor(txn, &cur)) < 0)
+    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), dbi, &cur), "cursor")) < 0)
         return rc;
     if (pos->klen == 0) {
         mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
@@ -364,7 +369,7 @@ static int retire_timelines(kv_txn_t *txn, kv_retention_t *pos, uint64_t cutoff,
     while (mrc == MDB_SUCCESS && *budget > 0) {
         (*budget)--;
         if (v.mv_size == 8 && kv__get_be64(v.mv_data) < cutoff) {
-            if ((rc = kv__rc(mdb_cursor_del(cur, 0), "mdb_cursor_del timeline")) < 0)
+            if ((rc = kv__rc(mdb_cursor_del(cur, 0), "mdb_cursor_del retention")) < 0)
                 goto out;
             (*removed)++;
             /* Seek again instead of reading where the cursor rests: when the deleted entry
@@ -382,54 +387,11 @@ static int retire_timelines(kv_txn_t *txn, kv_retention_t *pos, uint64_t cutoff,
             remember(pos, &k);
     }
     if (mrc == MDB_NOTFOUND) {
-        pos->phase = 1;
+        pos->phase = next_phase;
         pos->klen = 0;
         rc = 0;
     } else {
-        rc = mrc == MDB_SUCCESS ? 0 : kv__rc(mrc, "retention timeline");
-    }
-out:
-    mdb_cursor_close(cur);
-    return rc;
-}
-
-/* Phase 1: dedup entries naming messages below the cutoff (a resend that old is stored
- * anew, which is what retention means). */
-static int retire_dedup(kv_txn_t *txn, kv_retention_t *pos, uint64_t cutoff, size_t *budget,
-                        size_t *removed)
-{
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    int rc, mrc;
-
-    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), kv__of(txn)->dedup, &cur), "cursor")) < 0)
-        return rc;
-    if (pos->klen == 0) {
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    } else {
-        k.mv_size = pos->klen;
-        k.mv_data = pos->key;
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    }
-    while (mrc == MDB_SUCCESS && *budget > 0) {
-        (*budget)--;
-        if (v.mv_size == 8 && kv__get_be64(v.mv_data) < cutoff) {
-            if ((rc = kv__rc(mdb_cursor_del(cur, 0), "mdb_cursor_del dedup")) < 0)
-                goto out;
-            (*removed)++;
-            mrc = after_del(cur, &k, &v);
-        } else {
-            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-        }
-        if (mrc == MDB_SUCCESS)
-            remember(pos, &k);
-    }
-    if (mrc == MDB_NOTFOUND) {
-        pos->phase = 2;
-        pos->klen = 0;
-        rc = 0;
-    } else {
-        rc = mrc == MDB_SUCCESS ? 0 : kv__rc(mrc, "retention dedup");
+        rc = mrc == MDB_SUCCESS ? 0 : kv__rc(mrc, "retention");
     }
 out:
     mdb_cursor_close(cur);
@@ -472,10 +434,11 @@ int kv_retention_step(kv_txn_t *txn, kv_retention_t *pos, uint64_t cutoff_id, si
 {
     int rc = 0;
     *removed = 0;
-    if (pos->phase == 0 && (rc = retire_timelines(txn, pos, cutoff_id, &budget, removed)) < 0)
+    if (pos->phase == 0 && (rc = retire_by_value(txn, kv__of(txn)->timeline, pos, cutoff_id,
+                                                 &budget, removed, 1)) < 0)
         return rc;
     if (pos->phase == 1 && budget > 0 &&
-        (rc = retire_dedup(txn, pos, cutoff_id, &budget, removed)) < 0)
+        (rc = retire_by_value(txn, kv__of(txn)->dedup, pos, cutoff_id, &budget, removed, 2)) < 0)
         return rc;
     if (pos->phase == 2 && budget > 0 &&
         (rc = retire_msgs(txn, pos, cutoff_id, &budget, removed)) < 0)
