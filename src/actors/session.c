@@ -294,16 +294,16 @@ int session_answer(session_t *s, uint32_t type, const pb_msgdesc_t *fields, cons
     return defer(s, type, s->w->obuf, len);
 }
 
-void session_push(session_t *s, const blob_t *msg)
+void session_push(session_t *s, uint32_t type, const blob_t *body)
 {
     if (s->state != SESSION_ST_LIVE || s->closed)
         return;
     /* Registered for pushes before its LoginRsp: they follow the LoginRsp, in order. */
     if (s->login_pending) {
-        (void)defer(s, FT_PUSH, msg->data, msg->len);
+        (void)defer(s, type, body->data, body->len);
         return;
     }
-    (void)session_send_encoded(s, FT_PUSH, msg->data, msg->len); /* failures close s */
+    (void)session_send_encoded(s, type, body->data, body->len); /* failures close s */
 }
 
 /* One store request was answered: send what waited for it, in order. */
@@ -351,6 +351,10 @@ void session_complete(session_t *s, store_req_t *req)
     }
     if (req->kind == STORE_REQ_SEND) {
         complete_send(s, (store_send_t *)req);
+    } else if (req->kind == STORE_REQ_OP) {
+        session__op_done(s, (store_op_t *)req);
+        if (!s->closed && s->state != SESSION_ST_CLOSING)
+            async_done(s);
     } else if (req->kind == STORE_REQ_LOGIN) {
         session__login_done(s, (store_login_t *)req); /* sends the LoginRsp */
         if (!s->closed && s->state != SESSION_ST_CLOSING)
@@ -397,6 +401,27 @@ static int dispatch(session_t *s, uint32_t type, const uint8_t *body, size_t len
         return session__push_ack(s, body, len);
     case FT_SYNC:
         return session__sync(s, body, len);
+    case FT_GROUP_CREATE:
+    case FT_GROUP_JOIN:
+    case FT_GROUP_LEAVE:
+    case FT_GROUP_ADD:
+    case FT_GROUP_KICK:
+    case FT_GROUP_DISMISS:
+        return session__group(s, type, body, len);
+    case FT_GROUP_MEMBERS:
+    case FT_GROUP_LIST:
+        return session__group_read(s, type, body, len);
+    case FT_READ:
+    case FT_RECALL:
+    case FT_CONTACT_ADD:
+    case FT_CONTACT_REMOVE:
+    case FT_BLOCK:
+    case FT_UNBLOCK:
+        return session__conv_write(s, type, body, len);
+    case FT_HISTORY:
+    case FT_CONV_LIST:
+    case FT_CONTACT_LIST:
+        return session__conv_read(s, type, body, len);
     case FT_LOGIN: {
         cim_Req req = cim_Req_init_zero;
         pb_istream_t is = pb_istream_from_buffer(body, len);

@@ -42,6 +42,7 @@
 
 struct store_req;
 struct store_login;
+struct store_op;
 struct reply;
 
 enum {
@@ -68,6 +69,7 @@ typedef struct session {
     bool closed;                /* uv_close called */
     bool routed;                /* in the router (logged in, not yet unrouted) */
     bool login_pending;         /* LIVE, but the LoginRsp waits for the store */
+    bool first_online;          /* this login brought the user online (presence) */
     uint32_t async_issued;       /* requests handed to the store ... */
     uint32_t async_done;         /* ... and answered: answers must keep request order */
     struct reply *rq_head, *rq_tail; /* answers waiting for earlier store requests */
@@ -113,8 +115,11 @@ int session_answer(session_t *s, uint32_t type, const pb_msgdesc_t *fields, cons
 /** Seal and queue an already encoded body as frame @p type (unordered, like session_send). */
 int session_send_encoded(session_t *s, uint32_t type, const uint8_t *body, size_t len);
 
-/** PUSH an encoded cim.Message (from the store or a transient send) if the session is live. */
-void session_push(session_t *s, const blob_t *msg);
+/**
+ * Push an encoded body as frame @p type — FT_PUSH with a cim.Message (from the store or a
+ * transient send) or FT_EVENT with a cim.Event — if the session is live.
+ */
+void session_push(session_t *s, uint32_t type, const blob_t *body);
 
 /**
  * Answer a request the store completed (SEND → SEND_ACK, LOGIN → LoginRsp), then release
@@ -160,6 +165,24 @@ int session__push_ack(session_t *s, const uint8_t *body, size_t len);
 
 /** Handle SYNC. */
 int session__sync(session_t *s, const uint8_t *body, size_t len);
+
+/** Handle the group changes (session_group.c): CREATE, JOIN, LEAVE, ADD, KICK, DISMISS. */
+int session__group(session_t *s, uint32_t type, const uint8_t *body, size_t len);
+
+/** Handle GROUP_MEMBERS and GROUP_LIST. */
+int session__group_read(session_t *s, uint32_t type, const uint8_t *body, size_t len);
+
+/** Answer an op the store completed. Takes @p op. */
+void session__op_done(session_t *s, struct store_op *op);
+
+/** Handle READ, RECALL, CONTACT_ADD/REMOVE, BLOCK/UNBLOCK (session_conv.c). */
+int session__conv_write(session_t *s, uint32_t type, const uint8_t *body, size_t len);
+
+/** Handle HISTORY, CONV_LIST, CONTACT_LIST. */
+int session__conv_read(session_t *s, uint32_t type, const uint8_t *body, size_t len);
+
+/** Tell the online users who list this session's user that it came online / went away. */
+void session__presence(session_t *s, bool online);
 
 /** Answer LOGIN once the store completed it (session_auth.c). Takes @p req. */
 void session__login_done(session_t *s, struct store_login *req);

@@ -201,6 +201,7 @@ int session__login(session_t *s, const uint8_t *body, size_t len)
     router_add(w->srv->router, s->app, s->user, &ent, conf->single_session, kicked, KICK_MAX,
                &nkicked, &first);
     s->routed = true;
+    s->first_online = first;
     s->state = SESSION_ST_LIVE;
     s->login_pending = true;
     s->tokens = (float)conf->send_burst;
@@ -245,7 +246,8 @@ void session__login_done(session_t *s, store_login_t *sl)
     rsp.max_body = conf->max_body;
     LOG_DEBUG("session %llx: %s/%s logged in on %s", (unsigned long long)s->sid, s->app,
               s->user, s->device);
-    (void)session_send(s, FT_LOGIN_ACK, cim_LoginRsp_fields, &rsp); /* failures close s */
+    if (session_send(s, FT_LOGIN_ACK, cim_LoginRsp_fields, &rsp) == 0 && s->first_online)
+        session__presence(s, true);
 }
 
 int session__logout(session_t *s, const uint8_t *body, size_t len)
@@ -282,5 +284,7 @@ void session__unroute(session_t *s)
     if (!s->routed)
         return;
     s->routed = false;
-    (void)router_remove(s->w->srv->router, s->app, s->user, s->sid); /* presence: issue 4 */
+    /* The user's last device going away (a kicked one was already replaced) */
+    if (router_remove(s->w->srv->router, s->app, s->user, s->sid) && !s->login_pending)
+        session__presence(s, false);
 }

@@ -1,8 +1,8 @@
 #include "actors/store.h"
+#include "actors/store_int.h"
 
 #include <string.h>
 
-#include "actors/message.h"
 #include "actors/router.h"
 #include "actors/worker.h"
 #include "cim.pb.h"
@@ -15,7 +15,6 @@
 #define ROUTE_MAX 64         /* sessions looked up per user per message */
 #define RETENTION_EVERY_MS (3600 * 1000)
 
-
 typedef struct store_ackreq {
     store_req_t hdr;
     uint64_t up_to;
@@ -24,72 +23,9 @@ typedef struct store_ackreq {
     char device[KV_ID_MAX + 1];
 } store_ackreq_t;
 
-/* Deliveries gathered for one worker during a batch. */
-typedef struct outbox {
-    delivery_t *items;
-    uint32_t n, cap;
-} outbox_t;
-
-struct store {
-    server_t *srv;
-    uv_thread_t thread;
-    uv_loop_t loop;
-    mbox_t box;
-    uv_timer_t retention;
-    bool started;
-    snowflake_t ids;
-    store_req_t **batch;   /* STORE_BATCH_MAX */
-    blob_t **blobs;        /* the encoded message of each SEND in the batch, or NULL */
-    outbox_t *out;         /* one per worker */
-    kv_retention_t rpos;
-    bool retaining;        /* a retention pass is under way */
-    /* statistics, store thread only */
-    uint64_t batches, requests, messages, max_batch;
-};
-
 /* ---- applying a batch --------------------------------------------------------------- */
 
-static int apply_send(store_t *st, kv_txn_t *txn, store_send_t *r, blob_t **blob)
-{
-    uint8_t from[KV_UKEY_MAX], to[KV_UKEY_MAX];
-    size_t flen = kv_ukey(from, r->app, r->from), tlen;
-    uint64_t prior;
-    int rc;
-
-    /* A resend of a client_msg_id (this batch included: the txn sees its own writes)
-     * returns the original id and stores nothing. */
-    rc = kv_dedup_get(txn, from, flen, r->cmid, &prior);
-    if (rc == 0) {
-        r->code = cim_Code_OK;
-        r->msg_id = prior;
-        r->time_ms = snowflake_time_ms(prior);
-        return 0;
-    }
-    if (rc != RC_ENOTFOUND)
-        return rc;
-    r->msg_id = snowflake_next(&st->ids, snowflake_now_ms());
-    r->time_ms = snowflake_time_ms(r->msg_id);
-    if ((*blob = message_encode(r, r->body, r->body_len)) == NULL) {
-        LOG_ERROR("store: cannot encode message %llu", (unsigned long long)r->msg_id);
-        return RC_EINVAL;
-    }
-    if ((rc = kv_msg_put(txn, r->msg_id, (*blob)->data, (*blob)->len)) < 0)
-        return rc;
-    if ((rc = kv_timeline_add(txn, from, flen, r->msg_id)) < 0)
-        return rc;
-    if (strcmp(r->from, r->to) != 0) {
-        tlen = kv_ukey(to, r->app, r->to);
-        if ((rc = kv_timeline_add(txn, to, tlen, r->msg_id)) < 0)
-            return rc;
-    }
-    if ((rc = kv_dedup_put(txn, from, flen, r->cmid, r->msg_id)) < 0)
-        return rc;
-    r->code = cim_Code_OK;
-    st->messages++;
-    return 0;
-}
-
-static int apply_one(store_t *st, kv_txn_t *txn, store_req_t *q, blob_t **blob)
+static int apply_one(store_t *st, kv_txn_t *txn, store_req_t *q)
 {
     switch (q->kind) {
     case STORE_REQ_LOGIN: {
@@ -108,7 +44,9 @@ static int apply_one(store_t *st, kv_txn_t *txn, store_req_t *q, blob_t **blob)
         return rc;
     }
     case STORE_REQ_SEND:
-        return apply_send(st, txn, (store_send_t *)q, blob);
+        return store__send(st, txn, (store_send_t *)q);
+    case STORE_REQ_OP:
+        return store__op(st, txn, (store_op_t *)q);
     case STORE_REQ_ACK: {
         store_ackreq_t *a = (store_ackreq_t *)q;
         uint8_t key[KV_UKEY_MAX];
@@ -120,12 +58,32 @@ static int apply_one(store_t *st, kv_txn_t *txn, store_req_t *q, blob_t **blob)
     }
 }
 
-static void drop_blobs(store_t *st, size_t n)
+static void drop_fanouts(store_t *st)
 {
-    for (size_t i = 0; i < n; i++) {
-        blob_unref(st->blobs[i]);
-        st->blobs[i] = NULL;
+    for (size_t i = 0; i < st->nfan; i++) {
+        blob_unref(st->fan[i].blob);
+        mem_free(st->fan[i].users);
     }
+    st->nfan = 0;
+}
+
+void store__fanout(store_t *st, blob_t *b, uint16_t type, const char *app,
+                   const store_uid_t *users, size_t nusers, uint64_t skip_sid)
+{
+    fanout_t *f;
+    if (st->nfan == st->capfan) {
+        st->capfan = st->capfan ? st->capfan * 2 : 256;
+        st->fan = mem_realloc(st->fan, st->capfan * sizeof(*st->fan));
+    }
+    f = &st->fan[st->nfan++];
+    f->req = st->cur;
+    f->blob = blob_ref(b);
+    f->type = type;
+    f->skip_sid = skip_sid;
+    snprintf(f->app, sizeof(f->app), "%s", app);
+    f->users = mem_alloc((nusers ? nusers : 1) * sizeof(*f->users));
+    memcpy(f->users, users, nusers * sizeof(*f->users));
+    f->nusers = nusers;
 }
 
 /* One write transaction for the whole batch. @return 0 when committed. */
@@ -139,26 +97,30 @@ again:
     if ((rc = kv_begin(st->srv->kv, KV_WRITE, &txn)) < 0)
         goto fail;
     for (size_t i = 0; i < n; i++) {
-        if ((rc = apply_one(st, txn, st->batch[i], &st->blobs[i])) < 0) {
+        st->cur = i;
+        if ((rc = apply_one(st, txn, st->batch[i])) < 0) {
             kv_abort(txn);
             goto fail;
         }
-        if (st->blobs[i] != NULL)
-            last = ((store_send_t *)st->batch[i])->msg_id;
     }
-    if (last != 0 && (rc = kv_last_id_put(txn, last)) < 0) {
+    /* The generator's position, recorded when it moved: restarts continue above it. */
+    last = (st->ids.last_ms << (SNOWFLAKE_NODE_BITS + SNOWFLAKE_SEQ_BITS)) |
+           ((uint64_t)st->ids.node << SNOWFLAKE_SEQ_BITS) | st->ids.seq;
+    if (last > st->last_recorded && (rc = kv_last_id_put(txn, last)) < 0) {
         kv_abort(txn);
         goto fail;
     }
     if ((rc = kv_commit(txn)) < 0)
         goto fail;
+    if (last > st->last_recorded)
+        st->last_recorded = last;
     st->batches++;
     st->requests += n;
     if (n > st->max_batch)
         st->max_batch = n;
     return 0;
 fail:
-    drop_blobs(st, n);
+    drop_fanouts(st);
     if (rc == RC_EMAPFULL && tries++ < 8 && kv_grow(st->srv->kv) == 0)
         goto again;
     LOG_ERROR("store: batch of %zu requests failed: %s", n, rc_str(rc));
@@ -167,7 +129,7 @@ fail:
 
 /* ---- completing a batch ------------------------------------------------------------- */
 
-static void out_add(store_t *st, uint32_t worker, uint64_t sid, blob_t *push,
+static void out_add(store_t *st, uint32_t worker, uint64_t sid, uint16_t type, blob_t *push,
                     store_req_t *done)
 {
     outbox_t *o = &st->out[worker];
@@ -176,51 +138,64 @@ static void out_add(store_t *st, uint32_t worker, uint64_t sid, blob_t *push,
         o->items = mem_realloc(o->items, o->cap * sizeof(*o->items));
     }
     o->items[o->n].sid = sid;
+    o->items[o->n].type = type;
     o->items[o->n].push = push ? blob_ref(push) : NULL;
     o->items[o->n].done = done;
     o->n++;
 }
 
-/* PUSH a committed message to every online device of its recipient and to the sender's
- * other devices. */
-static void route(store_t *st, const store_send_t *r, blob_t *b)
+/* Push a committed fanout to every online device of its users but the skipped session. */
+static void route(store_t *st, const fanout_t *f)
 {
     router_ent_t ents[ROUTE_MAX];
-    size_t n = router_lookup(st->srv->router, r->app, r->to, ents, ROUTE_MAX);
-    for (size_t i = 0; i < n && i < ROUTE_MAX; i++)
-        if (ents[i].sid != r->sid)
-            out_add(st, ents[i].worker, ents[i].sid, b, NULL);
-    if (strcmp(r->from, r->to) == 0)
-        return;
-    n = router_lookup(st->srv->router, r->app, r->from, ents, ROUTE_MAX);
-    for (size_t i = 0; i < n && i < ROUTE_MAX; i++)
-        if (ents[i].sid != r->sid)
-            out_add(st, ents[i].worker, ents[i].sid, b, NULL);
+    for (size_t u = 0; u < f->nusers; u++) {
+        size_t n = router_lookup(st->srv->router, f->app, f->users[u], ents, ROUTE_MAX);
+        for (size_t i = 0; i < n && i < ROUTE_MAX; i++)
+            if (ents[i].sid != f->skip_sid)
+                out_add(st, ents[i].worker, ents[i].sid, f->type, f->blob, NULL);
+    }
 }
 
+/* After the commit (or its failure): answer every request and push what it made, in batch
+ * order, then hand each worker its share in one mailbox message. */
 static void complete(store_t *st, size_t n, bool committed)
 {
+    size_t f = 0;
     for (size_t i = 0; i < n; i++) {
         store_req_t *q = st->batch[i];
-        if (q->kind == STORE_REQ_LOGIN) {
+        for (; f < st->nfan && st->fan[f].req == i; f++)
+            if (committed)
+                route(st, &st->fan[f]);
+        switch (q->kind) {
+        case STORE_REQ_LOGIN: {
             store_login_t *l = (store_login_t *)q;
             if (!committed)
                 l->code = cim_Code_INTERNAL;
-            out_add(st, l->worker, l->sid, NULL, q);
-            continue;
+            out_add(st, l->worker, l->sid, 0, NULL, q);
+            break;
         }
-        if (q->kind != STORE_REQ_SEND) {
+        case STORE_REQ_SEND: {
+            store_send_t *r = (store_send_t *)q;
+            if (!committed)
+                r->code = cim_Code_INTERNAL;
+            out_add(st, r->worker, r->sid, 0, NULL, q);
+            break;
+        }
+        case STORE_REQ_OP: {
+            store_op_t *o = (store_op_t *)q;
+            if (!committed) {
+                o->code = cim_Code_INTERNAL;
+                snprintf(o->reason, sizeof(o->reason), "storage failure; nothing changed");
+            }
+            out_add(st, o->worker, o->sid, 0, NULL, q);
+            break;
+        }
+        default:
             mem_free(q);
-            continue;
+            break;
         }
-        store_send_t *r = (store_send_t *)q;
-        if (!committed)
-            r->code = cim_Code_INTERNAL;
-        else if (st->blobs[i] != NULL)
-            route(st, r, st->blobs[i]);
-        out_add(st, r->worker, r->sid, NULL, q);
     }
-    drop_blobs(st, n);
+    drop_fanouts(st);
     for (uint32_t w = 0; w < st->srv->nworkers; w++) {
         outbox_t *o = &st->out[w];
         if (o->n == 0)
@@ -332,7 +307,6 @@ store_t *store_new(server_t *srv)
     store_t *st = mem_calloc(sizeof(*st));
     st->srv = srv;
     st->batch = mem_alloc(STORE_BATCH_MAX * sizeof(*st->batch));
-    st->blobs = mem_calloc(STORE_BATCH_MAX * sizeof(*st->blobs));
     return st;
 }
 
@@ -351,7 +325,8 @@ static int seed_ids(store_t *st)
     kv_abort(txn);
     if (rc < 0)
         return rc;
-    return snowflake_init(&st->ids, st->srv->conf->node_id, last > newest ? last : newest);
+    st->last_recorded = last > newest ? last : newest;
+    return snowflake_init(&st->ids, st->srv->conf->node_id, st->last_recorded);
 }
 
 int store_start(store_t *st)
@@ -413,6 +388,20 @@ int store_ack(store_t *st, const char *app, const char *user, const char *device
     return rc;
 }
 
+store_op_t *store_op_new(size_t nusers)
+{
+    store_op_t *op = mem_calloc(sizeof(*op) + nusers * sizeof(op->users[0]));
+    op->hdr.kind = STORE_REQ_OP;
+    op->nusers = (uint32_t)nusers;
+    return op;
+}
+
+int store_op(store_t *st, store_op_t *op)
+{
+    op->hdr.kind = STORE_REQ_OP;
+    return mbox_send(&st->box, &op->hdr.node);
+}
+
 int store_login(store_t *st, store_login_t *req)
 {
     req->hdr.kind = STORE_REQ_LOGIN;
@@ -444,6 +433,7 @@ void store_free(store_t *st)
         mem_free(st->out);
     }
     mem_free(st->batch);
-    mem_free(st->blobs);
+    drop_fanouts(st);
+    mem_free(st->fan);
     mem_free(st);
 }

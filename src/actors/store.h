@@ -42,7 +42,7 @@
 
 typedef struct store store_t;
 
-enum { STORE_REQ_SEND = 1, STORE_REQ_LOGIN, STORE_REQ_ACK, STORE_REQ_STOP };
+enum { STORE_REQ_SEND = 1, STORE_REQ_LOGIN, STORE_REQ_ACK, STORE_REQ_OP, STORE_REQ_STOP };
 
 /** Request header (first member of every request). */
 typedef struct store_req {
@@ -93,6 +93,46 @@ typedef struct store_send {
     uint32_t body_len;
     uint8_t body[];
 } store_send_t;
+
+/**
+ * Any other write a session asks for (groups, READ, RECALL, contacts, blocks): the request
+ * frame's fields, validated for format by the worker; the store checks them against the
+ * data (membership, ownership, existence), applies them and fills in the answer. Changes
+ * that others must learn (SYSTEM messages with a GroupEvent, RECALL messages, READ events)
+ * are stored and pushed by the store after the commit.
+ */
+typedef struct store_op {
+    store_req_t hdr;
+    uint32_t worker;               /* the asking session */
+    uint64_t sid;
+    uint32_t req_id;
+    uint32_t type;                 /* the request frame type: FT_GROUP_CREATE, FT_READ, ... */
+    uint8_t from_kind;             /* cim_DeviceKind of the asking device */
+    uint8_t conv_type;             /* READ */
+    bool open;                     /* GROUP_CREATE */
+    char app[KV_ID_MAX + 1];
+    char user[KV_ID_MAX + 1];      /* who asks */
+    char target[KV_ID_MAX + 1];    /* group id, conversation peer or user, per type */
+    char name[KV_ID_MAX + 1];      /* GROUP_CREATE */
+    uint64_t msg_id;               /* READ: up_to_msg_id; RECALL: the message */
+    int code;                      /* out: cim_Code */
+    char reason[128];              /* out: when code is not OK */
+    bool has_group;                /* out: group is set (GROUP_CREATE/JOIN answer) */
+    uint8_t group[256];            /* out: the cim.Group, encoded */
+    size_t group_len;
+    uint32_t nusers;               /* GROUP_CREATE members, GROUP_ADD/KICK users */
+    char users[][KV_ID_MAX + 1];
+} store_op_t;
+
+/** @return a zeroed op with room for @p nusers user ids. Aborts on OOM. */
+store_op_t *store_op_new(size_t nusers);
+
+/**
+ * Queue an op. Thread-safe.
+ * @return 0 (it comes back to its worker as a completion), RC_EFULL (answer SERVER_BUSY),
+ *         RC_ECLOSED; on failure the caller keeps @p op.
+ */
+int store_op(store_t *st, store_op_t *op);
 
 /** @return a new store (not running) writing to srv->kv. Aborts on OOM. */
 store_t *store_new(server_t *srv);

@@ -195,7 +195,7 @@ static void handle(worker_t *w, worker_msg_t *m)
             if (d->done != NULL)
                 session_complete(s, d->done); /* takes the request; s may be NULL */
             else if (s != NULL)
-                session_push(s, d->push);
+                session_push(s, d->type ? d->type : FT_PUSH, d->push);
             blob_unref(d->push);
         }
         mem_free(m->u.deliver.items);

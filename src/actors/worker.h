@@ -38,7 +38,8 @@ struct store_req;
 /** One thing for one session of a worker: a PUSH to send, or a store request to answer. */
 typedef struct delivery {
     uint64_t sid;             /* the session */
-    blob_t *push;             /* an encoded cim.Message to PUSH (a reference), or NULL */
+    uint32_t type;            /* the frame of push: FT_PUSH (cim.Message) or FT_EVENT */
+    blob_t *push;             /* an encoded body to send (a reference), or NULL */
     struct store_req *done;   /* a completed SEND or LOGIN to answer (owned), or NULL */
 } delivery_t;
 

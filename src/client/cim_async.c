@@ -475,7 +475,17 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         fail(c, RC_ENOTFOUND);
         return;
     }
-    rc = start_connect(c, res->ai_addr);
+    /* Prefer an IPv4 address: "localhost" often lists ::1 first while servers commonly
+     * listen on 127.0.0.1 only (the blocking API tries every address in turn). */
+    {
+        const struct addrinfo *ai = res;
+        for (const struct addrinfo *p = res; p != NULL; p = p->ai_next)
+            if (p->ai_family == AF_INET) {
+                ai = p;
+                break;
+            }
+        rc = start_connect(c, ai->ai_addr);
+    }
     uv_freeaddrinfo(res);
     if (rc < 0)
         fail(c, rc);

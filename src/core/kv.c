@@ -41,6 +41,14 @@ static const struct {
     {"timeline", MDB_DUPSORT | MDB_DUPFIXED, offsetof(struct kv, timeline)},
     {"cursors", 0, offsetof(struct kv, cursors)},
     {"dedup", 0, offsetof(struct kv, dedup)},
+    {"cmsgs", MDB_DUPSORT | MDB_DUPFIXED, offsetof(struct kv, cmsgs)},
+    {"groups", 0, offsetof(struct kv, recs[KV_DB_GROUPS])},
+    {"members", 0, offsetof(struct kv, recs[KV_DB_MEMBERS])},
+    {"ugroups", 0, offsetof(struct kv, recs[KV_DB_UGROUPS])},
+    {"convs", 0, offsetof(struct kv, recs[KV_DB_CONVS])},
+    {"contacts", 0, offsetof(struct kv, recs[KV_DB_CONTACTS])},
+    {"rcontacts", 0, offsetof(struct kv, recs[KV_DB_RCONTACTS])},
+    {"blocks", 0, offsetof(struct kv, recs[KV_DB_BLOCKS])},
 };
 
 static const char META_SCHEMA[] = "schema";

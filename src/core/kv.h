@@ -214,6 +214,9 @@ int kv_timeline_last(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t *
 int kv_timeline_page(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t after,
                      uint64_t *ids, size_t max, size_t *n, uint64_t *total_after);
 
+/** @return 0 when @p id is in the user's timeline, RC_ENOTFOUND, or rc. */
+int kv_timeline_has(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t id);
+
 /** Number of entries in a user's timeline. @return 0 or rc. */
 int kv_timeline_count(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t *out);
 
@@ -236,16 +239,77 @@ int kv_dedup_get(kv_txn_t *txn, const uint8_t *ukey, size_t klen, const char *cm
 int kv_dedup_put(kv_txn_t *txn, const uint8_t *ukey, size_t klen, const char *cmid,
                  uint64_t id);
 
+/* ---- conversations, groups, contacts: plain records (docs/STORAGE.md) --------------- */
+
+/** The databases of plain records, addressed by the kv_rec_* functions. */
+enum kv_db {
+    KV_DB_GROUPS = 0, /* app NUL gid(u64) → group record */
+    KV_DB_MEMBERS,    /* app NUL gid(u64) user → u64 joined (id of the event that added) */
+    KV_DB_UGROUPS,    /* user key NUL gid(u64) → (empty) */
+    KV_DB_CONVS,      /* conversation key → conversation state */
+    KV_DB_CONTACTS,   /* user key NUL contact → (empty) */
+    KV_DB_RCONTACTS,  /* app NUL contact NUL owner → (empty): who lists contact */
+    KV_DB_BLOCKS,     /* user key NUL blocked user → (empty) */
+    KV_DB_COUNT
+};
+
+/**
+ * Read a record. @param[out] val, vlen  borrowed until the transaction ends (may be NULL).
+ * @return 0, RC_ENOTFOUND, or rc.
+ */
+int kv_rec_get(kv_txn_t *txn, int db, const void *key, size_t klen, const uint8_t **val,
+               size_t *vlen);
+
+/** Write (insert or replace) a record (write txn). @return 0 or rc. */
+int kv_rec_put(kv_txn_t *txn, int db, const void *key, size_t klen, const void *val,
+               size_t vlen);
+
+/** Delete a record (write txn). @return 0, RC_ENOTFOUND, or rc. */
+int kv_rec_del(kv_txn_t *txn, int db, const void *key, size_t klen);
+
+/**
+ * Call @p cb for every record whose key starts with @p prefix, in key order; @p cb gets the
+ * key after the prefix and the value (both borrowed for the call). A non-zero return
+ * stops the scan and is returned. @return 0, rc, or @p cb's value.
+ */
+int kv_rec_scan(kv_txn_t *txn, int db, const void *prefix, size_t plen,
+                int (*cb)(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
+                          size_t vlen),
+                void *ctx);
+
+/** Issue the next value of a named counter in meta, starting at @p start (write txn). */
+int kv_counter_next(kv_txn_t *txn, const char *name, uint64_t start, uint64_t *out);
+
+/**
+ * The per-conversation message index (one entry per message and conversation side, like
+ * a timeline): add @p id under conversation key @p ckey (write txn). @return 0 or rc.
+ */
+int kv_cmsg_add(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t id);
+
+/**
+ * Page a conversation backwards: the newest ids below @p before (0: from the newest),
+ * written to @p ids newest first.
+ * @param[out] more  true when older ids exist beyond the page.
+ * @return 0 or rc.
+ */
+int kv_cmsg_before(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t before,
+                   uint64_t *ids, size_t max, size_t *n, bool *more);
+
+/** Ids of a conversation after @p after, ascending, like kv_timeline_page. */
+int kv_cmsg_after(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t after,
+                  uint64_t *ids, size_t max, size_t *n, uint64_t *total_after);
+
 /** Where a retention pass stands between steps (zero-initialise to start a pass). */
 typedef struct kv_retention {
     uint8_t key[KV_UKEY_MAX + 1 + 64]; /* resume after this key (timeline, then dedup) */
     size_t klen;
     int phase;                         /* 0 timelines, 1 dedup, 2 msgs, 3 done */
+    int sub;                           /* phase 0: 0 timelines, 1 conversation index */
 } kv_retention_t;
 
 /**
- * One bounded step of retention (write txn): remove timeline entries, dedup entries and
- * message records with ids below @p cutoff_id, touching at most @p budget records.
+ * One bounded step of retention (write txn): remove timeline entries, conversation index
+ * entries, dedup entries and message records with ids below @p cutoff_id, touching at most @p budget records.
  * @param[out] removed  records removed in this step.
  * @return 0 (pass continues, or done when pos->phase == 3), or rc.
  */

@@ -29,6 +29,8 @@ struct kv {
     MDB_dbi timeline; /* user key → msg_id (u64 BE) dups, DUPSORT|DUPFIXED */
     MDB_dbi cursors;  /* user key NUL device_id → u64 BE delivered id */
     MDB_dbi dedup;    /* user key NUL client_msg_id → u64 BE msg_id */
+    MDB_dbi cmsgs;    /* conversation key → msg_id dups, DUPSORT|DUPFIXED */
+    MDB_dbi recs[KV_DB_COUNT]; /* the plain record databases of enum kv_db */
 };
 
 /** The MDB_txn behind a kv_txn_t. */
@@ -39,6 +41,13 @@ kv_t *kv__of(kv_txn_t *txn);
 
 /** Map an LMDB return code to an rc (logging unexpected ones with @p what). */
 int kv__rc(int mrc, const char *what);
+
+/** Add an id to a DUPSORT|DUPFIXED id list (timeline, cmsgs). */
+int kv__ids_add(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t id);
+
+/** Page an id list forwards (see kv_timeline_page). */
+int kv__ids_after(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen,
+                  uint64_t after, uint64_t *ids, size_t max, size_t *n, uint64_t *total_after);
 
 void kv__put_be64(uint8_t *p, uint64_t v);
 uint64_t kv__get_be64(const uint8_t *p);

@@ -122,29 +122,39 @@ int kv_msg_last_id(kv_txn_t *txn, uint64_t *out)
 
 /* ---- timeline --------------------------------------------------------------------- */
 
-int kv_timeline_add(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t id)
+int kv__ids_add(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t id)
 {
     uint8_t val[8];
-    MDB_val k = {klen, (void *)ukey}, v = {8, val};
+    MDB_val k = {klen, (void *)key}, v = {8, val};
     int mrc;
 
     kv__put_be64(val, id);
     /* Big-endian ids sort as numbers under memcmp, so appending in id order is
      * MDB_APPENDDUP; KEYEXIST means "not greater than the last": insert normally. */
-    mrc = mdb_put(kv__txn(txn), kv__of(txn)->timeline, &k, &v, MDB_APPENDDUP);
+    mrc = mdb_put(kv__txn(txn), dbi, &k, &v, MDB_APPENDDUP);
     if (mrc == MDB_KEYEXIST) {
         v.mv_size = 8;
         v.mv_data = val;
-        mrc = mdb_put(kv__txn(txn), kv__of(txn)->timeline, &k, &v, MDB_NODUPDATA);
+        mrc = mdb_put(kv__txn(txn), dbi, &k, &v, MDB_NODUPDATA);
         if (mrc == MDB_KEYEXIST)
             mrc = MDB_SUCCESS; /* already there */
     }
-    return kv__rc(mrc, "mdb_put timeline");
+    return kv__rc(mrc, "mdb_put ids");
+}
+
+int kv_timeline_add(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t id)
+{
+    return kv__ids_add(txn, kv__of(txn)->timeline, ukey, klen, id);
+}
+
+static int dbi_cursor(kv_txn_t *txn, MDB_dbi dbi, MDB_cursor **cur)
+{
+    return kv__rc(mdb_cursor_open(kv__txn(txn), dbi, cur), "cursor");
 }
 
 static int tl_cursor(kv_txn_t *txn, MDB_cursor **cur)
 {
-    return kv__rc(mdb_cursor_open(kv__txn(txn), kv__of(txn)->timeline, cur), "cursor");
+    return dbi_cursor(txn, kv__of(txn)->timeline, cur);
 }
 
 int kv_timeline_last(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t *out)
@@ -198,8 +208,8 @@ static int count_rest(MDB_cursor *cur, uint64_t first, uint64_t *out)
     return mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_get multiple");
 }
 
-int kv_timeline_page(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t after,
-                     uint64_t *ids, size_t max, size_t *n, uint64_t *total_after)
+int kv__ids_after(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *ukey, size_t klen,
+                  uint64_t after, uint64_t *ids, size_t max, size_t *n, uint64_t *total_after)
 {
     MDB_cursor *cur = NULL;
     uint8_t from[8];
@@ -211,7 +221,7 @@ int kv_timeline_page(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t a
     *total_after = 0;
     if (after == UINT64_MAX)
         return 0;
-    if ((rc = tl_cursor(txn, &cur)) < 0)
+    if ((rc = dbi_cursor(txn, dbi, &cur)) < 0)
         return rc;
     kv__put_be64(from, after + 1);
     mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
@@ -241,6 +251,28 @@ int kv_timeline_page(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t a
     rc = mrc == MDB_SUCCESS || mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_get next");
     *n = got;
 out:
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+int kv_timeline_page(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t after,
+                     uint64_t *ids, size_t max, size_t *n, uint64_t *total_after)
+{
+    return kv__ids_after(txn, kv__of(txn)->timeline, ukey, klen, after, ids, max, n,
+                         total_after);
+}
+
+int kv_timeline_has(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t id)
+{
+    MDB_cursor *cur = NULL;
+    uint8_t val[8];
+    MDB_val k = {klen, (void *)ukey}, v = {8, val};
+    int rc;
+
+    if ((rc = tl_cursor(txn, &cur)) < 0)
+        return rc;
+    kv__put_be64(val, id);
+    rc = kv__rc(mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH), "mdb_cursor_get both");
     mdb_cursor_close(cur);
     return rc;
 }
@@ -346,7 +378,7 @@ static void remember(kv_retention_t *pos, const MDB_val *k)
  *    stored anew, which is what retention means); no dups, so NEXT_NODUP is NEXT.
  * Then the phase moves on to @p next_phase. */
 static int retire_by_value(kv_txn_t *txn, MDB_dbi dbi, kv_retention_t *pos, uint64_t cutoff,
-                           size_t *budget, size_t *removed, int next_phase)
+                           size_t *budget, size_t *removed, bool *done)
 {
     MDB_cursor *cur = NULL;
     MDB_val k, v;
@@ -386,8 +418,8 @@ static int retire_by_value(kv_txn_t *txn, MDB_dbi dbi, kv_retention_t *pos, uint
         if (mrc == MDB_SUCCESS)
             remember(pos, &k);
     }
-    if (mrc == MDB_NOTFOUND) {
-        pos->phase = next_phase;
+    *done = mrc == MDB_NOTFOUND;
+    if (*done) {
         pos->klen = 0;
         rc = 0;
     } else {
@@ -433,13 +465,30 @@ int kv_retention_step(kv_txn_t *txn, kv_retention_t *pos, uint64_t cutoff_id, si
                       size_t *removed)
 {
     int rc = 0;
+    bool done = false;
     *removed = 0;
-    if (pos->phase == 0 && (rc = retire_by_value(txn, kv__of(txn)->timeline, pos, cutoff_id,
-                                                 &budget, removed, 1)) < 0)
-        return rc;
-    if (pos->phase == 1 && budget > 0 &&
-        (rc = retire_by_value(txn, kv__of(txn)->dedup, pos, cutoff_id, &budget, removed, 2)) < 0)
-        return rc;
+    /* Phase 0 walks the timelines, then (sub 1) the conversation index; phase 1 dedup. */
+    if (pos->phase == 0 && pos->sub == 0) {
+        if ((rc = retire_by_value(txn, kv__of(txn)->timeline, pos, cutoff_id, &budget, removed,
+                                  &done)) < 0)
+            return rc;
+        if (done)
+            pos->sub = 1;
+    }
+    if (pos->phase == 0 && pos->sub == 1 && budget > 0) {
+        if ((rc = retire_by_value(txn, kv__of(txn)->cmsgs, pos, cutoff_id, &budget, removed,
+                                  &done)) < 0)
+            return rc;
+        if (done)
+            pos->phase = 1;
+    }
+    if (pos->phase == 1 && budget > 0) {
+        if ((rc = retire_by_value(txn, kv__of(txn)->dedup, pos, cutoff_id, &budget, removed,
+                                  &done)) < 0)
+            return rc;
+        if (done)
+            pos->phase = 2;
+    }
     if (pos->phase == 2 && budget > 0 &&
         (rc = retire_msgs(txn, pos, cutoff_id, &budget, removed)) < 0)
         return rc;

@@ -33,8 +33,8 @@
 /* Later scenarios: listed so --help shows the plan; start == NULL says "not yet". */
 static const scenario_t sc_group = {
     .name = "group", .summary = "group fan-out: senders to groups of G members (later)"};
-static const scenario_t sc_sync = {
-    .name = "sync", .summary = "offline catch-up: SYNC of a backlog of N messages (later)"};
+static const scenario_t sc_sync = {.name = "sync",
+                                   .summary = "offline catch-up: SYNC of a backlog (later)"};
 
 static const scenario_t *const scenarios[] = {&sc_login, &sc_conns, &sc_c2c, &sc_group, &sc_sync};
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
@@ -336,7 +336,7 @@ static void add_common_report(bench_t *b, report_t *r)
 {
     double w = bench_window_s(b), load1;
     long ncpu;
-    uint64_t rss;
+    proc_mem_t mem;
     char key[64];
 
     report_str(r, NULL, "scenario", b->sc->name);
@@ -398,8 +398,8 @@ static void add_common_report(bench_t *b, report_t *r)
                w > 0 ? (double)(b->w_self_cpu1 - b->w_self_cpu0) / 1e6 / w : 0.0);
     report_num(r, "bench", "cpu_us_per_op",
                b->ops != 0 ? (double)(b->w_self_cpu1 - b->w_self_cpu0) / (double)b->ops : NAN);
-    if (proc_rss(0, &rss) == 0)
-        report_int(r, "bench", "rss_bytes", (int64_t)rss);
+    if (proc_mem(0, &mem) == 0)
+        report_int(r, "bench", "rss_bytes", (int64_t)mem.rss);
     report_int(r, "bench", "nofile", b->nofile);
 
     proc_load(&load1, &ncpu);
@@ -471,6 +471,10 @@ static void usage(FILE *f)
         "    connections that allows. Server and bench each need one descriptor per\n"
         "    connection; on a machine with a hard limit of 20,000 per process, measure\n"
         "    `conns` at 15,000 (--conns 15000).\n"
+        "  * conns: take the server's bytes per connection from a freshly started cimd:\n"
+        "    freed heap is not given back to the system, so a second run reads ~0.\n"
+        "    RSS includes the LMDB pages the logins touched (new users); the report\n"
+        "    splits it into heap (anon) and mapped files (file).\n"
         "  * Latencies are measured in this process: server and bench share the CPUs of a\n"
         "    small machine, so the bench's own CPU time is reported beside the server's.\n"
         "\n"

@@ -2,6 +2,7 @@
 #include "proc.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,11 +12,12 @@
 
 #include "core/rc.h"
 
-int proc_rss(pid_t pid, uint64_t *out)
+int proc_mem(pid_t pid, proc_mem_t *out)
 {
     char path[64], line[256];
     unsigned long long kb;
-    int rc = RC_EPROTO;
+    proc_mem_t m = {0, 0, 0};
+    bool have = false;
     FILE *f;
 
     if (pid == 0)
@@ -26,13 +28,19 @@ int proc_rss(pid_t pid, uint64_t *out)
         return -errno;
     while (fgets(line, sizeof(line), f) != NULL) {
         if (sscanf(line, "VmRSS: %llu kB", &kb) == 1) {
-            *out = (uint64_t)kb * 1024u;
-            rc = 0;
-            break;
+            m.rss = (uint64_t)kb * 1024u;
+            have = true;
+        } else if (sscanf(line, "RssAnon: %llu kB", &kb) == 1) {
+            m.anon = (uint64_t)kb * 1024u;
+        } else if (sscanf(line, "RssFile: %llu kB", &kb) == 1) {
+            m.file = (uint64_t)kb * 1024u;
         }
     }
     (void)fclose(f); /* read-only: nothing to lose */
-    return rc;
+    if (!have)
+        return RC_EPROTO;
+    *out = m;
+    return 0;
 }
 
 int proc_cpu_us(pid_t pid, uint64_t *out)

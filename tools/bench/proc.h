@@ -12,13 +12,20 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/** Resident memory of a process, from /proc/PID/status, in bytes. */
+typedef struct proc_mem {
+    uint64_t rss;  /* VmRSS: all resident pages */
+    uint64_t anon; /* RssAnon: heap, stacks (what the process allocated) */
+    uint64_t file; /* RssFile: mapped files resident (LMDB's map, the binary) */
+} proc_mem_t;
+
 /**
- * Resident set size (VmRSS in /proc/PID/status) in bytes.
- * @param[in] pid  a process id; 0 means this process.
- * @param[out] out written only on success.
+ * Resident memory of a process.
+ * @param[in]  pid  a process id; 0 means this process.
+ * @param[out] out  written only on success (a field the kernel does not show stays 0).
  * @return 0, or -errno (-ENOENT: no such process), RC_EPROTO (no VmRSS line).
  */
-int proc_rss(pid_t pid, uint64_t *out);
+int proc_mem(pid_t pid, proc_mem_t *out);
 
 /**
  * User + system CPU time the process has used, in microseconds (utime + stime of

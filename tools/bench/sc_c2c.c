@@ -480,9 +480,17 @@ static void report(bench_t *b, report_t *r)
     report_int(r, "c2c", "acked_ok", (int64_t)s->ack_ok);
     report_int(r, "c2c", "acked_error", (int64_t)s->ack_err);
     report_int(r, "c2c", "lost", (int64_t)s->lost);
+    /* still in flight when the drain ended (the server was that far behind) */
+    report_int(r, "c2c", "unanswered", (int64_t)inflight(s));
     report_int(r, "c2c", "send_failed", (int64_t)s->send_failed);
-    if (s->open_loop)
+    if (s->open_loop) {
         report_int(r, "c2c", "skipped", (int64_t)s->skipped);
+        /* due by the clock but never sent: the bench itself fell behind (see sched_lag) */
+        uint64_t due = (uint64_t)(win * b->o.rate);
+        if (b->o.count != 0 && due > b->o.count)
+            due = b->o.count;
+        report_int(r, "c2c", "behind_schedule", due > s->issued ? (int64_t)(due - s->issued) : 0);
+    }
     report_int(r, "c2c", "pushes", (int64_t)s->pushes);
     report_int(r, "c2c", "pushes_timed", (int64_t)s->pushes_timed);
     report_int(r, "c2c", "pushes_stray", (int64_t)s->stray);
@@ -506,8 +514,7 @@ static void report(bench_t *b, report_t *r)
 
 const scenario_t sc_c2c = {
     .name = "c2c",
-    .summary = "direct messages: --users U one connection each, closed loop (--window W) "
-               "or open loop (--rate R); send->ack and send->push latency",
+    .summary = "direct messages, closed (--window) or open loop (--rate): ack/push latency",
     .start = start,
     .progress = progress,
     .stop = stop,

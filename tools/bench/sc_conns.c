@@ -1,19 +1,22 @@
 /* sc_conns: idle connections. Open and log in --conns N connections (users u0..u(U-1),
  * device "conns-<i>"), --concurrency at a time, then hold them idle for --duration
  * (libcim sends the heartbeat PINGs). With --pid: the server's resident memory before
- * opening, once all are logged in, and at the end, hence bytes per connection; the bench's
- * own likewise. The measured window is the opening: connections/s and CPU per connection;
+ * opening, once all are logged in, and at the end, hence bytes per connection (all of
+ * RSS, and the heap apart from the LMDB pages the logins touched); the bench's own
+ * likewise. The measured window is the opening: connections/s and CPU per connection;
  * the hold reports the CPU an idle crowd costs. */
 #include <stdio.h>
+#include <string.h>
 
 #include "bench.h"
 #include "core/mem.h"
 #include "proc.h"
 
 typedef struct conns {
-    bool have_srv; /* server RSS readable */
-    uint64_t srv_before, srv_after, srv_end;
-    uint64_t self_before, self_after;
+    bool have_srv;     /* server memory readable */
+    bool have_srv_end; /* ... also at the end */
+    proc_mem_t srv_before, srv_after, srv_end;
+    proc_mem_t self_before, self_after;
     bool held; /* the hold started */
     uint64_t hold_t0_ns, hold_t1_ns;
     bool have_hold_cpu;
@@ -31,8 +34,7 @@ static void stop(bench_t *b)
         s->hold_t1_ns = bench_now_ns();
         if (s->have_hold_cpu && proc_cpu_us(b->o.pid, &s->hold_cpu1) < 0)
             s->have_hold_cpu = false;
-        if (s->have_srv && proc_rss(b->o.pid, &s->srv_end) < 0)
-            s->srv_end = 0;
+        s->have_srv_end = s->have_srv && proc_mem(b->o.pid, &s->srv_end) == 0;
     }
     s->open_at_end = b->open_now;
     bench_finish(b);
@@ -43,10 +45,10 @@ static void setup_done(bench_t *b)
     conns_t *s = b->sc_data;
 
     bench_window_end(b);
-    if (s->have_srv && proc_rss(b->o.pid, &s->srv_after) < 0)
+    if (s->have_srv && proc_mem(b->o.pid, &s->srv_after) < 0)
         s->have_srv = false;
-    if (proc_rss(0, &s->self_after) < 0)
-        s->self_after = 0;
+    if (proc_mem(0, &s->self_after) < 0)
+        memset(&s->self_after, 0, sizeof(s->self_after));
     if (b->opened == 0) {
         fprintf(stderr, "cimbench: no connection could log in\n");
         b->failed = true;
@@ -62,6 +64,7 @@ static void setup_done(bench_t *b)
 static int start(bench_t *b)
 {
     conns_t *s = mem_calloc(sizeof(*s));
+    unsigned per_source;
 
     b->sc_data = s;
     if (b->o.users == 0)
@@ -72,18 +75,19 @@ static int start(bench_t *b)
                 b->o.conns, b->nofile);
         return -1;
     }
-    if ((b->o.conns + b->o.sources - 1) / b->o.sources > BENCH_SERVER_PER_IP)
+    per_source = (b->o.conns + b->o.sources - 1) / b->o.sources;
+    if (per_source > BENCH_SERVER_PER_IP)
         fprintf(stderr,
                 "cimbench: %u connections per source address: more than cimd's default "
                 "max_conns_per_ip (%u); raise --sources or the server's cap\n",
-                (b->o.conns + b->o.sources - 1) / b->o.sources, BENCH_SERVER_PER_IP);
+                per_source, BENCH_SERVER_PER_IP);
     b->op_name = "connection";
     b->tput_unit = "conns/s";
-    s->have_srv = b->o.pid > 0 && proc_rss(b->o.pid, &s->srv_before) == 0;
+    s->have_srv = b->o.pid > 0 && proc_mem(b->o.pid, &s->srv_before) == 0;
     if (b->o.pid > 0 && !s->have_srv)
         fprintf(stderr, "cimbench: cannot read /proc/%ld/status\n", (long)b->o.pid);
-    if (proc_rss(0, &s->self_before) < 0)
-        s->self_before = 0;
+    if (proc_mem(0, &s->self_before) < 0)
+        memset(&s->self_before, 0, sizeof(s->self_before));
     bench_window_start(b);
     bench_pool_open(b, b->o.conns);
     return 0;
@@ -119,14 +123,19 @@ static void report(bench_t *b, report_t *r)
     if (s->held)
         report_num(r, "conns", "hold_s", (double)(s->hold_t1_ns - s->hold_t0_ns) / 1e9);
     if (s->have_srv) {
-        report_int(r, "conns", "server_rss_before", (int64_t)s->srv_before);
-        report_int(r, "conns", "server_rss_after", (int64_t)s->srv_after);
+        report_int(r, "conns", "server_rss_before", (int64_t)s->srv_before.rss);
+        report_int(r, "conns", "server_rss_after", (int64_t)s->srv_after.rss);
         report_num(r, "conns", "server_bytes_per_conn",
-                   per_conn(s->srv_before, s->srv_after, b->opened));
-        if (s->srv_end != 0) {
-            report_int(r, "conns", "server_rss_end", (int64_t)s->srv_end);
+                   per_conn(s->srv_before.rss, s->srv_after.rss, b->opened));
+        /* the heap alone: RSS also counts the LMDB pages the logins touched (new users) */
+        report_num(r, "conns", "server_anon_bytes_per_conn",
+                   per_conn(s->srv_before.anon, s->srv_after.anon, b->opened));
+        report_num(r, "conns", "server_file_bytes_per_conn",
+                   per_conn(s->srv_before.file, s->srv_after.file, b->opened));
+        if (s->have_srv_end) {
+            report_int(r, "conns", "server_rss_end", (int64_t)s->srv_end.rss);
             report_num(r, "conns", "server_bytes_per_conn_end",
-                       per_conn(s->srv_before, s->srv_end, s->open_at_end));
+                       per_conn(s->srv_before.rss, s->srv_end.rss, s->open_at_end));
         }
     }
     if (s->have_hold_cpu && s->hold_t1_ns > s->hold_t0_ns) {
@@ -134,16 +143,15 @@ static void report(bench_t *b, report_t *r)
         report_num(r, "conns", "server_idle_cpu_cores",
                    (double)(s->hold_cpu1 - s->hold_cpu0) / 1e6 / hs);
     }
-    report_int(r, "conns", "bench_rss_before", (int64_t)s->self_before);
-    report_int(r, "conns", "bench_rss_after", (int64_t)s->self_after);
+    report_int(r, "conns", "bench_rss_before", (int64_t)s->self_before.rss);
+    report_int(r, "conns", "bench_rss_after", (int64_t)s->self_after.rss);
     report_num(r, "conns", "bench_bytes_per_conn",
-               per_conn(s->self_before, s->self_after, b->opened));
+               per_conn(s->self_before.rss, s->self_after.rss, b->opened));
 }
 
 const scenario_t sc_conns = {
     .name = "conns",
-    .summary = "idle connections: log in --conns N and hold them --duration; with --pid, "
-               "server bytes/connection",
+    .summary = "idle connections held for --duration; with --pid, server bytes/connection",
     .start = start,
     .progress = progress,
     .stop = stop,

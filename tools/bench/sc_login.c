@@ -162,8 +162,7 @@ static void report(bench_t *b, report_t *r)
 
 const scenario_t sc_login = {
     .name = "login",
-    .summary = "handshake+login storm: --conns N in all, --concurrency C at once; "
-               "logins/s, connect->LoginRsp latency",
+    .summary = "handshake+login storm (--conns, --concurrency): logins/s, login latency",
     .start = start,
     .progress = progress,
     .stop = stop,

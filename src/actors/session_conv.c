@@ -1,0 +1,524 @@
+/* session_conv: conversations, history, READ, RECALL, contacts, blocks and presence
+ * (PROTOCOL.md frames 0x0207, 0x0301–0x0306, 0x0501–0x050A, EVENT{PRESENCE}). Reads run
+ * here in short read-only transactions; changes go to the store. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <pb_decode.h>
+#include <pb_encode.h>
+
+#include "actors/conv.h"
+#include "actors/group.h"
+#include "actors/router.h"
+#include "actors/session.h"
+#include "actors/store.h"
+#include "cim.pb.h"
+#include "core/blob.h"
+#include "core/kv.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/rc.h"
+#include "core/snowflake.h"
+
+#define HISTORY_DEFAULT 20
+#define HISTORY_MAX 100
+#define CONVS_MAX 1000    /* conversations listed at most (newest first) */
+#define CONTACTS_MAX 2000
+#define ROOM 64           /* answer fields around a list */
+#define PRESENCE_MAX 64   /* sessions per watcher looked up */
+
+static int fail(session_t *s, uint32_t type, uint32_t req_id, int code, const char *reason)
+{
+    return session_reply(s, type + 1, req_id, code, reason);
+}
+
+static int post(session_t *s, store_op_t *op)
+{
+    op->worker = s->w->index;
+    op->sid = s->sid;
+    op->from_kind = s->kind;
+    snprintf(op->app, sizeof(op->app), "%s", s->app);
+    snprintf(op->user, sizeof(op->user), "%s", s->user);
+    if (store_op(s->w->srv->store, op) < 0) {
+        uint32_t type = op->type, req_id = op->req_id;
+        mem_free(op);
+        return fail(s, type, req_id, cim_Code_SERVER_BUSY, "server busy; retry later");
+    }
+    s->async_issued++;
+    return 0;
+}
+
+static size_t varint_len(size_t v)
+{
+    size_t n = 1;
+    for (; v >= 0x80; v >>= 7)
+        n++;
+    return n;
+}
+
+/* ---- READ, RECALL, contacts, blocks: writes ----------------------------------------- */
+
+int session__conv_write(session_t *s, uint32_t type, const uint8_t *body, size_t len)
+{
+    pb_istream_t is = pb_istream_from_buffer(body, len);
+    store_op_t *op;
+
+    switch (type) {
+    case FT_READ: {
+        cim_ReadReq req = cim_ReadReq_init_zero;
+        uint64_t gid;
+        if (!pb_decode(&is, cim_ReadReq_fields, &req))
+            return fail(s, type, 0, cim_Code_BAD_REQUEST, "malformed ReadReq");
+        if (req.conv_type != cim_ConvType_DIRECT && req.conv_type != cim_ConvType_GROUP)
+            return fail(s, type, req.req_id, cim_Code_BAD_REQUEST,
+                        "conv_type must be DIRECT or GROUP");
+        if (req.conv_type == cim_ConvType_DIRECT ? !kv_id_valid(req.peer)
+                                                 : group_id_parse(req.peer, &gid) < 0)
+            return fail(s, type, req.req_id, cim_Code_BAD_REQUEST,
+                        "peer must be a user id (DIRECT) or a group id (GROUP)");
+        op = store_op_new(0);
+        op->type = type;
+        op->req_id = req.req_id;
+        op->conv_type = (uint8_t)req.conv_type;
+        op->msg_id = req.up_to_msg_id;
+        memcpy(op->target, req.peer, sizeof(op->target));
+        return post(s, op);
+    }
+    case FT_RECALL: {
+        cim_RecallReq req = cim_RecallReq_init_zero;
+        if (!pb_decode(&is, cim_RecallReq_fields, &req))
+            return fail(s, type, 0, cim_Code_BAD_REQUEST, "malformed RecallReq");
+        if (req.msg_id == 0)
+            return fail(s, type, req.req_id, cim_Code_BAD_REQUEST, "msg_id is required");
+        op = store_op_new(0);
+        op->type = type;
+        op->req_id = req.req_id;
+        op->msg_id = req.msg_id;
+        return post(s, op);
+    }
+    default: { /* CONTACT_ADD, CONTACT_REMOVE, BLOCK, UNBLOCK */
+        cim_UserReq req = cim_UserReq_init_zero;
+        if (!pb_decode(&is, cim_UserReq_fields, &req))
+            return fail(s, type, 0, cim_Code_BAD_REQUEST, "malformed UserReq");
+        if (!kv_id_valid(req.user))
+            return fail(s, type, req.req_id, cim_Code_BAD_REQUEST, "user must be a user id");
+        op = store_op_new(0);
+        op->type = type;
+        op->req_id = req.req_id;
+        memcpy(op->target, req.user, sizeof(op->target));
+        return post(s, op);
+    }
+    }
+}
+
+/* ---- HISTORY ------------------------------------------------------------------------ */
+
+typedef struct recs {
+    const uint8_t *rec[HISTORY_MAX];
+    size_t len[HISTORY_MAX];
+    size_t n;
+} recs_t;
+
+static bool put_recs(pb_ostream_t *os, const pb_field_t *f, void *const *arg)
+{
+    const recs_t *r = *arg;
+    for (size_t i = 0; i < r->n; i++)
+        if (!pb_encode_tag_for_field(os, f) || !pb_encode_string(os, r->rec[i], r->len[i]))
+            return false;
+    return true;
+}
+
+static int history(session_t *s, const uint8_t *body, size_t len)
+{
+    cim_HistoryReq req = cim_HistoryReq_init_zero;
+    cim_HistoryRsp rsp = cim_HistoryRsp_init_zero;
+    pb_istream_t is = pb_istream_from_buffer(body, len);
+    uint8_t ukey[CONV_UKEY_MAX], skey[CONV_SKEY_MAX];
+    uint64_t ids[HISTORY_MAX], before, gid;
+    size_t n = 0, klen, sklen, used = 0, room = s->w->srv->conf->max_body - ROOM, take = 0;
+    const uint8_t *v;
+    size_t vlen;
+    kv_txn_t *txn = NULL;
+    recs_t *r = NULL;
+    conv_rec_t c;
+    bool more = false;
+    uint32_t limit;
+    int rc;
+
+    if (!pb_decode(&is, cim_HistoryReq_fields, &req))
+        return fail(s, FT_HISTORY, 0, cim_Code_BAD_REQUEST, "malformed HistoryReq");
+    if (req.conv_type != cim_ConvType_DIRECT && req.conv_type != cim_ConvType_GROUP)
+        return fail(s, FT_HISTORY, req.req_id, cim_Code_BAD_REQUEST,
+                    "conv_type must be DIRECT or GROUP");
+    if (req.conv_type == cim_ConvType_DIRECT ? !kv_id_valid(req.peer)
+                                             : group_id_parse(req.peer, &gid) < 0)
+        return fail(s, FT_HISTORY, req.req_id, cim_Code_BAD_REQUEST,
+                    "peer must be a user id (DIRECT) or a group id (GROUP)");
+    limit = req.limit == 0 ? HISTORY_DEFAULT : req.limit > HISTORY_MAX ? HISTORY_MAX : req.limit;
+    if ((rc = kv_begin(s->w->srv->kv, KV_READ, &txn)) < 0)
+        return fail(s, FT_HISTORY, req.req_id, cim_Code_INTERNAL, "storage error");
+    /* The asker's own state of the conversation says whether and how far they see it: a
+     * former group member pages up to the event that removed them. */
+    klen = conv_ukey(ukey, s->app, s->user, req.conv_type, req.peer);
+    rc = kv_rec_get(txn, KV_DB_CONVS, ukey, klen, &v, &vlen);
+    if (rc == RC_ENOTFOUND && req.conv_type == cim_ConvType_GROUP) {
+        group_t g;
+        int known = group_load(txn, s->app, gid, &g);
+        kv_abort(txn);
+        if (known == RC_ENOTFOUND)
+            return fail(s, FT_HISTORY, req.req_id, cim_Code_NOT_FOUND, "unknown group");
+        return fail(s, FT_HISTORY, req.req_id, cim_Code_NOT_MEMBER,
+                    "you never were a member of that group");
+    }
+    if (rc < 0 && rc != RC_ENOTFOUND)
+        goto internal;
+    conv_decode(v, rc == 0 ? vlen : 0, &c);
+    before = req.before_msg_id;
+    if (c.left_id != 0 && (before == 0 || before > c.left_id + 1))
+        before = c.left_id + 1;
+    sklen = conv_skey(skey, s->app, req.conv_type,
+                      req.conv_type == cim_ConvType_GROUP ? req.peer : s->user, req.peer);
+    if ((rc = kv_cmsg_before(txn, skey, sklen, before, ids, limit, &n, &more)) < 0)
+        goto internal;
+    r = mem_alloc(sizeof(*r));
+    r->n = 0;
+    /* ids come newest first; the page is the newest that fit, sent ascending */
+    for (; take < n; take++) {
+        const uint8_t *rec;
+        size_t rlen, cost;
+        if ((rc = kv_msg_get(txn, ids[take], &rec, &rlen)) == RC_ENOTFOUND)
+            continue;
+        if (rc < 0)
+            goto internal;
+        cost = 1 + varint_len(rlen) + rlen;
+        if (used + cost > room)
+            break;
+        used += cost;
+        r->rec[r->n] = rec;
+        r->len[r->n] = rlen;
+        r->n++;
+    }
+    if (take < n)
+        more = true;
+    for (size_t i = 0; i < r->n / 2; i++) {
+        const uint8_t *t = r->rec[i];
+        size_t tl = r->len[i];
+        r->rec[i] = r->rec[r->n - 1 - i];
+        r->len[i] = r->len[r->n - 1 - i];
+        r->rec[r->n - 1 - i] = t;
+        r->len[r->n - 1 - i] = tl;
+    }
+    rsp.req_id = req.req_id;
+    rsp.code = cim_Code_OK;
+    rsp.messages.funcs.encode = put_recs;
+    rsp.messages.arg = r;
+    rsp.has_more = more;
+    rc = session_answer(s, FT_HISTORY_ACK, cim_HistoryRsp_fields, &rsp);
+    kv_abort(txn);
+    mem_free(r);
+    return rc;
+internal:
+    kv_abort(txn);
+    mem_free(r);
+    return fail(s, FT_HISTORY, req.req_id, cim_Code_INTERNAL, "storage error");
+}
+
+/* ---- CONV_LIST ---------------------------------------------------------------------- */
+
+typedef struct centry {
+    int conv_type;
+    char peer[KV_ID_MAX + 1];
+    conv_rec_t c;
+    uint64_t peer_read;
+} centry_t;
+
+typedef struct clist {
+    session_t *s;
+    kv_txn_t *txn;
+    centry_t *e;
+    size_t n;
+    uint32_t total_unread;
+    size_t budget;
+} clist_t;
+
+static int each_conv(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
+                     size_t vlen)
+{
+    clist_t *cl = ctx;
+    centry_t *e;
+    if (slen < 2 || slen - 1 > KV_ID_MAX)
+        return 0;
+    e = &cl->e[cl->n];
+    conv_decode(val, vlen, &e->c);
+    cl->total_unread += e->c.unread;
+    if (cl->n == CONVS_MAX)
+        return 0; /* counted, not listed */
+    e->conv_type = sfx[0];
+    memcpy(e->peer, sfx + 1, slen - 1);
+    e->peer[slen - 1] = '\0';
+    cl->n++;
+    return 0;
+}
+
+static int newest_first(const void *a, const void *b)
+{
+    const centry_t *x = a, *y = b;
+    return x->c.last_id < y->c.last_id ? 1 : x->c.last_id > y->c.last_id ? -1 : 0;
+}
+
+/* One Conversation: its fields, then `last` appended as the stored Message bytes (a
+ * protobuf message may carry its fields in any order). */
+static bool put_convs(pb_ostream_t *os, const pb_field_t *f, void *const *arg)
+{
+    clist_t *cl = *arg;
+    for (size_t i = 0; i < cl->n; i++) {
+        const centry_t *e = &cl->e[i];
+        cim_Conversation cv = cim_Conversation_init_zero;
+        pb_ostream_t sz = PB_OSTREAM_SIZING;
+        const uint8_t *rec = NULL;
+        size_t rlen = 0, last_cost = 0;
+        cv.conv_type = (cim_ConvType)e->conv_type;
+        snprintf(cv.peer, sizeof(cv.peer), "%s", e->peer);
+        cv.unread = e->c.unread;
+        cv.read_up_to = e->c.read_up_to;
+        cv.peer_read_up_to = e->peer_read;
+        cv.updated_ms = e->c.updated_ms;
+        if (e->c.last_id != 0 && kv_msg_get(cl->txn, e->c.last_id, &rec, &rlen) == 0)
+            last_cost = 1 + varint_len(rlen) + rlen;
+        if (!pb_encode(&sz, cim_Conversation_fields, &cv))
+            return false;
+        if (os->callback != NULL) {
+            size_t total = sz.bytes_written + last_cost;
+            if (os->bytes_written + 1 + varint_len(total) + total > cl->budget)
+                return true; /* the rest does not fit the frame: the newest are listed */
+        }
+        if (!pb_encode_tag_for_field(os, f) ||
+            !pb_encode_varint(os, sz.bytes_written + last_cost) ||
+            !pb_encode(os, cim_Conversation_fields, &cv))
+            return false;
+        if (last_cost != 0 &&
+            (!pb_encode_tag(os, PB_WT_STRING, cim_Conversation_last_tag) ||
+             !pb_encode_string(os, rec, rlen)))
+            return false;
+    }
+    return true;
+}
+
+static int conv_list(session_t *s, const uint8_t *body, size_t len)
+{
+    cim_Req req = cim_Req_init_zero;
+    cim_ConvListRsp rsp = cim_ConvListRsp_init_zero;
+    pb_istream_t is = pb_istream_from_buffer(body, len);
+    uint8_t prefix[CONV_UKEY_MAX], pkey[CONV_UKEY_MAX];
+    clist_t cl;
+    int rc;
+
+    if (!pb_decode(&is, cim_Req_fields, &req))
+        return fail(s, FT_CONV_LIST, 0, cim_Code_BAD_REQUEST, "malformed Req");
+    memset(&cl, 0, sizeof(cl));
+    cl.s = s;
+    cl.budget = s->w->srv->conf->max_body - ROOM;
+    cl.e = mem_alloc((CONVS_MAX + 1) * sizeof(*cl.e));
+    if ((rc = kv_begin(s->w->srv->kv, KV_READ, &cl.txn)) < 0) {
+        mem_free(cl.e);
+        return fail(s, FT_CONV_LIST, req.req_id, cim_Code_INTERNAL, "storage error");
+    }
+    rc = kv_rec_scan(cl.txn, KV_DB_CONVS, prefix, conv_uprefix(prefix, s->app, s->user),
+                     each_conv, &cl);
+    if (rc < 0)
+        goto internal;
+    qsort(cl.e, cl.n, sizeof(*cl.e), newest_first);
+    for (size_t i = 0; i < cl.n; i++) {
+        /* DIRECT: how far the peer has read this conversation */
+        const uint8_t *v;
+        size_t vlen, klen;
+        conv_rec_t pc;
+        if (cl.e[i].conv_type != cim_ConvType_DIRECT)
+            continue;
+        klen = conv_ukey(pkey, s->app, cl.e[i].peer, cim_ConvType_DIRECT, s->user);
+        if (kv_rec_get(cl.txn, KV_DB_CONVS, pkey, klen, &v, &vlen) == 0) {
+            conv_decode(v, vlen, &pc);
+            cl.e[i].peer_read = pc.read_up_to;
+        }
+    }
+    rsp.req_id = req.req_id;
+    rsp.code = cim_Code_OK;
+    rsp.convs.funcs.encode = put_convs;
+    rsp.convs.arg = &cl;
+    rsp.total_unread = cl.total_unread;
+    rc = session_answer(s, FT_CONV_LIST_ACK, cim_ConvListRsp_fields, &rsp);
+    kv_abort(cl.txn);
+    mem_free(cl.e);
+    return rc;
+internal:
+    kv_abort(cl.txn);
+    mem_free(cl.e);
+    return fail(s, FT_CONV_LIST, req.req_id, cim_Code_INTERNAL, "storage error");
+}
+
+/* ---- CONTACT_LIST ----------------------------------------------------------------------- */
+
+typedef struct contacts {
+    session_t *s;
+    kv_txn_t *txn;
+    char (*users)[KV_ID_MAX + 1];
+    size_t n;
+} contacts_t;
+
+static int each_contact(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
+                        size_t vlen)
+{
+    contacts_t *ct = ctx;
+    (void)val;
+    (void)vlen;
+    if (slen == 0 || slen > KV_ID_MAX || ct->n == CONTACTS_MAX)
+        return 0;
+    memcpy(ct->users[ct->n], sfx, slen);
+    ct->users[ct->n][slen] = '\0';
+    ct->n++;
+    return 0;
+}
+
+static bool put_contacts(pb_ostream_t *os, const pb_field_t *f, void *const *arg)
+{
+    contacts_t *ct = *arg;
+    uint8_t bkey[2 * KV_UKEY_MAX];
+    size_t bl = kv_ukey(bkey, ct->s->app, ct->s->user);
+    bkey[bl++] = '\0';
+    for (size_t i = 0; i < ct->n; i++) {
+        cim_Contact c = cim_Contact_init_zero;
+        router_ent_t ent;
+        size_t u = strlen(ct->users[i]);
+        memcpy(c.user, ct->users[i], u + 1);
+        c.online = router_lookup(ct->s->w->srv->router, ct->s->app, c.user, &ent, 1) > 0;
+        memcpy(bkey + bl, c.user, u);
+        c.blocked = kv_rec_get(ct->txn, KV_DB_BLOCKS, bkey, bl + u, NULL, NULL) == 0;
+        if (!pb_encode_tag_for_field(os, f) || !pb_encode_submessage(os, cim_Contact_fields, &c))
+            return false;
+    }
+    return true;
+}
+
+static int contact_list(session_t *s, const uint8_t *body, size_t len)
+{
+    cim_Req req = cim_Req_init_zero;
+    cim_ContactListRsp rsp = cim_ContactListRsp_init_zero;
+    pb_istream_t is = pb_istream_from_buffer(body, len);
+    uint8_t prefix[KV_UKEY_MAX + 1];
+    size_t plen;
+    contacts_t ct;
+    int rc;
+
+    if (!pb_decode(&is, cim_Req_fields, &req))
+        return fail(s, FT_CONTACT_LIST, 0, cim_Code_BAD_REQUEST, "malformed Req");
+    memset(&ct, 0, sizeof(ct));
+    ct.s = s;
+    ct.users = mem_alloc(CONTACTS_MAX * sizeof(*ct.users));
+    if ((rc = kv_begin(s->w->srv->kv, KV_READ, &ct.txn)) < 0) {
+        mem_free(ct.users);
+        return fail(s, FT_CONTACT_LIST, req.req_id, cim_Code_INTERNAL, "storage error");
+    }
+    plen = kv_ukey(prefix, s->app, s->user);
+    prefix[plen++] = '\0';
+    rc = kv_rec_scan(ct.txn, KV_DB_CONTACTS, prefix, plen, each_contact, &ct);
+    rsp.req_id = req.req_id;
+    if (rc < 0) {
+        rsp.code = cim_Code_INTERNAL;
+        snprintf(rsp.reason, sizeof(rsp.reason), "storage error");
+    } else {
+        rsp.code = cim_Code_OK;
+        rsp.contacts.funcs.encode = put_contacts;
+        rsp.contacts.arg = &ct;
+    }
+    rc = session_answer(s, FT_CONTACT_LIST_ACK, cim_ContactListRsp_fields, &rsp);
+    kv_abort(ct.txn);
+    mem_free(ct.users);
+    return rc;
+}
+
+int session__conv_read(session_t *s, uint32_t type, const uint8_t *body, size_t len)
+{
+    switch (type) {
+    case FT_HISTORY:
+        return history(s, body, len);
+    case FT_CONV_LIST:
+        return conv_list(s, body, len);
+    default:
+        return contact_list(s, body, len);
+    }
+}
+
+/* ---- presence ------------------------------------------------------------------------- */
+
+typedef struct watchers {
+    session_t *s;
+    blob_t *ev;
+    delivery_t **items; /* per worker */
+    uint32_t *n;
+    size_t cap;
+} watchers_t;
+
+static int each_watcher(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
+                        size_t vlen)
+{
+    watchers_t *wt = ctx;
+    router_ent_t ents[PRESENCE_MAX];
+    char owner[KV_ID_MAX + 1];
+    size_t n;
+    (void)val;
+    (void)vlen;
+    if (slen == 0 || slen > KV_ID_MAX)
+        return 0;
+    memcpy(owner, sfx, slen);
+    owner[slen] = '\0';
+    n = router_lookup(wt->s->w->srv->router, wt->s->app, owner, ents, PRESENCE_MAX);
+    for (size_t i = 0; i < n && i < PRESENCE_MAX; i++) {
+        uint32_t w = ents[i].worker;
+        delivery_t *d;
+        if (wt->n[w] % 64 == 0)
+            wt->items[w] = mem_realloc(wt->items[w], (wt->n[w] + 64) * sizeof(delivery_t));
+        d = &wt->items[w][wt->n[w]++];
+        d->sid = ents[i].sid;
+        d->type = FT_EVENT;
+        d->push = blob_ref(wt->ev);
+        d->done = NULL;
+    }
+    return 0;
+}
+
+void session__presence(session_t *s, bool online)
+{
+    server_t *srv = s->w->srv;
+    cim_Event ev = cim_Event_init_zero;
+    uint8_t buf[cim_Event_size], prefix[2 * KV_UKEY_MAX];
+    pb_ostream_t os = pb_ostream_from_buffer(buf, sizeof(buf));
+    size_t a = strlen(s->app), u = strlen(s->user);
+    kv_txn_t *txn = NULL;
+    watchers_t wt;
+
+    ev.kind = cim_EventKind_PRESENCE;
+    snprintf(ev.user, sizeof(ev.user), "%s", s->user);
+    ev.online = online;
+    ev.time_ms = snowflake_now_ms();
+    if (!pb_encode(&os, cim_Event_fields, &ev) || kv_begin(srv->kv, KV_READ, &txn) < 0)
+        return;
+    memset(&wt, 0, sizeof(wt));
+    wt.s = s;
+    wt.ev = blob_new(os.bytes_written);
+    memcpy(wt.ev->data, buf, os.bytes_written);
+    wt.items = mem_calloc(srv->nworkers * sizeof(*wt.items));
+    wt.n = mem_calloc(srv->nworkers * sizeof(*wt.n));
+    /* rcontacts: app NUL contact NUL owner — the online users who list this one */
+    memcpy(prefix, s->app, a);
+    prefix[a] = '\0';
+    memcpy(prefix + a + 1, s->user, u);
+    prefix[a + 1 + u] = '\0';
+    (void)kv_rec_scan(txn, KV_DB_RCONTACTS, prefix, a + u + 2, each_watcher, &wt);
+    kv_abort(txn);
+    for (uint32_t w = 0; w < srv->nworkers; w++)
+        if (wt.n[w] > 0)
+            worker_deliver(srv->workers[w], wt.items[w], wt.n[w]);
+    mem_free(wt.items);
+    mem_free(wt.n);
+    blob_unref(wt.ev);
+}

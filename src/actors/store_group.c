@@ -1,0 +1,871 @@
+/* store_group: the writes behind groups, READ, RECALL, contacts and blocks (PROTOCOL.md
+ * §6). Each op is checked against the data in the writer's order, applied, and answered
+ * through op->code/reason; what others must learn is stored and pushed as SYSTEM or RECALL
+ * messages, or pushed as EVENTs, after the commit. Store thread only. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <pb_decode.h>
+#include <pb_encode.h>
+
+#include "actors/group.h"
+#include "actors/store_int.h"
+#include "cim.pb.h"
+#include "core/frame.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/rc.h"
+
+#define UNREAD_SCAN_MAX 10000 /* messages examined to recompute unread after a READ */
+
+static int reject(store_op_t *op, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int reject(store_op_t *op, int code, const char *fmt, ...)
+{
+    va_list ap;
+    op->code = code;
+    va_start(ap, fmt);
+    vsnprintf(op->reason, sizeof(op->reason), fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
+/* ---- group records ------------------------------------------------------------------ */
+
+int store__group_state(kv_txn_t *txn, const char *app, const char *group_id, uint64_t *gid,
+                       bool *alive)
+{
+    group_t g;
+    int rc;
+    *alive = false;
+    if (group_id_parse(group_id, gid) < 0)
+        return RC_ENOTFOUND;
+    if ((rc = group_load(txn, app, *gid, &g)) < 0)
+        return rc;
+    *alive = !g.dismissed;
+    return 0;
+}
+
+static int member_key(uint8_t *out, const char *app, uint64_t gid, const char *user)
+{
+    size_t n = group_key(out, app, gid), u = strlen(user);
+    memcpy(out + n, user, u);
+    return (int)(n + u);
+}
+
+static int ugroup_key(uint8_t *out, const char *app, const char *user, uint64_t gid)
+{
+    size_t n = kv_ukey(out, app, user);
+    out[n++] = '\0';
+    for (int i = 0; i < 8; i++)
+        out[n++] = (uint8_t)(gid >> (56 - 8 * i));
+    return (int)n;
+}
+
+static int is_member(kv_txn_t *txn, const char *app, uint64_t gid, const char *user,
+                     uint64_t *joined)
+{
+    uint8_t key[GROUP_KEY_MAX + KV_ID_MAX];
+    const uint8_t *v;
+    size_t vlen;
+    int rc = kv_rec_get(txn, KV_DB_MEMBERS, key, (size_t)member_key(key, app, gid, user), &v,
+                        &vlen);
+    if (rc == 0 && joined != NULL)
+        *joined = vlen == 8 ? group_get64(v) : 0;
+    return rc;
+}
+
+static int member_add(kv_txn_t *txn, const char *app, uint64_t gid, const char *user,
+                      uint64_t joined)
+{
+    uint8_t key[GROUP_KEY_MAX + KV_ID_MAX], val[8];
+    int rc;
+    group_put64(val, joined);
+    if ((rc = kv_rec_put(txn, KV_DB_MEMBERS, key, (size_t)member_key(key, app, gid, user), val,
+                         8)) < 0)
+        return rc;
+    return kv_rec_put(txn, KV_DB_UGROUPS, key, (size_t)ugroup_key(key, app, user, gid), NULL,
+                      0);
+}
+
+static int member_del(kv_txn_t *txn, const char *app, uint64_t gid, const char *user)
+{
+    uint8_t key[GROUP_KEY_MAX + KV_ID_MAX];
+    int rc = kv_rec_del(txn, KV_DB_MEMBERS, key, (size_t)member_key(key, app, gid, user));
+    if (rc < 0 && rc != RC_ENOTFOUND)
+        return rc;
+    rc = kv_rec_del(txn, KV_DB_UGROUPS, key, (size_t)ugroup_key(key, app, user, gid));
+    return rc == RC_ENOTFOUND ? 0 : rc;
+}
+
+/* Mark a user's view of the group as left at @p event (or rejoined when 0). */
+static int conv_left(kv_txn_t *txn, const char *app, const char *user, const char *group_id,
+                     uint64_t event)
+{
+    uint8_t key[CONV_UKEY_MAX], val[CONV_REC_LEN];
+    const uint8_t *v = NULL;
+    size_t vlen = 0, klen = conv_ukey(key, app, user, cim_ConvType_GROUP, group_id);
+    conv_rec_t c;
+    int rc = kv_rec_get(txn, KV_DB_CONVS, key, klen, &v, &vlen);
+    if (rc < 0 && rc != RC_ENOTFOUND)
+        return rc;
+    conv_decode(v, rc == 0 ? vlen : 0, &c);
+    c.left_id = event;
+    conv_encode(&c, val);
+    return kv_rec_put(txn, KV_DB_CONVS, key, klen, val, sizeof(val));
+}
+
+/* ---- the SYSTEM message of a group change --------------------------------------------- */
+
+typedef struct evusers {
+    const store_uid_t *u;
+    size_t n;
+} evusers_t;
+
+static bool put_users(pb_ostream_t *os, const pb_field_t *f, void *const *arg)
+{
+    const evusers_t *e = *arg;
+    for (size_t i = 0; i < e->n; i++)
+        if (!pb_encode_tag_for_field(os, f) ||
+            !pb_encode_string(os, (const pb_byte_t *)e->u[i], strlen(e->u[i])))
+            return false;
+    return true;
+}
+
+/* Store and push GroupEvent{kind, actor, users, group} as a SYSTEM message from @p actor
+ * to @p rcpt (the members after the change and the users it removed). */
+static int group_event(store_t *st, kv_txn_t *txn, store_op_t *op, const group_t *g,
+                       int kind, const store_uid_t *users, size_t nusers,
+                       const store_uid_t *rcpt, size_t nrcpt, uint64_t *event_id)
+{
+    cim_GroupEvent ev = cim_GroupEvent_init_zero;
+    uint8_t *buf;
+    pb_ostream_t os;
+    evusers_t eu = {users, nusers};
+    char gidtxt[24];
+    smsg_t m;
+    uint64_t t;
+    int rc;
+
+    /* GroupEvent.users is bounded (1000) for decoding; writing goes through a callback so
+     * any list the change made is told whole. The encoding is the same. */
+    ev.kind = (cim_GroupEventKind)kind;
+    snprintf(ev.actor, sizeof(ev.actor), "%s", op->user);
+    ev.has_group = true;
+    group_to_pb(g, &ev.group);
+    buf = mem_alloc(st->srv->conf->max_body);
+    os = pb_ostream_from_buffer(buf, st->srv->conf->max_body);
+    {
+        /* Encode field by field: kind, actor, users (callback), group. */
+        pb_callback_t cb;
+        cb.funcs.encode = put_users;
+        cb.arg = &eu;
+        bool ok = pb_encode_tag(&os, PB_WT_VARINT, cim_GroupEvent_kind_tag) &&
+                  pb_encode_varint(&os, (uint64_t)ev.kind) &&
+                  pb_encode_tag(&os, PB_WT_STRING, cim_GroupEvent_actor_tag) &&
+                  pb_encode_string(&os, (const pb_byte_t *)ev.actor, strlen(ev.actor));
+        for (size_t i = 0; ok && i < nusers; i++)
+            ok = pb_encode_tag(&os, PB_WT_STRING, cim_GroupEvent_users_tag) &&
+                 pb_encode_string(&os, (const pb_byte_t *)users[i], strlen(users[i]));
+        ok = ok && pb_encode_tag(&os, PB_WT_STRING, cim_GroupEvent_group_tag) &&
+             pb_encode_submessage(&os, cim_Group_fields, &ev.group);
+        (void)cb;
+        if (!ok) {
+            mem_free(buf);
+            LOG_ERROR("store: cannot encode a GroupEvent: %s", PB_GET_ERROR(&os));
+            return RC_ETOOBIG;
+        }
+    }
+    snprintf(gidtxt, sizeof(gidtxt), "%llu", (unsigned long long)g->gid);
+    memset(&m, 0, sizeof(m));
+    m.app = op->app;
+    m.from = op->user;
+    m.from_kind = op->from_kind;
+    m.conv_type = cim_ConvType_GROUP;
+    m.to = gidtxt;
+    m.msg_type = cim_MsgType_SYSTEM;
+    m.cmid = "";
+    m.body = buf;
+    m.body_len = os.bytes_written;
+    m.users = rcpt;
+    m.nusers = nrcpt;
+    m.index = true;
+    m.skip_sid = 0; /* the actor's own device learns it too, in order with its timeline */
+    rc = store__put_message(st, txn, &m, event_id, &t);
+    mem_free(buf);
+    return rc;
+}
+
+/* Users of @p a not in @p b (both small lists). */
+static size_t minus(const store_uid_t *a, size_t na, const store_uid_t *b, size_t nb,
+                    store_uid_t *out)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < na; i++) {
+        bool found = false;
+        for (size_t j = 0; j < nb && !found; j++)
+            found = strcmp(a[i], b[j]) == 0;
+        for (size_t j = 0; j < n && !found; j++)
+            found = strcmp(a[i], out[j]) == 0;
+        if (!found)
+            memcpy(out[n++], a[i], sizeof(store_uid_t));
+    }
+    return n;
+}
+
+static void answer_group(store_op_t *op, const group_t *g)
+{
+    cim_Group pb = cim_Group_init_zero;
+    pb_ostream_t os = pb_ostream_from_buffer(op->group, sizeof(op->group));
+    group_to_pb(g, &pb);
+    if (pb_encode(&os, cim_Group_fields, &pb)) {
+        op->has_group = true;
+        op->group_len = os.bytes_written;
+    }
+}
+
+static int users_exist(kv_txn_t *txn, store_op_t *op, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = kv_user_get(txn, op->app, names[i], NULL);
+        if (rc == RC_ENOTFOUND) {
+            reject(op, cim_Code_NOT_FOUND, "unknown user '%s'", names[i]);
+            return 1;
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- group ops ------------------------------------------------------------------------ */
+
+static int op_create(store_t *st, kv_txn_t *txn, store_op_t *op)
+{
+    store_uid_t *all = mem_alloc((op->nusers + 1) * sizeof(*all));
+    const char **names = mem_alloc((op->nusers + 1) * sizeof(*names));
+    size_t n;
+    group_t g;
+    uint64_t event;
+    int rc;
+
+    snprintf(all[0], sizeof(all[0]), "%s", op->user);
+    n = 1 + minus((const store_uid_t *)op->users, op->nusers, (const store_uid_t *)all, 1,
+                  all + 1);
+    for (size_t i = 0; i < n; i++)
+        names[i] = all[i];
+    if ((rc = users_exist(txn, op, names, n)) != 0)
+        goto out;
+    if (n > st->srv->conf->max_group_size) {
+        reject(op, cim_Code_TOO_LARGE, "more members than max_group_size%s", "");
+        goto out;
+    }
+    memset(&g, 0, sizeof(g));
+    if ((rc = kv_counter_next(txn, "next_gid", GROUP_ID_FIRST, &g.gid)) < 0)
+        goto out;
+    snprintf(g.name, sizeof(g.name), "%s", op->name);
+    snprintf(g.owner, sizeof(g.owner), "%s", op->user);
+    g.created_ms = snowflake_now_ms();
+    g.open = op->open;
+    g.member_count = (uint32_t)n;
+    if ((rc = group_save(txn, op->app, &g)) < 0)
+        goto out;
+    if ((rc = group_event(st, txn, op, &g, cim_GroupEventKind_GE_CREATED, all + 1, n - 1, all,
+                          n, &event)) < 0)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        if ((rc = member_add(txn, op->app, g.gid, all[i], event)) < 0)
+            goto out;
+    answer_group(op, &g);
+    op->code = cim_Code_OK;
+out:
+    mem_free(names);
+    mem_free(all);
+    return rc < 0 ? rc : 0;
+}
+
+/* Load a live group named by op->target into @p g, or reject NOT_FOUND. @return 1 when
+ * rejected, 0 when loaded, or rc. */
+static int load_live(kv_txn_t *txn, store_op_t *op, group_t *g)
+{
+    uint64_t gid;
+    int rc;
+    if (group_id_parse(op->target, &gid) < 0) {
+        reject(op, cim_Code_NOT_FOUND, "unknown group '%s'", op->target);
+        return 1;
+    }
+    rc = group_load(txn, op->app, gid, g);
+    if (rc == RC_ENOTFOUND || (rc == 0 && g->dismissed)) {
+        reject(op, cim_Code_NOT_FOUND, rc == 0 ? "group '%s' was dismissed" : "unknown group '%s'",
+               op->target);
+        return 1;
+    }
+    return rc;
+}
+
+static int op_join(store_t *st, kv_txn_t *txn, store_op_t *op)
+{
+    store_uid_t *roster = NULL, me;
+    size_t n = 0;
+    uint64_t event;
+    group_t g;
+    int rc;
+
+    if ((rc = load_live(txn, op, &g)) != 0)
+        return rc < 0 ? rc : 0;
+    rc = is_member(txn, op->app, g.gid, op->user, NULL);
+    if (rc == 0) {
+        answer_group(op, &g);
+        op->code = cim_Code_OK; /* already a member: nothing to change */
+        return 0;
+    }
+    if (rc != RC_ENOTFOUND)
+        return rc;
+    if (!g.open)
+        return reject(op, cim_Code_FORBIDDEN, "group '%s' is not open: ask a member to add you",
+                      op->target);
+    if (g.member_count + 1 > st->srv->conf->max_group_size)
+        return reject(op, cim_Code_TOO_LARGE, "group '%s' is full", op->target);
+    g.member_count++;
+    if ((rc = group_save(txn, op->app, &g)) < 0)
+        return rc;
+    if ((rc = store__roster(txn, op->app, g.gid, &roster, &n)) < 0)
+        return rc;
+    roster = mem_realloc(roster, (n + 1) * sizeof(*roster));
+    snprintf(roster[n], sizeof(roster[n]), "%s", op->user);
+    snprintf(me, sizeof(me), "%s", op->user);
+    rc = group_event(st, txn, op, &g, cim_GroupEventKind_GE_JOINED, &me, 1, roster, n + 1,
+                     &event);
+    if (rc == 0)
+        rc = member_add(txn, op->app, g.gid, op->user, event);
+    if (rc == 0)
+        rc = conv_left(txn, op->app, op->user, op->target, 0);
+    mem_free(roster);
+    if (rc < 0)
+        return rc;
+    answer_group(op, &g);
+    op->code = cim_Code_OK;
+    return 0;
+}
+
+static int op_add(store_t *st, kv_txn_t *txn, store_op_t *op)
+{
+    store_uid_t *roster = NULL, *fresh = NULL;
+    const char **names = NULL;
+    size_t n = 0, nf;
+    uint64_t event;
+    group_t g;
+    int rc;
+
+    if ((rc = load_live(txn, op, &g)) != 0)
+        return rc < 0 ? rc : 0;
+    if ((rc = is_member(txn, op->app, g.gid, op->user, NULL)) == RC_ENOTFOUND)
+        return reject(op, cim_Code_NOT_MEMBER, "you are not a member of group '%s'",
+                      op->target);
+    if (rc < 0)
+        return rc;
+    if ((rc = store__roster(txn, op->app, g.gid, &roster, &n)) < 0)
+        return rc;
+    fresh = mem_alloc((op->nusers + 1) * sizeof(*fresh));
+    nf = minus((const store_uid_t *)op->users, op->nusers, roster, n, fresh);
+    names = mem_alloc((nf + 1) * sizeof(*names));
+    for (size_t i = 0; i < nf; i++)
+        names[i] = fresh[i];
+    if ((rc = users_exist(txn, op, names, nf)) != 0)
+        goto out;
+    op->code = cim_Code_OK;
+    if (nf == 0)
+        goto out; /* all already members */
+    if (g.member_count + nf > st->srv->conf->max_group_size) {
+        reject(op, cim_Code_TOO_LARGE, "group '%s' would exceed max_group_size", op->target);
+        goto out;
+    }
+    g.member_count += (uint32_t)nf;
+    if ((rc = group_save(txn, op->app, &g)) < 0)
+        goto out;
+    roster = mem_realloc(roster, (n + nf) * sizeof(*roster));
+    memcpy(roster + n, fresh, nf * sizeof(*fresh));
+    if ((rc = group_event(st, txn, op, &g, cim_GroupEventKind_GE_ADDED, fresh, nf, roster,
+                          n + nf, &event)) < 0)
+        goto out;
+    for (size_t i = 0; i < nf && rc == 0; i++) {
+        rc = member_add(txn, op->app, g.gid, fresh[i], event);
+        if (rc == 0)
+            rc = conv_left(txn, op->app, fresh[i], op->target, 0);
+    }
+out:
+    mem_free(names);
+    mem_free(fresh);
+    mem_free(roster);
+    return rc < 0 ? rc : 0;
+}
+
+/* Remove @p gone from the group (leave, kick, dismiss): the event goes to the members after
+ * the change and to the removed users; their conversations are marked left. */
+static int remove_members(store_t *st, kv_txn_t *txn, store_op_t *op, group_t *g, int kind,
+                          const store_uid_t *gone, size_t ngone, const store_uid_t *roster,
+                          size_t n)
+{
+    uint64_t event;
+    int rc;
+    for (size_t i = 0; i < ngone; i++)
+        if ((rc = member_del(txn, op->app, g->gid, gone[i])) < 0)
+            return rc;
+    g->member_count = g->member_count >= ngone ? g->member_count - (uint32_t)ngone : 0;
+    if ((rc = group_save(txn, op->app, g)) < 0)
+        return rc;
+    /* roster holds everyone before the change: remaining members and the removed */
+    if ((rc = group_event(st, txn, op, g, kind, gone, ngone, roster, n, &event)) < 0)
+        return rc;
+    for (size_t i = 0; i < ngone; i++)
+        if ((rc = conv_left(txn, op->app, gone[i], op->target, event)) < 0)
+            return rc;
+    return 0;
+}
+
+/* The longest-standing member (smallest join event; ties in id order), or "" when none. */
+typedef struct eldest {
+    char user[KV_ID_MAX + 1];
+    uint64_t joined;
+    const char *skip;
+} eldest_t;
+
+static int find_eldest(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
+                       size_t vlen)
+{
+    eldest_t *e = ctx;
+    uint64_t j = vlen == 8 ? group_get64(val) : 0;
+    if (slen == 0 || slen > KV_ID_MAX ||
+        (strlen(e->skip) == slen && memcmp(sfx, e->skip, slen) == 0))
+        return 0;
+    if (e->user[0] == '\0' || j < e->joined) {
+        memcpy(e->user, sfx, slen);
+        e->user[slen] = '\0';
+        e->joined = j;
+    }
+    return 0;
+}
+
+static int op_leave(store_t *st, kv_txn_t *txn, store_op_t *op)
+{
+    store_uid_t *roster = NULL, me;
+    uint8_t prefix[GROUP_KEY_MAX];
+    eldest_t e;
+    size_t n = 0;
+    group_t g;
+    int rc;
+
+    if ((rc = load_live(txn, op, &g)) != 0)
+        return rc < 0 ? rc : 0;
+    if ((rc = is_member(txn, op->app, g.gid, op->user, NULL)) == RC_ENOTFOUND)
+        return reject(op, cim_Code_NOT_MEMBER, "you are not a member of group '%s'",
+                      op->target);
+    if (rc < 0)
+        return rc;
+    if ((rc = store__roster(txn, op->app, g.gid, &roster, &n)) < 0)
+        return rc;
+    if (strcmp(g.owner, op->user) == 0) {
+        /* The owner hands the group to the longest-standing member; alone, it ends. */
+        memset(&e, 0, sizeof(e));
+        e.skip = op->user;
+        rc = kv_rec_scan(txn, KV_DB_MEMBERS, prefix, group_key(prefix, op->app, g.gid),
+                         find_eldest, &e);
+        if (rc < 0)
+            goto out;
+        if (e.user[0] != '\0')
+            snprintf(g.owner, sizeof(g.owner), "%s", e.user);
+        else
+            g.dismissed = true;
+    }
+    snprintf(me, sizeof(me), "%s", op->user);
+    rc = remove_members(st, txn, op, &g, cim_GroupEventKind_GE_LEFT, &me, 1, roster, n);
+    op->code = cim_Code_OK;
+out:
+    mem_free(roster);
+    return rc < 0 ? rc : 0;
+}
+
+static int op_kick(store_t *st, kv_txn_t *txn, store_op_t *op)
+{
+    store_uid_t *roster = NULL, *gone = NULL, *stay = NULL;
+    size_t n = 0, ngone = 0, nstay;
+    group_t g;
+    int rc;
+
+    if ((rc = load_live(txn, op, &g)) != 0)
+        return rc < 0 ? rc : 0;
+    if (strcmp(g.owner, op->user) != 0)
+        return reject(op, cim_Code_FORBIDDEN, "only the owner of group '%s' may kick",
+                      op->target);
+    for (uint32_t i = 0; i < op->nusers; i++)
+        if (strcmp(op->users[i], op->user) == 0)
+            return reject(op, cim_Code_BAD_REQUEST, "the owner cannot kick themselves%s", "");
+    if ((rc = store__roster(txn, op->app, g.gid, &roster, &n)) < 0)
+        return rc;
+    /* Only members can be kicked: the others are ignored. */
+    stay = mem_alloc((n + 1) * sizeof(*stay));
+    gone = mem_alloc((n + 1) * sizeof(*gone));
+    nstay = minus(roster, n, (const store_uid_t *)op->users, op->nusers, stay);
+    ngone = minus(roster, n, stay, nstay, gone);
+    op->code = cim_Code_OK;
+    if (ngone > 0)
+        rc = remove_members(st, txn, op, &g, cim_GroupEventKind_GE_KICKED, gone, ngone, roster,
+                            n);
+    mem_free(stay);
+    mem_free(gone);
+    mem_free(roster);
+    return rc < 0 ? rc : 0;
+}
+
+static int op_dismiss(store_t *st, kv_txn_t *txn, store_op_t *op)
+{
+    store_uid_t *roster = NULL;
+    size_t n = 0;
+    group_t g;
+    int rc;
+
+    if ((rc = load_live(txn, op, &g)) != 0)
+        return rc < 0 ? rc : 0;
+    if (strcmp(g.owner, op->user) != 0)
+        return reject(op, cim_Code_FORBIDDEN, "only the owner may dismiss group '%s'",
+                      op->target);
+    if ((rc = store__roster(txn, op->app, g.gid, &roster, &n)) < 0)
+        return rc;
+    g.dismissed = true;
+    rc = remove_members(st, txn, op, &g, cim_GroupEventKind_GE_DISMISSED, roster, n, roster, n);
+    mem_free(roster);
+    op->code = cim_Code_OK;
+    return rc < 0 ? rc : 0;
+}
+
+/* ---- READ ----------------------------------------------------------------------------- */
+
+typedef struct who {
+    char from[KV_ID_MAX + 1];
+    int msg_type;
+} who_t;
+
+/* Decode only what unread counting needs: sender and type (the body is skipped). */
+static bool skip_body(pb_istream_t *is, const pb_field_t *f, void **arg)
+{
+    (void)f;
+    (void)arg;
+    return pb_read(is, NULL, is->bytes_left);
+}
+
+static int msg_who(kv_txn_t *txn, uint64_t id, who_t *w)
+{
+    cim_Message m = cim_Message_init_zero;
+    const uint8_t *rec;
+    size_t len;
+    pb_istream_t is;
+    int rc = kv_msg_get(txn, id, &rec, &len);
+    if (rc < 0)
+        return rc;
+    m.body.funcs.decode = skip_body;
+    is = pb_istream_from_buffer(rec, len);
+    if (!pb_decode(&is, cim_Message_fields, &m))
+        return RC_ESTORE;
+    memcpy(w->from, m.from, sizeof(w->from));
+    w->msg_type = m.msg_type;
+    return 0;
+}
+
+/* Unread after @p up_to: messages from others, of a countable type, up to @p limit_id
+ * (a former member's view ends where they left; 0 = no limit). */
+static int count_unread(kv_txn_t *txn, const uint8_t *skey, size_t sklen, const char *me,
+                        uint64_t up_to, uint64_t limit_id, uint32_t *out)
+{
+    uint64_t ids[500], total = 0, after = up_to;
+    size_t n, seen = 0;
+    uint32_t unread = 0;
+    int rc;
+
+    for (;;) {
+        if ((rc = kv_cmsg_after(txn, skey, sklen, after, ids, 500, &n, &total)) < 0)
+            return rc;
+        for (size_t i = 0; i < n; i++) {
+            who_t w;
+            if (limit_id != 0 && ids[i] > limit_id) {
+                *out = unread;
+                return 0;
+            }
+            if (++seen > UNREAD_SCAN_MAX) {
+                /* Past the scan bound every entry counts: an upper bound, corrected by
+                 * the next READ. */
+                unread += (uint32_t)(total - i);
+                *out = unread;
+                return 0;
+            }
+            rc = msg_who(txn, ids[i], &w);
+            if (rc == RC_ENOTFOUND)
+                continue;
+            if (rc < 0)
+                return rc;
+            if (strcmp(w.from, me) != 0 && conv_counts(w.msg_type))
+                unread++;
+        }
+        if (n < 500)
+            break;
+        after = ids[n - 1];
+    }
+    *out = unread;
+    return 0;
+}
+
+static blob_t *encode_event(const cim_Event *ev)
+{
+    uint8_t buf[cim_Event_size];
+    pb_ostream_t os = pb_ostream_from_buffer(buf, sizeof(buf));
+    blob_t *b;
+    if (!pb_encode(&os, cim_Event_fields, ev))
+        return NULL;
+    b = blob_new(os.bytes_written);
+    memcpy(b->data, buf, os.bytes_written);
+    return b;
+}
+
+static int op_read(store_t *st, kv_txn_t *txn, store_op_t *op)
+{
+    uint8_t key[CONV_UKEY_MAX], skey[CONV_SKEY_MAX], val[CONV_REC_LEN];
+    const uint8_t *v;
+    size_t vlen, klen = conv_ukey(key, op->app, op->user, op->conv_type, op->target), sklen;
+    cim_Event ev = cim_Event_init_zero;
+    store_uid_t one;
+    conv_rec_t c;
+    uint64_t up_to = op->msg_id;
+    blob_t *b;
+    int rc;
+
+    rc = kv_rec_get(txn, KV_DB_CONVS, key, klen, &v, &vlen);
+    if (rc == RC_ENOTFOUND)
+        return reject(op, cim_Code_NOT_FOUND, "no conversation with '%s'", op->target);
+    if (rc < 0)
+        return rc;
+    conv_decode(v, vlen, &c);
+    op->code = cim_Code_OK;
+    if (up_to == 0 || up_to > c.last_id)
+        up_to = c.last_id; /* 0 reads everything; the cursor never passes the last message */
+    if (up_to <= c.read_up_to)
+        return 0; /* never moves back */
+    sklen = conv_skey(skey, op->app, op->conv_type,
+                      op->conv_type == cim_ConvType_GROUP ? op->target : op->user, op->target);
+    c.read_up_to = up_to;
+    if ((rc = count_unread(txn, skey, sklen, op->user, up_to, c.left_id, &c.unread)) < 0)
+        return rc;
+    conv_encode(&c, val);
+    if ((rc = kv_rec_put(txn, KV_DB_CONVS, key, klen, val, sizeof(val))) < 0)
+        return rc;
+
+    /* EVENT{READ}: to the reader's other devices with the conversation as they see it,
+     * and in a DIRECT conversation to the peer, for whom the conversation is the reader. */
+    ev.kind = cim_EventKind_READ;
+    ev.conv_type = (cim_ConvType)op->conv_type;
+    snprintf(ev.user, sizeof(ev.user), "%s", op->user);
+    ev.up_to_msg_id = up_to;
+    ev.time_ms = snowflake_now_ms();
+    snprintf(ev.peer, sizeof(ev.peer), "%s", op->target);
+    if ((b = encode_event(&ev)) == NULL)
+        return RC_EINVAL;
+    snprintf(one, sizeof(one), "%s", op->user);
+    store__fanout(st, b, FT_EVENT, op->app, &one, 1, op->sid);
+    blob_unref(b);
+    if (op->conv_type == cim_ConvType_DIRECT && strcmp(op->target, op->user) != 0) {
+        snprintf(ev.peer, sizeof(ev.peer), "%s", op->user);
+        if ((b = encode_event(&ev)) == NULL)
+            return RC_EINVAL;
+        snprintf(one, sizeof(one), "%s", op->target);
+        store__fanout(st, b, FT_EVENT, op->app, &one, 1, 0);
+        blob_unref(b);
+    }
+    return 0;
+}
+
+/* ---- RECALL --------------------------------------------------------------------------- */
+
+static bool no_body(pb_ostream_t *os, const pb_field_t *f, void *const *arg)
+{
+    (void)os;
+    (void)f;
+    (void)arg;
+    return true; /* erased */
+}
+
+static int op_recall(store_t *st, kv_txn_t *txn, store_op_t *op)
+{
+    uint8_t ukey[KV_UKEY_MAX], evbuf[cim_RecallEvent_size], *buf = NULL;
+    size_t klen = kv_ukey(ukey, op->app, op->user), len;
+    const uint8_t *rec;
+    cim_Message m = cim_Message_init_zero;
+    cim_RecallEvent re = cim_RecallEvent_init_zero;
+    store_uid_t pair[2], *roster = NULL, *users = pair;
+    size_t nusers = 0;
+    pb_istream_t is;
+    pb_ostream_t os;
+    uint64_t gid, id, t;
+    bool alive;
+    smsg_t sm;
+    int rc;
+
+    /* Only messages in the asker's own timeline exist for them (ids are global; apps and
+     * strangers must not learn anything from a probe). */
+    rc = kv_timeline_has(txn, ukey, klen, op->msg_id);
+    if (rc == 0)
+        rc = kv_msg_get(txn, op->msg_id, &rec, &len);
+    if (rc == RC_ENOTFOUND)
+        return reject(op, cim_Code_NOT_FOUND, "no such message%s", "");
+    if (rc < 0)
+        return rc;
+    m.body.funcs.decode = skip_body;
+    is = pb_istream_from_buffer(rec, len);
+    if (!pb_decode(&is, cim_Message_fields, &m))
+        return RC_ESTORE;
+    if (strcmp(m.from, op->user) != 0)
+        return reject(op, cim_Code_FORBIDDEN, "only the sender may recall a message%s", "");
+    if (m.msg_type == cim_MsgType_SYSTEM || m.msg_type == cim_MsgType_RECALL)
+        return reject(op, cim_Code_BAD_REQUEST, "this kind of message cannot be recalled%s",
+                      "");
+    op->code = cim_Code_OK;
+    if (m.flags & 1u)
+        return 0; /* already recalled */
+    if (snowflake_now_ms() > m.time_ms + (uint64_t)st->srv->conf->recall_window_s * 1000)
+        return reject(op, cim_Code_RECALL_WINDOW_PASSED, "the recall window has passed%s", "");
+
+    /* Erase the body and flag the record: every reader (HISTORY, SYNC, CONV_LIST) sees it
+     * RECALLED from now on. */
+    m.flags |= 1u;
+    m.body.funcs.encode = no_body;
+    buf = mem_alloc(len + 16); /* without its body the record only shrinks */
+    os = pb_ostream_from_buffer(buf, len + 16);
+    rc = pb_encode(&os, cim_Message_fields, &m)
+             ? kv_msg_replace(txn, op->msg_id, buf, os.bytes_written)
+             : RC_EINVAL;
+    mem_free(buf);
+    if (rc < 0)
+        return rc;
+
+    /* A RECALL message to every participant's timeline, pushed like any message. */
+    if (m.conv_type == cim_ConvType_GROUP) {
+        if ((rc = store__group_state(txn, op->app, m.to, &gid, &alive)) < 0 &&
+            rc != RC_ENOTFOUND)
+            return rc;
+        if (rc == 0 && (rc = store__roster(txn, op->app, gid, &roster, &nusers)) < 0)
+            return rc;
+        users = roster;
+        /* the recaller always learns it, even after leaving */
+        roster = mem_realloc(roster, (nusers + 1) * sizeof(*roster));
+        users = roster;
+        store_uid_t me;
+        snprintf(me, sizeof(me), "%s", op->user);
+        nusers += minus(&me, 1, roster, nusers, roster + nusers);
+    } else {
+        snprintf(pair[0], sizeof(pair[0]), "%s", m.from);
+        snprintf(pair[1], sizeof(pair[1]), "%s", m.to);
+        nusers = strcmp(m.from, m.to) == 0 ? 1 : 2;
+    }
+    re.msg_id = op->msg_id;
+    snprintf(re.by, sizeof(re.by), "%s", op->user);
+    os = pb_ostream_from_buffer(evbuf, sizeof(evbuf));
+    if (!pb_encode(&os, cim_RecallEvent_fields, &re)) {
+        mem_free(roster);
+        return RC_EINVAL;
+    }
+    memset(&sm, 0, sizeof(sm));
+    sm.app = op->app;
+    sm.from = op->user;
+    sm.from_kind = op->from_kind;
+    sm.conv_type = (uint8_t)m.conv_type;
+    sm.to = m.to;
+    sm.msg_type = cim_MsgType_RECALL;
+    sm.cmid = "";
+    sm.body = evbuf;
+    sm.body_len = os.bytes_written;
+    sm.users = users;
+    sm.nusers = nusers;
+    sm.index = false; /* history keeps the original, flagged */
+    sm.skip_sid = op->sid;
+    rc = store__put_message(st, txn, &sm, &id, &t);
+    mem_free(roster);
+    return rc;
+}
+
+/* ---- contacts and blocks ---------------------------------------------------------------- */
+
+static size_t pair_key(uint8_t *out, const char *app, const char *a, const char *b)
+{
+    size_t n = kv_ukey(out, app, a), x = strlen(b);
+    out[n++] = '\0';
+    memcpy(out + n, b, x);
+    return n + x;
+}
+
+static int op_contacts(kv_txn_t *txn, store_op_t *op)
+{
+    uint8_t key[2 * KV_UKEY_MAX], rkey[2 * KV_UKEY_MAX];
+    size_t klen = pair_key(key, op->app, op->user, op->target);
+    size_t rlen = pair_key(rkey, op->app, op->target, op->user);
+    int db = op->type == FT_BLOCK || op->type == FT_UNBLOCK ? KV_DB_BLOCKS : KV_DB_CONTACTS;
+    int rc;
+
+    if (strcmp(op->target, op->user) == 0)
+        return reject(op, cim_Code_BAD_REQUEST, "that is you%s", "");
+    if (op->type == FT_CONTACT_ADD || op->type == FT_BLOCK) {
+        const char *name = op->target;
+        if ((rc = users_exist(txn, op, &name, 1)) != 0)
+            return rc < 0 ? rc : 0;
+        if ((rc = kv_rec_put(txn, db, key, klen, NULL, 0)) < 0)
+            return rc;
+        /* who lists whom, for presence: app NUL contact NUL owner */
+        if (db == KV_DB_CONTACTS &&
+            (rc = kv_rec_put(txn, KV_DB_RCONTACTS, rkey, rlen, NULL, 0)) < 0)
+            return rc;
+    } else {
+        rc = kv_rec_del(txn, db, key, klen);
+        if (rc == RC_ENOTFOUND)
+            return reject(op, cim_Code_NOT_FOUND,
+                          db == KV_DB_BLOCKS ? "'%s' is not blocked" : "'%s' is not a contact",
+                          op->target);
+        if (rc < 0)
+            return rc;
+        if (db == KV_DB_CONTACTS) {
+            rc = kv_rec_del(txn, KV_DB_RCONTACTS, rkey, rlen);
+            if (rc < 0 && rc != RC_ENOTFOUND)
+                return rc;
+        }
+    }
+    op->code = cim_Code_OK;
+    return 0;
+}
+
+int store__op(store_t *st, kv_txn_t *txn, store_op_t *op)
+{
+    op->code = cim_Code_INTERNAL;
+    switch (op->type) {
+    case FT_GROUP_CREATE:
+        return op_create(st, txn, op);
+    case FT_GROUP_JOIN:
+        return op_join(st, txn, op);
+    case FT_GROUP_ADD:
+        return op_add(st, txn, op);
+    case FT_GROUP_LEAVE:
+        return op_leave(st, txn, op);
+    case FT_GROUP_KICK:
+        return op_kick(st, txn, op);
+    case FT_GROUP_DISMISS:
+        return op_dismiss(st, txn, op);
+    case FT_READ:
+        return op_read(st, txn, op);
+    case FT_RECALL:
+        return op_recall(st, txn, op);
+    case FT_CONTACT_ADD:
+    case FT_CONTACT_REMOVE:
+    case FT_BLOCK:
+    case FT_UNBLOCK:
+        return op_contacts(txn, op);
+    default:
+        return reject(op, cim_Code_BAD_REQUEST, "unknown operation%s", "");
+    }
+}

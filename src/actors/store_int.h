@@ -1,0 +1,107 @@
+/**
+ * store internals shared by store.c (the loop, batches, routing), store_msg.c (storing
+ * messages into conversations) and store_group.c (groups, contacts, READ, RECALL).
+ * Everything here runs on the store's thread.
+ */
+#ifndef CIM_ACTORS_STORE_INT_H
+#define CIM_ACTORS_STORE_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "actors/conv.h"
+#include "actors/store.h"
+#include "actors/worker.h"
+#include "core/blob.h"
+#include "core/kv.h"
+#include "core/snowflake.h"
+
+typedef char store_uid_t[KV_ID_MAX + 1]; /* a user id */
+
+/* Deliveries gathered for one worker during a batch. */
+typedef struct outbox {
+    delivery_t *items;
+    uint32_t n, cap;
+} outbox_t;
+
+/* Something to push once the batch is committed: one encoded frame to every online device
+ * of a list of users (except one session: the sender's own). */
+typedef struct fanout {
+    size_t req;            /* index of the request in the batch that made it */
+    blob_t *blob;          /* a reference */
+    uint16_t type;         /* FT_PUSH or FT_EVENT */
+    uint64_t skip_sid;
+    char app[KV_ID_MAX + 1];
+    store_uid_t *users;    /* owned */
+    size_t nusers;
+} fanout_t;
+
+struct store {
+    server_t *srv;
+    uv_thread_t thread;
+    uv_loop_t loop;
+    mbox_t box;
+    uv_timer_t retention;
+    bool started;
+    snowflake_t ids;
+    uint64_t last_recorded; /* the generator position last written to meta */
+    store_req_t **batch;   /* STORE_BATCH_MAX */
+    size_t cur;            /* index of the request being applied */
+    fanout_t *fan;         /* this batch's fanouts, in apply order */
+    size_t nfan, capfan;
+    outbox_t *out;         /* one per worker */
+    kv_retention_t rpos;
+    bool retaining;        /* a retention pass is under way */
+    /* statistics, store thread only */
+    uint64_t batches, requests, messages, max_batch;
+};
+
+/** A message to store in a conversation and push (store__put_message). */
+typedef struct smsg {
+    const char *app;
+    const char *from;
+    uint8_t from_kind;
+    uint8_t conv_type;            /* DIRECT or GROUP */
+    const char *to;               /* user id, or group id (decimal) */
+    uint8_t msg_type;
+    const char *cmid;             /* client_msg_id, may be "" */
+    const uint8_t *body;
+    size_t body_len;
+    const store_uid_t *users;     /* whose timelines get it (the participants) */
+    size_t nusers;
+    bool index;                   /* also in the conversation: history, last message, unread */
+    uint64_t skip_sid;            /* the sending session, not pushed to */
+} smsg_t;
+
+/**
+ * Store @p m: a new id, the msgs record, a timeline entry per user, and when m->index the
+ * conversation index and every user's conversation state (last message; unread +1 for
+ * users other than the sender, for countable types); then queue its PUSH to every user.
+ * @param[out] id, time_ms  the message's id and time.
+ * @return 0 or rc (the transaction must be aborted).
+ */
+int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id,
+                       uint64_t *time_ms);
+
+/** Queue @p b (a new reference is taken) for @p type to @p users after the commit. */
+void store__fanout(store_t *st, blob_t *b, uint16_t type, const char *app,
+                   const store_uid_t *users, size_t nusers, uint64_t skip_sid);
+
+/** The members of group @p gid, in id order. @param[out] users owned (mem_free). */
+int store__roster(kv_txn_t *txn, const char *app, uint64_t gid, store_uid_t **users,
+                  size_t *n);
+
+/**
+ * Look a group id up: @p gid its number; @p alive true when it exists and is not
+ * dismissed. @return 0, RC_ENOTFOUND (malformed or unknown id), or rc.
+ */
+int store__group_state(kv_txn_t *txn, const char *app, const char *group_id, uint64_t *gid,
+                       bool *alive);
+
+/** Apply a SEND (DIRECT or GROUP). */
+int store__send(store_t *st, kv_txn_t *txn, store_send_t *r);
+
+/** Apply an op (store_group.c). Rejections set op->code and return 0; rc only for storage. */
+int store__op(store_t *st, kv_txn_t *txn, store_op_t *op);
+
+#endif

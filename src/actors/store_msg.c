@@ -1,0 +1,204 @@
+/* store_msg: storing a message into a conversation — the record, the timelines, the
+ * conversation index and state — and SEND, direct and to groups. Store thread only. */
+#include <string.h>
+
+#include "actors/message.h"
+#include "actors/store_int.h"
+#include "cim.pb.h"
+#include "core/frame.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/rc.h"
+
+/* A member or participant's conversation state: the new message is its last; unread grows
+ * for users other than the sender when the type counts. */
+static int conv_touch(kv_txn_t *txn, const smsg_t *m, const char *user, uint64_t id,
+                      uint64_t time_ms)
+{
+    uint8_t key[CONV_UKEY_MAX], val[CONV_REC_LEN];
+    const uint8_t *v = NULL;
+    size_t vlen = 0, klen;
+    const char *peer = m->conv_type == cim_ConvType_GROUP ? m->to
+                       : strcmp(user, m->from) == 0       ? m->to
+                                                          : m->from;
+    conv_rec_t c;
+    int rc;
+
+    klen = conv_ukey(key, m->app, user, m->conv_type, peer);
+    rc = kv_rec_get(txn, KV_DB_CONVS, key, klen, &v, &vlen);
+    if (rc < 0 && rc != RC_ENOTFOUND)
+        return rc;
+    conv_decode(v, rc == 0 ? vlen : 0, &c);
+    c.last_id = id;
+    c.updated_ms = time_ms;
+    if (strcmp(user, m->from) != 0 && conv_counts(m->msg_type))
+        c.unread++;
+    else if (strcmp(user, m->from) == 0)
+        c.read_up_to = id; /* one's own message is read */
+    conv_encode(&c, val);
+    return kv_rec_put(txn, KV_DB_CONVS, key, klen, val, sizeof(val));
+}
+
+int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id,
+                       uint64_t *time_ms)
+{
+    store_send_t meta;
+    uint8_t ukey[KV_UKEY_MAX], skey[CONV_SKEY_MAX];
+    blob_t *b = NULL;
+    size_t klen;
+    int rc = 0;
+
+    memset(&meta, 0, sizeof(meta));
+    meta.msg_id = snowflake_next(&st->ids, snowflake_now_ms());
+    meta.time_ms = snowflake_time_ms(meta.msg_id);
+    meta.conv_type = m->conv_type;
+    meta.msg_type = m->msg_type;
+    meta.from_kind = m->from_kind;
+    snprintf(meta.from, sizeof(meta.from), "%s", m->from);
+    snprintf(meta.to, sizeof(meta.to), "%s", m->to);
+    snprintf(meta.cmid, sizeof(meta.cmid), "%s", m->cmid ? m->cmid : "");
+    if ((b = message_encode(&meta, m->body, m->body_len)) == NULL) {
+        LOG_ERROR("store: cannot encode message %llu", (unsigned long long)meta.msg_id);
+        return RC_EINVAL;
+    }
+    if ((rc = kv_msg_put(txn, meta.msg_id, b->data, b->len)) < 0)
+        goto out;
+    for (size_t i = 0; i < m->nusers; i++) {
+        klen = kv_ukey(ukey, m->app, m->users[i]);
+        if ((rc = kv_timeline_add(txn, ukey, klen, meta.msg_id)) < 0)
+            goto out;
+        if (m->index && (rc = conv_touch(txn, m, m->users[i], meta.msg_id, meta.time_ms)) < 0)
+            goto out;
+    }
+    if (m->index) {
+        klen = conv_skey(skey, m->app, m->conv_type, m->conv_type == cim_ConvType_GROUP
+                                                         ? m->to : m->from, m->to);
+        if ((rc = kv_cmsg_add(txn, skey, klen, meta.msg_id)) < 0)
+            goto out;
+    }
+    store__fanout(st, b, FT_PUSH, m->app, m->users, m->nusers, m->skip_sid);
+    st->messages++;
+    *id = meta.msg_id;
+    *time_ms = meta.time_ms;
+out:
+    blob_unref(b);
+    return rc;
+}
+
+/* The members of a group, in id order (the fanout and timeline list of a group message). */
+typedef struct roster {
+    store_uid_t *users;
+    size_t n, cap;
+} roster_t;
+
+static int roster_add(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
+                      size_t vlen)
+{
+    roster_t *r = ctx;
+    (void)val;
+    (void)vlen;
+    if (slen == 0 || slen > KV_ID_MAX)
+        return 0;
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 16;
+        r->users = mem_realloc(r->users, r->cap * sizeof(*r->users));
+    }
+    memcpy(r->users[r->n], sfx, slen);
+    r->users[r->n][slen] = '\0';
+    r->n++;
+    return 0;
+}
+
+/* members key prefix: app NUL gid (8 bytes, big-endian). */
+int store__roster(kv_txn_t *txn, const char *app, uint64_t gid, store_uid_t **users,
+                  size_t *n)
+{
+    uint8_t prefix[KV_ID_MAX + 1 + 8];
+    size_t a = strlen(app);
+    roster_t r = {NULL, 0, 0};
+    int rc;
+
+    memcpy(prefix, app, a);
+    prefix[a] = '\0';
+    for (int i = 0; i < 8; i++)
+        prefix[a + 1 + i] = (uint8_t)(gid >> (56 - 8 * i));
+    rc = kv_rec_scan(txn, KV_DB_MEMBERS, prefix, a + 9, roster_add, &r);
+    if (rc < 0) {
+        mem_free(r.users);
+        return rc;
+    }
+    *users = r.users;
+    *n = r.n;
+    return 0;
+}
+
+int store__send(store_t *st, kv_txn_t *txn, store_send_t *r)
+{
+    uint8_t from[KV_UKEY_MAX];
+    size_t flen = kv_ukey(from, r->app, r->from);
+    store_uid_t pair[2], *members = NULL;
+    smsg_t m;
+    uint64_t prior, gid = 0;
+    size_t nmembers = 0;
+    bool alive = false, member = false;
+    int rc;
+
+    /* A resend of a client_msg_id (this batch included: the txn sees its own writes)
+     * returns the original id and stores nothing. */
+    rc = kv_dedup_get(txn, from, flen, r->cmid, &prior);
+    if (rc == 0) {
+        r->code = cim_Code_OK;
+        r->msg_id = prior;
+        r->time_ms = snowflake_time_ms(prior);
+        return 0;
+    }
+    if (rc != RC_ENOTFOUND)
+        return rc;
+    memset(&m, 0, sizeof(m));
+    m.app = r->app;
+    m.from = r->from;
+    m.from_kind = r->from_kind;
+    m.conv_type = r->conv_type;
+    m.to = r->to;
+    m.msg_type = r->msg_type;
+    m.cmid = r->cmid;
+    m.body = r->body;
+    m.body_len = r->body_len;
+    m.index = true;
+    m.skip_sid = r->sid;
+    if (r->conv_type == cim_ConvType_GROUP) {
+        /* Membership is checked again here, in the writer's order: the worker's check may
+         * be stale by now. */
+        if ((rc = store__group_state(txn, r->app, r->to, &gid, &alive)) < 0 &&
+            rc != RC_ENOTFOUND)
+            return rc;
+        if (!alive) {
+            r->code = cim_Code_NOT_FOUND;
+            return 0;
+        }
+        if ((rc = store__roster(txn, r->app, gid, &members, &nmembers)) < 0)
+            return rc;
+        for (size_t i = 0; i < nmembers && !member; i++)
+            member = strcmp(members[i], r->from) == 0;
+        if (!member) {
+            mem_free(members);
+            r->code = cim_Code_NOT_MEMBER;
+            return 0;
+        }
+        m.users = members;
+        m.nusers = nmembers;
+    } else {
+        snprintf(pair[0], sizeof(pair[0]), "%s", r->from);
+        snprintf(pair[1], sizeof(pair[1]), "%s", r->to);
+        m.users = pair;
+        m.nusers = strcmp(r->from, r->to) == 0 ? 1 : 2;
+    }
+    rc = store__put_message(st, txn, &m, &r->msg_id, &r->time_ms);
+    mem_free(members);
+    if (rc < 0)
+        return rc;
+    if ((rc = kv_dedup_put(txn, from, flen, r->cmid, r->msg_id)) < 0)
+        return rc;
+    r->code = cim_Code_OK;
+    return 0;
+}

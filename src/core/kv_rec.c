@@ -1,0 +1,165 @@
+/* kv_rec: plain records (groups, members, conversations, contacts, blocks), named
+ * counters and the per-conversation message index. Layout reference: docs/STORAGE.md. */
+#include <string.h>
+
+#include "core/kv.h"
+#include "core/kv_int.h"
+#include "core/log.h"
+#include "core/rc.h"
+
+static int rec_dbi(kv_txn_t *txn, int db, MDB_dbi *out)
+{
+    if (db < 0 || db >= KV_DB_COUNT)
+        return RC_EINVAL;
+    *out = kv__of(txn)->recs[db];
+    return 0;
+}
+
+int kv_rec_get(kv_txn_t *txn, int db, const void *key, size_t klen, const uint8_t **val,
+               size_t *vlen)
+{
+    MDB_val k = {klen, (void *)key}, v;
+    MDB_dbi dbi;
+    int rc;
+    if ((rc = rec_dbi(txn, db, &dbi)) < 0)
+        return rc;
+    if ((rc = kv__rc(mdb_get(kv__txn(txn), dbi, &k, &v), "mdb_get rec")) < 0)
+        return rc;
+    if (val != NULL)
+        *val = v.mv_data;
+    if (vlen != NULL)
+        *vlen = v.mv_size;
+    return 0;
+}
+
+int kv_rec_put(kv_txn_t *txn, int db, const void *key, size_t klen, const void *val,
+               size_t vlen)
+{
+    static const uint8_t none = 0;
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)(vlen ? val : &none)};
+    MDB_dbi dbi;
+    int rc;
+    if ((rc = rec_dbi(txn, db, &dbi)) < 0)
+        return rc;
+    return kv__rc(mdb_put(kv__txn(txn), dbi, &k, &v, 0), "mdb_put rec");
+}
+
+int kv_rec_del(kv_txn_t *txn, int db, const void *key, size_t klen)
+{
+    MDB_val k = {klen, (void *)key};
+    MDB_dbi dbi;
+    int rc;
+    if ((rc = rec_dbi(txn, db, &dbi)) < 0)
+        return rc;
+    return kv__rc(mdb_del(kv__txn(txn), dbi, &k, NULL), "mdb_del rec");
+}
+
+int kv_rec_scan(kv_txn_t *txn, int db, const void *prefix, size_t plen,
+                int (*cb)(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
+                          size_t vlen),
+                void *ctx)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k = {plen, (void *)prefix}, v;
+    MDB_dbi dbi;
+    int rc, mrc;
+
+    if ((rc = rec_dbi(txn, db, &dbi)) < 0)
+        return rc;
+    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), dbi, &cur), "cursor")) < 0)
+        return rc;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == MDB_SUCCESS;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+            break;
+        if ((rc = cb(ctx, (const uint8_t *)k.mv_data + plen, k.mv_size - plen, v.mv_data,
+                     v.mv_size)) != 0)
+            goto out;
+    }
+    rc = mrc == MDB_SUCCESS || mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_get rec");
+out:
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+int kv_counter_next(kv_txn_t *txn, const char *name, uint64_t start, uint64_t *out)
+{
+    MDB_val k = {strlen(name), (void *)name}, v;
+    uint8_t buf[8];
+    uint64_t next = start;
+    int mrc = mdb_get(kv__txn(txn), kv__of(txn)->meta, &k, &v);
+
+    if (mrc == MDB_SUCCESS && v.mv_size == 8)
+        next = kv__get_be64(v.mv_data) + 1;
+    else if (mrc != MDB_NOTFOUND && mrc != MDB_SUCCESS)
+        return kv__rc(mrc, "mdb_get counter");
+    kv__put_be64(buf, next);
+    v.mv_size = 8;
+    v.mv_data = buf;
+    if ((mrc = mdb_put(kv__txn(txn), kv__of(txn)->meta, &k, &v, 0)) != MDB_SUCCESS)
+        return kv__rc(mrc, "mdb_put counter");
+    *out = next;
+    return 0;
+}
+
+int kv_cmsg_add(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t id)
+{
+    return kv__ids_add(txn, kv__of(txn)->cmsgs, ckey, klen, id);
+}
+
+int kv_cmsg_after(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t after,
+                  uint64_t *ids, size_t max, size_t *n, uint64_t *total_after)
+{
+    return kv__ids_after(txn, kv__of(txn)->cmsgs, ckey, klen, after, ids, max, n,
+                         total_after);
+}
+
+int kv_cmsg_before(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t before,
+                   uint64_t *ids, size_t max, size_t *n, bool *more)
+{
+    MDB_cursor *cur = NULL;
+    uint8_t from[8];
+    MDB_val k = {klen, (void *)ckey}, v = {8, from};
+    size_t got = 0;
+    int rc, mrc;
+
+    *n = 0;
+    *more = false;
+    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), kv__of(txn)->cmsgs, &cur), "cursor")) < 0)
+        return rc;
+    if (before == 0) {
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_SET);
+        if (mrc == MDB_SUCCESS)
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST_DUP);
+    } else {
+        /* The first id >= before, then one step back; none >= before: the last one. */
+        kv__put_be64(from, before);
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
+        if (mrc == MDB_SUCCESS) {
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV_DUP);
+        } else if (mrc == MDB_NOTFOUND) {
+            k.mv_size = klen;
+            k.mv_data = (void *)ckey;
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_SET);
+            if (mrc == MDB_SUCCESS)
+                mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST_DUP);
+            if (mrc == MDB_SUCCESS && v.mv_size == 8 && kv__get_be64(v.mv_data) >= before)
+                mrc = MDB_NOTFOUND; /* defensive: cannot happen */
+        }
+    }
+    while (mrc == MDB_SUCCESS && got < max) {
+        if (v.mv_size != 8) {
+            rc = RC_ESTORE;
+            goto out;
+        }
+        ids[got++] = kv__get_be64(v.mv_data);
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV_DUP);
+    }
+    if (mrc == MDB_SUCCESS)
+        *more = true; /* stopped by max with an older id still there */
+    rc = mrc == MDB_SUCCESS || mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_get cmsg");
+    *n = got;
+out:
+    mdb_cursor_close(cur);
+    return rc;
+}
