@@ -20,6 +20,11 @@
  * up with SYNC after reconnecting. */
 #define SESSION_OUT_MAX (4u << 20)
 
+/* Frames sealed during one loop turn are gathered and written together at its end (one
+ * write system call for a burst of answers and pushes); a cork this big is written at
+ * once. */
+#define SESSION_CORK_MAX (64u << 10)
+
 /* A frame the kernel did not take at once, waiting in libuv's write queue. */
 typedef struct wreq {
     uv_write_t req;
@@ -46,6 +51,9 @@ static void on_close(uv_handle_t *h)
         next = r->next;
         mem_free(r);
     }
+    if (s->corked)
+        worker__uncork(w, s);
+    mem_free(s->cork);
 
     worker__list_del(s);
     worker__del(w, s);
@@ -63,6 +71,7 @@ static void close_handle(session_t *s)
         return;
     s->closed = true;
     s->state = SESSION_ST_CLOSING;
+    s->cork_len = 0; /* unsent frames die with the connection */
     session__unroute(s);
     worker__list_del(s);
     uv_close((uv_handle_t *)&s->tcp, on_close);
@@ -100,6 +109,8 @@ static void flush_and_close(session_t *s)
     }
     s->since_ms = worker_now(s->w);
     worker__list_move(s->w, s, &s->w->closing);
+    if (session__flush(s) < 0)
+        return; /* closed */
     req = mem_alloc(sizeof(*req));
     req->data = s;
     if (uv_shutdown(req, (uv_stream_t *)&s->tcp, on_shutdown) < 0) {
@@ -143,10 +154,8 @@ static void on_write(uv_write_t *req, int status)
         session_abort(s, uv_strerror(status));
 }
 
-/* Queue @p len sealed bytes: write what the kernel takes now, copy only the rest.
- * The cap on queued bytes is checked by the caller before sealing (a frame sealed and then
- * dropped would desynchronise the peer's nonce counter). */
-static int queue_bytes(session_t *s, const uint8_t *data, uint32_t len)
+/* Write @p len sealed bytes: what the kernel takes now, then queue a copy of the rest. */
+static int write_bytes(session_t *s, const uint8_t *data, uint32_t len)
 {
     uv_buf_t buf;
     wreq_t *wr;
@@ -177,6 +186,40 @@ static int queue_bytes(session_t *s, const uint8_t *data, uint32_t len)
     return 0;
 }
 
+int session__flush(session_t *s)
+{
+    int rc = 0;
+    if (s->cork_len > 0 && !s->closed)
+        rc = write_bytes(s, s->cork, s->cork_len);
+    s->cork_len = 0;
+    /* An idle session holds no buffer. */
+    mem_free(s->cork);
+    s->cork = NULL;
+    s->cork_cap = 0;
+    return rc;
+}
+
+/* Queue @p len sealed bytes in the session's cork, written at the end of the loop turn.
+ * The cap on queued bytes is checked by the caller before sealing (a frame sealed and then
+ * dropped would desynchronise the peer's nonce counter). */
+static int queue_bytes(session_t *s, const uint8_t *data, uint32_t len)
+{
+    if (s->cork_len + len > s->cork_cap) {
+        uint32_t cap = s->cork_cap ? s->cork_cap : 4096;
+        while (cap < s->cork_len + len)
+            cap *= 2;
+        s->cork = mem_realloc(s->cork, cap);
+        s->cork_cap = cap;
+    }
+    memcpy(s->cork + s->cork_len, data, len);
+    s->cork_len += len;
+    if (!s->corked)
+        worker__cork(s->w, s);
+    if (s->cork_len >= SESSION_CORK_MAX)
+        return session__flush(s);
+    return 0;
+}
+
 int session__send_plain(session_t *s, uint32_t type, const uint8_t *body, size_t len)
 {
     uint8_t out[FRAME_HANDSHAKE_MAX];
@@ -198,7 +241,8 @@ int session_send_encoded(session_t *s, uint32_t type, const uint8_t *body, size_
         return RC_ECLOSED;
     if (len > w->srv->conf->max_body)
         return RC_ETOOBIG;
-    if (type != FT_BYE && s->out_bytes + FRAME_HDR + len + FRAME_TAG > SESSION_OUT_MAX) {
+    if (type != FT_BYE &&
+        s->out_bytes + s->cork_len + FRAME_HDR + len + FRAME_TAG > SESSION_OUT_MAX) {
         /* A slow consumer. The frame is not sent (pushes never skip: the device catches
          * up with SYNC after reconnecting); BYE, the session's last frame, goes behind
          * the backlog and the sweep cuts the connection if it is not flushed within the

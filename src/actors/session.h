@@ -62,6 +62,10 @@ typedef struct session {
     frame_rd_t rd;
     chan_t ch;
     uint32_t out_bytes;         /* sealed bytes queued on the socket */
+    uint8_t *cork;              /* sealed frames of this loop turn, written at its end */
+    uint32_t cork_len, cork_cap;
+    struct session *cork_next;  /* the worker's list of sessions with a cork */
+    bool corked;                /* on that list */
     uint32_t max_len;           /* largest frame accepted in the current state */
     uint8_t state;              /* SESSION_ST_* */
     uint8_t kind;               /* DeviceKind after login */
@@ -144,6 +148,13 @@ void session_abort(session_t *s, const char *why);
 void session_finish(session_t *s);
 
 /* ---- internals shared by session*.c ----------------------------------------------- */
+
+/**
+ * Write what the session gathered this loop turn (its cork) with one system call; what
+ * the kernel does not take is queued (uv_write). Called by the worker at the end of each
+ * loop turn and before a close. @return 0, or an rc (the session is closed).
+ */
+int session__flush(session_t *s);
 
 /** Queue an unsealed handshake frame (HELLO_ACK). @return 0 or rc. */
 int session__send_plain(session_t *s, uint32_t type, const uint8_t *body, size_t len);

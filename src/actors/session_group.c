@@ -69,9 +69,8 @@ int session__group(session_t *s, uint32_t type, const uint8_t *body, size_t len)
         if (!ids_valid(req->members, req->members_count))
             return fail(s, type, req->req_id, cim_Code_BAD_REQUEST,
                         "members must be user ids");
-        if ((uint32_t)req->members_count + 1 > s->w->srv->conf->max_group_size)
-            return fail(s, type, req->req_id, cim_Code_TOO_LARGE,
-                        "more members than max_group_size");
+        /* The size (creator + distinct members) is checked by the store: duplicates and
+         * the creator listed among the members count once. */
         op = store_op_new(req->members_count);
         memcpy(op->users, req->members, req->members_count * sizeof(op->users[0]));
         op->type = type;

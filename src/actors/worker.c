@@ -130,10 +130,41 @@ void worker__list_move(worker_t *w, session_t *s, slist_t *l)
 
 /* ---- loop ------------------------------------------------------------------------- */
 
+void worker__cork(worker_t *w, session_t *s)
+{
+    s->corked = true;
+    s->cork_next = w->corked;
+    w->corked = s;
+}
+
+void worker__uncork(worker_t *w, session_t *s)
+{
+    session_t **p = &w->corked;
+    for (; *p != NULL; p = &(*p)->cork_next)
+        if (*p == s) {
+            *p = s->cork_next;
+            break;
+        }
+    s->corked = false;
+}
+
+/* After the loop turn's reads, mailbox and timers: one write per session that has frames. */
+static void on_flush(uv_check_t *h)
+{
+    worker_t *w = h->data;
+    session_t *s;
+    while ((s = w->corked) != NULL) {
+        w->corked = s->cork_next;
+        s->corked = false;
+        (void)session__flush(s); /* a failure closes s */
+    }
+}
+
 void worker__maybe_finish(worker_t *w)
 {
     if (!w->stopping || w->nsessions > 0 || uv_is_closing((uv_handle_t *)&w->sweep))
         return;
+    uv_close((uv_handle_t *)&w->flush, NULL);
     uv_close((uv_handle_t *)&w->sweep, NULL);
     mbox_close(&w->box, NULL);
 }
@@ -254,6 +285,11 @@ int worker_open(worker_t *w)
     if ((rc = uv_timer_init(&w->loop, &w->sweep)) < 0)
         return rc;
     w->sweep.data = w;
+    if ((rc = uv_check_init(&w->loop, &w->flush)) < 0)
+        return rc;
+    w->flush.data = w;
+    if ((rc = uv_check_start(&w->flush, on_flush)) < 0)
+        return rc;
     return uv_timer_start(&w->sweep, on_sweep, WORKER_SWEEP_MS, WORKER_SWEEP_MS);
 }
 

@@ -82,6 +82,8 @@ typedef struct worker {
     uv_loop_t loop;
     mbox_t box;
     uv_timer_t sweep;
+    uv_check_t flush;         /* end of each loop turn: write the sessions' corks */
+    struct session *corked;   /* sessions with frames gathered this turn */
     chan_ctx_t *cc;
     uint8_t *rbuf;            /* shared read buffer, rbuf_len bytes */
     size_t rbuf_len;
@@ -145,6 +147,12 @@ void worker__del(worker_t *w, struct session *s);
 
 /** Move a session to the tail of list @p l (removing it from its current list). */
 void worker__list_move(worker_t *w, struct session *s, slist_t *l);
+
+/** Put @p s on the list of sessions to flush at the end of this loop turn. */
+void worker__cork(worker_t *w, struct session *s);
+
+/** Take @p s off that list (it is being freed). */
+void worker__uncork(worker_t *w, struct session *s);
 
 /** When stopping and no session is left, close the worker's handles (ends the loop). */
 void worker__maybe_finish(worker_t *w);

@@ -6,9 +6,12 @@
  * Every command is one row of `commands` below: its name, handler, argument synopsis and
  * one line of help. The one-shot command line and the shell both dispatch through that
  * table, so a new command (send, sync, history, group ...) is a handler and a row. A
- * handler gets argv with argv[0] = its name and may parse options with getopt_long (call
- * cmd_getopt_reset() first); it reports failures itself with die()/fail() and returns
- * EXIT_OK, EXIT_FAIL or EXIT_USAGE.
+ * command with subcommands (group create ..., contact add ...) points its row at a table
+ * of its own (`sub`); cmd_sub dispatches on the second word. A handler gets argv with
+ * argv[0] = its name (a subcommand: its own name, e.g. "create") and may parse options
+ * with getopt_long (call cmd_getopt_reset() first); it reports failures itself with
+ * fail() and returns EXIT_OK, EXIT_FAIL or EXIT_USAGE. A request the server refuses is
+ * reported as "cim: <what> refused: CODE: reason" and exits 1.
  *
  * Pushes (PUSH, EVENT, BYE) are printed as they arrive in the shell: during a command, and
  * while the shell waits for input (poll on stdin and the connection). The shell also sends
@@ -20,7 +23,12 @@
  * shell's pushes):
  *   <msg_id> <time ISO 8601> <from> -> <to> [<type>] <body>
  * with <to> a user id, or #<group id> for a group; the body as text when it is printable
- * UTF-8 (\ and newline escaped as \\ and \n), else <N bytes: HEX> (the first 32 bytes). */
+ * UTF-8 (\ and newline escaped as \\ and \n), else <N bytes: HEX> (the first 32 bytes).
+ * Pushes that are not ordinary messages print as tagged lines (listen, the shell):
+ *   [read] <user> read <peer or #group> up to <msg_id>
+ *   [presence] <user> online|offline
+ *   [typing] <from> -> <to>          (a transient CUSTOM message: the typing convention)
+ *   [recall] <msg_id> by <user>      (a RECALL message) */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -35,6 +43,8 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <pb_decode.h>
 
 #include "client/cim.h"
 #include "core/chan.h"
@@ -73,14 +83,16 @@ typedef struct cli {
     bool in_shell;
     bool tty;  /* stdin is a terminal: show a prompt */
     bool quit; /* the shell should end */
+    const struct cmd *parent; /* while a subcommand runs: its command (group, contact) */
 } cli_t;
 
 typedef struct cmd {
     const char *name;
     int (*run)(cli_t *cli, int argc, char **argv);
-    const char *args; /* synopsis after the name */
-    const char *help; /* one line */
-    unsigned flags;   /* CMD_* */
+    const char *args;       /* synopsis after the name */
+    const char *help;       /* one line */
+    unsigned flags;         /* CMD_* */
+    const struct cmd *sub;  /* subcommands (run is cmd_sub), or NULL */
 } cmd_t;
 
 static const cmd_t commands[];
@@ -206,9 +218,18 @@ static void print_hex_body(FILE *f, const uint8_t *b, size_t n)
     fputs(n > HEX_SHOWN ? "...>" : ">", f);
 }
 
-/* Text on one line: backslash and newline escaped (\\, \n). */
-static void print_text_body(FILE *f, const uint8_t *b, size_t n)
+/* Text on one line: backslash and newline escaped (\\, \n). With @p max > 0, at most
+ * about @p max bytes, cut at a character boundary and followed by "...". */
+static void print_text_body(FILE *f, const uint8_t *b, size_t n, size_t max)
 {
+    bool cut = false;
+
+    if (max > 0 && n > max) {
+        n = max;
+        while (n > 0 && (b[n] & 0xc0) == 0x80) /* not inside a UTF-8 sequence */
+            n--;
+        cut = true;
+    }
     for (size_t i = 0; i < n; i++) {
         if (b[i] == '\\')
             fputs("\\\\", f);
@@ -217,6 +238,8 @@ static void print_text_body(FILE *f, const uint8_t *b, size_t n)
         else
             fputc(b[i], f);
     }
+    if (cut)
+        fputs("...", f);
 }
 
 /* A SYSTEM message's GroupEvent: "<group 42 created by alice: bob carol>". */
@@ -248,14 +271,9 @@ static bool print_recall_event(FILE *f, const uint8_t *b, size_t n)
     return true;
 }
 
-/* One message, one line (the format in the comment at the top). */
-static void print_msg(FILE *f, const cim_Message *m, const uint8_t *body, size_t len)
+/* A message's body as the one-line formats show it (@p max: as print_text_body). */
+static void print_body(FILE *f, const cim_Message *m, const uint8_t *body, size_t len, size_t max)
 {
-    char when[40];
-
-    fmt_time_ms(m->time_ms, when, sizeof(when));
-    fprintf(f, "%" PRIu64 " %s %s -> %s%s [%s] ", m->msg_id, when, m->from,
-            m->conv_type == cim_ConvType_GROUP ? "#" : "", m->to, msg_type_name(m->msg_type));
     if (m->flags & 1u)
         fputs("<recalled>", f);
     else if (m->msg_type == cim_MsgType_SYSTEM && print_group_event(f, m, body, len))
@@ -264,22 +282,71 @@ static void print_msg(FILE *f, const cim_Message *m, const uint8_t *body, size_t
         ;
     else if (len > 0 && m->msg_type != cim_MsgType_SYSTEM && m->msg_type != cim_MsgType_RECALL &&
              printable(body, len))
-        print_text_body(f, body, len);
+        print_text_body(f, body, len, max);
     else
         print_hex_body(f, body, len);
+}
+
+/* One message, one line (the format in the comment at the top). */
+static void print_msg(FILE *f, const cim_Message *m, const uint8_t *body, size_t len)
+{
+    char when[40];
+
+    fmt_time_ms(m->time_ms, when, sizeof(when));
+    fprintf(f, "%" PRIu64 " %s %s -> %s%s [%s] ", m->msg_id, when, m->from,
+            m->conv_type == cim_ConvType_GROUP ? "#" : "", m->to, msg_type_name(m->msg_type));
+    print_body(f, m, body, len, 0);
     fputc('\n', f);
 }
 
-/* An EVENT, one line. */
-static void print_event(FILE *f, const cim_Event *e)
+/* A transient CUSTOM message (msg_id 0: PROTOCOL-NOTES 11): the typing convention. */
+static bool is_typing(const cim_Message *m)
 {
-    if (e->kind == cim_EventKind_READ)
-        fprintf(f, "[read] %s read %s conversation %s up to %" PRIu64 "\n", e->user,
-                conv_name(e->conv_type), e->peer, e->up_to_msg_id);
-    else if (e->kind == cim_EventKind_PRESENCE)
-        fprintf(f, "[presence] %s is %s\n", e->user, e->online ? "online" : "offline");
-    else
+    return m->msg_id == 0 && m->msg_type == cim_MsgType_CUSTOM;
+}
+
+/* A pushed message: typing indicators and recalls as tagged lines, the rest as print_msg. */
+static void print_pushed_msg(FILE *f, const cim_Message *m, const uint8_t *body, size_t len)
+{
+    cim_RecallEvent ev = cim_RecallEvent_init_zero;
+
+    if (is_typing(m)) {
+        fprintf(f, "[typing] %s -> %s%s", m->from, m->conv_type == cim_ConvType_GROUP ? "#" : "",
+                m->to);
+        if (len > 0 && !(len == 6 && memcmp(body, "typing", 6) == 0)) {
+            fputs(" (", f); /* some other signal: show what it says */
+            if (printable(body, len))
+                print_text_body(f, body, len, 64);
+            else
+                print_hex_body(f, body, len);
+            fputc(')', f);
+        }
+        fputc('\n', f);
+    } else if (m->msg_type == cim_MsgType_RECALL &&
+               cimc_decode(cim_RecallEvent_fields, body, len, &ev) == 0) {
+        fprintf(f, "[recall] %" PRIu64 " by %s\n", ev.msg_id, ev.by);
+    } else {
+        print_msg(f, m, body, len);
+    }
+}
+
+/* An EVENT, one line. A READ names the conversation from the reader's side: "alice read
+ * bob" whether this is alice's other device (peer bob) or bob's (peer alice). */
+static void print_event(const cli_t *cli, FILE *f, const cim_Event *e)
+{
+    const char *conv = e->peer;
+
+    if (e->kind == cim_EventKind_READ) {
+        if (e->conv_type == cim_ConvType_DIRECT && strcmp(e->peer, e->user) == 0 &&
+            cli->user != NULL && strcmp(e->user, cli->user) != 0)
+            conv = cli->user; /* the peer's event: the conversation with me */
+        fprintf(f, "[read] %s read %s%s up to %" PRIu64 "\n", e->user,
+                e->conv_type == cim_ConvType_GROUP ? "#" : "", conv, e->up_to_msg_id);
+    } else if (e->kind == cim_EventKind_PRESENCE) {
+        fprintf(f, "[presence] %s %s\n", e->user, e->online ? "online" : "offline");
+    } else {
         fprintf(f, "[event %d] %s %s\n", (int)e->kind, e->user, e->peer);
+    }
 }
 
 static void print_push(const cli_t *cli, FILE *f, const cimc_push_t *p)
@@ -288,10 +355,10 @@ static void print_push(const cli_t *cli, FILE *f, const cimc_push_t *p)
         fputs("\r\033[K", stdout); /* over the prompt */
     switch (p->type) {
     case FT_PUSH:
-        print_msg(f, &p->u.msg, p->body_data, p->body_len);
+        print_pushed_msg(f, &p->u.msg, p->body_data, p->body_len);
         break;
     case FT_EVENT:
-        print_event(f, &p->u.event);
+        print_event(cli, f, &p->u.event);
         break;
     case FT_BYE:
         fprintf(f, "[bye] %s: %s\n", cimc_code_str(p->u.bye.code), p->u.bye.reason);
@@ -504,11 +571,23 @@ static int cmd_ping(cli_t *cli, int argc, char **argv)
     return EXIT_OK;
 }
 
-/* "  name ARGS   help", the help on a line of its own when the synopsis is long. */
+/* "  name ARGS   help", the help on a line of its own when the synopsis is long; a
+ * command with subcommands as one such line per subcommand ("group create NAME ..."). */
 static void help_line(FILE *f, const cmd_t *c)
 {
-    char syn[160];
+    char syn[200];
 
+    if (c->sub != NULL) {
+        for (const cmd_t *s = c->sub; s->name != NULL; s++) {
+            snprintf(syn, sizeof(syn), "%s %s%s%s", c->name, s->name, s->args[0] ? " " : "",
+                     s->args);
+            if (strlen(syn) <= 30)
+                fprintf(f, "  %-30s %s\n", syn, s->help);
+            else
+                fprintf(f, "  %s\n  %-30s %s\n", syn, "", s->help);
+        }
+        return;
+    }
     snprintf(syn, sizeof(syn), "%s%s%s", c->name, c->args[0] ? " " : "", c->args);
     if (strlen(syn) <= 30)
         fprintf(f, "  %-30s %s\n", syn, c->help);
@@ -674,28 +753,91 @@ static uint8_t *join_words(int argc, char **argv, size_t *outlen)
     return buf;
 }
 
-/* send --to USER [--type T] [--transient] [--id CMID] TEXT... | -
- * (also "send USER TEXT...": without --to the first word names the recipient). */
+/* Whether @p s is a group id as the server assigns them: 1..19 decimal digits, no
+ * leading zero. */
+static bool group_id_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 19 || s[0] == '0')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
+/* A user id argument: 1..64 bytes (the server judges the characters). */
+static bool user_id_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    return n > 0 && n <= 64;
+}
+
+/* Check a --group / --with argument; report a usage error. */
+static bool peer_arg_ok(const char *what, bool group, const char *s)
+{
+    if (group ? group_id_ok(s) : user_id_ok(s))
+        return true;
+    if (group)
+        fail("%s: '%s' is not a group id (a decimal number)", what, s);
+    else
+        fail("%s: the user id must be 1..64 bytes", what);
+    return false;
+}
+
+/* One SEND; prints "sent <msg_id> at <time>" unless @p quiet. */
+static int send_one(cli_t *cli, const char *what, cim_SendReq *req, const uint8_t *body,
+                    size_t len, bool quiet)
+{
+    cim_SendRsp rsp = cim_SendRsp_init_zero;
+    cimc_bytes_t b;
+    char when[40];
+    int rc;
+
+    b.data = body;
+    b.len = len;
+    cimc_bytes_encoder(&req->body, &b);
+    rc = cimc_call(cli->c, FT_SEND, cim_SendReq_fields, req, FT_SEND_ACK, cim_SendRsp_fields,
+                   &rsp);
+    if (rc < 0) {
+        fail_rc(cli, what, rc);
+        return EXIT_FAIL;
+    }
+    if (rsp.code != cim_Code_OK) {
+        fail("%s refused: %s: %s", what, cimc_code_str(rsp.code), rsp.reason);
+        return EXIT_FAIL;
+    }
+    if (!quiet) {
+        fmt_time_ms(rsp.time_ms, when, sizeof(when));
+        printf("sent %" PRIu64 " at %s%s\n", rsp.msg_id, when,
+               req->transient ? " (transient)" : "");
+        fflush(stdout);
+    }
+    return EXIT_OK;
+}
+
+/* send (--to USER | --group G) [--type T] [--transient] [--id CMID] TEXT... | -
+ * (also "send USER TEXT...": without --to or --group the first word names the user). */
 static int cmd_send(cli_t *cli, int argc, char **argv)
 {
-    enum { O_TO = 256, O_TYPE, O_TRANSIENT, O_ID };
+    enum { O_TO = 256, O_GROUP, O_TYPE, O_TRANSIENT, O_ID };
     static const struct option opts[] = {
         {"to", required_argument, NULL, O_TO},
+        {"group", required_argument, NULL, O_GROUP},
         {"type", required_argument, NULL, O_TYPE},
         {"transient", no_argument, NULL, O_TRANSIENT},
         {"id", required_argument, NULL, O_ID},
         {NULL, 0, NULL, 0},
     };
     const cmd_t *cmd = find_cmd(argv[0]);
-    const char *to = NULL, *cmid = NULL;
+    const char *to = NULL, *group = NULL, *cmid = NULL;
     cim_MsgType type = cim_MsgType_TEXT;
     bool transient = false;
     cim_SendReq req = cim_SendReq_init_zero;
-    cim_SendRsp rsp = cim_SendRsp_init_zero;
-    cimc_bytes_t b;
     uint8_t *body = NULL;
     size_t len = 0;
-    char when[40];
     int opt, rc;
 
     /* "+": options come first; every word after them is text, even "-x". */
@@ -703,6 +845,9 @@ static int cmd_send(cli_t *cli, int argc, char **argv)
         switch (opt) {
         case O_TO:
             to = optarg;
+            break;
+        case O_GROUP:
+            group = optarg;
             break;
         case O_TYPE:
             if (msg_type_parse(optarg, &type) < 0) {
@@ -722,11 +867,17 @@ static int cmd_send(cli_t *cli, int argc, char **argv)
             return cmd_usage(cmd);
         }
     }
-    if (to == NULL && optind < argc)
+    if (to != NULL && group != NULL) {
+        fail("send: --to and --group exclude each other");
+        return EXIT_USAGE;
+    }
+    if (to == NULL && group == NULL && optind < argc)
         to = argv[optind++];
-    if (to == NULL || optind >= argc)
+    if ((to == NULL && group == NULL) || optind >= argc)
         return cmd_usage(cmd);
-    if (to[0] == '\0' || strlen(to) >= sizeof(req.to)) {
+    if (group != NULL && !peer_arg_ok("send: --group", true, group))
+        return EXIT_USAGE;
+    if (to != NULL && (to[0] == '\0' || strlen(to) >= sizeof(req.to))) {
         fail("send: the recipient must be a user id of 1..%zu bytes", sizeof(req.to) - 1);
         return EXIT_USAGE;
     }
@@ -746,32 +897,17 @@ static int cmd_send(cli_t *cli, int argc, char **argv)
         return EXIT_FAIL;
     }
 
-    snprintf(req.to, sizeof(req.to), "%s", to);
+    snprintf(req.to, sizeof(req.to), "%s", group != NULL ? group : to);
     if (cmid != NULL)
         snprintf(req.client_msg_id, sizeof(req.client_msg_id), "%s", cmid);
     else
         new_client_msg_id(req.client_msg_id, sizeof(req.client_msg_id));
-    req.conv_type = cim_ConvType_DIRECT;
+    req.conv_type = group != NULL ? cim_ConvType_GROUP : cim_ConvType_DIRECT;
     req.msg_type = type;
     req.transient = transient;
-    b.data = body;
-    b.len = len;
-    cimc_bytes_encoder(&req.body, &b);
-    rc = cimc_call(cli->c, FT_SEND, cim_SendReq_fields, &req, FT_SEND_ACK, cim_SendRsp_fields,
-                   &rsp);
+    rc = send_one(cli, "send", &req, body, len, false);
     free(body);
-    if (rc < 0) {
-        fail_rc(cli, "send", rc);
-        return EXIT_FAIL;
-    }
-    if (rsp.code != cim_Code_OK) {
-        fail("send refused: %s: %s", cimc_code_str(rsp.code), rsp.reason);
-        return EXIT_FAIL;
-    }
-    fmt_time_ms(rsp.time_ms, when, sizeof(when));
-    printf("sent %" PRIu64 " at %s%s\n", rsp.msg_id, when, transient ? " (transient)" : "");
-    fflush(stdout);
-    return EXIT_OK;
+    return rc;
 }
 
 /* What a sync printed. */
@@ -982,12 +1118,13 @@ static int listen_loop(cli_t *cli, uint32_t want, int64_t timeout_ms, bool ack)
         /* Whatever the library holds already, then the socket. */
         while ((want == 0 || got < want) && (rc = cimc_next_push(cli->c, 0, &p)) == 0) {
             if (p.type == FT_PUSH && (p.u.msg.msg_id == 0 || p.u.msg.msg_id > shown)) {
-                print_msg(stdout, &p.u.msg, p.body_data, p.body_len);
-                got++;
+                print_pushed_msg(stdout, &p.u.msg, p.body_data, p.body_len);
+                if (!is_typing(&p.u.msg))
+                    got++; /* --count counts messages, not typing indicators */
                 if (p.u.msg.msg_id != 0)
                     shown = to_ack = p.u.msg.msg_id; /* pushes come in order, no gaps */
             } else if (p.type == FT_EVENT) {
-                print_event(stdout, &p.u.event);
+                print_event(cli, stdout, &p.u.event);
             } /* a BYE: the closed connection is reported below */
             cimc_push_free(&p);
         }
@@ -1099,6 +1236,782 @@ static int cmd_listen(cli_t *cli, int argc, char **argv)
     sigaction(SIGTERM, &old_term, NULL);
     if (stop_signal && cli->in_shell && cli->tty)
         putchar('\n');
+    return rc;
+}
+
+/* ---- groups, conversations, history, read, recall, contacts, blocks ------------------ */
+
+/* The row named @p name: while a subcommand runs, among its command's subcommands. */
+static const cmd_t *find_row(const cli_t *cli, const char *name)
+{
+    if (cli->parent != NULL)
+        for (const cmd_t *c = cli->parent->sub; c->name != NULL; c++)
+            if (strcmp(c->name, name) == 0)
+                return c;
+    return find_cmd(name);
+}
+
+/* "cim: usage: group create NAME [--open] [MEMBER...]" */
+static int usage_of(const cli_t *cli, const char *name)
+{
+    const cmd_t *c = find_row(cli, name);
+
+    if (c == NULL)
+        return EXIT_USAGE;
+    fail("usage: %s%s%s%s%s", cli->parent != NULL ? cli->parent->name : "",
+         cli->parent != NULL ? " " : "", c->name, c->args[0] ? " " : "", c->args);
+    return EXIT_USAGE;
+}
+
+/* The outcome of a request: the rc of the call, then the code of its answer. */
+static int check(cli_t *cli, const char *what, int rc, cim_Code code, const char *reason)
+{
+    if (rc < 0) {
+        fail_rc(cli, what, rc);
+        return EXIT_FAIL;
+    }
+    if (code != cim_Code_OK) {
+        fail("%s refused: %s: %s", what, cimc_code_str(code), reason);
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
+}
+
+/* A request answered with a Result. */
+static int call_result(cli_t *cli, const char *what, uint32_t type, const pb_msgdesc_t *fields,
+                       void *req)
+{
+    cim_Result res = cim_Result_init_zero;
+    int rc = cimc_call(cli->c, type, fields, req, type + 1, cim_Result_fields, &res);
+
+    return check(cli, what, rc, res.code, res.reason);
+}
+
+/* A word as is, or in double quotes (\" \\ \n escaped) when it is empty or has blanks,
+ * quotes, backslashes or control characters: the shell's quoting. */
+static void print_word(FILE *f, const char *s)
+{
+    bool plain = s[0] != '\0';
+
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0' && plain; p++)
+        if (*p <= ' ' || *p == '"' || *p == '\\' || *p == 0x7f)
+            plain = false;
+    if (plain) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p == '\n')
+            fputs("\\n", f);
+        else if (*p < ' ' || *p == 0x7f)
+            fprintf(f, "\\x%02x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+/* "<id> <name> owner=<user> members=<n> open|closed" */
+static void print_group(FILE *f, const cim_Group *g)
+{
+    fprintf(f, "%s ", g->group_id);
+    print_word(f, g->name);
+    fprintf(f, " owner=%s members=%" PRIu32 " %s\n", g->owner, g->member_count,
+            g->open ? "open" : "closed");
+}
+
+/* Check the USER... words of a command: at least one, each a possible user id. */
+static int users_ok(const cli_t *cli, const char *name, int n, char **users)
+{
+    if (n < 1)
+        return usage_of(cli, name);
+    for (int i = 0; i < n; i++)
+        if (!user_id_ok(users[i])) {
+            fail("%s: user ids are 1..64 bytes, got '%s'", name, users[i]);
+            return EXIT_USAGE;
+        }
+    return EXIT_OK;
+}
+
+#define GROUP_USERS_MAX 1000 /* GroupCreateReq.members, GroupUsersReq.users (cim.options) */
+
+/* group create NAME [--open] [MEMBER...]: the new group's id alone on stdout. */
+static int cmd_group_create(cli_t *cli, int argc, char **argv)
+{
+    enum { O_OPEN = 256 };
+    static const struct option opts[] = {
+        {"open", no_argument, NULL, O_OPEN},
+        {NULL, 0, NULL, 0},
+    };
+    cim_GroupCreateReq *req;
+    cim_GroupRsp rsp = cim_GroupRsp_init_zero;
+    const char *name;
+    bool is_open = false;
+    int opt, rc, n;
+
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (opt != O_OPEN)
+            return usage_of(cli, argv[0]);
+        is_open = true;
+    }
+    if (optind >= argc)
+        return usage_of(cli, argv[0]);
+    name = argv[optind++];
+    if (name[0] == '\0' || strlen(name) > 64) {
+        fail("group create: the name must be 1..64 bytes");
+        return EXIT_USAGE;
+    }
+    n = argc - optind;
+    if (n > GROUP_USERS_MAX) {
+        fail("group create: at most %d members at once (add more with group add)",
+             GROUP_USERS_MAX);
+        return EXIT_USAGE;
+    }
+    if (n > 0 && (rc = users_ok(cli, "group create", n, argv + optind)) != EXIT_OK)
+        return rc;
+    if ((req = calloc(1, sizeof(*req))) == NULL) { /* 65 KB of user ids: not on the stack */
+        fail("group create: out of memory");
+        return EXIT_FAIL;
+    }
+    snprintf(req->name, sizeof(req->name), "%s", name);
+    for (int i = 0; i < n; i++)
+        snprintf(req->members[i], sizeof(req->members[i]), "%s", argv[optind + i]);
+    req->members_count = (pb_size_t)n;
+    req->open = is_open;
+    rc = cimc_call(cli->c, FT_GROUP_CREATE, cim_GroupCreateReq_fields, req, FT_GROUP_CREATE_ACK,
+                   cim_GroupRsp_fields, &rsp);
+    free(req);
+    if ((rc = check(cli, "group create", rc, rsp.code, rsp.reason)) != EXIT_OK)
+        return rc;
+    if (!rsp.has_group || rsp.group.group_id[0] == '\0') {
+        fail("group create: the server's answer names no group");
+        return EXIT_FAIL;
+    }
+    printf("%s\n", rsp.group.group_id);
+    return EXIT_OK;
+}
+
+/* The G of "group <sub> G ...": @return EXIT_OK, or EXIT_USAGE (reported). */
+static int group_arg(const cli_t *cli, int argc, char **argv, int min_argc, int max_argc)
+{
+    if (argc < min_argc || (max_argc > 0 && argc > max_argc) || argv[1][0] == '-')
+        return usage_of(cli, argv[0]);
+    if (!group_id_ok(argv[1])) {
+        fail("group %s: '%s' is not a group id (a decimal number)", argv[0], argv[1]);
+        return EXIT_USAGE;
+    }
+    return EXIT_OK;
+}
+
+/* group join G: prints "joined <the group line>". */
+static int cmd_group_join(cli_t *cli, int argc, char **argv)
+{
+    cim_GroupReq req = cim_GroupReq_init_zero;
+    cim_GroupRsp rsp = cim_GroupRsp_init_zero;
+    int rc;
+
+    if ((rc = group_arg(cli, argc, argv, 2, 2)) != EXIT_OK)
+        return rc;
+    snprintf(req.group_id, sizeof(req.group_id), "%s", argv[1]);
+    rc = cimc_call(cli->c, FT_GROUP_JOIN, cim_GroupReq_fields, &req, FT_GROUP_JOIN_ACK,
+                   cim_GroupRsp_fields, &rsp);
+    if ((rc = check(cli, "group join", rc, rsp.code, rsp.reason)) != EXIT_OK)
+        return rc;
+    fputs("joined ", stdout);
+    if (rsp.has_group)
+        print_group(stdout, &rsp.group);
+    else
+        printf("%s\n", argv[1]);
+    return EXIT_OK;
+}
+
+/* group leave G / group dismiss G */
+static int group_plain(cli_t *cli, int argc, char **argv, uint32_t type, const char *what,
+                       const char *done)
+{
+    cim_GroupReq req = cim_GroupReq_init_zero;
+    int rc;
+
+    if ((rc = group_arg(cli, argc, argv, 2, 2)) != EXIT_OK)
+        return rc;
+    snprintf(req.group_id, sizeof(req.group_id), "%s", argv[1]);
+    if ((rc = call_result(cli, what, type, cim_GroupReq_fields, &req)) != EXIT_OK)
+        return rc;
+    printf("%s %s\n", done, argv[1]);
+    return EXIT_OK;
+}
+
+static int cmd_group_leave(cli_t *cli, int argc, char **argv)
+{
+    return group_plain(cli, argc, argv, FT_GROUP_LEAVE, "group leave", "left");
+}
+
+static int cmd_group_dismiss(cli_t *cli, int argc, char **argv)
+{
+    return group_plain(cli, argc, argv, FT_GROUP_DISMISS, "group dismiss", "dismissed");
+}
+
+/* group add G USER... / group kick G USER... */
+static int group_users(cli_t *cli, int argc, char **argv, uint32_t type, const char *what,
+                       const char *done)
+{
+    cim_GroupUsersReq *req;
+    int rc, n = argc - 2;
+
+    if ((rc = group_arg(cli, argc, argv, 3, 0)) != EXIT_OK ||
+        (rc = users_ok(cli, what, n, argv + 2)) != EXIT_OK)
+        return rc;
+    if (n > GROUP_USERS_MAX) {
+        fail("%s: at most %d users at once", what, GROUP_USERS_MAX);
+        return EXIT_USAGE;
+    }
+    if ((req = calloc(1, sizeof(*req))) == NULL) {
+        fail("%s: out of memory", what);
+        return EXIT_FAIL;
+    }
+    snprintf(req->group_id, sizeof(req->group_id), "%s", argv[1]);
+    for (int i = 0; i < n; i++)
+        snprintf(req->users[i], sizeof(req->users[i]), "%s", argv[2 + i]);
+    req->users_count = (pb_size_t)n;
+    rc = call_result(cli, what, type, cim_GroupUsersReq_fields, req);
+    free(req);
+    if (rc != EXIT_OK)
+        return rc;
+    printf("%s %s:", done, argv[1]);
+    for (int i = 2; i < argc; i++)
+        printf(" %s", argv[i]);
+    putchar('\n');
+    return EXIT_OK;
+}
+
+static int cmd_group_add(cli_t *cli, int argc, char **argv)
+{
+    return group_users(cli, argc, argv, FT_GROUP_ADD, "group add", "added to");
+}
+
+static int cmd_group_kick(cli_t *cli, int argc, char **argv)
+{
+    return group_users(cli, argc, argv, FT_GROUP_KICK, "group kick", "kicked from");
+}
+
+/* User ids streamed from a repeated string field. */
+typedef struct names {
+    char (*v)[65];
+    size_t n, cap;
+} names_t;
+
+static bool on_name(pb_istream_t *s, const pb_field_t *f, void **arg)
+{
+    names_t *nm = *arg;
+    size_t len = s->bytes_left;
+    char(*nv)[65];
+
+    (void)f;
+    if (len == 0 || len > 64)
+        return false;
+    if (nm->n == nm->cap) {
+        size_t cap = nm->cap == 0 ? 64 : nm->cap * 2;
+        if ((nv = realloc(nm->v, cap * sizeof(*nv))) == NULL)
+            return false;
+        nm->v = nv;
+        nm->cap = cap;
+    }
+    if (!pb_read(s, (pb_byte_t *)nm->v[nm->n], len))
+        return false;
+    nm->v[nm->n][len] = '\0';
+    nm->n++;
+    return true;
+}
+
+/* group members G: one member per line, the owner as "<user> (owner)". */
+static int cmd_group_members(cli_t *cli, int argc, char **argv)
+{
+    cim_GroupReq req = cim_GroupReq_init_zero;
+    cim_GroupMembersRsp rsp = cim_GroupMembersRsp_init_zero;
+    names_t nm = {NULL, 0, 0};
+    int rc;
+
+    if ((rc = group_arg(cli, argc, argv, 2, 2)) != EXIT_OK)
+        return rc;
+    snprintf(req.group_id, sizeof(req.group_id), "%s", argv[1]);
+    rsp.members.funcs.decode = on_name;
+    rsp.members.arg = &nm;
+    rc = cimc_call(cli->c, FT_GROUP_MEMBERS, cim_GroupReq_fields, &req, FT_GROUP_MEMBERS_ACK,
+                   cim_GroupMembersRsp_fields, &rsp);
+    /* the owner is known once the whole answer is read (Group comes after the list) */
+    if ((rc = check(cli, "group members", rc, rsp.code, rsp.reason)) == EXIT_OK)
+        for (size_t i = 0; i < nm.n; i++)
+            printf("%s%s\n", nm.v[i],
+                   rsp.has_group && strcmp(nm.v[i], rsp.group.owner) == 0 ? " (owner)" : "");
+    free(nm.v);
+    return rc;
+}
+
+static bool on_group(pb_istream_t *s, const pb_field_t *f, void **arg)
+{
+    cim_Group g = cim_Group_init_zero;
+
+    (void)f;
+    (void)arg;
+    if (!pb_decode(s, cim_Group_fields, &g))
+        return false;
+    print_group(stdout, &g);
+    return true;
+}
+
+/* group list: the groups I am in, one line each (print_group). */
+static int cmd_group_list(cli_t *cli, int argc, char **argv)
+{
+    cim_Req req = cim_Req_init_zero;
+    cim_GroupListRsp rsp = cim_GroupListRsp_init_zero;
+    int rc;
+
+    if (argc > 1)
+        return usage_of(cli, argv[0]);
+    rsp.groups.funcs.decode = on_group;
+    rc = cimc_call(cli->c, FT_GROUP_LIST, cim_Req_fields, &req, FT_GROUP_LIST_ACK,
+                   cim_GroupListRsp_fields, &rsp);
+    fflush(stdout);
+    return check(cli, "group list", rc, rsp.code, rsp.reason);
+}
+
+/* A message body decoded into a buffer of its own (Conversation.last). */
+typedef struct body_buf {
+    uint8_t *data;
+    size_t len;
+} body_buf_t;
+
+static bool on_body(pb_istream_t *s, const pb_field_t *f, void **arg)
+{
+    body_buf_t *b = *arg;
+    size_t n = s->bytes_left;
+    uint8_t *p = malloc(n > 0 ? n : 1);
+
+    (void)f;
+    if (p == NULL || !pb_read(s, p, n)) {
+        free(p);
+        return false;
+    }
+    free(b->data);
+    b->data = p;
+    b->len = n;
+    return true;
+}
+
+#define SUMMARY_MAX 60 /* bytes of a last message's text shown by convs */
+
+/* "<type> <peer> unread=<n> read=<id> [peer_read=<id>] last: <id> <time> <from> [<type>]
+ * <body, cut>" (or "last: -"). */
+static void print_conv(FILE *f, const cim_Conversation *cv, const uint8_t *body, size_t len)
+{
+    char when[40];
+
+    fprintf(f, "%s %s unread=%" PRIu32 " read=%" PRIu64, conv_name(cv->conv_type), cv->peer,
+            cv->unread, cv->read_up_to);
+    if (cv->conv_type == cim_ConvType_DIRECT)
+        fprintf(f, " peer_read=%" PRIu64, cv->peer_read_up_to);
+    if (!cv->has_last || cv->last.msg_id == 0) {
+        fputs(" last: -\n", f);
+        return;
+    }
+    fmt_time_ms(cv->last.time_ms, when, sizeof(when));
+    fprintf(f, " last: %" PRIu64 " %s %s [%s] ", cv->last.msg_id, when, cv->last.from,
+            msg_type_name(cv->last.msg_type));
+    print_body(f, &cv->last, body, len, SUMMARY_MAX);
+    fputc('\n', f);
+}
+
+static bool on_conv(pb_istream_t *s, const pb_field_t *f, void **arg)
+{
+    cim_Conversation cv = cim_Conversation_init_zero;
+    body_buf_t b = {NULL, 0};
+    bool ok;
+
+    (void)f;
+    (void)arg;
+    cv.last.body.funcs.decode = on_body; /* kept by pb_decode (callbacks are not reset) */
+    cv.last.body.arg = &b;
+    if ((ok = pb_decode(s, cim_Conversation_fields, &cv)))
+        print_conv(stdout, &cv, b.data, b.len);
+    free(b.data);
+    return ok;
+}
+
+/* convs: newest first, then "total unread: N". */
+static int cmd_convs(cli_t *cli, int argc, char **argv)
+{
+    cim_Req req = cim_Req_init_zero;
+    cim_ConvListRsp rsp = cim_ConvListRsp_init_zero;
+    int rc;
+
+    if ((rc = no_args(find_cmd(argv[0]), argc, argv)) != EXIT_OK)
+        return rc;
+    rsp.convs.funcs.decode = on_conv;
+    rc = cimc_call(cli->c, FT_CONV_LIST, cim_Req_fields, &req, FT_CONV_LIST_ACK,
+                   cim_ConvListRsp_fields, &rsp);
+    fflush(stdout);
+    if ((rc = check(cli, "convs", rc, rsp.code, rsp.reason)) != EXIT_OK)
+        return rc;
+    printf("total unread: %" PRIu32 "\n", rsp.total_unread);
+    return EXIT_OK;
+}
+
+/* --with USER | --group G, shared by history and read: @return EXIT_OK with the
+ * conversation in @p type / @p peer, or EXIT_USAGE (reported). */
+static int conv_arg(const cli_t *cli, const char *name, const char *with, const char *group,
+                    cim_ConvType *type, const char **peer)
+{
+    if ((with == NULL) == (group == NULL)) {
+        fail("%s: give one of --with USER or --group G", name);
+        return usage_of(cli, name);
+    }
+    if (!peer_arg_ok(group != NULL ? "--group" : "--with", group != NULL,
+                     group != NULL ? group : with))
+        return EXIT_USAGE;
+    *type = group != NULL ? cim_ConvType_GROUP : cim_ConvType_DIRECT;
+    *peer = group != NULL ? group : with;
+    return EXIT_OK;
+}
+
+/* Messages collected from HistoryRsp pages. */
+typedef struct msgs {
+    cimc_push_t *v;
+    size_t n, cap;
+} msgs_t;
+
+static bool on_hist_msg(pb_istream_t *s, const pb_field_t *f, void **arg)
+{
+    msgs_t *ms = *arg;
+    cimc_push_t *nv;
+
+    (void)f;
+    if (ms->n == ms->cap) {
+        size_t cap = ms->cap == 0 ? 32 : ms->cap * 2;
+        if ((nv = realloc(ms->v, cap * sizeof(*nv))) == NULL)
+            return false;
+        ms->v = nv;
+        ms->cap = cap;
+    }
+    if (cimc_message_decode(s, &ms->v[ms->n]) < 0)
+        return false;
+    ms->n++;
+    return true;
+}
+
+static int by_msg_id(const void *a, const void *b)
+{
+    uint64_t x = ((const cimc_push_t *)a)->u.msg.msg_id, y = ((const cimc_push_t *)b)->u.msg.msg_id;
+
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* Print @p n messages ascending (a repeated id once). */
+static void print_msgs(cimc_push_t *v, size_t n)
+{
+    qsort(v, n, sizeof(*v), by_msg_id);
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || v[i].u.msg.msg_id != v[i - 1].u.msg.msg_id)
+            print_msg(stdout, &v[i].u.msg, v[i].body_data, v[i].body_len);
+    fflush(stdout);
+}
+
+/* history (--with USER | --group G) [--before ID] [--limit N] [--all] */
+static int cmd_history(cli_t *cli, int argc, char **argv)
+{
+    enum { O_WITH = 256, O_GROUP, O_BEFORE, O_LIMIT, O_ALL };
+    static const struct option opts[] = {
+        {"with", required_argument, NULL, O_WITH},
+        {"group", required_argument, NULL, O_GROUP},
+        {"before", required_argument, NULL, O_BEFORE},
+        {"limit", required_argument, NULL, O_LIMIT},
+        {"all", no_argument, NULL, O_ALL},
+        {NULL, 0, NULL, 0},
+    };
+    const char *with = NULL, *group = NULL, *peer = NULL;
+    cim_ConvType type = cim_ConvType_DIRECT;
+    uint64_t before = 0, v;
+    uint32_t limit = 0;
+    bool all = false;
+    msgs_t ms = {NULL, 0, 0};
+    int opt, rc;
+
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (opt) {
+        case O_WITH:
+            with = optarg;
+            break;
+        case O_GROUP:
+            group = optarg;
+            break;
+        case O_BEFORE:
+            if (parse_u64(optarg, 0, UINT64_MAX, &before) < 0) {
+                fail("--before: expected a msg_id, got '%s'", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case O_LIMIT:
+            if (parse_u64(optarg, 1, 100, &v) < 0) {
+                fail("--limit: expected 1..100 messages per page, got '%s'", optarg);
+                return EXIT_USAGE;
+            }
+            limit = (uint32_t)v;
+            break;
+        case O_ALL:
+            all = true;
+            break;
+        default:
+            return usage_of(cli, argv[0]);
+        }
+    }
+    if (optind < argc)
+        return usage_of(cli, argv[0]);
+    if ((rc = conv_arg(cli, argv[0], with, group, &type, &peer)) != EXIT_OK)
+        return rc;
+
+    for (;;) {
+        cim_HistoryReq req = cim_HistoryReq_init_zero;
+        cim_HistoryRsp rsp = cim_HistoryRsp_init_zero;
+        size_t start = ms.n;
+        uint64_t oldest = 0;
+
+        req.conv_type = type;
+        snprintf(req.peer, sizeof(req.peer), "%s", peer);
+        req.before_msg_id = before;
+        req.limit = limit;
+        rsp.messages.funcs.decode = on_hist_msg;
+        rsp.messages.arg = &ms;
+        rc = cimc_call(cli->c, FT_HISTORY, cim_HistoryReq_fields, &req, FT_HISTORY_ACK,
+                       cim_HistoryRsp_fields, &rsp);
+        if ((rc = check(cli, "history", rc, rsp.code, rsp.reason)) != EXIT_OK)
+            goto out;
+        for (size_t i = start; i < ms.n; i++)
+            if (oldest == 0 || ms.v[i].u.msg.msg_id < oldest)
+                oldest = ms.v[i].u.msg.msg_id;
+        if (!all) {
+            print_msgs(ms.v, ms.n);
+            if (rsp.has_more && oldest != 0)
+                note("more before %" PRIu64 ": history %s %s --before %" PRIu64 " (or --all)",
+                     oldest, group != NULL ? "--group" : "--with", peer, oldest);
+            break;
+        }
+        if (!rsp.has_more)
+            break;
+        if (oldest == 0 || (before != 0 && oldest >= before)) {
+            fail("history: the server said there is more but returned nothing older");
+            rc = EXIT_FAIL;
+            goto out;
+        }
+        before = oldest;
+    }
+    if (all)
+        print_msgs(ms.v, ms.n);
+    rc = EXIT_OK;
+out:
+    for (size_t i = 0; i < ms.n; i++)
+        cimc_push_free(&ms.v[i]);
+    free(ms.v);
+    return rc;
+}
+
+/* read (--with USER | --group G) [--up-to ID] */
+static int cmd_read(cli_t *cli, int argc, char **argv)
+{
+    enum { O_WITH = 256, O_GROUP, O_UPTO };
+    static const struct option opts[] = {
+        {"with", required_argument, NULL, O_WITH},
+        {"group", required_argument, NULL, O_GROUP},
+        {"up-to", required_argument, NULL, O_UPTO},
+        {NULL, 0, NULL, 0},
+    };
+    const char *with = NULL, *group = NULL, *peer = NULL;
+    cim_ReadReq req = cim_ReadReq_init_zero;
+    cim_ConvType type = cim_ConvType_DIRECT;
+    uint64_t up_to = 0;
+    int opt, rc;
+
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (opt) {
+        case O_WITH:
+            with = optarg;
+            break;
+        case O_GROUP:
+            group = optarg;
+            break;
+        case O_UPTO:
+            if (parse_u64(optarg, 0, UINT64_MAX, &up_to) < 0) {
+                fail("--up-to: expected a msg_id (0: everything), got '%s'", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        default:
+            return usage_of(cli, argv[0]);
+        }
+    }
+    if (optind < argc)
+        return usage_of(cli, argv[0]);
+    if ((rc = conv_arg(cli, argv[0], with, group, &type, &peer)) != EXIT_OK)
+        return rc;
+    req.conv_type = type;
+    snprintf(req.peer, sizeof(req.peer), "%s", peer);
+    req.up_to_msg_id = up_to;
+    if ((rc = call_result(cli, "read", FT_READ, cim_ReadReq_fields, &req)) != EXIT_OK)
+        return rc;
+    if (up_to != 0)
+        printf("read %s %s up to %" PRIu64 "\n", conv_name(type), peer, up_to);
+    else
+        printf("read %s %s up to the latest\n", conv_name(type), peer);
+    return EXIT_OK;
+}
+
+/* recall MSG_ID */
+static int cmd_recall(cli_t *cli, int argc, char **argv)
+{
+    cim_RecallReq req = cim_RecallReq_init_zero;
+    uint64_t id;
+    int rc;
+
+    if (argc != 2)
+        return usage_of(cli, argv[0]);
+    if (parse_u64(argv[1], 1, UINT64_MAX, &id) < 0) {
+        fail("recall: expected a msg_id, got '%s'", argv[1]);
+        return EXIT_USAGE;
+    }
+    req.msg_id = id;
+    if ((rc = call_result(cli, "recall", FT_RECALL, cim_RecallReq_fields, &req)) != EXIT_OK)
+        return rc;
+    printf("recalled %" PRIu64 "\n", id);
+    return EXIT_OK;
+}
+
+static bool on_contact(pb_istream_t *s, const pb_field_t *f, void **arg)
+{
+    cim_Contact c = cim_Contact_init_zero;
+
+    (void)f;
+    (void)arg;
+    if (!pb_decode(s, cim_Contact_fields, &c))
+        return false;
+    printf("%s %s%s\n", c.user, c.online ? "online" : "offline", c.blocked ? " blocked" : "");
+    return true;
+}
+
+/* contacts: "<user> online|offline[ blocked]" per contact. */
+static int cmd_contacts(cli_t *cli, int argc, char **argv)
+{
+    cim_Req req = cim_Req_init_zero;
+    cim_ContactListRsp rsp = cim_ContactListRsp_init_zero;
+    int rc;
+
+    if ((rc = no_args(find_cmd(argv[0]), argc, argv)) != EXIT_OK)
+        return rc;
+    rsp.contacts.funcs.decode = on_contact;
+    rc = cimc_call(cli->c, FT_CONTACT_LIST, cim_Req_fields, &req, FT_CONTACT_LIST_ACK,
+                   cim_ContactListRsp_fields, &rsp);
+    fflush(stdout);
+    return check(cli, "contacts", rc, rsp.code, rsp.reason);
+}
+
+/* contact add|remove USER, block USER, unblock USER */
+static int user_op(cli_t *cli, int argc, char **argv, uint32_t type, const char *what,
+                   const char *done)
+{
+    cim_UserReq req = cim_UserReq_init_zero;
+    int rc;
+
+    if (argc != 2 || argv[1][0] == '-')
+        return usage_of(cli, argv[0]);
+    if ((rc = users_ok(cli, what, 1, argv + 1)) != EXIT_OK)
+        return rc;
+    snprintf(req.user, sizeof(req.user), "%s", argv[1]);
+    if ((rc = call_result(cli, what, type, cim_UserReq_fields, &req)) != EXIT_OK)
+        return rc;
+    printf("%s %s\n", done, argv[1]);
+    return EXIT_OK;
+}
+
+static int cmd_contact_add(cli_t *cli, int argc, char **argv)
+{
+    return user_op(cli, argc, argv, FT_CONTACT_ADD, "contact add", "added contact");
+}
+
+static int cmd_contact_remove(cli_t *cli, int argc, char **argv)
+{
+    return user_op(cli, argc, argv, FT_CONTACT_REMOVE, "contact remove", "removed contact");
+}
+
+static int cmd_block(cli_t *cli, int argc, char **argv)
+{
+    return user_op(cli, argc, argv, FT_BLOCK, "block", "blocked");
+}
+
+static int cmd_unblock(cli_t *cli, int argc, char **argv)
+{
+    return user_op(cli, argc, argv, FT_UNBLOCK, "unblock", "unblocked");
+}
+
+/* typing (--to USER | --group G): a transient CUSTOM message with the body "typing"
+ * (the convention: receivers show transient CUSTOM messages as [typing]). Prints
+ * nothing. */
+static int cmd_typing(cli_t *cli, int argc, char **argv)
+{
+    enum { O_TO = 256, O_GROUP };
+    static const struct option opts[] = {
+        {"to", required_argument, NULL, O_TO},
+        {"group", required_argument, NULL, O_GROUP},
+        {NULL, 0, NULL, 0},
+    };
+    static const char body[] = "typing";
+    cim_SendReq req = cim_SendReq_init_zero;
+    const char *to = NULL, *group = NULL;
+    int opt;
+
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (opt == O_TO)
+            to = optarg;
+        else if (opt == O_GROUP)
+            group = optarg;
+        else
+            return usage_of(cli, argv[0]);
+    }
+    if (to == NULL && group == NULL && optind == argc - 1)
+        to = argv[optind++]; /* typing bob */
+    if (optind < argc || (to == NULL) == (group == NULL))
+        return usage_of(cli, argv[0]);
+    if (!peer_arg_ok(group != NULL ? "typing: --group" : "typing: --to", group != NULL,
+                     group != NULL ? group : to))
+        return EXIT_USAGE;
+    snprintf(req.to, sizeof(req.to), "%s", group != NULL ? group : to);
+    new_client_msg_id(req.client_msg_id, sizeof(req.client_msg_id));
+    req.conv_type = group != NULL ? cim_ConvType_GROUP : cim_ConvType_DIRECT;
+    req.msg_type = cim_MsgType_CUSTOM;
+    req.transient = true;
+    return send_one(cli, "typing", &req, (const uint8_t *)body, sizeof(body) - 1, true);
+}
+
+/* A command with subcommands: run the one named by the second word. */
+static int cmd_sub(cli_t *cli, int argc, char **argv)
+{
+    const cmd_t *cmd = find_cmd(argv[0]), *s;
+    int rc;
+
+    if (argc < 2 || argv[1][0] == '-') {
+        fail("usage: %s %s (see help)", cmd->name, cmd->args);
+        return EXIT_USAGE;
+    }
+    for (s = cmd->sub; s->name != NULL; s++)
+        if (strcmp(s->name, argv[1]) == 0)
+            break;
+    if (s->name == NULL) {
+        fail("%s: unknown subcommand '%s' (%s)", cmd->name, argv[1], cmd->args);
+        return EXIT_USAGE;
+    }
+    cli->parent = cmd;
+    cmd_getopt_reset();
+    rc = s->run(cli, argc - 1, argv + 1); /* its argv[0] is its own name */
+    cli->parent = NULL;
     return rc;
 }
 
@@ -1264,24 +2177,63 @@ static int cmd_shell(cli_t *cli, int argc, char **argv)
     return status;
 }
 
+/* Subcommands of group (flags come from the group row). */
+static const cmd_t group_cmds[] = {
+    {"create", cmd_group_create, "NAME [--open] [MEMBER...]",
+     "new group, you its owner: prints its id", 0, NULL},
+    {"join", cmd_group_join, "G", "join an open group", 0, NULL},
+    {"add", cmd_group_add, "G USER...", "add users (any member may)", 0, NULL},
+    {"leave", cmd_group_leave, "G", "leave a group", 0, NULL},
+    {"kick", cmd_group_kick, "G USER...", "remove members (owner only)", 0, NULL},
+    {"dismiss", cmd_group_dismiss, "G", "end the group (owner only)", 0, NULL},
+    {"members", cmd_group_members, "G", "one member per line, the owner marked", 0, NULL},
+    {"list", cmd_group_list, "", "your groups: id name owner members open|closed", 0, NULL},
+    {NULL, NULL, NULL, NULL, 0, NULL},
+};
+
+static const cmd_t contact_cmds[] = {
+    {"add", cmd_contact_add, "USER", "add to your contacts (presence events follow)", 0, NULL},
+    {"remove", cmd_contact_remove, "USER", "remove from your contacts", 0, NULL},
+    {NULL, NULL, NULL, NULL, 0, NULL},
+};
+
 /* The command table: the one place a command is added. */
 static const cmd_t commands[] = {
-    {"login", cmd_session, "", "log in and print the session", CMD_ONLINE},
-    {"whoami", cmd_session, "", "print the session", CMD_ONLINE},
-    {"ping", cmd_ping, "", "measure the round trip to the server", CMD_ONLINE},
-    {"send", cmd_send, "--to USER [--type T] [--transient] [--id CMID] TEXT...|-",
-     "send a message: the words, or - for stdin", CMD_ONLINE},
+    {"login", cmd_session, "", "log in and print the session", CMD_ONLINE, NULL},
+    {"whoami", cmd_session, "", "print the session", CMD_ONLINE, NULL},
+    {"ping", cmd_ping, "", "measure the round trip to the server", CMD_ONLINE, NULL},
+    {"send", cmd_send,
+     "--to USER|--group G [--type T] [--transient] [--id CMID] TEXT...|-",
+     "send a message: the words, or - for stdin", CMD_ONLINE, NULL},
     {"sync", cmd_sync, "[--after ID] [--limit N] [--all|--page] [--ack]",
-     "messages this device has not acknowledged", CMD_ONLINE},
+     "messages this device has not acknowledged", CMD_ONLINE, NULL},
     {"timeline", cmd_timeline, "", "the whole timeline from the start (acknowledges nothing)",
-     CMD_ONLINE},
+     CMD_ONLINE, NULL},
     {"listen", cmd_listen, "[--count N] [--timeout S] [--ack]",
-     "print messages as they arrive", CMD_ONLINE | CMD_PUSHES},
+     "print messages and events as they arrive", CMD_ONLINE | CMD_PUSHES, NULL},
+    {"group", cmd_sub, "create|join|add|leave|kick|dismiss|members|list ...", "groups",
+     CMD_ONLINE, group_cmds},
+    {"convs", cmd_convs, "", "conversations, newest first, with unread counts", CMD_ONLINE,
+     NULL},
+    {"history", cmd_history, "(--with USER | --group G) [--before ID] [--limit N] [--all]",
+     "a conversation's messages, paging backwards", CMD_ONLINE, NULL},
+    {"read", cmd_read, "(--with USER | --group G) [--up-to ID]",
+     "mark a conversation read (up to ID; default everything)", CMD_ONLINE, NULL},
+    {"recall", cmd_recall, "MSG_ID", "recall a message you sent (within the recall window)",
+     CMD_ONLINE, NULL},
+    {"typing", cmd_typing, "--to USER | --group G",
+     "send a typing indicator (transient CUSTOM \"typing\")", CMD_ONLINE, NULL},
+    {"contacts", cmd_contacts, "", "your contacts: user online|offline [blocked]", CMD_ONLINE,
+     NULL},
+    {"contact", cmd_sub, "add|remove USER", "contacts", CMD_ONLINE, contact_cmds},
+    {"block", cmd_block, "USER", "refuse USER's messages (their send gets BLOCKED)", CMD_ONLINE,
+     NULL},
+    {"unblock", cmd_unblock, "USER", "accept USER's messages again", CMD_ONLINE, NULL},
     {"shell", cmd_shell, "", "interactive prompt (pushes are shown as they arrive)",
-     CMD_ONLINE | CMD_NOT_SHELL},
-    {"help", cmd_help, "", "list the commands", 0},
-    {"quit", cmd_quit, "", "leave the shell (also: exit, end of input)", CMD_SHELL_ONLY},
-    {NULL, NULL, NULL, NULL, 0},
+     CMD_ONLINE | CMD_NOT_SHELL, NULL},
+    {"help", cmd_help, "", "list the commands", 0, NULL},
+    {"quit", cmd_quit, "", "leave the shell (also: exit, end of input)", CMD_SHELL_ONLY, NULL},
+    {NULL, NULL, NULL, NULL, 0, NULL},
 };
 
 /* ---- main ----------------------------------------------------------------------------- */
@@ -1325,6 +2277,7 @@ static void usage(FILE *f)
                 "            (default text); --id sets the client_msg_id (a repeat is not stored\n"
                 "            twice); --transient delivers to online devices only, stores nothing.\n"
                 "            Without --to the first word is the recipient: send bob hello there.\n"
+                "            --group G sends to a group (G: its id, as group create printed).\n"
                 "  sync      pages through the messages this device has not acknowledged (or\n"
                 "            those after --after ID); on the command line every page (--page:\n"
                 "            one), in the shell one page (--all: every page); --ack then moves\n"
@@ -1333,7 +2286,35 @@ static void usage(FILE *f)
                 "            stops after --count N messages, after --timeout S seconds (with\n"
                 "            --count: exit 1 if fewer came), or on Ctrl-C/SIGTERM (exit 0).\n"
                 "            --ack first prints what this device has not acknowledged, then\n"
-                "            acknowledges as it prints. A ready line goes to stderr.\n"
+                "            acknowledges as it prints. A ready line goes to stderr. --count\n"
+                "            counts messages, not events or typing indicators. Besides messages:\n"
+                "              [read] alice read bob up to <msg_id>   (bob: you, or #<group>)\n"
+                "              [presence] bob online|offline          (a contact came or went)\n"
+                "              [typing] alice -> bob                  (transient CUSTOM message)\n"
+                "              [recall] <msg_id> by alice             (a message was recalled)\n"
+                "  group     create prints the new group's id alone on a line, for scripts:\n"
+                "            G=$(cim group create team bob carol); --open lets anyone join by id.\n"
+                "            list prints '<id> <name> owner=<user> members=<n> open|closed' (a\n"
+                "            name with blanks in \"quotes\"); members prints one user per line,\n"
+                "            '<user> (owner)' for the owner. The others print what they did.\n"
+                "  convs     one line per conversation, newest first:\n"
+                "              <direct|group> <peer> unread=<n> read=<my cursor>\n"
+                "                [peer_read=<peer's cursor>] last: <msg_id> <time> <from> [<type>] <text>\n"
+                "            (peer_read for direct conversations only), then 'total unread: <n>'.\n"
+                "  history   the newest page (--limit, 1..100, default 20) before --before ID,\n"
+                "            oldest first; a note on stderr says how to page further back.\n"
+                "            --all pages back to the start and prints everything oldest first.\n"
+                "  read      moves your read cursor to --up-to ID (omitted or 0: everything);\n"
+                "            your other devices and a direct peer get a [read] event.\n"
+                "  recall    erases a message you sent within the server's recall window\n"
+                "            (RECALL_WINDOW_PASSED after it); history shows it <recalled>.\n"
+                "  typing    the typing convention: a transient (stored nowhere, online devices\n"
+                "            only) CUSTOM message whose body is \"typing\" (an empty body means\n"
+                "            the same); receivers show any transient CUSTOM message as [typing].\n"
+                "            Send it again every few seconds while typing; prints nothing.\n"
+                "  contacts  one line per contact: '<user> online|offline' and ' blocked' when\n"
+                "            you block them. block USER makes USER's sends to you fail with\n"
+                "            BLOCKED; contacts' presence changes arrive as [presence] events.\n"
                 "  In one-shot mode stdout is the command's output only: pushes that arrive\n"
                 "  meanwhile are dropped (shown on stderr with -v); the shell prints them.\n"
                 "\n"
@@ -1344,6 +2325,12 @@ static void usage(FILE *f)
                 "  cim --user alice send --to bob --type file - < photo.jpg\n"
                 "  cim --user alice sync --ack                # what this device missed\n"
                 "  cim --user alice listen --count 1 --timeout 30\n"
+                "  G=$(cim --user alice group create team bob carol)\n"
+                "  cim --user alice send --group \"$G\" \"hello team\"\n"
+                "  BOB=$(cimctl --data data token --user bob --ttl 3600)\n"
+                "  cim --user bob --token \"$BOB\" convs        # unread=1 for the group\n"
+                "  cim --user bob --token \"$BOB\" history --group \"$G\" --all\n"
+                "  cim --user bob --token \"$BOB\" read --group \"$G\"\n"
                 "\n"
                 "exit status: 0 done, 1 failed or refused by the server, 2 usage error\n");
     } else {

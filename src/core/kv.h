@@ -316,4 +316,74 @@ typedef struct kv_retention {
 int kv_retention_step(kv_txn_t *txn, kv_retention_t *pos, uint64_t cutoff_id, size_t budget,
                       size_t *removed);
 
+/* ---- inspection: statistics and listings for cimdump (kv_stat.c) --------------------- */
+
+/**
+ * Statistics of one database (LMDB's mdb_stat). @p name is the database's name as stored;
+ * the pseudo names "(main)" and "(free)" stand for LMDB's unnamed database (which holds the
+ * names of the others) and its free-page list.
+ */
+typedef struct kv_dbstat {
+    char name[64];
+    bool dupsort;           /* sorted duplicates (timeline, cmsgs) */
+    uint32_t depth;         /* B-tree depth */
+    uint64_t entries;       /* records; for a DUPSORT database every value counts */
+    uint64_t branch_pages;  /* pages of the page size in kv_envinfo_t */
+    uint64_t leaf_pages;
+    uint64_t overflow_pages;
+} kv_dbstat_t;
+
+/**
+ * Call @p cb for every database of the environment in name order (the ones this build
+ * does not know too), then for "(main)" and "(free)". @p st is borrowed for the call.
+ * A database this build does not open at kv_open is opened for the transaction only, so
+ * no other thread of the process may open databases meanwhile (cim opens all of its own
+ * at kv_open: only cimdump meets such a database).
+ * @param[out] free_pages  pages on the free list (reusable), like `mdb_stat -f`; may be
+ *                         NULL (then the free list is not walked).
+ * @return 0, a non-zero value returned by @p cb (stops the walk), or rc.
+ * @note Read or write transaction, any thread.
+ */
+int kv_stat_each(kv_txn_t *txn, int (*cb)(void *ctx, const kv_dbstat_t *st), void *ctx,
+                 uint64_t *free_pages);
+
+/** The environment as a whole (mdb_env_info, mdb_env_stat and the data file's size). */
+typedef struct kv_envinfo {
+    uint64_t map_size;     /* bytes of address space mapped (the size the file may reach) */
+    uint64_t last_page;    /* highest page number in use: (last_page + 1) pages are used */
+    uint64_t last_txn;     /* id of the last committed write transaction */
+    uint64_t file_size;    /* data.mdb's size on disk, bytes */
+    uint32_t page_size;    /* bytes */
+    uint32_t max_readers;  /* reader slots in lock.mdb */
+    uint32_t reader_slots; /* slots ever used (high-water mark, not the ones in use now) */
+} kv_envinfo_t;
+
+/**
+ * Describe the environment.
+ * @param[out] out  written only on success.
+ * @return 0, or RC_ESTORE / -errno.
+ * @note Any thread; no transaction needed.
+ */
+int kv_env_info(kv_t *kv, kv_envinfo_t *out);
+
+/**
+ * Call @p cb for every reader slot in use, in slot order: @p pid the process holding it,
+ * @p txn the snapshot (transaction id) it reads, 0 when the slot is held between
+ * transactions. The calling process's own open read transaction is listed too.
+ * @return 0, a non-zero value returned by @p cb, or rc.
+ * @note Any thread; reads the lock file's table without taking its lock, so the list is
+ *       a moment's picture (LMDB's mdb_reader_list).
+ */
+int kv_reader_each(kv_t *kv, int (*cb)(void *ctx, long pid, uint64_t txn), void *ctx);
+
+/**
+ * Call @p cb for each device cursor of a user (cursors database) in device id order.
+ * @p device is borrowed for the call. @return 0, @p cb's non-zero value, or rc.
+ */
+int kv_cursor_each(kv_txn_t *txn, const uint8_t *ukey, size_t klen,
+                   int (*cb)(void *ctx, const char *device, uint64_t id), void *ctx);
+
+/** The smallest message id stored (0 if none). @return 0 or rc. */
+int kv_msg_first_id(kv_txn_t *txn, uint64_t *out);
+
 #endif

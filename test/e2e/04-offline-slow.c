@@ -21,10 +21,13 @@
 /* Bounds on cimd's resident memory during the flood: an absolute one, and one on its
  * growth — the 4 MiB output cap, buffers and batches, nowhere near the 96 MB that queueing
  * the slow device's pushes would take. Under ASan, cimd's quarantine is capped (below) and
- * its shadow memory adds an eighth. */
+ * its shadow memory adds an eighth; TSan's shadow is far larger. */
 #define RSS_LIMIT_KB (300L * 1024)
 #if defined(__SANITIZE_ADDRESS__)
 #define RSS_GROWTH_KB (64L * 1024)
+#elif defined(__SANITIZE_THREAD__)
+/* TSan shadows every byte the server touches several times over and keeps history. */
+#define RSS_GROWTH_KB (160L * 1024)
 #else
 #define RSS_GROWTH_KB (40L * 1024)
 #endif

@@ -443,3 +443,579 @@ void tmsg_expect_no_push(cimc_t *c, unsigned ms)
                    m.from, m.to, m.client_msg_id);
     ASSERT_RC(rc, RC_ETIMEDOUT);
 }
+
+/* ---- any request/answer pair --------------------------------------------------------- */
+
+int tmsg_call_result(cimc_t *c, uint32_t type, uint32_t ack_type, const pb_msgdesc_t *fields,
+                     void *req, cim_Result *res)
+{
+    memset(res, 0, sizeof(*res));
+    return cimc_call(c, type, fields, req, ack_type, cim_Result_fields, res);
+}
+
+int tmsg_call_raw(cimc_t *c, uint32_t type, const uint8_t *body, size_t len,
+                  uint32_t ack_type, const pb_msgdesc_t *fields, void *rsp)
+{
+    uint32_t got;
+    uint8_t *ans = NULL;
+    size_t alen;
+    int rc;
+
+    if ((rc = cimc_send_frame(c, type, body, len)) < 0)
+        return rc;
+    if ((rc = tmsg_next_answer(c, 10000, &got, &ans, &alen)) < 0)
+        return rc;
+    if (got != ack_type) {
+        fprintf(stderr, "tmsg_call_raw: got frame 0x%04x, want 0x%04x\n", got, ack_type);
+        free(ans);
+        return RC_EPROTO;
+    }
+    rc = cimc_decode(fields, ans, alen, rsp);
+    free(ans);
+    return rc;
+}
+
+void tmsg_expect_code_(const char *file, int line, int rc, int code, const char *reason,
+                       int want)
+{
+    if (rc != 0) {
+        fprintf(stderr, "%s:%d: no answer: %d (%s)\n", file, line, rc, rc_str(rc));
+        fflush(stderr);
+        abort();
+    }
+    if (code != want) {
+        fprintf(stderr, "%s:%d: answered %s (%s), want %s\n", file, line, cimc_code_str(code),
+                reason ? reason : "", cimc_code_str(want));
+        fflush(stderr);
+        abort();
+    }
+    if (want != cim_Code_OK && (reason == NULL || reason[0] == '\0')) {
+        fprintf(stderr, "%s:%d: %s without a reason\n", file, line, cimc_code_str(code));
+        fflush(stderr);
+        abort();
+    }
+}
+
+void tmsg_expect_alive(cimc_t *c, cimc_t *from, cimc_t *to, const char *to_user)
+{
+    static unsigned n;
+    char cmid[32], body[32];
+    cim_SendRsp rsp;
+    tmsg_t m;
+
+    ASSERT_OK(cimc_ping(c, NULL));
+    n++;
+    snprintf(cmid, sizeof(cmid), "alive-%u", n);
+    snprintf(body, sizeof(body), "still here %u", n);
+    ASSERT_OK(tmsg_send(from, to_user, cmid, cim_MsgType_TEXT, body, strlen(body), false, &rsp));
+    if (rsp.code != cim_Code_OK)
+        TEST_FAIL_("alive check: send to %s: %s (%s)", to_user, cimc_code_str(rsp.code),
+                   rsp.reason);
+    ASSERT_OK(tmsg_next_push(to, 5000, &m, NULL, 0));
+    if (m.msg_id != rsp.msg_id)
+        TEST_FAIL_("alive check: %s got msg_id %" PRIu64 " ('%s'), want %" PRIu64 " (%s)",
+                   to_user, m.msg_id, m.client_msg_id, rsp.msg_id, cmid);
+}
+
+int tmsg_send_conv(cimc_t *c, int conv_type, const char *to, const char *cmid, int msg_type,
+                   const void *body, size_t len, bool transient, cim_SendRsp *rsp)
+{
+    cim_SendReq req;
+    cimc_bytes_t b = {body, len};
+
+    tmsg_fill_req(&req, to, cmid, msg_type, &b, transient);
+    req.conv_type = (cim_ConvType)conv_type;
+    return tmsg_send_req(c, &req, rsp);
+}
+
+/* ---- groups ---------------------------------------------------------------------------- */
+
+int tmsg_group_create(cimc_t *c, const char *name, const char *const *members, size_t n,
+                      bool open, cim_GroupRsp *rsp)
+{
+    cim_GroupCreateReq *req = calloc(1, sizeof(*req));
+    int rc;
+
+    ASSERT_NOT_NULL(req);
+    if (n > sizeof(req->members) / sizeof(req->members[0]))
+        TEST_FAIL_("tmsg_group_create: %zu members do not fit a GroupCreateReq", n);
+    snprintf(req->name, sizeof(req->name), "%s", name);
+    for (size_t i = 0; i < n; i++)
+        snprintf(req->members[i], sizeof(req->members[i]), "%s", members[i]);
+    req->members_count = (pb_size_t)n;
+    req->open = open;
+    memset(rsp, 0, sizeof(*rsp));
+    rc = cimc_call(c, FT_GROUP_CREATE, cim_GroupCreateReq_fields, req, FT_GROUP_CREATE_ACK,
+                   cim_GroupRsp_fields, rsp);
+    free(req);
+    return rc;
+}
+
+int tmsg_group_join(cimc_t *c, const char *gid, cim_GroupRsp *rsp)
+{
+    cim_GroupReq req = cim_GroupReq_init_zero;
+    snprintf(req.group_id, sizeof(req.group_id), "%s", gid);
+    memset(rsp, 0, sizeof(*rsp));
+    return cimc_call(c, FT_GROUP_JOIN, cim_GroupReq_fields, &req, FT_GROUP_JOIN_ACK,
+                     cim_GroupRsp_fields, rsp);
+}
+
+int tmsg_group_req(cimc_t *c, uint32_t type, const char *gid, cim_Result *res)
+{
+    cim_GroupReq req = cim_GroupReq_init_zero;
+    snprintf(req.group_id, sizeof(req.group_id), "%s", gid);
+    return tmsg_call_result(c, type, type + 1, cim_GroupReq_fields, &req, res);
+}
+
+int tmsg_group_users(cimc_t *c, uint32_t type, const char *gid, const char *const *users,
+                     size_t n, cim_Result *res)
+{
+    cim_GroupUsersReq *req = calloc(1, sizeof(*req));
+    int rc;
+
+    ASSERT_NOT_NULL(req);
+    if (n > sizeof(req->users) / sizeof(req->users[0]))
+        TEST_FAIL_("tmsg_group_users: %zu users do not fit a GroupUsersReq", n);
+    snprintf(req->group_id, sizeof(req->group_id), "%s", gid);
+    for (size_t i = 0; i < n; i++)
+        snprintf(req->users[i], sizeof(req->users[i]), "%s", users[i]);
+    req->users_count = (pb_size_t)n;
+    rc = tmsg_call_result(c, type, type + 1, cim_GroupUsersReq_fields, req, res);
+    free(req);
+    return rc;
+}
+
+typedef struct names_ctx {
+    char (*names)[65];
+    size_t cap, n;
+} names_ctx_t;
+
+static bool on_name(pb_istream_t *s, const pb_field_t *f, void **arg)
+{
+    names_ctx_t *nc = *arg;
+    char buf[65];
+    size_t len = s->bytes_left;
+
+    (void)f;
+    if (len > 64 || !pb_read(s, (pb_byte_t *)buf, len))
+        return false;
+    buf[len] = '\0';
+    if (nc->n < nc->cap)
+        memcpy(nc->names[nc->n], buf, len + 1);
+    nc->n++;
+    return true;
+}
+
+int tmsg_group_members(cimc_t *c, const char *gid, char (*names)[65], size_t cap, size_t *n,
+                       cim_GroupMembersRsp *rsp)
+{
+    cim_GroupReq req = cim_GroupReq_init_zero;
+    names_ctx_t nc = {names, cap, 0};
+    int rc;
+
+    snprintf(req.group_id, sizeof(req.group_id), "%s", gid);
+    memset(rsp, 0, sizeof(*rsp));
+    rsp->members.funcs.decode = on_name;
+    rsp->members.arg = &nc;
+    rc = cimc_call(c, FT_GROUP_MEMBERS, cim_GroupReq_fields, &req, FT_GROUP_MEMBERS_ACK,
+                   cim_GroupMembersRsp_fields, rsp);
+    *n = nc.n;
+    return rc;
+}
+
+typedef struct groups_ctx {
+    cim_Group *groups;
+    size_t cap, n;
+} groups_ctx_t;
+
+static bool on_group(pb_istream_t *s, const pb_field_t *f, void **arg)
+{
+    groups_ctx_t *gc = *arg;
+    cim_Group g = cim_Group_init_zero;
+
+    (void)f;
+    if (!pb_decode(s, cim_Group_fields, &g))
+        return false;
+    if (gc->n < gc->cap)
+        gc->groups[gc->n] = g;
+    gc->n++;
+    return true;
+}
+
+int tmsg_group_list(cimc_t *c, cim_Group *groups, size_t cap, size_t *n,
+                    cim_GroupListRsp *rsp)
+{
+    cim_Req req = cim_Req_init_zero;
+    groups_ctx_t gc = {groups, cap, 0};
+    int rc;
+
+    memset(rsp, 0, sizeof(*rsp));
+    rsp->groups.funcs.decode = on_group;
+    rsp->groups.arg = &gc;
+    rc = cimc_call(c, FT_GROUP_LIST, cim_Req_fields, &req, FT_GROUP_LIST_ACK,
+                   cim_GroupListRsp_fields, rsp);
+    *n = gc.n;
+    return rc;
+}
+
+bool tmsg_has_name(char (*names)[65], size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return true;
+    return false;
+}
+
+cim_GroupEvent *tmsg_group_event(const tmsg_t *m)
+{
+    cim_GroupEvent *ev = calloc(1, sizeof(*ev));
+
+    ASSERT_NOT_NULL(ev);
+    if (m->msg_type != cim_MsgType_SYSTEM || m->conv_type != cim_ConvType_GROUP)
+        TEST_FAIL_("msg_id %" PRIu64 " from %s to %s is msg_type %d conv_type %d, not a "
+                   "group's SYSTEM message",
+                   m->msg_id, m->from, m->to, m->msg_type, m->conv_type);
+    if (m->body == NULL && m->body_len > 0)
+        TEST_FAIL_("tmsg_group_event: the body of msg_id %" PRIu64 " was not kept", m->msg_id);
+    if (cimc_decode(cim_GroupEvent_fields, m->body, m->body_len, ev) != 0)
+        TEST_FAIL_("msg_id %" PRIu64 ": the body is not a GroupEvent", m->msg_id);
+    return ev;
+}
+
+cim_GroupEvent *tmsg_expect_group_event(const tmsg_t *m, const char *gid, int kind,
+                                        const char *actor, const char *const *users,
+                                        size_t n)
+{
+    cim_GroupEvent *ev = tmsg_group_event(m);
+
+    ASSERT_STREQ(m->to, gid);
+    ASSERT_STREQ(m->from, actor);
+    if ((int)ev->kind != kind)
+        TEST_FAIL_("msg_id %" PRIu64 ": GroupEvent kind %d, want %d", m->msg_id, ev->kind,
+                   kind);
+    ASSERT_STREQ(ev->actor, actor);
+    ASSERT_TRUE(ev->has_group);
+    ASSERT_STREQ(ev->group.group_id, gid);
+    if (ev->users_count != n)
+        TEST_FAIL_("msg_id %" PRIu64 " (kind %d): %u users, want %zu", m->msg_id, kind,
+                   (unsigned)ev->users_count, n);
+    for (size_t i = 0; i < n; i++) {
+        bool found = false;
+        for (size_t j = 0; j < ev->users_count && !found; j++)
+            found = strcmp(ev->users[j], users[i]) == 0;
+        if (!found)
+            TEST_FAIL_("msg_id %" PRIu64 " (kind %d): user %s missing", m->msg_id, kind,
+                       users[i]);
+    }
+    return ev;
+}
+
+void tmsg_recall_event(const tmsg_t *m, cim_RecallEvent *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (m->msg_type != cim_MsgType_RECALL)
+        TEST_FAIL_("msg_id %" PRIu64 " is msg_type %d, not RECALL", m->msg_id, m->msg_type);
+    if (m->body == NULL && m->body_len > 0)
+        TEST_FAIL_("tmsg_recall_event: the body of msg_id %" PRIu64 " was not kept", m->msg_id);
+    if (cimc_decode(cim_RecallEvent_fields, m->body, m->body_len, out) != 0)
+        TEST_FAIL_("msg_id %" PRIu64 ": the body is not a RecallEvent", m->msg_id);
+}
+
+/* ---- conversations ------------------------------------------------------------------------ */
+
+typedef struct body_sum {
+    size_t len;
+    uint64_t hash;
+} body_sum_t;
+
+static bool on_body_sum(pb_istream_t *s, const pb_field_t *f, void **arg)
+{
+    body_sum_t *bs = *arg;
+    uint8_t buf[512];
+
+    (void)f;
+    while (s->bytes_left > 0) {
+        size_t k = s->bytes_left < sizeof(buf) ? s->bytes_left : sizeof(buf);
+        if (!pb_read(s, buf, k))
+            return false;
+        for (size_t i = 0; i < k; i++) {
+            bs->hash ^= buf[i];
+            bs->hash *= 0x100000001b3ULL;
+        }
+        bs->len += k;
+    }
+    return true;
+}
+
+typedef struct convs_ctx {
+    tmsg_conv_t *convs;
+    size_t cap, n;
+} convs_ctx_t;
+
+static bool on_conv(pb_istream_t *s, const pb_field_t *f, void **arg)
+{
+    convs_ctx_t *cc = *arg;
+    cim_Conversation cv = cim_Conversation_init_zero;
+    body_sum_t bs = {0, 0xcbf29ce484222325ULL};
+    tmsg_conv_t *o;
+
+    (void)f;
+    cv.last.body.funcs.decode = on_body_sum;
+    cv.last.body.arg = &bs;
+    if (!pb_decode(s, cim_Conversation_fields, &cv))
+        return false;
+    if (cc->n >= cc->cap) {
+        cc->n++;
+        return true;
+    }
+    o = &cc->convs[cc->n++];
+    memset(o, 0, sizeof(*o));
+    o->conv_type = cv.conv_type;
+    memcpy(o->peer, cv.peer, sizeof(o->peer));
+    o->has_last = cv.has_last;
+    o->unread = cv.unread;
+    o->read_up_to = cv.read_up_to;
+    o->peer_read_up_to = cv.peer_read_up_to;
+    o->updated_ms = cv.updated_ms;
+    if (cv.has_last) {
+        tmsg_t *r = &o->last;
+        r->msg_id = cv.last.msg_id;
+        r->conv_type = cv.last.conv_type;
+        memcpy(r->from, cv.last.from, sizeof(r->from));
+        memcpy(r->to, cv.last.to, sizeof(r->to));
+        r->msg_type = cv.last.msg_type;
+        r->time_ms = cv.last.time_ms;
+        memcpy(r->client_msg_id, cv.last.client_msg_id, sizeof(r->client_msg_id));
+        r->flags = cv.last.flags;
+        r->from_device = cv.last.from_device;
+        r->body_len = bs.len;
+        r->body_hash = bs.hash;
+        r->body = NULL;
+    }
+    return true;
+}
+
+int tmsg_conv_list(cimc_t *c, tmsg_conv_t *convs, size_t cap, size_t *n, cim_ConvListRsp *rsp)
+{
+    cim_Req req = cim_Req_init_zero;
+    convs_ctx_t cc = {convs, cap, 0};
+    int rc;
+
+    memset(rsp, 0, sizeof(*rsp));
+    rsp->convs.funcs.decode = on_conv;
+    rsp->convs.arg = &cc;
+    rc = cimc_call(c, FT_CONV_LIST, cim_Req_fields, &req, FT_CONV_LIST_ACK,
+                   cim_ConvListRsp_fields, rsp);
+    *n = cc.n;
+    return rc;
+}
+
+const tmsg_conv_t *tmsg_conv_find(const tmsg_conv_t *convs, size_t n, int conv_type,
+                                  const char *peer)
+{
+    for (size_t i = 0; i < n; i++)
+        if (convs[i].conv_type == conv_type && strcmp(convs[i].peer, peer) == 0)
+            return &convs[i];
+    return NULL;
+}
+
+int tmsg_history(cimc_t *c, int conv_type, const char *peer, uint64_t before, uint32_t limit,
+                 tmsg_page_t *p)
+{
+    cim_HistoryReq req = cim_HistoryReq_init_zero;
+    cim_HistoryRsp rsp = cim_HistoryRsp_init_zero;
+    int rc;
+
+    req.conv_type = (cim_ConvType)conv_type;
+    snprintf(req.peer, sizeof(req.peer), "%s", peer);
+    req.before_msg_id = before;
+    req.limit = limit;
+    p->page_n = 0;
+    rsp.messages.funcs.decode = on_message;
+    rsp.messages.arg = p;
+    rc = cimc_call(c, FT_HISTORY, cim_HistoryReq_fields, &req, FT_HISTORY_ACK,
+                   cim_HistoryRsp_fields, &rsp);
+    if (rc < 0)
+        return rc;
+    p->pages++;
+    p->code = rsp.code;
+    memcpy(p->reason, rsp.reason, sizeof(p->reason));
+    p->has_more = rsp.has_more;
+    return 0;
+}
+
+int tmsg_read(cimc_t *c, int conv_type, const char *peer, uint64_t up_to, cim_Result *res)
+{
+    cim_ReadReq req = cim_ReadReq_init_zero;
+    req.conv_type = (cim_ConvType)conv_type;
+    snprintf(req.peer, sizeof(req.peer), "%s", peer);
+    req.up_to_msg_id = up_to;
+    return tmsg_call_result(c, FT_READ, FT_READ_ACK, cim_ReadReq_fields, &req, res);
+}
+
+int tmsg_recall(cimc_t *c, uint64_t msg_id, cim_Result *res)
+{
+    cim_RecallReq req = cim_RecallReq_init_zero;
+    req.msg_id = msg_id;
+    return tmsg_call_result(c, FT_RECALL, FT_RECALL_ACK, cim_RecallReq_fields, &req, res);
+}
+
+/* ---- contacts, blocks, events ------------------------------------------------------------ */
+
+int tmsg_user_req(cimc_t *c, uint32_t type, const char *user, cim_Result *res)
+{
+    cim_UserReq req = cim_UserReq_init_zero;
+    snprintf(req.user, sizeof(req.user), "%s", user);
+    return tmsg_call_result(c, type, type + 1, cim_UserReq_fields, &req, res);
+}
+
+typedef struct contacts_ctx {
+    cim_Contact *out;
+    size_t cap, n;
+} contacts_ctx_t;
+
+static bool on_contact(pb_istream_t *s, const pb_field_t *f, void **arg)
+{
+    contacts_ctx_t *cc = *arg;
+    cim_Contact ct = cim_Contact_init_zero;
+
+    (void)f;
+    if (!pb_decode(s, cim_Contact_fields, &ct))
+        return false;
+    if (cc->n < cc->cap)
+        cc->out[cc->n] = ct;
+    cc->n++;
+    return true;
+}
+
+int tmsg_contact_list(cimc_t *c, cim_Contact *out, size_t cap, size_t *n,
+                      cim_ContactListRsp *rsp)
+{
+    cim_Req req = cim_Req_init_zero;
+    contacts_ctx_t cc = {out, cap, 0};
+    int rc;
+
+    memset(rsp, 0, sizeof(*rsp));
+    rsp->contacts.funcs.decode = on_contact;
+    rsp->contacts.arg = &cc;
+    rc = cimc_call(c, FT_CONTACT_LIST, cim_Req_fields, &req, FT_CONTACT_LIST_ACK,
+                   cim_ContactListRsp_fields, rsp);
+    *n = cc.n;
+    return rc;
+}
+
+int tmsg_next_event(cimc_t *c, unsigned timeout_ms, cim_Event *out)
+{
+    uint64_t deadline = tmsg_now_ms() + timeout_ms;
+    cimc_push_t p;
+    int rc;
+
+    for (;;) {
+        uint64_t now = tmsg_now_ms();
+        unsigned left = now >= deadline ? 0 : (unsigned)(deadline - now);
+        if ((rc = cimc_next_push(c, left, &p)) < 0)
+            return rc;
+        if (p.type == FT_EVENT) {
+            *out = p.u.event;
+            cimc_push_free(&p);
+            return 0;
+        }
+        cimc_push_free(&p);
+        if (p.type == FT_BYE)
+            return RC_ECLOSED;
+    }
+}
+
+void tmsg_expect_quiet(cimc_t *c, unsigned ms)
+{
+    cimc_push_t p;
+    int rc = cimc_next_push(c, ms, &p);
+
+    if (rc == 0) {
+        if (p.type == FT_PUSH)
+            TEST_FAIL_("unexpected PUSH: msg_id %" PRIu64 " from %s to %s type %d cmid '%s'",
+                       p.u.msg.msg_id, p.u.msg.from, p.u.msg.to, p.u.msg.msg_type,
+                       p.u.msg.client_msg_id);
+        if (p.type == FT_EVENT)
+            TEST_FAIL_("unexpected EVENT: kind %d user %s peer %s up_to %" PRIu64 " online %d",
+                       p.u.event.kind, p.u.event.user, p.u.event.peer, p.u.event.up_to_msg_id,
+                       p.u.event.online);
+        TEST_FAIL_("unexpected frame 0x%04x", p.type);
+    }
+    ASSERT_RC(rc, RC_ETIMEDOUT);
+}
+
+/* ---- users -------------------------------------------------------------------------------- */
+
+void tmsg_register_users(const tsrv_t *t, const char *const *users, size_t n)
+{
+    kv_t *kv = NULL;
+    kv_txn_t *txn = NULL;
+    struct timespec ts;
+    uint64_t now;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    ASSERT_OK(kv_open(t->dir, KV_NOSYNC, &kv));
+    ASSERT_OK(kv_begin(kv, KV_WRITE, &txn));
+    for (size_t i = 0; i < n; i++) {
+        int rc = kv_user_add(txn, "default", users[i], now);
+        if (rc != 0 && rc != RC_EEXIST)
+            TEST_FAIL_("kv_user_add %s: %s", users[i], rc_str(rc));
+    }
+    ASSERT_OK(kv_commit(txn));
+    kv_close(kv);
+}
+
+/* ---- expected pushes ------------------------------------------------------------------------ */
+
+#define EXPECT_BODY_MAX 70000
+
+uint64_t tmsg_expect_push(cimc_t *c, uint64_t id, int conv_type, const char *from,
+                          const char *to, const char *cmid, int msg_type, const void *body,
+                          size_t len)
+{
+    static uint8_t buf[EXPECT_BODY_MAX];
+    tmsg_t m;
+    int rc = tmsg_next_push(c, 5000, &m, buf, sizeof(buf));
+
+    if (rc != 0)
+        TEST_FAIL_("waiting for msg_id %" PRIu64 " ('%s' from %s to %s): %s", id, cmid, from,
+                   to, rc_str(rc));
+    if ((id != 0 && m.msg_id != id) || strcmp(m.client_msg_id, cmid) != 0)
+        TEST_FAIL_("got msg_id %" PRIu64 " ('%s' from %s to %s, type %d), want %" PRIu64
+                   " ('%s' from %s to %s)",
+                   m.msg_id, m.client_msg_id, m.from, m.to, m.msg_type, id, cmid, from, to);
+    ASSERT_EQ(m.conv_type, conv_type);
+    ASSERT_STREQ(m.from, from);
+    ASSERT_STREQ(m.to, to);
+    ASSERT_EQ(m.msg_type, msg_type);
+    ASSERT_EQ(m.body_len, len);
+    ASSERT_NOT_NULL(m.body);
+    if (len > 0)
+        ASSERT_MEMEQ(m.body, body, len);
+    ASSERT_EQ(m.flags, 0);
+    return m.time_ms;
+}
+
+uint64_t tmsg_expect_sys(cimc_t *c, const char *gid, int kind, const char *actor,
+                         const char *const *users, size_t n, cim_GroupEvent **ev)
+{
+    static uint8_t buf[EXPECT_BODY_MAX];
+    cim_GroupEvent *e;
+    tmsg_t m;
+    int rc = tmsg_next_push(c, 5000, &m, buf, sizeof(buf));
+
+    if (rc != 0)
+        TEST_FAIL_("waiting for the SYSTEM message (kind %d by %s) of group %s: %s", kind,
+                   actor, gid, rc_str(rc));
+    ASSERT_NOT_NULL(m.body);
+    ASSERT_STREQ(m.client_msg_id, "");
+    ASSERT_EQ(m.flags, 0);
+    e = tmsg_expect_group_event(&m, gid, kind, actor, users, n);
+    if (ev != NULL)
+        *ev = e;
+    else
+        free(e);
+    return m.msg_id;
+}

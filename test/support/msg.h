@@ -57,6 +57,7 @@ typedef struct tmsg_page {
     uint64_t last_msg_id;
     size_t page_n;       /* messages in the last SyncRsp */
     size_t pages;        /* SyncRsps decoded into this page set */
+    bool has_more;       /* the last HistoryRsp's has_more (tmsg_history) */
 } tmsg_page_t;
 
 /** FNV-1a 64 of @p len bytes. */
@@ -168,6 +169,181 @@ void tmsg_expect_no_push(cimc_t *c, unsigned ms);
  */
 int tmsg_next_answer(cimc_t *c, unsigned timeout_ms, uint32_t *type, uint8_t **body,
                      size_t *len);
+
+/* ---- any request/answer pair (groups, conversations, contacts) ------------------------ */
+
+/**
+ * A request whose answer is a Result (GROUP_LEAVE/ADD/KICK/DISMISS, READ, RECALL,
+ * CONTACT_ADD/REMOVE, BLOCK, UNBLOCK): send @p req (libcim sets its req_id) as frame
+ * @p type and wait for @p ack_type with the same req_id.
+ * @return 0 (an answer came: look at res->code), or an rc from cimc_call.
+ */
+int tmsg_call_result(cimc_t *c, uint32_t type, uint32_t ack_type, const pb_msgdesc_t *fields,
+                     void *req, cim_Result *res);
+
+/**
+ * Send a hand-built body (fields nanopb's bounds cannot express: a 65-byte name, 1,001
+ * members) as frame @p type and decode the next answer that is not a PUSH or EVENT (they
+ * are dropped) into @p rsp with @p fields. Its req_id is not checked (an undecodable
+ * request is answered with req_id 0). @return 0, or an rc (RC_EPROTO: the answer was
+ * another frame type).
+ */
+int tmsg_call_raw(cimc_t *c, uint32_t type, const uint8_t *body, size_t len,
+                  uint32_t ack_type, const pb_msgdesc_t *fields, void *rsp);
+
+/**
+ * Check an answer: @p rc is 0 and @p code is @p want; a rejection (@p want not OK) also
+ * carries a non-empty reason. Aborts the test, naming the call site, otherwise.
+ * TMSG_EXPECT(call, rsp, want) makes the call, then takes code and reason from any *Rsp or
+ * Result.
+ */
+void tmsg_expect_code_(const char *file, int line, int rc, int code, const char *reason,
+                       int want);
+#define TMSG_EXPECT(call, rsp, want)                                                       \
+    do {                                                                                   \
+        int trc_ = (call); /* before rsp is read */                                        \
+        tmsg_expect_code_(__FILE__, __LINE__, trc_, (int)(rsp).code, (rsp).reason, (want)); \
+    } while (0)
+
+/**
+ * After a rejection on @p c: @p c still answers PING, and another session @p from can
+ * still send a DIRECT message to @p to_user, whose connection @p to gets exactly that
+ * message as its next PUSH (EVENTs meanwhile are dropped).
+ */
+void tmsg_expect_alive(cimc_t *c, cimc_t *from, cimc_t *to, const char *to_user);
+
+/** SEND with a conv_type (DIRECT or GROUP, or an odd value) and wait for its SEND_ACK. */
+int tmsg_send_conv(cimc_t *c, int conv_type, const char *to, const char *cmid, int msg_type,
+                   const void *body, size_t len, bool transient, cim_SendRsp *rsp);
+
+/* ---- groups -------------------------------------------------------------------------- */
+
+/** GROUP_CREATE with @p n members (@p members may be NULL when n is 0; n <= 1000). */
+int tmsg_group_create(cimc_t *c, const char *name, const char *const *members, size_t n,
+                      bool open, cim_GroupRsp *rsp);
+
+/** GROUP_JOIN. */
+int tmsg_group_join(cimc_t *c, const char *gid, cim_GroupRsp *rsp);
+
+/** GROUP_LEAVE or GROUP_DISMISS (a GroupReq answered with a Result). */
+int tmsg_group_req(cimc_t *c, uint32_t type, const char *gid, cim_Result *res);
+
+/** GROUP_ADD or GROUP_KICK with @p n users (n <= 1000). */
+int tmsg_group_users(cimc_t *c, uint32_t type, const char *gid, const char *const *users,
+                     size_t n, cim_Result *res);
+
+/**
+ * GROUP_MEMBERS: the member ids into @p names (at most @p cap kept; *n counts them all),
+ * code, reason and group in @p rsp.
+ */
+int tmsg_group_members(cimc_t *c, const char *gid, char (*names)[65], size_t cap, size_t *n,
+                       cim_GroupMembersRsp *rsp);
+
+/** GROUP_LIST: the groups into @p groups (at most @p cap kept; *n counts them all). */
+int tmsg_group_list(cimc_t *c, cim_Group *groups, size_t cap, size_t *n,
+                    cim_GroupListRsp *rsp);
+
+/** @return true when @p name is one of the @p n names. */
+bool tmsg_has_name(char (*names)[65], size_t n, const char *name);
+
+/**
+ * Decode the GroupEvent of @p m, which must be a SYSTEM message of a group with its body
+ * kept (else the test aborts). @return owned (free with free()).
+ */
+cim_GroupEvent *tmsg_group_event(const tmsg_t *m);
+
+/**
+ * @p m must be the SYSTEM message of group @p gid from @p actor carrying
+ * GroupEvent{kind, actor, users = exactly the @p n given (any order), group.group_id = gid}.
+ * @return the decoded event for further checks (free with free()).
+ */
+cim_GroupEvent *tmsg_expect_group_event(const tmsg_t *m, const char *gid, int kind,
+                                        const char *actor, const char *const *users,
+                                        size_t n);
+
+/**
+ * The next PUSH on @p c (within 5 s; EVENTs skipped) must be exactly this message:
+ * msg_id @p id (0: any, e.g. a transient one), conv_type, from, to, client_msg_id,
+ * msg_type, body, flags 0. @return its time_ms.
+ */
+uint64_t tmsg_expect_push(cimc_t *c, uint64_t id, int conv_type, const char *from,
+                          const char *to, const char *cmid, int msg_type, const void *body,
+                          size_t len);
+
+/**
+ * The next PUSH on @p c (within 5 s; EVENTs skipped) must be the SYSTEM message of group
+ * @p gid with GroupEvent{kind, actor, users} (as tmsg_expect_group_event).
+ * @param[out] ev  the decoded event (free with free()), or NULL to drop it.
+ * @return its msg_id.
+ */
+uint64_t tmsg_expect_sys(cimc_t *c, const char *gid, int kind, const char *actor,
+                         const char *const *users, size_t n, cim_GroupEvent **ev);
+
+/** Decode the RecallEvent of a RECALL message @p m (its body kept; else the test aborts). */
+void tmsg_recall_event(const tmsg_t *m, cim_RecallEvent *out);
+
+/* ---- conversations, history, read, recall -------------------------------------------- */
+
+/** One Conversation of a CONV_LIST answer; last.body is not kept (body_len/hash are). */
+typedef struct tmsg_conv {
+    int conv_type;
+    char peer[65];
+    bool has_last;
+    tmsg_t last;
+    uint32_t unread;
+    uint64_t read_up_to;
+    uint64_t peer_read_up_to;
+    uint64_t updated_ms;
+} tmsg_conv_t;
+
+/**
+ * CONV_LIST: the conversations into @p convs in the order sent (at most @p cap kept; *n
+ * counts them all); code, reason and total_unread in @p rsp.
+ */
+int tmsg_conv_list(cimc_t *c, tmsg_conv_t *convs, size_t cap, size_t *n, cim_ConvListRsp *rsp);
+
+/** The conversation (conv_type, peer) among @p n, or NULL. */
+const tmsg_conv_t *tmsg_conv_find(const tmsg_conv_t *convs, size_t n, int conv_type,
+                                  const char *peer);
+
+/**
+ * One HISTORY page, appended to @p p as tmsg_sync does (code, reason, page_n, has_more
+ * set). @return 0 (an answer came; check p->code), or an rc.
+ */
+int tmsg_history(cimc_t *c, int conv_type, const char *peer, uint64_t before, uint32_t limit,
+                 tmsg_page_t *p);
+
+/** READ{conv_type, peer, up_to_msg_id}. */
+int tmsg_read(cimc_t *c, int conv_type, const char *peer, uint64_t up_to, cim_Result *res);
+
+/** RECALL{msg_id}. */
+int tmsg_recall(cimc_t *c, uint64_t msg_id, cim_Result *res);
+
+/* ---- contacts, blocks, events --------------------------------------------------------- */
+
+/** CONTACT_ADD, CONTACT_REMOVE, BLOCK or UNBLOCK of @p user. */
+int tmsg_user_req(cimc_t *c, uint32_t type, const char *user, cim_Result *res);
+
+/** CONTACT_LIST: the contacts into @p out (at most @p cap kept; *n counts them all). */
+int tmsg_contact_list(cimc_t *c, cim_Contact *out, size_t cap, size_t *n,
+                      cim_ContactListRsp *rsp);
+
+/**
+ * Wait up to @p timeout_ms for the next EVENT (PUSHes meanwhile are dropped).
+ * @return 0, RC_ETIMEDOUT, RC_ECLOSED.
+ */
+int tmsg_next_event(cimc_t *c, unsigned timeout_ms, cim_Event *out);
+
+/** Wait @p ms; abort the test if anything (PUSH or EVENT) arrives meanwhile. */
+void tmsg_expect_quiet(cimc_t *c, unsigned ms);
+
+/* ---- users ------------------------------------------------------------------------------ */
+
+/**
+ * Register @p n users of the default app straight in the data dir (one write transaction;
+ * LMDB lets cimd run meanwhile), as `cimctl user add` would. Users already there are fine.
+ */
+void tmsg_register_users(const tsrv_t *t, const char *const *users, size_t n);
 
 /** Monotonic milliseconds. */
 uint64_t tmsg_now_ms(void);
