@@ -417,6 +417,16 @@ int session_reply(session_t *s, uint32_t type, uint32_t req_id, int code, const 
     return session_answer(s, type, cim_Result_fields, &r);
 }
 
+uint32_t session__req_id(const uint8_t *body, size_t len)
+{
+    cim_Req req = cim_Req_init_zero;
+    pb_istream_t is = pb_istream_from_buffer(body, len);
+    /* Req has only field 1; every other field of the real message is skipped, so this
+     * succeeds whenever the body is well-formed protobuf, even past a bound (e.g. more
+     * than 1000 users in a GroupUsersReq). */
+    return pb_decode(&is, cim_Req_fields, &req) ? req.req_id : 0;
+}
+
 /* Requests this build does not serve yet still get a well-formed answer of their own
  * ack type (every *Rsp starts with req_id, code, reason), so clients never hang. */
 static int not_implemented(session_t *s, uint32_t type, const uint8_t *body, size_t len)

@@ -156,6 +156,12 @@ void session_finish(session_t *s);
  */
 int session__flush(session_t *s);
 
+/**
+ * The req_id of a request body that did not decode as its message (field 1 of every
+ * request), so that even its refusal is matched by the client. @return it, or 0.
+ */
+uint32_t session__req_id(const uint8_t *body, size_t len);
+
 /** Queue an unsealed handshake frame (HELLO_ACK). @return 0 or rc. */
 int session__send_plain(session_t *s, uint32_t type, const uint8_t *body, size_t len);
 

@@ -68,7 +68,7 @@ int session__conv_write(session_t *s, uint32_t type, const uint8_t *body, size_t
         cim_ReadReq req = cim_ReadReq_init_zero;
         uint64_t gid;
         if (!pb_decode(&is, cim_ReadReq_fields, &req))
-            return fail(s, type, 0, cim_Code_BAD_REQUEST, "malformed ReadReq");
+            return fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed ReadReq");
         if (req.conv_type != cim_ConvType_DIRECT && req.conv_type != cim_ConvType_GROUP)
             return fail(s, type, req.req_id, cim_Code_BAD_REQUEST,
                         "conv_type must be DIRECT or GROUP");
@@ -87,7 +87,7 @@ int session__conv_write(session_t *s, uint32_t type, const uint8_t *body, size_t
     case FT_RECALL: {
         cim_RecallReq req = cim_RecallReq_init_zero;
         if (!pb_decode(&is, cim_RecallReq_fields, &req))
-            return fail(s, type, 0, cim_Code_BAD_REQUEST, "malformed RecallReq");
+            return fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed RecallReq");
         if (req.msg_id == 0)
             return fail(s, type, req.req_id, cim_Code_BAD_REQUEST, "msg_id is required");
         op = store_op_new(0);
@@ -99,7 +99,7 @@ int session__conv_write(session_t *s, uint32_t type, const uint8_t *body, size_t
     default: { /* CONTACT_ADD, CONTACT_REMOVE, BLOCK, UNBLOCK */
         cim_UserReq req = cim_UserReq_init_zero;
         if (!pb_decode(&is, cim_UserReq_fields, &req))
-            return fail(s, type, 0, cim_Code_BAD_REQUEST, "malformed UserReq");
+            return fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed UserReq");
         if (!kv_id_valid(req.user))
             return fail(s, type, req.req_id, cim_Code_BAD_REQUEST, "user must be a user id");
         op = store_op_new(0);
@@ -146,7 +146,7 @@ static int history(session_t *s, const uint8_t *body, size_t len)
     int rc;
 
     if (!pb_decode(&is, cim_HistoryReq_fields, &req))
-        return fail(s, FT_HISTORY, 0, cim_Code_BAD_REQUEST, "malformed HistoryReq");
+        return fail(s, FT_HISTORY, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed HistoryReq");
     if (req.conv_type != cim_ConvType_DIRECT && req.conv_type != cim_ConvType_GROUP)
         return fail(s, FT_HISTORY, req.req_id, cim_Code_BAD_REQUEST,
                     "conv_type must be DIRECT or GROUP");
@@ -250,6 +250,7 @@ static int each_conv(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *
         return 0;
     e = &cl->e[cl->n];
     conv_decode(val, vlen, &e->c);
+    e->peer_read = 0; /* set for DIRECT conversations after the scan */
     cl->total_unread += e->c.unread;
     if (cl->n == CONVS_MAX)
         return 0; /* counted, not listed */
@@ -314,7 +315,7 @@ static int conv_list(session_t *s, const uint8_t *body, size_t len)
     int rc;
 
     if (!pb_decode(&is, cim_Req_fields, &req))
-        return fail(s, FT_CONV_LIST, 0, cim_Code_BAD_REQUEST, "malformed Req");
+        return fail(s, FT_CONV_LIST, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed Req");
     memset(&cl, 0, sizeof(cl));
     cl.s = s;
     cl.budget = s->w->srv->conf->max_body - ROOM;
@@ -363,6 +364,7 @@ typedef struct contacts {
     kv_txn_t *txn;
     char (*users)[KV_ID_MAX + 1];
     size_t n;
+    size_t budget; /* bytes of the frame the list may take */
 } contacts_t;
 
 static int each_contact(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
@@ -393,6 +395,14 @@ static bool put_contacts(pb_ostream_t *os, const pb_field_t *f, void *const *arg
         c.online = router_lookup(ct->s->w->srv->router, ct->s->app, c.user, &ent, 1) > 0;
         memcpy(bkey + bl, c.user, u);
         c.blocked = kv_rec_get(ct->txn, KV_DB_BLOCKS, bkey, bl + u, NULL, NULL) == 0;
+        /* The answer never exceeds the frame: the contacts that fit are listed. */
+        if (os->callback != NULL) {
+            size_t sz = 0;
+            if (!pb_get_encoded_size(&sz, cim_Contact_fields, &c))
+                return false;
+            if (os->bytes_written + 1 + varint_len(sz) + sz > ct->budget)
+                return true;
+        }
         if (!pb_encode_tag_for_field(os, f) || !pb_encode_submessage(os, cim_Contact_fields, &c))
             return false;
     }
@@ -410,9 +420,10 @@ static int contact_list(session_t *s, const uint8_t *body, size_t len)
     int rc;
 
     if (!pb_decode(&is, cim_Req_fields, &req))
-        return fail(s, FT_CONTACT_LIST, 0, cim_Code_BAD_REQUEST, "malformed Req");
+        return fail(s, FT_CONTACT_LIST, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed Req");
     memset(&ct, 0, sizeof(ct));
     ct.s = s;
+    ct.budget = s->w->srv->conf->max_body - ROOM;
     ct.users = mem_alloc(CONTACTS_MAX * sizeof(*ct.users));
     if ((rc = kv_begin(s->w->srv->kv, KV_READ, &ct.txn)) < 0) {
         mem_free(ct.users);

@@ -16,6 +16,7 @@
 #include "core/rc.h"
 
 #define LIST_MAX 2000 /* groups in a GROUP_LIST answer at most (and what fits max_body) */
+#define LIST_ROOM 64  /* answer fields around a list: req_id, code, a group */
 
 /* Reject a request with a Result-shaped answer of its ack type (every *Rsp starts with
  * req_id, code, reason). */
@@ -61,7 +62,7 @@ int session__group(session_t *s, uint32_t type, const uint8_t *body, size_t len)
         size_t nlen;
         memset(req, 0, sizeof(*req));
         if (!pb_decode(&is, cim_GroupCreateReq_fields, req))
-            return fail(s, type, 0, cim_Code_BAD_REQUEST,
+            return fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST,
                         "malformed GroupCreateReq (or more than 1000 members)");
         nlen = strlen(req->name);
         if (nlen == 0 || nlen > 64)
@@ -84,7 +85,7 @@ int session__group(session_t *s, uint32_t type, const uint8_t *body, size_t len)
         cim_GroupUsersReq *req = s->w->scratch;
         memset(req, 0, sizeof(*req));
         if (!pb_decode(&is, cim_GroupUsersReq_fields, req))
-            return fail(s, type, 0, cim_Code_BAD_REQUEST,
+            return fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST,
                         "malformed GroupUsersReq (or more than 1000 users)");
         if (group_id_parse(req->group_id, &gid) < 0)
             return fail(s, type, req->req_id, cim_Code_BAD_REQUEST,
@@ -104,7 +105,7 @@ int session__group(session_t *s, uint32_t type, const uint8_t *body, size_t len)
     case FT_GROUP_DISMISS: {
         cim_GroupReq req = cim_GroupReq_init_zero;
         if (!pb_decode(&is, cim_GroupReq_fields, &req))
-            return fail(s, type, 0, cim_Code_BAD_REQUEST, "malformed GroupReq");
+            return fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed GroupReq");
         if (group_id_parse(req.group_id, &gid) < 0)
             return fail(s, type, req.req_id, cim_Code_BAD_REQUEST,
                         "group_id must be a group's decimal id");
@@ -115,7 +116,7 @@ int session__group(session_t *s, uint32_t type, const uint8_t *body, size_t len)
         return post(s, op);
     }
     default:
-        return fail(s, type, 0, cim_Code_BAD_REQUEST, "not a group request");
+        return fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST, "not a group request");
     }
 }
 
@@ -176,7 +177,7 @@ static int members(session_t *s, const uint8_t *body, size_t len)
     int rc;
 
     if (!pb_decode(&is, cim_GroupReq_fields, &req))
-        return fail(s, FT_GROUP_MEMBERS, 0, cim_Code_BAD_REQUEST, "malformed GroupReq");
+        return fail(s, FT_GROUP_MEMBERS, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed GroupReq");
     if (group_id_parse(req.group_id, &gid) < 0)
         return fail(s, FT_GROUP_MEMBERS, req.req_id, cim_Code_BAD_REQUEST,
                     "group_id must be a group's decimal id");
@@ -212,8 +213,18 @@ static int members(session_t *s, const uint8_t *body, size_t len)
     rsp.members.arg = &nm;
     rsp.has_group = true;
     group_to_pb(&g, &rsp.group);
-    /* max_group_size × 66 bytes fits the default frame; a bigger configuration fails to
-     * encode and is answered INTERNAL rather than a cut list. */
+    /* A list that does not fit one frame (2,000 members of 64-byte ids do not) is answered
+     * INTERNAL rather than cut, and the connection stays open. */
+    {
+        size_t sz = 0;
+        if (!pb_get_encoded_size(&sz, cim_GroupMembersRsp_fields, &rsp))
+            goto internal;
+        if (sz > s->w->srv->conf->max_body) {
+            kv_abort(txn);
+            return fail(s, FT_GROUP_MEMBERS, req.req_id, cim_Code_INTERNAL,
+                        "the member list does not fit one frame");
+        }
+    }
     rc = session_answer(s, FT_GROUP_MEMBERS_ACK, cim_GroupMembersRsp_fields, &rsp);
     kv_abort(txn);
     return rc;
@@ -229,6 +240,7 @@ typedef struct glist {
     const char *app;
     uint64_t gids[LIST_MAX];
     size_t n;
+    size_t budget; /* bytes of the frame the list may take */
 } glist_t;
 
 static int each_ugroup(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
@@ -242,15 +254,29 @@ static int each_ugroup(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t
     return 0;
 }
 
+static size_t varint_len(size_t v)
+{
+    size_t n = 1;
+    for (; v >= 0x80; v >>= 7)
+        n++;
+    return n;
+}
+
 static bool put_groups(pb_ostream_t *os, const pb_field_t *f, void *const *arg)
 {
     glist_t *gl = *arg;
     for (size_t i = 0; i < gl->n; i++) {
         group_t g;
         cim_Group pb;
+        size_t sz = 0;
         if (group_load(gl->txn, gl->app, gl->gids[i], &g) < 0 || g.dismissed)
             continue;
         group_to_pb(&g, &pb);
+        /* The answer never exceeds the frame: the groups that fit are listed. */
+        if (!pb_get_encoded_size(&sz, cim_Group_fields, &pb))
+            return false;
+        if (os->callback != NULL && os->bytes_written + 1 + varint_len(sz) + sz > gl->budget)
+            return true;
         if (!pb_encode_tag_for_field(os, f) || !pb_encode_submessage(os, cim_Group_fields, &pb))
             return false;
     }
@@ -268,10 +294,11 @@ static int list(session_t *s, const uint8_t *body, size_t len)
     int rc;
 
     if (!pb_decode(&is, cim_Req_fields, &req))
-        return fail(s, FT_GROUP_LIST, 0, cim_Code_BAD_REQUEST, "malformed Req");
+        return fail(s, FT_GROUP_LIST, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed Req");
     gl = mem_alloc(sizeof(*gl));
     gl->n = 0;
     gl->app = s->app;
+    gl->budget = s->w->srv->conf->max_body - LIST_ROOM;
     if ((rc = kv_begin(s->w->srv->kv, KV_READ, &gl->txn)) < 0) {
         mem_free(gl);
         return fail(s, FT_GROUP_LIST, req.req_id, cim_Code_INTERNAL, "storage error");

@@ -235,8 +235,12 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
     memset(req, 0, sizeof(*req));
     req->body.funcs.decode = get_body;
     req->body.arg = &ref;
-    if (!pb_decode(&is, cim_SendReq_fields, req))
+    if (!pb_decode(&is, cim_SendReq_fields, req)) {
+        uint32_t req_id = session__req_id(body, len);
+        memset(req, 0, sizeof(*req));
+        req->req_id = req_id;
         return reject(s, req, cim_Code_BAD_REQUEST, "malformed SendReq");
+    }
     cmid_len = strlen(req->client_msg_id);
     if (cmid_len == 0 || cmid_len > 64)
         return reject(s, req, cim_Code_BAD_REQUEST, "client_msg_id must be 1..64 bytes");
@@ -341,6 +345,7 @@ int session__sync(session_t *s, const uint8_t *body, size_t len)
     int rc;
 
     if (!pb_decode(&is, cim_SyncReq_fields, &req)) {
+        rsp.req_id = session__req_id(body, len);
         rsp.code = cim_Code_BAD_REQUEST;
         snprintf(rsp.reason, sizeof(rsp.reason), "malformed SyncReq");
         return session_answer(s, FT_SYNC_ACK, cim_SyncRsp_fields, &rsp);

@@ -13,6 +13,7 @@
 #include "actors/group.h"
 #include "actors/store_int.h"
 #include "cim.pb.h"
+#include "core/conf.h"
 #include "core/frame.h"
 #include "core/log.h"
 #include "core/mem.h"
@@ -120,19 +121,42 @@ static int conv_left(kv_txn_t *txn, const char *app, const char *user, const cha
 
 /* ---- the SYSTEM message of a group change --------------------------------------------- */
 
-typedef struct evusers {
-    const store_uid_t *u;
-    size_t n;
-} evusers_t;
-
-static bool put_users(pb_ostream_t *os, const pb_field_t *f, void *const *arg)
+/* A GroupEvent is the body of a SYSTEM message and, like any message body, leaves
+ * CONF_MSG_ROOM of the frame to the Message around it: every stored message then fits one
+ * PUSH and one SYNC or HISTORY page (PROTOCOL.md §3). */
+static size_t event_cap(const store_t *st)
 {
-    const evusers_t *e = *arg;
-    for (size_t i = 0; i < e->n; i++)
-        if (!pb_encode_tag_for_field(os, f) ||
-            !pb_encode_string(os, (const pb_byte_t *)e->u[i], strlen(e->u[i])))
-            return false;
-    return true;
+    return st->srv->conf->max_body - CONF_MSG_ROOM;
+}
+
+/* GroupEvent{kind, actor, users, group}, field by field: GroupEvent.users is bounded (1000)
+ * for decoding, and writing it this way tells any list the change made whole. */
+static bool event_encode(pb_ostream_t *os, int kind, const char *actor,
+                         const store_uid_t *users, size_t nusers, const group_t *g)
+{
+    cim_Group pb;
+    bool ok;
+
+    group_to_pb(g, &pb);
+    ok = pb_encode_tag(os, PB_WT_VARINT, cim_GroupEvent_kind_tag) &&
+         pb_encode_varint(os, (uint64_t)kind) &&
+         pb_encode_tag(os, PB_WT_STRING, cim_GroupEvent_actor_tag) &&
+         pb_encode_string(os, (const pb_byte_t *)actor, strlen(actor));
+    for (size_t i = 0; ok && i < nusers; i++)
+        ok = pb_encode_tag(os, PB_WT_STRING, cim_GroupEvent_users_tag) &&
+             pb_encode_string(os, (const pb_byte_t *)users[i], strlen(users[i]));
+    return ok && pb_encode_tag(os, PB_WT_STRING, cim_GroupEvent_group_tag) &&
+           pb_encode_submessage(os, cim_Group_fields, &pb);
+}
+
+/* Does the event of a change naming @p users fit a message? Asked before the change is
+ * written, so that a refusal (TOO_LARGE) leaves nothing behind. */
+static bool event_fits(const store_t *st, const store_op_t *op, const group_t *g,
+                       const store_uid_t *users, size_t nusers)
+{
+    pb_ostream_t os = PB_OSTREAM_SIZING;
+    return event_encode(&os, cim_GroupEventKind_GE_DISMISSED, op->user, users, nusers, g) &&
+           os.bytes_written <= event_cap(st);
 }
 
 /* Store and push GroupEvent{kind, actor, users, group} as a SYSTEM message from @p actor
@@ -141,43 +165,19 @@ static int group_event(store_t *st, kv_txn_t *txn, store_op_t *op, const group_t
                        int kind, const store_uid_t *users, size_t nusers,
                        const store_uid_t *rcpt, size_t nrcpt, uint64_t *event_id)
 {
-    cim_GroupEvent ev = cim_GroupEvent_init_zero;
-    uint8_t *buf;
-    pb_ostream_t os;
-    evusers_t eu = {users, nusers};
+    size_t cap = event_cap(st);
+    uint8_t *buf = mem_alloc(cap);
+    pb_ostream_t os = pb_ostream_from_buffer(buf, cap);
     char gidtxt[24];
     smsg_t m;
     uint64_t t;
     int rc;
 
-    /* GroupEvent.users is bounded (1000) for decoding; writing goes through a callback so
-     * any list the change made is told whole. The encoding is the same. */
-    ev.kind = (cim_GroupEventKind)kind;
-    snprintf(ev.actor, sizeof(ev.actor), "%s", op->user);
-    ev.has_group = true;
-    group_to_pb(g, &ev.group);
-    buf = mem_alloc(st->srv->conf->max_body);
-    os = pb_ostream_from_buffer(buf, st->srv->conf->max_body);
-    {
-        /* Encode field by field: kind, actor, users (callback), group. */
-        pb_callback_t cb;
-        cb.funcs.encode = put_users;
-        cb.arg = &eu;
-        bool ok = pb_encode_tag(&os, PB_WT_VARINT, cim_GroupEvent_kind_tag) &&
-                  pb_encode_varint(&os, (uint64_t)ev.kind) &&
-                  pb_encode_tag(&os, PB_WT_STRING, cim_GroupEvent_actor_tag) &&
-                  pb_encode_string(&os, (const pb_byte_t *)ev.actor, strlen(ev.actor));
-        for (size_t i = 0; ok && i < nusers; i++)
-            ok = pb_encode_tag(&os, PB_WT_STRING, cim_GroupEvent_users_tag) &&
-                 pb_encode_string(&os, (const pb_byte_t *)users[i], strlen(users[i]));
-        ok = ok && pb_encode_tag(&os, PB_WT_STRING, cim_GroupEvent_group_tag) &&
-             pb_encode_submessage(&os, cim_Group_fields, &ev.group);
-        (void)cb;
-        if (!ok) {
-            mem_free(buf);
-            LOG_ERROR("store: cannot encode a GroupEvent: %s", PB_GET_ERROR(&os));
-            return RC_ETOOBIG;
-        }
+    if (!event_encode(&os, kind, op->user, users, nusers, g)) {
+        mem_free(buf);
+        LOG_ERROR("store: a GroupEvent of %zu users does not fit a message: %s", nusers,
+                  PB_GET_ERROR(&os));
+        return RC_ETOOBIG;
     }
     snprintf(gidtxt, sizeof(gidtxt), "%llu", (unsigned long long)g->gid);
     memset(&m, 0, sizeof(m));
@@ -264,13 +264,19 @@ static int op_create(store_t *st, kv_txn_t *txn, store_op_t *op)
         goto out;
     }
     memset(&g, 0, sizeof(g));
-    if ((rc = kv_counter_next(txn, "next_gid", GROUP_ID_FIRST, &g.gid)) < 0)
-        goto out;
+    g.gid = UINT64_MAX; /* sized at its widest until the id is drawn */
     snprintf(g.name, sizeof(g.name), "%s", op->name);
     snprintf(g.owner, sizeof(g.owner), "%s", op->user);
     g.created_ms = snowflake_now_ms();
     g.open = op->open;
     g.member_count = (uint32_t)n;
+    if (!event_fits(st, op, &g, all + 1, n - 1)) {
+        reject(op, cim_Code_TOO_LARGE, "too many members to announce in one message: create "
+               "the group with fewer and add the rest with GROUP_ADD%s", "");
+        goto out;
+    }
+    if ((rc = kv_counter_next(txn, "next_gid", GROUP_ID_FIRST, &g.gid)) < 0)
+        goto out;
     if ((rc = group_save(txn, op->app, &g)) < 0)
         goto out;
     if ((rc = group_event(st, txn, op, &g, cim_GroupEventKind_GE_CREATED, all + 1, n - 1, all,
@@ -384,6 +390,11 @@ static int op_add(store_t *st, kv_txn_t *txn, store_op_t *op)
         goto out;
     }
     g.member_count += (uint32_t)nf;
+    if (!event_fits(st, op, &g, fresh, nf)) {
+        reject(op, cim_Code_TOO_LARGE, "too many users to announce in one message: add fewer "
+               "at a time%s", "");
+        goto out;
+    }
     if ((rc = group_save(txn, op->app, &g)) < 0)
         goto out;
     roster = mem_realloc(roster, (n + nf) * sizeof(*roster));
@@ -417,8 +428,12 @@ static int remove_members(store_t *st, kv_txn_t *txn, store_op_t *op, group_t *g
     g->member_count = g->member_count >= ngone ? g->member_count - (uint32_t)ngone : 0;
     if ((rc = group_save(txn, op->app, g)) < 0)
         return rc;
-    /* roster holds everyone before the change: remaining members and the removed */
-    if ((rc = group_event(st, txn, op, g, kind, gone, ngone, roster, n, &event)) < 0)
+    /* roster holds everyone before the change: remaining members and the removed. A
+     * dismissal removes everyone and says so by its kind: it lists no users, so that the
+     * biggest group's end still fits one message. */
+    if ((rc = group_event(st, txn, op, g, kind, kind == cim_GroupEventKind_GE_DISMISSED ? NULL : gone,
+                          kind == cim_GroupEventKind_GE_DISMISSED ? 0 : ngone, roster, n,
+                          &event)) < 0)
         return rc;
     for (size_t i = 0; i < ngone; i++)
         if ((rc = conv_left(txn, op->app, gone[i], op->target, event)) < 0)
@@ -511,9 +526,16 @@ static int op_kick(store_t *st, kv_txn_t *txn, store_op_t *op)
     nstay = minus(roster, n, (const store_uid_t *)op->users, op->nusers, stay);
     ngone = minus(roster, n, stay, nstay, gone);
     op->code = cim_Code_OK;
-    if (ngone > 0)
-        rc = remove_members(st, txn, op, &g, cim_GroupEventKind_GE_KICKED, gone, ngone, roster,
-                            n);
+    if (ngone > 0) {
+        group_t after = g;
+        after.member_count = g.member_count >= ngone ? g.member_count - (uint32_t)ngone : 0;
+        if (!event_fits(st, op, &after, gone, ngone))
+            reject(op, cim_Code_TOO_LARGE, "too many users to announce in one message: kick "
+                   "fewer at a time%s", "");
+        else
+            rc = remove_members(st, txn, op, &g, cim_GroupEventKind_GE_KICKED, gone, ngone,
+                                roster, n);
+    }
     mem_free(stay);
     mem_free(gone);
     mem_free(roster);

@@ -33,8 +33,12 @@ static int conv_touch(kv_txn_t *txn, const smsg_t *m, const char *user, uint64_t
     c.updated_ms = time_ms;
     if (strcmp(user, m->from) != 0 && conv_counts(m->msg_type))
         c.unread++;
-    else if (strcmp(user, m->from) == 0)
-        c.read_up_to = id; /* one's own message is read */
+    else if (strcmp(user, m->from) == 0) {
+        /* One's own message is read, and with the cursor past everything before it,
+         * nothing from others is unread any more (unread counts after the cursor). */
+        c.read_up_to = id;
+        c.unread = 0;
+    }
     conv_encode(&c, val);
     return kv_rec_put(txn, KV_DB_CONVS, key, klen, val, sizeof(val));
 }

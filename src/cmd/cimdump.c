@@ -41,13 +41,13 @@
 #include "core/rc.h"
 #include "core/snowflake.h"
 
-#define DEFAULT_DATA "data"
-#define DEFAULT_APP "default"
+#define DEFAULT_DATA     "data"
+#define DEFAULT_APP      "default"
 #define TL_LIMIT_DEFAULT 100
-#define TL_LIMIT_MAX 10000
-#define TL_BODY_MAX 1024 /* timeline entries show at most this many body bytes (JSON) */
-#define TEXT_BODY_MAX 48 /* characters of a body in a table row */
-#define JW_DEPTH 16
+#define TL_LIMIT_MAX     10000
+#define TL_BODY_MAX      1024 /* timeline entries show at most this many body bytes (JSON) */
+#define TEXT_BODY_MAX    48   /* characters of a body in a table row */
+#define JW_DEPTH         16
 
 enum { EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
@@ -120,12 +120,24 @@ static void json_string(FILE *f, const uint8_t *s, size_t n)
             i++;
         } else if (c < 0x20) {
             switch (c) {
-            case '\b': fputs("\\b", f); break;
-            case '\f': fputs("\\f", f); break;
-            case '\n': fputs("\\n", f); break;
-            case '\r': fputs("\\r", f); break;
-            case '\t': fputs("\\t", f); break;
-            default: fprintf(f, "\\u%04x", c); break;
+            case '\b':
+                fputs("\\b", f);
+                break;
+            case '\f':
+                fputs("\\f", f);
+                break;
+            case '\n':
+                fputs("\\n", f);
+                break;
+            case '\r':
+                fputs("\\r", f);
+                break;
+            case '\t':
+                fputs("\\t", f);
+                break;
+            default:
+                fprintf(f, "\\u%04x", c);
+                break;
             }
             i++;
         } else if (c < 0x80) {
@@ -142,9 +154,12 @@ static void json_string(FILE *f, const uint8_t *s, size_t n)
     fputc('"', f);
 }
 
+/* Write the ',' a value needs after a sibling, then its key. Documents nest at most four
+ * deep here; JW_DEPTH leaves room, and deeper levels (never reached) would only lose their
+ * commas, never write out of bounds. */
 static void jw_sep(jw_t *w, const char *key)
 {
-    if (w->depth > 0) {
+    if (w->depth > 0 && w->depth <= JW_DEPTH) {
         if (w->comma[w->depth - 1])
             fputc(',', w->f);
         w->comma[w->depth - 1] = true;
@@ -329,9 +344,8 @@ static const char *conv_name(char buf[16], int v)
 
 static const char *msgtype_name(char buf[16], int v)
 {
-    static const char *const n[] = {"MSG_UNSPECIFIED", "TEXT",   "IMAGE",    "AUDIO",
-                                    "VIDEO",           "FILE",   "LOCATION", "CUSTOM",
-                                    "SYSTEM",          "RECALL"};
+    static const char *const n[] = {"MSG_UNSPECIFIED", "TEXT",   "IMAGE",  "AUDIO", "VIDEO", "FILE",
+                                    "LOCATION",        "CUSTOM", "SYSTEM", "RECALL"};
     return enum_name(buf, v, n, 10);
 }
 
@@ -343,7 +357,7 @@ static const char *device_name(char buf[16], int v)
 
 static const char *gekind_name(char buf[16], int v)
 {
-    static const char *const n[] = {"GE_UNSPECIFIED", "GE_CREATED", "GE_JOINED", "GE_ADDED",
+    static const char *const n[] = {"GE_UNSPECIFIED", "GE_CREATED", "GE_JOINED",   "GE_ADDED",
                                     "GE_LEFT",        "GE_KICKED",  "GE_DISMISSED"};
     return enum_name(buf, v, n, 7);
 }
@@ -455,27 +469,27 @@ typedef struct dump dump_t;
 
 typedef struct cmd {
     const char *name;
-    const char *args;  /* synopsis after the name */
-    const char *help;  /* one line, lower case, no full stop */
-    int npos;          /* exact number of arguments */
-    bool data;         /* reads the data directory (all but decode-id) */
-    bool page;         /* takes --after / --limit */
+    const char *args; /* synopsis after the name */
+    const char *help; /* one line, lower case, no full stop */
+    int npos;         /* exact number of arguments */
+    bool data;        /* reads the data directory (all but decode-id) */
+    bool page;        /* takes --after / --limit */
     int (*run)(dump_t *d);
 } cmd_t;
 
 struct dump {
-    const char *data;  /* the data directory */
-    const char *app;   /* --app, "default" when absent or empty */
-    bool json;         /* --json */
-    uint64_t after;    /* --after */
-    unsigned limit;    /* --limit, 0 when not given */
-    char **pos;        /* the command's arguments */
+    const char *data; /* the data directory */
+    const char *app;  /* --app, "default" when absent or empty */
+    bool json;        /* --json */
+    uint64_t after;   /* --after */
+    unsigned limit;   /* --limit, 0 when not given */
+    char **pos;       /* the command's arguments */
     const cmd_t *cmd;
     kv_t *kv;
-    kv_txn_t *txn;     /* the one read transaction of the command */
-    FILE *out;         /* the answer, in memory until the transaction ended */
+    kv_txn_t *txn; /* the one read transaction of the command */
+    FILE *out;     /* the answer, in memory until the transaction ended */
     jw_t w;
-    int logfd;         /* kv's log lines land here (memfd), -1 without */
+    int logfd; /* kv's log lines land here (memfd), -1 without */
 };
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -578,8 +592,7 @@ static int need_user(dump_t *d, const char *user, uint64_t *created_ms)
     if ((rc = need_app(d)) < 0)
         return rc;
     if (!kv_id_valid(user)) {
-        fail("invalid user id '%s' (1..%d characters of A-Z a-z 0-9 . _ @ -)", user,
-             KV_ID_MAX);
+        fail("invalid user id '%s' (1..%d characters of A-Z a-z 0-9 . _ @ -)", user, KV_ID_MAX);
         return RC_EINVAL;
     }
     rc = kv_user_get(d->txn, d->app, user, created_ms);
@@ -864,7 +877,8 @@ static int cmd_stats(dump_t *d)
     if ((rc = kv_env_info(d->kv, &s.info)) < 0 ||
         (rc = kv_stat_each(d->txn, on_dbstat, &s, &free_pages)) < 0 ||
         (rc = kv_msg_first_id(d->txn, &first)) < 0 || (rc = kv_msg_last_id(d->txn, &last)) < 0 ||
-        (rc = kv_last_id_get(d->txn, &issued)) < 0 || (rc = kv_reader_each(d->kv, on_reader, &rs)) < 0) {
+        (rc = kv_last_id_get(d->txn, &issued)) < 0 ||
+        (rc = kv_reader_each(d->kv, on_reader, &rs)) < 0) {
         fail_rc(d, "cannot read the statistics", rc);
         goto out;
     }
@@ -895,8 +909,8 @@ static int cmd_stats(dump_t *d)
             jw_u64(w, "branch_pages", st->branch_pages);
             jw_u64(w, "leaf_pages", st->leaf_pages);
             jw_u64(w, "overflow_pages", st->overflow_pages);
-            jw_u64(w, "bytes", (st->branch_pages + st->leaf_pages + st->overflow_pages) *
-                                   s.info.page_size);
+            jw_u64(w, "bytes",
+                   (st->branch_pages + st->leaf_pages + st->overflow_pages) * s.info.page_size);
             jw_close(w, '}');
         }
         jw_close(w, ']');
@@ -933,14 +947,14 @@ static int cmd_stats(dump_t *d)
     fmt_bytes(b, used);
     fmt_bytes(c, s.info.file_size);
     fprintf(f, "data        %s\nschema      %d\n", d->data, KV_SCHEMA);
-    fprintf(f, "map         %s mapped, %s used (%.2f%%), data.mdb %s, %u-byte pages, "
-               "%llu free\n",
+    fprintf(f,
+            "map         %s mapped, %s used (%.2f%%), data.mdb %s, %u-byte pages, "
+            "%llu free\n",
             a, b, s.info.map_size ? 100.0 * (double)used / (double)s.info.map_size : 0, c,
             s.info.page_size, (unsigned long long)free_pages);
     fprintf(f, "last txn    %llu\n", (unsigned long long)s.info.last_txn);
     fprintf(f, "apps        %llu\nusers       %llu\ngroups      %llu\n",
-            (unsigned long long)db_entries(&s, "apps"),
-            (unsigned long long)db_entries(&s, "users"),
+            (unsigned long long)db_entries(&s, "apps"), (unsigned long long)db_entries(&s, "users"),
             (unsigned long long)db_entries(&s, "groups"));
     fprintf(f, "messages    %llu", (unsigned long long)db_entries(&s, "msgs"));
     if (first != 0) {
@@ -950,8 +964,8 @@ static int cmd_stats(dump_t *d)
                 (unsigned long long)last, b);
     }
     fprintf(f, "; last id issued %llu\n", (unsigned long long)issued);
-    fprintf(f, "readers     %zu in use of %u slots (high-water %u)\n", rs.n,
-            s.info.max_readers, s.info.reader_slots);
+    fprintf(f, "readers     %zu in use of %u slots (high-water %u)\n", rs.n, s.info.max_readers,
+            s.info.reader_slots);
     for (size_t i = 0; i < rs.n; i++) {
         fprintf(f, "  pid %-8ld ", rs.r[i].pid);
         if (rs.r[i].txn == 0)
@@ -960,16 +974,15 @@ static int cmd_stats(dump_t *d)
             fprintf(f, "reads txn %llu", (unsigned long long)rs.r[i].txn);
         fprintf(f, "%s\n", rs.r[i].pid == self ? " (this cimdump)" : "");
     }
-    fprintf(f, "\n%-12s %12s %5s %8s %10s %9s %12s\n", "DATABASE", "ENTRIES", "DEPTH",
-            "BRANCH", "LEAF", "OVERFLOW", "SIZE");
+    fprintf(f, "\n%-12s %12s %5s %8s %10s %9s %12s\n", "DATABASE", "ENTRIES", "DEPTH", "BRANCH",
+            "LEAF", "OVERFLOW", "SIZE");
     for (size_t i = 0; i < s.n; i++) {
         const kv_dbstat_t *st = &s.dbs[i];
         bytes = (st->branch_pages + st->leaf_pages + st->overflow_pages) * s.info.page_size;
         fmt_bytes(a, bytes);
         fprintf(f, "%-12s %12llu %5u %8llu %10llu %9llu %12s\n", st->name,
-                (unsigned long long)st->entries, st->depth,
-                (unsigned long long)st->branch_pages, (unsigned long long)st->leaf_pages,
-                (unsigned long long)st->overflow_pages, a);
+                (unsigned long long)st->entries, st->depth, (unsigned long long)st->branch_pages,
+                (unsigned long long)st->leaf_pages, (unsigned long long)st->overflow_pages, a);
     }
 out:
     mem_free(s.dbs);
@@ -1097,7 +1110,7 @@ typedef struct devctx {
     struct dev {
         char device[65];
         uint64_t cursor, pending;
-    } *devs;
+    } * devs;
     size_t n, cap;
 } devctx_t;
 
@@ -1125,8 +1138,7 @@ typedef struct convsum {
     uint64_t n, unread;
 } convsum_t;
 
-static int on_conv_sum(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
-                       size_t vlen)
+static int on_conv_sum(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val, size_t vlen)
 {
     convsum_t *s = ctx;
     conv_rec_t c;
@@ -1144,8 +1156,7 @@ typedef struct gids {
     size_t n, cap;
 } gids_t;
 
-static int on_ugroup(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
-                     size_t vlen)
+static int on_ugroup(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val, size_t vlen)
 {
     gids_t *g = ctx;
 
@@ -1161,8 +1172,7 @@ static int on_ugroup(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *
     return 0;
 }
 
-static int on_count_rec(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
-                        size_t vlen)
+static int on_count_rec(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val, size_t vlen)
 {
     (void)sfx;
     (void)slen;
@@ -1245,10 +1255,9 @@ static int cmd_user(dump_t *d)
     fprintf(f, "user           %s (app %s)\ncreated        %s\n", user, d->app, t);
     fprintf(f, "timeline       %llu messages", (unsigned long long)count);
     if (count > 0)
-        fprintf(f, ", first %llu, last %llu", (unsigned long long)first,
-                (unsigned long long)last);
-    fprintf(f, "\nconversations  %llu (%llu unread)\ngroups         %zu",
-            (unsigned long long)cs.n, (unsigned long long)cs.unread, gs.n);
+        fprintf(f, ", first %llu, last %llu", (unsigned long long)first, (unsigned long long)last);
+    fprintf(f, "\nconversations  %llu (%llu unread)\ngroups         %zu", (unsigned long long)cs.n,
+            (unsigned long long)cs.unread, gs.n);
     for (size_t i = 0; i < gs.n; i++)
         fprintf(f, "%s%llu", i == 0 ? ": " : " ", (unsigned long long)gs.v[i]);
     fprintf(f, "\ncontacts       %llu (%llu blocked)\n", (unsigned long long)contacts.n,
@@ -1325,8 +1334,8 @@ static int cmd_timeline(dump_t *d)
         jw_id_or_null(w, "next_after", n > 0 && after_n > n ? ids[n - 1] : 0);
         jw_open(w, "messages", '[');
     } else {
-        fprintf(d->out, "%-20s %-24s %-6s %-16s %-16s %-8s %s %s\n", "ID", "TIME", "CONV",
-                "FROM", "TO", "TYPE", "R", "BODY");
+        fprintf(d->out, "%-20s %-24s %-6s %-16s %-16s %-8s %s %s\n", "ID", "TIME", "CONV", "FROM",
+                "TO", "TYPE", "R", "BODY");
     }
     for (size_t i = 0; i < n; i++) {
         const uint8_t *rec = NULL;
@@ -1349,10 +1358,9 @@ static int cmd_timeline(dump_t *d)
         jw_close(w, '}');
     } else {
         snprintf(a, sizeof(a), "%llu", (unsigned long long)(n > 0 ? ids[n - 1] : d->after));
-        fprintf(d->out, "(%zu of %llu after %llu; %llu more%s%s)\n", n,
-                (unsigned long long)total, (unsigned long long)d->after,
-                (unsigned long long)(after_n - n), after_n > n ? ": --after " : "",
-                after_n > n ? a : "");
+        fprintf(d->out, "(%zu of %llu after %llu; %llu more%s%s)\n", n, (unsigned long long)total,
+                (unsigned long long)d->after, (unsigned long long)(after_n - n),
+                after_n > n ? ": --after " : "", after_n > n ? a : "");
     }
 out:
     mem_free(ids);
@@ -1387,8 +1395,8 @@ static int cmd_msg(dump_t *d)
     }
     snowflake_decode(id, &ms, &node, &seq);
     fmt_time(t, ms);
-    fprintf(f, "id             %llu\ntime           %s (node %u, seq %u)\n",
-            (unsigned long long)id, t, node, seq);
+    fprintf(f, "id             %llu\ntime           %s (node %u, seq %u)\n", (unsigned long long)id,
+            t, node, seq);
     if (msg_decode(rec, len, &dm) < 0) {
         fprintf(f, "record         %zu bytes, not a cim.Message: ", len);
         for (size_t i = 0; i < len; i++)
@@ -1437,8 +1445,7 @@ typedef struct groupsctx {
     uint64_t n;
 } groupsctx_t;
 
-static int on_group(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
-                    size_t vlen)
+static int on_group(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val, size_t vlen)
 {
     groupsctx_t *gc = ctx;
     dump_t *d = gc->d;
@@ -1460,8 +1467,7 @@ static int on_group(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *v
     }
     fmt_time(t, g.created_ms);
     fprintf(d->out, "%-12llu %-20s %8u %-5s %-9s %s  ", (unsigned long long)g.gid, g.owner,
-            (unsigned)g.member_count, g.open ? "open" : "-", g.dismissed ? "dismissed" : "-",
-            t);
+            (unsigned)g.member_count, g.open ? "open" : "-", g.dismissed ? "dismissed" : "-", t);
     text_str(d->out, g.name);
     fputc('\n', d->out);
     return 0;
@@ -1503,8 +1509,7 @@ typedef struct memberctx {
     const char *owner;
 } memberctx_t;
 
-static int on_member(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
-                     size_t vlen)
+static int on_member(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val, size_t vlen)
 {
     const memberctx_t *mc = ctx;
     dump_t *d = mc->d;
@@ -1564,8 +1569,8 @@ static int cmd_group(dump_t *d)
         fprintf(f, "group          %llu (app %s)\nname           \"", (unsigned long long)g.gid,
                 d->app);
         text_str(f, g.name);
-        fprintf(f, "\"\nowner          %s\ncreated        %s\nstate          %s%s\n", g.owner,
-                t, g.dismissed ? "dismissed" : "live", g.open ? ", open (anyone may join)" : "");
+        fprintf(f, "\"\nowner          %s\ncreated        %s\nstate          %s%s\n", g.owner, t,
+                g.dismissed ? "dismissed" : "live", g.open ? ", open (anyone may join)" : "");
         fprintf(f, "members        %u\n  %-32s %22s  %s\n", (unsigned)g.member_count, "USER",
                 "JOINED (EVENT ID)", "JOINED AT");
     }
@@ -1587,8 +1592,8 @@ typedef struct conv_row {
     int type;
     char peer[KV_ID_MAX + 1];
     conv_rec_t c;
-    uint64_t peer_read;  /* DIRECT: the peer's read cursor in the same conversation */
-    uint64_t messages;   /* the conversation index (shared by its participants) */
+    uint64_t peer_read; /* DIRECT: the peer's read cursor in the same conversation */
+    uint64_t messages;  /* the conversation index (shared by its participants) */
 } conv_row_t;
 
 typedef struct convsctx {
@@ -1599,8 +1604,7 @@ typedef struct convsctx {
     int rc;
 } convsctx_t;
 
-static int on_conv(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
-                   size_t vlen)
+static int on_conv(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val, size_t vlen)
 {
     convsctx_t *cc = ctx;
     conv_row_t *r;
@@ -1647,8 +1651,7 @@ static int conv_extra(dump_t *d, const char *user, conv_row_t *r)
         conv_decode(v, rc == 0 ? vlen : 0, &pc);
         r->peer_read = pc.read_up_to;
     }
-    klen = conv_skey(key, d->app, r->type, r->type == cim_ConvType_GROUP ? r->peer : user,
-                     r->peer);
+    klen = conv_skey(key, d->app, r->type, r->type == cim_ConvType_GROUP ? r->peer : user, r->peer);
     return kv_cmsg_after(d->txn, key, klen, 0, &none, 0, &got, &r->messages);
 }
 
@@ -1718,9 +1721,8 @@ static int cmd_convs(dump_t *d)
                 : r->type == cim_ConvType_DIRECT ? "direct"
                                                  : conv_name(e, r->type),
                 r->peer, (unsigned long long)r->c.last_id, (unsigned)r->c.unread,
-                (unsigned long long)r->c.read_up_to,
-                r->type == cim_ConvType_DIRECT ? pr : "-", (unsigned long long)r->messages,
-                r->c.left_id ? "left" : "-");
+                (unsigned long long)r->c.read_up_to, r->type == cim_ConvType_DIRECT ? pr : "-",
+                (unsigned long long)r->messages, r->c.left_id ? "left" : "-");
     }
     fprintf(f, "(%zu conversations, %llu unread)\n", cc.n, (unsigned long long)unread);
 out:
@@ -1748,22 +1750,22 @@ static int cmd_decode_id(dump_t *d)
     }
     snowflake_decode(id, &ms, &node, &seq);
     fmt_time(t, ms);
-    fprintf(d->out, "id    %llu\ntime  %s (%llu ms)\nnode  %u\nseq   %u\n",
-            (unsigned long long)id, t, (unsigned long long)ms, node, seq);
+    fprintf(d->out, "id    %llu\ntime  %s (%llu ms)\nnode  %u\nseq   %u\n", (unsigned long long)id,
+            t, (unsigned long long)ms, node, seq);
     return 0;
 }
 
 /* ---- command line ------------------------------------------------------------------- */
 
 static const cmd_t cmds[] = {
-    {"stats", "", "counts and sizes per database, map use, oldest/newest message, readers", 0,
-     true, false, cmd_stats},
+    {"stats", "", "counts and sizes per database, map use, oldest/newest message, readers", 0, true,
+     false, cmd_stats},
     {"apps", "", "the apps, with their user counts (secrets are never shown)", 0, true, false,
      cmd_apps},
     {"users", "[--app A]", "an app's users, with their timeline lengths", 0, true, false,
      cmd_users},
-    {"user", "U [--app A]", "one user: devices and their cursors, timeline, conversations", 1,
-     true, false, cmd_user},
+    {"user", "U [--app A]", "one user: devices and their cursors, timeline, conversations", 1, true,
+     false, cmd_user},
     {"timeline", "U [--app A] [--after ID] [--limit N]",
      "a page of a user's timeline, messages decoded", 1, true, true, cmd_timeline},
     {"msg", "ID", "one message, decoded: from, to, type, time, body, flags", 1, true, false,
@@ -1797,13 +1799,14 @@ static void usage(FILE *f)
             syn[sizeof(syn) - 1] = '\0';
         fprintf(f, "  %-46s %s\n", syn, cmds[i].help);
     }
-    fprintf(f, "\noptions:\n"
-               "  --data DIR    the data directory (default '" DEFAULT_DATA "')\n"
-               "  --app A       the app of users and groups (default \"" DEFAULT_APP "\")\n"
-               "  --json        print one JSON document (fields: docs/CIMDUMP.md)\n"
-               "  --after ID    timeline: entries after this message id (default 0)\n"
-               "  --limit N     timeline: at most N entries (default %d, at most %d)\n"
-               "  --help        this text\n",
+    fprintf(f,
+            "\noptions:\n"
+            "  --data DIR    the data directory (default '" DEFAULT_DATA "')\n"
+            "  --app A       the app of users and groups (default \"" DEFAULT_APP "\")\n"
+            "  --json        print one JSON document (fields: docs/CIMDUMP.md)\n"
+            "  --after ID    timeline: entries after this message id (default 0)\n"
+            "  --limit N     timeline: at most N entries (default %d, at most %d)\n"
+            "  --help        this text\n",
             TL_LIMIT_DEFAULT, TL_LIMIT_MAX);
 }
 
@@ -1836,9 +1839,12 @@ static int check_dir(const char *dir)
 static int parse_args(dump_t *d, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"data", required_argument, NULL, 'd'},  {"app", required_argument, NULL, 'a'},
-        {"json", no_argument, NULL, 'j'},        {"after", required_argument, NULL, 'A'},
-        {"limit", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
+        {"data", required_argument, NULL, 'd'},
+        {"app", required_argument, NULL, 'a'},
+        {"json", no_argument, NULL, 'j'},
+        {"after", required_argument, NULL, 'A'},
+        {"limit", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     bool data_opt = false, after = false;
@@ -1849,10 +1855,18 @@ static int parse_args(dump_t *d, int argc, char **argv)
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (opt) {
-        case 'h': return 1;
-        case 'd': d->data = optarg; data_opt = true; break;
-        case 'a': d->app = optarg; break;
-        case 'j': d->json = true; break;
+        case 'h':
+            return 1;
+        case 'd':
+            d->data = optarg;
+            data_opt = true;
+            break;
+        case 'a':
+            d->app = optarg;
+            break;
+        case 'j':
+            d->json = true;
+            break;
         case 'A':
             if (parse_u64(optarg, &d->after) < 0) {
                 fail("invalid --after '%s' (a message id)", optarg);
@@ -1867,7 +1881,9 @@ static int parse_args(dump_t *d, int argc, char **argv)
             }
             d->limit = (unsigned)v;
             break;
-        case ':': fail("%s needs a value", argv[optind - 1]); return RC_EINVAL;
+        case ':':
+            fail("%s needs a value", argv[optind - 1]);
+            return RC_EINVAL;
         default:
             fail("unknown option '%s' (see 'cimdump --help')", argv[optind - 1]);
             return RC_EINVAL;
@@ -1895,7 +1911,8 @@ static int parse_args(dump_t *d, int argc, char **argv)
     }
     if (npos - 1 != d->cmd->npos) {
         fail("%s: expected %s%s (see 'cimdump --help')", d->cmd->name,
-             d->cmd->npos ? d->cmd->args : "no arguments", npos - 1 > d->cmd->npos ? ", got more" : "");
+             d->cmd->npos ? d->cmd->args : "no arguments",
+             npos - 1 > d->cmd->npos ? ", got more" : "");
         return RC_EINVAL;
     }
     if (!d->cmd->page && (after || d->limit)) {
@@ -1906,8 +1923,7 @@ static int parse_args(dump_t *d, int argc, char **argv)
     if (d->app == NULL || d->app[0] == '\0')
         d->app = DEFAULT_APP; /* PROTOCOL.md §6: an empty app is "default" */
     if (!kv_id_valid(d->app)) {
-        fail("invalid app name '%s' (1..%d characters of A-Z a-z 0-9 . _ @ -)", d->app,
-             KV_ID_MAX);
+        fail("invalid app name '%s' (1..%d characters of A-Z a-z 0-9 . _ @ -)", d->app, KV_ID_MAX);
         return RC_EINVAL;
     }
     return 0;

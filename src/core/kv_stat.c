@@ -222,8 +222,8 @@ int kv_cursor_each(kv_txn_t *txn, const uint8_t *ukey, size_t klen,
             break;
         dlen = k.mv_size - plen;
         if (dlen == 0 || dlen >= sizeof(device) || v.mv_size != 8) {
-            LOG_ERROR("kv: malformed cursors record (key %zu bytes, value %zu bytes)",
-                      k.mv_size, v.mv_size);
+            LOG_ERROR("kv: malformed cursors record (key %zu bytes, value %zu bytes)", k.mv_size,
+                      v.mv_size);
             rc = RC_ESTORE;
             goto out;
         }
