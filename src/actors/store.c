@@ -1,6 +1,7 @@
 #include "actors/store.h"
 #include "actors/store_int.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include "actors/router.h"
@@ -295,6 +296,7 @@ static void on_wake(mbox_t *box)
 static void run(void *arg)
 {
     store_t *st = arg;
+    (void)pthread_setname_np(pthread_self(), "cimd-store"); /* best effort: for top/perf */
     log_set_thread("store");
     uv_run(&st->loop, UV_RUN_DEFAULT);
     LOG_INFO("store: %llu batches, %llu requests, %llu messages, largest batch %llu",

@@ -1,5 +1,6 @@
 #include "actors/worker.h"
 
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -253,6 +254,9 @@ static void on_wake(mbox_t *box)
 static void run(void *arg)
 {
     worker_t *w = arg;
+    char name[32];
+    snprintf(name, sizeof(name), "cimd-%.8s", w->tag); /* the kernel keeps 15 bytes */
+    (void)pthread_setname_np(pthread_self(), name); /* best effort: for top/perf */
     log_set_thread(w->tag);
     uv_run(&w->loop, UV_RUN_DEFAULT);
 }
