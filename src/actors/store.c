@@ -104,6 +104,10 @@ again:
             goto fail;
         }
     }
+    if ((rc = store__conv_flush(st, txn)) < 0) {
+        kv_abort(txn);
+        goto fail;
+    }
     /* The generator's position, recorded when it moved: restarts continue above it. */
     last = (st->ids.last_ms << (SNOWFLAKE_NODE_BITS + SNOWFLAKE_SEQ_BITS)) |
            ((uint64_t)st->ids.node << SNOWFLAKE_SEQ_BITS) | st->ids.seq;
@@ -115,6 +119,7 @@ again:
         goto fail;
     if (last > st->last_recorded)
         st->last_recorded = last;
+    store__conv_reset(st);
     st->batches++;
     st->requests += n;
     if (n > st->max_batch)
@@ -122,6 +127,7 @@ again:
     return 0;
 fail:
     drop_fanouts(st);
+    store__conv_reset(st);
     if (rc == RC_EMAPFULL && tries++ < 8 && kv_grow(st->srv->kv) == 0)
         goto again;
     LOG_ERROR("store: batch of %zu requests failed: %s", n, rc_str(rc));
@@ -437,5 +443,7 @@ void store_free(store_t *st)
     mem_free(st->batch);
     drop_fanouts(st);
     mem_free(st->fan);
+    store__conv_reset(st);
+    mem_free(st->convs);
     mem_free(st);
 }

@@ -103,20 +103,18 @@ static int member_del(kv_txn_t *txn, const char *app, uint64_t gid, const char *
 }
 
 /* Mark a user's view of the group as left at @p event (or rejoined when 0). */
-static int conv_left(kv_txn_t *txn, const char *app, const char *user, const char *group_id,
-                     uint64_t event)
+static int conv_left(store_t *st, kv_txn_t *txn, const char *app, const char *user,
+                     const char *group_id, uint64_t event)
 {
-    uint8_t key[CONV_UKEY_MAX], val[CONV_REC_LEN];
-    const uint8_t *v = NULL;
-    size_t vlen = 0, klen = conv_ukey(key, app, user, cim_ConvType_GROUP, group_id);
-    conv_rec_t c;
-    int rc = kv_rec_get(txn, KV_DB_CONVS, key, klen, &v, &vlen);
-    if (rc < 0 && rc != RC_ENOTFOUND)
+    uint8_t key[CONV_UKEY_MAX];
+    size_t klen = conv_ukey(key, app, user, cim_ConvType_GROUP, group_id);
+    conv_ent_t *e;
+    int rc = store__conv(st, txn, key, klen, true, &e);
+    if (rc < 0)
         return rc;
-    conv_decode(v, rc == 0 ? vlen : 0, &c);
-    c.left_id = event;
-    conv_encode(&c, val);
-    return kv_rec_put(txn, KV_DB_CONVS, key, klen, val, sizeof(val));
+    e->rec.left_id = event;
+    e->dirty = true;
+    return 0;
 }
 
 /* ---- the SYSTEM message of a group change --------------------------------------------- */
@@ -348,7 +346,7 @@ static int op_join(store_t *st, kv_txn_t *txn, store_op_t *op)
     if (rc == 0)
         rc = member_add(txn, op->app, g.gid, op->user, event);
     if (rc == 0)
-        rc = conv_left(txn, op->app, op->user, op->target, 0);
+        rc = conv_left(st, txn, op->app, op->user, op->target, 0);
     mem_free(roster);
     if (rc < 0)
         return rc;
@@ -405,7 +403,7 @@ static int op_add(store_t *st, kv_txn_t *txn, store_op_t *op)
     for (size_t i = 0; i < nf && rc == 0; i++) {
         rc = member_add(txn, op->app, g.gid, fresh[i], event);
         if (rc == 0)
-            rc = conv_left(txn, op->app, fresh[i], op->target, 0);
+            rc = conv_left(st, txn, op->app, fresh[i], op->target, 0);
     }
 out:
     mem_free(names);
@@ -436,7 +434,7 @@ static int remove_members(store_t *st, kv_txn_t *txn, store_op_t *op, group_t *g
                           &event)) < 0)
         return rc;
     for (size_t i = 0; i < ngone; i++)
-        if ((rc = conv_left(txn, op->app, gone[i], op->target, event)) < 0)
+        if ((rc = conv_left(st, txn, op->app, gone[i], op->target, event)) < 0)
             return rc;
     return 0;
 }
@@ -652,22 +650,21 @@ static blob_t *encode_event(const cim_Event *ev)
 
 static int op_read(store_t *st, kv_txn_t *txn, store_op_t *op)
 {
-    uint8_t key[CONV_UKEY_MAX], skey[CONV_SKEY_MAX], val[CONV_REC_LEN];
-    const uint8_t *v;
-    size_t vlen, klen = conv_ukey(key, op->app, op->user, op->conv_type, op->target), sklen;
+    uint8_t key[CONV_UKEY_MAX], skey[CONV_SKEY_MAX];
+    size_t klen = conv_ukey(key, op->app, op->user, op->conv_type, op->target), sklen;
     cim_Event ev = cim_Event_init_zero;
     store_uid_t one;
+    conv_ent_t *e;
     conv_rec_t c;
     uint64_t up_to = op->msg_id;
     blob_t *b;
     int rc;
 
-    rc = kv_rec_get(txn, KV_DB_CONVS, key, klen, &v, &vlen);
-    if (rc == RC_ENOTFOUND)
-        return reject(op, cim_Code_NOT_FOUND, "no conversation with '%s'", op->target);
-    if (rc < 0)
+    if ((rc = store__conv(st, txn, key, klen, false, &e)) < 0)
         return rc;
-    conv_decode(v, vlen, &c);
+    if (e == NULL)
+        return reject(op, cim_Code_NOT_FOUND, "no conversation with '%s'", op->target);
+    c = e->rec;
     op->code = cim_Code_OK;
     if (up_to == 0 || up_to > c.last_id)
         up_to = c.last_id; /* 0 reads everything; the cursor never passes the last message */
@@ -678,9 +675,8 @@ static int op_read(store_t *st, kv_txn_t *txn, store_op_t *op)
     c.read_up_to = up_to;
     if ((rc = count_unread(txn, skey, sklen, op->user, up_to, c.left_id, &c.unread)) < 0)
         return rc;
-    conv_encode(&c, val);
-    if ((rc = kv_rec_put(txn, KV_DB_CONVS, key, klen, val, sizeof(val))) < 0)
-        return rc;
+    e->rec = c;
+    e->dirty = true;
 
     /* EVENT{READ}: to the reader's other devices with the conversation as they see it,
      * and in a DIRECT conversation to the peer, for whom the conversation is the reader. */

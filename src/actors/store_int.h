@@ -36,6 +36,16 @@ typedef struct fanout {
     size_t nusers;
 } fanout_t;
 
+/* A conversation state record as the batch sees it: read once from the database, changed
+ * in memory by every message and op of the batch, written once before the commit. */
+typedef struct conv_ent {
+    conv_rec_t rec;
+    bool exists;            /* in the database or created in this batch */
+    bool dirty;             /* to be written */
+    uint16_t klen;
+    uint8_t key[CONV_UKEY_MAX];
+} conv_ent_t;
+
 struct store {
     server_t *srv;
     uv_thread_t thread;
@@ -50,6 +60,8 @@ struct store {
     fanout_t *fan;         /* this batch's fanouts, in apply order */
     size_t nfan, capfan;
     outbox_t *out;         /* one per worker */
+    conv_ent_t **convs;    /* this batch's conversation records, open addressing */
+    size_t nconvs, capconvs;
     kv_retention_t rpos;
     bool retaining;        /* a retention pass is under way */
     /* statistics, store thread only */
@@ -82,6 +94,22 @@ typedef struct smsg {
  */
 int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id,
                        uint64_t *time_ms);
+
+/**
+ * The batch's copy of a conversation record, read from the database on first use.
+ * @param[in] create  make an empty record when there is none (then ->exists is set).
+ * @param[out] out    the entry, or NULL when there is none and !create. Change ->rec and
+ *                    set ->dirty: store__conv_flush writes it before the commit.
+ * @return 0 or rc.
+ */
+int store__conv(store_t *st, kv_txn_t *txn, const uint8_t *key, size_t klen, bool create,
+                conv_ent_t **out);
+
+/** Write the batch's changed conversation records (before the commit). @return 0 or rc. */
+int store__conv_flush(store_t *st, kv_txn_t *txn);
+
+/** Forget the batch's conversation records (after the commit, or a failed batch). */
+void store__conv_reset(store_t *st);
 
 /** Queue @p b (a new reference is taken) for @p type to @p users after the commit. */
 void store__fanout(store_t *st, blob_t *b, uint16_t type, const char *app,

@@ -10,37 +10,117 @@
 #include "core/mem.h"
 #include "core/rc.h"
 
-/* A member or participant's conversation state: the new message is its last; unread grows
- * for users other than the sender when the type counts. */
-static int conv_touch(kv_txn_t *txn, const smsg_t *m, const char *user, uint64_t id,
-                      uint64_t time_ms)
+/* ---- the batch's conversation records ------------------------------------------------ */
+
+static uint64_t key_hash(const uint8_t *k, size_t n)
 {
-    uint8_t key[CONV_UKEY_MAX], val[CONV_REC_LEN];
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ k[i]) * 1099511628211ULL;
+    return h;
+}
+
+static conv_ent_t **conv_slot(store_t *st, const uint8_t *key, size_t klen)
+{
+    size_t i = (size_t)key_hash(key, klen) & (st->capconvs - 1);
+    for (;; i = (i + 1) & (st->capconvs - 1)) {
+        conv_ent_t *e = st->convs[i];
+        if (e == NULL || (e->klen == klen && memcmp(e->key, key, klen) == 0))
+            return &st->convs[i];
+    }
+}
+
+int store__conv(store_t *st, kv_txn_t *txn, const uint8_t *key, size_t klen, bool create,
+                conv_ent_t **out)
+{
+    conv_ent_t **slot, *e;
     const uint8_t *v = NULL;
-    size_t vlen = 0, klen;
+    size_t vlen = 0;
+    int rc;
+
+    if ((st->nconvs + 1) * 2 > st->capconvs) {
+        conv_ent_t **old = st->convs;
+        size_t oldcap = st->capconvs;
+        st->capconvs = oldcap ? oldcap * 2 : 1024;
+        st->convs = mem_calloc(st->capconvs * sizeof(*st->convs));
+        for (size_t i = 0; i < oldcap; i++)
+            if (old[i] != NULL)
+                *conv_slot(st, old[i]->key, old[i]->klen) = old[i];
+        mem_free(old);
+    }
+    slot = conv_slot(st, key, klen);
+    if ((e = *slot) == NULL) {
+        rc = kv_rec_get(txn, KV_DB_CONVS, key, klen, &v, &vlen);
+        if (rc < 0 && rc != RC_ENOTFOUND)
+            return rc;
+        e = mem_alloc(sizeof(*e));
+        conv_decode(v, rc == 0 ? vlen : 0, &e->rec);
+        e->exists = rc == 0;
+        e->dirty = false;
+        e->klen = (uint16_t)klen;
+        memcpy(e->key, key, klen);
+        *slot = e;
+        st->nconvs++;
+    }
+    if (!e->exists && create)
+        e->exists = true;
+    *out = e->exists ? e : NULL;
+    return 0;
+}
+
+int store__conv_flush(store_t *st, kv_txn_t *txn)
+{
+    uint8_t val[CONV_REC_LEN];
+    int rc;
+    for (size_t i = 0; i < st->capconvs; i++) {
+        conv_ent_t *e = st->convs[i];
+        if (e == NULL || !e->dirty)
+            continue;
+        conv_encode(&e->rec, val);
+        if ((rc = kv_rec_put(txn, KV_DB_CONVS, e->key, e->klen, val, sizeof(val))) < 0)
+            return rc;
+        e->dirty = false;
+    }
+    return 0;
+}
+
+void store__conv_reset(store_t *st)
+{
+    for (size_t i = 0; i < st->capconvs; i++) {
+        mem_free(st->convs[i]);
+        st->convs[i] = NULL;
+    }
+    st->nconvs = 0;
+}
+
+/* A member or participant's conversation state: the new message is its last; unread grows
+ * for users other than the sender when the type counts. Held in the batch's records and
+ * written once per commit, however many messages of the batch touch it (a busy group). */
+static int conv_touch(store_t *st, kv_txn_t *txn, const smsg_t *m, const char *user,
+                      uint64_t id, uint64_t time_ms)
+{
+    uint8_t key[CONV_UKEY_MAX];
     const char *peer = m->conv_type == cim_ConvType_GROUP ? m->to
                        : strcmp(user, m->from) == 0       ? m->to
                                                           : m->from;
-    conv_rec_t c;
+    size_t klen = conv_ukey(key, m->app, user, m->conv_type, peer);
+    conv_ent_t *e;
     int rc;
 
-    klen = conv_ukey(key, m->app, user, m->conv_type, peer);
-    rc = kv_rec_get(txn, KV_DB_CONVS, key, klen, &v, &vlen);
-    if (rc < 0 && rc != RC_ENOTFOUND)
+    if ((rc = store__conv(st, txn, key, klen, true, &e)) < 0)
         return rc;
-    conv_decode(v, rc == 0 ? vlen : 0, &c);
-    c.last_id = id;
-    c.updated_ms = time_ms;
-    if (strcmp(user, m->from) != 0 && conv_counts(m->msg_type))
-        c.unread++;
-    else if (strcmp(user, m->from) == 0) {
+    e->rec.last_id = id;
+    e->rec.updated_ms = time_ms;
+    if (strcmp(user, m->from) != 0 && conv_counts(m->msg_type)) {
+        e->rec.unread++;
+    } else if (strcmp(user, m->from) == 0) {
         /* One's own message is read, and with the cursor past everything before it,
          * nothing from others is unread any more (unread counts after the cursor). */
-        c.read_up_to = id;
-        c.unread = 0;
+        e->rec.read_up_to = id;
+        e->rec.unread = 0;
     }
-    conv_encode(&c, val);
-    return kv_rec_put(txn, KV_DB_CONVS, key, klen, val, sizeof(val));
+    e->dirty = true;
+    return 0;
 }
 
 int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id,
@@ -71,7 +151,7 @@ int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id
         klen = kv_ukey(ukey, m->app, m->users[i]);
         if ((rc = kv_timeline_add(txn, ukey, klen, meta.msg_id)) < 0)
             goto out;
-        if (m->index && (rc = conv_touch(txn, m, m->users[i], meta.msg_id, meta.time_ms)) < 0)
+        if (m->index && (rc = conv_touch(st, txn, m, m->users[i], meta.msg_id, meta.time_ms)) < 0)
             goto out;
     }
     if (m->index) {
