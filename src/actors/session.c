@@ -205,7 +205,10 @@ int session__flush(session_t *s)
 static int queue_bytes(session_t *s, const uint8_t *data, uint32_t len)
 {
     if (s->cork_len + len > s->cork_cap) {
-        uint32_t cap = s->cork_cap ? s->cork_cap : 4096;
+        /* Sized to the need (most turns carry one small frame per session: a push to a
+         * group member), so a fan-out to thousands of sessions makes small allocations,
+         * not pages the allocator maps and trims each turn. */
+        uint32_t cap = s->cork_cap ? s->cork_cap * 2 : 256;
         while (cap < s->cork_len + len)
             cap *= 2;
         s->cork = mem_realloc(s->cork, cap);

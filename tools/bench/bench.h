@@ -70,7 +70,13 @@ typedef struct bench_opts {
     unsigned size;        /* c2c: message body bytes */
     unsigned sources;     /* source addresses to spread over (1 = no bind) */
     unsigned timeout_ms;  /* libcim: connect+login and each answer */
-    unsigned ack_every;   /* c2c: PUSH_ACK every N pushes per connection; 0 = never */
+    unsigned ack_every;   /* c2c, group: PUSH_ACK every N pushes per connection; 0 = never */
+    unsigned groups;      /* group: groups */
+    unsigned members;     /* group: members per group (one user, one connection each) */
+    unsigned senders;     /* group: senders per group */
+    uint64_t messages;    /* sync: messages preloaded */
+    unsigned limit;       /* sync: SyncReq.limit per page */
+    unsigned devices;     /* sync: fresh devices syncing in parallel */
 } bench_opts_t;
 
 /** A row of the scenario table. */
@@ -95,6 +101,10 @@ typedef struct scenario {
     /** bench_finish() is closing everything: close the scenario's own handles (uv_close;
      *  their memory must live until the loop ends). May be NULL. */
     void (*finish)(bench_t *b);
+    /** bench_connect: change the login of @p bc (user, device_id) after the defaults were
+     *  filled in and before the token is minted. May be NULL (user "u<idx % users>",
+     *  device "<scenario>-<idx>"). */
+    void (*login)(const bench_t *b, const bconn_t *bc, cim_LoginReq *req);
 } scenario_t;
 
 /** One connection of the pool (or of the login storm). */
@@ -104,7 +114,8 @@ struct bconn {
     uint32_t idx;   /* index in b->conns; user = "u" + (idx % users) */
     bool open;      /* logged in and not closed */
     uint64_t t0_ns; /* when the connect started */
-    /* c2c: send times of the SENDs in flight, oldest first (answers come in order) */
+    /* c2c, group, sync: send times of the requests in flight, oldest first (answers come
+     * in order; bench_ring_push/pop) */
     uint64_t *ring;
     uint32_t ring_cap, ring_head, ring_len;
     uint64_t seq;      /* SENDs issued on this connection */
@@ -145,6 +156,10 @@ struct bench {
     uint64_t codes[BENCH_CODES]; /* non-OK response codes by cim_Code */
     int rc_val[BENCH_RCS];
     uint64_t rc_cnt[BENCH_RCS];
+    uint64_t mismatch; /* results the scenario checked and found wrong (missing, duplicate,
+                          out of order): counted in bench_errors(), reported as "mismatch" */
+    uint64_t unanswered; /* requests still unanswered when the drain ended (group, sync):
+                            counted in bench_errors(), reported as "unanswered" */
 
     /* the measured window */
     uint64_t w_t0_ns, w_t1_ns;
@@ -156,7 +171,7 @@ struct bench {
     const char *tput_unit;
 };
 
-extern const scenario_t sc_login, sc_conns, sc_c2c;
+extern const scenario_t sc_login, sc_conns, sc_c2c, sc_group, sc_sync;
 
 /** CLOCK_MONOTONIC in nanoseconds (also the clock message bodies carry). */
 uint64_t bench_now_ns(void);
@@ -169,6 +184,12 @@ void bench_count_rc(bench_t *b, int rc);
 
 /** Sum of the counted codes and rcs. */
 uint64_t bench_errors(const bench_t *b);
+
+/** Append @p v to @p bc's FIFO of send times (grows as needed; aborts on OOM). */
+void bench_ring_push(bconn_t *bc, uint64_t v);
+
+/** Take the oldest send time of @p bc's FIFO. @return false when it is empty. */
+bool bench_ring_pop(bconn_t *bc, uint64_t *v);
 
 /** Write the user id of user @p i ("u<i>") into @p out. */
 void bench_user(char *out, size_t len, unsigned i);

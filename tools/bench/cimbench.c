@@ -29,12 +29,10 @@
 #define DEF_SOURCES     32
 #define DEF_TIMEOUT_MS  10000
 #define DEF_PORT        7400
-
-/* Later scenarios: listed so --help shows the plan; start == NULL says "not yet". */
-static const scenario_t sc_group = {
-    .name = "group", .summary = "group fan-out: senders to groups of G members (later)"};
-static const scenario_t sc_sync = {.name = "sync",
-                                   .summary = "offline catch-up: SYNC of a backlog (later)"};
+#define DEF_GROUPS      1
+#define DEF_MEMBERS     100
+#define DEF_MESSAGES    10000
+#define DEF_LIMIT       500
 
 static const scenario_t *const scenarios[] = {&sc_login, &sc_conns, &sc_c2c, &sc_group, &sc_sync};
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
@@ -92,7 +90,33 @@ uint64_t bench_errors(const bench_t *b)
         n += b->codes[i];
     for (unsigned i = 0; i < BENCH_RCS; i++)
         n += b->rc_cnt[i];
-    return n;
+    return n + b->mismatch + b->unanswered;
+}
+
+void bench_ring_push(bconn_t *bc, uint64_t v)
+{
+    if (bc->ring_len == bc->ring_cap) {
+        uint32_t cap = bc->ring_cap != 0 ? bc->ring_cap * 2 : 8;
+        uint64_t *r = mem_alloc((size_t)cap * sizeof(*r));
+        for (uint32_t i = 0; i < bc->ring_len; i++)
+            r[i] = bc->ring[(bc->ring_head + i) % bc->ring_cap];
+        mem_free(bc->ring);
+        bc->ring = r;
+        bc->ring_cap = cap;
+        bc->ring_head = 0;
+    }
+    bc->ring[(bc->ring_head + bc->ring_len) % bc->ring_cap] = v;
+    bc->ring_len++;
+}
+
+bool bench_ring_pop(bconn_t *bc, uint64_t *v)
+{
+    if (bc->ring_len == 0)
+        return false;
+    *v = bc->ring[bc->ring_head];
+    bc->ring_head = (bc->ring_head + 1) % bc->ring_cap;
+    bc->ring_len--;
+    return true;
 }
 
 /* ---- connections ---------------------------------------------------------------------- */
@@ -119,6 +143,8 @@ int bench_connect(bench_t *b, bconn_t *bc, const cimc_async_cbs_t *cbs)
     snprintf(req.device_id, sizeof(req.device_id), "%s-%u", b->sc->name, bc->idx);
     req.device_kind = cim_DeviceKind_BOT;
     snprintf(req.client_version, sizeof(req.client_version), "cimbench/1");
+    if (b->sc->login != NULL)
+        b->sc->login(b, bc, &req);
     /* valid for the whole run, whatever its phases take */
     expiry = (int64_t)time(NULL) + (int64_t)(b->o.duration_s + BENCH_SETUP_MAX_S) + 3600;
     if ((rc = token_mint(b->o.secret, b->o.app, req.user, expiry, req.token, sizeof(req.token))) <
@@ -361,6 +387,15 @@ static void add_common_report(bench_t *b, report_t *r)
     report_int(r, "params", "size", b->o.size);
     report_int(r, "params", "sources", b->o.sources);
     report_int(r, "params", "ack_every", b->o.ack_every);
+    if (strcmp(b->sc->name, "group") == 0) {
+        report_int(r, "params", "groups", b->o.groups);
+        report_int(r, "params", "members", b->o.members);
+        report_int(r, "params", "senders", b->o.senders);
+    } else if (strcmp(b->sc->name, "sync") == 0) {
+        report_int(r, "params", "messages", (int64_t)b->o.messages);
+        report_int(r, "params", "limit", b->o.limit);
+        report_int(r, "params", "devices", b->o.devices);
+    }
 
     if (b->setup_t0_ns != 0) { /* the pool was used */
         report_int(r, "connections", "opened", b->opened);
@@ -382,6 +417,10 @@ static void add_common_report(bench_t *b, report_t *r)
             snprintf(key, sizeof(key), "%s", rc_str(b->rc_val[i]));
             report_int(r, "errors", key, (int64_t)b->rc_cnt[i]);
         }
+    if (b->mismatch != 0)
+        report_int(r, "errors", "mismatch", (int64_t)b->mismatch);
+    if (b->unanswered != 0)
+        report_int(r, "errors", "unanswered", (int64_t)b->unanswered);
 
     if (b->o.pid > 0) {
         report_int(r, "server", "pid", b->o.pid);
@@ -424,7 +463,6 @@ static void usage(FILE *f)
         fprintf(f, "  %-6s %s\n", scenarios[i]->name, scenarios[i]->summary);
     fprintf(
         f,
-        "  (group and sync are placeholders in the scenario table: not implemented yet)\n"
         "\n"
         "Server and credentials:\n"
         "  --host H          server address (default 127.0.0.1); a non-loopback address is\n"
@@ -442,19 +480,30 @@ static void usage(FILE *f)
         "Run:\n"
         "  --duration S      measured time in seconds (default %.0f, at most %.0f); opening\n"
         "                    connections comes first and takes at most %.0f s\n"
-        "  --count N         login: logins in all (overrides --conns); c2c: messages in all\n"
-        "                    (ends the run early); conns: ignored\n"
+        "  --count N         login: logins in all (overrides --conns); c2c, group: messages\n"
+        "                    in all (ends the run early); conns, sync: ignored\n"
         "  --conns N         login: logins in all; conns: connections held (default %d)\n"
         "  --concurrency C   connects in flight at once (default %d)\n"
         "  --users U         users u0..u(U-1): login/conns default --conns (one per\n"
         "                    connection), c2c default 100 (one connection each)\n"
-        "  --window W        c2c closed loop: SENDs in flight per connection (default 1)\n"
-        "  --rate R          c2c open loop: R messages/s in all, send times fixed by the\n"
-        "                    clock and latency taken from the scheduled time (no coordinated\n"
-        "                    omission); --window is then ignored\n"
-        "  --size B          c2c: body bytes (default 100, at least 16: the first 8 are the\n"
-        "                    send time, CLOCK_MONOTONIC ns, for the receiver's latency)\n"
-        "  --ack-every N     c2c: PUSH_ACK every N pushes per connection (default 64; 0 off)\n"
+        "  --window W        c2c, group closed loop: SENDs in flight per sending connection\n"
+        "                    (default 1)\n"
+        "  --rate R          c2c, group open loop: R messages/s in all, send times fixed by\n"
+        "                    the clock and latency taken from the scheduled time (no\n"
+        "                    coordinated omission); --window is then ignored\n"
+        "  --size B          c2c, group, sync: body bytes (default 100, at least 16: the\n"
+        "                    first 8 are the send time, CLOCK_MONOTONIC ns, for the\n"
+        "                    receiver's latency, the next 4 the run id)\n"
+        "  --ack-every N     c2c, group: PUSH_ACK every N pushes per connection (default 64;\n"
+        "                    0 off)\n"
+        "  --groups G        group: groups (default %d); users g<i>m<j>, one connection each\n"
+        "  --members M       group: members per group, all online (default %d); G*M\n"
+        "                    connections in all\n"
+        "  --senders S       group: members 0..S-1 of every group send (default 1)\n"
+        "  --messages N      sync: messages pre-loaded into user syncer's timeline (default\n"
+        "                    %d)\n"
+        "  --limit L         sync: SyncReq.limit, messages per page (default %d, at most 500)\n"
+        "  --devices K       sync: fresh devices of syncer syncing in parallel (default 1)\n"
         "  --sources N       spread connections over source addresses 127.0.0.1..N (IPv4\n"
         "                    loopback server only; default %d; 1 = no bind): each source\n"
         "                    gets its own ~28k ephemeral ports and its own share of the\n"
@@ -464,9 +513,18 @@ static void usage(FILE *f)
         "  --help            this text\n"
         "\n"
         "Notes:\n"
-        "  * c2c sends far more than cimd's default per-connection rate limit allows\n"
-        "    (send_rate 100/s, burst 200): start the server with e.g.\n"
+        "  * c2c, group and sync send far more than cimd's default per-connection rate\n"
+        "    limit allows (send_rate 100/s, burst 200): start the server with e.g.\n"
         "    --send_rate 1000000 --send_burst 1000000, or expect RATE_LIMITED errors.\n"
+        "  * group: cimd's --max_group_size (default 2000) must be at least --members.\n"
+        "    Setup logs in G*M users, creates the groups (GROUP_CREATE with up to 1000\n"
+        "    members, then GROUP_ADD per 1000) and waits for their SYSTEM pushes; then\n"
+        "    deliveries = acked messages x (online members - 1). The target scenario is\n"
+        "    1 group of 1,000 members online; G*M must stay under the descriptor limit\n"
+        "    of both processes (20,000 here).\n"
+        "  * sync: the fresh devices sync the whole timeline of syncer, earlier runs' messages\n"
+        "    included (reported apart): use a fresh data dir for a clean count. --duration\n"
+        "    caps the sync itself (default 10 s); the pre-load comes before it.\n"
         "  * cimbench raises its RLIMIT_NOFILE to the hard limit and says how many\n"
         "    connections that allows. Server and bench each need one descriptor per\n"
         "    connection; on a machine with a hard limit of 20,000 per process, measure\n"
@@ -480,9 +538,12 @@ static void usage(FILE *f)
         "\n"
         "Example:\n"
         "  cimd --data /tmp/d --listen 127.0.0.1:7500 --send_rate 1000000 --send_burst 1000000\n"
-        "  cimbench c2c --port 7500 --data /tmp/d --users 200 --window 8 --pid $(pidof cimd)\n",
+        "  cimbench c2c --port 7500 --data /tmp/d --users 200 --window 8 --pid $(pidof cimd)\n"
+        "  cimbench group --port 7500 --data /tmp/d --groups 1 --members 1000 --rate 500\n"
+        "  cimbench sync --port 7500 --data /tmp/d --messages 100000\n",
         DEF_PORT, DEF_DURATION_S, BENCH_DURATION_MAX_S, BENCH_SETUP_MAX_S, DEF_CONNS,
-        DEF_CONCURRENCY, DEF_SOURCES, DEF_TIMEOUT_MS);
+        DEF_CONCURRENCY, DEF_GROUPS, DEF_MEMBERS, DEF_MESSAGES, DEF_LIMIT, DEF_SOURCES,
+        DEF_TIMEOUT_MS);
 }
 
 static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -601,6 +662,12 @@ static int parse_args(bench_t *b, int argc, char **argv)
     o->size = 100;
     o->timeout_ms = DEF_TIMEOUT_MS;
     o->ack_every = 64;
+    o->groups = DEF_GROUPS;
+    o->members = DEF_MEMBERS;
+    o->senders = 1;
+    o->messages = DEF_MESSAGES;
+    o->limit = DEF_LIMIT;
+    o->devices = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -682,6 +749,30 @@ static int parse_args(bench_t *b, int argc, char **argv)
             if (num_u(v, 0, 1000000ul, &u) < 0)
                 return bad("bad --ack-every '%s'", v);
             o->ack_every = (unsigned)u;
+        } else if (strcmp(a, "--groups") == 0) {
+            if (num_u(v, 1, 100000ul, &u) < 0)
+                return bad("bad --groups '%s'", v);
+            o->groups = (unsigned)u;
+        } else if (strcmp(a, "--members") == 0) {
+            if (num_u(v, 2, 100000ul, &u) < 0)
+                return bad("--members wants 2..100000, not '%s'", v);
+            o->members = (unsigned)u;
+        } else if (strcmp(a, "--senders") == 0) {
+            if (num_u(v, 1, 100000ul, &u) < 0)
+                return bad("bad --senders '%s'", v);
+            o->senders = (unsigned)u;
+        } else if (strcmp(a, "--messages") == 0) {
+            if (num_u(v, 1, 10000000ul, &u) < 0)
+                return bad("--messages wants 1..10000000, not '%s'", v);
+            o->messages = u;
+        } else if (strcmp(a, "--limit") == 0) {
+            if (num_u(v, 1, 500, &u) < 0)
+                return bad("--limit wants 1..500 (the server's SYNC maximum), not '%s'", v);
+            o->limit = (unsigned)u;
+        } else if (strcmp(a, "--devices") == 0) {
+            if (num_u(v, 1, 1000, &u) < 0)
+                return bad("--devices wants 1..1000, not '%s'", v);
+            o->devices = (unsigned)u;
         } else if (strcmp(a, "--sources") == 0) {
             if (num_u(v, 1, BENCH_SOURCES_MAX, &u) < 0)
                 return bad("--sources wants 1..250, not '%s'", v);

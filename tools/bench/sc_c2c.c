@@ -65,34 +65,6 @@ static uint64_t rnd(c2c_t *s)
     return s->rng * 2685821657736338717ull;
 }
 
-/* ---- a connection's FIFO of send times ------------------------------------------------ */
-
-static void ring_push(bconn_t *bc, uint64_t v)
-{
-    if (bc->ring_len == bc->ring_cap) {
-        uint32_t cap = bc->ring_cap != 0 ? bc->ring_cap * 2 : 8;
-        uint64_t *r = mem_alloc((size_t)cap * sizeof(*r));
-        for (uint32_t i = 0; i < bc->ring_len; i++)
-            r[i] = bc->ring[(bc->ring_head + i) % bc->ring_cap];
-        mem_free(bc->ring);
-        bc->ring = r;
-        bc->ring_cap = cap;
-        bc->ring_head = 0;
-    }
-    bc->ring[(bc->ring_head + bc->ring_len) % bc->ring_cap] = v;
-    bc->ring_len++;
-}
-
-static bool ring_pop(bconn_t *bc, uint64_t *v)
-{
-    if (bc->ring_len == 0)
-        return false;
-    *v = bc->ring[bc->ring_head];
-    bc->ring_head = (bc->ring_head + 1) % bc->ring_cap;
-    bc->ring_len--;
-    return true;
-}
-
 /* ---- the window ----------------------------------------------------------------------- */
 
 static void end(bench_t *b)
@@ -165,7 +137,7 @@ static int send_one(bench_t *b, bconn_t *bc, uint64_t t_ns)
         bench_count_rc(b, rc);
         return rc;
     }
-    ring_push(bc, t_ns);
+    bench_ring_push(bc, t_ns);
     bc->seq++;
     s->sent++;
     return 0;
@@ -185,7 +157,7 @@ static void on_ack(cimc_t *c, void *ctx, int status, uint32_t type, const uint8_
     c2c_t *s = b->sc_data;
     cim_SendRsp rsp = cim_SendRsp_init_zero;
     uint64_t t0 = 0, now = bench_now_ns();
-    bool have_t0 = ring_pop(bc, &t0);
+    bool have_t0 = bench_ring_pop(bc, &t0);
 
     (void)c;
     (void)type;

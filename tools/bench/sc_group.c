@@ -1,0 +1,798 @@
+/* sc_group: group fan-out. --groups G groups of --members M users each, every user online
+ * on one connection (user "g<i>m<j>", device "group-<idx>", connection idx = i*M + j,
+ * spread over the source addresses like every pool).
+ *
+ * Setup (before the measured window): log in all G*M users (a user exists once it logged
+ * in, and GROUP_CREATE wants existing members), then member 0 of every group creates it
+ * with up to 1000 others as members (GroupCreateReq's bound) and adds the rest with
+ * GROUP_ADD, 1000 per request, pipelined on its connection. Every creation and addition
+ * is a SYSTEM message pushed to each online member; the window starts once all of those
+ * arrived (or after SETTLE_MAX_S, with a warning), so they do not mix with the load.
+ *
+ * Load: members 0..S-1 of every group (--senders S) send TEXT messages of --size bytes to
+ * their group, closed loop (--window W in flight per sender, default 1) or open loop
+ * (--rate R messages/s in all, round-robin over the senders, latency from the scheduled
+ * time: see sc_c2c.c, whose timerfd scheduler this repeats). The first 8 body bytes are
+ * the send time, the next 4 the run id, as in c2c.
+ *
+ * Deliveries: every member counts the PUSHes of this run's messages (SYSTEM pushes and
+ * other runs' messages apart). A message acknowledged OK is expected at every member of
+ * its group that was online when the window started, except its sender (cimd pushes to
+ * the sender's *other* devices only, and a sender has one): expected = sum over acked
+ * messages of (online members - 1). A device's pushes come in ascending msg_id order
+ * without gaps (PROTOCOL.md §6), so a push whose msg_id is not above the last one on its
+ * connection is a duplicate. After the window the answers and pushes still due are awaited
+ * for at most BENCH_DRAIN_S; what is still missing then, and every duplicate, counts as a
+ * mismatch error, and every SEND still unanswered as an "unanswered" error (its pushes, if
+ * any came, are reported as unconfirmed deliveries: counted, but neither expected nor
+ * wrong, so they can mask missing ones; the run is then overloaded anyway).
+ *
+ * Throughput (the headline) is deliveries/s: deliveries received over the time from the
+ * window's start to the last delivery. CPU per op is per delivery; the report adds the
+ * server's CPU per message. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "core/frame.h"
+#include "core/mem.h"
+#include "core/rc.h"
+
+#define TICK_MIN_NS   100000ull /* open loop: at least 100 µs between scheduler wake-ups */
+#define CREATE_MAX_S  120.0     /* creating the groups: at most this long */
+#define SETTLE_MAX_S  30.0      /* waiting for the SYSTEM pushes of the creation */
+#define BATCH         1000u     /* members per GROUP_CREATE / GROUP_ADD (the proto bound) */
+#define GID_LEN       65
+
+typedef struct grp {
+    unsigned G, M, S;
+    char (*gid)[GID_LEN];      /* group ids, "" until created */
+    unsigned *ops_left;        /* per group: create/add answers still due */
+    unsigned *g_open;          /* per group: members online when the window started */
+    bool *g_failed;            /* per group: a create/add failed */
+    unsigned groups_ready, groups_failed;
+    cim_GroupCreateReq *creq;  /* scratch (65 KiB: 1000 ids) */
+    cim_GroupUsersReq *ureq;   /* scratch */
+
+    bool creating, settling, running, draining;
+    bool settle_timed_out;
+    bool open_loop;
+    unsigned *senders; /* connection indices of the senders online at the window's start */
+    unsigned nsenders;
+    uint8_t *body;
+    int tfd;
+    uv_poll_t tpoll;
+    bool tick_init;
+    uint64_t issued;
+
+    uint64_t create_t0_ns, settle_t0_ns, settle_t1_ns;
+    uint64_t sys_expected, sys_pushes, sys_late;
+    uint64_t sent, send_failed, skipped;
+    uint64_t ack_ok, ack_err, lost;
+    uint64_t expected, deliveries, dups, stray, events, push_acks;
+    uint64_t sent_window, ack_ok_window, deliveries_window;
+    uint64_t t_over_ns, t_last_ack_ns, t_last_deliv_ns;
+    uint64_t sent_last, ack_ok_last, deliveries_last;
+    hist_t ack, push, lag;
+    hist_t ack_iv, push_iv;
+} grp_t;
+
+static unsigned min_u(unsigned a, unsigned b)
+{
+    return a < b ? a : b;
+}
+
+/* ---- users ----------------------------------------------------------------------------- */
+
+static void member_name(char *out, size_t len, unsigned g, unsigned j)
+{
+    snprintf(out, len, "g%um%u", g, j);
+}
+
+static void login_hook(const bench_t *b, const bconn_t *bc, cim_LoginReq *req)
+{
+    member_name(req->user, sizeof(req->user), bc->idx / b->o.members, bc->idx % b->o.members);
+}
+
+/* ---- the end -------------------------------------------------------------------------- */
+
+static void end(bench_t *b)
+{
+    bench_window_end(b);
+    bench_finish(b);
+}
+
+static void fail_now(bench_t *b)
+{
+    b->failed = true;
+    end(b);
+}
+
+static uint64_t inflight(const grp_t *s)
+{
+    return s->sent - s->ack_ok - s->ack_err - s->lost;
+}
+
+static void check_drained(bench_t *b)
+{
+    grp_t *s = b->sc_data;
+
+    if (s->draining && !b->finishing && inflight(s) == 0 && s->deliveries >= s->expected)
+        end(b);
+}
+
+static void window_over(bench_t *b)
+{
+    grp_t *s = b->sc_data;
+
+    if (!s->running)
+        return;
+    s->running = false;
+    if (s->tick_init)
+        (void)uv_poll_stop(&s->tpoll); /* cannot fail on an initialised handle */
+    s->t_over_ns = bench_now_ns();
+    s->sent_window = s->sent;
+    s->ack_ok_window = s->ack_ok;
+    s->deliveries_window = s->deliveries;
+    s->draining = true;
+    bench_phase(b, "drain", BENCH_DRAIN_S, end);
+    check_drained(b);
+}
+
+/* ---- sending -------------------------------------------------------------------------- */
+
+static void on_ack(cimc_t *c, void *ctx, int status, uint32_t type, const uint8_t *body,
+                   size_t len);
+
+static int send_one(bench_t *b, bconn_t *bc, uint64_t t_ns)
+{
+    grp_t *s = b->sc_data;
+    cim_SendReq req = cim_SendReq_init_zero;
+    cimc_bytes_t body = {s->body, b->o.size};
+    int rc;
+
+    memcpy(s->body, &t_ns, sizeof(t_ns));
+    memcpy(s->body + 8, &b->run_id, sizeof(b->run_id));
+    snprintf(req.client_msg_id, sizeof(req.client_msg_id), "%08x-%u-%llu", (unsigned)b->run_id,
+             bc->idx, (unsigned long long)bc->seq);
+    req.conv_type = cim_ConvType_GROUP;
+    snprintf(req.to, sizeof(req.to), "%s", s->gid[bc->idx / s->M]);
+    req.msg_type = cim_MsgType_TEXT;
+    cimc_bytes_encoder(&req.body, &body);
+    rc =
+        cimc_async_request(bc->c, FT_SEND, cim_SendReq_fields, &req, FT_SEND_ACK, on_ack, bc, NULL);
+    if (rc < 0) {
+        s->send_failed++;
+        bench_count_rc(b, rc);
+        return rc;
+    }
+    bench_ring_push(bc, t_ns);
+    bc->seq++;
+    s->sent++;
+    return 0;
+}
+
+static bool may_send(const bench_t *b, const grp_t *s, const bconn_t *bc)
+{
+    return s->running && !b->stopping && bc->open && bc->c != NULL &&
+           (b->o.count == 0 || s->sent < b->o.count);
+}
+
+static void on_ack(cimc_t *c, void *ctx, int status, uint32_t type, const uint8_t *body, size_t len)
+{
+    bconn_t *bc = ctx;
+    bench_t *b = bc->b;
+    grp_t *s = b->sc_data;
+    cim_SendRsp rsp = cim_SendRsp_init_zero;
+    uint64_t t0 = 0, now = bench_now_ns();
+    bool have_t0 = bench_ring_pop(bc, &t0);
+
+    (void)c;
+    (void)type;
+    if (b->finishing)
+        return;
+    if (status < 0) {
+        s->lost++;
+    } else if (cimc_decode(cim_SendRsp_fields, body, len, &rsp) < 0) {
+        s->ack_err++;
+        bench_count_rc(b, RC_EPROTO);
+    } else if (rsp.code != cim_Code_OK) {
+        s->ack_err++;
+        bench_count_code(b, (int)rsp.code);
+    } else {
+        unsigned online = s->g_open[bc->idx / s->M];
+        s->ack_ok++;
+        s->expected += online > 0 ? online - 1 : 0;
+        s->t_last_ack_ns = now;
+        if (have_t0 && now >= t0) {
+            hist_record(&s->ack, now - t0);
+            hist_record(&s->ack_iv, now - t0);
+        }
+    }
+    if (!s->open_loop && status == 0) {
+        if (may_send(b, s, bc))
+            (void)send_one(b, bc, bench_now_ns()); /* a failure is counted there */
+        else if (s->running && b->o.count != 0 && s->sent >= b->o.count && inflight(s) == 0)
+            window_over(b);
+    }
+    check_drained(b);
+}
+
+/* Open loop: arm the timerfd for the monotonic time @p at_ns. */
+static int arm(grp_t *s, uint64_t at_ns)
+{
+    struct itimerspec its;
+
+    memset(&its, 0, sizeof(its));
+    its.it_value.tv_sec = (time_t)(at_ns / 1000000000u);
+    its.it_value.tv_nsec = (long)(at_ns % 1000000000u);
+    return timerfd_settime(s->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0 ? -errno : 0;
+}
+
+static void on_tick(uv_poll_t *h, int status, int events)
+{
+    bench_t *b = h->data;
+    grp_t *s = b->sc_data;
+    uint64_t now = bench_now_ns(), due, expirations, next;
+    double per_ns = b->o.rate / 1e9;
+    int rc;
+
+    (void)status;
+    (void)events;
+    if (read(s->tfd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN) {
+        fprintf(stderr, "cimbench: timerfd: %s\n", strerror(errno));
+        b->failed = true;
+        window_over(b);
+        return;
+    }
+    if (!s->running || b->stopping)
+        return;
+    due = (uint64_t)((double)(now - b->w_t0_ns) * per_ns) + 1;
+    if (b->o.count != 0 && due > b->o.count)
+        due = b->o.count;
+    while (s->issued < due) {
+        uint64_t sched = b->w_t0_ns + (uint64_t)((double)s->issued / per_ns);
+        bconn_t *bc = &b->conns[s->senders[s->issued % s->nsenders]];
+        s->issued++;
+        if (!bc->open || bc->c == NULL) {
+            s->skipped++;
+            continue;
+        }
+        hist_record(&s->lag, now > sched ? now - sched : 0);
+        (void)send_one(b, bc, sched); /* a failure is counted there */
+    }
+    if (b->o.count != 0 && s->issued >= b->o.count) {
+        window_over(b);
+        return;
+    }
+    next = b->w_t0_ns + (uint64_t)((double)s->issued / per_ns);
+    now = bench_now_ns();
+    if (next < now + TICK_MIN_NS)
+        next = now + TICK_MIN_NS;
+    if ((rc = arm(s, next)) < 0) {
+        fprintf(stderr, "cimbench: timerfd: %s\n", rc_str(rc));
+        b->failed = true;
+        window_over(b);
+    }
+}
+
+/* The groups exist and their SYSTEM pushes arrived (or the wait timed out): measure. */
+static void window_begin(bench_t *b)
+{
+    grp_t *s = b->sc_data;
+    uint64_t now;
+
+    if (!s->settling)
+        return;
+    s->settling = false;
+    s->settle_t1_ns = bench_now_ns();
+    for (unsigned g = 0; g < s->G; g++) {
+        s->g_open[g] = 0;
+        for (unsigned j = 0; j < s->M; j++)
+            s->g_open[g] += b->conns[g * s->M + j].open ? 1 : 0;
+        for (unsigned j = 0; j < s->S; j++)
+            if (b->conns[g * s->M + j].open)
+                s->senders[s->nsenders++] = g * s->M + j;
+    }
+    if (s->nsenders == 0) {
+        fprintf(stderr, "cimbench: group: no sender is online\n");
+        fail_now(b);
+        return;
+    }
+    bench_window_start(b);
+    s->running = true;
+    bench_phase(b, "run", b->o.duration_s, window_over);
+    if (s->open_loop) {
+        int rc;
+        if ((rc = uv_poll_start(&s->tpoll, UV_READABLE, on_tick)) < 0 ||
+            (rc = arm(s, b->w_t0_ns)) < 0) {
+            fprintf(stderr, "cimbench: scheduler: %s\n", rc_str(rc));
+            b->failed = true;
+            window_over(b);
+        }
+        return;
+    }
+    now = bench_now_ns();
+    for (unsigned w = 0; w < b->o.window; w++)
+        for (unsigned i = 0; i < s->nsenders; i++) {
+            bconn_t *bc = &b->conns[s->senders[i]];
+            if (may_send(b, s, bc))
+                (void)send_one(b, bc, now); /* a failure is counted there */
+        }
+}
+
+static void settle_timeout(bench_t *b)
+{
+    grp_t *s = b->sc_data;
+
+    fprintf(stderr,
+            "cimbench: group: %llu of %llu SYSTEM pushes of the creation arrived in %.0f s; "
+            "measuring anyway\n",
+            (unsigned long long)s->sys_pushes, (unsigned long long)s->sys_expected, SETTLE_MAX_S);
+    s->settle_timed_out = true;
+    window_begin(b);
+}
+
+static void check_settled(bench_t *b)
+{
+    grp_t *s = b->sc_data;
+
+    if (s->settling && s->sys_pushes >= s->sys_expected)
+        window_begin(b);
+}
+
+/* ---- creating the groups -------------------------------------------------------------- */
+
+/* One group's create/add answer is in: the group is ready once all are; all groups ready
+ * (or failed): settle, or give up. */
+static void group_op_done(bench_t *b, unsigned g, bool ok)
+{
+    grp_t *s = b->sc_data;
+
+    if (!ok)
+        s->g_failed[g] = true;
+    if (--s->ops_left[g] != 0)
+        return;
+    if (s->g_failed[g])
+        s->groups_failed++;
+    else
+        s->groups_ready++;
+    if (s->groups_ready + s->groups_failed < s->G || !s->creating)
+        return;
+    s->creating = false;
+    if (s->groups_failed != 0) {
+        fprintf(stderr,
+                "cimbench: group: %u of %u groups could not be created (see the errors; is "
+                "cimd's --max_group_size at least --members %u?)\n",
+                s->groups_failed, s->G, s->M);
+        fail_now(b);
+        return;
+    }
+    s->settling = true;
+    s->settle_t0_ns = bench_now_ns();
+    bench_phase(b, "settle", SETTLE_MAX_S, settle_timeout);
+    check_settled(b);
+}
+
+static void on_add(cimc_t *c, void *ctx, int status, uint32_t type, const uint8_t *body,
+                   size_t len)
+{
+    bconn_t *bc = ctx;
+    bench_t *b = bc->b;
+    grp_t *s = b->sc_data;
+    cim_Result res = cim_Result_init_zero;
+    bool ok = false;
+
+    (void)c;
+    (void)type;
+    if (b->finishing)
+        return;
+    if (status < 0)
+        bench_count_rc(b, status);
+    else if (cimc_decode(cim_Result_fields, body, len, &res) < 0)
+        bench_count_rc(b, RC_EPROTO);
+    else if (res.code != cim_Code_OK)
+        bench_count_code(b, (int)res.code);
+    else
+        ok = true;
+    if (!ok && status == 0)
+        fprintf(stderr, "cimbench: GROUP_ADD to group %s: %s %s\n", s->gid[bc->idx / s->M],
+                cimc_code_str((int)res.code), res.reason);
+    group_op_done(b, bc->idx / s->M, ok);
+}
+
+/* Group @p g exists: add the members the create could not carry, BATCH per request. */
+static void add_rest(bench_t *b, bconn_t *bc, unsigned g)
+{
+    grp_t *s = b->sc_data;
+    unsigned j = 1 + min_u(s->M - 1, BATCH), size = j;
+    int rc;
+
+    while (j < s->M) {
+        unsigned n = min_u(s->M - j, BATCH);
+        memset(s->ureq, 0, sizeof(*s->ureq));
+        snprintf(s->ureq->group_id, sizeof(s->ureq->group_id), "%s", s->gid[g]);
+        for (unsigned k = 0; k < n; k++)
+            member_name(s->ureq->users[k], sizeof(s->ureq->users[k]), g, j + k);
+        s->ureq->users_count = (pb_size_t)n;
+        s->ops_left[g]++;
+        rc = cimc_async_request(bc->c, FT_GROUP_ADD, cim_GroupUsersReq_fields, s->ureq,
+                                FT_GROUP_ADD_ACK, on_add, bc, NULL);
+        if (rc < 0) {
+            bench_count_rc(b, rc);
+            group_op_done(b, g, false);
+            return;
+        }
+        j += n;
+        size += n;
+        s->sys_expected += size; /* GE_ADDED, to every member after the change */
+    }
+}
+
+static void on_create(cimc_t *c, void *ctx, int status, uint32_t type, const uint8_t *body,
+                      size_t len)
+{
+    bconn_t *bc = ctx;
+    bench_t *b = bc->b;
+    grp_t *s = b->sc_data;
+    cim_GroupRsp rsp = cim_GroupRsp_init_zero;
+    unsigned g = bc->idx / s->M;
+    bool ok = false;
+
+    (void)c;
+    (void)type;
+    if (b->finishing)
+        return;
+    if (status < 0)
+        bench_count_rc(b, status);
+    else if (cimc_decode(cim_GroupRsp_fields, body, len, &rsp) < 0)
+        bench_count_rc(b, RC_EPROTO);
+    else if (rsp.code != cim_Code_OK)
+        bench_count_code(b, (int)rsp.code);
+    else if (!rsp.has_group || rsp.group.group_id[0] == '\0')
+        bench_count_rc(b, RC_EPROTO);
+    else
+        ok = true;
+    if (!ok && status == 0)
+        fprintf(stderr, "cimbench: GROUP_CREATE of group %u: %s %s\n", g,
+                cimc_code_str((int)rsp.code), rsp.reason);
+    if (ok) {
+        snprintf(s->gid[g], GID_LEN, "%s", rsp.group.group_id);
+        s->sys_expected += 1 + min_u(s->M - 1, BATCH); /* GE_CREATED, to every member */
+        add_rest(b, bc, g);
+    }
+    group_op_done(b, g, ok);
+}
+
+static void setup_done(bench_t *b)
+{
+    grp_t *s = b->sc_data;
+
+    if (b->open_failed != 0) {
+        /* a member that never logged in may not exist: GROUP_CREATE would be NOT_FOUND */
+        fprintf(stderr, "cimbench: group: %u of %u members could not log in\n", b->open_failed,
+                b->nconns);
+        fail_now(b);
+        return;
+    }
+    s->creating = true;
+    s->create_t0_ns = bench_now_ns();
+    bench_phase(b, "create", CREATE_MAX_S, b->sc->stop);
+    for (unsigned g = 0; g < s->G && !b->finishing; g++) {
+        bconn_t *bc = &b->conns[g * s->M];
+        unsigned n = min_u(s->M - 1, BATCH);
+        int rc;
+
+        memset(s->creq, 0, sizeof(*s->creq));
+        snprintf(s->creq->name, sizeof(s->creq->name), "bench-%08x-g%u", (unsigned)b->run_id, g);
+        for (unsigned k = 0; k < n; k++)
+            member_name(s->creq->members[k], sizeof(s->creq->members[k]), g, 1 + k);
+        s->creq->members_count = (pb_size_t)n;
+        s->ops_left[g] = 1;
+        rc = cimc_async_request(bc->c, FT_GROUP_CREATE, cim_GroupCreateReq_fields, s->creq,
+                                FT_GROUP_CREATE_ACK, on_create, bc, NULL);
+        if (rc < 0) {
+            bench_count_rc(b, rc);
+            group_op_done(b, g, false);
+        }
+    }
+}
+
+/* ---- pushes --------------------------------------------------------------------------- */
+
+static void on_push(bench_t *b, bconn_t *bc, const cimc_push_t *p)
+{
+    grp_t *s = b->sc_data;
+    cim_DeliveredReq d = cim_DeliveredReq_init_zero;
+    uint64_t t0, now;
+    uint32_t run;
+    bool dup;
+    int rc;
+
+    if (p->type == FT_EVENT) {
+        s->events++;
+        return;
+    }
+    if (p->type != FT_PUSH)
+        return;
+    dup = p->u.msg.msg_id <= bc->push_max;
+    if (dup)
+        s->dups++;
+    else
+        bc->push_max = p->u.msg.msg_id;
+    if (p->u.msg.msg_type == cim_MsgType_SYSTEM) {
+        if (!dup) {
+            s->sys_pushes++;
+            if (s->running || s->draining)
+                s->sys_late++;
+        }
+        check_settled(b);
+    } else if (p->body_len >= 12) {
+        memcpy(&t0, p->body_data, sizeof(t0));
+        memcpy(&run, p->body_data + 8, sizeof(run));
+        now = bench_now_ns();
+        if (run != b->run_id || now < t0) {
+            s->stray++;
+        } else if (!dup) {
+            s->deliveries++;
+            s->t_last_deliv_ns = now;
+            hist_record(&s->push, now - t0);
+            hist_record(&s->push_iv, now - t0);
+        }
+    } else {
+        s->stray++;
+    }
+    if (b->o.ack_every != 0 && ++bc->push_unacked >= b->o.ack_every && bc->c != NULL) {
+        d.up_to_msg_id = bc->push_max;
+        bc->push_unacked = 0;
+        if ((rc = cimc_async_send_frame(bc->c, FT_PUSH_ACK, cim_DeliveredReq_fields, &d)) < 0)
+            bench_count_rc(b, rc);
+        else
+            s->push_acks++;
+    }
+    check_drained(b);
+}
+
+/* ---- scenario ------------------------------------------------------------------------- */
+
+static void stop(bench_t *b)
+{
+    grp_t *s = b->sc_data;
+
+    b->stopping = true;
+    if (s->running)
+        window_over(b);
+    else if (!s->draining) {
+        if (s->creating)
+            fprintf(stderr, "cimbench: group: creating the groups did not finish\n");
+        end(b); /* still opening, creating or settling */
+    }
+}
+
+static void on_tpoll_close(uv_handle_t *h)
+{
+    grp_t *s = h->data;
+
+    (void)close(s->tfd); /* best effort: nothing was written through it */
+    s->tfd = -1;
+}
+
+static void finish(bench_t *b)
+{
+    grp_t *s = b->sc_data;
+
+    if (s->tick_init) {
+        s->tpoll.data = s;
+        uv_close((uv_handle_t *)&s->tpoll, on_tpoll_close);
+    }
+    s->tick_init = false;
+}
+
+static int start(bench_t *b)
+{
+    grp_t *s = mem_calloc(sizeof(*s));
+    uint64_t n = (uint64_t)b->o.groups * b->o.members;
+    unsigned per_source;
+    int rc;
+
+    b->sc_data = s;
+    s->G = b->o.groups;
+    s->M = b->o.members;
+    s->S = b->o.senders;
+    s->tfd = -1;
+    if (s->S > s->M) {
+        fprintf(stderr, "cimbench: group: --senders %u is more than --members %u\n", s->S, s->M);
+        return -1;
+    }
+    if (n + BENCH_FD_RESERVE > (uint64_t)b->nofile) {
+        fprintf(stderr,
+                "cimbench: group: %llu members online need more descriptors than this process "
+                "may open (%ld); cimd needs as many\n",
+                (unsigned long long)n, b->nofile);
+        return -1;
+    }
+    b->o.users = (unsigned)n;
+    per_source = (unsigned)((n + b->o.sources - 1) / b->o.sources);
+    if (per_source > BENCH_SERVER_PER_IP)
+        fprintf(stderr,
+                "cimbench: %u connections per source address: more than cimd's default "
+                "max_conns_per_ip (%u); raise --sources or the server's cap\n",
+                per_source, BENCH_SERVER_PER_IP);
+    hist_reset(&s->ack);
+    hist_reset(&s->push);
+    hist_reset(&s->lag);
+    hist_reset(&s->ack_iv);
+    hist_reset(&s->push_iv);
+    s->gid = mem_calloc((size_t)s->G * sizeof(*s->gid));
+    s->ops_left = mem_calloc((size_t)s->G * sizeof(*s->ops_left));
+    s->g_open = mem_calloc((size_t)s->G * sizeof(*s->g_open));
+    s->g_failed = mem_calloc((size_t)s->G * sizeof(*s->g_failed));
+    s->senders = mem_calloc((size_t)s->G * s->S * sizeof(*s->senders));
+    s->creq = mem_alloc(sizeof(*s->creq));
+    s->ureq = mem_alloc(sizeof(*s->ureq));
+    s->body = mem_alloc(b->o.size);
+    memset(s->body, 'x', b->o.size);
+    s->open_loop = b->o.rate > 0;
+    if (s->open_loop) {
+        if ((s->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0) {
+            rc = -errno;
+            fprintf(stderr, "cimbench: timerfd_create: %s\n", rc_str(rc));
+            return rc;
+        }
+        if ((rc = uv_poll_init(&b->loop, &s->tpoll, s->tfd)) < 0) {
+            (void)close(s->tfd); /* best effort: unused */
+            s->tfd = -1;
+            return rc;
+        }
+        s->tpoll.data = b;
+        s->tick_init = true;
+    }
+    b->op_name = "delivery";
+    b->tput_unit = "deliveries/s";
+    bench_pool_open(b, (unsigned)n); /* member j of group g on connection g*M + j */
+    return 0;
+}
+
+static void progress(bench_t *b, char *buf, size_t len, double dt)
+{
+    grp_t *s = b->sc_data;
+    char r1[32], r2[32], r3[32];
+
+    if (s->creating) {
+        snprintf(buf, len, "groups ready %u/%u  failed %u", s->groups_ready, s->G,
+                 s->groups_failed);
+        return;
+    }
+    if (s->settling) {
+        snprintf(buf, len, "system pushes %llu/%llu", (unsigned long long)s->sys_pushes,
+                 (unsigned long long)s->sys_expected);
+        return;
+    }
+    if (!s->running && !s->draining) {
+        snprintf(buf, len, "open %u/%u  connecting %u  failed %u", b->open_now, b->nconns,
+                 b->connecting, b->open_failed);
+        return;
+    }
+    /* undelivered: expected by the acks so far minus received (< 0: pushes ahead of acks) */
+    snprintf(buf, len,
+             "sent %s/s  ok %s/s  deliv %s/s  inflight %llu  undelivered %lld  err %llu  "
+             "ack p50 %.2f p99 %.2f  push p50 %.2f p99 %.2f ms",
+             bench_si(r1, sizeof(r1), (double)(s->sent - s->sent_last) / dt),
+             bench_si(r2, sizeof(r2), (double)(s->ack_ok - s->ack_ok_last) / dt),
+             bench_si(r3, sizeof(r3), (double)(s->deliveries - s->deliveries_last) / dt),
+             (unsigned long long)inflight(s), (long long)(s->expected - s->deliveries),
+             (unsigned long long)bench_errors(b), (double)hist_percentile(&s->ack_iv, 50) / 1e6,
+             (double)hist_percentile(&s->ack_iv, 99) / 1e6,
+             (double)hist_percentile(&s->push_iv, 50) / 1e6,
+             (double)hist_percentile(&s->push_iv, 99) / 1e6);
+    s->sent_last = s->sent;
+    s->ack_ok_last = s->ack_ok;
+    s->deliveries_last = s->deliveries;
+    hist_reset(&s->ack_iv);
+    hist_reset(&s->push_iv);
+}
+
+static double secs(uint64_t t0, uint64_t t1)
+{
+    return t0 != 0 && t1 > t0 ? (double)(t1 - t0) / 1e9 : 0.0;
+}
+
+static void report(bench_t *b, report_t *r)
+{
+    grp_t *s = b->sc_data;
+    double span = secs(b->w_t0_ns, s->t_last_deliv_ns);
+    double ack_span = secs(b->w_t0_ns, s->t_last_ack_ns);
+    double win = secs(b->w_t0_ns, s->t_over_ns);
+    uint64_t missing = s->expected > s->deliveries ? s->expected - s->deliveries : 0;
+    uint64_t online = 0, unconfirmed = 0;
+
+    for (unsigned g = 0; g < s->G && s->g_open != NULL; g++)
+        online += s->g_open[g];
+    /* Deliveries beyond the expected ones are of messages whose SEND_ACK never came (still
+     * unanswered when the drain ended, or lost with a connection): they may or may not
+     * have been stored, so they are neither expected nor wrong. */
+    if (s->deliveries > s->expected)
+        unconfirmed = s->deliveries - s->expected;
+    b->ops = s->deliveries;
+    b->tput = span > 0 ? (double)s->deliveries / span : 0.0;
+    b->mismatch += missing + s->dups;
+    b->unanswered += inflight(s);
+    report_str(r, "group", "mode", s->open_loop ? "open" : "closed");
+    report_int(r, "group", "groups", s->G);
+    report_int(r, "group", "members", s->M);
+    report_int(r, "group", "members_online", (int64_t)online);
+    report_int(r, "group", "senders_online", s->nsenders);
+    if (s->create_t0_ns != 0)
+        report_num(r, "group", "create_s", secs(s->create_t0_ns, s->settle_t0_ns));
+    if (s->settle_t0_ns != 0)
+        report_num(r, "group", "settle_s", secs(s->settle_t0_ns, s->settle_t1_ns));
+    report_int(r, "group", "system_pushes_expected", (int64_t)s->sys_expected);
+    report_int(r, "group", "system_pushes", (int64_t)s->sys_pushes);
+    report_int(r, "group", "system_pushes_in_window", (int64_t)s->sys_late);
+    if (s->open_loop)
+        report_num(r, "group", "offered_rate", b->o.rate);
+    report_int(r, "group", "sent", (int64_t)s->sent);
+    report_int(r, "group", "acked_ok", (int64_t)s->ack_ok);
+    report_int(r, "group", "acked_error", (int64_t)s->ack_err);
+    report_int(r, "group", "lost", (int64_t)s->lost);
+    report_int(r, "group", "unanswered", (int64_t)inflight(s));
+    report_int(r, "group", "send_failed", (int64_t)s->send_failed);
+    if (s->open_loop) {
+        uint64_t due = (uint64_t)(win * b->o.rate);
+        if (b->o.count != 0 && due > b->o.count)
+            due = b->o.count;
+        report_int(r, "group", "skipped", (int64_t)s->skipped);
+        report_int(r, "group", "behind_schedule", due > s->issued ? (int64_t)(due - s->issued) : 0);
+    }
+    report_int(r, "group", "deliveries_expected", (int64_t)s->expected);
+    report_int(r, "group", "deliveries", (int64_t)s->deliveries);
+    report_int(r, "group", "deliveries_missing", (int64_t)missing);
+    report_int(r, "group", "deliveries_unconfirmed", (int64_t)unconfirmed);
+    report_int(r, "group", "duplicates", (int64_t)s->dups);
+    report_int(r, "group", "pushes_stray", (int64_t)s->stray);
+    report_int(r, "group", "events", (int64_t)s->events);
+    report_int(r, "group", "push_acks_sent", (int64_t)s->push_acks);
+    report_num(r, "group", "window_s", win);
+    report_num(r, "group", "first_send_to_last_delivery_s", span);
+    report_num(r, "group", "msgs_acked_per_s", ack_span > 0 ? (double)s->ack_ok / ack_span : 0.0);
+    report_num(r, "group", "deliveries_per_s", b->tput);
+    if (win > 0)
+        report_num(r, "group", "deliveries_per_s_in_window", (double)s->deliveries_window / win);
+    if (b->w_have_srv && s->ack_ok != 0)
+        report_num(r, "group", "server_cpu_us_per_message",
+                   (double)(b->w_srv_cpu1 - b->w_srv_cpu0) / (double)s->ack_ok);
+    report_hist(r, "latency_us", "send_ack", &s->ack);
+    report_hist(r, "latency_us", "send_push", &s->push);
+    if (s->open_loop)
+        report_hist(r, "latency_us", "sched_lag", &s->lag);
+    mem_free(s->gid);
+    mem_free(s->ops_left);
+    mem_free(s->g_open);
+    mem_free(s->g_failed);
+    mem_free(s->senders);
+    mem_free(s->creq);
+    mem_free(s->ureq);
+    mem_free(s->body);
+    s->gid = NULL;
+    s->ops_left = s->g_open = s->senders = NULL;
+    s->g_failed = NULL;
+    s->creq = NULL;
+    s->ureq = NULL;
+    s->body = NULL;
+}
+
+const scenario_t sc_group = {
+    .name = "group",
+    .summary = "G groups of M online members, senders to each: deliveries/s, send->push latency",
+    .start = start,
+    .progress = progress,
+    .stop = stop,
+    .setup_done = setup_done,
+    .on_push = on_push,
+    .report = report,
+    .finish = finish,
+    .login = login_hook,
+};
