@@ -420,6 +420,27 @@ int session_reply(session_t *s, uint32_t type, uint32_t req_id, int code, const 
     return session_answer(s, type, cim_Result_fields, &r);
 }
 
+int session__fail(session_t *s, uint32_t type, uint32_t req_id, int code, const char *reason)
+{
+    return session_reply(s, type + 1, req_id, code, reason);
+}
+
+int session__post_op(session_t *s, store_op_t *op)
+{
+    op->worker = s->w->index;
+    op->sid = s->sid;
+    op->from_kind = s->kind;
+    snprintf(op->app, sizeof(op->app), "%s", s->app);
+    snprintf(op->user, sizeof(op->user), "%s", s->user);
+    if (store_op(s->w->srv->store, op) < 0) {
+        uint32_t type = op->type, req_id = op->req_id;
+        mem_free(op);
+        return session__fail(s, type, req_id, cim_Code_SERVER_BUSY, "server busy; retry later");
+    }
+    s->async_issued++;
+    return 0;
+}
+
 uint32_t session__req_id(const uint8_t *body, size_t len)
 {
     cim_Req req = cim_Req_init_zero;

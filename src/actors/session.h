@@ -132,6 +132,18 @@ void session_push(session_t *s, uint32_t type, const blob_t *body);
  */
 void session_complete(session_t *s, struct store_req *req);
 
+/**
+ * Refuse request frame @p type with an answer of its ack type (type + 1): every *Rsp
+ * starts with req_id, code, reason, so a Result-shaped body serves them all.
+ */
+int session__fail(session_t *s, uint32_t type, uint32_t req_id, int code, const char *reason);
+
+/**
+ * Hand an op to the store (filling in who asks); the completion answers it
+ * (session__op_done). On RC_EFULL the request is refused with SERVER_BUSY. Takes @p op.
+ */
+int session__post_op(session_t *s, struct store_op *op);
+
 /** Answer a request with a Result-shaped body (req_id, code, reason) as frame @p type. */
 int session_reply(session_t *s, uint32_t type, uint32_t req_id, int code, const char *reason);
 

@@ -27,26 +27,6 @@
 #define ROOM 64           /* answer fields around a list */
 #define PRESENCE_MAX 64   /* sessions per watcher looked up */
 
-static int fail(session_t *s, uint32_t type, uint32_t req_id, int code, const char *reason)
-{
-    return session_reply(s, type + 1, req_id, code, reason);
-}
-
-static int post(session_t *s, store_op_t *op)
-{
-    op->worker = s->w->index;
-    op->sid = s->sid;
-    op->from_kind = s->kind;
-    snprintf(op->app, sizeof(op->app), "%s", s->app);
-    snprintf(op->user, sizeof(op->user), "%s", s->user);
-    if (store_op(s->w->srv->store, op) < 0) {
-        uint32_t type = op->type, req_id = op->req_id;
-        mem_free(op);
-        return fail(s, type, req_id, cim_Code_SERVER_BUSY, "server busy; retry later");
-    }
-    s->async_issued++;
-    return 0;
-}
 
 static size_t varint_len(size_t v)
 {
@@ -68,13 +48,13 @@ int session__conv_write(session_t *s, uint32_t type, const uint8_t *body, size_t
         cim_ReadReq req = cim_ReadReq_init_zero;
         uint64_t gid;
         if (!pb_decode(&is, cim_ReadReq_fields, &req))
-            return fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed ReadReq");
+            return session__fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed ReadReq");
         if (req.conv_type != cim_ConvType_DIRECT && req.conv_type != cim_ConvType_GROUP)
-            return fail(s, type, req.req_id, cim_Code_BAD_REQUEST,
+            return session__fail(s, type, req.req_id, cim_Code_BAD_REQUEST,
                         "conv_type must be DIRECT or GROUP");
         if (req.conv_type == cim_ConvType_DIRECT ? !kv_id_valid(req.peer)
                                                  : group_id_parse(req.peer, &gid) < 0)
-            return fail(s, type, req.req_id, cim_Code_BAD_REQUEST,
+            return session__fail(s, type, req.req_id, cim_Code_BAD_REQUEST,
                         "peer must be a user id (DIRECT) or a group id (GROUP)");
         op = store_op_new(0);
         op->type = type;
@@ -82,31 +62,31 @@ int session__conv_write(session_t *s, uint32_t type, const uint8_t *body, size_t
         op->conv_type = (uint8_t)req.conv_type;
         op->msg_id = req.up_to_msg_id;
         memcpy(op->target, req.peer, sizeof(op->target));
-        return post(s, op);
+        return session__post_op(s, op);
     }
     case FT_RECALL: {
         cim_RecallReq req = cim_RecallReq_init_zero;
         if (!pb_decode(&is, cim_RecallReq_fields, &req))
-            return fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed RecallReq");
+            return session__fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed RecallReq");
         if (req.msg_id == 0)
-            return fail(s, type, req.req_id, cim_Code_BAD_REQUEST, "msg_id is required");
+            return session__fail(s, type, req.req_id, cim_Code_BAD_REQUEST, "msg_id is required");
         op = store_op_new(0);
         op->type = type;
         op->req_id = req.req_id;
         op->msg_id = req.msg_id;
-        return post(s, op);
+        return session__post_op(s, op);
     }
     default: { /* CONTACT_ADD, CONTACT_REMOVE, BLOCK, UNBLOCK */
         cim_UserReq req = cim_UserReq_init_zero;
         if (!pb_decode(&is, cim_UserReq_fields, &req))
-            return fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed UserReq");
+            return session__fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed UserReq");
         if (!kv_id_valid(req.user))
-            return fail(s, type, req.req_id, cim_Code_BAD_REQUEST, "user must be a user id");
+            return session__fail(s, type, req.req_id, cim_Code_BAD_REQUEST, "user must be a user id");
         op = store_op_new(0);
         op->type = type;
         op->req_id = req.req_id;
         memcpy(op->target, req.user, sizeof(op->target));
-        return post(s, op);
+        return session__post_op(s, op);
     }
     }
 }
@@ -146,17 +126,17 @@ static int history(session_t *s, const uint8_t *body, size_t len)
     int rc;
 
     if (!pb_decode(&is, cim_HistoryReq_fields, &req))
-        return fail(s, FT_HISTORY, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed HistoryReq");
+        return session__fail(s, FT_HISTORY, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed HistoryReq");
     if (req.conv_type != cim_ConvType_DIRECT && req.conv_type != cim_ConvType_GROUP)
-        return fail(s, FT_HISTORY, req.req_id, cim_Code_BAD_REQUEST,
+        return session__fail(s, FT_HISTORY, req.req_id, cim_Code_BAD_REQUEST,
                     "conv_type must be DIRECT or GROUP");
     if (req.conv_type == cim_ConvType_DIRECT ? !kv_id_valid(req.peer)
                                              : group_id_parse(req.peer, &gid) < 0)
-        return fail(s, FT_HISTORY, req.req_id, cim_Code_BAD_REQUEST,
+        return session__fail(s, FT_HISTORY, req.req_id, cim_Code_BAD_REQUEST,
                     "peer must be a user id (DIRECT) or a group id (GROUP)");
     limit = req.limit == 0 ? HISTORY_DEFAULT : req.limit > HISTORY_MAX ? HISTORY_MAX : req.limit;
     if ((rc = kv_begin(s->w->srv->kv, KV_READ, &txn)) < 0)
-        return fail(s, FT_HISTORY, req.req_id, cim_Code_INTERNAL, "storage error");
+        return session__fail(s, FT_HISTORY, req.req_id, cim_Code_INTERNAL, "storage error");
     /* The asker's own state of the conversation says whether and how far they see it: a
      * former group member pages up to the event that removed them. */
     klen = conv_ukey(ukey, s->app, s->user, req.conv_type, req.peer);
@@ -166,8 +146,8 @@ static int history(session_t *s, const uint8_t *body, size_t len)
         int known = group_load(txn, s->app, gid, &g);
         kv_abort(txn);
         if (known == RC_ENOTFOUND)
-            return fail(s, FT_HISTORY, req.req_id, cim_Code_NOT_FOUND, "unknown group");
-        return fail(s, FT_HISTORY, req.req_id, cim_Code_NOT_MEMBER,
+            return session__fail(s, FT_HISTORY, req.req_id, cim_Code_NOT_FOUND, "unknown group");
+        return session__fail(s, FT_HISTORY, req.req_id, cim_Code_NOT_MEMBER,
                     "you never were a member of that group");
     }
     if (rc < 0 && rc != RC_ENOTFOUND)
@@ -220,7 +200,7 @@ static int history(session_t *s, const uint8_t *body, size_t len)
 internal:
     kv_abort(txn);
     mem_free(r);
-    return fail(s, FT_HISTORY, req.req_id, cim_Code_INTERNAL, "storage error");
+    return session__fail(s, FT_HISTORY, req.req_id, cim_Code_INTERNAL, "storage error");
 }
 
 /* ---- CONV_LIST ---------------------------------------------------------------------- */
@@ -315,14 +295,14 @@ static int conv_list(session_t *s, const uint8_t *body, size_t len)
     int rc;
 
     if (!pb_decode(&is, cim_Req_fields, &req))
-        return fail(s, FT_CONV_LIST, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed Req");
+        return session__fail(s, FT_CONV_LIST, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed Req");
     memset(&cl, 0, sizeof(cl));
     cl.s = s;
     cl.budget = s->w->srv->conf->max_body - ROOM;
     cl.e = mem_alloc((CONVS_MAX + 1) * sizeof(*cl.e));
     if ((rc = kv_begin(s->w->srv->kv, KV_READ, &cl.txn)) < 0) {
         mem_free(cl.e);
-        return fail(s, FT_CONV_LIST, req.req_id, cim_Code_INTERNAL, "storage error");
+        return session__fail(s, FT_CONV_LIST, req.req_id, cim_Code_INTERNAL, "storage error");
     }
     rc = kv_rec_scan(cl.txn, KV_DB_CONVS, prefix, conv_uprefix(prefix, s->app, s->user),
                      each_conv, &cl);
@@ -354,7 +334,7 @@ static int conv_list(session_t *s, const uint8_t *body, size_t len)
 internal:
     kv_abort(cl.txn);
     mem_free(cl.e);
-    return fail(s, FT_CONV_LIST, req.req_id, cim_Code_INTERNAL, "storage error");
+    return session__fail(s, FT_CONV_LIST, req.req_id, cim_Code_INTERNAL, "storage error");
 }
 
 /* ---- CONTACT_LIST ----------------------------------------------------------------------- */
@@ -420,14 +400,14 @@ static int contact_list(session_t *s, const uint8_t *body, size_t len)
     int rc;
 
     if (!pb_decode(&is, cim_Req_fields, &req))
-        return fail(s, FT_CONTACT_LIST, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed Req");
+        return session__fail(s, FT_CONTACT_LIST, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed Req");
     memset(&ct, 0, sizeof(ct));
     ct.s = s;
     ct.budget = s->w->srv->conf->max_body - ROOM;
     ct.users = mem_alloc(CONTACTS_MAX * sizeof(*ct.users));
     if ((rc = kv_begin(s->w->srv->kv, KV_READ, &ct.txn)) < 0) {
         mem_free(ct.users);
-        return fail(s, FT_CONTACT_LIST, req.req_id, cim_Code_INTERNAL, "storage error");
+        return session__fail(s, FT_CONTACT_LIST, req.req_id, cim_Code_INTERNAL, "storage error");
     }
     plen = kv_ukey(prefix, s->app, s->user);
     prefix[plen++] = '\0';

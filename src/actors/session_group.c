@@ -18,29 +18,6 @@
 #define LIST_MAX 2000 /* groups in a GROUP_LIST answer at most (and what fits max_body) */
 #define LIST_ROOM 64  /* answer fields around a list: req_id, code, a group */
 
-/* Reject a request with a Result-shaped answer of its ack type (every *Rsp starts with
- * req_id, code, reason). */
-static int fail(session_t *s, uint32_t type, uint32_t req_id, int code, const char *reason)
-{
-    return session_reply(s, type + 1, req_id, code, reason);
-}
-
-/* Hand an op to the store; its completion answers (session__op_done). */
-static int post(session_t *s, store_op_t *op)
-{
-    op->worker = s->w->index;
-    op->sid = s->sid;
-    op->from_kind = s->kind;
-    snprintf(op->app, sizeof(op->app), "%s", s->app);
-    snprintf(op->user, sizeof(op->user), "%s", s->user);
-    if (store_op(s->w->srv->store, op) < 0) {
-        uint32_t type = op->type, req_id = op->req_id;
-        mem_free(op);
-        return fail(s, type, req_id, cim_Code_SERVER_BUSY, "server busy; retry later");
-    }
-    s->async_issued++;
-    return 0;
-}
 
 static bool ids_valid(char (*users)[KV_ID_MAX + 1], size_t n)
 {
@@ -62,13 +39,13 @@ int session__group(session_t *s, uint32_t type, const uint8_t *body, size_t len)
         size_t nlen;
         memset(req, 0, sizeof(*req));
         if (!pb_decode(&is, cim_GroupCreateReq_fields, req))
-            return fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST,
+            return session__fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST,
                         "malformed GroupCreateReq (or more than 1000 members)");
         nlen = strlen(req->name);
         if (nlen == 0 || nlen > 64)
-            return fail(s, type, req->req_id, cim_Code_BAD_REQUEST, "name must be 1..64 bytes");
+            return session__fail(s, type, req->req_id, cim_Code_BAD_REQUEST, "name must be 1..64 bytes");
         if (!ids_valid(req->members, req->members_count))
-            return fail(s, type, req->req_id, cim_Code_BAD_REQUEST,
+            return session__fail(s, type, req->req_id, cim_Code_BAD_REQUEST,
                         "members must be user ids");
         /* The size (creator + distinct members) is checked by the store: duplicates and
          * the creator listed among the members count once. */
@@ -78,45 +55,45 @@ int session__group(session_t *s, uint32_t type, const uint8_t *body, size_t len)
         op->req_id = req->req_id;
         op->open = req->open;
         memcpy(op->name, req->name, sizeof(op->name));
-        return post(s, op);
+        return session__post_op(s, op);
     }
     case FT_GROUP_ADD:
     case FT_GROUP_KICK: {
         cim_GroupUsersReq *req = s->w->scratch;
         memset(req, 0, sizeof(*req));
         if (!pb_decode(&is, cim_GroupUsersReq_fields, req))
-            return fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST,
+            return session__fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST,
                         "malformed GroupUsersReq (or more than 1000 users)");
         if (group_id_parse(req->group_id, &gid) < 0)
-            return fail(s, type, req->req_id, cim_Code_BAD_REQUEST,
+            return session__fail(s, type, req->req_id, cim_Code_BAD_REQUEST,
                         "group_id must be a group's decimal id");
         if (req->users_count == 0 || !ids_valid(req->users, req->users_count))
-            return fail(s, type, req->req_id, cim_Code_BAD_REQUEST,
+            return session__fail(s, type, req->req_id, cim_Code_BAD_REQUEST,
                         "users must be one or more user ids");
         op = store_op_new(req->users_count);
         memcpy(op->users, req->users, req->users_count * sizeof(op->users[0]));
         op->type = type;
         op->req_id = req->req_id;
         memcpy(op->target, req->group_id, sizeof(op->target));
-        return post(s, op);
+        return session__post_op(s, op);
     }
     case FT_GROUP_JOIN:
     case FT_GROUP_LEAVE:
     case FT_GROUP_DISMISS: {
         cim_GroupReq req = cim_GroupReq_init_zero;
         if (!pb_decode(&is, cim_GroupReq_fields, &req))
-            return fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed GroupReq");
+            return session__fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed GroupReq");
         if (group_id_parse(req.group_id, &gid) < 0)
-            return fail(s, type, req.req_id, cim_Code_BAD_REQUEST,
+            return session__fail(s, type, req.req_id, cim_Code_BAD_REQUEST,
                         "group_id must be a group's decimal id");
         op = store_op_new(0);
         op->type = type;
         op->req_id = req.req_id;
         memcpy(op->target, req.group_id, sizeof(op->target));
-        return post(s, op);
+        return session__post_op(s, op);
     }
     default:
-        return fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST, "not a group request");
+        return session__fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST, "not a group request");
     }
 }
 
@@ -177,16 +154,16 @@ static int members(session_t *s, const uint8_t *body, size_t len)
     int rc;
 
     if (!pb_decode(&is, cim_GroupReq_fields, &req))
-        return fail(s, FT_GROUP_MEMBERS, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed GroupReq");
+        return session__fail(s, FT_GROUP_MEMBERS, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed GroupReq");
     if (group_id_parse(req.group_id, &gid) < 0)
-        return fail(s, FT_GROUP_MEMBERS, req.req_id, cim_Code_BAD_REQUEST,
+        return session__fail(s, FT_GROUP_MEMBERS, req.req_id, cim_Code_BAD_REQUEST,
                     "group_id must be a group's decimal id");
     if ((rc = kv_begin(s->w->srv->kv, KV_READ, &txn)) < 0)
-        return fail(s, FT_GROUP_MEMBERS, req.req_id, cim_Code_INTERNAL, "storage error");
+        return session__fail(s, FT_GROUP_MEMBERS, req.req_id, cim_Code_INTERNAL, "storage error");
     rc = group_load(txn, s->app, gid, &g);
     if (rc == RC_ENOTFOUND || (rc == 0 && g.dismissed)) {
         kv_abort(txn);
-        return fail(s, FT_GROUP_MEMBERS, req.req_id, cim_Code_NOT_FOUND,
+        return session__fail(s, FT_GROUP_MEMBERS, req.req_id, cim_Code_NOT_FOUND,
                     rc == 0 ? "the group was dismissed" : "unknown group");
     }
     if (rc < 0)
@@ -198,7 +175,7 @@ static int members(session_t *s, const uint8_t *body, size_t len)
     rc = kv_rec_get(txn, KV_DB_MEMBERS, mkey, plen + u, NULL, NULL);
     if (rc == RC_ENOTFOUND && !g.open) {
         kv_abort(txn);
-        return fail(s, FT_GROUP_MEMBERS, req.req_id, cim_Code_NOT_MEMBER,
+        return session__fail(s, FT_GROUP_MEMBERS, req.req_id, cim_Code_NOT_MEMBER,
                     "only members see the members of a closed group");
     }
     if (rc < 0 && rc != RC_ENOTFOUND)
@@ -221,7 +198,7 @@ static int members(session_t *s, const uint8_t *body, size_t len)
             goto internal;
         if (sz > s->w->srv->conf->max_body) {
             kv_abort(txn);
-            return fail(s, FT_GROUP_MEMBERS, req.req_id, cim_Code_INTERNAL,
+            return session__fail(s, FT_GROUP_MEMBERS, req.req_id, cim_Code_INTERNAL,
                         "the member list does not fit one frame");
         }
     }
@@ -230,7 +207,7 @@ static int members(session_t *s, const uint8_t *body, size_t len)
     return rc;
 internal:
     kv_abort(txn);
-    return fail(s, FT_GROUP_MEMBERS, req.req_id, cim_Code_INTERNAL, "storage error");
+    return session__fail(s, FT_GROUP_MEMBERS, req.req_id, cim_Code_INTERNAL, "storage error");
 }
 
 /* ---- GROUP_LIST ------------------------------------------------------------------------ */
@@ -294,14 +271,14 @@ static int list(session_t *s, const uint8_t *body, size_t len)
     int rc;
 
     if (!pb_decode(&is, cim_Req_fields, &req))
-        return fail(s, FT_GROUP_LIST, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed Req");
+        return session__fail(s, FT_GROUP_LIST, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed Req");
     gl = mem_alloc(sizeof(*gl));
     gl->n = 0;
     gl->app = s->app;
     gl->budget = s->w->srv->conf->max_body - LIST_ROOM;
     if ((rc = kv_begin(s->w->srv->kv, KV_READ, &gl->txn)) < 0) {
         mem_free(gl);
-        return fail(s, FT_GROUP_LIST, req.req_id, cim_Code_INTERNAL, "storage error");
+        return session__fail(s, FT_GROUP_LIST, req.req_id, cim_Code_INTERNAL, "storage error");
     }
     plen = kv_ukey(prefix, s->app, s->user);
     prefix[plen++] = '\0';
