@@ -451,21 +451,6 @@ uint32_t session__req_id(const uint8_t *body, size_t len)
     return pb_decode(&is, cim_Req_fields, &req) ? req.req_id : 0;
 }
 
-/* Requests this build does not serve yet still get a well-formed answer of their own
- * ack type (every *Rsp starts with req_id, code, reason), so clients never hang. */
-static int not_implemented(session_t *s, uint32_t type, const uint8_t *body, size_t len)
-{
-    cim_Req req = cim_Req_init_zero;
-    pb_istream_t is = pb_istream_from_buffer(body, len);
-
-    if (type == FT_PUSH_ACK)
-        return 0; /* no answer by definition; the cursor moves with the messaging issue */
-    if (!pb_decode(&is, cim_Req_fields, &req))
-        req.req_id = 0;
-    return session_reply(s, type + 1, req.req_id, cim_Code_INTERNAL,
-                         "not implemented in this server version");
-}
-
 static int dispatch(session_t *s, uint32_t type, const uint8_t *body, size_t len)
 {
     switch (type) {
@@ -500,16 +485,13 @@ static int dispatch(session_t *s, uint32_t type, const uint8_t *body, size_t len
     case FT_CONV_LIST:
     case FT_CONTACT_LIST:
         return session__conv_read(s, type, body, len);
-    case FT_LOGIN: {
-        cim_Req req = cim_Req_init_zero;
-        pb_istream_t is = pb_istream_from_buffer(body, len);
-        if (!pb_decode(&is, cim_Req_fields, &req))
-            req.req_id = 0;
-        return session_reply(s, FT_LOGIN_ACK, req.req_id, cim_Code_BAD_REQUEST,
+    case FT_LOGIN:
+        return session__fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST,
                              "already logged in");
-    }
     default:
-        return not_implemented(s, type, body, len);
+        /* on_frame lets only client-to-server types through, and each has a case. */
+        return session__fail(s, type, session__req_id(body, len), cim_Code_BAD_REQUEST,
+                             "unsupported request");
     }
 }
 
