@@ -51,6 +51,10 @@ static void on_close(uv_handle_t *h)
         next = r->next;
         mem_free(r);
     }
+    for (r = s->pq_head; r != NULL; r = next) {
+        next = r->next;
+        mem_free(r);
+    }
     if (s->corked)
         worker__uncork(w, s);
     mem_free(s->cork);
@@ -345,12 +349,37 @@ void session_push(session_t *s, uint32_t type, const blob_t *body)
 {
     if (s->state != SESSION_ST_LIVE || s->closed)
         return;
-    /* Registered for pushes before its LoginRsp: they follow the LoginRsp, in order. */
+    /* Registered for pushes before its LoginRsp: they follow the LoginRsp, in order, in
+     * a list of their own (answers to requests pipelined after LOGIN wait for other
+     * things; pushes must not wait behind them, or a later push would overtake). */
     if (s->login_pending) {
-        (void)defer(s, type, body->data, body->len);
+        reply_t *r = mem_alloc(sizeof(*r) + body->len);
+        r->next = NULL;
+        r->after = 0;
+        r->type = type;
+        r->len = body->len;
+        memcpy(r->data, body->data, body->len);
+        if (s->pq_tail)
+            s->pq_tail->next = r;
+        else
+            s->pq_head = r;
+        s->pq_tail = r;
         return;
     }
     (void)session_send_encoded(s, type, body->data, body->len); /* failures close s */
+}
+
+void session__release_pushes(session_t *s)
+{
+    reply_t *r;
+    while ((r = s->pq_head) != NULL) {
+        s->pq_head = r->next;
+        if (s->pq_head == NULL)
+            s->pq_tail = NULL;
+        if (!s->closed && s->state != SESSION_ST_CLOSING)
+            (void)session_send_encoded(s, r->type, r->data, r->len); /* failures close s */
+        mem_free(r);
+    }
 }
 
 /* One store request was answered: send what waited for it, in order. */
@@ -381,7 +410,12 @@ static void complete_send(session_t *s, store_send_t *req)
         rsp.msg_id = req->msg_id;
         rsp.time_ms = req->time_ms;
     } else {
-        snprintf(rsp.reason, sizeof(rsp.reason), "storage failure; the message was not stored");
+        /* Decided in the store, in its order: the group changed since the worker looked,
+         * or the batch failed. */
+        snprintf(rsp.reason, sizeof(rsp.reason), "%s",
+                 req->code == cim_Code_NOT_FOUND    ? "the group no longer exists"
+                 : req->code == cim_Code_NOT_MEMBER ? "you are no longer a member of that group"
+                                                    : "storage failure; the message was not stored");
     }
     memcpy(rsp.client_msg_id, req->cmid, sizeof(rsp.client_msg_id));
     mem_free(req);

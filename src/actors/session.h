@@ -77,6 +77,7 @@ typedef struct session {
     uint32_t async_issued;       /* requests handed to the store ... */
     uint32_t async_done;         /* ... and answered: answers must keep request order */
     struct reply *rq_head, *rq_tail; /* answers waiting for earlier store requests */
+    struct reply *pq_head, *pq_tail; /* pushes waiting for the LoginRsp (login_pending) */
     uint32_t rq_bytes;
     float tokens;               /* SEND token bucket */
     uint32_t tb_ms;             /* its last refill (loop clock, wraps) */
@@ -212,6 +213,9 @@ int session__conv_read(session_t *s, uint32_t type, const uint8_t *body, size_t 
 
 /** Tell the online users who list this session's user that it came online / went away. */
 void session__presence(session_t *s, bool online);
+
+/** Send the pushes that arrived before the LoginRsp, in order (right after it). */
+void session__release_pushes(session_t *s);
 
 /** Answer LOGIN once the store completed it (session_auth.c). Takes @p req. */
 void session__login_done(session_t *s, struct store_login *req);

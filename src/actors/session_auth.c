@@ -165,7 +165,7 @@ int session__login(session_t *s, const uint8_t *body, size_t len)
 
     memset(req, 0, sizeof(*req));
     if (!pb_decode(&is, cim_LoginReq_fields, req))
-        return refuse(s, 0, cim_Code_BAD_REQUEST, "malformed LoginReq");
+        return refuse(s, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed LoginReq");
     app = req->app[0] ? req->app : "default";
     if (!kv_id_valid(req->user))
         return refuse(s, req->req_id, cim_Code_BAD_REQUEST,
@@ -232,12 +232,13 @@ void session__login_done(session_t *s, store_login_t *sl)
     rsp.latest_msg_id = sl->latest;
     rsp.acked_msg_id = sl->acked;
     mem_free(sl);
-    s->login_pending = false;
     if (code != cim_Code_OK) {
-        session__unroute(s);
+        session__unroute(s); /* still login_pending: the user never came online */
+        s->login_pending = false;
         (void)refuse(s, req_id, code, "storage error; try again");
         return;
     }
+    s->login_pending = false;
     s->acked = rsp.acked_msg_id;
     rsp.req_id = req_id;
     rsp.code = cim_Code_OK;
@@ -246,7 +247,10 @@ void session__login_done(session_t *s, store_login_t *sl)
     rsp.max_body = conf->max_body;
     LOG_DEBUG("session %llx: %s/%s logged in on %s", (unsigned long long)s->sid, s->app,
               s->user, s->device);
-    if (session_send(s, FT_LOGIN_ACK, cim_LoginRsp_fields, &rsp) == 0 && s->first_online)
+    if (session_send(s, FT_LOGIN_ACK, cim_LoginRsp_fields, &rsp) < 0)
+        return; /* closed */
+    session__release_pushes(s);
+    if (s->first_online)
         session__presence(s, true);
 }
 

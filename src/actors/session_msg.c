@@ -64,6 +64,20 @@ static bool take_token(session_t *s)
     return true;
 }
 
+/* @return 0 when this user already stored @p cmid (its id in @p id), or RC_ENOTFOUND/rc. */
+static int resend_of(session_t *s, const char *cmid, uint64_t *id)
+{
+    uint8_t key[KV_UKEY_MAX];
+    size_t klen = kv_ukey(key, s->app, s->user);
+    kv_txn_t *txn = NULL;
+    int rc = kv_begin(s->w->srv->kv, KV_READ, &txn);
+    if (rc < 0)
+        return rc;
+    rc = kv_dedup_get(txn, key, klen, cmid, id);
+    kv_abort(txn);
+    return rc;
+}
+
 /* Can this session send to @p req's recipient? Answers the code to reject with, or OK.
  * DIRECT: the user exists (NOT_FOUND) and has not blocked the sender (BLOCKED); GROUP: it
  * exists and lives (NOT_FOUND) and the sender is a member (NOT_MEMBER). The store checks
@@ -228,7 +242,7 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
     body_ref_t ref = {NULL, 0};
     store_send_t *r;
     const char *why = "";
-    uint64_t gid;
+    uint64_t gid, prior = 0;
     size_t cmid_len;
     int rc, code;
 
@@ -254,6 +268,19 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
                       "to must be a user id (DIRECT) or a group id (GROUP)");
     if (ref.len > c->max_msg_bytes)
         return reject(s, req, cim_Code_TOO_LARGE, "body over max_msg_bytes");
+    /* A resend of a stored client_msg_id is answered with the original id before
+     * anything else is judged: the first send was accepted, and a retry after the peer
+     * blocked or the group went away must not turn it into an error. The store checks
+     * again in its own order. */
+    if (!req->transient && (rc = resend_of(s, req->client_msg_id, &prior)) == 0) {
+        cim_SendRsp rsp = cim_SendRsp_init_zero;
+        rsp.req_id = req->req_id;
+        rsp.code = cim_Code_OK;
+        rsp.msg_id = prior;
+        rsp.time_ms = snowflake_time_ms(prior);
+        memcpy(rsp.client_msg_id, req->client_msg_id, sizeof(rsp.client_msg_id));
+        return session_answer(s, FT_SEND_ACK, cim_SendRsp_fields, &rsp);
+    }
     if (!take_token(s))
         return reject(s, req, cim_Code_RATE_LIMITED, "sending too fast; slow down");
     if ((rc = may_send(s, req, &code, &why)) < 0)

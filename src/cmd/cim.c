@@ -653,6 +653,30 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return 0;
 }
 
+/* @p s (the value of @p name) as a number in [min, max]. @return 0, or -1 after printing
+ * "<name>: expected <expected>, got '<s>'". */
+static int arg_u64(const char *name, const char *s, uint64_t min, uint64_t max,
+                   const char *expected, uint64_t *out)
+{
+    if (parse_u64(s, min, max, out) == 0)
+        return 0;
+    fail("%s: expected %s, got '%s'", name, expected, s);
+    return -1;
+}
+
+/* --limit N: 1..@p max messages per page. @return 0, or -1 (reported). */
+static int arg_limit(const char *s, uint32_t max, uint32_t *limit)
+{
+    uint64_t v;
+
+    if (parse_u64(s, 1, max, &v) < 0) {
+        fail("--limit: expected 1..%" PRIu32 " messages per page, got '%s'", max, s);
+        return -1;
+    }
+    *limit = (uint32_t)v;
+    return 0;
+}
+
 static int64_t mono_ms(void)
 {
     struct timespec ts;
@@ -787,6 +811,20 @@ static bool peer_arg_ok(const char *what, bool group, const char *s)
     return false;
 }
 
+/* The outcome of a request: the rc of the call, then the code of its answer. */
+static int check(cli_t *cli, const char *what, int rc, cim_Code code, const char *reason)
+{
+    if (rc < 0) {
+        fail_rc(cli, what, rc);
+        return EXIT_FAIL;
+    }
+    if (code != cim_Code_OK) {
+        fail("%s refused: %s: %s", what, cimc_code_str(code), reason);
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
+}
+
 /* One SEND; prints "sent <msg_id> at <time>" unless @p quiet. */
 static int send_one(cli_t *cli, const char *what, cim_SendReq *req, const uint8_t *body,
                     size_t len, bool quiet)
@@ -801,14 +839,8 @@ static int send_one(cli_t *cli, const char *what, cim_SendReq *req, const uint8_
     cimc_bytes_encoder(&req->body, &b);
     rc = cimc_call(cli->c, FT_SEND, cim_SendReq_fields, req, FT_SEND_ACK, cim_SendRsp_fields,
                    &rsp);
-    if (rc < 0) {
-        fail_rc(cli, what, rc);
-        return EXIT_FAIL;
-    }
-    if (rsp.code != cim_Code_OK) {
-        fail("%s refused: %s: %s", what, cimc_code_str(rsp.code), rsp.reason);
-        return EXIT_FAIL;
-    }
+    if ((rc = check(cli, what, rc, rsp.code, rsp.reason)) != EXIT_OK)
+        return rc;
     if (!quiet) {
         fmt_time_ms(rsp.time_ms, when, sizeof(when));
         printf("sent %" PRIu64 " at %s%s\n", rsp.msg_id, when,
@@ -958,14 +990,8 @@ static int sync_run(cli_t *cli, const char *what, uint64_t after, uint32_t limit
             cli->dup_lo = o->first;
             cli->dup_hi = o->last;
         }
-        if (rc < 0) {
-            fail_rc(cli, what, rc);
-            return EXIT_FAIL;
-        }
-        if (rsp.code != cim_Code_OK) {
-            fail("%s refused: %s: %s", what, cimc_code_str(rsp.code), rsp.reason);
-            return EXIT_FAIL;
-        }
+        if ((rc = check(cli, what, rc, rsp.code, rsp.reason)) != EXIT_OK)
+            return rc;
         o->last_msg_id = rsp.last_msg_id;
         o->remain = rsp.remain;
         if (!all || rsp.remain == 0)
@@ -1011,7 +1037,7 @@ static int cmd_sync(cli_t *cli, int argc, char **argv)
     };
     const cmd_t *cmd = find_cmd(argv[0]);
     bool all = !cli->in_shell, ack = false;
-    uint64_t after = 0, v;
+    uint64_t after = 0;
     uint32_t limit = 0;
     sync_out_t o;
     int opt, rc;
@@ -1019,17 +1045,12 @@ static int cmd_sync(cli_t *cli, int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
         case O_AFTER:
-            if (parse_u64(optarg, 0, UINT64_MAX, &after) < 0) {
-                fail("--after: expected a msg_id, got '%s'", optarg);
+            if (arg_u64("--after", optarg, 0, UINT64_MAX, "a msg_id", &after) < 0)
                 return EXIT_USAGE;
-            }
             break;
         case O_LIMIT:
-            if (parse_u64(optarg, 1, 500, &v) < 0) {
-                fail("--limit: expected 1..500 messages per page, got '%s'", optarg);
+            if (arg_limit(optarg, 500, &limit) < 0)
                 return EXIT_USAGE;
-            }
-            limit = (uint32_t)v;
             break;
         case O_ALL:
             all = true;
@@ -1199,10 +1220,9 @@ static int cmd_listen(cli_t *cli, int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
         case O_COUNT:
-            if (parse_u64(optarg, 1, UINT32_MAX, &v) < 0) {
-                fail("--count: expected a number of messages (1 or more), got '%s'", optarg);
+            if (arg_u64("--count", optarg, 1, UINT32_MAX, "a number of messages (1 or more)",
+                        &v) < 0)
                 return EXIT_USAGE;
-            }
             want = (uint32_t)v;
             break;
         case O_TIMEOUT:
@@ -1261,20 +1281,6 @@ static int usage_of(const cli_t *cli, const char *name)
     fail("usage: %s%s%s%s%s", cli->parent != NULL ? cli->parent->name : "",
          cli->parent != NULL ? " " : "", c->name, c->args[0] ? " " : "", c->args);
     return EXIT_USAGE;
-}
-
-/* The outcome of a request: the rc of the call, then the code of its answer. */
-static int check(cli_t *cli, const char *what, int rc, cim_Code code, const char *reason)
-{
-    if (rc < 0) {
-        fail_rc(cli, what, rc);
-        return EXIT_FAIL;
-    }
-    if (code != cim_Code_OK) {
-        fail("%s refused: %s: %s", what, cimc_code_str(code), reason);
-        return EXIT_FAIL;
-    }
-    return EXIT_OK;
 }
 
 /* A request answered with a Result. */
@@ -1732,7 +1738,7 @@ static int cmd_history(cli_t *cli, int argc, char **argv)
     };
     const char *with = NULL, *group = NULL, *peer = NULL;
     cim_ConvType type = cim_ConvType_DIRECT;
-    uint64_t before = 0, v;
+    uint64_t before = 0;
     uint32_t limit = 0;
     bool all = false;
     msgs_t ms = {NULL, 0, 0};
@@ -1747,17 +1753,12 @@ static int cmd_history(cli_t *cli, int argc, char **argv)
             group = optarg;
             break;
         case O_BEFORE:
-            if (parse_u64(optarg, 0, UINT64_MAX, &before) < 0) {
-                fail("--before: expected a msg_id, got '%s'", optarg);
+            if (arg_u64("--before", optarg, 0, UINT64_MAX, "a msg_id", &before) < 0)
                 return EXIT_USAGE;
-            }
             break;
         case O_LIMIT:
-            if (parse_u64(optarg, 1, 100, &v) < 0) {
-                fail("--limit: expected 1..100 messages per page, got '%s'", optarg);
+            if (arg_limit(optarg, 100, &limit) < 0)
                 return EXIT_USAGE;
-            }
-            limit = (uint32_t)v;
             break;
         case O_ALL:
             all = true;
@@ -1841,10 +1842,9 @@ static int cmd_read(cli_t *cli, int argc, char **argv)
             group = optarg;
             break;
         case O_UPTO:
-            if (parse_u64(optarg, 0, UINT64_MAX, &up_to) < 0) {
-                fail("--up-to: expected a msg_id (0: everything), got '%s'", optarg);
+            if (arg_u64("--up-to", optarg, 0, UINT64_MAX, "a msg_id (0: everything)", &up_to) <
+                0)
                 return EXIT_USAGE;
-            }
             break;
         default:
             return usage_of(cli, argv[0]);
@@ -1875,10 +1875,8 @@ static int cmd_recall(cli_t *cli, int argc, char **argv)
 
     if (argc != 2)
         return usage_of(cli, argv[0]);
-    if (parse_u64(argv[1], 1, UINT64_MAX, &id) < 0) {
-        fail("recall: expected a msg_id, got '%s'", argv[1]);
+    if (arg_u64("recall", argv[1], 1, UINT64_MAX, "a msg_id", &id) < 0)
         return EXIT_USAGE;
-    }
     req.msg_id = id;
     if ((rc = call_result(cli, "recall", FT_RECALL, cim_RecallReq_fields, &req)) != EXIT_OK)
         return rc;

@@ -530,6 +530,18 @@ int tmsg_send_conv(cimc_t *c, int conv_type, const char *to, const char *cmid, i
 
 /* ---- groups ---------------------------------------------------------------------------- */
 
+/* Copy @p n user ids into a request's list of @p cap (failing the test when they do not
+ * fit, as "<fn>: <n> <what> do not fit a <msg>"); @return the count to set. */
+static pb_size_t copy_ids(char (*dst)[65], size_t cap, const char *const *ids, size_t n,
+                          const char *fn, const char *what, const char *msg)
+{
+    if (n > cap)
+        TEST_FAIL_("%s: %zu %s do not fit a %s", fn, n, what, msg);
+    for (size_t i = 0; i < n; i++)
+        snprintf(dst[i], sizeof(dst[i]), "%s", ids[i]);
+    return (pb_size_t)n;
+}
+
 int tmsg_group_create(cimc_t *c, const char *name, const char *const *members, size_t n,
                       bool open, cim_GroupRsp *rsp)
 {
@@ -537,12 +549,9 @@ int tmsg_group_create(cimc_t *c, const char *name, const char *const *members, s
     int rc;
 
     ASSERT_NOT_NULL(req);
-    if (n > sizeof(req->members) / sizeof(req->members[0]))
-        TEST_FAIL_("tmsg_group_create: %zu members do not fit a GroupCreateReq", n);
+    req->members_count = copy_ids(req->members, sizeof(req->members) / sizeof(req->members[0]),
+                                  members, n, "tmsg_group_create", "members", "GroupCreateReq");
     snprintf(req->name, sizeof(req->name), "%s", name);
-    for (size_t i = 0; i < n; i++)
-        snprintf(req->members[i], sizeof(req->members[i]), "%s", members[i]);
-    req->members_count = (pb_size_t)n;
     req->open = open;
     memset(rsp, 0, sizeof(*rsp));
     rc = cimc_call(c, FT_GROUP_CREATE, cim_GroupCreateReq_fields, req, FT_GROUP_CREATE_ACK,
@@ -574,35 +583,85 @@ int tmsg_group_users(cimc_t *c, uint32_t type, const char *gid, const char *cons
     int rc;
 
     ASSERT_NOT_NULL(req);
-    if (n > sizeof(req->users) / sizeof(req->users[0]))
-        TEST_FAIL_("tmsg_group_users: %zu users do not fit a GroupUsersReq", n);
+    req->users_count = copy_ids(req->users, sizeof(req->users) / sizeof(req->users[0]), users, n,
+                                "tmsg_group_users", "users", "GroupUsersReq");
     snprintf(req->group_id, sizeof(req->group_id), "%s", gid);
-    for (size_t i = 0; i < n; i++)
-        snprintf(req->users[i], sizeof(req->users[i]), "%s", users[i]);
-    req->users_count = (pb_size_t)n;
     rc = tmsg_call_result(c, type, type + 1, cim_GroupUsersReq_fields, req, res);
     free(req);
     return rc;
 }
 
-typedef struct names_ctx {
-    char (*names)[65];
-    size_t cap, n;
-} names_ctx_t;
+/* ---- lists: a repeated field of an answer collected into the caller's array ---------- */
 
+typedef bool (*list_decode_fn)(pb_istream_t *s, const pb_field_t *f, void **arg);
+
+/* The first @p cap items (@p size bytes each) are kept in @p out, all are counted in n. */
+typedef struct list_ctx {
+    const pb_msgdesc_t *fields; /* on_item: the items' message type */
+    void *out;
+    size_t size, cap, n;
+} list_ctx_t;
+
+/* Count one more item. @return its slot, or NULL past cap. */
+static void *list_next(list_ctx_t *lc)
+{
+    void *slot = lc->n < lc->cap ? (uint8_t *)lc->out + lc->n * lc->size : NULL;
+
+    lc->n++;
+    return slot;
+}
+
+/* An item that is a message of lc->fields (a Group or a Contact), kept as decoded. */
+static bool on_item(pb_istream_t *s, const pb_field_t *f, void **arg)
+{
+    list_ctx_t *lc = *arg;
+    union {
+        cim_Group g;
+        cim_Contact c;
+    } item;
+    void *slot;
+
+    (void)f;
+    if (lc->size > sizeof(item))
+        return false;
+    memset(&item, 0, sizeof(item));
+    if (!pb_decode(s, lc->fields, &item))
+        return false;
+    if ((slot = list_next(lc)) != NULL)
+        memcpy(slot, &item, lc->size);
+    return true;
+}
+
+/* A request of @p type answered (type + 1) by @p rsp (cleared first, @p rsp_size bytes),
+ * whose repeated field @p list is collected by @p decode into @p lc; *@p n = items seen. */
+static int call_list(cimc_t *c, uint32_t type, const pb_msgdesc_t *req_fields, void *req,
+                     const pb_msgdesc_t *rsp_fields, void *rsp, size_t rsp_size,
+                     pb_callback_t *list, list_decode_fn decode, list_ctx_t *lc, size_t *n)
+{
+    int rc;
+
+    memset(rsp, 0, rsp_size);
+    list->funcs.decode = decode;
+    list->arg = lc;
+    rc = cimc_call(c, type, req_fields, req, type + 1, rsp_fields, rsp);
+    *n = lc->n;
+    return rc;
+}
+
+/* A user id (a string of at most 64 bytes) into a char[65]. */
 static bool on_name(pb_istream_t *s, const pb_field_t *f, void **arg)
 {
-    names_ctx_t *nc = *arg;
+    list_ctx_t *nc = *arg;
     char buf[65];
     size_t len = s->bytes_left;
+    void *slot;
 
     (void)f;
     if (len > 64 || !pb_read(s, (pb_byte_t *)buf, len))
         return false;
     buf[len] = '\0';
-    if (nc->n < nc->cap)
-        memcpy(nc->names[nc->n], buf, len + 1);
-    nc->n++;
+    if ((slot = list_next(nc)) != NULL)
+        memcpy(slot, buf, len + 1);
     return true;
 }
 
@@ -610,52 +669,21 @@ int tmsg_group_members(cimc_t *c, const char *gid, char (*names)[65], size_t cap
                        cim_GroupMembersRsp *rsp)
 {
     cim_GroupReq req = cim_GroupReq_init_zero;
-    names_ctx_t nc = {names, cap, 0};
-    int rc;
+    list_ctx_t nc = {NULL, names, sizeof(*names), cap, 0};
 
     snprintf(req.group_id, sizeof(req.group_id), "%s", gid);
-    memset(rsp, 0, sizeof(*rsp));
-    rsp->members.funcs.decode = on_name;
-    rsp->members.arg = &nc;
-    rc = cimc_call(c, FT_GROUP_MEMBERS, cim_GroupReq_fields, &req, FT_GROUP_MEMBERS_ACK,
-                   cim_GroupMembersRsp_fields, rsp);
-    *n = nc.n;
-    return rc;
-}
-
-typedef struct groups_ctx {
-    cim_Group *groups;
-    size_t cap, n;
-} groups_ctx_t;
-
-static bool on_group(pb_istream_t *s, const pb_field_t *f, void **arg)
-{
-    groups_ctx_t *gc = *arg;
-    cim_Group g = cim_Group_init_zero;
-
-    (void)f;
-    if (!pb_decode(s, cim_Group_fields, &g))
-        return false;
-    if (gc->n < gc->cap)
-        gc->groups[gc->n] = g;
-    gc->n++;
-    return true;
+    return call_list(c, FT_GROUP_MEMBERS, cim_GroupReq_fields, &req, cim_GroupMembersRsp_fields,
+                     rsp, sizeof(*rsp), &rsp->members, on_name, &nc, n);
 }
 
 int tmsg_group_list(cimc_t *c, cim_Group *groups, size_t cap, size_t *n,
                     cim_GroupListRsp *rsp)
 {
     cim_Req req = cim_Req_init_zero;
-    groups_ctx_t gc = {groups, cap, 0};
-    int rc;
+    list_ctx_t gc = {cim_Group_fields, groups, sizeof(*groups), cap, 0};
 
-    memset(rsp, 0, sizeof(*rsp));
-    rsp->groups.funcs.decode = on_group;
-    rsp->groups.arg = &gc;
-    rc = cimc_call(c, FT_GROUP_LIST, cim_Req_fields, &req, FT_GROUP_LIST_ACK,
-                   cim_GroupListRsp_fields, rsp);
-    *n = gc.n;
-    return rc;
+    return call_list(c, FT_GROUP_LIST, cim_Req_fields, &req, cim_GroupListRsp_fields, rsp,
+                     sizeof(*rsp), &rsp->groups, on_item, &gc, n);
 }
 
 bool tmsg_has_name(char (*names)[65], size_t n, const char *name)
@@ -747,14 +775,9 @@ static bool on_body_sum(pb_istream_t *s, const pb_field_t *f, void **arg)
     return true;
 }
 
-typedef struct convs_ctx {
-    tmsg_conv_t *convs;
-    size_t cap, n;
-} convs_ctx_t;
-
 static bool on_conv(pb_istream_t *s, const pb_field_t *f, void **arg)
 {
-    convs_ctx_t *cc = *arg;
+    list_ctx_t *cc = *arg;
     cim_Conversation cv = cim_Conversation_init_zero;
     body_sum_t bs = {0, 0xcbf29ce484222325ULL};
     tmsg_conv_t *o;
@@ -764,11 +787,8 @@ static bool on_conv(pb_istream_t *s, const pb_field_t *f, void **arg)
     cv.last.body.arg = &bs;
     if (!pb_decode(s, cim_Conversation_fields, &cv))
         return false;
-    if (cc->n >= cc->cap) {
-        cc->n++;
+    if ((o = list_next(cc)) == NULL)
         return true;
-    }
-    o = &cc->convs[cc->n++];
     memset(o, 0, sizeof(*o));
     o->conv_type = cv.conv_type;
     memcpy(o->peer, cv.peer, sizeof(o->peer));
@@ -798,16 +818,10 @@ static bool on_conv(pb_istream_t *s, const pb_field_t *f, void **arg)
 int tmsg_conv_list(cimc_t *c, tmsg_conv_t *convs, size_t cap, size_t *n, cim_ConvListRsp *rsp)
 {
     cim_Req req = cim_Req_init_zero;
-    convs_ctx_t cc = {convs, cap, 0};
-    int rc;
+    list_ctx_t cc = {NULL, convs, sizeof(*convs), cap, 0};
 
-    memset(rsp, 0, sizeof(*rsp));
-    rsp->convs.funcs.decode = on_conv;
-    rsp->convs.arg = &cc;
-    rc = cimc_call(c, FT_CONV_LIST, cim_Req_fields, &req, FT_CONV_LIST_ACK,
-                   cim_ConvListRsp_fields, rsp);
-    *n = cc.n;
-    return rc;
+    return call_list(c, FT_CONV_LIST, cim_Req_fields, &req, cim_ConvListRsp_fields, rsp,
+                     sizeof(*rsp), &rsp->convs, on_conv, &cc, n);
 }
 
 const tmsg_conv_t *tmsg_conv_find(const tmsg_conv_t *convs, size_t n, int conv_type,
@@ -869,39 +883,14 @@ int tmsg_user_req(cimc_t *c, uint32_t type, const char *user, cim_Result *res)
     return tmsg_call_result(c, type, type + 1, cim_UserReq_fields, &req, res);
 }
 
-typedef struct contacts_ctx {
-    cim_Contact *out;
-    size_t cap, n;
-} contacts_ctx_t;
-
-static bool on_contact(pb_istream_t *s, const pb_field_t *f, void **arg)
-{
-    contacts_ctx_t *cc = *arg;
-    cim_Contact ct = cim_Contact_init_zero;
-
-    (void)f;
-    if (!pb_decode(s, cim_Contact_fields, &ct))
-        return false;
-    if (cc->n < cc->cap)
-        cc->out[cc->n] = ct;
-    cc->n++;
-    return true;
-}
-
 int tmsg_contact_list(cimc_t *c, cim_Contact *out, size_t cap, size_t *n,
                       cim_ContactListRsp *rsp)
 {
     cim_Req req = cim_Req_init_zero;
-    contacts_ctx_t cc = {out, cap, 0};
-    int rc;
+    list_ctx_t cc = {cim_Contact_fields, out, sizeof(*out), cap, 0};
 
-    memset(rsp, 0, sizeof(*rsp));
-    rsp->contacts.funcs.decode = on_contact;
-    rsp->contacts.arg = &cc;
-    rc = cimc_call(c, FT_CONTACT_LIST, cim_Req_fields, &req, FT_CONTACT_LIST_ACK,
-                   cim_ContactListRsp_fields, rsp);
-    *n = cc.n;
-    return rc;
+    return call_list(c, FT_CONTACT_LIST, cim_Req_fields, &req, cim_ContactListRsp_fields, rsp,
+                     sizeof(*rsp), &rsp->contacts, on_item, &cc, n);
 }
 
 int tmsg_next_event(cimc_t *c, unsigned timeout_ms, cim_Event *out)

@@ -227,4 +227,65 @@ void bench_finish(bench_t *b);
 /** Scale @p v for the progress line: "12.3k". */
 const char *bench_si(char *buf, size_t len, double v);
 
+/* ---- load.c: what the message scenarios (c2c, group) share ------------------------- */
+
+/**
+ * The open-loop scheduler: sends are scheduled by the clock at --rate/s in all,
+ * round-robin over a set of connections, every latency counted from the *scheduled* time.
+ * libuv timers have millisecond resolution, so this is a timerfd (ns resolution) polled by
+ * the loop, re-armed for the next due send but at most every 100 µs (sends due meanwhile
+ * go out together); how late each actually went out is recorded in lag.
+ */
+typedef struct bench_sched {
+    bench_t *b;
+    int tfd;          /* the timerfd, -1 when none */
+    uv_poll_t tpoll;  /* ... polled by the loop */
+    bool init;        /* tpoll is initialised */
+    uint64_t issued;  /* sends scheduled so far */
+    uint64_t skipped; /* scheduled for a closed connection */
+    hist_t lag;       /* scheduled time → actually sent */
+    /* set by bench_sched_start */
+    const bool *running; /* the scenario's window is open */
+    const unsigned *conns;
+    unsigned nconns;
+    int (*send)(bench_t *b, bconn_t *bc, uint64_t t_ns);
+    void (*over)(bench_t *b);
+} bench_sched_t;
+
+/** Prepare @p t (tfd -1, lag empty); when @p open_loop, also create its timerfd and poll
+ *  handle. @return 0, or an rc (a failing timerfd_create is printed). */
+int bench_sched_init(bench_t *b, bench_sched_t *t, bool open_loop);
+
+/** The window opened: send over @p conns[0..n-1] from b->w_t0_ns on; each send by
+ *  @p send (its latency from the given time), @p over when --count was scheduled or the
+ *  scheduler failed (printed; b->failed). Ticks do nothing once *@p running is false. */
+void bench_sched_start(bench_sched_t *t, const bool *running, const unsigned *conns,
+                       unsigned n, int (*send)(bench_t *b, bconn_t *bc, uint64_t t_ns),
+                       void (*over)(bench_t *b));
+
+/** No more ticks (the window closed). */
+void bench_sched_stop(bench_sched_t *t);
+
+/** bench_finish(): close the handle and the timerfd. */
+void bench_sched_close(bench_sched_t *t);
+
+/** Sends due by the clock over @p win_s seconds (capped at --count) but never scheduled:
+ *  the bench itself fell behind. */
+int64_t bench_sched_behind(const bench_t *b, const bench_sched_t *t, double win_s);
+
+/** Stamp a message body (send time @p t_ns, then the run id: 12 bytes) and write the
+ *  SEND's client_msg_id, unique per sender across runs (a repeated one would be
+ *  deduplicated). */
+void bench_stamp(const bench_t *b, const bconn_t *bc, uint8_t *body, uint64_t t_ns, char *cmid,
+                 size_t cmid_len);
+
+/** Read the stamp of a PUSH's body. @return true when it is this run's and not from the
+ *  future: then *@p now is the time now and *@p lat_ns the send → push latency. */
+bool bench_push_timed(const bench_t *b, const cimc_push_t *p, uint64_t *now, uint64_t *lat_ns);
+
+/** A push arrived on @p bc (bc->push_max updated): PUSH_ACK up to bc->push_max every
+ *  --ack_every pushes, counting the acks sent in *@p acks and a failure with
+ *  bench_count_rc. */
+void bench_push_ack(bench_t *b, bconn_t *bc, uint64_t *acks);
+
 #endif

@@ -19,18 +19,13 @@
  * After the window (--duration or --count messages) nothing new is sent; the answers and
  * pushes still due are awaited for at most BENCH_DRAIN_S. Throughput is the SENDs
  * acknowledged OK over the time from the window's start to the last of those acks. */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/timerfd.h>
-#include <unistd.h>
 
 #include "bench.h"
 #include "core/frame.h"
 #include "core/mem.h"
 #include "core/rc.h"
-
-#define TICK_MIN_NS 100000ull /* open loop: at least 100 µs between scheduler wake-ups */
 
 typedef struct c2c {
     bool open_loop;
@@ -40,19 +35,16 @@ typedef struct c2c {
     unsigned nopen;
     uint8_t *body; /* body scratch, --size bytes */
     uint64_t rng;
-    int tfd;         /* open loop: the scheduler's timerfd, -1 when none */
-    uv_poll_t tpoll; /* ... polled by the loop */
-    bool tick_init;
-    uint64_t issued; /* open loop: sends scheduled so far */
+    bench_sched_t sched; /* open loop: the scheduler */
 
-    uint64_t sent, send_failed, skipped; /* skipped: scheduled for a closed connection */
+    uint64_t sent, send_failed;
     uint64_t ack_ok, ack_err, lost;      /* lost: the connection ended first */
     uint64_t pushes, pushes_timed, stray, events, push_acks;
     uint64_t sent_window, ack_ok_window; /* when the window closed */
     uint64_t t_last_ack_ns;
     uint64_t t_over_ns;                           /* when the window closed */
     uint64_t sent_last, ack_ok_last, pushes_last; /* progress */
-    hist_t ack, push, lag;                        /* whole run */
+    hist_t ack, push;                             /* whole run */
     hist_t ack_iv, push_iv;                       /* since the last progress line */
 } c2c_t;
 
@@ -94,8 +86,7 @@ static void window_over(bench_t *b)
     if (!s->running)
         return;
     s->running = false;
-    if (s->tick_init)
-        (void)uv_poll_stop(&s->tpoll); /* cannot fail on an initialised handle */
+    bench_sched_stop(&s->sched);
     s->t_over_ns = bench_now_ns();
     s->sent_window = s->sent;
     s->ack_ok_window = s->ack_ok;
@@ -121,11 +112,7 @@ static int send_one(bench_t *b, bconn_t *bc, uint64_t t_ns)
     to = &b->conns[s->open[r]];
     if (to == bc)
         to = &b->conns[s->open[(r + 1) % s->nopen]];
-    memcpy(s->body, &t_ns, sizeof(t_ns));
-    memcpy(s->body + 8, &b->run_id, sizeof(b->run_id));
-    /* unique per sender across runs: a repeated client_msg_id would be deduplicated */
-    snprintf(req.client_msg_id, sizeof(req.client_msg_id), "%08x-%u-%llu", (unsigned)b->run_id,
-             bc->idx, (unsigned long long)bc->seq);
+    bench_stamp(b, bc, s->body, t_ns, req.client_msg_id, sizeof(req.client_msg_id));
     req.conv_type = cim_ConvType_DIRECT;
     bench_user(req.to, sizeof(req.to), to->idx % b->o.users);
     req.msg_type = cim_MsgType_TEXT;
@@ -191,10 +178,7 @@ static void on_ack(cimc_t *c, void *ctx, int status, uint32_t type, const uint8_
 static void on_push(bench_t *b, bconn_t *bc, const cimc_push_t *p)
 {
     c2c_t *s = b->sc_data;
-    cim_DeliveredReq d = cim_DeliveredReq_init_zero;
-    uint64_t t0, now;
-    uint32_t run;
-    int rc;
+    uint64_t now, lat;
 
     if (p->type == FT_EVENT) {
         s->events++;
@@ -203,91 +187,17 @@ static void on_push(bench_t *b, bconn_t *bc, const cimc_push_t *p)
     if (p->type != FT_PUSH)
         return;
     s->pushes++;
-    if (p->body_len >= 12) {
-        memcpy(&t0, p->body_data, sizeof(t0));
-        memcpy(&run, p->body_data + 8, sizeof(run));
-        now = bench_now_ns();
-        if (run == b->run_id && now >= t0) {
-            s->pushes_timed++;
-            hist_record(&s->push, now - t0);
-            hist_record(&s->push_iv, now - t0);
-        } else {
-            s->stray++;
-        }
+    if (bench_push_timed(b, p, &now, &lat)) {
+        s->pushes_timed++;
+        hist_record(&s->push, lat);
+        hist_record(&s->push_iv, lat);
     } else {
         s->stray++;
     }
     if (p->u.msg.msg_id > bc->push_max)
         bc->push_max = p->u.msg.msg_id;
-    if (b->o.ack_every != 0 && ++bc->push_unacked >= b->o.ack_every && bc->c != NULL) {
-        d.up_to_msg_id = bc->push_max;
-        bc->push_unacked = 0;
-        if ((rc = cimc_async_send_frame(bc->c, FT_PUSH_ACK, cim_DeliveredReq_fields, &d)) < 0)
-            bench_count_rc(b, rc);
-        else
-            s->push_acks++;
-    }
+    bench_push_ack(b, bc, &s->push_acks);
     check_drained(b);
-}
-
-/* Open loop: arm the timerfd for the monotonic time @p at_ns. */
-static int arm(c2c_t *s, uint64_t at_ns)
-{
-    struct itimerspec its;
-
-    memset(&its, 0, sizeof(its));
-    its.it_value.tv_sec = (time_t)(at_ns / 1000000000u);
-    its.it_value.tv_nsec = (long)(at_ns % 1000000000u);
-    return timerfd_settime(s->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0 ? -errno : 0;
-}
-
-/* Open loop: send what the clock says is due, each stamped with its scheduled time, and
- * re-arm for the next one. */
-static void on_tick(uv_poll_t *h, int status, int events)
-{
-    bench_t *b = h->data;
-    c2c_t *s = b->sc_data;
-    uint64_t now = bench_now_ns(), due, expirations, next;
-    double per_ns = b->o.rate / 1e9;
-    int rc;
-
-    (void)status;
-    (void)events;
-    if (read(s->tfd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN) {
-        fprintf(stderr, "cimbench: timerfd: %s\n", strerror(errno));
-        b->failed = true;
-        window_over(b);
-        return;
-    }
-    if (!s->running || b->stopping)
-        return;
-    due = (uint64_t)((double)(now - b->w_t0_ns) * per_ns) + 1; /* sends 0..due-1 are due */
-    if (b->o.count != 0 && due > b->o.count)
-        due = b->o.count;
-    while (s->issued < due) {
-        uint64_t sched = b->w_t0_ns + (uint64_t)((double)s->issued / per_ns);
-        bconn_t *bc = &b->conns[s->open[s->issued % s->nopen]];
-        s->issued++;
-        if (!bc->open || bc->c == NULL) {
-            s->skipped++;
-            continue;
-        }
-        hist_record(&s->lag, now > sched ? now - sched : 0);
-        (void)send_one(b, bc, sched); /* a failure is counted there */
-    }
-    if (b->o.count != 0 && s->issued >= b->o.count) {
-        window_over(b);
-        return;
-    }
-    next = b->w_t0_ns + (uint64_t)((double)s->issued / per_ns);
-    now = bench_now_ns();
-    if (next < now + TICK_MIN_NS)
-        next = now + TICK_MIN_NS;
-    if ((rc = arm(s, next)) < 0) {
-        fprintf(stderr, "cimbench: timerfd: %s\n", rc_str(rc));
-        b->failed = true;
-        window_over(b);
-    }
 }
 
 static void setup_done(bench_t *b)
@@ -309,13 +219,7 @@ static void setup_done(bench_t *b)
     s->running = true;
     bench_phase(b, "run", b->o.duration_s, window_over);
     if (s->open_loop) {
-        int rc;
-        if ((rc = uv_poll_start(&s->tpoll, UV_READABLE, on_tick)) < 0 ||
-            (rc = arm(s, b->w_t0_ns)) < 0) {
-            fprintf(stderr, "cimbench: scheduler: %s\n", rc_str(rc));
-            b->failed = true;
-            window_over(b);
-        }
+        bench_sched_start(&s->sched, &s->running, s->open, s->nopen, send_one, window_over);
         return;
     }
     now = bench_now_ns();
@@ -338,23 +242,11 @@ static void stop(bench_t *b)
         end(b); /* still opening connections */
 }
 
-static void on_tpoll_close(uv_handle_t *h)
-{
-    c2c_t *s = h->data;
-
-    (void)close(s->tfd); /* best effort: nothing was written through it */
-    s->tfd = -1;
-}
-
 static void finish(bench_t *b)
 {
     c2c_t *s = b->sc_data;
 
-    if (s->tick_init) {
-        s->tpoll.data = s; /* from here on the close callback's */
-        uv_close((uv_handle_t *)&s->tpoll, on_tpoll_close);
-    }
-    s->tick_init = false;
+    bench_sched_close(&s->sched);
 }
 
 static int start(bench_t *b)
@@ -376,28 +268,14 @@ static int start(bench_t *b)
     }
     hist_reset(&s->ack);
     hist_reset(&s->push);
-    hist_reset(&s->lag);
     hist_reset(&s->ack_iv);
     hist_reset(&s->push_iv);
     s->open_loop = b->o.rate > 0;
     s->rng = ((uint64_t)b->run_id << 32) | 0x9e3779b9u;
     s->body = mem_alloc(b->o.size);
     memset(s->body, 'x', b->o.size);
-    s->tfd = -1;
-    if (s->open_loop) {
-        if ((s->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0) {
-            rc = -errno;
-            fprintf(stderr, "cimbench: timerfd_create: %s\n", rc_str(rc));
-            return rc;
-        }
-        if ((rc = uv_poll_init(&b->loop, &s->tpoll, s->tfd)) < 0) {
-            (void)close(s->tfd); /* best effort: unused */
-            s->tfd = -1;
-            return rc;
-        }
-        s->tpoll.data = b;
-        s->tick_init = true;
-    }
+    if ((rc = bench_sched_init(b, &s->sched, s->open_loop)) < 0)
+        return rc;
     b->op_name = "message";
     b->tput_unit = "msgs/s";
     bench_pool_open(b, b->o.users); /* user i on connection i */
@@ -456,12 +334,9 @@ static void report(bench_t *b, report_t *r)
     report_int(r, "c2c", "unanswered", (int64_t)inflight(s));
     report_int(r, "c2c", "send_failed", (int64_t)s->send_failed);
     if (s->open_loop) {
-        report_int(r, "c2c", "skipped", (int64_t)s->skipped);
+        report_int(r, "c2c", "skipped", (int64_t)s->sched.skipped);
         /* due by the clock but never sent: the bench itself fell behind (see sched_lag) */
-        uint64_t due = (uint64_t)(win * b->o.rate);
-        if (b->o.count != 0 && due > b->o.count)
-            due = b->o.count;
-        report_int(r, "c2c", "behind_schedule", due > s->issued ? (int64_t)(due - s->issued) : 0);
+        report_int(r, "c2c", "behind_schedule", bench_sched_behind(b, &s->sched, win));
     }
     report_int(r, "c2c", "pushes", (int64_t)s->pushes);
     report_int(r, "c2c", "pushes_timed", (int64_t)s->pushes_timed);
@@ -477,7 +352,7 @@ static void report(bench_t *b, report_t *r)
     report_hist(r, "latency_us", "send_ack", &s->ack);
     report_hist(r, "latency_us", "send_push", &s->push);
     if (s->open_loop)
-        report_hist(r, "latency_us", "sched_lag", &s->lag);
+        report_hist(r, "latency_us", "sched_lag", &s->sched.lag);
     mem_free(s->open);
     s->open = NULL;
     mem_free(s->body);

@@ -30,18 +30,14 @@
  * Throughput (the headline) is deliveries/s: deliveries received over the time from the
  * window's start to the last delivery. CPU per op is per delivery; the report adds the
  * server's CPU per message. */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/timerfd.h>
-#include <unistd.h>
 
 #include "bench.h"
 #include "core/frame.h"
 #include "core/mem.h"
 #include "core/rc.h"
 
-#define TICK_MIN_NS   100000ull /* open loop: at least 100 µs between scheduler wake-ups */
 #define CREATE_MAX_S  120.0     /* creating the groups: at most this long */
 #define SETTLE_MAX_S  30.0      /* waiting for the SYSTEM pushes of the creation */
 #define BATCH         1000u     /* members per GROUP_CREATE / GROUP_ADD (the proto bound) */
@@ -63,20 +59,17 @@ typedef struct grp {
     unsigned *senders; /* connection indices of the senders online at the window's start */
     unsigned nsenders;
     uint8_t *body;
-    int tfd;
-    uv_poll_t tpoll;
-    bool tick_init;
-    uint64_t issued;
+    bench_sched_t sched; /* open loop */
 
     uint64_t create_t0_ns, settle_t0_ns, settle_t1_ns;
     uint64_t sys_expected, sys_pushes, sys_late;
-    uint64_t sent, send_failed, skipped;
+    uint64_t sent, send_failed;
     uint64_t ack_ok, ack_err, lost;
     uint64_t expected, deliveries, dups, stray, events, push_acks;
     uint64_t sent_window, ack_ok_window, deliveries_window;
     uint64_t t_over_ns, t_last_ack_ns, t_last_deliv_ns;
     uint64_t sent_last, ack_ok_last, deliveries_last;
-    hist_t ack, push, lag;
+    hist_t ack, push;
     hist_t ack_iv, push_iv;
 } grp_t;
 
@@ -131,8 +124,7 @@ static void window_over(bench_t *b)
     if (!s->running)
         return;
     s->running = false;
-    if (s->tick_init)
-        (void)uv_poll_stop(&s->tpoll); /* cannot fail on an initialised handle */
+    bench_sched_stop(&s->sched);
     s->t_over_ns = bench_now_ns();
     s->sent_window = s->sent;
     s->ack_ok_window = s->ack_ok;
@@ -154,10 +146,7 @@ static int send_one(bench_t *b, bconn_t *bc, uint64_t t_ns)
     cimc_bytes_t body = {s->body, b->o.size};
     int rc;
 
-    memcpy(s->body, &t_ns, sizeof(t_ns));
-    memcpy(s->body + 8, &b->run_id, sizeof(b->run_id));
-    snprintf(req.client_msg_id, sizeof(req.client_msg_id), "%08x-%u-%llu", (unsigned)b->run_id,
-             bc->idx, (unsigned long long)bc->seq);
+    bench_stamp(b, bc, s->body, t_ns, req.client_msg_id, sizeof(req.client_msg_id));
     req.conv_type = cim_ConvType_GROUP;
     snprintf(req.to, sizeof(req.to), "%s", s->gid[bc->idx / s->M]);
     req.msg_type = cim_MsgType_TEXT;
@@ -221,64 +210,6 @@ static void on_ack(cimc_t *c, void *ctx, int status, uint32_t type, const uint8_
     check_drained(b);
 }
 
-/* Open loop: arm the timerfd for the monotonic time @p at_ns. */
-static int arm(grp_t *s, uint64_t at_ns)
-{
-    struct itimerspec its;
-
-    memset(&its, 0, sizeof(its));
-    its.it_value.tv_sec = (time_t)(at_ns / 1000000000u);
-    its.it_value.tv_nsec = (long)(at_ns % 1000000000u);
-    return timerfd_settime(s->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0 ? -errno : 0;
-}
-
-static void on_tick(uv_poll_t *h, int status, int events)
-{
-    bench_t *b = h->data;
-    grp_t *s = b->sc_data;
-    uint64_t now = bench_now_ns(), due, expirations, next;
-    double per_ns = b->o.rate / 1e9;
-    int rc;
-
-    (void)status;
-    (void)events;
-    if (read(s->tfd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN) {
-        fprintf(stderr, "cimbench: timerfd: %s\n", strerror(errno));
-        b->failed = true;
-        window_over(b);
-        return;
-    }
-    if (!s->running || b->stopping)
-        return;
-    due = (uint64_t)((double)(now - b->w_t0_ns) * per_ns) + 1;
-    if (b->o.count != 0 && due > b->o.count)
-        due = b->o.count;
-    while (s->issued < due) {
-        uint64_t sched = b->w_t0_ns + (uint64_t)((double)s->issued / per_ns);
-        bconn_t *bc = &b->conns[s->senders[s->issued % s->nsenders]];
-        s->issued++;
-        if (!bc->open || bc->c == NULL) {
-            s->skipped++;
-            continue;
-        }
-        hist_record(&s->lag, now > sched ? now - sched : 0);
-        (void)send_one(b, bc, sched); /* a failure is counted there */
-    }
-    if (b->o.count != 0 && s->issued >= b->o.count) {
-        window_over(b);
-        return;
-    }
-    next = b->w_t0_ns + (uint64_t)((double)s->issued / per_ns);
-    now = bench_now_ns();
-    if (next < now + TICK_MIN_NS)
-        next = now + TICK_MIN_NS;
-    if ((rc = arm(s, next)) < 0) {
-        fprintf(stderr, "cimbench: timerfd: %s\n", rc_str(rc));
-        b->failed = true;
-        window_over(b);
-    }
-}
-
 /* The groups exist and their SYSTEM pushes arrived (or the wait timed out): measure. */
 static void window_begin(bench_t *b)
 {
@@ -306,13 +237,8 @@ static void window_begin(bench_t *b)
     s->running = true;
     bench_phase(b, "run", b->o.duration_s, window_over);
     if (s->open_loop) {
-        int rc;
-        if ((rc = uv_poll_start(&s->tpoll, UV_READABLE, on_tick)) < 0 ||
-            (rc = arm(s, b->w_t0_ns)) < 0) {
-            fprintf(stderr, "cimbench: scheduler: %s\n", rc_str(rc));
-            b->failed = true;
-            window_over(b);
-        }
+        bench_sched_start(&s->sched, &s->running, s->senders, s->nsenders, send_one,
+                          window_over);
         return;
     }
     now = bench_now_ns();
@@ -506,11 +432,8 @@ static void setup_done(bench_t *b)
 static void on_push(bench_t *b, bconn_t *bc, const cimc_push_t *p)
 {
     grp_t *s = b->sc_data;
-    cim_DeliveredReq d = cim_DeliveredReq_init_zero;
-    uint64_t t0, now;
-    uint32_t run;
+    uint64_t now, lat;
     bool dup;
-    int rc;
 
     if (p->type == FT_EVENT) {
         s->events++;
@@ -530,29 +453,15 @@ static void on_push(bench_t *b, bconn_t *bc, const cimc_push_t *p)
                 s->sys_late++;
         }
         check_settled(b);
-    } else if (p->body_len >= 12) {
-        memcpy(&t0, p->body_data, sizeof(t0));
-        memcpy(&run, p->body_data + 8, sizeof(run));
-        now = bench_now_ns();
-        if (run != b->run_id || now < t0) {
-            s->stray++;
-        } else if (!dup) {
-            s->deliveries++;
-            s->t_last_deliv_ns = now;
-            hist_record(&s->push, now - t0);
-            hist_record(&s->push_iv, now - t0);
-        }
-    } else {
+    } else if (!bench_push_timed(b, p, &now, &lat)) {
         s->stray++;
+    } else if (!dup) {
+        s->deliveries++;
+        s->t_last_deliv_ns = now;
+        hist_record(&s->push, lat);
+        hist_record(&s->push_iv, lat);
     }
-    if (b->o.ack_every != 0 && ++bc->push_unacked >= b->o.ack_every && bc->c != NULL) {
-        d.up_to_msg_id = bc->push_max;
-        bc->push_unacked = 0;
-        if ((rc = cimc_async_send_frame(bc->c, FT_PUSH_ACK, cim_DeliveredReq_fields, &d)) < 0)
-            bench_count_rc(b, rc);
-        else
-            s->push_acks++;
-    }
+    bench_push_ack(b, bc, &s->push_acks);
     check_drained(b);
 }
 
@@ -572,23 +481,11 @@ static void stop(bench_t *b)
     }
 }
 
-static void on_tpoll_close(uv_handle_t *h)
-{
-    grp_t *s = h->data;
-
-    (void)close(s->tfd); /* best effort: nothing was written through it */
-    s->tfd = -1;
-}
-
 static void finish(bench_t *b)
 {
     grp_t *s = b->sc_data;
 
-    if (s->tick_init) {
-        s->tpoll.data = s;
-        uv_close((uv_handle_t *)&s->tpoll, on_tpoll_close);
-    }
-    s->tick_init = false;
+    bench_sched_close(&s->sched);
 }
 
 static int start(bench_t *b)
@@ -602,7 +499,6 @@ static int start(bench_t *b)
     s->G = b->o.groups;
     s->M = b->o.members;
     s->S = b->o.senders;
-    s->tfd = -1;
     if (s->S > s->M) {
         fprintf(stderr, "cimbench: group: --senders %u is more than --members %u\n", s->S, s->M);
         return -1;
@@ -623,7 +519,6 @@ static int start(bench_t *b)
                 per_source, BENCH_SERVER_PER_IP);
     hist_reset(&s->ack);
     hist_reset(&s->push);
-    hist_reset(&s->lag);
     hist_reset(&s->ack_iv);
     hist_reset(&s->push_iv);
     s->gid = mem_calloc((size_t)s->G * sizeof(*s->gid));
@@ -636,20 +531,8 @@ static int start(bench_t *b)
     s->body = mem_alloc(b->o.size);
     memset(s->body, 'x', b->o.size);
     s->open_loop = b->o.rate > 0;
-    if (s->open_loop) {
-        if ((s->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0) {
-            rc = -errno;
-            fprintf(stderr, "cimbench: timerfd_create: %s\n", rc_str(rc));
-            return rc;
-        }
-        if ((rc = uv_poll_init(&b->loop, &s->tpoll, s->tfd)) < 0) {
-            (void)close(s->tfd); /* best effort: unused */
-            s->tfd = -1;
-            return rc;
-        }
-        s->tpoll.data = b;
-        s->tick_init = true;
-    }
+    if ((rc = bench_sched_init(b, &s->sched, s->open_loop)) < 0)
+        return rc;
     b->op_name = "delivery";
     b->tput_unit = "deliveries/s";
     bench_pool_open(b, (unsigned)n); /* member j of group g on connection g*M + j */
@@ -741,11 +624,8 @@ static void report(bench_t *b, report_t *r)
     report_int(r, "group", "unanswered", (int64_t)inflight(s));
     report_int(r, "group", "send_failed", (int64_t)s->send_failed);
     if (s->open_loop) {
-        uint64_t due = (uint64_t)(win * b->o.rate);
-        if (b->o.count != 0 && due > b->o.count)
-            due = b->o.count;
-        report_int(r, "group", "skipped", (int64_t)s->skipped);
-        report_int(r, "group", "behind_schedule", due > s->issued ? (int64_t)(due - s->issued) : 0);
+        report_int(r, "group", "skipped", (int64_t)s->sched.skipped);
+        report_int(r, "group", "behind_schedule", bench_sched_behind(b, &s->sched, win));
     }
     report_int(r, "group", "deliveries_expected", (int64_t)s->expected);
     report_int(r, "group", "deliveries", (int64_t)s->deliveries);
@@ -767,7 +647,7 @@ static void report(bench_t *b, report_t *r)
     report_hist(r, "latency_us", "send_ack", &s->ack);
     report_hist(r, "latency_us", "send_push", &s->push);
     if (s->open_loop)
-        report_hist(r, "latency_us", "sched_lag", &s->lag);
+        report_hist(r, "latency_us", "sched_lag", &s->sched.lag);
     mem_free(s->gid);
     mem_free(s->ops_left);
     mem_free(s->g_open);
