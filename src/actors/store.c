@@ -154,13 +154,25 @@ static void out_add(store_t *st, uint32_t worker, uint64_t sid, uint16_t type, b
 /* Push a committed fanout to every online device of its users but the skipped session. */
 static void route(store_t *st, const fanout_t *f)
 {
-    router_ent_t ents[ROUTE_MAX];
+    router_ent_t local[ROUTE_MAX], *ents = local;
+    size_t cap = ROUTE_MAX;
     for (size_t u = 0; u < f->nusers; u++) {
-        size_t n = router_lookup(st->srv->router, f->app, f->users[u], ents, ROUTE_MAX);
-        for (size_t i = 0; i < n && i < ROUTE_MAX; i++)
+        size_t n = router_lookup(st->srv->router, f->app, f->users[u], ents, cap);
+        while (n > cap) {
+            /* A user with more live devices than the usual buffer: look again with room
+             * for all of them (pushes never skip a device). */
+            cap = n * 2;
+            if (ents != local)
+                mem_free(ents);
+            ents = mem_alloc(cap * sizeof(*ents));
+            n = router_lookup(st->srv->router, f->app, f->users[u], ents, cap);
+        }
+        for (size_t i = 0; i < n; i++)
             if (ents[i].sid != f->skip_sid)
                 out_add(st, ents[i].worker, ents[i].sid, f->type, f->blob, NULL);
     }
+    if (ents != local)
+        mem_free(ents);
 }
 
 /* After the commit (or its failure): answer every request and push what it made, in batch

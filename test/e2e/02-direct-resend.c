@@ -1,5 +1,6 @@
 /* Integration: a resend of a stored client_msg_id is answered OK with the original id,
  * whatever changed since (PROTOCOL.md §6, Send): a block, a rate limit, a lost group. */
+#include <stdio.h>
 #include <string.h>
 
 #include "core/frame.h"
@@ -40,5 +41,33 @@ TEST(e2e_direct_resend_survives_block_and_rate_limit)
     ASSERT_OK(cimc_ping(a, NULL));
     cimc_close(a);
     cimc_close(b);
+    ASSERT_EQ(tsrv_stop(&t), 0);
+}
+
+/* Pushes reach every live device of a user, however many (PROTOCOL.md §6, Delivery). */
+TEST_TIMEOUT(e2e_direct_push_to_many_devices, 30)
+{
+    enum { DEVICES = 70 };
+    tsrv_t t;
+    cimc_t *b[DEVICES];
+    cim_SendRsp rsp;
+    char dev[16];
+    tmsg_t m;
+
+    tsrv_start(&t, NULL);
+    for (int i = 0; i < DEVICES; i++) {
+        snprintf(dev, sizeof(dev), "b%d", i);
+        b[i] = tmsg_login(&t, "bob", dev, cim_DeviceKind_MOBILE, NULL);
+    }
+    cimc_t *a = tmsg_login(&t, "alice", "a1", cim_DeviceKind_MOBILE, NULL);
+    ASSERT_OK(tmsg_send(a, "bob", "many-1", cim_MsgType_TEXT, "hi all", 6, false, &rsp));
+    ASSERT_EQ(rsp.code, cim_Code_OK);
+    for (int i = 0; i < DEVICES; i++) {
+        ASSERT_OK(tmsg_next_push(b[i], 5000, &m, NULL, 0));
+        ASSERT_U64_EQ(m.msg_id, rsp.msg_id);
+    }
+    for (int i = 0; i < DEVICES; i++)
+        cimc_close(b[i]);
+    cimc_close(a);
     ASSERT_EQ(tsrv_stop(&t), 0);
 }
