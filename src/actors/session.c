@@ -38,6 +38,7 @@ typedef struct reply {
     uint32_t after;   /* send once async_done has reached this */
     uint32_t type;
     uint32_t len;
+    bool request;     /* a request to run (data: its plaintext), not an answer to send */
     uint8_t data[];   /* the encoded (not yet sealed) body */
 } reply_t;
 
@@ -317,6 +318,7 @@ static int defer(session_t *s, uint32_t type, const uint8_t *body, size_t len)
     r->after = s->async_issued;
     r->type = type;
     r->len = (uint32_t)len;
+    r->request = false;
     memcpy(r->data, body, len);
     if (s->rq_tail)
         s->rq_tail->next = r;
@@ -325,6 +327,16 @@ static int defer(session_t *s, uint32_t type, const uint8_t *body, size_t len)
     s->rq_tail = r;
     s->rq_bytes += r->len;
     return 0;
+}
+
+int session__hold(session_t *s, uint32_t type, const uint8_t *body, size_t len)
+{
+    int rc = defer(s, type, body, len);
+    if (rc == 0) {
+        s->rq_tail->request = true;
+        s->held++;
+    }
+    return rc;
 }
 
 int session_answer(session_t *s, uint32_t type, const pb_msgdesc_t *fields, const void *msg)
@@ -382,10 +394,40 @@ void session__release_pushes(session_t *s)
     }
 }
 
-/* One store request was answered: send what waited for it, in order. */
+static int dispatch(session_t *s, uint32_t type, const uint8_t *body, size_t len);
+
+/* Run a held request now that what came before it is answered. Its own answer goes first
+ * (sent, or deferred into the emptied queue); what was queued behind it goes back behind
+ * that, and waits for any store request it issued. */
+static int run_held(session_t *s, reply_t *r)
+{
+    reply_t *rest = s->rq_head, *e;
+    uint32_t before = s->async_issued;
+    int rc;
+
+    s->rq_head = s->rq_tail = NULL;
+    s->held--;
+    rc = dispatch(s, r->type, r->data, r->len);
+    if (rest != NULL) {
+        if (s->rq_tail)
+            s->rq_tail->next = rest;
+        else
+            s->rq_head = rest;
+        for (e = rest; e != NULL; e = e->next) {
+            if (s->async_issued != before && (int32_t)(e->after - s->async_issued) < 0)
+                e->after = s->async_issued;
+            s->rq_tail = e;
+        }
+    }
+    return rc;
+}
+
+/* One store request was answered: send what waited for it and run the requests held
+ * behind it, in order. */
 static void async_done(session_t *s)
 {
     reply_t *r;
+    int rc;
 
     s->async_done++;
     while ((r = s->rq_head) != NULL && (int32_t)(s->async_done - r->after) >= 0) {
@@ -393,7 +435,7 @@ static void async_done(session_t *s)
         if (s->rq_head == NULL)
             s->rq_tail = NULL;
         s->rq_bytes -= r->len;
-        int rc = send_answer(s, r->type, r->data, r->len);
+        rc = r->request ? run_held(s, r) : send_answer(s, r->type, r->data, r->len);
         mem_free(r);
         if (rc < 0 || s->closed || s->state == SESSION_ST_CLOSING)
             return;
@@ -529,6 +571,25 @@ static int dispatch(session_t *s, uint32_t type, const uint8_t *body, size_t len
     }
 }
 
+/* Requests whose answer reads what the session's own earlier changes wrote. */
+static bool reads_state(uint32_t type)
+{
+    return type == FT_SYNC || type == FT_HISTORY || type == FT_CONV_LIST ||
+           type == FT_CONTACT_LIST || type == FT_GROUP_MEMBERS || type == FT_GROUP_LIST;
+}
+
+/* Requests run in order: a read arriving while the session's changes are still with the
+ * store waits for them (it must see them), and once any request waits, every later one
+ * waits behind it. PUSH_ACK has no answer and only moves the cursor forward: it runs at
+ * once. */
+static int handle(session_t *s, uint32_t type, const uint8_t *body, size_t len)
+{
+    if (type != FT_PUSH_ACK &&
+        (s->held > 0 || (reads_state(type) && s->async_issued != s->async_done)))
+        return session__hold(s, type, body, len);
+    return dispatch(s, type, body, len);
+}
+
 static int on_frame(void *ctx, uint32_t type, uint8_t *frame, uint32_t len)
 {
     session_t *s = ctx;
@@ -562,7 +623,7 @@ static int on_frame(void *ctx, uint32_t type, uint8_t *frame, uint32_t len)
     } else {
         s->since_ms = worker_now(s->w);
         worker__list_move(s->w, s, &s->w->live);
-        rc = dispatch(s, type, frame + FRAME_HDR, len - FRAME_HDR - FRAME_TAG);
+        rc = handle(s, type, frame + FRAME_HDR, len - FRAME_HDR - FRAME_TAG);
     }
     if (s->closed || s->state == SESSION_ST_CLOSING)
         return RC_ECLOSED;

@@ -79,6 +79,7 @@ typedef struct session {
     struct reply *rq_head, *rq_tail; /* answers waiting for earlier store requests */
     struct reply *pq_head, *pq_tail; /* pushes waiting for the LoginRsp (login_pending) */
     uint32_t rq_bytes;
+    uint32_t held;              /* requests waiting in rq to be run in order */
     float tokens;               /* SEND token bucket */
     uint32_t tb_ms;             /* its last refill (loop clock, wraps) */
     uint64_t acked;             /* delivery cursor as last sent to the store */
@@ -213,6 +214,13 @@ int session__conv_read(session_t *s, uint32_t type, const uint8_t *body, size_t 
 
 /** Tell the online users who list this session's user that it came online / went away. */
 void session__presence(session_t *s, bool online);
+
+/**
+ * Keep request @p type (its plaintext @p body) to run once the store requests before it
+ * are answered, so that it sees their effects; every later request then waits behind it
+ * too, keeping requests in order. @return 0, or RC_EFULL (closed: too much waiting).
+ */
+int session__hold(session_t *s, uint32_t type, const uint8_t *body, size_t len);
 
 /** Send the pushes that arrived before the LoginRsp, in order (right after it). */
 void session__release_pushes(session_t *s);

@@ -285,6 +285,13 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
         return reject(s, req, cim_Code_RATE_LIMITED, "sending too fast; slow down");
     if ((rc = may_send(s, req, &code, &why)) < 0)
         return reject(s, req, cim_Code_INTERNAL, "storage error");
+    if (code != cim_Code_OK && s->async_issued != s->async_done) {
+        /* Maybe stale: an earlier change of this session (a GROUP_JOIN, an UNBLOCK by the
+         * peer is not ours to wait for, but our own join is) is still with the store.
+         * Judge again once it is answered; the token goes back meanwhile. */
+        s->tokens += 1.0f;
+        return session__hold(s, FT_SEND, body, len);
+    }
     if (code != cim_Code_OK)
         return reject(s, req, code, why);
     if (req->transient)

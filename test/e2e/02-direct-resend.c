@@ -3,6 +3,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <stdlib.h>
+
+#include <pb_decode.h>
+#include <pb_encode.h>
+
 #include "core/frame.h"
 #include "support/msg.h"
 #include "support/server.h"
@@ -68,6 +73,110 @@ TEST_TIMEOUT(e2e_direct_push_to_many_devices, 30)
     }
     for (int i = 0; i < DEVICES; i++)
         cimc_close(b[i]);
+    cimc_close(a);
+    ASSERT_EQ(tsrv_stop(&t), 0);
+}
+
+/* Requests are run in order: a SYNC pipelined right behind a SEND sees the message, a
+ * SEND to a group pipelined behind GROUP_JOIN is accepted, a CONTACT_LIST behind
+ * CONTACT_ADD lists the contact (PROTOCOL.md §3: pipelining). */
+static size_t seal_req(cimc_t *c, uint8_t *out, uint32_t type, const pb_msgdesc_t *fields,
+                       const void *msg)
+{
+    uint8_t body[1024], *sealed = NULL;
+    size_t n = 0;
+    pb_ostream_t os = pb_ostream_from_buffer(body, sizeof(body));
+    ASSERT_TRUE(pb_encode(&os, fields, msg));
+    ASSERT_OK(cimc_seal(c, type, body, os.bytes_written, &sealed, &n));
+    memcpy(out, sealed, n);
+    free(sealed);
+    return n;
+}
+
+static void next_answer(cimc_t *c, uint32_t want, const pb_msgdesc_t *fields, void *dst)
+{
+    uint32_t type = 0;
+    uint8_t *body = NULL;
+    size_t len = 0;
+    ASSERT_OK(tmsg_next_answer(c, 5000, &type, &body, &len));
+    ASSERT_EQ(type, want);
+    ASSERT_OK(cimc_decode(fields, body, len, dst));
+    free(body);
+}
+
+static bool count_msg(pb_istream_t *is, const pb_field_t *f, void **arg)
+{
+    cimc_push_t m;
+    (void)f;
+    if (cimc_message_decode(is, &m) < 0)
+        return false;
+    cimc_push_free(&m);
+    (*(int *)*arg)++;
+    return true;
+}
+
+static bool first_contact(pb_istream_t *is, const pb_field_t *f, void **arg)
+{
+    cim_Contact c = cim_Contact_init_zero;
+    (void)f;
+    if (!pb_decode(is, cim_Contact_fields, &c))
+        return false;
+    memcpy(*arg, c.user, sizeof(c.user));
+    return true;
+}
+
+TEST(e2e_direct_pipelined_requests_run_in_order)
+{
+    tsrv_t t;
+    uint8_t buf[8192];
+    size_t n = 0;
+    cimc_bytes_t hi = {(const uint8_t *)"hi", 2};
+    cim_SendReq send = cim_SendReq_init_zero;
+    cim_SyncReq sync = cim_SyncReq_init_zero;
+    cim_UserReq add = cim_UserReq_init_zero;
+    cim_Req list = cim_Req_init_zero;
+    cim_SendRsp srsp = cim_SendRsp_init_zero;
+    cim_SyncRsp yrsp = cim_SyncRsp_init_zero;
+    cim_Result res = cim_Result_init_zero;
+    cim_ContactListRsp crsp = cim_ContactListRsp_init_zero;
+    int synced = 0;
+    char contact[65] = "";
+
+    tsrv_start(&t, NULL);
+    cimc_t *b = tmsg_login(&t, "bob", "b1", cim_DeviceKind_MOBILE, NULL);
+    cimc_close(b);
+    cimc_t *a = tmsg_login(&t, "alice", "a1", cim_DeviceKind_MOBILE, NULL);
+    tmsg_fill_req(&send, "bob", "pipe-1", cim_MsgType_TEXT, &hi, false);
+    send.req_id = 101;
+    sync.req_id = 102;
+    add.req_id = 103;
+    snprintf(add.user, sizeof(add.user), "bob");
+    list.req_id = 104;
+    n += seal_req(a, buf + n, FT_SEND, cim_SendReq_fields, &send);
+    n += seal_req(a, buf + n, FT_SYNC, cim_SyncReq_fields, &sync);
+    n += seal_req(a, buf + n, FT_CONTACT_ADD, cim_UserReq_fields, &add);
+    n += seal_req(a, buf + n, FT_CONTACT_LIST, cim_Req_fields, &list);
+    ASSERT_OK(cimc_write_raw(a, buf, n));
+
+    next_answer(a, FT_SEND_ACK, cim_SendRsp_fields, &srsp);
+    ASSERT_EQ(srsp.req_id, 101);
+    ASSERT_EQ(srsp.code, cim_Code_OK);
+    yrsp.messages.funcs.decode = count_msg;
+    yrsp.messages.arg = &synced;
+    next_answer(a, FT_SYNC_ACK, cim_SyncRsp_fields, &yrsp);
+    ASSERT_EQ(yrsp.req_id, 102);
+    ASSERT_EQ(synced, 1); /* the SYNC saw the SEND before it */
+    ASSERT_U64_EQ(yrsp.last_msg_id, srsp.msg_id);
+    next_answer(a, FT_CONTACT_ADD_ACK, cim_Result_fields, &res);
+    ASSERT_EQ(res.req_id, 103);
+    ASSERT_EQ(res.code, cim_Code_OK);
+    crsp.contacts.funcs.decode = first_contact;
+    crsp.contacts.arg = contact;
+    next_answer(a, FT_CONTACT_LIST_ACK, cim_ContactListRsp_fields, &crsp);
+    ASSERT_EQ(crsp.req_id, 104);
+    ASSERT_EQ(crsp.code, cim_Code_OK);
+    ASSERT_STREQ(contact, "bob"); /* the list saw the ADD before it */
+    ASSERT_OK(cimc_ping(a, NULL));
     cimc_close(a);
     ASSERT_EQ(tsrv_stop(&t), 0);
 }
