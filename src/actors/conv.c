@@ -2,21 +2,8 @@
 
 #include <string.h>
 
+#include "actors/group.h"
 #include "cim.pb.h"
-
-static void be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
 
 size_t conv_uprefix(uint8_t out[CONV_UKEY_MAX], const char *app, const char *user)
 {
@@ -67,19 +54,19 @@ void conv_decode(const uint8_t *v, size_t len, conv_rec_t *c)
     memset(c, 0, sizeof(*c));
     if (len < CONV_REC_LEN)
         return;
-    c->last_id = get64(v);
-    c->read_up_to = get64(v + 8);
-    c->updated_ms = get64(v + 16);
-    c->left_id = get64(v + 24);
+    c->last_id = group_get64(v);
+    c->read_up_to = group_get64(v + 8);
+    c->updated_ms = group_get64(v + 16);
+    c->left_id = group_get64(v + 24);
     c->unread = (uint32_t)v[32] << 24 | (uint32_t)v[33] << 16 | (uint32_t)v[34] << 8 | v[35];
 }
 
 void conv_encode(const conv_rec_t *c, uint8_t out[CONV_REC_LEN])
 {
-    be64(out, c->last_id);
-    be64(out + 8, c->read_up_to);
-    be64(out + 16, c->updated_ms);
-    be64(out + 24, c->left_id);
+    group_put64(out, c->last_id);
+    group_put64(out + 8, c->read_up_to);
+    group_put64(out + 16, c->updated_ms);
+    group_put64(out + 24, c->left_id);
     out[32] = (uint8_t)(c->unread >> 24);
     out[33] = (uint8_t)(c->unread >> 16);
     out[34] = (uint8_t)(c->unread >> 8);

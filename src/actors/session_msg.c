@@ -64,25 +64,12 @@ static bool take_token(session_t *s)
     return true;
 }
 
-/* @return 0 when this user already stored @p cmid (its id in @p id), or RC_ENOTFOUND/rc. */
-static int resend_of(session_t *s, const char *cmid, uint64_t *id)
-{
-    uint8_t key[KV_UKEY_MAX];
-    size_t klen = kv_ukey(key, s->app, s->user);
-    kv_txn_t *txn = NULL;
-    int rc = kv_begin(s->w->srv->kv, KV_READ, &txn);
-    if (rc < 0)
-        return rc;
-    rc = kv_dedup_get(txn, key, klen, cmid, id);
-    kv_abort(txn);
-    return rc;
-}
-
 /* Can this session send to @p req's recipient? Answers the code to reject with, or OK.
  * DIRECT: the user exists (NOT_FOUND) and has not blocked the sender (BLOCKED); GROUP: it
  * exists and lives (NOT_FOUND) and the sender is a member (NOT_MEMBER). The store checks
  * group membership again in its own order. */
-static int may_send(session_t *s, const cim_SendReq *req, int *code, const char **why)
+static int may_send(session_t *s, const cim_SendReq *req, uint64_t *prior, int *code,
+                    const char **why)
 {
     uint8_t key[2 * KV_UKEY_MAX];
     size_t klen, u;
@@ -94,6 +81,15 @@ static int may_send(session_t *s, const cim_SendReq *req, int *code, const char 
     if (rc < 0)
         return rc;
     *code = cim_Code_OK;
+    *prior = 0;
+    /* A resend of a stored client_msg_id (@p prior: its id) is answered with the
+     * original whatever else holds now; looked up in the same transaction. */
+    if (!req->transient) {
+        klen = kv_ukey(key, s->app, s->user);
+        rc = kv_dedup_get(txn, key, klen, req->client_msg_id, prior);
+        if (rc != RC_ENOTFOUND)
+            goto out; /* found (0) or failed */
+    }
     if (req->conv_type == cim_ConvType_GROUP) {
         rc = group_id_parse(req->to, &gid) < 0 ? RC_ENOTFOUND : group_load(txn, s->app, gid, &g);
         if (rc == RC_ENOTFOUND || (rc == 0 && g.dismissed)) {
@@ -268,11 +264,13 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
                       "to must be a user id (DIRECT) or a group id (GROUP)");
     if (ref.len > c->max_msg_bytes)
         return reject(s, req, cim_Code_TOO_LARGE, "body over max_msg_bytes");
+    if ((rc = may_send(s, req, &prior, &code, &why)) < 0)
+        return reject(s, req, cim_Code_INTERNAL, "storage error");
     /* A resend of a stored client_msg_id is answered with the original id before
      * anything else is judged: the first send was accepted, and a retry after the peer
      * blocked or the group went away must not turn it into an error. The store checks
      * again in its own order. */
-    if (!req->transient && (rc = resend_of(s, req->client_msg_id, &prior)) == 0) {
+    if (prior != 0) {
         cim_SendRsp rsp = cim_SendRsp_init_zero;
         rsp.req_id = req->req_id;
         rsp.code = cim_Code_OK;
@@ -281,17 +279,13 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
         memcpy(rsp.client_msg_id, req->client_msg_id, sizeof(rsp.client_msg_id));
         return session_answer(s, FT_SEND_ACK, cim_SendRsp_fields, &rsp);
     }
-    if (!take_token(s))
-        return reject(s, req, cim_Code_RATE_LIMITED, "sending too fast; slow down");
-    if ((rc = may_send(s, req, &code, &why)) < 0)
-        return reject(s, req, cim_Code_INTERNAL, "storage error");
     if (code != cim_Code_OK && s->async_issued != s->async_done) {
-        /* Maybe stale: an earlier change of this session (a GROUP_JOIN, an UNBLOCK by the
-         * peer is not ours to wait for, but our own join is) is still with the store.
-         * Judge again once it is answered; the token goes back meanwhile. */
-        s->tokens += 1.0f;
+        /* Maybe stale: an earlier change of this session (its own GROUP_JOIN) is still
+         * with the store. Judge again, whole, once it is answered. */
         return session__hold(s, FT_SEND, body, len);
     }
+    if (!take_token(s))
+        return reject(s, req, cim_Code_RATE_LIMITED, "sending too fast; slow down");
     if (code != cim_Code_OK)
         return reject(s, req, code, why);
     if (req->transient)
