@@ -1,10 +1,14 @@
 #include "actors/acceptor.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -15,6 +19,12 @@
 #include "core/rc.h"
 
 #define PEER_BUCKETS 4096
+/* Descriptors kept for everything but client connections once the server runs (files,
+ * a few per loop, what later features open), on top of those open at start. */
+#define FD_HEADROOM 64
+/* How long accepting pauses when the process is out of descriptors and the reserve one
+ * could not be used: long enough not to spin, short enough to notice freed ones. */
+#define ACCEPT_PAUSE_MS 100
 
 /* Connections per peer address: a small chained hash, touched only by this thread. */
 typedef struct peer_count {
@@ -32,6 +42,10 @@ struct acceptor {
     server_t *srv;
     int fd;
     uv_poll_t poll;
+    uv_timer_t pause;   /* accepting paused: out of descriptors */
+    int reserve;        /* a spare descriptor (/dev/null) given up to refuse one client */
+    uint32_t max_conns; /* conf max_conns, lowered to what the descriptor limit allows */
+    uint64_t refused_nofd; /* connections refused for want of a descriptor */
     mbox_t box;
     uint32_t next_worker;
     uint32_t conns;
@@ -80,6 +94,13 @@ static void to_peer(const struct sockaddr_storage *ss, peer_addr_t *p)
     }
 }
 
+const char *peer_addr_str(const peer_addr_t *p, char out[PEER_ADDR_STRLEN])
+{
+    if (inet_ntop(p->family == 4 ? AF_INET : AF_INET6, p->ip, out, PEER_ADDR_STRLEN) == NULL)
+        snprintf(out, PEER_ADDR_STRLEN, "?");
+    return out;
+}
+
 /* Admit or refuse one accepted socket. Refused sockets are closed before any byte is
  * exchanged: the caps protect the handshake's CPU as much as memory. */
 static void admit(acceptor_t *a, int fd, const struct sockaddr_storage *ss)
@@ -93,9 +114,10 @@ static void admit(acceptor_t *a, int fd, const struct sockaddr_storage *ss)
     to_peer(ss, &peer);
     pp = peer_find(a, &peer);
     pc = *pp;
-    if (a->conns >= c->max_conns || (pc != NULL && pc->n >= c->max_conns_per_ip)) {
-        LOG_RL(LOG_LVL_WARN, "refusing connection: %s cap reached",
-               a->conns >= c->max_conns ? "max_conns" : "max_conns_per_ip");
+    if (a->conns >= a->max_conns || (pc != NULL && pc->n >= c->max_conns_per_ip)) {
+        char addr[PEER_ADDR_STRLEN];
+        LOG_RL(LOG_LVL_WARN, "refusing connection from %s: %s cap reached",
+               peer_addr_str(&peer, addr), a->conns >= a->max_conns ? "max_conns" : "max_conns_per_ip");
         close(fd);
         return;
     }
@@ -121,6 +143,42 @@ static void admit(acceptor_t *a, int fd, const struct sockaddr_storage *ss)
     a->next_worker = (a->next_worker + 1) % a->srv->nworkers;
 }
 
+static void on_resume(uv_timer_t *t)
+{
+    acceptor_t *a = t->data;
+    (void)uv_poll_start(&a->poll, UV_READABLE, a->poll.poll_cb);
+}
+
+/* Out of descriptors (EMFILE/ENFILE). The listener stays readable, so returning would
+ * wake the loop again at once and spin; instead, as mature servers do, give up the
+ * reserve descriptor, accept the client and close it at once (it sees the connection
+ * closed before the handshake, as over a cap), then take the reserve back. If even that
+ * fails, stop polling the listener for ACCEPT_PAUSE_MS. @return true to keep accepting. */
+static bool out_of_fds(acceptor_t *a, int err)
+{
+    int fd;
+
+    a->refused_nofd++;
+    LOG_RL(LOG_LVL_WARN, "accept: %s: refusing connections until descriptors are freed "
+           "(%llu refused so far; max_conns is %u)", strerror(err),
+           (unsigned long long)a->refused_nofd, a->max_conns);
+    if (a->reserve >= 0) {
+        close(a->reserve);
+        a->reserve = -1;
+        fd = accept4(a->fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0)
+            close(fd);
+        a->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0 && a->reserve >= 0)
+            return true;
+    } else {
+        a->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    (void)uv_poll_stop(&a->poll);
+    (void)uv_timer_start(&a->pause, on_resume, ACCEPT_PAUSE_MS, 0);
+    return false;
+}
+
 static void on_readable(uv_poll_t *h, int status, int events)
 {
     acceptor_t *a = h->data;
@@ -135,6 +193,11 @@ static void on_readable(uv_poll_t *h, int status, int events)
         socklen_t len = sizeof(ss);
         int fd = accept4(a->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE) {
+                if (out_of_fds(a, errno))
+                    continue;
+                return;
+            }
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
                 errno != ECONNABORTED)
                 LOG_RL(LOG_LVL_WARN, "accept: %s", strerror(errno));
@@ -142,6 +205,48 @@ static void on_readable(uv_poll_t *h, int status, int events)
         }
         admit(a, fd, &ss);
     }
+}
+
+/* Descriptors open in this process now. */
+static unsigned open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    unsigned n = 0;
+
+    if (d == NULL)
+        return FD_HEADROOM; /* no /proc: assume as many again */
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* max_conns may not exceed what the descriptor limit leaves for clients: raise the soft
+ * limit to the hard one, then lower max_conns (saying so) to fit under it. */
+static uint32_t fit_max_conns(uint32_t want)
+{
+    struct rlimit rl;
+    uint64_t room, used;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return want;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t cur = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            rl.rlim_cur = cur;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY)
+        return want;
+    used = open_fds() + FD_HEADROOM;
+    room = rl.rlim_cur > used ? rl.rlim_cur - used : 1;
+    if (want <= room)
+        return want;
+    LOG_WARN("max_conns %u lowered to %llu: the open-file limit is %llu descriptors "
+             "(raise it with ulimit -n or LimitNOFILE= to allow more)",
+             want, (unsigned long long)room, (unsigned long long)rl.rlim_cur);
+    return (uint32_t)room;
 }
 
 static void on_wake(mbox_t *box)
@@ -198,6 +303,8 @@ int acceptor_start(server_t *srv, uv_loop_t *loop, acceptor_t **out)
 
     a->srv = srv;
     a->fd = -1;
+    a->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    a->max_conns = fit_max_conns(srv->conf->max_conns);
     if ((rc = parse_listen(srv->conf, &ss, &len)) < 0)
         goto out;
     a->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -229,6 +336,10 @@ int acceptor_start(server_t *srv, uv_loop_t *loop, acceptor_t **out)
         goto out;
     a->box.data = a;
     a->open_handles = 1;
+    if ((rc = uv_timer_init(loop, &a->pause)) < 0)
+        goto out;
+    a->open_handles++;
+    a->pause.data = a;
     if ((rc = uv_poll_init(loop, &a->poll, a->fd)) < 0)
         goto out;
     a->open_handles++;
@@ -244,6 +355,8 @@ out:
     }
     if (a->fd >= 0)
         close(a->fd);
+    if (a->reserve >= 0)
+        close(a->reserve);
     mem_free(a);
     return rc;
 }
@@ -267,6 +380,8 @@ static void release(acceptor_t *a)
     }
     if (a->fd >= 0)
         close(a->fd);
+    if (a->reserve >= 0)
+        close(a->reserve);
     mem_free(a);
 }
 
@@ -283,10 +398,12 @@ static void on_box_closed(uv_handle_t *h)
 void acceptor_close(acceptor_t *a)
 {
     int n = a->open_handles;
-    if (n >= 2) {
+    if (n >= 3) {
         uv_poll_stop(&a->poll);
         uv_close((uv_handle_t *)&a->poll, on_poll_closed);
     }
+    if (n >= 2)
+        uv_close((uv_handle_t *)&a->pause, on_poll_closed); /* data: a, as the poll's */
     if (n >= 1)
         mbox_close(&a->box, on_box_closed);
 }

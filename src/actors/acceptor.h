@@ -28,7 +28,12 @@ typedef struct peer_addr {
     uint8_t family;  /* 4 or 6 */
 } peer_addr_t;
 
+#define PEER_ADDR_STRLEN 46 /**< INET6_ADDRSTRLEN: room for any peer_addr_str */
+
 typedef struct acceptor acceptor_t;
+
+/** Write @p p as text ("127.0.0.1", "::1") into @p out. @return @p out. Any thread. */
+const char *peer_addr_str(const peer_addr_t *p, char out[PEER_ADDR_STRLEN]);
 
 /**
  * Bind and listen on conf->listen, on @p loop (the calling thread's).

@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include <pb_decode.h>
 #include <pb_encode.h>
 
 #include "cim.pb.h"
@@ -44,4 +45,15 @@ blob_t *message_encode(const store_send_t *r, const uint8_t *body, size_t len)
         return NULL;
     }
     return b;
+}
+
+uint64_t message_id(const uint8_t *rec, size_t len)
+{
+    pb_istream_t is;
+    uint64_t id = 0;
+
+    if (len < 2 || rec[0] != ((cim_Message_msg_id_tag << 3) | PB_WT_VARINT))
+        return 0;
+    is = pb_istream_from_buffer(rec + 1, len - 1);
+    return pb_decode_varint(&is, &id) ? id : 0;
 }

@@ -23,4 +23,11 @@
  */
 blob_t *message_encode(const store_send_t *r, const uint8_t *body, size_t len);
 
+/**
+ * The msg_id of an encoded cim.Message (@p rec, @p len), read without decoding the rest:
+ * nanopb writes fields in number order, so a stored message starts with field 1.
+ * @return it, or 0 (a transient message, or not a Message).
+ */
+uint64_t message_id(const uint8_t *rec, size_t len);
+
 #endif

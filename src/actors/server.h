@@ -5,25 +5,32 @@
  * Threads: the caller's thread runs the acceptor loop (and the signal handlers); N worker
  * threads each run one loop of session actors; one store thread is the only LMDB writer.
  *
- * Start: open the data directory (LMDB environment, identity key, app "default"), start
- * the store, the workers, then the acceptor, and log the ready line
+ * Start: create the data directory when missing, take its lock (datadir: one cimd per
+ * directory; a second one fails here, naming the holder's pid), open it (LMDB environment,
+ * app "default", identity key: each created when missing), start the store, the workers,
+ * then the acceptor, and log the ready line
  *   "cimd ready: listening on HOST:PORT key HEX64 workers N"
- * (tests and scripts wait for it; PORT is the real port when 0 was asked for).
+ * followed by " (new identity created in DIR)" when this start created the identity key
+ * (tests and scripts wait for it; PORT is the real port when 0 was asked for; the suffix
+ * adds no ':' but DIR's own: parse HOST:PORT as the word after "listening on ").
+ * The lock is held until server_free.
  * Stop (SIGTERM/SIGINT or server_stop): close the listener, every worker says
  * BYE{SHUTTING_DOWN} to each of its sessions and flushes, the store commits what is
  * queued, then every loop is closed (uv_loop_close must return 0).
  *
  * Threading: server_t's fields are immutable after server_start, except `stopping`
- * (atomic). Pointers to it are shared by all threads.
+ * and `queued` (atomics). Pointers to it are shared by all threads.
  */
 #ifndef CIM_ACTORS_SERVER_H
 #define CIM_ACTORS_SERVER_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/chan.h"
 #include "core/conf.h"
+#include "core/datadir.h"
 #include "core/kv.h"
 
 struct worker;
@@ -31,25 +38,34 @@ struct acceptor;
 struct store;
 struct router;
 struct main_loop;
+struct throttle;
 
 typedef struct server {
     const conf_t *conf;
+    datadir_lock_t *lock; /* the data directory's lock, held from start to server_free */
     kv_t *kv;
     chan_identity_t *identity;
     uint8_t identity_pub[CHAN_KEY];
+    bool identity_created; /* this start created identity.key (said in the ready line) */
     struct router *router;
     struct worker **workers;
     uint32_t nworkers;
     struct acceptor *acceptor;
     struct store *store;
     struct main_loop *main;   /* the main thread's loop (acceptor, signals) */
+    struct throttle *throttle; /* failed logins per address (NULL: none kept) */
     _Atomic int stopping;
+    /* Output bytes queued for all sessions (written by every worker, relaxed): held to
+     * conf->max_queued_mb, see session.c's budget. */
+    _Atomic uint64_t queued;
 } server_t;
 
 /**
  * Open the data directory and start the store and the workers, and bind the listener.
  * @param[out] out  owned; run with server_run, free with server_free.
- * @return 0, or an rc (the log says what failed: data dir, bind, ...).
+ * @return 0, or an rc; every failure is logged as one ERROR line saying what failed (data
+ *         dir, its lock held by another cimd with that one's pid, bind, ...), so the
+ *         caller need not add another. -EBUSY: another process holds the data directory.
  */
 int server_start(const conf_t *conf, server_t **out);
 

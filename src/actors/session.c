@@ -8,6 +8,7 @@
 #include <pb_decode.h>
 #include <pb_encode.h>
 
+#include "actors/message.h"
 #include "actors/router.h"
 #include "actors/store.h"
 #include "cim.pb.h"
@@ -15,22 +16,28 @@
 #include "core/mem.h"
 #include "core/rc.h"
 
-/* Sealed bytes a session may have queued on its socket before it counts as a slow
- * consumer and is closed with BYE{SERVER_BUSY}. Pushes never skip, so the device catches
- * up with SYNC after reconnecting. */
-#define SESSION_OUT_MAX (4u << 20)
+/* Bytes a session may hold for its peer (conf max_conn_queue_kb: sealed on its socket,
+ * answers or pushes waiting) before it counts as a slow consumer and is closed with
+ * BYE{SERVER_BUSY}. Pushes never skip, so the device catches up with SYNC after
+ * reconnecting. */
+#define SESSION_OUT_MAX(s) ((uint32_t)(s)->w->srv->conf->max_conn_queue_kb << 10)
 
 /* Frames sealed during one loop turn are gathered and written together at its end (one
  * write system call for a burst of answers and pushes); a cork this big is written at
  * once. */
 #define SESSION_CORK_MAX (64u << 10)
 
-/* A frame the kernel did not take at once, waiting in libuv's write queue. */
+/* Sealed bytes the kernel did not take at once: the write in flight, or the pending
+ * buffer that collects what comes while one is in flight (len of cap used). */
 typedef struct wreq {
     uv_write_t req;
-    uint32_t len;
+    uint32_t len, cap;
     uint8_t data[];
 } wreq_t;
+
+/* Blocks this big come from mmap (server_start fixes the threshold), so a slow reader's
+ * backlog goes back to the system when it is freed. */
+#define SESSION_PEND_MIN 4096u
 
 /* An answer that waits for earlier requests still with the store. */
 typedef struct reply {
@@ -41,6 +48,40 @@ typedef struct reply {
     bool request;     /* a request to run (data: its plaintext), not an answer to send */
     uint8_t data[];   /* the encoded (not yet sealed) body */
 } reply_t;
+
+/* Count @p delta bytes held for this session's peer in the server's budget. */
+static void charge(session_t *s, int64_t delta)
+{
+    atomic_fetch_add_explicit(&s->w->srv->queued, (uint64_t)delta, memory_order_relaxed);
+    if (delta < 0)
+        s->w->freed += (uint64_t)-delta;
+}
+
+/* Keep the worker's backlog list: the sessions the kernel would not take bytes from. */
+static void backlog_update(session_t *s)
+{
+    worker_t *w = s->w;
+    bool want = s->out_bytes > 0 && !s->closed;
+
+    if (want == s->backlogged)
+        return;
+    s->backlogged = want;
+    if (want) {
+        s->bl_prev = NULL;
+        s->bl_next = w->backlog;
+        if (w->backlog)
+            w->backlog->bl_prev = s;
+        w->backlog = s;
+        return;
+    }
+    if (s->bl_prev)
+        s->bl_prev->bl_next = s->bl_next;
+    else
+        w->backlog = s->bl_next;
+    if (s->bl_next)
+        s->bl_next->bl_prev = s->bl_prev;
+    s->bl_prev = s->bl_next = NULL;
+}
 
 static void on_close(uv_handle_t *h)
 {
@@ -56,6 +97,14 @@ static void on_close(uv_handle_t *h)
         next = r->next;
         mem_free(r);
     }
+    /* Writes in flight were cancelled (on_write) before this callback. */
+    if (s->wr_pend != NULL) {
+        s->out_bytes -= s->wr_pend->len;
+        mem_free(s->wr_pend);
+    }
+    charge(s, -(int64_t)session__held(s));
+    s->out_bytes = s->rq_bytes = s->pq_bytes = 0;
+    backlog_update(s);
     if (s->corked)
         worker__uncork(w, s);
     mem_free(s->cork);
@@ -77,16 +126,30 @@ static void close_handle(session_t *s)
     s->closed = true;
     s->state = SESSION_ST_CLOSING;
     s->cork_len = 0; /* unsent frames die with the connection */
+    backlog_update(s);
     session__unroute(s);
     worker__list_del(s);
     uv_close((uv_handle_t *)&s->tcp, on_close);
+}
+
+/* One info line per closed connection: who, from where, and why. */
+static void log_close(const session_t *s, const char *how, const char *why)
+{
+    char peer[PEER_ADDR_STRLEN];
+    if (s->user != NULL)
+        LOG_INFO("session %llx: %s from %s (%s/%s on %s): %s", (unsigned long long)s->sid, how,
+                 peer_addr_str(&s->peer, peer), s->app, s->user, s->device, why);
+    else
+        LOG_INFO("session %llx: %s from %s: %s", (unsigned long long)s->sid, how,
+                 peer_addr_str(&s->peer, peer), why);
 }
 
 void session_abort(session_t *s, const char *why)
 {
     if (s->closed)
         return;
-    LOG_DEBUG("session %llx: closing without a word: %s", (unsigned long long)s->sid, why);
+    if (s->state != SESSION_ST_CLOSING) /* else its close was logged already */
+        log_close(s, "closed", why);
     close_handle(s);
 }
 
@@ -124,6 +187,30 @@ static void flush_and_close(session_t *s)
     }
 }
 
+/* A reader too far behind is being closed: what it has not been sent yet (the pending
+ * buffer and the cork: whole sealed frames the kernel never saw) is dropped, so that its
+ * memory is free at once and the BYE follows what is already in flight. The frames'
+ * nonces were never used on the wire, so sealing continues from the first dropped one and
+ * the peer, which opens frames in counter order, can read the BYE. Nothing is lost that
+ * matters: the device catches up with SYNC after reconnecting, as after any close. */
+static void drop_unsent(session_t *s)
+{
+    if (s->wr_pend != NULL) {
+        uint32_t n = s->wr_pend->len;
+        s->ch.tx_ctr = s->pend_ctr;
+        mem_free(s->wr_pend);
+        s->wr_pend = NULL;
+        s->out_bytes -= n;
+        charge(s, -(int64_t)n);
+    } else if (s->writing && s->cork_len > 0) {
+        s->ch.tx_ctr = s->cork_ctr;
+    } else {
+        return; /* nothing behind: the peer keeps up */
+    }
+    s->cork_len = 0;
+    backlog_update(s);
+}
+
 void session_close(session_t *s, int code, const char *reason)
 {
     cim_Bye bye = cim_Bye_init_zero;
@@ -134,7 +221,14 @@ void session_close(session_t *s, int code, const char *reason)
         session_abort(s, reason); /* no keys yet: nothing can be said */
         return;
     }
-    LOG_DEBUG("session %llx: BYE %d %s", (unsigned long long)s->sid, code, reason);
+    log_close(s, code == cim_Code_SERVER_BUSY ? "closing (BYE SERVER_BUSY)"
+                 : code == cim_Code_KICKED        ? "closing (BYE KICKED)"
+                 : code == cim_Code_TIMEOUT       ? "closing (BYE TIMEOUT)"
+                 : code == cim_Code_SHUTTING_DOWN ? "closing (BYE SHUTTING_DOWN)"
+                                                  : "closing (BYE)",
+              reason);
+    if (code == cim_Code_SERVER_BUSY)
+        drop_unsent(s);
     bye.code = (cim_Code)code;
     snprintf(bye.reason, sizeof(bye.reason), "%s", reason);
     if (session_send(s, FT_BYE, cim_Bye_fields, &bye) < 0)
@@ -144,9 +238,13 @@ void session_close(session_t *s, int code, const char *reason)
 
 void session_finish(session_t *s)
 {
-    if (!s->closed && s->state != SESSION_ST_CLOSING)
+    if (!s->closed && s->state != SESSION_ST_CLOSING) {
+        log_close(s, "closing", "logged out");
         flush_and_close(s);
+    }
 }
+
+static int start_write(session_t *s, wreq_t *wr);
 
 static void on_write(uv_write_t *req, int status)
 {
@@ -154,40 +252,94 @@ static void on_write(uv_write_t *req, int status)
     session_t *s = req->handle->data;
 
     s->out_bytes -= wr->len;
+    charge(s, -(int64_t)wr->len);
+    s->writing = false;
     mem_free(wr);
-    if (status < 0 && status != UV_ECANCELED)
-        session_abort(s, uv_strerror(status));
+    if (status < 0) {
+        if (status != UV_ECANCELED)
+            session_abort(s, uv_strerror(status));
+    } else if (s->wr_pend != NULL) {
+        wr = s->wr_pend;
+        s->wr_pend = NULL;
+        (void)start_write(s, wr); /* a failure closes s */
+    }
+    backlog_update(s);
 }
 
-/* Write @p len sealed bytes: what the kernel takes now, then queue a copy of the rest. */
-static int write_bytes(session_t *s, const uint8_t *data, uint32_t len)
+/* Put @p wr (counted in out_bytes) in flight. */
+static int start_write(session_t *s, wreq_t *wr)
 {
-    uv_buf_t buf;
-    wreq_t *wr;
-    int n = 0, rc;
+    uv_buf_t buf = uv_buf_init((char *)wr->data, wr->len);
+    int rc = uv_write(&wr->req, (uv_stream_t *)&s->tcp, &buf, 1, on_write);
 
-    if (s->out_bytes == 0) {
-        buf = uv_buf_init((char *)data, len);
-        n = uv_try_write((uv_stream_t *)&s->tcp, &buf, 1);
-        if (n == (int)len)
-            return 0;
-        if (n < 0 && n != UV_EAGAIN) {
-            session_abort(s, uv_strerror(n));
-            return n;
-        }
-        if (n < 0)
-            n = 0;
-    }
-    wr = mem_alloc(sizeof(*wr) + (len - (uint32_t)n));
-    wr->len = len - (uint32_t)n;
-    memcpy(wr->data, data + n, wr->len);
-    buf = uv_buf_init((char *)wr->data, wr->len);
-    if ((rc = uv_write(&wr->req, (uv_stream_t *)&s->tcp, &buf, 1, on_write)) < 0) {
+    if (rc < 0) {
+        s->out_bytes -= wr->len;
+        charge(s, -(int64_t)wr->len);
         mem_free(wr);
         session_abort(s, uv_strerror(rc));
         return rc;
     }
+    s->writing = true;
+    return 0;
+}
+
+/* Append @p len bytes — a cork: whole sealed frames from s->cork_ctr on — to the pending
+ * buffer (grown by doubling). */
+static void pend_bytes(session_t *s, const uint8_t *data, uint32_t len)
+{
+    wreq_t *p = s->wr_pend;
+
+    if (p == NULL)
+        s->pend_ctr = s->cork_ctr;
+    uint32_t need = (p ? p->len : 0) + len, cap = p ? p->cap : 0;
+
+    if (need > cap) {
+        cap = cap ? cap : SESSION_PEND_MIN;
+        while (cap < need)
+            cap *= 2;
+        p = mem_realloc(p, sizeof(*p) + cap);
+        if (s->wr_pend == NULL)
+            p->len = 0;
+        p->cap = cap;
+        s->wr_pend = p;
+    }
+    memcpy(p->data + p->len, data, len);
+    p->len += len;
+    s->out_bytes += len;
+    charge(s, len);
+}
+
+/* Write @p len sealed bytes: what the kernel takes now, then queue the rest (one write
+ * in flight; later bytes wait in the pending buffer). */
+static int write_bytes(session_t *s, const uint8_t *data, uint32_t len)
+{
+    uv_buf_t buf;
+    wreq_t *wr;
+    int n = 0;
+
+    if (s->writing || s->wr_pend != NULL) {
+        pend_bytes(s, data, len);
+        backlog_update(s);
+        return 0;
+    }
+    buf = uv_buf_init((char *)data, len);
+    n = uv_try_write((uv_stream_t *)&s->tcp, &buf, 1);
+    if (n == (int)len)
+        return 0;
+    if (n < 0 && n != UV_EAGAIN) {
+        session_abort(s, uv_strerror(n));
+        return n;
+    }
+    if (n < 0)
+        n = 0;
+    wr = mem_alloc(sizeof(*wr) + (len - (uint32_t)n));
+    wr->len = wr->cap = len - (uint32_t)n;
+    memcpy(wr->data, data + n, wr->len);
     s->out_bytes += wr->len;
+    charge(s, wr->len);
+    if ((n = start_write(s, wr)) < 0)
+        return n;
+    backlog_update(s);
     return 0;
 }
 
@@ -207,8 +359,10 @@ int session__flush(session_t *s)
 /* Queue @p len sealed bytes in the session's cork, written at the end of the loop turn.
  * The cap on queued bytes is checked by the caller before sealing (a frame sealed and then
  * dropped would desynchronise the peer's nonce counter). */
-static int queue_bytes(session_t *s, const uint8_t *data, uint32_t len)
+static int queue_bytes(session_t *s, const uint8_t *data, uint32_t len, uint64_t ctr)
 {
+    if (s->cork_len == 0)
+        s->cork_ctr = ctr;
     if (s->cork_len + len > s->cork_cap) {
         /* Sized to the need (most turns carry one small frame per session: a push to a
          * group member), so a fan-out to thousands of sessions makes small allocations,
@@ -236,7 +390,62 @@ int session__send_plain(session_t *s, uint32_t type, const uint8_t *body, size_t
         return RC_ETOOBIG;
     frame_hdr_write(out, (uint32_t)(FRAME_HDR + len), type);
     memcpy(out + FRAME_HDR, body, len);
-    return queue_bytes(s, out, (uint32_t)(FRAME_HDR + len));
+    return queue_bytes(s, out, (uint32_t)(FRAME_HDR + len), s->ch.tx_ctr);
+}
+
+/* Would @p more bytes for @p s take the server past its output budget? Only a session
+ * that is itself behind (bytes already waiting on its socket) triggers shedding from the
+ * send path; the sweep sheds for the rest. */
+static bool over_budget(const session_t *s, size_t more)
+{
+    uint64_t budget = (uint64_t)s->w->srv->conf->max_queued_mb << 20;
+    return s->out_bytes > 0 &&
+           atomic_load_explicit(&s->w->srv->queued, memory_order_relaxed) + more > budget;
+}
+
+unsigned session__shed(worker_t *w, bool all)
+{
+    uint64_t budget = (uint64_t)w->srv->conf->max_queued_mb << 20;
+    /* What will be held once the sessions closed here are gone (a closed session's bytes
+     * are freed by its close callback, a loop turn later): shed no more than needed. */
+    uint64_t q = atomic_load_explicit(&w->srv->queued, memory_order_relaxed);
+    session_t *s, *heavy, *heavy_closing;
+    uint64_t others = 0;
+    unsigned n = 0;
+
+    if (!all)
+        for (uint32_t i = 0; i < w->srv->nworkers; i++)
+            if (w->srv->workers[i] != w) {
+                uint64_t h =
+                    atomic_load_explicit(&w->srv->workers[i]->heaviest, memory_order_relaxed);
+                others = h > others ? h : others;
+            }
+    while (q > budget) {
+        heavy = heavy_closing = NULL;
+        for (s = w->backlog; s != NULL; s = s->bl_next) {
+            session_t **best = s->state == SESSION_ST_CLOSING ? &heavy_closing : &heavy;
+            if (*best == NULL || session__held(s) > session__held(*best))
+                *best = s;
+        }
+        s = heavy ? heavy : heavy_closing;
+        /* The sweep sheds only where the heaviest reader is; the send path sheds here. */
+        if (s == NULL || (!all && session__held(s) < others))
+            break;
+        q -= session__held(s) < q ? session__held(s) : q;
+        n++;
+        if (heavy != NULL) {
+            LOG_INFO("session %llx: %u output bytes held while the server is over "
+                     "max_queued_mb: closing (SERVER_BUSY)",
+                     (unsigned long long)s->sid, session__held(s));
+            session_close(s, cim_Code_SERVER_BUSY,
+                          "server output budget exhausted: reconnect and SYNC");
+        } else {
+            /* Every reader behind is already closing: cut one without waiting for its
+             * BYE to get through. */
+            session_abort(s, "over the server output budget while closing");
+        }
+    }
+    return n;
 }
 
 int session_send_encoded(session_t *s, uint32_t type, const uint8_t *body, size_t len)
@@ -249,14 +458,17 @@ int session_send_encoded(session_t *s, uint32_t type, const uint8_t *body, size_
         return RC_ECLOSED;
     if (len > w->srv->conf->max_body)
         return RC_ETOOBIG;
+    if (type != FT_BYE && over_budget(s, FRAME_HDR + len + FRAME_TAG) &&
+        (session__shed(w, true), s->closed || s->state == SESSION_ST_CLOSING))
+        return RC_EFULL; /* this session was the heaviest */
     if (type != FT_BYE &&
-        s->out_bytes + s->cork_len + FRAME_HDR + len + FRAME_TAG > SESSION_OUT_MAX) {
+        s->out_bytes + s->cork_len + FRAME_HDR + len + FRAME_TAG > SESSION_OUT_MAX(s)) {
         /* A slow consumer. The frame is not sent (pushes never skip: the device catches
          * up with SYNC after reconnecting); BYE, the session's last frame, goes behind
          * the backlog and the sweep cuts the connection if it is not flushed within the
          * grace period. Checked before sealing, so the nonce counters stay in step. */
         LOG_RL(LOG_LVL_INFO, "session %llx: output over %u bytes, closing (SERVER_BUSY)",
-               (unsigned long long)s->sid, SESSION_OUT_MAX);
+               (unsigned long long)s->sid, SESSION_OUT_MAX(s));
         session_close(s, cim_Code_SERVER_BUSY, "too far behind: reconnect and SYNC");
         return RC_EFULL;
     }
@@ -264,7 +476,8 @@ int session_send_encoded(session_t *s, uint32_t type, const uint8_t *body, size_
         session_abort(s, "seal failure");
         return rc;
     }
-    return queue_bytes(s, sealed, (uint32_t)(FRAME_HDR + len + FRAME_TAG));
+    /* chan_seal used tx_ctr and moved it on */
+    return queue_bytes(s, sealed, (uint32_t)(FRAME_HDR + len + FRAME_TAG), s->ch.tx_ctr - 1);
 }
 
 /* Encode into the worker's plaintext buffer. */
@@ -309,7 +522,7 @@ static int defer(session_t *s, uint32_t type, const uint8_t *body, size_t len)
 {
     reply_t *r;
 
-    if (s->rq_bytes + len > SESSION_OUT_MAX) {
+    if (s->rq_bytes + len > SESSION_OUT_MAX(s)) {
         session_close(s, cim_Code_SERVER_BUSY, "too many answers waiting");
         return RC_EFULL;
     }
@@ -326,6 +539,7 @@ static int defer(session_t *s, uint32_t type, const uint8_t *body, size_t len)
         s->rq_head = r;
     s->rq_tail = r;
     s->rq_bytes += r->len;
+    charge(s, r->len);
     return 0;
 }
 
@@ -357,15 +571,23 @@ int session_answer(session_t *s, uint32_t type, const pb_msgdesc_t *fields, cons
     return defer(s, type, s->w->obuf, len);
 }
 
+static void note_delivered(session_t *s, uint32_t type, const uint8_t *body, size_t len);
+
 void session_push(session_t *s, uint32_t type, const blob_t *body)
 {
     if (s->state != SESSION_ST_LIVE || s->closed)
         return;
+    note_delivered(s, type, body->data, body->len);
     /* Registered for pushes before its LoginRsp: they follow the LoginRsp, in order, in
      * a list of their own (answers to requests pipelined after LOGIN wait for other
      * things; pushes must not wait behind them, or a later push would overtake). */
     if (s->login_pending) {
-        reply_t *r = mem_alloc(sizeof(*r) + body->len);
+        reply_t *r;
+        if (s->pq_bytes + body->len > SESSION_OUT_MAX(s)) {
+            session_close(s, cim_Code_SERVER_BUSY, "too far behind: reconnect and SYNC");
+            return;
+        }
+        r = mem_alloc(sizeof(*r) + body->len);
         r->next = NULL;
         r->after = 0;
         r->type = type;
@@ -376,9 +598,19 @@ void session_push(session_t *s, uint32_t type, const blob_t *body)
         else
             s->pq_head = r;
         s->pq_tail = r;
+        s->pq_bytes += r->len;
+        charge(s, r->len);
         return;
     }
     (void)session_send_encoded(s, type, body->data, body->len); /* failures close s */
+}
+
+/* A timeline entry reaches this connection (a PUSH): PUSH_ACK may go up to it. */
+static void note_delivered(session_t *s, uint32_t type, const uint8_t *body, size_t len)
+{
+    uint64_t id = type == FT_PUSH ? message_id(body, len) : 0;
+    if (id > s->delivered)
+        s->delivered = id;
 }
 
 void session__release_pushes(session_t *s)
@@ -388,6 +620,8 @@ void session__release_pushes(session_t *s)
         s->pq_head = r->next;
         if (s->pq_head == NULL)
             s->pq_tail = NULL;
+        s->pq_bytes -= r->len;
+        charge(s, -(int64_t)r->len);
         if (!s->closed && s->state != SESSION_ST_CLOSING)
             (void)session_send_encoded(s, r->type, r->data, r->len); /* failures close s */
         mem_free(r);
@@ -435,6 +669,7 @@ static void async_done(session_t *s)
         if (s->rq_head == NULL)
             s->rq_tail = NULL;
         s->rq_bytes -= r->len;
+        charge(s, -(int64_t)r->len);
         rc = r->request ? run_held(s, r) : send_answer(s, r->type, r->data, r->len);
         mem_free(r);
         if (rc < 0 || s->closed || s->state == SESSION_ST_CLOSING)
@@ -678,6 +913,7 @@ void session_feed(session_t *s, uint8_t *data, size_t n)
 int session_open(worker_t *w, int fd, const peer_addr_t *peer)
 {
     session_t *s = mem_calloc(sizeof(*s));
+    char addr[PEER_ADDR_STRLEN];
     int rc;
 
     s->w = w;
@@ -693,6 +929,8 @@ int session_open(worker_t *w, int fd, const peer_addr_t *peer)
     }
     s->tcp.data = s;
     worker__add(w, s);
+    LOG_INFO("session %llx: connection from %s", (unsigned long long)s->sid,
+             peer_addr_str(peer, addr));
     s->since_ms = worker_now(w);
     worker__list_move(w, s, &w->pending);
     if ((rc = uv_tcp_open(&s->tcp, fd)) < 0) {

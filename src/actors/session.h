@@ -5,6 +5,15 @@
  * 1024 bytes), LOGIN (handshake done; the first sealed frame must be LOGIN), LIVE
  * (logged in), CLOSING (BYE or LOGOUT_ACK queued, flushing, then closed).
  *
+ * Output budget: what a session holds for its peer (sealed bytes queued on the socket,
+ * answers waiting for the store, pushes waiting for the LoginRsp) is capped per session
+ * (max_conn_queue_kb) and counted in the server-wide srv->queued, held to max_queued_mb:
+ * past it, the sessions holding the most with bytes the kernel would not take (slow
+ * readers) are closed with BYE{SERVER_BUSY}, heaviest first (session__shed). A session
+ * has at most one write in flight; what comes meanwhile is appended to one pending buffer
+ * that grows by doubling, so a large backlog lives in a few large blocks (mapped, and
+ * given back to the system when freed) rather than thousands of small ones.
+ *
  * Input path (worker thread): uv_read into the worker's shared buffer → frame_rd_feed
  * reassembles frames in place → HELLO is handled in plaintext; every later frame is opened
  * with chan_open (a failure closes at once, answering nothing) → the type is checked for
@@ -61,9 +70,15 @@ typedef struct session {
     uint64_t since_ms;          /* accept time / last activity / close time, per list */
     frame_rd_t rd;
     chan_t ch;
-    uint32_t out_bytes;         /* sealed bytes queued on the socket */
+    uint32_t out_bytes;         /* sealed bytes queued on the socket: in flight + pending */
+    struct wreq *wr_pend;       /* sealed bytes waiting for the write in flight, or NULL */
+    bool writing;               /* a uv_write is in flight */
+    struct session *bl_prev, *bl_next; /* the worker's backlog list (out_bytes > 0) */
+    bool backlogged;            /* on it */
     uint8_t *cork;              /* sealed frames of this loop turn, written at its end */
     uint32_t cork_len, cork_cap;
+    uint64_t cork_ctr;          /* nonce counter of the cork's first frame */
+    uint64_t pend_ctr;          /* nonce counter of wr_pend's first frame */
     struct session *cork_next;  /* the worker's list of sessions with a cork */
     bool corked;                /* on that list */
     uint32_t max_len;           /* largest frame accepted in the current state */
@@ -79,14 +94,23 @@ typedef struct session {
     struct reply *rq_head, *rq_tail; /* answers waiting for earlier store requests */
     struct reply *pq_head, *pq_tail; /* pushes waiting for the LoginRsp (login_pending) */
     uint32_t rq_bytes;
+    uint32_t pq_bytes;          /* bytes of the pushes waiting for the LoginRsp */
     uint32_t held;              /* requests waiting in rq to be run in order */
     float tokens;               /* SEND token bucket */
     uint32_t tb_ms;             /* its last refill (loop clock, wraps) */
     uint64_t acked;             /* delivery cursor as last sent to the store */
+    uint64_t delivered;         /* highest timeline id this connection was given: the
+                                   LoginRsp's latest, pushes, SYNC pages (PUSH_ACK cap) */
     peer_addr_t peer;
     char *ids;                  /* after login: "app\0user\0device\0", one block */
     const char *app, *user, *device; /* into ids */
 } session_t;
+
+/** Bytes held for the session's peer: queued on the socket, answers and pushes waiting. */
+static inline uint32_t session__held(const session_t *s)
+{
+    return s->out_bytes + s->rq_bytes + s->pq_bytes;
+}
 
 /**
  * Adopt the connected socket @p fd on worker @p w (takes ownership of @p fd: closed on
@@ -230,6 +254,16 @@ void session__login_done(session_t *s, struct store_login *req);
 
 /** Handle PING. */
 int session__ping(session_t *s, const uint8_t *body, size_t len);
+
+/**
+ * Enforce the server's output budget from worker @p w: while srv->queued is over
+ * max_queued_mb, close this worker's heaviest slow reader with BYE{SERVER_BUSY} (one that
+ * is already closing and still holds bytes is cut without waiting). @p all: shed even
+ * when another worker publishes a heavier reader (the sweep passes false, so that each
+ * worker sheds only when it holds the heaviest one; the send path passes true).
+ * @return how many sessions were closed.
+ */
+unsigned session__shed(worker_t *w, bool all);
 
 /** Forget the session's router entry (before close). */
 void session__unroute(session_t *s);

@@ -9,6 +9,7 @@
 #include "actors/router.h"
 #include "actors/session.h"
 #include "actors/store.h"
+#include "actors/throttle.h"
 #include "cim.pb.h"
 #include "core/kv.h"
 #include "core/log.h"
@@ -18,6 +19,18 @@
 #include "core/token.h"
 
 #define KICK_MAX 64
+
+/* The largest frame accepted between the handshake and a successful login: the largest
+ * LoginReq nanopb can decode (cim_LoginReq_size, 979 bytes) with room for fields a newer
+ * client may add. Until it has logged in, a connection can make the server hold no more
+ * than this for a partial frame, not max_body (docs/PROTOCOL-NOTES.md). */
+#define LOGIN_FRAME_MAX 2048
+_Static_assert(FRAME_HDR + cim_LoginReq_size + FRAME_TAG <= LOGIN_FRAME_MAX,
+               "a LoginReq must fit the pre-login frame limit");
+
+/* What every failed credential check answers, whatever failed (unknown app, malformed,
+ * wrong or expired token): the answer must not tell whether an app exists. */
+#define BAD_CREDENTIALS "invalid or expired token"
 
 int session__hello(session_t *s, uint32_t type, uint8_t *frame, uint32_t len)
 {
@@ -59,7 +72,7 @@ int session__hello(session_t *s, uint32_t type, uint8_t *frame, uint32_t len)
     if ((rc = session__send_plain(s, FT_HELLO_ACK, out, os.bytes_written)) < 0)
         return RC_ECLOSED;
     s->state = SESSION_ST_LOGIN;
-    s->max_len = FRAME_HDR + s->w->srv->conf->max_body + FRAME_TAG;
+    s->max_len = LOGIN_FRAME_MAX;
     return 0;
 }
 
@@ -78,14 +91,27 @@ static bool device_id_valid(const char *d)
 }
 
 /* Answer LOGIN with a refusal, then say BYE with the same code: a failed login always
- * ends the connection (PROTOCOL.md §6, Tokens). */
-static int refuse(session_t *s, uint32_t req_id, int code, const char *reason)
+ * ends the connection (PROTOCOL.md §6, Tokens). A refusal for what the client sent (bad
+ * credentials, malformed ids) counts against its address (throttle.h); @p who names the
+ * app and user for the log when they are valid ids, else NULL. */
+static int refuse(session_t *s, uint32_t req_id, int code, const char *reason, const char *app,
+                  const char *user)
 {
     cim_LoginRsp rsp = cim_LoginRsp_init_zero;
+    char peer[PEER_ADDR_STRLEN];
+    uint32_t fails = 0;
+
+    if (code == cim_Code_UNAUTHORIZED || code == cim_Code_BAD_REQUEST)
+        fails = throttle_fail(s->w->srv->throttle, &s->peer, worker_now(s->w) / 1000 + 1);
+    LOG_INFO("session %llx: login refused from %s (%s/%s): %s: %s%s",
+             (unsigned long long)s->sid, peer_addr_str(&s->peer, peer), app ? app : "-",
+             user ? user : "-", cim_Code_name((cim_Code)code), reason,
+             fails >= s->w->srv->conf->login_fail_max && s->w->srv->conf->login_fail_max
+                 ? " (address now throttled)"
+                 : "");
     rsp.req_id = req_id;
     rsp.code = (cim_Code)code;
     snprintf(rsp.reason, sizeof(rsp.reason), "%s", reason);
-    LOG_DEBUG("session %llx: login refused: %s", (unsigned long long)s->sid, reason);
     if (session_send(s, FT_LOGIN_ACK, cim_LoginRsp_fields, &rsp) == 0)
         session_close(s, code, reason);
     return RC_ECLOSED;
@@ -105,21 +131,22 @@ static int check_credentials(session_t *s, const char *app, const cim_LoginReq *
         return rc;
     }
     rc = kv_app_get(txn, app, secret);
-    if (rc == RC_ENOTFOUND) {
-        *why = "unknown app";
-        rc = RC_EAUTH;
-        goto out;
-    }
-    if (rc < 0) {
+    if (rc < 0 && rc != RC_ENOTFOUND) {
         *why = "storage error";
         goto out;
     }
-    rc = token_verify(secret, app, req->user, req->token, (int64_t)time(NULL));
-    if (rc < 0) {
-        *why = rc == RC_EINVAL ? "malformed token" : "invalid or expired token";
+    /* An unknown app is checked against an all-zero secret, so that it costs the same
+     * HMAC as a known one and fails the same way: neither the answer nor its timing
+     * tells whether an app exists. */
+    if (rc == RC_ENOTFOUND)
+        memset(secret, 0, sizeof(secret));
+    if (token_verify(secret, app, req->user, req->token, (int64_t)time(NULL)) < 0 ||
+        rc == RC_ENOTFOUND) {
+        *why = BAD_CREDENTIALS;
         rc = RC_EAUTH;
         goto out;
     }
+    rc = 0;
 out:
     kv_abort(txn);
     memset(secret, 0, sizeof(secret));
@@ -159,27 +186,43 @@ int session__login(session_t *s, const uint8_t *body, size_t len)
     router_ent_t ent, kicked[KICK_MAX];
     store_login_t *sl;
     size_t nkicked = 0;
+    uint32_t retry_s = 0;
     bool first;
     const char *app, *why = "";
     int rc;
 
     memset(req, 0, sizeof(*req));
     if (!pb_decode(&is, cim_LoginReq_fields, req))
-        return refuse(s, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed LoginReq");
+        return refuse(s, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed LoginReq",
+                      NULL, NULL);
     app = req->app[0] ? req->app : "default";
+    if (!kv_id_valid(app))
+        app = NULL; /* not an id: never echoed to the log; refused below */
+    /* A throttled address is refused before its token is looked at: guessing from it
+     * teaches nothing until the window ends. */
+    if (throttle_blocked(w->srv->throttle, &s->peer, worker_now(w) / 1000 + 1, &retry_s)) {
+        char why_rl[96];
+        snprintf(why_rl, sizeof(why_rl),
+                 "too many failed logins from your address; retry in %u s", retry_s);
+        return refuse(s, req->req_id, cim_Code_RATE_LIMITED, why_rl, app, NULL);
+    }
     if (!kv_id_valid(req->user))
         return refuse(s, req->req_id, cim_Code_BAD_REQUEST,
-                      "user must be 1..64 bytes of [A-Za-z0-9._@-]");
+                      "user must be 1..64 bytes of [A-Za-z0-9._@-]", app, NULL);
     if (!device_id_valid(req->device_id))
         return refuse(s, req->req_id, cim_Code_BAD_REQUEST,
-                      "device_id must be 1..64 bytes of [A-Za-z0-9._@:-]");
-    if (!kv_id_valid(app))
-        return refuse(s, req->req_id, cim_Code_UNAUTHORIZED, "unknown app");
+                      "device_id must be 1..64 bytes of [A-Za-z0-9._@:-]", app, req->user);
+    if (req->device_kind < cim_DeviceKind_DEVICE_UNSPECIFIED || req->device_kind > cim_DeviceKind_BOT)
+        return refuse(s, req->req_id, cim_Code_BAD_REQUEST,
+                      "device_kind must be 0..4 (UNSPECIFIED, MOBILE, DESKTOP, WEB, BOT)", app,
+                      req->user);
+    if (app == NULL)
+        return refuse(s, req->req_id, cim_Code_UNAUTHORIZED, BAD_CREDENTIALS, NULL, req->user);
     rc = check_credentials(s, app, req, &why);
     if (rc == RC_EAUTH)
-        return refuse(s, req->req_id, cim_Code_UNAUTHORIZED, why);
+        return refuse(s, req->req_id, cim_Code_UNAUTHORIZED, why, app, req->user);
     if (rc < 0)
-        return refuse(s, req->req_id, cim_Code_INTERNAL, why);
+        return refuse(s, req->req_id, cim_Code_INTERNAL, why, app, req->user);
 
     sl = mem_calloc(sizeof(*sl));
     sl->worker = w->index;
@@ -203,6 +246,7 @@ int session__login(session_t *s, const uint8_t *body, size_t len)
     s->routed = true;
     s->first_online = first;
     s->state = SESSION_ST_LIVE;
+    s->max_len = FRAME_HDR + conf->max_body + FRAME_TAG;
     s->login_pending = true;
     s->tokens = (float)conf->send_burst;
     s->tb_ms = (uint32_t)worker_now(w);
@@ -214,7 +258,8 @@ int session__login(session_t *s, const uint8_t *body, size_t len)
     if (store_login(w->srv->store, sl) < 0) {
         mem_free(sl);
         session__unroute(s);
-        return refuse(s, req->req_id, cim_Code_SERVER_BUSY, "server busy, try again");
+        return refuse(s, req->req_id, cim_Code_SERVER_BUSY, "server busy, try again", s->app,
+                      s->user);
     }
     s->async_issued++;
     for (size_t i = 0; i < nkicked; i++)
@@ -227,7 +272,10 @@ void session__login_done(session_t *s, store_login_t *sl)
     const conf_t *conf = s->w->srv->conf;
     cim_LoginRsp rsp = cim_LoginRsp_init_zero;
     uint32_t req_id = sl->req_id;
+    char peer[PEER_ADDR_STRLEN];
     int code = sl->code;
+
+    uint64_t sl_latest = sl->latest;
 
     rsp.latest_msg_id = sl->latest;
     rsp.acked_msg_id = sl->acked;
@@ -235,18 +283,22 @@ void session__login_done(session_t *s, store_login_t *sl)
     if (code != cim_Code_OK) {
         session__unroute(s); /* still login_pending: the user never came online */
         s->login_pending = false;
-        (void)refuse(s, req_id, code, "storage error; try again");
+        (void)refuse(s, req_id, code, "storage error; try again", s->app, s->user);
         return;
     }
     s->login_pending = false;
     s->acked = rsp.acked_msg_id;
+    /* Everything up to latest is the device's to SYNC: PUSH_ACK may go that far. */
+    if (sl_latest > s->delivered)
+        s->delivered = sl_latest;
     rsp.req_id = req_id;
     rsp.code = cim_Code_OK;
     rsp.server_time_ms = snowflake_now_ms();
     rsp.heartbeat_s = conf->heartbeat_s;
     rsp.max_body = conf->max_body;
-    LOG_DEBUG("session %llx: %s/%s logged in on %s", (unsigned long long)s->sid, s->app,
-              s->user, s->device);
+    LOG_INFO("session %llx: %s/%s logged in from %s on device %s (kind %u)",
+             (unsigned long long)s->sid, s->app, s->user, peer_addr_str(&s->peer, peer),
+             s->device, s->kind);
     if (session_send(s, FT_LOGIN_ACK, cim_LoginRsp_fields, &rsp) < 0)
         return; /* closed */
     session__release_pushes(s);

@@ -24,17 +24,27 @@
 #define TRANSIENT_ROUTE_MAX 64
 
 typedef struct body_ref {
+    const uint8_t *frame, *frame_end; /* the request body being decoded */
     const uint8_t *data;
     size_t len;
 } body_ref_t;
 
 /* SendReq.body is read in place from the decrypted frame: no copy until the store needs
- * one. A buffer stream's state is its read position. */
+ * one. A buffer stream's state is its read position.
+ *
+ * nanopb calls a callback for any wire type: for a length-delimited field the stream is a
+ * window of the request itself, but for a varint or fixed32/64 it is a stream over a few
+ * bytes on nanopb's own stack, gone once the callback returns. So the window must lie
+ * inside the request: anything else is a wrong wire type for a bytes field, and the
+ * decode fails (BAD_REQUEST) instead of keeping a pointer to dead stack. */
 static bool get_body(pb_istream_t *is, const pb_field_t *f, void **arg)
 {
     body_ref_t *b = *arg;
+    const uint8_t *p = is->state;
     (void)f;
-    b->data = is->state;
+    if (p < b->frame || p > b->frame_end || is->bytes_left > (size_t)(b->frame_end - p))
+        PB_RETURN_ERROR(is, "body: wrong wire type");
+    b->data = p;
     b->len = is->bytes_left;
     return pb_read(is, NULL, is->bytes_left);
 }
@@ -235,7 +245,7 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
     const conf_t *c = s->w->srv->conf;
     cim_SendReq *req = s->w->scratch;
     pb_istream_t is = pb_istream_from_buffer(body, len);
-    body_ref_t ref = {NULL, 0};
+    body_ref_t ref = {body, body + len, NULL, 0};
     store_send_t *r;
     const char *why = "";
     uint64_t gid, prior = 0;
@@ -321,6 +331,11 @@ int session__push_ack(session_t *s, const uint8_t *body, size_t len)
         session_close(s, cim_Code_PROTOCOL_ERROR, "malformed PUSH_ACK");
         return RC_ECLOSED;
     }
+    /* A device acknowledges only what it was given (the LoginRsp's latest, pushes, SYNC
+     * pages): an ack beyond is held to that, or a later SYNC from the cursor would skip
+     * messages it never saw (docs/PROTOCOL-NOTES.md). */
+    if (req.up_to_msg_id > s->delivered)
+        req.up_to_msg_id = s->delivered;
     /* Cumulative: only an increase moves the cursor, and only increases reach the store,
      * so a flood of acks costs at most one write per pushed message. */
     if (req.up_to_msg_id <= s->acked)
@@ -383,8 +398,13 @@ int session__sync(session_t *s, const uint8_t *body, size_t len)
     if ((rc = kv_begin(s->w->srv->kv, KV_READ, &txn)) < 0)
         goto fail;
     after = req.after_msg_id;
-    if (after == 0 && (rc = kv_cursor_get(txn, key, klen, s->device, &after)) < 0)
-        goto fail;
+    if (after == 0) {
+        /* This device's cursor: the stored one, or the one this connection's PUSH_ACKs
+         * moved, which may not have reached the store yet (applies at once). */
+        if ((rc = kv_cursor_get(txn, key, klen, s->device, &after)) < 0)
+            goto fail;
+        after = after > s->acked ? after : s->acked;
+    }
     if ((rc = kv_timeline_page(txn, key, klen, after, ids, limit, &n, &total)) < 0)
         goto fail;
     page = mem_alloc(sizeof(*page));
@@ -413,6 +433,8 @@ int session__sync(session_t *s, const uint8_t *body, size_t len)
     rsp.messages.arg = page;
     rsp.remain = (uint32_t)(total - taken);
     rsp.last_msg_id = taken > 0 ? ids[taken - 1] : after;
+    if (taken > 0 && ids[taken - 1] > s->delivered)
+        s->delivered = ids[taken - 1];
     rc = session_answer(s, FT_SYNC_ACK, cim_SyncRsp_fields, &rsp); /* encoded inside txn */
     kv_abort(txn);
     mem_free(page);

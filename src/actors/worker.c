@@ -1,5 +1,6 @@
 #include "actors/worker.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,6 +16,9 @@
 #define WORKER_FLUSH_MS 2000   /* a closing session that cannot flush is cut after this */
 #define WORKER_STOP_MS 5000    /* shutdown: the longest we wait for sessions to flush */
 #define WORKER_DRAIN_BUDGET 4096 /* mailbox messages per loop turn */
+/* Output bytes freed on this worker after which the sweep asks the allocator to give
+ * free memory back to the system (a slow reader's backlog must not stay resident). */
+#define WORKER_TRIM_BYTES (16u << 20)
 
 /* The decode scratch holds the largest request a worker decodes into a struct. */
 typedef union scratch {
@@ -170,6 +174,25 @@ void worker__maybe_finish(worker_t *w)
     mbox_close(&w->box, NULL);
 }
 
+/* The output budget, seen from this worker: publish the heaviest slow reader it holds,
+ * shed if the server is over budget and that reader is the heaviest of all, and give
+ * memory back once much was freed. */
+static void sweep_output(worker_t *w)
+{
+    uint64_t heaviest = 0;
+
+    for (session_t *s = w->backlog; s != NULL; s = s->bl_next) {
+        uint64_t held = session__held(s);
+        heaviest = held > heaviest ? held : heaviest;
+    }
+    atomic_store_explicit(&w->heaviest, heaviest, memory_order_relaxed);
+    (void)session__shed(w, false);
+    if (w->freed >= WORKER_TRIM_BYTES) {
+        w->freed = 0;
+        (void)malloc_trim(0);
+    }
+}
+
 static void on_sweep(uv_timer_t *t)
 {
     worker_t *w = t->data;
@@ -186,6 +209,7 @@ static void on_sweep(uv_timer_t *t)
     while ((s = w->closing.head) != NULL &&
            (now - s->since_ms >= WORKER_FLUSH_MS || (w->stopping && now >= w->stop_deadline_ms)))
         session_abort(s, "could not flush before closing");
+    sweep_output(w);
     worker__maybe_finish(w);
 }
 

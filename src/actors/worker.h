@@ -97,6 +97,9 @@ typedef struct worker {
     slist_t pending;          /* handshake or login not finished, by accept time */
     slist_t live;             /* logged in, by last activity */
     slist_t closing;          /* BYE sent, waiting for the flush, by close time */
+    struct session *backlog;  /* sessions with bytes queued on their socket (slow readers) */
+    _Atomic uint64_t heaviest; /* the most bytes one of them holds, as of the last sweep */
+    uint64_t freed;           /* output bytes freed since the last malloc_trim */
     bool stopping;
     uint64_t stop_deadline_ms;
 } worker_t;

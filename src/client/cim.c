@@ -367,17 +367,24 @@ int cimc_decode(const pb_msgdesc_t *fields, const uint8_t *body, size_t len, voi
 
 typedef struct body_cap {
     cimc_push_t *p;
+    const uint8_t *start, *end; /* the Message being decoded (a buffer stream) */
     bool oom;
 } body_cap_t;
 
-/* Message.body: copy it out. Its length is bounded by the frame, itself capped. */
+/* Message.body: copy it out. Its length is bounded by the frame, itself capped. nanopb
+ * calls this for any wire type; only a length-delimited field is read through a window of
+ * the Message itself (a varint or fixed field comes as a stream over nanopb's stack), so a
+ * window elsewhere is a malformed Message, not a body. */
 static bool capture_body(pb_istream_t *s, const pb_field_t *f, void **arg)
 {
     body_cap_t *bc = *arg;
+    const uint8_t *at = s->state;
     size_t n = s->bytes_left;
     uint8_t *buf;
 
     (void)f;
+    if (at < bc->start || at > bc->end || n > (size_t)(bc->end - at))
+        PB_RETURN_ERROR(s, "body: wrong wire type");
     if ((buf = mem_try_alloc(n)) == NULL) {
         bc->oom = true;
         return false;
@@ -395,7 +402,7 @@ static bool capture_body(pb_istream_t *s, const pb_field_t *f, void **arg)
 int cimc_message_decode(pb_istream_t *s, cimc_push_t *out)
 {
     cimc_push_t p;
-    body_cap_t bc = {&p, false};
+    body_cap_t bc = {&p, s->state, (const uint8_t *)s->state + s->bytes_left, false};
     int rc = 0;
 
     memset(&p, 0, sizeof(p));
@@ -457,29 +464,8 @@ void cimc_push_free(cimc_push_t *p)
 
 const char *cimc_code_str(int code)
 {
-    static const char *const names[] = {
-        "OK",
-        "BAD_REQUEST",
-        "UNAUTHORIZED",
-        "FORBIDDEN",
-        "NOT_FOUND",
-        "TOO_LARGE",
-        "RATE_LIMITED",
-        "BLOCKED",
-        "NOT_MEMBER",
-        "RECALL_WINDOW_PASSED",
-        "CONFLICT",
-        "SERVER_BUSY",
-        "INTERNAL",
-        "KICKED",
-        "SHUTTING_DOWN",
-        "PROTOCOL_ERROR",
-        "TIMEOUT",
-    };
-
-    if (code < 0 || (size_t)code >= sizeof(names) / sizeof(names[0]))
-        return "UNKNOWN";
-    return names[code];
+    const char *name = cim_Code_name((cim_Code)code); /* generated (cim.options) */
+    return strcmp(name, "unknown") == 0 ? "UNKNOWN" : name;
 }
 
 const uint8_t *cimc_server_key(const cimc_t *c)

@@ -250,6 +250,8 @@ int cimc_push_decode(uint32_t type, const uint8_t *body, size_t len, cimc_push_t
  *   static bool on_msg(pb_istream_t *s, const pb_field_t *f, void **arg)
  *   { cimc_push_t m; if (cimc_message_decode(s, &m) < 0) return false;
  *     ...use m.u.msg, m.body_data...; cimc_push_free(&m); return true; }
+ * @p s must read from memory (pb_istream_from_buffer, or a field's substream of one): a
+ * body sent with a wire type other than length-delimited is found that way and refused.
  * @param[out] out  written only on success; release with cimc_push_free().
  * @return 0, RC_EPROTO (malformed), -ENOMEM.
  */

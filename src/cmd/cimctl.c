@@ -1,7 +1,13 @@
 /* cimctl: the admin tool. Works on the data directory directly (LMDB is multi-process
- * safe), so it runs beside a live cimd; its write transactions are a few puts each.
+ * safe), so it runs beside a live cimd; its write transactions are a few puts each. It
+ * never takes cimd's lock on the directory (datadir): that lock keeps a second cimd out,
+ * not the tools.
  *
  *   cimctl [--data DIR] COMMAND [ARGS]      see usage() below and DESIGN.md
+ *
+ * Only `init` creates a data directory (LMDB, the app "default", the identity key, as
+ * cimd's first start does); every other command refuses a directory that holds no cim
+ * data, so a mistyped --data is an error, not a new server identity.
  *
  * Results go to stdout, one item per line; errors are one line "cimctl: reason" on stderr.
  * Exit status: 0 success, 1 failure, 2 usage error. */
@@ -16,6 +22,7 @@
 #include <time.h>
 
 #include "core/chan.h"
+#include "core/datadir.h"
 #include "core/kv.h"
 #include "core/log.h"
 #include "core/rc.h"
@@ -48,6 +55,7 @@ struct cmd {
     int npos;            /* exact number of positionals */
     bool app, user, ttl; /* which options it takes */
     int (*run)(ctl_t *c);
+    bool init; /* creates the data directory and opens c->kv itself; the others need one */
 };
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -125,26 +133,61 @@ static void print_hex(const uint8_t b[CHAN_KEY])
 
 /* ---- commands --------------------------------------------------------------------- */
 
-static int cmd_show_key(ctl_t *c)
+/* Load the identity key, creating it only for init. Prints the public key. */
+static int identity_show(ctl_t *c, bool create)
 {
     chan_identity_t *id = NULL;
     uint8_t pub[CHAN_KEY];
-    char path[4096];
+    char path[DATADIR_PATH_MAX];
     int rc;
 
-    if (snprintf(path, sizeof(path), "%s/identity.key", c->data) >= (int)sizeof(path)) {
+    if (datadir_path(path, sizeof(path), c->data, DATADIR_IDENTITY) < 0) {
         fail("data directory path too long");
         return RC_EINVAL;
     }
-    /* Created on first use, exactly as cimd does on its first start. */
-    if ((rc = chan_identity_load(path, &id)) < 0) {
-        fail("cannot load identity %s: %s", path, rc_str(rc));
+    rc = create ? chan_identity_load(path, &id, NULL) : chan_identity_open(path, &id);
+    if (rc < 0) {
+        fail("cannot %s identity %s: %s", create ? "create" : "load", path, rc_str(rc));
         return rc;
     }
     chan_identity_public(id, pub);
     chan_identity_free(id);
     print_hex(pub);
     return 0;
+}
+
+static int cmd_show_key(ctl_t *c)
+{
+    return identity_show(c, false);
+}
+
+/* What cimd's first start does, in the same order (server_start): the LMDB environment
+ * (and the directory, parents too, 0700), the app "default", then the identity key. A
+ * directory left half-made (a first start that crashed) is completed; one that already
+ * holds cim data is left alone. */
+static int cmd_init(ctl_t *c)
+{
+    char why[256];
+    int rc;
+
+    if ((rc = datadir_check(c->data, why, sizeof(why))) == 0) {
+        fail("%s already holds cim data; nothing changed ('cimctl --data %s show-key' "
+             "prints its key)", c->data, c->data);
+        return RC_EEXIST;
+    }
+    if (rc != RC_ENOTFOUND) {
+        fail("data directory path too long");
+        return rc;
+    }
+    if ((rc = kv_open(c->data, 0, &c->kv)) < 0) {
+        fail("cannot create the data directory '%s': %s", c->data, rc_str(rc));
+        return rc;
+    }
+    if ((rc = kv_app_ensure_default(c->kv)) < 0) {
+        fail("cannot create the app '" DEFAULT_APP "': %s", rc_str(rc));
+        return rc;
+    }
+    return identity_show(c, true);
 }
 
 typedef struct app_add {
@@ -292,19 +335,21 @@ out:
 }
 
 static const cmd_t cmds[] = {
+    {"init", "", "make a new data directory, print its identity key (64 hex)", 0, false,
+     false, false, cmd_init, true},
     {"show-key", "", "print the server's identity public key (64 hex)", 0, false, false,
-     false, cmd_show_key},
+     false, cmd_show_key, false},
     {"app add", "NAME", "create an app, print its secret (64 hex)", 1, false, false, false,
-     cmd_app_add},
+     cmd_app_add, false},
     {"app show", "NAME", "print an app's secret (64 hex)", 1, false, false, false,
-     cmd_app_show},
-    {"app list", "", "list the apps, one per line", 0, false, false, false, cmd_app_list},
+     cmd_app_show, false},
+    {"app list", "", "list the apps, one per line", 0, false, false, false, cmd_app_list, false},
     {"token", "[--app A] --user U [--ttl SECONDS]", "print a login token for U", 0, true,
-     true, true, cmd_token},
+     true, true, cmd_token, false},
     {"user add", "U [--app A]", "register a user before their first login", 1, true, false,
-     false, cmd_user_add},
+     false, cmd_user_add, false},
     {"user list", "[--app A]", "list an app's users, one per line", 0, true, false, false,
-     cmd_user_list},
+     cmd_user_list, false},
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 
@@ -328,8 +373,9 @@ static void usage(FILE *f)
                "Administer a cim data directory (default '" DEFAULT_DATA "'); safe while "
                "cimd runs.\n\ncommands:\n");
     list_cmds(f, NULL);
-    fprintf(f, "\nThe app '" DEFAULT_APP "' is created on first use. 'cimctl COMMAND --help' "
-               "describes a command.\n");
+    fprintf(f, "\nA data directory (LMDB, the app '" DEFAULT_APP "', the identity key) is made "
+               "by the first\nstart of cimd or by 'cimctl init'; the other commands refuse a "
+               "directory without\ncim data. 'cimctl COMMAND --help' describes a command.\n");
 }
 
 static void cmd_usage(FILE *f, const cmd_t *cmd)
@@ -453,6 +499,27 @@ static int parse_cmd(ctl_t *c, const cmd_t *cmd, int argc, char **argv)
     return 0;
 }
 
+/* Open an existing data directory; refuse (one line, nothing created: LMDB would make
+ * lock.mdb, even the directory) one that holds no cim data. */
+static int open_data(ctl_t *c)
+{
+    char why[256];
+    int rc;
+
+    if ((rc = datadir_check(c->data, why, sizeof(why))) == RC_ENOTFOUND) {
+        fail("no cim data in %s: %s (start cimd on it, or create it with: cimctl --data %s "
+             "init)", c->data, why, c->data);
+        return rc;
+    }
+    if (rc < 0) {
+        fail("data directory path too long");
+        return rc;
+    }
+    if ((rc = kv_open(c->data, 0, &c->kv)) < 0)
+        fail("cannot open data directory '%s': %s", c->data, rc_str(rc));
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option gopts[] = {
@@ -503,14 +570,8 @@ int main(int argc, char **argv)
         fail("crypto initialisation failed: %s", rc_str(rc));
         return EXIT_FAILURE;
     }
-    if ((rc = kv_open(c.data, 0, &c.kv)) < 0) {
-        fail("cannot open data directory '%s': %s", c.data, rc_str(rc));
+    if (!cmd->init && (rc = open_data(&c)) < 0)
         goto out;
-    }
-    if ((rc = kv_app_ensure_default(c.kv)) < 0) {
-        fail("cannot create the app '" DEFAULT_APP "': %s", rc_str(rc));
-        goto out;
-    }
     rc = cmd->run(&c);
     if (rc == 0 && fflush(stdout) != 0) {
         fail("cannot write the result: %s", strerror(errno));

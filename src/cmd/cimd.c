@@ -59,8 +59,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "cimd: OpenSSL lacks what cim needs: %s\n", rc_str(rc));
         return 1;
     }
-    if ((rc = server_start(&conf, &srv)) < 0) {
-        fprintf(stderr, "cimd: cannot start: %s\n", rc_str(rc));
+    /* server_start logs why it failed, as one line (e.g. "data directory D is in use by
+     * another cimd (pid P)"): a second line would only repeat it. */
+    if (server_start(&conf, &srv) < 0) {
+        chan_global_free();
         return 1;
     }
     rc = server_run(srv);

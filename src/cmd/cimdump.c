@@ -35,6 +35,7 @@
 #include "actors/conv.h"
 #include "actors/group.h"
 #include "cim.pb.h"
+#include "core/datadir.h"
 #include "core/kv.h"
 #include "core/log.h"
 #include "core/mem.h"
@@ -1811,29 +1812,19 @@ static void usage(FILE *f)
 }
 
 /* Check DIR before LMDB sees it: a read-only open of a directory without data.mdb would
- * still create lock.mdb there. @return 0, or RC_ENOTFOUND (reported). */
+ * still create lock.mdb there. A directory without identity.key is refused too, as by
+ * cimctl (datadir.h: that is not a cim data directory). @return 0, or RC_ENOTFOUND /
+ * RC_ETOOBIG (reported). */
 static int check_dir(const char *dir)
 {
-    char path[4200];
-    struct stat sb;
+    char why[256];
+    int rc = datadir_check(dir, why, sizeof(why));
 
-    if (stat(dir, &sb) < 0) {
-        fail("no cim data in %s: %s", dir, strerror(errno));
-        return RC_ENOTFOUND;
-    }
-    if (!S_ISDIR(sb.st_mode)) {
-        fail("no cim data in %s: not a directory", dir);
-        return RC_ENOTFOUND;
-    }
-    if (snprintf(path, sizeof(path), "%s/data.mdb", dir) >= (int)sizeof(path)) {
+    if (rc == RC_ENOTFOUND)
+        fail("no cim data in %s: %s", dir, why);
+    else if (rc < 0)
         fail("data directory path too long");
-        return RC_EINVAL;
-    }
-    if (stat(path, &sb) < 0) {
-        fail("no cim data in %s: no data.mdb (%s)", dir, strerror(errno));
-        return RC_ENOTFOUND;
-    }
-    return 0;
+    return rc;
 }
 
 static int parse_args(dump_t *d, int argc, char **argv)

@@ -360,9 +360,11 @@ out:
     return rc;
 }
 
-static int identity_get(const char *path, bool create, chan_identity_t **out)
+static int identity_get(const char *path, bool create, chan_identity_t **out,
+                        bool *created)
 {
     chan_identity_t *id = NULL;
+    bool made = false;
     int fd, rc;
 
     for (;;) {
@@ -375,6 +377,7 @@ static int identity_get(const char *path, bool create, chan_identity_t **out)
         if (rc != -ENOENT || !create)
             break;
         rc = identity_create(path, &id);
+        made = rc == 0;
         if (rc != -EEXIST)
             break;
         /* Lost a race with another creator: read theirs. */
@@ -383,18 +386,20 @@ static int identity_get(const char *path, bool create, chan_identity_t **out)
      * "not an Ed25519 key", was logged where it was found. */
     if (rc < 0)
         return rc;
+    if (created != NULL)
+        *created = made;
     *out = id;
     return 0;
 }
 
-int chan_identity_load(const char *path, chan_identity_t **out)
+int chan_identity_load(const char *path, chan_identity_t **out, bool *created)
 {
-    return identity_get(path, true, out);
+    return identity_get(path, true, out, created);
 }
 
 int chan_identity_open(const char *path, chan_identity_t **out)
 {
-    return identity_get(path, false, out);
+    return identity_get(path, false, out, NULL);
 }
 
 void chan_identity_public(const chan_identity_t *id, uint8_t out[CHAN_KEY])

@@ -29,6 +29,7 @@
 #ifndef CIM_CORE_CHAN_H
 #define CIM_CORE_CHAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -83,12 +84,15 @@ void chan_ctx_free(chan_ctx_t *ctx);
  * exist: opened with O_CREAT|O_EXCL and mode 0600 (so it is never readable by others, even
  * briefly), written, fsync'ed with its directory. A file that exists but holds no usable
  * key is an error, never overwritten. Blocking file I/O: startup only.
- * @param[out] out  an owned identity, written only on success; free with
- *                  chan_identity_free().
+ * @param[out] out      an owned identity, written only on success; free with
+ *                      chan_identity_free().
+ * @param[out] created  may be NULL; on success, true when this call created the file,
+ *                      false when it read one that was there (also when another process
+ *                      created it a moment earlier).
  * @return 0, RC_ECRYPTO (unreadable, encrypted, or not Ed25519; the reason is logged at
  *         ERROR), or -errno (file system).
  */
-int chan_identity_load(const char *path, chan_identity_t **out);
+int chan_identity_load(const char *path, chan_identity_t **out, bool *created);
 
 /** Load only (never create). @return as chan_identity_load, plus -ENOENT. */
 int chan_identity_open(const char *path, chan_identity_t **out);

@@ -50,6 +50,14 @@ static const opt_t opts[] = {
      "drop timeline entries older than this; 0 = keep"},
     {"recall_window_s", "S", K_U32, F(recall_window_s), 0, 2592000, "how long a sender may recall"},
     {"max_group_size", "N", K_U32, F(max_group_size), 2, 100000, "members per group"},
+    {"max_conn_queue_kb", "KIB", K_U32, F(max_conn_queue_kb), 16, 1048576,
+     "output one connection may hold for a slow reader before BYE{SERVER_BUSY}"},
+    {"max_queued_mb", "MIB", K_U32, F(max_queued_mb), 1, 1048576,
+     "output queued for all connections together; over it the heaviest slow readers close"},
+    {"login_fail_max", "N", K_U32, F(login_fail_max), 0, 1000000,
+     "failed logins per address per window before RATE_LIMITED; 0 = off"},
+    {"login_fail_window_s", "S", K_U32, F(login_fail_window_s), 1, 86400,
+     "window of login_fail_max"},
     {"single_session", "BOOL", K_BOOL, F(single_session), 0, 0,
      "one session per user in all (true|false)"},
     {"log_level", "LEVEL", K_LOGLEVEL, F(log_level), 0, 0, "error, warn, info or debug"},
@@ -97,6 +105,10 @@ void conf_defaults(conf_t *c)
     c->retention_days = 0;
     c->recall_window_s = 120;
     c->max_group_size = 2000;
+    c->max_conn_queue_kb = 4096;
+    c->max_queued_mb = 256;
+    c->login_fail_max = 10;
+    c->login_fail_window_s = 60;
     c->single_session = false;
     c->log_level = LOG_LVL_INFO;
 }
@@ -224,6 +236,16 @@ int conf_check(const conf_t *c, char *err, size_t errlen)
         return fail(err, errlen,
                     "max_msg_bytes %u does not fit max_body %u: at most max_body - %u = %u",
                     c->max_msg_bytes, c->max_body, CONF_MSG_ROOM, c->max_body - CONF_MSG_ROOM);
+    /* A connection must be able to hold at least two whole frames for its peer, or the
+     * largest push would close a reader that keeps up. */
+    if ((uint64_t)c->max_conn_queue_kb * 1024 < 2 * ((uint64_t)c->max_body + 24))
+        return fail(err, errlen,
+                    "max_conn_queue_kb %u is under two frames of max_body %u: at least %u",
+                    c->max_conn_queue_kb, c->max_body,
+                    (unsigned)((2 * ((uint64_t)c->max_body + 24) + 1023) / 1024));
+    if ((uint64_t)c->max_queued_mb << 10 < c->max_conn_queue_kb)
+        return fail(err, errlen, "max_queued_mb %u is under max_conn_queue_kb %u",
+                    c->max_queued_mb, c->max_conn_queue_kb);
     return 0;
 }
 

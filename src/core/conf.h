@@ -46,6 +46,13 @@ typedef struct conf {
     uint32_t retention_days;   /* 0 (default) = keep forever */
     uint32_t recall_window_s;  /* default 120 */
     uint32_t max_group_size;   /* default 2000 */
+    uint32_t max_conn_queue_kb; /* output one connection may hold for its peer, KiB; default
+                                   4096 (over it: BYE{SERVER_BUSY}) */
+    uint32_t max_queued_mb;    /* output queued for all connections together, MiB; default
+                                  256 (over it: the heaviest slow readers are closed) */
+    uint32_t login_fail_max;   /* failed logins per peer address per window before
+                                  RATE_LIMITED; default 10; 0 = no throttling */
+    uint32_t login_fail_window_s; /* that window; default 60 */
     bool single_session;       /* one session per user in all; default false */
     int log_level;             /* LOG_LVL_*; default info */
 } conf_t;

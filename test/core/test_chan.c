@@ -650,6 +650,7 @@ TEST(chan_identity_file)
     char dir[64], path[128], pem[4096];
     uint8_t pub1[CHAN_KEY], pub2[CHAN_KEY], pub3[CHAN_KEY], raw[CHAN_KEY];
     chan_identity_t *id = NULL;
+    bool created = false;
     EVP_PKEY *key;
     struct stat st;
     size_t len = CHAN_KEY;
@@ -666,8 +667,9 @@ TEST(chan_identity_file)
     ASSERT_NULL(id);
     ASSERT_EQ(stat(path, &st), -1);
 
-    /* load creates, mode 0600, PEM PKCS#8. */
-    ASSERT_OK(chan_identity_load(path, &id));
+    /* load creates, mode 0600, PEM PKCS#8, and says it did. */
+    ASSERT_OK(chan_identity_load(path, &id, &created));
+    ASSERT_TRUE(created);
     chan_identity_public(id, pub1);
     chan_identity_free(id);
     ASSERT_EQ(stat(path, &st), 0);
@@ -693,7 +695,8 @@ TEST(chan_identity_file)
     EVP_PKEY_free(key);
 
     /* Reloading, by either function, yields the same key and leaves the file alone. */
-    ASSERT_OK(chan_identity_load(path, &id));
+    ASSERT_OK(chan_identity_load(path, &id, &created));
+    ASSERT_TRUE(!created);
     chan_identity_public(id, pub2);
     chan_identity_free(id);
     ASSERT_OK(chan_identity_open(path, &id));
@@ -723,9 +726,9 @@ TEST(chan_identity_file)
     /* Never overwritten when it is not a usable key: garbage, empty, another algorithm. */
     id = NULL;
     write_file(path, "not a key\n");
-    ASSERT_RC(chan_identity_load(path, &id), RC_ECRYPTO);
+    ASSERT_RC(chan_identity_load(path, &id, NULL), RC_ECRYPTO);
     write_file(path, "");
-    ASSERT_RC(chan_identity_load(path, &id), RC_ECRYPTO);
+    ASSERT_RC(chan_identity_load(path, &id, NULL), RC_ECRYPTO);
     ASSERT_EQ(stat(path, &st), 0);
     ASSERT_EQ(st.st_size, 0);
     key = EVP_PKEY_Q_keygen(NULL, NULL, "X25519");
@@ -735,12 +738,12 @@ TEST(chan_identity_file)
     ASSERT_EQ(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
     fclose(f);
     EVP_PKEY_free(key);
-    ASSERT_RC(chan_identity_load(path, &id), RC_ECRYPTO);
+    ASSERT_RC(chan_identity_load(path, &id, NULL), RC_ECRYPTO);
     ASSERT_NULL(id);
 
     /* A directory that does not exist: the file system's error. */
     snprintf(path, sizeof(path), "%s/missing/identity.key", dir);
-    ASSERT_RC(chan_identity_load(path, &id), -ENOENT);
+    ASSERT_RC(chan_identity_load(path, &id, NULL), -ENOENT);
     ASSERT_NULL(id);
     rm_dir(dir);
 }

@@ -65,6 +65,10 @@ TEST(conf_defaults)
     ASSERT_EQ(c.retention_days, 0);
     ASSERT_EQ(c.recall_window_s, 120);
     ASSERT_EQ(c.max_group_size, 2000);
+    ASSERT_EQ(c.max_conn_queue_kb, 4096);
+    ASSERT_EQ(c.max_queued_mb, 256);
+    ASSERT_EQ(c.login_fail_max, 10);
+    ASSERT_EQ(c.login_fail_window_s, 60);
     ASSERT_EQ(c.single_session, false);
     ASSERT_EQ(c.log_level, LOG_LVL_INFO);
     ASSERT_OK(conf_listen_split(&c, host, sizeof(host), &port));
@@ -454,6 +458,43 @@ TEST(conf_msg_bytes_fit_body)
     const char *max[] = {"--max_body", "65536", "--max_msg_bytes", "65000", NULL};
     conf_defaults(&c);
     ASSERT_OK(parse(&c, err, sizeof(err), max));
+}
+
+TEST(conf_output_caps_fit)
+{
+    char err[256];
+    conf_t c;
+
+    /* A connection must hold two frames of max_body: 2 * (65536 + 24) bytes = 129 KiB. */
+    const char *ok[] = {"--max_conn_queue_kb", "129", NULL};
+    conf_defaults(&c);
+    ASSERT_OK(parse(&c, err, sizeof(err), ok));
+    const char *low[] = {"--max_conn_queue_kb", "128", NULL};
+    conf_defaults(&c);
+    ASSERT_RC(parse(&c, err, sizeof(err), low), RC_EINVAL);
+    ASSERT_CONTAINS(err, "max_conn_queue_kb 128");
+    ASSERT_CONTAINS(err, "at least 129");
+    /* smaller frames allow a smaller cap */
+    const char *small[] = {"--max_body", "8192", "--max_msg_bytes", "4096",
+                           "--max_conn_queue_kb", "17", NULL};
+    conf_defaults(&c);
+    ASSERT_OK(parse(&c, err, sizeof(err), small));
+    /* the server-wide budget holds at least one connection's cap */
+    const char *budget[] = {"--max_queued_mb", "1", "--max_conn_queue_kb", "2048", NULL};
+    conf_defaults(&c);
+    ASSERT_RC(parse(&c, err, sizeof(err), budget), RC_EINVAL);
+    ASSERT_CONTAINS(err, "max_queued_mb 1");
+    const char *zero[] = {"--max_queued_mb", "0", NULL};
+    conf_defaults(&c);
+    ASSERT_RC(parse(&c, err, sizeof(err), zero), RC_EINVAL);
+    /* login throttling: 0 turns it off; the window is at least a second */
+    const char *off[] = {"--login_fail_max", "0", NULL};
+    conf_defaults(&c);
+    ASSERT_OK(parse(&c, err, sizeof(err), off));
+    ASSERT_EQ(c.login_fail_max, 0);
+    const char *nowin[] = {"--login_fail_window_s", "0", NULL};
+    conf_defaults(&c);
+    ASSERT_RC(parse(&c, err, sizeof(err), nowin), RC_EINVAL);
 }
 
 TEST(conf_listen_split)

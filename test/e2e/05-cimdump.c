@@ -561,11 +561,22 @@ static void make_foreign_env(const char *dir)
     mdb_env_close(env);
 }
 
+/* An empty file DIR/NAME. */
+static void touch(const char *dir, const char *name)
+{
+    char path[160];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    ASSERT_NOT_NULL(f = fopen(path, "w"));
+    fclose(f);
+}
+
 TEST_TIMEOUT(e2e_cimdump_errors, 60)
 {
     tsrv_t t;
     char empty[] = "/tmp/cimdump-empty-XXXXXX", foreign[] = "/tmp/cimdump-foreign-XXXXXX";
-    char path[128], missing[128];
+    char path[128], missing[128], want[300];
     struct stat sb;
 
     tsrv_start(&t, NULL);
@@ -576,12 +587,21 @@ TEST_TIMEOUT(e2e_cimdump_errors, 60)
     make_foreign_env(foreign);
     snprintf(missing, sizeof(missing), "%s/nope", empty);
 
-    /* no directory, an empty one (left untouched: no lock.mdb made), a foreign LMDB env */
-    expect_error(1, "cimdump: no cim data in ", "--data", missing, "stats", NULL, NULL, NULL);
-    expect_error(1, "cimdump: no cim data in ", "--data", empty, "users", NULL, NULL, NULL);
+    /* no directory, an empty one (left untouched: no lock.mdb made), one without an
+     * identity key, a foreign LMDB env (given an identity.key, so that LMDB is what
+     * refuses it) */
+    snprintf(want, sizeof(want), "cimdump: no cim data in %s: no such directory\n", missing);
+    expect_error(1, want, "--data", missing, "stats", NULL, NULL, NULL);
+    snprintf(want, sizeof(want), "cimdump: no cim data in %s: no data.mdb\n", empty);
+    expect_error(1, want, "--data", empty, "users", NULL, NULL, NULL);
     snprintf(path, sizeof(path), "%s/lock.mdb", empty);
     ASSERT_TRUE(stat(path, &sb) < 0 && errno == ENOENT);
-    expect_error(1, "cimdump: no cim data in ", "--data", foreign, "--json", "stats", NULL, NULL);
+    snprintf(want, sizeof(want), "cimdump: no cim data in %s: no identity.key\n", foreign);
+    expect_error(1, want, "--data", foreign, "--json", "stats", NULL, NULL);
+    touch(foreign, "identity.key");
+    touch(empty, "identity.key");
+    snprintf(want, sizeof(want), "cimdump: no cim data in %s: kv: ", foreign);
+    expect_error(1, want, "--data", foreign, "--json", "stats", NULL, NULL);
     /* a data.mdb that is not LMDB at all */
     snprintf(path, sizeof(path), "%s/data.mdb", empty);
     {
@@ -590,7 +610,8 @@ TEST_TIMEOUT(e2e_cimdump_errors, 60)
         fputs("not an lmdb file, just some bytes\n", f);
         fclose(f);
     }
-    expect_error(1, "cimdump: no cim data in ", "--data", empty, "stats", NULL, NULL, NULL);
+    snprintf(want, sizeof(want), "cimdump: no cim data in %s: kv: ", empty);
+    expect_error(1, want, "--data", empty, "stats", NULL, NULL, NULL);
 
     /* unknown user, message, group, app: exact lines */
     expect_error(1, "cimdump: unknown user 'zed'\n", "--data", t.dir, "user", "zed", NULL, NULL);
@@ -624,10 +645,16 @@ TEST_TIMEOUT(e2e_cimdump_errors, 60)
     ASSERT_EQ(tsrv_stop(&t), 0);
     snprintf(path, sizeof(path), "%s/data.mdb", empty);
     unlink(path);
-    rmdir(empty);
+    snprintf(path, sizeof(path), "%s/identity.key", empty);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/lock.mdb", empty); /* LMDB's, from the last open */
+    unlink(path);
     snprintf(path, sizeof(path), "%s/data.mdb", foreign);
     unlink(path);
     snprintf(path, sizeof(path), "%s/lock.mdb", foreign);
     unlink(path);
-    rmdir(foreign);
+    snprintf(path, sizeof(path), "%s/identity.key", foreign);
+    unlink(path);
+    ASSERT_OK(rmdir(foreign));
+    ASSERT_OK(rmdir(empty));
 }

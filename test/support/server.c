@@ -40,7 +40,9 @@ void tsrv_dump_log(const tsrv_t *t)
     fclose(f);
 }
 
-/* Wait for the ready line and take the port and key from it. */
+/* Wait for the ready line and take the port, the key and the "new identity" note from it:
+ *   "... cimd ready: listening on HOST:PORT key HEX64 workers N[ (new identity created in
+ *   DIR)]". The port ends the word after "listening on " (a ':' in DIR must not count). */
 static bool read_ready(tsrv_t *t)
 {
     char line[1024];
@@ -57,10 +59,13 @@ static bool read_ready(tsrv_t *t)
         char *k = strstr(line, " key ");
         if (p == NULL || k == NULL)
             continue;
-        char hex[65];
-        p = strrchr(p, ':');
-        t->port = atoi(p + 1);
+        char hex[65], addr[128];
+        char *colon;
+        snprintf(addr, sizeof(addr), "%.*s", (int)strcspn(p + 25, " "), p + 25);
+        colon = strrchr(addr, ':');
+        t->port = colon != NULL ? atoi(colon + 1) : 0;
         snprintf(hex, sizeof(hex), "%.64s", k + 5);
+        t->new_identity = strstr(k, " (new identity created in ") != NULL;
         ok = chan_unhex(hex, t->key) == 0 && t->port > 0;
         break;
     }
@@ -116,16 +121,12 @@ static void spawn(tsrv_t *t)
     TEST_FAIL_("cimd did not get ready within 10 s");
 }
 
-void tsrv_start(tsrv_t *t, ...)
+/* Save the extra flags and start cimd on t->dir. */
+static void start_v(tsrv_t *t, va_list ap)
 {
-    va_list ap;
     char *a;
 
-    memset(t, 0, sizeof(*t));
-    snprintf(t->dir, sizeof(t->dir), "/tmp/cimtest-XXXXXX");
-    ASSERT_NOT_NULL(mkdtemp(t->dir));
     snprintf(t->log, sizeof(t->log), "%s/cimd.log", t->dir);
-    va_start(ap, t);
     while ((a = va_arg(ap, char *)) != NULL && t->nargs < MAX_ARGS - 8) {
         size_t n = strlen(a) + 1;
         ASSERT_TRUE(t->args_len + n <= sizeof(t->args));
@@ -133,8 +134,31 @@ void tsrv_start(tsrv_t *t, ...)
         t->args_len += n;
         t->nargs++;
     }
-    va_end(ap);
     spawn(t);
+}
+
+void tsrv_start(tsrv_t *t, ...)
+{
+    va_list ap;
+
+    memset(t, 0, sizeof(*t));
+    snprintf(t->dir, sizeof(t->dir), "/tmp/cimtest-XXXXXX");
+    ASSERT_NOT_NULL(mkdtemp(t->dir));
+    va_start(ap, t);
+    start_v(t, ap);
+    va_end(ap);
+}
+
+void tsrv_start_on(tsrv_t *t, const char *dir, ...)
+{
+    va_list ap;
+
+    memset(t, 0, sizeof(*t));
+    ASSERT_TRUE(strlen(dir) < sizeof(t->dir));
+    snprintf(t->dir, sizeof(t->dir), "%s", dir);
+    va_start(ap, dir);
+    start_v(t, ap);
+    va_end(ap);
 }
 
 void tsrv_restart(tsrv_t *t)

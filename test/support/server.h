@@ -2,11 +2,11 @@
  * Test support: a real cimd on a free loopback port with a fresh temporary data dir.
  *
  * tsrv_start runs build/<variant>/bin/cimd (CIM_BIN_DIR) with --listen 127.0.0.1:0, waits
- * for its ready line and reads the port and identity key from it. Its log goes to
- * DIR/cimd.log (shown by tsrv_dump_log when a test fails). tsrv_token mints a token with
- * the app's secret read straight from the data dir (read-only LMDB, like cimdump), the way
- * an app server would. tsrv_stop sends SIGTERM and returns the exit status; the data dir
- * is removed.
+ * for its ready line and reads the port, the identity key and whether cimd created that
+ * key ("new identity") from it. Its log goes to DIR/cimd.log (shown by tsrv_dump_log when
+ * a test fails). tsrv_token mints a token with the app's secret read straight from the data
+ * dir (read-only LMDB, like cimdump), the way an app server would. tsrv_stop sends SIGTERM
+ * and returns the exit status; the data dir is removed.
  */
 #ifndef CIM_TEST_SERVER_H
 #define CIM_TEST_SERVER_H
@@ -21,6 +21,7 @@ typedef struct tsrv {
     pid_t pid;
     int port;
     uint8_t key[32];
+    bool new_identity; /* the ready line said this start created the identity key */
     char dir[256];
     char log[300];
     /* for tsrv_restart: the extra flags given to tsrv_start (NUL-separated), and where in
@@ -33,6 +34,12 @@ typedef struct tsrv {
 
 /** Start cimd with extra flags (a NULL-terminated list of strings). Aborts on failure. */
 void tsrv_start(tsrv_t *t, ...) __attribute__((sentinel));
+
+/**
+ * Start cimd with extra flags on @p dir, a directory the test made (e.g. with
+ * `cimctl init`); tsrv_stop removes it as it removes tsrv_start's. Aborts on failure.
+ */
+void tsrv_start_on(tsrv_t *t, const char *dir, ...) __attribute__((sentinel));
 
 /** SIGTERM, wait (up to 10 s) and return the exit status (-1: killed by a signal). */
 int tsrv_stop(tsrv_t *t);
