@@ -4,6 +4,7 @@
 
 #include "actors/group.h"
 #include "cim.pb.h"
+#include "core/snowflake.h"
 
 size_t conv_uprefix(uint8_t out[CONV_UKEY_MAX], const char *app, const char *user)
 {
@@ -54,23 +55,40 @@ void conv_decode(const uint8_t *v, size_t len, conv_rec_t *c)
     memset(c, 0, sizeof(*c));
     if (len < CONV_REC_LEN)
         return;
-    c->last_id = group_get64(v);
+    c->since_id = group_get64(v);
     c->read_up_to = group_get64(v + 8);
     c->updated_ms = group_get64(v + 16);
     c->left_id = group_get64(v + 24);
-    c->unread = (uint32_t)v[32] << 24 | (uint32_t)v[33] << 16 | (uint32_t)v[34] << 8 | v[35];
 }
 
 void conv_encode(const conv_rec_t *c, uint8_t out[CONV_REC_LEN])
 {
-    group_put64(out, c->last_id);
+    memset(out, 0, CONV_REC_LEN);
+    group_put64(out, c->since_id);
     group_put64(out + 8, c->read_up_to);
     group_put64(out + 16, c->updated_ms);
     group_put64(out + 24, c->left_id);
-    out[32] = (uint8_t)(c->unread >> 24);
-    out[33] = (uint8_t)(c->unread >> 16);
-    out[34] = (uint8_t)(c->unread >> 8);
-    out[35] = (uint8_t)c->unread;
+}
+
+int conv_view(kv_txn_t *txn, const char *app, const char *user, int conv_type,
+              const char *peer, const conv_rec_t *rec, conv_view_t *out)
+{
+    uint8_t skey[CONV_SKEY_MAX];
+    size_t sklen = conv_skey(skey, app, conv_type,
+                             conv_type == cim_ConvType_GROUP ? peer : user, peer);
+    uint64_t end = rec->left_id ? rec->left_id : UINT64_MAX, n = 0, ev = 0, t;
+    uint64_t from = rec->read_up_to > rec->since_id ? rec->read_up_to : rec->since_id;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = kv_cmsg_last(txn, skey, sklen, end, &out->last_id)) < 0 ||
+        (rc = kv_cmsg_count(txn, skey, sklen, from, end, &n)) < 0 ||
+        (n > 0 && (rc = kv_cevent_count(txn, skey, sklen, from, end, &ev)) < 0))
+        return rc;
+    out->unread = n > ev ? (uint32_t)(n - ev > UINT32_MAX ? UINT32_MAX : n - ev) : 0;
+    t = out->last_id ? snowflake_time_ms(out->last_id) : 0;
+    out->updated_ms = t > rec->updated_ms ? t : rec->updated_ms;
+    return 0;
 }
 
 bool conv_counts(int msg_type)

@@ -9,6 +9,15 @@
  *    indexed once however many take part.
  * Unread counts messages from others whose type a user reads (not SYSTEM, not RECALL).
  *
+ * The stored record holds only what changes meaning rarely: the read cursor (moved by
+ * READ, and by the user's own messages, which are never unread), when it changed, and
+ * where a former member left a group. The last message and the unread count are derived
+ * when read (conv_view), from the conversation index: the newest entry, and the entries
+ * after the cursor (and after the user joined, for a group) less the SYSTEM events among
+ * them (every entry after the cursor is from
+ * someone else, since one's own message moves one's cursor past it; RECALL control
+ * messages are not indexed).
+ *
  * Threading: pure; any thread.
  */
 #ifndef CIM_ACTORS_CONV_H
@@ -22,16 +31,24 @@
 
 #define CONV_UKEY_MAX (KV_UKEY_MAX + 2 + KV_ID_MAX)
 #define CONV_SKEY_MAX (KV_ID_MAX + 3 + 2 * KV_ID_MAX + 1)
-#define CONV_REC_LEN 36
+#define CONV_REC_LEN 36 /* since_id, read_up_to, updated_ms, left_id, 4 bytes (schema 1's
+                           unread, now 0) */
 
 /** A user's state of one conversation (convs database). */
 typedef struct conv_rec {
-    uint64_t last_id;    /* newest message (0: none yet) */
+    uint64_t since_id;   /* GROUP: the event that (re)added the user: what came before it
+                            is never unread (0: from the start) */
     uint64_t read_up_to; /* the user's read cursor */
-    uint64_t updated_ms; /* time of the newest message or change */
+    uint64_t updated_ms; /* time of the record's last change */
     uint64_t left_id;    /* GROUP: 0 while a member, else the event that removed the user */
-    uint32_t unread;
 } conv_rec_t;
+
+/** A conversation as its user sees it now: the record plus what is derived from the index. */
+typedef struct conv_view {
+    uint64_t last_id;    /* newest message the user can see (0: none) */
+    uint64_t updated_ms; /* time of that message, or of the record's last change if later */
+    uint32_t unread;
+} conv_view_t;
 
 /** The per-user key of a conversation. @return its length. */
 size_t conv_ukey(uint8_t out[CONV_UKEY_MAX], const char *app, const char *user, int conv_type,
@@ -49,6 +66,13 @@ void conv_decode(const uint8_t *v, size_t len, conv_rec_t *c);
 
 /** Encode a record. */
 void conv_encode(const conv_rec_t *c, uint8_t out[CONV_REC_LEN]);
+
+/**
+ * Derive @p out for (@p app, @p user)'s conversation (@p conv_type, @p peer) whose record
+ * is @p rec, reading the conversation index in @p txn. @return 0 or rc.
+ */
+int conv_view(kv_txn_t *txn, const char *app, const char *user, int conv_type,
+              const char *peer, const conv_rec_t *rec, conv_view_t *out);
 
 /** @return true when messages of @p msg_type count as unread. */
 bool conv_counts(int msg_type);

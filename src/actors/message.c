@@ -57,3 +57,18 @@ uint64_t message_id(const uint8_t *rec, size_t len)
     is = pb_istream_from_buffer(rec + 1, len - 1);
     return pb_decode_varint(&is, &id) ? id : 0;
 }
+
+static bool skip_body(pb_istream_t *is, const pb_field_t *f, void **arg)
+{
+    (void)f;
+    (void)arg;
+    return pb_read(is, NULL, is->bytes_left);
+}
+
+bool message_decode_head(const uint8_t *rec, size_t len, cim_Message *out)
+{
+    pb_istream_t is = pb_istream_from_buffer(rec, len);
+    memset(out, 0, sizeof(*out));
+    out->body.funcs.decode = skip_body;
+    return pb_decode(&is, cim_Message_fields, out);
+}

@@ -10,6 +10,7 @@
 #ifndef CIM_ACTORS_MESSAGE_H
 #define CIM_ACTORS_MESSAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,14 @@
  * @return an owned blob (one reference), or NULL when it cannot be encoded (a bug).
  */
 blob_t *message_encode(const store_send_t *r, const uint8_t *body, size_t len);
+
+struct _cim_Message;
+
+/**
+ * Decode a stored record's fields but its body (skipped, left unset): sender, type,
+ * client_msg_id and the rest. @return true, or false for a malformed record.
+ */
+bool message_decode_head(const uint8_t *rec, size_t len, struct _cim_Message *out);
 
 /**
  * The msg_id of an encoded cim.Message (@p rec, @p len), read without decoding the rest:

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "actors/acceptor.h"
+#include "actors/migrate.h"
 #include "actors/router.h"
 #include "actors/store.h"
 #include "actors/throttle.h"
@@ -75,11 +76,14 @@ int server_start(const conf_t *conf, server_t **out)
     }
     if ((rc = lock_data(s)) < 0)
         goto fail;
-    if ((rc = kv_open(conf->data, conf->durability == CONF_DURABILITY_NOSYNC ? KV_NOSYNC : 0,
+    if ((rc = kv_open(conf->data,
+                      KV_MIGRATE | (conf->durability == CONF_DURABILITY_NOSYNC ? KV_NOSYNC : 0),
                       &s->kv)) < 0) {
         LOG_ERROR("cannot open the database in %s: %s", conf->data, rc_str(rc));
         goto fail;
     }
+    if ((rc = migrate_run(s->kv)) < 0)
+        goto fail;
     /* The default app before the identity, as `cimctl init` does: a directory with an
      * identity key always has its default app (tools rely on it). */
     if ((rc = kv_app_ensure_default(s->kv)) < 0) {

@@ -39,6 +39,7 @@ struct store;
 struct router;
 struct main_loop;
 struct throttle;
+struct dedup;
 
 typedef struct server {
     const conf_t *conf;
@@ -54,6 +55,7 @@ typedef struct server {
     struct store *store;
     struct main_loop *main;   /* the main thread's loop (acceptor, signals) */
     struct throttle *throttle; /* failed logins per address (NULL: none kept) */
+    struct dedup *dedup;      /* the SEND dedup window (owned by the store) */
     _Atomic int stopping;
     /* Output bytes queued for all sessions (written by every worker, relaxed): held to
      * conf->max_queued_mb, see session.c's budget. */

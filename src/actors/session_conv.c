@@ -209,6 +209,7 @@ typedef struct centry {
     int conv_type;
     char peer[KV_ID_MAX + 1];
     conv_rec_t c;
+    conv_view_t v;
     uint64_t peer_read;
 } centry_t;
 
@@ -219,32 +220,49 @@ typedef struct clist {
     size_t n;
     uint32_t total_unread;
     size_t budget;
+    int rc;
 } clist_t;
 
+/* Every conversation counts in total_unread; the CONVS_MAX newest are listed. */
 static int each_conv(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
                      size_t vlen)
 {
     clist_t *cl = ctx;
-    centry_t *e;
+    centry_t e;
+    size_t at;
+    int rc;
+
     if (slen < 2 || slen - 1 > KV_ID_MAX)
         return 0;
-    e = &cl->e[cl->n];
-    conv_decode(val, vlen, &e->c);
-    e->peer_read = 0; /* set for DIRECT conversations after the scan */
-    cl->total_unread += e->c.unread;
-    if (cl->n == CONVS_MAX)
-        return 0; /* counted, not listed */
-    e->conv_type = sfx[0];
-    memcpy(e->peer, sfx + 1, slen - 1);
-    e->peer[slen - 1] = '\0';
-    cl->n++;
+    e.conv_type = sfx[0];
+    memcpy(e.peer, sfx + 1, slen - 1);
+    e.peer[slen - 1] = '\0';
+    conv_decode(val, vlen, &e.c);
+    e.peer_read = 0; /* set for DIRECT conversations after the scan */
+    if ((rc = conv_view(cl->txn, cl->s->app, cl->s->user, e.conv_type, e.peer, &e.c, &e.v)) < 0)
+        return rc;
+    cl->total_unread = cl->total_unread + e.v.unread < cl->total_unread
+                           ? UINT32_MAX
+                           : cl->total_unread + e.v.unread;
+    at = cl->n;
+    if (cl->n == CONVS_MAX) { /* full: replace the oldest if this one is newer */
+        at = 0;
+        for (size_t i = 1; i < cl->n; i++)
+            if (cl->e[i].v.last_id < cl->e[at].v.last_id)
+                at = i;
+        if (cl->e[at].v.last_id >= e.v.last_id)
+            return 0;
+    } else {
+        cl->n++;
+    }
+    cl->e[at] = e;
     return 0;
 }
 
 static int newest_first(const void *a, const void *b)
 {
     const centry_t *x = a, *y = b;
-    return x->c.last_id < y->c.last_id ? 1 : x->c.last_id > y->c.last_id ? -1 : 0;
+    return x->v.last_id < y->v.last_id ? 1 : x->v.last_id > y->v.last_id ? -1 : 0;
 }
 
 /* One Conversation: its fields, then `last` appended as the stored Message bytes (a
@@ -260,11 +278,11 @@ static bool put_convs(pb_ostream_t *os, const pb_field_t *f, void *const *arg)
         size_t rlen = 0, last_cost = 0;
         cv.conv_type = (cim_ConvType)e->conv_type;
         snprintf(cv.peer, sizeof(cv.peer), "%s", e->peer);
-        cv.unread = e->c.unread;
+        cv.unread = e->v.unread;
         cv.read_up_to = e->c.read_up_to;
         cv.peer_read_up_to = e->peer_read;
-        cv.updated_ms = e->c.updated_ms;
-        if (e->c.last_id != 0 && kv_msg_get(cl->txn, e->c.last_id, &rec, &rlen) == 0)
+        cv.updated_ms = e->v.updated_ms;
+        if (e->v.last_id != 0 && kv_msg_get(cl->txn, e->v.last_id, &rec, &rlen) == 0)
             last_cost = 1 + varint_len(rlen) + rlen;
         if (!pb_encode(&sz, cim_Conversation_fields, &cv))
             return false;

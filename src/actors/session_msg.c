@@ -6,6 +6,7 @@
 #include <pb_decode.h>
 #include <pb_encode.h>
 
+#include "actors/dedup.h"
 #include "actors/group.h"
 #include "actors/message.h"
 #include "actors/router.h"
@@ -95,8 +96,8 @@ static int may_send(session_t *s, const cim_SendReq *req, uint64_t *prior, int *
     /* A resend of a stored client_msg_id (@p prior: its id) is answered with the
      * original whatever else holds now; looked up in the same transaction. */
     if (!req->transient) {
-        klen = kv_ukey(key, s->app, s->user);
-        rc = kv_dedup_get(txn, key, klen, req->client_msg_id, prior);
+        rc = dedup_find(s->w->srv->dedup, txn, s->app, s->user, req->client_msg_id, true,
+                        prior);
         if (rc != RC_ENOTFOUND)
             goto out; /* found (0) or failed */
     }

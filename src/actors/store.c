@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "actors/dedup.h"
 #include "actors/router.h"
 #include "actors/worker.h"
 #include "cim.pb.h"
@@ -117,6 +118,7 @@ again:
     }
     if ((rc = kv_commit(txn)) < 0)
         goto fail;
+    dedup_committed(st->srv->dedup, last); /* workers may now answer resends of them */
     if (last > st->last_recorded)
         st->last_recorded = last;
     store__conv_reset(st);
@@ -279,6 +281,18 @@ static void on_retention(uv_timer_t *t)
 
 /* ---- the loop ----------------------------------------------------------------------- */
 
+#define DEDUP_EXPIRE_MS 60000
+
+/* Drop dedup generations past the window, at most once a minute. */
+static void expire_dedup(store_t *st)
+{
+    uint64_t now = uv_now(&st->loop);
+    if (now - st->dedup_expired_ms < DEDUP_EXPIRE_MS)
+        return;
+    st->dedup_expired_ms = now;
+    dedup_expire(st->srv->dedup, snowflake_now_ms());
+}
+
 static void on_wake(mbox_t *box)
 {
     store_t *st = box->data;
@@ -301,6 +315,7 @@ static void on_wake(mbox_t *box)
         if (n == 0)
             break;
         complete(st, n, apply(st, n) == 0);
+        expire_dedup(st);
         if (n < STORE_BATCH_MAX)
             break;
     }
@@ -326,6 +341,7 @@ store_t *store_new(server_t *srv)
 {
     store_t *st = mem_calloc(sizeof(*st));
     st->srv = srv;
+    srv->dedup = dedup_new(srv->conf->dedup_window_h);
     st->batch = mem_alloc(STORE_BATCH_MAX * sizeof(*st->batch));
     return st;
 }
@@ -338,11 +354,21 @@ static int seed_ids(store_t *st)
     uint64_t last = 0, newest = 0;
     int rc;
 
+    size_t loaded = 0;
+    uint64_t t0 = snowflake_now_ms();
+
     if ((rc = kv_begin(st->srv->kv, KV_READ, &txn)) < 0)
         return rc;
     if ((rc = kv_last_id_get(txn, &last)) == 0)
         rc = kv_msg_last_id(txn, &newest);
+    /* The dedup window, from the log's tail, before anything is served. */
+    if (rc == 0)
+        rc = dedup_load(st->srv->dedup, txn, t0, &loaded);
     kv_abort(txn);
+    if (rc == 0 && loaded > 0)
+        LOG_INFO("store: dedup window of %u h rebuilt from the log: %zu messages in %llu ms",
+                 st->srv->conf->dedup_window_h, loaded,
+                 (unsigned long long)(snowflake_now_ms() - t0));
     if (rc < 0)
         return rc;
     st->last_recorded = last > newest ? last : newest;
@@ -457,5 +483,7 @@ void store_free(store_t *st)
     mem_free(st->fan);
     store__conv_reset(st);
     mem_free(st->convs);
+    dedup_free(st->srv->dedup);
+    st->srv->dedup = NULL;
     mem_free(st);
 }

@@ -11,6 +11,7 @@
 #include <pb_encode.h>
 
 #include "actors/group.h"
+#include "actors/message.h"
 #include "actors/store_int.h"
 #include "cim.pb.h"
 #include "core/conf.h"
@@ -19,7 +20,6 @@
 #include "core/mem.h"
 #include "core/rc.h"
 
-#define UNREAD_SCAN_MAX 10000 /* messages examined to recompute unread after a READ */
 
 static int reject(store_op_t *op, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -102,9 +102,10 @@ static int member_del(kv_txn_t *txn, const char *app, uint64_t gid, const char *
     return rc == RC_ENOTFOUND ? 0 : rc;
 }
 
-/* Mark a user's view of the group as left at @p event (or rejoined when 0). */
-static int conv_left(store_t *st, kv_txn_t *txn, const char *app, const char *user,
-                     const char *group_id, uint64_t event)
+/* Mark a user's view of the group as left at event @p left, or as (re)joined at event
+ * @p joined (@p left 0): what was said while they were away is not unread. */
+static int conv_member(store_t *st, kv_txn_t *txn, const char *app, const char *user,
+                       const char *group_id, uint64_t left, uint64_t joined)
 {
     uint8_t key[CONV_UKEY_MAX];
     size_t klen = conv_ukey(key, app, user, cim_ConvType_GROUP, group_id);
@@ -112,7 +113,9 @@ static int conv_left(store_t *st, kv_txn_t *txn, const char *app, const char *us
     int rc = store__conv(st, txn, key, klen, true, &e);
     if (rc < 0)
         return rc;
-    e->rec.left_id = event;
+    e->rec.left_id = left;
+    if (joined > e->rec.since_id)
+        e->rec.since_id = joined;
     e->dirty = true;
     return 0;
 }
@@ -346,7 +349,7 @@ static int op_join(store_t *st, kv_txn_t *txn, store_op_t *op)
     if (rc == 0)
         rc = member_add(txn, op->app, g.gid, op->user, event);
     if (rc == 0)
-        rc = conv_left(st, txn, op->app, op->user, op->target, 0);
+        rc = conv_member(st, txn, op->app, op->user, op->target, 0, event);
     mem_free(roster);
     if (rc < 0)
         return rc;
@@ -403,7 +406,7 @@ static int op_add(store_t *st, kv_txn_t *txn, store_op_t *op)
     for (size_t i = 0; i < nf && rc == 0; i++) {
         rc = member_add(txn, op->app, g.gid, fresh[i], event);
         if (rc == 0)
-            rc = conv_left(st, txn, op->app, fresh[i], op->target, 0);
+            rc = conv_member(st, txn, op->app, fresh[i], op->target, 0, event);
     }
 out:
     mem_free(names);
@@ -434,7 +437,7 @@ static int remove_members(store_t *st, kv_txn_t *txn, store_op_t *op, group_t *g
                           &event)) < 0)
         return rc;
     for (size_t i = 0; i < ngone; i++)
-        if ((rc = conv_left(st, txn, op->app, gone[i], op->target, event)) < 0)
+        if ((rc = conv_member(st, txn, op->app, gone[i], op->target, event, 0)) < 0)
             return rc;
     return 0;
 }
@@ -563,79 +566,6 @@ static int op_dismiss(store_t *st, kv_txn_t *txn, store_op_t *op)
 
 /* ---- READ ----------------------------------------------------------------------------- */
 
-typedef struct who {
-    char from[KV_ID_MAX + 1];
-    int msg_type;
-} who_t;
-
-/* Decode only what unread counting needs: sender and type (the body is skipped). */
-static bool skip_body(pb_istream_t *is, const pb_field_t *f, void **arg)
-{
-    (void)f;
-    (void)arg;
-    return pb_read(is, NULL, is->bytes_left);
-}
-
-static int msg_who(kv_txn_t *txn, uint64_t id, who_t *w)
-{
-    cim_Message m = cim_Message_init_zero;
-    const uint8_t *rec;
-    size_t len;
-    pb_istream_t is;
-    int rc = kv_msg_get(txn, id, &rec, &len);
-    if (rc < 0)
-        return rc;
-    m.body.funcs.decode = skip_body;
-    is = pb_istream_from_buffer(rec, len);
-    if (!pb_decode(&is, cim_Message_fields, &m))
-        return RC_ESTORE;
-    memcpy(w->from, m.from, sizeof(w->from));
-    w->msg_type = m.msg_type;
-    return 0;
-}
-
-/* Unread after @p up_to: messages from others, of a countable type, up to @p limit_id
- * (a former member's view ends where they left; 0 = no limit). */
-static int count_unread(kv_txn_t *txn, const uint8_t *skey, size_t sklen, const char *me,
-                        uint64_t up_to, uint64_t limit_id, uint32_t *out)
-{
-    uint64_t ids[500], total = 0, after = up_to;
-    size_t n, seen = 0;
-    uint32_t unread = 0;
-    int rc;
-
-    for (;;) {
-        if ((rc = kv_cmsg_after(txn, skey, sklen, after, ids, 500, &n, &total)) < 0)
-            return rc;
-        for (size_t i = 0; i < n; i++) {
-            who_t w;
-            if (limit_id != 0 && ids[i] > limit_id) {
-                *out = unread;
-                return 0;
-            }
-            if (++seen > UNREAD_SCAN_MAX) {
-                /* Past the scan bound every entry counts: an upper bound, corrected by
-                 * the next READ. */
-                unread += (uint32_t)(total - i);
-                *out = unread;
-                return 0;
-            }
-            rc = msg_who(txn, ids[i], &w);
-            if (rc == RC_ENOTFOUND)
-                continue;
-            if (rc < 0)
-                return rc;
-            if (strcmp(w.from, me) != 0 && conv_counts(w.msg_type))
-                unread++;
-        }
-        if (n < 500)
-            break;
-        after = ids[n - 1];
-    }
-    *out = unread;
-    return 0;
-}
-
 static blob_t *encode_event(const cim_Event *ev)
 {
     uint8_t buf[cim_Event_size];
@@ -650,12 +580,12 @@ static blob_t *encode_event(const cim_Event *ev)
 
 static int op_read(store_t *st, kv_txn_t *txn, store_op_t *op)
 {
-    uint8_t key[CONV_UKEY_MAX], skey[CONV_SKEY_MAX];
-    size_t klen = conv_ukey(key, op->app, op->user, op->conv_type, op->target), sklen;
+    uint8_t key[CONV_UKEY_MAX];
+    size_t klen = conv_ukey(key, op->app, op->user, op->conv_type, op->target);
     cim_Event ev = cim_Event_init_zero;
     store_uid_t one;
     conv_ent_t *e;
-    conv_rec_t c;
+    conv_view_t view;
     uint64_t up_to = op->msg_id;
     blob_t *b;
     int rc;
@@ -664,18 +594,15 @@ static int op_read(store_t *st, kv_txn_t *txn, store_op_t *op)
         return rc;
     if (e == NULL)
         return reject(op, cim_Code_NOT_FOUND, "no conversation with '%s'", op->target);
-    c = e->rec;
-    op->code = cim_Code_OK;
-    if (up_to == 0 || up_to > c.last_id)
-        up_to = c.last_id; /* 0 reads everything; the cursor never passes the last message */
-    if (up_to <= c.read_up_to)
-        return 0; /* never moves back */
-    sklen = conv_skey(skey, op->app, op->conv_type,
-                      op->conv_type == cim_ConvType_GROUP ? op->target : op->user, op->target);
-    c.read_up_to = up_to;
-    if ((rc = count_unread(txn, skey, sklen, op->user, up_to, c.left_id, &c.unread)) < 0)
+    if ((rc = conv_view(txn, op->app, op->user, op->conv_type, op->target, &e->rec, &view)) < 0)
         return rc;
-    e->rec = c;
+    op->code = cim_Code_OK;
+    if (up_to == 0 || up_to > view.last_id)
+        up_to = view.last_id; /* 0 reads everything; the cursor never passes the last message */
+    if (up_to <= e->rec.read_up_to)
+        return 0; /* never moves back */
+    e->rec.read_up_to = up_to; /* unread is derived from it */
+    e->rec.updated_ms = snowflake_now_ms();
     e->dirty = true;
 
     /* EVENT{READ}: to the reader's other devices with the conversation as they see it,
@@ -721,7 +648,6 @@ static int op_recall(store_t *st, kv_txn_t *txn, store_op_t *op)
     cim_RecallEvent re = cim_RecallEvent_init_zero;
     store_uid_t pair[2], *roster = NULL, *users = pair;
     size_t nusers = 0;
-    pb_istream_t is;
     pb_ostream_t os;
     uint64_t gid, id, t;
     bool alive;
@@ -737,9 +663,7 @@ static int op_recall(store_t *st, kv_txn_t *txn, store_op_t *op)
         return reject(op, cim_Code_NOT_FOUND, "no such message%s", "");
     if (rc < 0)
         return rc;
-    m.body.funcs.decode = skip_body;
-    is = pb_istream_from_buffer(rec, len);
-    if (!pb_decode(&is, cim_Message_fields, &m))
+    if (!message_decode_head(rec, len, &m))
         return RC_ESTORE;
     if (strcmp(m.from, op->user) != 0)
         return reject(op, cim_Code_FORBIDDEN, "only the sender may recall a message%s", "");

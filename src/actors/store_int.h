@@ -64,6 +64,7 @@ struct store {
     size_t nconvs, capconvs;
     kv_retention_t rpos;
     bool retaining;        /* a retention pass is under way */
+    uint64_t dedup_expired_ms; /* loop time of the last dedup_expire */
     /* statistics, store thread only */
     uint64_t batches, requests, messages, max_batch;
 };
@@ -87,8 +88,9 @@ typedef struct smsg {
 
 /**
  * Store @p m: a new id, the msgs record, a timeline entry per user, and when m->index the
- * conversation index and every user's conversation state (last message; unread +1 for
- * users other than the sender, for countable types); then queue its PUSH to every user.
+ * conversation index (SYSTEM messages also in the group events index) and the
+ * conversation records it changes (the sender's read cursor; a record for a user it
+ * reaches first); then queue its PUSH to every user.
  * @param[out] id, time_ms  the message's id and time.
  * @return 0 or rc (the transaction must be aborted).
  */

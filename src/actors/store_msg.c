@@ -2,6 +2,7 @@
  * conversation index and state — and SEND, direct and to groups. Store thread only. */
 #include <string.h>
 
+#include "actors/dedup.h"
 #include "actors/message.h"
 #include "actors/store_int.h"
 #include "cim.pb.h"
@@ -93,33 +94,45 @@ void store__conv_reset(store_t *st)
     st->nconvs = 0;
 }
 
-/* A member or participant's conversation state: the new message is its last; unread grows
- * for users other than the sender when the type counts. Held in the batch's records and
- * written once per commit, however many messages of the batch touch it (a busy group). */
+/* A participant's conversation state. Only what a message changes the meaning of is
+ * written (docs/STORAGE.md, convs): the sender's read cursor moves to its own message, and
+ * a recipient's record is created by the first message that reaches them (DIRECT), or by
+ * the event that adds them to a group (counting starts at that event: what was said before
+ * they joined is not unread). The last message and the unread count are derived
+ * when read, from the conversation index, so a message costs one record at most — none for
+ * the other members of a group. Records are held per batch and written once per commit. */
 static int conv_touch(store_t *st, kv_txn_t *txn, const smsg_t *m, const char *user,
                       uint64_t id, uint64_t time_ms)
 {
     uint8_t key[CONV_UKEY_MAX];
-    const char *peer = m->conv_type == cim_ConvType_GROUP ? m->to
-                       : strcmp(user, m->from) == 0       ? m->to
-                                                          : m->from;
-    size_t klen = conv_ukey(key, m->app, user, m->conv_type, peer);
+    bool sender = strcmp(user, m->from) == 0;
+    const char *peer = m->conv_type == cim_ConvType_GROUP ? m->to : sender ? m->to : m->from;
+    size_t klen;
     conv_ent_t *e;
     int rc;
 
-    if ((rc = store__conv(st, txn, key, klen, true, &e)) < 0)
+    /* members of a group have had their record since they joined */
+    if (!sender && m->conv_type == cim_ConvType_GROUP && m->msg_type != cim_MsgType_SYSTEM)
+        return 0;
+    klen = conv_ukey(key, m->app, user, m->conv_type, peer);
+    if ((rc = store__conv(st, txn, key, klen, false, &e)) < 0)
         return rc;
-    e->rec.last_id = id;
-    e->rec.updated_ms = time_ms;
-    if (strcmp(user, m->from) != 0 && conv_counts(m->msg_type)) {
-        e->rec.unread++;
-    } else if (strcmp(user, m->from) == 0) {
-        /* One's own message is read, and with the cursor past everything before it,
-         * nothing from others is unread any more (unread counts after the cursor). */
-        e->rec.read_up_to = id;
-        e->rec.unread = 0;
+    if (e == NULL) {
+        if ((rc = store__conv(st, txn, key, klen, true, &e)) < 0)
+            return rc;
+        memset(&e->rec, 0, sizeof(e->rec));
+        if (m->conv_type == cim_ConvType_GROUP)
+            e->rec.since_id = id; /* added by this event: nothing before it is unread */
+        e->rec.updated_ms = time_ms;
+        e->dirty = true;
     }
-    e->dirty = true;
+    if (sender) {
+        /* One's own message is read, and with the cursor past everything before it, nothing
+         * from others is unread any more (unread counts after the cursor). */
+        e->rec.read_up_to = id;
+        e->rec.updated_ms = time_ms;
+        e->dirty = true;
+    }
     return 0;
 }
 
@@ -158,6 +171,10 @@ int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id
         klen = conv_skey(skey, m->app, m->conv_type, m->conv_type == cim_ConvType_GROUP
                                                          ? m->to : m->from, m->to);
         if ((rc = kv_cmsg_add(txn, skey, klen, meta.msg_id)) < 0)
+            goto out;
+        /* SYSTEM messages never count as unread: kept apart so the count needs no record */
+        if (m->msg_type == cim_MsgType_SYSTEM &&
+            (rc = kv_cevent_add(txn, skey, klen, meta.msg_id)) < 0)
             goto out;
     }
     store__fanout(st, b, FT_PUSH, m->app, m->users, m->nusers, m->skip_sid);
@@ -218,8 +235,6 @@ int store__roster(kv_txn_t *txn, const char *app, uint64_t gid, store_uid_t **us
 
 int store__send(store_t *st, kv_txn_t *txn, store_send_t *r)
 {
-    uint8_t from[KV_UKEY_MAX];
-    size_t flen = kv_ukey(from, r->app, r->from);
     store_uid_t pair[2], *members = NULL;
     smsg_t m;
     uint64_t prior, gid = 0;
@@ -229,7 +244,7 @@ int store__send(store_t *st, kv_txn_t *txn, store_send_t *r)
 
     /* A resend of a client_msg_id (this batch included: the txn sees its own writes)
      * returns the original id and stores nothing. */
-    rc = kv_dedup_get(txn, from, flen, r->cmid, &prior);
+    rc = dedup_find(st->srv->dedup, txn, r->app, r->from, r->cmid, false, &prior);
     if (rc == 0) {
         r->code = cim_Code_OK;
         r->msg_id = prior;
@@ -281,8 +296,7 @@ int store__send(store_t *st, kv_txn_t *txn, store_send_t *r)
     mem_free(members);
     if (rc < 0)
         return rc;
-    if ((rc = kv_dedup_put(txn, from, flen, r->cmid, r->msg_id)) < 0)
-        return rc;
+    dedup_add(st->srv->dedup, r->from, r->cmid, r->msg_id);
     r->code = cim_Code_OK;
     return 0;
 }

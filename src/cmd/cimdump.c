@@ -1136,19 +1136,28 @@ static int on_device(void *ctx, const char *device, uint64_t id)
 }
 
 typedef struct convsum {
+    dump_t *d;
+    const char *user;
     uint64_t n, unread;
 } convsum_t;
 
 static int on_conv_sum(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val, size_t vlen)
 {
     convsum_t *s = ctx;
+    char peer[KV_ID_MAX + 1];
     conv_rec_t c;
+    conv_view_t v;
+    int rc;
 
-    (void)sfx;
-    (void)slen;
+    if (slen < 2 || slen - 1 > KV_ID_MAX)
+        return 0;
+    memcpy(peer, sfx + 1, slen - 1);
+    peer[slen - 1] = '\0';
     conv_decode(val, vlen, &c);
+    if ((rc = conv_view(s->d->txn, s->d->app, s->user, sfx[0], peer, &c, &v)) < 0)
+        return rc;
     s->n++;
-    s->unread += c.unread;
+    s->unread += v.unread; /* derived, as CONV_LIST does */
     return 0;
 }
 
@@ -1190,7 +1199,7 @@ static int cmd_user(dump_t *d)
     size_t klen, plen, got = 0;
     uint64_t created = 0, count = 0, first = 0, last = 0, rest = 0;
     devctx_t dc = {0};
-    convsum_t cs = {0};
+    convsum_t cs = {.d = d, .user = user};
     gids_t gs = {0};
     count_t contacts = {0}, blocks = {0};
     FILE *f = d->out;
@@ -1593,6 +1602,7 @@ typedef struct conv_row {
     int type;
     char peer[KV_ID_MAX + 1];
     conv_rec_t c;
+    conv_view_t v;      /* last message and unread, derived as CONV_LIST does */
     uint64_t peer_read; /* DIRECT: the peer's read cursor in the same conversation */
     uint64_t messages;  /* the conversation index (shared by its participants) */
 } conv_row_t;
@@ -1630,8 +1640,8 @@ static int on_conv(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *va
 static int conv_cmp(const void *a, const void *b)
 {
     const conv_row_t *x = a, *y = b;
-    if (x->c.last_id != y->c.last_id)
-        return x->c.last_id > y->c.last_id ? -1 : 1;
+    if (x->v.last_id != y->v.last_id)
+        return x->v.last_id > y->v.last_id ? -1 : 1;
     return strcmp(x->peer, y->peer);
 }
 
@@ -1652,6 +1662,8 @@ static int conv_extra(dump_t *d, const char *user, conv_row_t *r)
         conv_decode(v, rc == 0 ? vlen : 0, &pc);
         r->peer_read = pc.read_up_to;
     }
+    if ((rc = conv_view(d->txn, d->app, user, r->type, r->peer, &r->c, &r->v)) < 0)
+        return rc;
     klen = conv_skey(key, d->app, r->type, r->type == cim_ConvType_GROUP ? r->peer : user, r->peer);
     return kv_cmsg_after(d->txn, key, klen, 0, &none, 0, &got, &r->messages);
 }
@@ -1679,7 +1691,7 @@ static int cmd_convs(dump_t *d)
             fail_rc(d, "cannot read a conversation", rc);
             goto out;
         }
-        unread += cc.rows[i].c.unread;
+        unread += cc.rows[i].v.unread;
     }
     if (cc.n > 1)
         qsort(cc.rows, cc.n, sizeof(*cc.rows), conv_cmp);
@@ -1695,9 +1707,9 @@ static int cmd_convs(dump_t *d)
             jw_open(w, NULL, '{');
             jw_str(w, "conv_type", conv_name(e, r->type));
             jw_str(w, "peer", r->peer);
-            jw_id_or_null(w, "last_id", r->c.last_id);
-            jw_u64(w, "updated_ms", r->c.updated_ms);
-            jw_u64(w, "unread", r->c.unread);
+            jw_id_or_null(w, "last_id", r->v.last_id);
+            jw_u64(w, "updated_ms", r->v.updated_ms);
+            jw_u64(w, "unread", r->v.unread);
             jw_id(w, "read_up_to", r->c.read_up_to);
             if (r->type == cim_ConvType_DIRECT)
                 jw_id(w, "peer_read_up_to", r->peer_read);
@@ -1721,7 +1733,7 @@ static int cmd_convs(dump_t *d)
                 r->type == cim_ConvType_GROUP    ? "group"
                 : r->type == cim_ConvType_DIRECT ? "direct"
                                                  : conv_name(e, r->type),
-                r->peer, (unsigned long long)r->c.last_id, (unsigned)r->c.unread,
+                r->peer, (unsigned long long)r->v.last_id, (unsigned)r->v.unread,
                 (unsigned long long)r->c.read_up_to, r->type == cim_ConvType_DIRECT ? pr : "-",
                 (unsigned long long)r->messages, r->c.left_id ? "left" : "-");
     }

@@ -40,8 +40,8 @@ static const struct {
     {"msgs", 0, offsetof(struct kv, msgs)},
     {"timeline", MDB_DUPSORT | MDB_DUPFIXED, offsetof(struct kv, timeline)},
     {"cursors", 0, offsetof(struct kv, cursors)},
-    {"dedup", 0, offsetof(struct kv, dedup)},
     {"cmsgs", MDB_DUPSORT | MDB_DUPFIXED, offsetof(struct kv, cmsgs)},
+    {"cevents", MDB_DUPSORT | MDB_DUPFIXED, offsetof(struct kv, cevents)},
     {"groups", 0, offsetof(struct kv, recs[KV_DB_GROUPS])},
     {"members", 0, offsetof(struct kv, recs[KV_DB_MEMBERS])},
     {"ugroups", 0, offsetof(struct kv, recs[KV_DB_UGROUPS])},
@@ -168,22 +168,69 @@ static int mkdir_p(const char *dir)
     return rc;
 }
 
-/* Open every named database and check (or, on a new environment, write) the schema, in one
- * committed transaction: DBI handles opened in a transaction that aborts are lost. */
+/* The schema version recorded in meta (0: none), read in @p txn. */
+static int read_schema(kv_t *kv, kv_txn_t *txn, unsigned *out)
+{
+    MDB_val k = {sizeof(META_SCHEMA) - 1, (void *)META_SCHEMA}, v;
+    int mrc = mdb_get(kv__txn(txn), kv->meta, &k, &v);
+    *out = 0;
+    if (mrc == MDB_NOTFOUND)
+        return 0;
+    if (mrc != MDB_SUCCESS)
+        return kv__rc(mrc, "mdb_get schema");
+    *out = v.mv_size == 4 ? get_be32(v.mv_data) : UINT32_MAX;
+    return 0;
+}
+
+static int write_schema(kv_t *kv, kv_txn_t *txn, unsigned version)
+{
+    uint8_t schema[4];
+    MDB_val k = {sizeof(META_SCHEMA) - 1, (void *)META_SCHEMA}, v = {sizeof(schema), schema};
+    put_be32(schema, version);
+    return kv__rc(mdb_put(kv__txn(txn), kv->meta, &k, &v, 0), "mdb_put schema");
+}
+
+/* Check (or, on a new environment, write) the schema, then open every named database, in
+ * one committed transaction: DBI handles opened in a transaction that aborts are lost. */
 static int open_dbs(kv_t *kv)
 {
     bool rdonly = (kv->flags & KV_RDONLY) != 0;
+    unsigned create = rdonly ? 0 : MDB_CREATE, found = 0;
     kv_txn_t *txn = NULL;
-    uint8_t schema[4];
-    MDB_val k = {sizeof(META_SCHEMA) - 1, (void *)META_SCHEMA}, v;
     int rc, mrc;
 
     if ((rc = kv_begin(kv, rdonly ? KV_READ : KV_WRITE, &txn)) < 0)
         goto out;
+    mrc = mdb_dbi_open(kv__txn(txn), "meta", create, &kv->meta);
+    if (mrc == MDB_NOTFOUND) {
+        LOG_ERROR("kv: database 'meta' missing: not a cim data directory");
+        rc = RC_ESTORE;
+        goto out;
+    }
+    if ((rc = kv__rc(mrc, "mdb_dbi_open meta")) < 0 || (rc = read_schema(kv, txn, &found)) < 0)
+        goto out;
+    if (found == 0 && !rdonly) {
+        if ((rc = write_schema(kv, txn, KV_SCHEMA)) < 0)
+            goto out;
+        found = KV_SCHEMA;
+    } else if (found == 0) {
+        LOG_ERROR("kv: no schema version: not a cim data directory");
+        rc = RC_ESTORE;
+        goto out;
+    } else if (found == 1 && KV_SCHEMA == 2 && (kv->flags & KV_MIGRATE) && !rdonly) {
+        /* opened to be migrated (cimd): kv_schema_found tells, kv_migrated finishes */
+    } else if (found != KV_SCHEMA) {
+        LOG_ERROR("kv: schema version %u, this build reads %u%s", found, KV_SCHEMA,
+                  found < KV_SCHEMA ? ": start this version's cimd on the directory once, "
+                                      "it migrates the data"
+                                    : ": a newer cim wrote it");
+        rc = RC_ESTORE;
+        goto out;
+    }
+    kv->schema_found = found;
     for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
         MDB_dbi *dbi = (MDB_dbi *)((char *)kv + dbs[i].off);
-        mrc = mdb_dbi_open(kv__txn(txn), dbs[i].name, dbs[i].flags | (rdonly ? 0 : MDB_CREATE),
-                           dbi);
+        mrc = mdb_dbi_open(kv__txn(txn), dbs[i].name, dbs[i].flags | create, dbi);
         if (mrc == MDB_NOTFOUND) {
             LOG_ERROR("kv: database '%s' missing: not a cim data directory, or an older one",
                       dbs[i].name);
@@ -193,30 +240,30 @@ static int open_dbs(kv_t *kv)
         if ((rc = kv__rc(mrc, "mdb_dbi_open")) < 0)
             goto out;
     }
-    mrc = mdb_get(kv__txn(txn), kv->meta, &k, &v);
-    if (mrc == MDB_NOTFOUND && !rdonly) {
-        put_be32(schema, KV_SCHEMA);
-        v.mv_size = sizeof(schema);
-        v.mv_data = schema;
-        if ((rc = kv__rc(mdb_put(kv__txn(txn), kv->meta, &k, &v, 0), "mdb_put")) < 0)
-            goto out;
-    } else if (mrc == MDB_NOTFOUND) {
-        LOG_ERROR("kv: no schema version: not a cim data directory");
-        rc = RC_ESTORE;
-        goto out;
-    } else if ((rc = kv__rc(mrc, "mdb_get")) < 0) {
-        goto out;
-    } else if (v.mv_size != 4 || get_be32(v.mv_data) != KV_SCHEMA) {
-        LOG_ERROR("kv: schema version %u, this build reads %u",
-                  v.mv_size == 4 ? get_be32(v.mv_data) : 0, KV_SCHEMA);
-        rc = RC_ESTORE;
-        goto out;
-    }
     rc = kv_commit(txn);
     txn = NULL; /* commit frees the txn even when it fails */
 out:
     kv_abort(txn);
     return rc;
+}
+
+unsigned kv_schema_found(const kv_t *kv)
+{
+    return kv->schema_found;
+}
+
+int kv_migrated(kv_txn_t *txn)
+{
+    kv_t *kv = kv__of(txn);
+    MDB_dbi dedup;
+    int mrc = mdb_dbi_open(kv__txn(txn), "dedup", 0, &dedup);
+
+    /* schema 1's dedup index: the window is in memory now (actors/dedup.h) */
+    if (mrc == MDB_SUCCESS)
+        mrc = mdb_drop(kv__txn(txn), dedup, 1);
+    if (mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
+        return kv__rc(mrc, "mdb_drop dedup");
+    return write_schema(kv, txn, KV_SCHEMA);
 }
 
 /* The initial map size: KV_MAP_INITIAL, or CIM_KV_MAP_SIZE bytes (tests use a tiny map to

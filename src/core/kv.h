@@ -44,7 +44,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KV_SCHEMA 1
+#define KV_SCHEMA 2
 #define KV_ID_MAX 64 /**< longest app / user id, bytes */
 
 typedef struct kv kv_t;
@@ -53,6 +53,7 @@ typedef struct kv_txn kv_txn_t;
 enum {
     KV_RDONLY = 1 << 0, /* kv_open: open read-only (cimdump); no writes, never creates */
     KV_NOSYNC = 1 << 1, /* kv_open: commits do not fsync (durability = nosync) */
+    KV_MIGRATE = 1 << 2, /* kv_open: accept the previous schema, to be migrated (cimd) */
 };
 
 enum { KV_READ = 0, KV_WRITE = 1 };
@@ -67,6 +68,20 @@ enum { KV_READ = 0, KV_WRITE = 1 };
  *         which), or -errno (-ENOENT: KV_RDONLY and no environment there; -EACCES).
  */
 int kv_open(const char *dir, unsigned flags, kv_t **out);
+
+/**
+ * The schema version the environment had when kv_open opened it: KV_SCHEMA, or with
+ * KV_MIGRATE the previous one (1), which the caller migrates and then records with
+ * kv_migrated.
+ */
+unsigned kv_schema_found(const kv_t *kv);
+
+/**
+ * Finish a migration from schema 1 (write txn): drop what schema 2 no longer keeps (the
+ * dedup index) and record KV_SCHEMA. The caller has rewritten the records whose meaning
+ * changed first, in the same transaction. @return 0 or rc.
+ */
+int kv_migrated(kv_txn_t *txn);
 
 /** Close the environment. No transaction may be open. kv_close(NULL) is a no-op. */
 void kv_close(kv_t *kv);
@@ -162,7 +177,7 @@ int kv_user_add(kv_txn_t *txn, const char *app, const char *user, uint64_t creat
 int kv_user_each(kv_txn_t *txn, const char *app,
                  int (*cb)(void *ctx, const char *user, uint64_t created_ms), void *ctx);
 
-/* ---- messages, timelines, cursors, dedup (docs/STORAGE.md) ------------------------- */
+/* ---- messages, timelines, cursors (docs/STORAGE.md) -------------------------------- */
 
 #define KV_UKEY_MAX (2 * KV_ID_MAX + 1) /**< longest user key: app NUL user */
 
@@ -192,6 +207,14 @@ int kv_msg_get(kv_txn_t *txn, uint64_t id, const uint8_t **rec, size_t *len);
 
 /** The largest message id stored (0 if none). @return 0 or rc. */
 int kv_msg_last_id(kv_txn_t *txn, uint64_t *out);
+
+/**
+ * Call @p cb for every message record with an id >= @p from, in id order (the records
+ * are borrowed for the call). A non-zero return stops the scan and is returned.
+ * @return 0, rc, or @p cb's value.
+ */
+int kv_msg_scan(kv_txn_t *txn, uint64_t from,
+                int (*cb)(void *ctx, uint64_t id, const uint8_t *rec, size_t len), void *ctx);
 
 /**
  * Append @p id to a user's timeline (write txn). Appending in increasing id order is the
@@ -231,14 +254,6 @@ int kv_cursor_get(kv_txn_t *txn, const uint8_t *ukey, size_t klen, const char *d
 int kv_cursor_put(kv_txn_t *txn, const uint8_t *ukey, size_t klen, const char *device,
                   uint64_t id);
 
-/** The message id a (sender, client_msg_id) was stored under. @return 0, RC_ENOTFOUND, rc. */
-int kv_dedup_get(kv_txn_t *txn, const uint8_t *ukey, size_t klen, const char *cmid,
-                 uint64_t *out);
-
-/** Record (sender, client_msg_id) → @p id (write txn). @return 0 or rc. */
-int kv_dedup_put(kv_txn_t *txn, const uint8_t *ukey, size_t klen, const char *cmid,
-                 uint64_t id);
-
 /* ---- conversations, groups, contacts: plain records (docs/STORAGE.md) --------------- */
 
 /** The databases of plain records, addressed by the kv_rec_* functions. */
@@ -277,6 +292,20 @@ int kv_rec_scan(kv_txn_t *txn, int db, const void *prefix, size_t plen,
                           size_t vlen),
                 void *ctx);
 
+/**
+ * Call @p cb for every record of @p db, in key order (whole keys; borrowed for the call).
+ * The callback must not write to @p db. A non-zero return stops and is returned.
+ * @return 0, rc, or @p cb's value.
+ */
+int kv_rec_each(kv_txn_t *txn, int db,
+                int (*cb)(void *ctx, const uint8_t *key, size_t klen, const uint8_t *val,
+                          size_t vlen),
+                void *ctx);
+
+/** Call @p cb for every conversation key of the conversation index, in order. */
+int kv_cmsg_keys(kv_txn_t *txn, int (*cb)(void *ctx, const uint8_t *key, size_t klen),
+                 void *ctx);
+
 /** Issue the next value of a named counter in meta, starting at @p start (write txn). */
 int kv_counter_next(kv_txn_t *txn, const char *name, uint64_t start, uint64_t *out);
 
@@ -299,17 +328,39 @@ int kv_cmsg_before(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t bef
 int kv_cmsg_after(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t after,
                   uint64_t *ids, size_t max, size_t *n, uint64_t *total_after);
 
+/**
+ * How many ids of conversation @p ckey lie in (@p after, @p up_to] (@p up_to UINT64_MAX:
+ * no end), counted a DUPFIXED page at a time. @return 0 or rc.
+ */
+int kv_cmsg_count(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t after,
+                  uint64_t up_to, uint64_t *out);
+
+/** The newest id of conversation @p ckey at or below @p up_to (0: none). @return 0 or rc. */
+int kv_cmsg_last(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t up_to,
+                 uint64_t *out);
+
+/**
+ * The SYSTEM events of a group conversation (cevents), so that unread can be counted from
+ * the conversation index without reading records: add @p id (write txn). @return 0 or rc.
+ */
+int kv_cevent_add(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t id);
+
+/** As kv_cmsg_count, over a conversation's SYSTEM events. */
+int kv_cevent_count(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t after,
+                    uint64_t up_to, uint64_t *out);
+
 /** Where a retention pass stands between steps (zero-initialise to start a pass). */
 typedef struct kv_retention {
-    uint8_t key[KV_UKEY_MAX + 1 + 64]; /* resume after this key (timeline, then dedup) */
+    uint8_t key[KV_UKEY_MAX + 1 + 64]; /* resume after this key */
     size_t klen;
-    int phase;                         /* 0 timelines, 1 dedup, 2 msgs, 3 done */
+    int phase;                         /* 0 timelines, 1 group events, 2 msgs, 3 done */
     int sub;                           /* phase 0: 0 timelines, 1 conversation index */
 } kv_retention_t;
 
 /**
  * One bounded step of retention (write txn): remove timeline entries, conversation index
- * entries, dedup entries and message records with ids below @p cutoff_id, touching at most @p budget records.
+ * entries, group event entries and message records with ids below @p cutoff_id, touching at
+ * most @p budget records.
  * @param[out] removed  records removed in this step.
  * @return 0 (pass continues, or done when pos->phase == 3), or rc.
  */

@@ -28,8 +28,9 @@ struct kv {
     MDB_dbi msgs;     /* msg_id (u64 BE) → encoded cim.Message */
     MDB_dbi timeline; /* user key → msg_id (u64 BE) dups, DUPSORT|DUPFIXED */
     MDB_dbi cursors;  /* user key NUL device_id → u64 BE delivered id */
-    MDB_dbi dedup;    /* user key NUL client_msg_id → u64 BE msg_id */
     MDB_dbi cmsgs;    /* conversation key → msg_id dups, DUPSORT|DUPFIXED */
+    MDB_dbi cevents;  /* group conversation key → SYSTEM event ids, DUPSORT|DUPFIXED */
+    unsigned schema_found; /* the schema version the environment had when opened */
     MDB_dbi recs[KV_DB_COUNT]; /* the plain record databases of enum kv_db */
 };
 
@@ -44,6 +45,14 @@ int kv__rc(int mrc, const char *what);
 
 /** Add an id to a DUPSORT|DUPFIXED id list (timeline, cmsgs). */
 int kv__ids_add(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t id);
+
+/** How many ids of an id list lie in (after, up_to] (up_to UINT64_MAX: no end). */
+int kv__ids_count(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t after,
+                  uint64_t up_to, uint64_t *out);
+
+/** The newest id of an id list at or below @p up_to (0: none). */
+int kv__ids_last(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t up_to,
+                 uint64_t *out);
 
 /** Page an id list forwards (see kv_timeline_page). */
 int kv__ids_after(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen,

@@ -1,4 +1,4 @@
-/* kv_msg: messages, timelines, delivery cursors, dedup and retention. Layout reference:
+/* kv_msg: messages, timelines, delivery cursors, conversation indexes and retention. Layout reference:
  * docs/STORAGE.md. */
 #include <errno.h>
 #include <string.h>
@@ -99,6 +99,30 @@ int kv_msg_get(kv_txn_t *txn, uint64_t id, const uint8_t **rec, size_t *len)
     *rec = v.mv_data;
     *len = v.mv_size;
     return 0;
+}
+
+int kv_msg_scan(kv_txn_t *txn, uint64_t from,
+                int (*cb)(void *ctx, uint64_t id, const uint8_t *rec, size_t len), void *ctx)
+{
+    MDB_cursor *cur = NULL;
+    uint8_t key[8];
+    MDB_val k = {8, key}, v;
+    int rc = 0, mrc;
+
+    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), kv__of(txn)->msgs, &cur), "cursor")) < 0)
+        return rc;
+    kv__put_be64(key, from);
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == MDB_SUCCESS;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 8)
+            continue;
+        if ((rc = cb(ctx, kv__get_be64(k.mv_data), v.mv_data, v.mv_size)) != 0)
+            break;
+    }
+    if (rc == 0 && mrc != MDB_NOTFOUND)
+        rc = kv__rc(mrc, "mdb_cursor_get msgs");
+    mdb_cursor_close(cur);
+    return rc;
 }
 
 int kv_msg_last_id(kv_txn_t *txn, uint64_t *out)
@@ -208,6 +232,81 @@ static int count_rest(MDB_cursor *cur, uint64_t first, uint64_t *out)
     return mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_get multiple");
 }
 
+/* Dups of @p key that are >= @p first. */
+static int count_from(MDB_cursor *cur, const uint8_t *key, size_t klen, uint64_t first,
+                      uint64_t *out)
+{
+    uint8_t from[8];
+    MDB_val k = {klen, (void *)key}, v = {8, from};
+    int mrc;
+
+    *out = 0;
+    kv__put_be64(from, first);
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
+    if (mrc == MDB_NOTFOUND)
+        return 0;
+    if (mrc != MDB_SUCCESS)
+        return kv__rc(mrc, "mdb_cursor_get range");
+    return count_rest(cur, first, out);
+}
+
+int kv__ids_count(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t after,
+                  uint64_t up_to, uint64_t *out)
+{
+    MDB_cursor *cur = NULL;
+    uint64_t a = 0, b = 0;
+    int rc;
+
+    *out = 0;
+    if (after >= up_to || after == UINT64_MAX)
+        return 0;
+    if ((rc = dbi_cursor(txn, dbi, &cur)) < 0)
+        return rc;
+    rc = count_from(cur, key, klen, after + 1, &a);
+    if (rc == 0 && up_to != UINT64_MAX && a > 0)
+        rc = count_from(cur, key, klen, up_to + 1, &b);
+    mdb_cursor_close(cur);
+    if (rc == 0)
+        *out = a - b;
+    return rc;
+}
+
+int kv__ids_last(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t up_to,
+                 uint64_t *out)
+{
+    MDB_cursor *cur = NULL;
+    uint8_t from[8];
+    MDB_val k = {klen, (void *)key}, v = {8, from};
+    int rc, mrc;
+
+    *out = 0;
+    if ((rc = dbi_cursor(txn, dbi, &cur)) < 0)
+        return rc;
+    if (up_to == UINT64_MAX) {
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_SET);
+        if (mrc == MDB_SUCCESS)
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST_DUP);
+    } else {
+        /* the first id above up_to, then the one before it; none above: the last */
+        kv__put_be64(from, up_to + 1);
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
+        if (mrc == MDB_SUCCESS)
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV_DUP);
+        else if (mrc == MDB_NOTFOUND) {
+            k.mv_size = klen;
+            k.mv_data = (void *)key;
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_SET);
+            if (mrc == MDB_SUCCESS)
+                mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST_DUP);
+        }
+    }
+    if (mrc == MDB_SUCCESS && v.mv_size == 8)
+        *out = kv__get_be64(v.mv_data);
+    rc = mrc == MDB_SUCCESS || mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_get last");
+    mdb_cursor_close(cur);
+    return rc;
+}
+
 int kv__ids_after(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *ukey, size_t klen,
                   uint64_t after, uint64_t *ids, size_t max, size_t *n, uint64_t *total_after)
 {
@@ -295,7 +394,7 @@ int kv_timeline_count(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t 
     return rc;
 }
 
-/* ---- cursors and dedup ------------------------------------------------------------ */
+/* ---- cursors ---------------------------------------------------------------------- */
 
 int kv_cursor_get(kv_txn_t *txn, const uint8_t *ukey, size_t klen, const char *device,
                   uint64_t *out)
@@ -330,28 +429,6 @@ int kv_cursor_put(kv_txn_t *txn, const uint8_t *ukey, size_t klen, const char *d
     return put_u64(txn, kv__of(txn)->cursors, key, len, id, "mdb_put cursor");
 }
 
-int kv_dedup_get(kv_txn_t *txn, const uint8_t *ukey, size_t klen, const char *cmid,
-                 uint64_t *out)
-{
-    uint8_t key[DKEY_MAX];
-    size_t len;
-    int rc;
-    if ((rc = sub_key(key, ukey, klen, cmid, &len)) < 0)
-        return rc;
-    return get_u64(txn, kv__of(txn)->dedup, key, len, out, "dedup");
-}
-
-int kv_dedup_put(kv_txn_t *txn, const uint8_t *ukey, size_t klen, const char *cmid,
-                 uint64_t id)
-{
-    uint8_t key[DKEY_MAX];
-    size_t len;
-    int rc;
-    if ((rc = sub_key(key, ukey, klen, cmid, &len)) < 0)
-        return rc;
-    return put_u64(txn, kv__of(txn)->dedup, key, len, id, "mdb_put dedup");
-}
-
 /* ---- retention -------------------------------------------------------------------- */
 
 /* After mdb_cursor_del the cursor rests on the next record; read where it stands. LMDB
@@ -374,8 +451,7 @@ static void remember(kv_retention_t *pos, const MDB_val *k)
  * delete the records whose id is below the cutoff:
  *  - timeline (phase 0): for each user, entries from the front of its sorted dups until
  *    one is new enough, then MDB_NEXT_NODUP to the next user;
- *  - dedup (phase 1): records naming messages below the cutoff (a resend that old is
- *    stored anew, which is what retention means); no dups, so NEXT_NODUP is NEXT.
+ *  - the conversation index (phase 0, sub 1) and the group events (phase 1), the same way.
  * Then the phase moves on to @p next_phase. */
 static int retire_by_value(kv_txn_t *txn, MDB_dbi dbi, kv_retention_t *pos, uint64_t cutoff,
                            size_t *budget, size_t *removed, bool *done)
@@ -467,7 +543,8 @@ int kv_retention_step(kv_txn_t *txn, kv_retention_t *pos, uint64_t cutoff_id, si
     int rc = 0;
     bool done = false;
     *removed = 0;
-    /* Phase 0 walks the timelines, then (sub 1) the conversation index; phase 1 dedup. */
+    /* Phase 0 walks the timelines, then (sub 1) the conversation index; phase 1 the group
+     * events. */
     if (pos->phase == 0 && pos->sub == 0) {
         if ((rc = retire_by_value(txn, kv__of(txn)->timeline, pos, cutoff_id, &budget, removed,
                                   &done)) < 0)
@@ -483,7 +560,7 @@ int kv_retention_step(kv_txn_t *txn, kv_retention_t *pos, uint64_t cutoff_id, si
             pos->phase = 1;
     }
     if (pos->phase == 1 && budget > 0) {
-        if ((rc = retire_by_value(txn, kv__of(txn)->dedup, pos, cutoff_id, &budget, removed,
+        if ((rc = retire_by_value(txn, kv__of(txn)->cevents, pos, cutoff_id, &budget, removed,
                                   &done)) < 0)
             return rc;
         if (done)

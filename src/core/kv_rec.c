@@ -82,6 +82,49 @@ out:
     return rc;
 }
 
+int kv_rec_each(kv_txn_t *txn, int db,
+                int (*cb)(void *ctx, const uint8_t *key, size_t klen, const uint8_t *val,
+                          size_t vlen),
+                void *ctx)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    MDB_dbi dbi;
+    int rc = 0, mrc;
+
+    if ((rc = rec_dbi(txn, db, &dbi)) < 0)
+        return rc;
+    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), dbi, &cur), "cursor")) < 0)
+        return rc;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == MDB_SUCCESS;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        if ((rc = cb(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != 0)
+            break;
+    if (rc == 0 && mrc != MDB_NOTFOUND)
+        rc = kv__rc(mrc, "mdb_cursor_get rec");
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+int kv_cmsg_keys(kv_txn_t *txn, int (*cb)(void *ctx, const uint8_t *key, size_t klen),
+                 void *ctx)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc = 0, mrc;
+
+    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), kv__of(txn)->cmsgs, &cur), "cursor")) < 0)
+        return rc;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == MDB_SUCCESS;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_NODUP))
+        if ((rc = cb(ctx, k.mv_data, k.mv_size)) != 0)
+            break;
+    if (rc == 0 && mrc != MDB_NOTFOUND)
+        rc = kv__rc(mrc, "mdb_cursor_get cmsgs");
+    mdb_cursor_close(cur);
+    return rc;
+}
+
 int kv_counter_next(kv_txn_t *txn, const char *name, uint64_t start, uint64_t *out)
 {
     MDB_val k = {strlen(name), (void *)name}, v;
@@ -112,6 +155,29 @@ int kv_cmsg_after(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t afte
 {
     return kv__ids_after(txn, kv__of(txn)->cmsgs, ckey, klen, after, ids, max, n,
                          total_after);
+}
+
+int kv_cmsg_count(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t after,
+                  uint64_t up_to, uint64_t *out)
+{
+    return kv__ids_count(txn, kv__of(txn)->cmsgs, ckey, klen, after, up_to, out);
+}
+
+int kv_cmsg_last(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t up_to,
+                 uint64_t *out)
+{
+    return kv__ids_last(txn, kv__of(txn)->cmsgs, ckey, klen, up_to, out);
+}
+
+int kv_cevent_add(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t id)
+{
+    return kv__ids_add(txn, kv__of(txn)->cevents, ckey, klen, id);
+}
+
+int kv_cevent_count(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t after,
+                    uint64_t up_to, uint64_t *out)
+{
+    return kv__ids_count(txn, kv__of(txn)->cevents, ckey, klen, after, up_to, out);
 }
 
 int kv_cmsg_before(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t before,

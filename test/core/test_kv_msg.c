@@ -1,4 +1,5 @@
-/* Tests for src/core/kv_msg.c: message records, timelines, delivery cursors, dedup and
+/* Tests for src/core/kv_msg.c: message records, timelines, delivery cursors, conversation
+ * indexes and
  * retention, against the real LMDB in a temp directory. */
 #include <ftw.h>
 #include <lmdb.h>
@@ -754,54 +755,63 @@ TEST(kv_cursor_device_limits)
     fx_close(&f);
 }
 
-/* ---- dedup ------------------------------------------------------------------------ */
+/* ---- conversation index: counts and last ---------------------------------------- */
 
-TEST(kv_dedup_get_put)
+/* kv_cmsg_count / kv_cmsg_last / kv_cevent_* over keys of every shape: none, one value, a
+ * sub-page and a sub-database of values. */
+TEST(kv_cmsg_count_and_last)
 {
-    char c64[65], c65[66];
-    ukey_t a = uk("app", "alice"), b = uk("app", "bob"), a2 = uk("app2", "alice");
-    uint64_t v = 77;
+    const uint8_t one[] = "c-one", many[] = "c-many", none[] = "c-none", ev[] = "g-1";
+    uint64_t n = 99, last = 99;
     kv_txn_t *txn;
     fx_t f;
 
-    memset(c64, 'c', 64);
-    c64[64] = '\0';
-    memset(c65, 'c', 65);
-    c65[65] = '\0';
     fx_open(&f);
     txn = begin(&f, KV_WRITE);
-    ASSERT_RC(kv_dedup_get(txn, a.k, a.n, "m1", &v), RC_ENOTFOUND);
-    ASSERT_U64_EQ(v, 77);
-    ASSERT_OK(kv_dedup_put(txn, a.k, a.n, "m1", 1001));
-    ASSERT_OK(kv_dedup_put(txn, a.k, a.n, "m2", 1002));
-    ASSERT_OK(kv_dedup_put(txn, b.k, b.n, "m1", 2001));
-    ASSERT_OK(kv_dedup_put(txn, a.k, a.n, c64, 1064));
-    ASSERT_OK(kv_dedup_get(txn, a.k, a.n, "m1", &v));
-    ASSERT_U64_EQ(v, 1001);
-    /* Limits: empty or longer than 64 bytes. */
-    ASSERT_RC(kv_dedup_put(txn, a.k, a.n, "", 5), RC_EINVAL);
-    ASSERT_RC(kv_dedup_get(txn, a.k, a.n, "", &v), RC_EINVAL);
-    ASSERT_RC(kv_dedup_put(txn, a.k, a.n, c65, 5), RC_EINVAL);
-    ASSERT_RC(kv_dedup_get(txn, a.k, a.n, c65, &v), RC_EINVAL);
+    ASSERT_OK(kv_cmsg_add(txn, one, sizeof(one), 500));
+    for (uint64_t id = 1000; id < 3000; id += 2) /* 1000 values: a sub-database */
+        ASSERT_OK(kv_cmsg_add(txn, many, sizeof(many), id));
+    for (uint64_t id = 1000; id < 1100; id += 10)
+        ASSERT_OK(kv_cevent_add(txn, ev, sizeof(ev), id));
     ASSERT_OK(kv_commit(txn));
 
     txn = begin(&f, KV_READ);
-    ASSERT_OK(kv_dedup_get(txn, a.k, a.n, "m1", &v));
-    ASSERT_U64_EQ(v, 1001);
-    ASSERT_OK(kv_dedup_get(txn, a.k, a.n, "m2", &v));
-    ASSERT_U64_EQ(v, 1002);
-    ASSERT_OK(kv_dedup_get(txn, b.k, b.n, "m1", &v));
-    ASSERT_U64_EQ(v, 2001);
-    ASSERT_OK(kv_dedup_get(txn, a.k, a.n, c64, &v));
-    ASSERT_U64_EQ(v, 1064);
-    ASSERT_RC(kv_dedup_get(txn, b.k, b.n, "m2", &v), RC_ENOTFOUND);
-    ASSERT_RC(kv_dedup_get(txn, a2.k, a2.n, "m1", &v), RC_ENOTFOUND);
-    ASSERT_RC(kv_dedup_get(txn, a.k, a.n, "m", &v), RC_ENOTFOUND);
-    ASSERT_RC(kv_dedup_get(txn, a.k, a.n, "m10", &v), RC_ENOTFOUND);
-    /* Separate from the cursors database though the keys look alike. */
-    ASSERT_OK(kv_cursor_get(txn, a.k, a.n, "m1", &v));
-    ASSERT_U64_EQ(v, 0);
-    ASSERT_EQ(db_entries(txn, kv__of(txn)->dedup), 4);
+    ASSERT_OK(kv_cmsg_count(txn, none, sizeof(none), 0, UINT64_MAX, &n));
+    ASSERT_U64_EQ(n, 0);
+    ASSERT_OK(kv_cmsg_last(txn, none, sizeof(none), UINT64_MAX, &last));
+    ASSERT_U64_EQ(last, 0);
+    ASSERT_OK(kv_cmsg_count(txn, one, sizeof(one), 0, UINT64_MAX, &n));
+    ASSERT_U64_EQ(n, 1);
+    ASSERT_OK(kv_cmsg_count(txn, one, sizeof(one), 500, UINT64_MAX, &n));
+    ASSERT_U64_EQ(n, 0);
+    ASSERT_OK(kv_cmsg_count(txn, one, sizeof(one), 499, 500, &n));
+    ASSERT_U64_EQ(n, 1);
+    ASSERT_OK(kv_cmsg_last(txn, one, sizeof(one), 499, &last));
+    ASSERT_U64_EQ(last, 0);
+    ASSERT_OK(kv_cmsg_last(txn, one, sizeof(one), 500, &last));
+    ASSERT_U64_EQ(last, 500);
+    ASSERT_OK(kv_cmsg_count(txn, many, sizeof(many), 0, UINT64_MAX, &n));
+    ASSERT_U64_EQ(n, 1000);
+    ASSERT_OK(kv_cmsg_count(txn, many, sizeof(many), 1999, UINT64_MAX, &n));
+    ASSERT_U64_EQ(n, 500); /* 2000..2998 */
+    ASSERT_OK(kv_cmsg_count(txn, many, sizeof(many), 1999, 2500, &n));
+    ASSERT_U64_EQ(n, 251); /* 2000..2500 */
+    ASSERT_OK(kv_cmsg_count(txn, many, sizeof(many), 2500, 2500, &n));
+    ASSERT_U64_EQ(n, 0);
+    ASSERT_OK(kv_cmsg_count(txn, many, sizeof(many), 5000, UINT64_MAX, &n));
+    ASSERT_U64_EQ(n, 0);
+    ASSERT_OK(kv_cmsg_last(txn, many, sizeof(many), UINT64_MAX, &last));
+    ASSERT_U64_EQ(last, 2998);
+    ASSERT_OK(kv_cmsg_last(txn, many, sizeof(many), 2501, &last));
+    ASSERT_U64_EQ(last, 2500);
+    ASSERT_OK(kv_cmsg_last(txn, many, sizeof(many), 999, &last));
+    ASSERT_U64_EQ(last, 0);
+    ASSERT_OK(kv_cmsg_last(txn, many, sizeof(many), 100000, &last));
+    ASSERT_U64_EQ(last, 2998);
+    ASSERT_OK(kv_cevent_count(txn, ev, sizeof(ev), 1005, 1050, &n));
+    ASSERT_U64_EQ(n, 5); /* 1010..1050 */
+    ASSERT_OK(kv_cevent_count(txn, many, sizeof(many), 0, UINT64_MAX, &n));
+    ASSERT_U64_EQ(n, 0); /* a database of its own */
     kv_abort(txn);
     fx_close(&f);
 }
@@ -810,8 +820,8 @@ TEST(kv_dedup_get_put)
 
 /* The data set: message ids 1000..4999 (cutoff 3000 splits them in half), timelines of
  * users chosen so whole keys vanish next to keys of every shape (single value, sub-page,
- * sub-database), many small users so the timeline tree has several pages, and dedup
- * records spanning the cutoff. */
+ * sub-database), many small users so the timeline tree has several pages, and group
+ * event entries spanning the cutoff. */
 #define R_LO   1000
 #define R_HI   5000
 #define R_CUT  3000
@@ -823,7 +833,7 @@ typedef struct rmodel {
     char app[R_MAXU][8], user[R_MAXU][24];
     uint64_t *tl[R_MAXU];
     size_t cnt[R_MAXU];
-    size_t ndedup, dedup_old, tl_old;
+    size_t nevents, events_old, tl_old;
     uint64_t hi; /* message ids are [R_LO, hi) */
 } rmodel_t;
 
@@ -885,14 +895,12 @@ static void r_build(fx_t *f, rmodel_t *m)
         ukey_t u = uk(m->app[i], m->user[i]);
         for (size_t j = 0; j < m->cnt[i]; j++)
             ASSERT_OK(kv_timeline_add(txn, u.k, u.n, m->tl[i][j]));
-        /* Dedup: each small user sent its messages; k02 sent every fourth of its own. */
+        /* Group events: each small user's messages; every fourth of k02's. */
         bool small = m->user[i][0] == 'u', k02 = strstr(m->user[i], "k02") != NULL;
         for (size_t j = 0; (small || k02) && j < m->cnt[i]; j += small ? 1 : 4) {
-            char cmid[32];
-            snprintf(cmid, sizeof(cmid), "cm-%" PRIu64, m->tl[i][j] * 7);
-            ASSERT_OK(kv_dedup_put(txn, u.k, u.n, cmid, m->tl[i][j]));
-            m->ndedup++;
-            m->dedup_old += m->tl[i][j] < R_CUT;
+            ASSERT_OK(kv_cevent_add(txn, u.k, u.n, m->tl[i][j]));
+            m->nevents++;
+            m->events_old += m->tl[i][j] < R_CUT;
         }
         /* Cursors are not retention's business. */
         ASSERT_OK(kv_cursor_put(txn, u.k, u.n, "dev", 1));
@@ -931,20 +939,15 @@ static void r_verify(fx_t *f, const rmodel_t *m, uint64_t cutoff)
         ASSERT_EQ(tl_key_exists(txn, &u), keep > 0);
         bool small = m->user[i][0] == 'u', k02 = strstr(m->user[i], "k02") != NULL;
         for (size_t j = 0; (small || k02) && j < m->cnt[i]; j += small ? 1 : 4) {
-            char cmid[32];
-            snprintf(cmid, sizeof(cmid), "cm-%" PRIu64, m->tl[i][j] * 7);
-            if (m->tl[i][j] < cutoff) {
-                ASSERT_RC(kv_dedup_get(txn, u.k, u.n, cmid, &v), RC_ENOTFOUND);
-            } else {
-                ASSERT_OK(kv_dedup_get(txn, u.k, u.n, cmid, &v));
-                ASSERT_U64_EQ(v, m->tl[i][j]);
-                dd++;
-            }
+            uint64_t id = m->tl[i][j];
+            ASSERT_OK(kv_cevent_count(txn, u.k, u.n, id - 1, id, &v));
+            ASSERT_U64_EQ(v, id < cutoff ? 0 : 1);
+            dd += id >= cutoff;
         }
         ASSERT_OK(kv_cursor_get(txn, u.k, u.n, "dev", &v));
         ASSERT_U64_EQ(v, 1);
     }
-    ASSERT_EQ(db_entries(txn, kv__of(txn)->dedup), dd);
+    ASSERT_EQ(db_entries(txn, kv__of(txn)->cevents), dd);
     ASSERT_EQ(db_entries(txn, kv__of(txn)->cursors), m->nu);
     kv_abort(txn);
 }
@@ -984,14 +987,14 @@ static void r_case(size_t budget)
     ASSERT_NOT_NULL(m);
     fx_open(&f);
     r_build(&f, m);
-    want = m->tl_old + m->dedup_old + (R_CUT - R_LO);
-    ASSERT_TRUE(m->tl_old > 2000 && m->dedup_old > 100);
+    want = m->tl_old + m->events_old + (R_CUT - R_LO);
+    ASSERT_TRUE(m->tl_old > 2000 && m->events_old > 100);
     txn = begin(&f, KV_READ);
-    records = db_entries(txn, kv__of(txn)->timeline) + db_entries(txn, kv__of(txn)->dedup) +
+    records = db_entries(txn, kv__of(txn)->timeline) + db_entries(txn, kv__of(txn)->cevents) +
               db_entries(txn, kv__of(txn)->msgs);
     kv_abort(txn);
     /* Each step examines `budget` records (one more per kept timeline key and per kept
-     * dedup record): a pass cannot need more steps than records + keys over the budget. */
+     * group events key): a pass cannot need more steps than records + keys over the budget. */
     got = r_pass(&f, R_CUT, budget, (records + m->nu) / budget + 10);
     r_verify(&f, m, R_CUT);
     ASSERT_EQ(got, want);
@@ -1041,14 +1044,14 @@ TEST_TIMEOUT(kv_retention_cutoff_edges, 60)
     r_verify(&f, m, 0);
     /* Everything below: every record goes, every timeline key vanishes. */
     txn = begin(&f, KV_READ);
-    all = db_entries(txn, kv__of(txn)->timeline) + db_entries(txn, kv__of(txn)->dedup) +
+    all = db_entries(txn, kv__of(txn)->timeline) + db_entries(txn, kv__of(txn)->cevents) +
           db_entries(txn, kv__of(txn)->msgs);
     kv_abort(txn);
     ASSERT_EQ(r_pass(&f, UINT64_MAX, 5, 100000), all);
     r_verify(&f, m, UINT64_MAX);
     txn = begin(&f, KV_READ);
     ASSERT_EQ(db_entries(txn, kv__of(txn)->timeline), 0);
-    ASSERT_EQ(db_entries(txn, kv__of(txn)->dedup), 0);
+    ASSERT_EQ(db_entries(txn, kv__of(txn)->cevents), 0);
     ASSERT_EQ(db_entries(txn, kv__of(txn)->msgs), 0);
     kv_abort(txn);
     r_free(m);
@@ -1058,7 +1061,7 @@ TEST_TIMEOUT(kv_retention_cutoff_edges, 60)
 
 /* The store actor keeps writing between retention steps: new messages (above the cutoff)
  * for new users before and after the pass's position, and for users the pass keeps, with
- * their dedup records. Users whose entries are all old still vanish; nothing new goes. */
+ * their group events. Users whose entries are all old still vanish; nothing new goes. */
 TEST_TIMEOUT(kv_retention_interleaved_writes, 120)
 {
     rmodel_t *m = calloc(1, sizeof(*m));
@@ -1071,7 +1074,7 @@ TEST_TIMEOUT(kv_retention_interleaved_writes, 120)
     ASSERT_NOT_NULL(m);
     fx_open(&f);
     r_build(&f, m);
-    want = m->tl_old + m->dedup_old + (R_CUT - R_LO);
+    want = m->tl_old + m->events_old + (R_CUT - R_LO);
     for (size_t i = 0; i < m->nu; i++)
         if (m->user[i][0] == 'u' && m->tl[i][m->cnt[i] - 1] >= R_CUT)
             kept[nkept++] = i;
@@ -1080,7 +1083,6 @@ TEST_TIMEOUT(kv_retention_interleaved_writes, 120)
     while (pos.phase != 3) {
         size_t removed, i;
         uint64_t id = m->hi++;
-        char cmid[32];
         ukey_t u;
         txn = begin(&f, KV_WRITE);
         ASSERT_OK(kv_retention_step(txn, &pos, R_CUT, 5, &removed));
@@ -1099,8 +1101,7 @@ TEST_TIMEOUT(kv_retention_interleaved_writes, 120)
         m->tl[i][m->cnt[i]++] = id;
         u = uk(m->app[i], m->user[i]);
         ASSERT_OK(kv_timeline_add(txn, u.k, u.n, id));
-        snprintf(cmid, sizeof(cmid), "cm-%" PRIu64, id * 7);
-        ASSERT_OK(kv_dedup_put(txn, u.k, u.n, cmid, id));
+        ASSERT_OK(kv_cevent_add(txn, u.k, u.n, id));
         ASSERT_OK(kv_cursor_put(txn, u.k, u.n, "dev", 1));
         ASSERT_OK(kv_commit(txn));
         ASSERT_LT(++steps, 100000);

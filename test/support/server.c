@@ -185,20 +185,16 @@ static void remove_dir(const char *dir)
         fprintf(stderr, "could not remove %s\n", dir);
 }
 
-int tsrv_stop(tsrv_t *t)
+/* SIGTERM and wait (10 s at most); the exit status, or -1. */
+static int stop_wait(tsrv_t *t)
 {
     int status = 0;
-    if (t->pid <= 0) {
-        remove_dir(t->dir);
-        return -1;
-    }
     kill(t->pid, SIGTERM);
     for (int i = 0; i < 1000; i++) {
         if (waitpid(t->pid, &status, WNOHANG) == t->pid) {
             t->pid = 0;
             if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
                 tsrv_dump_log(t);
-            remove_dir(t->dir);
             return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
         }
         sleep_ms(10);
@@ -208,6 +204,18 @@ int tsrv_stop(tsrv_t *t)
     waitpid(t->pid, &status, 0);
     t->pid = 0;
     TEST_FAIL_("cimd did not stop within 10 s of SIGTERM");
+}
+
+int tsrv_stop(tsrv_t *t)
+{
+    int rc = t->pid > 0 ? stop_wait(t) : -1;
+    remove_dir(t->dir);
+    return rc;
+}
+
+int tsrv_stop_keep(tsrv_t *t)
+{
+    return t->pid > 0 ? stop_wait(t) : -1;
 }
 
 void tsrv_kill(tsrv_t *t)

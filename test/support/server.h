@@ -44,6 +44,12 @@ void tsrv_start_on(tsrv_t *t, const char *dir, ...) __attribute__((sentinel));
 /** SIGTERM, wait (up to 10 s) and return the exit status (-1: killed by a signal). */
 int tsrv_stop(tsrv_t *t);
 
+/**
+ * As tsrv_stop, but the data dir stays (to be examined or changed, then tsrv_restart).
+ * @return the exit status, or -1 (not running, or killed by a signal).
+ */
+int tsrv_stop_keep(tsrv_t *t);
+
 /** SIGKILL and wait (crash tests). */
 void tsrv_kill(tsrv_t *t);
 

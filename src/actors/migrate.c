@@ -1,0 +1,196 @@
+#include "actors/migrate.h"
+
+#include <string.h>
+
+#include "actors/conv.h"
+#include "actors/group.h"
+#include "actors/message.h"
+#include "cim.pb.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/rc.h"
+#include "core/snowflake.h"
+
+#define PAGE 512
+
+typedef struct mig {
+    kv_txn_t *txn;
+    uint64_t events, groups;
+    /* group records to rewrite, collected while scanning convs (no writes during a scan) */
+    struct fix {
+        uint8_t key[CONV_UKEY_MAX];
+        size_t klen;
+        uint8_t val[CONV_REC_LEN];
+    } *fix;
+    size_t nfix, capfix;
+} mig_t;
+
+/* Every SYSTEM message of a group conversation goes to the group events index. */
+static int events_of(void *ctx, const uint8_t *key, size_t klen)
+{
+    mig_t *m = ctx;
+    const uint8_t *nul = memchr(key, '\0', klen);
+    uint64_t ids[PAGE], after = 0, total;
+    size_t n;
+    int rc;
+
+    if (nul == NULL || (size_t)(nul - key) + 1 >= klen || nul[1] != 'G')
+        return 0; /* DIRECT: no SYSTEM messages in schema 1 */
+    do {
+        if ((rc = kv_cmsg_after(m->txn, key, klen, after, ids, PAGE, &n, &total)) < 0)
+            return rc;
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t *rec;
+            size_t len;
+            cim_Message msg;
+            rc = kv_msg_get(m->txn, ids[i], &rec, &len);
+            if (rc == RC_ENOTFOUND)
+                continue;
+            if (rc < 0)
+                return rc;
+            if (!message_decode_head(rec, len, &msg))
+                return RC_ESTORE;
+            if (msg.msg_type == cim_MsgType_SYSTEM) {
+                if ((rc = kv_cevent_add(m->txn, key, klen, ids[i])) < 0)
+                    return rc;
+                m->events++;
+            }
+        }
+        if (n > 0)
+            after = ids[n - 1];
+    } while (n == PAGE);
+    return 0;
+}
+
+/* Schema 1 kept `unread` for a group member from when they joined: the cursor that gives
+ * the same count from the whole index is just before the oldest of the last `unread`
+ * countable entries (events skipped), never before the old cursor. */
+static int group_cursor(kv_txn_t *txn, const uint8_t *skey, size_t sklen, uint64_t read_up_to,
+                        uint64_t left_id, uint32_t unread, uint64_t *out)
+{
+    uint64_t ids[PAGE], before = left_id ? left_id + 1 : 0, cursor = read_up_to, ev;
+    uint32_t counted = 0;
+    bool more = true;
+    size_t n;
+    int rc;
+
+    while (more) {
+        if ((rc = kv_cmsg_before(txn, skey, sklen, before, ids, PAGE, &n, &more)) < 0)
+            return rc;
+        for (size_t i = 0; i < n; i++) { /* newest first */
+            if (ids[i] <= read_up_to) {
+                *out = cursor;
+                return 0;
+            }
+            if (counted == unread) { /* everything older than the counted ones is read */
+                *out = ids[i] > cursor ? ids[i] : cursor;
+                return 0;
+            }
+            if ((rc = kv_cevent_count(txn, skey, sklen, ids[i] - 1, ids[i], &ev)) < 0)
+                return rc;
+            counted += ev == 0;
+        }
+        if (n == 0)
+            break;
+        before = ids[n - 1];
+    }
+    *out = cursor;
+    return 0;
+}
+
+/* Schema 1's record began with its last message id, where since_id is now, and ended with
+ * its unread count: every record is rewritten. */
+static int fix_record(void *ctx, const uint8_t *key, size_t klen, const uint8_t *val,
+                      size_t vlen)
+{
+    mig_t *m = ctx;
+    const uint8_t *a = memchr(key, '\0', klen), *u;
+    char app[KV_ID_MAX + 1], peer[KV_ID_MAX + 1];
+    uint8_t skey[CONV_SKEY_MAX];
+    uint64_t cursor;
+    uint32_t unread;
+    conv_rec_t c;
+    size_t alen, plen;
+    int rc;
+
+    if (a == NULL || vlen < CONV_REC_LEN || klen > CONV_UKEY_MAX)
+        return 0;
+    u = memchr(a + 1, '\0', klen - (size_t)(a + 1 - key));
+    if (u == NULL || u + 2 > key + klen)
+        return 0;
+    conv_decode(val, vlen, &c);
+    c.since_id = 0;
+    if (u[1] == cim_ConvType_GROUP) {
+        alen = (size_t)(a - key);
+        plen = klen - (size_t)(u + 2 - key);
+        if (alen == 0 || alen > KV_ID_MAX || plen == 0 || plen > KV_ID_MAX)
+            return 0;
+        memcpy(app, key, alen);
+        app[alen] = '\0';
+        memcpy(peer, u + 2, plen);
+        peer[plen] = '\0';
+        unread = (uint32_t)val[32] << 24 | (uint32_t)val[33] << 16 | (uint32_t)val[34] << 8 |
+                 val[35];
+        rc = group_cursor(m->txn, skey, conv_skey(skey, app, cim_ConvType_GROUP, peer, peer),
+                          c.read_up_to, c.left_id, unread, &cursor);
+        if (rc < 0)
+            return rc;
+        if (cursor > c.read_up_to) {
+            c.since_id = cursor; /* the count starts there; the read cursor clients see stays */
+            m->groups++;
+        }
+    }
+    if (m->nfix == m->capfix) {
+        m->capfix = m->capfix ? 2 * m->capfix : 256;
+        m->fix = mem_realloc(m->fix, m->capfix * sizeof(*m->fix));
+    }
+    memcpy(m->fix[m->nfix].key, key, klen);
+    m->fix[m->nfix].klen = klen;
+    conv_encode(&c, m->fix[m->nfix].val);
+    m->nfix++;
+    return 0;
+}
+
+int migrate_run(kv_t *kv)
+{
+    mig_t m;
+    uint64_t t0 = snowflake_now_ms();
+    int rc;
+
+    if (kv_schema_found(kv) == KV_SCHEMA)
+        return 0;
+    if (kv_schema_found(kv) != 1) {
+        LOG_ERROR("migrate: no migration from schema %u to %u", kv_schema_found(kv), KV_SCHEMA);
+        return RC_ESTORE;
+    }
+    LOG_INFO("migrate: schema 1 to %u: deriving conversation state, dropping the dedup index",
+             KV_SCHEMA);
+    memset(&m, 0, sizeof(m));
+    if ((rc = kv_begin(kv, KV_WRITE, &m.txn)) < 0)
+        return rc;
+    if ((rc = kv_cmsg_keys(m.txn, events_of, &m)) < 0 ||
+        (rc = kv_rec_each(m.txn, KV_DB_CONVS, fix_record, &m)) < 0)
+        goto fail;
+    for (size_t i = 0; i < m.nfix; i++)
+        if ((rc = kv_rec_put(m.txn, KV_DB_CONVS, m.fix[i].key, m.fix[i].klen, m.fix[i].val,
+                             CONV_REC_LEN)) < 0)
+            goto fail;
+    if ((rc = kv_migrated(m.txn)) < 0)
+        goto fail;
+    rc = kv_commit(m.txn);
+    m.txn = NULL;
+    if (rc < 0)
+        goto fail;
+    LOG_INFO("migrate: done in %llu ms: %llu group events indexed, %zu conversation "
+             "records rewritten (%llu group ones counting unread from their first unread "
+             "message)",
+             (unsigned long long)(snowflake_now_ms() - t0), (unsigned long long)m.events,
+             m.nfix, (unsigned long long)m.groups);
+    mem_free(m.fix);
+    return 0;
+fail:
+    kv_abort(m.txn);
+    mem_free(m.fix);
+    LOG_ERROR("migrate: failed (%s); the data is unchanged (schema 1)", rc_str(rc));
+    return rc;
+}

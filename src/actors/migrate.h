@@ -1,0 +1,31 @@
+/**
+ * migrate: bring a data directory of an older schema to KV_SCHEMA, at cimd's start,
+ * before anything is served (docs/STORAGE.md, "Schema versions").
+ *
+ * Schema 1 → 2: the dedup index is dropped (the window is rebuilt in memory from the log:
+ * actors/dedup.h), and conversation records stop carrying a last message and an unread
+ * count, which are derived from the conversation index instead (actors/conv.h). For the
+ * derivation to give the counts schema 1 held:
+ *  - every SYSTEM message of the conversation index is entered in the group events index
+ *    (SYSTEM messages never count as unread);
+ *  - a group record's read cursor is moved forward to just before its oldest unread
+ *    message (schema 1 counted only what came after the member joined; the index also
+ *    holds what was said before). DIRECT records need nothing: every entry after their
+ *    cursor was counted.
+ * Everything happens in one write transaction: a crash leaves schema 1, and the next start
+ * migrates again.
+ *
+ * Threading: at start, before the store and the workers run.
+ */
+#ifndef CIM_ACTORS_MIGRATE_H
+#define CIM_ACTORS_MIGRATE_H
+
+#include "core/kv.h"
+
+/**
+ * Migrate @p kv (opened with KV_MIGRATE) when kv_schema_found says it is older; nothing
+ * to do otherwise. Logs what it did. @return 0 or rc.
+ */
+int migrate_run(kv_t *kv);
+
+#endif

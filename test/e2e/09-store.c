@@ -1,0 +1,411 @@
+/* Integration: the store's schema 2 (issue 9) through a real cimd — the dedup window held
+ * in memory and rebuilt from the log (same client_msg_id in two apps, across a restart and
+ * a kill -9), conversation state derived from the index (a group member's unread starts
+ * at the join, SYSTEM events never count, a former member's view ends where they left),
+ * and the migration of a schema 1 directory, which must give every user the conversation
+ * list they had. */
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "actors/conv.h"
+#include "client/cim.h"
+#include "core/frame.h"
+#include "core/kv.h"
+#include "support/msg.h"
+#include "support/server.h"
+#include "support/test.h"
+
+#define DIRECT cim_ConvType_DIRECT
+#define GROUP cim_ConvType_GROUP
+#define TEXT cim_MsgType_TEXT
+
+static uint64_t send_conv(cimc_t *c, int conv_type, const char *to, const char *cmid,
+                          const char *body)
+{
+    cim_SendRsp rsp;
+    TMSG_EXPECT(tmsg_send_conv(c, conv_type, to, cmid, TEXT, body, strlen(body), false, &rsp),
+                rsp, cim_Code_OK);
+    return rsp.msg_id;
+}
+
+static cimc_t *login_app(const tsrv_t *t, const char *app, const char *user)
+{
+    cim_LoginReq req = cim_LoginReq_init_zero;
+    cim_LoginRsp rsp = cim_LoginRsp_init_zero;
+    cimc_t *c = tsrv_connect(t);
+    snprintf(req.app, sizeof(req.app), "%s", app);
+    snprintf(req.user, sizeof(req.user), "%s", user);
+    snprintf(req.device_id, sizeof(req.device_id), "d1");
+    tsrv_token(t, app, user, 3600, req.token, sizeof(req.token));
+    ASSERT_OK(cimc_login(c, &req, &rsp));
+    ASSERT_EQ(rsp.code, cim_Code_OK);
+    return c;
+}
+
+static bool log_has(const tsrv_t *t, const char *needle)
+{
+    FILE *f = fopen(t->log, "r");
+    char line[2048];
+    bool found = false;
+    ASSERT_NOT_NULL(f);
+    while (!found && fgets(line, sizeof(line), f) != NULL)
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* ---- dedup ---------------------------------------------------------------------------- */
+
+/* The same user id and client_msg_id in two apps are two messages; each app's resend
+ * answers its own id, before and after a clean restart and after a kill -9 (the window is
+ * rebuilt from the log), and a new client_msg_id after all that is stored anew. */
+TEST_TIMEOUT(e2e_store_dedup_apps_and_restarts, 60)
+{
+    tsrv_t t;
+    char out[256];
+    uint64_t a1, a2, again;
+    cim_SendRsp rsp;
+
+    tsrv_start(&t, NULL);
+    ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimctl", "--data", t.dir, "app", "add", "other",
+                            NULL),
+              0);
+    cimc_t *d = login_app(&t, "", "alice"), *o = login_app(&t, "other", "alice");
+    cimc_close(login_app(&t, "", "bob"));
+    cimc_close(login_app(&t, "other", "bob"));
+    tmsg_sleep_ms(100); /* the users are registered */
+    a1 = send_conv(d, DIRECT, "bob", "same-id", "in default");
+    a2 = send_conv(o, DIRECT, "bob", "same-id", "in other");
+    ASSERT_TRUE(a1 != a2);
+    ASSERT_U64_EQ(send_conv(d, DIRECT, "bob", "same-id", "again"), a1);
+    ASSERT_U64_EQ(send_conv(o, DIRECT, "bob", "same-id", "again"), a2);
+    cimc_close(d);
+    cimc_close(o);
+
+    for (int round = 0; round < 2; round++) {
+        if (round == 0) {
+            tsrv_restart(&t); /* SIGTERM, then start again on the same directory */
+        } else {
+            tsrv_kill(&t);
+            tsrv_restart(&t);
+        }
+        d = login_app(&t, "", "alice");
+        o = login_app(&t, "other", "alice");
+        ASSERT_U64_EQ(send_conv(d, DIRECT, "bob", "same-id", "after restart"), a1);
+        ASSERT_U64_EQ(send_conv(o, DIRECT, "bob", "same-id", "after restart"), a2);
+        /* a transient send is never deduplicated, a new id is a new message */
+        TMSG_EXPECT(tmsg_send(d, "bob", "same-id", cim_MsgType_CUSTOM, "t", 1, true, &rsp), rsp,
+                    cim_Code_OK);
+        ASSERT_U64_EQ(rsp.msg_id, 0);
+        again = send_conv(d, DIRECT, "bob", round ? "new-2" : "new-1", "new");
+        ASSERT_TRUE(again > a2);
+        ASSERT_U64_EQ(send_conv(d, DIRECT, "bob", round ? "new-2" : "new-1", "new"), again);
+        cimc_close(d);
+        cimc_close(o);
+    }
+    ASSERT_EQ(tsrv_stop(&t), 0);
+}
+
+/* ---- derived conversation state --------------------------------------------------------- */
+
+static const tmsg_conv_t *conv_of(cimc_t *c, tmsg_conv_t *buf, size_t cap, int type,
+                                  const char *peer, uint32_t *total)
+{
+    cim_ConvListRsp rsp;
+    size_t n;
+    TMSG_EXPECT(tmsg_conv_list(c, buf, cap, &n, &rsp), rsp, cim_Code_OK);
+    if (total != NULL)
+        *total = rsp.total_unread;
+    return tmsg_conv_find(buf, n, type, peer);
+}
+
+/* A member added to a group counts as unread only what is said after the event that
+ * added them; SYSTEM events (joins, leaves) never count; their own messages clear it; a
+ * member who was removed keeps the count of what came before, and the last message they
+ * see is the one before they were removed. */
+TEST_TIMEOUT(e2e_store_group_unread_derived, 30)
+{
+    tsrv_t t;
+    tmsg_conv_t buf[8];
+    const tmsg_conv_t *cv;
+    const char *first[] = {"bob"}, *late[] = {"carol"};
+    cim_GroupRsp grsp;
+    cim_Result res;
+    uint32_t total;
+    uint64_t last_seen;
+    char gid[65];
+
+    tsrv_start(&t, NULL);
+    const char *users[] = {"alice", "bob", "carol"};
+    tmsg_register_users(&t, users, 3);
+    cimc_t *a = tsrv_login(&t, "alice", "d1", NULL);
+    cimc_t *b = tsrv_login(&t, "bob", "d1", NULL);
+    TMSG_EXPECT(tmsg_group_create(a, "g", first, 1, false, &grsp), grsp, cim_Code_OK);
+    snprintf(gid, sizeof(gid), "%s", grsp.group.group_id);
+    for (int i = 0; i < 3; i++) {
+        char cmid[8];
+        snprintf(cmid, sizeof(cmid), "p%d", i);
+        send_conv(a, GROUP, gid, cmid, "before carol");
+    }
+    TMSG_EXPECT(tmsg_group_users(a, FT_GROUP_ADD, gid, late, 1, &res), res, cim_Code_OK);
+    send_conv(a, GROUP, gid, "q0", "after carol");
+    send_conv(b, GROUP, gid, "q1", "bob too");
+    cimc_t *c = tsrv_login(&t, "carol", "d1", NULL);
+    cv = conv_of(c, buf, 8, GROUP, gid, &total);
+    ASSERT_NOT_NULL(cv);
+    ASSERT_EQ(cv->unread, 2); /* not the 3 before she was added, not the GE_ADDED event */
+    ASSERT_EQ(total, 2);
+    ASSERT_U64_EQ(cv->read_up_to, 0);
+    cv = conv_of(b, buf, 8, GROUP, gid, NULL);
+    ASSERT_EQ(cv->unread, 0); /* bob's own message read everything before it */
+    /* carol writes: her count is cleared; bob is removed: alice's count does not grow */
+    send_conv(c, GROUP, gid, "c0", "hi");
+    cv = conv_of(c, buf, 8, GROUP, gid, &total);
+    ASSERT_EQ(cv->unread, 0);
+    ASSERT_EQ(total, 0);
+    send_conv(a, GROUP, gid, "a9", "for bob");
+    TMSG_EXPECT(tmsg_group_users(a, FT_GROUP_KICK, gid, first, 1, &res), res, cim_Code_OK);
+    cv = conv_of(b, buf, 8, GROUP, gid, NULL);
+    ASSERT_NOT_NULL(cv);
+    ASSERT_EQ(cv->unread, 2); /* carol's "hi", "for bob"; not the event that removed him */
+    last_seen = cv->last.msg_id;
+    send_conv(a, GROUP, gid, "a10", "after bob left");
+    cv = conv_of(b, buf, 8, GROUP, gid, NULL);
+    ASSERT_EQ(cv->unread, 2);
+    ASSERT_U64_EQ(cv->last.msg_id, last_seen);
+    cv = conv_of(a, buf, 8, GROUP, gid, NULL);
+    ASSERT_EQ(cv->unread, 0); /* alice wrote last (the kick was hers, too) */
+    cv = conv_of(c, buf, 8, GROUP, gid, NULL);
+    ASSERT_EQ(cv->unread, 2); /* "for bob", "after bob left"; not the kick event */
+    cimc_close(a);
+    cimc_close(b);
+    cimc_close(c);
+    ASSERT_EQ(tsrv_stop(&t), 0);
+}
+
+/* ---- migration from schema 1 ------------------------------------------------------------ */
+
+#define USERS 4
+static const char *const who[USERS] = {"alice", "bob", "carol", "dave"};
+
+typedef struct snap {
+    tmsg_conv_t convs[USERS][16];
+    size_t n[USERS];
+    uint32_t total[USERS];
+} snap_t;
+
+static void snapshot(const tsrv_t *t, snap_t *s)
+{
+    for (int u = 0; u < USERS; u++) {
+        cim_ConvListRsp rsp;
+        cimc_t *c = tsrv_login(t, who[u], "snap", NULL);
+        TMSG_EXPECT(tmsg_conv_list(c, s->convs[u], 16, &s->n[u], &rsp), rsp, cim_Code_OK);
+        s->total[u] = rsp.total_unread;
+        cimc_close(c);
+    }
+}
+
+static void same_lists(const snap_t *x, const snap_t *y)
+{
+    for (int u = 0; u < USERS; u++) {
+        if (x->n[u] != y->n[u] || x->total[u] != y->total[u])
+            TEST_FAIL_("%s: %zu conversations, %u unread; want %zu, %u", who[u], y->n[u],
+                       y->total[u], x->n[u], x->total[u]);
+        for (size_t i = 0; i < x->n[u]; i++) {
+            const tmsg_conv_t *a = &x->convs[u][i], *b = &y->convs[u][i];
+            if (a->conv_type != b->conv_type || strcmp(a->peer, b->peer) != 0 ||
+                a->unread != b->unread || a->read_up_to != b->read_up_to ||
+                a->peer_read_up_to != b->peer_read_up_to || a->last.msg_id != b->last.msg_id)
+                TEST_FAIL_("%s, conversation %zu (%s): unread %u read %llu last %llu; "
+                           "want %s unread %u read %llu last %llu",
+                           who[u], i, b->peer, b->unread, (unsigned long long)b->read_up_to,
+                           (unsigned long long)b->last.msg_id, a->peer, a->unread,
+                           (unsigned long long)a->read_up_to,
+                           (unsigned long long)a->last.msg_id);
+        }
+    }
+}
+
+
+/* Rewrite a schema 2 directory the way schema 1 kept it: conversation records carrying
+ * their last message and unread count (as derived now) and no since_id, no group events
+ * index, a dedup index, schema 1. */
+typedef struct old_rec {
+    uint8_t key[CONV_UKEY_MAX];
+    size_t klen;
+    uint8_t val[CONV_REC_LEN];
+} old_rec_t;
+
+typedef struct old_set {
+    kv_txn_t *txn;
+    old_rec_t r[256];
+    size_t n;
+} old_set_t;
+
+static void be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static int old_layout(void *ctx, const uint8_t *key, size_t klen, const uint8_t *val,
+                      size_t vlen)
+{
+    old_set_t *o = ctx;
+    const char *app = (const char *)key, *user = app + strlen(app) + 1;
+    const uint8_t *t = (const uint8_t *)user + strlen(user) + 1;
+    char peer[KV_ID_MAX + 1];
+    old_rec_t *r = &o->r[o->n++];
+    conv_rec_t c;
+    conv_view_t v;
+
+    ASSERT_LT(o->n, 256);
+    snprintf(peer, sizeof(peer), "%.*s", (int)(klen - (size_t)(t + 1 - key)), t + 1);
+    conv_decode(val, vlen, &c);
+    ASSERT_OK(conv_view(o->txn, app, user, t[0], peer, &c, &v));
+    memcpy(r->key, key, klen);
+    r->klen = klen;
+    be64(r->val, v.last_id);
+    be64(r->val + 8, c.read_up_to);
+    be64(r->val + 16, c.updated_ms);
+    be64(r->val + 24, c.left_id);
+    r->val[32] = (uint8_t)(v.unread >> 24);
+    r->val[33] = (uint8_t)(v.unread >> 16);
+    r->val[34] = (uint8_t)(v.unread >> 8);
+    r->val[35] = (uint8_t)v.unread;
+    return 0;
+}
+
+static void downgrade(const char *dir)
+{
+    old_set_t *o = calloc(1, sizeof(*o));
+    uint8_t one[4] = {0, 0, 0, 1}, id[8];
+    MDB_dbi meta, convs, cevents, dedup;
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_val k, v;
+    kv_t *kv = NULL;
+
+    ASSERT_NOT_NULL(o);
+    ASSERT_OK(kv_open(dir, KV_RDONLY, &kv));
+    ASSERT_OK(kv_begin(kv, KV_READ, &o->txn));
+    ASSERT_OK(kv_rec_each(o->txn, KV_DB_CONVS, old_layout, o));
+    kv_abort(o->txn);
+    kv_close(kv);
+    ASSERT_TRUE(o->n > 6);
+
+    ASSERT_EQ(mdb_env_create(&env), 0);
+    ASSERT_EQ(mdb_env_set_maxdbs(env, 32), 0);
+    ASSERT_EQ(mdb_env_set_mapsize(env, 1ull << 30), 0);
+    ASSERT_EQ(mdb_env_open(env, dir, 0, 0600), 0);
+    ASSERT_EQ(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "convs", 0, &convs), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "cevents", 0, &cevents), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "dedup", MDB_CREATE, &dedup), 0);
+    for (size_t i = 0; i < o->n; i++) {
+        k.mv_size = o->r[i].klen;
+        k.mv_data = o->r[i].key;
+        v.mv_size = CONV_REC_LEN;
+        v.mv_data = o->r[i].val;
+        ASSERT_EQ(mdb_put(txn, convs, &k, &v, 0), 0);
+    }
+    ASSERT_EQ(mdb_drop(txn, cevents, 1), 0); /* schema 1 had none */
+    k.mv_size = 5;
+    k.mv_data = "x\0y\0z";
+    be64(id, 1);
+    v.mv_size = 8;
+    v.mv_data = id;
+    ASSERT_EQ(mdb_put(txn, dedup, &k, &v, 0), 0);
+    k.mv_size = 6;
+    k.mv_data = "schema";
+    v.mv_size = 4;
+    v.mv_data = one;
+    ASSERT_EQ(mdb_put(txn, meta, &k, &v, 0), 0);
+    ASSERT_EQ(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    free(o);
+}
+
+/* A directory written by schema 1 (built here from a schema 2 one: the same data the way
+ * schema 1 kept it) is refused by the tools with a message that says what to do, and
+ * migrated by cimd at start: every user's conversation list — order, last message, unread,
+ * read cursors, the total — is the one they had, the dedup index is gone, and what follows
+ * is counted as before. */
+TEST_TIMEOUT(e2e_store_migrate_schema_1, 60)
+{
+    tsrv_t t;
+    snap_t *before = calloc(1, sizeof(*before)), *after = calloc(1, sizeof(*after));
+    const char *members[] = {"bob", "carol"}, *added[] = {"dave"};
+    cim_GroupRsp grsp;
+    cim_Result res;
+    char gid[65], out[4096];
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+
+    ASSERT_NOT_NULL(before);
+    ASSERT_NOT_NULL(after);
+    tsrv_start(&t, NULL);
+    tmsg_register_users(&t, who, USERS);
+    cimc_t *a = tsrv_login(&t, "alice", "d1", NULL), *b = tsrv_login(&t, "bob", "d1", NULL);
+    cimc_t *c = tsrv_login(&t, "carol", "d1", NULL);
+    send_conv(a, DIRECT, "bob", "ab1", "hi bob");
+    send_conv(a, DIRECT, "bob", "ab2", "still there?");
+    send_conv(b, DIRECT, "alice", "ba1", "yes");
+    send_conv(a, DIRECT, "bob", "ab3", "good");
+    send_conv(c, DIRECT, "alice", "ca1", "hello alice");
+    send_conv(a, DIRECT, "alice", "aa1", "note to self");
+    TMSG_EXPECT(tmsg_group_create(a, "team", members, 2, false, &grsp), grsp, cim_Code_OK);
+    snprintf(gid, sizeof(gid), "%s", grsp.group.group_id);
+    send_conv(a, GROUP, gid, "g1", "before dave");
+    send_conv(b, GROUP, gid, "g2", "before dave too");
+    TMSG_EXPECT(tmsg_group_users(a, FT_GROUP_ADD, gid, added, 1, &res), res, cim_Code_OK);
+    send_conv(c, GROUP, gid, "g3", "dave is here");
+    send_conv(a, GROUP, gid, "g4", "welcome");
+    TMSG_EXPECT(tmsg_read(b, GROUP, gid, 0, &res), res, cim_Code_OK);
+    send_conv(a, GROUP, gid, "g5", "after bob read");
+    TMSG_EXPECT(tmsg_group_req(c, FT_GROUP_LEAVE, gid, &res), res, cim_Code_OK);
+    send_conv(a, GROUP, gid, "g6", "carol left");
+    TMSG_EXPECT(tmsg_read(a, DIRECT, "carol", 0, &res), res, cim_Code_OK);
+    cimc_close(a);
+    cimc_close(b);
+    cimc_close(c);
+    snapshot(&t, before);
+    ASSERT_EQ(tsrv_stop_keep(&t), 0);
+
+    downgrade(t.dir);
+    /* the tools refuse it, saying how to migrate */
+    ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "stats", NULL), 0);
+    tsrv_restart(&t);
+    ASSERT_TRUE(log_has(&t, "migrate: done"));
+    snapshot(&t, after);
+    same_lists(before, after);
+    /* the dedup index is gone, the schema is 2 */
+    ASSERT_EQ(tsrv_stop_keep(&t), 0);
+    ASSERT_EQ(mdb_env_create(&env), 0);
+    ASSERT_EQ(mdb_env_set_maxdbs(env, 32), 0);
+    ASSERT_EQ(mdb_env_open(env, t.dir, MDB_RDONLY, 0600), 0);
+    ASSERT_EQ(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "dedup", 0, &dbi), MDB_NOTFOUND);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "stats",
+                            NULL),
+              0);
+    ASSERT_NOT_NULL(strstr(out, "\"schema\":2,"));
+    /* and it goes on counting: dave gets one more unread, alice none */
+    tsrv_restart(&t);
+    a = tsrv_login(&t, "alice", "d1", NULL);
+    send_conv(a, GROUP, gid, "g7", "after the migration");
+    cimc_close(a);
+    snapshot(&t, after);
+    ASSERT_EQ(tmsg_conv_find(after->convs[3], after->n[3], GROUP, gid)->unread,
+              tmsg_conv_find(before->convs[3], before->n[3], GROUP, gid)->unread + 1);
+    ASSERT_EQ(tmsg_conv_find(after->convs[0], after->n[0], GROUP, gid)->unread, 0);
+    ASSERT_EQ(tsrv_stop(&t), 0);
+    free(before);
+    free(after);
+}
