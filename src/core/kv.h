@@ -15,9 +15,12 @@
  * (the store actor); other processes (cimctl) may write too, LMDB serialises them with its
  * own lock. kv_open calls mdb_reader_check to clear reader slots left by crashed processes.
  *
- * The map is sized generously (64 GiB of address space; the file grows only as pages are
- * written) and never shrinks on open; a resize made by another process (MDB_MAP_RESIZED)
- * is adopted transparently in kv_begin. RC_EMAPFULL reaches the writer, which aborts the
+ * Writable opens use MDB_WRITEMAP (writers write into the map; no page copies at commit).
+ * The map starts at 64 MiB and doubles when full; the data file holds the whole map, its
+ * blocks reserved (posix_fallocate) when the map is set, so a write never meets a hole on
+ * a full disk (SIGBUS): a full disk is a map that cannot grow (kv_grow fails -ENOSPC). The
+ * map never shrinks on open; a resize made by another process (MDB_MAP_RESIZED) is adopted
+ * transparently in kv_begin. RC_EMAPFULL reaches the writer, which aborts the
  * transaction, calls kv_grow() with no transaction open and retries.
  *
  * A write that fails with anything but RC_EEXIST / RC_ENOTFOUND / RC_EINVAL leaves the

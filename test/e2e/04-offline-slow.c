@@ -18,7 +18,8 @@
 #define BODY 16000
 #define WINDOW 30
 #define PUSH_LATENCY_MS 2000
-/* Bounds on cimd's resident memory during the flood: an absolute one, and one on its
+/* Bounds on cimd's resident anonymous memory during the flood (the data file's pages,
+ * mapped and written in place, are the page cache's, not cimd's): an absolute one, and one on its
  * growth — the 4 MiB output cap, buffers and batches, nowhere near the 96 MB that queueing
  * the slow device's pushes would take. Under ASan, cimd's quarantine is capped (below) and
  * its shadow memory adds an eighth; TSan's shadow is far larger. */
@@ -62,7 +63,7 @@ static long rss_kb(pid_t pid)
     if ((f = fopen(path, "r")) == NULL)
         return -1;
     while (fgets(line, sizeof(line), f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+        if (sscanf(line, "RssAnon: %ld kB", &kb) == 1)
             break;
     fclose(f);
     return kb;

@@ -145,7 +145,7 @@ TEST_TIMEOUT(e2e_store_group_unread_derived, 30)
     TMSG_EXPECT(tmsg_group_create(a, "g", first, 1, false, &grsp), grsp, cim_Code_OK);
     snprintf(gid, sizeof(gid), "%s", grsp.group.group_id);
     for (int i = 0; i < 3; i++) {
-        char cmid[8];
+        char cmid[16];
         snprintf(cmid, sizeof(cmid), "p%d", i);
         send_conv(a, GROUP, gid, cmid, "before carol");
     }
