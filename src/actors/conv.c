@@ -4,6 +4,7 @@
 
 #include "actors/group.h"
 #include "cim.pb.h"
+#include "core/mem.h"
 #include "core/snowflake.h"
 
 size_t conv_uprefix(uint8_t out[CONV_UKEY_MAX], const char *app, const char *user)
@@ -34,13 +35,8 @@ size_t conv_skey(uint8_t out[CONV_SKEY_MAX], const char *app, int conv_type, con
         memcpy(out + n, a, x);
         return n + x;
     }
-    /* Both sides name a DIRECT conversation the same way: lower id first. */
-    if (strcmp(a, b) > 0) {
-        const char *t = a;
-        a = b;
-        b = t;
-    }
-    out[n++] = 'D';
+    /* One direction of a DIRECT conversation: the messages a sent to b. */
+    out[n++] = '>';
     x = strnlen(a, KV_ID_MAX);
     memcpy(out + n, a, x);
     n += x;
@@ -70,24 +66,109 @@ void conv_encode(const conv_rec_t *c, uint8_t out[CONV_REC_LEN])
     group_put64(out + 24, c->left_id);
 }
 
+/* The index key(s) of (@p user, @p peer): GROUP one; DIRECT what the user sent (mine) and
+ * what they received (theirs), one key when talking to oneself. */
+typedef struct ckeys {
+    uint8_t mine[CONV_SKEY_MAX], theirs[CONV_SKEY_MAX];
+    size_t mlen, tlen;
+    bool two;
+} ckeys_t;
+
+static void keys_of(ckeys_t *k, const char *app, const char *user, int conv_type,
+                    const char *peer)
+{
+    if (conv_type == cim_ConvType_GROUP) {
+        k->tlen = conv_skey(k->theirs, app, conv_type, peer, peer);
+        k->two = false;
+        return;
+    }
+    k->tlen = conv_skey(k->theirs, app, conv_type, peer, user);
+    k->mlen = conv_skey(k->mine, app, conv_type, user, peer);
+    k->two = strcmp(user, peer) != 0;
+}
+
 int conv_view(kv_txn_t *txn, const char *app, const char *user, int conv_type,
               const char *peer, const conv_rec_t *rec, conv_view_t *out)
 {
-    uint8_t skey[CONV_SKEY_MAX];
-    size_t sklen = conv_skey(skey, app, conv_type,
-                             conv_type == cim_ConvType_GROUP ? peer : user, peer);
-    uint64_t end = rec->left_id ? rec->left_id : UINT64_MAX, n = 0, ev = 0, t;
-    uint64_t from = rec->read_up_to > rec->since_id ? rec->read_up_to : rec->since_id;
+    ckeys_t k;
+    uint64_t end = rec->left_id ? rec->left_id : UINT64_MAX, n = 0, ev = 0, t, mine = 0, from;
     int rc;
 
     memset(out, 0, sizeof(*out));
-    if ((rc = kv_cmsg_last(txn, skey, sklen, end, &out->last_id)) < 0 ||
-        (rc = kv_cmsg_count(txn, skey, sklen, from, end, &n)) < 0 ||
-        (n > 0 && (rc = kv_cevent_count(txn, skey, sklen, from, end, &ev)) < 0))
+    keys_of(&k, app, user, conv_type, peer);
+    if ((rc = kv_cmsg_last(txn, k.theirs, k.tlen, end, &out->last_id)) < 0 ||
+        (k.two && (rc = kv_cmsg_last(txn, k.mine, k.mlen, end, &mine)) < 0))
         return rc;
+    /* one's own last message is read, and everything before it */
+    out->read_up_to = mine > rec->read_up_to ? mine : rec->read_up_to;
+    out->last_id = mine > out->last_id ? mine : out->last_id;
+    from = out->read_up_to > rec->since_id ? out->read_up_to : rec->since_id;
+    if ((rc = kv_cmsg_count(txn, k.theirs, k.tlen, from, end, &n)) < 0 ||
+        (n > 0 && (rc = kv_cevent_count(txn, k.theirs, k.tlen, from, end, &ev)) < 0))
+        return rc;
+    if (!k.two && conv_type == cim_ConvType_DIRECT)
+        n = ev = 0; /* talking to oneself: every message is one's own */
     out->unread = n > ev ? (uint32_t)(n - ev > UINT32_MAX ? UINT32_MAX : n - ev) : 0;
     t = out->last_id ? snowflake_time_ms(out->last_id) : 0;
     out->updated_ms = t > rec->updated_ms ? t : rec->updated_ms;
+    return 0;
+}
+
+int conv_read_cursor(kv_txn_t *txn, const char *app, const char *user, int conv_type,
+                     const char *peer, const conv_rec_t *rec, uint64_t *out)
+{
+    uint8_t key[CONV_SKEY_MAX];
+    uint64_t mine = 0;
+    int rc = 0;
+
+    if (conv_type == cim_ConvType_DIRECT)
+        rc = kv_cmsg_last(txn, key, conv_skey(key, app, conv_type, user, peer), UINT64_MAX,
+                          &mine);
+    *out = mine > rec->read_up_to ? mine : rec->read_up_to;
+    return rc;
+}
+
+int conv_history(kv_txn_t *txn, const char *app, const char *user, int conv_type,
+                 const char *peer, uint64_t before, uint64_t *ids, size_t max, size_t *n,
+                 bool *more)
+{
+    uint64_t *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0, i = 0, j = 0, got = 0;
+    bool ma = false, mb = false;
+    ckeys_t k;
+    int rc;
+
+    keys_of(&k, app, user, conv_type, peer);
+    if (!k.two)
+        return kv_cmsg_before(txn, k.theirs, k.tlen, before, ids, max, n, more);
+    /* DIRECT: both directions, newest first, merged */
+    a = mem_alloc((max ? max : 1) * sizeof(*a));
+    b = mem_alloc((max ? max : 1) * sizeof(*b));
+    if ((rc = kv_cmsg_before(txn, k.theirs, k.tlen, before, a, max, &na, &ma)) < 0 ||
+        (rc = kv_cmsg_before(txn, k.mine, k.mlen, before, b, max, &nb, &mb)) < 0)
+        goto out;
+    while (got < max && (i < na || j < nb))
+        ids[got++] = j >= nb || (i < na && a[i] > b[j]) ? a[i++] : b[j++];
+    *n = got;
+    *more = ma || mb || i < na || j < nb;
+out:
+    mem_free(a);
+    mem_free(b);
+    return rc;
+}
+
+int conv_index_count(kv_txn_t *txn, const char *app, const char *user, int conv_type,
+                     const char *peer, uint64_t *out)
+{
+    uint64_t x = 0, y = 0;
+    ckeys_t k;
+    int rc;
+
+    keys_of(&k, app, user, conv_type, peer);
+    if ((rc = kv_cmsg_count(txn, k.theirs, k.tlen, 0, UINT64_MAX, &x)) < 0 ||
+        (k.two && (rc = kv_cmsg_count(txn, k.mine, k.mlen, 0, UINT64_MAX, &y)) < 0))
+        return rc;
+    *out = x + y;
     return 0;
 }
 

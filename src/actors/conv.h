@@ -4,19 +4,22 @@
  * A conversation is DIRECT (two users) or GROUP (a group id). Two keys name it:
  *  - the *user key* (conv_ukey): user key NUL conv_type peer — one per participant, for
  *    that user's state (convs database): last message, unread count, read cursor;
- *  - the *shared key* (conv_skey): app NUL 'D' lower-id NUL higher-id, or app NUL 'G'
- *    group id — one per conversation, for its message index (cmsgs), so a message is
- *    indexed once however many take part.
+ *  - the *index key* (conv_skey) of its message index (cmsgs): app NUL 'G' group id for a
+ *    group (a message is indexed once however many take part), and for DIRECT one per
+ *    direction, app NUL '>' sender NUL recipient: so what a user sent and what they
+ *    received are apart, and their own last message — which reads everything before it —
+ *    is found without writing their record per message.
  * Unread counts messages from others whose type a user reads (not SYSTEM, not RECALL).
  *
  * The stored record holds only what changes meaning rarely: the read cursor (moved by
- * READ, and by the user's own messages, which are never unread), when it changed, and
- * where a former member left a group. The last message and the unread count are derived
- * when read (conv_view), from the conversation index: the newest entry, and the entries
- * after the cursor (and after the user joined, for a group) less the SYSTEM events among
- * them (every entry after the cursor is from
- * someone else, since one's own message moves one's cursor past it; RECALL control
- * messages are not indexed).
+ * READ, and in a group by the user's own messages), when it changed, when the user joined
+ * a group and where a former member left it. The last message, the unread count and, in
+ * a DIRECT conversation, the effective read cursor are derived when read (conv_view):
+ * the newest index entry; the cursor is the later of the record's and the user's own
+ * last message; unread is the entries after it (and after the join) that are not the
+ * user's — DIRECT: the other direction's key; GROUP: every entry after the cursor is from
+ * someone else, since one's own group message moves one's cursor — less the SYSTEM events
+ * among them (cevents). RECALL control messages are not indexed.
  *
  * Threading: pure; any thread.
  */
@@ -46,6 +49,8 @@ typedef struct conv_rec {
 /** A conversation as its user sees it now: the record plus what is derived from the index. */
 typedef struct conv_view {
     uint64_t last_id;    /* newest message the user can see (0: none) */
+    uint64_t read_up_to; /* the read cursor: the record's, or the user's own last message
+                            in the conversation if later (sending reads what came before) */
     uint64_t updated_ms; /* time of that message, or of the record's last change if later */
     uint32_t unread;
 } conv_view_t;
@@ -57,7 +62,7 @@ size_t conv_ukey(uint8_t out[CONV_UKEY_MAX], const char *app, const char *user, 
 /** The prefix of all of a user's conversation keys (user key NUL). @return its length. */
 size_t conv_uprefix(uint8_t out[CONV_UKEY_MAX], const char *app, const char *user);
 
-/** The shared key of a conversation between @p a and @p b (DIRECT), or of group @p a. */
+/** The index key of the messages @p a sent to @p b (DIRECT), or of group @p a (GROUP). */
 size_t conv_skey(uint8_t out[CONV_SKEY_MAX], const char *app, int conv_type, const char *a,
                  const char *b);
 
@@ -73,6 +78,25 @@ void conv_encode(const conv_rec_t *c, uint8_t out[CONV_REC_LEN]);
  */
 int conv_view(kv_txn_t *txn, const char *app, const char *user, int conv_type,
               const char *peer, const conv_rec_t *rec, conv_view_t *out);
+
+/**
+ * Only the effective read cursor of conv_view (the peer's, in CONV_LIST). @return 0 or rc.
+ */
+int conv_read_cursor(kv_txn_t *txn, const char *app, const char *user, int conv_type,
+                     const char *peer, const conv_rec_t *rec, uint64_t *out);
+
+/**
+ * Page (@p user, @p peer)'s conversation backwards, as kv_cmsg_before: the newest ids
+ * below @p before (0: from the newest), newest first, both directions of a DIRECT one.
+ * @return 0 or rc.
+ */
+int conv_history(kv_txn_t *txn, const char *app, const char *user, int conv_type,
+                 const char *peer, uint64_t before, uint64_t *ids, size_t max, size_t *n,
+                 bool *more);
+
+/** How many messages the conversation's index holds (cimdump). @return 0 or rc. */
+int conv_index_count(kv_txn_t *txn, const char *app, const char *user, int conv_type,
+                     const char *peer, uint64_t *out);
 
 /** @return true when messages of @p msg_type count as unread. */
 bool conv_counts(int msg_type);

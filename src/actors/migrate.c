@@ -15,7 +15,13 @@
 
 typedef struct mig {
     kv_txn_t *txn;
-    uint64_t events, groups;
+    uint64_t events, groups, directs;
+    /* schema 1's DIRECT keys (app NUL 'D' lower NUL higher), split after the scan */
+    struct dkey {
+        uint8_t key[CONV_SKEY_MAX];
+        size_t klen;
+    } *dkeys;
+    size_t ndkeys, capdkeys;
     /* group records to rewrite, collected while scanning convs (no writes during a scan) */
     struct fix {
         uint8_t key[CONV_UKEY_MAX];
@@ -34,8 +40,20 @@ static int events_of(void *ctx, const uint8_t *key, size_t klen)
     size_t n;
     int rc;
 
+    if (nul != NULL && (size_t)(nul - key) + 1 < klen && nul[1] == 'D' &&
+        klen <= CONV_SKEY_MAX) {
+        /* DIRECT (no SYSTEM messages in schema 1): split by direction below */
+        if (m->ndkeys == m->capdkeys) {
+            m->capdkeys = m->capdkeys ? 2 * m->capdkeys : 256;
+            m->dkeys = mem_realloc(m->dkeys, m->capdkeys * sizeof(*m->dkeys));
+        }
+        memcpy(m->dkeys[m->ndkeys].key, key, klen);
+        m->dkeys[m->ndkeys].klen = klen;
+        m->ndkeys++;
+        return 0;
+    }
     if (nul == NULL || (size_t)(nul - key) + 1 >= klen || nul[1] != 'G')
-        return 0; /* DIRECT: no SYSTEM messages in schema 1 */
+        return 0;
     do {
         if ((rc = kv_cmsg_after(m->txn, key, klen, after, ids, PAGE, &n, &total)) < 0)
             return rc;
@@ -60,6 +78,46 @@ static int events_of(void *ctx, const uint8_t *key, size_t klen)
             after = ids[n - 1];
     } while (n == PAGE);
     return 0;
+}
+
+/* Schema 1 indexed a DIRECT conversation under one key; schema 2 under one per direction
+ * (sender to recipient), read from each record. */
+static int split_direct(mig_t *m, const uint8_t *key, size_t klen)
+{
+    char app[KV_ID_MAX + 1];
+    uint8_t dkey[CONV_SKEY_MAX];
+    uint64_t ids[PAGE], after = 0, total;
+    size_t n, alen = strnlen((const char *)key, klen);
+    int rc;
+
+    if (alen == 0 || alen > KV_ID_MAX)
+        return 0;
+    memcpy(app, key, alen);
+    app[alen] = '\0';
+    do {
+        if ((rc = kv_cmsg_after(m->txn, key, klen, after, ids, PAGE, &n, &total)) < 0)
+            return rc;
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t *rec;
+            size_t len;
+            cim_Message msg;
+            rc = kv_msg_get(m->txn, ids[i], &rec, &len);
+            if (rc == RC_ENOTFOUND)
+                continue;
+            if (rc < 0)
+                return rc;
+            if (!message_decode_head(rec, len, &msg))
+                return RC_ESTORE;
+            rc = kv_cmsg_add(m->txn, dkey,
+                             conv_skey(dkey, app, cim_ConvType_DIRECT, msg.from, msg.to), ids[i]);
+            if (rc < 0)
+                return rc;
+            m->directs++;
+        }
+        if (n > 0)
+            after = ids[n - 1];
+    } while (n == PAGE);
+    return kv_cmsg_drop(m->txn, key, klen);
 }
 
 /* Schema 1 kept `unread` for a group member from when they joined: the cursor that gives
@@ -168,8 +226,12 @@ int migrate_run(kv_t *kv)
     memset(&m, 0, sizeof(m));
     if ((rc = kv_begin(kv, KV_WRITE, &m.txn)) < 0)
         return rc;
-    if ((rc = kv_cmsg_keys(m.txn, events_of, &m)) < 0 ||
-        (rc = kv_rec_each(m.txn, KV_DB_CONVS, fix_record, &m)) < 0)
+    if ((rc = kv_cmsg_keys(m.txn, events_of, &m)) < 0)
+        goto fail;
+    for (size_t i = 0; i < m.ndkeys; i++)
+        if ((rc = split_direct(&m, m.dkeys[i].key, m.dkeys[i].klen)) < 0)
+            goto fail;
+    if ((rc = kv_rec_each(m.txn, KV_DB_CONVS, fix_record, &m)) < 0)
         goto fail;
     for (size_t i = 0; i < m.nfix; i++)
         if ((rc = kv_rec_put(m.txn, KV_DB_CONVS, m.fix[i].key, m.fix[i].klen, m.fix[i].val,
@@ -181,16 +243,18 @@ int migrate_run(kv_t *kv)
     m.txn = NULL;
     if (rc < 0)
         goto fail;
-    LOG_INFO("migrate: done in %llu ms: %llu group events indexed, %zu conversation "
-             "records rewritten (%llu group ones counting unread from their first unread "
-             "message)",
+    LOG_INFO("migrate: done in %llu ms: %llu group events indexed, %llu direct messages "
+             "indexed by direction, %zu conversation records rewritten (%llu group ones "
+             "counting unread from their first unread message)",
              (unsigned long long)(snowflake_now_ms() - t0), (unsigned long long)m.events,
-             m.nfix, (unsigned long long)m.groups);
+             (unsigned long long)m.directs, m.nfix, (unsigned long long)m.groups);
     mem_free(m.fix);
+    mem_free(m.dkeys);
     return 0;
 fail:
     kv_abort(m.txn);
     mem_free(m.fix);
+    mem_free(m.dkeys);
     LOG_ERROR("migrate: failed (%s); the data is unchanged (schema 1)", rc_str(rc));
     return rc;
 }

@@ -113,9 +113,9 @@ static int history(session_t *s, const uint8_t *body, size_t len)
     cim_HistoryReq req = cim_HistoryReq_init_zero;
     cim_HistoryRsp rsp = cim_HistoryRsp_init_zero;
     pb_istream_t is = pb_istream_from_buffer(body, len);
-    uint8_t ukey[CONV_UKEY_MAX], skey[CONV_SKEY_MAX];
+    uint8_t ukey[CONV_UKEY_MAX];
     uint64_t ids[HISTORY_MAX], before, gid;
-    size_t n = 0, klen, sklen, used = 0, room = s->w->srv->conf->max_body - ROOM, take = 0;
+    size_t n = 0, klen, used = 0, room = s->w->srv->conf->max_body - ROOM, take = 0;
     const uint8_t *v;
     size_t vlen;
     kv_txn_t *txn = NULL;
@@ -156,9 +156,8 @@ static int history(session_t *s, const uint8_t *body, size_t len)
     before = req.before_msg_id;
     if (c.left_id != 0 && (before == 0 || before > c.left_id + 1))
         before = c.left_id + 1;
-    sklen = conv_skey(skey, s->app, req.conv_type,
-                      req.conv_type == cim_ConvType_GROUP ? req.peer : s->user, req.peer);
-    if ((rc = kv_cmsg_before(txn, skey, sklen, before, ids, limit, &n, &more)) < 0)
+    if ((rc = conv_history(txn, s->app, s->user, req.conv_type, req.peer, before, ids, limit,
+                           &n, &more)) < 0)
         goto internal;
     r = mem_alloc(sizeof(*r));
     r->n = 0;
@@ -279,7 +278,7 @@ static bool put_convs(pb_ostream_t *os, const pb_field_t *f, void *const *arg)
         cv.conv_type = (cim_ConvType)e->conv_type;
         snprintf(cv.peer, sizeof(cv.peer), "%s", e->peer);
         cv.unread = e->v.unread;
-        cv.read_up_to = e->c.read_up_to;
+        cv.read_up_to = e->v.read_up_to;
         cv.peer_read_up_to = e->peer_read;
         cv.updated_ms = e->v.updated_ms;
         if (e->v.last_id != 0 && kv_msg_get(cl->txn, e->v.last_id, &rec, &rlen) == 0)
@@ -337,7 +336,9 @@ static int conv_list(session_t *s, const uint8_t *body, size_t len)
         klen = conv_ukey(pkey, s->app, cl.e[i].peer, cim_ConvType_DIRECT, s->user);
         if (kv_rec_get(cl.txn, KV_DB_CONVS, pkey, klen, &v, &vlen) == 0) {
             conv_decode(v, vlen, &pc);
-            cl.e[i].peer_read = pc.read_up_to;
+            if (conv_read_cursor(cl.txn, s->app, cl.e[i].peer, cim_ConvType_DIRECT, s->user,
+                                 &pc, &cl.e[i].peer_read) < 0)
+                cl.e[i].peer_read = pc.read_up_to;
         }
     }
     rsp.req_id = req.req_id;

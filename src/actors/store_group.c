@@ -599,8 +599,8 @@ static int op_read(store_t *st, kv_txn_t *txn, store_op_t *op)
     op->code = cim_Code_OK;
     if (up_to == 0 || up_to > view.last_id)
         up_to = view.last_id; /* 0 reads everything; the cursor never passes the last message */
-    if (up_to <= e->rec.read_up_to)
-        return 0; /* never moves back */
+    if (up_to <= view.read_up_to)
+        return 0; /* never moves back (one's own last message counts as read) */
     e->rec.read_up_to = up_to; /* unread is derived from it */
     e->rec.updated_ms = snowflake_now_ms();
     e->dirty = true;

@@ -126,9 +126,10 @@ static int conv_touch(store_t *st, kv_txn_t *txn, const smsg_t *m, const char *u
         e->rec.updated_ms = time_ms;
         e->dirty = true;
     }
-    if (sender) {
+    if (sender && m->conv_type == cim_ConvType_GROUP) {
         /* One's own message is read, and with the cursor past everything before it, nothing
-         * from others is unread any more (unread counts after the cursor). */
+         * from others is unread any more (unread counts after the cursor). In a DIRECT
+         * conversation the index's own direction says as much (conv_view): no write. */
         e->rec.read_up_to = id;
         e->rec.updated_ms = time_ms;
         e->dirty = true;

@@ -235,6 +235,16 @@ static void jw_null(jw_t *w, const char *key)
     fputs("null", w->f);
 }
 
+/* A ratio with one decimal, or null when there is none (@p den 0). */
+static void jw_ratio(jw_t *w, const char *key, uint64_t num, uint64_t den)
+{
+    jw_sep(w, key);
+    if (den == 0)
+        fputs("null", w->f);
+    else
+        fprintf(w->f, "%.1f", (double)num / (double)den);
+}
+
 static void jw_hex(jw_t *w, const char *key, const uint8_t *b, size_t n)
 {
     jw_sep(w, key);
@@ -864,11 +874,20 @@ static void json_id_time(jw_t *w, const char *key, uint64_t id)
     jw_close(w, '}');
 }
 
+/* Bytes per stored message, "-" when there is no message. */
+static void fmt_per_msg(char out[32], uint64_t bytes, uint64_t msgs)
+{
+    if (msgs == 0)
+        snprintf(out, 32, "-");
+    else
+        snprintf(out, 32, "%.1f", (double)bytes / (double)msgs);
+}
+
 static int cmd_stats(dump_t *d)
 {
     statctx_t s = {.d = d};
     readers_t rs = {0};
-    uint64_t free_pages = 0, first = 0, last = 0, issued = 0, used, bytes;
+    uint64_t free_pages = 0, first = 0, last = 0, issued = 0, used, bytes, live, nmsg;
     long self = (long)getpid();
     FILE *f = d->out;
     jw_t *w = &d->w;
@@ -884,6 +903,11 @@ static int cmd_stats(dump_t *d)
         goto out;
     }
     used = (s.info.last_page + 1) * s.info.page_size;
+    /* the pages in use that are not on the free list (reusable by later writes) */
+    live = used > free_pages * s.info.page_size ? used - free_pages * s.info.page_size : 0;
+    /* every stored message is one record of msgs (STORAGE.md); a schema without it gives
+     * no count, and every per-message figure is then null */
+    nmsg = db_entries(&s, "msgs");
     if (d->json) {
         jw_open(w, NULL, '{');
         jw_str(w, "data", d->data);
@@ -910,8 +934,9 @@ static int cmd_stats(dump_t *d)
             jw_u64(w, "branch_pages", st->branch_pages);
             jw_u64(w, "leaf_pages", st->leaf_pages);
             jw_u64(w, "overflow_pages", st->overflow_pages);
-            jw_u64(w, "bytes",
-                   (st->branch_pages + st->leaf_pages + st->overflow_pages) * s.info.page_size);
+            bytes = (st->branch_pages + st->leaf_pages + st->overflow_pages) * s.info.page_size;
+            jw_u64(w, "bytes", bytes);
+            jw_ratio(w, "bytes_per_message", bytes, nmsg);
             jw_close(w, '}');
         }
         jw_close(w, ']');
@@ -923,6 +948,11 @@ static int cmd_stats(dump_t *d)
         json_id_time(w, "oldest", first);
         json_id_time(w, "newest", last);
         jw_id(w, "last_issued", issued);
+        jw_open(w, "bytes_per_message", '{');
+        jw_ratio(w, "file", s.info.file_size, nmsg);
+        jw_ratio(w, "used", used, nmsg);
+        jw_ratio(w, "live", live, nmsg);
+        jw_close(w, '}');
         jw_close(w, '}');
         jw_open(w, "readers", '{');
         jw_u64(w, "max", s.info.max_readers);
@@ -965,6 +995,13 @@ static int cmd_stats(dump_t *d)
                 (unsigned long long)last, b);
     }
     fprintf(f, "; last id issued %llu\n", (unsigned long long)issued);
+    fmt_per_msg(a, s.info.file_size, nmsg);
+    fmt_per_msg(b, used, nmsg);
+    fmt_per_msg(c, live, nmsg);
+    fprintf(f,
+            "per message %s bytes of data.mdb, %s of the pages used, %s of them live (not on the "
+            "free list)\n",
+            a, b, c);
     fprintf(f, "readers     %zu in use of %u slots (high-water %u)\n", rs.n, s.info.max_readers,
             s.info.reader_slots);
     for (size_t i = 0; i < rs.n; i++) {
@@ -975,15 +1012,16 @@ static int cmd_stats(dump_t *d)
             fprintf(f, "reads txn %llu", (unsigned long long)rs.r[i].txn);
         fprintf(f, "%s\n", rs.r[i].pid == self ? " (this cimdump)" : "");
     }
-    fprintf(f, "\n%-12s %12s %5s %8s %10s %9s %12s\n", "DATABASE", "ENTRIES", "DEPTH", "BRANCH",
-            "LEAF", "OVERFLOW", "SIZE");
+    fprintf(f, "\n%-12s %12s %5s %8s %10s %9s %12s %9s\n", "DATABASE", "ENTRIES", "DEPTH", "BRANCH",
+            "LEAF", "OVERFLOW", "SIZE", "B/MSG");
     for (size_t i = 0; i < s.n; i++) {
         const kv_dbstat_t *st = &s.dbs[i];
         bytes = (st->branch_pages + st->leaf_pages + st->overflow_pages) * s.info.page_size;
         fmt_bytes(a, bytes);
-        fprintf(f, "%-12s %12llu %5u %8llu %10llu %9llu %12s\n", st->name,
+        fmt_per_msg(b, bytes, nmsg);
+        fprintf(f, "%-12s %12llu %5u %8llu %10llu %9llu %12s %9s\n", st->name,
                 (unsigned long long)st->entries, st->depth, (unsigned long long)st->branch_pages,
-                (unsigned long long)st->leaf_pages, (unsigned long long)st->overflow_pages, a);
+                (unsigned long long)st->leaf_pages, (unsigned long long)st->overflow_pages, a, b);
     }
 out:
     mem_free(s.dbs);
@@ -1647,10 +1685,9 @@ static int conv_cmp(const void *a, const void *b)
 
 static int conv_extra(dump_t *d, const char *user, conv_row_t *r)
 {
-    uint8_t key[CONV_UKEY_MAX > CONV_SKEY_MAX ? CONV_UKEY_MAX : CONV_SKEY_MAX];
+    uint8_t key[CONV_UKEY_MAX];
     const uint8_t *v = NULL;
-    size_t vlen = 0, klen, got;
-    uint64_t none;
+    size_t vlen = 0, klen;
     conv_rec_t pc;
     int rc;
 
@@ -1660,12 +1697,13 @@ static int conv_extra(dump_t *d, const char *user, conv_row_t *r)
         if (rc < 0 && rc != RC_ENOTFOUND)
             return rc;
         conv_decode(v, rc == 0 ? vlen : 0, &pc);
-        r->peer_read = pc.read_up_to;
+        if ((rc = conv_read_cursor(d->txn, d->app, r->peer, cim_ConvType_DIRECT, user, &pc,
+                                   &r->peer_read)) < 0)
+            return rc;
     }
     if ((rc = conv_view(d->txn, d->app, user, r->type, r->peer, &r->c, &r->v)) < 0)
         return rc;
-    klen = conv_skey(key, d->app, r->type, r->type == cim_ConvType_GROUP ? r->peer : user, r->peer);
-    return kv_cmsg_after(d->txn, key, klen, 0, &none, 0, &got, &r->messages);
+    return conv_index_count(d->txn, d->app, user, r->type, r->peer, &r->messages);
 }
 
 static int cmd_convs(dump_t *d)
@@ -1710,7 +1748,7 @@ static int cmd_convs(dump_t *d)
             jw_id_or_null(w, "last_id", r->v.last_id);
             jw_u64(w, "updated_ms", r->v.updated_ms);
             jw_u64(w, "unread", r->v.unread);
-            jw_id(w, "read_up_to", r->c.read_up_to);
+            jw_id(w, "read_up_to", r->v.read_up_to);
             if (r->type == cim_ConvType_DIRECT)
                 jw_id(w, "peer_read_up_to", r->peer_read);
             else
@@ -1734,7 +1772,7 @@ static int cmd_convs(dump_t *d)
                 : r->type == cim_ConvType_DIRECT ? "direct"
                                                  : conv_name(e, r->type),
                 r->peer, (unsigned long long)r->v.last_id, (unsigned)r->v.unread,
-                (unsigned long long)r->c.read_up_to, r->type == cim_ConvType_DIRECT ? pr : "-",
+                (unsigned long long)r->v.read_up_to, r->type == cim_ConvType_DIRECT ? pr : "-",
                 (unsigned long long)r->messages, r->c.left_id ? "left" : "-");
     }
     fprintf(f, "(%zu conversations, %llu unread)\n", cc.n, (unsigned long long)unread);

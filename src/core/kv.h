@@ -342,6 +342,9 @@ int kv_cmsg_count(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t afte
 int kv_cmsg_last(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t up_to,
                  uint64_t *out);
 
+/** Remove a conversation key and all its ids (write txn; migrations). @return 0 or rc. */
+int kv_cmsg_drop(kv_txn_t *txn, const uint8_t *ckey, size_t klen);
+
 /**
  * The SYSTEM events of a group conversation (cevents), so that unread can be counted from
  * the conversation index without reading records: add @p id (write txn). @return 0 or rc.

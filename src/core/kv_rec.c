@@ -169,6 +169,13 @@ int kv_cmsg_last(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t up_to
     return kv__ids_last(txn, kv__of(txn)->cmsgs, ckey, klen, up_to, out);
 }
 
+int kv_cmsg_drop(kv_txn_t *txn, const uint8_t *ckey, size_t klen)
+{
+    MDB_val k = {klen, (void *)ckey};
+    int mrc = mdb_del(kv__txn(txn), kv__of(txn)->cmsgs, &k, NULL);
+    return mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_del cmsgs");
+}
+
 int kv_cevent_add(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t id)
 {
     return kv__ids_add(txn, kv__of(txn)->cevents, ckey, klen, id);

@@ -230,8 +230,8 @@ static void same_lists(const snap_t *x, const snap_t *y)
 
 
 /* Rewrite a schema 2 directory the way schema 1 kept it: conversation records carrying
- * their last message and unread count (as derived now) and no since_id, no group events
- * index, a dedup index, schema 1. */
+ * their last message and unread count (as derived now) and no since_id, one index key per
+ * DIRECT conversation, no group events index, a dedup index, schema 1. */
 typedef struct old_rec {
     uint8_t key[CONV_UKEY_MAX];
     size_t klen;
@@ -278,6 +278,61 @@ static int old_layout(void *ctx, const uint8_t *key, size_t klen, const uint8_t 
     return 0;
 }
 
+/* Schema 1 indexed a DIRECT conversation under one key, app NUL 'D' lower NUL higher,
+ * where schema 2 has one per direction, app NUL '>' from NUL to. */
+static void undirect(MDB_txn *txn)
+{
+    typedef struct pair { uint8_t key[160]; size_t klen; uint8_t id[8]; } pair_t;
+    pair_t *p = calloc(4096, sizeof(*p));
+    uint8_t olds[64][160];
+    size_t oldlen[64], nold = 0, n = 0;
+    MDB_dbi cmsgs;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int mrc;
+
+    ASSERT_NOT_NULL(p);
+    ASSERT_EQ(mdb_dbi_open(txn, "cmsgs", MDB_DUPSORT | MDB_DUPFIXED, &cmsgs), 0);
+    ASSERT_EQ(mdb_cursor_open(txn, cmsgs, &cur), 0);
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const char *app = k.mv_data, *from, *to;
+        size_t alen = strlen(app);
+        if (((const char *)k.mv_data)[alen + 1] != '>')
+            continue;
+        from = app + alen + 2;
+        to = from + strlen(from) + 1;
+        ASSERT_LT(n, 4096);
+        p[n].klen = (size_t)snprintf((char *)p[n].key, sizeof(p[n].key), "%s%cD%s%c%s", app,
+                                     0, strcmp(from, to) < 0 ? from : to, 0,
+                                     strcmp(from, to) < 0 ? to : from);
+        memcpy(p[n].id, v.mv_data, 8);
+        n++;
+        if (nold == 0 || oldlen[nold - 1] != k.mv_size ||
+            memcmp(olds[nold - 1], k.mv_data, k.mv_size) != 0) {
+            ASSERT_LT(nold, 64);
+            memcpy(olds[nold], k.mv_data, k.mv_size);
+            oldlen[nold++] = k.mv_size;
+        }
+    }
+    ASSERT_EQ(mrc, MDB_NOTFOUND);
+    mdb_cursor_close(cur);
+    ASSERT_TRUE(n > 0);
+    for (size_t i = 0; i < nold; i++) {
+        k.mv_size = oldlen[i];
+        k.mv_data = olds[i];
+        ASSERT_EQ(mdb_del(txn, cmsgs, &k, NULL), 0);
+    }
+    for (size_t i = 0; i < n; i++) {
+        k.mv_size = p[i].klen;
+        k.mv_data = p[i].key;
+        v.mv_size = 8;
+        v.mv_data = p[i].id;
+        ASSERT_EQ(mdb_put(txn, cmsgs, &k, &v, 0), 0);
+    }
+    free(p);
+}
+
 static void downgrade(const char *dir)
 {
     old_set_t *o = calloc(1, sizeof(*o));
@@ -303,7 +358,7 @@ static void downgrade(const char *dir)
     ASSERT_EQ(mdb_txn_begin(env, NULL, 0, &txn), 0);
     ASSERT_EQ(mdb_dbi_open(txn, "meta", 0, &meta), 0);
     ASSERT_EQ(mdb_dbi_open(txn, "convs", 0, &convs), 0);
-    ASSERT_EQ(mdb_dbi_open(txn, "cevents", 0, &cevents), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "cevents", MDB_DUPSORT | MDB_DUPFIXED, &cevents), 0);
     ASSERT_EQ(mdb_dbi_open(txn, "dedup", MDB_CREATE, &dedup), 0);
     for (size_t i = 0; i < o->n; i++) {
         k.mv_size = o->r[i].klen;
@@ -313,6 +368,7 @@ static void downgrade(const char *dir)
         ASSERT_EQ(mdb_put(txn, convs, &k, &v, 0), 0);
     }
     ASSERT_EQ(mdb_drop(txn, cevents, 1), 0); /* schema 1 had none */
+    undirect(txn);
     k.mv_size = 5;
     k.mv_data = "x\0y\0z";
     be64(id, 1);
