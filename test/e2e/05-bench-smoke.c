@@ -1,7 +1,9 @@
 /* Integration: cimbench (tools/bench) against a real cimd, every scenario with tiny
  * bounds, checking that it ends by itself, exits 0 and reports a non-zero
- * throughput in its JSON. Also the bench's histogram, whose percentiles the reports rest
- * on (included here: it is a program's module, not a library's). */
+ * throughput in its JSON; the series of windows (text and JSON), several loop threads
+ * (--threads), and fill (its messages counted back with cimdump stats). Also the bench's
+ * histogram, whose percentiles the reports rest on (included here: it is a program's
+ * module, not a library's). */
 #include <arpa/inet.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -28,6 +30,16 @@ static double json_num(const char *json, const char *key)
     if ((p = strstr(json, pat)) == NULL)
         return -1;
     return strtod(p + strlen(pat), NULL);
+}
+
+/* How many times @p needle occurs in @p hay. */
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
 }
 
 /* Run cimbench SCENARIO against @p t with --json and the extra args that follow (at most
@@ -232,6 +244,152 @@ TEST_TIMEOUT(e2e_bench_sync_smoke, 60)
     free(out);
 }
 
+/* The measured window cut into --window-s windows: a row per window (JSON array and text
+ * table), the last full window's rate over the first's. */
+TEST_TIMEOUT(e2e_bench_c2c_windows, 30)
+{
+    tsrv_t t;
+    char port[16], key[65], pid[16];
+    char *out = malloc(OUT_MAX);
+    double ratio;
+
+    ASSERT_NOT_NULL(out);
+    tsrv_start(&t, "--send_rate", "100000", "--send_burst", "100000", NULL);
+    run_bench(&t, out, "c2c", "--users", "12", "--window", "2", "--duration", "2", "--window-s",
+              "0.5", NULL);
+    ASSERT_NOT_NULL(strstr(out, "\"windows\": {"));
+    ASSERT_EQ(json_num(out, "length_s"), 0.5);
+    /* 2 s in 0.5 s windows: 4 full ones (timer slack may leave the 4th partial), then the
+     * drain's partial one, if any answer came in it */
+    ASSERT_TRUE(json_num(out, "windows_full") >= 3 && json_num(out, "windows_full") <= 4);
+    ASSERT_TRUE(json_num(out, "windows_total") >= json_num(out, "windows_full"));
+    ASSERT_EQ(count_of(out, "{\"start_s\": "), (int)json_num(out, "windows_total"));
+    ASSERT_NOT_NULL(strstr(out, "{\"start_s\": 0, \"len_s\": 0.500, \"ops\": "));
+    ASSERT_NOT_NULL(strstr(out, "\"ack_p50_ms\": "));
+    ASSERT_NOT_NULL(strstr(out, "\"push_p99_ms\": "));
+    ASSERT_NOT_NULL(strstr(out, "\"server_cpu_us_per_op\": "));
+    ASSERT_TRUE(json_num(out, "first_full_rate") > 0);
+    ASSERT_TRUE(json_num(out, "last_full_rate") > 0);
+    ratio = json_num(out, "ratio_last_first");
+    ASSERT_TRUE(fabs(ratio - json_num(out, "last_full_rate") / json_num(out, "first_full_rate")) <
+                0.01);
+    /* the rows add up to every acknowledged message */
+    {
+        double sum = 0;
+        for (const char *p = out; (p = strstr(p, "\"ops\": ")) != NULL; p += 7)
+            if (p[-1] == ' ' && p[-2] == ',') /* a row's, not the top-level "ops" */
+                sum += strtod(p + 7, NULL);
+        ASSERT_EQ(sum, json_num(out, "acked_ok"));
+    }
+    ASSERT_TRUE(json_num(out, "bench_cpu_us_per_message") > 0);
+    ASSERT_TRUE(json_num(out, "server_cpu_us_per_message") >= 0);
+
+    /* the same as text: the summary and the table */
+    snprintf(port, sizeof(port), "%d", t.port);
+    snprintf(pid, sizeof(pid), "%ld", (long)t.pid);
+    chan_hex(t.key, key);
+    ASSERT_EQ(tsrv_run_tool(out, OUT_MAX, "cimbench", "c2c", "--port", port, "--key", key, "--data",
+                            t.dir, "--pid", pid, "--users", "6", "--duration", "1.2", "--window-s",
+                            "0.4", NULL),
+              0);
+    ASSERT_NOT_NULL(strstr(out, "\n[windows]\n"));
+    ASSERT_NOT_NULL(strstr(out, "  ratio_last_first "));
+    ASSERT_NOT_NULL(strstr(out, "  rows:\n"));
+    ASSERT_NOT_NULL(strstr(out, " start_s     len_s       ops      rate ack_p50_ms"));
+    ASSERT_EQ(tsrv_stop(&t), 0);
+    free(out);
+}
+
+/* --threads 2: the connections on two loops; every message still delivered once. */
+TEST_TIMEOUT(e2e_bench_threads, 60)
+{
+    tsrv_t t;
+    char *out = malloc(OUT_MAX);
+
+    ASSERT_NOT_NULL(out);
+    tsrv_start(&t, "--send_rate", "100000", "--send_burst", "100000", NULL);
+    run_bench(&t, out, "c2c", "--users", "12", "--window", "4", "--duration", "1", "--threads", "2",
+              NULL);
+    ASSERT_EQ(json_num(out, "threads"), 2);
+    ASSERT_EQ(json_num(out, "users_open"), 12);
+    ASSERT_TRUE(json_num(out, "acked_ok") > 0);
+    ASSERT_EQ(json_num(out, "pushes_timed"), json_num(out, "acked_ok"));
+    ASSERT_EQ(json_num(out, "errors_total"), 0);
+    ASSERT_NOT_NULL(strstr(out, "\"windows\": {"));
+    /* open loop: each thread schedules its half of the rate */
+    run_bench(&t, out, "c2c", "--users", "12", "--rate", "300", "--duration", "1", "--threads", "2",
+              NULL);
+    ASSERT_TRUE(json_num(out, "sent") >= 250 && json_num(out, "sent") <= 310);
+    ASSERT_EQ(json_num(out, "pushes_timed"), json_num(out, "acked_ok"));
+    /* --count across threads: exactly that many */
+    run_bench(&t, out, "c2c", "--users", "4", "--window", "8", "--count", "500", "--duration", "5",
+              "--threads", "3", NULL);
+    ASSERT_EQ(json_num(out, "sent"), 500);
+    ASSERT_EQ(json_num(out, "acked_ok"), 500);
+    /* group: members on both loops, creation by member 0's, every delivery once */
+    run_bench(&t, out, "group", "--groups", "2", "--members", "9", "--window", "2", "--duration",
+              "1", "--threads", "2", NULL);
+    ASSERT_EQ(json_num(out, "members_online"), 18);
+    ASSERT_EQ(json_num(out, "system_pushes"), json_num(out, "system_pushes_expected"));
+    ASSERT_EQ(json_num(out, "deliveries_expected"), json_num(out, "acked_ok") * 8);
+    ASSERT_EQ(json_num(out, "deliveries"), json_num(out, "deliveries_expected"));
+    ASSERT_EQ(json_num(out, "errors_total"), 0);
+    /* login and conns spread too */
+    run_bench(&t, out, "login", "--conns", "30", "--concurrency", "6", "--threads", "2", NULL);
+    ASSERT_EQ(json_num(out, "ok"), 30);
+    run_bench(&t, out, "conns", "--conns", "20", "--duration", "0.5", "--threads", "2", NULL);
+    ASSERT_EQ(json_num(out, "open_at_end"), 20);
+    ASSERT_EQ(tsrv_stop(&t), 0);
+    free(out);
+}
+
+/* fill stores exactly --messages N, counted back from the data dir; a second fill finds
+ * its users there and logs nobody in first. */
+TEST_TIMEOUT(e2e_bench_fill, 60)
+{
+    tsrv_t t;
+    char *out = malloc(OUT_MAX);
+
+    ASSERT_NOT_NULL(out);
+    tsrv_start(&t, "--send_rate", "10000000", "--send_burst", "10000000", NULL);
+    run_bench(&t, out, "fill", "--messages", "2000", "--users", "30", "--conns", "8", "--threads",
+              "2", NULL);
+    ASSERT_EQ(json_num(out, "acked_ok"), 2000);
+    ASSERT_EQ(json_num(out, "users_logged_in_first"), 22); /* u8..u29: not there yet */
+    ASSERT_EQ(json_num(out, "errors_total"), 0);
+    ASSERT_TRUE(json_num(out, "msgs_per_s") > 0);
+    ASSERT_EQ(tsrv_run_tool(out, OUT_MAX, "cimdump", "--data", t.dir, "--json", "stats", NULL), 0);
+    ASSERT_NOT_NULL(strstr(out, "\"messages\":{\"count\":2000,"));
+    ASSERT_NOT_NULL(strstr(out, "\"users\":30,"));
+    run_bench(&t, out, "fill", "--messages", "1000", "--users", "30", "--window", "4", NULL);
+    ASSERT_EQ(json_num(out, "users_logged_in_first"), 0);
+    ASSERT_EQ(json_num(out, "conns"), 30); /* min(U, 64) */
+    ASSERT_EQ(tsrv_run_tool(out, OUT_MAX, "cimdump", "--data", t.dir, "--json", "stats", NULL), 0);
+    ASSERT_NOT_NULL(strstr(out, "\"messages\":{\"count\":3000,"));
+    ASSERT_EQ(tsrv_stop(&t), 0);
+    free(out);
+}
+
+/* fill against cimd's default rate limit: RATE_LIMITED, the run fails and says so. */
+TEST_TIMEOUT(e2e_bench_fill_rate_limited_fails, 30)
+{
+    tsrv_t t;
+    char port[16], key[65];
+    char *out = malloc(OUT_MAX);
+
+    ASSERT_NOT_NULL(out);
+    tsrv_start(&t, NULL);
+    snprintf(port, sizeof(port), "%d", t.port);
+    chan_hex(t.key, key);
+    ASSERT_NE(tsrv_run_tool(out, OUT_MAX, "cimbench", "fill", "--port", port, "--key", key,
+                            "--data", t.dir, "--messages", "3000", "--users", "2", "--json", NULL),
+              0);
+    ASSERT_NOT_NULL(strstr(out, "\"result\": \"failed\""));
+    ASSERT_TRUE(json_num(out, "RATE_LIMITED") > 0);
+    ASSERT_EQ(tsrv_stop(&t), 0);
+    free(out);
+}
+
 TEST(e2e_bench_refuses_remote_and_unknown)
 {
     char out[16384];
@@ -245,10 +403,22 @@ TEST(e2e_bench_refuses_remote_and_unknown)
     /* no credentials */
     ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimbench", "group", NULL), 0);
     ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimbench", "sync", "--limit", "501", NULL), 0);
+    /* sync runs on one loop; --threads and --window-s have bounds */
+    ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimbench", "sync", "--threads", "2", NULL), 0);
+    ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimbench", "c2c", "--threads", "0", NULL), 0);
+    ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimbench", "c2c", "--threads", "65", NULL), 0);
+    ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimbench", "c2c", "--window-s", "0", NULL), 0);
+    ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimbench", "c2c", "--duration", "3600", "--window-s",
+                            "1", NULL),
+              0);
     ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimbench", "--help", NULL), 0);
     ASSERT_NOT_NULL(strstr(out, "c2c"));
     ASSERT_NOT_NULL(strstr(out, "group"));
     ASSERT_NOT_NULL(strstr(out, "--max_group_size"));
+    ASSERT_NOT_NULL(strstr(out, "fill"));
+    ASSERT_NOT_NULL(strstr(out, "--threads N"));
+    ASSERT_NOT_NULL(strstr(out, "--window-s S"));
+    ASSERT_NOT_NULL(strstr(out, "--send_rate"));
 }
 
 TEST(e2e_bench_hist_precision)

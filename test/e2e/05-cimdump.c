@@ -3,6 +3,7 @@
  * each document also parsed by python3's json module, a build dependency already), while
  * cimd keeps writing too; and the one-line errors. docs/CIMDUMP.md is the contract. */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -121,6 +122,15 @@ static void expect_lacks(const char *doc, const char *want)
         TEST_FAIL_("unexpected %s in %.3000s", want, doc);
 }
 
+/* The number right after @p key in @p doc (a failure when absent). */
+static double real_after(const char *doc, const char *key)
+{
+    const char *p = strstr(doc, key);
+    if (p == NULL)
+        TEST_FAIL_("missing %s in %.2000s", key, doc);
+    return strtod(p + strlen(key), NULL);
+}
+
 static size_t count_of(const char *doc, const char *what)
 {
     size_t n = 0;
@@ -164,6 +174,11 @@ TEST_TIMEOUT(e2e_cimdump_direct_matches_what_was_sent, 60)
     const char *doc;
 
     tsrv_start(&t, NULL);
+    /* no message yet: no bytes per message */
+    doc = dumpj(&t, "stats", NULL, NULL, NULL);
+    expect_has(doc, "\"bytes_per_message\":{\"file\":null,\"used\":null,\"live\":null}");
+    expect_has(doc, "\"name\":\"msgs\",");
+    expect_lacks(doc, "\"bytes_per_message\":0");
     alice = tmsg_login(&t, "alice", "aphone", cim_DeviceKind_MOBILE, NULL);
     bob = tmsg_login(&t, "bob", "bdesk", cim_DeviceKind_DESKTOP, NULL);
     tmsg_wait_user(&t, "alice");
@@ -279,6 +294,26 @@ TEST_TIMEOUT(e2e_cimdump_direct_matches_what_was_sent, 60)
     snprintf(want, sizeof(want), "\"last_issued\":\"%s\"", id[2]);
     expect_has(doc, want);
     expect_has(doc, "\"self\":true}"); /* our own reader slot is listed */
+    /* bytes on disk per stored message (3): data.mdb, the pages in use, the live ones (not
+     * on the free list); each database's pages over the messages too */
+    {
+        double file = real_after(doc, "\"file_size\":"), used = real_after(doc, "\"used\":");
+        double psize = real_after(doc, "\"page_size\":"), fr = real_after(doc, "\"free_pages\":");
+        const char *msgs = strstr(doc, "{\"name\":\"msgs\",");
+        double mbytes, mper;
+
+        snprintf(want, sizeof(want),
+                 "\"bytes_per_message\":{\"file\":%.1f,\"used\":%.1f,\"live\":%.1f}}", file / 3,
+                 used / 3, (used - fr * psize) / 3);
+        expect_has(doc, want);
+        ASSERT_NOT_NULL(msgs);
+        mbytes = real_after(msgs, "\"bytes\":");
+        mper = real_after(msgs, "\"bytes_per_message\":");
+        ASSERT_TRUE(fabs(mper - mbytes / 3) < 0.06);
+        /* plausible: at least a page for the records, all of it within data.mdb */
+        ASSERT_TRUE(mbytes >= psize && mper <= file / 3);
+        ASSERT_TRUE(used <= file && file / 3 > 100);
+    }
 
     /* decode-id needs no data */
     ASSERT_EQ(
@@ -291,6 +326,9 @@ TEST_TIMEOUT(e2e_cimdump_direct_matches_what_was_sent, 60)
 
     /* every command also prints a table; DESIGN.md's form "cimdump DIR COMMAND" works */
     dump_text(&t, "stats", NULL);
+    expect_has(out, "\nper message ");
+    expect_has(out, " bytes of data.mdb, ");
+    expect_has(out, " B/MSG\n");
     dump_text(&t, "apps", NULL);
     dump_text(&t, "users", NULL);
     dump_text(&t, "user", "bob");

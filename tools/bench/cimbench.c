@@ -1,6 +1,7 @@
 /* cimbench: the load generator of cim (DESIGN.md "Tools"). The driver: command line,
- * descriptor limit, tokens, the loop and its timers, the connection pool, the report.
- * The scenarios live in sc_*.c; bench.h says how the two meet. */
+ * descriptor limit, tokens, the loop threads and their commands, the timers, the
+ * connection pool, the series of windows, the report. The scenarios live in sc_*.c;
+ * bench.h says how the two meet and how the threads talk. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -33,8 +34,10 @@
 #define DEF_MEMBERS     100
 #define DEF_MESSAGES    10000
 #define DEF_LIMIT       500
+#define DEF_WINDOW_S    10.0
 
-static const scenario_t *const scenarios[] = {&sc_login, &sc_conns, &sc_c2c, &sc_group, &sc_sync};
+static const scenario_t *const scenarios[] = {&sc_login, &sc_conns, &sc_c2c,
+                                              &sc_group, &sc_sync,  &sc_fill};
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
 /* ---- small helpers -------------------------------------------------------------------- */
@@ -63,34 +66,54 @@ void bench_user(char *out, size_t len, unsigned i)
     snprintf(out, len, "u%u", i);
 }
 
+uint64_t bench_share(uint64_t total, unsigned n, unsigned i)
+{
+    return total / n + (i < total % n ? 1 : 0);
+}
+
 void bench_count_code(bench_t *b, int code)
 {
     if (code == cim_Code_OK)
         return;
-    b->codes[code >= 0 && code < BENCH_CODES ? code : BENCH_CODES - 1]++;
+    atomic_fetch_add_explicit(&b->codes[code >= 0 && code < BENCH_CODES ? code : BENCH_CODES - 1],
+                              1, memory_order_relaxed);
 }
 
 void bench_count_rc(bench_t *b, int rc)
 {
     unsigned i;
 
+    uv_mutex_lock(&b->err_mu);
     for (i = 0; i < BENCH_RCS - 1 && b->rc_cnt[i] != 0; i++)
         if (b->rc_val[i] == rc)
             break;
     /* the last slot collects whatever does not fit */
     b->rc_val[i] = b->rc_cnt[i] == 0 || b->rc_val[i] == rc ? rc : b->rc_val[i];
     b->rc_cnt[i]++;
+    uv_mutex_unlock(&b->err_mu);
 }
 
-uint64_t bench_errors(const bench_t *b)
+uint64_t bench_errors(bench_t *b)
 {
     uint64_t n = 0;
 
     for (unsigned i = 0; i < BENCH_CODES; i++)
-        n += b->codes[i];
+        n += atomic_load_explicit(&b->codes[i], memory_order_relaxed);
+    uv_mutex_lock(&b->err_mu);
     for (unsigned i = 0; i < BENCH_RCS; i++)
         n += b->rc_cnt[i];
+    uv_mutex_unlock(&b->err_mu);
     return n + b->mismatch + b->unanswered;
+}
+
+uint64_t bench_sum(const bench_t *b, size_t off)
+{
+    uint64_t n = 0;
+
+    for (unsigned i = 0; i < b->nthr; i++)
+        if (b->thr[i].sc != NULL)
+            n += bench_ctr_get((const bench_ctr_t *)((const char *)b->thr[i].sc + off));
+    return n;
 }
 
 void bench_ring_push(bconn_t *bc, uint64_t v)
@@ -119,10 +142,148 @@ bool bench_ring_pop(bconn_t *bc, uint64_t *v)
     return true;
 }
 
+/* ---- threads: commands and events (bench.h) ------------------------------------------- */
+
+void bench_post(bench_thr_t *t, unsigned cmd)
+{
+    if (t->b->finishing && cmd != BENCH_CMD_FINISH)
+        return;
+    atomic_fetch_or_explicit(&t->cmds, cmd, memory_order_release);
+    (void)uv_async_send(&t->wake); /* cannot fail on an initialised handle */
+}
+
+void bench_post_all(bench_t *b, unsigned cmd)
+{
+    for (unsigned i = 0; i < b->nthr; i++)
+        bench_post(&b->thr[i], cmd);
+}
+
+void bench_notify(bench_thr_t *t, unsigned ev)
+{
+    bench_t *b = t->b;
+
+    /* A finished thread posted BENCH_EV_DONE: the main thread may close ctl once all did. */
+    if (t->finished)
+        return;
+    atomic_fetch_or_explicit(&b->evs, ev, memory_order_release);
+    (void)uv_async_send(&b->ctl); /* cannot fail on an initialised handle */
+}
+
+void bench_fail(bench_thr_t *t)
+{
+    t->b->failed = true;
+    bench_notify(t, BENCH_EV_STOP);
+}
+
+static void pool_step(bench_thr_t *t);
+
+/* The thread's part of a progress snapshot. */
+static void thr_snap(bench_thr_t *t)
+{
+    bench_t *b = t->b;
+
+    if (b->sc->thr_snap != NULL && !b->start_failed)
+        b->sc->thr_snap(t);
+    if (t->login_iv.count != 0) {
+        uv_mutex_lock(&b->mu);
+        hist_merge(&b->login_lat, &t->login_iv);
+        uv_mutex_unlock(&b->mu);
+        hist_reset(&t->login_iv);
+    }
+    if (atomic_fetch_sub_explicit(&b->snap_left, 1, memory_order_acq_rel) == 1)
+        bench_notify(t, BENCH_EV_SNAP);
+}
+
+/* Close the thread's connections and handles: its loop ends once they are closed. */
+static void thr_finish(bench_thr_t *t)
+{
+    bench_t *b = t->b;
+
+    if (b->sc->thr_finish != NULL && !b->start_failed)
+        b->sc->thr_finish(t);
+    series_acc_flush(&t->acc);
+    if (t->login_iv.count != 0) {
+        uv_mutex_lock(&b->mu);
+        hist_merge(&b->login_lat, &t->login_iv);
+        uv_mutex_unlock(&b->mu);
+        hist_reset(&t->login_iv);
+    }
+    uv_close((uv_handle_t *)&t->wake, NULL);
+    cimc_async_loop_free(t->al); /* every connection: on_close(0), then freed */
+    t->al = NULL;
+    atomic_fetch_add_explicit(&b->threads_done, 1, memory_order_acq_rel);
+    bench_notify(t, BENCH_EV_DONE);
+    t->finished = true; /* after the last notification */
+}
+
+static void on_wake(uv_async_t *h)
+{
+    bench_thr_t *t = h->data;
+    bench_t *b = t->b;
+    unsigned cmds = atomic_exchange_explicit(&t->cmds, 0, memory_order_acquire);
+
+    if (t->finished)
+        return;
+    if ((cmds & BENCH_CMD_POOL) != 0)
+        pool_step(t);
+    if ((cmds & BENCH_CMD_SC_ALL) != 0 && !b->finishing && !b->start_failed &&
+        b->sc->thr_cmd != NULL)
+        b->sc->thr_cmd(t, cmds & BENCH_CMD_SC_ALL);
+    if ((cmds & BENCH_CMD_SNAP) != 0)
+        thr_snap(t);
+    if ((cmds & BENCH_CMD_FINISH) != 0)
+        thr_finish(t);
+}
+
+/* Threads 1..N-1: run the loop until bench_finish closed everything on it. */
+static void thr_main(void *arg)
+{
+    bench_thr_t *t = arg;
+
+    (void)uv_run(&t->own, UV_RUN_DEFAULT); /* returns once every handle is closed */
+    t->close_rc = uv_loop_close(&t->own);
+}
+
+static void print_progress(bench_t *b);
+
+static void on_ctl(uv_async_t *h)
+{
+    bench_t *b = h->data;
+    unsigned ev = atomic_exchange_explicit(&b->evs, 0, memory_order_acquire);
+
+    if ((ev & BENCH_EV_STOP) != 0 && !b->finishing) {
+        if (b->stopping) {
+            bench_finish(b);
+        } else {
+            b->stopping = true;
+            b->sc->stop(b);
+        }
+    }
+    if ((ev & BENCH_EV_POOL) != 0 && !b->setup_reported && !b->stopping && !b->finishing &&
+        atomic_load_explicit(&b->pool_threads_done, memory_order_acquire) == b->nthr) {
+        b->setup_reported = true;
+        b->setup_t1_ns = bench_now_ns();
+        b->sc->setup_done(b);
+    }
+    if ((ev & BENCH_EV_CHECK) != 0 && !b->finishing && b->sc->check != NULL)
+        b->sc->check(b);
+    if ((ev & BENCH_EV_SNAP) != 0 && b->snap_pending &&
+        atomic_load_explicit(&b->snap_left, memory_order_acquire) == 0) {
+        b->snap_pending = false;
+        if (!b->finishing)
+            print_progress(b);
+    }
+    if ((ev & BENCH_EV_DONE) != 0 &&
+        atomic_load_explicit(&b->threads_done, memory_order_acquire) == b->nthr &&
+        !uv_is_closing((uv_handle_t *)&b->ctl))
+        uv_close((uv_handle_t *)&b->ctl, NULL); /* no thread notifies any more */
+}
+
 /* ---- connections ---------------------------------------------------------------------- */
 
-int bench_connect(bench_t *b, bconn_t *bc, const cimc_async_cbs_t *cbs)
+int bench_connect(bench_thr_t *t, bconn_t *bc, const cimc_async_cbs_t *cbs)
 {
+    bench_t *b = t->b;
     cim_LoginReq req = cim_LoginReq_init_zero;
     cimc_opts_t o;
     char src[32];
@@ -143,6 +304,8 @@ int bench_connect(bench_t *b, bconn_t *bc, const cimc_async_cbs_t *cbs)
     snprintf(req.device_id, sizeof(req.device_id), "%s-%u", b->sc->name, bc->idx);
     req.device_kind = cim_DeviceKind_BOT;
     snprintf(req.client_version, sizeof(req.client_version), "cimbench/1");
+    bc->b = b;
+    bc->t = t;
     if (b->sc->login != NULL)
         b->sc->login(b, bc, &req);
     /* valid for the whole run, whatever its phases take */
@@ -152,9 +315,8 @@ int bench_connect(bench_t *b, bconn_t *bc, const cimc_async_cbs_t *cbs)
         bench_count_rc(b, rc);
         return rc;
     }
-    bc->b = b;
     bc->t0_ns = bench_now_ns();
-    rc = cimc_async_connect(b->al, &o, &req, cbs, bc, &bc->c);
+    rc = cimc_async_connect(t->al, &o, &req, cbs, bc, &bc->c);
     memset(req.token, 0, sizeof(req.token)); /* copied by libcim; do not leave it around */
     if (rc < 0) {
         bc->c = NULL;
@@ -163,30 +325,39 @@ int bench_connect(bench_t *b, bconn_t *bc, const cimc_async_cbs_t *cbs)
     return rc;
 }
 
-static void pool_step(bench_t *b);
+void bench_login_record(bench_thr_t *t, uint64_t ns)
+{
+    hist_record(&t->login_iv, ns);
+}
+
+static void ctr_dec(bench_ctr_t *c)
+{
+    bench_ctr_add(c, UINT64_MAX); /* modulo 2^64: minus one */
+}
 
 static void pool_on_ready(cimc_t *c, void *ctx, int status, const cim_LoginRsp *rsp)
 {
     bconn_t *bc = ctx;
+    bench_thr_t *t = bc->t;
     bench_t *b = bc->b;
 
     (void)c;
     if (b->finishing)
         return;
-    b->connecting--;
+    ctr_dec(&t->connecting);
     if (status == 0 && rsp != NULL && rsp->code == cim_Code_OK) {
         bc->open = true;
-        b->opened++;
-        b->open_now++;
-        hist_record(&b->login_lat, bench_now_ns() - bc->t0_ns);
+        bench_ctr_add(&t->opened, 1);
+        bench_ctr_add(&t->open_now, 1);
+        bench_login_record(t, bench_now_ns() - bc->t0_ns);
     } else {
         if (status < 0)
             bench_count_rc(b, status);
         else
             bench_count_code(b, rsp != NULL ? (int)rsp->code : cim_Code_INTERNAL);
-        b->open_failed++;
+        bench_ctr_add(&t->open_failed, 1);
     }
-    pool_step(b);
+    pool_step(t);
 }
 
 static void pool_on_push(cimc_t *c, void *ctx, const cimc_push_t *p)
@@ -209,32 +380,36 @@ static void pool_on_close(cimc_t *c, void *ctx, int status, const cim_Bye *bye)
         return;
     /* an open connection the server (or an error) ended during the run */
     bc->open = false;
-    b->open_now--;
-    b->disconnects++;
+    ctr_dec(&bc->t->open_now);
+    bench_ctr_add(&bc->t->disconnects, 1);
     if (bye != NULL)
         bench_count_code(b, (int)bye->code);
     else if (status < 0)
         bench_count_rc(b, status);
+    bench_notify(bc->t, BENCH_EV_CHECK); /* e.g. fill: every connection may be gone */
 }
 
 static const cimc_async_cbs_t pool_cbs = {pool_on_ready, pool_on_push, pool_on_close};
 
-static void pool_step(bench_t *b)
+/* Loop thread @p t: start connects of its share while under its concurrency; report to
+ * the main thread once all of them opened or failed. */
+static void pool_step(bench_thr_t *t)
 {
-    bool done;
+    bench_t *b = t->b;
+    uint64_t mine = bench_share(b->nconns, b->nthr, t->id);
 
-    while (!b->stopping && b->next < b->nconns && b->connecting < b->o.concurrency) {
-        bconn_t *bc = &b->conns[b->next];
-        bc->idx = b->next++;
-        if (bench_connect(b, bc, &pool_cbs) < 0)
-            b->open_failed++;
+    while (!b->stopping && t->next < b->nconns && bench_ctr_get(&t->connecting) < t->conc) {
+        bconn_t *bc = &b->conns[t->next];
+        t->next += b->nthr;
+        if (bench_connect(t, bc, &pool_cbs) < 0)
+            bench_ctr_add(&t->open_failed, 1);
         else
-            b->connecting++;
+            bench_ctr_add(&t->connecting, 1);
     }
-    done = b->opened + b->open_failed == b->nconns;
-    if (done && b->setup_t1_ns == 0 && !b->stopping) {
-        b->setup_t1_ns = bench_now_ns();
-        b->sc->setup_done(b);
+    if (!t->pool_done && bench_ctr_get(&t->opened) + bench_ctr_get(&t->open_failed) == mine) {
+        t->pool_done = true;
+        atomic_fetch_add_explicit(&b->pool_threads_done, 1, memory_order_acq_rel);
+        bench_notify(t, BENCH_EV_POOL);
     }
 }
 
@@ -242,16 +417,39 @@ void bench_pool_open(bench_t *b, unsigned n)
 {
     b->conns = mem_calloc((size_t)n * sizeof(*b->conns) + 1);
     b->nconns = n;
+    for (unsigned i = 0; i < n; i++) {
+        b->conns[i].b = b;
+        b->conns[i].idx = i;
+        b->conns[i].t = &b->thr[i % b->nthr];
+    }
+    for (unsigned i = 0; i < b->nthr; i++) {
+        uint64_t conc = bench_share(b->o.concurrency, b->nthr, i);
+        b->thr[i].next = i;
+        b->thr[i].conc = conc != 0 ? (unsigned)conc : 1;
+    }
     b->setup_t0_ns = bench_now_ns();
     bench_phase(b, "open", BENCH_SETUP_MAX_S, b->sc->stop);
-    pool_step(b);
+    bench_post_all(b, BENCH_CMD_POOL);
+}
+
+void bench_pool_counts(const bench_t *b, bench_pool_counts_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (unsigned i = 0; i < b->nthr; i++) {
+        const bench_thr_t *t = &b->thr[i];
+        out->connecting += bench_ctr_get(&t->connecting);
+        out->opened += bench_ctr_get(&t->opened);
+        out->open_failed += bench_ctr_get(&t->open_failed);
+        out->open_now += bench_ctr_get(&t->open_now);
+        out->disconnects += bench_ctr_get(&t->disconnects);
+    }
 }
 
 /* ---- phases and window ---------------------------------------------------------------- */
 
-static void on_phase(uv_timer_t *t)
+static void on_phase(uv_timer_t *tm)
 {
-    bench_t *b = t->data;
+    bench_t *b = tm->data;
 
     if (!b->finishing && b->phase_fn != NULL)
         b->phase_fn(b);
@@ -268,6 +466,43 @@ void bench_phase(bench_t *b, const char *name, double seconds, void (*fn)(bench_
         (void)uv_timer_start(&b->phase, on_phase, (uint64_t)(seconds * 1000.0 + 0.5), 0);
 }
 
+/* Sample server and bench CPU at the boundary of window b->nwcpu (index 0: the start). */
+static void sample_cpu(bench_t *b)
+{
+    unsigned k = b->nwcpu;
+
+    if (k > SERIES_MAX)
+        return;
+    b->wcpu_ok[k] = proc_cpu_us(0, &b->wcpu_self[k]) == 0 &&
+                    (b->o.pid == 0 || proc_cpu_us(b->o.pid, &b->wcpu_srv[k]) == 0);
+    b->nwcpu = k + 1;
+}
+
+/* Arm the window tick for the next boundary (a one-shot timer from the clock, so the
+ * boundaries do not drift). */
+static void arm_wtick(bench_t *b);
+
+static void on_wtick(uv_timer_t *tm)
+{
+    bench_t *b = tm->data;
+
+    if (b->finishing || b->w_t1_ns != 0)
+        return;
+    sample_cpu(b);
+    arm_wtick(b);
+}
+
+static void arm_wtick(bench_t *b)
+{
+    uint64_t len = b->series->len_ns, next = b->w_t0_ns + (uint64_t)b->nwcpu * len;
+    uint64_t now = bench_now_ns();
+
+    if (b->nwcpu > SERIES_MAX)
+        return;
+    (void)uv_timer_start(&b->wtick, on_wtick, next > now ? (next - now + 999999) / 1000000 : 0,
+                         0); /* cannot fail on an initialised timer */
+}
+
 void bench_window_start(bench_t *b)
 {
     b->w_t0_ns = bench_now_ns();
@@ -275,6 +510,13 @@ void bench_window_start(bench_t *b)
     b->w_have_srv = b->o.pid > 0 && proc_cpu_us(b->o.pid, &b->w_srv_cpu0) == 0;
     if (proc_cpu_us(0, &b->w_self_cpu0) < 0)
         b->w_self_cpu0 = 0;
+    if (!b->series_on)
+        return;
+    series_start(b->series, b->w_t0_ns);
+    b->nwcpu = 0;
+    sample_cpu(b);
+    if (!b->finishing)
+        arm_wtick(b);
 }
 
 void bench_window_end(bench_t *b)
@@ -286,6 +528,8 @@ void bench_window_end(bench_t *b)
         b->w_have_srv = false;
     if (proc_cpu_us(0, &b->w_self_cpu1) < 0)
         b->w_self_cpu1 = b->w_self_cpu0;
+    if (!b->finishing)
+        (void)uv_timer_stop(&b->wtick); /* cannot fail on an initialised timer */
 }
 
 double bench_window_s(const bench_t *b)
@@ -298,11 +542,11 @@ double bench_window_s(const bench_t *b)
     return (double)(end - b->w_t0_ns) / 1e9;
 }
 
-/* ---- the loop ------------------------------------------------------------------------- */
+/* ---- the main loop -------------------------------------------------------------------- */
 
-static void on_progress(uv_timer_t *t)
+/* Every loop thread merged its interval histograms: print the line. */
+static void print_progress(bench_t *b)
 {
-    bench_t *b = t->data;
     uint64_t now = bench_now_ns();
     double dt = (double)(now - b->t_last_progress_ns) / 1e9;
     char line[512];
@@ -311,14 +555,29 @@ static void on_progress(uv_timer_t *t)
     b->t_last_progress_ns = now;
     n = snprintf(line, sizeof(line), "[%6.1fs] %-5s ", (double)(now - b->t_begin_ns) / 1e9,
                  b->phase_name != NULL ? b->phase_name : "");
-    if (n > 0 && (size_t)n < sizeof(line) && b->sc->progress != NULL)
+    if (n > 0 && (size_t)n < sizeof(line) && b->sc->progress != NULL) {
+        uv_mutex_lock(&b->mu); /* the merged histograms */
         b->sc->progress(b, line + n, sizeof(line) - (size_t)n, dt > 0 ? dt : 1.0);
+        uv_mutex_unlock(&b->mu);
+    }
     fprintf(stderr, "%s\n", line);
 }
 
-static void on_watchdog(uv_timer_t *t)
+/* Every second: ask the loop threads for a snapshot; the line follows when all took it. */
+static void on_progress(uv_timer_t *tm)
 {
-    bench_t *b = t->data;
+    bench_t *b = tm->data;
+
+    if (b->finishing || b->snap_pending)
+        return;
+    b->snap_pending = true;
+    atomic_store_explicit(&b->snap_left, b->nthr, memory_order_release);
+    bench_post_all(b, BENCH_CMD_SNAP);
+}
+
+static void on_watchdog(uv_timer_t *tm)
+{
+    bench_t *b = tm->data;
 
     fprintf(stderr, "cimbench: run overstayed its limits; ending it\n");
     b->failed = true;
@@ -346,23 +605,104 @@ void bench_finish(bench_t *b)
     b->finishing = true;
     b->stopping = true;
     bench_window_end(b);
-    if (b->sc->finish != NULL)
+    if (b->sc->finish != NULL && !b->start_failed)
         b->sc->finish(b);
     uv_close((uv_handle_t *)&b->progress, NULL);
     uv_close((uv_handle_t *)&b->phase, NULL);
     uv_close((uv_handle_t *)&b->watchdog, NULL);
+    uv_close((uv_handle_t *)&b->wtick, NULL);
     uv_close((uv_handle_t *)&b->sigint, NULL);
-    cimc_async_loop_free(b->al); /* every connection: on_close(0), then freed */
-    b->al = NULL;
+    /* each thread closes its connections; ctl closes once all of them did */
+    bench_post_all(b, BENCH_CMD_FINISH);
 }
 
 /* ---- report --------------------------------------------------------------------------- */
+
+/* The series: a row per window, and how the last full window compares with the first
+ * (the summary first, then the rows). */
+static void add_windows(bench_t *b, report_t *r)
+{
+    const series_t *s = b->series;
+    uint64_t end = b->series_end_ns != 0 ? b->series_end_ns : b->w_t1_ns;
+    double len = (double)s->len_ns / 1e9, first = NAN, last = NAN;
+    const char *cols[REPORT_COLS_MAX];
+    char names[SERIES_HISTS][2][48];
+    double *rows = mem_alloc((size_t)(s->n + 1) * REPORT_COLS_MAX * sizeof(*rows));
+    size_t nc = 0;
+    unsigned full = 0;
+
+    cols[nc++] = "start_s";
+    cols[nc++] = "len_s";
+    cols[nc++] = "ops";
+    cols[nc++] = "rate";
+    for (unsigned k = 0; k < SERIES_HISTS; k++) {
+        if (b->series_hist[k] == NULL)
+            continue;
+        snprintf(names[k][0], sizeof(names[k][0]), "%s_p50_ms", b->series_hist[k]);
+        snprintf(names[k][1], sizeof(names[k][1]), "%s_p99_ms", b->series_hist[k]);
+        cols[nc++] = names[k][0];
+        cols[nc++] = names[k][1];
+    }
+    cols[nc++] = "server_cpu_us_per_op";
+    cols[nc++] = "bench_cpu_us_per_op";
+    cols[nc++] = "full";
+    for (unsigned i = 0; i < s->n; i++) {
+        const series_win_t *w = &s->w[i];
+        uint64_t w0 = s->t0_ns + (uint64_t)i * s->len_ns, w1 = w0 + s->len_ns;
+        bool is_full = end != 0 && w1 <= end && i + 1 < SERIES_MAX;
+        /* a partial window: up to its last operation (the drain's answers included) */
+        double wl = is_full ? len : (w->t_last_ns > w0 ? (double)(w->t_last_ns - w0) / 1e9 : 0);
+        double rate = wl > 0 ? (double)w->ops / wl : NAN;
+        double *v = rows + (size_t)i * REPORT_COLS_MAX;
+        size_t j = 0;
+
+        v[j++] = (double)i * len;
+        v[j++] = wl;
+        v[j++] = (double)w->ops;
+        v[j++] = rate;
+        for (unsigned k = 0; k < SERIES_HISTS; k++) {
+            if (b->series_hist[k] == NULL)
+                continue;
+            v[j++] = w->h[k] != NULL ? (double)hist_percentile(w->h[k], 50) / 1e6 : NAN;
+            v[j++] = w->h[k] != NULL ? (double)hist_percentile(w->h[k], 99) / 1e6 : NAN;
+        }
+        /* CPU per op of a full window, from the samples at its two boundaries */
+        if (is_full && i + 1 < b->nwcpu && b->wcpu_ok[i] && b->wcpu_ok[i + 1] && w->ops != 0) {
+            v[j++] =
+                b->o.pid > 0 ? (double)(b->wcpu_srv[i + 1] - b->wcpu_srv[i]) / (double)w->ops : NAN;
+            v[j++] = (double)(b->wcpu_self[i + 1] - b->wcpu_self[i]) / (double)w->ops;
+        } else {
+            v[j++] = NAN;
+            v[j++] = NAN;
+        }
+        v[j++] = is_full ? 1 : 0;
+        if (is_full) {
+            if (full == 0)
+                first = rate;
+            last = rate;
+            full++;
+        }
+    }
+    report_num(r, "windows", "length_s", len);
+    report_str(r, "windows", "unit", b->tput_unit != NULL ? b->tput_unit : "");
+    report_int(r, "windows", "windows_total", s->n);
+    report_int(r, "windows", "windows_full", full);
+    report_num(r, "windows", "first_full_rate", first);
+    report_num(r, "windows", "last_full_rate", last);
+    /* one full window has nothing to compare with */
+    report_num(r, "windows", "ratio_last_first", full >= 2 && first > 0 ? last / first : NAN);
+    report_table(r, "windows", "rows", cols, nc);
+    for (unsigned i = 0; i < s->n; i++)
+        report_row(r, rows + (size_t)i * REPORT_COLS_MAX);
+    mem_free(rows);
+}
 
 static void add_common_report(bench_t *b, report_t *r)
 {
     double w = bench_window_s(b), load1;
     long ncpu;
     proc_mem_t mem;
+    bench_pool_counts_t pc;
     char key[64];
 
     report_str(r, NULL, "scenario", b->sc->name);
@@ -387,6 +727,8 @@ static void add_common_report(bench_t *b, report_t *r)
     report_int(r, "params", "size", b->o.size);
     report_int(r, "params", "sources", b->o.sources);
     report_int(r, "params", "ack_every", b->o.ack_every);
+    report_int(r, "params", "threads", b->nthr);
+    report_num(r, "params", "window_len_s", b->o.window_len_s);
     if (strcmp(b->sc->name, "group") == 0) {
         report_int(r, "params", "groups", b->o.groups);
         report_int(r, "params", "members", b->o.members);
@@ -395,12 +737,15 @@ static void add_common_report(bench_t *b, report_t *r)
         report_int(r, "params", "messages", (int64_t)b->o.messages);
         report_int(r, "params", "limit", b->o.limit);
         report_int(r, "params", "devices", b->o.devices);
+    } else if (strcmp(b->sc->name, "fill") == 0) {
+        report_int(r, "params", "messages", (int64_t)b->o.messages);
     }
 
     if (b->setup_t0_ns != 0) { /* the pool was used */
-        report_int(r, "connections", "opened", b->opened);
-        report_int(r, "connections", "open_failed", b->open_failed);
-        report_int(r, "connections", "disconnects", b->disconnects);
+        bench_pool_counts(b, &pc);
+        report_int(r, "connections", "opened", (int64_t)pc.opened);
+        report_int(r, "connections", "open_failed", (int64_t)pc.open_failed);
+        report_int(r, "connections", "disconnects", (int64_t)pc.disconnects);
         if (b->setup_t1_ns > b->setup_t0_ns)
             report_num(r, "connections", "setup_s",
                        (double)(b->setup_t1_ns - b->setup_t0_ns) / 1e9);
@@ -432,14 +777,19 @@ static void add_common_report(bench_t *b, report_t *r)
                        b->ops != 0 ? (double)cpu / (double)b->ops : NAN);
         }
     }
+    /* getrusage(RUSAGE_SELF): every thread of this process */
     report_int(r, "bench", "cpu_us", (int64_t)(b->w_self_cpu1 - b->w_self_cpu0));
     report_num(r, "bench", "cpu_cores",
                w > 0 ? (double)(b->w_self_cpu1 - b->w_self_cpu0) / 1e6 / w : 0.0);
     report_num(r, "bench", "cpu_us_per_op",
                b->ops != 0 ? (double)(b->w_self_cpu1 - b->w_self_cpu0) / (double)b->ops : NAN);
+    report_int(r, "bench", "threads", b->nthr);
     if (proc_mem(0, &mem) == 0)
         report_int(r, "bench", "rss_bytes", (int64_t)mem.rss);
     report_int(r, "bench", "nofile", b->nofile);
+
+    if (b->series_on && b->w_t0_ns != 0)
+        add_windows(b, r);
 
     proc_load(&load1, &ncpu);
     report_int(r, "machine", "cpus", ncpu);
@@ -455,7 +805,9 @@ static void usage(FILE *f)
             "\n"
             "Load generator for cimd. Every run ends by itself (--duration, at most %.0f s),\n"
             "prints a progress line to stderr every second and a report at the end (a table,\n"
-            "or one JSON document with --json) on stdout.\n"
+            "or one JSON document with --json) on stdout. c2c, group and fill also report\n"
+            "their rate per --window-s window of the run and the last full window's rate\n"
+            "over the first's.\n"
             "\n"
             "Scenarios:\n",
             BENCH_DURATION_MAX_S);
@@ -481,17 +833,27 @@ static void usage(FILE *f)
         "  --duration S      measured time in seconds (default %.0f, at most %.0f); opening\n"
         "                    connections comes first and takes at most %.0f s\n"
         "  --count N         login: logins in all (overrides --conns); c2c, group: messages\n"
-        "                    in all (ends the run early); conns, sync: ignored\n"
-        "  --conns N         login: logins in all; conns: connections held (default %d)\n"
+        "                    in all (ends the run early); conns, sync, fill: ignored\n"
+        "  --threads N       run the connections on N libuv loops in N threads (default 1;\n"
+        "                    at most %d), connection i on loop i %% N, so that the bench is\n"
+        "                    not the limit; results are merged and the bench's CPU is the\n"
+        "                    whole process's. sync: 1 only\n"
+        "  --window-s S      c2c, group, fill: cut the measured window into windows of S\n"
+        "                    seconds (default %.0f) and report each one's rate, latency and\n"
+        "                    CPU per op, and last/first (the ratio of the last full\n"
+        "                    window's rate to the first's)\n"
+        "  --conns N         login: logins in all; conns: connections held (default %d);\n"
+        "                    fill: sending connections (default min(U, %d))\n"
         "  --concurrency C   connects in flight at once (default %d)\n"
         "  --users U         users u0..u(U-1): login/conns default --conns (one per\n"
-        "                    connection), c2c default 100 (one connection each)\n"
+        "                    connection), c2c default 100 (one connection each), fill\n"
+        "                    default 1000 (random peers among them)\n"
         "  --window W        c2c, group closed loop: SENDs in flight per sending connection\n"
-        "                    (default 1)\n"
+        "                    (default 1; fill: %d)\n"
         "  --rate R          c2c, group open loop: R messages/s in all, send times fixed by\n"
         "                    the clock and latency taken from the scheduled time (no\n"
         "                    coordinated omission); --window is then ignored\n"
-        "  --size B          c2c, group, sync: body bytes (default 100, at least 16: the\n"
+        "  --size B          c2c, group, sync, fill: body bytes (default 100, at least 16: the\n"
         "                    first 8 are the send time, CLOCK_MONOTONIC ns, for the\n"
         "                    receiver's latency, the next 4 the run id)\n"
         "  --ack-every N     c2c, group: PUSH_ACK every N pushes per connection (default 64;\n"
@@ -501,7 +863,7 @@ static void usage(FILE *f)
         "                    connections in all\n"
         "  --senders S       group: members 0..S-1 of every group send (default 1)\n"
         "  --messages N      sync: messages pre-loaded into user syncer's timeline (default\n"
-        "                    %d)\n"
+        "                    %d, at most 10,000,000); fill: messages to store\n"
         "  --limit L         sync: SyncReq.limit, messages per page (default %d, at most 500)\n"
         "  --devices K       sync: fresh devices of syncer syncing in parallel (default 1)\n"
         "  --sources N       spread connections over source addresses 127.0.0.1..N (IPv4\n"
@@ -513,9 +875,15 @@ static void usage(FILE *f)
         "  --help            this text\n"
         "\n"
         "Notes:\n"
-        "  * c2c, group and sync send far more than cimd's default per-connection rate\n"
+        "  * c2c, group, sync and fill send far more than cimd's default per-connection rate\n"
         "    limit allows (send_rate 100/s, burst 200): start the server with e.g.\n"
         "    --send_rate 1000000 --send_burst 1000000, or expect RATE_LIMITED errors.\n"
+        "  * fill: pre-fills a data dir through a running cimd: --conns connections log in\n"
+        "    as u0.., keep --window SENDs each in flight (no latency bookkeeping) to random\n"
+        "    peers among u0..u(U-1) until --messages N are stored (acknowledged OK); users\n"
+        "    missing from the data dir log in once first (a recipient must exist). Runs\n"
+        "    until done (--duration caps it, default %.0f s). Any error fails the run: the\n"
+        "    count stored is then acked_ok.\n"
         "  * group: cimd's --max_group_size (default 2000) must be at least --members.\n"
         "    Setup logs in G*M users, creates the groups (GROUP_CREATE with up to 1000\n"
         "    members, then GROUP_ADD per 1000) and waits for their SYSTEM pushes; then\n"
@@ -534,16 +902,18 @@ static void usage(FILE *f)
         "    RSS includes the LMDB pages the logins touched (new users); the report\n"
         "    splits it into heap (anon) and mapped files (file).\n"
         "  * Latencies are measured in this process: server and bench share the CPUs of a\n"
-        "    small machine, so the bench's own CPU time is reported beside the server's.\n"
+        "    small machine, so the bench's own CPU time (all its threads) is reported\n"
+        "    beside the server's.\n"
         "\n"
         "Example:\n"
         "  cimd --data /tmp/d --listen 127.0.0.1:7500 --send_rate 1000000 --send_burst 1000000\n"
         "  cimbench c2c --port 7500 --data /tmp/d --users 200 --window 8 --pid $(pidof cimd)\n"
         "  cimbench group --port 7500 --data /tmp/d --groups 1 --members 1000 --rate 500\n"
-        "  cimbench sync --port 7500 --data /tmp/d --messages 100000\n",
-        DEF_PORT, DEF_DURATION_S, BENCH_DURATION_MAX_S, BENCH_SETUP_MAX_S, DEF_CONNS,
-        DEF_CONCURRENCY, DEF_GROUPS, DEF_MEMBERS, DEF_MESSAGES, DEF_LIMIT, DEF_SOURCES,
-        DEF_TIMEOUT_MS);
+        "  cimbench sync --port 7500 --data /tmp/d --messages 100000\n"
+        "  cimbench fill --port 7500 --data /tmp/d --messages 20000000 --users 1000 --threads 2\n",
+        DEF_PORT, DEF_DURATION_S, BENCH_DURATION_MAX_S, BENCH_SETUP_MAX_S, BENCH_THREADS_MAX,
+        DEF_WINDOW_S, DEF_CONNS, BENCH_FILL_CONNS, DEF_CONCURRENCY, BENCH_FILL_WINDOW, DEF_GROUPS,
+        DEF_MEMBERS, DEF_MESSAGES, DEF_LIMIT, DEF_SOURCES, DEF_TIMEOUT_MS, BENCH_DURATION_MAX_S);
 }
 
 static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -668,6 +1038,8 @@ static int parse_args(bench_t *b, int argc, char **argv)
     o->messages = DEF_MESSAGES;
     o->limit = DEF_LIMIT;
     o->devices = 1;
+    o->threads = 1;
+    o->window_len_s = DEF_WINDOW_S;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -713,6 +1085,7 @@ static int parse_args(bench_t *b, int argc, char **argv)
             if (num_d(v, 0.1, BENCH_DURATION_MAX_S, &d) < 0)
                 return bad("--duration wants seconds in 0.1..3600, not '%s'", v);
             o->duration_s = d;
+            o->have_duration = true;
         } else if (strcmp(a, "--count") == 0) {
             if (num_u(v, 1, 1000000000ul, &u) < 0)
                 return bad("bad --count '%s'", v);
@@ -725,6 +1098,7 @@ static int parse_args(bench_t *b, int argc, char **argv)
             if (num_u(v, 1, 10000000ul, &u) < 0)
                 return bad("bad --conns '%s'", v);
             o->conns = (unsigned)u;
+            o->have_conns = true;
         } else if (strcmp(a, "--concurrency") == 0) {
             if (num_u(v, 1, 100000ul, &u) < 0)
                 return bad("bad --concurrency '%s'", v);
@@ -737,6 +1111,7 @@ static int parse_args(bench_t *b, int argc, char **argv)
             if (num_u(v, 1, 100000ul, &u) < 0)
                 return bad("bad --window '%s'", v);
             o->window = (unsigned)u;
+            o->have_window = true;
         } else if (strcmp(a, "--rate") == 0) {
             if (num_d(v, 0.001, 1e8, &d) < 0)
                 return bad("bad --rate '%s'", v);
@@ -762,9 +1137,17 @@ static int parse_args(bench_t *b, int argc, char **argv)
                 return bad("bad --senders '%s'", v);
             o->senders = (unsigned)u;
         } else if (strcmp(a, "--messages") == 0) {
-            if (num_u(v, 1, 10000000ul, &u) < 0)
-                return bad("--messages wants 1..10000000, not '%s'", v);
+            if (num_u(v, 1, 2000000000ul, &u) < 0)
+                return bad("--messages wants 1..2000000000, not '%s'", v);
             o->messages = u;
+        } else if (strcmp(a, "--threads") == 0) {
+            if (num_u(v, 1, BENCH_THREADS_MAX, &u) < 0)
+                return bad("--threads wants 1..%d, not '%s'", BENCH_THREADS_MAX, v);
+            o->threads = (unsigned)u;
+        } else if (strcmp(a, "--window-s") == 0) {
+            if (num_d(v, 0.1, BENCH_DURATION_MAX_S, &d) < 0)
+                return bad("--window-s wants seconds in 0.1..3600, not '%s'", v);
+            o->window_len_s = d;
         } else if (strcmp(a, "--limit") == 0) {
             if (num_u(v, 1, 500, &u) < 0)
                 return bad("--limit wants 1..500 (the server's SYNC maximum), not '%s'", v);
@@ -797,6 +1180,15 @@ static int parse_args(bench_t *b, int argc, char **argv)
         return bad("unknown scenario '%s'", o->scenario);
     if (b->sc->start == NULL)
         return bad("scenario '%s' is not implemented yet", o->scenario);
+    if (o->threads > 1 && !b->sc->threads_ok)
+        return bad("scenario '%s' runs on one thread (--threads 1)", o->scenario);
+    /* a fill runs until it stored what was asked: --duration only caps it */
+    if (strcmp(b->sc->name, "fill") == 0 && !o->have_duration)
+        o->duration_s = BENCH_DURATION_MAX_S;
+    if ((o->duration_s + BENCH_DRAIN_S) / o->window_len_s + 2 > SERIES_MAX &&
+        strcmp(b->sc->name, "fill") != 0)
+        return bad("--duration %.0f s in --window-s %.1f s windows is more than %d windows",
+                   o->duration_s, o->window_len_s, SERIES_MAX);
     if (!o->allow_remote && !is_loopback(o->host))
         return bad("refusing non-loopback host '%s' without --allow-remote", o->host);
     if (!have_sources)
@@ -841,6 +1233,34 @@ static long raise_nofile(void)
     return rl.rlim_cur == RLIM_INFINITY ? 1L << 20 : (long)rl.rlim_cur;
 }
 
+/* Prepare loop thread @p i (its loop, libcim state and wake handle), before any runs. */
+static int thr_init(bench_t *b, unsigned i)
+{
+    bench_thr_t *t = &b->thr[i];
+    int rc;
+
+    t->b = b;
+    t->id = i;
+    hist_reset(&t->login_iv);
+    series_acc_init(&t->acc, b->series);
+    if (i == 0) {
+        t->loop = &b->loop;
+    } else {
+        t->loop = &t->own;
+        if ((rc = uv_loop_init(&t->own)) < 0) {
+            fprintf(stderr, "cimbench: uv_loop_init: %s\n", uv_strerror(rc));
+            return rc;
+        }
+    }
+    if ((rc = cimc_async_loop_new(t->loop, &t->al)) < 0) {
+        fprintf(stderr, "cimbench: cannot start libcim: %s\n", rc_str(rc));
+        return rc;
+    }
+    (void)uv_async_init(t->loop, &t->wake, on_wake); /* cannot fail: an eventfd exists */
+    t->wake.data = t;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     bench_t *b = mem_calloc(sizeof(*b));
@@ -852,48 +1272,91 @@ int main(int argc, char **argv)
     hist_reset(&b->login_lat);
     (void)signal(SIGPIPE, SIG_IGN); /* libuv writes with write(2) */
     log_set_level(LOG_LVL_WARN);
+    if (uv_mutex_init(&b->mu) < 0 || uv_mutex_init(&b->err_mu) < 0) {
+        fprintf(stderr, "cimbench: uv_mutex_init failed\n");
+        mem_free(b);
+        return 1;
+    }
+    b->series = mem_alloc(sizeof(*b->series));
+    if (series_init(b->series, (uint64_t)(DEF_WINDOW_S * 1e9)) < 0) {
+        fprintf(stderr, "cimbench: uv_mutex_init failed\n");
+        exit(1);
+    }
     if (parse_args(b, argc, argv) < 0)
         goto out;
+    b->series->len_ns = (uint64_t)(b->o.window_len_s * 1e9);
+    /* before any thread: libcim would otherwise fetch the cipher lazily on each */
+    if ((rc = chan_global_init()) < 0) {
+        fprintf(stderr, "cimbench: cannot initialise the crypto: %s\n", rc_str(rc));
+        goto out;
+    }
 
     b->nofile = raise_nofile();
     proc_load(&load1, &ncpu);
     fprintf(stderr,
-            "cimbench %s: %s:%d, RLIMIT_NOFILE %ld: up to %ld connections; %ld cpus, load %.2f\n",
-            b->sc->name, b->o.host, b->o.port, b->nofile, b->nofile - BENCH_FD_RESERVE, ncpu,
-            load1);
+            "cimbench %s: %s:%d, RLIMIT_NOFILE %ld: up to %ld connections; %u loop thread%s; "
+            "%ld cpus, load %.2f\n",
+            b->sc->name, b->o.host, b->o.port, b->nofile, b->nofile - BENCH_FD_RESERVE,
+            b->o.threads, b->o.threads == 1 ? "" : "s", ncpu, load1);
     b->run_id = (uint32_t)(bench_now_ns() ^ ((uint64_t)getpid() << 16));
+    b->wcpu_srv = mem_calloc((SERIES_MAX + 1) * sizeof(*b->wcpu_srv));
+    b->wcpu_self = mem_calloc((SERIES_MAX + 1) * sizeof(*b->wcpu_self));
+    b->wcpu_ok = mem_calloc((SERIES_MAX + 1) * sizeof(*b->wcpu_ok));
 
     if ((rc = uv_loop_init(&b->loop)) < 0) {
         fprintf(stderr, "cimbench: uv_loop_init: %s\n", uv_strerror(rc));
         goto out;
     }
-    if ((rc = cimc_async_loop_new(&b->loop, &b->al)) < 0) {
-        fprintf(stderr, "cimbench: cannot start libcim: %s\n", rc_str(rc));
-        (void)uv_loop_close(&b->loop); /* nothing was started on it */
-        goto out;
-    }
-    (void)uv_timer_init(&b->loop, &b->progress); /* timers and signals: cannot fail */
+    b->thr = mem_calloc(b->o.threads * sizeof(*b->thr));
+    b->nthr = b->o.threads;
+    for (unsigned i = 0; i < b->nthr; i++)
+        if (thr_init(b, i) < 0) {
+            /* no loop ran yet; exit without unwinding the loops (nothing is pending) */
+            fprintf(stderr, "cimbench: cannot prepare loop thread %u\n", i);
+            exit(1);
+        }
+    (void)uv_async_init(&b->loop, &b->ctl, on_ctl); /* handles below: cannot fail */
+    (void)uv_timer_init(&b->loop, &b->progress);
     (void)uv_timer_init(&b->loop, &b->phase);
     (void)uv_timer_init(&b->loop, &b->watchdog);
+    (void)uv_timer_init(&b->loop, &b->wtick);
     (void)uv_signal_init(&b->loop, &b->sigint);
-    b->progress.data = b->phase.data = b->watchdog.data = b->sigint.data = b;
+    b->ctl.data = b->progress.data = b->phase.data = b->watchdog.data = b->wtick.data = b;
+    b->sigint.data = b;
     (void)uv_signal_start(&b->sigint, on_sigint, SIGINT);
     b->t_begin_ns = b->t_last_progress_ns = bench_now_ns();
     (void)uv_timer_start(&b->progress, on_progress, 1000, 1000);
-    (void)uv_timer_start(
-        &b->watchdog, on_watchdog,
-        (uint64_t)((BENCH_SETUP_MAX_S + b->o.duration_s + BENCH_DRAIN_S + 30) * 1000.0), 0);
     if (b->sc->start(b) < 0) {
         b->failed = true;
+        b->start_failed = true;
         bench_finish(b);
     }
+    /* after start: a scenario may set the duration (fill) */
+    if (!b->finishing)
+        (void)uv_timer_start(
+            &b->watchdog, on_watchdog,
+            (uint64_t)((BENCH_SETUP_MAX_S + b->o.duration_s + BENCH_DRAIN_S + 30) * 1000.0), 0);
+    for (unsigned i = 1; i < b->nthr; i++) {
+        if ((rc = uv_thread_create(&b->thr[i].tid, thr_main, &b->thr[i])) < 0) {
+            fprintf(stderr, "cimbench: cannot start loop thread %u: %s\n", i, uv_strerror(rc));
+            exit(1); /* threads before it run loops that would never end */
+        }
+        b->thr[i].tid_ok = true;
+    }
     (void)uv_run(&b->loop, UV_RUN_DEFAULT); /* returns once bench_finish closed it all */
+    for (unsigned i = 1; i < b->nthr; i++) {
+        if (b->thr[i].tid_ok)
+            (void)uv_thread_join(&b->thr[i].tid); /* cannot fail: joinable, not self */
+        if (b->thr[i].close_rc < 0)
+            fprintf(stderr, "cimbench: uv_loop_close (thread %u): %s\n", i,
+                    uv_strerror(b->thr[i].close_rc));
+    }
     if ((rc = uv_loop_close(&b->loop)) < 0)
         fprintf(stderr, "cimbench: uv_loop_close: %s\n", uv_strerror(rc));
 
     /* The scenario first: it settles ops and the throughput the common part prints. */
     r = report_new();
-    if (b->sc->report != NULL)
+    if (b->sc->report != NULL && !b->start_failed)
         b->sc->report(b, r);
     if (b->ops == 0 && !b->failed) {
         fprintf(stderr, "cimbench: nothing succeeded\n");
@@ -908,7 +1371,18 @@ out:
     for (unsigned i = 0; i < b->nconns; i++)
         mem_free(b->conns[i].ring);
     mem_free(b->conns);
+    for (unsigned i = 0; i < b->nthr; i++)
+        mem_free(b->thr[i].sc);
+    mem_free(b->thr);
     mem_free(b->sc_data);
+    mem_free(b->wcpu_srv);
+    mem_free(b->wcpu_self);
+    mem_free(b->wcpu_ok);
+    if (b->series != NULL)
+        series_free(b->series);
+    mem_free(b->series);
+    uv_mutex_destroy(&b->mu);
+    uv_mutex_destroy(&b->err_mu);
     mem_free(b);
     return status;
 }

@@ -14,137 +14,153 @@
 
 /* ---- the open-loop scheduler --------------------------------------------------------- */
 
-int bench_sched_init(bench_t *b, bench_sched_t *t, bool open_loop)
+int bench_sched_init(bench_thr_t *t, bench_sched_t *s, bool open_loop, double rate, uint64_t count)
 {
     int rc;
 
-    t->b = b;
-    t->tfd = -1;
-    hist_reset(&t->lag);
+    s->t = t;
+    s->tfd = -1;
+    s->rate = rate;
+    s->count = count;
+    hist_reset(&s->lag);
     if (!open_loop)
         return 0;
-    if ((t->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0) {
+    if ((s->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0) {
         rc = -errno;
         fprintf(stderr, "cimbench: timerfd_create: %s\n", rc_str(rc));
         return rc;
     }
-    if ((rc = uv_poll_init(&b->loop, &t->tpoll, t->tfd)) < 0) {
-        (void)close(t->tfd); /* best effort: unused */
-        t->tfd = -1;
+    if ((rc = uv_poll_init(t->loop, &s->tpoll, s->tfd)) < 0) {
+        (void)close(s->tfd); /* best effort: unused */
+        s->tfd = -1;
         return rc;
     }
-    t->tpoll.data = t;
-    t->init = true;
+    s->tpoll.data = s;
+    s->init = true;
     return 0;
 }
 
 /* Arm the timerfd for the monotonic time @p at_ns. */
-static int arm(const bench_sched_t *t, uint64_t at_ns)
+static int arm(const bench_sched_t *s, uint64_t at_ns)
 {
     struct itimerspec its;
 
     memset(&its, 0, sizeof(its));
     its.it_value.tv_sec = (time_t)(at_ns / 1000000000u);
     its.it_value.tv_nsec = (long)(at_ns % 1000000000u);
-    return timerfd_settime(t->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0 ? -errno : 0;
+    return timerfd_settime(s->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0 ? -errno : 0;
+}
+
+/* The schedule is over (count reached) or failed: tell the scenario once. */
+static void over(bench_sched_t *s)
+{
+    if (s->over_called)
+        return;
+    s->over_called = true;
+    bench_sched_stop(s);
+    s->over(s);
 }
 
 /* Send what the clock says is due, each stamped with its scheduled time, and re-arm for
  * the next one. */
 static void on_tick(uv_poll_t *h, int status, int events)
 {
-    bench_sched_t *t = h->data;
-    bench_t *b = t->b;
+    bench_sched_t *s = h->data;
+    bench_t *b = s->t->b;
     uint64_t now = bench_now_ns(), due, expirations, next;
-    double per_ns = b->o.rate / 1e9;
+    double per_ns = s->rate / 1e9;
     int rc;
 
     (void)status;
     (void)events;
-    if (read(t->tfd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN) {
+    if (read(s->tfd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN) {
         fprintf(stderr, "cimbench: timerfd: %s\n", strerror(errno));
-        b->failed = true;
-        t->over(b);
+        bench_fail(s->t);
+        over(s);
         return;
     }
-    if (!*t->running || b->stopping)
+    if (!*s->running || b->stopping || s->nconns == 0)
         return;
     due = (uint64_t)((double)(now - b->w_t0_ns) * per_ns) + 1; /* sends 0..due-1 are due */
-    if (b->o.count != 0 && due > b->o.count)
-        due = b->o.count;
-    while (t->issued < due) {
-        uint64_t sched = b->w_t0_ns + (uint64_t)((double)t->issued / per_ns);
-        bconn_t *bc = &b->conns[t->conns[t->issued % t->nconns]];
-        t->issued++;
+    if (s->count != 0 && due > s->count)
+        due = s->count;
+    while (s->issued < due) {
+        uint64_t sched = b->w_t0_ns + (uint64_t)((double)s->issued / per_ns);
+        bconn_t *bc = &b->conns[s->conns[s->issued % s->nconns]];
+        s->issued++;
         if (!bc->open || bc->c == NULL) {
-            t->skipped++;
+            s->skipped++;
             continue;
         }
-        hist_record(&t->lag, now > sched ? now - sched : 0);
-        (void)t->send(b, bc, sched); /* a failure is counted there */
+        hist_record(&s->lag, now > sched ? now - sched : 0);
+        (void)s->send(b, bc, sched); /* a failure is counted there */
     }
-    if (b->o.count != 0 && t->issued >= b->o.count) {
-        t->over(b);
+    if (s->count != 0 && s->issued >= s->count) {
+        over(s);
         return;
     }
-    next = b->w_t0_ns + (uint64_t)((double)t->issued / per_ns);
+    next = b->w_t0_ns + (uint64_t)((double)s->issued / per_ns);
     now = bench_now_ns();
     if (next < now + TICK_MIN_NS)
         next = now + TICK_MIN_NS;
-    if ((rc = arm(t, next)) < 0) {
+    if ((rc = arm(s, next)) < 0) {
         fprintf(stderr, "cimbench: timerfd: %s\n", rc_str(rc));
-        b->failed = true;
-        t->over(b);
+        bench_fail(s->t);
+        over(s);
     }
 }
 
-void bench_sched_start(bench_sched_t *t, const bool *running, const unsigned *conns,
+void bench_sched_start(bench_sched_t *s, const _Atomic bool *running, const unsigned *conns,
                        unsigned n, int (*send)(bench_t *b, bconn_t *bc, uint64_t t_ns),
-                       void (*over)(bench_t *b))
+                       void (*over_cb)(bench_sched_t *s))
 {
     int rc;
 
-    t->running = running;
-    t->conns = conns;
-    t->nconns = n;
-    t->send = send;
-    t->over = over;
-    if ((rc = uv_poll_start(&t->tpoll, UV_READABLE, on_tick)) < 0 ||
-        (rc = arm(t, t->b->w_t0_ns)) < 0) {
+    s->running = running;
+    s->conns = conns;
+    s->nconns = n;
+    s->send = send;
+    s->over = over_cb;
+    if (n == 0 || s->rate <= 0 || (s->count == 0 && s->t->b->o.count != 0)) {
+        over(s); /* nothing for this thread to send */
+        return;
+    }
+    if ((rc = uv_poll_start(&s->tpoll, UV_READABLE, on_tick)) < 0 ||
+        (rc = arm(s, s->t->b->w_t0_ns)) < 0) {
         fprintf(stderr, "cimbench: scheduler: %s\n", rc_str(rc));
-        t->b->failed = true;
-        over(t->b);
+        bench_fail(s->t);
+        over(s);
     }
 }
 
-void bench_sched_stop(bench_sched_t *t)
+void bench_sched_stop(bench_sched_t *s)
 {
-    if (t->init)
-        (void)uv_poll_stop(&t->tpoll); /* cannot fail on an initialised handle */
+    if (s->init)
+        (void)uv_poll_stop(&s->tpoll); /* cannot fail on an initialised handle */
 }
 
 static void on_tpoll_close(uv_handle_t *h)
 {
-    bench_sched_t *t = h->data;
+    bench_sched_t *s = h->data;
 
-    (void)close(t->tfd); /* best effort: nothing was written through it */
-    t->tfd = -1;
+    (void)close(s->tfd); /* best effort: nothing was written through it */
+    s->tfd = -1;
 }
 
-void bench_sched_close(bench_sched_t *t)
+void bench_sched_close(bench_sched_t *s)
 {
-    if (t->init)
-        uv_close((uv_handle_t *)&t->tpoll, on_tpoll_close);
-    t->init = false;
+    if (s->init)
+        uv_close((uv_handle_t *)&s->tpoll, on_tpoll_close);
+    s->init = false;
 }
 
-int64_t bench_sched_behind(const bench_t *b, const bench_sched_t *t, double win_s)
+int64_t bench_sched_behind(const bench_sched_t *s, double win_s)
 {
-    uint64_t due = (uint64_t)(win_s * b->o.rate);
+    uint64_t due = (uint64_t)(win_s * s->rate);
 
-    if (b->o.count != 0 && due > b->o.count)
-        due = b->o.count;
-    return due > t->issued ? (int64_t)(due - t->issued) : 0;
+    if (s->count != 0 && due > s->count)
+        due = s->count;
+    return due > s->issued ? (int64_t)(due - s->issued) : 0;
 }
 
 /* ---- messages ------------------------------------------------------------------------ */
@@ -174,7 +190,7 @@ bool bench_push_timed(const bench_t *b, const cimc_push_t *p, uint64_t *now, uin
     return true;
 }
 
-void bench_push_ack(bench_t *b, bconn_t *bc, uint64_t *acks)
+void bench_push_ack(bench_t *b, bconn_t *bc, bench_ctr_t *acks)
 {
     cim_DeliveredReq d = cim_DeliveredReq_init_zero;
     int rc;
@@ -186,5 +202,5 @@ void bench_push_ack(bench_t *b, bconn_t *bc, uint64_t *acks)
     if ((rc = cimc_async_send_frame(bc->c, FT_PUSH_ACK, cim_DeliveredReq_fields, &d)) < 0)
         bench_count_rc(b, rc);
     else
-        (*acks)++;
+        bench_ctr_add(acks, 1);
 }

@@ -6,7 +6,7 @@
 
 #include "core/mem.h"
 
-enum { V_INT, V_NUM, V_STR, V_HIST };
+enum { V_INT, V_NUM, V_STR, V_HIST, V_TABLE };
 
 /* A histogram is summarised when added: the report never holds 30 KiB per entry. */
 typedef struct summary {
@@ -22,16 +22,27 @@ typedef struct entry {
     double d;
     char *s;
     summary_t h;
+    /* V_TABLE */
+    char *cols[REPORT_COLS_MAX];
+    size_t ncols;
+    double *rows; /* nrows x ncols */
+    size_t nrows, rows_cap;
 } entry_t;
+
+struct report;
 
 struct report {
     entry_t *e;
     size_t n, cap;
+    size_t last_table; /* index of the last V_TABLE entry, or n when none */
 };
 
 report_t *report_new(void)
 {
-    return mem_calloc(sizeof(report_t));
+    report_t *r = mem_calloc(sizeof(report_t));
+
+    r->last_table = SIZE_MAX;
+    return r;
 }
 
 void report_free(report_t *r)
@@ -42,6 +53,9 @@ void report_free(report_t *r)
         mem_free(r->e[i].section);
         mem_free(r->e[i].key);
         mem_free(r->e[i].s);
+        for (size_t c = 0; c < r->e[i].ncols; c++)
+            mem_free(r->e[i].cols[c]);
+        mem_free(r->e[i].rows);
     }
     mem_free(r->e);
     mem_free(r);
@@ -94,6 +108,34 @@ void report_hist(report_t *r, const char *section, const char *key, const hist_t
     e->h.max = (double)h->max_ns / 1000.0;
 }
 
+void report_table(report_t *r, const char *section, const char *key, const char *const *cols,
+                  size_t ncols)
+{
+    entry_t *e = add(r, section, key, V_TABLE);
+
+    if (ncols > REPORT_COLS_MAX)
+        ncols = REPORT_COLS_MAX;
+    for (size_t c = 0; c < ncols; c++)
+        e->cols[c] = mem_strdup(cols[c]);
+    e->ncols = ncols;
+    r->last_table = r->n - 1;
+}
+
+void report_row(report_t *r, const double *v)
+{
+    entry_t *e;
+
+    if (r->last_table >= r->n)
+        return;
+    e = &r->e[r->last_table];
+    if (e->nrows == e->rows_cap) {
+        e->rows_cap = e->rows_cap != 0 ? e->rows_cap * 2 : 16;
+        e->rows = mem_realloc(e->rows, e->rows_cap * e->ncols * sizeof(*e->rows) + 1);
+    }
+    memcpy(e->rows + e->nrows * e->ncols, v, e->ncols * sizeof(*v));
+    e->nrows++;
+}
+
 /* ---- JSON ----------------------------------------------------------------------------- */
 
 static void json_str(FILE *f, const char *s)
@@ -132,6 +174,20 @@ static void json_value(FILE *f, const entry_t *e)
         break;
     case V_STR:
         json_str(f, e->s);
+        break;
+    case V_TABLE:
+        fputc('[', f);
+        for (size_t i = 0; i < e->nrows; i++) {
+            fputs(i == 0 ? "\n      {" : ",\n      {", f);
+            for (size_t c = 0; c < e->ncols; c++) {
+                fputs(c == 0 ? "" : ", ", f);
+                json_str(f, e->cols[c]);
+                fputs(": ", f);
+                json_num(f, e->rows[i * e->ncols + c]);
+            }
+            fputc('}', f);
+        }
+        fputs(e->nrows != 0 ? "\n    ]" : "]", f);
         break;
     default:
         fprintf(f, "{\"count\": %llu", (unsigned long long)e->h.count);
@@ -224,9 +280,36 @@ static void table_value(FILE *f, const entry_t *e)
     }
 }
 
+/* A table of numbers: a header, then a row per line (integers plain, others with up to 3
+ * decimals, "-" for no value). */
+static void print_table(const entry_t *e, FILE *f)
+{
+    int w[REPORT_COLS_MAX];
+
+    fprintf(f, "  %s:\n  ", e->key);
+    for (size_t c = 0; c < e->ncols; c++) {
+        w[c] = (int)strlen(e->cols[c]) > 9 ? (int)strlen(e->cols[c]) : 9;
+        fprintf(f, " %*s", w[c], e->cols[c]);
+    }
+    fputc('\n', f);
+    for (size_t i = 0; i < e->nrows; i++) {
+        fputs("  ", f);
+        for (size_t c = 0; c < e->ncols; c++) {
+            double d = e->rows[i * e->ncols + c];
+            if (!isfinite(d))
+                fprintf(f, " %*s", w[c], "-");
+            else if (d == floor(d) && fabs(d) < 1e15)
+                fprintf(f, " %*.0f", w[c], d);
+            else
+                fprintf(f, " %*.3f", w[c], d);
+        }
+        fputc('\n', f);
+    }
+}
+
 static void print_section(const report_t *r, const char *sec, FILE *f)
 {
-    bool hists = false;
+    bool hists = false, tables = false;
 
     if (sec != NULL)
         fprintf(f, "\n[%s]\n", sec);
@@ -238,9 +321,16 @@ static void print_section(const report_t *r, const char *sec, FILE *f)
             hists = true;
             continue;
         }
+        if (e->kind == V_TABLE) {
+            tables = true;
+            continue;
+        }
         fprintf(f, "  %-28s ", e->key);
         table_value(f, e);
     }
+    for (size_t j = 0; tables && j < r->n; j++)
+        if (same(r->e[j].section, sec) && r->e[j].kind == V_TABLE)
+            print_table(&r->e[j], f);
     if (!hists)
         return;
     fprintf(f, "  %-16s %9s %9s %9s %9s %9s %9s %9s %9s\n", "latency (ms)", "count", "min", "mean",

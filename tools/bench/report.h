@@ -3,11 +3,13 @@
  * as a human table or as one JSON document.
  *
  * Design. A report is an ordered list of entries, each (section, key, value); a value is
- * an integer, a real, a string or a latency histogram. Entries without a section are the
- * document's top level; sections keep the order of their first entry. JSON: top-level
- * entries, then one object per section; a histogram becomes
- * {"count","min","mean","p50","p90","p99","p999","max"} in microseconds. Table: a
- * "key  value" block per section, histograms in one latency table (milliseconds).
+ * an integer, a real, a string, a latency histogram or a table of numbers (rows of named
+ * columns). Entries without a section are the document's top level; sections keep the
+ * order of their first entry. JSON: top-level entries, then one object per section; a
+ * histogram becomes {"count","min","mean","p50","p90","p99","p999","max"} in
+ * microseconds, a table an array of {"column": value} objects. Table: a "key  value"
+ * block per section, histograms in one latency table (milliseconds), then each table of
+ * numbers with a header line.
  * Keys and strings are copied. Numbers that are not finite print as JSON null.
  *
  * Threading: one thread.
@@ -20,6 +22,8 @@
 #include <stdio.h>
 
 #include "hist.h"
+
+#define REPORT_COLS_MAX 16
 
 typedef struct report report_t;
 
@@ -40,6 +44,17 @@ void report_str(report_t *r, const char *section, const char *key, const char *v
 
 /** Add a latency histogram (copied: summarised now). Empty ones are still listed. */
 void report_hist(report_t *r, const char *section, const char *key, const hist_t *h);
+
+/**
+ * Add a table of numbers: columns named @p cols[0..ncols-1] (copied; at most
+ * REPORT_COLS_MAX), rows added with report_row. JSON: an array of objects, one per row;
+ * table: a header line and a line per row. A NaN value prints as null / "-".
+ */
+void report_table(report_t *r, const char *section, const char *key, const char *const *cols,
+                  size_t ncols);
+
+/** Add a row of ncols values (as many as the last report_table's columns) to it. */
+void report_row(report_t *r, const double *v);
 
 /** Print @p r to @p f: one JSON document (@p json) or the human table. */
 void report_print(const report_t *r, bool json, FILE *f);

@@ -21,12 +21,13 @@ typedef struct conns {
     uint64_t hold_t0_ns, hold_t1_ns;
     bool have_hold_cpu;
     uint64_t hold_cpu0, hold_cpu1;
-    unsigned open_at_end;
+    uint64_t open_at_end;
 } conns_t;
 
 static void stop(bench_t *b)
 {
     conns_t *s = b->sc_data;
+    bench_pool_counts_t pc;
 
     b->stopping = true;
     bench_window_end(b);
@@ -36,20 +37,23 @@ static void stop(bench_t *b)
             s->have_hold_cpu = false;
         s->have_srv_end = s->have_srv && proc_mem(b->o.pid, &s->srv_end) == 0;
     }
-    s->open_at_end = b->open_now;
+    bench_pool_counts(b, &pc);
+    s->open_at_end = pc.open_now;
     bench_finish(b);
 }
 
 static void setup_done(bench_t *b)
 {
     conns_t *s = b->sc_data;
+    bench_pool_counts_t pc;
 
+    bench_pool_counts(b, &pc);
     bench_window_end(b);
     if (s->have_srv && proc_mem(b->o.pid, &s->srv_after) < 0)
         s->have_srv = false;
     if (proc_mem(0, &s->self_after) < 0)
         memset(&s->self_after, 0, sizeof(s->self_after));
-    if (b->opened == 0) {
+    if (pc.opened == 0) {
         fprintf(stderr, "cimbench: no connection could log in\n");
         b->failed = true;
         stop(b);
@@ -95,15 +99,19 @@ static int start(bench_t *b)
 
 static void progress(bench_t *b, char *buf, size_t len, double dt)
 {
+    bench_pool_counts_t pc;
     char r[32];
 
-    snprintf(buf, len, "open %u/%u (%s/s)  connecting %u  failed %u  disconnects %u", b->open_now,
-             b->nconns, bench_si(r, sizeof(r), (double)(b->opened - b->opened_last) / dt),
-             b->connecting, b->open_failed, b->disconnects);
-    b->opened_last = b->opened;
+    bench_pool_counts(b, &pc);
+    snprintf(buf, len, "open %llu/%u (%s/s)  connecting %llu  failed %llu  disconnects %llu",
+             (unsigned long long)pc.open_now, b->nconns,
+             bench_si(r, sizeof(r), (double)(pc.opened - b->opened_last) / dt),
+             (unsigned long long)pc.connecting, (unsigned long long)pc.open_failed,
+             (unsigned long long)pc.disconnects);
+    b->opened_last = pc.opened;
 }
 
-static double per_conn(uint64_t before, uint64_t after, unsigned n)
+static double per_conn(uint64_t before, uint64_t after, uint64_t n)
 {
     return n != 0 ? ((double)after - (double)before) / (double)n : 0.0;
 }
@@ -111,27 +119,29 @@ static double per_conn(uint64_t before, uint64_t after, unsigned n)
 static void report(bench_t *b, report_t *r)
 {
     conns_t *s = b->sc_data;
+    bench_pool_counts_t pc;
     double setup = b->setup_t1_ns > b->setup_t0_ns ? (double)(b->setup_t1_ns - b->setup_t0_ns) / 1e9
                                                    : bench_window_s(b);
 
-    b->ops = b->opened;
-    b->tput = setup > 0 ? (double)b->opened / setup : 0.0;
+    bench_pool_counts(b, &pc);
+    b->ops = pc.opened;
+    b->tput = setup > 0 ? (double)pc.opened / setup : 0.0;
     report_int(r, "conns", "asked", b->o.conns);
-    report_int(r, "conns", "opened", b->opened);
-    report_int(r, "conns", "failed", b->open_failed);
-    report_int(r, "conns", "open_at_end", s->open_at_end);
+    report_int(r, "conns", "opened", (int64_t)pc.opened);
+    report_int(r, "conns", "failed", (int64_t)pc.open_failed);
+    report_int(r, "conns", "open_at_end", (int64_t)s->open_at_end);
     if (s->held)
         report_num(r, "conns", "hold_s", (double)(s->hold_t1_ns - s->hold_t0_ns) / 1e9);
     if (s->have_srv) {
         report_int(r, "conns", "server_rss_before", (int64_t)s->srv_before.rss);
         report_int(r, "conns", "server_rss_after", (int64_t)s->srv_after.rss);
         report_num(r, "conns", "server_bytes_per_conn",
-                   per_conn(s->srv_before.rss, s->srv_after.rss, b->opened));
+                   per_conn(s->srv_before.rss, s->srv_after.rss, pc.opened));
         /* the heap alone: RSS also counts the LMDB pages the logins touched (new users) */
         report_num(r, "conns", "server_anon_bytes_per_conn",
-                   per_conn(s->srv_before.anon, s->srv_after.anon, b->opened));
+                   per_conn(s->srv_before.anon, s->srv_after.anon, pc.opened));
         report_num(r, "conns", "server_file_bytes_per_conn",
-                   per_conn(s->srv_before.file, s->srv_after.file, b->opened));
+                   per_conn(s->srv_before.file, s->srv_after.file, pc.opened));
         if (s->have_srv_end) {
             report_int(r, "conns", "server_rss_end", (int64_t)s->srv_end.rss);
             report_num(r, "conns", "server_bytes_per_conn_end",
@@ -146,13 +156,14 @@ static void report(bench_t *b, report_t *r)
     report_int(r, "conns", "bench_rss_before", (int64_t)s->self_before.rss);
     report_int(r, "conns", "bench_rss_after", (int64_t)s->self_after.rss);
     report_num(r, "conns", "bench_bytes_per_conn",
-               per_conn(s->self_before.rss, s->self_after.rss, b->opened));
+               per_conn(s->self_before.rss, s->self_after.rss, pc.opened));
 }
 
 const scenario_t sc_conns = {
     .name = "conns",
     .summary = "idle connections held for --duration; with --pid, server bytes/connection",
     .start = start,
+    .threads_ok = true,
     .progress = progress,
     .stop = stop,
     .setup_done = setup_done,

@@ -25,7 +25,10 @@
  * Messages of earlier runs on the same data dir are synced too (the whole timeline) and
  * reported as msgs_earlier: for a clean count use a fresh data dir.
  *
- * --duration caps the sync phase (a device not done by then is reported short). */
+ * --duration caps the sync phase (a device not done by then is reported short).
+ *
+ * One loop thread only (--threads 1): every connection is on loop thread 0, the main
+ * thread's loop, so the whole scenario runs on one thread as it always did. */
 #include <pb_decode.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,7 +48,7 @@ enum { C_SENDER = 0, C_INIT = 1, C_DEV0 = 2 };
 
 typedef struct sdev {
     bool ready, done, failed;
-    uint64_t latest;  /* LoginRsp.latest_msg_id: the timeline's head */
+    uint64_t latest; /* LoginRsp.latest_msg_id: the timeline's head */
     uint64_t t_req_ns;
     uint64_t last_id; /* highest msg_id seen */
     uint64_t synced, run_msgs, earlier, dups, order_err, pages, bytes;
@@ -305,7 +308,7 @@ static void on_ready(cimc_t *c, void *ctx, int status, const cim_LoginRsp *rsp)
         return;
     if (ok) {
         bc->open = true;
-        hist_record(&b->login_lat, bench_now_ns() - bc->t0_ns);
+        bench_login_record(bc->t, bench_now_ns() - bc->t0_ns);
     } else if (status < 0) {
         bench_count_rc(b, status);
     } else {
@@ -366,7 +369,7 @@ static void on_close(cimc_t *c, void *ctx, int status, const cim_Bye *bye)
     }
     if (!was_open)
         return; /* a failed login (counted) or our own close */
-    b->disconnects++;
+    bench_ctr_add(&bc->t->disconnects, 1);
     if (bye != NULL)
         bench_count_code(b, (int)bye->code);
     else if (status < 0)
@@ -390,7 +393,7 @@ static void open_devices(bench_t *b)
     for (unsigned k = 0; k < s->K && !b->finishing; k++) {
         bconn_t *bc = &b->conns[C_DEV0 + k];
         bc->idx = C_DEV0 + k;
-        if (bench_connect(b, bc, &cbs) < 0 && ++s->devs_failed + s->devs_ready == s->K)
+        if (bench_connect(&b->thr[0], bc, &cbs) < 0 && ++s->devs_failed + s->devs_ready == s->K)
             sync_begin(b); /* the failure is counted by bench_connect */
     }
 }
@@ -534,6 +537,10 @@ static int start(bench_t *b)
 
     b->sc_data = s;
     s->N = b->o.messages;
+    if (s->N > 10000000u) {
+        fprintf(stderr, "cimbench: sync: --messages wants 1..10000000\n");
+        return -1;
+    }
     s->K = b->o.devices;
     bm = (size_t)((s->N + 7) / 8);
     if ((uint64_t)bm * (s->K + 1) > BITMAP_MAX) {
@@ -563,7 +570,7 @@ static int start(bench_t *b)
     bench_phase(b, "login", LOGIN_MAX_S, stop);
     for (unsigned i = C_SENDER; i <= C_INIT; i++) {
         b->conns[i].idx = i;
-        if (bench_connect(b, &b->conns[i], &cbs) < 0) {
+        if (bench_connect(&b->thr[0], &b->conns[i], &cbs) < 0) {
             fprintf(stderr, "cimbench: sync: cannot connect\n");
             return -1;
         }
@@ -647,8 +654,8 @@ static void report(bench_t *b, report_t *r)
     report_int(r, "sync", "devices_complete", ok_devs);
     report_int(r, "sync", "limit", b->o.limit);
     report_int(r, "sync", "pages", (int64_t)s->pages);
-    report_num(r, "sync", "msgs_per_page", s->pages != 0 ? (double)s->synced / (double)s->pages
-                                                           : 0.0);
+    report_num(r, "sync", "msgs_per_page",
+               s->pages != 0 ? (double)s->synced / (double)s->pages : 0.0);
     report_int(r, "sync", "bytes", (int64_t)s->bytes);
     report_num(r, "sync", "sync_s", sy);
     report_int(r, "sync", "msgs_synced", (int64_t)s->synced);
