@@ -53,8 +53,6 @@ typedef struct reply {
 static void charge(session_t *s, int64_t delta)
 {
     atomic_fetch_add_explicit(&s->w->srv->queued, (uint64_t)delta, memory_order_relaxed);
-    if (delta < 0)
-        s->w->freed += (uint64_t)-delta;
 }
 
 /* Keep the worker's backlog list: the sessions the kernel would not take bytes from. */
@@ -100,8 +98,13 @@ static void on_close(uv_handle_t *h)
     /* Writes in flight were cancelled (on_write) before this callback. */
     if (s->wr_pend != NULL) {
         s->out_bytes -= s->wr_pend->len;
+        s->w->freed += s->wr_pend->len;
         mem_free(s->wr_pend);
     }
+    /* A reader that went away behind leaves its buffers' memory to give back (the sweep
+     * trims the heap once much has gone this way; not on every write, which would stall
+     * the loop for nothing). */
+    s->w->freed += session__held(s);
     charge(s, -(int64_t)session__held(s));
     s->out_bytes = s->rq_bytes = s->pq_bytes = 0;
     backlog_update(s);
@@ -198,6 +201,7 @@ static void drop_unsent(session_t *s)
     if (s->wr_pend != NULL) {
         uint32_t n = s->wr_pend->len;
         s->ch.tx_ctr = s->pend_ctr;
+        s->w->freed += n;
         mem_free(s->wr_pend);
         s->wr_pend = NULL;
         s->out_bytes -= n;
@@ -253,6 +257,8 @@ static void on_write(uv_write_t *req, int status)
 
     s->out_bytes -= wr->len;
     charge(s, -(int64_t)wr->len);
+    if (status == UV_ECANCELED)
+        s->w->freed += wr->len; /* a backlog that dies with its connection */
     s->writing = false;
     mem_free(wr);
     if (status < 0) {

@@ -16,8 +16,9 @@
 #define WORKER_FLUSH_MS 2000   /* a closing session that cannot flush is cut after this */
 #define WORKER_STOP_MS 5000    /* shutdown: the longest we wait for sessions to flush */
 #define WORKER_DRAIN_BUDGET 4096 /* mailbox messages per loop turn */
-/* Output bytes freed on this worker after which the sweep asks the allocator to give
- * free memory back to the system (a slow reader's backlog must not stay resident). */
+/* Output bytes held by sessions that closed on this worker (slow readers cut off) after
+ * which the sweep asks the allocator to give free memory back to the system: a slow
+ * reader's backlog must not stay resident, and a trim costs the loop some milliseconds. */
 #define WORKER_TRIM_BYTES (16u << 20)
 
 /* The decode scratch holds the largest request a worker decodes into a struct. */

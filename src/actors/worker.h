@@ -99,7 +99,7 @@ typedef struct worker {
     slist_t closing;          /* BYE sent, waiting for the flush, by close time */
     struct session *backlog;  /* sessions with bytes queued on their socket (slow readers) */
     _Atomic uint64_t heaviest; /* the most bytes one of them holds, as of the last sweep */
-    uint64_t freed;           /* output bytes freed since the last malloc_trim */
+    uint64_t freed;           /* output bytes closed sessions held, since the last malloc_trim */
     bool stopping;
     uint64_t stop_deadline_ms;
 } worker_t;
