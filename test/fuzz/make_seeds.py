@@ -1,11 +1,18 @@
 #!/usr/bin/env python3
-"""Write the seed inputs of build/fuzz/bin/fuzz_session into test/fuzz/corpus-fuzz_session/.
+"""Write the seed inputs of every fuzz target into test/fuzz/corpus-<target>/.
 
-The input format is in test/fuzz/harness.h: byte 0 the mode (0 raw, 1 login, 2 live);
-mode 0: a chunk size byte, then raw bytes; modes 1 and 2: records [u16 ctl][u16 len][body]
-whose plaintext the harness seals with the fixed test keys. Protobuf bodies are encoded
-by hand (proto3 wire format, src/proto/cim.proto) so that this needs only Python's
-standard library. The values below must match harness.h (user, device, secret, expiry).
+Targets and input formats (docs/FUZZING.md):
+  fuzz_session, fuzz_auth, fuzz_msg, fuzz_conv, fuzz_group: test/fuzz/harness.h. Byte 0
+    the mode (0 raw, 1 login, 2 live; +3 slow reader; +6 setup: a group FUZZ_GROUP and two
+    messages before the records); mode 0: a chunk size byte, then raw bytes; modes 1 and
+    2: records [u16 ctl][u16 len][body] whose plaintext the harness seals with the fixed
+    test keys.
+  fuzz_handshake: test/fuzz/fuzz_handshake.c (byte 0 bit 0: 0 server, then a mode-0
+    session input; 1 client, with its trust in bits 2..3).
+  fuzz_frame: test/fuzz/fuzz_frame.c.   fuzz_token: test/fuzz/fuzz_token.c.
+Protobuf bodies are encoded by hand (proto3 wire format, src/proto/cim.proto) so that this
+needs only Python's standard library. The values below must match harness.h (user, peer,
+group, device, secret, expiry) and fuzz_token.c (its secret).
 
 Usage: test/fuzz/make_seeds.py  (rewrites every seed; deterministic output)
 """
@@ -15,9 +22,9 @@ import hmac
 import os
 import struct
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'corpus-fuzz_session')
+HERE = os.path.dirname(os.path.abspath(__file__))
 
-USER, DEVICE = b'fuzz', b'fuzzdev'
+USER, PEER, GROUP, DEVICE = b'fuzz', b'peer', b'1000', b'fuzzdev'
 SECRET = bytes([0x5a]) * 32             # FUZZ_SECRET_BYTE
 EXPIRY = 4102444800                     # FUZZ_TOKEN_EXPIRY
 
@@ -63,6 +70,10 @@ def login_req(req_id=1, user=USER, tok=None, device=DEVICE, kind=2):
             f_bytes(5, device) + f_int(6, kind) + f_bytes(7, b'seed'))
 
 
+def f_fixed64(num, v):
+    return varint(num << 3 | 1) + struct.pack('<Q', v)
+
+
 def req(req_id):
     return f_int(1, req_id)
 
@@ -94,13 +105,13 @@ EVERY_REQUEST = [
     ('HISTORY', f_int(1, 6) + f_int(2, 1) + f_bytes(3, USER) + f_int(5, 20)),
     ('READ', f_int(1, 7) + f_int(2, 1) + f_bytes(3, USER) + f_int(4, 1)),
     ('GROUP_CREATE', f_int(1, 8) + f_bytes(2, b'g') + f_bytes(3, USER) + f_int(4, 1)),
-    ('GROUP_JOIN', f_int(1, 9) + f_bytes(2, b'1')),
-    ('GROUP_ADD', f_int(1, 10) + f_bytes(2, b'1') + f_bytes(3, USER)),
-    ('GROUP_KICK', f_int(1, 11) + f_bytes(2, b'1') + f_bytes(3, USER)),
-    ('GROUP_MEMBERS', f_int(1, 12) + f_bytes(2, b'1')),
+    ('GROUP_JOIN', f_int(1, 9) + f_bytes(2, GROUP)),
+    ('GROUP_ADD', f_int(1, 10) + f_bytes(2, GROUP) + f_bytes(3, USER)),
+    ('GROUP_KICK', f_int(1, 11) + f_bytes(2, GROUP) + f_bytes(3, USER)),
+    ('GROUP_MEMBERS', f_int(1, 12) + f_bytes(2, GROUP)),
     ('GROUP_LIST', req(13)),
-    ('GROUP_LEAVE', f_int(1, 14) + f_bytes(2, b'1')),
-    ('GROUP_DISMISS', f_int(1, 15) + f_bytes(2, b'1')),
+    ('GROUP_LEAVE', f_int(1, 14) + f_bytes(2, GROUP)),
+    ('GROUP_DISMISS', f_int(1, 15) + f_bytes(2, GROUP)),
     ('CONTACT_ADD', f_int(1, 16) + f_bytes(2, USER)),
     ('CONTACT_LIST', req(17)),
     ('CONTACT_REMOVE', f_int(1, 18) + f_bytes(2, USER)),
@@ -108,7 +119,9 @@ EVERY_REQUEST = [
     ('UNBLOCK', f_int(1, 20) + f_bytes(2, USER)),
 ]
 
-SEEDS = {
+LIVE, SETUP = b'\2', b'\x08'   # mode 2; mode 2 with the setup (group FUZZ_GROUP, 2 messages)
+
+SESSION = {
     # mode 0: raw bytes from the HELLO state
     'raw-hello': b'\0\0' + frame(FT['HELLO'], HELLO),
     'raw-hello-twice-chunked': b'\0\x05' + frame(FT['HELLO'], HELLO) * 2,
@@ -137,15 +150,167 @@ SEEDS = {
     'live-split-bytewise': b'\2' + rec(FT['PING'], PING, SPLIT) + rec(FT['PING'], PING, BYTEWISE),
     'live-raw-frames': b'\2' + raw_rec(struct.pack('>II', 8, FT['PING'])) +
                        raw_rec(struct.pack('>II', 0x7fffffff, FT['PING'])),
+    'setup-every-request': SETUP + b''.join(rec(FT[n], body) for n, body in EVERY_REQUEST),
+}
+
+
+def send(req_id, cmid, conv, to, body=f_bytes(6, b'hi'), msg_type=1, extra=b''):
+    return (f_int(1, req_id) + f_bytes(2, cmid) + f_int(3, conv) + f_bytes(4, to) +
+            f_int(5, msg_type) + body + extra)
+
+
+AUTH = {
+    'login-ok-ping': b'\1' + rec(FT['LOGIN'], login_req()) + rec(FT['PING'], PING),
+    'login-ok-logout': b'\1' + rec(FT['LOGIN'], login_req()) + rec(FT['LOGOUT'], req(2)),
+    'login-bad-token': b'\1' + rec(FT['LOGIN'], login_req(tok=token(USER)[:-2] + b'AA')),
+    'login-other-users-token': b'\1' + rec(FT['LOGIN'], login_req(tok=token(PEER))),
+    'login-unknown-app': b'\1' + rec(FT['LOGIN'], login_req() + f_bytes(2, b'nope')),
+    'login-bad-device': b'\1' + rec(FT['LOGIN'], login_req(device=b'bad device')),
+    'login-device-kind-1000': b'\1' + rec(FT['LOGIN'], login_req(kind=1000)),
+    'login-not-first': b'\1' + rec(FT['PING'], PING),
+    'login-twice': b'\1' + rec(FT['LOGIN'], login_req()) + rec(FT['LOGIN'], login_req(2)),
+    'live-ping-logout': LIVE + rec(FT['PING'], PING) + rec(FT['LOGOUT'], req(2)),
+    'live-bad-ping': LIVE + rec(FT['PING'], b'\x08'),
+}
+
+MSG = {
+    'send-direct': SETUP + rec(FT['SEND'], send(1, b'm1', 1, PEER)),
+    'send-group': SETUP + rec(FT['SEND'], send(1, b'm1', 2, GROUP)),
+    'send-self': LIVE + rec(FT['SEND'], send(1, b'm1', 1, USER)),
+    'send-transient': SETUP + rec(FT['SEND'], send(1, b't1', 1, PEER, msg_type=7,
+                                                   extra=f_int(7, 1))),
+    'send-dup': SETUP + rec(FT['SEND'], send(1, b'setup-direct', 1, PEER)),
+    # issue 8, item 1: the body with a scalar wire type must be BAD_REQUEST
+    'send-body-fixed64': SETUP + rec(FT['SEND'], send(1, b'm2', 1, PEER,
+                                                      body=f_fixed64(6, 0x4847464544434241))),
+    'send-body-varint': SETUP + rec(FT['SEND'], send(1, b'm3', 1, PEER, body=f_int(6, 300))),
+    'send-then-sync': SETUP + rec(FT['SEND'], send(1, b'm4', 1, PEER)) +
+                      rec(FT['SYNC'], f_int(1, 2) + f_int(3, 10)),
+    'push-ack-max': SETUP + rec(FT['PUSH_ACK'], f_int(1, (1 << 64) - 1)) +
+                    rec(FT['SYNC'], f_int(1, 2)),
+    'sync-limits': SETUP + rec(FT['SYNC'], f_int(1, 1) + f_int(3, 1000)) +
+                   rec(FT['SYNC'], f_int(1, 2) + f_int(2, 1) + f_int(3, 1)),
+}
+
+CONV = {
+    'conv-list': SETUP + rec(FT['CONV_LIST'], req(1)),
+    'history-direct': SETUP + rec(FT['HISTORY'], f_int(1, 1) + f_int(2, 1) + f_bytes(3, PEER) +
+                                  f_int(5, 100)),
+    'history-group': SETUP + rec(FT['HISTORY'], f_int(1, 1) + f_int(2, 2) + f_bytes(3, GROUP)),
+    'read-direct': SETUP + rec(FT['READ'], f_int(1, 1) + f_int(2, 1) + f_bytes(3, PEER) +
+                               f_int(4, (1 << 64) - 1)),
+    'read-group': SETUP + rec(FT['READ'], f_int(1, 1) + f_int(2, 2) + f_bytes(3, GROUP) +
+                              f_int(4, 1)),
+    'recall': SETUP + rec(FT['RECALL'], f_int(1, 1) + f_int(2, 12345)),
+    'contacts': SETUP + rec(FT['CONTACT_ADD'], f_int(1, 1) + f_bytes(2, PEER)) +
+                rec(FT['CONTACT_LIST'], req(2)) +
+                rec(FT['CONTACT_REMOVE'], f_int(1, 3) + f_bytes(2, PEER)),
+    'blocks': SETUP + rec(FT['BLOCK'], f_int(1, 1) + f_bytes(2, PEER)) +
+              rec(FT['UNBLOCK'], f_int(1, 2) + f_bytes(2, PEER)) +
+              rec(FT['BLOCK'], f_int(1, 3) + f_bytes(2, USER)),
+}
+
+GROUPS = {
+    'create-list': LIVE + rec(FT['GROUP_CREATE'], f_int(1, 1) + f_bytes(2, b'g') +
+                              f_bytes(3, PEER) + f_int(4, 1)) + rec(FT['GROUP_LIST'], req(2)),
+    'members-add-kick': SETUP + rec(FT['GROUP_MEMBERS'], f_int(1, 1) + f_bytes(2, GROUP)) +
+                        rec(FT['GROUP_KICK'], f_int(1, 2) + f_bytes(2, GROUP) +
+                            f_bytes(3, PEER)) +
+                        rec(FT['GROUP_ADD'], f_int(1, 3) + f_bytes(2, GROUP) + f_bytes(3, PEER)),
+    'join-leave': SETUP + rec(FT['GROUP_JOIN'], f_int(1, 1) + f_bytes(2, GROUP)) +
+                  rec(FT['GROUP_LEAVE'], f_int(1, 2) + f_bytes(2, GROUP)),
+    'dismiss': SETUP + rec(FT['GROUP_DISMISS'], f_int(1, 1) + f_bytes(2, GROUP)) +
+               rec(FT['GROUP_MEMBERS'], f_int(1, 2) + f_bytes(2, GROUP)),
+    'unknown-group': LIVE + rec(FT['GROUP_JOIN'], f_int(1, 1) + f_bytes(2, b'99999999999')),
+}
+
+HANDSHAKE = {
+    # byte 0 bit 0 = 0: the server, then a mode-0 session input
+    'server-hello': b'\0' + SESSION['raw-hello'],
+    'server-hello-chunked': b'\0' + SESSION['raw-hello-twice-chunked'],
+    'server-not-hello': b'\0' + SESSION['raw-not-hello'],
+    'server-hello-version-2': b'\0\0\0' + frame(FT['HELLO'], f_int(1, 2) + HELLO[2:]),
+    'server-hello-zero-key': b'\0\0\0' + frame(FT['HELLO'], f_int(1, 1) + f_bytes(2, bytes(32)) +
+                                              f_bytes(3, bytes(32))),
+    # byte 0 bit 0 = 1: the client; bit 1 replaces the genuine ServerHello; bits 2..3 trust
+    'client-pinned': b'\x01',
+    'client-wrong-pin': b'\x05',
+    'client-tofu': b'\x09',
+    'client-no-trust': b'\x0d',
+    'client-unknown-field': b'\x01' + f_bytes(9, b'x'),
+    'client-override-version': b'\x01' + f_int(1, 2),
+    'client-garbage': b'\x03' + f_int(1, 1) + f_bytes(2, bytes(32)),
+}
+
+
+def frame_in(flags, a, b, chunks, stream, stop=0):
+    return struct.pack('>BHHBB', flags, a, b, stop, len(chunks)) + bytes(chunks) + stream
+
+
+TWO = frame(FT['PING'], PING) + frame(FT['LOGOUT'], req(1))
+FRAMES = {
+    'two-frames-whole': frame_in(1, 0, 0, [], TWO),
+    'bytewise': frame_in(1, 0, 0, [1], TWO),
+    'split-headers': frame_in(1, 0, 0, [3, 7, 5], TWO * 2),
+    'limit-switch': frame_in(0 | 1 << 2, 0, 0, [4, 0x80 | 30], TWO + frame(FT['SEND'], bytes(2000))),
+    'too-big': frame_in(2, 20, 0, [], frame(FT['PING'], bytes(40))),
+    'short-length': frame_in(1, 0, 0, [], struct.pack('>II', 4, FT['PING'])),
+    'unknown-type': frame_in(1, 0, 0, [2], frame(0x0777, b'abc')),
+    'empty-body': frame_in(1, 0, 0, [], struct.pack('>II', 8, FT['PING']) * 3),
+    'partial-tail': frame_in(1, 0, 0, [6], TWO + frame(FT['SEND'], bytes(50))[:20]),
+    'stop-scribble': frame_in(1 | 0x10 | 0x20, 0, 0, [9], TWO * 2, stop=1),
+}
+
+TOKEN_SECRET = bytes([0x5a, 1, 2, 3, 4, 5, 6, 7]) + bytes(24)  # fuzz_token.c's secret
+
+
+def tok2(user, app=b'default', expiry=EXPIRY):
+    mac = hmac.new(TOKEN_SECRET, b'v1|' + app + b'|' + user + b'|' + str(expiry).encode(),
+                   hashlib.sha256).digest()
+    return b'v1.%d.' % expiry + base64.urlsafe_b64encode(mac).rstrip(b'=')
+
+
+def token_in(mode, x, y, *strs):
+    return struct.pack('>Bqq', mode, x, y) + b'\0'.join(strs)
+
+
+TOKENS = {
+    'parse-valid': token_in(0, 1767225600, 0, b'', USER, tok2(USER)),
+    'parse-expired': token_in(0, EXPIRY + 1, 0, b'', USER, tok2(USER)),
+    'parse-other-app': token_in(0, 0, 0, b'app2', USER, tok2(USER)),
+    'parse-leading-zero': token_in(0, 0, 0, b'', USER, b'v1.0' + tok2(USER)[3:]),
+    'parse-stray-bits': token_in(0, 0, 0, b'', USER, tok2(USER)[:-1] + b'B'),
+    'parse-int64-max': token_in(0, 0, 0, b'', USER, b'v1.9223372036854775807.' + b'A' * 43),
+    'parse-int64-max-plus-1': token_in(0, 0, 0, b'', USER, b'v1.9223372036854775808.' + b'A' * 43),
+    'mint-edit': token_in(1, EXPIRY, 0, b'', USER, b'\x05Z\x30\x00'),
+    'mint-expired': token_in(1, 5, 6, b'default', USER, b''),
+    'mint-bad-names': token_in(1, 5, 0, b'a|b', USER, b''),
+    'mint-long-user': token_in(1, 5, 0, b'', b'u' * 65, b''),
+}
+
+CORPORA = {
+    'fuzz_session': SESSION,
+    'fuzz_auth': AUTH,
+    'fuzz_msg': MSG,
+    'fuzz_conv': CONV,
+    'fuzz_group': GROUPS,
+    'fuzz_handshake': HANDSHAKE,
+    'fuzz_frame': FRAMES,
+    'fuzz_token': TOKENS,
 }
 
 
 def main():
-    os.makedirs(OUT, exist_ok=True)
-    for name, data in sorted(SEEDS.items()):
-        with open(os.path.join(OUT, name), 'wb') as f:
-            f.write(data)
-    print('%d seeds in %s' % (len(SEEDS), OUT))
+    for target, seeds in sorted(CORPORA.items()):
+        out = os.path.join(HERE, 'corpus-' + target)
+        os.makedirs(out, exist_ok=True)
+        for name in os.listdir(out):  # seeds no longer listed here go
+            if name not in seeds:
+                os.unlink(os.path.join(out, name))
+        for name, data in sorted(seeds.items()):
+            with open(os.path.join(out, name), 'wb') as f:
+                f.write(data)
+        print('%3d seeds in %s' % (len(seeds), os.path.relpath(out)))
 
 
 if __name__ == '__main__':
