@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "core/kv_int.h"
@@ -348,6 +349,37 @@ static int reserve(kv_t *kv, size_t size)
     return 0;
 }
 
+/* Shrink this process's map to max(@p floor, twice the pages in use, as a power of two
+ * times floor) when it is larger, and with @p truncate the file with it (never below what
+ * another process may write: only the directory's one cimd may). @p size: updated. */
+static int fit_map(kv_t *kv, size_t floor, bool truncate, size_t *size)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    struct stat fst;
+    size_t used, want = floor;
+    int fd = -1, rc;
+
+    if ((rc = kv__rc(mdb_env_info(kv->env, &info), "mdb_env_info")) < 0 ||
+        (rc = kv__rc(mdb_env_stat(kv->env, &st), "mdb_env_stat")) < 0)
+        return rc;
+    used = ((size_t)info.me_last_pgno + 1) * st.ms_psize;
+    while (want < 2 * used)
+        want *= 2;
+    if (want >= info.me_mapsize)
+        return 0;
+    if ((rc = kv__rc(mdb_env_set_mapsize(kv->env, want), "set_mapsize")) < 0)
+        return rc;
+    if (truncate)
+        LOG_INFO("kv: map brought down from %zu MiB to %zu MiB (%zu MiB in use)",
+                 info.me_mapsize >> 20, want >> 20, used >> 20);
+    *size = want;
+    if (truncate && mdb_env_get_fd(kv->env, &fd) == MDB_SUCCESS && fstat(fd, &fst) == 0 &&
+        (size_t)fst.st_size > want && ftruncate(fd, (off_t)want) < 0)
+        LOG_WARN("kv: cannot shorten the data file to %zu MiB: %s", want >> 20, strerror(errno));
+    return 0;
+}
+
 int kv_open(const char *dir, unsigned flags, kv_t **out)
 {
     kv_t *kv = mem_calloc(sizeof(*kv));
@@ -400,10 +432,18 @@ int kv_open(const char *dir, unsigned flags, kv_t **out)
     if (info.me_mapsize < map &&
         (rc = kv__rc(mdb_env_set_mapsize(kv->env, map), "set_mapsize")) < 0)
         goto out;
+    if (info.me_mapsize < map)
+        info.me_mapsize = map;
+    /* A writer brings a map far larger than its data — a schema 1 directory recorded
+     * 64 GiB, and LMDB never records a smaller size — down to twice the data: the map is
+     * reserved on disk below, and must not claim that many blocks. Only cimd (which holds
+     * the directory's lock) shortens the file too. */
     if (!(flags & KV_RDONLY) &&
-        (rc = reserve(kv, info.me_mapsize > map ? info.me_mapsize : map)) < 0)
+        (rc = fit_map(kv, map, (flags & KV_MIGRATE) != 0, &info.me_mapsize)) < 0)
         goto out;
     if ((rc = open_dbs(kv)) < 0)
+        goto out;
+    if (!(flags & KV_RDONLY) && (rc = reserve(kv, info.me_mapsize)) < 0)
         goto out;
     *out = kv;
     kv = NULL;

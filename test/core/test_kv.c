@@ -599,3 +599,33 @@ TEST(kv_threads_read_while_writing)
     kv_close(r.kv);
     rm_rf(dir);
 }
+
+/* A map recorded far larger than the data (schema 1 recorded 64 GiB; LMDB never records a
+ * smaller size) is not reserved on disk by a writer: cimd (KV_MIGRATE) brings map and file
+ * down to the initial size, and another writer (cimctl) maps no more than that either. */
+TEST(kv_open_fits_a_large_recorded_map)
+{
+    char base[64];
+    struct stat st;
+    char file[128];
+    kv_t *kv;
+
+    tmpdir(base);
+    snprintf(file, sizeof(file), "%s/data.mdb", base);
+    ASSERT_OK(setenv("CIM_KV_MAP_SIZE", "536870912", 1)); /* 512 MiB, recorded */
+    kv = open_at(base, 0);
+    kv_close(kv);
+    ASSERT_OK(unsetenv("CIM_KV_MAP_SIZE"));
+    ASSERT_OK(stat(file, &st));
+    ASSERT_EQ(st.st_size, 512 << 20);
+    kv = open_at(base, KV_MIGRATE); /* cimd */
+    kv_close(kv);
+    ASSERT_OK(stat(file, &st));
+    ASSERT_EQ(st.st_size, 64 << 20);
+    ASSERT_LE(st.st_blocks * 512, (64 << 20) + (1 << 20));
+    kv = open_at(base, 0); /* cimctl: its map is fitted too, nothing more is reserved */
+    kv_close(kv);
+    ASSERT_OK(stat(file, &st));
+    ASSERT_LE(st.st_blocks * 512, (64 << 20) + (1 << 20));
+    rm_rf(base);
+}
