@@ -31,14 +31,53 @@ typedef struct mig {
     size_t nfix, capfix;
 } mig_t;
 
+/* Call @p fn for every message of conversation index key @p key, in id order, with its
+ * record's fields (not its body). */
+static int each_message(mig_t *m, const uint8_t *key, size_t klen,
+                        int (*fn)(mig_t *m, const uint8_t *key, size_t klen, uint64_t id,
+                                  const cim_Message *msg))
+{
+    uint64_t ids[PAGE], after = 0, total;
+    size_t n;
+    int rc;
+
+    do {
+        if ((rc = kv_cmsg_after(m->txn, key, klen, after, ids, PAGE, &n, &total)) < 0)
+            return rc;
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t *rec;
+            size_t len;
+            cim_Message msg;
+            rc = kv_msg_get(m->txn, ids[i], &rec, &len);
+            if (rc == RC_ENOTFOUND)
+                continue;
+            if (rc < 0)
+                return rc;
+            if (!message_decode_head(rec, len, &msg))
+                return RC_ESTORE;
+            if ((rc = fn(m, key, klen, ids[i], &msg)) < 0)
+                return rc;
+        }
+        if (n > 0)
+            after = ids[n - 1];
+    } while (n == PAGE);
+    return 0;
+}
+
+static int add_event(mig_t *m, const uint8_t *key, size_t klen, uint64_t id,
+                     const cim_Message *msg)
+{
+    int rc = 0;
+    if (msg->msg_type == cim_MsgType_SYSTEM && (rc = kv_cevent_add(m->txn, key, klen, id)) == 0)
+        m->events++;
+    return rc;
+}
+
 /* Every SYSTEM message of a group conversation goes to the group events index. */
 static int events_of(void *ctx, const uint8_t *key, size_t klen)
 {
     mig_t *m = ctx;
     const uint8_t *nul = memchr(key, '\0', klen);
-    uint64_t ids[PAGE], after = 0, total;
-    size_t n;
-    int rc;
 
     if (nul != NULL && (size_t)(nul - key) + 1 < klen && nul[1] == 'D' &&
         klen <= CONV_SKEY_MAX) {
@@ -54,70 +93,34 @@ static int events_of(void *ctx, const uint8_t *key, size_t klen)
     }
     if (nul == NULL || (size_t)(nul - key) + 1 >= klen || nul[1] != 'G')
         return 0;
-    do {
-        if ((rc = kv_cmsg_after(m->txn, key, klen, after, ids, PAGE, &n, &total)) < 0)
-            return rc;
-        for (size_t i = 0; i < n; i++) {
-            const uint8_t *rec;
-            size_t len;
-            cim_Message msg;
-            rc = kv_msg_get(m->txn, ids[i], &rec, &len);
-            if (rc == RC_ENOTFOUND)
-                continue;
-            if (rc < 0)
-                return rc;
-            if (!message_decode_head(rec, len, &msg))
-                return RC_ESTORE;
-            if (msg.msg_type == cim_MsgType_SYSTEM) {
-                if ((rc = kv_cevent_add(m->txn, key, klen, ids[i])) < 0)
-                    return rc;
-                m->events++;
-            }
-        }
-        if (n > 0)
-            after = ids[n - 1];
-    } while (n == PAGE);
-    return 0;
+    return each_message(m, key, klen, add_event);
 }
 
 /* Schema 1 indexed a DIRECT conversation under one key; schema 2 under one per direction
  * (sender to recipient), read from each record. */
-static int split_direct(mig_t *m, const uint8_t *key, size_t klen)
+static int add_direction(mig_t *m, const uint8_t *key, size_t klen, uint64_t id,
+                         const cim_Message *msg)
 {
     char app[KV_ID_MAX + 1];
     uint8_t dkey[CONV_SKEY_MAX];
-    uint64_t ids[PAGE], after = 0, total;
-    size_t n, alen = strnlen((const char *)key, klen);
+    size_t alen = strnlen((const char *)key, klen);
     int rc;
 
     if (alen == 0 || alen > KV_ID_MAX)
         return 0;
     memcpy(app, key, alen);
     app[alen] = '\0';
-    do {
-        if ((rc = kv_cmsg_after(m->txn, key, klen, after, ids, PAGE, &n, &total)) < 0)
-            return rc;
-        for (size_t i = 0; i < n; i++) {
-            const uint8_t *rec;
-            size_t len;
-            cim_Message msg;
-            rc = kv_msg_get(m->txn, ids[i], &rec, &len);
-            if (rc == RC_ENOTFOUND)
-                continue;
-            if (rc < 0)
-                return rc;
-            if (!message_decode_head(rec, len, &msg))
-                return RC_ESTORE;
-            rc = kv_cmsg_add(m->txn, dkey,
-                             conv_skey(dkey, app, cim_ConvType_DIRECT, msg.from, msg.to), ids[i]);
-            if (rc < 0)
-                return rc;
-            m->directs++;
-        }
-        if (n > 0)
-            after = ids[n - 1];
-    } while (n == PAGE);
-    return kv_cmsg_drop(m->txn, key, klen);
+    rc = kv_cmsg_add(m->txn, dkey, conv_skey(dkey, app, cim_ConvType_DIRECT, msg->from, msg->to),
+                     id);
+    if (rc == 0)
+        m->directs++;
+    return rc;
+}
+
+static int split_direct(mig_t *m, const uint8_t *key, size_t klen)
+{
+    int rc = each_message(m, key, klen, add_direction);
+    return rc < 0 ? rc : kv_cmsg_drop(m->txn, key, klen);
 }
 
 /* Schema 1 kept `unread` for a group member from when they joined: the cursor that gives
