@@ -54,17 +54,17 @@ struct acceptor {
     peer_count_t *peers[PEER_BUCKETS];
 };
 
-static uint32_t peer_hash(const peer_addr_t *p)
+uint32_t peer_addr_hash(const peer_addr_t *p)
 {
     uint32_t h = 2166136261u;
     for (int i = 0; i < (p->family == 4 ? 4 : 16); i++)
         h = (h ^ p->ip[i]) * 16777619u;
-    return h % PEER_BUCKETS;
+    return h ^ p->family;
 }
 
 static peer_count_t **peer_find(acceptor_t *a, const peer_addr_t *p)
 {
-    peer_count_t **pp = &a->peers[peer_hash(p)];
+    peer_count_t **pp = &a->peers[peer_addr_hash(p) % PEER_BUCKETS];
     for (; *pp != NULL; pp = &(*pp)->next)
         if (memcmp(&(*pp)->addr, p, sizeof(*p)) == 0)
             break;

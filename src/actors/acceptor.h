@@ -32,6 +32,9 @@ typedef struct peer_addr {
 
 typedef struct acceptor acceptor_t;
 
+/** A hash of @p p (FNV-1a over its address bytes; per-address tables). Any thread. */
+uint32_t peer_addr_hash(const peer_addr_t *p);
+
 /** Write @p p as text ("127.0.0.1", "::1") into @p out. @return @p out. Any thread. */
 const char *peer_addr_str(const peer_addr_t *p, char out[PEER_ADDR_STRLEN]);
 

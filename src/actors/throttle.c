@@ -43,14 +43,6 @@ void throttle_free(throttle_t *t)
     mem_free(t);
 }
 
-static uint32_t addr_hash(const peer_addr_t *p)
-{
-    uint32_t h = 2166136261u;
-    for (int i = 0; i < (p->family == 4 ? 4 : 16); i++)
-        h = (h ^ p->ip[i]) * 16777619u;
-    return h ^ p->family;
-}
-
 /* The slot of @p peer in @p st, or NULL. Stripe lock held. */
 static slot_t *lookup(stripe_t *st, const peer_addr_t *peer)
 {
@@ -69,7 +61,7 @@ bool throttle_blocked(throttle_t *t, const peer_addr_t *peer, uint64_t now_s,
 
     if (t == NULL || t->max == 0)
         return false;
-    st = &t->stripe[addr_hash(peer) % STRIPES];
+    st = &t->stripe[peer_addr_hash(peer) % STRIPES];
     pthread_mutex_lock(&st->mu);
     sl = lookup(st, peer);
     if (sl != NULL && now_s < sl->start_s + t->window_s && sl->fails >= t->max) {
@@ -90,7 +82,7 @@ uint32_t throttle_fail(throttle_t *t, const peer_addr_t *peer, uint64_t now_s)
         return 0;
     if (now_s == 0)
         now_s = 1; /* 0 marks a free slot */
-    st = &t->stripe[addr_hash(peer) % STRIPES];
+    st = &t->stripe[peer_addr_hash(peer) % STRIPES];
     pthread_mutex_lock(&st->mu);
     sl = lookup(st, peer);
     if (sl == NULL) {

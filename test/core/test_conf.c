@@ -495,6 +495,15 @@ TEST(conf_output_caps_fit)
     const char *nowin[] = {"--login_fail_window_s", "0", NULL};
     conf_defaults(&c);
     ASSERT_RC(parse(&c, err, sizeof(err), nowin), RC_EINVAL);
+    /* the dedup window is never under the protocol's 24 hours */
+    const char *short_dedup[] = {"--dedup_window_h", "23", NULL};
+    conf_defaults(&c);
+    ASSERT_RC(parse(&c, err, sizeof(err), short_dedup), RC_EINVAL);
+    ASSERT_CONTAINS(err, "dedup_window_h");
+    const char *week[] = {"--dedup_window_h", "168", NULL};
+    conf_defaults(&c);
+    ASSERT_OK(parse(&c, err, sizeof(err), week));
+    ASSERT_EQ(c.dedup_window_h, 168);
 }
 
 TEST(conf_listen_split)

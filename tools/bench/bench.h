@@ -389,6 +389,16 @@ void bench_window_start(bench_t *b);
 /** Main thread: end the measured window (idempotent: the first call counts). */
 void bench_window_end(bench_t *b);
 
+/**
+ * A loop thread's snapshot of one latency histogram: merge @p thr_iv (what the thread
+ * recorded since its last snapshot) into the run's @p run, and into @p run_iv (since the
+ * last progress line) when @p into_iv, under b->mu; then clear @p thr_iv.
+ */
+void bench_hist_fold(bench_t *b, hist_t *run, hist_t *run_iv, hist_t *thr_iv, bool into_iv);
+
+/** xorshift64*: plenty for choosing peers. @p state: per thread, never 0. */
+uint64_t bench_rnd(uint64_t *state);
+
 /** Seconds in the window (so far, if it is still open). */
 double bench_window_s(const bench_t *b);
 

@@ -532,6 +532,24 @@ void bench_window_end(bench_t *b)
         (void)uv_timer_stop(&b->wtick); /* cannot fail on an initialised timer */
 }
 
+void bench_hist_fold(bench_t *b, hist_t *run, hist_t *run_iv, hist_t *thr_iv, bool into_iv)
+{
+    uv_mutex_lock(&b->mu);
+    hist_merge(run, thr_iv);
+    if (into_iv)
+        hist_merge(run_iv, thr_iv);
+    uv_mutex_unlock(&b->mu);
+    hist_reset(thr_iv);
+}
+
+uint64_t bench_rnd(uint64_t *state)
+{
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return *state * 2685821657736338717ull;
+}
+
 double bench_window_s(const bench_t *b)
 {
     uint64_t end;

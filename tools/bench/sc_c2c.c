@@ -73,15 +73,6 @@ typedef struct c2c {
 
 #define SUM(b, f) BENCH_SUM(b, c2c_thr_t, f)
 
-static uint64_t rnd(c2c_thr_t *ts)
-{
-    /* xorshift64*: plenty for choosing peers */
-    ts->rng ^= ts->rng >> 12;
-    ts->rng ^= ts->rng << 25;
-    ts->rng ^= ts->rng >> 27;
-    return ts->rng * 2685821657736338717ull;
-}
-
 /* ---- the window (main thread) --------------------------------------------------------- */
 
 static void end(bench_t *b)
@@ -159,7 +150,7 @@ static int send_one(bench_t *b, bconn_t *bc, uint64_t t_ns)
     unsigned r;
     int rc;
 
-    r = (unsigned)(rnd(ts) % s->nopen);
+    r = (unsigned)(bench_rnd(&ts->rng) % s->nopen);
     to = &b->conns[s->open[r]];
     if (to == bc)
         to = &b->conns[s->open[(r + 1) % s->nopen]];
@@ -323,16 +314,8 @@ static void merge_iv(bench_thr_t *t, bool into_iv)
     c2c_t *s = t->b->sc_data;
     c2c_thr_t *ts = t->sc;
 
-    uv_mutex_lock(&t->b->mu);
-    hist_merge(&s->ack, &ts->ack_iv);
-    hist_merge(&s->push, &ts->push_iv);
-    if (into_iv) {
-        hist_merge(&s->ack_iv, &ts->ack_iv);
-        hist_merge(&s->push_iv, &ts->push_iv);
-    }
-    uv_mutex_unlock(&t->b->mu);
-    hist_reset(&ts->ack_iv);
-    hist_reset(&ts->push_iv);
+    bench_hist_fold(t->b, &s->ack, &s->ack_iv, &ts->ack_iv, into_iv);
+    bench_hist_fold(t->b, &s->push, &s->push_iv, &ts->push_iv, into_iv);
 }
 
 static void thr_snap(bench_thr_t *t)

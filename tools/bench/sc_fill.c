@@ -62,14 +62,6 @@ typedef struct fill {
 
 #define SUM(b, f) BENCH_SUM(b, fill_thr_t, f)
 
-static uint64_t rnd(fill_thr_t *ft)
-{
-    ft->rng ^= ft->rng >> 12;
-    ft->rng ^= ft->rng << 25;
-    ft->rng ^= ft->rng >> 27;
-    return ft->rng * 2685821657736338717ull;
-}
-
 /* ---- the phases (main thread) --------------------------------------------------------- */
 
 static void end(bench_t *b)
@@ -221,7 +213,7 @@ static int send_one(bench_t *b, bconn_t *bc)
     fill_thr_t *ft = bc->t->sc;
     cim_SendReq req = cim_SendReq_init_zero;
     cimc_bytes_t body = {ft->body, b->o.size};
-    unsigned from = bc->idx % f->U, to = (unsigned)(rnd(ft) % f->U);
+    unsigned from = bc->idx % f->U, to = (unsigned)(bench_rnd(&ft->rng) % f->U);
     int rc;
 
     if (to == from)

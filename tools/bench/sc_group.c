@@ -590,16 +590,8 @@ static void merge_iv(bench_thr_t *t, bool into_iv)
     grp_t *s = t->b->sc_data;
     grp_thr_t *ts = t->sc;
 
-    uv_mutex_lock(&t->b->mu);
-    hist_merge(&s->ack, &ts->ack_iv);
-    hist_merge(&s->push, &ts->push_iv);
-    if (into_iv) {
-        hist_merge(&s->ack_iv, &ts->ack_iv);
-        hist_merge(&s->push_iv, &ts->push_iv);
-    }
-    uv_mutex_unlock(&t->b->mu);
-    hist_reset(&ts->ack_iv);
-    hist_reset(&ts->push_iv);
+    bench_hist_fold(t->b, &s->ack, &s->ack_iv, &ts->ack_iv, into_iv);
+    bench_hist_fold(t->b, &s->push, &s->push_iv, &ts->push_iv, into_iv);
 }
 
 static void thr_snap(bench_thr_t *t)
