@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "actors/acceptor.h"
+#include "actors/admin.h"
 #include "actors/migrate.h"
 #include "actors/router.h"
 #include "actors/store.h"
@@ -154,6 +155,9 @@ int server_run(server_t *s)
     uv_signal_start(&m->sigterm, on_signal, SIGTERM);
     uv_signal_start(&m->sigint, on_signal, SIGINT);
 
+    /* The admin listener first: /healthz answers 503 until the server is ready. */
+    if (strcmp(s->conf->admin_listen, "off") != 0 && (rc = admin_start(s, &s->admin)) < 0)
+        goto stop;
     for (; started < s->nworkers; started++) {
         if ((rc = worker_start(s->workers[started])) < 0) {
             LOG_ERROR("cannot start worker %u: %s", started, uv_strerror(rc));
@@ -169,6 +173,7 @@ int server_run(server_t *s)
              acceptor_address(s->acceptor), hex, s->nworkers,
              s->identity_created ? " (new identity created in " : "",
              s->identity_created ? s->conf->data : "", s->identity_created ? ")" : "");
+    atomic_store(&s->ready, 1);
     uv_run(&m->loop, UV_RUN_DEFAULT);
     atomic_store(&s->stopping, 1);
     rc = 0;
@@ -180,8 +185,12 @@ stop:
     if (s->acceptor != NULL) {
         acceptor_close(s->acceptor);
     }
+    atomic_store(&s->stopping, 1);
     stop_workers(s, started);
     store_stop(s->store);
+    /* After the store: every write the admin API queued has been answered. */
+    admin_stop(s->admin);
+    s->admin = NULL;
     uv_close((uv_handle_t *)&m->sigterm, NULL);
     uv_close((uv_handle_t *)&m->sigint, NULL);
     uv_close((uv_handle_t *)&m->stop, NULL);

@@ -40,6 +40,7 @@ struct router;
 struct main_loop;
 struct throttle;
 struct dedup;
+struct admin;
 
 typedef struct server {
     const conf_t *conf;
@@ -56,6 +57,8 @@ typedef struct server {
     struct main_loop *main;   /* the main thread's loop (acceptor, signals) */
     struct throttle *throttle; /* failed logins per address (NULL: none kept) */
     struct dedup *dedup;      /* the SEND dedup window (owned by the store) */
+    struct admin *admin;      /* the admin HTTP listener (NULL: admin_listen = off) */
+    _Atomic int ready;        /* serving clients (/healthz) */
     _Atomic int stopping;
     /* Output bytes queued for all sessions (written by every worker, relaxed): held to
      * conf->max_queued_mb, see session.c's budget. */

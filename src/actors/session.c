@@ -323,6 +323,7 @@ static int write_bytes(session_t *s, const uint8_t *data, uint32_t len)
     wreq_t *wr;
     int n = 0;
 
+    ctr_add(&s->w->stats.bytes_out, len);
     if (s->writing || s->wr_pend != NULL) {
         pend_bytes(s, data, len);
         backlog_update(s);
@@ -834,6 +835,7 @@ static int handle(session_t *s, uint32_t type, const uint8_t *body, size_t len)
 static int on_frame(void *ctx, uint32_t type, uint8_t *frame, uint32_t len)
 {
     session_t *s = ctx;
+    ctr_add(&s->w->stats.frames_in, 1);
     int rc;
 
     if (s->closed || s->state == SESSION_ST_CLOSING)
@@ -892,6 +894,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         session_abort(s, n == UV_EOF ? "peer closed" : uv_strerror((int)n));
         return;
     }
+    ctr_add(&s->w->stats.bytes_in, (uint64_t)n);
     session_feed(s, (uint8_t *)buf->base, (size_t)n);
 }
 

@@ -31,6 +31,7 @@ _Static_assert(FRAME_HDR + cim_LoginReq_size + FRAME_TAG <= LOGIN_FRAME_MAX,
 /* What every failed credential check answers, whatever failed (unknown app, malformed,
  * wrong or expired token): the answer must not tell whether an app exists. */
 #define BAD_CREDENTIALS "invalid or expired token"
+#define TOKEN_REVOKED "token revoked; log in with a new one"
 
 int session__hello(session_t *s, uint32_t type, uint8_t *frame, uint32_t len)
 {
@@ -109,6 +110,8 @@ static int refuse(session_t *s, uint32_t req_id, int code, const char *reason, c
              fails >= s->w->srv->conf->login_fail_max && s->w->srv->conf->login_fail_max
                  ? " (address now throttled)"
                  : "");
+    if (code >= 0 && code < WORKER_CODES)
+        ctr_add(&s->w->stats.logins[code], 1);
     rsp.req_id = req_id;
     rsp.code = (cim_Code)code;
     snprintf(rsp.reason, sizeof(rsp.reason), "%s", reason);
@@ -124,6 +127,8 @@ static int check_credentials(session_t *s, const char *app, const cim_LoginReq *
 {
     kv_txn_t *txn = NULL;
     uint8_t secret[TOKEN_SECRET];
+    int64_t expiry = 0;
+    kv_user_t u;
     int rc;
 
     if ((rc = kv_begin(s->w->srv->kv, KV_READ, &txn)) < 0) {
@@ -143,6 +148,23 @@ static int check_credentials(session_t *s, const char *app, const cim_LoginReq *
     if (token_verify(secret, app, req->user, req->token, (int64_t)time(NULL)) < 0 ||
         rc == RC_ENOTFOUND) {
         *why = BAD_CREDENTIALS;
+        rc = RC_EAUTH;
+        goto out;
+    }
+    /* The token is good: what the app's backend decided about the user (admin API)
+     * may be said plainly. A user not yet known has no record (created at login). */
+    rc = kv_user_info(txn, app, req->user, &u);
+    if (rc == RC_ENOTFOUND) {
+        rc = 0;
+        goto out;
+    }
+    if (rc < 0) {
+        *why = "storage error";
+        goto out;
+    }
+    if (u.disabled || (u.tokens_before_s > 0 && token_expiry(req->token, &expiry) == 0 &&
+                       (uint64_t)expiry <= u.tokens_before_s)) {
+        *why = u.disabled ? USER_DISABLED : TOKEN_REVOKED;
         rc = RC_EAUTH;
         goto out;
     }
@@ -283,7 +305,9 @@ void session__login_done(session_t *s, store_login_t *sl)
     if (code != cim_Code_OK) {
         session__unroute(s); /* still login_pending: the user never came online */
         s->login_pending = false;
-        (void)refuse(s, req_id, code, "storage error; try again", s->app, s->user);
+        (void)refuse(s, req_id, code,
+                     code == cim_Code_UNAUTHORIZED ? USER_DISABLED : "storage error; try again",
+                     s->app, s->user);
         return;
     }
     s->login_pending = false;
@@ -299,6 +323,7 @@ void session__login_done(session_t *s, store_login_t *sl)
     LOG_INFO("session %llx: %s/%s logged in from %s on device %s (kind %u)",
              (unsigned long long)s->sid, s->app, s->user, peer_addr_str(&s->peer, peer),
              s->device, s->kind);
+    ctr_add(&s->w->stats.logins[cim_Code_OK], 1);
     if (session_send(s, FT_LOGIN_ACK, cim_LoginRsp_fields, &rsp) < 0)
         return; /* closed */
     session__release_pushes(s);

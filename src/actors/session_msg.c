@@ -11,6 +11,7 @@
 #include "actors/message.h"
 #include "actors/router.h"
 #include "actors/session.h"
+#include "actors/send.h"
 #include "actors/store.h"
 #include "cim.pb.h"
 #include "core/kv.h"
@@ -22,7 +23,6 @@
 #define SYNC_DEFAULT 200
 #define SYNC_MAX 500
 #define PAGE_ROOM 64      /* SyncRsp fields around the messages: req_id, code, remain, ... */
-#define TRANSIENT_ROUTE_MAX 64
 
 typedef struct body_ref {
     const uint8_t *frame, *frame_end; /* the request body being decoded */
@@ -75,165 +75,24 @@ static bool take_token(session_t *s)
     return true;
 }
 
-/* Can this session send to @p req's recipient? Answers the code to reject with, or OK.
- * DIRECT: the user exists (NOT_FOUND) and has not blocked the sender (BLOCKED); GROUP: it
- * exists and lives (NOT_FOUND) and the sender is a member (NOT_MEMBER). The store checks
- * group membership again in its own order. */
-static int may_send(session_t *s, const cim_SendReq *req, uint64_t *prior, int *code,
-                    const char **why)
-{
-    uint8_t key[2 * KV_UKEY_MAX];
-    size_t klen, u;
-    kv_txn_t *txn = NULL;
-    group_t g;
-    uint64_t gid;
-    int rc = kv_begin(s->w->srv->kv, KV_READ, &txn);
-
-    if (rc < 0)
-        return rc;
-    *code = cim_Code_OK;
-    *prior = 0;
-    /* A resend of a stored client_msg_id (@p prior: its id) is answered with the
-     * original whatever else holds now; looked up in the same transaction. */
-    if (!req->transient) {
-        rc = dedup_find(s->w->srv->dedup, txn, s->app, s->user, req->client_msg_id, true,
-                        prior);
-        if (rc != RC_ENOTFOUND)
-            goto out; /* found (0) or failed */
-    }
-    if (req->conv_type == cim_ConvType_GROUP) {
-        rc = group_id_parse(req->to, &gid) < 0 ? RC_ENOTFOUND : group_load(txn, s->app, gid, &g);
-        if (rc == RC_ENOTFOUND || (rc == 0 && g.dismissed)) {
-            *code = cim_Code_NOT_FOUND;
-            *why = rc == 0 ? "the group was dismissed" : "unknown group";
-            rc = 0;
-            goto out;
-        }
-        if (rc < 0)
-            goto out;
-        klen = group_key(key, s->app, gid);
-        u = strlen(s->user);
-        memcpy(key + klen, s->user, u);
-        rc = kv_rec_get(txn, KV_DB_MEMBERS, key, klen + u, NULL, NULL);
-        if (rc == RC_ENOTFOUND) {
-            *code = cim_Code_NOT_MEMBER;
-            *why = "you are not a member of that group";
-            rc = 0;
-        }
-        goto out;
-    }
-    rc = kv_user_get(txn, s->app, req->to, NULL);
-    if (rc == RC_ENOTFOUND) {
-        *code = cim_Code_NOT_FOUND;
-        *why = "unknown user";
-        rc = 0;
-        goto out;
-    }
-    if (rc < 0)
-        goto out;
-    /* blocks: the recipient's user key NUL the blocked sender */
-    klen = kv_ukey(key, s->app, req->to);
-    key[klen++] = '\0';
-    u = strlen(s->user);
-    memcpy(key + klen, s->user, u);
-    rc = kv_rec_get(txn, KV_DB_BLOCKS, key, klen + u, NULL, NULL);
-    if (rc == 0) {
-        *code = cim_Code_BLOCKED;
-        *why = "the recipient has blocked you";
-    }
-    rc = rc == RC_ENOTFOUND ? 0 : rc;
-out:
-    kv_abort(txn);
-    return rc;
-}
-
-/* Sessions a transient message goes to, gathered per worker. */
-typedef struct troute {
-    session_t *s;
-    delivery_t **items; /* per worker */
-    uint32_t *n;
-    blob_t *b;
-} troute_t;
-
-static void troute_user(troute_t *t, const char *user)
-{
-    router_ent_t ents[TRANSIENT_ROUTE_MAX];
-    size_t n = router_lookup(t->s->w->srv->router, t->s->app, user, ents, TRANSIENT_ROUTE_MAX);
-    for (size_t i = 0; i < n && i < TRANSIENT_ROUTE_MAX; i++) {
-        uint32_t w = ents[i].worker;
-        delivery_t *d;
-        if (ents[i].sid == t->s->sid)
-            continue;
-        if (t->n[w] % 64 == 0)
-            t->items[w] = mem_realloc(t->items[w], (t->n[w] + 64) * sizeof(delivery_t));
-        d = &t->items[w][t->n[w]++];
-        d->sid = ents[i].sid;
-        d->type = FT_PUSH;
-        d->push = blob_ref(t->b);
-        d->done = NULL;
-    }
-}
-
-static int troute_member(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
-                         size_t vlen)
-{
-    char user[KV_ID_MAX + 1];
-    (void)val;
-    (void)vlen;
-    if (slen == 0 || slen > KV_ID_MAX)
-        return 0;
-    memcpy(user, sfx, slen);
-    user[slen] = '\0';
-    troute_user(ctx, user);
-    return 0;
-}
-
 /* A transient message is routed at once to the online devices of the recipient (or the
  * group's members) and the sender's other devices; nothing is stored and its msg_id is 0
  * (docs/PROTOCOL-NOTES.md). */
 static int send_transient(session_t *s, const cim_SendReq *req, const body_ref_t *body)
 {
-    worker_t *w = s->w;
     store_send_t meta;
     cim_SendRsp rsp = cim_SendRsp_init_zero;
-    uint8_t prefix[GROUP_KEY_MAX];
-    kv_txn_t *txn = NULL;
-    troute_t t;
-    uint64_t gid;
 
     memset(&meta, 0, sizeof(meta));
     meta.conv_type = (uint8_t)req->conv_type;
     meta.msg_type = (uint8_t)req->msg_type;
     meta.from_kind = s->kind;
-    meta.time_ms = snowflake_now_ms();
+    snprintf(meta.app, sizeof(meta.app), "%s", s->app);
     snprintf(meta.from, sizeof(meta.from), "%s", s->user);
     memcpy(meta.to, req->to, sizeof(meta.to));
     memcpy(meta.cmid, req->client_msg_id, sizeof(meta.cmid));
-    memset(&t, 0, sizeof(t));
-    t.s = s;
-    if ((t.b = message_encode(&meta, body->data, body->len)) == NULL)
+    if (send_transient_route(s->w->srv, &meta, body->data, body->len, s->sid) < 0)
         return reject(s, req, cim_Code_INTERNAL, "cannot encode the message");
-    t.items = mem_calloc(w->srv->nworkers * sizeof(*t.items));
-    t.n = mem_calloc(w->srv->nworkers * sizeof(*t.n));
-    if (req->conv_type == cim_ConvType_GROUP) {
-        /* every member, the sender's other devices included */
-        if (group_id_parse(req->to, &gid) == 0 && kv_begin(w->srv->kv, KV_READ, &txn) == 0) {
-            (void)kv_rec_scan(txn, KV_DB_MEMBERS, prefix, group_key(prefix, s->app, gid),
-                              troute_member, &t); /* best effort: transient */
-            kv_abort(txn);
-        }
-    } else {
-        troute_user(&t, req->to);
-        if (strcmp(req->to, s->user) != 0)
-            troute_user(&t, s->user);
-    }
-    /* One mailbox message per worker, like the store's completions. */
-    for (uint32_t wi = 0; wi < w->srv->nworkers; wi++)
-        if (t.n[wi] > 0)
-            worker_deliver(w->srv->workers[wi], t.items[wi], t.n[wi]);
-    mem_free(t.items);
-    mem_free(t.n);
-    blob_unref(t.b);
     rsp.req_id = req->req_id;
     rsp.code = cim_Code_OK;
     rsp.time_ms = meta.time_ms;
@@ -275,7 +134,9 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
                       "to must be a user id (DIRECT) or a group id (GROUP)");
     if (ref.len > c->max_msg_bytes)
         return reject(s, req, cim_Code_TOO_LARGE, "body over max_msg_bytes");
-    if ((rc = may_send(s, req, &prior, &code, &why)) < 0)
+    if ((rc = send_check(s->w->srv, s->app, s->user, (int)req->conv_type, req->to,
+                         req->transient ? "" : req->client_msg_id, false, &prior, &code,
+                         &why)) < 0)
         return reject(s, req, cim_Code_INTERNAL, "storage error");
     /* A resend of a stored client_msg_id is answered with the original id before
      * anything else is judged: the first send was accepted, and a retry after the peer

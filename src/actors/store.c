@@ -34,8 +34,13 @@ static int apply_one(store_t *st, kv_txn_t *txn, store_req_t *q)
         store_login_t *l = (store_login_t *)q;
         uint8_t key[KV_UKEY_MAX];
         size_t klen = kv_ukey(key, l->app, l->user);
+        kv_user_t u;
         /* Look before writing: a known user's login dirties no page. */
-        int rc = kv_user_get(txn, l->app, l->user, NULL);
+        int rc = kv_user_info(txn, l->app, l->user, &u);
+        if (rc == 0 && u.disabled) {
+            l->code = cim_Code_UNAUTHORIZED;
+            return 0;
+        }
         if (rc == RC_ENOTFOUND)
             rc = kv_user_add(txn, l->app, l->user, snowflake_now_ms());
         if (rc == 0)
@@ -92,7 +97,7 @@ void store__fanout(store_t *st, blob_t *b, uint16_t type, const char *app,
 static int apply(store_t *st, size_t n)
 {
     kv_txn_t *txn = NULL;
-    uint64_t last = 0;
+    uint64_t last = 0, t0;
     int rc, tries = 0;
 
 again:
@@ -116,14 +121,17 @@ again:
         kv_abort(txn);
         goto fail;
     }
+    t0 = uv_hrtime();
     if ((rc = kv_commit(txn)) < 0)
         goto fail;
+    hist_observe(&st->stats.commit_seconds, (double)(uv_hrtime() - t0) / 1e9);
+    hist_observe(&st->stats.batch_size, (double)n);
     dedup_committed(st->srv->dedup, last); /* workers may now answer resends of them */
     if (last > st->last_recorded)
         st->last_recorded = last;
     store__conv_reset(st);
-    st->batches++;
-    st->requests += n;
+    ctr_add(&st->stats.batches, 1);
+    ctr_add(&st->stats.requests, n);
     if (n > st->max_batch)
         st->max_batch = n;
     return 0;
@@ -177,6 +185,27 @@ static void route(store_t *st, const fanout_t *f)
         mem_free(ents);
 }
 
+/* A request of a batch that did not commit answers INTERNAL. */
+static void fail_request(store_req_t *q)
+{
+    switch (q->kind) {
+    case STORE_REQ_LOGIN:
+        ((store_login_t *)q)->code = cim_Code_INTERNAL;
+        break;
+    case STORE_REQ_SEND:
+        ((store_send_t *)q)->code = cim_Code_INTERNAL;
+        break;
+    case STORE_REQ_OP: {
+        store_op_t *o = (store_op_t *)q;
+        o->code = cim_Code_INTERNAL;
+        snprintf(o->reason, sizeof(o->reason), "storage failure; nothing changed");
+        break;
+    }
+    default:
+        break;
+    }
+}
+
 /* After the commit (or its failure): answer every request and push what it made, in batch
  * order, then hand each worker its share in one mailbox message. */
 static void complete(store_t *st, size_t n, bool committed)
@@ -187,30 +216,28 @@ static void complete(store_t *st, size_t n, bool committed)
         for (; f < st->nfan && st->fan[f].req == i; f++)
             if (committed)
                 route(st, &st->fan[f]);
+        if (q->done != NULL && !committed)
+            fail_request(q);
+        if (q->done != NULL) {
+            q->done(q);
+            continue;
+        }
         switch (q->kind) {
-        case STORE_REQ_LOGIN: {
-            store_login_t *l = (store_login_t *)q;
+        case STORE_REQ_LOGIN:
             if (!committed)
-                l->code = cim_Code_INTERNAL;
-            out_add(st, l->worker, l->sid, 0, NULL, q);
+                fail_request(q);
+            out_add(st, ((store_login_t *)q)->worker, ((store_login_t *)q)->sid, 0, NULL, q);
             break;
-        }
-        case STORE_REQ_SEND: {
-            store_send_t *r = (store_send_t *)q;
+        case STORE_REQ_SEND:
             if (!committed)
-                r->code = cim_Code_INTERNAL;
-            out_add(st, r->worker, r->sid, 0, NULL, q);
+                fail_request(q);
+            out_add(st, ((store_send_t *)q)->worker, ((store_send_t *)q)->sid, 0, NULL, q);
             break;
-        }
-        case STORE_REQ_OP: {
-            store_op_t *o = (store_op_t *)q;
-            if (!committed) {
-                o->code = cim_Code_INTERNAL;
-                snprintf(o->reason, sizeof(o->reason), "storage failure; nothing changed");
-            }
-            out_add(st, o->worker, o->sid, 0, NULL, q);
+        case STORE_REQ_OP:
+            if (!committed)
+                fail_request(q);
+            out_add(st, ((store_op_t *)q)->worker, ((store_op_t *)q)->sid, 0, NULL, q);
             break;
-        }
         default:
             mem_free(q);
             break;
@@ -333,13 +360,25 @@ static void run(void *arg)
     log_set_thread("store");
     uv_run(&st->loop, UV_RUN_DEFAULT);
     LOG_INFO("store: %llu batches, %llu requests, %llu messages, largest batch %llu",
-             (unsigned long long)st->batches, (unsigned long long)st->requests,
-             (unsigned long long)st->messages, (unsigned long long)st->max_batch);
+             (unsigned long long)ctr_get(&st->stats.batches),
+             (unsigned long long)ctr_get(&st->stats.requests),
+             (unsigned long long)ctr_get(&st->stats.messages), (unsigned long long)st->max_batch);
+}
+
+static const double BATCH_LE[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192};
+static const double COMMIT_LE[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                   0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+
+const store_stats_t *store_stats(const store_t *st)
+{
+    return &st->stats;
 }
 
 store_t *store_new(server_t *srv)
 {
     store_t *st = mem_calloc(sizeof(*st));
+    hist_init(&st->stats.batch_size, BATCH_LE, sizeof(BATCH_LE) / sizeof(BATCH_LE[0]));
+    hist_init(&st->stats.commit_seconds, COMMIT_LE, sizeof(COMMIT_LE) / sizeof(COMMIT_LE[0]));
     st->srv = srv;
     srv->dedup = dedup_new(srv->conf->dedup_window_h);
     st->batch = mem_alloc(STORE_BATCH_MAX * sizeof(*st->batch));

@@ -35,6 +35,7 @@
 #include "actors/server.h"
 #include "core/kv.h"
 #include "core/mbox.h"
+#include "core/metrics.h"
 
 #define STORE_QUEUE_MAX 65536       /* requests queued before store_send gets RC_EFULL */
 #define STORE_BATCH_MAX 8192        /* requests applied per write transaction at most */
@@ -42,12 +43,22 @@
 
 typedef struct store store_t;
 
+/* The LoginRsp reason for a user the app disabled (admin API): checked by the worker, and
+ * again by the store in its own order (a disable racing a login). */
+#define USER_DISABLED "user disabled"
+
 enum { STORE_REQ_SEND = 1, STORE_REQ_LOGIN, STORE_REQ_ACK, STORE_REQ_OP, STORE_REQ_STOP };
 
 /** Request header (first member of every request). */
 typedef struct store_req {
     mbox_node_t node;
     int kind; /* STORE_REQ_* */
+    /* NULL: the completion goes back to the request's worker (a session asked). Else it
+     * is called on the store's thread after the commit (or its failure) and takes the
+     * request: the admin API's requests go back to its own thread this way. It must only
+     * hand the request on (a mailbox), never block. */
+    void (*done)(struct store_req *q);
+    void *done_arg; /* done's own */
 } store_req_t;
 
 /**
@@ -83,6 +94,7 @@ typedef struct store_send {
     uint8_t conv_type;             /* cim_ConvType */
     uint8_t msg_type;              /* cim_MsgType */
     uint8_t from_kind;             /* cim_DeviceKind of the sending device */
+    bool system;                   /* the admin API's SYSTEM message: no membership check */
     char app[KV_ID_MAX + 1];
     char from[KV_ID_MAX + 1];
     char to[KV_ID_MAX + 1];
@@ -115,6 +127,10 @@ typedef struct store_op {
     char target[KV_ID_MAX + 1];    /* group id, conversation peer or user, per type */
     char name[KV_ID_MAX + 1];      /* GROUP_CREATE */
     uint64_t msg_id;               /* READ: up_to_msg_id; RECALL: the message */
+    uint64_t arg;                  /* STORE_OP_USER_REVOKE: tokens_before_s */
+    int8_t disabled;               /* STORE_OP_USER_PUT: -1 keep, 0 enable, 1 disable */
+    bool created;                  /* out: STORE_OP_USER_PUT made the user */
+    kv_user_t urec;                /* out: STORE_OP_USER_*: the record as written */
     int code;                      /* out: cim_Code */
     char reason[128];              /* out: when code is not OK */
     bool has_group;                /* out: group is set (GROUP_CREATE/JOIN answer) */
@@ -123,6 +139,23 @@ typedef struct store_op {
     uint32_t nusers;               /* GROUP_CREATE members, GROUP_ADD/KICK users */
     char users[][KV_ID_MAX + 1];
 } store_op_t;
+
+/* Ops only the admin API asks for (store_op_t.type, beside the request frame types). */
+enum {
+    STORE_OP_USER_PUT = 0x10001,  /* create op->target if missing; apply op->disabled */
+    STORE_OP_USER_REVOKE,         /* tokens expiring up to op->arg (Unix s) are refused */
+};
+
+/* What the store counts for /metrics; written by the store's thread only. */
+typedef struct store_stats {
+    ctr_t messages;        /* messages stored */
+    ctr_t batches, requests;
+    hist_t batch_size;     /* requests per write transaction */
+    hist_t commit_seconds; /* kv_commit's time (the fsync with durability = sync) */
+} store_stats_t;
+
+/** The store's counters (any thread reads them). */
+const store_stats_t *store_stats(const store_t *st);
 
 /** @return a zeroed op with room for @p nusers user ids. Aborts on OOM. */
 store_op_t *store_op_new(size_t nusers);

@@ -807,6 +807,9 @@ int store__op(store_t *st, kv_txn_t *txn, store_op_t *op)
     case FT_BLOCK:
     case FT_UNBLOCK:
         return op_contacts(txn, op);
+    case STORE_OP_USER_PUT:
+    case STORE_OP_USER_REVOKE:
+        return store__admin_op(txn, op);
     default:
         return reject(op, cim_Code_BAD_REQUEST, "unknown operation%s", "");
     }

@@ -65,8 +65,9 @@ struct store {
     kv_retention_t rpos;
     bool retaining;        /* a retention pass is under way */
     uint64_t dedup_expired_ms; /* loop time of the last dedup_expire */
-    /* statistics, store thread only */
-    uint64_t batches, requests, messages, max_batch;
+    /* statistics, store thread only (stats: read by /metrics too) */
+    uint64_t max_batch;
+    store_stats_t stats;
 };
 
 /** A message to store in a conversation and push (store__put_message). */
@@ -133,5 +134,8 @@ int store__send(store_t *st, kv_txn_t *txn, store_send_t *r);
 
 /** Apply an op (store_group.c). Rejections set op->code and return 0; rc only for storage. */
 int store__op(store_t *st, kv_txn_t *txn, store_op_t *op);
+
+/** The admin API's user ops (store_admin.c). */
+int store__admin_op(kv_txn_t *txn, store_op_t *op);
 
 #endif

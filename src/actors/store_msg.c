@@ -179,7 +179,7 @@ int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id
             goto out;
     }
     store__fanout(st, b, FT_PUSH, m->app, m->users, m->nusers, m->skip_sid);
-    st->messages++;
+    ctr_add(&st->stats.messages, 1);
     *id = meta.msg_id;
     *time_ms = meta.time_ms;
 out:
@@ -280,7 +280,7 @@ int store__send(store_t *st, kv_txn_t *txn, store_send_t *r)
             return rc;
         for (size_t i = 0; i < nmembers && !member; i++)
             member = strcmp(members[i], r->from) == 0;
-        if (!member) {
+        if (!member && !r->system) {
             mem_free(members);
             r->code = cim_Code_NOT_MEMBER;
             return 0;

@@ -64,6 +64,7 @@ void worker__add(worker_t *w, session_t *s)
     s->sid = ((uint64_t)w->index << 48) | ++w->next_sid;
     tab_insert(w, s);
     w->nsessions++;
+    ctr_add(&w->stats.conns_opened, 1);
 }
 
 void worker__del(worker_t *w, session_t *s)
@@ -77,6 +78,7 @@ void worker__del(worker_t *w, session_t *s)
     /* Backward-shift deletion keeps every probe chain unbroken without tombstones. */
     w->tab[i] = NULL;
     w->nsessions--;
+    ctr_add(&w->stats.conns_closed, 1);
     j = i;
     for (;;) {
         j = (j + 1) & (w->tab_cap - 1);
@@ -240,7 +242,9 @@ static void handle(worker_t *w, worker_msg_t *m)
         break;
     case WORKER_MSG_KICK:
         if ((s = worker_find(w, m->u.kick.sid)) != NULL)
-            session_close(s, m->u.kick.code, "logged in elsewhere with the same device");
+            session_close(s, m->u.kick.code,
+                          m->u.kick.reason ? m->u.kick.reason
+                                           : "logged in elsewhere with the same device");
         break;
     case WORKER_MSG_STOP:
         stop_all(w);
@@ -252,7 +256,10 @@ static void handle(worker_t *w, worker_msg_t *m)
             if (d->done != NULL)
                 session_complete(s, d->done); /* takes the request; s may be NULL */
             else if (s != NULL)
+{
                 session_push(s, d->type ? d->type : FT_PUSH, d->push);
+                ctr_add(&w->stats.pushes, 1);
+            }
             blob_unref(d->push);
         }
         mem_free(m->u.deliver.items);

@@ -31,6 +31,7 @@
 #include "core/blob.h"
 #include "core/chan.h"
 #include "core/mbox.h"
+#include "core/metrics.h"
 
 struct session;
 struct store_req;
@@ -61,6 +62,7 @@ typedef struct worker_msg {
         struct {
             uint64_t sid;
             int code;
+            const char *reason; /* a string literal; NULL: the same device logged in */
         } kick;
         struct {
             delivery_t *items; /* owned (mem_alloc); freed with its references */
@@ -74,8 +76,21 @@ typedef struct slist {
     struct session *head, *tail;
 } slist_t;
 
+#define WORKER_CODES 17 /* cim_Code values counted per login result (OK..TIMEOUT) */
+
+/* What a worker counts for /metrics; written by the worker's thread only. */
+typedef struct worker_stats {
+    ctr_t conns_opened;       /* connections adopted */
+    ctr_t conns_closed;
+    ctr_t bytes_in, bytes_out; /* on the wire, encrypted, handed to / read from sockets */
+    ctr_t frames_in;
+    ctr_t pushes;             /* PUSH and EVENT frames sent */
+    ctr_t logins[WORKER_CODES]; /* LoginRsp codes */
+} worker_stats_t;
+
 typedef struct worker {
     server_t *srv;
+    worker_stats_t stats;
     uint32_t index;
     char tag[16];             /* log tag: "w0", "w1", ... */
     uv_thread_t thread;

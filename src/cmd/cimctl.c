@@ -19,12 +19,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 #include <time.h>
 
+#include "cmd/cimctl_http.h"
 #include "core/chan.h"
 #include "core/datadir.h"
 #include "core/kv.h"
 #include "core/log.h"
+#include "core/mem.h"
 #include "core/rc.h"
 #include "core/token.h"
 
@@ -43,6 +46,9 @@ typedef struct ctl {
     const char *app;  /* --app, "default" when absent or empty */
     const char *user; /* --user */
     long long ttl;    /* --ttl, seconds */
+    const char *admin; /* --admin HOST:PORT of the running cimd's admin API */
+    bool group;       /* send --group: TO is a group id */
+    bool system;      /* send --system: a SYSTEM message */
     int npos;         /* positional arguments after the command words */
     char **pos;
     kv_t *kv;
@@ -56,6 +62,7 @@ struct cmd {
     bool app, user, ttl; /* which options it takes */
     int (*run)(ctl_t *c);
     bool init; /* creates the data directory and opens c->kv itself; the others need one */
+    bool http; /* talks to the running cimd's admin API (--admin; send: --group, --system) */
 };
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -334,22 +341,150 @@ out:
     return rc;
 }
 
+/* ---- commands through the running cimd's admin API (docs/ADMIN-API.md) ---------------- */
+
+/* Call the admin API as app c->app (its secret read from the data dir). Prints nothing on
+ * success; *answer is the parsed JSON answer (decref it). @return 0 or rc. */
+static int admin_call(ctl_t *c, const char *method, const char *path, json_t *body,
+                      json_t **answer)
+{
+    uint8_t secret[TOKEN_SECRET];
+    char hex[2 * TOKEN_SECRET + 1], err[512], *text = NULL, *req = NULL;
+    long status = 0;
+    json_t *j = NULL;
+    int rc;
+
+    *answer = NULL;
+    if ((rc = app_secret(c, c->app, secret)) < 0)
+        return rc;
+    for (size_t i = 0; i < TOKEN_SECRET; i++)
+        snprintf(hex + 2 * i, 3, "%02x", secret[i]);
+    memset(secret, 0, sizeof(secret));
+    if (body != NULL)
+        req = json_dumps(body, JSON_COMPACT);
+    rc = ctl_http(c->admin ? c->admin : CTL_ADMIN_DEFAULT, hex, method, path, req, &status, &text,
+                  err, sizeof(err));
+    memset(hex, 0, sizeof(hex));
+    free(req);
+    if (rc < 0) {
+        fail("%s", err);
+        return -EIO;
+    }
+    j = text ? json_loads(text, 0, NULL) : NULL;
+    if (status / 100 != 2) {
+        json_t *code = json_object_get(j, "code"), *why = json_object_get(j, "reason");
+        fail("HTTP %ld %s: %s", status, json_is_string(code) ? json_string_value(code) : "",
+             json_is_string(why) ? json_string_value(why) : (text ? text : ""));
+        json_decref(j);
+        mem_free(text);
+        return status == 404 ? RC_ENOTFOUND : RC_EINVAL;
+    }
+    mem_free(text);
+    *answer = j;
+    return 0;
+}
+
+/* The path of a user under the app, ids checked. */
+static int user_path(ctl_t *c, const char *user, const char *suffix, char *out, size_t len)
+{
+    int rc;
+    if ((rc = check_id("user id", user)) < 0)
+        return rc;
+    snprintf(out, len, "/v1/apps/%s/users/%s%s", c->app, user, suffix);
+    return 0;
+}
+
+static int cmd_kick(ctl_t *c)
+{
+    char path[256];
+    json_t *j;
+    int rc;
+
+    if ((rc = user_path(c, c->pos[0], "/kick", path, sizeof(path))) < 0 ||
+        (rc = admin_call(c, "POST", path, NULL, &j)) < 0)
+        return rc;
+    printf("kicked %lld\n", (long long)json_integer_value(json_object_get(j, "kicked")));
+    json_decref(j);
+    return 0;
+}
+
+static int set_disabled(ctl_t *c, bool disabled)
+{
+    char path[256];
+    json_t *j, *body = json_pack("{s:b}", "disabled", disabled);
+    int rc;
+
+    if ((rc = user_path(c, c->pos[0], "", path, sizeof(path))) == 0)
+        rc = admin_call(c, "PUT", path, body, &j);
+    json_decref(body);
+    if (rc < 0)
+        return rc;
+    printf("%s %s\n", c->pos[0], disabled ? "disabled" : "enabled");
+    json_decref(j);
+    return 0;
+}
+
+static int cmd_user_disable(ctl_t *c)
+{
+    return set_disabled(c, true);
+}
+
+static int cmd_user_enable(ctl_t *c)
+{
+    return set_disabled(c, false);
+}
+
+static int cmd_send(ctl_t *c)
+{
+    char path[256];
+    json_t *j, *body;
+    int rc;
+
+    if ((rc = check_id("sender", c->pos[0])) < 0)
+        return rc;
+    body = json_pack("{s:s, s:s, s:s, s:b}", "from", c->pos[0], c->group ? "group" : "to",
+                     c->pos[1], "body", c->pos[2], "system", c->system);
+    if (body == NULL) {
+        fail("send: the text must be UTF-8");
+        return RC_EINVAL;
+    }
+    snprintf(path, sizeof(path), "/v1/apps/%s/messages", c->app);
+    rc = admin_call(c, "POST", path, body, &j);
+    json_decref(body);
+    if (rc < 0)
+        return rc;
+    printf("%s\n", json_string_value(json_object_get(j, "msg_id")));
+    json_decref(j);
+    return 0;
+}
+
 static const cmd_t cmds[] = {
     {"init", "", "make a new data directory, print its identity key (64 hex)", 0, false,
-     false, false, cmd_init, true},
+     false, false, cmd_init, true, false},
     {"show-key", "", "print the server's identity public key (64 hex)", 0, false, false,
-     false, cmd_show_key, false},
+     false, cmd_show_key, false, false},
     {"app add", "NAME", "create an app, print its secret (64 hex)", 1, false, false, false,
-     cmd_app_add, false},
+     cmd_app_add, false, false},
     {"app show", "NAME", "print an app's secret (64 hex)", 1, false, false, false,
-     cmd_app_show, false},
-    {"app list", "", "list the apps, one per line", 0, false, false, false, cmd_app_list, false},
+     cmd_app_show, false, false},
+    {"app list", "", "list the apps, one per line", 0, false, false, false, cmd_app_list, false, false},
     {"token", "[--app A] --user U [--ttl SECONDS]", "print a login token for U", 0, true,
-     true, true, cmd_token, false},
+     true, true, cmd_token, false, false},
     {"user add", "U [--app A]", "register a user before their first login", 1, true, false,
-     false, cmd_user_add, false},
+     false, cmd_user_add, false, false},
     {"user list", "[--app A]", "list an app's users, one per line", 0, true, false, false,
-     cmd_user_list, false},
+     cmd_user_list, false, false},
+    {"kick", "U [--app A] [--admin HOST:PORT]",
+     "close every session of U (BYE KICKED) on the running cimd", 1, true, false, false,
+     cmd_kick, false, true},
+    {"user disable", "U [--app A] [--admin HOST:PORT]",
+     "refuse U's logins and close U's sessions (running cimd)", 1, true, false, false,
+     cmd_user_disable, false, true},
+    {"user enable", "U [--app A] [--admin HOST:PORT]", "let a disabled U log in again", 1,
+     true, false, false, cmd_user_enable, false, true},
+    {"send", "FROM TO TEXT [--group] [--system] [--app A] [--admin HOST:PORT]",
+     "store and push TEXT from FROM to user TO (--group: group TO)", 3, true, false, false,
+     cmd_send, false, true},
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 
@@ -388,6 +523,12 @@ static void cmd_usage(FILE *f, const cmd_t *cmd)
         fprintf(f, "  --user U         the user id (required)\n");
     if (cmd->ttl)
         fprintf(f, "  --ttl SECONDS    validity from now (default %d)\n", DEFAULT_TTL);
+    if (cmd->http)
+        fprintf(f, "  --admin HOST:PORT  the running cimd's admin_listen (default %s)\n",
+                CTL_ADMIN_DEFAULT);
+    if (cmd->run == cmd_send)
+        fprintf(f, "  --group          TO is a group id\n"
+                   "  --system         a SYSTEM message (blocks and membership do not apply)\n");
     fprintf(f, "  --data DIR       the data directory (default '" DEFAULT_DATA "')\n");
 }
 
@@ -450,7 +591,9 @@ static int parse_cmd(ctl_t *c, const cmd_t *cmd, int argc, char **argv)
     static const struct option opts[] = {
         {"app", required_argument, NULL, 'a'},  {"user", required_argument, NULL, 'u'},
         {"ttl", required_argument, NULL, 't'},  {"data", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
+        {"admin", required_argument, NULL, 'A'}, {"group", no_argument, NULL, 'g'},
+        {"system", no_argument, NULL, 's'},     {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int opt, rc;
 
@@ -468,6 +611,9 @@ static int parse_cmd(ctl_t *c, const cmd_t *cmd, int argc, char **argv)
             if (ok && (rc = parse_ttl(optarg, &c->ttl)) < 0)
                 return rc;
             break;
+        case 'A': ok = cmd->http; c->admin = optarg; break;
+        case 'g': ok = cmd->run == cmd_send; c->group = true; break;
+        case 's': ok = cmd->run == cmd_send; c->system = true; break;
         case ':': fail("%s: %s needs a value", cmd->name, argv[optind - 1]); return RC_EINVAL;
         default:
             fail("%s: unknown option '%s' (see 'cimctl %s --help')", cmd->name,
@@ -475,8 +621,8 @@ static int parse_cmd(ctl_t *c, const cmd_t *cmd, int argc, char **argv)
             return RC_EINVAL;
         }
         if (!ok) {
-            fail("%s: option '--%s' does not apply (see 'cimctl %s --help')", cmd->name,
-                 opt == 'a' ? "app" : opt == 'u' ? "user" : "ttl", cmd->name);
+            fail("%s: option '%s' does not apply (see 'cimctl %s --help')", cmd->name,
+                 argv[optind - 1], cmd->name);
             return RC_EINVAL;
         }
     }

@@ -11,7 +11,7 @@
 #include "core/snowflake.h"
 
 /* How a key's text becomes a value. */
-enum kind { K_PATH, K_LISTEN, K_U32, K_DURABILITY, K_BOOL, K_LOGLEVEL };
+enum kind { K_PATH, K_LISTEN, K_LISTEN_OFF, K_SECRET, K_U32, K_DURABILITY, K_BOOL, K_LOGLEVEL };
 
 typedef struct opt {
     const char *name;
@@ -63,6 +63,12 @@ static const opt_t opts[] = {
     {"single_session", "BOOL", K_BOOL, F(single_session), 0, 0,
      "one session per user in all (true|false)"},
     {"log_level", "LEVEL", K_LOGLEVEL, F(log_level), 0, 0, "error, warn, info or debug"},
+    {"admin_listen", "HOST:PORT", K_LISTEN_OFF, F(admin_listen), 0, 0,
+     "admin HTTP API, /metrics, /healthz (off: none; docs/ADMIN-API.md)"},
+    {"metrics_token", "TOKEN", K_SECRET, F(metrics_token), 0, 0,
+     "bearer token /metrics asks for (empty: none)"},
+    {"token_ttl_s", "S", K_U32, F(token_ttl_s), 1, UINT32_MAX,
+     "longest token lifetime the apps mint; revoke-tokens refuses tokens expiring within it"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -114,6 +120,8 @@ void conf_defaults(conf_t *c)
     c->login_fail_window_s = 60;
     c->single_session = false;
     c->log_level = LOG_LVL_INFO;
+    (void)snprintf(c->admin_listen, sizeof(c->admin_listen), "%s", "127.0.0.1:7401");
+    c->token_ttl_s = 86400;
 }
 
 /* Strict unsigned decimal: digits only (no sign, space or base prefix), within [min, max]. */
@@ -159,6 +167,11 @@ static int split_listen(const char *s, char *host, size_t hostlen, int *port)
     return 0;
 }
 
+int conf_addr_split(const char *addr, char *host, size_t hostlen, int *port)
+{
+    return split_listen(addr, host, hostlen, port);
+}
+
 int conf_listen_split(const conf_t *c, char *host, size_t hostlen, int *port)
 {
     return split_listen(c->listen, host, hostlen, port);
@@ -189,12 +202,24 @@ int conf_set(conf_t *c, const char *key, const char *value, char *err, size_t er
                         o->name, sizeof(c->data) - 1);
         memcpy(field, value, strlen(value) + 1);
         return 0;
+    case K_SECRET:
+        if (strlen(value) >= sizeof(c->metrics_token))
+            return fail(err, errlen, "bad value for %s: at most %zu bytes", o->name,
+                        sizeof(c->metrics_token) - 1);
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    case K_LISTEN_OFF:
+        if (strcmp(value, "off") == 0) {
+            memcpy(field, value, 4);
+            return 0;
+        }
+        /* fall through */
     case K_LISTEN:
         if (strlen(value) >= sizeof(c->listen) ||
             split_listen(value, host, sizeof(host), &port) < 0)
             return fail(err, errlen,
-                        "bad value '" SHOWN "' for %s: expected HOST:PORT with a port 0..65535",
-                        value, o->name);
+                        "bad value '" SHOWN "' for %s: expected HOST:PORT with a port 0..65535%s",
+                        value, o->name, o->kind == K_LISTEN_OFF ? ", or off" : "");
         memcpy(field, value, strlen(value) + 1);
         return 0;
     case K_U32:
@@ -421,6 +446,8 @@ static void show_default(const conf_t *d, const opt_t *o, char *buf, size_t len)
     switch (o->kind) {
     case K_PATH:
     case K_LISTEN:
+    case K_LISTEN_OFF:
+    case K_SECRET:
         (void)snprintf(buf, len, "%s", field);
         return;
     case K_U32:

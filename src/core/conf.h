@@ -56,6 +56,9 @@ typedef struct conf {
     uint32_t login_fail_window_s; /* that window; default 60 */
     bool single_session;       /* one session per user in all; default false */
     int log_level;             /* LOG_LVL_*; default info */
+    char admin_listen[256];    /* admin HTTP "HOST:PORT" or "off"; default "127.0.0.1:7401" */
+    char metrics_token[129];   /* bearer token for /metrics; default "" (none asked) */
+    uint32_t token_ttl_s;      /* longest token lifetime apps mint; default 86400 */
 } conf_t;
 
 /** Fill @p c with the defaults above. */
@@ -117,6 +120,9 @@ int conf_parse_args(conf_t *c, int argc, char **argv, char *err, size_t errlen);
  * @return 0, or RC_EINVAL (malformed, or the host does not fit @p hostlen).
  */
 int conf_listen_split(const conf_t *c, char *host, size_t hostlen, int *port);
+
+/** As conf_listen_split, for any "HOST:PORT" (admin_listen). @return 0 or RC_EINVAL. */
+int conf_addr_split(const char *addr, char *host, size_t hostlen, int *port);
 
 /**
  * Write a `--help` table of every key, its default and meaning, to @p fd (with dprintf:

@@ -690,9 +690,19 @@ static size_t user_key(uint8_t buf[USER_KEY_MAX], const char *app, const char *u
     return a + 1 + u;
 }
 
-int kv_user_get(kv_txn_t *txn, const char *app, const char *user, uint64_t *created_ms)
+#define USER_VAL_OLD 8      /* created_ms */
+#define USER_VAL_LEN 17      /* created_ms, flags, tokens_before_s */
+#define USER_FLAG_DISABLED 1
+
+static bool user_val_ok(size_t n)
+{
+    return n == USER_VAL_OLD || n == USER_VAL_LEN;
+}
+
+int kv_user_info(kv_txn_t *txn, const char *app, const char *user, kv_user_t *out)
 {
     uint8_t key[USER_KEY_MAX];
+    const uint8_t *p;
     MDB_val k, v;
     int rc;
 
@@ -702,13 +712,45 @@ int kv_user_get(kv_txn_t *txn, const char *app, const char *user, uint64_t *crea
     k.mv_data = key;
     if ((rc = kv__rc(mdb_get(kv__txn(txn), kv__of(txn)->users, &k, &v), "mdb_get user")) < 0)
         return rc;
-    if (v.mv_size != 8) {
-        LOG_ERROR("kv: user record has %zu bytes, not 8", v.mv_size);
+    if (!user_val_ok(v.mv_size)) {
+        LOG_ERROR("kv: user record has %zu bytes, not %d or %d", v.mv_size, USER_VAL_OLD,
+                  USER_VAL_LEN);
         return RC_ESTORE;
     }
-    if (created_ms != NULL)
-        *created_ms = kv__get_be64(v.mv_data);
+    if (out == NULL)
+        return 0;
+    p = v.mv_data;
+    memset(out, 0, sizeof(*out));
+    out->created_ms = kv__get_be64(p);
+    if (v.mv_size == USER_VAL_LEN) {
+        out->disabled = (p[8] & USER_FLAG_DISABLED) != 0;
+        out->tokens_before_s = kv__get_be64(p + 9);
+    }
     return 0;
+}
+
+int kv_user_get(kv_txn_t *txn, const char *app, const char *user, uint64_t *created_ms)
+{
+    kv_user_t u;
+    int rc = kv_user_info(txn, app, user, created_ms != NULL ? &u : NULL);
+    if (rc == 0 && created_ms != NULL)
+        *created_ms = u.created_ms;
+    return rc;
+}
+
+int kv_user_put(kv_txn_t *txn, const char *app, const char *user, const kv_user_t *u)
+{
+    uint8_t key[USER_KEY_MAX], val[USER_VAL_LEN];
+    MDB_val k, v = {sizeof(val), val};
+
+    if (!kv_id_valid(app) || !kv_id_valid(user))
+        return RC_EINVAL;
+    k.mv_size = user_key(key, app, user);
+    k.mv_data = key;
+    kv__put_be64(val, u->created_ms);
+    val[8] = u->disabled ? USER_FLAG_DISABLED : 0;
+    kv__put_be64(val + 9, u->tokens_before_s);
+    return kv__rc(mdb_put(kv__txn(txn), kv__of(txn)->users, &k, &v, 0), "mdb_put user");
 }
 
 int kv_user_add(kv_txn_t *txn, const char *app, const char *user, uint64_t created_ms)
@@ -749,7 +791,7 @@ int kv_user_each(kv_txn_t *txn, const char *app,
         if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
             break; /* past this app's users */
         ulen = k.mv_size - plen;
-        if (ulen == 0 || ulen > KV_ID_MAX || v.mv_size != 8) {
+        if (ulen == 0 || ulen > KV_ID_MAX || !user_val_ok(v.mv_size)) {
             LOG_ERROR("kv: malformed users record (key %zu bytes, value %zu bytes)",
                       k.mv_size, v.mv_size);
             rc = RC_ESTORE;

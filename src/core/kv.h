@@ -167,6 +167,24 @@ int kv_app_ensure_default(kv_t *kv);
 int kv_user_get(kv_txn_t *txn, const char *app, const char *user, uint64_t *created_ms);
 
 /**
+ * A user's record. Stored as created_ms (8 bytes, big-endian), optionally followed by
+ * flags (1 byte: bit 0 disabled) and tokens_before_s (8 bytes): a record of 8 bytes (all
+ * a schema 2 store wrote) reads as enabled with no revocation.
+ */
+typedef struct kv_user {
+    uint64_t created_ms;
+    bool disabled;            /* logins refused (admin API, cimctl user disable) */
+    uint64_t tokens_before_s; /* tokens expiring at or before this Unix time are refused */
+} kv_user_t;
+
+/** Read a user's record. @return 0, RC_ENOTFOUND, RC_ESTORE (malformed), or rc. */
+int kv_user_info(kv_txn_t *txn, const char *app, const char *user, kv_user_t *out);
+
+/** Write a user's record, creating the user when missing (write txn).
+ * @return 0, RC_EINVAL (bad app or user id), or rc. */
+int kv_user_put(kv_txn_t *txn, const char *app, const char *user, const kv_user_t *u);
+
+/**
  * Register a user (write txn). Does not check that @p app exists: the caller has (a token
  * verified with its secret, or a kv_app_get).
  * @return 0, RC_EEXIST (nothing changed), RC_EINVAL (bad app or user id), or rc.

@@ -159,3 +159,10 @@ int token_verify(const uint8_t secret[TOKEN_SECRET], const char *app, const char
         return RC_EAUTH;
     return 0;
 }
+
+int token_expiry(const char *token, int64_t *expiry)
+{
+    char digits[EXPIRY_DIGITS + 1];
+    const char *mac = NULL;
+    return token == NULL ? RC_EINVAL : parse(token, digits, expiry, &mac);
+}

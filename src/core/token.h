@@ -48,4 +48,10 @@ int token_mint(const uint8_t secret[TOKEN_SECRET], const char *app, const char *
 int token_verify(const uint8_t secret[TOKEN_SECRET], const char *app, const char *user,
                  const char *token, int64_t now);
 
+/**
+ * The expiry a well-formed token carries (not verified: call token_verify first).
+ * @return 0, or RC_EINVAL (malformed).
+ */
+int token_expiry(const char *token, int64_t *expiry);
+
 #endif

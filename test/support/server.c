@@ -54,9 +54,13 @@ static bool read_ready(tsrv_t *t)
         fclose(f);
         return false;
     }
+    t->admin_port = 0;
     while (fgets(line, sizeof(line), f) != NULL) {
         char *p = strstr(line, "cimd ready: listening on ");
         char *k = strstr(line, " key ");
+        char *ad = strstr(line, "admin: listening on ");
+        if (ad != NULL && strrchr(ad, ':') != NULL)
+            t->admin_port = atoi(strrchr(ad, ':') + 1);
         if (p == NULL || k == NULL)
             continue;
         char hex[65], addr[128];
@@ -88,6 +92,9 @@ static void spawn(tsrv_t *t)
     argv[argc++] = "127.0.0.1:0";
     argv[argc++] = "--durability";
     argv[argc++] = "nosync";
+    /* Any free port (a later flag may turn it off), read back from the log as the port. */
+    argv[argc++] = "--admin_listen";
+    argv[argc++] = "127.0.0.1:0";
     for (int i = 0; i < t->nargs && argc < MAX_ARGS - 1; i++) {
         argv[argc++] = t->args + off;
         off += strlen(t->args + off) + 1;

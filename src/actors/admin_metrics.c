@@ -1,0 +1,186 @@
+/* admin_metrics: GET /metrics in the Prometheus text exposition format 0.0.4
+ * (docs/ADMIN-API.md lists every series). Counters are read with relaxed loads from the
+ * threads that own them; nothing here takes a lock on the message path. */
+#include <dirent.h>
+#include <openssl/crypto.h>
+#include <stddef.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "actors/admin_int.h"
+#include "actors/dedup.h"
+#include "actors/router.h"
+#include "actors/worker.h"
+#include "cim.pb.h"
+#include "core/mem.h"
+#include "core/version.h"
+
+typedef struct out {
+    char *buf;
+    size_t len, cap;
+} out_t;
+
+static void put(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(out_t *o, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    for (;;) {
+        va_start(ap, fmt);
+        n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < o->cap - o->len)
+            break;
+        o->cap = o->cap * 2 + (n > 0 ? (size_t)n : 0);
+        o->buf = mem_realloc(o->buf, o->cap);
+    }
+    o->len += (size_t)n;
+}
+
+static void head(out_t *o, const char *name, const char *type, const char *help)
+{
+    put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void one(out_t *o, const char *name, const char *type, const char *help, double v)
+{
+    head(o, name, type, help);
+    put(o, "%s %.17g\n", name, v);
+}
+
+static void hist(out_t *o, const char *name, const char *help, const hist_t *h)
+{
+    uint64_t cum = 0;
+    head(o, name, "histogram", help);
+    for (size_t i = 0; i < h->nle; i++) {
+        cum += ctr_get(&h->counts[i]);
+        put(o, "%s_bucket{le=\"%.17g\"} %llu\n", name, h->le[i], (unsigned long long)cum);
+    }
+    cum += ctr_get(&h->counts[h->nle]);
+    put(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.17g\n%s_count %llu\n", name,
+        (unsigned long long)cum, name, hist_sum(h), name, (unsigned long long)cum);
+}
+
+static size_t open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    size_t n = 0;
+    if (d == NULL)
+        return 0;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n > 0 ? n - 1 : 0; /* not the directory's own descriptor */
+}
+
+static void process(out_t *o)
+{
+    struct rusage ru;
+    struct rlimit rl;
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned long long vsz = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+
+    if (f != NULL) {
+        if (fscanf(f, "%llu %llu", &vsz, &rss) != 2)
+            vsz = rss = 0;
+        fclose(f);
+    }
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        one(o, "process_cpu_seconds_total", "counter", "User and system CPU time spent.",
+            (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
+    one(o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+        (double)rss * (double)page);
+    one(o, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+        (double)vsz * (double)page);
+    one(o, "process_open_fds", "gauge", "Number of open file descriptors.", (double)open_fds());
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        one(o, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
+            (double)rl.rlim_cur);
+}
+
+/* One worker counter (at @p off in worker_stats_t), summed over the workers. */
+static uint64_t wsum(const server_t *srv, size_t off)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < srv->nworkers; i++)
+        n += ctr_get((const ctr_t *)((const char *)&srv->workers[i]->stats + off));
+    return n;
+}
+
+#define WSUM(a, field) wsum((a)->srv, offsetof(worker_stats_t, field))
+
+static void render(admin_t *a, out_t *o)
+{
+    server_t *srv = a->srv;
+    const store_stats_t *st = store_stats(srv->store);
+    uint64_t opened = WSUM(a, conns_opened), closed = WSUM(a, conns_closed);
+
+    head(o, "cim_build_info", "gauge", "The build: version (git describe) and node id.");
+    put(o, "cim_build_info{version=\"%s\",node_id=\"%u\"} 1\n", cim_version, srv->conf->node_id);
+    one(o, "cim_up", "gauge", "1 while serving clients, 0 while starting or stopping.",
+        atomic_load(&srv->ready) && !atomic_load(&srv->stopping));
+    one(o, "cim_connections", "gauge", "Client connections open (TCP).",
+        (double)(opened - (closed < opened ? closed : opened)));
+    one(o, "cim_connections_total", "counter", "Client connections accepted.", (double)opened);
+    one(o, "cim_sessions", "gauge", "Logged-in sessions.", (double)router_count(srv->router));
+    head(o, "cim_logins_total", "counter", "Login answers by result (cim.Code name).");
+    for (int c = 0; c < WORKER_CODES; c++) {
+        uint64_t n = 0;
+        for (uint32_t i = 0; i < srv->nworkers; i++)
+            n += ctr_get(&srv->workers[i]->stats.logins[c]);
+        if (n > 0 || c == cim_Code_OK || c == cim_Code_UNAUTHORIZED)
+            put(o, "cim_logins_total{result=\"%s\"} %llu\n", cim_Code_name((cim_Code)c),
+                (unsigned long long)n);
+    }
+    one(o, "cim_messages_stored_total", "counter", "Messages stored (not transient).",
+        (double)ctr_get(&st->messages));
+    one(o, "cim_pushes_total", "counter", "PUSH and EVENT frames sent to sessions.",
+        (double)WSUM(a, pushes));
+    one(o, "cim_frames_in_total", "counter", "Frames received from clients.",
+        (double)WSUM(a, frames_in));
+    one(o, "cim_bytes_in_total", "counter", "Bytes read from client connections.",
+        (double)WSUM(a, bytes_in));
+    one(o, "cim_bytes_out_total", "counter", "Bytes written to client connections.",
+        (double)WSUM(a, bytes_out));
+    one(o, "cim_queue_bytes", "gauge", "Output queued for slow readers, all sessions.",
+        (double)atomic_load_explicit(&srv->queued, memory_order_relaxed));
+    one(o, "cim_store_batches_total", "counter", "Write transactions committed.",
+        (double)ctr_get(&st->batches));
+    one(o, "cim_store_requests_total", "counter", "Requests applied by the store.",
+        (double)ctr_get(&st->requests));
+    hist(o, "cim_store_batch_size", "Requests per write transaction.", &st->batch_size);
+    hist(o, "cim_store_commit_seconds", "Time of each commit (fsync with durability=sync).",
+         &st->commit_seconds);
+    one(o, "cim_dedup_ids", "gauge", "client_msg_ids held in the dedup window.",
+        (double)dedup_count(srv->dedup));
+    one(o, "cim_admin_connections", "gauge", "Admin HTTP connections open.", (double)a->conns);
+    process(o);
+}
+
+int admin_metrics(admin_t *a, h2o_req_t *req)
+{
+    const char *want = a->srv->conf->metrics_token;
+    out_t o = {NULL, 0, 0};
+
+    if (want[0] != '\0') {
+        ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+        const h2o_iovec_t *v = i >= 0 ? &req->headers.entries[i].value : NULL;
+        size_t wl = strlen(want);
+        if (v == NULL || v->len != 7 + wl || strncasecmp(v->base, "Bearer ", 7) != 0 ||
+            CRYPTO_memcmp(v->base + 7, want, wl) != 0)
+            return admin_error(req, 401, "UNAUTHORIZED", "send Authorization: Bearer <metrics_token>");
+    }
+    o.cap = 8192;
+    o.buf = mem_alloc(o.cap);
+    render(a, &o);
+    (void)admin_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", o.buf, o.len);
+    mem_free(o.buf);
+    return 0;
+}

@@ -1,0 +1,167 @@
+#include "actors/send.h"
+
+#include <string.h>
+
+#include "actors/dedup.h"
+#include "actors/group.h"
+#include "actors/message.h"
+#include "actors/router.h"
+#include "actors/worker.h"
+#include "cim.pb.h"
+#include "core/frame.h"
+#include "core/kv.h"
+#include "core/mem.h"
+#include "core/rc.h"
+#include "core/snowflake.h"
+
+#define TRANSIENT_ROUTE_MAX 64
+
+int send_check(server_t *srv, const char *app, const char *from, int conv_type,
+               const char *to, const char *cmid, bool system, uint64_t *prior, int *code,
+               const char **why)
+{
+    uint8_t key[2 * KV_UKEY_MAX];
+    size_t klen, u;
+    kv_txn_t *txn = NULL;
+    group_t g;
+    uint64_t gid;
+    int rc = kv_begin(srv->kv, KV_READ, &txn);
+
+    if (rc < 0)
+        return rc;
+    *code = cim_Code_OK;
+    *prior = 0;
+    /* A resend of a stored client_msg_id (@p prior: its id) is answered with the
+     * original whatever else holds now; looked up in the same transaction. */
+    if (cmid[0] != '\0') {
+        rc = dedup_find(srv->dedup, txn, app, from, cmid, true, prior);
+        if (rc != RC_ENOTFOUND)
+            goto out; /* found (0) or failed */
+    }
+    if (conv_type == cim_ConvType_GROUP) {
+        rc = group_id_parse(to, &gid) < 0 ? RC_ENOTFOUND : group_load(txn, app, gid, &g);
+        if (rc == RC_ENOTFOUND || (rc == 0 && g.dismissed)) {
+            *code = cim_Code_NOT_FOUND;
+            *why = rc == 0 ? "the group was dismissed" : "unknown group";
+            rc = 0;
+            goto out;
+        }
+        if (rc < 0 || system)
+            goto out;
+        klen = group_key(key, app, gid);
+        u = strlen(from);
+        memcpy(key + klen, from, u);
+        rc = kv_rec_get(txn, KV_DB_MEMBERS, key, klen + u, NULL, NULL);
+        if (rc == RC_ENOTFOUND) {
+            *code = cim_Code_NOT_MEMBER;
+            *why = "you are not a member of that group";
+            rc = 0;
+        }
+        goto out;
+    }
+    rc = kv_user_get(txn, app, to, NULL);
+    if (rc == RC_ENOTFOUND) {
+        *code = cim_Code_NOT_FOUND;
+        *why = "unknown user";
+        rc = 0;
+        goto out;
+    }
+    if (rc < 0 || system)
+        goto out;
+    /* blocks: the recipient's user key NUL the blocked sender */
+    klen = kv_ukey(key, app, to);
+    key[klen++] = '\0';
+    u = strlen(from);
+    memcpy(key + klen, from, u);
+    rc = kv_rec_get(txn, KV_DB_BLOCKS, key, klen + u, NULL, NULL);
+    if (rc == 0) {
+        *code = cim_Code_BLOCKED;
+        *why = "the recipient has blocked you";
+    }
+    rc = rc == RC_ENOTFOUND ? 0 : rc;
+out:
+    kv_abort(txn);
+    return rc;
+}
+
+/* Sessions a transient message goes to, gathered per worker. */
+typedef struct troute {
+    server_t *srv;
+    const char *app;
+    uint64_t skip_sid;
+    delivery_t **items; /* per worker */
+    uint32_t *n;
+    blob_t *b;
+} troute_t;
+
+static void troute_user(troute_t *t, const char *user)
+{
+    router_ent_t ents[TRANSIENT_ROUTE_MAX];
+    size_t n = router_lookup(t->srv->router, t->app, user, ents, TRANSIENT_ROUTE_MAX);
+    for (size_t i = 0; i < n && i < TRANSIENT_ROUTE_MAX; i++) {
+        uint32_t w = ents[i].worker;
+        delivery_t *d;
+        if (ents[i].sid == t->skip_sid)
+            continue;
+        if (t->n[w] % 64 == 0)
+            t->items[w] = mem_realloc(t->items[w], (t->n[w] + 64) * sizeof(delivery_t));
+        d = &t->items[w][t->n[w]++];
+        d->sid = ents[i].sid;
+        d->type = FT_PUSH;
+        d->push = blob_ref(t->b);
+        d->done = NULL;
+    }
+}
+
+static int troute_member(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
+                         size_t vlen)
+{
+    char user[KV_ID_MAX + 1];
+    (void)val;
+    (void)vlen;
+    if (slen == 0 || slen > KV_ID_MAX)
+        return 0;
+    memcpy(user, sfx, slen);
+    user[slen] = '\0';
+    troute_user(ctx, user);
+    return 0;
+}
+
+int send_transient_route(server_t *srv, store_send_t *meta, const uint8_t *body, size_t len,
+                         uint64_t skip_sid)
+{
+    uint8_t prefix[GROUP_KEY_MAX];
+    kv_txn_t *txn = NULL;
+    troute_t t;
+    uint64_t gid;
+
+    meta->time_ms = snowflake_now_ms();
+    memset(&t, 0, sizeof(t));
+    t.srv = srv;
+    t.app = meta->app;
+    t.skip_sid = skip_sid;
+    if ((t.b = message_encode(meta, body, len)) == NULL)
+        return RC_EINVAL;
+    t.items = mem_calloc(srv->nworkers * sizeof(*t.items));
+    t.n = mem_calloc(srv->nworkers * sizeof(*t.n));
+    if (meta->conv_type == cim_ConvType_GROUP) {
+        /* every member, the sender's other devices included */
+        if (group_id_parse(meta->to, &gid) == 0 && kv_begin(srv->kv, KV_READ, &txn) == 0) {
+            (void)kv_rec_scan(txn, KV_DB_MEMBERS, prefix, group_key(prefix, meta->app, gid),
+                              troute_member, &t); /* best effort: transient */
+            kv_abort(txn);
+        }
+    } else {
+        troute_user(&t, meta->to);
+        if (strcmp(meta->to, meta->from) != 0)
+            troute_user(&t, meta->from);
+    }
+    /* One mailbox message per worker, like the store's completions. */
+    for (uint32_t wi = 0; wi < srv->nworkers; wi++)
+        if (t.n[wi] > 0)
+            worker_deliver(srv->workers[wi], t.items[wi], t.n[wi]);
+    mem_free(t.items);
+    mem_free(t.n);
+    blob_unref(t.b);
+    return 0;
+}

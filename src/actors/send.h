@@ -1,0 +1,44 @@
+/**
+ * send: the rules of a SEND that do not depend on who asks — a session (session_msg.c)
+ * or the app's backend through the admin API (admin_api.c, POST .../messages) — and the
+ * routing of transient messages, which are never stored.
+ *
+ * Threading: any thread that may open read transactions (workers, the admin thread).
+ */
+#ifndef CIM_ACTORS_SEND_H
+#define CIM_ACTORS_SEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "actors/server.h"
+#include "actors/store.h"
+
+/**
+ * Can @p from send to @p to (a user id for DIRECT, a group id for GROUP)? In one short
+ * read transaction:
+ *  - a stored @p cmid of @p from (non-empty) is a resend: its id in @p prior, and
+ *    nothing else is judged (the first send was accepted);
+ *  - DIRECT: the recipient exists (NOT_FOUND) and has not blocked @p from (BLOCKED);
+ *  - GROUP: the group exists and lives (NOT_FOUND) and @p from is a member (NOT_MEMBER).
+ * With @p system (the admin API's SYSTEM messages) blocks and membership do not apply;
+ * existence does. The store checks group membership again in its own order.
+ * @param[out] code  cim_Code_OK or the code to refuse with, @p why its reason.
+ * @return 0, or rc (storage).
+ */
+int send_check(server_t *srv, const char *app, const char *from, int conv_type,
+               const char *to, const char *cmid, bool system, uint64_t *prior, int *code,
+               const char **why);
+
+/**
+ * Route a transient message at once: encode it from @p meta (app, from, to, conv_type,
+ * msg_type, from_kind, cmid; time_ms is set here) and hand it to every online device of
+ * the recipient (every member for a group) and of the sender, except session @p skip_sid
+ * (0: none). Best effort: nothing is stored.
+ * @return 0, or RC_EINVAL (cannot encode).
+ */
+int send_transient_route(server_t *srv, store_send_t *meta, const uint8_t *body, size_t len,
+                         uint64_t skip_sid);
+
+#endif
