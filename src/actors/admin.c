@@ -382,6 +382,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return admin_method(req, "GET") ? admin_metrics(a, req)
                                         : admin_error(req, 405, "METHOD_NOT_ALLOWED", "use GET");
     if (n >= 4 && strcmp(seg[0], "v1") == 0 && strcmp(seg[1], "apps") == 0) {
+        if (!atomic_load(&a->srv->ready) || atomic_load(&a->srv->stopping))
+            return admin_error(req, 503, atomic_load(&a->srv->stopping) ? "SHUTTING_DOWN"
+                                                                         : "SERVER_BUSY",
+                               "%s", atomic_load(&a->srv->stopping) ? "shutting down"
+                                                                    : "starting; retry soon");
         if (!kv_id_valid(seg[2]))
             return admin_error(req, 404, "NOT_FOUND", "no such app");
         if (!authorize(a, req, seg[2]))

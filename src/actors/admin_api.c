@@ -473,8 +473,8 @@ static int post_group(admin_t *a, h2o_req_t *req, const char *app)
     snprintf(op->app, sizeof(op->app), "%s", app);
     snprintf(op->user, sizeof(op->user), "%s", owner);
     snprintf(op->name, sizeof(op->name), "%s", name);
-    json_decref(j);
-    return admin_call(a, req, &op->hdr, finish_group, app, owner);
+    json_decref(j); /* owner pointed into it: op->user is the copy */
+    return admin_call(a, req, &op->hdr, finish_group, app, op->user);
 }
 
 /* ---- routing -------------------------------------------------------------------------- */

@@ -117,6 +117,10 @@ int server_start(const conf_t *conf, server_t **out)
     for (uint32_t i = 0; i < s->nworkers; i++)
         s->workers[i] = worker_new(s, i);
     s->store = store_new(s);
+    /* The admin listener before the store's start, which may take a while (the dedup
+     * window is rebuilt from the log): /healthz says 503 until the server is ready. */
+    if (strcmp(conf->admin_listen, "off") != 0 && (rc = admin_start(s, &s->admin)) < 0)
+        goto fail;
     if ((rc = store_start(s->store)) < 0) {
         LOG_ERROR("cannot start the store: %s", rc_str(rc));
         goto fail;
@@ -155,9 +159,6 @@ int server_run(server_t *s)
     uv_signal_start(&m->sigterm, on_signal, SIGTERM);
     uv_signal_start(&m->sigint, on_signal, SIGINT);
 
-    /* The admin listener first: /healthz answers 503 until the server is ready. */
-    if (strcmp(s->conf->admin_listen, "off") != 0 && (rc = admin_start(s, &s->admin)) < 0)
-        goto stop;
     for (; started < s->nworkers; started++) {
         if ((rc = worker_start(s->workers[started])) < 0) {
             LOG_ERROR("cannot start worker %u: %s", started, uv_strerror(rc));
@@ -213,6 +214,7 @@ void server_free(server_t *s)
 {
     if (s == NULL)
         return;
+    admin_stop(s->admin); /* a start that failed after it began */
     if (s->workers != NULL)
         for (uint32_t i = 0; i < s->nworkers; i++)
             worker_free(s->workers[i]);
