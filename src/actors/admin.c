@@ -2,6 +2,7 @@
  * (docs/ADMIN-API.md). */
 #include "actors/admin.h"
 #include "actors/admin_int.h"
+#include "actors/admin_parse.h"
 
 #include <openssl/crypto.h>
 #include <pthread.h>
@@ -229,52 +230,6 @@ size_t admin_kick(admin_t *a, const char *app, const char *user, int code, const
 
 /* ---- routing and authentication ------------------------------------------------------- */
 
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Split the path (without its query) into percent-decoded segments in @p buf.
- * @return the number of segments, or -1 (malformed escape, NUL, too many, too long). */
-static int split_path(const h2o_req_t *req, char *buf, size_t buflen, char **seg)
-{
-    size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
-    const char *p = req->path.base, *end = p + plen;
-    size_t o = 0;
-    int n = 0;
-
-    if (plen == 0 || *p != '/')
-        return -1;
-    while (p < end) {
-        p++; /* the '/' */
-        if (n == ADMIN_SEGS_MAX)
-            return -1;
-        seg[n++] = buf + o;
-        while (p < end && *p != '/') {
-            int ch = (unsigned char)*p++;
-            if (ch == '%') {
-                int hi, lo;
-                if (end - p < 2 || (hi = hexval(p[0])) < 0 || (lo = hexval(p[1])) < 0)
-                    return -1;
-                ch = hi << 4 | lo;
-                p += 2;
-            }
-            if (ch == 0 || o + 2 > buflen)
-                return -1;
-            buf[o++] = (char)ch;
-        }
-        buf[o++] = '\0';
-    }
-    /* A trailing slash makes an empty last segment: "/healthz/" is not "/healthz". */
-    return n;
-}
-
 /* The bearer token of the request, or NULL. */
 static const h2o_iovec_t *bearer(const h2o_req_t *req)
 {
@@ -324,13 +279,9 @@ static bool authorize(admin_t *a, h2o_req_t *req, const char *app)
                           "send Authorization: Bearer <the app's secret, 64 hex digits>");
         return false;
     }
-    for (size_t i = 0; i < TOKEN_SECRET; i++) {
-        int hi = hexval(v->base[scheme_len + 2 * i]), lo = hexval(v->base[scheme_len + 2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            (void)admin_error(req, 401, "UNAUTHORIZED", "the secret must be 64 hex digits");
-            return false;
-        }
-        given[i] = (uint8_t)(hi << 4 | lo);
+    if (admin_hex32(v->base + scheme_len, v->len - (size_t)scheme_len, given) < 0) {
+        (void)admin_error(req, 401, "UNAUTHORIZED", "the secret must be 64 hex digits");
+        return false;
     }
     if ((rc = kv_begin(a->srv->kv, KV_READ, &txn)) < 0) {
         (void)admin_error(req, 500, "INTERNAL", "storage unavailable");
@@ -370,7 +321,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     admin_t *a = ((admin_handler_t *)self)->a;
     char buf[1024], *seg[ADMIN_SEGS_MAX];
-    int n = split_path(req, buf, sizeof(buf), seg);
+    int n = admin_split_path(req->path.base,
+                             req->query_at != SIZE_MAX ? req->query_at : req->path.len, buf,
+                             sizeof(buf), seg, ADMIN_SEGS_MAX);
 
     if (n < 0)
         return admin_error(req, 400, "BAD_REQUEST", "malformed path");

@@ -1,13 +1,13 @@
 /* admin_api: the application API under /v1/apps/{app}/ (docs/ADMIN-API.md). The caller
  * (admin.c) has authenticated the app. Reads run here in short read-only transactions;
  * writes go to the store like a session's and are answered after the commit. */
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <pb_decode.h>
 #include <string.h>
 #include <time.h>
 
 #include "actors/admin_int.h"
+#include "actors/admin_parse.h"
 #include "actors/group.h"
 #include "actors/router.h"
 #include "actors/send.h"
@@ -35,17 +35,6 @@ static json_t *id_str(uint64_t id)
 
 /* ---- messages ------------------------------------------------------------------------- */
 
-/* cim.MsgType by name: TEXT..CUSTOM (SYSTEM only through "system": true). */
-static int msg_type(const char *name)
-{
-    static const char *const names[] = {"TEXT", "IMAGE", "AUDIO", "VIDEO",
-                                        "FILE", "LOCATION", "CUSTOM"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (strcmp(name, names[i]) == 0)
-            return cim_MsgType_TEXT + (int)i;
-    return -1;
-}
-
 static void finish_send(admin_call_t *c, h2o_req_t *req, store_req_t *q)
 {
     store_send_t *r = (store_send_t *)q;
@@ -67,147 +56,66 @@ static void finish_send(admin_call_t *c, h2o_req_t *req, store_req_t *q)
     mem_free(r);
 }
 
-/* The body: "body" (UTF-8 text) or "body_b64". @return its length, or -1 (answered). */
-static long message_body(h2o_req_t *req, const char *text, const char *b64, uint8_t **out,
-                         uint32_t max)
-{
-    size_t n;
-    if (text != NULL && b64 != NULL) {
-        (void)bad(req, "give %s, not both", "body or body_b64");
-        return -1;
-    }
-    if (b64 != NULL) {
-        size_t blen = strlen(b64);
-        int dec;
-        if (blen % 4 != 0) {
-            (void)bad(req, "%s is not padded base64", "body_b64");
-            return -1;
-        }
-        *out = mem_alloc(blen / 4 * 3 + 1);
-        dec = blen ? EVP_DecodeBlock(*out, (const unsigned char *)b64, (int)blen) : 0;
-        if (dec < 0) {
-            mem_free(*out);
-            *out = NULL;
-            (void)bad(req, "%s is not valid base64", "body_b64");
-            return -1;
-        }
-        /* EVP_DecodeBlock counts the padding as zero bytes. */
-        n = (size_t)dec - (blen && b64[blen - 1] == '=') - (blen > 1 && b64[blen - 2] == '=');
-    } else {
-        n = text ? strlen(text) : 0;
-        *out = mem_alloc(n + 1);
-        if (n)
-            memcpy(*out, text, n);
-    }
-    if (n > max) {
-        mem_free(*out);
-        *out = NULL;
-        (void)admin_error(req, 413, "TOO_LARGE", "body over max_msg_bytes (%u)", max);
-        return -1;
-    }
-    return (long)n;
-}
-
 static int post_message(admin_t *a, h2o_req_t *req, const char *app)
 {
-    const conf_t *conf = a->srv->conf;
-    const char *from = NULL, *to = NULL, *group = NULL, *type = NULL, *text = NULL,
-               *b64 = NULL, *cmid = NULL, *why = "";
-    int transient = 0, system = 0, mtype, code, rc;
-    char genid[KV_ID_MAX + 1];
-    uint8_t *body = NULL, rnd[8];
-    uint64_t prior = 0, gid;
-    json_error_t err;
+    char why[256], genid[KV_ID_MAX + 1];
+    const char *reason = "";
+    uint8_t rnd[8];
+    uint64_t prior = 0;
+    admin_msg_t m;
     store_send_t *r;
-    long blen;
-    json_t *j = admin_body(req, false);
+    int code, rc;
 
-    if (j == NULL)
-        return 0;
-    if (json_unpack_ex(j, &err, JSON_STRICT, "{s:s, s?s, s?s, s?s, s?s, s?s, s?s, s?b, s?b}",
-                       "from", &from, "to", &to, "group", &group, "type", &type, "body", &text,
-                       "body_b64", &b64, "client_msg_id", &cmid, "transient", &transient,
-                       "system", &system) < 0) {
-        rc = bad(req, "%s", err.text);
-        goto out;
-    }
-    if (!kv_id_valid(from)) {
-        rc = bad(req, "%s must be a user id (1..64 bytes of [A-Za-z0-9._@-])", "from");
-        goto out;
-    }
-    if ((to == NULL) == (group == NULL)) {
-        rc = bad(req, "give exactly one of %s", "to (a user) or group (a group id)");
-        goto out;
-    }
-    if (to != NULL ? !kv_id_valid(to) : group_id_parse(group, &gid) < 0) {
-        rc = bad(req, "%s", to != NULL ? "to must be a user id" : "group must be a group id");
-        goto out;
-    }
-    if (system) {
-        if (type != NULL && strcmp(type, "SYSTEM") != 0) {
-            rc = bad(req, "%s", "a system message has type SYSTEM");
-            goto out;
-        }
-        mtype = cim_MsgType_SYSTEM;
-    } else if ((mtype = msg_type(type ? type : "TEXT")) < 0) {
-        rc = bad(req, "%s", "type must be one of TEXT, IMAGE, AUDIO, VIDEO, FILE, LOCATION, "
-                            "CUSTOM");
-        goto out;
-    }
-    if (cmid != NULL && (cmid[0] == '\0' || strlen(cmid) > KV_ID_MAX)) {
-        rc = bad(req, "%s must be 1..64 bytes", "client_msg_id");
-        goto out;
-    }
-    if (cmid == NULL && !transient) {
+    rc = admin_msg_parse(req->entity.base, req->entity.base ? req->entity.len : 0,
+                         a->srv->conf->max_msg_bytes, &m, why, sizeof(why));
+    if (rc != 0)
+        return admin_error(req, rc, rc == 413 ? "TOO_LARGE" : "BAD_REQUEST", "%s", why);
+    if (m.cmid[0] == '\0' && !m.transient) {
         /* No dedup asked for: an id of its own, unique to this call. */
         (void)RAND_bytes(rnd, sizeof(rnd));
         snprintf(genid, sizeof(genid), "api-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
                  rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
-        cmid = genid;
-    }
-    if ((blen = message_body(req, text, b64, &body, conf->max_msg_bytes)) < 0) {
-        rc = 0;
-        goto out;
+        memcpy(m.cmid, genid, sizeof(m.cmid));
     }
     {
         kv_txn_t *txn = NULL;
         if ((rc = kv_begin(a->srv->kv, KV_READ, &txn)) == 0) {
-            rc = kv_user_get(txn, app, from, NULL);
+            rc = kv_user_get(txn, app, m.from, NULL);
             kv_abort(txn);
         }
         if (rc == RC_ENOTFOUND) {
-            rc = admin_error(req, 404, "NOT_FOUND", "unknown sender '%s'", from);
+            rc = admin_error(req, 404, "NOT_FOUND", "unknown sender '%s'", m.from);
             goto out;
         }
     }
-    if (rc < 0 || (rc = send_check(a->srv, app, from,
-                                   to ? cim_ConvType_DIRECT : cim_ConvType_GROUP, to ? to : group,
-                                   transient ? "" : cmid, system, &prior, &code, &why)) < 0) {
+    if (rc < 0 || (rc = send_check(a->srv, app, m.from, m.conv_type, m.to,
+                                   m.transient ? "" : m.cmid, m.system, &prior, &code,
+                                   &reason)) < 0) {
         rc = admin_error(req, 500, "INTERNAL", "storage error");
         goto out;
     }
     if (prior != 0) { /* a resend of a stored client_msg_id: the original answer */
         rc = admin_json(req, 200, json_pack("{s:o, s:I, s:s}", "msg_id", id_str(prior),
                                             "time_ms", (json_int_t)snowflake_time_ms(prior),
-                                            "client_msg_id", cmid));
+                                            "client_msg_id", m.cmid));
         goto out;
     }
     if (code != cim_Code_OK) {
-        rc = admin_refuse(req, code, why);
+        rc = admin_refuse(req, code, reason);
         goto out;
     }
-    r = store_send_new((size_t)blen);
-    r->conv_type = to ? cim_ConvType_DIRECT : cim_ConvType_GROUP;
-    r->msg_type = (uint8_t)mtype;
-    r->system = system;
+    r = store_send_new(m.body_len);
+    r->conv_type = (uint8_t)m.conv_type;
+    r->msg_type = (uint8_t)m.msg_type;
+    r->system = m.system;
     snprintf(r->app, sizeof(r->app), "%s", app);
-    snprintf(r->from, sizeof(r->from), "%s", from);
-    snprintf(r->to, sizeof(r->to), "%s", to ? to : group);
-    snprintf(r->cmid, sizeof(r->cmid), "%s", cmid ? cmid : "");
-    r->body_len = (uint32_t)blen;
-    if (blen > 0)
-        memcpy(r->body, body, (size_t)blen);
-    if (transient) {
+    memcpy(r->from, m.from, sizeof(r->from));
+    memcpy(r->to, m.to, sizeof(r->to));
+    memcpy(r->cmid, m.cmid, sizeof(r->cmid));
+    r->body_len = (uint32_t)m.body_len;
+    if (m.body_len > 0)
+        memcpy(r->body, m.body, m.body_len);
+    if (m.transient) {
         rc = send_transient_route(a->srv, r, r->body, r->body_len, 0);
         rc = rc < 0 ? admin_error(req, 500, "INTERNAL", "cannot encode the message")
                     : admin_json(req, 200, json_pack("{s:s, s:I}", "msg_id", "0", "time_ms",
@@ -215,10 +123,9 @@ static int post_message(admin_t *a, h2o_req_t *req, const char *app)
         mem_free(r);
         goto out;
     }
-    rc = admin_call(a, req, &r->hdr, finish_send, app, from);
+    rc = admin_call(a, req, &r->hdr, finish_send, app, m.from);
 out:
-    mem_free(body);
-    json_decref(j);
+    admin_msg_free(&m);
     return rc;
 }
 

@@ -173,3 +173,8 @@ TEST(fuzz_regress_token)
 {
     replay_target("fuzz_token", fuzz_token_input);
 }
+
+TEST(fuzz_regress_admin)
+{
+    replay_target("fuzz_admin", fuzz_admin_input);
+}

@@ -26,4 +26,8 @@ int fuzz_token_input(const uint8_t *data, size_t size);
  *  FUZZ_FAM_HELLO), and libcim's check of a HELLO_ACK (fuzz_handshake.c). */
 int fuzz_handshake_input(const uint8_t *data, size_t size);
 
+/** fuzz_admin: the admin API's path, secret and message-body decoders against models
+ *  (fuzz_admin.c). */
+int fuzz_admin_input(const uint8_t *data, size_t size);
+
 #endif
