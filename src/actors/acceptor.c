@@ -38,10 +38,19 @@ typedef struct closed_msg {
     peer_addr_t peer;
 } closed_msg_t;
 
+/* A listening socket: the protocol over TCP, or the WebSocket endpoint's HTTP. */
+typedef struct listener {
+    struct acceptor *a;
+    int fd;
+    bool ws;
+    bool polling;       /* poll initialised (closed by acceptor_close) */
+    uv_poll_t poll;
+    char address[300];
+} listener_t;
+
 struct acceptor {
     server_t *srv;
-    int fd;
-    uv_poll_t poll;
+    listener_t lis[2];  /* [0] listen, [1] ws_listen (fd -1: off) */
     uv_timer_t pause;   /* accepting paused: out of descriptors */
     int reserve;        /* a spare descriptor (/dev/null) given up to refuse one client */
     uint32_t max_conns; /* conf max_conns, lowered to what the descriptor limit allows */
@@ -50,7 +59,6 @@ struct acceptor {
     uint32_t next_worker;
     uint32_t conns;
     int open_handles;
-    char address[300];
     peer_count_t *peers[PEER_BUCKETS];
 };
 
@@ -82,7 +90,7 @@ static void peer_release(acceptor_t *a, const peer_addr_t *p)
         a->conns--;
 }
 
-static void to_peer(const struct sockaddr_storage *ss, peer_addr_t *p)
+void peer_addr_from(const struct sockaddr_storage *ss, peer_addr_t *p)
 {
     memset(p, 0, sizeof(*p));
     if (ss->ss_family == AF_INET) {
@@ -103,7 +111,7 @@ const char *peer_addr_str(const peer_addr_t *p, char out[PEER_ADDR_STRLEN])
 
 /* Admit or refuse one accepted socket. Refused sockets are closed before any byte is
  * exchanged: the caps protect the handshake's CPU as much as memory. */
-static void admit(acceptor_t *a, int fd, const struct sockaddr_storage *ss)
+static void admit(acceptor_t *a, int fd, const struct sockaddr_storage *ss, bool ws)
 {
     const conf_t *c = a->srv->conf;
     peer_addr_t peer;
@@ -111,7 +119,7 @@ static void admit(acceptor_t *a, int fd, const struct sockaddr_storage *ss)
     worker_msg_t *m;
     int one = 1;
 
-    to_peer(ss, &peer);
+    peer_addr_from(ss, &peer);
     pp = peer_find(a, &peer);
     pc = *pp;
     if (a->conns >= a->max_conns || (pc != NULL && pc->n >= c->max_conns_per_ip)) {
@@ -134,6 +142,7 @@ static void admit(acceptor_t *a, int fd, const struct sockaddr_storage *ss)
     m->kind = WORKER_MSG_CONN;
     m->u.conn.fd = fd;
     m->u.conn.peer = peer;
+    m->u.conn.ws = ws;
     if (worker_post(a->srv->workers[a->next_worker], m, true) != 0) {
         mem_free(m);
         close(fd);
@@ -143,10 +152,14 @@ static void admit(acceptor_t *a, int fd, const struct sockaddr_storage *ss)
     a->next_worker = (a->next_worker + 1) % a->srv->nworkers;
 }
 
+static void on_readable(uv_poll_t *h, int status, int events);
+
 static void on_resume(uv_timer_t *t)
 {
     acceptor_t *a = t->data;
-    (void)uv_poll_start(&a->poll, UV_READABLE, a->poll.poll_cb);
+    for (int i = 0; i < 2; i++)
+        if (a->lis[i].polling)
+            (void)uv_poll_start(&a->lis[i].poll, UV_READABLE, on_readable);
 }
 
 /* Out of descriptors (EMFILE/ENFILE). The listener stays readable, so returning would
@@ -154,7 +167,7 @@ static void on_resume(uv_timer_t *t)
  * reserve descriptor, accept the client and close it at once (it sees the connection
  * closed before the handshake, as over a cap), then take the reserve back. If even that
  * fails, stop polling the listener for ACCEPT_PAUSE_MS. @return true to keep accepting. */
-static bool out_of_fds(acceptor_t *a, int err)
+static bool out_of_fds(acceptor_t *a, int lfd, int err)
 {
     int fd;
 
@@ -165,7 +178,7 @@ static bool out_of_fds(acceptor_t *a, int err)
     if (a->reserve >= 0) {
         close(a->reserve);
         a->reserve = -1;
-        fd = accept4(a->fd, NULL, NULL, SOCK_CLOEXEC);
+        fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         if (fd >= 0)
             close(fd);
         a->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -174,14 +187,17 @@ static bool out_of_fds(acceptor_t *a, int err)
     } else {
         a->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
-    (void)uv_poll_stop(&a->poll);
+    for (int i = 0; i < 2; i++)
+        if (a->lis[i].polling)
+            (void)uv_poll_stop(&a->lis[i].poll);
     (void)uv_timer_start(&a->pause, on_resume, ACCEPT_PAUSE_MS, 0);
     return false;
 }
 
 static void on_readable(uv_poll_t *h, int status, int events)
 {
-    acceptor_t *a = h->data;
+    listener_t *l = h->data;
+    acceptor_t *a = l->a;
     (void)events;
     if (status < 0) {
         LOG_RL(LOG_LVL_WARN, "listener poll error: %s", uv_strerror(status));
@@ -191,10 +207,10 @@ static void on_readable(uv_poll_t *h, int status, int events)
     for (int i = 0; i < 256; i++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
-        int fd = accept4(a->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) {
-                if (out_of_fds(a, errno))
+                if (out_of_fds(a, l->fd, errno))
                     continue;
                 return;
             }
@@ -203,7 +219,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
                 LOG_RL(LOG_LVL_WARN, "accept: %s", strerror(errno));
             return;
         }
-        admit(a, fd, &ss);
+        admit(a, fd, &ss, l->ws);
     }
 }
 
@@ -268,11 +284,11 @@ void acceptor_conn_closed(acceptor_t *a, const peer_addr_t *peer)
         mem_free(m); /* the acceptor is gone: nothing left to count */
 }
 
-static int parse_listen(const conf_t *c, struct sockaddr_storage *ss, socklen_t *len)
+static int parse_listen(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
 {
     char host[256];
     int port;
-    int rc = conf_listen_split(c, host, sizeof(host), &port);
+    int rc = conf_addr_split(addr, host, sizeof(host), &port);
 
     if (rc < 0)
         return rc;
@@ -293,45 +309,57 @@ static int parse_listen(const conf_t *c, struct sockaddr_storage *ss, socklen_t 
     return RC_EINVAL;
 }
 
-int acceptor_start(server_t *srv, uv_loop_t *loop, acceptor_t **out)
+/* Bind and listen on @p addr into @p l. @return 0 or rc (logged). */
+static int listen_on(listener_t *l, const char *addr)
 {
     struct sockaddr_storage ss;
     socklen_t len;
-    acceptor_t *a = mem_calloc(sizeof(*a));
-    int rc, one = 1;
     char host[INET6_ADDRSTRLEN];
+    int rc, one = 1;
 
-    a->srv = srv;
-    a->fd = -1;
-    a->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    a->max_conns = fit_max_conns(srv->conf->max_conns);
-    if ((rc = parse_listen(srv->conf, &ss, &len)) < 0)
-        goto out;
-    a->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (a->fd < 0) {
+    if ((rc = parse_listen(addr, &ss, &len)) < 0)
+        return rc;
+    l->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (l->fd < 0)
+        return -errno;
+    (void)setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* best effort */
+    if (bind(l->fd, (struct sockaddr *)&ss, len) < 0 || listen(l->fd, 4096) < 0) {
         rc = -errno;
-        goto out;
-    }
-    (void)setsockopt(a->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* best effort */
-    if (bind(a->fd, (struct sockaddr *)&ss, len) < 0 || listen(a->fd, 4096) < 0) {
-        rc = -errno;
-        LOG_ERROR("cannot listen on %s: %s", srv->conf->listen, strerror(errno));
-        goto out;
+        LOG_ERROR("cannot listen on %s: %s", addr, strerror(errno));
+        return rc;
     }
     len = sizeof(ss);
-    if (getsockname(a->fd, (struct sockaddr *)&ss, &len) < 0) {
-        rc = -errno;
-        goto out;
-    }
+    if (getsockname(l->fd, (struct sockaddr *)&ss, &len) < 0)
+        return -errno;
     if (ss.ss_family == AF_INET) {
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
-        snprintf(a->address, sizeof(a->address), "%s:%u", host,
+        snprintf(l->address, sizeof(l->address), "%s:%u", host,
                  ntohs(((struct sockaddr_in *)&ss)->sin_port));
     } else {
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
-        snprintf(a->address, sizeof(a->address), "[%s]:%u", host,
+        snprintf(l->address, sizeof(l->address), "[%s]:%u", host,
                  ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
     }
+    return 0;
+}
+
+int acceptor_start(server_t *srv, uv_loop_t *loop, acceptor_t **out)
+{
+    acceptor_t *a = mem_calloc(sizeof(*a));
+    bool ws = strcmp(srv->conf->ws_listen, "off") != 0;
+    int rc;
+
+    a->srv = srv;
+    for (int i = 0; i < 2; i++) {
+        a->lis[i].a = a;
+        a->lis[i].fd = -1;
+        a->lis[i].ws = i == 1;
+    }
+    a->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    a->max_conns = fit_max_conns(srv->conf->max_conns);
+    if ((rc = listen_on(&a->lis[0], srv->conf->listen)) < 0 ||
+        (ws && (rc = listen_on(&a->lis[1], srv->conf->ws_listen)) < 0))
+        goto out;
     if ((rc = mbox_init(&a->box, loop, SIZE_MAX, on_wake)) < 0)
         goto out;
     a->box.data = a;
@@ -340,12 +368,18 @@ int acceptor_start(server_t *srv, uv_loop_t *loop, acceptor_t **out)
         goto out;
     a->open_handles++;
     a->pause.data = a;
-    if ((rc = uv_poll_init(loop, &a->poll, a->fd)) < 0)
-        goto out;
-    a->open_handles++;
-    a->poll.data = a;
-    if ((rc = uv_poll_start(&a->poll, UV_READABLE, on_readable)) < 0)
-        goto out;
+    for (int i = 0; i < 2; i++) {
+        listener_t *l = &a->lis[i];
+        if (l->fd < 0)
+            continue;
+        if ((rc = uv_poll_init(loop, &l->poll, l->fd)) < 0)
+            goto out;
+        a->open_handles++;
+        l->polling = true;
+        l->poll.data = l;
+        if ((rc = uv_poll_start(&l->poll, UV_READABLE, on_readable)) < 0)
+            goto out;
+    }
     *out = a;
     return 0;
 out:
@@ -353,8 +387,9 @@ out:
         acceptor_close(a);
         return rc;
     }
-    if (a->fd >= 0)
-        close(a->fd);
+    for (int i = 0; i < 2; i++)
+        if (a->lis[i].fd >= 0)
+            close(a->lis[i].fd);
     if (a->reserve >= 0)
         close(a->reserve);
     mem_free(a);
@@ -363,7 +398,12 @@ out:
 
 const char *acceptor_address(const acceptor_t *a)
 {
-    return a->address;
+    return a->lis[0].address;
+}
+
+const char *acceptor_ws_address(const acceptor_t *a)
+{
+    return a->lis[1].fd >= 0 ? a->lis[1].address : NULL;
 }
 
 static void release(acceptor_t *a)
@@ -378,14 +418,20 @@ static void release(acceptor_t *a)
             mem_free(p);
         }
     }
-    if (a->fd >= 0)
-        close(a->fd);
+    for (int i = 0; i < 2; i++)
+        if (a->lis[i].fd >= 0)
+            close(a->lis[i].fd);
     if (a->reserve >= 0)
         close(a->reserve);
     mem_free(a);
 }
 
 static void on_poll_closed(uv_handle_t *h)
+{
+    release(((listener_t *)h->data)->a);
+}
+
+static void on_pause_closed(uv_handle_t *h)
 {
     release(h->data);
 }
@@ -398,12 +444,15 @@ static void on_box_closed(uv_handle_t *h)
 void acceptor_close(acceptor_t *a)
 {
     int n = a->open_handles;
-    if (n >= 3) {
-        uv_poll_stop(&a->poll);
-        uv_close((uv_handle_t *)&a->poll, on_poll_closed);
+    for (int i = 0; i < 2; i++) {
+        if (a->lis[i].polling) {
+            a->lis[i].polling = false;
+            uv_poll_stop(&a->lis[i].poll);
+            uv_close((uv_handle_t *)&a->lis[i].poll, on_poll_closed);
+        }
     }
     if (n >= 2)
-        uv_close((uv_handle_t *)&a->pause, on_poll_closed); /* data: a, as the poll's */
+        uv_close((uv_handle_t *)&a->pause, on_pause_closed);
     if (n >= 1)
         mbox_close(&a->box, on_box_closed);
 }

@@ -35,11 +35,18 @@ typedef struct acceptor acceptor_t;
 /** A hash of @p p (FNV-1a over its address bytes; per-address tables). Any thread. */
 uint32_t peer_addr_hash(const peer_addr_t *p);
 
+struct sockaddr_storage;
+
+/** The compact form of a socket address (AF_INET or AF_INET6). Any thread. */
+void peer_addr_from(const struct sockaddr_storage *ss, peer_addr_t *p);
+
 /** Write @p p as text ("127.0.0.1", "::1") into @p out. @return @p out. Any thread. */
 const char *peer_addr_str(const peer_addr_t *p, char out[PEER_ADDR_STRLEN]);
 
 /**
- * Bind and listen on conf->listen, on @p loop (the calling thread's).
+ * Bind and listen on conf->listen, and on conf->ws_listen unless it is "off" (its
+ * connections go to the workers marked as WebSocket ones; both share the caps), on
+ * @p loop (the calling thread's).
  * @param[out] out  owned; closed by acceptor_close.
  * @return 0, or -errno / RC_EINVAL (bad listen address).
  */
@@ -47,6 +54,9 @@ int acceptor_start(server_t *srv, uv_loop_t *loop, acceptor_t **out);
 
 /** The bound address as "HOST:PORT" (the real port when 0 was asked for). */
 const char *acceptor_address(const acceptor_t *a);
+
+/** The WebSocket endpoint's bound address, or NULL (ws_listen = off). */
+const char *acceptor_ws_address(const acceptor_t *a);
 
 /** Stop accepting and close the acceptor's handles; frees it once they are closed. */
 void acceptor_close(acceptor_t *a);

@@ -14,6 +14,7 @@
 #include "actors/store.h"
 #include "actors/throttle.h"
 #include "actors/worker.h"
+#include "actors/ws.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/rc.h"
@@ -112,6 +113,8 @@ int server_start(const conf_t *conf, server_t **out)
         if (s->nworkers == 0)
             s->nworkers = 1;
     }
+    if (strcmp(conf->ws_listen, "off") != 0 && (rc = ws_global_new(s, &s->ws)) < 0)
+        goto fail;
     s->main = mem_calloc(sizeof(*s->main));
     s->workers = mem_calloc(s->nworkers * sizeof(*s->workers));
     for (uint32_t i = 0; i < s->nworkers; i++)
@@ -170,6 +173,9 @@ int server_run(server_t *s)
     chan_hex(s->identity_pub, hex);
     /* Scripts parse this line (README, test/support/server.c): keep its words in place;
      * the suffix comes last and adds no ':' (but DIR's own). */
+    if (acceptor_ws_address(s->acceptor) != NULL)
+        LOG_INFO("ws: listening on %s (GET /ws, subprotocol " WS_SUBPROTOCOL ")",
+                 acceptor_ws_address(s->acceptor));
     LOG_INFO("cimd ready: listening on %s key %s workers %u%s%s%s",
              acceptor_address(s->acceptor), hex, s->nworkers,
              s->identity_created ? " (new identity created in " : "",
@@ -219,6 +225,7 @@ void server_free(server_t *s)
         for (uint32_t i = 0; i < s->nworkers; i++)
             worker_free(s->workers[i]);
     mem_free(s->workers);
+    ws_global_free(s->ws); /* after the workers' contexts */
     mem_free(s->main);
     store_free(s->store);
     router_free(s->router);

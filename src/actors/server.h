@@ -41,6 +41,7 @@ struct main_loop;
 struct throttle;
 struct dedup;
 struct admin;
+struct ws_global;
 
 typedef struct server {
     const conf_t *conf;
@@ -58,6 +59,7 @@ typedef struct server {
     struct throttle *throttle; /* failed logins per address (NULL: none kept) */
     struct dedup *dedup;      /* the SEND dedup window (owned by the store) */
     struct admin *admin;      /* the admin HTTP listener (NULL: admin_listen = off) */
+    struct ws_global *ws;     /* the WebSocket endpoint's HTTP setup (NULL: ws_listen off) */
     _Atomic int ready;        /* serving clients (/healthz) */
     _Atomic int stopping;
     /* Output bytes queued for all sessions (written by every worker, relaxed): held to

@@ -11,6 +11,7 @@
 #include "actors/message.h"
 #include "actors/router.h"
 #include "actors/store.h"
+#include "actors/ws.h"
 #include "cim.pb.h"
 #include "core/log.h"
 #include "core/mem.h"
@@ -81,9 +82,8 @@ static void backlog_update(session_t *s)
     s->bl_prev = s->bl_next = NULL;
 }
 
-static void on_close(uv_handle_t *h)
+static void session_free(session_t *s)
 {
-    session_t *s = h->data;
     worker_t *w = s->w;
     reply_t *r, *next;
 
@@ -115,11 +115,17 @@ static void on_close(uv_handle_t *h)
     worker__list_del(s);
     worker__del(w, s);
     frame_rd_close(&s->rd);
-    acceptor_conn_closed(w->srv->acceptor, &s->peer);
+    if (!s->is_ws) /* a WebSocket's TCP connection is ws.c's to count */
+        acceptor_conn_closed(w->srv->acceptor, &s->peer);
     memset(&s->ch, 0, sizeof(s->ch)); /* keys do not outlive the connection */
     mem_free(s->ids);
     mem_free(s);
     worker__maybe_finish(w); /* shutting down: the last session out closes the loop */
+}
+
+static void on_close(uv_handle_t *h)
+{
+    session_free(h->data);
 }
 
 static void close_handle(session_t *s)
@@ -132,6 +138,13 @@ static void close_handle(session_t *s)
     backlog_update(s);
     session__unroute(s);
     worker__list_del(s);
+    if (s->is_ws) {
+        /* Never from inside the connection's own callbacks (h2o and wslay are on the
+         * stack): at the end of the loop turn, session__flush ends it. */
+        s->ws_kill = true;
+        worker__cork(s->w, s);
+        return;
+    }
     uv_close((uv_handle_t *)&s->tcp, on_close);
 }
 
@@ -182,6 +195,10 @@ static void flush_and_close(session_t *s)
     worker__list_move(s->w, s, &s->w->closing);
     if (session__flush(s) < 0)
         return; /* closed */
+    if (s->is_ws) {
+        ws_close(s, WS_CLOSE_NORMAL, ""); /* the closing handshake; ws.c ends the session */
+        return;
+    }
     req = mem_alloc(sizeof(*req));
     req->data = s;
     if (uv_shutdown(req, (uv_stream_t *)&s->tcp, on_shutdown) < 0) {
@@ -213,6 +230,27 @@ static void drop_unsent(session_t *s)
     }
     s->cork_len = 0;
     backlog_update(s);
+}
+
+void session__ws_out(session_t *s, int64_t delta)
+{
+    if (delta < 0 && (uint64_t)-delta > s->out_bytes)
+        delta = -(int64_t)s->out_bytes; /* wslay's own framing bytes are not counted */
+    s->out_bytes = (uint32_t)((int64_t)s->out_bytes + delta);
+    charge(s, delta);
+    backlog_update(s);
+}
+
+void session__ws_fail(session_t *s, int code, const char *why)
+{
+    if (s->closed || s->state == SESSION_ST_CLOSING)
+        return;
+    log_close(s, "closed", why);
+    s->state = SESSION_ST_CLOSING;
+    session__unroute(s);
+    s->since_ms = worker_now(s->w);
+    worker__list_move(s->w, s, &s->w->closing);
+    ws_close(s, code, why);
 }
 
 void session_close(session_t *s, int code, const char *reason)
@@ -324,6 +362,8 @@ static int write_bytes(session_t *s, const uint8_t *data, uint32_t len)
     int n = 0;
 
     ctr_add(&s->w->stats.bytes_out, len);
+    if (s->is_ws)
+        return ws_write(s, data, len);
     if (s->writing || s->wr_pend != NULL) {
         pend_bytes(s, data, len);
         backlog_update(s);
@@ -353,6 +393,11 @@ static int write_bytes(session_t *s, const uint8_t *data, uint32_t len)
 int session__flush(session_t *s)
 {
     int rc = 0;
+    if (s->ws_kill) { /* a closed WebSocket session, now outside its callbacks */
+        ws_release(s);
+        session_free(s);
+        return RC_ECLOSED;
+    }
     if (s->cork_len > 0 && !s->closed)
         rc = write_bytes(s, s->cork, s->cork_len);
     s->cork_len = 0;
@@ -917,6 +962,25 @@ void session_feed(session_t *s, uint8_t *data, size_t n)
         session_abort(s, rc_str(rc));
     else
         session_close(s, cim_Code_INTERNAL, rc_str(rc));
+}
+
+session_t *session_open_ws(worker_t *w, const peer_addr_t *peer)
+{
+    session_t *s = mem_calloc(sizeof(*s));
+    char addr[PEER_ADDR_STRLEN];
+
+    s->w = w;
+    s->peer = *peer;
+    s->is_ws = true;
+    s->max_len = FRAME_HANDSHAKE_MAX;
+    s->state = SESSION_ST_HELLO;
+    frame_rd_init(&s->rd);
+    worker__add(w, s);
+    LOG_INFO("session %llx: WebSocket connection from %s", (unsigned long long)s->sid,
+             peer_addr_str(peer, addr));
+    s->since_ms = worker_now(w);
+    worker__list_move(w, s, &w->pending);
+    return s;
 }
 
 int session_open(worker_t *w, int fd, const peer_addr_t *peer)

@@ -102,6 +102,12 @@ typedef struct session {
     uint64_t delivered;         /* highest timeline id this connection was given: the
                                    LoginRsp's latest, pushes, SYNC pages (PUSH_ACK cap) */
     peer_addr_t peer;
+    /* A WebSocket session (actors/ws.c): its h2o connection (NULL once gone), and whether
+     * the session sits inside one of its callbacks (nothing may close it there). */
+    struct st_h2o_websocket_conn_t *ws;
+    bool is_ws;
+    bool ws_in_cb;
+    bool ws_kill;               /* closed: free at the end of the loop turn */
     char *ids;                  /* after login: "app\0user\0device\0", one block */
     const char *app, *user, *device; /* into ids */
 } session_t;
@@ -118,6 +124,21 @@ static inline uint32_t session__held(const session_t *s)
  * @return 0, or a UV_E* code.
  */
 int session_open(worker_t *w, int fd, const peer_addr_t *peer);
+
+/**
+ * A session on a WebSocket connection of worker @p w (actors/ws.c): the same actor as a
+ * TCP one, its frames carried one per binary message. Its connection (and the acceptor's
+ * count of it) belongs to ws.c. @return the session (in the HELLO state).
+ */
+session_t *session_open_ws(worker_t *w, const peer_addr_t *peer);
+
+/** A WebSocket session's queued output grew (> 0) or was sent (< 0) by @p delta bytes. */
+void session__ws_out(session_t *s, int64_t delta);
+
+/** Close a WebSocket session for a WebSocket-level fault (@p code: 1002, 1003, ...): the
+ * close frame goes out first, the session ends when the peer answers or the sweep gives up
+ * on it. */
+void session__ws_fail(session_t *s, int code, const char *why);
 
 /**
  * Process @p n bytes received on the session's socket: reassemble, open, decode and

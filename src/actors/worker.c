@@ -1,4 +1,5 @@
 #include "actors/worker.h"
+#include "actors/ws.h"
 
 #include <malloc.h>
 #include <pthread.h>
@@ -170,8 +171,10 @@ static void on_flush(uv_check_t *h)
 
 void worker__maybe_finish(worker_t *w)
 {
-    if (!w->stopping || w->nsessions > 0 || uv_is_closing((uv_handle_t *)&w->sweep))
+    if (!w->stopping || w->nsessions > 0 || !ws_worker_idle(w) ||
+        uv_is_closing((uv_handle_t *)&w->sweep))
         return;
+    ws_worker_close(w);
     uv_close((uv_handle_t *)&w->flush, NULL);
     uv_close((uv_handle_t *)&w->sweep, NULL);
     mbox_close(&w->box, NULL);
@@ -236,6 +239,8 @@ static void handle(worker_t *w, worker_msg_t *m)
         if (w->stopping) {
             close(m->u.conn.fd);
             acceptor_conn_closed(w->srv->acceptor, &m->u.conn.peer);
+        } else if (m->u.conn.ws) {
+            ws_adopt(w, m->u.conn.fd, &m->u.conn.peer);
         } else if (session_open(w, m->u.conn.fd, &m->u.conn.peer) < 0) {
             LOG_RL(LOG_LVL_WARN, "cannot adopt a connection");
         }
@@ -325,6 +330,8 @@ int worker_open(worker_t *w)
         return rc;
     w->flush.data = w;
     if ((rc = uv_check_start(&w->flush, on_flush)) < 0)
+        return rc;
+    if ((rc = ws_worker_open(w)) < 0)
         return rc;
     return uv_timer_start(&w->sweep, on_sweep, WORKER_SWEEP_MS, WORKER_SWEEP_MS);
 }

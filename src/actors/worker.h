@@ -58,6 +58,7 @@ typedef struct worker_msg {
         struct {
             int fd;
             peer_addr_t peer;
+            bool ws; /* from ws_listen: HTTP first, then a WebSocket session */
         } conn;
         struct {
             uint64_t sid;
@@ -91,6 +92,7 @@ typedef struct worker_stats {
 typedef struct worker {
     server_t *srv;
     worker_stats_t stats;
+    struct ws_ctx *ws;        /* HTTP and WebSocket connections (actors/ws.c), or NULL */
     uint32_t index;
     char tag[16];             /* log tag: "w0", "w1", ... */
     uv_thread_t thread;

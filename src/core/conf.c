@@ -69,6 +69,12 @@ static const opt_t opts[] = {
      "bearer token /metrics asks for (empty: none)"},
     {"token_ttl_s", "S", K_U32, F(token_ttl_s), 1, UINT32_MAX,
      "longest token lifetime the apps mint; revoke-tokens refuses tokens expiring within it"},
+    {"ws_listen", "HOST:PORT", K_LISTEN_OFF, F(ws_listen), 0, 0,
+     "WebSocket endpoint GET /ws, same frames as TCP (off: none)"},
+    {"ws_origins", "LIST", K_SECRET, F(ws_origins), 0, 0,
+     "Origins allowed to open /ws, comma-separated (empty: the page's own; *: any)"},
+    {"dev_tokens", "BOOL", K_BOOL, F(dev_tokens), 0, 0,
+     "DEVELOPMENT ONLY: GET /dev/token on ws_listen mints any user's token"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -122,6 +128,7 @@ void conf_defaults(conf_t *c)
     c->log_level = LOG_LVL_INFO;
     (void)snprintf(c->admin_listen, sizeof(c->admin_listen), "%s", "127.0.0.1:7401");
     c->token_ttl_s = 86400;
+    (void)snprintf(c->ws_listen, sizeof(c->ws_listen), "%s", "127.0.0.1:7480");
 }
 
 /* Strict unsigned decimal: digits only (no sign, space or base prefix), within [min, max]. */
@@ -203,9 +210,9 @@ int conf_set(conf_t *c, const char *key, const char *value, char *err, size_t er
         memcpy(field, value, strlen(value) + 1);
         return 0;
     case K_SECRET:
-        if (strlen(value) >= sizeof(c->metrics_token))
-            return fail(err, errlen, "bad value for %s: at most %zu bytes", o->name,
-                        sizeof(c->metrics_token) - 1);
+        if (strlen(value) >= CONF_STR_MAX)
+            return fail(err, errlen, "bad value for %s: at most %d bytes", o->name,
+                        CONF_STR_MAX - 1);
         memcpy(field, value, strlen(value) + 1);
         return 0;
     case K_LISTEN_OFF:
@@ -239,9 +246,9 @@ int conf_set(conf_t *c, const char *key, const char *value, char *err, size_t er
         return 0;
     case K_BOOL:
         if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "1") == 0)
-            c->single_session = true;
+            *(bool *)field = true;
         else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 || strcmp(value, "0") == 0)
-            c->single_session = false;
+            *(bool *)field = false;
         else
             return fail(err, errlen,
                         "bad value '" SHOWN "' for %s: expected true, false, yes, no, 1 or 0",
@@ -458,7 +465,7 @@ static void show_default(const conf_t *d, const opt_t *o, char *buf, size_t len)
         (void)snprintf(buf, len, "%s", d->durability == CONF_DURABILITY_SYNC ? "sync" : "nosync");
         return;
     case K_BOOL:
-        (void)snprintf(buf, len, "%s", d->single_session ? "true" : "false");
+        (void)snprintf(buf, len, "%s", *(const bool *)field ? "true" : "false");
         return;
     case K_LOGLEVEL:
         (void)snprintf(buf, len, "%s",

@@ -29,6 +29,8 @@ enum { CONF_DURABILITY_SYNC = 0, CONF_DURABILITY_NOSYNC = 1 };
  */
 #define CONF_MSG_ROOM 512
 
+#define CONF_STR_MAX 512 /* bytes of a free-form string value, NUL included */
+
 typedef struct conf {
     char listen[256];          /* "HOST:PORT"; default "127.0.0.1:7400"; port 0 = any free */
     char data[1024];           /* data directory; default "data" */
@@ -57,8 +59,13 @@ typedef struct conf {
     bool single_session;       /* one session per user in all; default false */
     int log_level;             /* LOG_LVL_*; default info */
     char admin_listen[256];    /* admin HTTP "HOST:PORT" or "off"; default "127.0.0.1:7401" */
-    char metrics_token[129];   /* bearer token for /metrics; default "" (none asked) */
+    char metrics_token[CONF_STR_MAX]; /* bearer token for /metrics; default "" (none) */
     uint32_t token_ttl_s;      /* longest token lifetime apps mint; default 86400 */
+    char ws_listen[256];       /* WebSocket endpoint "HOST:PORT" or "off"; default
+                                  "127.0.0.1:7480" */
+    char ws_origins[CONF_STR_MAX]; /* Origins allowed on /ws: "" (default) the page's own,
+                                      "*" any, else a comma-separated list */
+    bool dev_tokens;           /* GET /dev/token mints tokens (development only); false */
 } conf_t;
 
 /** Fill @p c with the defaults above. */

@@ -54,13 +54,17 @@ static bool read_ready(tsrv_t *t)
         fclose(f);
         return false;
     }
-    t->admin_port = 0;
+    t->admin_port = t->ws_port = 0;
     while (fgets(line, sizeof(line), f) != NULL) {
         char *p = strstr(line, "cimd ready: listening on ");
         char *k = strstr(line, " key ");
         char *ad = strstr(line, "admin: listening on ");
+        char *ws = strstr(line, "ws: listening on ");
         if (ad != NULL && strrchr(ad, ':') != NULL)
             t->admin_port = atoi(strrchr(ad, ':') + 1);
+        if (ws != NULL)
+            t->ws_port = atoi(strchr(ws + 17 + 1, ':') ? strrchr(strtok(ws + 17, " "), ':') + 1
+                                                        : "0");
         if (p == NULL || k == NULL)
             continue;
         char hex[65], addr[128];
@@ -94,6 +98,8 @@ static void spawn(tsrv_t *t)
     argv[argc++] = "nosync";
     /* Any free port (a later flag may turn it off), read back from the log as the port. */
     argv[argc++] = "--admin_listen";
+    argv[argc++] = "127.0.0.1:0";
+    argv[argc++] = "--ws_listen";
     argv[argc++] = "127.0.0.1:0";
     for (int i = 0; i < t->nargs && argc < MAX_ARGS - 1; i++) {
         argv[argc++] = t->args + off;

@@ -21,6 +21,7 @@ typedef struct tsrv {
     pid_t pid;
     int port;
     int admin_port; /* the admin HTTP listener's (0: admin_listen = off) */
+    int ws_port;    /* the WebSocket endpoint's (0: ws_listen = off) */
     uint8_t key[32];
     bool new_identity; /* the ready line said this start created the identity key */
     char dir[256];
