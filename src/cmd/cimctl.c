@@ -27,6 +27,7 @@
 #include "core/log.h"
 #include "core/rc.h"
 #include "core/token.h"
+#include "core/version.h"
 
 #define DEFAULT_DATA "data"
 #define DEFAULT_APP "default"
@@ -369,7 +370,8 @@ static void list_cmds(FILE *f, const char *group)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: cimctl [--data DIR] COMMAND [ARGS]\n\n"
+    fprintf(f, "usage: cimctl [--data DIR] COMMAND [ARGS]\n"
+               "       cimctl --help | --version\n\n"
                "Administer a cim data directory (default '" DEFAULT_DATA "'); safe while "
                "cimd runs.\n\ncommands:\n");
     list_cmds(f, NULL);
@@ -525,6 +527,7 @@ int main(int argc, char **argv)
     static const struct option gopts[] = {
         {"data", required_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     ctl_t c = {.data = DEFAULT_DATA, .ttl = DEFAULT_TTL};
@@ -539,6 +542,9 @@ int main(int argc, char **argv)
             c.data = optarg;
         } else if (opt == 'h') {
             usage(stdout);
+            return 0;
+        } else if (opt == 'V') {
+            version_print("cimctl");
             return 0;
         } else {
             fail("%s '%s' (see 'cimctl --help')",

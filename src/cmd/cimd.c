@@ -9,10 +9,12 @@
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/rc.h"
+#include "core/version.h"
 
 static void usage(void)
 {
     printf("usage: cimd [--data DIR] [--listen HOST:PORT] [--config FILE] [--KEY VALUE ...]\n"
+           "       cimd --help | --version\n"
            "\n"
            "The cim instant-messaging server. Every configuration key is also a flag;\n"
            "flags override the config file. Keys:\n\n");
@@ -43,6 +45,10 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage();
+            return 0;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            version_print("cimd");
             return 0;
         }
     }
