@@ -58,11 +58,13 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_level(conf.log_level);
+    if (conf.log_format == LOG_FMT_JSON)
+        log_use_json();
     raise_nofile();
     /* libuv does not ignore SIGPIPE; a peer that vanishes mid-write must not kill us. */
     signal(SIGPIPE, SIG_IGN);
     if ((rc = chan_global_init()) < 0) {
-        fprintf(stderr, "cimd: OpenSSL lacks what cim needs: %s\n", rc_str(rc));
+        LOG_ERROR("OpenSSL lacks what cim needs: %s", rc_str(rc));
         return 1;
     }
     /* server_start logs why it failed, as one line (e.g. "data directory D is in use by
@@ -75,7 +77,7 @@ int main(int argc, char **argv)
     server_free(srv);
     chan_global_free();
     if (rc < 0) {
-        fprintf(stderr, "cimd: %s\n", rc_str(rc));
+        LOG_ERROR("cimd failed: %s", rc_str(rc));
         return 1;
     }
     return 0;
