@@ -8,6 +8,7 @@
 #include "core/chan.h"
 #include "core/conf.h"
 #include "core/log.h"
+#include "core/notify.h"
 #include "core/rc.h"
 #include "core/version.h"
 
@@ -61,6 +62,7 @@ int main(int argc, char **argv)
     if (conf.log_format == LOG_FMT_JSON)
         log_use_json();
     raise_nofile();
+    notify_init();
     /* libuv does not ignore SIGPIPE; a peer that vanishes mid-write must not kill us. */
     signal(SIGPIPE, SIG_IGN);
     if ((rc = chan_global_init()) < 0) {
