@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/backup.h"
 #include "core/chan.h"
 #include "core/datadir.h"
 #include "core/kv.h"
@@ -56,7 +57,8 @@ struct cmd {
     int npos;            /* exact number of positionals */
     bool app, user, ttl; /* which options it takes */
     int (*run)(ctl_t *c);
-    bool init; /* creates the data directory and opens c->kv itself; the others need one */
+    bool init; /* opens what it needs itself (init, backup, restore); for the others, main
+                  opens c->kv on an existing data directory */
 };
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -335,6 +337,38 @@ out:
     return rc;
 }
 
+/* A hot, compacted copy of the data directory into a new or empty DIR (core/backup). */
+static int cmd_backup(ctl_t *c)
+{
+    char why[512];
+    uint64_t bytes = 0;
+    int rc;
+
+    if ((rc = backup_make(c->data, c->pos[0], why, sizeof(why), &bytes)) < 0) {
+        fail("%s", why);
+        return rc;
+    }
+    printf("backed up %s to %s (%s %llu bytes, %s)\n", c->data, c->pos[0], DATADIR_DATA,
+           (unsigned long long)bytes, DATADIR_IDENTITY);
+    return 0;
+}
+
+/* A backup put back as the (new or empty) data directory. */
+static int cmd_restore(ctl_t *c)
+{
+    uint8_t pub[CHAN_KEY];
+    char why[512], hex[2 * CHAN_KEY + 1];
+    int rc;
+
+    if ((rc = backup_restore(c->pos[0], c->data, why, sizeof(why), pub)) < 0) {
+        fail("%s", why);
+        return rc;
+    }
+    chan_hex(pub, hex);
+    printf("restored %s into %s; identity key %s\n", c->pos[0], c->data, hex);
+    return 0;
+}
+
 static const cmd_t cmds[] = {
     {"init", "", "make a new data directory, print its identity key (64 hex)", 0, false,
      false, false, cmd_init, true},
@@ -351,6 +385,10 @@ static const cmd_t cmds[] = {
      false, cmd_user_add, false},
     {"user list", "[--app A]", "list an app's users, one per line", 0, true, false, false,
      cmd_user_list, false},
+    {"backup", "DIR", "hot, compacted copy of the data into a new or empty DIR", 1,
+     false, false, false, cmd_backup, true},
+    {"restore", "DIR", "put the backup DIR back as --data (new or empty)", 1, false,
+     false, false, cmd_restore, true},
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 
