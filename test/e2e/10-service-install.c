@@ -149,12 +149,11 @@ TEST_TIMEOUT(install_client_builds_with_pkg_config, 120)
     ASSERT_TRUE(strncmp(out, "SEND_ACK OK ", 12) == 0);
     ASSERT_TRUE(strtoull(out + 12, NULL, 10) > 0);
 
-    /* Static: libcim.a and what `pkg-config --static` adds for it; no libcim.so needed. */
+    /* Static: libcim.a (-l:libcim.a for pkg-config's -lcim) and what `pkg-config --static`
+     * adds for it; no libcim.so needed. */
     snprintf(exe, sizeof(exe), "%s/client-static", dir);
-    snprintf(libs, sizeof(libs), "'%s%s/libcim.a' $(pkg-config --static --libs cim)", root(),
-             CIM_STAGE_LIBDIR);
-    build_client(exe, libs);
-    snprintf(cmd, sizeof(cmd), "readelf -d '%s' | grep -c 'libcim.so' || true", exe);
+    build_client(exe, "$(pkg-config --static --libs cim | sed 's/-lcim /-l:libcim.a /')");
+    snprintf(cmd, sizeof(cmd), "readelf -d '%s' | grep -c 'libcim\\.so' || true", exe);
     ASSERT_EQ(sh(out, sizeof(out), cmd), 0);
     ASSERT_STREQ(out, "0\n");
     snprintf(cmd, sizeof(cmd), "'%s' %d %s alice '%s' bob 2>&1", exe, t.port, hex, tok);
