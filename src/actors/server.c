@@ -13,10 +13,12 @@
 #include "actors/router.h"
 #include "actors/store.h"
 #include "actors/throttle.h"
+#include "actors/watchdog.h"
 #include "actors/worker.h"
 #include "actors/ws.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/notify.h"
 #include "core/rc.h"
 
 /* The main thread's loop: acceptor and signals. Reached only from the main thread. */
@@ -24,6 +26,7 @@ struct main_loop {
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
     uv_async_t stop;
+    watchdog_t *watchdog; /* NULL unless systemd asked for keep-alives */
 };
 typedef struct main_loop main_loop_t;
 
@@ -71,6 +74,7 @@ int server_start(const conf_t *conf, server_t **out)
      * free, so memory a burst took is given back, not kept by the allocator. Setting the
      * threshold also stops glibc raising it after such a free. */
     (void)mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    (void)notify_send("STATUS=opening %s", conf->data); /* best effort, as every notify */
     if (mkdir(conf->data, 0700) < 0 && errno != EEXIST) {
         rc = -errno;
         LOG_ERROR("cannot create data directory %s: %s", conf->data, strerror(errno));
@@ -180,11 +184,22 @@ int server_run(server_t *s)
              acceptor_address(s->acceptor), hex, s->nworkers,
              s->identity_created ? " (new identity created in " : "",
              s->identity_created ? s->conf->data : "", s->identity_created ? ")" : "");
+    /* Serving: the listener is up and the store open. Sent before the loop runs (a loop
+     * callback must not block on the manager's socket). */
+    (void)notify_send("READY=1\nSTATUS=serving on %s, %u workers", acceptor_address(s->acceptor),
+                      s->nworkers);
+    if ((rc = watchdog_start(s, &m->loop, &m->watchdog)) < 0) {
+        LOG_ERROR("cannot start the watchdog timer: %s", uv_strerror(rc));
+        goto stop;
+    }
     atomic_store(&s->ready, 1);
     uv_run(&m->loop, UV_RUN_DEFAULT);
     atomic_store(&s->stopping, 1);
     rc = 0;
 stop:
+    (void)notify_send("STOPPING=1\nSTATUS=shutting down");
+    watchdog_close(m->watchdog);
+    m->watchdog = NULL;
     /* Order matters: the listener stops taking connections first (a closed poll handle
      * is only freed by the next loop run), then every worker says BYE and drains, then
      * the store commits what the workers queued, and the acceptor, which counted the

@@ -208,6 +208,7 @@ static void on_sweep(uv_timer_t *t)
     uint64_t idle_ms = (uint64_t)c->heartbeat_s * 3000;
     session_t *s;
 
+    atomic_store_explicit(&w->swept_ms, now, memory_order_relaxed);
     while ((s = w->pending.head) != NULL && now - s->since_ms >= login_ms)
         session_close(s, cim_Code_TIMEOUT, "login timeout");
     while ((s = w->live.head) != NULL && now - s->since_ms >= idle_ms)
@@ -320,6 +321,7 @@ int worker_open(worker_t *w)
     int rc;
     if ((rc = uv_loop_init(&w->loop)) < 0)
         return rc;
+    atomic_store_explicit(&w->swept_ms, uv_now(&w->loop), memory_order_relaxed);
     if ((rc = mbox_init(&w->box, &w->loop, WORKER_MBOX_MAX, on_wake)) < 0)
         return rc;
     w->box.data = w;

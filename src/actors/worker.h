@@ -116,6 +116,7 @@ typedef struct worker {
     slist_t closing;          /* BYE sent, waiting for the flush, by close time */
     struct session *backlog;  /* sessions with bytes queued on their socket (slow readers) */
     _Atomic uint64_t heaviest; /* the most bytes one of them holds, as of the last sweep */
+    _Atomic uint64_t swept_ms; /* worker_now() at the last sweep: proof of life (watchdog) */
     uint64_t freed;           /* output bytes closed sessions held, since the last malloc_trim */
     bool stopping;
     uint64_t stop_deadline_ms;

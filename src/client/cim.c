@@ -462,6 +462,18 @@ void cimc_push_free(cimc_push_t *p)
     p->body_len = 0;
 }
 
+/* cim.h gives its callers core/rc.h's codes under its own names: keep them equal. */
+_Static_assert(CIMC_EPROTO == RC_EPROTO && CIMC_ETOOBIG == RC_ETOOBIG &&
+                   CIMC_EFULL == RC_EFULL && CIMC_ECLOSED == RC_ECLOSED &&
+                   CIMC_ECRYPTO == RC_ECRYPTO && CIMC_EINVAL == RC_EINVAL &&
+                   CIMC_EKEY == RC_EKEY && CIMC_ETIMEDOUT == RC_ETIMEDOUT,
+               "cim.h's CIMC_E* differ from core/rc.h");
+
+const char *cimc_strerror(int rc)
+{
+    return rc_str(rc);
+}
+
 const char *cimc_code_str(int code)
 {
     const char *name = cim_Code_name((cim_Code)code); /* generated (cim.options) */

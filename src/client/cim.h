@@ -18,11 +18,19 @@
  * the visibly named trust_on_first_use flag; the key seen is then readable with
  * cimc_server_key() so the caller can store it.
  *
- * Errors: functions return 0 or a negative rc (core/rc.h): -ECONNREFUSED etc. from the
- * socket, RC_EKEY (wrong server key), RC_ECRYPTO (handshake or frame failure),
- * RC_ETIMEDOUT, RC_ECLOSED (the server closed; cimc_bye() tells why when it sent BYE),
- * RC_EPROTO (the server sent something malformed). A request the server rejected is not
- * an rc: the call returns 0 and the response's code/reason say why.
+ * Errors: functions return 0 or a negative rc: -ECONNREFUSED etc. from the socket,
+ * CIMC_EKEY (wrong server key), CIMC_ECRYPTO (handshake or frame failure),
+ * CIMC_ETIMEDOUT, CIMC_ECLOSED (the server closed; cimc_bye() tells why when it sent BYE),
+ * CIMC_EPROTO (the server sent something malformed); cimc_strerror() names any of them.
+ * (Inside cim these are core/rc.h's RC_* codes, the same values.) A request the server
+ * rejected is not an rc: the call returns 0 and the response's code/reason say why.
+ *
+ * Installed (scons install), this header lives in PREFIX/include/cim/ with the two it
+ * includes, cim.pb.h (the generated messages) and core/frame_type.h (the FT_* frame
+ * types); `pkg-config --cflags cim` gives -IPREFIX/include/cim, so programs say
+ * #include <cim.h>. Besides those it needs libuv's and nanopb's headers (uv.h, pb.h).
+ * With -std=c11 (not gnu11), define _POSIX_C_SOURCE 200809L first: uv.h uses POSIX
+ * thread types.
  *
  * Heartbeat (PROTOCOL.md §3: PING when nothing was sent for heartbeat_s): the async API
  * does it itself; a blocking caller that stays connected while idle pings, guided by
@@ -43,6 +51,25 @@
 #include <uv.h>
 
 #include "cim.pb.h"
+#include "core/frame_type.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The error codes of this API besides -errno (values of core/rc.h, checked at build). */
+#define CIMC_EPROTO    (-20001) /**< the server sent something malformed */
+#define CIMC_ETOOBIG   (-20002) /**< a length over its cap (a body over cimc_max_body) */
+#define CIMC_EFULL     (-20004) /**< a bounded queue is full (async output, CIMC_ASYNC_WQ_MAX) */
+#define CIMC_ECLOSED   (-20005) /**< the connection is closed or closing */
+#define CIMC_ECRYPTO   (-20006) /**< handshake or frame authentication failed */
+#define CIMC_EINVAL    (-20008) /**< an argument out of range or malformed */
+#define CIMC_EKEY      (-20011) /**< the server's identity is not the pinned key */
+#define CIMC_ETIMEDOUT (-20012) /**< no answer within timeout_ms */
+
+/** Describe any rc a cimc_* call returned (-errno too), as strerror does. A static string;
+ *  any thread. */
+const char *cimc_strerror(int rc);
 
 typedef struct cimc cimc_t;
 
@@ -426,5 +453,9 @@ bool cimc_async_is_open(const cimc_t *c);
 
 /** Requests in flight (sent, not yet answered) on @p c. */
 unsigned cimc_async_pending(const cimc_t *c);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "cmd/cimctl_http.h"
+#include "core/backup.h"
 #include "core/chan.h"
 #include "core/datadir.h"
 #include "core/kv.h"
@@ -30,6 +31,7 @@
 #include "core/mem.h"
 #include "core/rc.h"
 #include "core/token.h"
+#include "core/version.h"
 
 #define DEFAULT_DATA "data"
 #define DEFAULT_APP "default"
@@ -61,7 +63,8 @@ struct cmd {
     int npos;            /* exact number of positionals */
     bool app, user, ttl; /* which options it takes */
     int (*run)(ctl_t *c);
-    bool init; /* creates the data directory and opens c->kv itself; the others need one */
+    bool init; /* opens what it needs itself (init, backup, restore); for the others, main
+                  opens c->kv on an existing data directory */
     bool http; /* talks to the running cimd's admin API (--admin; send: --group, --system) */
 };
 
@@ -341,6 +344,38 @@ out:
     return rc;
 }
 
+/* A hot, compacted copy of the data directory into a new or empty DIR (core/backup). */
+static int cmd_backup(ctl_t *c)
+{
+    char why[512];
+    uint64_t bytes = 0;
+    int rc;
+
+    if ((rc = backup_make(c->data, c->pos[0], why, sizeof(why), &bytes)) < 0) {
+        fail("%s", why);
+        return rc;
+    }
+    printf("backed up %s to %s (%s %llu bytes, %s)\n", c->data, c->pos[0], DATADIR_DATA,
+           (unsigned long long)bytes, DATADIR_IDENTITY);
+    return 0;
+}
+
+/* A backup put back as the (new or empty) data directory. */
+static int cmd_restore(ctl_t *c)
+{
+    uint8_t pub[CHAN_KEY];
+    char why[512], hex[2 * CHAN_KEY + 1];
+    int rc;
+
+    if ((rc = backup_restore(c->pos[0], c->data, why, sizeof(why), pub)) < 0) {
+        fail("%s", why);
+        return rc;
+    }
+    chan_hex(pub, hex);
+    printf("restored %s into %s; identity key %s\n", c->pos[0], c->data, hex);
+    return 0;
+}
+
 /* ---- commands through the running cimd's admin API (docs/ADMIN-API.md) ---------------- */
 
 /* Call the admin API as app c->app (its secret read from the data dir). Prints nothing on
@@ -467,13 +502,18 @@ static const cmd_t cmds[] = {
      cmd_app_add, false, false},
     {"app show", "NAME", "print an app's secret (64 hex)", 1, false, false, false,
      cmd_app_show, false, false},
-    {"app list", "", "list the apps, one per line", 0, false, false, false, cmd_app_list, false, false},
+    {"app list", "", "list the apps, one per line", 0, false, false, false, cmd_app_list,
+     false, false},
     {"token", "[--app A] --user U [--ttl SECONDS]", "print a login token for U", 0, true,
      true, true, cmd_token, false, false},
     {"user add", "U [--app A]", "register a user before their first login", 1, true, false,
      false, cmd_user_add, false, false},
     {"user list", "[--app A]", "list an app's users, one per line", 0, true, false, false,
      cmd_user_list, false, false},
+    {"backup", "DIR", "hot, compacted copy of the data into a new or empty DIR", 1,
+     false, false, false, cmd_backup, true, false},
+    {"restore", "DIR", "put the backup DIR back as --data (new or empty)", 1, false,
+     false, false, cmd_restore, true, false},
     {"kick", "U [--app A] [--admin HOST:PORT]",
      "close every session of U (BYE KICKED) on the running cimd", 1, true, false, false,
      cmd_kick, false, true},
@@ -504,7 +544,8 @@ static void list_cmds(FILE *f, const char *group)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: cimctl [--data DIR] COMMAND [ARGS]\n\n"
+    fprintf(f, "usage: cimctl [--data DIR] COMMAND [ARGS]\n"
+               "       cimctl --help | --version\n\n"
                "Administer a cim data directory (default '" DEFAULT_DATA "'); safe while "
                "cimd runs.\n\ncommands:\n");
     list_cmds(f, NULL);
@@ -671,6 +712,7 @@ int main(int argc, char **argv)
     static const struct option gopts[] = {
         {"data", required_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     ctl_t c = {.data = DEFAULT_DATA, .ttl = DEFAULT_TTL};
@@ -685,6 +727,9 @@ int main(int argc, char **argv)
             c.data = optarg;
         } else if (opt == 'h') {
             usage(stdout);
+            return 0;
+        } else if (opt == 'V') {
+            version_print("cimctl");
             return 0;
         } else {
             fail("%s '%s' (see 'cimctl --help')",

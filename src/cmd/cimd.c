@@ -8,11 +8,14 @@
 #include "core/chan.h"
 #include "core/conf.h"
 #include "core/log.h"
+#include "core/notify.h"
 #include "core/rc.h"
+#include "core/version.h"
 
 static void usage(void)
 {
     printf("usage: cimd [--data DIR] [--listen HOST:PORT] [--config FILE] [--KEY VALUE ...]\n"
+           "       cimd --help | --version\n"
            "\n"
            "The cim instant-messaging server. Every configuration key is also a flag;\n"
            "flags override the config file. Keys:\n\n");
@@ -45,6 +48,10 @@ int main(int argc, char **argv)
             usage();
             return 0;
         }
+        if (strcmp(argv[i], "--version") == 0) {
+            version_print("cimd");
+            return 0;
+        }
     }
     conf_defaults(&conf);
     if (conf_parse_args(&conf, argc, argv, err, sizeof(err)) < 0) {
@@ -52,11 +59,14 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_level(conf.log_level);
+    if (conf.log_format == LOG_FMT_JSON)
+        log_use_json();
     raise_nofile();
+    notify_init();
     /* libuv does not ignore SIGPIPE; a peer that vanishes mid-write must not kill us. */
     signal(SIGPIPE, SIG_IGN);
     if ((rc = chan_global_init()) < 0) {
-        fprintf(stderr, "cimd: OpenSSL lacks what cim needs: %s\n", rc_str(rc));
+        LOG_ERROR("OpenSSL lacks what cim needs: %s", rc_str(rc));
         return 1;
     }
     /* server_start logs why it failed, as one line (e.g. "data directory D is in use by
@@ -69,7 +79,7 @@ int main(int argc, char **argv)
     server_free(srv);
     chan_global_free();
     if (rc < 0) {
-        fprintf(stderr, "cimd: %s\n", rc_str(rc));
+        LOG_ERROR("cimd failed: %s", rc_str(rc));
         return 1;
     }
     return 0;

@@ -11,7 +11,8 @@
 #include "core/snowflake.h"
 
 /* How a key's text becomes a value. */
-enum kind { K_PATH, K_LISTEN, K_LISTEN_OFF, K_SECRET, K_U32, K_DURABILITY, K_BOOL, K_LOGLEVEL };
+enum kind { K_PATH, K_LISTEN, K_LISTEN_OFF, K_SECRET, K_U32, K_DURABILITY, K_BOOL, K_LOGLEVEL,
+            K_LOGFORMAT };
 
 typedef struct opt {
     const char *name;
@@ -25,6 +26,21 @@ typedef struct opt {
 #define F(field) offsetof(conf_t, field)
 #define STR_(x) #x
 #define STR(x) STR_(x)
+
+/* The keys whose value is one of a few words, stored as the word's index (an int):
+ * CONF_DURABILITY_*, LOG_LVL_*, LOG_FMT_*. */
+static const char *const durabilities[] = {"sync", "nosync", NULL};
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
+
+/* @return the NULL-terminated words of a word kind, NULL for any other kind. */
+static const char *const *words_of(enum kind k)
+{
+    return k == K_DURABILITY ? durabilities
+           : k == K_LOGLEVEL ? log_levels
+           : k == K_LOGFORMAT ? log_formats
+                              : NULL;
+}
 
 /* The single table of keys: conf_set, the file, the flags and the usage text all use it. */
 static const opt_t opts[] = {
@@ -63,6 +79,8 @@ static const opt_t opts[] = {
     {"single_session", "BOOL", K_BOOL, F(single_session), 0, 0,
      "one session per user in all (true|false)"},
     {"log_level", "LEVEL", K_LOGLEVEL, F(log_level), 0, 0, "error, warn, info or debug"},
+    {"log_format", "FORMAT", K_LOGFORMAT, F(log_format), 0, 0,
+     "text, or json (JSON lines: time, level, thread, event, fields)"},
     {"admin_listen", "HOST:PORT", K_LISTEN_OFF, F(admin_listen), 0, 0,
      "admin HTTP API, /metrics, /healthz (off: none; docs/ADMIN-API.md)"},
     {"metrics_token", "TOKEN", K_SECRET, F(metrics_token), 0, 0,
@@ -126,6 +144,7 @@ void conf_defaults(conf_t *c)
     c->login_fail_window_s = 60;
     c->single_session = false;
     c->log_level = LOG_LVL_INFO;
+    c->log_format = LOG_FMT_TEXT;
     (void)snprintf(c->admin_listen, sizeof(c->admin_listen), "%s", "127.0.0.1:7401");
     c->token_ttl_s = 86400;
     (void)snprintf(c->ws_listen, sizeof(c->ws_listen), "%s", "127.0.0.1:7480");
@@ -184,6 +203,20 @@ int conf_listen_split(const conf_t *c, char *host, size_t hostlen, int *port)
     return split_listen(c->listen, host, hostlen, port);
 }
 
+/* "a, b or c" of a NULL-terminated word list, into @p buf. */
+static const char *words_list(const char *const *words, char *buf, size_t len)
+{
+    size_t n = 0;
+
+    buf[0] = '\0';
+    for (int i = 0; words[i] != NULL && n < len; i++) {
+        const char *sep = i == 0 ? "" : words[i + 1] == NULL ? " or " : ", ";
+        int k = snprintf(buf + n, len - n, "%s%s", sep, words[i]);
+        n += k > 0 ? (size_t)k : 0;
+    }
+    return buf;
+}
+
 /* The value as shown in an error: bounded, so a runaway argument cannot flood the line. */
 #define SHOWN "%.80s"
 
@@ -191,8 +224,8 @@ int conf_set(conf_t *c, const char *key, const char *value, char *err, size_t er
 {
     const opt_t *o = find(key);
     char *field;
-    char host[256];
-    int port, lvl;
+    char host[256], list[128];
+    int port;
     uint32_t u;
 
     if (o == NULL) {
@@ -235,15 +268,6 @@ int conf_set(conf_t *c, const char *key, const char *value, char *err, size_t er
                         value, o->name, o->min, o->max);
         memcpy(field, &u, sizeof(u));
         return 0;
-    case K_DURABILITY:
-        if (strcmp(value, "sync") == 0)
-            c->durability = CONF_DURABILITY_SYNC;
-        else if (strcmp(value, "nosync") == 0)
-            c->durability = CONF_DURABILITY_NOSYNC;
-        else
-            return fail(err, errlen, "bad value '" SHOWN "' for %s: expected sync or nosync", value,
-                        o->name);
-        return 0;
     case K_BOOL:
         if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "1") == 0)
             *(bool *)field = true;
@@ -254,13 +278,17 @@ int conf_set(conf_t *c, const char *key, const char *value, char *err, size_t er
                         "bad value '" SHOWN "' for %s: expected true, false, yes, no, 1 or 0",
                         value, o->name);
         return 0;
+    case K_DURABILITY:
     case K_LOGLEVEL:
-        if (log_level_parse(value, &lvl) < 0)
-            return fail(err, errlen,
-                        "bad value '" SHOWN "' for %s: expected error, warn, info or debug", value,
-                        o->name);
-        c->log_level = lvl;
-        return 0;
+    case K_LOGFORMAT:
+        for (int i = 0; words_of(o->kind)[i] != NULL; i++) {
+            if (strcmp(value, words_of(o->kind)[i]) == 0) {
+                memcpy(field, &i, sizeof(i));
+                return 0;
+            }
+        }
+        return fail(err, errlen, "bad value '" SHOWN "' for %s: expected %s", value, o->name,
+                    words_list(words_of(o->kind), list, sizeof(list)));
     }
     return fail(err, errlen, "key '%s' has no parser", key); /* not reached */
 }
@@ -447,8 +475,8 @@ int conf_parse_args(conf_t *c, int argc, char **argv, char *err, size_t errlen)
 static void show_default(const conf_t *d, const opt_t *o, char *buf, size_t len)
 {
     const char *field = (const char *)d + o->off;
-    static const char *const levels[] = {"error", "warn", "info", "debug"};
     uint32_t u;
+    int i;
 
     switch (o->kind) {
     case K_PATH:
@@ -461,15 +489,14 @@ static void show_default(const conf_t *d, const opt_t *o, char *buf, size_t len)
         memcpy(&u, field, sizeof(u));
         (void)snprintf(buf, len, "%u", u);
         return;
-    case K_DURABILITY:
-        (void)snprintf(buf, len, "%s", d->durability == CONF_DURABILITY_SYNC ? "sync" : "nosync");
-        return;
     case K_BOOL:
         (void)snprintf(buf, len, "%s", *(const bool *)field ? "true" : "false");
         return;
+    case K_DURABILITY:
     case K_LOGLEVEL:
-        (void)snprintf(buf, len, "%s",
-                       d->log_level >= 0 && d->log_level <= 3 ? levels[d->log_level] : "?");
+    case K_LOGFORMAT:
+        memcpy(&i, field, sizeof(i));
+        (void)snprintf(buf, len, "%s", words_of(o->kind)[i]);
         return;
     }
 }

@@ -58,6 +58,7 @@ typedef struct conf {
     uint32_t login_fail_window_s; /* that window; default 60 */
     bool single_session;       /* one session per user in all; default false */
     int log_level;             /* LOG_LVL_*; default info */
+    int log_format;            /* LOG_FMT_*; default text */
     char admin_listen[256];    /* admin HTTP "HOST:PORT" or "off"; default "127.0.0.1:7401" */
     char metrics_token[CONF_STR_MAX]; /* bearer token for /metrics; default "" (none) */
     uint32_t token_ttl_s;      /* longest token lifetime apps mint; default 86400 */
@@ -78,7 +79,7 @@ void conf_defaults(conf_t *c);
  * Accepted values: integers are plain decimal digits (no sign, blanks or 0x) within the
  * key's range (see conf_usage); durability is `sync` or `nosync`; single_session is
  * `true`, `false`, `yes`, `no`, `1` or `0`; log_level is `error`, `warn`, `info` or
- * `debug`; listen is `HOST:PORT` (split at the last colon; `[v6addr]:PORT` allowed) with a
+ * `debug`; log_format is `text` or `json`; listen is `HOST:PORT` (split at the last colon; `[v6addr]:PORT` allowed) with a
  * non-empty host and a port 0..65535; data is a non-empty path under 1024 bytes. All words
  * are lower case. On failure @p c is unchanged.
  *

@@ -541,6 +541,26 @@ int kv_grow(kv_t *kv)
     return rc;
 }
 
+int kv_copy(kv_t *kv, int fd)
+{
+    kv_txn_t *txn = NULL;
+    int mrc = MDB_MAP_RESIZED, rc;
+
+    /* The copy begins its own read transaction, which fails with MDB_MAP_RESIZED when cimd
+     * grew the map since this process mapped it; kv_begin adopts the new size. */
+    for (int attempt = 0; attempt < 3 && mrc == MDB_MAP_RESIZED; attempt++) {
+        if ((rc = kv_begin(kv, KV_READ, &txn)) < 0)
+            return rc;
+        kv_abort(txn);
+        if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0)
+            return -errno;
+        pthread_rwlock_rdlock(&kv->remap[shard()]);
+        mrc = mdb_env_copyfd2(kv->env, fd, MDB_CP_COMPACT);
+        pthread_rwlock_unlock(&kv->remap[shard()]);
+    }
+    return kv__rc(mrc, "mdb_env_copyfd2");
+}
+
 int kv_sync(kv_t *kv)
 {
     return kv__rc(mdb_env_sync(kv->env, 1), "mdb_env_sync");

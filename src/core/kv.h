@@ -118,6 +118,18 @@ int kv_grow(kv_t *kv);
 /** Flush to disk (for KV_NOSYNC at shutdown). @return 0 or rc. */
 int kv_sync(kv_t *kv);
 
+/**
+ * Write a compacted copy of the environment's data file to @p fd (LMDB's own hot copy,
+ * mdb_env_copyfd2 with MDB_CP_COMPACT): the state of one read transaction, free pages left
+ * out, so the copy is as small as the data. Safe while other processes (cimd) write: the
+ * copy reads a snapshot and blocks no writer. The result is a data.mdb that kv_open opens
+ * as it is. @p fd is truncated first (and again if a map resized by another process makes
+ * LMDB start over) and not synced: the caller fsyncs. Any kv (KV_RDONLY too); the caller
+ * holds no transaction on this thread.
+ * @return 0, or RC_ESTORE / -errno (the log says which).
+ */
+int kv_copy(kv_t *kv, int fd);
+
 /** @return true when @p s is a valid app or user id: 1..64 bytes of [A-Za-z0-9._@-].
  *          NULL is invalid. Lookups of an invalid id answer RC_ENOTFOUND, adds RC_EINVAL. */
 bool kv_id_valid(const char *s);

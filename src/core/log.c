@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/log_int.h"
 #include "core/rc.h"
 
 int log_level = LOG_LVL_INFO;
@@ -13,6 +14,25 @@ static int log_fd = 2;
 static _Thread_local const char *thread_tag = "main";
 
 static const char *const names[] = {"error", "warn", "info", "debug"};
+
+log__fmt_fn log__fmt = NULL;
+
+const char *log__level_name(int level)
+{
+    return names[level < 0 ? 0 : level > 3 ? 3 : level];
+}
+
+size_t log__time(char *out, size_t outlen, const struct timespec *ts)
+{
+    struct tm tm;
+    size_t n;
+    int k;
+
+    gmtime_r(&ts->tv_sec, &tm);
+    n = strftime(out, outlen, "%Y-%m-%dT%H:%M:%S", &tm);
+    k = snprintf(out + n, outlen - n, ".%03ldZ", ts->tv_nsec / 1000000);
+    return k > 0 && (size_t)k < outlen - n ? n + (size_t)k : n;
+}
 
 int log_level_parse(const char *name, int *out)
 {
@@ -42,23 +62,25 @@ void log_set_thread(const char *tag)
 
 void log_write(int level, const char *fmt, ...)
 {
-    char line[1024];
+    char msg[1024], line[2048];
     struct timespec ts;
-    struct tm tm;
-    size_t n;
+    size_t n = 0;
     va_list ap;
     int k;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-    k = snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s [%s] ", ts.tv_nsec / 1000000,
-                 names[level < 0 ? 0 : level > 3 ? 3 : level], thread_tag);
-    n += k > 0 ? (size_t)k : 0;
     va_start(ap, fmt);
-    k = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+    (void)vsnprintf(msg, sizeof(msg), fmt, ap); /* a longer message is cut: still one line */
     va_end(ap);
-    n = k < 0 ? n : n + (size_t)k >= sizeof(line) - 1 ? sizeof(line) - 2 : n + (size_t)k;
+    /* sizeof(line) - 1: the newline always fits. */
+    if (log__fmt != NULL)
+        n = log__fmt(line, sizeof(line) - 1, level, thread_tag, &ts, msg);
+    if (n == 0) {
+        n = log__time(line, sizeof(line), &ts);
+        k = snprintf(line + n, sizeof(line) - 1 - n, " %-5s [%s] %s", log__level_name(level),
+                     thread_tag, msg);
+        n = k < 0 ? n : n + (size_t)k >= sizeof(line) - 1 ? sizeof(line) - 2 : n + (size_t)k;
+    }
     line[n++] = '\n';
     /* One write per line keeps lines whole across threads; a short write of a log
      * line is not worth a retry loop. */

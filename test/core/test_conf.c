@@ -71,6 +71,7 @@ TEST(conf_defaults)
     ASSERT_EQ(c.login_fail_window_s, 60);
     ASSERT_EQ(c.single_session, false);
     ASSERT_EQ(c.log_level, LOG_LVL_INFO);
+    ASSERT_EQ(c.log_format, LOG_FMT_TEXT);
     ASSERT_OK(conf_listen_split(&c, host, sizeof(host), &port));
     ASSERT_STREQ(host, "127.0.0.1");
     ASSERT_EQ(port, 7400);
@@ -97,6 +98,7 @@ TEST(conf_file_with_comments)
                     "durability = nosync ; inline comment\n"
                     "single_session = yes\n"
                     "log_level = debug\n"
+                    "log_format = json\n"
                     "max_body = 32768\n"
                     "max_msg_bytes = 32000\n"
                     "node_id: 1023\n"
@@ -111,6 +113,7 @@ TEST(conf_file_with_comments)
     ASSERT_EQ(c.durability, CONF_DURABILITY_NOSYNC);
     ASSERT_EQ(c.single_session, true);
     ASSERT_EQ(c.log_level, LOG_LVL_DEBUG);
+    ASSERT_EQ(c.log_format, LOG_FMT_JSON);
     ASSERT_EQ(c.max_body, 32768);
     ASSERT_EQ(c.max_msg_bytes, 32000);
     ASSERT_EQ(c.node_id, 1023);
@@ -322,6 +325,9 @@ TEST(conf_bad_values)
         {"single_session", "2"},
         {"log_level", "verbose"},
         {"log_level", ""},
+        {"log_format", "JSON"},
+        {"log_format", "syslog"},
+        {"log_format", ""},
         {"listen", "7400"},
         {"listen", "host:"},
         {"listen", ":7400"},
@@ -369,6 +375,8 @@ TEST(conf_bad_values)
         {"log_level", "error"},
         {"log_level", "warn"},
         {"log_level", "info"},
+        {"log_format", "json"},
+        {"log_format", "text"},
         {"listen", "localhost:65535"},
         {"listen", "[fe80::1]:1"},
         {"workers", "0"},
@@ -522,30 +530,87 @@ TEST(conf_listen_split)
     ASSERT_RC(conf_listen_split(&c, host, sizeof(host), &port), RC_EINVAL);
 }
 
-TEST(conf_usage)
+/* conf_usage's text, NUL-terminated, into @p buf. */
+static void read_usage(char *buf, size_t len)
 {
     char path[] = "/tmp/cim-usage-XXXXXX";
-    char buf[8192];
     int fd = mkstemp(path);
     ssize_t n;
 
     ASSERT_TRUE(fd >= 0);
     conf_usage(fd);
     ASSERT_EQ(lseek(fd, 0, SEEK_SET), 0);
-    n = read(fd, buf, sizeof(buf) - 1);
+    n = read(fd, buf, len - 1);
     ASSERT_TRUE(n > 0);
     buf[n] = '\0';
     close(fd);
     unlink(path);
+}
+
+TEST(conf_usage)
+{
+    char buf[8192];
+
+    read_usage(buf, sizeof(buf));
     static const char *const keys[] = {
         "--config",           "--listen",          "--data",           "--workers",
         "--node_id",          "--heartbeat_s",     "--max_body",       "--max_msg_bytes",
         "--max_conns_per_ip", "--send_rate",       "--send_burst",     "--durability",
         "--retention_days",   "--recall_window_s", "--max_group_size", "--single_session",
-        "--log_level",        "--login_timeout_s", "--max_conns"};
+        "--log_level",        "--login_timeout_s", "--max_conns",     "--log_format"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         ASSERT_CONTAINS(buf, keys[i]);
     ASSERT_CONTAINS(buf, "127.0.0.1:7400");
     ASSERT_CONTAINS(buf, "16384");
     ASSERT_CONTAINS(buf, "sync");
+}
+
+/* The commented example config (data/cimd.conf, installed as cimd.conf.example) names
+ * every key of the usage table, each as "# key = default": uncommented, it sets every key
+ * to exactly its default. */
+TEST(conf_example_has_every_key_at_its_default)
+{
+    char usage[8192], line[512], err[256], seen[4096] = " ";
+    int nkeys = 0, nlines = 0;
+    conf_t c, d;
+    FILE *f;
+
+    read_usage(usage, sizeof(usage));
+
+    conf_defaults(&c);
+    conf_defaults(&d);
+    f = fopen(CIM_SRC_DIR "/data/cimd.conf", "r");
+    ASSERT_NOT_NULL(f);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char key[64], value[256] = "", *hash;
+        int eq = 0, got = sscanf(line, "# %63[a-z_] =%n", key, &eq);
+        if (got != 1 || eq == 0)
+            continue; /* not a "# key = ..." line */
+        got = sscanf(line + eq, " %255[^\n]", value) == 1 ? 2 : 1;
+        if (got == 1 || value[0] == '#')
+            value[0] = '\0'; /* "# key =" : an empty default */
+        if ((hash = strstr(value, " #")) != NULL) /* a note after the value */
+            *hash = '\0';
+        value[strcspn(value, " ")] = '\0';
+        if (conf_set(&c, key, value, err, sizeof(err)) != 0)
+            TEST_FAIL_("data/cimd.conf: '%s = %s': %s", key, value, err);
+        ASSERT_TRUE(strlen(seen) + strlen(key) + 2 < sizeof(seen));
+        strcat(strcat(seen, key), " ");
+        nlines++;
+    }
+    fclose(f);
+    ASSERT_MEMEQ(&c, &d, sizeof(c)); /* every value shown is the default */
+    /* Every flag of the usage table but --config has its line. */
+    for (char *p = usage; (p = strstr(p, "\n  --")) != NULL; p++) {
+        char key[64], want[70];
+        ASSERT_EQ(sscanf(p + 5, "%63[a-z_]", key), 1);
+        if (strcmp(key, "config") == 0)
+            continue;
+        snprintf(want, sizeof(want), " %s ", key);
+        if (strstr(seen, want) == NULL)
+            TEST_FAIL_("data/cimd.conf has no '# %s = ...' line", key);
+        nkeys++;
+    }
+    ASSERT_TRUE(nkeys >= 24); /* what there was when this test was written */
+    ASSERT_EQ(nlines, nkeys); /* and no key twice */
 }

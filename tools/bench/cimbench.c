@@ -22,6 +22,7 @@
 #include "core/mem.h"
 #include "core/rc.h"
 #include "core/token.h"
+#include "core/version.h"
 #include "proc.h"
 
 #define DEF_DURATION_S  10.0
@@ -891,6 +892,7 @@ static void usage(FILE *f)
         "  --timeout MS      connect+login and each answer (default %d)\n"
         "  --json            print the report as one JSON document\n"
         "  --help            this text\n"
+        "  --version         print cimbench's version and exit\n"
         "\n"
         "Notes:\n"
         "  * c2c, group, sync and fill send far more than cimd's default per-connection rate\n"
@@ -1065,6 +1067,9 @@ static int parse_args(bench_t *b, int argc, char **argv)
 
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
+            exit(0);
+        } else if (strcmp(a, "--version") == 0) {
+            version_print("cimbench");
             exit(0);
         } else if (a[0] != '-') {
             if (o->scenario != NULL)
