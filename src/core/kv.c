@@ -39,8 +39,9 @@
 #define KV_MAX_DBS 32
 #define KV_MAX_READERS 256 /* worker threads, cimdump and cimctl, each txn one slot */
 
-#define APP_VAL_LEN (32 + 8) /* secret || created_ms */
+#define APP_VAL_LEN (32 + 8) /* secret || created_ms; settings may follow */
 #define USER_KEY_MAX (2 * KV_ID_MAX + 1)
+#define USER_VAL_LEN 8 /* created_ms; a flags byte may follow */
 
 
 /* Every named database, opened once by kv_open. A new database is one line here, one
@@ -578,23 +579,66 @@ int kv_last_id_put(kv_txn_t *txn, uint64_t id)
 
 /* ---- apps ------------------------------------------------------------------------- */
 
-int kv_app_get(kv_txn_t *txn, const char *app, uint8_t secret[32])
+/* An app's record: the secret and created_ms, then its settings (none in a record an
+ * older build wrote). @param[out] v borrowed until the txn ends. */
+static int app_rec(kv_txn_t *txn, const char *app, MDB_val *v)
 {
-    MDB_val k, v;
+    MDB_val k;
     int rc;
 
     if (!kv_id_valid(app))
         return RC_ENOTFOUND; /* no such name can have been stored */
     k.mv_size = strlen(app);
     k.mv_data = (void *)app;
-    if ((rc = kv__rc(mdb_get(kv__txn(txn), kv__of(txn)->apps, &k, &v), "mdb_get app")) < 0)
+    if ((rc = kv__rc(mdb_get(kv__txn(txn), kv__of(txn)->apps, &k, v), "mdb_get app")) < 0)
         return rc;
-    if (v.mv_size != APP_VAL_LEN) {
-        LOG_ERROR("kv: app '%s' record has %zu bytes, not %d", app, v.mv_size, APP_VAL_LEN);
+    if (v->mv_size < APP_VAL_LEN || v->mv_size > APP_VAL_LEN + KV_APP_SETTINGS_MAX) {
+        LOG_ERROR("kv: app '%s' record has %zu bytes, not %d..%d", app, v->mv_size,
+                  APP_VAL_LEN, APP_VAL_LEN + KV_APP_SETTINGS_MAX);
         return RC_ESTORE;
     }
+    return 0;
+}
+
+int kv_app_get(kv_txn_t *txn, const char *app, uint8_t secret[32])
+{
+    MDB_val v;
+    int rc;
+
+    if ((rc = app_rec(txn, app, &v)) < 0)
+        return rc;
     memcpy(secret, v.mv_data, 32);
     return 0;
+}
+
+int kv_app_settings_get(kv_txn_t *txn, const char *app, const uint8_t **val, size_t *len)
+{
+    MDB_val v;
+    int rc;
+
+    if ((rc = app_rec(txn, app, &v)) < 0)
+        return rc;
+    *val = (const uint8_t *)v.mv_data + APP_VAL_LEN;
+    *len = v.mv_size - APP_VAL_LEN;
+    return 0;
+}
+
+int kv_app_settings_put(kv_txn_t *txn, const char *app, const void *val, size_t len)
+{
+    uint8_t buf[APP_VAL_LEN + KV_APP_SETTINGS_MAX];
+    MDB_val k = {strlen(app), (void *)app}, v;
+    int rc;
+
+    if (len > KV_APP_SETTINGS_MAX)
+        return RC_ETOOBIG;
+    if ((rc = app_rec(txn, app, &v)) < 0)
+        return rc;
+    memcpy(buf, v.mv_data, APP_VAL_LEN);
+    if (len > 0)
+        memcpy(buf + APP_VAL_LEN, val, len);
+    v.mv_size = APP_VAL_LEN + len;
+    v.mv_data = buf;
+    return kv__rc(mdb_put(kv__txn(txn), kv__of(txn)->apps, &k, &v, 0), "mdb_put app");
 }
 
 int kv_app_add(kv_txn_t *txn, const char *app, const uint8_t secret[32], uint64_t created_ms)
@@ -624,7 +668,7 @@ int kv_app_each(kv_txn_t *txn, int (*cb)(void *ctx, const char *app, uint64_t cr
         goto out;
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == MDB_SUCCESS;
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size == 0 || k.mv_size > KV_ID_MAX || v.mv_size != APP_VAL_LEN) {
+        if (k.mv_size == 0 || k.mv_size > KV_ID_MAX || v.mv_size < APP_VAL_LEN) {
             LOG_ERROR("kv: malformed apps record (key %zu bytes, value %zu bytes)", k.mv_size,
                       v.mv_size);
             rc = RC_ESTORE;
@@ -690,25 +734,68 @@ static size_t user_key(uint8_t buf[USER_KEY_MAX], const char *app, const char *u
     return a + 1 + u;
 }
 
-int kv_user_get(kv_txn_t *txn, const char *app, const char *user, uint64_t *created_ms)
+/* A user's record: created_ms, then a flags byte (absent in a record an older build wrote,
+ * or with no flag set). @param[out] key, k the record's key; v borrowed until the txn ends. */
+static int user_rec(kv_txn_t *txn, const char *app, const char *user,
+                    uint8_t key[USER_KEY_MAX], MDB_val *k, MDB_val *v)
+{
+    int rc;
+
+    if (!kv_id_valid(app) || !kv_id_valid(user))
+        return RC_ENOTFOUND;
+    k->mv_size = user_key(key, app, user);
+    k->mv_data = key;
+    if ((rc = kv__rc(mdb_get(kv__txn(txn), kv__of(txn)->users, k, v), "mdb_get user")) < 0)
+        return rc;
+    if (v->mv_size < USER_VAL_LEN) {
+        LOG_ERROR("kv: user record has %zu bytes, not %d or more", v->mv_size, USER_VAL_LEN);
+        return RC_ESTORE;
+    }
+    return 0;
+}
+
+/* Both parts of a user's record, each if wanted (NULL: not). */
+static int user_read(kv_txn_t *txn, const char *app, const char *user, uint64_t *created_ms,
+                     uint32_t *flags)
 {
     uint8_t key[USER_KEY_MAX];
     MDB_val k, v;
     int rc;
 
-    if (!kv_id_valid(app) || !kv_id_valid(user))
-        return RC_ENOTFOUND;
-    k.mv_size = user_key(key, app, user);
-    k.mv_data = key;
-    if ((rc = kv__rc(mdb_get(kv__txn(txn), kv__of(txn)->users, &k, &v), "mdb_get user")) < 0)
+    if ((rc = user_rec(txn, app, user, key, &k, &v)) < 0)
         return rc;
-    if (v.mv_size != 8) {
-        LOG_ERROR("kv: user record has %zu bytes, not 8", v.mv_size);
-        return RC_ESTORE;
-    }
     if (created_ms != NULL)
         *created_ms = kv__get_be64(v.mv_data);
+    if (flags != NULL)
+        *flags = v.mv_size > USER_VAL_LEN ? ((const uint8_t *)v.mv_data)[USER_VAL_LEN] : 0;
     return 0;
+}
+
+int kv_user_get(kv_txn_t *txn, const char *app, const char *user, uint64_t *created_ms)
+{
+    return user_read(txn, app, user, created_ms, NULL);
+}
+
+int kv_user_flags(kv_txn_t *txn, const char *app, const char *user, uint32_t *flags)
+{
+    return user_read(txn, app, user, NULL, flags);
+}
+
+int kv_user_set_flags(kv_txn_t *txn, const char *app, const char *user, uint32_t flags)
+{
+    uint8_t key[USER_KEY_MAX], val[USER_VAL_LEN + 1];
+    MDB_val k, v;
+    int rc;
+
+    if (flags > 0xff)
+        return RC_EINVAL;
+    if ((rc = user_rec(txn, app, user, key, &k, &v)) < 0)
+        return rc;
+    memcpy(val, v.mv_data, USER_VAL_LEN);
+    val[USER_VAL_LEN] = (uint8_t)flags;
+    v.mv_size = flags != 0 ? USER_VAL_LEN + 1 : USER_VAL_LEN;
+    v.mv_data = val;
+    return kv__rc(mdb_put(kv__txn(txn), kv__of(txn)->users, &k, &v, 0), "mdb_put user");
 }
 
 int kv_user_add(kv_txn_t *txn, const char *app, const char *user, uint64_t created_ms)
@@ -749,7 +836,7 @@ int kv_user_each(kv_txn_t *txn, const char *app,
         if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
             break; /* past this app's users */
         ulen = k.mv_size - plen;
-        if (ulen == 0 || ulen > KV_ID_MAX || v.mv_size != 8) {
+        if (ulen == 0 || ulen > KV_ID_MAX || v.mv_size < USER_VAL_LEN) {
             LOG_ERROR("kv: malformed users record (key %zu bytes, value %zu bytes)",
                       k.mv_size, v.mv_size);
             rc = RC_ESTORE;
