@@ -60,6 +60,14 @@ static const opt_t opts[] = {
      "failed logins per address per window before RATE_LIMITED; 0 = off"},
     {"login_fail_window_s", "S", K_U32, F(login_fail_window_s), 1, 86400,
      "window of login_fail_max"},
+    {"webhook_queue", "N", K_U32, F(webhook_queue), 1, 1000000,
+     "webhook events held at most (docs/WEBHOOKS.md); over it new ones are dropped"},
+    {"webhook_queue_mb", "MIB", K_U32, F(webhook_queue_mb), 1, 65536,
+     "bytes those webhook events may hold"},
+    {"webhook_timeout_ms", "MS", K_U32, F(webhook_timeout_ms), 100, 600000,
+     "one webhook request, connect to last byte"},
+    {"webhook_retries", "N", K_U32, F(webhook_retries), 1, 100,
+     "attempts per webhook event in all (1: no retry), with exponential backoff"},
     {"single_session", "BOOL", K_BOOL, F(single_session), 0, 0,
      "one session per user in all (true|false)"},
     {"log_level", "LEVEL", K_LOGLEVEL, F(log_level), 0, 0, "error, warn, info or debug"},
@@ -112,6 +120,10 @@ void conf_defaults(conf_t *c)
     c->max_queued_mb = 256;
     c->login_fail_max = 10;
     c->login_fail_window_s = 60;
+    c->webhook_queue = 10000;
+    c->webhook_queue_mb = 64;
+    c->webhook_timeout_ms = 5000;
+    c->webhook_retries = 5;
     c->single_session = false;
     c->log_level = LOG_LVL_INFO;
 }
