@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <ini.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -75,18 +74,8 @@ static const opt_t opts[] = {
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
-static __attribute__((format(printf, 3, 4))) int fail(char *err, size_t errlen, const char *fmt,
-                                                      ...)
-{
-    va_list ap;
-
-    if (err != NULL && errlen > 0) {
-        va_start(ap, fmt);
-        (void)vsnprintf(err, errlen, fmt, ap); /* truncation is fine for a message */
-        va_end(ap);
-    }
-    return RC_EINVAL;
-}
+/* Every failure here is RC_EINVAL with a reason. */
+#define fail(err, errlen, ...) rc_msg((err), (errlen), RC_EINVAL, __VA_ARGS__)
 
 static const opt_t *find(const char *name)
 {
