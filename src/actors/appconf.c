@@ -10,9 +10,9 @@
 
 static const char *const EVENT_NAMES[] = {"message.offline", "message.to_bot", "user.online",
                                           "user.offline"};
-#define NEVENTS (sizeof(EVENT_NAMES) / sizeof(EVENT_NAMES[0]))
+#define NEVENTS    (sizeof(EVENT_NAMES) / sizeof(EVENT_NAMES[0]))
 #define EVENT_LIST "message.offline, message.to_bot, user.online, user.offline"
-#define SHOWN_MAX 80 /* bytes of a value shown in an error */
+#define SHOWN_MAX  80 /* bytes of a value shown in an error */
 
 /* @p v as an error shows it: at most SHOWN_MAX bytes, anything but printable ASCII as '?',
  * so that the message stays one line of text. */
@@ -61,7 +61,8 @@ static int check_url(const char *v, char out[APPCONF_URL_MAX + 1], char *err, si
         if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
             return fail(err, errlen,
                         "bad webhook_url '%s': spaces, control characters and "
-                        "non-ASCII bytes must be percent-encoded", shown(v, sv));
+                        "non-ASCII bytes must be percent-encoded",
+                        shown(v, sv));
     if ((u = curl_url()) == NULL)
         return fail(err, errlen, "cannot check webhook_url: out of memory");
     if (curl_url_set(u, CURLUPART_URL, v, 0) != CURLUE_OK ||
@@ -100,11 +101,11 @@ static int parse_events(const char *v, uint32_t *out, char *err, size_t errlen)
                 break;
         if (i == NEVENTS) {
             if (n == 0)
-                return fail(err, errlen, "empty event name in webhook_events '%s'",
-                            shown(v, sv));
+                return fail(err, errlen, "empty event name in webhook_events '%s'", shown(v, sv));
             snprintf(name, sizeof(name), "%.*s", (int)(n > SHOWN_MAX ? SHOWN_MAX : n), p);
-            return fail(err, errlen, "unknown event '%s' in webhook_events (one of: " EVENT_LIST
-                                     ")", shown(name, sv));
+            return fail(err, errlen,
+                        "unknown event '%s' in webhook_events (one of: " EVENT_LIST ")",
+                        shown(name, sv));
         }
         mask |= 1u << i;
         p += strcspn(p, ",");
@@ -157,8 +158,8 @@ int appconf_set(appconf_t *c, const char *setting, char *err, size_t errlen)
     }
     if (IS("webhook_bodies")) {
         if (parse_bool(v, &b) < 0)
-            return fail(err, errlen,
-                        "bad value '%s' for webhook_bodies: expected true or false", shown(v, sv));
+            return fail(err, errlen, "bad value '%s' for webhook_bodies: expected true or false",
+                        shown(v, sv));
         c->webhook_bodies = b;
         return 0;
     }
@@ -202,8 +203,8 @@ static void items_of(const appconf_t *c, char events[128], item_t it[NITEMS])
     events[0] = '\0';
     for (size_t i = 0; i < NEVENTS; i++)
         if (c->webhook_events & (1u << i))
-            off += (size_t)snprintf(events + off, 128 - off, "%s%s", off ? "," : "",
-                                    EVENT_NAMES[i]);
+            off +=
+                (size_t)snprintf(events + off, 128 - off, "%s%s", off ? "," : "", EVENT_NAMES[i]);
     it[0] = (item_t){"webhook_url", c->webhook_url, c->webhook_url[0] == '\0'};
     it[1] = (item_t){"webhook_events", events, c->webhook_events == APPCONF_EV_DEFAULT};
     it[2] = (item_t){"webhook_bodies", c->webhook_bodies ? "true" : "false", !c->webhook_bodies};
@@ -239,8 +240,7 @@ int appconf_format(const appconf_t *c, const char *sep, char *buf, size_t cap)
 
     items_of(c, events, it);
     for (size_t i = 0; i < NITEMS; i++) {
-        int n = snprintf(buf + off, cap - off, "%s%s=%s", i ? sep : "", it[i].key,
-                         it[i].value);
+        int n = snprintf(buf + off, cap - off, "%s%s=%s", i ? sep : "", it[i].key, it[i].value);
         if (n < 0 || (size_t)n >= cap - off)
             return RC_ETOOBIG;
         off += (size_t)n;

@@ -12,6 +12,7 @@
 #include "actors/router.h"
 #include "actors/store.h"
 #include "actors/throttle.h"
+#include "actors/webhook.h"
 #include "actors/worker.h"
 #include "core/log.h"
 #include "core/mem.h"
@@ -111,6 +112,10 @@ int server_start(const conf_t *conf, server_t **out)
         if (s->nworkers == 0)
             s->nworkers = 1;
     }
+    /* Before the store and the workers, which emit its events. */
+    s->webhook = webhook_new(s);
+    if ((rc = webhook_start(s->webhook)) < 0)
+        goto fail;
     s->main = mem_calloc(sizeof(*s->main));
     s->workers = mem_calloc(s->nworkers * sizeof(*s->workers));
     for (uint32_t i = 0; i < s->nworkers; i++)
@@ -182,6 +187,7 @@ stop:
     }
     stop_workers(s, started);
     store_stop(s->store);
+    webhook_stop(s->webhook); /* after every producer of its events */
     uv_close((uv_handle_t *)&m->sigterm, NULL);
     uv_close((uv_handle_t *)&m->sigint, NULL);
     uv_close((uv_handle_t *)&m->stop, NULL);
@@ -210,6 +216,8 @@ void server_free(server_t *s)
     mem_free(s->workers);
     mem_free(s->main);
     store_free(s->store);
+    webhook_stop(s->webhook); /* a start that failed after the webhook thread began */
+    webhook_free(s->webhook);
     router_free(s->router);
     throttle_free(s->throttle);
     chan_identity_free(s->identity);

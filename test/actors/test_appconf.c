@@ -5,10 +5,10 @@
 #include "core/kv.h"
 #include "support/test.h"
 
-#define ASSERT_HAS(hay, needle)                                                            \
-    do {                                                                                   \
-        if (strstr((hay), (needle)) == NULL)                                               \
-            TEST_FAIL_("\"%s\" does not contain \"%s\"", (hay), (needle));                 \
+#define ASSERT_HAS(hay, needle)                                                                    \
+    do {                                                                                           \
+        if (strstr((hay), (needle)) == NULL)                                                       \
+            TEST_FAIL_("\"%s\" does not contain \"%s\"", (hay), (needle));                         \
     } while (0)
 
 TEST(appconf_defaults_store_nothing)
@@ -37,10 +37,9 @@ TEST(appconf_set_encode_decode_round_trip)
     int n;
 
     appconf_defaults(&c);
-    ASSERT_OK(appconf_set(&c, "webhook_url=https://push.example.com:8443/cim?k=1", err,
-                          sizeof(err)));
-    ASSERT_OK(appconf_set(&c, "webhook_events= user.offline ,message.offline", err,
-                          sizeof(err)));
+    ASSERT_OK(
+        appconf_set(&c, "webhook_url=https://push.example.com:8443/cim?k=1", err, sizeof(err)));
+    ASSERT_OK(appconf_set(&c, "webhook_events= user.offline ,message.offline", err, sizeof(err)));
     ASSERT_OK(appconf_set(&c, "webhook_bodies=TRUE", err, sizeof(err)));
     ASSERT_TRUE(appconf_has_webhook(&c));
     ASSERT_EQ(c.webhook_events, APPCONF_EV_USER_OFFLINE | APPCONF_EV_MESSAGE_OFFLINE);
@@ -85,7 +84,7 @@ TEST(appconf_decode_skips_what_it_does_not_know)
     appconf_decode((const uint8_t *)stored, sizeof(stored) - 1, &c);
     ASSERT_TRUE(c.webhook_bodies);
     ASSERT_EQ(c.webhook_events, APPCONF_EV_DEFAULT); /* unreadable: left at its default */
-    ASSERT_STREQ(c.webhook_url, "http://h/");          /* last line without '\n' */
+    ASSERT_STREQ(c.webhook_url, "http://h/");        /* last line without '\n' */
 }
 
 TEST(appconf_bad_settings_say_why_and_change_nothing)
