@@ -13,6 +13,7 @@
 #include "actors/admin_int.h"
 #include "actors/dedup.h"
 #include "actors/router.h"
+#include "actors/webhook.h"
 #include "actors/worker.h"
 #include "cim.pb.h"
 #include "core/mem.h"
@@ -161,6 +162,26 @@ static void render(admin_t *a, out_t *o)
     one(o, "cim_dedup_ids", "gauge", "client_msg_ids held in the dedup window.",
         (double)dedup_count(srv->dedup));
     one(o, "cim_admin_connections", "gauge", "Admin HTTP connections open.", (double)a->conns);
+    if (srv->webhook != NULL) {
+        webhook_stats_t wh;
+        webhook_stats(srv->webhook, &wh);
+        one(o, "cim_webhook_queued", "gauge",
+            "Webhook events held (queued, in flight, waiting to retry).", (double)wh.queued);
+        one(o, "cim_webhook_in_flight", "gauge", "Webhook requests under way.",
+            (double)wh.in_flight);
+        one(o, "cim_webhook_requests_total", "counter", "Webhook requests started.",
+            (double)wh.sent_total);
+        one(o, "cim_webhook_delivered_total", "counter", "Webhook events answered 2xx.",
+            (double)wh.delivered_total);
+        one(o, "cim_webhook_failed_attempts_total", "counter",
+            "Webhook attempts answered otherwise, or not at all.",
+            (double)wh.failed_attempts_total);
+        head(o, "cim_webhook_dropped_total", "counter", "Webhook events dropped, by reason.");
+        put(o, "cim_webhook_dropped_total{reason=\"queue_full\"} %llu\n",
+            (unsigned long long)wh.dropped_queue_full_total);
+        put(o, "cim_webhook_dropped_total{reason=\"retries_exhausted\"} %llu\n",
+            (unsigned long long)wh.dropped_retries_total);
+    }
     process(o);
 }
 

@@ -65,6 +65,35 @@ static bool skip_body(pb_istream_t *is, const pb_field_t *f, void **arg)
     return pb_read(is, NULL, is->bytes_left);
 }
 
+bool message_window_decode(pb_istream_t *is, const pb_field_t *f, void **arg)
+{
+    message_win_t *w = *arg;
+    const uint8_t *p = is->state; /* a buffer stream's state is its read position */
+    (void)f;
+    if (p < w->lo || p > w->hi || is->bytes_left > (size_t)(w->hi - p))
+        PB_RETURN_ERROR(is, "bytes field: wrong wire type");
+    w->data = p;
+    w->len = is->bytes_left;
+    return pb_read(is, NULL, is->bytes_left);
+}
+
+bool message_decode(const uint8_t *rec, size_t len, cim_Message *out, const uint8_t **body,
+                    size_t *body_len)
+{
+    pb_istream_t is = pb_istream_from_buffer(rec, len);
+    message_win_t win = {rec, rec + len, NULL, 0};
+
+    memset(out, 0, sizeof(*out));
+    out->body.funcs.decode = message_window_decode;
+    out->body.arg = &win;
+    if (!pb_decode(&is, cim_Message_fields, out))
+        return false;
+    out->body.arg = NULL;
+    *body = win.data;
+    *body_len = win.len;
+    return true;
+}
+
 bool message_decode_head(const uint8_t *rec, size_t len, cim_Message *out)
 {
     pb_istream_t is = pb_istream_from_buffer(rec, len);

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <pb.h>
+
 #include "actors/store.h"
 #include "core/blob.h"
 
@@ -31,6 +33,37 @@ struct _cim_Message;
  * client_msg_id and the rest. @return true, or false for a malformed record.
  */
 bool message_decode_head(const uint8_t *rec, size_t len, struct _cim_Message *out);
+
+/**
+ * A bytes field read in place: a nanopb decode callback (message_window_decode, with a
+ * message_win_t as its arg) that points into the buffer being decoded instead of copying.
+ * Set lo/hi to that buffer (the decode must use a buffer stream over it) and data to NULL;
+ * after the decode, data/len are the field's bytes (data NULL: the field was absent).
+ */
+typedef struct message_win {
+    const uint8_t *lo, *hi; /* the buffer being decoded */
+    const uint8_t *data;    /* out: the field's bytes, inside [lo, hi] */
+    size_t len;
+} message_win_t;
+
+/**
+ * The decode callback of a message_win_t (pb_callback_t.funcs.decode). nanopb calls a
+ * callback for any wire type: for a length-delimited field the stream is a window of the
+ * buffer itself, but for a varint or fixed32/64 it is a stream over a few bytes on
+ * nanopb's own stack, gone once the callback returns. So the window must lie inside
+ * [lo, hi]: anything else is a wrong wire type for a bytes field and fails the decode,
+ * instead of keeping a pointer to dead stack.
+ */
+bool message_window_decode(pb_istream_t *is, const pb_field_t *f, void **arg);
+
+/**
+ * Decode a stored record whole: its fields into @p out (body left unset there) and its
+ * body as a window of @p rec.
+ * @param[out] body, body_len  borrowed from @p rec (NULL and 0 when it has none).
+ * @return true, or false for a malformed record.
+ */
+bool message_decode(const uint8_t *rec, size_t len, struct _cim_Message *out, const uint8_t **body,
+                    size_t *body_len);
 
 /**
  * The msg_id of an encoded cim.Message (@p rec, @p len), read without decoding the rest:

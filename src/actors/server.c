@@ -14,6 +14,7 @@
 #include "actors/store.h"
 #include "actors/throttle.h"
 #include "actors/watchdog.h"
+#include "actors/webhook.h"
 #include "actors/worker.h"
 #include "actors/ws.h"
 #include "core/log.h"
@@ -117,6 +118,10 @@ int server_start(const conf_t *conf, server_t **out)
         if (s->nworkers == 0)
             s->nworkers = 1;
     }
+    /* Before the store and the workers, which emit its events. */
+    s->webhook = webhook_new(s);
+    if ((rc = webhook_start(s->webhook)) < 0)
+        goto fail;
     if (strcmp(conf->ws_listen, "off") != 0 && (rc = ws_global_new(s, &s->ws)) < 0)
         goto fail;
     s->main = mem_calloc(sizeof(*s->main));
@@ -213,6 +218,7 @@ stop:
     /* After the store: every write the admin API queued has been answered. */
     admin_stop(s->admin);
     s->admin = NULL;
+    webhook_stop(s->webhook); /* after every producer of its events */
     uv_close((uv_handle_t *)&m->sigterm, NULL);
     uv_close((uv_handle_t *)&m->sigint, NULL);
     uv_close((uv_handle_t *)&m->stop, NULL);
@@ -243,6 +249,8 @@ void server_free(server_t *s)
     ws_global_free(s->ws); /* after the workers' contexts */
     mem_free(s->main);
     store_free(s->store);
+    webhook_stop(s->webhook); /* a start that failed after the webhook thread began */
+    webhook_free(s->webhook);
     router_free(s->router);
     throttle_free(s->throttle);
     chan_identity_free(s->identity);

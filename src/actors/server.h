@@ -3,12 +3,13 @@
  * and the start/run/stop sequence.
  *
  * Threads: the caller's thread runs the acceptor loop (and the signal handlers); N worker
- * threads each run one loop of session actors; one store thread is the only LMDB writer.
+ * threads each run one loop of session actors; one store thread is the only LMDB writer;
+ * one webhook thread POSTs events to the apps' webhooks (actors/webhook.h).
  *
  * Start: create the data directory when missing, take its lock (datadir: one cimd per
  * directory; a second one fails here, naming the holder's pid), open it (LMDB environment,
- * app "default", identity key: each created when missing), start the store, the workers,
- * then the acceptor, and log the ready line
+ * app "default", identity key: each created when missing), start the webhook thread, the
+ * store, the workers, then the acceptor, and log the ready line
  *   "cimd ready: listening on HOST:PORT key HEX64 workers N"
  * followed by " (new identity created in DIR)" when this start created the identity key
  * (tests and scripts wait for it; PORT is the real port when 0 was asked for; the suffix
@@ -16,7 +17,8 @@
  * The lock is held until server_free.
  * Stop (SIGTERM/SIGINT or server_stop): close the listener, every worker says
  * BYE{SHUTTING_DOWN} to each of its sessions and flushes, the store commits what is
- * queued, then every loop is closed (uv_loop_close must return 0).
+ * queued, the webhook thread delivers what it can within WEBHOOK_STOP_GRACE_MS, then every
+ * loop is closed (uv_loop_close must return 0).
  *
  * Threading: server_t's fields are immutable after server_start, except `stopping`
  * and `queued` (atomics). Pointers to it are shared by all threads.
@@ -42,6 +44,7 @@ struct throttle;
 struct dedup;
 struct admin;
 struct ws_global;
+struct webhook;
 
 typedef struct server {
     const conf_t *conf;
@@ -61,6 +64,7 @@ typedef struct server {
     struct admin *admin;      /* the admin HTTP listener (NULL: admin_listen = off) */
     struct ws_global *ws;     /* the WebSocket endpoint's HTTP setup (NULL: ws_listen off) */
     _Atomic int ready;        /* serving clients (/healthz) */
+    struct webhook *webhook;  /* events to the apps' webhooks (actors/webhook.h) */
     _Atomic int stopping;
     /* Output bytes queued for all sessions (written by every worker, relaxed): held to
      * conf->max_queued_mb, see session.c's budget. */

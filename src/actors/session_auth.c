@@ -253,6 +253,7 @@ int session__login(session_t *s, const uint8_t *body, size_t len)
     snprintf(sl->app, sizeof(sl->app), "%s", app);
     snprintf(sl->user, sizeof(sl->user), "%s", req->user);
     snprintf(sl->device, sizeof(sl->device), "%s", req->device_id);
+    sl->kind = (uint8_t)req->device_kind;
     set_ids(s, app, req->user, req->device_id);
     s->kind = (uint8_t)req->device_kind;
     memset(&ent, 0, sizeof(ent));

@@ -12,6 +12,7 @@
 #include "actors/router.h"
 #include "actors/session.h"
 #include "actors/store.h"
+#include "actors/webhook.h"
 #include "cim.pb.h"
 #include "core/blob.h"
 #include "core/kv.h"
@@ -510,6 +511,7 @@ void session__presence(session_t *s, bool online)
     snprintf(ev.user, sizeof(ev.user), "%s", s->user);
     ev.online = online;
     ev.time_ms = snowflake_now_ms();
+    webhook_emit_presence(srv->webhook, s->app, s->user, online, ev.time_ms);
     if (!pb_encode(&os, cim_Event_fields, &ev) || kv_begin(srv->kv, KV_READ, &txn) < 0)
         return;
     memset(&wt, 0, sizeof(wt));

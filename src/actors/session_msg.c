@@ -24,31 +24,8 @@
 #define SYNC_MAX 500
 #define PAGE_ROOM 64      /* SyncRsp fields around the messages: req_id, code, remain, ... */
 
-typedef struct body_ref {
-    const uint8_t *frame, *frame_end; /* the request body being decoded */
-    const uint8_t *data;
-    size_t len;
-} body_ref_t;
-
-/* SendReq.body is read in place from the decrypted frame: no copy until the store needs
- * one. A buffer stream's state is its read position.
- *
- * nanopb calls a callback for any wire type: for a length-delimited field the stream is a
- * window of the request itself, but for a varint or fixed32/64 it is a stream over a few
- * bytes on nanopb's own stack, gone once the callback returns. So the window must lie
- * inside the request: anything else is a wrong wire type for a bytes field, and the
- * decode fails (BAD_REQUEST) instead of keeping a pointer to dead stack. */
-static bool get_body(pb_istream_t *is, const pb_field_t *f, void **arg)
-{
-    body_ref_t *b = *arg;
-    const uint8_t *p = is->state;
-    (void)f;
-    if (p < b->frame || p > b->frame_end || is->bytes_left > (size_t)(b->frame_end - p))
-        PB_RETURN_ERROR(is, "body: wrong wire type");
-    b->data = p;
-    b->len = is->bytes_left;
-    return pb_read(is, NULL, is->bytes_left);
-}
+/* SendReq.body is read in place from the decrypted frame (message_win_t): no copy until
+ * the store needs one. */
 
 static int reject(session_t *s, const cim_SendReq *req, int code, const char *reason)
 {
@@ -78,7 +55,7 @@ static bool take_token(session_t *s)
 /* A transient message is routed at once to the online devices of the recipient (or the
  * group's members) and the sender's other devices; nothing is stored and its msg_id is 0
  * (docs/PROTOCOL-NOTES.md). */
-static int send_transient(session_t *s, const cim_SendReq *req, const body_ref_t *body)
+static int send_transient(session_t *s, const cim_SendReq *req, const message_win_t *body)
 {
     store_send_t meta;
     cim_SendRsp rsp = cim_SendRsp_init_zero;
@@ -105,7 +82,7 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
     const conf_t *c = s->w->srv->conf;
     cim_SendReq *req = s->w->scratch;
     pb_istream_t is = pb_istream_from_buffer(body, len);
-    body_ref_t ref = {body, body + len, NULL, 0};
+    message_win_t ref = {body, body + len, NULL, 0};
     store_send_t *r;
     const char *why = "";
     uint64_t gid, prior = 0;
@@ -113,7 +90,7 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
     int rc, code;
 
     memset(req, 0, sizeof(*req));
-    req->body.funcs.decode = get_body;
+    req->body.funcs.decode = message_window_decode;
     req->body.arg = &ref;
     if (!pb_decode(&is, cim_SendReq_fields, req)) {
         uint32_t req_id = session__req_id(body, len);

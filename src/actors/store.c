@@ -6,6 +6,7 @@
 
 #include "actors/dedup.h"
 #include "actors/router.h"
+#include "actors/webhook.h"
 #include "actors/worker.h"
 #include "cim.pb.h"
 #include "core/blob.h"
@@ -34,15 +35,18 @@ static int apply_one(store_t *st, kv_txn_t *txn, store_req_t *q)
         store_login_t *l = (store_login_t *)q;
         uint8_t key[KV_UKEY_MAX];
         size_t klen = kv_ukey(key, l->app, l->user);
-        kv_user_t u;
-        /* Look before writing: a known user's login dirties no page. */
-        int rc = kv_user_info(txn, l->app, l->user, &u);
-        if (rc == 0 && u.disabled) {
-            l->code = cim_Code_UNAUTHORIZED;
+        uint32_t flags = 0;
+        /* Look before writing: a known user's login dirties no page (a bot's first BOT
+         * login one, once). */
+        int rc = kv_user_flags(txn, l->app, l->user, &flags);
+        if (rc == 0 && (flags & KV_USER_DISABLED)) {
+            l->code = cim_Code_UNAUTHORIZED; /* disabled since the worker looked */
             return 0;
         }
         if (rc == RC_ENOTFOUND)
             rc = kv_user_add(txn, l->app, l->user, snowflake_now_ms());
+        if (rc == 0 && l->kind == cim_DeviceKind_BOT && !(flags & KV_USER_BOT))
+            rc = kv_user_set_flags(txn, l->app, l->user, flags | KV_USER_BOT);
         if (rc == 0)
             rc = kv_timeline_last(txn, key, klen, &l->latest);
         if (rc == 0)
@@ -91,6 +95,7 @@ void store__fanout(store_t *st, blob_t *b, uint16_t type, const char *app,
     f->users = mem_alloc((nusers ? nusers : 1) * sizeof(*f->users));
     memcpy(f->users, users, nusers * sizeof(*f->users));
     f->nusers = nusers;
+    f->hook = false;
 }
 
 /* One write transaction for the whole batch. @return 0 when committed. */
@@ -161,12 +166,16 @@ static void out_add(store_t *st, uint32_t worker, uint64_t sid, uint16_t type, b
     o->n++;
 }
 
-/* Push a committed fanout to every online device of its users but the skipped session. */
+/* Push a committed fanout to every online device of its users but the skipped session. A
+ * user's message (f->hook) whose recipient has no device online — the sender's own
+ * session does not count — is a webhook event. */
 static void route(store_t *st, const fanout_t *f)
 {
     router_ent_t local[ROUTE_MAX], *ents = local;
     size_t cap = ROUTE_MAX;
+    uint64_t now = f->hook ? snowflake_now_ms() : 0;
     for (size_t u = 0; u < f->nusers; u++) {
+        size_t online = 0;
         size_t n = router_lookup(st->srv->router, f->app, f->users[u], ents, cap);
         while (n > cap) {
             /* A user with more live devices than the usual buffer: look again with room
@@ -177,9 +186,14 @@ static void route(store_t *st, const fanout_t *f)
             ents = mem_alloc(cap * sizeof(*ents));
             n = router_lookup(st->srv->router, f->app, f->users[u], ents, cap);
         }
-        for (size_t i = 0; i < n; i++)
-            if (ents[i].sid != f->skip_sid)
+        for (size_t i = 0; i < n; i++) {
+            if (ents[i].sid != f->skip_sid) {
                 out_add(st, ents[i].worker, ents[i].sid, f->type, f->blob, NULL);
+                online++;
+            }
+        }
+        if (f->hook && online == 0 && strcmp(f->users[u], f->from) != 0)
+            webhook_emit_message(st->srv->webhook, f->app, f->users[u], f->blob, now);
     }
     if (ents != local)
         mem_free(ents);

@@ -68,6 +68,8 @@ typedef struct store_req {
  * device sent on an earlier connection included), and after the session was registered
  * in the router (so a message committed later is pushed, one committed earlier is within
  * latest). The completion comes back to the session's worker, which answers LoginRsp.
+ * A login from a BOT device marks the user a bot (KV_USER_BOT, for webhooks' message.to_bot)
+ * when it is not one yet; the mark stays when other kinds log in later.
  */
 typedef struct store_login {
     store_req_t hdr;
@@ -77,6 +79,7 @@ typedef struct store_login {
     char app[KV_ID_MAX + 1];
     char user[KV_ID_MAX + 1];
     char device[KV_ID_MAX + 1];
+    uint8_t kind;        /* cim_DeviceKind of the device */
     int code;            /* out: cim_Code */
     uint64_t latest;     /* out: newest id in the user's timeline */
     uint64_t acked;      /* out: the device's cursor */

@@ -34,6 +34,9 @@ typedef struct fanout {
     char app[KV_ID_MAX + 1];
     store_uid_t *users;    /* owned */
     size_t nusers;
+    bool hook;             /* a message the app's webhook may want: its users with no device
+                              online but the sender get message.offline / message.to_bot */
+    store_uid_t from;      /* with hook: the sender */
 } fanout_t;
 
 /* A conversation state record as the batch sees it: read once from the database, changed
@@ -85,6 +88,8 @@ typedef struct smsg {
     size_t nusers;
     bool index;                   /* also in the conversation: history, last message, unread */
     uint64_t skip_sid;            /* the sending session, not pushed to */
+    bool hook;                    /* a user's message (SEND): webhook events for offline
+                                     recipients, if the app wants them */
 } smsg_t;
 
 /**

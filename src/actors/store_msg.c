@@ -5,6 +5,7 @@
 #include "actors/dedup.h"
 #include "actors/message.h"
 #include "actors/store_int.h"
+#include "actors/webhook.h"
 #include "cim.pb.h"
 #include "core/frame.h"
 #include "core/log.h"
@@ -179,6 +180,11 @@ int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id
             goto out;
     }
     store__fanout(st, b, FT_PUSH, m->app, m->users, m->nusers, m->skip_sid);
+    /* One relaxed load when no app has a webhook: route() then looks no further. */
+    if (m->hook && webhook_wants(st->srv->webhook, m->app, APPCONF_EV_MESSAGE)) {
+        st->fan[st->nfan - 1].hook = true;
+        snprintf(st->fan[st->nfan - 1].from, sizeof(st->fan[0].from), "%s", m->from);
+    }
     ctr_add(&st->stats.messages, 1);
     *id = meta.msg_id;
     *time_ms = meta.time_ms;
@@ -266,6 +272,7 @@ int store__send(store_t *st, kv_txn_t *txn, store_send_t *r)
     m.body_len = r->body_len;
     m.index = true;
     m.skip_sid = r->sid;
+    m.hook = true;
     if (r->conv_type == cim_ConvType_GROUP) {
         /* Membership is checked again here, in the writer's order: the worker's check may
          * be stale by now. */

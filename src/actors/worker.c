@@ -174,10 +174,13 @@ void worker__maybe_finish(worker_t *w)
     if (!w->stopping || w->nsessions > 0 || !ws_worker_idle(w) ||
         uv_is_closing((uv_handle_t *)&w->sweep))
         return;
-    ws_worker_close(w);
     uv_close((uv_handle_t *)&w->flush, NULL);
     uv_close((uv_handle_t *)&w->sweep, NULL);
     mbox_close(&w->box, NULL);
+    /* Last, once the worker's own handles are closing: h2o_context_dispose runs the loop
+     * once more (uv_run NOWAIT) to free its handles, which must find nothing of ours left
+     * to call back into this function. */
+    ws_worker_close(w);
 }
 
 /* The output budget, seen from this worker: publish the heaviest slow reader it holds,

@@ -22,6 +22,7 @@
 #include <jansson.h>
 #include <time.h>
 
+#include "actors/appconf.h"
 #include "cmd/cimctl_http.h"
 #include "core/backup.h"
 #include "core/chan.h"
@@ -51,6 +52,7 @@ typedef struct ctl {
     const char *admin; /* --admin HOST:PORT of the running cimd's admin API */
     bool group;       /* send --group: TO is a group id */
     bool system;      /* send --system: a SYSTEM message */
+    bool settings;    /* --settings */
     int npos;         /* positional arguments after the command words */
     char **pos;
     kv_t *kv;
@@ -60,8 +62,9 @@ struct cmd {
     const char *name;    /* "app add" */
     const char *args;    /* synopsis after the name */
     const char *help;    /* one line, lower case, no full stop */
-    int npos;            /* exact number of positionals */
-    bool app, user, ttl; /* which options it takes */
+    int npos;            /* exact number of positionals (the least, with more) */
+    bool more;           /* more positionals than npos may follow */
+    bool app, user, ttl, settings; /* which options it takes */
     int (*run)(ctl_t *c);
     bool init; /* opens what it needs itself (init, backup, restore); for the others, main
                   opens c->kv on an existing data directory */
@@ -235,16 +238,45 @@ static int cmd_app_add(ctl_t *c)
     return rc;
 }
 
+/* An app's settings in @p txn, printed as `key=value` words separated by @p sep. */
+static int print_settings(kv_txn_t *txn, const char *app, const char *sep)
+{
+    char text[3 * APPCONF_URL_MAX];
+    const uint8_t *val;
+    size_t len;
+    appconf_t conf;
+    int rc;
+
+    if ((rc = kv_app_settings_get(txn, app, &val, &len)) < 0)
+        return rc;
+    appconf_decode(val, len, &conf);
+    if ((rc = appconf_format(&conf, sep, text, sizeof(text))) < 0)
+        return rc;
+    return printf("%s\n", text) < 0 ? -EIO : 0;
+}
+
 static int cmd_app_show(ctl_t *c)
 {
     uint8_t secret[TOKEN_SECRET];
+    kv_txn_t *txn = NULL;
     int rc;
 
-    if ((rc = app_secret(c, c->pos[0], secret)) < 0)
-        return rc;
-    print_hex(secret);
-    memset(secret, 0, sizeof(secret));
-    return 0;
+    if (!c->settings) {
+        if ((rc = app_secret(c, c->pos[0], secret)) < 0)
+            return rc;
+        print_hex(secret);
+        memset(secret, 0, sizeof(secret));
+        return 0;
+    }
+    if ((rc = kv_begin(c->kv, KV_READ, &txn)) == 0) {
+        rc = print_settings(txn, c->pos[0], "\n");
+        kv_abort(txn);
+    }
+    if (rc == RC_ENOTFOUND)
+        fail("unknown app '%s'", c->pos[0]);
+    else if (rc < 0)
+        fail("cannot read app '%s': %s", c->pos[0], rc_str(rc));
+    return rc;
 }
 
 static int print_name(void *ctx, const char *name, uint64_t created_ms)
@@ -254,17 +286,78 @@ static int print_name(void *ctx, const char *name, uint64_t created_ms)
     return printf("%s\n", name) < 0 ? -EIO : 0;
 }
 
+/* `app list --settings`: the name, then the settings on the same line. */
+static int print_app_settings(void *ctx, const char *name, uint64_t created_ms)
+{
+    (void)created_ms;
+    if (printf("%s ", name) < 0)
+        return -EIO;
+    return print_settings(ctx, name, " ");
+}
+
 static int cmd_app_list(ctl_t *c)
 {
     kv_txn_t *txn = NULL;
     int rc;
 
     if ((rc = kv_begin(c->kv, KV_READ, &txn)) == 0) {
-        rc = kv_app_each(txn, print_name, NULL);
+        rc = c->settings ? kv_app_each(txn, print_app_settings, txn)
+                         : kv_app_each(txn, print_name, NULL);
         kv_abort(txn);
     }
     if (rc < 0)
         fail("cannot list apps: %s", rc_str(rc));
+    return rc;
+}
+
+typedef struct app_set {
+    const char *app;
+    char **set; /* KEY=VALUE arguments, checked */
+    int n;
+} app_set_t;
+
+/* Read the app's settings, apply the arguments, write them back: one transaction, so a
+ * concurrent `app set` of another key is not lost. */
+static int do_app_set(kv_txn_t *txn, void *arg)
+{
+    app_set_t *a = arg;
+    uint8_t buf[KV_APP_SETTINGS_MAX];
+    const uint8_t *val;
+    size_t len;
+    appconf_t conf;
+    int rc;
+
+    if ((rc = kv_app_settings_get(txn, a->app, &val, &len)) < 0)
+        return rc;
+    appconf_decode(val, len, &conf);
+    for (int i = 0; i < a->n; i++)
+        if ((rc = appconf_set(&conf, a->set[i], NULL, 0)) < 0)
+            return rc;
+    if ((rc = appconf_encode(&conf, buf, sizeof(buf))) < 0)
+        return rc;
+    return kv_app_settings_put(txn, a->app, buf, (size_t)rc);
+}
+
+static int cmd_app_set(ctl_t *c)
+{
+    app_set_t a = {c->pos[0], c->pos + 1, c->npos - 1};
+    char err[256];
+    appconf_t check;
+    int rc;
+
+    /* Every argument is checked before anything is written: one bad one changes nothing. */
+    appconf_defaults(&check);
+    for (int i = 0; i < a.n; i++) {
+        if ((rc = appconf_set(&check, a.set[i], err, sizeof(err))) < 0) {
+            fail("app set %s: %s; nothing changed", a.app, err);
+            return rc;
+        }
+    }
+    rc = with_write(c->kv, do_app_set, &a);
+    if (rc == RC_ENOTFOUND)
+        fail("unknown app '%s'", a.app);
+    else if (rc < 0)
+        fail("cannot change app '%s': %s", a.app, rc_str(rc));
     return rc;
 }
 
@@ -318,6 +411,55 @@ static int cmd_user_add(ctl_t *c)
         fail("user '%s' already exists in app '%s'", u.user, u.app);
     else if (rc < 0)
         fail("cannot add user '%s': %s", u.user, rc_str(rc));
+    return rc;
+}
+
+typedef struct user_set {
+    const char *app;
+    const char *user;
+    bool bot;
+} user_set_t;
+
+static int do_user_set(kv_txn_t *txn, void *arg)
+{
+    user_set_t *u = arg;
+    uint8_t secret[TOKEN_SECRET];
+    uint32_t flags;
+    int rc;
+
+    if ((rc = kv_app_get(txn, u->app, secret)) < 0)
+        return rc == RC_ENOTFOUND ? RC_EINVAL : rc; /* told apart from an unknown user */
+    memset(secret, 0, sizeof(secret));
+    if ((rc = kv_user_flags(txn, u->app, u->user, &flags)) < 0)
+        return rc;
+    flags = u->bot ? flags | KV_USER_BOT : flags & ~(uint32_t)KV_USER_BOT;
+    return kv_user_set_flags(txn, u->app, u->user, flags);
+}
+
+static int cmd_user_set(ctl_t *c)
+{
+    user_set_t u = {c->app, c->pos[0], false};
+    int rc;
+
+    if ((rc = check_id("user id", u.user)) < 0)
+        return rc;
+    for (int i = 1; i < c->npos; i++) {
+        const char *v = c->pos[i] + 4;
+        if (strncmp(c->pos[i], "bot=", 4) != 0 ||
+            (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)) {
+            fail("user set %s: expected bot=true or bot=false, got '%.80s'; nothing changed",
+                 u.user, c->pos[i]);
+            return RC_EINVAL;
+        }
+        u.bot = strcmp(v, "true") == 0;
+    }
+    rc = with_write(c->kv, do_user_set, &u);
+    if (rc == RC_EINVAL)
+        fail("unknown app '%s'", u.app);
+    else if (rc == RC_ENOTFOUND)
+        fail("unknown user '%s' in app '%s'", u.user, u.app);
+    else if (rc < 0)
+        fail("cannot change user '%s': %s", u.user, rc_str(rc));
     return rc;
 }
 
@@ -494,37 +636,51 @@ static int cmd_send(ctl_t *c)
 }
 
 static const cmd_t cmds[] = {
-    {"init", "", "make a new data directory, print its identity key (64 hex)", 0, false,
-     false, false, cmd_init, true, false},
-    {"show-key", "", "print the server's identity public key (64 hex)", 0, false, false,
-     false, cmd_show_key, false, false},
-    {"app add", "NAME", "create an app, print its secret (64 hex)", 1, false, false, false,
-     cmd_app_add, false, false},
-    {"app show", "NAME", "print an app's secret (64 hex)", 1, false, false, false,
-     cmd_app_show, false, false},
-    {"app list", "", "list the apps, one per line", 0, false, false, false, cmd_app_list,
-     false, false},
-    {"token", "[--app A] --user U [--ttl SECONDS]", "print a login token for U", 0, true,
-     true, true, cmd_token, false, false},
-    {"user add", "U [--app A]", "register a user before their first login", 1, true, false,
-     false, cmd_user_add, false, false},
-    {"user list", "[--app A]", "list an app's users, one per line", 0, true, false, false,
-     cmd_user_list, false, false},
-    {"backup", "DIR", "hot, compacted copy of the data into a new or empty DIR", 1,
-     false, false, false, cmd_backup, true, false},
-    {"restore", "DIR", "put the backup DIR back as --data (new or empty)", 1, false,
-     false, false, cmd_restore, true, false},
-    {"kick", "U [--app A] [--admin HOST:PORT]",
-     "close every session of U (BYE KICKED) on the running cimd", 1, true, false, false,
-     cmd_kick, false, true},
-    {"user disable", "U [--app A] [--admin HOST:PORT]",
-     "refuse U's logins and close U's sessions (running cimd)", 1, true, false, false,
-     cmd_user_disable, false, true},
-    {"user enable", "U [--app A] [--admin HOST:PORT]", "let a disabled U log in again", 1,
-     true, false, false, cmd_user_enable, false, true},
-    {"send", "FROM TO TEXT [--group] [--system] [--app A] [--admin HOST:PORT]",
-     "store and push TEXT from FROM to user TO (--group: group TO)", 3, true, false, false,
-     cmd_send, false, true},
+    {.name = "init", .args = "",
+     .help = "make a new data directory, print its identity key (64 hex)", .run = cmd_init,
+     .init = true},
+    {.name = "show-key", .args = "", .help = "print the server's identity public key (64 hex)",
+     .run = cmd_show_key},
+    {.name = "app add", .args = "NAME", .help = "create an app, print its secret (64 hex)",
+     .npos = 1, .run = cmd_app_add},
+    {.name = "app show", .args = "NAME [--settings]",
+     .help = "print an app's secret (64 hex), or with --settings its settings (KEY=VALUE "
+             "lines)",
+     .npos = 1, .settings = true, .run = cmd_app_show},
+    {.name = "app set", .args = "NAME KEY=VALUE...",
+     .help = "change an app's settings (webhook_url, webhook_events, webhook_bodies: "
+             "docs/WEBHOOKS.md)",
+     .npos = 2, .more = true, .run = cmd_app_set},
+    {.name = "app list", .args = "[--settings]",
+     .help = "list the apps, one per line (with --settings: NAME KEY=VALUE...)",
+     .settings = true, .run = cmd_app_list},
+    {.name = "token", .args = "[--app A] --user U [--ttl SECONDS]",
+     .help = "print a login token for U", .app = true, .user = true, .ttl = true,
+     .run = cmd_token},
+    {.name = "user add", .args = "U [--app A]", .help = "register a user before their first login",
+     .npos = 1, .app = true, .run = cmd_user_add},
+    {.name = "user set", .args = "U bot=true|false [--app A]",
+     .help = "mark a user as a bot or not (webhook message.to_bot: docs/WEBHOOKS.md)",
+     .npos = 2, .more = true, .app = true, .run = cmd_user_set},
+    {.name = "user list", .args = "[--app A]", .help = "list an app's users, one per line",
+     .app = true, .run = cmd_user_list},
+    {.name = "backup", .args = "DIR",
+     .help = "hot, compacted copy of the data into a new or empty DIR", .npos = 1,
+     .run = cmd_backup, .init = true},
+    {.name = "restore", .args = "DIR", .help = "put the backup DIR back as --data (new or empty)",
+     .npos = 1, .run = cmd_restore, .init = true},
+    {.name = "kick", .args = "U [--app A] [--admin HOST:PORT]",
+     .help = "close every session of U (BYE KICKED) on the running cimd", .npos = 1,
+     .app = true, .run = cmd_kick, .http = true},
+    {.name = "user disable", .args = "U [--app A] [--admin HOST:PORT]",
+     .help = "refuse U's logins and close U's sessions (running cimd)", .npos = 1,
+     .app = true, .run = cmd_user_disable, .http = true},
+    {.name = "user enable", .args = "U [--app A] [--admin HOST:PORT]",
+     .help = "let a disabled U log in again", .npos = 1, .app = true, .run = cmd_user_enable,
+     .http = true},
+    {.name = "send", .args = "FROM TO TEXT [--group] [--system] [--app A] [--admin HOST:PORT]",
+     .help = "store and push TEXT from FROM to user TO (--group: group TO)", .npos = 3,
+     .app = true, .run = cmd_send, .http = true},
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 
@@ -564,6 +720,8 @@ static void cmd_usage(FILE *f, const cmd_t *cmd)
         fprintf(f, "  --user U         the user id (required)\n");
     if (cmd->ttl)
         fprintf(f, "  --ttl SECONDS    validity from now (default %d)\n", DEFAULT_TTL);
+    if (cmd->settings)
+        fprintf(f, "  --settings       the app's settings (KEY=VALUE, as app set takes them)\n");
     if (cmd->http)
         fprintf(f, "  --admin HOST:PORT  the running cimd's admin_listen (default %s)\n",
                 CTL_ADMIN_DEFAULT);
@@ -633,7 +791,8 @@ static int parse_cmd(ctl_t *c, const cmd_t *cmd, int argc, char **argv)
         {"app", required_argument, NULL, 'a'},  {"user", required_argument, NULL, 'u'},
         {"ttl", required_argument, NULL, 't'},  {"data", required_argument, NULL, 'd'},
         {"admin", required_argument, NULL, 'A'}, {"group", no_argument, NULL, 'g'},
-        {"system", no_argument, NULL, 's'},     {"help", no_argument, NULL, 'h'},
+        {"system", no_argument, NULL, 'S'},     {"settings", no_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int opt, rc;
@@ -647,6 +806,7 @@ static int parse_cmd(ctl_t *c, const cmd_t *cmd, int argc, char **argv)
         case 'd': c->data = optarg; break;
         case 'a': ok = cmd->app; c->app = optarg; break;
         case 'u': ok = cmd->user; c->user = optarg; break;
+        case 's': ok = cmd->settings; c->settings = true; break;
         case 't':
             ok = cmd->ttl;
             if (ok && (rc = parse_ttl(optarg, &c->ttl)) < 0)
@@ -654,7 +814,7 @@ static int parse_cmd(ctl_t *c, const cmd_t *cmd, int argc, char **argv)
             break;
         case 'A': ok = cmd->http; c->admin = optarg; break;
         case 'g': ok = cmd->run == cmd_send; c->group = true; break;
-        case 's': ok = cmd->run == cmd_send; c->system = true; break;
+        case 'S': ok = cmd->run == cmd_send; c->system = true; break;
         case ':': fail("%s: %s needs a value", cmd->name, argv[optind - 1]); return RC_EINVAL;
         default:
             fail("%s: unknown option '%s' (see 'cimctl %s --help')", cmd->name,
@@ -673,7 +833,7 @@ static int parse_cmd(ctl_t *c, const cmd_t *cmd, int argc, char **argv)
     }
     c->npos = argc - optind;
     c->pos = argv + optind;
-    if (c->npos != cmd->npos) {
+    if (c->npos < cmd->npos || (c->npos > cmd->npos && !cmd->more)) {
         fail("%s: expected %s%s (see 'cimctl %s --help')", cmd->name,
              cmd->npos ? cmd->args : "no arguments", c->npos > cmd->npos ? ", got more" : "",
              cmd->name);

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <ini.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -76,6 +75,14 @@ static const opt_t opts[] = {
      "failed logins per address per window before RATE_LIMITED; 0 = off"},
     {"login_fail_window_s", "S", K_U32, F(login_fail_window_s), 1, 86400,
      "window of login_fail_max"},
+    {"webhook_queue", "N", K_U32, F(webhook_queue), 1, 1000000,
+     "webhook events held at most (docs/WEBHOOKS.md); over it new ones are dropped"},
+    {"webhook_queue_mb", "MIB", K_U32, F(webhook_queue_mb), 1, 65536,
+     "bytes those webhook events may hold"},
+    {"webhook_timeout_ms", "MS", K_U32, F(webhook_timeout_ms), 100, 600000,
+     "one webhook request, connect to last byte"},
+    {"webhook_retries", "N", K_U32, F(webhook_retries), 1, 100,
+     "attempts per webhook event in all (1: no retry), with exponential backoff"},
     {"single_session", "BOOL", K_BOOL, F(single_session), 0, 0,
      "one session per user in all (true|false)"},
     {"log_level", "LEVEL", K_LOGLEVEL, F(log_level), 0, 0, "error, warn, info or debug"},
@@ -97,18 +104,8 @@ static const opt_t opts[] = {
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
-static __attribute__((format(printf, 3, 4))) int fail(char *err, size_t errlen, const char *fmt,
-                                                      ...)
-{
-    va_list ap;
-
-    if (err != NULL && errlen > 0) {
-        va_start(ap, fmt);
-        (void)vsnprintf(err, errlen, fmt, ap); /* truncation is fine for a message */
-        va_end(ap);
-    }
-    return RC_EINVAL;
-}
+/* Every failure here is RC_EINVAL with a reason. */
+#define fail(err, errlen, ...) rc_msg((err), (errlen), RC_EINVAL, __VA_ARGS__)
 
 static const opt_t *find(const char *name)
 {
@@ -142,6 +139,10 @@ void conf_defaults(conf_t *c)
     c->max_queued_mb = 256;
     c->login_fail_max = 10;
     c->login_fail_window_s = 60;
+    c->webhook_queue = 10000;
+    c->webhook_queue_mb = 64;
+    c->webhook_timeout_ms = 5000;
+    c->webhook_retries = 5;
     c->single_session = false;
     c->log_level = LOG_LVL_INFO;
     c->log_format = LOG_FMT_TEXT;

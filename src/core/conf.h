@@ -56,6 +56,11 @@ typedef struct conf {
     uint32_t login_fail_max;   /* failed logins per peer address per window before
                                   RATE_LIMITED; default 10; 0 = no throttling */
     uint32_t login_fail_window_s; /* that window; default 60 */
+    uint32_t webhook_queue;    /* webhook events held at most (queued, in flight, waiting to
+                                  retry); default 10000; over it new events are dropped */
+    uint32_t webhook_queue_mb; /* bytes of JSON those events may hold, MiB; default 64 */
+    uint32_t webhook_timeout_ms; /* one webhook request, connect to last byte; default 5000 */
+    uint32_t webhook_retries;  /* attempts per event in all (1: no retry); default 5 */
     bool single_session;       /* one session per user in all; default false */
     int log_level;             /* LOG_LVL_*; default info */
     int log_format;            /* LOG_FMT_*; default text */

@@ -39,8 +39,9 @@
 #define KV_MAX_DBS 32
 #define KV_MAX_READERS 256 /* worker threads, cimdump and cimctl, each txn one slot */
 
-#define APP_VAL_LEN (32 + 8) /* secret || created_ms */
+#define APP_VAL_LEN (32 + 8) /* secret || created_ms; settings may follow */
 #define USER_KEY_MAX (2 * KV_ID_MAX + 1)
+#define USER_VAL_LEN 8 /* created_ms; a flags byte may follow */
 
 
 /* Every named database, opened once by kv_open. A new database is one line here, one
@@ -598,23 +599,66 @@ int kv_last_id_put(kv_txn_t *txn, uint64_t id)
 
 /* ---- apps ------------------------------------------------------------------------- */
 
-int kv_app_get(kv_txn_t *txn, const char *app, uint8_t secret[32])
+/* An app's record: the secret and created_ms, then its settings (none in a record an
+ * older build wrote). @param[out] v borrowed until the txn ends. */
+static int app_rec(kv_txn_t *txn, const char *app, MDB_val *v)
 {
-    MDB_val k, v;
+    MDB_val k;
     int rc;
 
     if (!kv_id_valid(app))
         return RC_ENOTFOUND; /* no such name can have been stored */
     k.mv_size = strlen(app);
     k.mv_data = (void *)app;
-    if ((rc = kv__rc(mdb_get(kv__txn(txn), kv__of(txn)->apps, &k, &v), "mdb_get app")) < 0)
+    if ((rc = kv__rc(mdb_get(kv__txn(txn), kv__of(txn)->apps, &k, v), "mdb_get app")) < 0)
         return rc;
-    if (v.mv_size != APP_VAL_LEN) {
-        LOG_ERROR("kv: app '%s' record has %zu bytes, not %d", app, v.mv_size, APP_VAL_LEN);
+    if (v->mv_size < APP_VAL_LEN || v->mv_size > APP_VAL_LEN + KV_APP_SETTINGS_MAX) {
+        LOG_ERROR("kv: app '%s' record has %zu bytes, not %d..%d", app, v->mv_size,
+                  APP_VAL_LEN, APP_VAL_LEN + KV_APP_SETTINGS_MAX);
         return RC_ESTORE;
     }
+    return 0;
+}
+
+int kv_app_get(kv_txn_t *txn, const char *app, uint8_t secret[32])
+{
+    MDB_val v;
+    int rc;
+
+    if ((rc = app_rec(txn, app, &v)) < 0)
+        return rc;
     memcpy(secret, v.mv_data, 32);
     return 0;
+}
+
+int kv_app_settings_get(kv_txn_t *txn, const char *app, const uint8_t **val, size_t *len)
+{
+    MDB_val v;
+    int rc;
+
+    if ((rc = app_rec(txn, app, &v)) < 0)
+        return rc;
+    *val = (const uint8_t *)v.mv_data + APP_VAL_LEN;
+    *len = v.mv_size - APP_VAL_LEN;
+    return 0;
+}
+
+int kv_app_settings_put(kv_txn_t *txn, const char *app, const void *val, size_t len)
+{
+    uint8_t buf[APP_VAL_LEN + KV_APP_SETTINGS_MAX];
+    MDB_val k = {strlen(app), (void *)app}, v;
+    int rc;
+
+    if (len > KV_APP_SETTINGS_MAX)
+        return RC_ETOOBIG;
+    if ((rc = app_rec(txn, app, &v)) < 0)
+        return rc;
+    memcpy(buf, v.mv_data, APP_VAL_LEN);
+    if (len > 0)
+        memcpy(buf + APP_VAL_LEN, val, len);
+    v.mv_size = APP_VAL_LEN + len;
+    v.mv_data = buf;
+    return kv__rc(mdb_put(kv__txn(txn), kv__of(txn)->apps, &k, &v, 0), "mdb_put app");
 }
 
 int kv_app_add(kv_txn_t *txn, const char *app, const uint8_t secret[32], uint64_t created_ms)
@@ -644,7 +688,7 @@ int kv_app_each(kv_txn_t *txn, int (*cb)(void *ctx, const char *app, uint64_t cr
         goto out;
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == MDB_SUCCESS;
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size == 0 || k.mv_size > KV_ID_MAX || v.mv_size != APP_VAL_LEN) {
+        if (k.mv_size == 0 || k.mv_size > KV_ID_MAX || v.mv_size < APP_VAL_LEN) {
             LOG_ERROR("kv: malformed apps record (key %zu bytes, value %zu bytes)", k.mv_size,
                       v.mv_size);
             rc = RC_ESTORE;
@@ -710,67 +754,119 @@ static size_t user_key(uint8_t buf[USER_KEY_MAX], const char *app, const char *u
     return a + 1 + u;
 }
 
-#define USER_VAL_OLD 8      /* created_ms */
-#define USER_VAL_LEN 17      /* created_ms, flags, tokens_before_s */
-#define USER_FLAG_DISABLED 1
+/* A user's record: created_ms, then optionally a flags byte (KV_USER_*), then optionally
+ * tokens_before_s. A record is written as short as its content allows (8 bytes: what every
+ * build before the flags wrote and reads), so old data and old builds keep working. */
+#define USER_VAL_MIN 8  /* created_ms */
+#define USER_VAL_FLAGS 9 /* ... flags */
+#define USER_VAL_MAX 17 /* ... tokens_before_s */
 
-static bool user_val_ok(size_t n)
+static int user_rec(kv_txn_t *txn, const char *app, const char *user,
+                    uint8_t key[USER_KEY_MAX], MDB_val *k, MDB_val *v)
 {
-    return n == USER_VAL_OLD || n == USER_VAL_LEN;
+    int rc;
+
+    if (!kv_id_valid(app) || !kv_id_valid(user))
+        return RC_ENOTFOUND;
+    k->mv_size = user_key(key, app, user);
+    k->mv_data = key;
+    if ((rc = kv__rc(mdb_get(kv__txn(txn), kv__of(txn)->users, k, v), "mdb_get user")) < 0)
+        return rc;
+    if (v->mv_size != USER_VAL_MIN && v->mv_size != USER_VAL_FLAGS &&
+        v->mv_size != USER_VAL_MAX) {
+        LOG_ERROR("kv: user record has %zu bytes, not 8, 9 or 17", v->mv_size);
+        return RC_ESTORE;
+    }
+    return 0;
+}
+
+static void user_decode(const MDB_val *v, kv_user_t *u)
+{
+    const uint8_t *p = v->mv_data;
+    memset(u, 0, sizeof(*u));
+    u->created_ms = kv__get_be64(p);
+    if (v->mv_size >= USER_VAL_FLAGS)
+        u->flags = p[8];
+    if (v->mv_size >= USER_VAL_MAX)
+        u->tokens_before_s = kv__get_be64(p + 9);
+    u->disabled = (u->flags & KV_USER_DISABLED) != 0;
 }
 
 int kv_user_info(kv_txn_t *txn, const char *app, const char *user, kv_user_t *out)
 {
     uint8_t key[USER_KEY_MAX];
-    const uint8_t *p;
     MDB_val k, v;
-    int rc;
-
-    if (!kv_id_valid(app) || !kv_id_valid(user))
-        return RC_ENOTFOUND;
-    k.mv_size = user_key(key, app, user);
-    k.mv_data = key;
-    if ((rc = kv__rc(mdb_get(kv__txn(txn), kv__of(txn)->users, &k, &v), "mdb_get user")) < 0)
-        return rc;
-    if (!user_val_ok(v.mv_size)) {
-        LOG_ERROR("kv: user record has %zu bytes, not %d or %d", v.mv_size, USER_VAL_OLD,
-                  USER_VAL_LEN);
-        return RC_ESTORE;
-    }
-    if (out == NULL)
-        return 0;
-    p = v.mv_data;
-    memset(out, 0, sizeof(*out));
-    out->created_ms = kv__get_be64(p);
-    if (v.mv_size == USER_VAL_LEN) {
-        out->disabled = (p[8] & USER_FLAG_DISABLED) != 0;
-        out->tokens_before_s = kv__get_be64(p + 9);
-    }
-    return 0;
+    int rc = user_rec(txn, app, user, key, &k, &v);
+    if (rc == 0 && out != NULL)
+        user_decode(&v, out);
+    return rc;
 }
 
 int kv_user_get(kv_txn_t *txn, const char *app, const char *user, uint64_t *created_ms)
 {
     kv_user_t u;
-    int rc = kv_user_info(txn, app, user, created_ms != NULL ? &u : NULL);
+    int rc = kv_user_info(txn, app, user, &u);
     if (rc == 0 && created_ms != NULL)
         *created_ms = u.created_ms;
     return rc;
 }
 
+int kv_user_flags(kv_txn_t *txn, const char *app, const char *user, uint32_t *flags)
+{
+    kv_user_t u;
+    int rc = kv_user_info(txn, app, user, &u);
+    if (rc == 0 && flags != NULL)
+        *flags = u.flags;
+    return rc;
+}
+
+/* Write @p u (its disabled bool decides KV_USER_DISABLED) under the key in @p k. */
+static int user_write(kv_txn_t *txn, MDB_val *k, const kv_user_t *u)
+{
+    uint8_t val[USER_VAL_MAX];
+    uint32_t flags = (u->flags & ~(uint32_t)KV_USER_DISABLED) |
+                     (u->disabled ? (uint32_t)KV_USER_DISABLED : 0);
+    MDB_val v = {USER_VAL_MIN, val};
+
+    if (flags > 0xff)
+        return RC_EINVAL;
+    kv__put_be64(val, u->created_ms);
+    val[8] = (uint8_t)flags;
+    kv__put_be64(val + 9, u->tokens_before_s);
+    if (u->tokens_before_s != 0)
+        v.mv_size = USER_VAL_MAX;
+    else if (flags != 0)
+        v.mv_size = USER_VAL_FLAGS;
+    return kv__rc(mdb_put(kv__txn(txn), kv__of(txn)->users, k, &v, 0), "mdb_put user");
+}
+
+int kv_user_set_flags(kv_txn_t *txn, const char *app, const char *user, uint32_t flags)
+{
+    uint8_t key[USER_KEY_MAX];
+    MDB_val k, v;
+    kv_user_t u;
+    int rc;
+
+    if (flags > 0xff)
+        return RC_EINVAL;
+    if ((rc = user_rec(txn, app, user, key, &k, &v)) < 0)
+        return rc;
+    user_decode(&v, &u);
+    u.flags = flags;
+    u.disabled = (flags & KV_USER_DISABLED) != 0;
+    return user_write(txn, &k, &u);
+}
+
 int kv_user_put(kv_txn_t *txn, const char *app, const char *user, const kv_user_t *u)
 {
-    uint8_t key[USER_KEY_MAX], val[USER_VAL_LEN];
-    MDB_val k, v = {sizeof(val), val};
+    uint8_t key[USER_KEY_MAX];
+    MDB_val k;
 
     if (!kv_id_valid(app) || !kv_id_valid(user))
         return RC_EINVAL;
     k.mv_size = user_key(key, app, user);
     k.mv_data = key;
-    kv__put_be64(val, u->created_ms);
-    val[8] = u->disabled ? USER_FLAG_DISABLED : 0;
-    kv__put_be64(val + 9, u->tokens_before_s);
-    return kv__rc(mdb_put(kv__txn(txn), kv__of(txn)->users, &k, &v, 0), "mdb_put user");
+    return user_write(txn, &k, u);
 }
 
 int kv_user_add(kv_txn_t *txn, const char *app, const char *user, uint64_t created_ms)
@@ -811,7 +907,9 @@ int kv_user_each(kv_txn_t *txn, const char *app,
         if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
             break; /* past this app's users */
         ulen = k.mv_size - plen;
-        if (ulen == 0 || ulen > KV_ID_MAX || !user_val_ok(v.mv_size)) {
+        if (ulen == 0 || ulen > KV_ID_MAX ||
+            (v.mv_size != USER_VAL_MIN && v.mv_size != USER_VAL_FLAGS &&
+             v.mv_size != USER_VAL_MAX)) {
             LOG_ERROR("kv: malformed users record (key %zu bytes, value %zu bytes)",
                       k.mv_size, v.mv_size);
             rc = RC_ESTORE;

@@ -4,8 +4,8 @@
  * One environment in the data directory (data.mdb, lock.mdb) with named databases, all
  * opened once in kv_open inside a committed transaction (DESIGN.md pitfalls):
  *   meta   "schema" → u32 version; "last_id" → u64 (largest SnowFlake id issued)
- *   apps   app name → 32-byte secret || u64 created_ms (big-endian)
- *   users  app "\0" user → u64 created_ms (big-endian)
+ *   apps   app name → 32-byte secret || u64 created_ms (big-endian) [|| settings]
+ *   users  app "\0" user → u64 created_ms (big-endian) [|| u8 flags]
  * Later issues add timelines, messages, cursors, groups and conversations; docs/STORAGE.md
  * is the reference for every key and value.
  *
@@ -157,6 +157,24 @@ int kv_app_get(kv_txn_t *txn, const char *app, uint8_t secret[32]);
  */
 int kv_app_add(kv_txn_t *txn, const char *app, const uint8_t secret[32], uint64_t created_ms);
 
+#define KV_APP_SETTINGS_MAX 4096 /**< bytes of an app's settings (kv_app_settings_put) */
+
+/**
+ * An app's settings: the bytes stored after the secret and created_ms (docs/STORAGE.md).
+ * kv keeps them opaque; actors/appconf gives them their meaning. An app stored before
+ * settings existed has none (length 0).
+ * @param[out] val, len  borrowed: valid until the transaction ends; *len may be 0.
+ * @return 0, RC_ENOTFOUND, or rc.
+ */
+int kv_app_settings_get(kv_txn_t *txn, const char *app, const uint8_t **val, size_t *len);
+
+/**
+ * Replace an app's settings (write txn); the secret and created_ms stay.
+ * @param[in] len  0..KV_APP_SETTINGS_MAX (0: none, the record as an older build wrote it).
+ * @return 0, RC_ENOTFOUND (no such app), RC_ETOOBIG, or rc.
+ */
+int kv_app_settings_put(kv_txn_t *txn, const char *app, const void *val, size_t len);
+
 /**
  * Call @p cb for each app in name order; a non-zero return stops and is returned.
  * @p app is borrowed for the call. @return 0, cb's value, or rc.
@@ -174,18 +192,26 @@ int kv_app_ensure_default(kv_t *kv);
 
 /* ---- users ------------------------------------------------------------------------ */
 
+/** User flags (kv_user_flags). */
+enum {
+    KV_USER_BOT = 1 << 0,      /* a bot: a BOT device logged in as it, or `cimctl user set` */
+    KV_USER_DISABLED = 1 << 1, /* logins refused (admin API, `cimctl user disable`) */
+};
+
 /** @return 0 when (@p app, @p user) exists (its creation time in @p created_ms if not
  *          NULL), RC_ENOTFOUND, or rc. */
 int kv_user_get(kv_txn_t *txn, const char *app, const char *user, uint64_t *created_ms);
 
 /**
- * A user's record. Stored as created_ms (8 bytes, big-endian), optionally followed by
- * flags (1 byte: bit 0 disabled) and tokens_before_s (8 bytes): a record of 8 bytes (all
- * a schema 2 store wrote) reads as enabled with no revocation.
+ * A user's record (docs/STORAGE.md): created_ms (8 bytes, big-endian), optionally followed
+ * by a flags byte (KV_USER_*) and then tokens_before_s (8 bytes). Written as short as its
+ * content allows: a record of 8 bytes (all a schema 2 store wrote) reads as flags 0, no
+ * revocation.
  */
 typedef struct kv_user {
     uint64_t created_ms;
-    bool disabled;            /* logins refused (admin API, cimctl user disable) */
+    uint32_t flags;           /* KV_USER_* */
+    bool disabled;            /* flags & KV_USER_DISABLED (kv_user_put writes this one) */
     uint64_t tokens_before_s; /* tokens expiring at or before this Unix time are refused */
 } kv_user_t;
 
@@ -202,6 +228,20 @@ int kv_user_put(kv_txn_t *txn, const char *app, const char *user, const kv_user_
  * @return 0, RC_EEXIST (nothing changed), RC_EINVAL (bad app or user id), or rc.
  */
 int kv_user_add(kv_txn_t *txn, const char *app, const char *user, uint64_t created_ms);
+
+/**
+ * Read a user's flags (KV_USER_*; 0 for a user stored before flags existed).
+ * @param[out] flags  written only on success; may be NULL (an existence check).
+ * @return 0, RC_ENOTFOUND, or rc.
+ */
+int kv_user_flags(kv_txn_t *txn, const char *app, const char *user, uint32_t *flags);
+
+/**
+ * Replace a user's flags (write txn); created_ms stays. Flags 0 store the 8-byte record
+ * older builds read too.
+ * @return 0, RC_ENOTFOUND (no such user), RC_EINVAL (a flag over 0xff), or rc.
+ */
+int kv_user_set_flags(kv_txn_t *txn, const char *app, const char *user, uint32_t flags);
 
 /**
  * Call @p cb for each user of @p app in id order (none for an unknown or invalid app);

@@ -1,5 +1,7 @@
 #include "core/rc.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 const char *rc_str(int rc)
@@ -25,4 +27,16 @@ const char *rc_str(int rc)
     if (rc < 0 && rc > -4096)
         return strerrordesc_np(-rc) ? strerrordesc_np(-rc) : "unknown system error";
     return "unknown error";
+}
+
+int rc_msg(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err != NULL && errlen > 0) {
+        va_start(ap, fmt);
+        (void)vsnprintf(err, errlen, fmt, ap); /* truncation is fine for a message */
+        va_end(ap);
+    }
+    return rc;
 }

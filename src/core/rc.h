@@ -13,6 +13,8 @@
 #ifndef CIM_CORE_RC_H
 #define CIM_CORE_RC_H
 
+#include <stddef.h>
+
 #define RC_BASE      (-20000)
 #define RC_EPROTO    (RC_BASE - 1)  /**< malformed frame or message, protocol violation */
 #define RC_ETOOBIG   (RC_BASE - 2)  /**< a length over its cap */
@@ -37,5 +39,14 @@
  * @return a static, NUL-terminated string; never NULL. Thread-safe.
  */
 const char *rc_str(int rc);
+
+/**
+ * Say why something failed: format a one-line reason into @p err (when not NULL and
+ * @p errlen > 0; truncated to fit) and return @p rc, for `return rc_msg(err, errlen,
+ * RC_EINVAL, "bad value '%s' for %s", ...)`.
+ * @return @p rc. Thread-safe.
+ */
+int rc_msg(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif

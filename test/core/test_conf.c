@@ -69,6 +69,10 @@ TEST(conf_defaults)
     ASSERT_EQ(c.max_queued_mb, 256);
     ASSERT_EQ(c.login_fail_max, 10);
     ASSERT_EQ(c.login_fail_window_s, 60);
+    ASSERT_EQ(c.webhook_queue, 10000);
+    ASSERT_EQ(c.webhook_queue_mb, 64);
+    ASSERT_EQ(c.webhook_timeout_ms, 5000);
+    ASSERT_EQ(c.webhook_retries, 5);
     ASSERT_EQ(c.single_session, false);
     ASSERT_EQ(c.log_level, LOG_LVL_INFO);
     ASSERT_EQ(c.log_format, LOG_FMT_TEXT);
@@ -363,6 +367,11 @@ TEST(conf_bad_values)
         {"recall_window_s", "2592001"},
         {"max_group_size", "1"},
         {"max_group_size", "100001"},
+        {"webhook_queue", "0"},
+        {"webhook_queue_mb", "0"},
+        {"webhook_timeout_ms", "99"},
+        {"webhook_retries", "0"},
+        {"webhook_retries", "101"},
     };
     static const kv_t good[] = {
         {"durability", "sync"},
@@ -402,6 +411,11 @@ TEST(conf_bad_values)
         {"recall_window_s", "2592000"},
         {"max_group_size", "2"},
         {"max_group_size", "100000"},
+        {"webhook_queue", "1"},
+        {"webhook_queue_mb", "65536"},
+        {"webhook_timeout_ms", "100"},
+        {"webhook_retries", "1"},
+        {"webhook_retries", "100"},
         {"workers", "007"},
     };
     char err[256];

@@ -443,6 +443,59 @@ TEST(kv_app_add_get_each)
     rm_rf(dir);
 }
 
+/* Settings ride after the secret and created_ms: a record without them (as every build
+ * before them wrote it) reads as none, and replacing them keeps the secret. */
+TEST(kv_app_settings_extend_the_record)
+{
+    char dir[64], big[KV_APP_SETTINGS_MAX + 1];
+    const uint8_t *val = NULL;
+    uint8_t s[32], got[32];
+    names_t nm = {0};
+    size_t len = 99;
+    kv_txn_t *txn;
+    kv_t *kv;
+
+    tmpdir(dir);
+    kv = open_at(dir, 0);
+    secret_of(s, 0x5a);
+    memset(big, 'x', sizeof(big));
+    ASSERT_OK(kv_begin(kv, KV_WRITE, &txn));
+    ASSERT_OK(kv_app_add(txn, "acme", s, 1234));
+    ASSERT_OK(kv_app_settings_get(txn, "acme", &val, &len));
+    ASSERT_EQ(len, 0);
+    ASSERT_OK(kv_app_settings_put(txn, "acme", "webhook_url=http://x/\n", 22));
+    ASSERT_RC(kv_app_settings_put(txn, "nope", "a", 1), RC_ENOTFOUND);
+    ASSERT_RC(kv_app_settings_put(txn, "acme", big, sizeof(big)), RC_ETOOBIG);
+    ASSERT_OK(kv_commit(txn));
+
+    ASSERT_OK(kv_begin(kv, KV_READ, &txn));
+    ASSERT_OK(kv_app_settings_get(txn, "acme", &val, &len));
+    ASSERT_EQ(len, 22);
+    ASSERT_TRUE(memcmp(val, "webhook_url=http://x/\n", 22) == 0);
+    ASSERT_OK(kv_app_get(txn, "acme", got));
+    ASSERT_TRUE(memcmp(got, s, 32) == 0);
+    ASSERT_OK(kv_app_each(txn, collect, &nm)); /* the longer record lists as before */
+    ASSERT_EQ(nm.n, 1);
+    ASSERT_STREQ(nm.name[0], "acme");
+    ASSERT_U64_EQ(nm.ms[0], 1234);
+    ASSERT_RC(kv_app_settings_get(txn, "nope", &val, &len), RC_ENOTFOUND);
+    kv_abort(txn);
+
+    /* back to none: the 40-byte record again; the largest settings fit */
+    ASSERT_OK(kv_begin(kv, KV_WRITE, &txn));
+    ASSERT_OK(kv_app_settings_put(txn, "acme", NULL, 0));
+    ASSERT_OK(kv_app_settings_get(txn, "acme", &val, &len));
+    ASSERT_EQ(len, 0);
+    ASSERT_OK(kv_app_settings_put(txn, "acme", big, KV_APP_SETTINGS_MAX));
+    ASSERT_OK(kv_app_settings_get(txn, "acme", &val, &len));
+    ASSERT_EQ(len, KV_APP_SETTINGS_MAX);
+    ASSERT_OK(kv_app_get(txn, "acme", got));
+    ASSERT_TRUE(memcmp(got, s, 32) == 0);
+    ASSERT_OK(kv_commit(txn));
+    kv_close(kv);
+    rm_rf(dir);
+}
+
 /* ---- users ------------------------------------------------------------------------ */
 
 TEST(kv_user_add_get_each_per_app)
@@ -494,6 +547,53 @@ TEST(kv_user_add_get_each_per_app)
     ASSERT_OK(kv_user_each(txn, "zz", collect, &nm)); /* past the end */
     ASSERT_EQ(nm.n, 0);
     kv_abort(txn);
+    kv_close(kv);
+    rm_rf(dir);
+}
+
+/* Flags ride after created_ms: none (an older record) reads 0, setting them keeps
+ * created_ms, and the listing reads records with and without them. */
+TEST(kv_user_flags_extend_the_record)
+{
+    char dir[64];
+    names_t nm = {0};
+    uint32_t flags = 77;
+    uint64_t ms = 0;
+    kv_txn_t *txn;
+    kv_t *kv;
+
+    tmpdir(dir);
+    kv = open_at(dir, 0);
+    ASSERT_OK(kv_begin(kv, KV_WRITE, &txn));
+    ASSERT_OK(kv_user_add(txn, "a", "bot", 10));
+    ASSERT_OK(kv_user_add(txn, "a", "human", 11));
+    ASSERT_OK(kv_user_flags(txn, "a", "bot", &flags));
+    ASSERT_EQ(flags, 0);
+    ASSERT_OK(kv_user_set_flags(txn, "a", "bot", KV_USER_BOT));
+    ASSERT_RC(kv_user_set_flags(txn, "a", "ghost", KV_USER_BOT), RC_ENOTFOUND);
+    ASSERT_RC(kv_user_set_flags(txn, "a", "bot", 0x100), RC_EINVAL);
+    ASSERT_OK(kv_commit(txn));
+
+    ASSERT_OK(kv_begin(kv, KV_READ, &txn));
+    ASSERT_OK(kv_user_flags(txn, "a", "bot", &flags));
+    ASSERT_EQ(flags, KV_USER_BOT);
+    ASSERT_OK(kv_user_get(txn, "a", "bot", &ms));
+    ASSERT_U64_EQ(ms, 10);
+    ASSERT_OK(kv_user_flags(txn, "a", "human", &flags));
+    ASSERT_EQ(flags, 0);
+    ASSERT_RC(kv_user_flags(txn, "a", "ghost", &flags), RC_ENOTFOUND);
+    ASSERT_OK(kv_user_each(txn, "a", collect, &nm));
+    ASSERT_EQ(nm.n, 2);
+    ASSERT_U64_EQ(nm.ms[0], 10);
+    kv_abort(txn);
+
+    ASSERT_OK(kv_begin(kv, KV_WRITE, &txn));
+    ASSERT_OK(kv_user_set_flags(txn, "a", "bot", 0));
+    ASSERT_OK(kv_user_flags(txn, "a", "bot", &flags));
+    ASSERT_EQ(flags, 0);
+    ASSERT_OK(kv_user_get(txn, "a", "bot", &ms));
+    ASSERT_U64_EQ(ms, 10);
+    ASSERT_OK(kv_commit(txn));
     kv_close(kv);
     rm_rf(dir);
 }
