@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cmd/cimdump/dump_int.h"
+#include "cmd/cimdump/jv.h"
 #include "actors/conv.h"
 #include "core/mem.h"
 #include "core/rc.h"
@@ -84,7 +85,6 @@ int dump__cmd_convs(dump_t *d)
     convsctx_t cc = {.d = d, .user = user};
     uint64_t unread = 0;
     FILE *f = d->out;
-    jw_t *w = &d->w;
     char e[16];
     int rc;
 
@@ -105,31 +105,30 @@ int dump__cmd_convs(dump_t *d)
     if (cc.n > 1)
         qsort(cc.rows, cc.n, sizeof(*cc.rows), conv_cmp);
     if (d->json) {
-        jw_open(w, NULL, '{');
-        jw_str(w, "app", d->app);
-        jw_str(w, "user", user);
-        jw_u64(w, "count", cc.n);
-        jw_u64(w, "total_unread", unread);
-        jw_open(w, "convs", '[');
+        json_t *convs = jv_arr();
+        d->doc = jv_obj();
+        jv_set(d->doc, "app", jv_str(d->app));
+        jv_set(d->doc, "user", jv_str(user));
+        jv_set(d->doc, "count", jv_u64(cc.n));
+        jv_set(d->doc, "total_unread", jv_u64(unread));
+        jv_set(d->doc, "convs", convs); /* held by the document, filled below */
         for (size_t i = 0; i < cc.n; i++) {
             const conv_row_t *r = &cc.rows[i];
-            jw_open(w, NULL, '{');
-            jw_str(w, "conv_type", dump__conv_name(e, r->type));
-            jw_str(w, "peer", r->peer);
-            jw_id_or_null(w, "last_id", r->v.last_id);
-            jw_u64(w, "updated_ms", r->v.updated_ms);
-            jw_u64(w, "unread", r->v.unread);
-            jw_id(w, "read_up_to", r->v.read_up_to);
+            json_t *o = jv_obj();
+            jv_set(o, "conv_type", jv_str(dump__conv_name(e, r->type)));
+            jv_set(o, "peer", jv_str(r->peer));
+            jv_set(o, "last_id", jv_id_or_null(r->v.last_id));
+            jv_set(o, "updated_ms", jv_u64(r->v.updated_ms));
+            jv_set(o, "unread", jv_u64(r->v.unread));
+            jv_set(o, "read_up_to", jv_id(r->v.read_up_to));
             if (r->type == cim_ConvType_DIRECT)
-                jw_id(w, "peer_read_up_to", r->peer_read);
+                jv_set(o, "peer_read_up_to", jv_id(r->peer_read));
             else
-                jw_null(w, "peer_read_up_to");
-            jw_id_or_null(w, "left_id", r->c.left_id);
-            jw_u64(w, "messages", r->messages);
-            jw_close(w, '}');
+                jv_set(o, "peer_read_up_to", json_null());
+            jv_set(o, "left_id", jv_id_or_null(r->c.left_id));
+            jv_set(o, "messages", jv_u64(r->messages));
+            jv_push(convs, o);
         }
-        jw_close(w, ']');
-        jw_close(w, '}');
         goto out;
     }
     fprintf(f, "%-6s %-20s %20s %7s %20s %20s %8s %s\n", "CONV", "PEER", "LAST", "UNREAD",

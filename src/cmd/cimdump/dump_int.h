@@ -25,8 +25,9 @@
  * Output: human-readable tables, or with --json exactly one JSON document on one line
  * (docs/CIMDUMP.md names every field). Errors: one line "cimdump: reason" on stderr.
  * Exit status: 0 success, 1 failure (no cim data, unknown user / group / message), 2 usage.
- * A command handler writes its answer to d->out (text) or d->w (JSON) and returns 0, or
- * an rc after reporting the failure with dump__fail / dump__fail_rc.
+ * A command handler writes its answer to d->out (text), or with --json builds it as one
+ * jansson document in d->doc (jv.h), and returns 0, or an rc after reporting the failure
+ * with dump__fail / dump__fail_rc; main prints the answer once the transaction ended.
  *
  * Threading: one thread.
  */
@@ -38,6 +39,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 #include "cim.pb.h"
 #include "core/kv.h"
 
@@ -47,16 +50,8 @@
 #define TL_LIMIT_MAX     10000
 #define TL_BODY_MAX      1024 /* timeline entries show at most this many body bytes (JSON) */
 #define TEXT_BODY_MAX    48   /* characters of a body in a table row */
-#define JW_DEPTH         16
 
 enum { EXIT_FAIL = 1, EXIT_USAGE = 2 };
-
-/* The streaming JSON writer (out.c). */
-typedef struct jw {
-    FILE *f;
-    int depth;
-    bool comma[JW_DEPTH]; /* a value is already written at this level: the next needs ',' */
-} jw_t;
 
 /* A stored cim.Message, decoded; the body is copied out (decoding never allocates more
  * than the record's length). */
@@ -100,11 +95,10 @@ struct dump {
     const cmd_t *cmd;
     kv_t *kv;
     kv_txn_t *txn; /* the one read transaction of the command */
-    FILE *out;     /* the answer, in memory until the transaction ended */
-    jw_t w;
-    int logfd; /* kv's log lines land here (memfd), -1 without */
+    FILE *out;     /* the text answer, in memory until the transaction ended */
+    json_t *doc;   /* --json: the answer (owned), printed once the transaction ended */
+    int logfd;     /* kv's log lines land here (memfd), -1 without */
 };
-
 
 /* ---- main.c: errors and checks ----------------------------------------------------------- */
 
@@ -130,20 +124,12 @@ int dump__need_user(dump_t *d, const char *user, uint64_t *created_ms);
 /** @return true when all @p n bytes are valid UTF-8 without NUL. */
 bool dump__utf8_valid(const uint8_t *s, size_t n);
 
-/* JSON values, each as member @p key of the enclosing object (NULL in an array). 64-bit
- * ids are strings (jw_id): JSON readers commonly hold numbers as doubles. */
-void jw_sep(jw_t *w, const char *key);
-void jw_open(jw_t *w, const char *key, char open);
-void jw_close(jw_t *w, char close);
-void jw_strn(jw_t *w, const char *key, const void *s, size_t n);
-void jw_str(jw_t *w, const char *key, const char *s);
-void jw_u64(jw_t *w, const char *key, uint64_t v);
-void jw_id(jw_t *w, const char *key, uint64_t v);
-void jw_id_or_null(jw_t *w, const char *key, uint64_t v);
-void jw_bool(jw_t *w, const char *key, bool v);
-void jw_null(jw_t *w, const char *key);
-void jw_ratio(jw_t *w, const char *key, uint64_t num, uint64_t den);
-void jw_hex(jw_t *w, const char *key, const uint8_t *b, size_t n);
+/**
+ * The length of the valid UTF-8 sequence at @p s (@p n > 0 bytes available), 0 when it is
+ * not one: overlong forms, surrogates and code points past U+10FFFF are invalid (RFC
+ * 3629). @p cp (may be NULL) gets the code point.
+ */
+size_t dump__utf8_seq(const uint8_t *s, size_t n, uint32_t *cp);
 
 /** Write @p n bytes for a terminal, escaped so stored data can never drive it; at most
  * @p max characters (0: no limit), then "...". */

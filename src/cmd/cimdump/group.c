@@ -2,31 +2,33 @@
 #include <string.h>
 
 #include "cmd/cimdump/dump_int.h"
+#include "cmd/cimdump/jv.h"
 #include "actors/group.h"
 #include "core/rc.h"
 #include "core/snowflake.h"
 
-/* Open an object holding a group record's fields; the caller may add more, then closes it. */
-static void json_group_rec(jw_t *w, const char *key, const group_t *g)
+/* An object holding a group record's fields; the caller may add more. */
+static json_t *json_group_rec(const group_t *g)
 {
-    char t[32], gid[24];
+    json_t *o = jv_obj();
+    char t[32];
 
     dump__fmt_time(t, g->created_ms);
-    snprintf(gid, sizeof(gid), "%llu", (unsigned long long)g->gid);
-    jw_open(w, key, '{');
-    jw_str(w, "group_id", gid);
-    jw_str(w, "name", g->name);
-    jw_str(w, "owner", g->owner);
-    jw_u64(w, "created_ms", g->created_ms);
-    jw_str(w, "created", t);
-    jw_u64(w, "member_count", g->member_count);
-    jw_bool(w, "open", g->open);
-    jw_bool(w, "dismissed", g->dismissed);
+    jv_set(o, "group_id", jv_id(g->gid));
+    jv_set(o, "name", jv_str(g->name));
+    jv_set(o, "owner", jv_str(g->owner));
+    jv_set(o, "created_ms", jv_u64(g->created_ms));
+    jv_set(o, "created", jv_str(t));
+    jv_set(o, "member_count", jv_u64(g->member_count));
+    jv_set(o, "open", json_boolean(g->open));
+    jv_set(o, "dismissed", json_boolean(g->dismissed));
+    return o;
 }
 
 typedef struct groupsctx {
     dump_t *d;
     uint64_t n;
+    json_t *groups; /* --json: the array, held by d->doc */
 } groupsctx_t;
 
 static int on_group(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val, size_t vlen)
@@ -45,8 +47,7 @@ static int on_group(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *v
         return rc;
     gc->n++;
     if (d->json) {
-        json_group_rec(&d->w, NULL, &g);
-        jw_close(&d->w, '}');
+        jv_push(gc->groups, json_group_rec(&g));
         return 0;
     }
     dump__fmt_time(t, g.created_ms);
@@ -61,7 +62,7 @@ int dump__cmd_groups(dump_t *d)
 {
     uint8_t pfx[KV_ID_MAX + 1];
     size_t plen = strlen(d->app);
-    groupsctx_t gc = {d, 0};
+    groupsctx_t gc = {d, 0, NULL};
     int rc;
 
     if ((rc = dump__need_app(d)) < 0)
@@ -69,28 +70,26 @@ int dump__cmd_groups(dump_t *d)
     memcpy(pfx, d->app, plen);
     pfx[plen++] = '\0';
     if (d->json) {
-        jw_open(&d->w, NULL, '{');
-        jw_str(&d->w, "app", d->app);
-        jw_open(&d->w, "groups", '[');
+        d->doc = jv_obj();
+        jv_set(d->doc, "app", jv_str(d->app));
+        jv_set(d->doc, "groups", gc.groups = jv_arr());
     } else {
         fprintf(d->out, "%-12s %-20s %8s %-5s %-9s %-24s  %s\n", "GROUP", "OWNER", "MEMBERS",
                 "OPEN", "STATE", "CREATED", "NAME");
     }
     if ((rc = kv_rec_scan(d->txn, KV_DB_GROUPS, pfx, plen, on_group, &gc)) < 0)
         return dump__fail_rc(d, "cannot list the groups", rc);
-    if (d->json) {
-        jw_close(&d->w, ']');
-        jw_u64(&d->w, "count", gc.n);
-        jw_close(&d->w, '}');
-    } else {
+    if (d->json)
+        jv_set(d->doc, "count", jv_u64(gc.n));
+    else
         fprintf(d->out, "(%llu groups in app %s)\n", (unsigned long long)gc.n, d->app);
-    }
     return 0;
 }
 
 typedef struct memberctx {
     dump_t *d;
     const char *owner;
+    json_t *members; /* --json: the array, held by d->doc */
 } memberctx_t;
 
 static int on_member(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val, size_t vlen)
@@ -103,12 +102,12 @@ static int on_member(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *
 
     dump__fmt_time(t, joined ? snowflake_time_ms(joined) : 0);
     if (d->json) {
-        jw_open(&d->w, NULL, '{');
-        jw_strn(&d->w, "user", sfx, slen);
-        jw_bool(&d->w, "owner", owner);
-        jw_id(&d->w, "joined", joined);
-        jw_u64(&d->w, "joined_ms", joined ? snowflake_time_ms(joined) : 0);
-        jw_close(&d->w, '}');
+        json_t *o = jv_obj();
+        jv_set(o, "user", jv_text(sfx, slen));
+        jv_set(o, "owner", json_boolean(owner));
+        jv_set(o, "joined", jv_id(joined));
+        jv_set(o, "joined_ms", jv_u64(joined ? snowflake_time_ms(joined) : 0));
+        jv_push(mc->members, o);
     } else {
         fputs("  ", d->out);
         dump__text_put(d->out, sfx, slen, 0);
@@ -121,7 +120,7 @@ static int on_member(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *
 int dump__cmd_group(dump_t *d)
 {
     uint8_t key[GROUP_KEY_MAX];
-    memberctx_t mc;
+    memberctx_t mc = {d, NULL, NULL};
     uint64_t gid;
     group_t g;
     FILE *f = d->out;
@@ -145,9 +144,9 @@ int dump__cmd_group(dump_t *d)
     if (rc < 0)
         return dump__fail_rc(d, "cannot read the group", rc);
     if (d->json) {
-        json_group_rec(&d->w, NULL, &g);
-        jw_str(&d->w, "app", d->app);
-        jw_open(&d->w, "members", '[');
+        d->doc = json_group_rec(&g);
+        jv_set(d->doc, "app", jv_str(d->app));
+        jv_set(d->doc, "members", mc.members = jv_arr());
     } else {
         dump__fmt_time(t, g.created_ms);
         fprintf(f, "group          %llu (app %s)\nname           \"", (unsigned long long)g.gid,
@@ -158,14 +157,9 @@ int dump__cmd_group(dump_t *d)
         fprintf(f, "members        %u\n  %-32s %22s  %s\n", (unsigned)g.member_count, "USER",
                 "JOINED (EVENT ID)", "JOINED AT");
     }
-    mc.d = d;
     mc.owner = g.owner;
     if ((rc = kv_rec_scan(d->txn, KV_DB_MEMBERS, key, group_key(key, d->app, gid), on_member,
                           &mc)) < 0)
         return dump__fail_rc(d, "cannot list the members", rc);
-    if (d->json) {
-        jw_close(&d->w, ']');
-        jw_close(&d->w, '}');
-    }
     return 0;
 }

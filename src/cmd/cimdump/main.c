@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cmd/cimdump/dump_int.h"
+#include "cmd/cimdump/jv.h"
 #include "core/datadir.h"
 #include "core/log.h"
 #include "core/rc.h"
@@ -296,6 +297,7 @@ int main(int argc, char **argv)
     size_t len = 0;
     int rc;
 
+    jv_init();
     /* kv logs its findings (a foreign environment, a missing database) before it returns
      * RC_ESTORE; keep them out of the output and quote the last one in the error line. */
     d.logfd = memfd_create("cimdump-log", MFD_CLOEXEC);
@@ -336,13 +338,14 @@ int main(int argc, char **argv)
         dump__fail("cannot buffer the output: %s", strerror(errno));
         goto out;
     }
-    d.w.f = d.out;
     rc = d.cmd->run(&d);
     /* The snapshot is read: end the transaction before anything is written out. */
     kv_abort(d.txn);
     d.txn = NULL;
-    if (d.json)
-        fputc('\n', d.out);
+    if (rc == 0 && d.json && jv_dump(d.doc, d.out) < 0) {
+        rc = -ENOMEM;
+        dump__fail("cannot buffer the output: %s", strerror(errno));
+    }
     if (fclose(d.out) != 0) {
         d.out = NULL;
         rc = -ENOMEM;
@@ -357,9 +360,9 @@ int main(int argc, char **argv)
 out:
     kv_abort(d.txn);
     kv_close(d.kv);
+    json_decref(d.doc);
     free(buf); /* open_memstream's buffer comes from malloc */
     if (d.logfd >= 0)
         close(d.logfd);
     return rc < 0 ? EXIT_FAIL : 0;
 }
-

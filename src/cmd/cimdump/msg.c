@@ -4,12 +4,13 @@
 #include <pb_decode.h>
 
 #include "cmd/cimdump/dump_int.h"
+#include "cmd/cimdump/jv.h"
 #include "core/mem.h"
 #include "core/rc.h"
 #include "core/snowflake.h"
 
-/* The id's own fields (time from the SnowFlake id, node, sequence) as JSON members. */
-static void json_id_fields(jw_t *w, uint64_t id)
+/* The id's own fields (time from the SnowFlake id, node, sequence) as members of @p o. */
+static void json_id_fields(json_t *o, uint64_t id)
 {
     uint64_t ms;
     uint32_t node, seq;
@@ -17,11 +18,11 @@ static void json_id_fields(jw_t *w, uint64_t id)
 
     snowflake_decode(id, &ms, &node, &seq);
     dump__fmt_time(t, ms);
-    jw_id(w, "id", id);
-    jw_u64(w, "time_ms", ms);
-    jw_str(w, "time", t);
-    jw_u64(w, "node", node);
-    jw_u64(w, "seq", seq);
+    jv_set(o, "id", jv_id(id));
+    jv_set(o, "time_ms", jv_u64(ms));
+    jv_set(o, "time", jv_str(t));
+    jv_set(o, "node", jv_u64(node));
+    jv_set(o, "seq", jv_u64(seq));
 }
 
 static bool body_is_text(const dmsg_t *dm)
@@ -30,100 +31,96 @@ static bool body_is_text(const dmsg_t *dm)
            dump__utf8_valid(dm->body, dm->body_len);
 }
 
-static void json_group(jw_t *w, const char *key, const cim_Group *g)
+static json_t *json_group(const cim_Group *g)
 {
-    jw_open(w, key, '{');
-    jw_str(w, "group_id", g->group_id);
-    jw_str(w, "name", g->name);
-    jw_str(w, "owner", g->owner);
-    jw_u64(w, "created_ms", g->created_ms);
-    jw_u64(w, "member_count", g->member_count);
-    jw_bool(w, "open", g->open);
-    jw_close(w, '}');
+    json_t *o = jv_obj();
+
+    jv_set(o, "group_id", jv_str(g->group_id));
+    jv_set(o, "name", jv_str(g->name));
+    jv_set(o, "owner", jv_str(g->owner));
+    jv_set(o, "created_ms", jv_u64(g->created_ms));
+    jv_set(o, "member_count", jv_u64(g->member_count));
+    jv_set(o, "open", json_boolean(g->open));
+    return o;
 }
 
-/* The decoded body of a SYSTEM (GroupEvent) or RECALL (RecallEvent) message, if it has one. */
-static void json_event(jw_t *w, const dmsg_t *dm)
+/* The decoded body of a SYSTEM (GroupEvent) or RECALL (RecallEvent) message, if it has
+ * one, as a member of @p o. */
+static void json_event(json_t *o, const dmsg_t *dm)
 {
     char e[16];
 
     if (dm->m.msg_type == cim_MsgType_SYSTEM && dm->m.conv_type == cim_ConvType_GROUP) {
         gevent_t ev;
         if (dump__gevent_decode(dm->body, dm->body_len, &ev) == 0) {
-            jw_open(w, "group_event", '{');
-            jw_str(w, "kind", dump__gekind_name(e, ev.kind));
-            jw_str(w, "actor", ev.actor);
-            jw_open(w, "users", '[');
+            json_t *ge = jv_obj(), *users = jv_arr();
+            jv_set(ge, "kind", jv_str(dump__gekind_name(e, ev.kind)));
+            jv_set(ge, "actor", jv_str(ev.actor));
             for (size_t i = 0; i < ev.nusers; i++)
-                jw_str(w, NULL, ev.users[i]);
-            jw_close(w, ']');
-            if (ev.has_group)
-                json_group(w, "group", &ev.group);
-            else
-                jw_null(w, "group");
-            jw_close(w, '}');
+                jv_push(users, jv_str(ev.users[i]));
+            jv_set(ge, "users", users);
+            jv_set(ge, "group", ev.has_group ? json_group(&ev.group) : json_null());
+            jv_set(o, "group_event", ge);
         }
         mem_free(ev.users);
     } else if (dm->m.msg_type == cim_MsgType_RECALL) {
         cim_RecallEvent rv = cim_RecallEvent_init_zero;
         pb_istream_t is = pb_istream_from_buffer(dm->body, dm->body_len);
         if (pb_decode(&is, cim_RecallEvent_fields, &rv)) {
-            jw_open(w, "recall_event", '{');
-            jw_id(w, "msg_id", rv.msg_id);
-            jw_str(w, "by", rv.by);
-            jw_close(w, '}');
+            json_t *re = jv_obj();
+            jv_set(re, "msg_id", jv_id(rv.msg_id));
+            jv_set(re, "by", jv_str(rv.by));
+            jv_set(o, "recall_event", re);
         }
     }
 }
 
 /* One message as a JSON object: @p rec NULL when the id names no record. Bodies longer
  * than @p body_max bytes (0: no limit) are cut there. */
-static void json_msg(jw_t *w, uint64_t id, const uint8_t *rec, size_t len, size_t body_max)
+static json_t *json_msg(uint64_t id, const uint8_t *rec, size_t len, size_t body_max)
 {
+    json_t *o = jv_obj();
     char e[16];
     dmsg_t dm;
     size_t show;
 
-    jw_open(w, NULL, '{');
-    json_id_fields(w, id);
+    json_id_fields(o, id);
     if (rec == NULL) {
-        jw_bool(w, "missing", true);
-        jw_close(w, '}');
-        return;
+        jv_set(o, "missing", json_true());
+        return o;
     }
-    jw_u64(w, "record_len", len);
+    jv_set(o, "record_len", jv_u64(len));
     if (dump__msg_decode(rec, len, &dm) < 0) {
-        jw_str(w, "error", "record is not a cim.Message");
-        jw_hex(w, "record_hex", rec, len);
-        jw_close(w, '}');
+        jv_set(o, "error", jv_str("record is not a cim.Message"));
+        jv_set(o, "record_hex", jv_hex(rec, len));
         mem_free(dm.body);
-        return;
+        return o;
     }
-    jw_str(w, "conv_type", dump__conv_name(e, dm.m.conv_type));
-    jw_str(w, "from", dm.m.from);
-    jw_str(w, "to", dm.m.to);
-    jw_str(w, "msg_type", dump__msgtype_name(e, dm.m.msg_type));
-    jw_str(w, "client_msg_id", dm.m.client_msg_id);
-    jw_u64(w, "flags", dm.m.flags);
-    jw_bool(w, "recalled", (dm.m.flags & 1) != 0);
-    jw_str(w, "from_device", dump__device_name(e, dm.m.from_device));
-    jw_u64(w, "message_time_ms", dm.m.time_ms);
-    jw_u64(w, "body_len", dm.body_len);
+    jv_set(o, "conv_type", jv_str(dump__conv_name(e, dm.m.conv_type)));
+    jv_set(o, "from", jv_str(dm.m.from));
+    jv_set(o, "to", jv_str(dm.m.to));
+    jv_set(o, "msg_type", jv_str(dump__msgtype_name(e, dm.m.msg_type)));
+    jv_set(o, "client_msg_id", jv_str(dm.m.client_msg_id));
+    jv_set(o, "flags", jv_u64(dm.m.flags));
+    jv_set(o, "recalled", json_boolean((dm.m.flags & 1) != 0));
+    jv_set(o, "from_device", jv_str(dump__device_name(e, dm.m.from_device)));
+    jv_set(o, "message_time_ms", jv_u64(dm.m.time_ms));
+    jv_set(o, "body_len", jv_u64(dm.body_len));
     show = body_max > 0 && dm.body_len > body_max ? body_max : dm.body_len;
     if (body_is_text(&dm)) {
         /* cut at a character boundary */
         while (show < dm.body_len && show > 0 && (dm.body[show] & 0xc0) == 0x80)
             show--;
-        jw_str(w, "body_encoding", "utf8");
-        jw_strn(w, "body", dm.body, show);
+        jv_set(o, "body_encoding", jv_str("utf8"));
+        jv_set(o, "body", jv_text(dm.body, show));
     } else {
-        jw_str(w, "body_encoding", "hex");
-        jw_hex(w, "body", dm.body, show);
+        jv_set(o, "body_encoding", jv_str("hex"));
+        jv_set(o, "body", jv_hex(dm.body, show));
     }
-    jw_bool(w, "body_truncated", show < dm.body_len);
-    json_event(w, &dm);
-    jw_close(w, '}');
+    jv_set(o, "body_truncated", json_boolean(show < dm.body_len));
+    json_event(o, &dm);
     mem_free(dm.body);
+    return o;
 }
 
 static void text_event(FILE *f, const dmsg_t *dm)
@@ -235,7 +232,7 @@ int dump__cmd_timeline(dump_t *d)
     uint8_t ukey[KV_UKEY_MAX];
     uint64_t *ids = mem_alloc(limit * sizeof(*ids)), total = 0, after_n = 0;
     size_t klen, n = 0;
-    jw_t *w = &d->w;
+    json_t *msgs = NULL; /* --json: held by d->doc */
     char a[24];
     int rc;
 
@@ -248,16 +245,16 @@ int dump__cmd_timeline(dump_t *d)
         goto out;
     }
     if (d->json) {
-        jw_open(w, NULL, '{');
-        jw_str(w, "app", d->app);
-        jw_str(w, "user", user);
-        jw_id(w, "after", d->after);
-        jw_u64(w, "limit", limit);
-        jw_u64(w, "total", total);
-        jw_u64(w, "count", n);
-        jw_u64(w, "remain", after_n - n);
-        jw_id_or_null(w, "next_after", n > 0 && after_n > n ? ids[n - 1] : 0);
-        jw_open(w, "messages", '[');
+        d->doc = jv_obj();
+        jv_set(d->doc, "app", jv_str(d->app));
+        jv_set(d->doc, "user", jv_str(user));
+        jv_set(d->doc, "after", jv_id(d->after));
+        jv_set(d->doc, "limit", jv_u64(limit));
+        jv_set(d->doc, "total", jv_u64(total));
+        jv_set(d->doc, "count", jv_u64(n));
+        jv_set(d->doc, "remain", jv_u64(after_n - n));
+        jv_set(d->doc, "next_after", jv_id_or_null(n > 0 && after_n > n ? ids[n - 1] : 0));
+        jv_set(d->doc, "messages", msgs = jv_arr());
     } else {
         fprintf(d->out, "%-20s %-24s %-6s %-16s %-16s %-8s %s %s\n", "ID", "TIME", "CONV", "FROM",
                 "TO", "TYPE", "R", "BODY");
@@ -273,15 +270,12 @@ int dump__cmd_timeline(dump_t *d)
         if (rc == RC_ENOTFOUND)
             rec = NULL;
         if (d->json)
-            json_msg(w, ids[i], rec, len, TL_BODY_MAX);
+            jv_push(msgs, json_msg(ids[i], rec, len, TL_BODY_MAX));
         else
             text_msg_row(d->out, ids[i], rec, len);
     }
     rc = 0;
-    if (d->json) {
-        jw_close(w, ']');
-        jw_close(w, '}');
-    } else {
+    if (!d->json) {
         snprintf(a, sizeof(a), "%llu", (unsigned long long)(n > 0 ? ids[n - 1] : d->after));
         fprintf(d->out, "(%zu of %llu after %llu; %llu more%s%s)\n", n, (unsigned long long)total,
                 (unsigned long long)d->after, (unsigned long long)(after_n - n),
@@ -315,7 +309,7 @@ int dump__cmd_msg(dump_t *d)
     if (rc < 0)
         return dump__fail_rc(d, "cannot read the message", rc);
     if (d->json) {
-        json_msg(&d->w, id, rec, len, 0);
+        d->doc = json_msg(id, rec, len, 0);
         return 0;
     }
     snowflake_decode(id, &ms, &node, &seq);
@@ -358,9 +352,8 @@ int dump__cmd_decode_id(dump_t *d)
         return RC_EINVAL;
     }
     if (d->json) {
-        jw_open(&d->w, NULL, '{');
-        json_id_fields(&d->w, id);
-        jw_close(&d->w, '}');
+        d->doc = jv_obj();
+        json_id_fields(d->doc, id);
         return 0;
     }
     snowflake_decode(id, &ms, &node, &seq);

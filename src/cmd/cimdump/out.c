@@ -1,13 +1,12 @@
-/* dump: output helpers: the JSON writer, text for a terminal, times and sizes. */
+/* dump: output helpers: UTF-8, text for a terminal, times and sizes (JSON: jv.h). */
 #include <string.h>
 #include <time.h>
 
 #include "cmd/cimdump/dump_int.h"
 
-
 /* The length of the valid UTF-8 sequence at @p s (n bytes available), 0 when invalid:
  * overlong forms, surrogates and code points past U+10FFFF are invalid (RFC 3629). */
-static size_t utf8_seq(const uint8_t *s, size_t n, uint32_t *cp)
+size_t dump__utf8_seq(const uint8_t *s, size_t n, uint32_t *cp)
 {
     uint32_t c;
     size_t len;
@@ -46,160 +45,10 @@ static size_t utf8_seq(const uint8_t *s, size_t n, uint32_t *cp)
 bool dump__utf8_valid(const uint8_t *s, size_t n)
 {
     for (size_t i = 0, l; i < n; i += l)
-        if (s[i] == 0 || (l = utf8_seq(s + i, n - i, NULL)) == 0)
+        if (s[i] == 0 || (l = dump__utf8_seq(s + i, n - i, NULL)) == 0)
             return false;
     return true;
 }
-
-/* Write @p n bytes as a JSON string: '"' and '\' escaped, control characters as \n etc. or
- * \u00XX, valid UTF-8 as is, and each byte that is not valid UTF-8 as U+FFFD (JSON text is
- * UTF-8; bodies that are not text are shown in hex instead, so nothing is lost there). */
-static void json_string(FILE *f, const uint8_t *s, size_t n)
-{
-    fputc('"', f);
-    for (size_t i = 0; i < n;) {
-        uint8_t c = s[i];
-        size_t l;
-        if (c == '"' || c == '\\') {
-            fputc('\\', f);
-            fputc(c, f);
-            i++;
-        } else if (c < 0x20) {
-            switch (c) {
-            case '\b':
-                fputs("\\b", f);
-                break;
-            case '\f':
-                fputs("\\f", f);
-                break;
-            case '\n':
-                fputs("\\n", f);
-                break;
-            case '\r':
-                fputs("\\r", f);
-                break;
-            case '\t':
-                fputs("\\t", f);
-                break;
-            default:
-                fprintf(f, "\\u%04x", c);
-                break;
-            }
-            i++;
-        } else if (c < 0x80) {
-            fputc(c, f);
-            i++;
-        } else if ((l = utf8_seq(s + i, n - i, NULL)) > 0) {
-            fwrite(s + i, 1, l, f);
-            i += l;
-        } else {
-            fputs("\\ufffd", f);
-            i++;
-        }
-    }
-    fputc('"', f);
-}
-
-/* Write the ',' a value needs after a sibling, then its key. Documents nest at most four
- * deep here; JW_DEPTH leaves room, and deeper levels (never reached) would only lose their
- * commas, never write out of bounds. */
-void jw_sep(jw_t *w, const char *key)
-{
-    if (w->depth > 0 && w->depth <= JW_DEPTH) {
-        if (w->comma[w->depth - 1])
-            fputc(',', w->f);
-        w->comma[w->depth - 1] = true;
-    }
-    if (key != NULL) {
-        json_string(w->f, (const uint8_t *)key, strlen(key));
-        fputc(':', w->f);
-    }
-}
-
-/* Open an object ('{') or array ('['), as member @p key of the enclosing object (NULL in
- * an array or at the top). */
-void jw_open(jw_t *w, const char *key, char open)
-{
-    jw_sep(w, key);
-    fputc(open, w->f);
-    if (w->depth < JW_DEPTH)
-        w->comma[w->depth] = false;
-    w->depth++;
-}
-
-void jw_close(jw_t *w, char close)
-{
-    w->depth--;
-    fputc(close, w->f);
-}
-
-void jw_strn(jw_t *w, const char *key, const void *s, size_t n)
-{
-    jw_sep(w, key);
-    json_string(w->f, s, n);
-}
-
-void jw_str(jw_t *w, const char *key, const char *s)
-{
-    jw_strn(w, key, s, strlen(s));
-}
-
-void jw_u64(jw_t *w, const char *key, uint64_t v)
-{
-    jw_sep(w, key);
-    fprintf(w->f, "%llu", (unsigned long long)v);
-}
-
-/* 64-bit ids are strings: JSON readers commonly hold numbers as doubles, exact only up to
- * 2^53, and SnowFlake ids are larger (proto3's JSON mapping does the same for uint64). */
-void jw_id(jw_t *w, const char *key, uint64_t v)
-{
-    jw_sep(w, key);
-    fprintf(w->f, "\"%llu\"", (unsigned long long)v);
-}
-
-/* An id, or null when it is 0 ("none"). */
-void jw_id_or_null(jw_t *w, const char *key, uint64_t v)
-{
-    jw_sep(w, key);
-    if (v == 0)
-        fputs("null", w->f);
-    else
-        fprintf(w->f, "\"%llu\"", (unsigned long long)v);
-}
-
-void jw_bool(jw_t *w, const char *key, bool v)
-{
-    jw_sep(w, key);
-    fputs(v ? "true" : "false", w->f);
-}
-
-void jw_null(jw_t *w, const char *key)
-{
-    jw_sep(w, key);
-    fputs("null", w->f);
-}
-
-/* A ratio with one decimal, or null when there is none (@p den 0). */
-void jw_ratio(jw_t *w, const char *key, uint64_t num, uint64_t den)
-{
-    jw_sep(w, key);
-    if (den == 0)
-        fputs("null", w->f);
-    else
-        fprintf(w->f, "%.1f", (double)num / (double)den);
-}
-
-void jw_hex(jw_t *w, const char *key, const uint8_t *b, size_t n)
-{
-    jw_sep(w, key);
-    fputc('"', w->f);
-    for (size_t i = 0; i < n; i++)
-        fprintf(w->f, "%02x", b[i]);
-    fputc('"', w->f);
-}
-
-/* ---- text helpers ------------------------------------------------------------------- */
 
 /* Write @p n bytes for a terminal: printable ASCII and printable UTF-8 as is; '\' and '"'
  * escaped with '\';
@@ -230,7 +79,7 @@ void dump__text_put(FILE *f, const uint8_t *s, size_t n, size_t max)
             fprintf(f, "\\x%02x", c);
         } else if (c < 0x80) {
             fputc(c, f);
-        } else if ((l = utf8_seq(s + i, n - i, &cp)) > 0) {
+        } else if ((l = dump__utf8_seq(s + i, n - i, &cp)) > 0) {
             if (cp < 0xa0 || cp == 0x2028 || cp == 0x2029 || (cp >= 0x202a && cp <= 0x202e))
                 fprintf(f, "\\u%04x", (unsigned)cp);
             else

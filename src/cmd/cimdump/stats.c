@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "cmd/cimdump/dump_int.h"
+#include "cmd/cimdump/jv.h"
 #include "core/mem.h"
 #include "core/snowflake.h"
 
@@ -54,21 +55,21 @@ static int on_reader(void *ctx, long pid, uint64_t txn)
     return 0;
 }
 
-static void json_id_time(jw_t *w, const char *key, uint64_t id)
+/* {"id", "time_ms", "time"} of a message id, or null for 0 (no message). */
+static json_t *json_id_time(uint64_t id)
 {
     uint64_t ms = snowflake_time_ms(id);
+    json_t *o;
     char t[32];
 
-    if (id == 0) {
-        jw_null(w, key);
-        return;
-    }
+    if (id == 0)
+        return json_null();
     dump__fmt_time(t, ms);
-    jw_open(w, key, '{');
-    jw_id(w, "id", id);
-    jw_u64(w, "time_ms", ms);
-    jw_str(w, "time", t);
-    jw_close(w, '}');
+    o = jv_obj();
+    jv_set(o, "id", jv_id(id));
+    jv_set(o, "time_ms", jv_u64(ms));
+    jv_set(o, "time", jv_str(t));
+    return o;
 }
 
 /* Bytes per stored message, "-" when there is no message. */
@@ -87,7 +88,6 @@ int dump__cmd_stats(dump_t *d)
     uint64_t free_pages = 0, first = 0, last = 0, issued = 0, used, bytes, live, nmsg;
     long self = (long)getpid();
     FILE *f = d->out;
-    jw_t *w = &d->w;
     char a[32], b[32], c[32];
     int rc;
 
@@ -106,69 +106,61 @@ int dump__cmd_stats(dump_t *d)
      * no count, and every per-message figure is then null */
     nmsg = db_entries(&s, "msgs");
     if (d->json) {
-        jw_open(w, NULL, '{');
-        jw_str(w, "data", d->data);
-        jw_u64(w, "schema", KV_SCHEMA);
-        jw_open(w, "map", '{');
-        jw_u64(w, "size", s.info.map_size);
-        jw_u64(w, "used", used);
-        jw_sep(w, "used_pct");
-        fprintf(f, "%.4f", s.info.map_size ? 100.0 * (double)used / (double)s.info.map_size : 0);
-        jw_u64(w, "file_size", s.info.file_size);
-        jw_u64(w, "page_size", s.info.page_size);
-        jw_u64(w, "last_page", s.info.last_page);
-        jw_u64(w, "free_pages", free_pages);
-        jw_close(w, '}');
-        jw_u64(w, "last_txn", s.info.last_txn);
-        jw_open(w, "databases", '[');
+        json_t *map = jv_obj(), *dbs = jv_arr(), *msgs = jv_obj(), *per = jv_obj();
+        json_t *readers = jv_obj(), *active = jv_arr();
+        jv_set(map, "size", jv_u64(s.info.map_size));
+        jv_set(map, "used", jv_u64(used));
+        jv_set(map, "used_pct",
+               jv_fixed(s.info.map_size ? 100.0 * (double)used / (double)s.info.map_size : 0, 4));
+        jv_set(map, "file_size", jv_u64(s.info.file_size));
+        jv_set(map, "page_size", jv_u64(s.info.page_size));
+        jv_set(map, "last_page", jv_u64(s.info.last_page));
+        jv_set(map, "free_pages", jv_u64(free_pages));
         for (size_t i = 0; i < s.n; i++) {
             const kv_dbstat_t *st = &s.dbs[i];
-            jw_open(w, NULL, '{');
-            jw_str(w, "name", st->name);
-            jw_bool(w, "dupsort", st->dupsort);
-            jw_u64(w, "entries", st->entries);
-            jw_u64(w, "depth", st->depth);
-            jw_u64(w, "branch_pages", st->branch_pages);
-            jw_u64(w, "leaf_pages", st->leaf_pages);
-            jw_u64(w, "overflow_pages", st->overflow_pages);
+            json_t *o = jv_obj();
+            jv_set(o, "name", jv_str(st->name));
+            jv_set(o, "dupsort", json_boolean(st->dupsort));
+            jv_set(o, "entries", jv_u64(st->entries));
+            jv_set(o, "depth", jv_u64(st->depth));
+            jv_set(o, "branch_pages", jv_u64(st->branch_pages));
+            jv_set(o, "leaf_pages", jv_u64(st->leaf_pages));
+            jv_set(o, "overflow_pages", jv_u64(st->overflow_pages));
             bytes = (st->branch_pages + st->leaf_pages + st->overflow_pages) * s.info.page_size;
-            jw_u64(w, "bytes", bytes);
-            jw_ratio(w, "bytes_per_message", bytes, nmsg);
-            jw_close(w, '}');
+            jv_set(o, "bytes", jv_u64(bytes));
+            jv_set(o, "bytes_per_message", jv_ratio(bytes, nmsg));
+            jv_push(dbs, o);
         }
-        jw_close(w, ']');
-        jw_u64(w, "apps", db_entries(&s, "apps"));
-        jw_u64(w, "users", db_entries(&s, "users"));
-        jw_u64(w, "groups", db_entries(&s, "groups"));
-        jw_open(w, "messages", '{');
-        jw_u64(w, "count", db_entries(&s, "msgs"));
-        json_id_time(w, "oldest", first);
-        json_id_time(w, "newest", last);
-        jw_id(w, "last_issued", issued);
-        jw_open(w, "bytes_per_message", '{');
-        jw_ratio(w, "file", s.info.file_size, nmsg);
-        jw_ratio(w, "used", used, nmsg);
-        jw_ratio(w, "live", live, nmsg);
-        jw_close(w, '}');
-        jw_close(w, '}');
-        jw_open(w, "readers", '{');
-        jw_u64(w, "max", s.info.max_readers);
-        jw_u64(w, "slots_used", s.info.reader_slots);
-        jw_u64(w, "count", rs.n);
-        jw_open(w, "active", '[');
+        jv_set(per, "file", jv_ratio(s.info.file_size, nmsg));
+        jv_set(per, "used", jv_ratio(used, nmsg));
+        jv_set(per, "live", jv_ratio(live, nmsg));
+        jv_set(msgs, "count", jv_u64(db_entries(&s, "msgs")));
+        jv_set(msgs, "oldest", json_id_time(first));
+        jv_set(msgs, "newest", json_id_time(last));
+        jv_set(msgs, "last_issued", jv_id(issued));
+        jv_set(msgs, "bytes_per_message", per);
         for (size_t i = 0; i < rs.n; i++) {
-            jw_open(w, NULL, '{');
-            jw_u64(w, "pid", (uint64_t)rs.r[i].pid);
-            if (rs.r[i].txn == 0)
-                jw_null(w, "txn");
-            else
-                jw_u64(w, "txn", rs.r[i].txn);
-            jw_bool(w, "self", rs.r[i].pid == self);
-            jw_close(w, '}');
+            json_t *o = jv_obj();
+            jv_set(o, "pid", jv_u64((uint64_t)rs.r[i].pid));
+            jv_set(o, "txn", rs.r[i].txn == 0 ? json_null() : jv_u64(rs.r[i].txn));
+            jv_set(o, "self", json_boolean(rs.r[i].pid == self));
+            jv_push(active, o);
         }
-        jw_close(w, ']');
-        jw_close(w, '}');
-        jw_close(w, '}');
+        jv_set(readers, "max", jv_u64(s.info.max_readers));
+        jv_set(readers, "slots_used", jv_u64(s.info.reader_slots));
+        jv_set(readers, "count", jv_u64(rs.n));
+        jv_set(readers, "active", active);
+        d->doc = jv_obj();
+        jv_set(d->doc, "data", jv_str(d->data));
+        jv_set(d->doc, "schema", jv_u64(KV_SCHEMA));
+        jv_set(d->doc, "map", map);
+        jv_set(d->doc, "last_txn", jv_u64(s.info.last_txn));
+        jv_set(d->doc, "databases", dbs);
+        jv_set(d->doc, "apps", jv_u64(db_entries(&s, "apps")));
+        jv_set(d->doc, "users", jv_u64(db_entries(&s, "users")));
+        jv_set(d->doc, "groups", jv_u64(db_entries(&s, "groups")));
+        jv_set(d->doc, "messages", msgs);
+        jv_set(d->doc, "readers", readers);
         goto out;
     }
     dump__fmt_bytes(a, s.info.map_size);

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "cmd/cimdump/dump_int.h"
+#include "cmd/cimdump/jv.h"
 #include "actors/conv.h"
 #include "actors/group.h"
 #include "core/mem.h"
@@ -9,6 +10,13 @@
 typedef struct count {
     uint64_t n;
 } count_t;
+
+/* A listing in progress (apps, users). */
+typedef struct listctx {
+    dump_t *d;
+    uint64_t n;
+    json_t *arr; /* --json: the array, held by d->doc */
+} listctx_t;
 
 static int on_count_user(void *ctx, const char *user, uint64_t created_ms)
 {
@@ -20,7 +28,8 @@ static int on_count_user(void *ctx, const char *user, uint64_t created_ms)
 
 static int on_app(void *ctx, const char *app, uint64_t created_ms)
 {
-    dump_t *d = ctx;
+    listctx_t *l = ctx;
+    dump_t *d = l->d;
     count_t users = {0};
     char t[32];
     int rc;
@@ -29,12 +38,12 @@ static int on_app(void *ctx, const char *app, uint64_t created_ms)
         return rc;
     dump__fmt_time(t, created_ms);
     if (d->json) {
-        jw_open(&d->w, NULL, '{');
-        jw_str(&d->w, "app", app);
-        jw_u64(&d->w, "created_ms", created_ms);
-        jw_str(&d->w, "created", t);
-        jw_u64(&d->w, "users", users.n);
-        jw_close(&d->w, '}');
+        json_t *o = jv_obj();
+        jv_set(o, "app", jv_str(app));
+        jv_set(o, "created_ms", jv_u64(created_ms));
+        jv_set(o, "created", jv_str(t));
+        jv_set(o, "users", jv_u64(users.n));
+        jv_push(l->arr, o);
     } else {
         fprintf(d->out, "%-24s %-26s %10llu\n", app, t, (unsigned long long)users.n);
     }
@@ -43,31 +52,23 @@ static int on_app(void *ctx, const char *app, uint64_t created_ms)
 
 int dump__cmd_apps(dump_t *d)
 {
+    listctx_t l = {d, 0, NULL};
     int rc;
 
     if (d->json) {
-        jw_open(&d->w, NULL, '{');
-        jw_open(&d->w, "apps", '[');
+        d->doc = jv_obj();
+        jv_set(d->doc, "apps", l.arr = jv_arr());
     } else {
         fprintf(d->out, "%-24s %-26s %10s\n", "APP", "CREATED", "USERS");
     }
-    if ((rc = kv_app_each(d->txn, on_app, d)) < 0)
+    if ((rc = kv_app_each(d->txn, on_app, &l)) < 0)
         return dump__fail_rc(d, "cannot list the apps", rc);
-    if (d->json) {
-        jw_close(&d->w, ']');
-        jw_close(&d->w, '}');
-    }
     return 0;
 }
 
-typedef struct userctx {
-    dump_t *d;
-    uint64_t n;
-} userctx_t;
-
 static int on_user(void *ctx, const char *user, uint64_t created_ms)
 {
-    userctx_t *u = ctx;
+    listctx_t *u = ctx;
     dump_t *d = u->d;
     uint8_t ukey[KV_UKEY_MAX];
     uint64_t count = 0;
@@ -79,12 +80,12 @@ static int on_user(void *ctx, const char *user, uint64_t created_ms)
     dump__fmt_time(t, created_ms);
     u->n++;
     if (d->json) {
-        jw_open(&d->w, NULL, '{');
-        jw_str(&d->w, "user", user);
-        jw_u64(&d->w, "created_ms", created_ms);
-        jw_str(&d->w, "created", t);
-        jw_u64(&d->w, "timeline", count);
-        jw_close(&d->w, '}');
+        json_t *o = jv_obj();
+        jv_set(o, "user", jv_str(user));
+        jv_set(o, "created_ms", jv_u64(created_ms));
+        jv_set(o, "created", jv_str(t));
+        jv_set(o, "timeline", jv_u64(count));
+        jv_push(u->arr, o);
     } else {
         fprintf(d->out, "%-32s %-26s %10llu\n", user, t, (unsigned long long)count);
     }
@@ -93,27 +94,24 @@ static int on_user(void *ctx, const char *user, uint64_t created_ms)
 
 int dump__cmd_users(dump_t *d)
 {
-    userctx_t u = {d, 0};
+    listctx_t u = {d, 0, NULL};
     int rc;
 
     if ((rc = dump__need_app(d)) < 0)
         return rc;
     if (d->json) {
-        jw_open(&d->w, NULL, '{');
-        jw_str(&d->w, "app", d->app);
-        jw_open(&d->w, "users", '[');
+        d->doc = jv_obj();
+        jv_set(d->doc, "app", jv_str(d->app));
+        jv_set(d->doc, "users", u.arr = jv_arr());
     } else {
         fprintf(d->out, "%-32s %-26s %10s\n", "USER", "CREATED", "TIMELINE");
     }
     if ((rc = kv_user_each(d->txn, d->app, on_user, &u)) < 0)
         return dump__fail_rc(d, "cannot list the users", rc);
-    if (d->json) {
-        jw_close(&d->w, ']');
-        jw_u64(&d->w, "count", u.n);
-        jw_close(&d->w, '}');
-    } else {
+    if (d->json)
+        jv_set(d->doc, "count", jv_u64(u.n));
+    else
         fprintf(d->out, "(%llu users in app %s)\n", (unsigned long long)u.n, d->app);
-    }
     return 0;
 }
 
@@ -218,7 +216,6 @@ int dump__cmd_user(dump_t *d)
     gids_t gs = {0};
     count_t contacts = {0}, blocks = {0};
     FILE *f = d->out;
-    jw_t *w = &d->w;
     char t[32];
     int rc;
 
@@ -244,37 +241,31 @@ int dump__cmd_user(dump_t *d)
         first = 0;
     dump__fmt_time(t, created);
     if (d->json) {
-        jw_open(w, NULL, '{');
-        jw_str(w, "app", d->app);
-        jw_str(w, "user", user);
-        jw_u64(w, "created_ms", created);
-        jw_str(w, "created", t);
-        jw_open(w, "timeline", '{');
-        jw_u64(w, "count", count);
-        jw_id_or_null(w, "first", first);
-        jw_id_or_null(w, "last", last);
-        jw_close(w, '}');
-        jw_open(w, "devices", '[');
+        json_t *tl = jv_obj(), *devs = jv_arr(), *groups = jv_arr();
+        jv_set(tl, "count", jv_u64(count));
+        jv_set(tl, "first", jv_id_or_null(first));
+        jv_set(tl, "last", jv_id_or_null(last));
         for (size_t i = 0; i < dc.n; i++) {
-            jw_open(w, NULL, '{');
-            jw_str(w, "device", dc.devs[i].device);
-            jw_id(w, "cursor", dc.devs[i].cursor);
-            jw_u64(w, "pending", dc.devs[i].pending);
-            jw_close(w, '}');
+            json_t *o = jv_obj();
+            jv_set(o, "device", jv_str(dc.devs[i].device));
+            jv_set(o, "cursor", jv_id(dc.devs[i].cursor));
+            jv_set(o, "pending", jv_u64(dc.devs[i].pending));
+            jv_push(devs, o);
         }
-        jw_close(w, ']');
-        jw_u64(w, "conversations", cs.n);
-        jw_u64(w, "unread", cs.unread);
-        jw_open(w, "groups", '[');
-        for (size_t i = 0; i < gs.n; i++) {
-            char gid[24];
-            snprintf(gid, sizeof(gid), "%llu", (unsigned long long)gs.v[i]);
-            jw_str(w, NULL, gid);
-        }
-        jw_close(w, ']');
-        jw_u64(w, "contacts", contacts.n);
-        jw_u64(w, "blocked", blocks.n);
-        jw_close(w, '}');
+        for (size_t i = 0; i < gs.n; i++)
+            jv_push(groups, jv_id(gs.v[i]));
+        d->doc = jv_obj();
+        jv_set(d->doc, "app", jv_str(d->app));
+        jv_set(d->doc, "user", jv_str(user));
+        jv_set(d->doc, "created_ms", jv_u64(created));
+        jv_set(d->doc, "created", jv_str(t));
+        jv_set(d->doc, "timeline", tl);
+        jv_set(d->doc, "devices", devs);
+        jv_set(d->doc, "conversations", jv_u64(cs.n));
+        jv_set(d->doc, "unread", jv_u64(cs.unread));
+        jv_set(d->doc, "groups", groups);
+        jv_set(d->doc, "contacts", jv_u64(contacts.n));
+        jv_set(d->doc, "blocked", jv_u64(blocks.n));
         goto out;
     }
     fprintf(f, "user           %s (app %s)\ncreated        %s\n", user, d->app, t);
