@@ -13,6 +13,7 @@
 
 #include "cmd/cim/cli_int.h"
 #include "core/log.h"
+#include "core/version.h"
 
 static const cmd_t commands[];
 
@@ -145,6 +146,7 @@ static void usage(FILE *f)
                "  --timeout MS      connect and answer timeout (default 10000)\n"
                "  -v, --verbose     library debug logging, and pushes, on stderr\n"
                "  -h, --help        this help\n"
+               "  --version         print the version and exit\n"
                "\n"
                "commands:\n");
     fflush(f);
@@ -250,7 +252,8 @@ int main(int argc, char **argv)
         O_TOKEN,
         O_DEVICE,
         O_KIND,
-        O_TIMEOUT
+        O_TIMEOUT,
+        O_VERSION
     };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, O_HOST},
@@ -265,6 +268,7 @@ int main(int argc, char **argv)
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
     };
     const char *key_hex = NULL, *device = NULL;
@@ -334,6 +338,9 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
+            return EXIT_OK;
+        case O_VERSION:
+            version_print("cim");
             return EXIT_OK;
         default:
             cli__fail("see cim --help");

@@ -13,6 +13,7 @@
 #include "core/datadir.h"
 #include "core/log.h"
 #include "core/rc.h"
+#include "core/version.h"
 
 /* Print one error line: "cimdump: reason". */
 void dump__fail(const char *fmt, ...)
@@ -176,7 +177,8 @@ static void usage(FILE *f)
             "  --json        print one JSON document (fields: docs/CIMDUMP.md)\n"
             "  --after ID    timeline: entries after this message id (default 0)\n"
             "  --limit N     timeline: at most N entries (default %d, at most %d)\n"
-            "  --help        this text\n",
+            "  --help        this text\n"
+            "  --version     print the version and exit\n",
             TL_LIMIT_DEFAULT, TL_LIMIT_MAX);
 }
 
@@ -196,6 +198,10 @@ static int check_dir(const char *dir)
     return rc;
 }
 
+enum { ARGS_HELP = 1, ARGS_VERSION = 2 };
+
+/* The options and the command into @p d. @return 0, ARGS_HELP / ARGS_VERSION (--help,
+ * --version: nothing else is checked), or RC_EINVAL (reported). */
 static int parse_args(dump_t *d, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -205,6 +211,7 @@ static int parse_args(dump_t *d, int argc, char **argv)
         {"after", required_argument, NULL, 'A'},
         {"limit", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     bool data_opt = false, after = false;
@@ -216,7 +223,9 @@ static int parse_args(dump_t *d, int argc, char **argv)
     while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (opt) {
         case 'h':
-            return 1;
+            return ARGS_HELP;
+        case 'V':
+            return ARGS_VERSION;
         case 'd':
             d->data = optarg;
             data_opt = true;
@@ -309,8 +318,12 @@ int main(int argc, char **argv)
     }
 
     rc = parse_args(&d, argc, argv);
-    if (rc == 1) {
+    if (rc == ARGS_HELP) {
         usage(stdout);
+        return 0;
+    }
+    if (rc == ARGS_VERSION) {
+        version_print("cimdump");
         return 0;
     }
     if (rc < 0)
