@@ -55,6 +55,9 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 #define CMD_NOT_SHELL  0x2 /* meaningless inside the shell */
 #define CMD_SHELL_ONLY 0x4 /* meaningless on the command line */
 #define CMD_PUSHES     0x8 /* reads the pushes itself: leave them queued for it */
+/* Which device id a command logs in with when --device is not given (cli__pick_device). */
+#define CMD_CURSOR       0x10 /* reads or moves this device's delivery cursor: cli-<host> */
+#define CMD_SHELL_DEVICE 0x20 /* the interactive shell: cli-<host>-shell */
 
 typedef struct cmd cmd_t;
 
@@ -205,8 +208,19 @@ void cli__print_conv(FILE *f, const cim_Conversation *cv, const uint8_t *body, s
 
 /* ---- session.c --------------------------------------------------------------------------- */
 
-/** "cli-<hostname>" into @p out (@p n bytes, at least 65). */
-void cli__default_device(char *out, size_t n);
+/**
+ * The device id @p cmd logs in with when no --device is given, into @p out (@p n >= 65):
+ *  - CMD_CURSOR commands (sync, listen): "cli-<host>", this host's command-line device,
+ *    whose delivery cursor (PUSH_ACK) carries over from one run to the next;
+ *  - the shell (CMD_SHELL_DEVICE): "cli-<host>-shell", its own device, so that no one-shot
+ *    command kicks it (PROTOCOL.md §6: a login with the device of a live session kicks
+ *    that session) and a second shell on the host replaces the first;
+ *  - every other command: "cli-<host>-<8 random hex>", fresh per run. Such a run never
+ *    acknowledges anything, so the server keeps no cursor for it (cursors are written by
+ *    PUSH_ACK only) and nothing accumulates however many runs there are.
+ * The host name is cut so that the id stays within 64 bytes.
+ */
+void cli__pick_device(const cmd_t *cmd, char *out, size_t n);
 
 /** Connect and log in, once (a no-op when online). @return EXIT_OK or EXIT_FAIL (reported). */
 int cli__go_online(cli_t *cli);

@@ -92,11 +92,11 @@ static const cmd_t commands[] = {
      "--to USER|--group G [--type T] [--transient] [--id CMID] TEXT...|-",
      "send a message: the words, or - for stdin", CMD_ONLINE, NULL},
     {"sync", cli__cmd_sync, "[--after ID] [--limit N] [--all|--page] [--ack]",
-     "messages this device has not acknowledged", CMD_ONLINE, NULL},
+     "messages this device has not acknowledged", CMD_ONLINE | CMD_CURSOR, NULL},
     {"timeline", cli__cmd_timeline, "", "the whole timeline from the start (acknowledges nothing)",
      CMD_ONLINE, NULL},
     {"listen", cli__cmd_listen, "[--count N] [--timeout S] [--ack]",
-     "print messages and events as they arrive", CMD_ONLINE | CMD_PUSHES, NULL},
+     "print messages and events as they arrive", CMD_ONLINE | CMD_PUSHES | CMD_CURSOR, NULL},
     {"group", cli__cmd_sub, "create|join|add|leave|kick|dismiss|members|list ...", "groups",
      CMD_ONLINE, group_cmds},
     {"convs", cli__cmd_convs, "", "conversations, newest first, with unread counts", CMD_ONLINE,
@@ -116,7 +116,7 @@ static const cmd_t commands[] = {
      CMD_ONLINE, NULL},
     {"unblock", cli__cmd_unblock, "USER", "accept USER's messages again", CMD_ONLINE, NULL},
     {"shell", cli__cmd_shell, "", "interactive prompt (pushes are shown as they arrive)",
-     CMD_ONLINE | CMD_NOT_SHELL, NULL},
+     CMD_ONLINE | CMD_NOT_SHELL | CMD_SHELL_DEVICE, NULL},
     {"help", cmd_help, "", "list the commands", 0, NULL},
     {"quit", cli__cmd_quit, "", "leave the shell (also: exit, end of input)", CMD_SHELL_ONLY, NULL},
     {NULL, NULL, NULL, NULL, 0, NULL},
@@ -141,7 +141,7 @@ static void usage(FILE *f)
                "  --app A           app (tenant) name (default: default)\n"
                "  --user U          user id (required)\n"
                "  --token T         login token (or env CIM_TOKEN)\n"
-               "  --device ID       device id (default: cli-<hostname>)\n"
+               "  --device ID       device id (default: by command, see 'devices' below)\n"
                "  --kind K          device kind: mobile, desktop, web or bot (default desktop)\n"
                "  --timeout MS      connect and answer timeout (default 10000)\n"
                "  -v, --verbose     library debug logging, and pushes, on stderr\n"
@@ -204,6 +204,19 @@ static void usage(FILE *f)
                 "            BLOCKED; contacts' presence changes arrive as [presence] events.\n"
                 "  In one-shot mode stdout is the command's output only: pushes that arrive\n"
                 "  meanwhile are dropped (shown on stderr with -v); the shell prints them.\n"
+                "\n"
+                "devices: the server keeps a delivery cursor per device (moved by acks: sync\n"
+                "--ack, listen --ack) and a login with the device id of a live session kicks\n"
+                "that session. Without --device cim therefore picks:\n"
+                "  sync, listen   cli-<hostname>: this host's command-line device; its cursor\n"
+                "                 carries over from one run to the next\n"
+                "  shell          cli-<hostname>-shell: the shell's own device, so that no\n"
+                "                 other command kicks it (a second shell replaces the first)\n"
+                "  the others     cli-<hostname>-<random>, fresh every run: they acknowledge\n"
+                "                 nothing, so the server keeps no cursor for them and nothing\n"
+                "                 piles up however often they run\n"
+                "  --device ID picks one for any command (two live sessions with the same ID:\n"
+                "  the newer kicks the older).\n"
                 "\n"
                 "examples:\n"
                 "  export CIM_KEY=$(cimctl --data data show-key)\n"
@@ -389,7 +402,7 @@ int main(int argc, char **argv)
         if (device != NULL)
             snprintf(cli.device, sizeof(cli.device), "%s", device);
         else
-            cli__default_device(cli.device, sizeof(cli.device));
+            cli__pick_device(cmd, cli.device, sizeof(cli.device));
         if ((rc = cli__go_online(&cli)) != EXIT_OK)
             goto out;
         if (!(cmd->flags & CMD_PUSHES))

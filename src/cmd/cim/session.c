@@ -2,6 +2,8 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cmd/cim/cli_int.h"
@@ -30,19 +32,40 @@ void cli__drain_pushes(cli_t *cli)
 
 /* ---- connecting ----------------------------------------------------------------------- */
 
-/* "cli-<hostname>", the characters a device id may not hold as "-". */
-void cli__default_device(char *out, size_t n)
+/* "cli-<hostname><suffix>", at most 64 bytes (the host name is cut to fit), with the
+ * characters a device id may not hold as "-". */
+static void host_device(char *out, size_t n, const char *suffix)
 {
     char host[256] = "";
     size_t len;
+    int room = 64 - 4 - (int)strlen(suffix);
 
     if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
         snprintf(host, sizeof(host), "localhost");
-    snprintf(out, n, "cli-%.60s", host); /* a device id is at most 64 bytes */
+    snprintf(out, n, "cli-%.*s%s", room, host, suffix);
     len = strlen(out);
     for (size_t i = 0; i < len; i++)
         if (!isalnum((unsigned char)out[i]) && strchr("._@:-", out[i]) == NULL)
             out[i] = '-';
+}
+
+void cli__pick_device(const cmd_t *cmd, char *out, size_t n)
+{
+    uint32_t r = 0;
+    char sfx[16];
+
+    if (cmd->flags & CMD_SHELL_DEVICE) {
+        host_device(out, n, "-shell");
+    } else if (cmd->flags & CMD_CURSOR) {
+        host_device(out, n, "");
+    } else {
+        /* A one-shot device: it never acknowledges (no PUSH_ACK), so the server keeps
+         * no cursor for it, and nothing is left behind when it logs out. */
+        if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+            r = (uint32_t)getpid() ^ (uint32_t)time(NULL);
+        snprintf(sfx, sizeof(sfx), "-%08" PRIx32, r);
+        host_device(out, n, sfx);
+    }
 }
 
 static int connect_error(const cli_t *cli, int rc, const uint8_t *seen, bool seen_valid)
