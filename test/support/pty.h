@@ -28,8 +28,7 @@ typedef struct tpty {
  * terminal. @p env: "NAME=value" strings added to the environment, NULL-terminated, or
  * NULL. Aborts the test on failure.
  */
-void tpty_start(tpty_t *p, const char *const *env, const char *prog, ...)
-    __attribute__((sentinel));
+void tpty_start(tpty_t *p, const char *const *env, const char *prog, ...) __attribute__((sentinel));
 
 /** Type @p keys. Aborts the test when they cannot be written. */
 void tpty_type(tpty_t *p, const char *keys);

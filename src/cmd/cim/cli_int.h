@@ -80,20 +80,21 @@ typedef struct cli {
     cim_LoginRsp session;
     uint64_t acked;          /* this device's delivery cursor as far as we moved or saw it */
     uint64_t dup_lo, dup_hi; /* msg_ids the last sync printed: pushes among them repeat it */
+    uint64_t seen;           /* the newest msg_id pushed or synced (or latest at login) */
     bool in_shell;
-    bool tty;                 /* stdin is a terminal: show a prompt */
-    bool quit;                /* the shell should end */
-    const cmd_t *parent;      /* while a subcommand runs: its command (group, contact) */
+    bool tty;            /* the shell edits lines on a terminal (edit.c) */
+    bool quit;           /* the shell should end */
+    const cmd_t *parent; /* while a subcommand runs: its command (group, contact) */
 } cli_t;
 
 /** One row of a command table. */
 struct cmd {
     const char *name;
     int (*run)(cli_t *cli, int argc, char **argv);
-    const char *args;  /* synopsis after the name */
-    const char *help;  /* one line */
-    unsigned flags;    /* CMD_* */
-    const cmd_t *sub;  /* subcommands (run is cli__cmd_sub), or NULL */
+    const char *args; /* synopsis after the name */
+    const char *help; /* one line */
+    unsigned flags;   /* CMD_* */
+    const cmd_t *sub; /* subcommands (run is cli__cmd_sub), or NULL */
 };
 
 /* ---- main.c -------------------------------------------------------------------------- */
@@ -222,14 +223,71 @@ void cli__print_conv(FILE *f, const cim_Conversation *cv, const uint8_t *body, s
  */
 void cli__pick_device(const cmd_t *cmd, char *out, size_t n);
 
-/** Connect and log in, once (a no-op when online). @return EXIT_OK or EXIT_FAIL (reported). */
-int cli__go_online(cli_t *cli);
+/**
+ * Connect and log in (a no-op when online). With --tofu, the key the server showed is
+ * pinned from then on (a reconnect must meet the same one).
+ * @param[out] retryable  may be NULL; on failure: whether trying again later may succeed
+ *                        (the server was unreachable, busy or stopping), or not (another
+ *                        server key, a login refused as UNAUTHORIZED or BAD_REQUEST).
+ * @return EXIT_OK (cli->c and cli->session set), or EXIT_FAIL (reported; cli->c NULL).
+ */
+int cli__go_online(cli_t *cli, bool *retryable);
 
 /**
  * Take every push queued so far: the shell prints them (but for messages the last sync
  * printed already); one-shot mode shows them on stderr with -v only.
  */
 void cli__drain_pushes(cli_t *cli);
+
+/* ---- msg.c ------------------------------------------------------------------------------- */
+
+/** What a sync printed. */
+typedef struct sync_out {
+    size_t n;             /* messages printed */
+    uint64_t first, last; /* their ids */
+    uint64_t last_msg_id; /* SyncRsp.last_msg_id of the last page */
+    uint32_t remain;      /* SyncRsp.remain of the last page */
+} sync_out_t;
+
+/**
+ * SYNC from @p after (0: the server's cursor for this device), pages of @p limit (0: the
+ * server's default), printing every message on stdout (and raising cli->seen); with
+ * @p all, ask again while remain > 0. Acknowledges nothing.
+ * @return EXIT_OK, or EXIT_FAIL (reported as @p what).
+ */
+int cli__sync_run(cli_t *cli, const char *what, uint64_t after, uint32_t limit, bool all,
+                  sync_out_t *o);
+
+/* ---- edit.c: line editing on a terminal (libedit) ----------------------------------------- */
+
+/** A finished line (borrowed for the call), or NULL at the end of input (Ctrl-D). */
+typedef void (*cli__edit_line_cb)(char *line, void *ctx);
+
+/**
+ * Start editing lines with @p prompt when stdin and stdout are both terminals: load the
+ * history, show the prompt. @p cb gets every line; it runs with the terminal in its
+ * ordinary mode, so what it prints needs no care. @return false (nothing done) when
+ * stdin or stdout is not a terminal.
+ */
+bool cli__edit_start(const char *prompt, cli__edit_line_cb cb, void *ctx);
+
+/** stdin is readable: let libedit take what is there (never blocks on a poll'ed fd). */
+void cli__edit_read(void);
+
+/** Show @p prompt (copied) from now on. */
+void cli__edit_prompt(const char *prompt);
+
+/**
+ * Before printing anything between keystrokes (a push, a note): clear the prompt and
+ * the line typed so far, once. A no-op unless editing and waiting for keys.
+ */
+void cli__edit_hide(void);
+
+/** After such output: draw the prompt and the line again. A no-op unless hidden. */
+void cli__edit_show(void);
+
+/** Stop editing: the terminal as it was. A no-op unless started. */
+void cli__edit_stop(void);
 
 /* ---- command handlers (the table in main.c) ----------------------------------------------- */
 

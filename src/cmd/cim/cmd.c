@@ -15,6 +15,7 @@
 /* One line on stderr after what stdout holds so far, prefixed "cim: ". */
 static void say(const char *fmt, va_list ap)
 {
+    cli__edit_hide(); /* in the shell, between keystrokes: not over the prompt */
     fflush(stdout);
     fputs("cim: ", stderr);
     vfprintf(stderr, fmt, ap);

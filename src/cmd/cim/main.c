@@ -115,7 +115,7 @@ static const cmd_t commands[] = {
     {"block", cli__cmd_block, "USER", "refuse USER's messages (their send gets BLOCKED)",
      CMD_ONLINE, NULL},
     {"unblock", cli__cmd_unblock, "USER", "accept USER's messages again", CMD_ONLINE, NULL},
-    {"shell", cli__cmd_shell, "", "interactive prompt (pushes are shown as they arrive)",
+    {"shell", cli__cmd_shell, "", "interactive prompt: pushes shown, line editing, reconnects",
      CMD_ONLINE | CMD_NOT_SHELL | CMD_SHELL_DEVICE, NULL},
     {"help", cmd_help, "", "list the commands", 0, NULL},
     {"quit", cli__cmd_quit, "", "leave the shell (also: exit, end of input)", CMD_SHELL_ONLY, NULL},
@@ -217,6 +217,15 @@ static void usage(FILE *f)
                 "                 piles up however often they run\n"
                 "  --device ID picks one for any command (two live sessions with the same ID:\n"
                 "  the newer kicks the older).\n"
+                "\n"
+                "shell: on a terminal, lines are edited with libedit (arrows, Ctrl-A/E, ...)\n"
+                "and kept in $XDG_STATE_HOME/cim/history (else ~/.local/state/cim/history;\n"
+                "the last 1000; a line that starts with a blank is not kept). Pushes print\n"
+                "as they arrive. When the session ends the shell says why (the server's\n"
+                "BYE, or the connection lost). KICKED (another login took its device): it\n"
+                "exits 1. Otherwise it logs in again after 1 s, doubling the wait up to\n"
+                "30 s (a command typed meanwhile tries at once), and then prints what\n"
+                "arrived while it was away. Ctrl-D or quit leaves.\n"
                 "\n"
                 "examples:\n"
                 "  export CIM_KEY=$(cimctl --data data show-key)\n"
@@ -403,7 +412,7 @@ int main(int argc, char **argv)
             snprintf(cli.device, sizeof(cli.device), "%s", device);
         else
             cli__pick_device(cmd, cli.device, sizeof(cli.device));
-        if ((rc = cli__go_online(&cli)) != EXIT_OK)
+        if ((rc = cli__go_online(&cli, NULL)) != EXIT_OK)
             goto out;
         if (!(cmd->flags & CMD_PUSHES))
             cli__drain_pushes(&cli);

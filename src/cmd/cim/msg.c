@@ -114,6 +114,11 @@ static int send_one(cli_t *cli, const char *what, cim_SendReq *req, const uint8_
                    &rsp);
     if ((rc = cli__check(cli, what, rc, rsp.code, rsp.reason)) != EXIT_OK)
         return rc;
+    /* Shown, as far as the shell's resume is concerned: this device gets no push of its
+     * own message, and the server queues the pushes of earlier messages before this
+     * answer, so nothing below it is still on its way. */
+    if (rsp.msg_id > cli->seen)
+        cli->seen = rsp.msg_id;
     if (!quiet) {
         cli__fmt_time_ms(rsp.time_ms, when, sizeof(when));
         printf("sent %" PRIu64 " at %s%s\n", rsp.msg_id, when,
@@ -215,18 +220,17 @@ int cli__cmd_send(cli_t *cli, int argc, char **argv)
     return rc;
 }
 
-/* What a sync printed. */
-typedef struct sync_out {
-    size_t n;             /* messages printed */
-    uint64_t first, last; /* their ids */
-    uint64_t last_msg_id; /* SyncRsp.last_msg_id of the last page */
-    uint32_t remain;      /* SyncRsp.remain of the last page */
-} sync_out_t;
+/* What sync_run is given for each page. */
+typedef struct sync_page {
+    cli_t *cli;
+    sync_out_t *o;
+} sync_page_t;
 
 /* SyncRsp.messages: print each message as it is decoded. */
 static bool on_sync_msg(pb_istream_t *s, const pb_field_t *f, void **arg)
 {
-    sync_out_t *o = *arg;
+    sync_page_t *pg = *arg;
+    sync_out_t *o = pg->o;
     cimc_push_t m;
 
     (void)f;
@@ -236,15 +240,18 @@ static bool on_sync_msg(pb_istream_t *s, const pb_field_t *f, void **arg)
     if (o->n++ == 0)
         o->first = m.u.msg.msg_id;
     o->last = m.u.msg.msg_id;
+    if (o->last > pg->cli->seen)
+        pg->cli->seen = o->last;
     cimc_push_free(&m);
     return true;
 }
 
 /* SYNC from @p after (0: the server's cursor for this device), pages of @p limit (0: the
  * server's default), printing every message; with @p all, ask again while remain > 0. */
-static int sync_run(cli_t *cli, const char *what, uint64_t after, uint32_t limit, bool all,
-                    sync_out_t *o)
+int cli__sync_run(cli_t *cli, const char *what, uint64_t after, uint32_t limit, bool all,
+                  sync_out_t *o)
 {
+    sync_page_t pg = {cli, o};
     int rc;
 
     memset(o, 0, sizeof(*o));
@@ -255,7 +262,7 @@ static int sync_run(cli_t *cli, const char *what, uint64_t after, uint32_t limit
         req.after_msg_id = after;
         req.limit = limit;
         rsp.messages.funcs.decode = on_sync_msg;
-        rsp.messages.arg = o;
+        rsp.messages.arg = &pg;
         rc = cimc_call(cli->c, FT_SYNC, cim_SyncReq_fields, &req, FT_SYNC_ACK, cim_SyncRsp_fields,
                        &rsp);
         fflush(stdout);
@@ -352,7 +359,7 @@ int cli__cmd_sync(cli_t *cli, int argc, char **argv)
                   after, cli->acked);
         return EXIT_USAGE;
     }
-    if ((rc = sync_run(cli, "sync", after, limit, all, &o)) != EXIT_OK)
+    if ((rc = cli__sync_run(cli, "sync", after, limit, all, &o)) != EXIT_OK)
         return rc;
     if (!all && o.remain > 0)
         cli__note("%" PRIu32 " more after %" PRIu64 ": sync --after %" PRIu64 " (or sync --all)",
@@ -375,7 +382,7 @@ int cli__cmd_timeline(cli_t *cli, int argc, char **argv)
 
     if ((rc = cli__no_args(cli__find_cmd(argv[0]), argc, argv)) != EXIT_OK)
         return rc;
-    return sync_run(cli, "timeline", 1, 0, true, &o);
+    return cli__sync_run(cli, "timeline", 1, 0, true, &o);
 }
 
 static volatile sig_atomic_t stop_signal;
@@ -401,7 +408,7 @@ static int listen_loop(cli_t *cli, uint32_t want, int64_t timeout_ms, bool ack)
     int rc = 0, n;
 
     if (ack) {
-        if ((rc = sync_run(cli, "listen", cli->acked, 0, true, &o)) != EXIT_OK)
+        if ((rc = cli__sync_run(cli, "listen", cli->acked, 0, true, &o)) != EXIT_OK)
             return rc;
         shown = o.last_msg_id; /* everything up to here is printed */
         if ((rc = send_ack(cli, "listen", o.last_msg_id, false)) != EXIT_OK)

@@ -254,8 +254,8 @@ void cli__print_event(const cli_t *cli, FILE *f, const cim_Event *e)
 
 void cli__print_push(const cli_t *cli, FILE *f, const cimc_push_t *p)
 {
-    if (f == stdout && cli->tty && cli->in_shell)
-        fputs("\r\033[K", stdout); /* over the prompt */
+    if (f == stdout && cli->in_shell)
+        cli__edit_hide(); /* output between keystrokes: clear the prompt first */
     switch (p->type) {
     case FT_PUSH:
         cli__print_pushed_msg(f, &p->u.msg, p->body_data, p->body_len);

@@ -22,7 +22,9 @@ void cli__drain_pushes(cli_t *cli)
     while (cimc_next_push(cli->c, 0, &p) == 0) {
         bool dup = p.type == FT_PUSH && p.u.msg.msg_id != 0 && p.u.msg.msg_id >= cli->dup_lo &&
                    p.u.msg.msg_id <= cli->dup_hi;
-        if (cli->in_shell && !dup)
+        if (p.type == FT_PUSH && p.u.msg.msg_id > cli->seen)
+            cli->seen = p.u.msg.msg_id;
+        if (cli->in_shell && !dup && p.type != FT_BYE) /* the shell says why it ended */
             cli__print_push(cli, stdout, &p);
         else if (!cli->in_shell && cli->verbose)
             cli__print_push(cli, stderr, &p);
@@ -103,14 +105,22 @@ static int connect_error(const cli_t *cli, int rc, const uint8_t *seen, bool see
     return EXIT_FAIL;
 }
 
-/* Connect and log in, once. */
-int cli__go_online(cli_t *cli)
+/* Whether a login refused with @p code may succeed later as it is (the server was busy,
+ * or stopping) rather than needing something else (a new token). */
+static bool login_retryable(cim_Code code)
+{
+    return code == cim_Code_SERVER_BUSY || code == cim_Code_RATE_LIMITED ||
+           code == cim_Code_INTERNAL || code == cim_Code_SHUTTING_DOWN || code == cim_Code_TIMEOUT;
+}
+
+int cli__go_online(cli_t *cli, bool *retryable)
 {
     cimc_opts_t o;
     cim_LoginReq req = cim_LoginReq_init_zero;
     uint8_t seen[CHAN_KEY];
     char hex[2 * CHAN_KEY + 1];
     cimc_t *c = NULL;
+    bool retry = true;
     int rc;
 
     if (cli->c != NULL)
@@ -123,12 +133,20 @@ int cli__go_online(cli_t *cli)
     o.trust_on_first_use = cli->tofu;
     o.timeout_ms = cli->timeout_ms;
     o.key_seen = seen;
-    if ((rc = cimc_connect(&o, &c)) < 0)
-        return connect_error(cli, rc, seen, rc == RC_EKEY);
+    if ((rc = cimc_connect(&o, &c)) < 0) {
+        /* another identity, or a signature that does not verify: trying again cannot help */
+        retry = rc != RC_EKEY && rc != RC_ECRYPTO;
+        connect_error(cli, rc, seen, rc == RC_EKEY);
+        goto fail;
+    }
     if (cli->tofu) {
         chan_hex(cimc_server_key(c), hex);
         cli__fail("warning: --tofu: trusting server key %s unverified; pin it with --key %s", hex,
                   hex);
+        /* trusted once: a reconnect (the shell's) must meet the same key */
+        memcpy(cli->key, cimc_server_key(c), CHAN_KEY);
+        cli->has_key = true;
+        cli->tofu = false;
     }
 
     snprintf(req.app, sizeof(req.app), "%s", cli->app);
@@ -142,14 +160,21 @@ int cli__go_online(cli_t *cli)
     memset(&req, 0, sizeof(req)); /* the token */
     if (rc < 0) {
         cli__fail_rc(cli, "login", rc);
-        return EXIT_FAIL;
+        goto fail;
     }
     if (cli->session.code != cim_Code_OK) {
         cli__fail("login refused: %s: %s", cimc_code_str(cli->session.code), cli->session.reason);
-        return EXIT_FAIL;
+        retry = login_retryable(cli->session.code);
+        goto fail;
     }
     cli->acked = cli->session.acked_msg_id;
     return EXIT_OK;
+fail:
+    cimc_close(c);
+    cli->c = NULL;
+    if (retryable != NULL)
+        *retryable = retry;
+    return EXIT_FAIL;
 }
 
 /* ---- login, whoami, ping ---------------------------------------------------------------- */
