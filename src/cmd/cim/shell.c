@@ -224,6 +224,7 @@ static void run_line(shell_t *sh, char *line)
     cli__getopt_reset();
     sh->status = cmd->run(cli, argc, argv);
     cli__drain_pushes(cli);
+    fflush(stdout); /* whole answers, also to a pipe (a program driving the shell) */
     if (cli->c != NULL && (rc = session_state(cli)) < 0)
         session_ended(sh, rc);
 }
