@@ -2,7 +2,10 @@
 #include "report.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "core/mem.h"
 
@@ -136,72 +139,83 @@ void report_row(report_t *r, const double *v)
     e->nrows++;
 }
 
-/* ---- JSON ----------------------------------------------------------------------------- */
+/* ---- JSON (jansson) ------------------------------------------------------------------- */
 
-static void json_str(FILE *f, const char *s)
+/* A NULL from jansson here is a programmer error: its allocations abort on OOM (report_print
+ * routes them through core/mem) and every key and string is checked UTF-8 first. */
+static json_t *must(json_t *v)
 {
-    fputc('"', f);
-    for (; *s != '\0'; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
+    if (v == NULL)
+        abort();
+    return v;
 }
 
-static void json_num(FILE *f, double d)
+static void set(json_t *obj, const char *key, json_t *v)
+{
+    if (json_object_set_new(obj, key, must(v)) != 0)
+        abort();
+}
+
+/* A string jansson takes: bytes that are not UTF-8 become '?' (keys and values are ours:
+ * scenario names, error codes, addresses). */
+static json_t *str(const char *s)
+{
+    json_t *v = json_string(s);
+    char *copy;
+
+    if (v != NULL)
+        return v;
+    copy = mem_strdup(s);
+    for (char *p = copy; *p != '\0'; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    v = must(json_string(copy));
+    mem_free(copy);
+    return v;
+}
+
+/* A number: null when not finite, an integer when it is one, else rounded to 3 decimals. */
+static json_t *num(double d)
 {
     if (!isfinite(d))
-        fputs("null", f);
-    else if (d == floor(d) && fabs(d) < 1e15)
-        fprintf(f, "%.0f", d);
-    else
-        fprintf(f, "%.3f", d);
+        return must(json_null());
+    if (d == floor(d) && fabs(d) < 1e15)
+        return must(json_integer((json_int_t)d));
+    return must(json_real(round(d * 1000.0) / 1000.0));
 }
 
-static void json_value(FILE *f, const entry_t *e)
+static json_t *json_value(const entry_t *e)
 {
+    json_t *o, *rows;
+
     switch (e->kind) {
     case V_INT:
-        fprintf(f, "%lld", (long long)e->i);
-        break;
+        return must(json_integer(e->i));
     case V_NUM:
-        json_num(f, e->d);
-        break;
+        return num(e->d);
     case V_STR:
-        json_str(f, e->s);
-        break;
+        return str(e->s);
     case V_TABLE:
-        fputc('[', f);
+        rows = must(json_array());
         for (size_t i = 0; i < e->nrows; i++) {
-            fputs(i == 0 ? "\n      {" : ",\n      {", f);
-            for (size_t c = 0; c < e->ncols; c++) {
-                fputs(c == 0 ? "" : ", ", f);
-                json_str(f, e->cols[c]);
-                fputs(": ", f);
-                json_num(f, e->rows[i * e->ncols + c]);
-            }
-            fputc('}', f);
+            o = must(json_object());
+            for (size_t c = 0; c < e->ncols; c++)
+                set(o, e->cols[c], num(e->rows[i * e->ncols + c]));
+            if (json_array_append_new(rows, o) != 0)
+                abort();
         }
-        fputs(e->nrows != 0 ? "\n    ]" : "]", f);
-        break;
+        return rows;
     default:
-        fprintf(f, "{\"count\": %llu", (unsigned long long)e->h.count);
+        o = must(json_object());
+        set(o, "count", must(json_integer((json_int_t)e->h.count)));
         if (e->h.count != 0) {
             const char *names[] = {"min", "mean", "p50", "p90", "p99", "p999", "max"};
             const double v[] = {e->h.min, e->h.mean, e->h.p50, e->h.p90,
                                 e->h.p99, e->h.p999, e->h.max};
-            for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-                fprintf(f, ", \"%s\": ", names[i]);
-                json_num(f, v[i]);
-            }
+            for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+                set(o, names[i], num(v[i]));
         }
-        fputc('}', f);
-        break;
+        return o;
     }
 }
 
@@ -219,41 +233,35 @@ static size_t first_of(const report_t *r, const char *section)
     return r->n;
 }
 
+static void *json_alloc(size_t n)
+{
+    return mem_alloc(n > 0 ? n : 1);
+}
+
 static void print_json(const report_t *r, FILE *f)
 {
-    bool first = true;
+    json_t *doc, *sec;
 
-    fputs("{", f);
+    json_set_alloc_funcs(json_alloc, mem_free);
+    doc = must(json_object());
+    for (size_t i = 0; i < r->n; i++)
+        if (r->e[i].section == NULL)
+            set(doc, r->e[i].key, json_value(&r->e[i]));
     for (size_t i = 0; i < r->n; i++) {
-        if (r->e[i].section != NULL)
+        const char *name = r->e[i].section;
+        if (name == NULL || first_of(r, name) != i)
             continue;
-        fputs(first ? "\n  " : ",\n  ", f);
-        first = false;
-        json_str(f, r->e[i].key);
-        fputs(": ", f);
-        json_value(f, &r->e[i]);
+        sec = must(json_object());
+        for (size_t j = i; j < r->n; j++)
+            if (same(r->e[j].section, name))
+                set(sec, r->e[j].key, json_value(&r->e[j]));
+        set(doc, name, sec);
     }
-    for (size_t i = 0; i < r->n; i++) {
-        const char *sec = r->e[i].section;
-        bool firstk = true;
-        if (sec == NULL || first_of(r, sec) != i)
-            continue;
-        fputs(first ? "\n  " : ",\n  ", f);
-        first = false;
-        json_str(f, sec);
-        fputs(": {", f);
-        for (size_t j = i; j < r->n; j++) {
-            if (!same(r->e[j].section, sec))
-                continue;
-            fputs(firstk ? "\n    " : ",\n    ", f);
-            firstk = false;
-            json_str(f, r->e[j].key);
-            fputs(": ", f);
-            json_value(f, &r->e[j]);
-        }
-        fputs(firstk ? "}" : "\n  }", f);
-    }
-    fputs("\n}\n", f);
+    /* 15 significant digits: a value rounded to 3 decimals prints in its short form. */
+    /* best effort: stdout, written unchecked like the table */
+    (void)json_dumpf(doc, f, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
+    fputc('\n', f);
+    json_decref(doc);
 }
 
 /* ---- table ---------------------------------------------------------------------------- */

@@ -9,8 +9,10 @@
  * histogram becomes {"count","min","mean","p50","p90","p99","p999","max"} in
  * microseconds, a table an array of {"column": value} objects. Table: a "key  value"
  * block per section, histograms in one latency table (milliseconds), then each table of
- * numbers with a header line.
- * Keys and strings are copied. Numbers that are not finite print as JSON null.
+ * numbers with a header line. The JSON is built with jansson and printed indented by two
+ * spaces; numbers that are whole print as integers, others rounded to 3 decimals (in
+ * their short form: 0.5), and numbers that are not finite as null.
+ * Keys and strings are copied.
  *
  * Threading: one thread.
  */
@@ -56,7 +58,10 @@ void report_table(report_t *r, const char *section, const char *key, const char 
 /** Add a row of ncols values (as many as the last report_table's columns) to it. */
 void report_row(report_t *r, const double *v);
 
-/** Print @p r to @p f: one JSON document (@p json) or the human table. */
+/**
+ * Print @p r to @p f: one JSON document (@p json) or the human table. JSON: sets jansson
+ * to allocate through core/mem (process-wide; aborts on OOM).
+ */
 void report_print(const report_t *r, bool json, FILE *f);
 
 #endif
