@@ -539,8 +539,10 @@ static int admin_call(ctl_t *c, const char *method, const char *path, json_t *bo
     memset(secret, 0, sizeof(secret));
     if (body != NULL)
         req = json_dumps(body, JSON_COMPACT);
-    rc = ctl_http(c->admin ? c->admin : CTL_ADMIN_DEFAULT, hex, method, path, req, &status, &text,
-                  err, sizeof(err));
+    rc = ctl_http(c->admin ? c->admin
+                  : getenv("CIM_ADMIN") && *getenv("CIM_ADMIN") ? getenv("CIM_ADMIN")
+                                                                  : CTL_ADMIN_DEFAULT,
+                  hex, method, path, req, &status, &text, err, sizeof(err));
     memset(hex, 0, sizeof(hex));
     free(req);
     if (rc < 0) {
@@ -723,7 +725,8 @@ static void cmd_usage(FILE *f, const cmd_t *cmd)
     if (cmd->settings)
         fprintf(f, "  --settings       the app's settings (KEY=VALUE, as app set takes them)\n");
     if (cmd->http)
-        fprintf(f, "  --admin HOST:PORT  the running cimd's admin_listen (default %s)\n",
+        fprintf(f, "  --admin HOST:PORT  the running cimd's admin_listen (default: $CIM_ADMIN, "
+                   "else %s)\n",
                 CTL_ADMIN_DEFAULT);
     if (cmd->run == cmd_send)
         fprintf(f, "  --group          TO is a group id\n"

@@ -109,7 +109,9 @@ TEST_TIMEOUT(e2e_readme_examples, 120)
                "set -m  # each background job in a process group of its own\n"
                "BG=\n"
                "stop() { for g in $(jobs -p); do kill -TERM -- -\"$g\" 2>/dev/null || :; done; }\n"
-               "trap stop EXIT TERM INT\n");
+               "trap stop EXIT TERM INT\n"
+               "export CIM_ADMIN=127.0.0.1:%d  # the admin listener's free port\n",
+            t.admin_port);
     ASSERT_NOT_NULL(readme = fopen(CIM_SRC_DIR "/README.md", "r"));
     n = script_blocks(readme, f);
     fclose(readme);
