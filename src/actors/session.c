@@ -142,7 +142,8 @@ static void close_handle(session_t *s)
         /* Never from inside the connection's own callbacks (h2o and wslay are on the
          * stack): at the end of the loop turn, session__flush ends it. */
         s->ws_kill = true;
-        worker__cork(s->w, s);
+        if (!s->corked)
+            worker__cork(s->w, s);
         return;
     }
     uv_close((uv_handle_t *)&s->tcp, on_close);

@@ -108,6 +108,9 @@ typedef struct session {
     bool is_ws;
     bool ws_in_cb;
     bool ws_kill;               /* closed: free at the end of the loop turn */
+    bool ws_closing;            /* a close frame waits for its queued messages (ws.c) */
+    uint16_t ws_close_code;
+    struct session *ws_close_next; /* the worker's list of those */
     char *ids;                  /* after login: "app\0user\0device\0", one block */
     const char *app, *user, *device; /* into ids */
 } session_t;

@@ -36,8 +36,10 @@ typedef struct ws_ctx {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept;
     worker_t *w;
-    uint32_t conns; /* TCP connections of ws_listen open on this worker */
-    bool open;      /* ctx initialised and not yet disposed */
+    uint32_t conns;    /* TCP connections of ws_listen open on this worker */
+    bool open;         /* ctx initialised and not yet disposed */
+    uv_check_t check;  /* each loop turn: send the close frames that waited */
+    session_t *closing; /* sessions whose close frame waits (session.ws_close_next) */
 } ws_ctx_t;
 
 /* One TCP connection from ws_listen, as h2o's socket owns it. */
@@ -168,22 +170,71 @@ int ws_write(session_t *s, const uint8_t *data, uint32_t len)
     return 0;
 }
 
-void ws_close(session_t *s, int code, const char *reason)
+/* Queue the close frame now. wslay sends control frames ahead of data messages not yet
+ * started, and nothing after a close: so only once every message before it (the BYE) is
+ * out. The server then closes once its close frame is written, not waiting for the peer's
+ * answer (RFC 6455 §7.1.1 lets it): a peer that never answers costs no timeout, and a
+ * shutdown is as quick as over TCP. */
+static void close_now(session_t *s)
 {
     h2o_websocket_conn_t *conn = s->ws;
-    size_t n = strlen(reason);
+    static const char reason[] = "";
 
-    if (conn == NULL)
+    (void)wslay_event_queue_close(conn->ws_ctx, s->ws_close_code, (const uint8_t *)reason, 0);
+    wslay_event_shutdown_read(conn->ws_ctx);
+    if (conn->sock != NULL)
+        h2o_websocket_proceed(conn); /* may end the connection (on_message(NULL)) */
+}
+
+static void unlist(ws_ctx_t *c, session_t *s)
+{
+    for (session_t **p = &c->closing; *p != NULL; p = &(*p)->ws_close_next)
+        if (*p == s) {
+            *p = s->ws_close_next;
+            break;
+        }
+    s->ws_closing = false;
+}
+
+void ws_close(session_t *s, int code, const char *reason)
+{
+    ws_ctx_t *c = s->w->ws;
+    (void)reason; /* the BYE before it says why; the close frame carries the code */
+
+    if (s->ws == NULL || s->ws_closing)
         return;
-    (void)wslay_event_queue_close(conn->ws_ctx, (uint16_t)code, (const uint8_t *)reason,
-                                  n > 123 ? 123 : n);
-    if (!s->ws_in_cb && conn->sock != NULL)
-        h2o_websocket_proceed(conn);
+    s->ws_close_code = (uint16_t)code;
+    if (!s->ws_in_cb && wslay_event_get_queued_msg_count(s->ws->ws_ctx) == 0) {
+        close_now(s);
+        return;
+    }
+    s->ws_closing = true;
+    s->ws_close_next = c->closing;
+    c->closing = s;
+}
+
+/* Each loop turn: the sessions whose messages have all gone out get their close frame. */
+static void on_check(uv_check_t *h)
+{
+    ws_ctx_t *c = h->data;
+    session_t *s = c->closing, *next;
+
+    for (; s != NULL; s = next) {
+        next = s->ws_close_next;
+        if (s->ws == NULL) {
+            unlist(c, s);
+        } else if (wslay_event_get_queued_msg_count(s->ws->ws_ctx) == 0) {
+            unlist(c, s);
+            close_now(s);
+        }
+    }
 }
 
 void ws_release(session_t *s)
 {
     h2o_websocket_conn_t *conn = s->ws;
+    if (s->ws_closing)
+        unlist(s->w->ws, s);
     if (conn == NULL)
         return;
     s->ws = NULL;
@@ -488,12 +539,19 @@ int ws_worker_open(worker_t *w)
     c->accept.hosts = g->config.hosts;
     c->open = true;
     w->ws = c;
-    return 0;
+    uv_check_init(&w->loop, &c->check);
+    c->check.data = c;
+    return uv_check_start(&c->check, on_check);
 }
 
 bool ws_worker_idle(const worker_t *w)
 {
     return w->ws == NULL || w->ws->conns == 0;
+}
+
+static void on_check_closed(uv_handle_t *h)
+{
+    mem_free(h->data); /* the ws_ctx, its context disposed */
 }
 
 void ws_worker_close(worker_t *w)
@@ -503,4 +561,6 @@ void ws_worker_close(worker_t *w)
         return;
     c->open = false;
     h2o_context_dispose(&c->ctx);
+    w->ws = NULL;
+    uv_close((uv_handle_t *)&c->check, on_check_closed);
 }

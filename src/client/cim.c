@@ -526,7 +526,7 @@ static uint64_t deadline_after(unsigned ms)
 }
 
 /* Wait until @p fd is ready for @p events. @return 0, RC_ETIMEDOUT, -errno. */
-static int wait_fd(int fd, short events, uint64_t deadline_us)
+int cimc__wait_fd(int fd, short events, uint64_t deadline_us)
 {
     struct pollfd p = {.fd = fd, .events = events};
     int n;
@@ -623,7 +623,7 @@ static int tcp_connect(const char *host, int port, const char *bind_addr, uint64
                 rc = -errno;
                 goto next;
             }
-            if ((rc = wait_fd(fd, POLLOUT, deadline_us)) < 0)
+            if ((rc = cimc__wait_fd(fd, POLLOUT, deadline_us)) < 0)
                 goto next;
             e = 0;
             elen = sizeof(e);
@@ -720,6 +720,8 @@ static int read_some(cimc_t *c, uint64_t deadline_us)
         return c->err;
     if (c->eof)
         return RC_ECLOSED;
+    if (c->u.b.ws != NULL)
+        return cimc__ws_read(c, deadline_us);
     for (;;) {
         n = recv(c->u.b.fd, buf, sizeof(buf), 0);
         if (n > 0)
@@ -736,13 +738,18 @@ static int read_some(cimc_t *c, uint64_t deadline_us)
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return c->err = -errno;
-        if ((rc = wait_fd(c->u.b.fd, POLLIN, deadline_us)) < 0)
+        if ((rc = cimc__wait_fd(c->u.b.fd, POLLIN, deadline_us)) < 0)
             return rc;
     }
-    rc = frame_rd_feed(&c->rd, buf, (size_t)n, cimc__max_frame(c), on_frame, c);
+    rc = cimc__feed(c, buf, (size_t)n);
     if (rc != 0)
         return c->err = cimc__feed_rc(rc);
     return 0;
+}
+
+int cimc__feed(cimc_t *c, uint8_t *buf, size_t n)
+{
+    return frame_rd_feed(&c->rd, buf, n, cimc__max_frame(c), on_frame, c);
 }
 
 /* Take the next received frame, reading until the deadline. Frames already queued are
@@ -767,11 +774,24 @@ static void drain_nowait(cimc_t *c)
 
 static int write_all(cimc_t *c, const uint8_t *p, size_t n, uint64_t deadline_us)
 {
-    ssize_t w;
     int rc;
 
     if (c->err != 0)
         return c->err;
+    rc = c->u.b.ws != NULL ? cimc__ws_write(c, p, n, deadline_us)
+                           : cimc__send_all(c, p, n, deadline_us);
+    if (rc == 0)
+        c->last_tx_ms = cimc__now_us() / 1000;
+    else if (rc == RC_ECLOSED && c->u.b.ws != NULL)
+        drain_nowait(c);
+    return rc;
+}
+
+int cimc__send_all(cimc_t *c, const uint8_t *p, size_t n, uint64_t deadline_us)
+{
+    ssize_t w;
+    int rc;
+
     while (n > 0) {
         w = send(c->u.b.fd, p, n, MSG_NOSIGNAL);
         if (w > 0) {
@@ -782,7 +802,7 @@ static int write_all(cimc_t *c, const uint8_t *p, size_t n, uint64_t deadline_us
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if ((rc = wait_fd(c->u.b.fd, POLLOUT, deadline_us)) < 0)
+            if ((rc = cimc__wait_fd(c->u.b.fd, POLLOUT, deadline_us)) < 0)
                 return rc;
             continue;
         }
@@ -793,7 +813,6 @@ static int write_all(cimc_t *c, const uint8_t *p, size_t n, uint64_t deadline_us
         }
         return -errno;
     }
-    c->last_tx_ms = cimc__now_us() / 1000;
     return 0;
 }
 
@@ -960,6 +979,9 @@ int cimc_connect_raw(const cimc_opts_t *opts, cimc_t **out)
     if ((rc = tcp_connect(host, port, opts != NULL ? opts->bind_addr : NULL,
                           deadline_after(c->timeout_ms), &c->u.b.fd)) < 0)
         goto out;
+    if (opts != NULL && opts->ws_path != NULL &&
+        (rc = cimc__ws_upgrade(c, host, port, opts->ws_path, deadline_after(c->timeout_ms))) < 0)
+        goto out;
     *out = c;
     c = NULL;
 out:
@@ -1011,6 +1033,7 @@ void cimc_close(cimc_t *c)
         cimc_async_close(c);
         return;
     }
+    cimc__ws_free(c);
     if (c->u.b.fd >= 0)
         (void)close(c->u.b.fd); /* best effort: nothing to do if it fails */
     while ((f = inbox_pop(c)) != NULL)

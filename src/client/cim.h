@@ -92,6 +92,12 @@ typedef struct cimc_opts {
                                   the connect call. Not an IP literal: RC_EINVAL; the bind
                                   failing (e.g. -EADDRNOTAVAIL): that -errno, as a connect
                                   error. */
+    const char *ws_path;       /* non-NULL: connect over a WebSocket instead of raw TCP: an
+                                  HTTP/1.1 upgrade of GET ws_path (e.g. "/ws") on host:port
+                                  (cimd's ws_listen) with the subprotocol cim.v1, then one
+                                  frame per binary message (PROTOCOL.md §1). Blocking API
+                                  only (cimc_async_connect: CIMC_EINVAL). Refused upgrade:
+                                  CIMC_EAUTH for 403 (Origin), CIMC_EPROTO otherwise. */
 } cimc_opts_t;
 
 /** A frame the server pushed: PUSH (Message), EVENT (Event) or BYE (Bye). */

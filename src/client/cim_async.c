@@ -504,6 +504,9 @@ int cimc_async_connect(cimc_async_loop_t *al, const cimc_opts_t *opts, const cim
     cimc_t *c;
     int rc;
 
+    if (opts != NULL && opts->ws_path != NULL)
+        return RC_EINVAL; /* WebSocket: the blocking API only */
+
     if (al == NULL || port < 1 || port > 65535)
         return RC_EINVAL;
     if (opts != NULL && opts->bind_addr != NULL) {

@@ -88,6 +88,7 @@ struct cimc {
     union {
         struct {
             int fd;
+            struct cimc_ws *ws;                /* WebSocket transport (cim_ws.c), or NULL */
             cimc_inframe_t *in_head, *in_tail; /* received, not yet consumed */
             cimc_pushq_t *pq_head, *pq_tail;   /* pushes for cimc_next_push */
             unsigned pq_len;
@@ -183,5 +184,30 @@ void cimc__login_adopt(cimc_t *c, const cim_LoginRsp *rsp);
 
 /** Map a frame_rd_feed error to the rc the API reports. */
 int cimc__feed_rc(int rc);
+
+/* ---- the blocking driver's transport (cim.c), and the WebSocket one (cim_ws.c) ---- */
+
+#define CIMC_WS_SUBPROTOCOL "cim.v1"
+
+/** Wait until @p fd is ready for @p events or the deadline. @return 0, RC_ETIMEDOUT, rc. */
+int cimc__wait_fd(int fd, short events, uint64_t deadline_us);
+
+/** Write all of @p p on the blocking connection's socket (raw TCP). @return 0 or rc. */
+int cimc__send_all(cimc_t *c, const uint8_t *p, size_t n, uint64_t deadline_us);
+
+/** Feed received bytes (whole frames, or a stream) to the frame reader; opened frames are
+ * queued. @return 0, or the reader's rc (map with cimc__feed_rc). */
+int cimc__feed(cimc_t *c, uint8_t *buf, size_t n);
+
+/** The WebSocket upgrade on the connected socket (sets c->u.b.ws). @return 0 or rc. */
+int cimc__ws_upgrade(cimc_t *c, const char *host, int port, const char *path,
+                     uint64_t deadline_us);
+
+/** As read_some / write_all, over the WebSocket. */
+int cimc__ws_read(cimc_t *c, uint64_t deadline_us);
+int cimc__ws_write(cimc_t *c, const uint8_t *p, size_t n, uint64_t deadline_us);
+
+/** Free the WebSocket state (the socket is the caller's). */
+void cimc__ws_free(cimc_t *c);
 
 #endif

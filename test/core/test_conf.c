@@ -628,3 +628,34 @@ TEST(conf_example_has_every_key_at_its_default)
     ASSERT_TRUE(nkeys >= 24); /* what there was when this test was written */
     ASSERT_EQ(nlines, nkeys); /* and no key twice */
 }
+
+/* The example with every key line uncommented, as a user would, loads and gives the
+ * defaults: nothing after a value spoils it (inih reads a '#' there as part of it). */
+TEST(conf_example_uncommented_loads)
+{
+    char line[512], err[256], path[] = "/tmp/cimtest-conf-XXXXXX";
+    conf_t c, d;
+    FILE *in, *out;
+    int fd, n = 0;
+
+    ASSERT_NOT_NULL(in = fopen(CIM_SRC_DIR "/data/cimd.conf", "r"));
+    ASSERT_TRUE((fd = mkstemp(path)) >= 0);
+    ASSERT_NOT_NULL(out = fdopen(fd, "w"));
+    while (fgets(line, sizeof(line), in) != NULL) {
+        char key[64];
+        int eq = 0;
+        if (sscanf(line, "# %63[a-z_] =%n", key, &eq) == 1 && eq > 0) {
+            fputs(line + 2, out);
+            n++;
+        }
+    }
+    fclose(in);
+    ASSERT_OK(fclose(out));
+    ASSERT_TRUE(n > 30);
+    conf_defaults(&c);
+    conf_defaults(&d);
+    if (conf_load(&c, path, err, sizeof(err)) != 0)
+        TEST_FAIL_("data/cimd.conf uncommented: %s", err);
+    unlink(path);
+    ASSERT_MEMEQ(&c, &d, sizeof(c));
+}

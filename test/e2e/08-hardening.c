@@ -32,22 +32,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
-/* Does the server's log (this run) contain @p needle? */
-static bool log_has(const tsrv_t *t, const char *needle)
-{
-    FILE *f = fopen(t->log, "r");
-    char line[2048];
-    bool found = false;
-
-    ASSERT_NOT_NULL(f);
-    if (t->log_off > 0)
-        ASSERT_EQ(fseek(f, t->log_off, SEEK_SET), 0);
-    while (!found && fgets(line, sizeof(line), f) != NULL)
-        found = strstr(line, needle) != NULL;
-    fclose(f);
-    return found;
-}
-
 /* Count the log lines (this run) containing @p needle. */
 static int log_count(const tsrv_t *t, const char *needle)
 {
@@ -282,7 +266,7 @@ TEST_TIMEOUT(e2e_hard_emfile_does_not_spin, 30)
         tsrv_dump_log(&t);
         TEST_FAIL_("cimd used %.2f s of CPU in 1 s while out of descriptors", cpu1 - cpu0);
     }
-    ASSERT_TRUE(log_has(&t, "refusing connections until descriptors are freed"));
+    ASSERT_TRUE(tsrv_log_has(&t, "refusing connections until descriptors are freed"));
     for (int i = 0; i < 150; i++)
         close(fds[i]);
     rl.rlim_cur = rl.rlim_max;
@@ -320,7 +304,7 @@ TEST_TIMEOUT(e2e_hard_max_conns_fits_fd_limit, 30)
         tsrv_dump_log(&t);
         TEST_FAIL_("no 'max_conns lowered' line, or a wrong value (%lu)", lowered);
     }
-    ASSERT_TRUE(log_has(&t, "open-file limit is 300"));
+    ASSERT_TRUE(tsrv_log_has(&t, "open-file limit is 300"));
     /* fill the cap with connections that say nothing, then one more */
     ASSERT_NOT_NULL(fds = calloc(lowered, sizeof(*fds)));
     for (unsigned long i = 0; i < lowered; i++)
@@ -329,7 +313,7 @@ TEST_TIMEOUT(e2e_hard_max_conns_fits_fd_limit, 30)
     o = tsrv_opts(&t);
     o.timeout_ms = 2000;
     ASSERT_NE(cimc_connect(&o, &c), 0); /* closed before the handshake */
-    ASSERT_TRUE(log_has(&t, "max_conns cap reached"));
+    ASSERT_TRUE(tsrv_log_has(&t, "max_conns cap reached"));
     for (unsigned long i = 0; i < lowered; i++)
         close(fds[i]);
     free(fds);
@@ -599,13 +583,13 @@ TEST_TIMEOUT(e2e_hard_login_throttle, 20)
     ASSERT_OK(cimc_ping(ok, NULL));
     cimc_close(ok);
     tmsg_sleep_ms(200);
-    ASSERT_TRUE(log_has(&t, "connection from 127.0.0.3"));
-    ASSERT_TRUE(log_has(&t, "login refused from 127.0.0.3 (default/mallory): UNAUTHORIZED"));
-    ASSERT_TRUE(log_has(&t, "(address now throttled)"));
-    ASSERT_TRUE(log_has(&t, "login refused from 127.0.0.3 (default/-): RATE_LIMITED"));
-    ASSERT_TRUE(log_has(&t, "logged in from 127.0.0.4"));
-    ASSERT_TRUE(log_has(&t, "closing (BYE) from 127.0.0.3"));
-    ASSERT_TRUE(log_has(&t, "closed from 127.0.0.1 (default/alice on d1): peer closed"));
+    ASSERT_TRUE(tsrv_log_has(&t, "connection from 127.0.0.3"));
+    ASSERT_TRUE(tsrv_log_has(&t, "login refused from 127.0.0.3 (default/mallory): UNAUTHORIZED"));
+    ASSERT_TRUE(tsrv_log_has(&t, "(address now throttled)"));
+    ASSERT_TRUE(tsrv_log_has(&t, "login refused from 127.0.0.3 (default/-): RATE_LIMITED"));
+    ASSERT_TRUE(tsrv_log_has(&t, "logged in from 127.0.0.4"));
+    ASSERT_TRUE(tsrv_log_has(&t, "closing (BYE) from 127.0.0.3"));
+    ASSERT_TRUE(tsrv_log_has(&t, "closed from 127.0.0.1 (default/alice on d1): peer closed"));
     ASSERT_EQ(tsrv_stop(&t), 0);
 }
 

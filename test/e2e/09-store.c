@@ -44,18 +44,6 @@ static cimc_t *login_app(const tsrv_t *t, const char *app, const char *user)
     return c;
 }
 
-static bool log_has(const tsrv_t *t, const char *needle)
-{
-    FILE *f = fopen(t->log, "r");
-    char line[2048];
-    bool found = false;
-    ASSERT_NOT_NULL(f);
-    while (!found && fgets(line, sizeof(line), f) != NULL)
-        found = strstr(line, needle) != NULL;
-    fclose(f);
-    return found;
-}
-
 /* ---- dedup ---------------------------------------------------------------------------- */
 
 /* The same user id and client_msg_id in two apps are two messages; each app's resend
@@ -436,7 +424,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_1, 60)
     /* the tools refuse it, saying how to migrate */
     ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "stats", NULL), 0);
     tsrv_restart(&t);
-    ASSERT_TRUE(log_has(&t, "migrate: done"));
+    ASSERT_TRUE(tsrv_log_has(&t, "migrate: done"));
     snapshot(&t, after);
     same_lists(before, after);
     /* the dedup index is gone, the schema is 2 */

@@ -264,7 +264,19 @@ cimc_opts_t tsrv_opts(const tsrv_t *t)
     o.port = t->port;
     o.pinned_key = t->key;
     o.timeout_ms = 10000;
+    /* CIM_TEST_TRANSPORT=ws: every client of the suite goes over the WebSocket endpoint
+     * (the same sessions behind it: tools/bootstrap test runs the messaging suites so). */
+    if (tsrv_over_ws() && t->ws_port > 0) {
+        o.port = t->ws_port;
+        o.ws_path = "/ws";
+    }
     return o;
+}
+
+bool tsrv_over_ws(void)
+{
+    const char *v = getenv("CIM_TEST_TRANSPORT");
+    return v != NULL && strcmp(v, "ws") == 0;
 }
 
 cimc_t *tsrv_connect(const tsrv_t *t)
@@ -513,4 +525,19 @@ int tsrv_tool_finish(tsrv_tool_t *tt, unsigned timeout_ms)
         close(tt->err_fd);
     tt->out_fd = tt->err_fd = -1;
     return !killed && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool tsrv_log_has(const tsrv_t *t, const char *needle)
+{
+    FILE *f = fopen(t->log, "r");
+    char line[2048];
+    bool found = false;
+
+    ASSERT_NOT_NULL(f);
+    if (t->log_off > 0)
+        ASSERT_EQ(fseek(f, t->log_off, SEEK_SET), 0);
+    while (!found && fgets(line, sizeof(line), f) != NULL)
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
 }

@@ -63,6 +63,10 @@ void tsrv_kill(tsrv_t *t);
  */
 void tsrv_restart(tsrv_t *t);
 
+/** @return true when the server's log (of this run: since the last start or restart)
+ * holds @p needle. */
+bool tsrv_log_has(const tsrv_t *t, const char *needle);
+
 /** Print the server's log to stderr. */
 void tsrv_dump_log(const tsrv_t *t);
 
@@ -70,8 +74,12 @@ void tsrv_dump_log(const tsrv_t *t);
 void tsrv_token(const tsrv_t *t, const char *app, const char *user, long ttl, char *out,
                 size_t outlen);
 
-/** Options to connect to @p t with its key pinned. */
+/** Options to connect to @p t with its key pinned: over TCP, or over its WebSocket
+ * endpoint when tsrv_over_ws(). */
 cimc_opts_t tsrv_opts(const tsrv_t *t);
+
+/** @return true when CIM_TEST_TRANSPORT=ws: the suite's clients use the WebSocket. */
+bool tsrv_over_ws(void);
 
 /** Connect and complete the handshake; aborts the test on failure. */
 cimc_t *tsrv_connect(const tsrv_t *t);
