@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "actors/session.h"
+#include "actors/web_files.h"
 #include "actors/worker.h"
 #include "cim.pb.h"
 #include "core/chan.h"
@@ -59,18 +60,26 @@ static _Atomic(wslay_event_send_callback) orig_send;
 
 /* ---- answers -------------------------------------------------------------------------- */
 
-static int answer(h2o_req_t *req, int status, const char *reason, const char *type,
-                  const char *body, size_t len)
+/* @p cache: the Cache-Control value ("no-store" for answers, "no-cache" for the files:
+ * kept, but revalidated with their ETag). */
+static int answer_as(h2o_req_t *req, int status, const char *reason, const char *type,
+                     const char *cache, const char *body, size_t len)
 {
     req->res.status = status;
     req->res.reason = reason;
     req->res.content_length = len;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, type,
                    strlen(type));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
-                   H2O_STRLIT("no-store"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, cache,
+                   strlen(cache));
     h2o_send_inline(req, body, len);
     return 0;
+}
+
+static int answer(h2o_req_t *req, int status, const char *reason, const char *type,
+                  const char *body, size_t len)
+{
+    return answer_as(req, status, reason, type, "no-store", body, len);
 }
 
 static int answer_json(h2o_req_t *req, int status, const char *reason, json_t *j)
@@ -435,6 +444,49 @@ static int on_dev_token(ws_ctx_t *c, h2o_req_t *req)
                                  "expires_s", (json_int_t)exp));
 }
 
+/* The page and its scripts (web_files.c): GET or HEAD, with an ETag so a reload costs a
+ * 304, and headers that keep the page to its own origin. @return 0, or -1 (no such file). */
+static int on_file(h2o_req_t *req, const h2o_iovec_t *p)
+{
+    const web_file_t *f = web_files;
+    char etag[40];
+    uint64_t h = 14695981039346656037ULL;
+    ssize_t i;
+
+    if (h2o_memis(p->base, p->len, H2O_STRLIT("/")))
+        p = &(h2o_iovec_t){H2O_STRLIT("/index.html")};
+    for (; f->path != NULL; f++)
+        if (h2o_memis(p->base, p->len, f->path, strlen(f->path)))
+            break;
+    if (f->path == NULL)
+        return -1;
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
+        !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
+        return refuse(req, 405, "Method Not Allowed", "GET only");
+    for (size_t k = 0; k < f->len; k++)
+        h = (h ^ f->data[k]) * 1099511628211ULL;
+    snprintf(etag, sizeof(etag), "\"%016llx\"", (unsigned long long)h);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL, etag, strlen(etag));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-content-type-options"), 0,
+                          NULL, H2O_STRLIT("nosniff"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("referrer-policy"), 0, NULL,
+                          H2O_STRLIT("no-referrer"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("content-security-policy"),
+                          0, NULL,
+                          H2O_STRLIT("default-src 'self'; connect-src 'self' ws: wss:; "
+                                     "img-src 'self' data: blob:; frame-ancestors 'none'; "
+                                     "base-uri 'none'; form-action 'none'"));
+    i = h2o_find_header(&req->headers, H2O_TOKEN_IF_NONE_MATCH, -1);
+    if (i >= 0 && h2o_memis(req->headers.entries[i].value.base, req->headers.entries[i].value.len,
+                            etag, strlen(etag))) {
+        req->res.status = 304;
+        req->res.reason = "Not Modified";
+        h2o_send_inline(req, NULL, 0);
+        return 0;
+    }
+    return answer_as(req, 200, "OK", f->type, "no-cache", (const char *)f->data, f->len);
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     ws_ctx_t *c = ctx_of(req);
@@ -447,6 +499,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return on_config(c, req);
     if (h2o_memis(p->base, p->len, H2O_STRLIT("/dev/token")))
         return on_dev_token(c, req);
+    if (on_file(req, p) == 0)
+        return 0;
     return refuse(req, 404, "Not Found", "no such resource");
 }
 
