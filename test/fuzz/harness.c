@@ -385,6 +385,10 @@ static void build_context(void)
         fail("mkdtemp: %s", strerror(errno));
     snprintf(fz.conf.data, sizeof(fz.conf.data), "%s", fz.dir);
     snprintf(fz.conf.listen, sizeof(fz.conf.listen), "127.0.0.1:0");
+    /* No WebSocket or admin listener: the harness drives sessions directly, and fixed
+     * ports would collide between runs. */
+    snprintf(fz.conf.ws_listen, sizeof(fz.conf.ws_listen), "off");
+    snprintf(fz.conf.admin_listen, sizeof(fz.conf.admin_listen), "off");
     fz.conf.workers = 1;
     fz.conf.durability = CONF_DURABILITY_NOSYNC;
 
