@@ -13,6 +13,8 @@
 /* ---- reporting ------------------------------------------------------------------------ */
 
 /* One line on stderr after what stdout holds so far, prefixed "cim: ". */
+static void say(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
 static void say(const char *fmt, va_list ap)
 {
     cli__edit_hide(); /* in the shell, between keystrokes: not over the prompt */
