@@ -3,6 +3,7 @@
 // state and every refusal to the user.
 
 import { Client } from './cim.js';
+import { checkCrypto } from './chan.js';
 import { T, Code, CODE_NAMES, ConvType, EventKind, FLAG_RECALLED } from './proto.js';
 import { S, convOfMsg, getConv, countsAsUnread, groupEventOf, recallEventOf, removesMe, addsMe,
     describeBody, convTitle } from './model.js';
@@ -357,10 +358,25 @@ async function main() {
         if (shownState && shownState.state === 'offline')
             renderState();
     }, 1000);
+    // WebCrypto exists only in a secure context: https, or http on localhost/127.0.0.1.
+    if (!window.isSecureContext || !crypto.subtle) {
+        showLogin('This page needs a secure context for its cryptography: open it over https ' +
+            '(a TLS proxy, docs/WEBSOCKET.md) or on localhost.');
+        $('login-submit').disabled = true;
+        return;
+    }
     try {
         S.config = await loadConfig();
     } catch (e) {
         showLogin(`Cannot reach the server: ${e.message}`);
+        $('login-submit').disabled = true;
+        return;
+    }
+    try {
+        await checkCrypto(S.config.key);
+    } catch (e) {
+        showLogin(`This browser cannot speak the protocol: ${e.message}. Current Chromium, ` +
+            'Firefox and Safari can.');
         $('login-submit').disabled = true;
         return;
     }

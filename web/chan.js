@@ -63,6 +63,24 @@ function sameBytes(a, b) {
 }
 
 /**
+ * Does this browser's WebCrypto have what the protocol needs (X25519, Ed25519)? Throws
+ * ChannelError naming what is missing. @p identityHex: the key to pin (imported as a test).
+ */
+export async function checkCrypto(identityHex) {
+    try {
+        await subtle.generateKey({ name: 'X25519' }, false, ['deriveBits']);
+    } catch (e) {
+        throw new ChannelError(`this browser's WebCrypto has no X25519 (${e.message})`);
+    }
+    try {
+        await subtle.importKey('raw', hexToBytes(identityHex), { name: 'Ed25519' }, false,
+            ['verify']);
+    } catch (e) {
+        throw new ChannelError(`this browser's WebCrypto has no Ed25519 (${e.message})`);
+    }
+}
+
+/**
  * Client half of the handshake. start() makes the ClientHello body (kept exactly as sent
  * for the transcript); finish() checks the ServerHello against the pinned identity, then
  * the signature, then derives the channel. Any failure throws ChannelError.
