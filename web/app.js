@@ -273,8 +273,6 @@ async function login(app, user, token) {
     client.addEventListener('transient', ev => client === S.client && noteTyping(ev.detail.msg));
     client.addEventListener('event', ev => client === S.client && onEvent(ev.detail));
     client.addEventListener('fatal', ev => client === S.client && onFatal(ev.detail));
-    client.addEventListener('error', ev => client === S.client &&
-        toast(`${ev.detail.what}: ${ev.detail.error.message}`));
     client.start();
 }
 

@@ -12,6 +12,7 @@
 //   'message' {msg, synced}  a stored message, once per msg_id (synced: came from SYNC)
 //   'transient' {msg}        a transient message (msg_id 0: typing indicators)
 //   'event'   {ev}           an EVENT (READ, PRESENCE)
+//   'synced'  {upTo}         after a reconnect, once what came meanwhile is delivered
 //   'fatal'   {code, reason} the session cannot go on by itself (bad token, kicked)
 
 import { encode, decode, FRAMES, T, Code, CODE_NAMES, DeviceKind } from './proto.js';
@@ -34,7 +35,7 @@ export class CimError extends Error {
     }
 }
 
-function maxId(a, b) { return a > b ? a : b; }
+function maxId(a, b) { return a === null ? b : a > b ? a : b; }
 
 /** One WebSocket connection through handshake and login; see Client for the session. */
 class Connection {
@@ -152,14 +153,17 @@ class Connection {
             return Promise.reject(new CimError(Code.TOO_LARGE, `${body.length} bytes is over ` +
                 `the server's limit of ${this.maxBody}`));
         const sealed = this.chan.seal(type, body);
-        this.tx = this.tx.then(async () => {
+        const sent = this.tx.then(async () => {
             const frame = await sealed;
             if (!this.closed) {
                 this.ws.send(frame);
                 this.lastSent = Date.now();
             }
         });
-        return this.tx;
+        // A failure reaches this frame's sender, and ends the connection (a frame that was
+        // not sent leaves a gap in the nonces), but does not stop the chain itself.
+        this.tx = sent.catch(e => this.fail(`sending failed: ${e.message}`));
+        return sent;
     }
 
     /** Send a request and resolve with its answer (whatever its code). */
@@ -294,6 +298,8 @@ export class Client extends EventTarget {
     }
 
     async onLogin(conn, rsp) {
+        if (conn !== this.conn)
+            return;
         if (rsp.code !== Code.OK) {
             // The server closes after a refused LOGIN (BYE with the same code): a bad token
             // or user id will not get better by retrying, a busy server may.
@@ -305,40 +311,49 @@ export class Client extends EventTarget {
         this.heartbeat = (rsp.heartbeat_s || 30) * 1000;
         this.startHeartbeat();
         const from = this.lastId;
-        this.lastId = maxId(this.lastId || 0n, rsp.latest_msg_id);
+        this.syncing = from !== null; // pushes wait for the SYNC below
         this.setState('online');
         this.emit('login', { rsp, first });
         // A page that held messages up to lastId asks for the rest (what came while it was
         // away). A page that starts fresh learns the state from CONV_LIST and HISTORY
         // instead of replaying the whole timeline.
         if (from !== null) {
-            await this.syncFrom(conn, from);
+            await this.syncFrom(conn, from, rsp.latest_msg_id);
         } else {
+            this.lastId = rsp.latest_msg_id;
             this.ackUpTo(rsp.latest_msg_id);
         }
     }
 
-    async syncFrom(conn, after) {
-        this.syncing = true;
-        let top = after;
+    /**
+     * SYNC what came after @p after, deliver it and the pushes held meanwhile, then move
+     * lastId and acknowledge. On failure the connection is dropped with lastId unmoved, so
+     * that the next login syncs the same range again.
+     */
+    async syncFrom(conn, after, latest) {
+        let top = after, complete = false;
         try {
-            for (let page = 0; page < SYNC_PAGES_MAX; page++) {
+            for (let page = 0; page < SYNC_PAGES_MAX && !complete; page++) {
                 const rsp = await conn.request(T.SYNC, { after_msg_id: top, limit: 500 });
                 if (rsp.code !== Code.OK)
                     throw new CimError(rsp.code, rsp.reason);
                 for (const m of rsp.messages)
                     this.deliver(m, true);
                 top = maxId(top, rsp.last_msg_id);
-                if (rsp.remain === 0)
-                    break;
+                complete = rsp.remain === 0;
             }
         } catch (e) {
             if (conn === this.conn && !conn.closed)
-                this.emit('error', { error: e, what: 'sync' });
-            this.syncing = false;
+                conn.fail(`sync failed: ${e.message}`);
             return;
         }
+        if (conn !== this.conn)
+            return;
         this.syncing = false;
+        // Past SYNC_PAGES_MAX pages the rest is skipped: the lists reloaded after every
+        // login (CONV_LIST, HISTORY) show the state without replaying it.
+        if (!complete)
+            top = maxId(top, latest);
         // Pushes that came during the sync follow every id of it (they are ascending and
         // gapless after latest_msg_id): deliver them, then acknowledge all at once.
         const held = this.heldPushes;
@@ -360,7 +375,7 @@ export class Client extends EventTarget {
                 this.heldPushes.push(msg);
             } else {
                 this.deliver(msg, false);
-                this.lastId = maxId(this.lastId || 0n, msg.msg_id);
+                this.lastId = maxId(this.lastId, msg.msg_id);
                 this.scheduleAck();
             }
         } else if (type === T.EVENT) {
@@ -470,7 +485,6 @@ export class Client extends EventTarget {
         return rsp;
     }
 
-    /** Fire-and-forget send of a frame with no answer (none today but PUSH_ACK). */
     get online() { return this.state === 'online'; }
 }
 

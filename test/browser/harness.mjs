@@ -63,6 +63,9 @@ export async function ok(file, args, opts) {
 
 // ---- cimd --------------------------------------------------------------------------
 
+// Short, so that the run sees idle connections PING (the idle timeout is 3 x this).
+export const HEARTBEAT_S = 2;
+
 const READY_RE = /cimd ready: listening on [\d.]+:(\d+) key ([0-9a-f]{64})/;
 const WS_RE = /ws: listening on [\d.]+:(\d+)/;
 const ADMIN_RE = /admin: listening on [\d.]+:(\d+)/;
@@ -80,7 +83,8 @@ export class Server {
         const p = this.ports;
         const args = ['--data', this.data, '--listen', `127.0.0.1:${p.tcp}`,
             '--ws_listen', `127.0.0.1:${p.ws}`, '--admin_listen', `127.0.0.1:${p.admin}`,
-            '--dev_tokens', 'true', '--workers', '2', '--durability', 'nosync'];
+            '--dev_tokens', 'true', '--workers', '2', '--durability', 'nosync',
+            '--heartbeat_s', String(HEARTBEAT_S)];
         const proc = spawn(path.join(BIN, 'cimd'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
         this.proc = proc;
         let log = '';

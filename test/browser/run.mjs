@@ -8,7 +8,7 @@
 import { chromium } from 'playwright-core';
 import path from 'node:path';
 import { rmSync, mkdirSync } from 'node:fs';
-import { Server, TcpUser, Runner, OUT, until, check, sleep } from './harness.mjs';
+import { Server, TcpUser, Runner, OUT, HEARTBEAT_S, until, check, sleep } from './harness.mjs';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 // As root, without the sandbox; and no background traffic to the outside world.
@@ -170,6 +170,19 @@ async function main() {
         await send(bob, 'hi alice');
         await msgItem(alice, 'hi alice', '.theirs').waitFor();
     });
+
+    await r.test(`heartbeat: idle pages PING and stay logged in past 3 × heartbeat_s (${HEARTBEAT_S} s)`,
+        async () => {
+            const logins = () => Promise.all([alice, bob].map(p =>
+                p.evaluate(() => window.cim.S.client.logins)));
+            const before = await logins();
+            await sleep((3 * HEARTBEAT_S + 1.5) * 1000);
+            const after = await logins();
+            check(JSON.stringify(before) === JSON.stringify(after),
+                `a page had to log in again (logins ${before} -> ${after}): it was timed out`);
+            for (const p of [alice, bob])
+                check(await p.getAttribute('#status', 'data-state') === 'online', 'a page is offline');
+        });
 
     await r.test('typing indicator: bob types, alice sees it', async () => {
         check((await alice.textContent('#typing')) === '', 'a typing indicator before anyone typed');
