@@ -437,6 +437,7 @@ function onSubmit(ev) {
     if (!text || !S.chat)
         return;
     box.value = '';
+    fitComposer();
     lastTypingSent = 0;
     sendText(text);
     box.focus();
@@ -449,8 +450,16 @@ function onKeyDown(ev) {
     }
 }
 
+/** The message box grows with its text, up to its CSS max-height. */
+function fitComposer() {
+    const box = $('composer-text');
+    box.style.height = 'auto';
+    box.style.height = `${box.scrollHeight + 2}px`;
+}
+
 /** Tell the peer (or group) we are typing: a transient CUSTOM "typing", now and then. */
 function onInput() {
+    fitComposer();
     const chat = S.chat;
     const now = Date.now();
     if (!chat || !S.client || !S.client.online || now - lastTypingSent < TYPING_EVERY_MS ||

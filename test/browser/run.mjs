@@ -324,6 +324,9 @@ async function main() {
             await msgItem(alice, 'to every tab', '.theirs').waitFor();
             await until('the second tab\'s list shows bob\'s message', async () =>
                 /to every tab/.test(await textNow(convItem(alice2, '1:bob'))));
+            // The first tab has the chat open and reads it: the second learns (EVENT{READ}).
+            await until('the second tab\'s unread count cleared by the first tab\'s READ', async () =>
+                await convItem(alice2, '1:bob').locator('.badge').count() === 0);
             await openConv(alice2, '1:bob');
             await send(alice2, 'from the second tab');
             await msgItem(alice, 'from the second tab', '.mine').waitFor();
