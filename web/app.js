@@ -78,6 +78,9 @@ function renderState() {
             : state === 'offline' ? `Offline${why}; retrying in ${left} s`
                 : `Disconnected${why}`;
     $('reconnect').hidden = !(state === 'offline' || (state === 'closed' && S.me));
+    // Still on the login form and the server cannot be reached: let the user change it.
+    if (state === 'offline' && !$('login-view').hidden)
+        $('login-submit').disabled = false;
 }
 
 function onFatal({ code, reason, beforeLogin }) {
