@@ -448,13 +448,16 @@ static int on_dev_token(ws_ctx_t *c, h2o_req_t *req)
  * 304, and headers that keep the page to its own origin. @return 0, or -1 (no such file). */
 static int on_file(h2o_req_t *req, const h2o_iovec_t *p)
 {
+    /* At function scope: a compound literal inside the if would die with the if's block,
+     * leaving p dangling (at -O2 "/" then answered 404). */
+    const h2o_iovec_t index_path = {H2O_STRLIT("/index.html")};
     const web_file_t *f = web_files;
     char etag[40];
     uint64_t h = 14695981039346656037ULL;
     ssize_t i;
 
     if (h2o_memis(p->base, p->len, H2O_STRLIT("/")))
-        p = &(h2o_iovec_t){H2O_STRLIT("/index.html")};
+        p = &index_path;
     for (; f->path != NULL; f++)
         if (h2o_memis(p->base, p->len, f->path, strlen(f->path)))
             break;

@@ -286,6 +286,12 @@ TEST_TIMEOUT(e2e_ws_upgrade_refusals, 15)
     ASSERT_EQ(thttp_n(&r, &(tsrv_t){.admin_port = t.ws_port}, "GET", "/dev/token?user=bob", NULL,
                       NULL, 0),
               404);
+    /* / is the browser client's page, web/index.html (it once answered 404: the path it
+     * was mapped to died with its block) */
+    ASSERT_EQ(thttp_n(&r, &(tsrv_t){.admin_port = t.ws_port}, "GET", "/", NULL, NULL, 0), 200);
+    ASSERT_NOT_NULL(strstr(r.body, "<title>cim</title>"));
+    ASSERT_EQ(thttp_n(&r, &(tsrv_t){.admin_port = t.ws_port}, "GET", "/app.js", NULL, NULL, 0),
+              200);
     /* a libcim client whose upgrade is refused says why */
     {
         cimc_opts_t o = tsrv_opts(&t);
