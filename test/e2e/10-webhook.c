@@ -350,11 +350,12 @@ TEST_TIMEOUT(e2e_webhook_dead_endpoint_costs_nothing, 60)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     tsrv_t t;
 
-    /* a port nobody listens on: bound, then closed */
+    /* a port nobody listens on: bound and kept bound, never listening (connections are
+     * refused), so no other test running meanwhile can take the port and answer the
+     * events meant to find nobody there */
     ASSERT_TRUE(fd >= 0);
     ASSERT_OK(bind(fd, (struct sockaddr *)&addr, sizeof(addr)));
     ASSERT_OK(getsockname(fd, (struct sockaddr *)&addr, &alen));
-    close(fd);
     snprintf(url, sizeof(url), "webhook_url=http://127.0.0.1:%d/hook", ntohs(addr.sin_port));
     make_dir(dir, (const char *const[]){url, NULL});
     tsrv_start_on(&t, dir, "--webhook_queue", "50", "--webhook_retries", "2", "--send_rate",
@@ -382,6 +383,7 @@ TEST_TIMEOUT(e2e_webhook_dead_endpoint_costs_nothing, 60)
     ASSERT_LE(2 * n.retries, n.sent); /* webhook_retries attempts each, no more */
     ASSERT_LE(n.sent, 2 * n.retries + n.abandoned);
     ASSERT_EQ(tsrv_stop(&t), -1);
+    close(fd);
 }
 
 /* message.to_bot: a user a BOT device logged in as (or marked with `cimctl user set`) gets
