@@ -469,7 +469,9 @@ static int on_file(h2o_req_t *req, const h2o_iovec_t *p)
     for (size_t k = 0; k < f->len; k++)
         h = (h ^ f->data[k]) * 1099511628211ULL;
     snprintf(etag, sizeof(etag), "\"%016llx\"", (unsigned long long)h);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL, etag, strlen(etag));
+    /* h2o keeps header values by reference: the ETag goes in the request's pool */
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL,
+                   h2o_strdup(&req->pool, etag, SIZE_MAX).base, strlen(etag));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-content-type-options"), 0,
                           NULL, H2O_STRLIT("nosniff"));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("referrer-policy"), 0, NULL,

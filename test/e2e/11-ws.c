@@ -283,6 +283,16 @@ TEST_TIMEOUT(e2e_ws_upgrade_refusals, 15)
         ASSERT_NOT_NULL(strstr(r.body, hex));
         ASSERT_NOT_NULL(strstr(r.body, "\"subprotocol\":\"cim.v1\""));
     }
+    /* the page: an ETag, and a reload with it costs a 304 */
+    {
+        char inm[128];
+        tsrv_t ws = {.admin_port = t.ws_port};
+        ASSERT_EQ(thttp_hdr(&r, &ws, "GET", "/", NULL), 200);
+        ASSERT_TRUE(r.etag[0] == '"');
+        snprintf(inm, sizeof(inm), "If-None-Match: %s", r.etag);
+        ASSERT_EQ(thttp_hdr(&r, &ws, "GET", "/", inm), 304);
+        ASSERT_EQ(thttp_hdr(&r, &ws, "GET", "/", "If-None-Match: \"0\""), 200);
+    }
     ASSERT_EQ(thttp_n(&r, &(tsrv_t){.admin_port = t.ws_port}, "GET", "/dev/token?user=bob", NULL,
                       NULL, 0),
               404);

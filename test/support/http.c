@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "support/test.h"
 
@@ -16,8 +17,32 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
+static size_t on_header(char *data, size_t size, size_t n, void *arg)
+{
+    thttp_t *r = arg;
+    size_t len = size * n;
+    if (len > 5 && strncasecmp(data, "etag:", 5) == 0)
+        snprintf(r->etag, sizeof(r->etag), "%.*s", (int)strcspn(data + 6, "\r\n"), data + 6);
+    return len;
+}
+
+static long perform(thttp_t *r, const tsrv_t *t, const char *method, const char *path,
+                    const char *bearer, const void *body, size_t len, const char *extra);
+
 long thttp_n(thttp_t *r, const tsrv_t *t, const char *method, const char *path,
              const char *bearer, const void *body, size_t len)
+{
+    return perform(r, t, method, path, bearer, body, len, NULL);
+}
+
+long thttp_hdr(thttp_t *r, const tsrv_t *t, const char *method, const char *path,
+               const char *header)
+{
+    return perform(r, t, method, path, NULL, NULL, 0, header);
+}
+
+static long perform(thttp_t *r, const tsrv_t *t, const char *method, const char *path,
+                    const char *bearer, const void *body, size_t len, const char *extra)
 {
     CURL *c = curl_easy_init();
     struct curl_slist *h = NULL;
@@ -36,6 +61,10 @@ long thttp_n(thttp_t *r, const tsrv_t *t, const char *method, const char *path,
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    if (extra != NULL)
+        h = curl_slist_append(h, extra);
     if (bearer != NULL) {
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", bearer);
         h = curl_slist_append(h, auth);

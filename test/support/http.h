@@ -15,6 +15,7 @@ typedef struct thttp {
     char body[65536];
     size_t len;
     char ctype[128];
+    char etag[80];  /* the answer's ETag header, if any */
 } thttp_t;
 
 /**
@@ -29,6 +30,10 @@ long thttp(thttp_t *r, const tsrv_t *t, const char *method, const char *path,
 /** As thttp with a body of @p len bytes (any bytes). */
 long thttp_n(thttp_t *r, const tsrv_t *t, const char *method, const char *path,
              const char *bearer, const void *body, size_t len);
+
+/** As thttp_n with one more request header line @p header ("If-None-Match: ..."). */
+long thttp_hdr(thttp_t *r, const tsrv_t *t, const char *method, const char *path,
+               const char *header);
 
 /** The secret of @p app (64 hex) from the data dir, through `cimctl app show`. */
 void thttp_secret(const tsrv_t *t, const char *app, char out[65]);
