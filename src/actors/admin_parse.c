@@ -8,6 +8,7 @@
 
 #include "actors/group.h"
 #include "cim.pb.h"
+#include "core/chan.h"
 #include "core/mem.h"
 
 /* A hex digit's value, or -1 (OpenSSL's). */
@@ -50,15 +51,12 @@ int admin_split_path(const char *path, size_t len, char *buf, size_t buflen, cha
 
 int admin_hex32(const char *s, size_t len, uint8_t out[32])
 {
-    if (len != 64)
+    char hex[2 * CHAN_KEY + 1];
+    if (len != sizeof(hex) - 1)
         return -1;
-    for (size_t i = 0; i < 32; i++) {
-        int hi = hexval((unsigned char)s[2 * i]), lo = hexval((unsigned char)s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return 0;
+    memcpy(hex, s, len);
+    hex[len] = '\0';
+    return chan_unhex(hex, out) == 0 ? 0 : -1;
 }
 
 /* cim.MsgType by name: TEXT..CUSTOM (SYSTEM only through "system": true). */

@@ -114,6 +114,7 @@ static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
 static void on_message(h2o_websocket_conn_t *conn, const struct wslay_event_on_msg_recv_arg *arg)
 {
     session_t *s = conn->data;
+    uint32_t flen = 0, ftype;
     worker_t *w;
     uint8_t *buf;
 
@@ -134,9 +135,9 @@ static void on_message(h2o_websocket_conn_t *conn, const struct wslay_event_on_m
     }
     if (arg->opcode != WSLAY_BINARY_FRAME)
         return; /* ping, pong, close: wslay's */
-    if (arg->msg_length < FRAME_HDR ||
-        ((uint32_t)arg->msg[0] << 24 | (uint32_t)arg->msg[1] << 16 |
-         (uint32_t)arg->msg[2] << 8 | arg->msg[3]) != arg->msg_length) {
+    if (arg->msg_length >= FRAME_HDR)
+        frame_hdr_read(arg->msg, &flen, &ftype);
+    if (arg->msg_length < FRAME_HDR || flen != arg->msg_length) {
         s->ws_in_cb = true;
         session_close(s, cim_Code_PROTOCOL_ERROR, "a WebSocket message must be one frame");
         s->ws_in_cb = false;
@@ -164,8 +165,8 @@ int ws_write(session_t *s, const uint8_t *data, uint32_t len)
     if (conn == NULL)
         return 0; /* gone: the session is closing */
     while (off + FRAME_HDR <= len) {
-        uint32_t flen = (uint32_t)data[off] << 24 | (uint32_t)data[off + 1] << 16 |
-                        (uint32_t)data[off + 2] << 8 | data[off + 3];
+        uint32_t flen, type;
+        frame_hdr_read(data + off, &flen, &type);
         struct wslay_event_msg msg = {WSLAY_BINARY_FRAME, data + off, flen};
         if (flen < FRAME_HDR || flen > len - off ||
             wslay_event_queue_msg(conn->ws_ctx, &msg) != 0)

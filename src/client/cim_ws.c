@@ -261,11 +261,10 @@ int cimc__ws_write(cimc_t *c, const uint8_t *p, size_t n, uint64_t deadline_us)
     /* One message per whole frame; bytes that do not parse as frames (cimc_write_raw's
      * test inputs) go as one message, for the server to judge. */
     while (off < n) {
-        uint32_t flen = n - off >= FRAME_HDR
-                            ? (uint32_t)p[off] << 24 | (uint32_t)p[off + 1] << 16 |
-                                  (uint32_t)p[off + 2] << 8 | p[off + 3]
-                            : 0;
+        uint32_t flen = 0, type;
         struct wslay_event_msg msg = {WSLAY_BINARY_FRAME, p + off, 0};
+        if (n - off >= FRAME_HDR)
+            frame_hdr_read(p + off, &flen, &type);
         msg.msg_length = flen >= FRAME_HDR && flen <= n - off ? flen : n - off;
         if (wslay_event_queue_msg(ws->ctx, &msg) != 0) {
             c->eof = true;
