@@ -330,6 +330,7 @@ static int on_upgrade(ws_ctx_t *c, h2o_req_t *req)
     h2o_websocket_conn_t *conn;
     struct wslay_event_callbacks cbs;
     peer_addr_t peer;
+    bool offered;
     session_t *s;
 
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")))
@@ -337,7 +338,10 @@ static int on_upgrade(ws_ctx_t *c, h2o_req_t *req)
     if (h2o_is_websocket_handshake(req, &key) != 0 || key == NULL)
         return refuse(req, 400, "Bad Request",
                       "a WebSocket upgrade is required (Upgrade: websocket, Sec-WebSocket-Key)");
-    if (!header_lists(req, "sec-websocket-protocol", WS_SUBPROTOCOL))
+    /* PROTOCOL.md §1 names no subprotocol: a client that offers none is served as one
+     * written from it; one that offers some must offer cim.v1 (docs/PROTOCOL-NOTES.md). */
+    offered = h2o_find_header_by_str(&req->headers, H2O_STRLIT("sec-websocket-protocol"), -1) >= 0;
+    if (offered && !header_lists(req, "sec-websocket-protocol", WS_SUBPROTOCOL))
         return refuse(req, 400, "Bad Request", "offer the subprotocol " WS_SUBPROTOCOL);
     if (!origin_ok(srv->conf, req))
         return refuse(req, 403, "Forbidden", "this Origin may not open /ws (ws_origins)");
@@ -348,8 +352,10 @@ static int on_upgrade(ws_ctx_t *c, h2o_req_t *req)
         memset(&ss, 0, sizeof(ss));
     peer_addr_from(&ss, &peer);
     s = session_open_ws(c->w, &peer);
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-protocol"), 0,
-                          NULL, H2O_STRLIT(WS_SUBPROTOCOL));
+    if (offered)
+        h2o_add_header_by_str(&req->pool, &req->res.headers,
+                              H2O_STRLIT("sec-websocket-protocol"), 0, NULL,
+                              H2O_STRLIT(WS_SUBPROTOCOL));
     conn = h2o_upgrade_to_websocket(req, key, s, on_message);
     s->ws = conn;
     wslay_event_config_set_max_recv_msg_length(conn->ws_ctx,

@@ -3,8 +3,8 @@
  *
  * The acceptor hands connections of ws_listen to the workers like TCP ones. A worker
  * serves their HTTP with libh2o on its own loop (one h2o context per worker, one global
- * configuration for all): GET /ws upgrades to RFC 6455 with the subprotocol cim.v1 (the
- * Origin checked against ws_origins), GET /config.json tells a page the server's identity
+ * configuration for all): GET /ws upgrades to RFC 6455 (subprotocol cim.v1 when the
+ * client offers subprotocols; the Origin checked against ws_origins), GET /config.json tells a page the server's identity
  * key, and, only with dev_tokens, GET /dev/token mints tokens. After the upgrade the
  * connection is a session actor like a TCP one (session_open_ws): same handshake, limits,
  * timeouts, backpressure, kicks and pushes; each binary message carries exactly one
