@@ -3,6 +3,7 @@
 #include "actors/admin.h"
 #include "actors/admin_int.h"
 #include "actors/admin_parse.h"
+#include "actors/http.h"
 
 #include <openssl/crypto.h>
 #include <pthread.h>
@@ -35,49 +36,15 @@ typedef struct admin_link {
 
 /* ---- answers -------------------------------------------------------------------------- */
 
-static const char *status_reason(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 429: return "Too Many Requests";
-    case 503: return "Service Unavailable";
-    default: return status >= 500 ? "Internal Server Error" : "Error";
-    }
-}
-
 int admin_text(h2o_req_t *req, int status, const char *content_type, const char *text,
                size_t len)
 {
-    req->res.status = status;
-    req->res.reason = status_reason(status);
-    req->res.content_length = len;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
-                   strlen(content_type));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
-                   H2O_STRLIT("no-store"));
-    h2o_send_inline(req, text, len); /* copies */
-    return 0;
+    return http_send(req, status, content_type, "no-store", text, len);
 }
 
 int admin_json(h2o_req_t *req, int status, json_t *body)
 {
-    char *txt = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    if (txt == NULL) /* jansson out of memory */
-        return admin_text(req, 500, "application/json",
-                          H2O_STRLIT("{\"code\":\"INTERNAL\",\"reason\":\"out of memory\"}"));
-    (void)admin_text(req, status, "application/json", txt, strlen(txt));
-    free(txt);
-    return 0;
+    return http_send_json(req, status, body);
 }
 
 int admin_error(h2o_req_t *req, int status, const char *code, const char *fmt, ...)
@@ -464,21 +431,13 @@ static void thread_main(void *arg)
 {
     admin_t *a = arg;
     admin_handler_t *hd;
-    h2o_pathconf_t *pc;
 
     if ((a->start_rc = uv_loop_init(&a->loop)) < 0) {
         uv_sem_post(&a->started);
         return;
     }
     a->loop.data = a;
-    h2o_config_init(&a->config);
-    a->config.max_request_entity_size = ADMIN_BODY_MAX;
-    a->config.server_name = h2o_iovec_init(H2O_STRLIT("cimd"));
-    pc = h2o_config_register_path(
-        h2o_config_register_host(&a->config, h2o_iovec_init(H2O_STRLIT("default")), 65535), "/",
-        0);
-    hd = (admin_handler_t *)h2o_create_handler(pc, sizeof(*hd));
-    hd->super.on_req = on_req;
+    hd = (admin_handler_t *)http_config(&a->config, sizeof(*hd), on_req, ADMIN_BODY_MAX, 0);
     hd->a = a;
     h2o_context_init(&a->ctx, &a->loop, &a->config);
     a->accept.ctx = &a->ctx;

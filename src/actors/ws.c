@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "actors/http.h"
 #include "actors/session.h"
 #include "actors/web_files.h"
 #include "actors/worker.h"
@@ -60,42 +61,9 @@ static _Atomic(wslay_event_send_callback) orig_send;
 
 /* ---- answers -------------------------------------------------------------------------- */
 
-/* @p cache: the Cache-Control value ("no-store" for answers, "no-cache" for the files:
- * kept, but revalidated with their ETag). */
-static int answer_as(h2o_req_t *req, int status, const char *reason, const char *type,
-                     const char *cache, const char *body, size_t len)
+static int refuse(h2o_req_t *req, int status, const char *why)
 {
-    req->res.status = status;
-    req->res.reason = reason;
-    req->res.content_length = len;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, type,
-                   strlen(type));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, cache,
-                   strlen(cache));
-    h2o_send_inline(req, body, len);
-    return 0;
-}
-
-static int answer(h2o_req_t *req, int status, const char *reason, const char *type,
-                  const char *body, size_t len)
-{
-    return answer_as(req, status, reason, type, "no-store", body, len);
-}
-
-static int answer_json(h2o_req_t *req, int status, const char *reason, json_t *j)
-{
-    char *txt = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    if (txt == NULL)
-        return answer(req, 500, "Internal Server Error", "text/plain", H2O_STRLIT("oom\n"));
-    (void)answer(req, status, reason, "application/json", txt, strlen(txt));
-    free(txt);
-    return 0;
-}
-
-static int refuse(h2o_req_t *req, int status, const char *reason, const char *why)
-{
-    return answer_json(req, status, reason, json_pack("{s:s}", "reason", why));
+    return http_send_json(req, status, json_pack("{s:s}", "reason", why));
 }
 
 /* ---- WebSocket sessions --------------------------------------------------------------- */
@@ -334,19 +302,19 @@ static int on_upgrade(ws_ctx_t *c, h2o_req_t *req)
     session_t *s;
 
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")))
-        return refuse(req, 405, "Method Not Allowed", "GET /ws upgrades to a WebSocket");
+        return refuse(req, 405, "GET /ws upgrades to a WebSocket");
     if (h2o_is_websocket_handshake(req, &key) != 0 || key == NULL)
-        return refuse(req, 400, "Bad Request",
-                      "a WebSocket upgrade is required (Upgrade: websocket, Sec-WebSocket-Key)");
+        return refuse(req, 400, "a WebSocket upgrade is required (Upgrade: websocket, "
+                                "Sec-WebSocket-Key)");
     /* PROTOCOL.md §1 names no subprotocol: a client that offers none is served as one
      * written from it; one that offers some must offer cim.v1 (docs/PROTOCOL-NOTES.md). */
     offered = h2o_find_header_by_str(&req->headers, H2O_STRLIT("sec-websocket-protocol"), -1) >= 0;
     if (offered && !header_lists(req, "sec-websocket-protocol", WS_SUBPROTOCOL))
-        return refuse(req, 400, "Bad Request", "offer the subprotocol " WS_SUBPROTOCOL);
+        return refuse(req, 400, "offer the subprotocol " WS_SUBPROTOCOL);
     if (!origin_ok(srv->conf, req))
-        return refuse(req, 403, "Forbidden", "this Origin may not open /ws (ws_origins)");
+        return refuse(req, 403, "this Origin may not open /ws (ws_origins)");
     if (atomic_load(&srv->stopping) || c->w->stopping)
-        return refuse(req, 503, "Service Unavailable", "shutting down");
+        return refuse(req, 503, "shutting down");
     memset(&ss, 0, sizeof(ss));
     if (req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss) == 0)
         memset(&ss, 0, sizeof(ss));
@@ -373,8 +341,7 @@ static int on_config(ws_ctx_t *c, h2o_req_t *req)
     char hex[2 * CHAN_KEY + 1];
 
     chan_hex(srv->identity_pub, hex);
-    return answer_json(req, 200, "OK",
-                       json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:s}", "key", hex, "ws_path",
+    return http_send_json(req, 200, json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:s}", "key", hex, "ws_path",
                                  "/ws", "subprotocol", WS_SUBPROTOCOL, "dev_tokens",
                                  srv->conf->dev_tokens, "max_body",
                                  (json_int_t)srv->conf->max_body, "heartbeat_s",
@@ -430,24 +397,23 @@ static int on_dev_token(ws_ctx_t *c, h2o_req_t *req)
     int rc;
 
     if (!srv->conf->dev_tokens)
-        return refuse(req, 404, "Not Found", "no such resource");
+        return refuse(req, 404, "no such resource");
     if (!query_param(req, "user", user, sizeof(user)) || !kv_id_valid(user) ||
         (query_param(req, "app", app, sizeof(app)) && !kv_id_valid(app)))
-        return refuse(req, 400, "Bad Request", "give ?user=ID (and optionally &app=ID)");
+        return refuse(req, 400, "give ?user=ID (and optionally &app=ID)");
     if ((rc = kv_begin(srv->kv, KV_READ, &txn)) == 0) {
         rc = kv_app_get(txn, app, secret);
         kv_abort(txn);
     }
     if (rc == RC_ENOTFOUND)
-        return refuse(req, 404, "Not Found", "no such app");
+        return refuse(req, 404, "no such app");
     if (rc < 0 || token_mint(secret, app, user, exp, tok, sizeof(tok)) < 0) {
         OPENSSL_cleanse(secret, sizeof(secret));
-        return refuse(req, 500, "Internal Server Error", "cannot mint a token");
+        return refuse(req, 500, "cannot mint a token");
     }
     OPENSSL_cleanse(secret, sizeof(secret));
     LOG_INFO("ws: development token minted for %s/%s", app, user);
-    return answer_json(req, 200, "OK",
-                       json_pack("{s:s, s:s, s:s, s:I}", "app", app, "user", user, "token", tok,
+    return http_send_json(req, 200, json_pack("{s:s, s:s, s:s, s:I}", "app", app, "user", user, "token", tok,
                                  "expires_s", (json_int_t)exp));
 }
 
@@ -472,7 +438,7 @@ static int on_file(h2o_req_t *req, const h2o_iovec_t *p)
         return -1;
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
         !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
-        return refuse(req, 405, "Method Not Allowed", "GET only");
+        return refuse(req, 405, "GET only");
     for (size_t k = 0; k < f->len; k++)
         h = (h ^ f->data[k]) * 1099511628211ULL;
     snprintf(etag, sizeof(etag), "\"%016llx\"", (unsigned long long)h);
@@ -496,7 +462,7 @@ static int on_file(h2o_req_t *req, const h2o_iovec_t *p)
         h2o_send_inline(req, NULL, 0);
         return 0;
     }
-    return answer_as(req, 200, "OK", f->type, "no-cache", (const char *)f->data, f->len);
+    return http_send(req, 200, f->type, "no-cache", (const char *)f->data, f->len);
 }
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -513,7 +479,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return on_dev_token(c, req);
     if (on_file(req, p) == 0)
         return 0;
-    return refuse(req, 404, "Not Found", "no such resource");
+    return refuse(req, 404, "no such resource");
 }
 
 /* ---- connections and contexts --------------------------------------------------------- */
@@ -562,19 +528,12 @@ void ws_adopt(worker_t *w, int fd, const peer_addr_t *peer)
 int ws_global_new(server_t *srv, ws_global_t **out)
 {
     ws_global_t *g = mem_calloc(sizeof(*g));
-    h2o_pathconf_t *pc;
     ws_handler_t *hd;
 
     g->srv = srv;
-    h2o_config_init(&g->config);
-    g->config.server_name = h2o_iovec_init(H2O_STRLIT("cimd"));
-    g->config.max_request_entity_size = 64 * 1024; /* no request here has a body */
-    g->config.http1.req_timeout = WS_HTTP_IDLE_MS;
-    pc = h2o_config_register_path(
-        h2o_config_register_host(&g->config, h2o_iovec_init(H2O_STRLIT("default")), 65535), "/",
-        0);
-    hd = (ws_handler_t *)h2o_create_handler(pc, sizeof(*hd));
-    hd->super.on_req = on_req;
+    /* no request here has a body; idle keep-alive ends soon (it bounds a stop's wait) */
+    hd = (ws_handler_t *)http_config(&g->config, sizeof(*hd), on_req, 64 * 1024,
+                                     WS_HTTP_IDLE_MS);
     hd->g = g;
     if (srv->conf->dev_tokens)
         LOG_WARN("dev_tokens is on: GET /dev/token on %s mints a token for any user; never "
