@@ -142,8 +142,7 @@ static void close_handle(session_t *s)
         /* Never from inside the connection's own callbacks (h2o and wslay are on the
          * stack): at the end of the loop turn, session__flush ends it. */
         s->ws_kill = true;
-        if (!s->corked)
-            worker__cork(s->w, s);
+        worker__cork(s->w, s);
         return;
     }
     uv_close((uv_handle_t *)&s->tcp, on_close);
@@ -428,8 +427,7 @@ static int queue_bytes(session_t *s, const uint8_t *data, uint32_t len, uint64_t
     }
     memcpy(s->cork + s->cork_len, data, len);
     s->cork_len += len;
-    if (!s->corked)
-        worker__cork(s->w, s);
+    worker__cork(s->w, s);
     if (s->cork_len >= SESSION_CORK_MAX)
         return session__flush(s);
     return 0;

@@ -141,6 +141,8 @@ void worker__list_move(worker_t *w, session_t *s, slist_t *l)
 
 void worker__cork(worker_t *w, session_t *s)
 {
+    if (s->corked)
+        return; /* on the list once: the flush runs once per turn */
     s->corked = true;
     s->cork_next = w->corked;
     w->corked = s;

@@ -169,7 +169,8 @@ void worker__del(worker_t *w, struct session *s);
 /** Move a session to the tail of list @p l (removing it from its current list). */
 void worker__list_move(worker_t *w, struct session *s, slist_t *l);
 
-/** Put @p s on the list of sessions to flush at the end of this loop turn. */
+/** Put @p s on the list of sessions to flush at the end of this loop turn (once: a no-op
+ * when it is on it already). */
 void worker__cork(worker_t *w, struct session *s);
 
 /** Take @p s off that list (it is being freed). */
