@@ -156,8 +156,9 @@ async function main() {
                 /hi bob/.test(await textNow(c)) &&
                 (await textNow(c.locator('.badge'))).startsWith('1'));
             await shot(bob, 'phone-list');
-            check(await msgItem(alice, 'hi bob').locator('.receipt').textContent() === 'Sent',
-                'alice\'s message shows as read before bob opened it');
+            // Her SEND_ACK and his push race; wait for "Sent", which must not be "Read".
+            await until('alice\'s message shows "Sent", not read before bob opened it',
+                async () => await msgItem(alice, 'hi bob').locator('.receipt').textContent() === 'Sent');
             await openConv(bob, '1:alice');
             await msgItem(bob, 'hi bob', '.theirs').waitFor();
         });
@@ -204,8 +205,10 @@ async function main() {
             return /recalled/.test(await li.getAttribute('class')) &&
                 (await textNow(li.locator('.body'))) === 'message recalled';
         });
-        check(await alice.locator(`#message-list li[data-id="${id}"].recalled`).count() === 1,
-            'alice\'s own copy does not show recalled');
+        // Alice's RECALL_ACK and bob's push leave the server on different sessions, in
+        // either order: wait for hers too rather than assume it came first.
+        await until('alice\'s own copy recalled', async () =>
+            await alice.locator(`#message-list li[data-id="${id}"].recalled`).count() === 1);
     });
 
     await r.test('direct chat with a TCP (libcim) user, both ways', async () => {
