@@ -1,7 +1,8 @@
 /* Integration: cimbench (tools/bench) against a real cimd, every scenario with tiny
  * bounds, checking that it ends by itself, exits 0 and reports a non-zero
  * throughput in its JSON; the series of windows (text and JSON), several loop threads
- * (--threads), and fill (its messages counted back with cimdump stats). Also the bench's
+ * (--threads), fill (its messages counted back with cimdump stats), and two servers on
+ * copies of one data dir (--hosts, --ports, --pid lists). Also the bench's
  * histogram, whose percentiles the reports rest on (included here: it is a program's
  * module, not a library's). */
 #include <arpa/inet.h>
@@ -30,6 +31,24 @@ static double json_num(const char *json, const char *key)
     if ((p = strstr(json, pat)) == NULL)
         return -1;
     return strtod(p + strlen(pat), NULL);
+}
+
+/* The number after the @p n-th (from 0) "key": that follows @p from in @p json; -1 when
+ * either is absent. */
+static double json_num_nth(const char *json, const char *from, const char *key, int n)
+{
+    char pat[80];
+    const char *p = strstr(json, from);
+
+    snprintf(pat, sizeof(pat), "\"%s\": ", key);
+    for (int i = 0; p != NULL; i++) {
+        if ((p = strstr(p, pat)) == NULL)
+            break;
+        p += strlen(pat);
+        if (i == n)
+            return strtod(p, NULL);
+    }
+    return -1;
 }
 
 /* How many times @p needle occurs in @p hay. */
@@ -480,4 +499,132 @@ TEST_TIMEOUT(e2e_bench_libcim_bind_addr, 15)
     ASSERT_EQ(cimc_connect(&o, &c), RC_EINVAL);
     ASSERT_NULL(c);
     ASSERT_EQ(tsrv_stop(&t), 0);
+}
+
+/* Two standalone cimd on copies of one `cimctl init` data dir (one identity key, one app
+ * secret): --hosts spreads the connections over both, user n on server n % 2 whatever the
+ * connection (login with fewer users than connections: a user's every login goes to the
+ * same server), and --pid takes both processes. */
+TEST_TIMEOUT(e2e_bench_two_servers, 60)
+{
+    char base[] = "/tmp/cimtest-bench2-XXXXXX";
+    char dir_a[64], dir_b[64], cmd[200], key[65], key_b[65], hosts[64], ports[32], pids[32];
+    char *out = malloc(OUT_MAX);
+    tsrv_t a, b;
+    int st;
+
+    ASSERT_NOT_NULL(out);
+    ASSERT_NOT_NULL(mkdtemp(base));
+    snprintf(dir_a, sizeof(dir_a), "%s/a", base);
+    snprintf(dir_b, sizeof(dir_b), "%s/b", base);
+    ASSERT_EQ(tsrv_run_tool(out, OUT_MAX, "cimctl", "--data", dir_a, "init", NULL), 0);
+    snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s'", dir_a, dir_b);
+    ASSERT_EQ(system(cmd), 0);
+    tsrv_start_on(&a, dir_a, "--send_rate", "100000", "--send_burst", "100000", NULL);
+    tsrv_start_on(&b, dir_b, "--send_rate", "100000", "--send_burst", "100000", NULL);
+    chan_hex(a.key, key);
+    chan_hex(b.key, key_b);
+    ASSERT_EQ(strcmp(key, key_b), 0); /* one identity */
+    snprintf(hosts, sizeof(hosts), "127.0.0.1:%d,127.0.0.1:%d", a.port, b.port);
+    snprintf(ports, sizeof(ports), "%d,%d", a.port, b.port);
+    snprintf(pids, sizeof(pids), "%ld,%ld", (long)a.pid, (long)b.pid);
+
+    /* 10 logins of 5 users: u0, u2, u4 (6 logins) on the first server, u1, u3 on the other */
+    st = tsrv_run_tool(out, OUT_MAX, "cimbench", "login", "--hosts", hosts, "--key", key, "--data",
+                       dir_a, "--pid", pids, "--conns", "10", "--users", "5", "--json", NULL);
+    if (st != 0) {
+        fprintf(stderr, "cimbench exited %d; stdout:\n%s\n", st, out);
+        tsrv_dump_log(&a);
+        tsrv_dump_log(&b);
+    }
+    ASSERT_EQ(st, 0);
+    ASSERT_NOT_NULL(strstr(out, "\"result\": \"ok\""));
+    ASSERT_EQ(json_num(out, "ok"), 10);
+    ASSERT_EQ(json_num(out, "errors_total"), 0);
+    ASSERT_EQ(json_num_nth(out, "\"servers\": {", "count", 0), 2);
+    ASSERT_NOT_NULL(strstr(out, hosts)); /* servers.list */
+    ASSERT_EQ(json_num_nth(out, "\"servers\": {", "port", 0), a.port);
+    ASSERT_EQ(json_num_nth(out, "\"servers\": {", "connects", 0), 6);
+    ASSERT_EQ(json_num_nth(out, "\"servers\": {", "logged_in", 0), 6);
+    ASSERT_EQ(json_num_nth(out, "\"servers\": {", "port", 1), b.port);
+    ASSERT_EQ(json_num_nth(out, "\"servers\": {", "connects", 1), 4);
+    ASSERT_EQ(json_num_nth(out, "\"servers\": {", "logged_in", 1), 4);
+    /* server CPU summed over both pids, and each one's */
+    ASSERT_NOT_NULL(strstr(out, "\"pids\": \""));
+    ASSERT_TRUE(json_num_nth(out, "\"server\": {", "cpu_us", 0) >= 0);
+    ASSERT_EQ(json_num_nth(out, "\"per_pid\": [", "pid", 0), a.pid);
+    ASSERT_EQ(json_num_nth(out, "\"per_pid\": [", "pid", 1), b.pid);
+    ASSERT_EQ(json_num_nth(out, "\"per_pid\": [", "pid", 2), -1);
+    ASSERT_EQ(json_num_nth(out, "\"per_pid\": [", "cpu_us", 0) +
+                  json_num_nth(out, "\"per_pid\": [", "cpu_us", 1),
+              json_num_nth(out, "\"server\": {", "cpu_us", 0));
+
+    /* --ports on --host: 8 logins of 8 users, 4 each */
+    ASSERT_EQ(tsrv_run_tool(out, OUT_MAX, "cimbench", "login", "--host", "127.0.0.1", "--ports",
+                            ports, "--key", key, "--data", dir_a, "--conns", "8", "--json", NULL),
+              0);
+    ASSERT_EQ(json_num(out, "ok"), 8);
+    ASSERT_EQ(json_num_nth(out, "\"servers\": {", "logged_in", 0), 4);
+    ASSERT_EQ(json_num_nth(out, "\"servers\": {", "logged_in", 1), 4);
+
+    /* the table report lists them too */
+    ASSERT_EQ(tsrv_run_tool(out, OUT_MAX, "cimbench", "login", "--hosts", hosts, "--key", key,
+                            "--data", dir_a, "--conns", "4", NULL),
+              0);
+    ASSERT_NOT_NULL(strstr(out, "\n[servers]\n"));
+    ASSERT_NOT_NULL(strstr(out, hosts));
+    ASSERT_NOT_NULL(strstr(out, "  server      port  connects logged_in\n"));
+    ASSERT_EQ(tsrv_stop(&a), 0);
+    ASSERT_EQ(tsrv_stop(&b), 0);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+    ASSERT_EQ(system(cmd), 0);
+    free(out);
+}
+
+/* A bad --hosts, --ports or --pid: exit status 1 and one line on stderr saying what. */
+TEST_TIMEOUT(e2e_bench_hosts_bad_args, 20)
+{
+    static const char zeros[] = "0000000000000000000000000000000000000000000000000000000000000000";
+    static const struct {
+        const char *opt, *val, *says;
+    } cases[] = {
+        {"--hosts", "", "cimbench: --hosts wants a comma-separated list, not an empty one"},
+        {"--hosts", "127.0.0.1", "cimbench: --hosts: bad HOST:PORT '127.0.0.1'"},
+        {"--hosts", "127.0.0.1:7400,", "cimbench: --hosts: bad HOST:PORT ''"},
+        {"--hosts", "127.0.0.1:0", "cimbench: --hosts: bad HOST:PORT '127.0.0.1:0'"},
+        {"--hosts", "::1:7400", "cimbench: --hosts: bad HOST:PORT '::1:7400'"},
+        {"--hosts", "192.0.2.1:7400", "refusing non-loopback host '192.0.2.1'"},
+        {"--ports", "7400,x", "cimbench: --ports: bad port 'x'"},
+        {"--pid", "1,-2", "cimbench: --pid: bad process id '-2'"},
+        {"--hosts", NULL, "cimbench: --hosts: more than 64 entries"},
+        {"--pid", NULL, "cimbench: --pid: more than 64 entries"},
+    };
+    char many_hosts[65 * 16], many_pids[65 * 8];
+    size_t nh = 0, np = 0;
+    tsrv_tool_t *tt = malloc(sizeof(*tt));
+
+    ASSERT_NOT_NULL(tt);
+    for (int i = 0; i < 65; i++) {
+        nh += (size_t)snprintf(many_hosts + nh, sizeof(many_hosts) - nh, "%s127.0.0.1:%d",
+                               i > 0 ? "," : "", 7400 + i);
+        np += (size_t)snprintf(many_pids + np, sizeof(many_pids) - np, "%s%d", i > 0 ? "," : "",
+                               100 + i);
+    }
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *val = cases[i].val;
+        if (val == NULL)
+            val = strcmp(cases[i].opt, "--hosts") == 0 ? many_hosts : many_pids;
+        tsrv_tool_start(tt, NULL, 0, "cimbench", "login", "--key", zeros, "--secret", zeros,
+                        cases[i].opt, val, NULL);
+        ASSERT_EQ(tsrv_tool_finish(tt, 10000), 1);
+        if (strstr(tt->err, cases[i].says) == NULL || count_of(tt->err, "\n") != 1)
+            TEST_FAIL_("%s '%.20s': stderr '%s', wanted '%s'", cases[i].opt, val, tt->err,
+                       cases[i].says);
+    }
+    /* --hosts stands for --host, --port and --ports: not both */
+    tsrv_tool_start(tt, NULL, 0, "cimbench", "login", "--key", zeros, "--secret", zeros, "--hosts",
+                    "127.0.0.1:7400", "--port", "7401", NULL);
+    ASSERT_EQ(tsrv_tool_finish(tt, 10000), 1);
+    ASSERT_NOT_NULL(strstr(tt->err, "--hosts replaces --host, --port and --ports"));
+    free(tt);
 }

@@ -48,6 +48,15 @@
  * neither the ~28k ephemeral ports per (source, destination) pair nor the server's
  * max_conns_per_ip cap (default 1000) limits the connection count.
  *
+ * Servers. --hosts (or --ports on --host) lists up to BENCH_SERVERS_MAX servers that share
+ * one identity key and app secret (the nodes of one service, or standalone copies of one
+ * data dir). Connections are dealt to them round-robin by user number (bench_server_of):
+ * the user a connection logs in as, "u<n>" → n, so user n always reaches server n % S.
+ * Where every connection has a user of its own (c2c, group, and login, conns and fill by
+ * default) that is the connection index; where users repeat (--users below the
+ * connection count) it keeps each user on one server. The default is the one --host and
+ * --port, as before. Each loop thread counts the connects and logins per server.
+ *
  * CPU: the bench's own CPU time is getrusage(RUSAGE_SELF): every thread of the process.
  */
 #ifndef CIMBENCH_BENCH_H
@@ -77,6 +86,8 @@
 #define BENCH_THREADS_MAX    64     /* --threads */
 #define BENCH_FILL_CONNS     64     /* fill: default sending connections (at most --users) */
 #define BENCH_FILL_WINDOW    256    /* fill: default SENDs in flight per connection */
+#define BENCH_SERVERS_MAX    64     /* --hosts, --ports and --pid entries */
+#define BENCH_HOST_MAX       256    /* a host name or address, NUL included */
 
 /* main → loop thread commands (bench_post) */
 #define BENCH_CMD_POOL   (1u << 0) /* open this thread's share of the pool */
@@ -115,11 +126,23 @@ static inline uint64_t bench_ctr_get(const bench_ctr_t *c)
     return atomic_load_explicit(c, memory_order_acquire);
 }
 
+/** One server to connect to (--hosts, or --host with --port or --ports). */
+typedef struct bench_server {
+    char host[BENCH_HOST_MAX]; /* without the brackets of an IPv6 [ADDR]:PORT */
+    int port;
+} bench_server_t;
+
 /** Command-line options (cimbench --help describes each). */
 typedef struct bench_opts {
     const char *scenario;
-    const char *host;
+    const char *host; /* servers[0]'s after parsing (the report's params) */
     int port;
+
+    bench_server_t servers[BENCH_SERVERS_MAX];
+    unsigned nservers;             /* 1..BENCH_SERVERS_MAX */
+    pid_t pids[BENCH_SERVERS_MAX]; /* --pid: the server processes to watch */
+    unsigned npids;                /* 0 = none */
+
     uint8_t key[32]; /* the server's pinned identity */
     uint8_t secret[32];
     const char *data; /* --data: where the secret (and, without --key, the key) come from */
@@ -128,7 +151,6 @@ typedef struct bench_opts {
     bool have_duration; /* --duration was given */
     uint64_t count;     /* 0 = no limit (scenario-specific meaning) */
     bool json;
-    pid_t pid; /* 0 = no server process to watch */
     bool allow_remote;
     unsigned conns;       /* login / conns: connections in all; fill: sending connections */
     bool have_conns;      /* --conns was given */
@@ -195,6 +217,11 @@ typedef struct scenario {
      *  defaults were filled in and before the token is minted. May be NULL (user
      *  "u<idx % users>", device "<scenario>-<idx>"). */
     void (*login)(const bench_t *b, const bconn_t *bc, cim_LoginReq *req);
+    /** Any thread: the number of the user @p bc logs in as, which picks its server
+     *  (bench_server_of). May be NULL (idx % users: user "u<n>" is n). A scenario whose
+     *  login hook names users otherwise numbers them here, the same number for the same
+     *  user. */
+    unsigned (*user_no)(const bench_t *b, const bconn_t *bc);
 } scenario_t;
 
 /** One connection of the pool (or of the login storm). Touched only by its thread. */
@@ -206,6 +233,9 @@ struct bconn {
     _Atomic bool open; /* logged in and not closed (the main thread reads it at phase
                           changes) */
     uint64_t t0_ns;    /* when the connect started */
+    unsigned srv;      /* index in b->o.servers (set by bench_connect) */
+    /* the scenario's callbacks (set by bench_connect; the driver's call them) */
+    const cimc_async_cbs_t *cbs;
     /* c2c, group, sync: send times of the requests in flight, oldest first (answers come
      * in order; bench_ring_push/pop) */
     uint64_t *ring;
@@ -237,6 +267,10 @@ struct bench_thr {
     bool pool_done; /* all of its share opened or failed */
     bench_ctr_t connecting, opened, open_failed, open_now, disconnects;
     hist_t login_iv; /* connect → LoginRsp{OK} since the last snapshot */
+
+    /* every connection of any scenario, per server (index in b->o.servers) */
+    bench_ctr_t srv_connects[BENCH_SERVERS_MAX];  /* bench_connect calls */
+    bench_ctr_t srv_logged_in[BENCH_SERVERS_MAX]; /* LoginRsp{OK} */
 
     series_acc_t acc; /* the measured window's series, this thread's part */
 };
@@ -294,8 +328,9 @@ struct bench {
 
     /* the measured window */
     uint64_t w_t0_ns, w_t1_ns;
-    bool w_have_srv;
-    uint64_t w_srv_cpu0, w_srv_cpu1, w_self_cpu0, w_self_cpu1;
+    bool w_have_srv; /* the CPU of every --pid was read at both ends */
+    uint64_t w_srv_cpu0, w_srv_cpu1, w_self_cpu0, w_self_cpu1; /* w_srv: summed over --pid */
+    uint64_t w_pid_cpu0[BENCH_SERVERS_MAX], w_pid_cpu1[BENCH_SERVERS_MAX]; /* each --pid */
     uint64_t ops;        /* operations completed in the window (per-op CPU) */
     const char *op_name; /* "login", "message", "connection" */
     double tput;         /* the headline throughput */
@@ -306,7 +341,8 @@ struct bench {
     const char *series_hist[SERIES_HISTS]; /* names of the latency columns, NULL = none */
     uint64_t series_end_ns; /* windows ending after this are partial (0: the window's end) */
     series_t *series;
-    /* server and bench CPU at each window boundary (main thread: the wtick timer) */
+    /* server (summed over --pid) and bench CPU at each window boundary (main thread: the
+     * wtick timer) */
     uint64_t *wcpu_srv, *wcpu_self;
     bool *wcpu_ok;
     unsigned nwcpu;
@@ -337,9 +373,17 @@ bool bench_ring_pop(bconn_t *bc, uint64_t *v);
 void bench_user(char *out, size_t len, unsigned i);
 
 /**
+ * The server of @p bc: index bench_server_of(b, bc) in b->o.servers, user number (the
+ * scenario's user_no, else idx % users) modulo the servers. Pure; any thread.
+ */
+unsigned bench_server_of(const bench_t *b, const bconn_t *bc);
+
+/**
  * Start connection @p bc on loop thread @p t (the calling thread): TCP from its source
- * address, handshake, LOGIN as user (bc->idx % users) on device "<scenario>-<idx>" with a
- * freshly minted token. Sets bc->b and bc->t.
+ * address to its server (bench_server_of), handshake, LOGIN as user (bc->idx % users) on
+ * device "<scenario>-<idx>" with a freshly minted token. Sets bc->b, bc->t, bc->srv and
+ * bc->cbs (@p cbs must live as long as the connection: a static table), and counts the
+ * connect and, once it is OK, the login for that server.
  * @return 0 (then @p cbs's on_ready and on_close follow on @p t, ctx = @p bc), or an rc
  *         (counted with bench_count_rc; no callback follows).
  */

@@ -282,6 +282,43 @@ static void on_ctl(uv_async_t *h)
 
 /* ---- connections ---------------------------------------------------------------------- */
 
+unsigned bench_server_of(const bench_t *b, const bconn_t *bc)
+{
+    unsigned user = b->sc->user_no != NULL ? b->sc->user_no(b, bc) : bc->idx % b->o.users;
+
+    return user % b->o.nservers;
+}
+
+/* Every connection's callbacks pass through these: the driver counts the logins per
+ * server, then the scenario's own (bc->cbs) run. */
+static void conn_on_ready(cimc_t *c, void *ctx, int status, const cim_LoginRsp *rsp)
+{
+    bconn_t *bc = ctx;
+
+    if (status == 0 && rsp != NULL && rsp->code == cim_Code_OK)
+        bench_ctr_add(&bc->t->srv_logged_in[bc->srv], 1);
+    if (bc->cbs->on_ready != NULL)
+        bc->cbs->on_ready(c, ctx, status, rsp);
+}
+
+static void conn_on_push(cimc_t *c, void *ctx, const cimc_push_t *p)
+{
+    bconn_t *bc = ctx;
+
+    if (bc->cbs->on_push != NULL)
+        bc->cbs->on_push(c, ctx, p);
+}
+
+static void conn_on_close(cimc_t *c, void *ctx, int status, const cim_Bye *bye)
+{
+    bconn_t *bc = ctx;
+
+    if (bc->cbs->on_close != NULL)
+        bc->cbs->on_close(c, ctx, status, bye);
+}
+
+static const cimc_async_cbs_t conn_cbs = {conn_on_ready, conn_on_push, conn_on_close};
+
 int bench_connect(bench_thr_t *t, bconn_t *bc, const cimc_async_cbs_t *cbs)
 {
     bench_t *b = t->b;
@@ -291,9 +328,11 @@ int bench_connect(bench_thr_t *t, bconn_t *bc, const cimc_async_cbs_t *cbs)
     int64_t expiry;
     int rc;
 
+    bc->srv = bench_server_of(b, bc);
+    bc->cbs = cbs;
     memset(&o, 0, sizeof(o));
-    o.host = b->o.host;
-    o.port = b->o.port;
+    o.host = b->o.servers[bc->srv].host;
+    o.port = b->o.servers[bc->srv].port;
     o.pinned_key = b->o.key;
     o.timeout_ms = b->o.timeout_ms;
     if (b->o.sources > 1) {
@@ -317,7 +356,8 @@ int bench_connect(bench_thr_t *t, bconn_t *bc, const cimc_async_cbs_t *cbs)
         return rc;
     }
     bc->t0_ns = bench_now_ns();
-    rc = cimc_async_connect(t->al, &o, &req, cbs, bc, &bc->c);
+    bench_ctr_add(&t->srv_connects[bc->srv], 1);
+    rc = cimc_async_connect(t->al, &o, &req, &conn_cbs, bc, &bc->c);
     memset(req.token, 0, sizeof(req.token)); /* copied by libcim; do not leave it around */
     if (rc < 0) {
         bc->c = NULL;
@@ -474,8 +514,9 @@ static void sample_cpu(bench_t *b)
 
     if (k > SERIES_MAX)
         return;
-    b->wcpu_ok[k] = proc_cpu_us(0, &b->wcpu_self[k]) == 0 &&
-                    (b->o.pid == 0 || proc_cpu_us(b->o.pid, &b->wcpu_srv[k]) == 0);
+    b->wcpu_ok[k] =
+        proc_cpu_us(0, &b->wcpu_self[k]) == 0 &&
+        (b->o.npids == 0 || proc_cpu_us_sum(b->o.pids, b->o.npids, &b->wcpu_srv[k], NULL) == 0);
     b->nwcpu = k + 1;
 }
 
@@ -508,7 +549,8 @@ void bench_window_start(bench_t *b)
 {
     b->w_t0_ns = bench_now_ns();
     b->w_t1_ns = 0;
-    b->w_have_srv = b->o.pid > 0 && proc_cpu_us(b->o.pid, &b->w_srv_cpu0) == 0;
+    b->w_have_srv = b->o.npids > 0 &&
+                    proc_cpu_us_sum(b->o.pids, b->o.npids, &b->w_srv_cpu0, b->w_pid_cpu0) == 0;
     if (proc_cpu_us(0, &b->w_self_cpu0) < 0)
         b->w_self_cpu0 = 0;
     if (!b->series_on)
@@ -525,7 +567,7 @@ void bench_window_end(bench_t *b)
     if (b->w_t0_ns == 0 || b->w_t1_ns != 0)
         return;
     b->w_t1_ns = bench_now_ns();
-    if (b->w_have_srv && proc_cpu_us(b->o.pid, &b->w_srv_cpu1) < 0)
+    if (b->w_have_srv && proc_cpu_us_sum(b->o.pids, b->o.npids, &b->w_srv_cpu1, b->w_pid_cpu1) < 0)
         b->w_have_srv = false;
     if (proc_cpu_us(0, &b->w_self_cpu1) < 0)
         b->w_self_cpu1 = b->w_self_cpu0;
@@ -687,8 +729,8 @@ static void add_windows(bench_t *b, report_t *r)
         }
         /* CPU per op of a full window, from the samples at its two boundaries */
         if (is_full && i + 1 < b->nwcpu && b->wcpu_ok[i] && b->wcpu_ok[i + 1] && w->ops != 0) {
-            v[j++] =
-                b->o.pid > 0 ? (double)(b->wcpu_srv[i + 1] - b->wcpu_srv[i]) / (double)w->ops : NAN;
+            v[j++] = b->o.npids > 0 ? (double)(b->wcpu_srv[i + 1] - b->wcpu_srv[i]) / (double)w->ops
+                                    : NAN;
             v[j++] = (double)(b->wcpu_self[i + 1] - b->wcpu_self[i]) / (double)w->ops;
         } else {
             v[j++] = NAN;
@@ -714,6 +756,76 @@ static void add_windows(bench_t *b, report_t *r)
     for (unsigned i = 0; i < s->n; i++)
         report_row(r, rows + (size_t)i * REPORT_COLS_MAX);
     mem_free(rows);
+}
+
+/* Write "HOST:PORT" of server @p i (an IPv6 address in brackets) into @p out. */
+static void server_name(const bench_t *b, unsigned i, char *out, size_t len)
+{
+    const bench_server_t *sv = &b->o.servers[i];
+
+    snprintf(out, len, strchr(sv->host, ':') != NULL ? "[%s]:%d" : "%s:%d", sv->host, sv->port);
+}
+
+/* The servers: their list, and per server the connects and the logins that succeeded. */
+static void add_servers(bench_t *b, report_t *r)
+{
+    static const char *const cols[] = {"server", "port", "connects", "logged_in"};
+    size_t len = (size_t)b->o.nservers * (BENCH_HOST_MAX + 9) + 1, n = 0;
+    char *list = mem_alloc(len);
+
+    list[0] = '\0';
+    for (unsigned i = 0; i < b->o.nservers; i++) {
+        if (i > 0)
+            list[n++] = ',';
+        server_name(b, i, list + n, len - n);
+        n += strlen(list + n);
+    }
+    report_int(r, "servers", "count", b->o.nservers);
+    report_str(r, "servers", "list", list);
+    mem_free(list);
+    /* a row per server, in the order of the list */
+    report_table(r, "servers", "per_server", cols, sizeof(cols) / sizeof(cols[0]));
+    for (unsigned i = 0; i < b->o.nservers; i++) {
+        uint64_t connects = 0, logged_in = 0;
+        for (unsigned k = 0; k < b->nthr; k++) {
+            connects += bench_ctr_get(&b->thr[k].srv_connects[i]);
+            logged_in += bench_ctr_get(&b->thr[k].srv_logged_in[i]);
+        }
+        report_row(r,
+                   (const double[]){i, b->o.servers[i].port, (double)connects, (double)logged_in});
+    }
+}
+
+/* The server processes (--pid): CPU over the window summed, and each one's when several. */
+static void add_server_cpu(bench_t *b, report_t *r, double w)
+{
+    static const char *const cols[] = {"pid", "cpu_us", "cpu_cores", "cpu_us_per_op"};
+    char list[BENCH_SERVERS_MAX * 12];
+    size_t n = 0;
+    uint64_t cpu;
+
+    if (b->o.npids == 1) {
+        report_int(r, "server", "pid", b->o.pids[0]);
+    } else {
+        for (unsigned i = 0; i < b->o.npids; i++)
+            n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%ld", i > 0 ? "," : "",
+                                  (long)b->o.pids[i]);
+        report_str(r, "server", "pids", list);
+    }
+    if (!b->w_have_srv)
+        return;
+    cpu = b->w_srv_cpu1 - b->w_srv_cpu0;
+    report_int(r, "server", "cpu_us", (int64_t)cpu);
+    report_num(r, "server", "cpu_cores", w > 0 ? (double)cpu / 1e6 / w : 0.0);
+    report_num(r, "server", "cpu_us_per_op", b->ops != 0 ? (double)cpu / (double)b->ops : NAN);
+    if (b->o.npids == 1)
+        return;
+    report_table(r, "server", "per_pid", cols, sizeof(cols) / sizeof(cols[0]));
+    for (unsigned i = 0; i < b->o.npids; i++) {
+        double c = (double)(b->w_pid_cpu1[i] - b->w_pid_cpu0[i]);
+        report_row(r, (const double[]){(double)b->o.pids[i], c, w > 0 ? c / 1e6 / w : 0.0,
+                                       b->ops != 0 ? c / (double)b->ops : NAN});
+    }
 }
 
 static void add_common_report(bench_t *b, report_t *r)
@@ -759,6 +871,7 @@ static void add_common_report(bench_t *b, report_t *r)
     } else if (strcmp(b->sc->name, "fill") == 0) {
         report_int(r, "params", "messages", (int64_t)b->o.messages);
     }
+    add_servers(b, r);
 
     if (b->setup_t0_ns != 0) { /* the pool was used */
         bench_pool_counts(b, &pc);
@@ -786,16 +899,8 @@ static void add_common_report(bench_t *b, report_t *r)
     if (b->unanswered != 0)
         report_int(r, "errors", "unanswered", (int64_t)b->unanswered);
 
-    if (b->o.pid > 0) {
-        report_int(r, "server", "pid", b->o.pid);
-        if (b->w_have_srv) {
-            uint64_t cpu = b->w_srv_cpu1 - b->w_srv_cpu0;
-            report_int(r, "server", "cpu_us", (int64_t)cpu);
-            report_num(r, "server", "cpu_cores", w > 0 ? (double)cpu / 1e6 / w : 0.0);
-            report_num(r, "server", "cpu_us_per_op",
-                       b->ops != 0 ? (double)cpu / (double)b->ops : NAN);
-        }
-    }
+    if (b->o.npids > 0)
+        add_server_cpu(b, r, w);
     /* getrusage(RUSAGE_SELF): every thread of this process */
     report_int(r, "bench", "cpu_us", (int64_t)(b->w_self_cpu1 - b->w_self_cpu0));
     report_num(r, "bench", "cpu_cores",
@@ -839,6 +944,12 @@ static void usage(FILE *f)
         "  --host H          server address (default 127.0.0.1); a non-loopback address is\n"
         "                    refused without --allow-remote\n"
         "  --port P          server port (default %d)\n"
+        "  --hosts H:P,...   several servers (at most %d; an IPv6 address as [ADDR]:PORT)\n"
+        "                    sharing one identity key and app secret, instead of --host\n"
+        "                    and --port; user n connects to server n %% count (round-robin\n"
+        "                    by user number: the connection index where each connection\n"
+        "                    has its own user), so a user stays on one server\n"
+        "  --ports P,...     the same on --host: one server per port\n"
         "  --key HEX         the server's identity key, pinned (cimctl --data DIR show-key);\n"
         "                    without it, read from DIR/identity.key when --data is given\n"
         "  --data DIR        the server's data dir: the app secret is read from it\n"
@@ -846,7 +957,8 @@ static void usage(FILE *f)
         "  --secret HEX      the app secret instead (cimctl app show APP)\n"
         "  --app A           the app (default \"default\")\n"
         "  --allow-remote    allow a server that is not on this machine\n"
-        "  --pid PID         the server's process: report its memory and CPU time\n"
+        "  --pid PID,...     the server's process: report its memory and CPU time; with\n"
+        "                    several servers their pids, CPU summed and per pid\n"
         "\n"
         "Run:\n"
         "  --duration S      measured time in seconds (default %.0f, at most %.0f); opening\n"
@@ -921,6 +1033,10 @@ static void usage(FILE *f)
         "    freed heap is not given back to the system, so a second run reads ~0.\n"
         "    RSS includes the LMDB pages the logins touched (new users); the report\n"
         "    splits it into heap (anon) and mapped files (file).\n"
+        "  * Several servers (--hosts, --ports): group, sync, fill and c2c send between\n"
+        "    users of different servers, which only servers that route to each other (a\n"
+        "    cluster) deliver; on standalone copies of one data dir use login or conns.\n"
+        "    sync's sender is user 0, syncer user 1.\n"
         "  * Latencies are measured in this process: server and bench share the CPUs of a\n"
         "    small machine, so the bench's own CPU time (all its threads) is reported\n"
         "    beside the server's.\n"
@@ -931,9 +1047,10 @@ static void usage(FILE *f)
         "  cimbench group --port 7500 --data /tmp/d --groups 1 --members 1000 --rate 500\n"
         "  cimbench sync --port 7500 --data /tmp/d --messages 100000\n"
         "  cimbench fill --port 7500 --data /tmp/d --messages 20000000 --users 1000 --threads 2\n",
-        DEF_PORT, DEF_DURATION_S, BENCH_DURATION_MAX_S, BENCH_SETUP_MAX_S, BENCH_THREADS_MAX,
-        DEF_WINDOW_S, DEF_CONNS, BENCH_FILL_CONNS, DEF_CONCURRENCY, BENCH_FILL_WINDOW, DEF_GROUPS,
-        DEF_MEMBERS, DEF_MESSAGES, DEF_LIMIT, DEF_SOURCES, DEF_TIMEOUT_MS, BENCH_DURATION_MAX_S);
+        DEF_PORT, BENCH_SERVERS_MAX, DEF_DURATION_S, BENCH_DURATION_MAX_S, BENCH_SETUP_MAX_S,
+        BENCH_THREADS_MAX, DEF_WINDOW_S, DEF_CONNS, BENCH_FILL_CONNS, DEF_CONCURRENCY,
+        BENCH_FILL_WINDOW, DEF_GROUPS, DEF_MEMBERS, DEF_MESSAGES, DEF_LIMIT, DEF_SOURCES,
+        DEF_TIMEOUT_MS, BENCH_DURATION_MAX_S);
 }
 
 static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -1002,6 +1119,126 @@ static bool is_ipv4_loopback(const char *host)
     return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
 }
 
+/* A number of a comma-separated list: @p len bytes at @p s. */
+static int item_u(const char *s, size_t len, unsigned long lo, unsigned long hi, unsigned long *out)
+{
+    char buf[16];
+
+    if (len >= sizeof(buf))
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return num_u(buf, lo, hi, out);
+}
+
+/* --hosts item @p i: "HOST:PORT", an IPv6 address as "[ADDR]:PORT". */
+static int server_item(bench_opts_t *o, unsigned i, const char *s, size_t len)
+{
+    const char *colon = len > 0 ? memrchr(s, ':', len) : NULL, *h = s;
+    size_t hlen;
+    unsigned long port;
+
+    if (colon == NULL)
+        return -1;
+    hlen = (size_t)(colon - s);
+    if (hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']') {
+        h = s + 1;
+        hlen -= 2;
+    } else if (memchr(s, ':', hlen) != NULL) {
+        return -1; /* an IPv6 address without brackets: which colon ends it? */
+    }
+    if (hlen == 0 || hlen >= BENCH_HOST_MAX || memchr(h, '[', hlen) != NULL ||
+        memchr(h, ']', hlen) != NULL ||
+        item_u(colon + 1, len - (size_t)(colon + 1 - s), 1, 65535, &port) < 0)
+        return -1;
+    memcpy(o->servers[i].host, h, hlen);
+    o->servers[i].host[hlen] = '\0';
+    o->servers[i].port = (int)port;
+    return 0;
+}
+
+/* --ports item @p i: a port on --host (the host is filled in afterwards). */
+static int port_item(bench_opts_t *o, unsigned i, const char *s, size_t len)
+{
+    unsigned long port;
+
+    if (item_u(s, len, 1, 65535, &port) < 0)
+        return -1;
+    o->servers[i].port = (int)port;
+    return 0;
+}
+
+/* --pid item @p i. */
+static int pid_item(bench_opts_t *o, unsigned i, const char *s, size_t len)
+{
+    unsigned long pid;
+
+    if (item_u(s, len, 1, 1u << 30, &pid) < 0)
+        return -1;
+    o->pids[i] = (pid_t)pid;
+    return 0;
+}
+
+/* Split @p v, the value of option @p opt, at its commas and hand item i to @p fn (@p what
+ * names one item in the error line).
+ * @return how many (1..BENCH_SERVERS_MAX), or -1 after saying in one line what is wrong
+ * (an empty list, an item @p fn refuses, more than BENCH_SERVERS_MAX items). */
+static int parse_list(bench_opts_t *o, const char *opt, const char *what, const char *v,
+                      int (*fn)(bench_opts_t *o, unsigned i, const char *s, size_t len))
+{
+    const char *p = v;
+    unsigned n = 0;
+
+    if (*v == '\0')
+        return bad("%s wants a comma-separated list, not an empty one", opt);
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (n == BENCH_SERVERS_MAX)
+            return bad("%s: more than %d entries", opt, BENCH_SERVERS_MAX);
+        if (fn(o, n, p, len) < 0)
+            return bad("%s: bad %s '%.*s'", opt, what, (int)len, p);
+        n++;
+        if (end == NULL)
+            return (int)n;
+        p = end + 1;
+    }
+}
+
+/* The servers from --hosts, or from --host with --ports or --port; servers[0] becomes
+ * o->host and o->port. @return 0, or -1 after saying why. */
+static int parse_servers(bench_opts_t *o, const char *hosts, const char *ports, bool have_host,
+                         bool have_port)
+{
+    int n;
+
+    if (hosts != NULL) {
+        if (have_host || have_port || ports != NULL)
+            return bad("%s", "--hosts replaces --host, --port and --ports: give one of them");
+        if ((n = parse_list(o, "--hosts", "HOST:PORT", hosts, server_item)) < 0)
+            return -1;
+        o->nservers = (unsigned)n;
+    } else {
+        if (strlen(o->host) >= BENCH_HOST_MAX)
+            return bad("--host '%.40s...' is over %d bytes", o->host, BENCH_HOST_MAX - 1);
+        if (ports != NULL) {
+            if (have_port)
+                return bad("%s", "--ports replaces --port: give one of them");
+            if ((n = parse_list(o, "--ports", "port", ports, port_item)) < 0)
+                return -1;
+            o->nservers = (unsigned)n;
+        } else {
+            o->servers[0].port = o->port;
+            o->nservers = 1;
+        }
+        for (unsigned i = 0; i < o->nservers; i++)
+            snprintf(o->servers[i].host, sizeof(o->servers[i].host), "%s", o->host);
+    }
+    o->host = o->servers[0].host;
+    o->port = o->servers[0].port;
+    return 0;
+}
+
 /* The app secret from the data dir, read-only (safe while cimd runs). */
 static int secret_from_data(bench_t *b)
 {
@@ -1040,8 +1277,11 @@ static int parse_args(bench_t *b, int argc, char **argv)
 {
     bench_opts_t *o = &b->o;
     bool have_key = false, have_secret = false, have_sources = false;
+    bool have_host = false, have_port = false, all_v4_loopback = true;
+    const char *hosts = NULL, *ports = NULL;
     unsigned long u;
     double d;
+    int n;
 
     o->host = "127.0.0.1";
     o->port = DEF_PORT;
@@ -1086,10 +1326,16 @@ static int parse_args(bench_t *b, int argc, char **argv)
             return bad("%s needs a value", a);
         } else if (strcmp(a, "--host") == 0) {
             o->host = v;
+            have_host = true;
         } else if (strcmp(a, "--port") == 0) {
             if (num_u(v, 1, 65535, &u) < 0)
                 return bad("bad --port '%s'", v);
             o->port = (int)u;
+            have_port = true;
+        } else if (strcmp(a, "--hosts") == 0) {
+            hosts = v;
+        } else if (strcmp(a, "--ports") == 0) {
+            ports = v;
         } else if (strcmp(a, "--key") == 0) {
             if (chan_unhex(v, o->key) < 0)
                 return bad("--key wants 64 hex characters, not '%s'", v);
@@ -1114,9 +1360,9 @@ static int parse_args(bench_t *b, int argc, char **argv)
                 return bad("bad --count '%s'", v);
             o->count = u;
         } else if (strcmp(a, "--pid") == 0) {
-            if (num_u(v, 1, 1u << 30, &u) < 0)
-                return bad("bad --pid '%s'", v);
-            o->pid = (pid_t)u;
+            if ((n = parse_list(o, "--pid", "process id", v, pid_item)) < 0)
+                return -1;
+            o->npids = (unsigned)n;
         } else if (strcmp(a, "--conns") == 0) {
             if (num_u(v, 1, 10000000ul, &u) < 0)
                 return bad("bad --conns '%s'", v);
@@ -1212,12 +1458,20 @@ static int parse_args(bench_t *b, int argc, char **argv)
         strcmp(b->sc->name, "fill") != 0)
         return bad("--duration %.0f s in --window-s %.1f s windows is more than %d windows",
                    o->duration_s, o->window_len_s, SERIES_MAX);
-    if (!o->allow_remote && !is_loopback(o->host))
-        return bad("refusing non-loopback host '%s' without --allow-remote", o->host);
+    if (parse_servers(o, hosts, ports, have_host, have_port) < 0)
+        return -1;
+    for (unsigned i = 0; i < o->nservers; i++) {
+        const char *h = o->servers[i].host;
+        if (!o->allow_remote && !is_loopback(h))
+            return bad("refusing non-loopback host '%s' without --allow-remote", h);
+        if (!is_ipv4_loopback(h) && all_v4_loopback) {
+            all_v4_loopback = false;
+            if (have_sources && o->sources > 1)
+                return bad("--sources > 1 needs IPv4 loopback servers, not '%s'", h);
+        }
+    }
     if (!have_sources)
-        o->sources = is_ipv4_loopback(o->host) ? DEF_SOURCES : 1;
-    else if (o->sources > 1 && !is_ipv4_loopback(o->host))
-        return bad("--sources > 1 needs an IPv4 loopback --host, not '%s'", o->host);
+        o->sources = all_v4_loopback ? DEF_SOURCES : 1;
     if (!have_secret) {
         int rc;
         if (o->data == NULL)
@@ -1288,6 +1542,7 @@ int main(int argc, char **argv)
 {
     bench_t *b = mem_calloc(sizeof(*b));
     report_t *r = NULL;
+    char first[BENCH_HOST_MAX + 8], more[48] = "";
     double load1;
     long ncpu;
     int rc, status = 1;
@@ -1316,11 +1571,14 @@ int main(int argc, char **argv)
 
     b->nofile = raise_nofile();
     proc_load(&load1, &ncpu);
+    server_name(b, 0, first, sizeof(first));
+    if (b->o.nservers > 1)
+        snprintf(more, sizeof(more), " and %u more servers", b->o.nservers - 1);
     fprintf(stderr,
-            "cimbench %s: %s:%d, RLIMIT_NOFILE %ld: up to %ld connections; %u loop thread%s; "
+            "cimbench %s: %s%s, RLIMIT_NOFILE %ld: up to %ld connections; %u loop thread%s; "
             "%ld cpus, load %.2f\n",
-            b->sc->name, b->o.host, b->o.port, b->nofile, b->nofile - BENCH_FD_RESERVE,
-            b->o.threads, b->o.threads == 1 ? "" : "s", ncpu, load1);
+            b->sc->name, first, more, b->nofile, b->nofile - BENCH_FD_RESERVE, b->o.threads,
+            b->o.threads == 1 ? "" : "s", ncpu, load1);
     b->run_id = (uint32_t)(bench_now_ns() ^ ((uint64_t)getpid() << 16));
     b->wcpu_srv = mem_calloc((SERIES_MAX + 1) * sizeof(*b->wcpu_srv));
     b->wcpu_self = mem_calloc((SERIES_MAX + 1) * sizeof(*b->wcpu_self));

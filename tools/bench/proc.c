@@ -1,4 +1,4 @@
-/* proc: memory and CPU time of the server under load and of cimbench itself. */
+/* proc: memory and CPU time of the servers under load and of cimbench itself. */
 #include "proc.h"
 
 #include <errno.h>
@@ -75,6 +75,42 @@ int proc_cpu_us(pid_t pid, uint64_t *out)
     if ((tck = sysconf(_SC_CLK_TCK)) <= 0)
         return RC_EPROTO;
     *out = (uint64_t)(ut + st) * 1000000u / (uint64_t)tck;
+    return 0;
+}
+
+int proc_mem_sum(const pid_t *pids, unsigned n, proc_mem_t *out)
+{
+    proc_mem_t sum = {0, 0, 0}, m;
+    int rc;
+
+    if (n == 0 || n > PROC_SUM_MAX)
+        return RC_EINVAL;
+    for (unsigned i = 0; i < n; i++) {
+        if ((rc = proc_mem(pids[i], &m)) < 0)
+            return rc;
+        sum.rss += m.rss;
+        sum.anon += m.anon;
+        sum.file += m.file;
+    }
+    *out = sum;
+    return 0;
+}
+
+int proc_cpu_us_sum(const pid_t *pids, unsigned n, uint64_t *sum, uint64_t *each)
+{
+    uint64_t v[PROC_SUM_MAX], total = 0;
+    int rc;
+
+    if (n == 0 || n > PROC_SUM_MAX)
+        return RC_EINVAL;
+    for (unsigned i = 0; i < n; i++) {
+        if ((rc = proc_cpu_us(pids[i], &v[i])) < 0)
+            return rc;
+        total += v[i];
+    }
+    *sum = total;
+    if (each != NULL)
+        memcpy(each, v, n * sizeof(*v));
     return 0;
 }
 

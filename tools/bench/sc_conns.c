@@ -3,8 +3,9 @@
  * (libcim sends the heartbeat PINGs). With --pid: the server's resident memory before
  * opening, once all are logged in, and at the end, hence bytes per connection (all of
  * RSS, and the heap apart from the LMDB pages the logins touched); the bench's own
- * likewise. The measured window is the opening: connections/s and CPU per connection;
- * the hold reports the CPU an idle crowd costs. */
+ * likewise. With several servers (--hosts) and their pids, memory and CPU are summed
+ * over them: bytes per connection of the whole service. The measured window is the opening:
+ * connections/s and CPU per connection; the hold reports the CPU an idle crowd costs. */
 #include <stdio.h>
 #include <string.h>
 
@@ -33,9 +34,9 @@ static void stop(bench_t *b)
     bench_window_end(b);
     if (s->held) {
         s->hold_t1_ns = bench_now_ns();
-        if (s->have_hold_cpu && proc_cpu_us(b->o.pid, &s->hold_cpu1) < 0)
+        if (s->have_hold_cpu && proc_cpu_us_sum(b->o.pids, b->o.npids, &s->hold_cpu1, NULL) < 0)
             s->have_hold_cpu = false;
-        s->have_srv_end = s->have_srv && proc_mem(b->o.pid, &s->srv_end) == 0;
+        s->have_srv_end = s->have_srv && proc_mem_sum(b->o.pids, b->o.npids, &s->srv_end) == 0;
     }
     bench_pool_counts(b, &pc);
     s->open_at_end = pc.open_now;
@@ -49,7 +50,7 @@ static void setup_done(bench_t *b)
 
     bench_pool_counts(b, &pc);
     bench_window_end(b);
-    if (s->have_srv && proc_mem(b->o.pid, &s->srv_after) < 0)
+    if (s->have_srv && proc_mem_sum(b->o.pids, b->o.npids, &s->srv_after) < 0)
         s->have_srv = false;
     if (proc_mem(0, &s->self_after) < 0)
         memset(&s->self_after, 0, sizeof(s->self_after));
@@ -61,7 +62,8 @@ static void setup_done(bench_t *b)
     }
     s->held = true;
     s->hold_t0_ns = bench_now_ns();
-    s->have_hold_cpu = b->o.pid > 0 && proc_cpu_us(b->o.pid, &s->hold_cpu0) == 0;
+    s->have_hold_cpu =
+        b->o.npids > 0 && proc_cpu_us_sum(b->o.pids, b->o.npids, &s->hold_cpu0, NULL) == 0;
     bench_phase(b, "hold", b->o.duration_s, stop);
 }
 
@@ -87,9 +89,9 @@ static int start(bench_t *b)
                 per_source, BENCH_SERVER_PER_IP);
     b->op_name = "connection";
     b->tput_unit = "conns/s";
-    s->have_srv = b->o.pid > 0 && proc_mem(b->o.pid, &s->srv_before) == 0;
-    if (b->o.pid > 0 && !s->have_srv)
-        fprintf(stderr, "cimbench: cannot read /proc/%ld/status\n", (long)b->o.pid);
+    s->have_srv = b->o.npids > 0 && proc_mem_sum(b->o.pids, b->o.npids, &s->srv_before) == 0;
+    if (b->o.npids > 0 && !s->have_srv)
+        fprintf(stderr, "cimbench: cannot read /proc/PID/status of every --pid\n");
     if (proc_mem(0, &s->self_before) < 0)
         memset(&s->self_before, 0, sizeof(s->self_before));
     bench_window_start(b);

@@ -98,6 +98,13 @@ static void login_hook(const bench_t *b, const bconn_t *bc, cim_LoginReq *req)
                  bc->idx - C_DEV0);
 }
 
+/* The sender is user 0, syncer (every other connection) user 1: their servers. */
+static unsigned user_no(const bench_t *b, const bconn_t *bc)
+{
+    (void)b;
+    return bc->idx == C_SENDER ? 0 : 1;
+}
+
 static void end(bench_t *b)
 {
     bench_window_end(b);
@@ -690,4 +697,5 @@ const scenario_t sc_sync = {
     .stop = stop,
     .report = report,
     .login = login_hook,
+    .user_no = user_no,
 };
