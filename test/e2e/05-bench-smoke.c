@@ -501,16 +501,43 @@ TEST_TIMEOUT(e2e_bench_libcim_bind_addr, 15)
     ASSERT_EQ(tsrv_stop(&t), 0);
 }
 
+/* Messages stored in the data dir of @p t (cimdump stats, read-only while cimd runs). */
+static long stored_messages(const tsrv_t *t)
+{
+    char out[8192];
+    const char *p;
+
+    ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t->dir, "--json", "stats", NULL),
+              0);
+    ASSERT_NOT_NULL(p = strstr(out, "\"messages\":{\"count\":"));
+    return strtol(p + strlen("\"messages\":{\"count\":"), NULL, 10);
+}
+
+/* cimbench exited @p st, its stdout in @p out: assert it succeeded, showing the logs of
+ * servers @p a and @p b when not. */
+static void assert_ran(int st, const char *out, const tsrv_t *a, const tsrv_t *b)
+{
+    if (st != 0) {
+        fprintf(stderr, "cimbench exited %d; stdout:\n%s\n", st, out);
+        tsrv_dump_log(a);
+        tsrv_dump_log(b);
+    }
+    ASSERT_EQ(st, 0);
+    ASSERT_NOT_NULL(strstr(out, "\"result\": \"ok\""));
+}
+
 /* Two standalone cimd on copies of one `cimctl init` data dir (one identity key, one app
  * secret): --hosts spreads the connections over both, user n on server n % 2 whatever the
  * connection (login with fewer users than connections: a user's every login goes to the
- * same server), and --pid takes both processes. */
+ * same server), and --pid takes both processes; c2c --peers same-server delivers every
+ * message on standalone servers. */
 TEST_TIMEOUT(e2e_bench_two_servers, 60)
 {
     char base[] = "/tmp/cimtest-bench2-XXXXXX";
     char dir_a[64], dir_b[64], cmd[200], key[65], key_b[65], hosts[64], ports[32], pids[32];
     char *out = malloc(OUT_MAX);
     tsrv_t a, b;
+    double acked;
     int st;
 
     ASSERT_NOT_NULL(out);
@@ -532,13 +559,7 @@ TEST_TIMEOUT(e2e_bench_two_servers, 60)
     /* 10 logins of 5 users: u0, u2, u4 (6 logins) on the first server, u1, u3 on the other */
     st = tsrv_run_tool(out, OUT_MAX, "cimbench", "login", "--hosts", hosts, "--key", key, "--data",
                        dir_a, "--pid", pids, "--conns", "10", "--users", "5", "--json", NULL);
-    if (st != 0) {
-        fprintf(stderr, "cimbench exited %d; stdout:\n%s\n", st, out);
-        tsrv_dump_log(&a);
-        tsrv_dump_log(&b);
-    }
-    ASSERT_EQ(st, 0);
-    ASSERT_NOT_NULL(strstr(out, "\"result\": \"ok\""));
+    assert_ran(st, out, &a, &b);
     ASSERT_EQ(json_num(out, "ok"), 10);
     ASSERT_EQ(json_num(out, "errors_total"), 0);
     ASSERT_EQ(json_num_nth(out, "\"servers\": {", "count", 0), 2);
@@ -574,6 +595,26 @@ TEST_TIMEOUT(e2e_bench_two_servers, 60)
     ASSERT_NOT_NULL(strstr(out, "\n[servers]\n"));
     ASSERT_NOT_NULL(strstr(out, hosts));
     ASSERT_NOT_NULL(strstr(out, "  server      port  connects logged_in\n"));
+
+    /* c2c: two standalone servers do not route to each other, so --peers same-server:
+     * every message stays on its sender's server (u0, u2, u4, u6 on the first, u1, u3,
+     * u5, u7 on the other), and both stores together hold exactly the messages
+     * acknowledged */
+    st = tsrv_run_tool(out, OUT_MAX, "cimbench", "c2c", "--hosts", hosts, "--key", key, "--data",
+                       dir_a, "--pid", pids, "--peers", "same-server", "--users", "8", "--window",
+                       "2", "--duration", "1", "--json", NULL);
+    assert_ran(st, out, &a, &b);
+    ASSERT_NOT_NULL(strstr(out, "\"peers\": \"same-server\""));
+    ASSERT_EQ(json_num(out, "errors_total"), 0);
+    ASSERT_EQ(json_num_nth(out, "\"servers\": {", "logged_in", 0), 4);
+    ASSERT_EQ(json_num_nth(out, "\"servers\": {", "logged_in", 1), 4);
+    acked = json_num(out, "acked_ok");
+    ASSERT_TRUE(acked > 0);
+    ASSERT_EQ(json_num(out, "pushes_timed"), acked); /* every one delivered */
+    ASSERT_TRUE(stored_messages(&a) > 0);
+    ASSERT_TRUE(stored_messages(&b) > 0);
+    ASSERT_EQ(stored_messages(&a) + stored_messages(&b), (long)acked);
+
     ASSERT_EQ(tsrv_stop(&a), 0);
     ASSERT_EQ(tsrv_stop(&b), 0);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
@@ -626,5 +667,15 @@ TEST_TIMEOUT(e2e_bench_hosts_bad_args, 20)
                     "127.0.0.1:7400", "--port", "7401", NULL);
     ASSERT_EQ(tsrv_tool_finish(tt, 10000), 1);
     ASSERT_NOT_NULL(strstr(tt->err, "--hosts replaces --host, --port and --ports"));
+    tsrv_tool_start(tt, NULL, 0, "cimbench", "c2c", "--key", zeros, "--secret", zeros, "--peers",
+                    "near", NULL);
+    ASSERT_EQ(tsrv_tool_finish(tt, 10000), 1);
+    ASSERT_NOT_NULL(strstr(tt->err, "--peers wants any or same-server, not 'near'"));
+    /* same-server peers need two users on every server */
+    tsrv_tool_start(tt, NULL, 0, "cimbench", "c2c", "--key", zeros, "--secret", zeros, "--peers",
+                    "same-server", "--hosts", "127.0.0.1:7400,127.0.0.1:7401", "--users", "3",
+                    NULL);
+    ASSERT_EQ(tsrv_tool_finish(tt, 10000), 1);
+    ASSERT_NOT_NULL(strstr(tt->err, "c2c --peers same-server needs --users >= 2 per server (4)"));
     free(tt);
 }

@@ -142,6 +142,7 @@ typedef struct bench_opts {
     unsigned nservers;             /* 1..BENCH_SERVERS_MAX */
     pid_t pids[BENCH_SERVERS_MAX]; /* --pid: the server processes to watch */
     unsigned npids;                /* 0 = none */
+    bool peers_local;              /* c2c --peers same-server: only the sender's server's */
 
     uint8_t key[32]; /* the server's pinned identity */
     uint8_t secret[32];

@@ -989,6 +989,10 @@ static void usage(FILE *f)
         "                    receiver's latency, the next 4 the run id)\n"
         "  --ack-every N     c2c, group: PUSH_ACK every N pushes per connection (default 64;\n"
         "                    0 off)\n"
+        "  --peers any|same-server\n"
+        "                    c2c: random peers among all users (default), or only among\n"
+        "                    the users of the sender's own server (--hosts: servers that\n"
+        "                    do not route to each other)\n"
         "  --groups G        group: groups (default %d); users g<i>m<j>, one connection each\n"
         "  --members M       group: members per group, all online (default %d); G*M\n"
         "                    connections in all\n"
@@ -1033,10 +1037,10 @@ static void usage(FILE *f)
         "    freed heap is not given back to the system, so a second run reads ~0.\n"
         "    RSS includes the LMDB pages the logins touched (new users); the report\n"
         "    splits it into heap (anon) and mapped files (file).\n"
-        "  * Several servers (--hosts, --ports): group, sync, fill and c2c send between\n"
-        "    users of different servers, which only servers that route to each other (a\n"
-        "    cluster) deliver; on standalone copies of one data dir use login or conns.\n"
-        "    sync's sender is user 0, syncer user 1.\n"
+        "  * Several servers (--hosts, --ports): group, sync, fill and c2c --peers any send\n"
+        "    between users of different servers, which only servers that route to each\n"
+        "    other (a cluster) deliver; on standalone copies of one data dir use login,\n"
+        "    conns or c2c --peers same-server. sync's sender is user 0, syncer user 1.\n"
         "  * Latencies are measured in this process: server and bench share the CPUs of a\n"
         "    small machine, so the bench's own CPU time (all its threads) is reported\n"
         "    beside the server's.\n"
@@ -1389,6 +1393,10 @@ static int parse_args(bench_t *b, int argc, char **argv)
             if (num_u(v, 16, 65000, &u) < 0)
                 return bad("--size wants 16..65000 bytes, not '%s'", v);
             o->size = (unsigned)u;
+        } else if (strcmp(a, "--peers") == 0) {
+            if (strcmp(v, "any") != 0 && strcmp(v, "same-server") != 0)
+                return bad("--peers wants any or same-server, not '%s'", v);
+            o->peers_local = strcmp(v, "same-server") == 0;
         } else if (strcmp(a, "--ack-every") == 0) {
             if (num_u(v, 0, 1000000ul, &u) < 0)
                 return bad("bad --ack-every '%s'", v);

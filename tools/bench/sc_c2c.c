@@ -21,6 +21,10 @@
  * acknowledged OK over the time from the window's start to the last of those acks; the
  * series (series.h) counts them per --window-s window, with the ack and push latencies.
  *
+ * Servers (--hosts): user i connects to server i % S. With --peers same-server each sender
+ * picks its peers among the users of its own server only (standalone servers, which do
+ * not route to each other: every message stays on one); by default among all.
+ *
  * Threads (--threads N): connection i lives on loop thread i % N and sends from there;
  * peers are chosen among all open connections (a user name is all a SEND needs), so a
  * push may arrive on another thread than its sender's: the receiver times it from the
@@ -62,6 +66,10 @@ typedef struct c2c {
     _Atomic bool draining; /* after the window, waiting for answers and pushes */
     unsigned *open;        /* indices of the connections open when the window started */
     unsigned nopen;
+    /* --peers same-server: the open connections by server, server k's at
+     * peers[peer_off[k] .. peer_off[k + 1] - 1] */
+    unsigned *peers;
+    unsigned peer_off[BENCH_SERVERS_MAX + 1];
     _Atomic uint64_t tickets; /* --count, closed loop: sends claimed in all */
 
     uint64_t sent_window, ack_ok_window;          /* when the window closed */
@@ -146,14 +154,19 @@ static int send_one(bench_t *b, bconn_t *bc, uint64_t t_ns)
     c2c_thr_t *ts = bc->t->sc;
     cim_SendReq req = cim_SendReq_init_zero;
     cimc_bytes_t body = {ts->body, b->o.size};
+    const unsigned *peers = s->open;
+    unsigned n = s->nopen, r;
     bconn_t *to;
-    unsigned r;
     int rc;
 
-    r = (unsigned)(bench_rnd(&ts->rng) % s->nopen);
-    to = &b->conns[s->open[r]];
+    if (s->peers != NULL) {
+        peers = s->peers + s->peer_off[bc->srv];
+        n = s->peer_off[bc->srv + 1] - s->peer_off[bc->srv];
+    }
+    r = (unsigned)(bench_rnd(&ts->rng) % n);
+    to = &b->conns[peers[r]];
     if (to == bc)
-        to = &b->conns[s->open[(r + 1) % s->nopen]];
+        to = &b->conns[peers[(r + 1) % n]];
     bench_stamp(b, bc, ts->body, t_ns, req.client_msg_id, sizeof(req.client_msg_id));
     req.conv_type = cim_ConvType_DIRECT;
     bench_user(req.to, sizeof(req.to), to->idx % b->o.users);
@@ -333,6 +346,34 @@ static void thr_finish(bench_thr_t *t)
 
 /* ---- setup and stop (main thread) ----------------------------------------------------- */
 
+/* --peers same-server: sort the open connections by server (s->peers, s->peer_off).
+ * @return 0, or -1 after saying which server has a single user logged in (it would have
+ * no peer; a server with none sends nothing). */
+static int group_by_server(bench_t *b, c2c_t *s)
+{
+    unsigned S = b->o.nservers, at[BENCH_SERVERS_MAX];
+
+    memset(s->peer_off, 0, sizeof(s->peer_off));
+    for (unsigned i = 0; i < s->nopen; i++)
+        s->peer_off[bench_server_of(b, &b->conns[s->open[i]]) + 1]++;
+    for (unsigned k = 0; k < S; k++) {
+        unsigned n = s->peer_off[k + 1];
+        if (n == 1) {
+            fprintf(stderr,
+                    "cimbench: c2c --peers same-server: server %s:%d has 1 user logged in, "
+                    "needs 2 or more\n",
+                    b->o.servers[k].host, b->o.servers[k].port);
+            return -1;
+        }
+        s->peer_off[k + 1] += s->peer_off[k];
+        at[k] = s->peer_off[k];
+    }
+    s->peers = mem_alloc((size_t)s->nopen * sizeof(*s->peers) + 1);
+    for (unsigned i = 0; i < s->nopen; i++)
+        s->peers[at[bench_server_of(b, &b->conns[s->open[i]])]++] = s->open[i];
+    return 0;
+}
+
 static void setup_done(bench_t *b)
 {
     c2c_t *s = b->sc_data;
@@ -343,6 +384,11 @@ static void setup_done(bench_t *b)
             s->open[s->nopen++] = i;
     if (s->nopen < 2) {
         fprintf(stderr, "cimbench: c2c needs at least 2 users logged in, has %u\n", s->nopen);
+        b->failed = true;
+        end(b);
+        return;
+    }
+    if (b->o.peers_local && group_by_server(b, s) < 0) {
         b->failed = true;
         end(b);
         return;
@@ -373,6 +419,11 @@ static int start(bench_t *b)
         b->o.users = 100;
     if (b->o.users < 2) {
         fprintf(stderr, "cimbench: c2c needs --users >= 2\n");
+        return -1;
+    }
+    if (b->o.peers_local && b->o.users < 2 * b->o.nservers) {
+        fprintf(stderr, "cimbench: c2c --peers same-server needs --users >= 2 per server (%u)\n",
+                2 * b->o.nservers);
         return -1;
     }
     if ((long)b->o.users + BENCH_FD_RESERVE > b->nofile) {
@@ -466,6 +517,7 @@ static void report(bench_t *b, report_t *r)
     b->ops = ack_ok;
     b->tput = span > 0 ? (double)ack_ok / span : 0.0;
     report_str(r, "c2c", "mode", s->open_loop ? "open" : "closed");
+    report_str(r, "c2c", "peers", b->o.peers_local ? "same-server" : "any");
     report_int(r, "c2c", "users_open", s->nopen);
     if (s->open_loop)
         report_num(r, "c2c", "offered_rate", b->o.rate);
@@ -506,6 +558,8 @@ static void report(bench_t *b, report_t *r)
     mem_free(lag);
     mem_free(s->open);
     s->open = NULL;
+    mem_free(s->peers);
+    s->peers = NULL;
     for (unsigned i = 0; i < b->nthr; i++) {
         c2c_thr_t *ts = b->thr[i].sc;
         mem_free(ts->mine);
