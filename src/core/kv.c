@@ -19,18 +19,16 @@
 #include "core/mem.h"
 #include "core/rc.h"
 
-/* Address space only: without MDB_WRITEMAP the file grows page by page as data is written,
- * so a large map costs nothing on disk and makes RC_EMAPFULL a rare event. */
-/* With MDB_WRITEMAP the data file holds the whole map (reserved: see reserve()), so the
- * map starts small and doubles when full (kv_grow; an environment that another process
- * grew keeps its size): the file is at most twice the data, plus this. */
+/* The data file holds the whole map (reserved: see reserve()), so the map starts small
+ * and doubles when full (kv_grow; an environment that another process grew keeps its
+ * size): the file is at most twice the data, plus this. */
 #define KV_MAP_INITIAL (64ULL << 20)
 
 /* Under ThreadSanitizer the writer's in-place writes to pages LMDB recycles race, as far as
  * TSan can tell, with readers that finished with them: the reader table that orders them
  * lives in lock.mdb's shared memory, which TSan cannot see. Without MDB_WRITEMAP the
  * writes go through pwrite, out of TSan's sight, so the tsan variant keeps that path and
- * checks everything of ours around it; the other variants run MDB_WRITEMAP. */
+ * checks everything of ours around it; the other variants map writably when nosync. */
 #if defined(__SANITIZE_THREAD__)
 #define KV_USE_WRITEMAP 0
 #else
@@ -336,7 +334,8 @@ static kv_t *read_done(MDB_txn *txn)
 /* Back the whole map with disk blocks. With MDB_WRITEMAP a write to a page of a sparse
  * file on a full disk is SIGBUS, not an error: reserving the space when the map is set
  * turns a full disk into a map that cannot grow (RC_EMAPFULL, -ENOSPC), which the writer
- * reports and survives. */
+ * reports and survives. Synced (pwrite) opens reserve too: the same full disk then shows
+ * the same way, whichever durability wrote the file. */
 static int reserve(kv_t *kv, size_t size)
 {
     int fd = -1, err;
@@ -404,12 +403,20 @@ int kv_open(const char *dir, unsigned flags, kv_t **out)
         goto out;
     if (flags & KV_NOSYNC)
         mflags |= MDB_NOSYNC;
-    /* Writers write into the shared map instead of copying each dirty page to the kernel
-     * with pwrite at commit (measured: the copy was ~13 % of the writer's time, and the
-     * page buffers' mallocs more). LMDB asks that processes writing one environment agree
-     * on this flag, so every writable open sets it (cimd, cimctl); read-only opens
-     * (cimdump) write nothing. The file holds the whole map (KV_MAP_INITIAL, reserve()). */
-    if (!(flags & KV_RDONLY) && KV_USE_WRITEMAP)
+    /* Without fsync the writer writes into the shared map instead of copying each dirty
+     * page to the kernel with pwrite at commit (measured: the copy was ~13 % of the
+     * writer's time, and the page buffers' mallocs more). With fsync it must not: the
+     * msync of every commit cleans the pages and write-protects them again, so each page
+     * the next transaction dirties takes a write fault through the filesystem
+     * (ext4_page_mkwrite, __block_write_begin), and on a 20 M-message store that made a
+     * synced commit 10-25 ms and c2c half as fast (8.4k msgs/s against 16.7k with pwrite;
+     * docs/BENCHMARKS.md). LMDB asks that writers of one environment agree on the flag:
+     * synced writers (cimd with durability = sync, cimctl) all use pwrite; only cimd with
+     * nosync maps writably, and a cimctl writing beside it still reads and writes the same
+     * pages (Linux's page cache is one for mmap and pwrite) and fsyncs all of the file at
+     * its commit, so neither loses what it promises. Read-only opens (cimdump) write
+     * nothing. */
+    if (!(flags & KV_RDONLY) && (flags & KV_NOSYNC) && KV_USE_WRITEMAP)
         mflags |= MDB_WRITEMAP;
     if ((rc = kv__rc(mdb_env_create(&kv->env), "mdb_env_create")) < 0)
         goto out;

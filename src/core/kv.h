@@ -15,7 +15,8 @@
  * (the store actor); other processes (cimctl) may write too, LMDB serialises them with its
  * own lock. kv_open calls mdb_reader_check to clear reader slots left by crashed processes.
  *
- * Writable opens use MDB_WRITEMAP (writers write into the map; no page copies at commit).
+ * Writable opens with KV_NOSYNC use MDB_WRITEMAP (the writer writes into the map; no page
+ * copies at commit); synced opens write with pwrite (see kv_open for the measurements).
  * The map starts at 64 MiB and doubles when full; the data file holds the whole map, its
  * blocks reserved (posix_fallocate) when the map is set, so a write never meets a hole on
  * a full disk (SIGBUS): a full disk is a map that cannot grow (kv_grow fails -ENOSPC). The
