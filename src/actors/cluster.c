@@ -406,19 +406,25 @@ static void on_ping(uv_timer_t *t)
     }
 }
 
+/* nodes[i] was alive when last looked at: log it down if it went quiet since. */
+static void check_down(cluster_t *c, size_t i, uint64_t now)
+{
+    if (!c->was_alive[i] || alive_at(c, i, now))
+        return;
+    c->was_alive[i] = false;
+    LOG_WARN("cluster: node %u is down (no heartbeat for %d s)", c->nodes[i],
+             CLUSTER_ALIVE_MS / 1000);
+}
+
 /* Log the peers that went quiet. */
 static void on_sweep(uv_timer_t *t)
 {
     cluster_t *c = t->data;
     uint64_t now = now_ms();
 
-    for (size_t i = 0; i < c->n; i++) {
-        if (c->nodes[i] == c->self || !c->was_alive[i] || alive_at(c, i, now))
-            continue;
-        c->was_alive[i] = false;
-        LOG_WARN("cluster: node %u is down (no heartbeat for %d s)", c->nodes[i],
-                 CLUSTER_ALIVE_MS / 1000);
-    }
+    for (size_t i = 0; i < c->n; i++)
+        if (c->nodes[i] != c->self)
+            check_down(c, i, now);
 }
 
 static void take_heartbeat(cluster_t *c, const cl_msg_t *m)
@@ -439,6 +445,9 @@ static void take_heartbeat(cluster_t *c, const cl_msg_t *m)
                              "list: ignored", m->from);
         return;
     }
+    /* Quiet for long enough before this heartbeat, even if no sweep has said so yet (a
+     * quick restart): down first, as everyone who asked was told. */
+    check_down(c, (size_t)i, now_ms());
     atomic_store_explicit(&c->seen_ms[i], now_ms(), memory_order_relaxed);
     if (!c->was_alive[i])
         LOG_INFO("cluster: node %u is up (started at %llu ms)", m->from,
