@@ -285,6 +285,13 @@ TEST_TIMEOUT(e2e_cluster_three_nodes, 120)
     }
     ASSERT_TRUE(tsrv_log_has(&t[0], "cluster: node 2 is up"));
     ASSERT_TRUE(tsrv_log_has(&t[0], "cluster: node 3 is up"));
+
+    /* cimctl says which node it talks to (no data directory needed) */
+    char admin[32], out[512];
+    snprintf(admin, sizeof(admin), "127.0.0.1:%d", t[1].admin_port);
+    ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimctl", "node", "--admin", admin, NULL), 0);
+    ASSERT_STREQ(out, "node_id  2\ncluster  cim\nbus      up\nnode 1    alive\n"
+                      "node 2    alive (this node)\nnode 3    alive\n");
     free(r);
     stop_cluster(&n, t, seed);
 }
@@ -343,6 +350,10 @@ TEST_TIMEOUT(e2e_cluster_node_killed_and_back, 150)
     fprintf(stderr, "node 3 seen down after %lld ms\n", (long long)took);
     ASSERT_EQ(alive_set(&t[0]), 0x6);
     ASSERT_TRUE(healthy(&t[0])); /* a peer down is not this node's health */
+    char admin[32], out[512];
+    snprintf(admin, sizeof(admin), "127.0.0.1:%d", t[0].admin_port);
+    ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimctl", "node", "--admin", admin, NULL), 0);
+    ASSERT_TRUE(strstr(out, "\nnode 3    down\n") != NULL);
 
     tsrv_restart(&t[2]); /* same directory and flags, new ports */
     took = EVENTUALLY(alive_set(&t[0]) == 0xe && alive_set(&t[1]) == 0xe &&
@@ -452,5 +463,19 @@ TEST_TIMEOUT(e2e_cluster_standalone, 60)
     ASSERT_EQ(metric(r->body, "cim_node_info{node=\"7\",cluster=\"\"}"), 1);
     ASSERT_TRUE(strstr(r->body, "cim_cluster_") == NULL);
     free(r);
+
+    char admin[32], out[512];
+    tsrv_tool_t *tt = malloc(sizeof(*tt));
+    ASSERT_NOT_NULL(tt);
+    snprintf(admin, sizeof(admin), "127.0.0.1:%d", t.admin_port);
+    ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimctl", "node", "--admin", admin, "--token",
+                            "scrape-me", NULL),
+              0);
+    ASSERT_STREQ(out, "node_id  7\ncluster  none (standalone)\nbus      standalone\n"
+                      "node 7    alive (this node)\n");
+    tsrv_tool_start(tt, NULL, 0, "cimctl", "node", "--admin", admin, NULL);
+    ASSERT_EQ(tsrv_tool_finish(tt, 20000), 1);
+    ASSERT_TRUE(strstr(tt->err, "cimctl: HTTP 401 UNAUTHORIZED") != NULL);
+    free(tt);
     ASSERT_EQ(tsrv_stop(&t), 0);
 }
