@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "support/http.h"
+#include "support/msg.h"
 #include "support/server.h"
 #include "support/test.h"
 #include "support/tnats.h"
@@ -250,6 +251,7 @@ TEST_TIMEOUT(e2e_cluster_three_nodes, 120)
     tsrv_t t[NODES];
     char seed[256], series[128];
     thttp_t *r = malloc(sizeof(*r));
+    cim_SendRsp sent;
 
     ASSERT_NOT_NULL(r);
     start_cluster(&n, t, seed);
@@ -285,6 +287,23 @@ TEST_TIMEOUT(e2e_cluster_three_nodes, 120)
     }
     ASSERT_TRUE(tsrv_log_has(&t[0], "cluster: node 2 is up"));
     ASSERT_TRUE(tsrv_log_has(&t[0], "cluster: node 3 is up"));
+
+    /* cimdump tells the directories apart once a node has issued an id */
+    char dump[4096];
+    ASSERT_EQ(tsrv_run_tool(dump, sizeof(dump), "cimdump", "--data", t[2].dir, "stats", NULL), 0);
+    ASSERT_TRUE(strstr(dump, "\nnode        - (no id issued yet)\n") != NULL);
+    cimc_t *carol = tsrv_login(&t[2], "carol", "d1", NULL);
+    cimc_t *dave = tsrv_login(&t[2], "dave", "d1", NULL);
+    ASSERT_OK(tmsg_send(carol, "dave", "c1", cim_MsgType_TEXT, "hi", 2, false, &sent));
+    ASSERT_EQ(sent.code, cim_Code_OK);
+    cimc_close(carol);
+    cimc_close(dave);
+    ASSERT_EQ(tsrv_run_tool(dump, sizeof(dump), "cimdump", "--data", t[2].dir, "stats", NULL), 0);
+    ASSERT_TRUE(strstr(dump, "\nnode        3 (the node id in the last id issued)\n") != NULL);
+    ASSERT_EQ(tsrv_run_tool(dump, sizeof(dump), "cimdump", "--data", t[2].dir, "--json", "stats",
+                            NULL),
+              0);
+    ASSERT_TRUE(strstr(dump, "\"node_id\":3,") != NULL);
 
     /* cimctl says which node it talks to (no data directory needed) */
     char admin[32], out[512];
