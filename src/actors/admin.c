@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "actors/cluster.h"
 #include "actors/router.h"
 #include "actors/worker.h"
 #include "cim.pb.h"
@@ -281,6 +282,8 @@ static int healthz(admin_t *a, h2o_req_t *req)
         return admin_text(req, 503, "text/plain", H2O_STRLIT("shutting down\n"));
     if (!atomic_load(&a->srv->ready))
         return admin_text(req, 503, "text/plain", H2O_STRLIT("starting\n"));
+    if (cluster_is_enabled(a->srv->cluster) && !cluster_bus_up(a->srv->cluster))
+        return admin_text(req, 503, "text/plain", H2O_STRLIT("bus down\n"));
     return admin_text(req, 200, "text/plain", H2O_STRLIT("ok\n"));
 }
 
@@ -300,6 +303,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                    : admin_error(req, 405, "METHOD_NOT_ALLOWED", "use GET");
     if (n == 1 && strcmp(seg[0], "metrics") == 0)
         return admin_method(req, "GET") ? admin_metrics(a, req)
+                                        : admin_error(req, 405, "METHOD_NOT_ALLOWED", "use GET");
+    if (n == 2 && strcmp(seg[0], "v1") == 0 && strcmp(seg[1], "node") == 0)
+        return admin_method(req, "GET") ? admin_node(a, req)
                                         : admin_error(req, 405, "METHOD_NOT_ALLOWED", "use GET");
     if (n >= 4 && strcmp(seg[0], "v1") == 0 && strcmp(seg[1], "apps") == 0) {
         if (!atomic_load(&a->srv->ready) || atomic_load(&a->srv->stopping))

@@ -1,7 +1,7 @@
 /**
  * admin internals shared by admin.c (thread, listener, HTTP plumbing, routing, auth),
- * admin_api.c (the application API) and admin_metrics.c (/metrics). Everything here runs
- * on the admin thread.
+ * admin_api.c (the application API), admin_metrics.c (/metrics) and admin_node.c
+ * (/v1/node). Everything here runs on the admin thread.
  */
 #ifndef CIM_ACTORS_ADMIN_INT_H
 #define CIM_ACTORS_ADMIN_INT_H
@@ -93,6 +93,15 @@ int admin_api(admin_t *a, h2o_req_t *req, const char *app, char **seg, size_t ns
 
 /** GET /metrics. @return 0. */
 int admin_metrics(admin_t *a, h2o_req_t *req);
+
+/**
+ * Check the metrics_token bearer, which /metrics and /v1/node ask for when it is set.
+ * @return true when the request may go on, false when it was answered 401.
+ */
+bool admin_metrics_auth(admin_t *a, h2o_req_t *req);
+
+/** GET /v1/node: this node, its cluster and the peers' liveness (JSON). @return 0. */
+int admin_node(admin_t *a, h2o_req_t *req);
 
 /** @return true when the request's method is @p m. */
 bool admin_method(const h2o_req_t *req, const char *m);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "actors/admin_int.h"
+#include "actors/cluster.h"
 #include "actors/dedup.h"
 #include "actors/router.h"
 #include "actors/webhook.h"
@@ -106,6 +107,26 @@ static void process(out_t *o)
             (double)rl.rlim_cur);
 }
 
+/* This node and, with a cluster, the bus. */
+static void cluster(out_t *o, const cluster_t *c)
+{
+    cluster_stats_t st;
+
+    head(o, "cim_node_info", "gauge", "This node: its node id and cluster (empty: standalone).");
+    put(o, "cim_node_info{node=\"%u\",cluster=\"%s\"} 1\n", cluster_self(c),
+        cluster_is_enabled(c) ? cluster_name(c) : "");
+    if (!cluster_is_enabled(c))
+        return;
+    cluster_stats(c, &st);
+    one(o, "cim_cluster_bus_up", "gauge", "1 while connected to the NATS bus.", st.bus_up);
+    one(o, "cim_cluster_peers_up", "gauge", "Other nodes of the cluster heard from within 3 s.",
+        (double)st.peers_up);
+    one(o, "cim_cluster_reconnects_total", "counter",
+        "Times the bus connection came back after it was lost.", (double)st.reconnects_total);
+    hist(o, "cim_cluster_bus_rtt_seconds", "Round trips of pings to the live peers over the bus.",
+         cluster_rtt(c));
+}
+
 /* One worker counter (at @p off in worker_stats_t), summed over the workers. */
 static uint64_t wsum(const server_t *srv, size_t off)
 {
@@ -125,6 +146,7 @@ static void render(admin_t *a, out_t *o)
 
     head(o, "cim_build_info", "gauge", "The build: version (git describe) and node id.");
     put(o, "cim_build_info{version=\"%s\",node_id=\"%u\"} 1\n", cim_version, srv->conf->node_id);
+    cluster(o, srv->cluster);
     one(o, "cim_up", "gauge", "1 while serving clients, 0 while starting or stopping.",
         atomic_load(&srv->ready) && !atomic_load(&srv->stopping));
     one(o, "cim_connections", "gauge", "Client connections open (TCP).",
@@ -185,19 +207,30 @@ static void render(admin_t *a, out_t *o)
     process(o);
 }
 
-int admin_metrics(admin_t *a, h2o_req_t *req)
+bool admin_metrics_auth(admin_t *a, h2o_req_t *req)
 {
     const char *want = a->srv->conf->metrics_token;
+    ssize_t i;
+    const h2o_iovec_t *v;
+    size_t wl = strlen(want);
+
+    if (wl == 0)
+        return true;
+    i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    v = i >= 0 ? &req->headers.entries[i].value : NULL;
+    if (v != NULL && v->len == 7 + wl && strncasecmp(v->base, "Bearer ", 7) == 0 &&
+        CRYPTO_memcmp(v->base + 7, want, wl) == 0)
+        return true;
+    (void)admin_error(req, 401, "UNAUTHORIZED", "send Authorization: Bearer <metrics_token>");
+    return false;
+}
+
+int admin_metrics(admin_t *a, h2o_req_t *req)
+{
     out_t o = {NULL, 0, 0};
 
-    if (want[0] != '\0') {
-        ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
-        const h2o_iovec_t *v = i >= 0 ? &req->headers.entries[i].value : NULL;
-        size_t wl = strlen(want);
-        if (v == NULL || v->len != 7 + wl || strncasecmp(v->base, "Bearer ", 7) != 0 ||
-            CRYPTO_memcmp(v->base + 7, want, wl) != 0)
-            return admin_error(req, 401, "UNAUTHORIZED", "send Authorization: Bearer <metrics_token>");
-    }
+    if (!admin_metrics_auth(a, req))
+        return 0;
     o.cap = 8192;
     o.buf = mem_alloc(o.cap);
     render(a, &o);

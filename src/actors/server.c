@@ -9,6 +9,7 @@
 
 #include "actors/acceptor.h"
 #include "actors/admin.h"
+#include "actors/cluster.h"
 #include "actors/migrate.h"
 #include "actors/router.h"
 #include "actors/store.h"
@@ -122,6 +123,10 @@ int server_start(const conf_t *conf, server_t **out)
     s->webhook = webhook_new(s);
     if ((rc = webhook_start(s->webhook)) < 0)
         goto fail;
+    /* Before the admin listener, whose /healthz and /v1/node read it. */
+    s->cluster = cluster_new(conf);
+    if ((rc = cluster_start(s->cluster)) < 0)
+        goto fail;
     if (strcmp(conf->ws_listen, "off") != 0 && (rc = ws_global_new(s, &s->ws)) < 0)
         goto fail;
     s->main = mem_calloc(sizeof(*s->main));
@@ -218,6 +223,7 @@ stop:
     /* After the store: every write the admin API queued has been answered. */
     admin_stop(s->admin);
     s->admin = NULL;
+    cluster_stop(s->cluster); /* after the admin thread, which reads it */
     webhook_stop(s->webhook); /* after every producer of its events */
     uv_close((uv_handle_t *)&m->sigterm, NULL);
     uv_close((uv_handle_t *)&m->sigint, NULL);
@@ -249,6 +255,8 @@ void server_free(server_t *s)
     ws_global_free(s->ws); /* after the workers' contexts */
     mem_free(s->main);
     store_free(s->store);
+    cluster_stop(s->cluster); /* a start that failed after the cluster thread began */
+    cluster_free(s->cluster);
     webhook_stop(s->webhook); /* a start that failed after the webhook thread began */
     webhook_free(s->webhook);
     router_free(s->router);

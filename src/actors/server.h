@@ -4,12 +4,14 @@
  *
  * Threads: the caller's thread runs the acceptor loop (and the signal handlers); N worker
  * threads each run one loop of session actors; one store thread is the only LMDB writer;
- * one webhook thread POSTs events to the apps' webhooks (actors/webhook.h).
+ * one webhook thread POSTs events to the apps' webhooks (actors/webhook.h); with a
+ * cluster_url, one cluster thread keeps this node on the NATS bus (actors/cluster.h).
  *
  * Start: create the data directory when missing, take its lock (datadir: one cimd per
  * directory; a second one fails here, naming the holder's pid), open it (LMDB environment,
  * app "default", identity key: each created when missing), start the webhook thread, the
- * store, the workers, then the acceptor, and log the ready line
+ * cluster thread (with a cluster; it connects in the background), the store, the workers,
+ * then the acceptor, and log the ready line
  *   "cimd ready: listening on HOST:PORT key HEX64 workers N"
  * followed by " (new identity created in DIR)" when this start created the identity key
  * (tests and scripts wait for it; PORT is the real port when 0 was asked for; the suffix
@@ -17,8 +19,8 @@
  * The lock is held until server_free.
  * Stop (SIGTERM/SIGINT or server_stop): close the listener, every worker says
  * BYE{SHUTTING_DOWN} to each of its sessions and flushes, the store commits what is
- * queued, the webhook thread delivers what it can within WEBHOOK_STOP_GRACE_MS, then every
- * loop is closed (uv_loop_close must return 0).
+ * queued, the cluster thread leaves the bus, the webhook thread delivers what it can within
+ * WEBHOOK_STOP_GRACE_MS, then every loop is closed (uv_loop_close must return 0).
  *
  * Threading: server_t's fields are immutable after server_start, except `stopping`
  * and `queued` (atomics). Pointers to it are shared by all threads.
@@ -45,6 +47,7 @@ struct dedup;
 struct admin;
 struct ws_global;
 struct webhook;
+struct cluster;
 
 typedef struct server {
     const conf_t *conf;
@@ -65,6 +68,8 @@ typedef struct server {
     struct ws_global *ws;     /* the WebSocket endpoint's HTTP setup (NULL: ws_listen off) */
     _Atomic int ready;        /* serving clients (/healthz) */
     struct webhook *webhook;  /* events to the apps' webhooks (actors/webhook.h) */
+    struct cluster *cluster;  /* home nodes, peers and the bus (actors/cluster.h); never NULL
+                                 after server_start, a thread only with a cluster_url */
     _Atomic int stopping;
     /* Output bytes queued for all sessions (written by every worker, relaxed): held to
      * conf->max_queued_mb, see session.c's budget. */

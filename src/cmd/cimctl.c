@@ -50,6 +50,7 @@ typedef struct ctl {
     const char *user; /* --user */
     long long ttl;    /* --ttl, seconds */
     const char *admin; /* --admin HOST:PORT of the running cimd's admin API */
+    const char *token; /* node --token: the metrics_token */
     bool group;       /* send --group: TO is a group id */
     bool system;      /* send --system: a SYSTEM message */
     bool settings;    /* --settings */
@@ -66,8 +67,8 @@ struct cmd {
     bool more;           /* more positionals than npos may follow */
     bool app, user, ttl, settings; /* which options it takes */
     int (*run)(ctl_t *c);
-    bool init; /* opens what it needs itself (init, backup, restore); for the others, main
-                  opens c->kv on an existing data directory */
+    bool init; /* opens what it needs itself (init, backup, restore), or nothing (node); for
+                  the others, main opens c->kv on an existing data directory */
     bool http; /* talks to the running cimd's admin API (--admin; send: --group, --system) */
 };
 
@@ -520,30 +521,24 @@ static int cmd_restore(ctl_t *c)
 
 /* ---- commands through the running cimd's admin API (docs/ADMIN-API.md) ---------------- */
 
-/* Call the admin API as app c->app (its secret read from the data dir). Prints nothing on
- * success; *answer is the parsed JSON answer (decref it). @return 0 or rc. */
-static int admin_call(ctl_t *c, const char *method, const char *path, json_t *body,
-                      json_t **answer)
+/* @p method @p path on the admin listener (--admin, else $CIM_ADMIN, else the default)
+ * with the bearer @p bearer (NULL: none). Prints nothing on success; *answer is the parsed
+ * JSON answer (decref it). @return 0 or rc (the error printed). */
+static int http_json(ctl_t *c, const char *method, const char *path, const char *bearer,
+                     json_t *body, json_t **answer)
 {
-    uint8_t secret[TOKEN_SECRET];
-    char hex[2 * TOKEN_SECRET + 1], err[512], *text = NULL, *req = NULL;
+    char err[512], *text = NULL, *req = NULL;
     long status = 0;
     json_t *j = NULL;
     int rc;
 
     *answer = NULL;
-    if ((rc = app_secret(c, c->app, secret)) < 0)
-        return rc;
-    for (size_t i = 0; i < TOKEN_SECRET; i++)
-        snprintf(hex + 2 * i, 3, "%02x", secret[i]);
-    memset(secret, 0, sizeof(secret));
     if (body != NULL)
         req = json_dumps(body, JSON_COMPACT);
     rc = ctl_http(c->admin ? c->admin
                   : getenv("CIM_ADMIN") && *getenv("CIM_ADMIN") ? getenv("CIM_ADMIN")
                                                                   : CTL_ADMIN_DEFAULT,
-                  hex, method, path, req, &status, &text, err, sizeof(err));
-    memset(hex, 0, sizeof(hex));
+                  bearer, method, path, req, &status, &text, err, sizeof(err));
     free(req);
     if (rc < 0) {
         fail("%s", err);
@@ -561,6 +556,25 @@ static int admin_call(ctl_t *c, const char *method, const char *path, json_t *bo
     mem_free(text);
     *answer = j;
     return 0;
+}
+
+/* Call the admin API as app c->app (its secret read from the data dir), as http_json. */
+static int admin_call(ctl_t *c, const char *method, const char *path, json_t *body,
+                      json_t **answer)
+{
+    uint8_t secret[TOKEN_SECRET];
+    char hex[2 * TOKEN_SECRET + 1];
+    int rc;
+
+    *answer = NULL;
+    if ((rc = app_secret(c, c->app, secret)) < 0)
+        return rc;
+    for (size_t i = 0; i < TOKEN_SECRET; i++)
+        snprintf(hex + 2 * i, 3, "%02x", secret[i]);
+    memset(secret, 0, sizeof(secret));
+    rc = http_json(c, method, path, hex, body, answer);
+    memset(hex, 0, sizeof(hex));
+    return rc;
 }
 
 /* The path of a user under the app, ids checked. */
@@ -637,6 +651,32 @@ static int cmd_send(ctl_t *c)
     return 0;
 }
 
+/* Which node the admin listener belongs to, its cluster and what it knows of the others
+ * (GET /v1/node, guarded by metrics_token: --token, else $CIM_METRICS_TOKEN). */
+static int cmd_node(ctl_t *c)
+{
+    const char *token = c->token ? c->token : getenv("CIM_METRICS_TOKEN");
+    json_t *j, *cluster, *v;
+    size_t i;
+    int rc;
+
+    if ((rc = http_json(c, "GET", "/v1/node", token && *token ? token : NULL, NULL, &j)) < 0)
+        return rc;
+    cluster = json_object_get(j, "cluster");
+    printf("node_id  %lld\n", (long long)json_integer_value(json_object_get(j, "node_id")));
+    printf("cluster  %s\n", json_is_string(cluster) ? json_string_value(cluster)
+                                                    : "none (standalone)");
+    printf("bus      %s\n", json_string_value(json_object_get(j, "bus")));
+    json_array_foreach(json_object_get(j, "nodes"), i, v) {
+        bool self = json_is_true(json_object_get(v, "self"));
+        printf("node %-4lld %s%s\n", (long long)json_integer_value(json_object_get(v, "id")),
+               json_is_true(json_object_get(v, "alive")) ? "alive" : "down",
+               self ? " (this node)" : "");
+    }
+    json_decref(j);
+    return 0;
+}
+
 static const cmd_t cmds[] = {
     {.name = "init", .args = "",
      .help = "make a new data directory, print its identity key (64 hex)", .run = cmd_init,
@@ -683,6 +723,9 @@ static const cmd_t cmds[] = {
     {.name = "send", .args = "FROM TO TEXT [--group] [--system] [--app A] [--admin HOST:PORT]",
      .help = "store and push TEXT from FROM to user TO (--group: group TO)", .npos = 3,
      .app = true, .run = cmd_send, .http = true},
+    {.name = "node", .args = "[--admin HOST:PORT] [--token T]",
+     .help = "which node the running cimd is: node id, cluster, bus, peers (docs/SCALING.md)",
+     .run = cmd_node, .init = true, .http = true},
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 
@@ -728,6 +771,9 @@ static void cmd_usage(FILE *f, const cmd_t *cmd)
         fprintf(f, "  --admin HOST:PORT  the running cimd's admin_listen (default: $CIM_ADMIN, "
                    "else %s)\n",
                 CTL_ADMIN_DEFAULT);
+    if (cmd->run == cmd_node)
+        fprintf(f, "  --token T        the metrics_token, when cimd has one (default: "
+                   "$CIM_METRICS_TOKEN)\n");
     if (cmd->run == cmd_send)
         fprintf(f, "  --group          TO is a group id\n"
                    "  --system         a SYSTEM message (blocks and membership do not apply)\n");
@@ -795,7 +841,7 @@ static int parse_cmd(ctl_t *c, const cmd_t *cmd, int argc, char **argv)
         {"ttl", required_argument, NULL, 't'},  {"data", required_argument, NULL, 'd'},
         {"admin", required_argument, NULL, 'A'}, {"group", no_argument, NULL, 'g'},
         {"system", no_argument, NULL, 'S'},     {"settings", no_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},
+        {"token", required_argument, NULL, 'T'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int opt, rc;
@@ -818,6 +864,7 @@ static int parse_cmd(ctl_t *c, const cmd_t *cmd, int argc, char **argv)
         case 'A': ok = cmd->http; c->admin = optarg; break;
         case 'g': ok = cmd->run == cmd_send; c->group = true; break;
         case 'S': ok = cmd->run == cmd_send; c->system = true; break;
+        case 'T': ok = cmd->run == cmd_node; c->token = optarg; break;
         case ':': fail("%s: %s needs a value", cmd->name, argv[optind - 1]); return RC_EINVAL;
         default:
             fail("%s: unknown option '%s' (see 'cimctl %s --help')", cmd->name,

@@ -31,7 +31,7 @@ int ctl_http(const char *admin, const char *bearer, const char *method, const ch
 {
     CURL *c;
     struct curl_slist *h = NULL;
-    char url[512], auth[128];
+    char url[512], auth[600];
     buf_t b = {NULL, 0};
     CURLcode rc;
 
@@ -42,8 +42,10 @@ int ctl_http(const char *admin, const char *bearer, const char *method, const ch
         return -1;
     }
     snprintf(url, sizeof(url), "http://%s%s", admin, path);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", bearer);
-    h = curl_slist_append(h, auth);
+    if (bearer != NULL) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", bearer);
+        h = curl_slist_append(h, auth);
+    }
     if (body != NULL) {
         h = curl_slist_append(h, "Content-Type: application/json");
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);

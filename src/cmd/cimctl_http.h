@@ -8,8 +8,8 @@
 #define CTL_ADMIN_DEFAULT "127.0.0.1:7401"
 
 /**
- * @p method http://@p admin@p path with "Authorization: Bearer @p bearer" and the JSON
- * @p body (NULL: none).
+ * @p method http://@p admin@p path with "Authorization: Bearer @p bearer" (NULL: no such
+ * header; at most 500 bytes) and the JSON @p body (NULL: none).
  * @param[out] status  the HTTP status (0: no answer)
  * @param[out] answer  the answer body, NUL-terminated (free it), or NULL
  * @return 0 when an answer came, or -1 with the reason written to @p err.

@@ -11,7 +11,7 @@
 
 /* How a key's text becomes a value. */
 enum kind { K_PATH, K_LISTEN, K_LISTEN_OFF, K_SECRET, K_U32, K_DURABILITY, K_BOOL, K_LOGLEVEL,
-            K_LOGFORMAT };
+            K_LOGFORMAT, K_NATS_URL, K_TOKEN, K_NODES };
 
 typedef struct opt {
     const char *name;
@@ -100,6 +100,12 @@ static const opt_t opts[] = {
      "Origins allowed to open /ws, comma-separated (empty: the page's own; *: any)"},
     {"dev_tokens", "BOOL", K_BOOL, F(dev_tokens), 0, 0,
      "DEVELOPMENT ONLY: GET /dev/token on ws_listen mints any user's token"},
+    {"cluster_url", "URL", K_NATS_URL, F(cluster_url), 0, 0,
+     "NATS server(s) of the cluster, nats://HOST:PORT[,...] (empty: standalone)"},
+    {"cluster_name", "NAME", K_TOKEN, F(cluster_name), 0, 0,
+     "the cluster's bus subject prefix ([A-Za-z0-9_-], 1..32)"},
+    {"cluster_nodes", "LIST", K_NODES, F(cluster_nodes), 0, 0,
+     "the cluster's node ids, comma-separated (must list node_id)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -149,6 +155,7 @@ void conf_defaults(conf_t *c)
     (void)snprintf(c->admin_listen, sizeof(c->admin_listen), "%s", "127.0.0.1:7401");
     c->token_ttl_s = 86400;
     (void)snprintf(c->ws_listen, sizeof(c->ws_listen), "%s", "127.0.0.1:7480");
+    (void)snprintf(c->cluster_name, sizeof(c->cluster_name), "%s", "cim");
 }
 
 /* Strict unsigned decimal: digits only (no sign, space or base prefix), within [min, max]. */
@@ -218,6 +225,107 @@ static const char *words_list(const char *const *words, char *buf, size_t len)
     return buf;
 }
 
+/* One URL of cluster_url: nats:// or tls://, an optional "userinfo@", a host, an optional
+ * ":PORT"; no blanks, no path. */
+static bool nats_url_ok(const char *s, size_t n)
+{
+    static const char *const schemes[] = {"nats://", "tls://"};
+    const char *end = s + n, *at, *host, *colon;
+    uint32_t port;
+    size_t i;
+
+    for (i = 0; i < 2 && strncmp(s, schemes[i], strlen(schemes[i])) != 0; i++)
+        ;
+    if (i == 2)
+        return false;
+    s += strlen(schemes[i]);
+    for (const char *p = s; p < end; p++)
+        if (*p <= ' ' || *p == '/' || *p == 0x7f)
+            return false;
+    at = memrchr(s, '@', (size_t)(end - s));
+    host = at != NULL ? at + 1 : s;
+    if (host < end && host[0] == '[') { /* [v6addr], then maybe :PORT */
+        const char *rb = memchr(host, ']', (size_t)(end - host));
+        if (rb == NULL || rb == host + 1 || (rb + 1 < end && rb[1] != ':'))
+            return false;
+        colon = rb + 1 < end ? rb + 1 : NULL;
+    } else {
+        colon = memrchr(host, ':', (size_t)(end - host));
+    }
+    if (colon != NULL) {
+        char num[8];
+        if ((size_t)(end - colon - 1) >= sizeof(num))
+            return false;
+        memcpy(num, colon + 1, (size_t)(end - colon - 1));
+        num[end - colon - 1] = '\0';
+        if (parse_u32(num, 1, 65535, &port) < 0)
+            return false;
+        end = colon;
+    }
+    return end > host;
+}
+
+/* cluster_url: empty, or URLs separated by commas. */
+static bool nats_urls_ok(const char *s)
+{
+    while (*s != '\0') {
+        size_t n = strcspn(s, ",");
+        if (!nats_url_ok(s, n))
+            return false;
+        s += n;
+        if (*s == ',' && *++s == '\0')
+            return false; /* a trailing comma */
+    }
+    return true;
+}
+
+/* cluster_name: one NATS subject token of safe characters. */
+static bool token_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 1 && n <= CONF_CLUSTER_NAME_MAX &&
+           strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") == n;
+}
+
+/* cluster_nodes: "1,2,3" (blanks around the ids allowed) into @p ids; "" is none. */
+static int parse_nodes(const char *s, uint32_t ids[CONF_CLUSTER_MAX], uint32_t *n, char *err,
+                       size_t errlen)
+{
+    uint32_t count = 0;
+
+    s += strspn(s, " \t");
+    while (*s != '\0') {
+        char num[16];
+        size_t len = strcspn(s, ", \t");
+        uint32_t id;
+        if (len == 0 || len >= sizeof(num))
+            return fail(err, errlen, "expected node ids 0..%u separated by commas",
+                        SNOWFLAKE_NODE_MAX);
+        memcpy(num, s, len);
+        num[len] = '\0';
+        if (parse_u32(num, 0, SNOWFLAKE_NODE_MAX, &id) < 0)
+            return fail(err, errlen, "'%s' is not a node id 0..%u", num, SNOWFLAKE_NODE_MAX);
+        for (uint32_t i = 0; i < count; i++)
+            if (ids[i] == id)
+                return fail(err, errlen, "node id %u is listed twice", id);
+        if (count == CONF_CLUSTER_MAX)
+            return fail(err, errlen, "more than %d node ids", CONF_CLUSTER_MAX);
+        ids[count++] = id;
+        s += len;
+        s += strspn(s, " \t");
+        if (*s == ',') {
+            s++;
+            s += strspn(s, " \t");
+            if (*s == '\0')
+                return fail(err, errlen, "a trailing comma");
+        } else if (*s != '\0') {
+            return fail(err, errlen, "expected node ids separated by commas");
+        }
+    }
+    *n = count;
+    return 0;
+}
+
 /* The value as shown in an error: bounded, so a runaway argument cannot flood the line. */
 #define SHOWN "%.80s"
 
@@ -279,6 +387,31 @@ int conf_set(conf_t *c, const char *key, const char *value, char *err, size_t er
                         "bad value '" SHOWN "' for %s: expected true, false, yes, no, 1 or 0",
                         value, o->name);
         return 0;
+    case K_NATS_URL:
+        if (strlen(value) >= CONF_STR_MAX || !nats_urls_ok(value))
+            return fail(err, errlen,
+                        "bad value for %s: expected nats://HOST[:PORT] (or tls://), several "
+                        "separated by commas, or empty for standalone",
+                        o->name); /* the value may hold a password: not shown */
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    case K_TOKEN:
+        if (!token_ok(value))
+            return fail(err, errlen,
+                        "bad value '" SHOWN "' for %s: expected 1..%d characters of A-Z a-z 0-9 "
+                        "_ - (no dots, blanks or wildcards: it prefixes the bus subjects)",
+                        value, o->name, CONF_CLUSTER_NAME_MAX);
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    case K_NODES: {
+        uint32_t ids[CONF_CLUSTER_MAX], n = 0;
+        char why[128];
+        if (parse_nodes(value, ids, &n, why, sizeof(why)) < 0)
+            return fail(err, errlen, "bad value '" SHOWN "' for %s: %s", value, o->name, why);
+        memcpy(c->cluster_nodes, ids, n * sizeof(ids[0]));
+        c->ncluster_nodes = n;
+        return 0;
+    }
     case K_DURABILITY:
     case K_LOGLEVEL:
     case K_LOGFORMAT:
@@ -292,6 +425,27 @@ int conf_set(conf_t *c, const char *key, const char *value, char *err, size_t er
                     words_list(words_of(o->kind), list, sizeof(list)));
     }
     return fail(err, errlen, "key '%s' has no parser", key); /* not reached */
+}
+
+/* cluster_url and cluster_nodes go together, and the list names this node. */
+static int check_cluster(const conf_t *c, char *err, size_t errlen)
+{
+    if (c->cluster_url[0] != '\0' && c->ncluster_nodes == 0)
+        return fail(err, errlen,
+                    "cluster_url is set but cluster_nodes is empty: list the node ids of the "
+                    "cluster (e.g. cluster_nodes = 1,2,3), this node's node_id %u among them",
+                    c->node_id);
+    if (c->cluster_url[0] == '\0' && c->ncluster_nodes > 0)
+        return fail(err, errlen,
+                    "cluster_nodes is set but cluster_url is empty: set both to join a cluster, "
+                    "neither to run standalone");
+    for (uint32_t i = 0; i < c->ncluster_nodes; i++)
+        if (c->cluster_nodes[i] == c->node_id)
+            return 0;
+    if (c->ncluster_nodes > 0)
+        return fail(err, errlen, "cluster_nodes does not list this node's node_id %u",
+                    c->node_id);
+    return 0;
 }
 
 int conf_check(const conf_t *c, char *err, size_t errlen)
@@ -310,7 +464,7 @@ int conf_check(const conf_t *c, char *err, size_t errlen)
     if ((uint64_t)c->max_queued_mb << 10 < c->max_conn_queue_kb)
         return fail(err, errlen, "max_queued_mb %u is under max_conn_queue_kb %u",
                     c->max_queued_mb, c->max_conn_queue_kb);
-    return 0;
+    return check_cluster(c, err, errlen);
 }
 
 /*
@@ -484,7 +638,12 @@ static void show_default(const conf_t *d, const opt_t *o, char *buf, size_t len)
     case K_LISTEN:
     case K_LISTEN_OFF:
     case K_SECRET:
+    case K_NATS_URL:
+    case K_TOKEN:
         (void)snprintf(buf, len, "%s", field);
+        return;
+    case K_NODES:
+        buf[0] = '\0'; /* none by default */
         return;
     case K_U32:
         memcpy(&u, field, sizeof(u));

@@ -30,6 +30,8 @@ enum { CONF_DURABILITY_SYNC = 0, CONF_DURABILITY_NOSYNC = 1 };
 #define CONF_MSG_ROOM 512
 
 #define CONF_STR_MAX 512 /* bytes of a free-form string value, NUL included */
+#define CONF_CLUSTER_MAX 64     /* node ids cluster_nodes may list */
+#define CONF_CLUSTER_NAME_MAX 32 /* bytes of cluster_name, without the NUL */
 
 typedef struct conf {
     char listen[256];          /* "HOST:PORT"; default "127.0.0.1:7400"; port 0 = any free */
@@ -72,6 +74,13 @@ typedef struct conf {
     char ws_origins[CONF_STR_MAX]; /* Origins allowed on /ws: "" (default) the page's own,
                                       "*" any, else a comma-separated list */
     bool dev_tokens;           /* GET /dev/token mints tokens (development only); false */
+    /* Scale-out (actors/cluster.h, docs/SCALING.md). */
+    char cluster_url[CONF_STR_MAX]; /* NATS URL(s), comma-separated; "" (default) =
+                                       standalone: no cluster thread, no connection */
+    char cluster_name[CONF_CLUSTER_NAME_MAX + 1]; /* the bus subjects' prefix; default "cim" */
+    uint32_t cluster_nodes[CONF_CLUSTER_MAX]; /* the cluster's node ids (static membership),
+                                                 distinct, in the order given */
+    uint32_t ncluster_nodes;   /* how many; 0 (default) = none given */
 } conf_t;
 
 /** Fill @p c with the defaults above. */
@@ -85,8 +94,13 @@ void conf_defaults(conf_t *c);
  * key's range (see conf_usage); durability is `sync` or `nosync`; single_session is
  * `true`, `false`, `yes`, `no`, `1` or `0`; log_level is `error`, `warn`, `info` or
  * `debug`; log_format is `text` or `json`; listen is `HOST:PORT` (split at the last colon; `[v6addr]:PORT` allowed) with a
- * non-empty host and a port 0..65535; data is a non-empty path under 1024 bytes. All words
- * are lower case. On failure @p c is unchanged.
+ * non-empty host and a port 0..65535; data is a non-empty path under 1024 bytes;
+ * cluster_url is empty or a comma-separated list of `nats://HOST[:PORT]` or
+ * `tls://HOST[:PORT]` URLs (a `user:password@` or `token@` before the host allowed), with no
+ * blanks; cluster_name is 1..CONF_CLUSTER_NAME_MAX characters of `[A-Za-z0-9_-]` (one NATS
+ * subject token); cluster_nodes is empty or a comma-separated list of distinct node ids
+ * 0..1023 (blanks around them allowed), at most CONF_CLUSTER_MAX. All words are lower case.
+ * On failure @p c is unchanged.
  *
  * @param[out] err  on failure, a one-line reason naming the key ("unknown key 'x'",
  *                  "bad value 'abc' for heartbeat_s: expected an integer 1..86400").
@@ -95,7 +109,9 @@ void conf_defaults(conf_t *c);
 int conf_set(conf_t *c, const char *key, const char *value, char *err, size_t errlen);
 
 /**
- * Check the keys against each other: max_msg_bytes <= max_body - CONF_MSG_ROOM.
+ * Check the keys against each other: max_msg_bytes <= max_body - CONF_MSG_ROOM, the output
+ * queue bounds, and the cluster: cluster_url and cluster_nodes are both set or both empty,
+ * and cluster_nodes lists node_id.
  * conf_load and conf_parse_args call it once everything is applied, so that the order
  * in which keys are given does not matter.
  * @return 0, or RC_EINVAL with @p err naming both keys and the limit.

@@ -659,3 +659,95 @@ TEST(conf_example_uncommented_loads)
     unlink(path);
     ASSERT_MEMEQ(&c, &d, sizeof(c));
 }
+
+/* The scale-out keys: each value's form, and the rules between them and node_id. */
+TEST(conf_cluster)
+{
+    char err[256];
+    conf_t c;
+
+    conf_defaults(&c);
+    ASSERT_STREQ(c.cluster_url, "");
+    ASSERT_STREQ(c.cluster_name, "cim");
+    ASSERT_EQ(c.ncluster_nodes, 0);
+
+    const char *ok[] = {"--node_id", "2", "--cluster_url", "nats://127.0.0.1:4222",
+                        "--cluster_nodes", "1, 2,3", "--cluster_name", "prod-eu_1", NULL};
+    ASSERT_OK(parse(&c, err, sizeof(err), ok));
+    ASSERT_STREQ(c.cluster_url, "nats://127.0.0.1:4222");
+    ASSERT_STREQ(c.cluster_name, "prod-eu_1");
+    ASSERT_EQ(c.ncluster_nodes, 3);
+    ASSERT_EQ(c.cluster_nodes[0], 1);
+    ASSERT_EQ(c.cluster_nodes[1], 2);
+    ASSERT_EQ(c.cluster_nodes[2], 3);
+
+    /* URLs: a list, credentials, IPv6, TLS */
+    static const char *const urls[] = {
+        "nats://a:4222,nats://b:4222", "nats://u:p@h:1", "tls://h", "nats://[::1]:4222",
+        "nats://tok@10.0.0.1", ""};
+    for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++)
+        if (conf_set(&c, "cluster_url", urls[i], err, sizeof(err)) != 0)
+            TEST_FAIL_("cluster_url '%s' refused: %s", urls[i], err);
+    static const char *const bad_urls[] = {
+        "127.0.0.1:4222", "http://h:80", "nats://", "nats://h:0", "nats://h:99999",
+        "nats://h:42x", "nats://h/path", "nats://h 1", "nats://a,", ",nats://a", "nats://[::1",
+        "nats://[]:1"};
+    for (size_t i = 0; i < sizeof(bad_urls) / sizeof(bad_urls[0]); i++) {
+        if (conf_set(&c, "cluster_url", bad_urls[i], err, sizeof(err)) != RC_EINVAL)
+            TEST_FAIL_("cluster_url '%s' accepted", bad_urls[i]);
+        ASSERT_CONTAINS(err, "cluster_url");
+        ASSERT_CONTAINS(err, "nats://HOST");
+    }
+    /* a password in a bad URL is not repeated in the error */
+    ASSERT_RC(conf_set(&c, "cluster_url", "nats://u:s3cret@h:bad", err, sizeof(err)), RC_EINVAL);
+    ASSERT_TRUE(strstr(err, "s3cret") == NULL);
+
+    /* names: one subject token */
+    static const char *const bad_names[] = {"", "a.b", "a*", ">", "a b", "é",
+                                            "abcdefghijklmnopqrstuvwxyz0123456"};
+    for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+        if (conf_set(&c, "cluster_name", bad_names[i], err, sizeof(err)) != RC_EINVAL)
+            TEST_FAIL_("cluster_name '%s' accepted", bad_names[i]);
+        ASSERT_CONTAINS(err, "cluster_name");
+    }
+    ASSERT_OK(conf_set(&c, "cluster_name", "abcdefghijklmnopqrstuvwxyz012345", err, sizeof(err)));
+
+    /* node lists */
+    static const char *const bad_nodes[] = {"1,,2", "1,", ",1", "1;2", "1 2", "-1", "1024",
+                                            "a", "1,2,1"};
+    for (size_t i = 0; i < sizeof(bad_nodes) / sizeof(bad_nodes[0]); i++) {
+        if (conf_set(&c, "cluster_nodes", bad_nodes[i], err, sizeof(err)) != RC_EINVAL)
+            TEST_FAIL_("cluster_nodes '%s' accepted", bad_nodes[i]);
+        ASSERT_CONTAINS(err, "cluster_nodes");
+    }
+    ASSERT_RC(conf_set(&c, "cluster_nodes", "7,8,7", err, sizeof(err)), RC_EINVAL);
+    ASSERT_CONTAINS(err, "node id 7 is listed twice");
+    char many[512] = "";
+    for (int i = 0; i <= CONF_CLUSTER_MAX; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s%d", i ? "," : "", i);
+    ASSERT_RC(conf_set(&c, "cluster_nodes", many, err, sizeof(err)), RC_EINVAL);
+    ASSERT_CONTAINS(err, "more than");
+    many[strlen(many) - 3] = '\0'; /* drop ",64": CONF_CLUSTER_MAX ids */
+    ASSERT_OK(conf_set(&c, "cluster_nodes", many, err, sizeof(err)));
+    ASSERT_EQ(c.ncluster_nodes, CONF_CLUSTER_MAX);
+    ASSERT_OK(conf_set(&c, "cluster_nodes", "", err, sizeof(err)));
+    ASSERT_EQ(c.ncluster_nodes, 0);
+
+    /* the rules between the keys, whatever the order of the flags */
+    const char *no_nodes[] = {"--cluster_url", "nats://h:1", NULL};
+    conf_defaults(&c);
+    ASSERT_RC(parse(&c, err, sizeof(err), no_nodes), RC_EINVAL);
+    ASSERT_CONTAINS(err, "cluster_url is set but cluster_nodes is empty");
+    const char *no_url[] = {"--cluster_nodes", "0,1", NULL};
+    conf_defaults(&c);
+    ASSERT_RC(parse(&c, err, sizeof(err), no_url), RC_EINVAL);
+    ASSERT_CONTAINS(err, "cluster_nodes is set but cluster_url is empty");
+    const char *not_me[] = {"--cluster_nodes", "1,2", "--cluster_url", "nats://h", NULL};
+    conf_defaults(&c);
+    ASSERT_RC(parse(&c, err, sizeof(err), not_me), RC_EINVAL);
+    ASSERT_CONTAINS(err, "cluster_nodes does not list this node's node_id 0");
+    const char *late_id[] = {"--cluster_nodes", "1,2", "--cluster_url", "nats://h",
+                             "--node_id", "2", NULL};
+    conf_defaults(&c);
+    ASSERT_OK(parse(&c, err, sizeof(err), late_id));
+}

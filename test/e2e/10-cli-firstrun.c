@@ -35,22 +35,6 @@ typedef struct env {
     char state_env[96]; /* "XDG_STATE_HOME=..." */
 } env_t;
 
-/* A free loopback port now (for a server that must keep its port across a restart). */
-static int free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-    ASSERT_TRUE(fd >= 0);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_OK(bind(fd, (struct sockaddr *)&a, sizeof(a)));
-    ASSERT_OK(getsockname(fd, (struct sockaddr *)&a, &len));
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
 /* A server (with the extra flags, up to two pairs; NULL ends them), alice and bob registered,
  * their tokens; the shells keep their history in a directory of their own. */
 static void env_start(env_t *e, const char *f1, const char *v1, const char *f2, const char *v2)
@@ -334,7 +318,7 @@ TEST_TIMEOUT(e2e_cli_shell_reconnects_after_a_restart, 60)
     char out[8192], listen[32];
 
     /* a fixed port: the shell comes back to the address it was given */
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", free_port());
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", tsrv_free_port());
     env_start(&e, "--listen", listen, NULL, NULL);
     shell_start(&e, &p);
     EXPECT(&p, "cim> ", 10000);

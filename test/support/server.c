@@ -1,5 +1,6 @@
 #include "support/server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -27,17 +29,37 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-void tsrv_dump_log(const tsrv_t *t)
+void tsrv_dump_file(const char *title, const char *path)
 {
     char buf[4096];
     size_t n;
-    FILE *f = fopen(t->log, "r");
+    FILE *f = fopen(path, "r");
     if (f == NULL)
         return;
-    fprintf(stderr, "---- cimd log ----\n");
+    fprintf(stderr, "---- %s ----\n", title);
     while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
         fwrite(buf, 1, n, stderr);
     fclose(f);
+}
+
+void tsrv_dump_log(const tsrv_t *t)
+{
+    tsrv_dump_file("cimd log", t->log);
+}
+
+int tsrv_free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+    ASSERT_TRUE(fd >= 0);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_OK(bind(fd, (struct sockaddr *)&a, sizeof(a)));
+    ASSERT_OK(getsockname(fd, (struct sockaddr *)&a, &len));
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
 }
 
 /* Wait for the ready line and take the port, the key and the "new identity" note from it:

@@ -70,6 +70,14 @@ bool tsrv_log_has(const tsrv_t *t, const char *needle);
 /** Print the server's log to stderr. */
 void tsrv_dump_log(const tsrv_t *t);
 
+/** Print the file @p path to stderr under a "---- @p title ----" line (nothing when it
+ * cannot be read). */
+void tsrv_dump_file(const char *title, const char *path);
+
+/** A loopback port free right now (for a server that must keep its port across a
+ * restart; another process may take it meanwhile). Aborts on failure. */
+int tsrv_free_port(void);
+
 /** Mint a token for (app, user) valid for @p ttl seconds (negative: already expired). */
 void tsrv_token(const tsrv_t *t, const char *app, const char *user, long ttl, char *out,
                 size_t outlen);

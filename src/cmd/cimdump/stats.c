@@ -86,6 +86,7 @@ int dump__cmd_stats(dump_t *d)
     statctx_t s = {.d = d};
     readers_t rs = {0};
     uint64_t free_pages = 0, first = 0, last = 0, issued = 0, used, bytes, live, nmsg;
+    uint32_t issued_node = 0;
     long self = (long)getpid();
     FILE *f = d->out;
     char a[32], b[32], c[32];
@@ -99,6 +100,9 @@ int dump__cmd_stats(dump_t *d)
         dump__fail_rc(d, "cannot read the statistics", rc);
         goto out;
     }
+    /* The node id of the cimd that wrote here last: a SnowFlake id carries it (the
+     * directory holds no config to read node_id from). */
+    snowflake_decode(issued, NULL, &issued_node, NULL);
     used = (s.info.last_page + 1) * s.info.page_size;
     /* the pages in use that are not on the free list (reusable by later writes) */
     live = used > free_pages * s.info.page_size ? used - free_pages * s.info.page_size : 0;
@@ -153,6 +157,7 @@ int dump__cmd_stats(dump_t *d)
         d->doc = jv_obj();
         jv_set(d->doc, "data", jv_str(d->data));
         jv_set(d->doc, "schema", jv_u64(KV_SCHEMA));
+        jv_set(d->doc, "node_id", issued != 0 ? jv_u64(issued_node) : json_null());
         jv_set(d->doc, "map", map);
         jv_set(d->doc, "last_txn", jv_u64(s.info.last_txn));
         jv_set(d->doc, "databases", dbs);
@@ -167,6 +172,10 @@ int dump__cmd_stats(dump_t *d)
     dump__fmt_bytes(b, used);
     dump__fmt_bytes(c, s.info.file_size);
     fprintf(f, "data        %s\nschema      %d\n", d->data, KV_SCHEMA);
+    if (issued != 0)
+        fprintf(f, "node        %u (the node id in the last id issued)\n", issued_node);
+    else
+        fprintf(f, "node        - (no id issued yet)\n");
     fprintf(f,
             "map         %s mapped, %s used (%.2f%%), data.mdb %s, %u-byte pages, "
             "%llu free\n",

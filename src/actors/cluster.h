@@ -1,0 +1,159 @@
+/**
+ * cluster: this node's place in a cluster of cimd nodes over NATS (docs/SCALING.md) —
+ * the home node of every user and group, which nodes are alive, and the bus itself.
+ *
+ * Standalone (conf->cluster_url empty, the default) a cluster_t is a few hundred bytes
+ * that answer cluster_home with this node and cluster_node_alive with "this node only":
+ * no thread, no connection, no NATS call at all (libnats is never even opened).
+ *
+ * With a cluster, one thread of its own runs a libuv loop (its timers and its mailbox)
+ * and owns the libnats connection. libnats works on its own threads (socket reads, the
+ * flusher, message delivery, connection events); its callbacks only parse what arrived
+ * and post a small message to this actor's mailbox (mbox_send: the one cross-thread
+ * entry), except the answer to a ping, which is sent straight back from the delivery
+ * thread so that the round trip measured is the bus's, not this loop's. Nothing here
+ * touches another thread's loop, and no other loop ever waits for NATS.
+ *
+ * Connection. libnats connects (and reconnects) in the background: the first attempt is
+ * made on this thread (bounded by CLUSTER_CONNECT_TIMEOUT_MS per server), then retried
+ * forever every CLUSTER_RECONNECT_WAIT_MS (plus up to CLUSTER_RECONNECT_JITTER_MS), so a
+ * NATS server that is down at start or goes away later only makes the bus "down" until
+ * it is back. The events are logged here: "cluster: bus up ..." (info), "cluster: bus
+ * down ..." (warn), "cluster: bus up again ..." (info, counted in reconnects).
+ *
+ * Subjects, all under conf->cluster_name (N below), each message ASCII text:
+ *   N.node.<id>.hb    every CLUSTER_HEARTBEAT_MS while the bus is up, from node <id>:
+ *                     "<id> <start_ms> <instance>" (start_ms: Unix ms when this cimd
+ *                     started; instance: 16 hex digits, random per start).
+ *   N.node.<id>.ping  a request to node <id> with the reply subject N.node.<from>.pong:
+ *                     "<from> <to> <instance of from> <t_ns>"; <id> echoes it unchanged
+ *                     to the reply subject. Every CLUSTER_PING_MS to each live peer; the
+ *                     round trip goes into the bus latency histogram (cluster_rtt).
+ * A heartbeat from a node not in cluster_nodes is ignored; one carrying this node's own
+ * id (a second cimd configured with the same node_id) is logged as an error.
+ *
+ * Liveness. A peer is alive when its heartbeat arrived within CLUSTER_ALIVE_MS; this node
+ * is always alive to itself. Changes are logged ("cluster: node 3 is up", "... is down
+ * (no heartbeat for 3 s)"). When the bus is down no heartbeat arrives, so every peer is
+ * down CLUSTER_ALIVE_MS later.
+ *
+ * Home nodes: rendezvous (highest-random-weight) hashing over cluster_nodes, so that
+ * every node of every build agrees and a node leaving the list moves only its own ids.
+ * The score of node n for (app, id) is
+ *   fmix64(FNV-1a-64(app || 0x00 || id || 0x00 || n as 4 bytes, big-endian))
+ * with FNV-1a's 64-bit offset basis 0xcbf29ce484222325 and prime 0x100000001b3, and
+ * fmix64 MurmurHash3's 64-bit finalizer (k ^= k >> 33; k *= 0xff51afd7ed558ccd;
+ * k ^= k >> 33; k *= 0xc4ceb9fe1a85ec53; k ^= k >> 33). The home is the node with the
+ * highest score; of equal scores, the smaller node id. An empty app is "default".
+ *
+ * Threading: cluster_new, cluster_start, cluster_stop and cluster_free on the main thread
+ * (server.c). cluster_home, cluster_hrw, cluster_score, cluster_self, cluster_name,
+ * cluster_nodes, cluster_is_enabled, cluster_node_alive, cluster_bus_up, cluster_stats
+ * and cluster_rtt are thread-safe and never block (immutable data and relaxed atomics).
+ * Everything else runs on the cluster thread.
+ */
+#ifndef CIM_ACTORS_CLUSTER_H
+#define CIM_ACTORS_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/conf.h"
+#include "core/metrics.h"
+
+#define CLUSTER_HEARTBEAT_MS 1000         /* a heartbeat this often while the bus is up */
+#define CLUSTER_ALIVE_MS 3000             /* a peer heard from within this is alive */
+#define CLUSTER_SWEEP_MS 250              /* how often liveness changes are looked for */
+#define CLUSTER_PING_MS 5000              /* a ping to each live peer this often */
+#define CLUSTER_CONNECT_TIMEOUT_MS 2000   /* one connection attempt to one server */
+#define CLUSTER_RECONNECT_WAIT_MS 1000    /* between attempts, forever */
+#define CLUSTER_RECONNECT_JITTER_MS 250   /* added at random to each wait */
+#define CLUSTER_MBOX_MAX 4096             /* messages the mailbox holds; more are dropped */
+
+typedef struct cluster cluster_t;
+
+/** What /metrics shows of the cluster (all zero standalone). */
+typedef struct cluster_stats {
+    bool bus_up;                /* gauge: connected to a NATS server */
+    uint32_t peers_up;          /* gauge: other nodes alive */
+    uint64_t reconnects_total;  /* the connection came back after it was lost */
+} cluster_stats_t;
+
+/**
+ * The cluster actor for @p conf (not running): node_id, cluster_url, cluster_name,
+ * cluster_nodes, which conf_check has validated. @p conf must outlive it.
+ * Standalone (cluster_url empty) it stays a plain struct: cluster_start does nothing.
+ * Aborts on OOM.
+ * @return owned; free with cluster_free.
+ */
+cluster_t *cluster_new(const conf_t *conf);
+
+/**
+ * With a cluster: start the thread, which connects to NATS in the background (see
+ * Connection above); the bus is down until the first connection. Standalone: nothing.
+ * @return 0, or a UV_E* code (loop, mailbox or thread), logged.
+ */
+int cluster_start(cluster_t *c);
+
+/**
+ * Stop the thread and close the connection: unsubscribe, close (libnats flushes what it
+ * holds), wait for every libnats thread to end (at most CLUSTER_CONNECT_TIMEOUT_MS plus a
+ * few seconds), join. A cluster never started, or standalone, is a no-op; so is a second
+ * call.
+ */
+void cluster_stop(cluster_t *c);
+
+/** Free a stopped (or never started) cluster. NULL is a no-op. */
+void cluster_free(cluster_t *c);
+
+/** @return true when conf->cluster_url is set (a cluster), false standalone. */
+bool cluster_is_enabled(const cluster_t *c);
+
+/** @return this node's id (conf->node_id). */
+uint32_t cluster_self(const cluster_t *c);
+
+/** @return the cluster's name (conf->cluster_name), or NULL standalone. */
+const char *cluster_name(const cluster_t *c);
+
+/**
+ * The cluster's node ids, in the configured order; standalone, this node alone.
+ * @param[out] ids  borrowed; valid as long as @p c.
+ * @return how many.
+ */
+size_t cluster_nodes(const cluster_t *c, const uint32_t **ids);
+
+/**
+ * The home node of the user or group @p id of @p app (see Home nodes above); standalone,
+ * this node. Pure function of cluster_nodes, @p app and @p id.
+ */
+uint32_t cluster_home(const cluster_t *c, const char *app, const char *id);
+
+/**
+ * The rendezvous choice itself: of @p n node ids (n >= 1), the one with the highest
+ * cluster_score for (@p app, @p id), the smaller id on a tie. Pure; any thread.
+ */
+uint32_t cluster_hrw(const uint32_t *nodes, size_t n, const char *app, const char *id);
+
+/** The score of @p node for (@p app, @p id), as defined above. Pure; any thread. */
+uint64_t cluster_score(const char *app, const char *id, uint32_t node);
+
+/**
+ * Is @p node alive: this node always; a peer when its heartbeat came within
+ * CLUSTER_ALIVE_MS; false for an id not in cluster_nodes. Any thread, lock-free.
+ */
+bool cluster_node_alive(const cluster_t *c, uint32_t node);
+
+/** Is the NATS connection up? Standalone: false. Any thread, lock-free. */
+bool cluster_bus_up(const cluster_t *c);
+
+/** Read the gauges and counters (each read atomically). Any thread. */
+void cluster_stats(const cluster_t *c, cluster_stats_t *out);
+
+/**
+ * The bus round trips (seconds) of the pings, written by the cluster thread only.
+ * @return borrowed; valid as long as @p c.
+ */
+const hist_t *cluster_rtt(const cluster_t *c);
+
+#endif

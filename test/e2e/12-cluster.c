@@ -1,0 +1,500 @@
+/* Integration: cimd nodes on a real NATS bus (Debian's nats-server, started by the test on
+ * a free loopback port) — health, /v1/node and /metrics of a three-node cluster, the bus
+ * going away and coming back, a node killed and restarted, a node that starts before its
+ * bus, the config errors, and a standalone node that pays nothing for any of it.
+ *
+ * Every wait is a poll against a deadline (a loaded two-core machine, sanitizers): the
+ * deadlines are generous, the assertions are about what eventually holds. */
+#include <dirent.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "support/http.h"
+#include "support/msg.h"
+#include "support/server.h"
+#include "support/test.h"
+#include "support/tnats.h"
+
+#define NODES 3
+
+/* What a failed wait dumps. */
+static tsrv_t *shown_nodes;
+static size_t nshown;
+static tnats_t *shown_nats;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void dump_all(void)
+{
+    for (size_t i = 0; i < nshown; i++)
+        if (shown_nodes[i].log[0] != '\0')
+            tsrv_dump_log(&shown_nodes[i]);
+    if (shown_nats != NULL)
+        tnats_dump_log(shown_nats);
+}
+
+/* Poll @p cond every 50 ms until it holds; fail after @p ms. @return the ms it took. */
+#define EVENTUALLY(cond, ms, ...)                                                          \
+    ({                                                                                     \
+        int64_t t0_ = now_ms();                                                            \
+        while (!(cond)) {                                                                  \
+            if (now_ms() - t0_ > (ms)) {                                                   \
+                dump_all();                                                                \
+                TEST_FAIL_(__VA_ARGS__);                                                   \
+            }                                                                              \
+            sleep_ms(50);                                                                  \
+        }                                                                                  \
+        now_ms() - t0_;                                                                    \
+    })
+
+/* ---- one node's view ---------------------------------------------------------------- */
+
+static long healthz(const tsrv_t *t, char *body, size_t len)
+{
+    thttp_t *r = malloc(sizeof(*r));
+    long status;
+
+    ASSERT_NOT_NULL(r);
+    status = thttp(r, t, "GET", "/healthz", NULL, NULL);
+    if (body != NULL)
+        snprintf(body, len, "%.*s", (int)(len - 1), r->body);
+    free(r);
+    return status;
+}
+
+static bool healthy(const tsrv_t *t)
+{
+    return healthz(t, NULL, 0) == 200;
+}
+
+static bool bus_down(const tsrv_t *t)
+{
+    char body[64];
+    return healthz(t, body, sizeof(body)) == 503 && strcmp(body, "bus down\n") == 0;
+}
+
+/* GET /v1/node, parsed (decref it). */
+static json_t *node_info(const tsrv_t *t, const char *bearer)
+{
+    thttp_t *r = malloc(sizeof(*r));
+    json_error_t err;
+    json_t *j;
+
+    ASSERT_NOT_NULL(r);
+    if (thttp(r, t, "GET", "/v1/node", bearer, NULL) != 200)
+        TEST_FAIL_("GET /v1/node: %ld %s", r->status, r->body);
+    ASSERT_TRUE(strstr(r->ctype, "application/json") != NULL);
+    if ((j = json_loads(r->body, 0, &err)) == NULL)
+        TEST_FAIL_("/v1/node is not JSON (%s): %s", err.text, r->body);
+    free(r);
+    return j;
+}
+
+/* The nodes /v1/node says are alive, as a bit set of ids. */
+static unsigned alive_set(const tsrv_t *t)
+{
+    json_t *j = node_info(t, NULL), *v;
+    unsigned set = 0;
+    size_t i;
+
+    json_array_foreach(json_object_get(j, "nodes"), i, v)
+        if (json_is_true(json_object_get(v, "alive")))
+            set |= 1u << json_integer_value(json_object_get(v, "id"));
+    json_decref(j);
+    return set;
+}
+
+static const char *bus_state(const tsrv_t *t, char out[16])
+{
+    json_t *j = node_info(t, NULL);
+    snprintf(out, 16, "%s", json_string_value(json_object_get(j, "bus")));
+    json_decref(j);
+    return out;
+}
+
+/* /metrics, into @p r (heap: a page is large). */
+static void metrics(const tsrv_t *t, thttp_t *r)
+{
+    ASSERT_EQ(thttp(r, t, "GET", "/metrics", NULL, NULL), 200);
+}
+
+/* The value of "series value" in a /metrics page; -1 when absent. */
+static double metric(const char *page, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = page; p != NULL && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    return -1;
+}
+
+static double metric_of(const tsrv_t *t, const char *series)
+{
+    thttp_t *r = malloc(sizeof(*r));
+    double v;
+    ASSERT_NOT_NULL(r);
+    metrics(t, r);
+    v = metric(r->body, series);
+    free(r);
+    return v;
+}
+
+/* Does process @p pid have a thread named @p name? */
+static bool has_thread(pid_t pid, const char *name)
+{
+    char path[320], comm[64];
+    struct dirent *e;
+    bool found = false;
+    DIR *d;
+
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    ASSERT_NOT_NULL(d = opendir(path));
+    while (!found && (e = readdir(d)) != NULL) {
+        FILE *f;
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%d/task/%.255s/comm", (int)pid, e->d_name);
+        if ((f = fopen(path, "r")) == NULL)
+            continue;
+        if (fgets(comm, sizeof(comm), f) != NULL) {
+            comm[strcspn(comm, "\n")] = '\0';
+            found = strcmp(comm, name) == 0;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return found;
+}
+
+/* ---- a cluster ---------------------------------------------------------------------- */
+
+/* One data directory made with `cimctl init`, for every node to copy (one identity key,
+ * the same apps). @p seed: a new directory's path. */
+static void seed_dir(char seed[256])
+{
+    char out[256], path[300];
+
+    snprintf(seed, 256, "/tmp/cimtest-seed-XXXXXX");
+    ASSERT_NOT_NULL(mkdtemp(seed));
+    snprintf(path, sizeof(path), "%s/data", seed);
+    ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimctl", "--data", path, "init", NULL), 0);
+}
+
+static void rm_rf(const char *dir)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    ASSERT_EQ(system(cmd), 0);
+}
+
+/* Node @p id on a copy of the seed, on the bus @p url, in a cluster of nodes 1..NODES. */
+static void start_node(tsrv_t *t, const char *seed, int id, const char *url)
+{
+    char dir[256], cmd[700], nid[8];
+
+    snprintf(dir, sizeof(dir), "/tmp/cimtest-XXXXXX");
+    ASSERT_NOT_NULL(mkdtemp(dir));
+    snprintf(cmd, sizeof(cmd), "cp -a '%s/data/.' '%s/'", seed, dir);
+    ASSERT_EQ(system(cmd), 0);
+    snprintf(nid, sizeof(nid), "%d", id);
+    tsrv_start_on(t, dir, "--node_id", nid, "--cluster_url", url, "--cluster_nodes", "1,2,3",
+                  "--workers", "1", NULL);
+}
+
+/* nats-server and nodes 1..NODES, all healthy and seeing each other. */
+static void start_cluster(tnats_t *n, tsrv_t t[NODES], char seed[256])
+{
+    tnats_start(n);
+    shown_nats = n;
+    seed_dir(seed);
+    memset(t, 0, NODES * sizeof(*t));
+    shown_nodes = t;
+    nshown = NODES;
+    for (int i = 0; i < NODES; i++)
+        start_node(&t[i], seed, i + 1, n->url);
+    for (int i = 0; i < NODES; i++) {
+        EVENTUALLY(healthy(&t[i]), 15000, "node %d not healthy", i + 1);
+        EVENTUALLY(alive_set(&t[i]) == 0xe, 15000, "node %d does not see nodes 1..3 alive", i + 1);
+    }
+}
+
+static void stop_cluster(tnats_t *n, tsrv_t t[NODES], const char *seed)
+{
+    for (int i = 0; i < NODES; i++)
+        ASSERT_EQ(tsrv_stop(&t[i]), 0);
+    tnats_free(n);
+    rm_rf(seed);
+    shown_nats = NULL;
+    nshown = 0;
+}
+
+/* ---- tests -------------------------------------------------------------------------- */
+
+TEST_TIMEOUT(e2e_cluster_three_nodes, 120)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], series[128];
+    thttp_t *r = malloc(sizeof(*r));
+    cim_SendRsp sent;
+
+    ASSERT_NOT_NULL(r);
+    start_cluster(&n, t, seed);
+    for (int i = 0; i < NODES; i++) {
+        json_t *j = node_info(&t[i], NULL), *v;
+        size_t k;
+        ASSERT_EQ(json_integer_value(json_object_get(j, "node_id")), i + 1);
+        ASSERT_STREQ(json_string_value(json_object_get(j, "cluster")), "cim");
+        ASSERT_STREQ(json_string_value(json_object_get(j, "bus")), "up");
+        ASSERT_EQ(json_array_size(json_object_get(j, "nodes")), NODES);
+        json_array_foreach(json_object_get(j, "nodes"), k, v) {
+            ASSERT_EQ(json_integer_value(json_object_get(v, "id")), (json_int_t)k + 1);
+            ASSERT_TRUE(json_is_true(json_object_get(v, "alive")));
+            ASSERT_EQ(json_is_true(json_object_get(v, "self")), (int)k == i);
+        }
+        json_decref(j);
+
+        /* one identity: every node serves the key of the directory they were copied from */
+        ASSERT_MEMEQ(t[i].key, t[0].key, sizeof(t[0].key));
+        /* the cluster thread, its log, its series */
+        ASSERT_TRUE(has_thread(t[i].pid, "cimd-cluster"));
+        ASSERT_TRUE(tsrv_log_has(&t[i], "cluster: bus up: connected to nats://127.0.0.1:"));
+        metrics(&t[i], r);
+        snprintf(series, sizeof(series), "cim_node_info{node=\"%d\",cluster=\"cim\"}", i + 1);
+        ASSERT_EQ(metric(r->body, series), 1);
+        ASSERT_EQ(metric(r->body, "cim_cluster_bus_up"), 1);
+        ASSERT_EQ(metric(r->body, "cim_cluster_peers_up"), NODES - 1);
+        ASSERT_EQ(metric(r->body, "cim_cluster_reconnects_total"), 0);
+        ASSERT_TRUE(metric(r->body, "cim_cluster_bus_rtt_seconds_bucket{le=\"+Inf\"}") >= 0);
+        /* pings go out every 5 s, the first 1.5 s after the start */
+        EVENTUALLY(metric_of(&t[i], "cim_cluster_bus_rtt_seconds_count") > 0, 15000,
+                   "node %d measured no bus round trip", i + 1);
+    }
+    ASSERT_TRUE(tsrv_log_has(&t[0], "cluster: node 2 is up"));
+    ASSERT_TRUE(tsrv_log_has(&t[0], "cluster: node 3 is up"));
+
+    /* cimdump tells the directories apart once a node has issued an id */
+    char dump[4096];
+    ASSERT_EQ(tsrv_run_tool(dump, sizeof(dump), "cimdump", "--data", t[2].dir, "stats", NULL), 0);
+    ASSERT_TRUE(strstr(dump, "\nnode        - (no id issued yet)\n") != NULL);
+    cimc_t *carol = tsrv_login(&t[2], "carol", "d1", NULL);
+    cimc_t *dave = tsrv_login(&t[2], "dave", "d1", NULL);
+    ASSERT_OK(tmsg_send(carol, "dave", "c1", cim_MsgType_TEXT, "hi", 2, false, &sent));
+    ASSERT_EQ(sent.code, cim_Code_OK);
+    cimc_close(carol);
+    cimc_close(dave);
+    ASSERT_EQ(tsrv_run_tool(dump, sizeof(dump), "cimdump", "--data", t[2].dir, "stats", NULL), 0);
+    ASSERT_TRUE(strstr(dump, "\nnode        3 (the node id in the last id issued)\n") != NULL);
+    ASSERT_EQ(tsrv_run_tool(dump, sizeof(dump), "cimdump", "--data", t[2].dir, "--json", "stats",
+                            NULL),
+              0);
+    ASSERT_TRUE(strstr(dump, "\"node_id\":3,") != NULL);
+
+    /* cimctl says which node it talks to (no data directory needed) */
+    char admin[32], out[512];
+    snprintf(admin, sizeof(admin), "127.0.0.1:%d", t[1].admin_port);
+    ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimctl", "node", "--admin", admin, NULL), 0);
+    ASSERT_STREQ(out, "node_id  2\ncluster  cim\nbus      up\nnode 1    alive\n"
+                      "node 2    alive (this node)\nnode 3    alive\n");
+    free(r);
+    stop_cluster(&n, t, seed);
+}
+
+TEST_TIMEOUT(e2e_cluster_bus_down_and_back, 150)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], st[16];
+    int64_t took;
+
+    start_cluster(&n, t, seed);
+    tnats_stop(&n);
+    for (int i = 0; i < NODES; i++) {
+        took = EVENTUALLY(bus_down(&t[i]), 10000, "node %d still healthy without its bus", i + 1);
+        fprintf(stderr, "node %d: healthz 503 'bus down' after %lld ms\n", i + 1, (long long)took);
+        ASSERT_STREQ(bus_state(&t[i], st), "down");
+    }
+    /* the node still serves its clients */
+    for (int i = 0; i < NODES; i++) {
+        char user[16];
+        snprintf(user, sizeof(user), "user%d", i);
+        cimc_close(tsrv_login(&t[i], user, "d1", NULL));
+    }
+    /* no heartbeat crosses a bus that is gone: each node is alone */
+    for (int i = 0; i < NODES; i++)
+        EVENTUALLY(alive_set(&t[i]) == 1u << (i + 1), 10000, "node %d still sees peers", i + 1);
+
+    tnats_restart(&n);
+    for (int i = 0; i < NODES; i++) {
+        took = EVENTUALLY(healthy(&t[i]), 20000, "node %d not healthy after the bus came back",
+                          i + 1);
+        fprintf(stderr, "node %d: healthy again after %lld ms\n", i + 1, (long long)took);
+    }
+    for (int i = 0; i < NODES; i++) {
+        EVENTUALLY(alive_set(&t[i]) == 0xe, 15000, "node %d does not see its peers again", i + 1);
+        ASSERT_STREQ(bus_state(&t[i], st), "up");
+        ASSERT_EQ(metric_of(&t[i], "cim_cluster_reconnects_total"), 1);
+        ASSERT_TRUE(tsrv_log_has(&t[i], "cluster: bus down: lost the connection to NATS"));
+        ASSERT_TRUE(tsrv_log_has(&t[i], "cluster: bus up again: connected to nats://"));
+    }
+    stop_cluster(&n, t, seed);
+}
+
+TEST_TIMEOUT(e2e_cluster_node_killed_and_back, 150)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256];
+    int64_t took;
+
+    start_cluster(&n, t, seed);
+    tsrv_kill(&t[2]);
+    took = EVENTUALLY(!(alive_set(&t[0]) & 1u << 3) && !(alive_set(&t[1]) & 1u << 3), 8000,
+                      "node 3 still alive to the others");
+    fprintf(stderr, "node 3 seen down after %lld ms\n", (long long)took);
+    ASSERT_EQ(alive_set(&t[0]), 0x6);
+    ASSERT_TRUE(healthy(&t[0])); /* a peer down is not this node's health */
+    char admin[32], out[512];
+    snprintf(admin, sizeof(admin), "127.0.0.1:%d", t[0].admin_port);
+    ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimctl", "node", "--admin", admin, NULL), 0);
+    ASSERT_TRUE(strstr(out, "\nnode 3    down\n") != NULL);
+
+    tsrv_restart(&t[2]); /* same directory and flags, new ports */
+    took = EVENTUALLY(alive_set(&t[0]) == 0xe && alive_set(&t[1]) == 0xe &&
+                          alive_set(&t[2]) == 0xe,
+                      15000, "node 3 not back");
+    fprintf(stderr, "node 3 back after %lld ms\n", (long long)took);
+    EVENTUALLY(tsrv_log_has(&t[0], "cluster: node 3 is down (no heartbeat for 3 s)"), 5000,
+               "node 1 did not log node 3 down");
+    stop_cluster(&n, t, seed);
+}
+
+/* A node whose bus is not there yet starts, serves, and joins the bus once it is. */
+TEST_TIMEOUT(e2e_cluster_node_starts_before_its_bus, 90)
+{
+    tnats_t n;
+    tsrv_t t;
+    char seed[256], st[16];
+
+    tnats_start(&n);
+    tnats_stop(&n); /* a port with nothing on it, for now */
+    shown_nats = &n;
+    seed_dir(seed);
+    memset(&t, 0, sizeof(t));
+    shown_nodes = &t;
+    nshown = 1;
+    start_node(&t, seed, 1, n.url);
+    ASSERT_TRUE(bus_down(&t));
+    ASSERT_STREQ(bus_state(&t, st), "down");
+    ASSERT_TRUE(tsrv_log_has(&t, "cluster: bus down: no NATS server answers at nats://127.0.0.1:"));
+    cimc_close(tsrv_login(&t, "alice", "d1", NULL));
+    tnats_restart(&n);
+    EVENTUALLY(healthy(&t), 20000, "node 1 not healthy once its bus started");
+    ASSERT_STREQ(bus_state(&t, st), "up");
+    ASSERT_EQ(alive_set(&t), 0x2); /* nodes 2 and 3 never started */
+    ASSERT_EQ(tsrv_stop(&t), 0);
+    tnats_free(&n);
+    rm_rf(seed);
+    nshown = 0;
+    shown_nats = NULL;
+}
+
+/* cimd refuses a cluster config that cannot work, with one line saying why. */
+TEST_TIMEOUT(e2e_cluster_bad_config, 60)
+{
+    static const struct {
+        const char *flags[6];
+        const char *says;
+    } bad[] = {
+        {{"--cluster_url", "nats://127.0.0.1:4222", NULL},
+         "cimd: cluster_url is set but cluster_nodes is empty"},
+        {{"--node_id", "1", "--cluster_url", "nats://127.0.0.1:4222", "--cluster_nodes", "2,3"},
+         "cimd: cluster_nodes does not list this node's node_id 1"},
+        {{"--cluster_nodes", "0,1", NULL}, "cimd: cluster_nodes is set but cluster_url is empty"},
+        {{"--cluster_name", "a.b", NULL}, "cimd: bad value 'a.b' for cluster_name"},
+        {{"--cluster_nodes", "1,1", NULL}, "cimd: bad value '1,1' for cluster_nodes: node id 1 "
+                                           "is listed twice"},
+        {{"--cluster_url", "127.0.0.1:4222", NULL}, "cimd: bad value for cluster_url"},
+    };
+    char dir[] = "/tmp/cimtest-XXXXXX", data[300];
+
+    ASSERT_NOT_NULL(mkdtemp(dir));
+    snprintf(data, sizeof(data), "%s/never", dir);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        tsrv_tool_t *tt = malloc(sizeof(*tt));
+        const char *const *f = bad[i].flags;
+        ASSERT_NOT_NULL(tt);
+        tsrv_tool_start(tt, NULL, 0, "cimd", "--data", data, "--listen", "127.0.0.1:0",
+                        "--admin_listen", "off", "--ws_listen", "off", f[0], f[1], f[2], f[3],
+                        f[4], f[5], NULL);
+        ASSERT_EQ(tsrv_tool_finish(tt, 20000), 2);
+        if (strncmp(tt->err, bad[i].says, strlen(bad[i].says)) != 0)
+            TEST_FAIL_("case %zu: stderr '%s', expected it to start with '%s'", i, tt->err,
+                       bad[i].says);
+        ASSERT_TRUE(strchr(tt->err, '\n') == tt->err + strlen(tt->err) - 1); /* one line */
+        free(tt);
+    }
+    ASSERT_TRUE(access(data, F_OK) != 0); /* refused before anything was made */
+    rm_rf(dir);
+}
+
+/* Standalone: no thread, no connection, and /v1/node and /metrics say so. */
+TEST_TIMEOUT(e2e_cluster_standalone, 60)
+{
+    tsrv_t t;
+    thttp_t *r = malloc(sizeof(*r));
+    json_t *j, *nodes;
+
+    ASSERT_NOT_NULL(r);
+    tsrv_start(&t, "--node_id", "7", "--metrics_token", "scrape-me", NULL);
+    ASSERT_TRUE(!has_thread(t.pid, "cimd-cluster"));
+    ASSERT_TRUE(!tsrv_log_has(&t, "cluster:"));
+    ASSERT_EQ(healthz(&t, NULL, 0), 200);
+    /* the metrics token guards /v1/node as it guards /metrics */
+    ASSERT_EQ(thttp(r, &t, "GET", "/v1/node", NULL, NULL), 401);
+    ASSERT_EQ(thttp(r, &t, "GET", "/v1/node", "wrong", NULL), 401);
+    ASSERT_EQ(thttp(r, &t, "POST", "/v1/node", "scrape-me", "{}"), 405);
+    j = node_info(&t, "scrape-me");
+    ASSERT_EQ(json_integer_value(json_object_get(j, "node_id")), 7);
+    ASSERT_TRUE(json_is_null(json_object_get(j, "cluster")));
+    ASSERT_STREQ(json_string_value(json_object_get(j, "bus")), "standalone");
+    nodes = json_object_get(j, "nodes");
+    ASSERT_EQ(json_array_size(nodes), 1);
+    ASSERT_EQ(json_integer_value(json_object_get(json_array_get(nodes, 0), "id")), 7);
+    ASSERT_TRUE(json_is_true(json_object_get(json_array_get(nodes, 0), "alive")));
+    json_decref(j);
+    ASSERT_EQ(thttp(r, &t, "GET", "/metrics", "scrape-me", NULL), 200);
+    ASSERT_EQ(metric(r->body, "cim_node_info{node=\"7\",cluster=\"\"}"), 1);
+    ASSERT_TRUE(strstr(r->body, "cim_cluster_") == NULL);
+    free(r);
+
+    char admin[32], out[512];
+    tsrv_tool_t *tt = malloc(sizeof(*tt));
+    ASSERT_NOT_NULL(tt);
+    snprintf(admin, sizeof(admin), "127.0.0.1:%d", t.admin_port);
+    ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimctl", "node", "--admin", admin, "--token",
+                            "scrape-me", NULL),
+              0);
+    ASSERT_STREQ(out, "node_id  7\ncluster  none (standalone)\nbus      standalone\n"
+                      "node 7    alive (this node)\n");
+    tsrv_tool_start(tt, NULL, 0, "cimctl", "node", "--admin", admin, NULL);
+    ASSERT_EQ(tsrv_tool_finish(tt, 20000), 1);
+    ASSERT_TRUE(strstr(tt->err, "cimctl: HTTP 401 UNAUTHORIZED") != NULL);
+    free(tt);
+    ASSERT_EQ(tsrv_stop(&t), 0);
+}
