@@ -414,8 +414,11 @@ int kv_open(const char *dir, unsigned flags, kv_t **out)
      * synced writers (cimd with durability = sync, cimctl) all use pwrite; only cimd with
      * nosync maps writably, and a cimctl writing beside it still reads and writes the same
      * pages (Linux's page cache is one for mmap and pwrite) and fsyncs all of the file at
-     * its commit, so neither loses what it promises. Read-only opens (cimdump) write
-     * nothing. */
+     * its commit, so neither loses what it promises. It must be cimd alone: an open with
+     * MDB_WRITEMAP truncates the file to that process's map size, so a cimctl mapping
+     * writably with its smaller map cut the file under a running cimd, whose next write
+     * past the cut was SIGBUS (e2e_offline_cimctl_beside_nosync_cimd). Read-only opens
+     * (cimdump) write nothing. */
     if (!(flags & KV_RDONLY) && (flags & KV_NOSYNC) && KV_USE_WRITEMAP)
         mflags |= MDB_WRITEMAP;
     if ((rc = kv__rc(mdb_env_create(&kv->env), "mdb_env_create")) < 0)
