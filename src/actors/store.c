@@ -536,6 +536,7 @@ void store_free(store_t *st)
     mem_free(st->fan);
     store__conv_reset(st);
     mem_free(st->convs);
+    mem_free(st->conv_list);
     dedup_free(st->srv->dedup);
     st->srv->dedup = NULL;
     mem_free(st);

@@ -46,6 +46,7 @@ typedef struct conv_ent {
     bool exists;            /* in the database or created in this batch */
     bool dirty;             /* to be written */
     uint16_t klen;
+    uint32_t slot;          /* its index in store.convs */
     uint8_t key[CONV_UKEY_MAX];
 } conv_ent_t;
 
@@ -65,6 +66,10 @@ struct store {
     outbox_t *out;         /* one per worker */
     conv_ent_t **convs;    /* this batch's conversation records, open addressing */
     size_t nconvs, capconvs;
+    /* the same records in the order the batch met them: flushing and forgetting them
+     * walk these, never the table, which keeps the size of the largest batch seen */
+    conv_ent_t **conv_list;
+    size_t caplist;
     kv_retention_t rpos;
     bool retaining;        /* a retention pass is under way */
     uint64_t dedup_expired_ms; /* loop time of the last dedup_expire */
