@@ -31,6 +31,7 @@ typedef struct cl_msg {
     uint32_t from;     /* MSG_HEARTBEAT: the sender; MSG_PONG: the node pinged */
     uint64_t start_ms; /* MSG_HEARTBEAT */
     uint64_t instance; /* MSG_HEARTBEAT */
+    uint32_t bus_session; /* MSG_HEARTBEAT: the sender's connection count (0: not said) */
     uint64_t rtt_ns;   /* MSG_PONG */
     uint32_t to;       /* MSG_RELAY: the node it goes to */
     bool to_home;      /* MSG_RELAY: .rin (true) or .rout */
@@ -79,6 +80,8 @@ struct cluster {
     natsSubscription *sub_hbs, *sub_mine;
     bool was_alive[CONF_CLUSTER_MAX];
     uint64_t peer_instance[CONF_CLUSTER_MAX];
+    uint32_t peer_session[CONF_CLUSTER_MAX];
+    uint32_t bus_session; /* connections to the bus so far (1 = the first) */
 };
 
 /* ---- home nodes ------------------------------------------------------------------------ */
@@ -281,24 +284,27 @@ static bool msg_text(natsMsg *msg, char out[TEXT_MAX])
     return true;
 }
 
-/* N.node.*.hb: "<id> <start_ms> <instance>". */
+/* N.node.*.hb: "<id> <start_ms> <instance> <bus_session>" (the last may be absent). */
 static void on_heartbeat_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
                              void *closure)
 {
     cluster_t *c = closure;
     char text[TEXT_MAX];
     unsigned long long id, start, inst;
+    unsigned sess = 0;
     cl_msg_t *m;
 
     (void)nc;
     (void)sub;
-    if (msg_text(msg, text) && sscanf(text, "%llu %llu %llx", &id, &start, &inst) == 3 &&
+    if (msg_text(msg, text) &&
+        sscanf(text, "%llu %llu %llx %u", &id, &start, &inst, &sess) >= 3 &&
         id <= SNOWFLAKE_NODE_MAX) {
         m = mem_calloc(sizeof(*m));
         m->kind = MSG_HEARTBEAT;
         m->from = (uint32_t)id;
         m->start_ms = start;
         m->instance = inst;
+        m->bus_session = sess;
         post(c, m, false);
     }
     natsMsg_Destroy(msg);
@@ -387,8 +393,9 @@ static void heartbeat(cluster_t *c)
 
     if (!cluster_bus_up(c) || c->nc == NULL)
         return;
-    n = snprintf(text, sizeof(text), "%u %llu %016llx", c->self, (unsigned long long)c->start_ms,
-                 (unsigned long long)c->instance);
+    n = snprintf(text, sizeof(text), "%u %llu %016llx %u", c->self,
+                 (unsigned long long)c->start_ms, (unsigned long long)c->instance,
+                 c->bus_session);
     if ((s = natsConnection_Publish(c->nc, c->subj_hb, text, n)) != NATS_OK)
         LOG_RL(LOG_LVL_WARN, "cluster: cannot send the heartbeat: %s", natsStatus_GetText(s));
 }
@@ -476,9 +483,16 @@ static void take_heartbeat(cluster_t *c, const cl_msg_t *m)
         /* What was relayed to or from its previous life is gone with it. */
         if (c->down_cb != NULL)
             c->down_cb(c->relay_ctx, m->from);
+    } else if (m->bus_session != c->peer_session[i]) {
+        /* It lost the bus and came back within CLUSTER_ALIVE_MS: frames to or from it
+         * may have been lost meanwhile, and it ended its relayed sessions. */
+        LOG_INFO("cluster: node %u reconnected to the bus", m->from);
+        if (c->down_cb != NULL)
+            c->down_cb(c->relay_ctx, m->from);
     }
     c->was_alive[i] = true;
     c->peer_instance[i] = m->instance;
+    c->peer_session[i] = m->bus_session;
 }
 
 /* The connection is (again) up: say where, and announce this node at once. */
@@ -489,6 +503,7 @@ static void bus_up(cluster_t *c, bool again)
     if (c->nc == NULL || c->stopping)
         return;
     atomic_store_explicit(&c->bus_up, 1, memory_order_relaxed);
+    c->bus_session++;
     if (again)
         ctr_add(&c->reconnects, 1);
     if (natsConnection_GetConnectedUrl(c->nc, url, sizeof(url)) != NATS_OK)
@@ -505,6 +520,12 @@ static void bus_down(cluster_t *c, const char *why)
     if (c->stopping)
         return;
     LOG_WARN("cluster: bus down: %s; retrying every %d ms", why, CLUSTER_RECONNECT_WAIT_MS);
+    /* A peer is alive again only once heard from on the new connection (so its
+     * subscriptions are back too): nothing is relayed to it before. */
+    for (size_t i = 0; i < c->n; i++) {
+        atomic_store_explicit(&c->seen_ms[i], 0, memory_order_relaxed);
+        c->was_alive[i] = false;
+    }
     /* Core NATS may have lost frames in either direction: no relayed session stays. */
     if (c->down_cb != NULL)
         c->down_cb(c->relay_ctx, CLUSTER_ALL_NODES);
@@ -630,6 +651,10 @@ static void begin_stop(cluster_t *c)
 {
     c->stopping = true;
     atomic_store_explicit(&c->bus_up, 0, memory_order_relaxed);
+    /* Close first: nothing more is read, so no message can be on its way to a
+     * subscription while it is destroyed. */
+    if (c->nc != NULL)
+        natsConnection_Close(c->nc);
     natsSubscription_Destroy(c->sub_hbs);
     natsSubscription_Destroy(c->sub_mine);
     c->sub_hbs = c->sub_mine = NULL;

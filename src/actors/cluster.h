@@ -23,8 +23,10 @@
  *
  * Subjects, all under conf->cluster_name (N below), each message ASCII text:
  *   N.node.<id>.hb    every CLUSTER_HEARTBEAT_MS while the bus is up, from node <id>:
- *                     "<id> <start_ms> <instance>" (start_ms: Unix ms when this cimd
- *                     started; instance: 16 hex digits, random per start).
+ *                     "<id> <start_ms> <instance> <bus_session>" (start_ms: Unix ms when
+ *                     this cimd started; instance: 16 hex digits, random per start;
+ *                     bus_session: 1 on its first connection to NATS, +1 on each
+ *                     reconnection).
  *   N.node.<id>.ping  a request to node <id> with the reply subject N.node.<from>.pong:
  *                     "<from> <to> <instance of from> <t_ns>"; <id> echoes it unchanged
  *                     to the reply subject. Every CLUSTER_PING_MS to each live peer; the
@@ -38,14 +40,15 @@
  *
  * Liveness. A peer is alive when its heartbeat arrived within CLUSTER_ALIVE_MS; this node
  * is always alive to itself. Changes are logged ("cluster: node 3 is up", "... is down
- * (no heartbeat for 3 s)"). When the bus is down no heartbeat arrives, so every peer is
- * down CLUSTER_ALIVE_MS later.
+ * (no heartbeat for 3 s)"). When this node loses the bus every peer is down at once, and
+ * alive again only when heard from on the new connection. A peer whose instance or
+ * bus_session changed restarted or reconnected: what was relayed with it may be lost.
  *
  * Relay. cluster_relay_send (any thread) copies a message into this actor's mailbox
  * (bounded: RC_EFULL when it is full, so that a caller closes its session rather than
  * lose a frame); the cluster thread publishes it, so no worker ever waits for libnats.
  * What arrives on .rin/.rout goes, on libnats's delivery thread, to the relay callback
- * (cluster_set_relay). When a peer goes down (or restarts: a new instance), the node-down
+ * (cluster_set_relay). When a peer goes down (or restarts, or reconnects), the node-down
  * callback is called with its id on the cluster thread; when the bus goes down, with
  * CLUSTER_ALL_NODES: sessions relayed over the bus cannot be trusted to be whole then.
  *
