@@ -63,6 +63,7 @@ struct cluster {
     ctr_t reconnects;
     hist_t rtt;
     _Atomic uint64_t relay_queued; /* bytes of MSG_RELAY in the mailbox */
+    _Atomic uint64_t relay_sent, relay_received, relay_refused; /* counters (/metrics) */
     /* set before cluster_start: immutable for every thread after */
     cluster_relay_cb relay_cb;
     cluster_down_cb down_cb;
@@ -218,6 +219,9 @@ void cluster_stats(const cluster_t *c, cluster_stats_t *out)
     for (size_t i = 0; i < c->n; i++)
         out->peers_up += c->nodes[i] != c->self && alive_at(c, i, now);
     out->reconnects_total = ctr_get(&c->reconnects);
+    out->relay_sent_total = atomic_load_explicit(&c->relay_sent, memory_order_relaxed);
+    out->relay_received_total = atomic_load_explicit(&c->relay_received, memory_order_relaxed);
+    out->relay_refused_total = atomic_load_explicit(&c->relay_refused, memory_order_relaxed);
 }
 
 const hist_t *cluster_rtt(const cluster_t *c)
@@ -347,9 +351,11 @@ static void on_direct_msg(natsConnection *nc, natsSubscription *sub, natsMsg *ms
     } else if (strcmp(subj, c->subj_pong) == 0) {
         take_pong(c, msg);
     } else if (c->relay_cb != NULL && len > 4 && strcmp(subj + len - 4, ".rin") == 0) {
+        atomic_fetch_add_explicit(&c->relay_received, 1, memory_order_relaxed);
         c->relay_cb(c->relay_ctx, true, (const uint8_t *)natsMsg_GetData(msg),
                     (size_t)natsMsg_GetDataLength(msg));
     } else if (c->relay_cb != NULL && len > 5 && strcmp(subj + len - 5, ".rout") == 0) {
+        atomic_fetch_add_explicit(&c->relay_received, 1, memory_order_relaxed);
         c->relay_cb(c->relay_ctx, false, (const uint8_t *)natsMsg_GetData(msg),
                     (size_t)natsMsg_GetDataLength(msg));
     }
@@ -546,6 +552,8 @@ static void relay_publish(cluster_t *c, const cl_msg_t *m)
     if ((s = natsConnection_Publish(c->nc, subj, m->data, (int)m->len)) != NATS_OK)
         LOG_RL(LOG_LVL_WARN, "cluster: cannot relay to node %u: %s", m->to,
                natsStatus_GetText(s));
+    else
+        atomic_fetch_add_explicit(&c->relay_sent, 1, memory_order_relaxed);
 }
 
 static void begin_stop(cluster_t *c);
@@ -704,8 +712,10 @@ int cluster_relay_send(cluster_t *c, uint32_t node, bool to_home, const void *hd
     if (hlen + blen > CLUSTER_RELAY_MAX)
         return RC_ETOOBIG;
     if (!force && atomic_load_explicit(&c->relay_queued, memory_order_relaxed) + hlen + blen >
-                      CLUSTER_RELAY_QUEUED_MAX)
+                      CLUSTER_RELAY_QUEUED_MAX) {
+        atomic_fetch_add_explicit(&c->relay_refused, 1, memory_order_relaxed);
         return RC_EFULL; /* the bus (or this thread) is behind: bounded in bytes too */
+    }
     m = mem_alloc(sizeof(*m) + hlen + blen);
     memset(m, 0, sizeof(*m));
     m->kind = MSG_RELAY;
@@ -719,6 +729,8 @@ int cluster_relay_send(cluster_t *c, uint32_t node, bool to_home, const void *hd
     rc = force ? mbox_send_force(&c->box, &m->node) : mbox_send(&c->box, &m->node);
     if (rc < 0) {
         atomic_fetch_sub_explicit(&c->relay_queued, m->len, memory_order_relaxed);
+        if (rc == RC_EFULL)
+            atomic_fetch_add_explicit(&c->relay_refused, 1, memory_order_relaxed);
         mem_free(m);
     }
     return rc;

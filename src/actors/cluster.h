@@ -105,6 +105,9 @@ typedef struct cluster_stats {
     bool bus_up;                /* gauge: connected to a NATS server */
     uint32_t peers_up;          /* gauge: other nodes alive */
     uint64_t reconnects_total;  /* the connection came back after it was lost */
+    uint64_t relay_sent_total;  /* relayed messages published (actors/relay.h) */
+    uint64_t relay_received_total; /* relayed messages received */
+    uint64_t relay_refused_total;  /* cluster_relay_send refused: mailbox full */
 } cluster_stats_t;
 
 /**

@@ -633,6 +633,12 @@ TEST_TIMEOUT(e2e_cluster_relay_session, 150)
     ASSERT_EQ(nconv, 1);
     ASSERT_NOT_NULL(tmsg_conv_find(convs, nconv, cim_ConvType_DIRECT, v_id));
     ASSERT_OK(cimc_ping(u, &rtt));
+    /* the relay's traffic is counted on both sides: U's LOGIN, SEND, HISTORY, CONV_LIST
+     * and PING went out of node 2, their five answers came back */
+    ASSERT_TRUE(metric_of(&t[1], "cim_cluster_relayed_total{dir=\"sent\"}") >= 5);
+    ASSERT_TRUE(metric_of(&t[1], "cim_cluster_relayed_total{dir=\"received\"}") >= 5);
+    ASSERT_TRUE(metric_of(&t[0], "cim_cluster_relayed_total{dir=\"received\"}") >= 5);
+    ASSERT_EQ(metric_of(&t[1], "cim_cluster_relay_refused_total"), 0);
 
     /* to a user of another home: refused, nothing stored */
     ASSERT_OK(tmsg_send(u, w_id, "m2", cim_MsgType_TEXT, "x", 1, false, &sent));
