@@ -674,10 +674,22 @@ TEST_TIMEOUT(e2e_cluster_relay_session, 150)
     cimc_close(u3);
     EVENTUALLY(devices_online(&t[0], secret, u_id) == 0, 5000, "U still online after LOGOUT");
 
-    /* a client that goes away at its edge goes away at its home */
+    /* a client that goes away at its edge goes away at its home: V, who lists U, sees U
+     * come online and go offline (EVENTs through V's edge) */
+    cim_Event ev;
+    ASSERT_OK(tmsg_user_req(v, FT_CONTACT_ADD, u_id, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
     cimc_t *u4 = tsrv_login(&t[1], u_id, "d4", NULL);
     ASSERT_EQ(devices_online(&t[0], secret, u_id), 1);
+    ASSERT_OK(tmsg_next_event(v, 5000, &ev));
+    ASSERT_EQ(ev.kind, cim_EventKind_PRESENCE);
+    ASSERT_STREQ(ev.user, u_id);
+    ASSERT_TRUE(ev.online);
     cimc_close(u4);
+    ASSERT_OK(tmsg_next_event(v, 5000, &ev));
+    ASSERT_EQ(ev.kind, cim_EventKind_PRESENCE);
+    ASSERT_STREQ(ev.user, u_id);
+    ASSERT_TRUE(!ev.online);
     EVENTUALLY(devices_online(&t[0], secret, u_id) == 0, 5000,
                "the home still routes a client gone from its edge");
 
