@@ -27,6 +27,12 @@
  * and frees the session when its handle is closed. A frame that fails to open, or any
  * problem before the handshake is complete, is session_abort: close now, no answer.
  *
+ * Relay (actors/relay.h): in a cluster, a session whose user's home is another node is
+ * relayed (RELAY_EDGE): after LOGIN every decrypted frame goes to the home unchanged and
+ * the home's frames are sealed and written here. At the home, a remote session
+ * (RELAY_HOME, session_open_remote) has no socket: session_send_encoded hands its frames,
+ * unsealed, to the bus, and closing it frees it at the end of the loop turn.
+ *
  * Memory: an idle logged-in session is the uv_tcp_t, the 80-byte chan_t, the 24-byte
  * frame reader and a few words of state, plus one small block with its app, user and
  * device ids; no buffer.
