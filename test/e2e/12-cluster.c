@@ -319,6 +319,9 @@ TEST_TIMEOUT(e2e_cluster_three_nodes, 120)
     ASSERT_EQ(sent.code, cim_Code_OK);
     cimc_close(carol);
     cimc_close(dave);
+    /* users homed on the node they reached never touch the bus */
+    ASSERT_EQ(metric_of(&t[2], "cim_cluster_relayed_total{dir=\"sent\"}"), 0);
+    ASSERT_EQ(metric_of(&t[2], "cim_cluster_relayed_total{dir=\"received\"}"), 0);
     ASSERT_EQ(tsrv_run_tool(dump, sizeof(dump), "cimdump", "--data", t[2].dir, "stats", NULL), 0);
     ASSERT_TRUE(strstr(dump, "\nnode        3 (the node id in the last id issued)\n") != NULL);
     ASSERT_EQ(tsrv_run_tool(dump, sizeof(dump), "cimdump", "--data", t[2].dir, "--json", "stats",
