@@ -125,6 +125,17 @@ static void cluster(out_t *o, const cluster_t *c)
         "Times the bus connection came back after it was lost.", (double)st.reconnects_total);
     hist(o, "cim_cluster_bus_rtt_seconds", "Round trips of pings to the live peers over the bus.",
          cluster_rtt(c));
+    head(o, "cim_cluster_relayed_total", "counter",
+         "Messages of relayed sessions (a client on one node, its session at its user's home) "
+         "sent to and received from the bus.");
+    put(o, "cim_cluster_relayed_total{dir=\"sent\"} %llu\n",
+        (unsigned long long)st.relay_sent_total);
+    put(o, "cim_cluster_relayed_total{dir=\"received\"} %llu\n",
+        (unsigned long long)st.relay_received_total);
+    one(o, "cim_cluster_relay_refused_total", "counter",
+        "Relayed frames refused because the way to the bus was full (the session was closed "
+        "with SERVER_BUSY).",
+        (double)st.relay_refused_total);
 }
 
 /* One worker counter (at @p off in worker_stats_t), summed over the workers. */

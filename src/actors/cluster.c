@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/mbox.h"
 #include "core/mem.h"
+#include "core/rc.h"
 #include "core/snowflake.h"
 
 #define SUBJ_MAX (CONF_CLUSTER_NAME_MAX + 32) /* "N.node.<u32>.pong" and the NUL */
@@ -21,7 +22,7 @@
 #define CLOSE_WAIT_MS 5000                   /* for libnats's threads to end at stop */
 
 enum { MSG_CONNECTED = 1, MSG_DISCONNECTED, MSG_RECONNECTED, MSG_CLOSED, MSG_HEARTBEAT,
-       MSG_PONG, MSG_STOP };
+       MSG_PONG, MSG_STOP, MSG_RELAY };
 
 /* What libnats's threads (and cluster_stop) hand to the cluster thread. */
 typedef struct cl_msg {
@@ -30,7 +31,12 @@ typedef struct cl_msg {
     uint32_t from;     /* MSG_HEARTBEAT: the sender; MSG_PONG: the node pinged */
     uint64_t start_ms; /* MSG_HEARTBEAT */
     uint64_t instance; /* MSG_HEARTBEAT */
+    uint32_t bus_session; /* MSG_HEARTBEAT: the sender's connection count (0: not said) */
     uint64_t rtt_ns;   /* MSG_PONG */
+    uint32_t to;       /* MSG_RELAY: the node it goes to */
+    bool to_home;      /* MSG_RELAY: .rin (true) or .rout */
+    size_t len;        /* MSG_RELAY: bytes in data */
+    uint8_t data[];    /* MSG_RELAY: the message */
 } cl_msg_t;
 
 /* Bus round trips, seconds: loopback is tens of microseconds, a LAN well under 1 ms. */
@@ -56,6 +62,12 @@ struct cluster {
     _Atomic uint64_t seen_ms[CONF_CLUSTER_MAX]; /* monotonic ms of the last heartbeat; 0 never */
     ctr_t reconnects;
     hist_t rtt;
+    _Atomic uint64_t relay_queued; /* bytes of MSG_RELAY in the mailbox */
+    _Atomic uint64_t relay_sent, relay_received, relay_refused; /* counters (/metrics) */
+    /* set before cluster_start: immutable for every thread after */
+    cluster_relay_cb relay_cb;
+    cluster_down_cb down_cb;
+    void *relay_ctx;
     /* the thread */
     uv_thread_t thread;
     uv_loop_t loop;
@@ -69,6 +81,8 @@ struct cluster {
     natsSubscription *sub_hbs, *sub_mine;
     bool was_alive[CONF_CLUSTER_MAX];
     uint64_t peer_instance[CONF_CLUSTER_MAX];
+    uint32_t peer_session[CONF_CLUSTER_MAX];
+    uint32_t bus_session; /* connections to the bus so far (1 = the first) */
 };
 
 /* ---- home nodes ------------------------------------------------------------------------ */
@@ -205,6 +219,9 @@ void cluster_stats(const cluster_t *c, cluster_stats_t *out)
     for (size_t i = 0; i < c->n; i++)
         out->peers_up += c->nodes[i] != c->self && alive_at(c, i, now);
     out->reconnects_total = ctr_get(&c->reconnects);
+    out->relay_sent_total = atomic_load_explicit(&c->relay_sent, memory_order_relaxed);
+    out->relay_received_total = atomic_load_explicit(&c->relay_received, memory_order_relaxed);
+    out->relay_refused_total = atomic_load_explicit(&c->relay_refused, memory_order_relaxed);
 }
 
 const hist_t *cluster_rtt(const cluster_t *c)
@@ -271,24 +288,27 @@ static bool msg_text(natsMsg *msg, char out[TEXT_MAX])
     return true;
 }
 
-/* N.node.*.hb: "<id> <start_ms> <instance>". */
+/* N.node.*.hb: "<id> <start_ms> <instance> <bus_session>" (the last may be absent). */
 static void on_heartbeat_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
                              void *closure)
 {
     cluster_t *c = closure;
     char text[TEXT_MAX];
     unsigned long long id, start, inst;
+    unsigned sess = 0;
     cl_msg_t *m;
 
     (void)nc;
     (void)sub;
-    if (msg_text(msg, text) && sscanf(text, "%llu %llu %llx", &id, &start, &inst) == 3 &&
+    if (msg_text(msg, text) &&
+        sscanf(text, "%llu %llu %llx %u", &id, &start, &inst, &sess) >= 3 &&
         id <= SNOWFLAKE_NODE_MAX) {
         m = mem_calloc(sizeof(*m));
         m->kind = MSG_HEARTBEAT;
         m->from = (uint32_t)id;
         m->start_ms = start;
         m->instance = inst;
+        m->bus_session = sess;
         post(c, m, false);
     }
     natsMsg_Destroy(msg);
@@ -330,6 +350,14 @@ static void on_direct_msg(natsConnection *nc, natsSubscription *sub, natsMsg *ms
                                                                          lost pong is no RTT */
     } else if (strcmp(subj, c->subj_pong) == 0) {
         take_pong(c, msg);
+    } else if (c->relay_cb != NULL && len > 4 && strcmp(subj + len - 4, ".rin") == 0) {
+        atomic_fetch_add_explicit(&c->relay_received, 1, memory_order_relaxed);
+        c->relay_cb(c->relay_ctx, true, (const uint8_t *)natsMsg_GetData(msg),
+                    (size_t)natsMsg_GetDataLength(msg));
+    } else if (c->relay_cb != NULL && len > 5 && strcmp(subj + len - 5, ".rout") == 0) {
+        atomic_fetch_add_explicit(&c->relay_received, 1, memory_order_relaxed);
+        c->relay_cb(c->relay_ctx, false, (const uint8_t *)natsMsg_GetData(msg),
+                    (size_t)natsMsg_GetDataLength(msg));
     }
     natsMsg_Destroy(msg);
 }
@@ -371,8 +399,9 @@ static void heartbeat(cluster_t *c)
 
     if (!cluster_bus_up(c) || c->nc == NULL)
         return;
-    n = snprintf(text, sizeof(text), "%u %llu %016llx", c->self, (unsigned long long)c->start_ms,
-                 (unsigned long long)c->instance);
+    n = snprintf(text, sizeof(text), "%u %llu %016llx %u", c->self,
+                 (unsigned long long)c->start_ms, (unsigned long long)c->instance,
+                 c->bus_session);
     if ((s = natsConnection_Publish(c->nc, c->subj_hb, text, n)) != NATS_OK)
         LOG_RL(LOG_LVL_WARN, "cluster: cannot send the heartbeat: %s", natsStatus_GetText(s));
 }
@@ -414,6 +443,8 @@ static void check_down(cluster_t *c, size_t i, uint64_t now)
     c->was_alive[i] = false;
     LOG_WARN("cluster: node %u is down (no heartbeat for %d s)", c->nodes[i],
              CLUSTER_ALIVE_MS / 1000);
+    if (c->down_cb != NULL)
+        c->down_cb(c->relay_ctx, c->nodes[i]);
 }
 
 /* Log the peers that went quiet. */
@@ -452,11 +483,22 @@ static void take_heartbeat(cluster_t *c, const cl_msg_t *m)
     if (!c->was_alive[i])
         LOG_INFO("cluster: node %u is up (started at %llu ms)", m->from,
                  (unsigned long long)m->start_ms);
-    else if (m->instance != c->peer_instance[i])
+    else if (m->instance != c->peer_instance[i]) {
         LOG_INFO("cluster: node %u restarted (started at %llu ms)", m->from,
                  (unsigned long long)m->start_ms);
+        /* What was relayed to or from its previous life is gone with it. */
+        if (c->down_cb != NULL)
+            c->down_cb(c->relay_ctx, m->from);
+    } else if (m->bus_session != c->peer_session[i]) {
+        /* It lost the bus and came back within CLUSTER_ALIVE_MS: frames to or from it
+         * may have been lost meanwhile, and it ended its relayed sessions. */
+        LOG_INFO("cluster: node %u reconnected to the bus", m->from);
+        if (c->down_cb != NULL)
+            c->down_cb(c->relay_ctx, m->from);
+    }
     c->was_alive[i] = true;
     c->peer_instance[i] = m->instance;
+    c->peer_session[i] = m->bus_session;
 }
 
 /* The connection is (again) up: say where, and announce this node at once. */
@@ -467,6 +509,7 @@ static void bus_up(cluster_t *c, bool again)
     if (c->nc == NULL || c->stopping)
         return;
     atomic_store_explicit(&c->bus_up, 1, memory_order_relaxed);
+    c->bus_session++;
     if (again)
         ctr_add(&c->reconnects, 1);
     if (natsConnection_GetConnectedUrl(c->nc, url, sizeof(url)) != NATS_OK)
@@ -480,8 +523,37 @@ static void bus_up(cluster_t *c, bool again)
 static void bus_down(cluster_t *c, const char *why)
 {
     atomic_store_explicit(&c->bus_up, 0, memory_order_relaxed);
-    if (!c->stopping)
-        LOG_WARN("cluster: bus down: %s; retrying every %d ms", why, CLUSTER_RECONNECT_WAIT_MS);
+    if (c->stopping)
+        return;
+    LOG_WARN("cluster: bus down: %s; retrying every %d ms", why, CLUSTER_RECONNECT_WAIT_MS);
+    /* A peer is alive again only once heard from on the new connection (so its
+     * subscriptions are back too): nothing is relayed to it before. */
+    for (size_t i = 0; i < c->n; i++) {
+        atomic_store_explicit(&c->seen_ms[i], 0, memory_order_relaxed);
+        c->was_alive[i] = false;
+    }
+    /* Core NATS may have lost frames in either direction: no relayed session stays. */
+    if (c->down_cb != NULL)
+        c->down_cb(c->relay_ctx, CLUSTER_ALL_NODES);
+}
+
+/* Publish a relayed message (a session's frame, login or end). */
+static void relay_publish(cluster_t *c, const cl_msg_t *m)
+{
+    char subj[SUBJ_MAX];
+    natsStatus s;
+
+    if (c->nc == NULL || c->stopping)
+        return;
+    (void)snprintf(subj, sizeof(subj), "%s.node.%u.%s", c->conf->cluster_name, m->to,
+                   m->to_home ? "rin" : "rout");
+    /* Bus down: libnats keeps it in its reconnect buffer or refuses it; either way the
+     * sessions it belongs to are being closed (bus_down). */
+    if ((s = natsConnection_Publish(c->nc, subj, m->data, (int)m->len)) != NATS_OK)
+        LOG_RL(LOG_LVL_WARN, "cluster: cannot relay to node %u: %s", m->to,
+               natsStatus_GetText(s));
+    else
+        atomic_fetch_add_explicit(&c->relay_sent, 1, memory_order_relaxed);
 }
 
 static void begin_stop(cluster_t *c);
@@ -496,6 +568,10 @@ static void take(cluster_t *c, const cl_msg_t *m)
     case MSG_HEARTBEAT: take_heartbeat(c, m); break;
     case MSG_PONG: hist_observe(&c->rtt, (double)m->rtt_ns / 1e9); break;
     case MSG_STOP: begin_stop(c); break;
+    case MSG_RELAY:
+        relay_publish(c, m);
+        atomic_fetch_sub_explicit(&c->relay_queued, m->len, memory_order_relaxed);
+        break;
     }
 }
 
@@ -583,6 +659,10 @@ static void begin_stop(cluster_t *c)
 {
     c->stopping = true;
     atomic_store_explicit(&c->bus_up, 0, memory_order_relaxed);
+    /* Close first: nothing more is read, so no message can be on its way to a
+     * subscription while it is destroyed. */
+    if (c->nc != NULL)
+        natsConnection_Close(c->nc);
     natsSubscription_Destroy(c->sub_hbs);
     natsSubscription_Destroy(c->sub_mine);
     c->sub_hbs = c->sub_mine = NULL;
@@ -609,6 +689,51 @@ static void run(void *arg)
                    CLUSTER_PING_MS);
     uv_run(&c->loop, UV_RUN_DEFAULT);
     nats_ReleaseThreadMemory();
+}
+
+/* ---- relay ----------------------------------------------------------------------------- */
+
+void cluster_set_relay(cluster_t *c, cluster_relay_cb on_msg, cluster_down_cb on_down,
+                       void *ctx)
+{
+    c->relay_cb = on_msg;
+    c->down_cb = on_down;
+    c->relay_ctx = ctx;
+}
+
+int cluster_relay_send(cluster_t *c, uint32_t node, bool to_home, const void *hdr,
+                       size_t hlen, const void *body, size_t blen, bool force)
+{
+    cl_msg_t *m;
+    int rc;
+
+    if (!c->enabled)
+        return RC_ECLOSED;
+    if (hlen + blen > CLUSTER_RELAY_MAX)
+        return RC_ETOOBIG;
+    if (!force && atomic_load_explicit(&c->relay_queued, memory_order_relaxed) + hlen + blen >
+                      CLUSTER_RELAY_QUEUED_MAX) {
+        atomic_fetch_add_explicit(&c->relay_refused, 1, memory_order_relaxed);
+        return RC_EFULL; /* the bus (or this thread) is behind: bounded in bytes too */
+    }
+    m = mem_alloc(sizeof(*m) + hlen + blen);
+    memset(m, 0, sizeof(*m));
+    m->kind = MSG_RELAY;
+    m->to = node;
+    m->to_home = to_home;
+    m->len = hlen + blen;
+    memcpy(m->data, hdr, hlen);
+    if (blen > 0)
+        memcpy(m->data + hlen, body, blen);
+    atomic_fetch_add_explicit(&c->relay_queued, m->len, memory_order_relaxed);
+    rc = force ? mbox_send_force(&c->box, &m->node) : mbox_send(&c->box, &m->node);
+    if (rc < 0) {
+        atomic_fetch_sub_explicit(&c->relay_queued, m->len, memory_order_relaxed);
+        if (rc == RC_EFULL)
+            atomic_fetch_add_explicit(&c->relay_refused, 1, memory_order_relaxed);
+        mem_free(m);
+    }
+    return rc;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------- */

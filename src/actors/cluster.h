@@ -23,19 +23,34 @@
  *
  * Subjects, all under conf->cluster_name (N below), each message ASCII text:
  *   N.node.<id>.hb    every CLUSTER_HEARTBEAT_MS while the bus is up, from node <id>:
- *                     "<id> <start_ms> <instance>" (start_ms: Unix ms when this cimd
- *                     started; instance: 16 hex digits, random per start).
+ *                     "<id> <start_ms> <instance> <bus_session>" (start_ms: Unix ms when
+ *                     this cimd started; instance: 16 hex digits, random per start;
+ *                     bus_session: 1 on its first connection to NATS, +1 on each
+ *                     reconnection).
  *   N.node.<id>.ping  a request to node <id> with the reply subject N.node.<from>.pong:
  *                     "<from> <to> <instance of from> <t_ns>"; <id> echoes it unchanged
  *                     to the reply subject. Every CLUSTER_PING_MS to each live peer; the
  *                     round trip goes into the bus latency histogram (cluster_rtt).
+ *   N.node.<id>.rin   relayed sessions, edge → home <id> (actors/relay.h): binary, a
+ *                     RELAY_HDR-byte header then a frame body; published by
+ *                     cluster_relay_send, handed to the relay callback on arrival.
+ *   N.node.<id>.rout  relayed sessions, home → edge <id>: the same format.
  * A heartbeat from a node not in cluster_nodes is ignored; one carrying this node's own
  * id (a second cimd configured with the same node_id) is logged as an error.
  *
  * Liveness. A peer is alive when its heartbeat arrived within CLUSTER_ALIVE_MS; this node
  * is always alive to itself. Changes are logged ("cluster: node 3 is up", "... is down
- * (no heartbeat for 3 s)"). When the bus is down no heartbeat arrives, so every peer is
- * down CLUSTER_ALIVE_MS later.
+ * (no heartbeat for 3 s)"). When this node loses the bus every peer is down at once, and
+ * alive again only when heard from on the new connection. A peer whose instance or
+ * bus_session changed restarted or reconnected: what was relayed with it may be lost.
+ *
+ * Relay. cluster_relay_send (any thread) copies a message into this actor's mailbox
+ * (bounded: RC_EFULL when it is full, so that a caller closes its session rather than
+ * lose a frame); the cluster thread publishes it, so no worker ever waits for libnats.
+ * What arrives on .rin/.rout goes, on libnats's delivery thread, to the relay callback
+ * (cluster_set_relay). When a peer goes down (or restarts, or reconnects), the node-down
+ * callback is called with its id on the cluster thread; when the bus goes down, with
+ * CLUSTER_ALL_NODES: sessions relayed over the bus cannot be trusted to be whole then.
  *
  * Home nodes: rendezvous (highest-random-weight) hashing over cluster_nodes, so that
  * every node of every build agrees and a node leaving the list moves only its own ids.
@@ -69,7 +84,19 @@
 #define CLUSTER_CONNECT_TIMEOUT_MS 2000   /* one connection attempt to one server */
 #define CLUSTER_RECONNECT_WAIT_MS 1000    /* between attempts, forever */
 #define CLUSTER_RECONNECT_JITTER_MS 250   /* added at random to each wait */
-#define CLUSTER_MBOX_MAX 4096             /* messages the mailbox holds; more are dropped */
+#define CLUSTER_MBOX_MAX 65536            /* messages the mailbox holds (relayed frames
+                                             past it are refused, heartbeats dropped) */
+#define CLUSTER_ALL_NODES UINT32_MAX      /* node-down callback: every peer (bus down) */
+
+/**
+ * A relayed message arrived (libnats's delivery thread): @p to_home is true for .rin
+ * (this node is the home), false for .rout (this node is the edge). @p data is borrowed
+ * for the call.
+ */
+typedef void (*cluster_relay_cb)(void *ctx, bool to_home, const uint8_t *data, size_t len);
+
+/** Node @p node (or CLUSTER_ALL_NODES) is gone (cluster thread). */
+typedef void (*cluster_down_cb)(void *ctx, uint32_t node);
 
 typedef struct cluster cluster_t;
 
@@ -78,6 +105,9 @@ typedef struct cluster_stats {
     bool bus_up;                /* gauge: connected to a NATS server */
     uint32_t peers_up;          /* gauge: other nodes alive */
     uint64_t reconnects_total;  /* the connection came back after it was lost */
+    uint64_t relay_sent_total;  /* relayed messages published (actors/relay.h) */
+    uint64_t relay_received_total; /* relayed messages received */
+    uint64_t relay_refused_total;  /* cluster_relay_send refused: mailbox full */
 } cluster_stats_t;
 
 /**
@@ -103,6 +133,29 @@ int cluster_start(cluster_t *c);
  * call.
  */
 void cluster_stop(cluster_t *c);
+
+/**
+ * Where relayed messages and node-down events go. Call before cluster_start (main
+ * thread); the callbacks and @p ctx must stay valid until cluster_stop returns.
+ */
+void cluster_set_relay(cluster_t *c, cluster_relay_cb on_msg, cluster_down_cb on_down,
+                       void *ctx);
+
+/**
+ * Publish @p hdr then @p body (one message) to node @p node on N.node.<node>.rin
+ * (@p to_home) or .rout. Copies both; the cluster thread publishes it.
+ * @param[in] force  ignore the mailbox bound (a session's last word: BYE, "closed").
+ * @return 0, RC_EFULL (the mailbox holds CLUSTER_MBOX_MAX messages or
+ *         CLUSTER_RELAY_QUEUED_MAX bytes: close the session), RC_ECLOSED (stopping or
+ *         standalone), RC_ETOOBIG (over CLUSTER_RELAY_MAX).
+ * @note Any thread.
+ */
+int cluster_relay_send(cluster_t *c, uint32_t node, bool to_home, const void *hdr,
+                       size_t hlen, const void *body, size_t blen, bool force);
+
+#define CLUSTER_RELAY_MAX (1u << 20) /* bytes of one relayed message (NATS's default cap) */
+#define CLUSTER_RELAY_QUEUED_MAX (64u << 20) /* relayed bytes waiting for the cluster thread:
+                                                past it cluster_relay_send is RC_EFULL */
 
 /** Free a stopped (or never started) cluster. NULL is a no-op. */
 void cluster_free(cluster_t *c);

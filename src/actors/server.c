@@ -10,6 +10,7 @@
 #include "actors/acceptor.h"
 #include "actors/admin.h"
 #include "actors/cluster.h"
+#include "actors/relay.h"
 #include "actors/migrate.h"
 #include "actors/router.h"
 #include "actors/store.h"
@@ -123,10 +124,10 @@ int server_start(const conf_t *conf, server_t **out)
     s->webhook = webhook_new(s);
     if ((rc = webhook_start(s->webhook)) < 0)
         goto fail;
-    /* Before the admin listener, whose /healthz and /v1/node read it. */
+    /* Before the admin listener, whose /healthz and /v1/node read it; its thread starts
+     * with the workers (server_run), to which it hands relayed sessions' frames. */
     s->cluster = cluster_new(conf);
-    if ((rc = cluster_start(s->cluster)) < 0)
-        goto fail;
+    cluster_set_relay(s->cluster, relay_on_bus, relay_on_node_down, s);
     if (strcmp(conf->ws_listen, "off") != 0 && (rc = ws_global_new(s, &s->ws)) < 0)
         goto fail;
     s->main = mem_calloc(sizeof(*s->main));
@@ -182,6 +183,8 @@ int server_run(server_t *s)
             goto stop;
         }
     }
+    if ((rc = cluster_start(s->cluster)) < 0)
+        goto stop;
     if ((rc = acceptor_start(s, &m->loop, &s->acceptor)) < 0)
         goto stop;
     chan_hex(s->identity_pub, hex);
@@ -224,6 +227,8 @@ stop:
     admin_stop(s->admin);
     s->admin = NULL;
     cluster_stop(s->cluster); /* after the admin thread, which reads it */
+    for (uint32_t i = 0; i < started; i++)
+        worker_drain(s->workers[i]); /* what the bus handed over while they stopped */
     webhook_stop(s->webhook); /* after every producer of its events */
     uv_close((uv_handle_t *)&m->sigterm, NULL);
     uv_close((uv_handle_t *)&m->sigint, NULL);

@@ -10,8 +10,9 @@
  * Start: create the data directory when missing, take its lock (datadir: one cimd per
  * directory; a second one fails here, naming the holder's pid), open it (LMDB environment,
  * app "default", identity key: each created when missing), start the webhook thread, the
- * cluster thread (with a cluster; it connects in the background), the store, the workers,
- * then the acceptor, and log the ready line
+ * store, the workers, the cluster thread (with a cluster; it connects in the background
+ * and hands relayed sessions' frames to the workers), then the acceptor, and log the
+ * ready line
  *   "cimd ready: listening on HOST:PORT key HEX64 workers N"
  * followed by " (new identity created in DIR)" when this start created the identity key
  * (tests and scripts wait for it; PORT is the real port when 0 was asked for; the suffix

@@ -9,6 +9,7 @@
 #include <pb_encode.h>
 
 #include "actors/message.h"
+#include "actors/relay.h"
 #include "actors/router.h"
 #include "actors/store.h"
 #include "actors/ws.h"
@@ -115,7 +116,9 @@ static void session_free(session_t *s)
     worker__list_del(s);
     worker__del(w, s);
     frame_rd_close(&s->rd);
-    if (!s->is_ws) /* a WebSocket's TCP connection is ws.c's to count */
+    if (s->relay == RELAY_HOME)
+        relay__map_del(w, s); /* no connection here to count */
+    else if (!s->is_ws) /* a WebSocket's TCP connection is ws.c's to count */
         acceptor_conn_closed(w->srv->acceptor, &s->peer);
     memset(&s->ch, 0, sizeof(s->ch)); /* keys do not outlive the connection */
     mem_free(s->ids);
@@ -137,7 +140,15 @@ static void close_handle(session_t *s)
     s->cork_len = 0; /* unsent frames die with the connection */
     backlog_update(s);
     session__unroute(s);
+    relay_detach(s);
     worker__list_del(s);
+    if (s->relay == RELAY_HOME) {
+        /* No handle: freed at the end of the loop turn (session__flush), never under a
+         * caller that still holds it. */
+        s->relay_kill = true;
+        worker__cork(s->w, s);
+        return;
+    }
     if (s->is_ws) {
         /* Never from inside the connection's own callbacks (h2o and wslay are on the
          * stack): at the end of the loop turn, session__flush ends it. */
@@ -187,6 +198,7 @@ static void flush_and_close(session_t *s)
         return;
     s->state = SESSION_ST_CLOSING;
     session__unroute(s);
+    relay_detach(s);
     if (s->reading) {
         uv_read_stop((uv_stream_t *)&s->tcp);
         s->reading = false;
@@ -195,6 +207,10 @@ static void flush_and_close(session_t *s)
     worker__list_move(s->w, s, &s->w->closing);
     if (session__flush(s) < 0)
         return; /* closed */
+    if (s->relay == RELAY_HOME) {
+        close_handle(s); /* its frames are on the bus already */
+        return;
+    }
     if (s->is_ws) {
         ws_close(s, WS_CLOSE_NORMAL, ""); /* the closing handshake; ws.c ends the session */
         return;
@@ -248,6 +264,7 @@ void session__ws_fail(session_t *s, int code, const char *why)
     log_close(s, "closed", why);
     s->state = SESSION_ST_CLOSING;
     session__unroute(s);
+    relay_detach(s);
     s->since_ms = worker_now(s->w);
     worker__list_move(s->w, s, &s->w->closing);
     ws_close(s, code, why);
@@ -398,6 +415,10 @@ int session__flush(session_t *s)
         session_free(s);
         return RC_ECLOSED;
     }
+    if (s->relay_kill) { /* a closed remote session */
+        session_free(s);
+        return RC_ECLOSED;
+    }
     if (s->cork_len > 0 && !s->closed)
         rc = write_bytes(s, s->cork, s->cork_len);
     s->cork_len = 0;
@@ -509,6 +530,8 @@ int session_send_encoded(session_t *s, uint32_t type, const uint8_t *body, size_
         return RC_ECLOSED;
     if (len > w->srv->conf->max_body)
         return RC_ETOOBIG;
+    if (s->relay == RELAY_HOME)
+        return relay_out(s, type, body, len); /* the edge seals */
     if (type != FT_BYE && over_budget(s, FRAME_HDR + len + FRAME_TAG) &&
         (session__shed(w, true), s->closed || s->state == SESSION_ST_CLOSING))
         return RC_EFULL; /* this session was the heaviest */
@@ -907,6 +930,12 @@ static int on_frame(void *ctx, uint32_t type, uint8_t *frame, uint32_t len)
             return RC_ECLOSED;
         }
         rc = session__login(s, frame + FRAME_HDR, len - FRAME_HDR - FRAME_TAG);
+    } else if (s->relay == RELAY_EDGE) {
+        if (!s->relay_pending) { /* until the LoginRsp, the login timeout runs */
+            s->since_ms = worker_now(s->w);
+            worker__list_move(s->w, s, &s->w->live);
+        }
+        rc = relay_forward(s, type, frame + FRAME_HDR, len - FRAME_HDR - FRAME_TAG);
     } else {
         s->since_ms = worker_now(s->w);
         worker__list_move(s->w, s, &s->w->live);
@@ -963,36 +992,122 @@ void session_feed(session_t *s, uint8_t *data, size_t n)
         session_close(s, cim_Code_INTERNAL, rc_str(rc));
 }
 
-session_t *session_open_ws(worker_t *w, const peer_addr_t *peer)
+void session__relay_in(session_t *s, uint32_t type, const uint8_t *body, size_t len)
+{
+    ctr_add(&s->w->stats.frames_in, 1);
+    if (s->closed || s->state != SESSION_ST_LIVE)
+        return;
+    /* The edge enforces the client's heartbeat; the frames it forwards (PING included)
+     * keep this side alive the same way. */
+    s->since_ms = worker_now(s->w);
+    worker__list_move(s->w, s, &s->w->live);
+    (void)handle(s, type, body, len); /* failures close s */
+}
+
+/* The code of a LoginRsp body (field 2), or -1 when it does not decode. */
+static int login_code(const uint8_t *body, size_t len)
+{
+    cim_LoginRsp rsp = cim_LoginRsp_init_zero;
+    pb_istream_t is = pb_istream_from_buffer(body, len);
+    return pb_decode(&is, cim_LoginRsp_fields, &rsp) ? (int)rsp.code : -1;
+}
+
+void session__relay_out(session_t *s, uint32_t type, const uint8_t *body, size_t len)
+{
+    int rc;
+
+    if (s->closed || s->state == SESSION_ST_CLOSING)
+        return;
+    if (type == FT_LOGIN_ACK && s->relay_pending && login_code(body, len) == cim_Code_OK) {
+        char peer[PEER_ADDR_STRLEN];
+        s->relay_pending = false;
+        s->since_ms = worker_now(s->w);
+        worker__list_move(s->w, s, &s->w->live);
+        LOG_INFO("session %llx: %s/%s logged in from %s on device %s, served by node %u",
+                 (unsigned long long)s->sid, s->app, s->user, peer_addr_str(&s->peer, peer),
+                 s->device, s->relay_node);
+    }
+    if (type == FT_PUSH || type == FT_EVENT)
+        ctr_add(&s->w->stats.pushes, 1);
+    rc = session_send_encoded(s, type, body, len);
+    if (rc == RC_ETOOBIG) {
+        session_close(s, cim_Code_INTERNAL, "a frame from the home node is over max_body");
+        return;
+    }
+    if (rc == 0 && type == FT_BYE) {
+        /* The home's last word (kick, timeout, shutdown, ...): written, then closed. */
+        s->relay_gone = true;
+        log_close(s, "closing (BYE from its home node)", "");
+        flush_and_close(s);
+    }
+}
+
+void session__relay_end(session_t *s, const char *why)
+{
+    s->relay_gone = true;
+    if (s->closed || s->state == SESSION_ST_CLOSING)
+        return;
+    log_close(s, "closing", why);
+    flush_and_close(s);
+}
+
+/* A new session of worker @p w (state HELLO), not yet in its table. */
+static session_t *session_alloc(worker_t *w, const peer_addr_t *peer)
 {
     session_t *s = mem_calloc(sizeof(*s));
-    char addr[PEER_ADDR_STRLEN];
 
     s->w = w;
     s->peer = *peer;
-    s->is_ws = true;
     s->max_len = FRAME_HANDSHAKE_MAX;
     s->state = SESSION_ST_HELLO;
     frame_rd_init(&s->rd);
-    worker__add(w, s);
+    return s;
+}
+
+/* Give @p s its id and put it on the pending list (the login timeout starts now). */
+static void session_enlist(session_t *s)
+{
+    worker__add(s->w, s);
+    s->since_ms = worker_now(s->w);
+    worker__list_move(s->w, s, &s->w->pending);
+}
+
+session_t *session_open_remote(worker_t *w, const peer_addr_t *peer, uint32_t edge,
+                               uint64_t edge_sid)
+{
+    session_t *s = session_alloc(w, peer);
+    char addr[PEER_ADDR_STRLEN];
+
+    s->relay = RELAY_HOME;
+    s->relay_node = edge;
+    s->relay_sid = edge_sid;
+    s->state = SESSION_ST_LOGIN;
+    session_enlist(s);
+    relay__map_add(w, s);
+    LOG_INFO("session %llx: remote session of %s at node %u (session %llx there)",
+             (unsigned long long)s->sid, peer_addr_str(peer, addr), edge,
+             (unsigned long long)edge_sid);
+    return s;
+}
+
+session_t *session_open_ws(worker_t *w, const peer_addr_t *peer)
+{
+    session_t *s = session_alloc(w, peer);
+    char addr[PEER_ADDR_STRLEN];
+
+    s->is_ws = true;
+    session_enlist(s);
     LOG_INFO("session %llx: WebSocket connection from %s", (unsigned long long)s->sid,
              peer_addr_str(peer, addr));
-    s->since_ms = worker_now(w);
-    worker__list_move(w, s, &w->pending);
     return s;
 }
 
 int session_open(worker_t *w, int fd, const peer_addr_t *peer)
 {
-    session_t *s = mem_calloc(sizeof(*s));
+    session_t *s = session_alloc(w, peer);
     char addr[PEER_ADDR_STRLEN];
     int rc;
 
-    s->w = w;
-    s->peer = *peer;
-    s->max_len = FRAME_HANDSHAKE_MAX;
-    s->state = SESSION_ST_HELLO;
-    frame_rd_init(&s->rd);
     if ((rc = uv_tcp_init(&w->loop, &s->tcp)) < 0) {
         close(fd);
         acceptor_conn_closed(w->srv->acceptor, peer);
@@ -1000,11 +1115,9 @@ int session_open(worker_t *w, int fd, const peer_addr_t *peer)
         return rc;
     }
     s->tcp.data = s;
-    worker__add(w, s);
+    session_enlist(s);
     LOG_INFO("session %llx: connection from %s", (unsigned long long)s->sid,
              peer_addr_str(peer, addr));
-    s->since_ms = worker_now(w);
-    worker__list_move(w, s, &w->pending);
     if ((rc = uv_tcp_open(&s->tcp, fd)) < 0) {
         close(fd);
         close_handle(s);

@@ -27,6 +27,12 @@
  * and frees the session when its handle is closed. A frame that fails to open, or any
  * problem before the handshake is complete, is session_abort: close now, no answer.
  *
+ * Relay (actors/relay.h): in a cluster, a session whose user's home is another node is
+ * relayed (RELAY_EDGE): after LOGIN every decrypted frame goes to the home unchanged and
+ * the home's frames are sealed and written here. At the home, a remote session
+ * (RELAY_HOME, session_open_remote) has no socket: session_send_encoded hands its frames,
+ * unsealed, to the bus, and closing it frees it at the end of the loop turn.
+ *
  * Memory: an idle logged-in session is the uv_tcp_t, the 80-byte chan_t, the 24-byte
  * frame reader and a few words of state, plus one small block with its app, user and
  * device ids; no buffer.
@@ -111,6 +117,16 @@ typedef struct session {
     bool ws_closing;            /* a close frame waits for its queued messages (ws.c) */
     uint16_t ws_close_code;
     struct session *ws_close_next; /* the worker's list of those */
+    /* A session relayed between nodes (actors/relay.h). */
+    uint8_t relay;              /* RELAY_NONE, RELAY_EDGE (client here, served by its home)
+                                   or RELAY_HOME (a remote session: client at an edge) */
+    bool relay_pending;         /* edge: the LOGIN went to the home, no LoginRsp{OK} yet */
+    bool relay_gone;            /* the other node knows the session is over (or is gone) */
+    bool relay_kill;            /* home: closed: free at the end of the loop turn */
+    uint32_t relay_node;        /* edge: the home; home: the edge */
+    uint32_t relay_req_id;      /* edge: the LOGIN's req_id (refused here if the home goes) */
+    uint64_t relay_sid;         /* home: the session's id at the edge */
+    struct session *relay_next; /* home: the worker's map of remote sessions */
     char *ids;                  /* after login: "app\0user\0device\0", one block */
     const char *app, *user, *device; /* into ids */
 } session_t;
@@ -134,6 +150,36 @@ int session_open(worker_t *w, int fd, const peer_addr_t *peer);
  * count of it) belongs to ws.c. @return the session (in the HELLO state).
  */
 session_t *session_open_ws(worker_t *w, const peer_addr_t *peer);
+
+/**
+ * A remote session on worker @p w (actors/relay.h): the session of a client connected to
+ * edge node @p edge as session @p edge_sid there, from @p peer. Its output goes to the
+ * edge over the bus (relay_out), unsealed; it has no socket and counts in no acceptor
+ * cap. @return the session (state LOGIN: feed it the LOGIN with session__login).
+ */
+session_t *session_open_remote(worker_t *w, const peer_addr_t *peer, uint32_t edge,
+                               uint64_t edge_sid);
+
+/**
+ * Home: a frame the client sent through its edge, for remote session @p s: counts as
+ * activity and is handled as a local session's decrypted frame.
+ */
+void session__relay_in(session_t *s, uint32_t type, const uint8_t *body, size_t len);
+
+/**
+ * Edge: a frame the home sent for relayed session @p s: sealed and queued for the client.
+ * LoginRsp{OK} ends the login wait; a BYE closes the connection once it is written.
+ */
+void session__relay_out(session_t *s, uint32_t type, const uint8_t *body, size_t len);
+
+/**
+ * Edge: the home of relayed session @p s is gone: a login still waiting for it is refused
+ * with LoginRsp{SERVER_BUSY}, a live session closed with BYE{SERVER_BUSY}.
+ */
+void session__relay_lost(session_t *s);
+
+/** Edge: the home ended relayed session @p s: flush what is queued and close (no BYE). */
+void session__relay_end(session_t *s, const char *why);
 
 /** A WebSocket session's queued output grew (> 0) or was sent (< 0) by @p delta bytes. */
 void session__ws_out(session_t *s, int64_t delta);

@@ -6,6 +6,8 @@
 #include <pb_decode.h>
 #include <pb_encode.h>
 
+#include "actors/cluster.h"
+#include "actors/relay.h"
 #include "actors/router.h"
 #include "actors/session.h"
 #include "actors/store.h"
@@ -199,6 +201,49 @@ static void kick(session_t *s, const router_ent_t *e)
         mem_free(m); /* that worker is stopping: its sessions are closing anyway */
 }
 
+/* The user's home is node @p home, not this one: hand the LOGIN (@p body, as the client
+ * sent it) to the home, which serves the session from now on (relay.h). */
+static int login_at_home(session_t *s, const cim_LoginReq *req, const char *app, uint32_t home,
+                         const uint8_t *body, size_t len)
+{
+    const conf_t *conf = s->w->srv->conf;
+    const cluster_t *cl = s->w->srv->cluster;
+    char why[96];
+
+    if (!cluster_bus_up(cl) || !cluster_node_alive(cl, home)) {
+        snprintf(why, sizeof(why), "this user's home node (node %u) is unavailable; retry later",
+                 home);
+        return refuse(s, req->req_id, cim_Code_SERVER_BUSY, why, app, req->user);
+    }
+    set_ids(s, app, req->user, req->device_id);
+    s->kind = (uint8_t)req->device_kind;
+    s->relay = RELAY_EDGE;
+    s->relay_node = home;
+    s->relay_pending = true; /* stays on the pending list: the login timeout runs */
+    s->relay_req_id = req->req_id;
+    s->state = SESSION_ST_LIVE;
+    s->max_len = FRAME_HDR + conf->max_body + FRAME_TAG;
+    if (relay_login(s, body, len) < 0) {
+        s->relay = RELAY_NONE; /* nothing reached the home */
+        return refuse(s, req->req_id, cim_Code_SERVER_BUSY, "server busy, try again", app,
+                      req->user);
+    }
+    return 0;
+}
+
+void session__relay_lost(session_t *s)
+{
+    char why[96];
+
+    s->relay_gone = true; /* nobody there to tell */
+    snprintf(why, sizeof(why), "this user's home node (node %u) is unavailable; retry later",
+             s->relay_node);
+    if (s->relay_pending)
+        (void)refuse(s, s->relay_req_id, cim_Code_SERVER_BUSY, why, s->app, s->user);
+    else
+        session_close(s, cim_Code_SERVER_BUSY, "home node unavailable");
+}
+
 int session__login(session_t *s, const uint8_t *body, size_t len)
 {
     worker_t *w = s->w;
@@ -245,6 +290,12 @@ int session__login(session_t *s, const uint8_t *body, size_t len)
         return refuse(s, req->req_id, cim_Code_UNAUTHORIZED, why, app, req->user);
     if (rc < 0)
         return refuse(s, req->req_id, cim_Code_INTERNAL, why, app, req->user);
+    /* A session is served where its user's data lives; a remote session (RELAY_HOME) is
+     * that already. */
+    if (s->relay == RELAY_NONE && cluster_is_enabled(w->srv->cluster) &&
+        cluster_home(w->srv->cluster, app, req->user) != cluster_self(w->srv->cluster))
+        return login_at_home(s, req, app, cluster_home(w->srv->cluster, app, req->user), body,
+                             len);
 
     sl = mem_calloc(sizeof(*sl));
     sl->worker = w->index;

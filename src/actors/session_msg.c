@@ -6,6 +6,7 @@
 #include <pb_decode.h>
 #include <pb_encode.h>
 
+#include "actors/cluster.h"
 #include "actors/dedup.h"
 #include "actors/group.h"
 #include "actors/message.h"
@@ -111,6 +112,11 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
                       "to must be a user id (DIRECT) or a group id (GROUP)");
     if (ref.len > c->max_msg_bytes)
         return reject(s, req, cim_Code_TOO_LARGE, "body over max_msg_bytes");
+    /* The recipient's timeline lives on its home node: until messages travel between
+     * homes (docs/SCALING.md), nothing is stored here that belongs there. */
+    if (req->conv_type == cim_ConvType_DIRECT && cluster_is_enabled(s->w->srv->cluster) &&
+        cluster_home(s->w->srv->cluster, s->app, req->to) != cluster_self(s->w->srv->cluster))
+        return reject(s, req, cim_Code_SERVER_BUSY, "cross-node delivery is not available yet");
     if ((rc = send_check(s->w->srv, s->app, s->user, (int)req->conv_type, req->to,
                          req->transient ? "" : req->client_msg_id, false, &prior, &code,
                          &why)) < 0)

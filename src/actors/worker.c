@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "actors/relay.h"
 #include "actors/session.h"
 #include "cim.pb.h"
 #include "core/log.h"
@@ -260,6 +261,12 @@ static void handle(worker_t *w, worker_msg_t *m)
     case WORKER_MSG_STOP:
         stop_all(w);
         break;
+    case WORKER_MSG_RELAY:
+        relay_take(w, m); /* frees the data */
+        break;
+    case WORKER_MSG_NODE_DOWN:
+        relay_node_down(w, m->u.down.node);
+        break;
     case WORKER_MSG_DELIVER:
         for (uint32_t i = 0; i < m->u.deliver.n; i++) {
             delivery_t *d = &m->u.deliver.items[i];
@@ -376,10 +383,9 @@ void worker_deliver(worker_t *w, delivery_t *items, uint32_t n)
     }
 }
 
-void worker_join(worker_t *w)
+void worker_drain(worker_t *w)
 {
     mbox_node_t *n;
-    uv_thread_join(&w->thread);
     /* Messages that raced with the close: connections are closed, the rest dropped. */
     while ((n = mbox_pop(&w->box)) != NULL) {
         worker_msg_t *m = container_of(n, worker_msg_t, node);
@@ -388,9 +394,17 @@ void worker_join(worker_t *w)
             acceptor_conn_closed(w->srv->acceptor, &m->u.conn.peer);
         } else if (m->kind == WORKER_MSG_DELIVER) {
             worker_deliveries_free(m->u.deliver.items, m->u.deliver.n);
+        } else if (m->kind == WORKER_MSG_RELAY) {
+            mem_free(m->u.relay.data);
         }
         mem_free(m);
     }
+}
+
+void worker_join(worker_t *w)
+{
+    uv_thread_join(&w->thread);
+    worker_drain(w);
     if (uv_loop_close(&w->loop) != 0)
         LOG_ERROR("%s: loop did not close cleanly", w->tag);
 }
@@ -404,5 +418,6 @@ void worker_free(worker_t *w)
     mem_free(w->obuf);
     mem_free(w->scratch);
     mem_free(w->tab);
+    mem_free(w->rtab);
     mem_free(w);
 }

@@ -49,6 +49,8 @@ enum {
     WORKER_MSG_KICK,     /* u.kick: close session sid with BYE{code} */
     WORKER_MSG_STOP,     /* say BYE{SHUTTING_DOWN} to everyone and end the loop */
     WORKER_MSG_DELIVER,  /* u.deliver: pushes and acks, in order */
+    WORKER_MSG_RELAY,    /* u.relay: a relayed session's message from the bus (relay.h) */
+    WORKER_MSG_NODE_DOWN, /* u.down: a node (or the bus) is gone: end its relayed sessions */
 };
 
 typedef struct worker_msg {
@@ -69,6 +71,20 @@ typedef struct worker_msg {
             delivery_t *items; /* owned (mem_alloc); freed with its references */
             uint32_t n;
         } deliver;
+        struct {
+            uint8_t kind;      /* RELAY_LOGIN, RELAY_FRAME, RELAY_CLOSED, RELAY_OVERFLOW */
+            bool to_home;      /* this node is the session's home (else its edge) */
+            uint32_t edge;     /* the node the client is connected to */
+            uint32_t home;     /* the node that serves the session */
+            uint64_t sid;      /* the session's id at the edge */
+            uint32_t type;     /* RELAY_FRAME: the frame type */
+            uint32_t len;      /* bytes in data */
+            uint8_t *data;     /* owned (mem_alloc), or NULL: the frame body (LOGIN: the
+                                  client's address, then the LoginReq) */
+        } relay;
+        struct {
+            uint32_t node;     /* or CLUSTER_ALL_NODES */
+        } down;
     } u;
 } worker_msg_t;
 
@@ -114,6 +130,10 @@ typedef struct worker {
     slist_t pending;          /* handshake or login not finished, by accept time */
     slist_t live;             /* logged in, by last activity */
     slist_t closing;          /* BYE sent, waiting for the flush, by close time */
+    struct session **rtab;    /* remote sessions (relay.h) by (edge node, edge sid):
+                                 chained through session.relay_next */
+    size_t rtab_cap;          /* power of two, or 0 */
+    size_t nremote;
     struct session *backlog;  /* sessions with bytes queued on their socket (slow readers) */
     _Atomic uint64_t heaviest; /* the most bytes one of them holds, as of the last sweep */
     _Atomic uint64_t swept_ms; /* worker_now() at the last sweep: proof of life (watchdog) */
@@ -150,8 +170,15 @@ void worker_deliver(worker_t *w, delivery_t *items, uint32_t n);
 /** Release a delivery batch that will not be delivered. */
 void worker_deliveries_free(delivery_t *items, uint32_t n);
 
-/** Wait for the worker's thread to end (after WORKER_MSG_STOP). */
+/** Wait for the worker's thread to end (after WORKER_MSG_STOP), then worker_drain. */
 void worker_join(worker_t *w);
+
+/**
+ * Release the messages left in a joined worker's mailbox (connections are closed, the
+ * rest dropped). Call again once producers that outlive the workers (the cluster's
+ * threads) have stopped: a send under way at the mailbox's close may land after the join.
+ */
+void worker_drain(worker_t *w);
 
 /** Free a joined (or never started) worker. NULL is a no-op. */
 void worker_free(worker_t *w);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "actors/cluster.h"
 #include "support/http.h"
 #include "support/msg.h"
 #include "support/server.h"
@@ -61,6 +62,19 @@ static void dump_all(void)
         }                                                                                  \
         now_ms() - t0_;                                                                    \
     })
+
+/* The first "<prefix><k>" (k = 0, 1, ...) of app "default" whose home is node @p node of
+ * 1..NODES (cluster_hrw: the documented rendezvous hash). @return @p out. */
+static const char *homed(int node, const char *prefix, char out[32])
+{
+    static const uint32_t ids[NODES] = {1, 2, 3};
+
+    for (int k = 0;; k++) {
+        snprintf(out, 32, "%s%d", prefix, k);
+        if (cluster_hrw(ids, NODES, "default", out) == (uint32_t)node)
+            return out;
+    }
+}
 
 /* ---- one node's view ---------------------------------------------------------------- */
 
@@ -233,10 +247,16 @@ static void start_cluster(tnats_t *n, tsrv_t t[NODES], char seed[256])
     }
 }
 
+/* Stop every node (one the test killed, tsrv_kill: only its directory is removed) and the
+ * bus, and remove the seed. */
 static void stop_cluster(tnats_t *n, tsrv_t t[NODES], const char *seed)
 {
-    for (int i = 0; i < NODES; i++)
-        ASSERT_EQ(tsrv_stop(&t[i]), 0);
+    for (int i = 0; i < NODES; i++) {
+        if (t[i].pid == 0)
+            (void)tsrv_stop(&t[i]);
+        else
+            ASSERT_EQ(tsrv_stop(&t[i]), 0);
+    }
     tnats_free(n);
     rm_rf(seed);
     shown_nats = NULL;
@@ -292,12 +312,16 @@ TEST_TIMEOUT(e2e_cluster_three_nodes, 120)
     char dump[4096];
     ASSERT_EQ(tsrv_run_tool(dump, sizeof(dump), "cimdump", "--data", t[2].dir, "stats", NULL), 0);
     ASSERT_TRUE(strstr(dump, "\nnode        - (no id issued yet)\n") != NULL);
-    cimc_t *carol = tsrv_login(&t[2], "carol", "d1", NULL);
-    cimc_t *dave = tsrv_login(&t[2], "dave", "d1", NULL);
-    ASSERT_OK(tmsg_send(carol, "dave", "c1", cim_MsgType_TEXT, "hi", 2, false, &sent));
+    char carol_id[32], dave_id[32];
+    cimc_t *carol = tsrv_login(&t[2], homed(3, "carol", carol_id), "d1", NULL);
+    cimc_t *dave = tsrv_login(&t[2], homed(3, "dave", dave_id), "d1", NULL);
+    ASSERT_OK(tmsg_send(carol, dave_id, "c1", cim_MsgType_TEXT, "hi", 2, false, &sent));
     ASSERT_EQ(sent.code, cim_Code_OK);
     cimc_close(carol);
     cimc_close(dave);
+    /* users homed on the node they reached never touch the bus */
+    ASSERT_EQ(metric_of(&t[2], "cim_cluster_relayed_total{dir=\"sent\"}"), 0);
+    ASSERT_EQ(metric_of(&t[2], "cim_cluster_relayed_total{dir=\"received\"}"), 0);
     ASSERT_EQ(tsrv_run_tool(dump, sizeof(dump), "cimdump", "--data", t[2].dir, "stats", NULL), 0);
     ASSERT_TRUE(strstr(dump, "\nnode        3 (the node id in the last id issued)\n") != NULL);
     ASSERT_EQ(tsrv_run_tool(dump, sizeof(dump), "cimdump", "--data", t[2].dir, "--json", "stats",
@@ -329,11 +353,10 @@ TEST_TIMEOUT(e2e_cluster_bus_down_and_back, 150)
         fprintf(stderr, "node %d: healthz 503 'bus down' after %lld ms\n", i + 1, (long long)took);
         ASSERT_STREQ(bus_state(&t[i], st), "down");
     }
-    /* the node still serves its clients */
+    /* the node still serves its own users' clients */
     for (int i = 0; i < NODES; i++) {
-        char user[16];
-        snprintf(user, sizeof(user), "user%d", i);
-        cimc_close(tsrv_login(&t[i], user, "d1", NULL));
+        char user[32];
+        cimc_close(tsrv_login(&t[i], homed(i + 1, "user", user), "d1", NULL));
     }
     /* no heartbeat crosses a bus that is gone: each node is alone */
     for (int i = 0; i < NODES; i++)
@@ -402,7 +425,8 @@ TEST_TIMEOUT(e2e_cluster_node_starts_before_its_bus, 90)
     ASSERT_TRUE(bus_down(&t));
     ASSERT_STREQ(bus_state(&t, st), "down");
     ASSERT_TRUE(tsrv_log_has(&t, "cluster: bus down: no NATS server answers at nats://127.0.0.1:"));
-    cimc_close(tsrv_login(&t, "alice", "d1", NULL));
+    char alice[32];
+    cimc_close(tsrv_login(&t, homed(1, "alice", alice), "d1", NULL));
     tnats_restart(&n);
     EVENTUALLY(healthy(&t), 20000, "node 1 not healthy once its bus started");
     ASSERT_STREQ(bus_state(&t, st), "up");
@@ -497,4 +521,255 @@ TEST_TIMEOUT(e2e_cluster_standalone, 60)
     ASSERT_TRUE(strstr(tt->err, "cimctl: HTTP 401 UNAUTHORIZED") != NULL);
     free(tt);
     ASSERT_EQ(tsrv_stop(&t), 0);
+}
+
+/* ---- relayed sessions: a client on any node, its session at its user's home ----------- */
+
+/* GET /v1/apps/default/users/@p user on node @p t: how many devices are online there (0
+ * for a user that node has never seen). */
+static size_t devices_online(const tsrv_t *t, const char *secret, const char *user)
+{
+    thttp_t *r = malloc(sizeof(*r));
+    char path[128];
+    json_error_t err;
+    json_t *j;
+    size_t n;
+
+    ASSERT_NOT_NULL(r);
+    snprintf(path, sizeof(path), "/v1/apps/default/users/%s", user);
+    if (thttp(r, t, "GET", path, secret, NULL) == 404) {
+        free(r);
+        return 0;
+    }
+    if (r->status != 200)
+        TEST_FAIL_("GET %s: %ld %s", path, r->status, r->body);
+    ASSERT_NOT_NULL(j = json_loads(r->body, 0, &err));
+    n = json_array_size(json_object_get(j, "devices_online"));
+    json_decref(j);
+    free(r);
+    return n;
+}
+
+/* Connect to @p t and LOGIN as @p user on @p device; the LoginRsp in @p rsp, whatever its
+ * code. @return the connection. */
+static cimc_t *try_login(const tsrv_t *t, const char *user, const char *device,
+                         cim_LoginRsp *rsp)
+{
+    cim_LoginReq req = cim_LoginReq_init_zero;
+    cimc_t *c = tsrv_connect(t);
+
+    snprintf(req.user, sizeof(req.user), "%s", user);
+    snprintf(req.device_id, sizeof(req.device_id), "%s", device);
+    tsrv_token(t, "default", user, 3600, req.token, sizeof(req.token));
+    req.device_kind = cim_DeviceKind_DESKTOP;
+    memset(rsp, 0, sizeof(*rsp));
+    ASSERT_OK(cimc_login(c, &req, rsp));
+    return c;
+}
+
+/* The server said BYE{@p code} and closed @p c within @p ms. */
+static void expect_bye(cimc_t *c, int code, unsigned ms)
+{
+    const cim_Bye *bye;
+
+    if (cimc_wait_closed(c, ms) != 0) {
+        dump_all();
+        TEST_FAIL_("the connection is still open after %u ms", ms);
+    }
+    ASSERT_NOT_NULL(bye = cimc_bye(c));
+    ASSERT_EQ(bye->code, code);
+    ASSERT_TRUE(bye->reason[0] != '\0');
+}
+
+/* Users U and V have their home on node 1; U's client is on node 2, V's on node 3: both
+ * sessions are relayed, and everything PROTOCOL.md promises holds through the relay. */
+TEST_TIMEOUT(e2e_cluster_relay_session, 150)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], u_id[32], v_id[32], w_id[32], secret[65];
+    tmsg_t msgs[8];
+    tmsg_page_t page;
+    tmsg_conv_t convs[4];
+    cim_ConvListRsp cl;
+    cim_LoginRsp lr;
+    cim_SendRsp sent;
+    cim_Result res;
+    uint64_t rtt;
+    size_t nconv;
+
+    start_cluster(&n, t, seed);
+    thttp_secret(&t[0], "default", secret);
+    homed(1, "u", u_id);
+    homed(1, "v", v_id);
+    homed(2, "w", w_id);
+
+    cimc_t *u = tsrv_login(&t[1], u_id, "d1", &lr);
+    ASSERT_EQ(lr.code, cim_Code_OK);
+    ASSERT_EQ(lr.latest_msg_id, 0);
+    cimc_t *v = tsrv_login(&t[2], v_id, "d1", NULL);
+    EVENTUALLY(tsrv_log_has(&t[1], ", served by node 1"), 5000, "node 2 did not relay U");
+    ASSERT_TRUE(tsrv_log_has(&t[0], "remote session of 127.0.0.1 at node 2"));
+    /* the home's router has them; the edges' do not */
+    ASSERT_EQ(devices_online(&t[0], secret, u_id), 1);
+    ASSERT_EQ(devices_online(&t[0], secret, v_id), 1);
+    ASSERT_EQ(devices_online(&t[1], secret, u_id), 0);
+
+    /* SEND from U (at node 2) to V (at node 3): stored at their home, pushed through node 3 */
+    ASSERT_OK(tmsg_send(u, v_id, "m1", cim_MsgType_TEXT, "hello", 5, false, &sent));
+    ASSERT_EQ(sent.code, cim_Code_OK);
+    tmsg_expect_push(v, sent.msg_id, cim_ConvType_DIRECT, u_id, v_id, "m1", cim_MsgType_TEXT,
+                     "hello", 5);
+    tmsg_page_init(&page, msgs, 8, NULL, 0);
+    ASSERT_OK(tmsg_sync(v, 0, 0, &page));
+    ASSERT_EQ(page.code, cim_Code_OK);
+    ASSERT_EQ(page.n, 1);
+    ASSERT_EQ(msgs[0].msg_id, sent.msg_id);
+    tmsg_page_reset(&page);
+    ASSERT_OK(tmsg_history(u, cim_ConvType_DIRECT, v_id, 0, 0, &page));
+    ASSERT_EQ(page.code, cim_Code_OK);
+    ASSERT_EQ(page.n, 1);
+    ASSERT_EQ(msgs[0].msg_id, sent.msg_id);
+    ASSERT_STREQ(msgs[0].from, u_id);
+    ASSERT_OK(tmsg_conv_list(u, convs, 4, &nconv, &cl));
+    ASSERT_EQ(cl.code, cim_Code_OK);
+    ASSERT_EQ(nconv, 1);
+    ASSERT_NOT_NULL(tmsg_conv_find(convs, nconv, cim_ConvType_DIRECT, v_id));
+    ASSERT_OK(cimc_ping(u, &rtt));
+    /* the relay's traffic is counted on both sides: U's LOGIN, SEND, HISTORY, CONV_LIST
+     * and PING went out of node 2, their five answers came back */
+    ASSERT_TRUE(metric_of(&t[1], "cim_cluster_relayed_total{dir=\"sent\"}") >= 5);
+    ASSERT_TRUE(metric_of(&t[1], "cim_cluster_relayed_total{dir=\"received\"}") >= 5);
+    ASSERT_TRUE(metric_of(&t[0], "cim_cluster_relayed_total{dir=\"received\"}") >= 5);
+    ASSERT_EQ(metric_of(&t[1], "cim_cluster_relay_refused_total"), 0);
+
+    /* to a user of another home: refused, nothing stored */
+    ASSERT_OK(tmsg_send(u, w_id, "m2", cim_MsgType_TEXT, "x", 1, false, &sent));
+    ASSERT_EQ(sent.code, cim_Code_SERVER_BUSY);
+    ASSERT_STREQ(sent.reason, "cross-node delivery is not available yet");
+    /* the same on a node that is the sender's home */
+    cimc_t *v2 = tsrv_login(&t[0], v_id, "d2", NULL);
+    ASSERT_OK(tmsg_send(v2, w_id, "m3", cim_MsgType_TEXT, "x", 1, false, &sent));
+    ASSERT_EQ(sent.code, cim_Code_SERVER_BUSY);
+    cimc_close(v2);
+
+    /* the same device on another node kicks the first, through its edge */
+    cimc_t *u2 = tsrv_login(&t[2], u_id, "d1", NULL);
+    expect_bye(u, cim_Code_KICKED, 5000);
+    cimc_close(u);
+    ASSERT_OK(cimc_ping(u2, &rtt));
+
+    /* the admin API's kick, on the home, reaches the relayed client */
+    thttp_t *r = malloc(sizeof(*r));
+    char path[128];
+    ASSERT_NOT_NULL(r);
+    snprintf(path, sizeof(path), "/v1/apps/default/users/%s/kick", u_id);
+    ASSERT_EQ(thttp(r, &t[0], "POST", path, secret, NULL), 200);
+    free(r);
+    expect_bye(u2, cim_Code_KICKED, 5000);
+    cimc_close(u2);
+
+    /* LOGOUT through the relay: LOGOUT_ACK, then the edge closes */
+    cimc_t *u3 = tsrv_login(&t[1], u_id, "d3", NULL);
+    ASSERT_OK(cimc_logout(u3, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    ASSERT_OK(cimc_wait_closed(u3, 5000));
+    cimc_close(u3);
+    EVENTUALLY(devices_online(&t[0], secret, u_id) == 0, 5000, "U still online after LOGOUT");
+
+    /* a client that goes away at its edge goes away at its home: V, who lists U, sees U
+     * come online and go offline (EVENTs through V's edge) */
+    cim_Event ev;
+    ASSERT_OK(tmsg_user_req(v, FT_CONTACT_ADD, u_id, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    cimc_t *u4 = tsrv_login(&t[1], u_id, "d4", NULL);
+    ASSERT_EQ(devices_online(&t[0], secret, u_id), 1);
+    ASSERT_OK(tmsg_next_event(v, 5000, &ev));
+    ASSERT_EQ(ev.kind, cim_EventKind_PRESENCE);
+    ASSERT_STREQ(ev.user, u_id);
+    ASSERT_TRUE(ev.online);
+    cimc_close(u4);
+    ASSERT_OK(tmsg_next_event(v, 5000, &ev));
+    ASSERT_EQ(ev.kind, cim_EventKind_PRESENCE);
+    ASSERT_STREQ(ev.user, u_id);
+    ASSERT_TRUE(!ev.online);
+    EVENTUALLY(devices_online(&t[0], secret, u_id) == 0, 5000,
+               "the home still routes a client gone from its edge");
+
+    cimc_close(v);
+    stop_cluster(&n, t, seed);
+}
+
+/* The home of a relayed client dies: the client is told SERVER_BUSY within seconds, and a
+ * new login of that user elsewhere is refused with SERVER_BUSY, not left hanging. */
+TEST_TIMEOUT(e2e_cluster_relay_home_killed, 120)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], u_id[32], v_id[32];
+    cim_LoginRsp lr;
+    uint64_t rtt;
+    int64_t took, t0;
+
+    start_cluster(&n, t, seed);
+    homed(3, "k", u_id);
+    homed(1, "c", v_id);
+    cimc_t *u = tsrv_login(&t[0], u_id, "d1", NULL);
+    ASSERT_OK(cimc_ping(u, &rtt));
+    tsrv_kill(&t[2]);
+    t0 = now_ms();
+    expect_bye(u, cim_Code_SERVER_BUSY, 10000);
+    took = now_ms() - t0;
+    fprintf(stderr, "relayed client closed %lld ms after its home was killed\n",
+            (long long)took);
+    ASSERT_STREQ(cimc_bye(u)->reason, "home node unavailable");
+    cimc_close(u);
+    EVENTUALLY(!(alive_set(&t[1]) & 1u << 3), 8000, "node 3 still alive to node 2");
+    t0 = now_ms();
+    cimc_t *u2 = try_login(&t[1], u_id, "d2", &lr);
+    ASSERT_EQ(lr.code, cim_Code_SERVER_BUSY);
+    ASSERT_TRUE(strstr(lr.reason, "home node (node 3) is unavailable") != NULL);
+    ASSERT_TRUE(now_ms() - t0 < 3000);
+    cimc_close(u2);
+    /* users of the live nodes are served as before */
+    cimc_t *v = tsrv_login(&t[1], v_id, "d1", NULL);
+    ASSERT_OK(cimc_ping(v, &rtt));
+    cimc_close(v);
+    stop_cluster(&n, t, seed);
+}
+
+/* The bus goes away: relayed sessions end with SERVER_BUSY on the edge (a frame may have
+ * been lost), a local session carries on; once the bus is back, relaying works again. */
+TEST_TIMEOUT(e2e_cluster_relay_bus_down, 150)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], r_id[32], l_id[32];
+    cim_LoginRsp lr;
+    uint64_t rtt;
+
+    start_cluster(&n, t, seed);
+    homed(2, "r", r_id);
+    homed(1, "l", l_id);
+    cimc_t *r = tsrv_login(&t[0], r_id, "d1", NULL);
+    cimc_t *l = tsrv_login(&t[0], l_id, "d1", NULL);
+    tnats_stop(&n);
+    expect_bye(r, cim_Code_SERVER_BUSY, 10000);
+    cimc_close(r);
+    ASSERT_OK(cimc_ping(l, &rtt));
+    /* while the bus is down, a relayed login is refused at once */
+    EVENTUALLY(bus_down(&t[0]), 10000, "node 1 still healthy without its bus");
+    cimc_t *r2 = try_login(&t[0], r_id, "d2", &lr);
+    ASSERT_EQ(lr.code, cim_Code_SERVER_BUSY);
+    cimc_close(r2);
+
+    tnats_restart(&n);
+    EVENTUALLY(healthy(&t[0]) && (alive_set(&t[0]) & 1u << 2), 20000,
+               "node 1 does not see node 2 again");
+    cimc_t *r3 = tsrv_login(&t[0], r_id, "d3", NULL);
+    ASSERT_OK(cimc_ping(r3, &rtt));
+    cimc_close(r3);
+    ASSERT_OK(cimc_ping(l, &rtt));
+    cimc_close(l);
+    stop_cluster(&n, t, seed);
 }

@@ -41,6 +41,7 @@
 #include <pb_encode.h>
 
 #include "actors/acceptor.h"
+#include "actors/cluster.h"
 #include "actors/router.h"
 #include "actors/server.h"
 #include "actors/session.h"
@@ -403,6 +404,7 @@ static void build_context(void)
     srv->identity = chan_identity_generate();
     chan_identity_public(srv->identity, srv->identity_pub);
     srv->router = router_new();
+    srv->cluster = cluster_new(&fz.conf); /* standalone: a plain struct, never started */
     /* The store sizes its per-worker outboxes at start: the workers exist first. */
     srv->nworkers = 1;
     srv->workers = mem_calloc(sizeof(*srv->workers));
@@ -464,6 +466,7 @@ int fuzz_session_cleanup(void)
     mem_free(srv->workers);
     store_free(srv->store);
     router_free(srv->router);
+    cluster_free(srv->cluster);
     chan_identity_free(srv->identity);
     kv_close(srv->kv);
     memset(srv, 0, sizeof(*srv));
