@@ -7,6 +7,7 @@
 #include "actors/server.h"
 #include "actors/session.h"
 #include "cim.pb.h"
+#include "core/be.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/rc.h"
@@ -18,28 +19,15 @@ typedef struct relay_hdr {
     uint64_t sid;
 } relay_hdr_t;
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 static void hdr_write(uint8_t out[RELAY_HDR], const relay_hdr_t *h)
 {
     memset(out, 0, RELAY_HDR);
     out[0] = h->kind;
-    put32(out + 4, h->edge);
-    put32(out + 8, (uint32_t)(h->sid >> 32));
-    put32(out + 12, (uint32_t)h->sid);
-    put32(out + 16, h->type);
-    put32(out + 20, h->home);
+    be32_put(out + 4, h->edge);
+    be32_put(out + 8, (uint32_t)(h->sid >> 32));
+    be32_put(out + 12, (uint32_t)h->sid);
+    be32_put(out + 16, h->type);
+    be32_put(out + 20, h->home);
 }
 
 static bool hdr_read(const uint8_t *p, size_t len, relay_hdr_t *h)
@@ -47,10 +35,10 @@ static bool hdr_read(const uint8_t *p, size_t len, relay_hdr_t *h)
     if (len < RELAY_HDR || p[0] < RELAY_LOGIN || p[0] > RELAY_CLOSED)
         return false;
     h->kind = p[0];
-    h->edge = get32(p + 4);
-    h->sid = (uint64_t)get32(p + 8) << 32 | get32(p + 12);
-    h->type = get32(p + 16);
-    h->home = get32(p + 20);
+    h->edge = be32_get(p + 4);
+    h->sid = (uint64_t)be32_get(p + 8) << 32 | be32_get(p + 12);
+    h->type = be32_get(p + 16);
+    h->home = be32_get(p + 20);
     return true;
 }
 

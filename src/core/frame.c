@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "core/be.h"
 #include "core/mem.h"
 #include "core/rc.h"
 
@@ -92,29 +93,16 @@ const char *frame_type_name(uint32_t type)
     return t != NULL ? t->name : "UNKNOWN";
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
 void frame_hdr_write(uint8_t out[FRAME_HDR], uint32_t len, uint32_t type)
 {
-    put_u32(out, len);
-    put_u32(out + 4, type);
+    be32_put(out, len);
+    be32_put(out + 4, type);
 }
 
 void frame_hdr_read(const uint8_t in[FRAME_HDR], uint32_t *len, uint32_t *type)
 {
-    *len = get_u32(in);
-    *type = get_u32(in + 4);
+    *len = be32_get(in);
+    *type = be32_get(in + 4);
 }
 
 void frame_rd_init(frame_rd_t *rd)

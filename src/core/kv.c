@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <time.h>
 
+#include "core/be.h"
 #include "core/kv_int.h"
 #include "core/log.h"
 #include "core/mem.h"
@@ -114,19 +115,6 @@ uint64_t kv__get_be64(const uint8_t *p)
     return v;
 }
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 static uint64_t now_ms(void)
 {
     struct timespec ts;
@@ -193,7 +181,7 @@ static int read_schema(kv_t *kv, kv_txn_t *txn, unsigned *out)
         return 0;
     if (mrc != MDB_SUCCESS)
         return kv__rc(mrc, "mdb_get schema");
-    *out = v.mv_size == 4 ? get_be32(v.mv_data) : UINT32_MAX;
+    *out = v.mv_size == 4 ? be32_get(v.mv_data) : UINT32_MAX;
     return 0;
 }
 
@@ -201,7 +189,7 @@ static int write_schema(kv_t *kv, kv_txn_t *txn, unsigned version)
 {
     uint8_t schema[4];
     MDB_val k = {sizeof(META_SCHEMA) - 1, (void *)META_SCHEMA}, v = {sizeof(schema), schema};
-    put_be32(schema, version);
+    be32_put(schema, version);
     return kv__rc(mdb_put(kv__txn(txn), kv->meta, &k, &v, 0), "mdb_put schema");
 }
 
