@@ -129,19 +129,7 @@ static void spawn(tsrv_t *t)
     }
     argv[argc] = NULL;
 
-    fflush(NULL);
-    t->pid = fork();
-    ASSERT_TRUE(t->pid >= 0);
-    if (t->pid == 0) {
-        int fd = open(t->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 2);
-            dup2(fd, 1);
-            close(fd);
-        }
-        execv(argv[0], argv);
-        _exit(127);
-    }
+    t->pid = tsrv_spawn_logged(t->log, argv);
     for (int i = 0; i < 1000; i++) {
         int status;
         if (read_ready(t))
@@ -333,6 +321,26 @@ cimc_t *tsrv_login(const tsrv_t *t, const char *user, const char *device, cim_Lo
     if (rsp != NULL)
         *rsp = r;
     return c;
+}
+
+pid_t tsrv_spawn_logged(const char *log, char *const argv[])
+{
+    pid_t pid;
+
+    fflush(NULL);
+    pid = fork();
+    ASSERT_TRUE(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
 }
 
 int tsrv_run_tool(char *out, size_t outlen, const char *prog, ...)

@@ -98,6 +98,13 @@ cimc_t *tsrv_connect(const tsrv_t *t);
  */
 cimc_t *tsrv_login(const tsrv_t *t, const char *user, const char *device, cim_LoginRsp *rsp);
 
+/**
+ * Start @p argv[0] (a path) with @p argv in the background, its stdout and stderr appended
+ * to the file @p log (a server's log: cimd, nats-server). Aborts when fork fails.
+ * @return the child's pid.
+ */
+pid_t tsrv_spawn_logged(const char *log, char *const argv[]);
+
 /** Run a program of this variant (cimctl, cim) with args; capture stdout into @p out.
  * @return its exit status. */
 int tsrv_run_tool(char *out, size_t outlen, const char *prog, ...) __attribute__((sentinel));

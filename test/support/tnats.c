@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -69,24 +68,13 @@ void tnats_dump_log(const tnats_t *n)
 static bool spawn(tnats_t *n)
 {
     char bin[512], port[16], store[300];
+    char *argv[] = {bin, "-a", "127.0.0.1", "-p", port, "-js", "-sd", store, NULL};
     int status;
 
     find_server(bin, sizeof(bin));
     snprintf(port, sizeof(port), "%d", n->port);
     snprintf(store, sizeof(store), "%s/js", n->dir);
-    fflush(NULL);
-    n->pid = fork();
-    ASSERT_TRUE(n->pid >= 0);
-    if (n->pid == 0) {
-        int fd = open(n->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execl(bin, bin, "-a", "127.0.0.1", "-p", port, "-js", "-sd", store, (char *)NULL);
-        _exit(127);
-    }
+    n->pid = tsrv_spawn_logged(n->log, argv);
     for (int i = 0; i < 1000; i++) {
         if (waitpid(n->pid, &status, WNOHANG) == n->pid) {
             n->pid = 0;
