@@ -9,6 +9,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "core/be.h"
 #include "core/log.h"
 #include "core/mbox.h"
 #include "core/mem.h"
@@ -118,8 +119,9 @@ static uint64_t key_hash(const char *app, const char *id)
 
 static uint64_t node_score(uint64_t key, uint32_t node)
 {
-    const uint8_t be[4] = {(uint8_t)(node >> 24), (uint8_t)(node >> 16), (uint8_t)(node >> 8),
-                           (uint8_t)node};
+    uint8_t be[4];
+
+    be32_put(be, node);
     return fmix64(fnv1a(key, be, sizeof(be)));
 }
 

@@ -4,6 +4,7 @@
 
 #include "actors/group.h"
 #include "cim.pb.h"
+#include "core/be.h"
 #include "core/mem.h"
 #include "core/snowflake.h"
 
@@ -51,19 +52,19 @@ void conv_decode(const uint8_t *v, size_t len, conv_rec_t *c)
     memset(c, 0, sizeof(*c));
     if (len < CONV_REC_LEN)
         return;
-    c->since_id = group_get64(v);
-    c->read_up_to = group_get64(v + 8);
-    c->updated_ms = group_get64(v + 16);
-    c->left_id = group_get64(v + 24);
+    c->since_id = be64_get(v);
+    c->read_up_to = be64_get(v + 8);
+    c->updated_ms = be64_get(v + 16);
+    c->left_id = be64_get(v + 24);
 }
 
 void conv_encode(const conv_rec_t *c, uint8_t out[CONV_REC_LEN])
 {
     memset(out, 0, CONV_REC_LEN);
-    group_put64(out, c->since_id);
-    group_put64(out + 8, c->read_up_to);
-    group_put64(out + 16, c->updated_ms);
-    group_put64(out + 24, c->left_id);
+    be64_put(out, c->since_id);
+    be64_put(out + 8, c->read_up_to);
+    be64_put(out + 16, c->updated_ms);
+    be64_put(out + 24, c->left_id);
 }
 
 /* The index key(s) of (@p user, @p peer): GROUP one; DIRECT what the user sent (mine) and

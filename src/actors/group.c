@@ -3,21 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/be.h"
 #include "core/rc.h"
-
-void group_put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-uint64_t group_get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
 
 int group_id_parse(const char *s, uint64_t *gid)
 {
@@ -39,7 +26,7 @@ size_t group_key(uint8_t out[GROUP_KEY_MAX], const char *app, uint64_t gid)
     size_t a = strnlen(app, KV_ID_MAX);
     memcpy(out, app, a);
     out[a] = '\0';
-    group_put64(out + a + 1, gid);
+    be64_put(out + a + 1, gid);
     return a + 9;
 }
 
@@ -57,8 +44,8 @@ int group_load(kv_txn_t *txn, const char *app, uint64_t gid, group_t *g)
     g->gid = gid;
     g->dismissed = (v[0] & 1) != 0;
     g->open = (v[0] & 2) != 0;
-    g->created_ms = group_get64(v + 1);
-    g->member_count = (uint32_t)v[9] << 24 | (uint32_t)v[10] << 16 | (uint32_t)v[11] << 8 | v[12];
+    g->created_ms = be64_get(v + 1);
+    g->member_count = be32_get(v + 9);
     o = 13;
     n = v[o++];
     if (n > KV_ID_MAX || o + n + 1 > vlen)
@@ -77,12 +64,10 @@ int group_save(kv_txn_t *txn, const char *app, const group_t *g)
     uint8_t key[GROUP_KEY_MAX], v[15 + 2 * KV_ID_MAX];
     size_t o = 0, n;
     v[o++] = (uint8_t)((g->dismissed ? 1 : 0) | (g->open ? 2 : 0));
-    group_put64(v + o, g->created_ms);
+    be64_put(v + o, g->created_ms);
     o += 8;
-    v[o++] = (uint8_t)(g->member_count >> 24);
-    v[o++] = (uint8_t)(g->member_count >> 16);
-    v[o++] = (uint8_t)(g->member_count >> 8);
-    v[o++] = (uint8_t)g->member_count;
+    be32_put(v + o, g->member_count);
+    o += 4;
     n = strnlen(g->owner, KV_ID_MAX);
     v[o++] = (uint8_t)n;
     memcpy(v + o, g->owner, n);

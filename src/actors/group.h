@@ -49,7 +49,4 @@ int group_save(kv_txn_t *txn, const char *app, const group_t *g);
 /** Fill the protocol's Group from @p g. */
 void group_to_pb(const group_t *g, cim_Group *out);
 
-void group_put64(uint8_t *p, uint64_t v);
-uint64_t group_get64(const uint8_t *p);
-
 #endif

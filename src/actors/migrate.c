@@ -6,6 +6,7 @@
 #include "actors/group.h"
 #include "actors/message.h"
 #include "cim.pb.h"
+#include "core/be.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/rc.h"
@@ -190,8 +191,7 @@ static int fix_record(void *ctx, const uint8_t *key, size_t klen, const uint8_t 
         app[alen] = '\0';
         memcpy(peer, u + 2, plen);
         peer[plen] = '\0';
-        unread = (uint32_t)val[32] << 24 | (uint32_t)val[33] << 16 | (uint32_t)val[34] << 8 |
-                 val[35];
+        unread = be32_get(val + 32);
         rc = group_cursor(m->txn, skey, conv_skey(skey, app, cim_ConvType_GROUP, peer, peer),
                           c.read_up_to, c.left_id, unread, &cursor);
         if (rc < 0)

@@ -10,6 +10,7 @@
 #include "actors/session.h"
 #include "actors/store.h"
 #include "cim.pb.h"
+#include "core/be.h"
 #include "core/kv.h"
 #include "core/log.h"
 #include "core/mem.h"
@@ -227,7 +228,7 @@ static int each_ugroup(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t
     (void)val;
     (void)vlen;
     if (slen == 8 && gl->n < LIST_MAX)
-        gl->gids[gl->n++] = group_get64(sfx);
+        gl->gids[gl->n++] = be64_get(sfx);
     return 0;
 }
 

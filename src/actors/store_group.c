@@ -14,6 +14,7 @@
 #include "actors/message.h"
 #include "actors/store_int.h"
 #include "cim.pb.h"
+#include "core/be.h"
 #include "core/conf.h"
 #include "core/frame.h"
 #include "core/log.h"
@@ -75,7 +76,7 @@ static int is_member(kv_txn_t *txn, const char *app, uint64_t gid, const char *u
     int rc = kv_rec_get(txn, KV_DB_MEMBERS, key, (size_t)member_key(key, app, gid, user), &v,
                         &vlen);
     if (rc == 0 && joined != NULL)
-        *joined = vlen == 8 ? group_get64(v) : 0;
+        *joined = vlen == 8 ? be64_get(v) : 0;
     return rc;
 }
 
@@ -84,7 +85,7 @@ static int member_add(kv_txn_t *txn, const char *app, uint64_t gid, const char *
 {
     uint8_t key[GROUP_KEY_MAX + KV_ID_MAX], val[8];
     int rc;
-    group_put64(val, joined);
+    be64_put(val, joined);
     if ((rc = kv_rec_put(txn, KV_DB_MEMBERS, key, (size_t)member_key(key, app, gid, user), val,
                          8)) < 0)
         return rc;
@@ -453,7 +454,7 @@ static int find_eldest(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t
                        size_t vlen)
 {
     eldest_t *e = ctx;
-    uint64_t j = vlen == 8 ? group_get64(val) : 0;
+    uint64_t j = vlen == 8 ? be64_get(val) : 0;
     if (slen == 0 || slen > KV_ID_MAX ||
         (strlen(e->skip) == slen && memcmp(sfx, e->skip, slen) == 0))
         return 0;

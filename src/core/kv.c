@@ -99,22 +99,6 @@ int kv__rc(int mrc, const char *what)
     return RC_ESTORE;
 }
 
-void kv__put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-uint64_t kv__get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 static uint64_t now_ms(void)
 {
     struct timespec ts;
@@ -582,7 +566,7 @@ int kv_last_id_get(kv_txn_t *txn, uint64_t *out)
         LOG_ERROR("kv: meta last_id has %zu bytes, not 8", v.mv_size);
         return RC_ESTORE;
     }
-    *out = kv__get_be64(v.mv_data);
+    *out = be64_get(v.mv_data);
     return 0;
 }
 
@@ -591,7 +575,7 @@ int kv_last_id_put(kv_txn_t *txn, uint64_t id)
     uint8_t buf[8];
     MDB_val k = {sizeof(META_LAST_ID) - 1, (void *)META_LAST_ID}, v = {sizeof(buf), buf};
 
-    kv__put_be64(buf, id);
+    be64_put(buf, id);
     return kv__rc(mdb_put(kv__txn(txn), kv__of(txn)->meta, &k, &v, 0), "mdb_put last_id");
 }
 
@@ -669,7 +653,7 @@ int kv_app_add(kv_txn_t *txn, const char *app, const uint8_t secret[32], uint64_
     k.mv_size = strlen(app);
     k.mv_data = (void *)app;
     memcpy(buf, secret, 32);
-    kv__put_be64(buf + 32, created_ms);
+    be64_put(buf + 32, created_ms);
     return kv__rc(mdb_put(kv__txn(txn), kv__of(txn)->apps, &k, &v, MDB_NOOVERWRITE),
                   "mdb_put app");
 }
@@ -694,7 +678,7 @@ int kv_app_each(kv_txn_t *txn, int (*cb)(void *ctx, const char *app, uint64_t cr
         }
         memcpy(name, k.mv_data, k.mv_size);
         name[k.mv_size] = '\0';
-        if ((rc = cb(ctx, name, kv__get_be64((const uint8_t *)v.mv_data + 32))) != 0)
+        if ((rc = cb(ctx, name, be64_get((const uint8_t *)v.mv_data + 32))) != 0)
             goto out;
     }
     rc = mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_get apps");
@@ -782,11 +766,11 @@ static void user_decode(const MDB_val *v, kv_user_t *u)
 {
     const uint8_t *p = v->mv_data;
     memset(u, 0, sizeof(*u));
-    u->created_ms = kv__get_be64(p);
+    u->created_ms = be64_get(p);
     if (v->mv_size >= USER_VAL_FLAGS)
         u->flags = p[8];
     if (v->mv_size >= USER_VAL_MAX)
-        u->tokens_before_s = kv__get_be64(p + 9);
+        u->tokens_before_s = be64_get(p + 9);
     u->disabled = (u->flags & KV_USER_DISABLED) != 0;
 }
 
@@ -828,9 +812,9 @@ static int user_write(kv_txn_t *txn, MDB_val *k, const kv_user_t *u)
 
     if (flags > 0xff)
         return RC_EINVAL;
-    kv__put_be64(val, u->created_ms);
+    be64_put(val, u->created_ms);
     val[8] = (uint8_t)flags;
-    kv__put_be64(val + 9, u->tokens_before_s);
+    be64_put(val + 9, u->tokens_before_s);
     if (u->tokens_before_s != 0)
         v.mv_size = USER_VAL_MAX;
     else if (flags != 0)
@@ -876,7 +860,7 @@ int kv_user_add(kv_txn_t *txn, const char *app, const char *user, uint64_t creat
         return RC_EINVAL;
     k.mv_size = user_key(key, app, user);
     k.mv_data = key;
-    kv__put_be64(val, created_ms);
+    be64_put(val, created_ms);
     return kv__rc(mdb_put(kv__txn(txn), kv__of(txn)->users, &k, &v, MDB_NOOVERWRITE),
                   "mdb_put user");
 }
@@ -915,7 +899,7 @@ int kv_user_each(kv_txn_t *txn, const char *app,
         }
         memcpy(name, (const uint8_t *)k.mv_data + plen, ulen);
         name[ulen] = '\0';
-        if ((rc = cb(ctx, name, kv__get_be64(v.mv_data))) != 0)
+        if ((rc = cb(ctx, name, be64_get(v.mv_data))) != 0)
             goto out;
     }
     rc = mrc == MDB_SUCCESS || mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_get users");

@@ -58,7 +58,5 @@ int kv__ids_last(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, ui
 int kv__ids_after(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen,
                   uint64_t after, uint64_t *ids, size_t max, size_t *n, uint64_t *total_after);
 
-void kv__put_be64(uint8_t *p, uint64_t v);
-uint64_t kv__get_be64(const uint8_t *p);
 
 #endif

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "core/be.h"
 #include "core/kv.h"
 #include "core/kv_int.h"
 #include "core/log.h"
@@ -44,7 +45,7 @@ static int get_u64(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, 
         LOG_ERROR("kv: %s record has %zu bytes, not 8", what, v.mv_size);
         return RC_ESTORE;
     }
-    *out = kv__get_be64(v.mv_data);
+    *out = be64_get(v.mv_data);
     return 0;
 }
 
@@ -53,7 +54,7 @@ static int put_u64(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, 
 {
     uint8_t buf[8];
     MDB_val k = {klen, (void *)key}, v = {8, buf};
-    kv__put_be64(buf, val);
+    be64_put(buf, val);
     return kv__rc(mdb_put(kv__txn(txn), dbi, &k, &v, 0), what);
 }
 
@@ -63,7 +64,7 @@ int kv_msg_put(kv_txn_t *txn, uint64_t id, const uint8_t *rec, size_t len)
 {
     uint8_t key[8];
     MDB_val k = {8, key}, v = {len, (void *)rec};
-    kv__put_be64(key, id);
+    be64_put(key, id);
     /* Ids come from one generator in increasing order: MDB_APPEND fills pages in order
      * without searching. An id below the last (never expected) falls back to a put. */
     int mrc = mdb_put(kv__txn(txn), kv__of(txn)->msgs, &k, &v, MDB_APPEND);
@@ -80,7 +81,7 @@ int kv_msg_replace(kv_txn_t *txn, uint64_t id, const uint8_t *rec, size_t len)
     uint8_t key[8];
     MDB_val k = {8, key}, v;
     int rc;
-    kv__put_be64(key, id);
+    be64_put(key, id);
     if ((rc = kv__rc(mdb_get(kv__txn(txn), kv__of(txn)->msgs, &k, &v), "mdb_get msg")) < 0)
         return rc;
     v.mv_size = len;
@@ -93,7 +94,7 @@ int kv_msg_get(kv_txn_t *txn, uint64_t id, const uint8_t **rec, size_t *len)
     uint8_t key[8];
     MDB_val k = {8, key}, v;
     int rc;
-    kv__put_be64(key, id);
+    be64_put(key, id);
     if ((rc = kv__rc(mdb_get(kv__txn(txn), kv__of(txn)->msgs, &k, &v), "mdb_get msg")) < 0)
         return rc;
     *rec = v.mv_data;
@@ -111,12 +112,12 @@ int kv_msg_scan(kv_txn_t *txn, uint64_t from,
 
     if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), kv__of(txn)->msgs, &cur), "cursor")) < 0)
         return rc;
-    kv__put_be64(key, from);
+    be64_put(key, from);
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == MDB_SUCCESS;
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size != 8)
             continue;
-        if ((rc = cb(ctx, kv__get_be64(k.mv_data), v.mv_data, v.mv_size)) != 0)
+        if ((rc = cb(ctx, be64_get(k.mv_data), v.mv_data, v.mv_size)) != 0)
             break;
     }
     if (rc == 0 && mrc != MDB_NOTFOUND)
@@ -138,7 +139,7 @@ int kv_msg_last_id(kv_txn_t *txn, uint64_t *out)
         *out = 0;
         rc = 0;
     } else if ((rc = kv__rc(mrc, "mdb_cursor_get msgs")) == 0) {
-        *out = k.mv_size == 8 ? kv__get_be64(k.mv_data) : 0;
+        *out = k.mv_size == 8 ? be64_get(k.mv_data) : 0;
     }
     mdb_cursor_close(cur);
     return rc;
@@ -152,7 +153,7 @@ int kv__ids_add(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uin
     MDB_val k = {klen, (void *)key}, v = {8, val};
     int mrc;
 
-    kv__put_be64(val, id);
+    be64_put(val, id);
     /* Big-endian ids sort as numbers under memcmp, so appending in id order is
      * MDB_APPENDDUP; KEYEXIST means "not greater than the last": insert normally. */
     mrc = mdb_put(kv__txn(txn), dbi, &k, &v, MDB_APPENDDUP);
@@ -194,7 +195,7 @@ int kv_timeline_last(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t *
     if (mrc == MDB_SUCCESS)
         mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST_DUP);
     if (mrc == MDB_SUCCESS && v.mv_size == 8)
-        *out = kv__get_be64(v.mv_data);
+        *out = be64_get(v.mv_data);
     rc = mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_get timeline");
     mdb_cursor_close(cur);
     return rc;
@@ -221,7 +222,7 @@ static int count_rest(MDB_cursor *cur, uint64_t first, uint64_t *out)
     if (mrc == MDB_SUCCESS) {
         const uint8_t *p = v.mv_data;
         for (size_t i = 0; i + 8 <= v.mv_size; i += 8)
-            n += kv__get_be64(p + i) >= first;
+            n += be64_get(p + i) >= first;
         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_MULTIPLE);
     }
     while (mrc == MDB_SUCCESS) {
@@ -241,7 +242,7 @@ static int count_from(MDB_cursor *cur, const uint8_t *key, size_t klen, uint64_t
     int mrc;
 
     *out = 0;
-    kv__put_be64(from, first);
+    be64_put(from, first);
     mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
     if (mrc == MDB_NOTFOUND)
         return 0;
@@ -288,7 +289,7 @@ int kv__ids_last(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, ui
             mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST_DUP);
     } else {
         /* the first id above up_to, then the one before it; none above: the last */
-        kv__put_be64(from, up_to + 1);
+        be64_put(from, up_to + 1);
         mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
         if (mrc == MDB_SUCCESS)
             mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV_DUP);
@@ -301,7 +302,7 @@ int kv__ids_last(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, ui
         }
     }
     if (mrc == MDB_SUCCESS && v.mv_size == 8)
-        *out = kv__get_be64(v.mv_data);
+        *out = be64_get(v.mv_data);
     rc = mrc == MDB_SUCCESS || mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_get last");
     mdb_cursor_close(cur);
     return rc;
@@ -322,7 +323,7 @@ int kv__ids_after(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *ukey, size_t klen,
         return 0;
     if ((rc = dbi_cursor(txn, dbi, &cur)) < 0)
         return rc;
-    kv__put_be64(from, after + 1);
+    be64_put(from, after + 1);
     mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
     if (mrc == MDB_NOTFOUND) {
         rc = 0;
@@ -344,7 +345,7 @@ int kv__ids_after(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *ukey, size_t klen,
             rc = RC_ESTORE;
             goto out;
         }
-        ids[got++] = kv__get_be64(v.mv_data);
+        ids[got++] = be64_get(v.mv_data);
         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP);
     }
     rc = mrc == MDB_SUCCESS || mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_get next");
@@ -370,7 +371,7 @@ int kv_timeline_has(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t id
 
     if ((rc = tl_cursor(txn, &cur)) < 0)
         return rc;
-    kv__put_be64(val, id);
+    be64_put(val, id);
     rc = kv__rc(mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH), "mdb_cursor_get both");
     mdb_cursor_close(cur);
     return rc;
@@ -476,7 +477,7 @@ static int retire_by_value(kv_txn_t *txn, MDB_dbi dbi, kv_retention_t *pos, uint
         remember(pos, &k);
     while (mrc == MDB_SUCCESS && *budget > 0) {
         (*budget)--;
-        if (v.mv_size == 8 && kv__get_be64(v.mv_data) < cutoff) {
+        if (v.mv_size == 8 && be64_get(v.mv_data) < cutoff) {
             if ((rc = kv__rc(mdb_cursor_del(cur, 0), "mdb_cursor_del retention")) < 0)
                 goto out;
             (*removed)++;
@@ -519,7 +520,7 @@ static int retire_msgs(kv_txn_t *txn, kv_retention_t *pos, uint64_t cutoff, size
         return rc;
     mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     while (mrc == MDB_SUCCESS && *budget > 0 && k.mv_size == 8 &&
-           kv__get_be64(k.mv_data) < cutoff) {
+           be64_get(k.mv_data) < cutoff) {
         if ((rc = kv__rc(mdb_cursor_del(cur, 0), "mdb_cursor_del msg")) < 0)
             goto out;
         (*removed)++;

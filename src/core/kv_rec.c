@@ -2,6 +2,7 @@
  * counters and the per-conversation message index. Layout reference: docs/STORAGE.md. */
 #include <string.h>
 
+#include "core/be.h"
 #include "core/kv.h"
 #include "core/kv_int.h"
 #include "core/log.h"
@@ -133,10 +134,10 @@ int kv_counter_next(kv_txn_t *txn, const char *name, uint64_t start, uint64_t *o
     int mrc = mdb_get(kv__txn(txn), kv__of(txn)->meta, &k, &v);
 
     if (mrc == MDB_SUCCESS && v.mv_size == 8)
-        next = kv__get_be64(v.mv_data) + 1;
+        next = be64_get(v.mv_data) + 1;
     else if (mrc != MDB_NOTFOUND && mrc != MDB_SUCCESS)
         return kv__rc(mrc, "mdb_get counter");
-    kv__put_be64(buf, next);
+    be64_put(buf, next);
     v.mv_size = 8;
     v.mv_data = buf;
     if ((mrc = mdb_put(kv__txn(txn), kv__of(txn)->meta, &k, &v, 0)) != MDB_SUCCESS)
@@ -206,7 +207,7 @@ int kv_cmsg_before(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t bef
             mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST_DUP);
     } else {
         /* The first id >= before, then one step back; none >= before: the last one. */
-        kv__put_be64(from, before);
+        be64_put(from, before);
         mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
         if (mrc == MDB_SUCCESS) {
             mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV_DUP);
@@ -216,7 +217,7 @@ int kv_cmsg_before(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t bef
             mrc = mdb_cursor_get(cur, &k, &v, MDB_SET);
             if (mrc == MDB_SUCCESS)
                 mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST_DUP);
-            if (mrc == MDB_SUCCESS && v.mv_size == 8 && kv__get_be64(v.mv_data) >= before)
+            if (mrc == MDB_SUCCESS && v.mv_size == 8 && be64_get(v.mv_data) >= before)
                 mrc = MDB_NOTFOUND; /* defensive: cannot happen */
         }
     }
@@ -225,7 +226,7 @@ int kv_cmsg_before(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t bef
             rc = RC_ESTORE;
             goto out;
         }
-        ids[got++] = kv__get_be64(v.mv_data);
+        ids[got++] = be64_get(v.mv_data);
         mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV_DUP);
     }
     if (mrc == MDB_SUCCESS)

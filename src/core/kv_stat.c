@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/be.h"
 #include "core/kv.h"
 #include "core/kv_int.h"
 #include "core/log.h"
@@ -229,7 +230,7 @@ int kv_cursor_each(kv_txn_t *txn, const uint8_t *ukey, size_t klen,
         }
         memcpy(device, (const uint8_t *)k.mv_data + plen, dlen);
         device[dlen] = '\0';
-        if ((rc = cb(ctx, device, kv__get_be64(v.mv_data))) != 0)
+        if ((rc = cb(ctx, device, be64_get(v.mv_data))) != 0)
             goto out;
     }
     rc = mrc == MDB_SUCCESS || mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_get cursors");
@@ -251,7 +252,7 @@ int kv_msg_first_id(kv_txn_t *txn, uint64_t *out)
         *out = 0;
         rc = 0;
     } else if ((rc = kv__rc(mrc, "mdb_cursor_get msgs")) == 0) {
-        *out = k.mv_size == 8 ? kv__get_be64(k.mv_data) : 0;
+        *out = k.mv_size == 8 ? be64_get(k.mv_data) : 0;
     }
     mdb_cursor_close(cur);
     return rc;

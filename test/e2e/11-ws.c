@@ -17,6 +17,7 @@
 
 #include "client/cim.h"
 #include "client/cim_int.h"
+#include "core/be.h"
 #include "core/frame.h"
 #include "core/rc.h"
 #include "support/http.h"
@@ -423,7 +424,7 @@ TEST_TIMEOUT(e2e_ws_bad_frames_close_with_the_right_code, 20)
         ASSERT_EQ(ws_recv(fd, p, sizeof(p), &n), 2);
         ASSERT_TRUE(n > FRAME_HDR);
         ASSERT_EQ(p[7], FT_HELLO_ACK); /* type, big-endian u32 after the length */
-        ASSERT_EQ((size_t)(p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3]), n);
+        ASSERT_EQ((size_t)be32_get(p), n);
         cimc__release(&c);
         close(fd);
     }

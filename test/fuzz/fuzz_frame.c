@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/be.h"
 #include "core/frame.h"
 #include "core/rc.h"
 #include "fuzz/targets.h"
@@ -81,11 +82,6 @@ static void check_type(uint32_t type)
         fail("frame_type_known(0x%x) disagrees with PROTOCOL.md", type);
     if (frame_type_from_client(type) != (want == 1))
         fail("frame_type_from_client(0x%x) disagrees with PROTOCOL.md", type);
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 static uint32_t pick_limit(unsigned sel, uint16_t v)
@@ -191,7 +187,7 @@ int fuzz_frame_input(const uint8_t *data, size_t size)
     if (want == NULL)
         abort();
     while (n - off >= FRAME_HDR) {
-        uint32_t len = get_u32(stream + off), type = get_u32(stream + off + 4);
+        uint32_t len = be32_get(stream + off), type = be32_get(stream + off + 4);
         uint32_t lim = limit_at(&pl, off + FRAME_HDR - 1);
         check_type(type);
         if (len < FRAME_HDR) {

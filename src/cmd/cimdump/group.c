@@ -4,6 +4,7 @@
 #include "cmd/cimdump/dump_int.h"
 #include "cmd/cimdump/jv.h"
 #include "actors/group.h"
+#include "core/be.h"
 #include "core/rc.h"
 #include "core/snowflake.h"
 
@@ -43,7 +44,7 @@ static int on_group(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *v
     (void)vlen;
     if (slen != 8)
         return 0; /* not a group key */
-    if ((rc = group_load(d->txn, d->app, group_get64(sfx), &g)) < 0)
+    if ((rc = group_load(d->txn, d->app, be64_get(sfx), &g)) < 0)
         return rc;
     gc->n++;
     if (d->json) {
@@ -97,7 +98,7 @@ static int on_member(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *
     const memberctx_t *mc = ctx;
     dump_t *d = mc->d;
     bool owner = slen == strlen(mc->owner) && memcmp(sfx, mc->owner, slen) == 0;
-    uint64_t joined = vlen == 8 ? group_get64(val) : 0;
+    uint64_t joined = vlen == 8 ? be64_get(val) : 0;
     char t[32];
 
     dump__fmt_time(t, joined ? snowflake_time_ms(joined) : 0);

@@ -5,6 +5,7 @@
 #include "cmd/cimdump/jv.h"
 #include "actors/conv.h"
 #include "actors/group.h"
+#include "core/be.h"
 #include "core/mem.h"
 
 typedef struct count {
@@ -191,7 +192,7 @@ static int on_ugroup(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *
         g->cap = g->cap ? 2 * g->cap : 16;
         g->v = mem_realloc(g->v, g->cap * sizeof(*g->v));
     }
-    g->v[g->n++] = group_get64(sfx);
+    g->v[g->n++] = be64_get(sfx);
     return 0;
 }
 
