@@ -534,9 +534,7 @@ void store_free(store_t *st)
     mem_free(st->batch);
     drop_fanouts(st);
     mem_free(st->fan);
-    store__conv_reset(st);
-    mem_free(st->convs);
-    mem_free(st->conv_list);
+    store__conv_free(st);
     dedup_free(st->srv->dedup);
     st->srv->dedup = NULL;
     mem_free(st);

@@ -118,11 +118,15 @@ int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id
 int store__conv(store_t *st, kv_txn_t *txn, const uint8_t *key, size_t klen, bool create,
                 conv_ent_t **out);
 
-/** Write the batch's changed conversation records (before the commit). @return 0 or rc. */
+/** Write the batch's changed conversation records, in key order (before the commit).
+ *  @return 0 or rc. */
 int store__conv_flush(store_t *st, kv_txn_t *txn);
 
 /** Forget the batch's conversation records (after the commit, or a failed batch). */
 void store__conv_reset(store_t *st);
+
+/** Free the batch's conversation tables (at the end). */
+void store__conv_free(store_t *st);
 
 /** Queue @p b (a new reference is taken) for @p type to @p users after the commit. */
 void store__fanout(store_t *st, blob_t *b, uint16_t type, const char *app,

@@ -385,9 +385,11 @@ int kv_counter_next(kv_txn_t *txn, const char *name, uint64_t start, uint64_t *o
 
 /**
  * The per-conversation message index (one entry per message and conversation side, like
- * a timeline): add @p id under conversation key @p ckey (write txn). @return 0 or rc.
+ * a timeline): add @p id under conversation key @p ckey (write txn).
+ * @param[out] fresh  NULL, or set to true when the key had no ids before.
+ * @return 0 or rc.
  */
-int kv_cmsg_add(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t id);
+int kv_cmsg_add(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t id, bool *fresh);
 
 /**
  * Page a conversation backwards: the newest ids below @p before (0: from the newest),

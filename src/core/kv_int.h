@@ -8,6 +8,7 @@
 
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/kv.h"
@@ -43,8 +44,10 @@ kv_t *kv__of(kv_txn_t *txn);
 /** Map an LMDB return code to an rc (logging unexpected ones with @p what). */
 int kv__rc(int mrc, const char *what);
 
-/** Add an id to a DUPSORT|DUPFIXED id list (timeline, cmsgs). */
-int kv__ids_add(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t id);
+/** Add an id to a DUPSORT|DUPFIXED id list (timeline, cmsgs); with @p fresh, say whether
+ *  the list was empty before. */
+int kv__ids_add(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t id,
+                bool *fresh);
 
 /** How many ids of an id list lie in (after, up_to] (up_to UINT64_MAX: no end). */
 int kv__ids_count(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t after,

@@ -147,29 +147,43 @@ int kv_msg_last_id(kv_txn_t *txn, uint64_t *out)
 
 /* ---- timeline --------------------------------------------------------------------- */
 
-int kv__ids_add(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t id)
+int kv__ids_add(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t id,
+                bool *fresh)
 {
+    MDB_cursor *cur = NULL;
     uint8_t val[8];
-    MDB_val k = {klen, (void *)key}, v = {8, val};
+    MDB_val k = {klen, (void *)key}, v = {8, val}, d;
     int mrc;
 
     be64_put(val, id);
     /* Big-endian ids sort as numbers under memcmp, so appending in id order is
-     * MDB_APPENDDUP; KEYEXIST means "not greater than the last": insert normally. */
-    mrc = mdb_put(kv__txn(txn), dbi, &k, &v, MDB_APPENDDUP);
-    if (mrc == MDB_KEYEXIST) {
-        v.mv_size = 8;
-        v.mv_data = val;
-        mrc = mdb_put(kv__txn(txn), dbi, &k, &v, MDB_NODUPDATA);
+     * MDB_APPENDDUP; KEYEXIST means "not greater than the last": insert in place, and a
+     * repeated id is no error. */
+    if (fresh == NULL) { /* mdb_put's cursor is on the stack: no allocation */
+        mrc = mdb_put(kv__txn(txn), dbi, &k, &v, MDB_APPENDDUP);
         if (mrc == MDB_KEYEXIST)
-            mrc = MDB_SUCCESS; /* already there */
+            mrc = mdb_put(kv__txn(txn), dbi, &k, &v, MDB_NODUPDATA);
+        return kv__rc(mrc == MDB_KEYEXIST ? MDB_SUCCESS : mrc, "mdb_put ids");
     }
-    return kv__rc(mrc, "mdb_put ids");
+    /* The key looked up first: the put then starts from the page the lookup ended on
+     * (LMDB's cursor fast path), not from the root, so knowing whether the list is new
+     * costs little. */
+    if ((mrc = mdb_cursor_open(kv__txn(txn), dbi, &cur)) != MDB_SUCCESS)
+        return kv__rc(mrc, "mdb_cursor_open ids");
+    mrc = mdb_cursor_get(cur, &k, &d, MDB_SET);
+    *fresh = mrc == MDB_NOTFOUND;
+    if (mrc == MDB_SUCCESS || mrc == MDB_NOTFOUND) {
+        mrc = mdb_cursor_put(cur, &k, &v, MDB_APPENDDUP);
+        if (mrc == MDB_KEYEXIST)
+            mrc = mdb_cursor_put(cur, &k, &v, MDB_NODUPDATA);
+    }
+    mdb_cursor_close(cur);
+    return kv__rc(mrc == MDB_KEYEXIST ? MDB_SUCCESS : mrc, "mdb_cursor_put ids");
 }
 
 int kv_timeline_add(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t id)
 {
-    return kv__ids_add(txn, kv__of(txn)->timeline, ukey, klen, id);
+    return kv__ids_add(txn, kv__of(txn)->timeline, ukey, klen, id, NULL);
 }
 
 static int dbi_cursor(kv_txn_t *txn, MDB_dbi dbi, MDB_cursor **cur)

@@ -146,9 +146,9 @@ int kv_counter_next(kv_txn_t *txn, const char *name, uint64_t start, uint64_t *o
     return 0;
 }
 
-int kv_cmsg_add(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t id)
+int kv_cmsg_add(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t id, bool *fresh)
 {
-    return kv__ids_add(txn, kv__of(txn)->cmsgs, ckey, klen, id);
+    return kv__ids_add(txn, kv__of(txn)->cmsgs, ckey, klen, id, fresh);
 }
 
 int kv_cmsg_after(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t after,
@@ -179,7 +179,7 @@ int kv_cmsg_drop(kv_txn_t *txn, const uint8_t *ckey, size_t klen)
 
 int kv_cevent_add(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t id)
 {
-    return kv__ids_add(txn, kv__of(txn)->cevents, ckey, klen, id);
+    return kv__ids_add(txn, kv__of(txn)->cevents, ckey, klen, id, NULL);
 }
 
 int kv_cevent_count(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t after,

@@ -768,9 +768,9 @@ TEST(kv_cmsg_count_and_last)
 
     fx_open(&f);
     txn = begin(&f, KV_WRITE);
-    ASSERT_OK(kv_cmsg_add(txn, one, sizeof(one), 500));
+    ASSERT_OK(kv_cmsg_add(txn, one, sizeof(one), 500, NULL));
     for (uint64_t id = 1000; id < 3000; id += 2) /* 1000 values: a sub-database */
-        ASSERT_OK(kv_cmsg_add(txn, many, sizeof(many), id));
+        ASSERT_OK(kv_cmsg_add(txn, many, sizeof(many), id, NULL));
     for (uint64_t id = 1000; id < 1100; id += 10)
         ASSERT_OK(kv_cevent_add(txn, ev, sizeof(ev), id));
     ASSERT_OK(kv_commit(txn));
@@ -812,6 +812,60 @@ TEST(kv_cmsg_count_and_last)
     ASSERT_U64_EQ(n, 5); /* 1010..1050 */
     ASSERT_OK(kv_cevent_count(txn, many, sizeof(many), 0, UINT64_MAX, &n));
     ASSERT_U64_EQ(n, 0); /* a database of its own */
+    kv_abort(txn);
+    fx_close(&f);
+}
+
+/* kv_cmsg_add's @p fresh: true only for the first id of a key, whatever order the ids come
+ * in (appended, older, repeated) and however the list is stored (one value, a sub-page, a
+ * sub-database); neighbouring keys do not count. */
+TEST(kv_cmsg_add_fresh)
+{
+    const uint8_t a[] = "c-a", b[] = "c-b", c[] = "c-c";
+    uint64_t ids[8], total = 0, n = 99;
+    size_t got = 0;
+    bool fresh = false;
+    kv_txn_t *txn;
+    fx_t f;
+
+    fx_open(&f);
+    txn = begin(&f, KV_WRITE);
+    ASSERT_OK(kv_cmsg_add(txn, b, sizeof(b), 500, &fresh));
+    ASSERT_TRUE(fresh);
+    ASSERT_OK(kv_cmsg_add(txn, b, sizeof(b), 600, &fresh)); /* appended */
+    ASSERT_TRUE(!fresh);
+    ASSERT_OK(kv_cmsg_add(txn, b, sizeof(b), 400, &fresh)); /* older */
+    ASSERT_TRUE(!fresh);
+    ASSERT_OK(kv_cmsg_add(txn, b, sizeof(b), 500, &fresh)); /* already there */
+    ASSERT_TRUE(!fresh);
+    ASSERT_OK(kv_cmsg_add(txn, a, sizeof(a), 700, &fresh)); /* before b, after nothing */
+    ASSERT_TRUE(fresh);
+    ASSERT_OK(kv_commit(txn));
+
+    txn = begin(&f, KV_WRITE);
+    ASSERT_OK(kv_cmsg_add(txn, c, sizeof(c), 100, &fresh)); /* after b */
+    ASSERT_TRUE(fresh);
+    for (uint64_t id = 1000; id < 3000; id += 2) { /* grows into a sub-database */
+        ASSERT_OK(kv_cmsg_add(txn, b, sizeof(b), id, &fresh));
+        ASSERT_TRUE(!fresh);
+    }
+    ASSERT_OK(kv_cmsg_add(txn, b, sizeof(b), 1001, &fresh));
+    ASSERT_TRUE(!fresh);
+    ASSERT_OK(kv_commit(txn));
+
+    txn = begin(&f, KV_READ);
+    ASSERT_OK(kv_cmsg_count(txn, b, sizeof(b), 0, UINT64_MAX, &n));
+    ASSERT_U64_EQ(n, 1004); /* 400, 500, 600, 1001 and 1000 more: nothing twice */
+    ASSERT_OK(kv_cmsg_after(txn, b, sizeof(b), 0, ids, 4, &got, &total));
+    ASSERT_EQ(got, 4);
+    ASSERT_U64_EQ(ids[0], 400);
+    ASSERT_U64_EQ(ids[1], 500);
+    ASSERT_U64_EQ(ids[2], 600);
+    ASSERT_U64_EQ(ids[3], 1000);
+    ASSERT_OK(kv_cmsg_count(txn, a, sizeof(a), 0, UINT64_MAX, &n));
+    ASSERT_U64_EQ(n, 1);
+    ASSERT_OK(kv_cmsg_count(txn, c, sizeof(c), 0, UINT64_MAX, &n));
+    ASSERT_U64_EQ(n, 1);
     kv_abort(txn);
     fx_close(&f);
 }
