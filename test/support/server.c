@@ -20,8 +20,17 @@
 #include "core/kv.h"
 #include "core/token.h"
 #include "support/test.h"
+#include "support/tnats.h"
 
 #define MAX_ARGS 64
+#define PEERS 2 /* nodes 2 and 3 of a test cluster (tsrv_clustered) */
+
+struct tsrv_cluster {
+    tnats_t nats;
+    tsrv_t peer[PEERS];
+};
+
+static bool log_has_own(const tsrv_t *t, const char *needle);
 
 static void sleep_ms(long ms)
 {
@@ -44,7 +53,18 @@ void tsrv_dump_file(const char *title, const char *path)
 
 void tsrv_dump_log(const tsrv_t *t)
 {
-    tsrv_dump_file("cimd log", t->log);
+    char title[64];
+
+    if (t->cluster == NULL) {
+        tsrv_dump_file("cimd log", t->log);
+        return;
+    }
+    tsrv_dump_file("cimd log (node 1)", t->log);
+    for (int i = 0; i < PEERS; i++) {
+        snprintf(title, sizeof(title), "cimd log (node %d)", i + 2);
+        tsrv_dump_file(title, t->cluster->peer[i].log);
+    }
+    tnats_dump_log(&t->cluster->nats);
 }
 
 int tsrv_free_port(void)
@@ -144,12 +164,10 @@ static void spawn(tsrv_t *t)
     TEST_FAIL_("cimd did not get ready within 10 s");
 }
 
-/* Save the extra flags and start cimd on t->dir. */
-static void start_v(tsrv_t *t, va_list ap)
+static void add_args_v(tsrv_t *t, va_list ap)
 {
     char *a;
 
-    snprintf(t->log, sizeof(t->log), "%s/cimd.log", t->dir);
     while ((a = va_arg(ap, char *)) != NULL && t->nargs < MAX_ARGS - 8) {
         size_t n = strlen(a) + 1;
         ASSERT_TRUE(t->args_len + n <= sizeof(t->args));
@@ -157,7 +175,102 @@ static void start_v(tsrv_t *t, va_list ap)
         t->args_len += n;
         t->nargs++;
     }
-    spawn(t);
+}
+
+static void add_args(tsrv_t *t, ...) __attribute__((sentinel));
+static void add_args(tsrv_t *t, ...)
+{
+    va_list ap;
+    va_start(ap, t);
+    add_args_v(t, ap);
+    va_end(ap);
+}
+
+bool tsrv_clustered(void)
+{
+    const char *v = getenv("CIM_TEST_CLUSTER");
+    return v != NULL && strcmp(v, "1") == 0;
+}
+
+/* Every node of t's cluster, node 1 (t) first: *n of them. */
+static tsrv_t *node_at(tsrv_t *t, int i)
+{
+    return i == 0 ? t : &t->cluster->peer[i - 1];
+}
+
+static int nodes_of(const tsrv_t *t)
+{
+    return t->cluster == NULL ? 1 : 1 + PEERS;
+}
+
+/* Until every node's log (this run's part) says the other nodes are up: 15 s at most. */
+static void cluster_wait_formed(tsrv_t *t)
+{
+    char needle[64];
+
+    for (int i = 0; i < nodes_of(t); i++)
+        for (int j = 0; j < nodes_of(t); j++) {
+            int waited = 0;
+            if (i == j)
+                continue;
+            snprintf(needle, sizeof(needle), "cluster: node %d is up", j + 1);
+            while (!log_has_own(node_at(t, i), needle)) {
+                if (waited >= 15000) {
+                    tsrv_dump_log(t);
+                    TEST_FAIL_("test cluster: node %d does not see node %d up", i + 1, j + 1);
+                }
+                sleep_ms(20);
+                waited += 20;
+            }
+        }
+}
+
+/* Node 1 is t, on t->dir; nodes 2 and 3 on copies of it (initialised first when empty: one
+ * identity key and the same apps for all), with t's extra flags; the bus is a nats-server
+ * of its own. Started, then waited for until every node sees the others. */
+static void cluster_start(tsrv_t *t)
+{
+    struct tsrv_cluster *c = calloc(1, sizeof(*c));
+    char path[300], cmd[700], out[512], nid[8];
+    struct stat st;
+
+    ASSERT_NOT_NULL(c);
+    snprintf(path, sizeof(path), "%s/identity.key", t->dir);
+    if (stat(path, &st) != 0)
+        ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimctl", "--data", t->dir, "init", NULL), 0);
+    tnats_start(&c->nats);
+    t->cluster = c;
+    for (int i = 0; i < PEERS; i++) {
+        tsrv_t *p = &c->peer[i];
+        snprintf(p->dir, sizeof(p->dir), "/tmp/cimtest-XXXXXX");
+        ASSERT_NOT_NULL(mkdtemp(p->dir));
+        snprintf(cmd, sizeof(cmd), "cp -a '%s/.' '%s/'", t->dir, p->dir);
+        ASSERT_EQ(system(cmd), 0);
+        snprintf(p->log, sizeof(p->log), "%s/cimd.log", p->dir);
+        unlink(p->log); /* node 1's, if the directory had run before */
+        memcpy(p->args, t->args, t->args_len);
+        p->args_len = t->args_len;
+        p->nargs = t->nargs;
+        snprintf(nid, sizeof(nid), "%d", i + 2);
+        add_args(p, "--node_id", nid, "--cluster_url", c->nats.url, "--cluster_nodes", "1,2,3",
+                 NULL);
+    }
+    add_args(t, "--node_id", "1", "--cluster_url", c->nats.url, "--cluster_nodes", "1,2,3",
+             NULL);
+    for (int i = 0; i < nodes_of(t); i++)
+        spawn(node_at(t, i));
+    cluster_wait_formed(t);
+}
+
+/* Save the extra flags and start cimd on t->dir (a cluster under CIM_TEST_CLUSTER=1). */
+static void start_v(tsrv_t *t, va_list ap)
+{
+    snprintf(t->log, sizeof(t->log), "%s/cimd.log", t->dir);
+    add_args_v(t, ap);
+    if (tsrv_clustered())
+        cluster_start(t);
+    else
+        spawn(t);
 }
 
 void tsrv_start(tsrv_t *t, ...)
@@ -189,15 +302,23 @@ void tsrv_restart(tsrv_t *t)
     struct stat st;
     int status;
 
-    if (t->pid > 0) {
-        kill(t->pid, SIGTERM);
-        waitpid(t->pid, &status, 0);
-        t->pid = 0;
+    for (int i = 0; i < nodes_of(t); i++) {
+        tsrv_t *n = node_at(t, i);
+        if (n->pid > 0) {
+            kill(n->pid, SIGTERM);
+            waitpid(n->pid, &status, 0);
+            n->pid = 0;
+        }
     }
-    /* The new run's ready line is the one after everything logged so far. */
-    t->log_off = stat(t->log, &st) == 0 ? (long)st.st_size : 0;
-    t->port = 0;
-    spawn(t);
+    for (int i = 0; i < nodes_of(t); i++) {
+        tsrv_t *n = node_at(t, i);
+        /* The new run's ready line is the one after everything logged so far. */
+        n->log_off = stat(n->log, &st) == 0 ? (long)st.st_size : 0;
+        n->port = 0;
+        spawn(n);
+    }
+    if (t->cluster != NULL)
+        cluster_wait_formed(t);
 }
 
 static void remove_dir(const char *dir)
@@ -229,26 +350,49 @@ static int stop_wait(tsrv_t *t)
     TEST_FAIL_("cimd did not stop within 10 s of SIGTERM");
 }
 
+/* A cluster's nodes 2 and 3 (stopped, their directories removed) and its bus; the worst
+ * exit status of the nodes that ran, else @p rc. */
+static int cluster_stop(tsrv_t *t, int rc)
+{
+    struct tsrv_cluster *c = t->cluster;
+
+    if (c == NULL)
+        return rc;
+    for (int i = 0; i < PEERS; i++) {
+        int prc = c->peer[i].pid > 0 ? stop_wait(&c->peer[i]) : 0;
+        remove_dir(c->peer[i].dir);
+        if (prc != 0 && rc == 0)
+            rc = prc;
+    }
+    tnats_free(&c->nats);
+    free(c);
+    t->cluster = NULL;
+    return rc;
+}
+
 int tsrv_stop(tsrv_t *t)
 {
     int rc = t->pid > 0 ? stop_wait(t) : -1;
     remove_dir(t->dir);
-    return rc;
+    return cluster_stop(t, rc);
 }
 
 int tsrv_stop_keep(tsrv_t *t)
 {
-    return t->pid > 0 ? stop_wait(t) : -1;
+    return cluster_stop(t, t->pid > 0 ? stop_wait(t) : -1);
 }
 
 void tsrv_kill(tsrv_t *t)
 {
     int status;
-    if (t->pid <= 0)
-        return;
-    kill(t->pid, SIGKILL);
-    waitpid(t->pid, &status, 0);
-    t->pid = 0;
+    for (int i = 0; i < nodes_of(t); i++) {
+        tsrv_t *n = node_at(t, i);
+        if (n->pid <= 0)
+            continue;
+        kill(n->pid, SIGKILL);
+        waitpid(n->pid, &status, 0);
+        n->pid = 0;
+    }
 }
 
 void tsrv_token(const tsrv_t *t, const char *app, const char *user, long ttl, char *out,
@@ -266,10 +410,31 @@ void tsrv_token(const tsrv_t *t, const char *app, const char *user, long ttl, ch
     ASSERT_OK(token_mint(secret, app, user, (int64_t)time(NULL) + ttl, out, outlen));
 }
 
+/* The node a new client connection of a test cluster goes to: one at random (rand_r,
+ * seeded once from CIM_TEST_SEED or the time, and said, so that a failure can be re-run). */
+static const tsrv_t *pick_node(const tsrv_t *t)
+{
+    static unsigned seed;
+    static bool seeded;
+    int i;
+
+    if (t->cluster == NULL)
+        return t;
+    if (!seeded) {
+        const char *v = getenv("CIM_TEST_SEED");
+        seed = v != NULL ? (unsigned)strtoul(v, NULL, 10) : (unsigned)time(NULL);
+        seeded = true;
+        fprintf(stderr, "test cluster: clients on random nodes, CIM_TEST_SEED=%u\n", seed);
+    }
+    i = rand_r(&seed) % (1 + PEERS);
+    return i == 0 ? t : &t->cluster->peer[i - 1];
+}
+
 cimc_opts_t tsrv_opts(const tsrv_t *t)
 {
     cimc_opts_t o;
     memset(&o, 0, sizeof(o));
+    t = pick_node(t);
     o.host = "127.0.0.1";
     o.port = t->port;
     o.pinned_key = t->key;
@@ -558,6 +723,15 @@ int tsrv_tool_finish(tsrv_tool_t *tt, unsigned timeout_ms)
 }
 
 bool tsrv_log_has(const tsrv_t *t, const char *needle)
+{
+    for (int i = 0; i < nodes_of(t); i++)
+        if (log_has_own(node_at((tsrv_t *)t, i), needle))
+            return true;
+    return false;
+}
+
+/* One node's log (this run's part). */
+static bool log_has_own(const tsrv_t *t, const char *needle)
 {
     FILE *f = fopen(t->log, "r");
     char line[2048];

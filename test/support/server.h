@@ -32,7 +32,21 @@ typedef struct tsrv {
     size_t args_len;
     int nargs;
     long log_off;
+    /* CIM_TEST_CLUSTER=1 (tsrv_clustered): this node is node 1 of a three-node cluster on
+     * a nats-server of its own; the bus and nodes 2 and 3 hang here (NULL: standalone) */
+    struct tsrv_cluster *cluster;
 } tsrv_t;
+
+/**
+ * CIM_TEST_CLUSTER=1: every tsrv_start (and tsrv_start_on) starts a nats-server and three
+ * nodes instead of one cimd, all on copies of one data directory (one identity, the same
+ * apps) and with the same extra flags; each client connection (tsrv_opts, tsrv_connect,
+ * tsrv_login) goes to a node picked at random (seed: CIM_TEST_SEED, else the time; printed
+ * once). tsrv_restart, tsrv_kill and tsrv_stop act on every node, tsrv_log_has reads every
+ * node's log, and t itself (dir, admin_port, log) is node 1. tools/bootstrap test runs the
+ * messaging suites so: one service whatever node a client reaches (issue 12).
+ */
+bool tsrv_clustered(void);
 
 /** Start cimd with extra flags (a NULL-terminated list of strings). Aborts on failure. */
 void tsrv_start(tsrv_t *t, ...) __attribute__((sentinel));
