@@ -190,6 +190,9 @@ static void render(admin_t *a, out_t *o)
     one(o, "cim_store_requests_total", "counter", "Requests applied by the store.",
         (double)ctr_get(&st->requests));
     hist(o, "cim_store_batch_size", "Requests per write transaction.", &st->batch_size);
+    one(o, "cim_store_paced_total", "counter",
+        "Wake-ups of a busy writer that waited to gather a larger batch (commit_pace_ms).",
+        (double)ctr_get(&st->paced));
     hist(o, "cim_store_commit_seconds", "Time of each commit (fsync with durability=sync).",
          &st->commit_seconds);
     one(o, "cim_dedup_ids", "gauge", "client_msg_ids held in the dedup window.",

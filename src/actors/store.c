@@ -334,12 +334,23 @@ static void expire_dedup(store_t *st)
     dedup_expire(st->srv->dedup, snowflake_now_ms());
 }
 
-static void on_wake(mbox_t *box)
+uint64_t store_pace_wait(uint32_t pace_ms, double busy, uint64_t since_ms)
 {
-    store_t *st = box->data;
+    if (pace_ms == 0 || busy <= STORE_PACE_BUSY || since_ms >= pace_ms)
+        return 0;
+    return pace_ms - since_ms;
+}
+
+/* Drain the mailbox: batches until it is empty (or a stop). */
+static void drain(store_t *st)
+{
+    mbox_t *box = &st->box;
     mbox_node_t *node;
     bool stop = false;
 
+    uint64_t t0 = uv_hrtime();
+
+    st->last_drain_ms = uv_now(&st->loop);
     for (;;) {
         size_t n = 0;
         /* Drain what is pending, up to a batch: the batch grows with the backlog, which is
@@ -360,11 +371,45 @@ static void on_wake(mbox_t *box)
         if (n < STORE_BATCH_MAX)
             break;
     }
+    /* the share of time spent here, per window, for pacing */
+    uint64_t t1 = uv_hrtime();
+    st->win_busy_ns += t1 - t0;
+    if (t1 - st->win_start_ns >= STORE_BUSY_WINDOW_MS * 1000000ULL) {
+        st->busy = (double)st->win_busy_ns / (double)(t1 - st->win_start_ns);
+        st->win_start_ns = t1;
+        st->win_busy_ns = 0;
+    }
     if (stop) {
         uv_timer_stop(&st->retention);
         uv_close((uv_handle_t *)&st->retention, NULL);
+        uv_timer_stop(&st->pace);
+        uv_close((uv_handle_t *)&st->pace, NULL);
         mbox_close(box, NULL);
     }
+}
+
+static void on_pace(uv_timer_t *t)
+{
+    drain(t->data);
+}
+
+static void on_wake(mbox_t *box)
+{
+    store_t *st = box->data;
+    uint64_t wait;
+
+    if (uv_is_active((uv_handle_t *)&st->pace))
+        return; /* the pace timer drains */
+    uv_update_time(&st->loop);
+    wait = store_pace_wait(st->srv->conf->commit_pace_ms, st->busy,
+                           uv_now(&st->loop) - st->last_drain_ms);
+    if (wait > 0) {
+        /* Left queued: the mailbox stays awake (no producer sends a wake-up meanwhile). */
+        ctr_add(&st->stats.paced, 1);
+        uv_timer_start(&st->pace, on_pace, wait, 0);
+        return;
+    }
+    drain(st);
 }
 
 static void run(void *arg)
@@ -442,10 +487,16 @@ int store_start(store_t *st)
     if ((rc = uv_timer_init(&st->loop, &st->retention)) < 0)
         goto fail_box;
     st->retention.data = st;
+    if ((rc = uv_timer_init(&st->loop, &st->pace)) < 0) {
+        uv_close((uv_handle_t *)&st->retention, NULL);
+        goto fail_box;
+    }
+    st->pace.data = st;
     if (st->srv->conf->retention_days > 0)
         uv_timer_start(&st->retention, on_retention, 1000, RETENTION_EVERY_MS);
     if ((rc = uv_thread_create(&st->thread, run, st)) < 0) {
         uv_close((uv_handle_t *)&st->retention, NULL);
+        uv_close((uv_handle_t *)&st->pace, NULL);
         goto fail_box;
     }
     st->started = true;

@@ -8,6 +8,16 @@
  * mailbox message per worker per batch carrying everything for that worker's sessions.
  * Nothing is acknowledged before its commit.
  *
+ * Pacing: a batch of one or two requests costs nearly what a batch of hundreds does (every
+ * page it touches is copied, the commit, the wake-ups), so at a middling load, with a
+ * wake-up per message, the writer spends two to three times the CPU per message it spends
+ * when saturated — and that CPU pushes the machine into queueing. So once the writer has
+ * been busy more than STORE_PACE_BUSY of the last STORE_BUSY_WINDOW_MS, a wake-up within
+ * `commit_pace_ms` of the previous drain waits for the rest of that interval, and the batch
+ * gathers what arrives meanwhile (docs/BENCHMARKS.md has the measurements). A lightly
+ * loaded writer drains at once, as does one whose last drain took longer than the interval
+ * (a synced commit).
+ *
  * Message ids: the store owns the SnowFlake generator, seeded at start with the largest id
  * stored, so ids are strictly increasing across restarts and id order = commit order. A
  * stored message is encoded once (cim.Message) and the same bytes are the PUSH body for
@@ -38,6 +48,8 @@
 #include "core/metrics.h"
 
 #define STORE_QUEUE_MAX 65536       /* requests queued before store_send gets RC_EFULL */
+#define STORE_PACE_BUSY 0.25        /* pace only above this share of time spent draining */
+#define STORE_BUSY_WINDOW_MS 100    /* ... measured over windows this long */
 #define STORE_BATCH_MAX 8192        /* requests applied per write transaction at most */
 #define STORE_RETENTION_BUDGET 1000 /* records removed per retention transaction */
 
@@ -155,7 +167,15 @@ typedef struct store_stats {
     ctr_t batches, requests;
     hist_t batch_size;     /* requests per write transaction */
     hist_t commit_seconds; /* kv_commit's time (the fsync with durability = sync) */
+    ctr_t paced;           /* wake-ups that waited (pacing) */
 } store_stats_t;
+
+/**
+ * The pacing rule: how long a wake-up @p since_ms after the previous drain waits before
+ * draining, with @p busy the share of the last window the writer spent draining.
+ * @return milliseconds, 0 = drain now.
+ */
+uint64_t store_pace_wait(uint32_t pace_ms, double busy, uint64_t since_ms);
 
 /** The store's counters (any thread reads them). */
 const store_stats_t *store_stats(const store_t *st);

@@ -56,6 +56,10 @@ struct store {
     uv_loop_t loop;
     mbox_t box;
     uv_timer_t retention;
+    uv_timer_t pace;         /* a paced wake-up's drain (store_pace_wait) */
+    uint64_t last_drain_ms;  /* loop time of the last drain's start */
+    uint64_t win_start_ns, win_busy_ns; /* this window's start and its time draining */
+    double busy;             /* the share of the last full window spent draining */
     bool started;
     snowflake_t ids;
     uint64_t last_recorded; /* the generator position last written to meta */

@@ -65,6 +65,8 @@ static const opt_t opts[] = {
      "drop timeline entries older than this; 0 = keep"},
     {"recall_window_s", "S", K_U32, F(recall_window_s), 0, 2592000, "how long a sender may recall"},
     {"max_group_size", "N", K_U32, F(max_group_size), 2, 100000, "members per group"},
+    {"commit_pace_ms", "MS", K_U32, F(commit_pace_ms), 0, 100,
+     "a writer busy over a quarter of the time commits at most this often; 0 = off"},
     {"dedup_window_h", "H", K_U32, F(dedup_window_h), 24, 8760,
      "hours a resent client_msg_id is recognised (kept in memory: ~24 B per message)"},
     {"max_conn_queue_kb", "KIB", K_U32, F(max_conn_queue_kb), 16, 1048576,
@@ -141,6 +143,7 @@ void conf_defaults(conf_t *c)
     c->recall_window_s = 120;
     c->max_group_size = 2000;
     c->dedup_window_h = 24;
+    c->commit_pace_ms = 1;
     c->max_conn_queue_kb = 4096;
     c->max_queued_mb = 256;
     c->login_fail_max = 10;

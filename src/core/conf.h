@@ -50,6 +50,7 @@ typedef struct conf {
     uint32_t retention_days;   /* 0 (default) = keep forever */
     uint32_t recall_window_s;  /* default 120 */
     uint32_t max_group_size;   /* default 2000 */
+    uint32_t commit_pace_ms;   /* a busy writer drains at most this often; 0 = off; default 1 */
     uint32_t dedup_window_h;   /* a resent client_msg_id is recognised this long; default 24 */
     uint32_t max_conn_queue_kb; /* output one connection may hold for its peer, KiB; default
                                    4096 (over it: BYE{SERVER_BUSY}) */

@@ -522,6 +522,16 @@ TEST(conf_output_caps_fit)
     conf_defaults(&c);
     ASSERT_RC(parse(&c, err, sizeof(err), short_dedup), RC_EINVAL);
     ASSERT_CONTAINS(err, "dedup_window_h");
+    /* commit pacing: 0 turns it off, 100 ms at most */
+    const char *nopace[] = {"--commit_pace_ms", "0", NULL};
+    conf_defaults(&c);
+    ASSERT_EQ(c.commit_pace_ms, 1);
+    ASSERT_OK(parse(&c, err, sizeof(err), nopace));
+    ASSERT_EQ(c.commit_pace_ms, 0);
+    const char *longpace[] = {"--commit_pace_ms", "101", NULL};
+    conf_defaults(&c);
+    ASSERT_RC(parse(&c, err, sizeof(err), longpace), RC_EINVAL);
+    ASSERT_CONTAINS(err, "commit_pace_ms");
     const char *week[] = {"--dedup_window_h", "168", NULL};
     conf_defaults(&c);
     ASSERT_OK(parse(&c, err, sizeof(err), week));

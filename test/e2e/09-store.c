@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "actors/conv.h"
+#include "actors/store.h"
 #include "client/cim.h"
 #include "core/frame.h"
 #include "core/kv.h"
@@ -452,4 +453,20 @@ TEST_TIMEOUT(e2e_store_migrate_schema_1, 60)
     ASSERT_EQ(tsrv_stop(&t), 0);
     free(before);
     free(after);
+}
+
+/* ---- commit pacing (store.h; exercised under load by e2e_bench_c2c_paced) ------------ */
+
+/* The rule itself: off, idle, or a drain already past the interval drain at once; a busy
+ * writer woken soon after its last drain waits for the rest of the interval. */
+TEST(store_pace_rule)
+{
+    ASSERT_EQ(store_pace_wait(0, 0.9, 0), 0);                     /* off */
+    ASSERT_EQ(store_pace_wait(1, STORE_PACE_BUSY, 0), 0);         /* not busy enough */
+    ASSERT_EQ(store_pace_wait(1, 0.1, 0), 0);
+    ASSERT_EQ(store_pace_wait(5, 0.9, 5), 0);                     /* the interval is over */
+    ASSERT_EQ(store_pace_wait(5, 0.9, 7), 0);
+    ASSERT_EQ(store_pace_wait(5, 0.9, 0), 5);
+    ASSERT_EQ(store_pace_wait(5, 0.9, 3), 2);
+    ASSERT_EQ(store_pace_wait(1, 0.26, 0), 1);
 }

@@ -58,17 +58,6 @@ static void http_err(const tsrv_t *t, const char *method, const char *path, cons
     free(r);
 }
 
-/* The value of a metric line "name value" (or "name{labels} value") in a /metrics page. */
-static double metric(const char *page, const char *series)
-{
-    size_t n = strlen(series);
-    for (const char *p = page; p != NULL && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-        if (strncmp(p, series, n) == 0 && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-    TEST_FAIL_("series %s not in /metrics", series);
-    return 0;
-}
-
 /* Every line is a comment or "name[{labels}] value": the 0.0.4 text format. */
 static void check_exposition(const char *page)
 {
@@ -144,7 +133,7 @@ TEST(e2e_admin_healthz_and_metrics)
     check_exposition(r.body);
     ASSERT_TRUE(strstr(r.body, "cim_build_info{version=\"") != NULL);
     ASSERT_TRUE(strstr(r.body, "cim_store_commit_seconds_bucket{le=\"+Inf\"}") != NULL);
-    ASSERT_TRUE(metric(r.body, "process_open_fds") > 0);
+    ASSERT_TRUE(thttp_metric(r.body, "process_open_fds") > 0);
     snprintf(before, sizeof(before), "%s", r.body);
 
     /* traffic moves the counters */
@@ -158,22 +147,22 @@ TEST(e2e_admin_healthz_and_metrics)
               cim_Code_UNAUTHORIZED);
     ASSERT_EQ(thttp(&r, &t, "GET", "/metrics", "scrape-me", NULL), 200);
     check_exposition(r.body);
-    ASSERT_EQ(metric(r.body, "cim_sessions"), 2);
-    ASSERT_TRUE(metric(r.body, "cim_connections") >= 2);
-    ASSERT_EQ(metric(r.body, "cim_logins_total{result=\"OK\"}") -
-                  metric(before, "cim_logins_total{result=\"OK\"}"),
+    ASSERT_EQ(thttp_metric(r.body, "cim_sessions"), 2);
+    ASSERT_TRUE(thttp_metric(r.body, "cim_connections") >= 2);
+    ASSERT_EQ(thttp_metric(r.body, "cim_logins_total{result=\"OK\"}") -
+                  thttp_metric(before, "cim_logins_total{result=\"OK\"}"),
               2);
-    ASSERT_EQ(metric(r.body, "cim_logins_total{result=\"UNAUTHORIZED\"}") -
-                  metric(before, "cim_logins_total{result=\"UNAUTHORIZED\"}"),
+    ASSERT_EQ(thttp_metric(r.body, "cim_logins_total{result=\"UNAUTHORIZED\"}") -
+                  thttp_metric(before, "cim_logins_total{result=\"UNAUTHORIZED\"}"),
               1);
-    ASSERT_EQ(metric(r.body, "cim_messages_stored_total") -
-                  metric(before, "cim_messages_stored_total"),
+    ASSERT_EQ(thttp_metric(r.body, "cim_messages_stored_total") -
+                  thttp_metric(before, "cim_messages_stored_total"),
               1);
-    ASSERT_TRUE(metric(r.body, "cim_pushes_total") > metric(before, "cim_pushes_total"));
-    ASSERT_TRUE(metric(r.body, "cim_bytes_in_total") > metric(before, "cim_bytes_in_total"));
-    ASSERT_TRUE(metric(r.body, "cim_bytes_out_total") > metric(before, "cim_bytes_out_total"));
-    ASSERT_TRUE(metric(r.body, "cim_store_batch_size_count") >
-                metric(before, "cim_store_batch_size_count"));
+    ASSERT_TRUE(thttp_metric(r.body, "cim_pushes_total") > thttp_metric(before, "cim_pushes_total"));
+    ASSERT_TRUE(thttp_metric(r.body, "cim_bytes_in_total") > thttp_metric(before, "cim_bytes_in_total"));
+    ASSERT_TRUE(thttp_metric(r.body, "cim_bytes_out_total") > thttp_metric(before, "cim_bytes_out_total"));
+    ASSERT_TRUE(thttp_metric(r.body, "cim_store_batch_size_count") >
+                thttp_metric(before, "cim_store_batch_size_count"));
     cimc_close(a);
     cimc_close(b);
     ASSERT_EQ(tsrv_stop(&t), 0);

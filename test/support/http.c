@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -101,4 +102,14 @@ void thttp_secret(const tsrv_t *t, const char *app, char out[65])
     ASSERT_TRUE(strlen(buf) >= 64);
     memcpy(out, buf, 64);
     out[64] = '\0';
+}
+
+double thttp_metric(const char *page, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = page; p != NULL && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    TEST_FAIL_("series %s not in /metrics", series);
+    return 0;
 }

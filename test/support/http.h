@@ -35,6 +35,12 @@ long thttp_n(thttp_t *r, const tsrv_t *t, const char *method, const char *path,
 long thttp_hdr(thttp_t *r, const tsrv_t *t, const char *method, const char *path,
                const char *header);
 
+/**
+ * The value of series @p series ("name" or "name{labels}", exactly as printed) in a
+ * /metrics page. Fails the test when the page has no such line.
+ */
+double thttp_metric(const char *page, const char *series);
+
 /** The secret of @p app (64 hex) from the data dir, through `cimctl app show`. */
 void thttp_secret(const tsrv_t *t, const char *app, char out[65]);
 
