@@ -73,6 +73,11 @@ struct store {
     kv_retention_t rpos;
     bool retaining;        /* a retention pass is under way */
     uint64_t dedup_expired_ms; /* loop time of the last dedup_expire */
+    /* with a cluster (docs/SCALING.md) */
+    uv_timer_t horizon;    /* reports the generator's horizon to the cluster */
+    bool xstarted;         /* the cluster said it runs: outbox handed over, timer on */
+    uint64_t xapplied;     /* the newest id store__apply appended (persisted in meta) */
+    uint64_t xapplied_saved; /* ... as last written to meta */
     /* statistics, store thread only (stats: read by /metrics too) */
     uint64_t max_batch;
     store_stats_t stats;
@@ -138,6 +143,12 @@ int store__roster(kv_txn_t *txn, const char *app, uint64_t gid, store_uid_t **us
  */
 int store__group_state(kv_txn_t *txn, const char *app, const char *group_id, uint64_t *gid,
                        bool *alive);
+
+/** Make every id issued from now on greater than @p floor (0: no-op). */
+void store__ids_above(store_t *st, uint64_t floor);
+
+/** Apply a message the merge released (store_apply_t). @return 0 or rc. */
+int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a);
 
 /** Apply a SEND (DIRECT or GROUP). */
 int store__send(store_t *st, kv_txn_t *txn, store_send_t *r);

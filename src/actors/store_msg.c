@@ -2,10 +2,12 @@
  * conversation index and state — and SEND, direct and to groups. Store thread only. */
 #include <string.h>
 
+#include "actors/cluster.h"
 #include "actors/dedup.h"
 #include "actors/message.h"
 #include "actors/store_int.h"
 #include "actors/webhook.h"
+#include "actors/xhome.h"
 #include "cim.pb.h"
 #include "core/frame.h"
 #include "core/log.h"
@@ -148,46 +150,30 @@ static int conv_touch(store_t *st, kv_txn_t *txn, const smsg_t *m, const char *u
     return 0;
 }
 
-int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id,
-                       uint64_t *time_ms)
+/* Message @p id (encoded in @p b) into the timelines of m->users, the conversation index
+ * and state when m->index, and queued for its PUSH (and webhook). */
+static int place(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t id, uint64_t time_ms,
+                 blob_t *b)
 {
-    store_send_t meta;
     uint8_t ukey[KV_UKEY_MAX], skey[CONV_SKEY_MAX];
-    blob_t *b = NULL;
     size_t klen;
-    int rc = 0;
+    int rc;
 
-    memset(&meta, 0, sizeof(meta));
-    meta.msg_id = snowflake_next(&st->ids, snowflake_now_ms());
-    meta.time_ms = snowflake_time_ms(meta.msg_id);
-    meta.conv_type = m->conv_type;
-    meta.msg_type = m->msg_type;
-    meta.from_kind = m->from_kind;
-    snprintf(meta.from, sizeof(meta.from), "%s", m->from);
-    snprintf(meta.to, sizeof(meta.to), "%s", m->to);
-    snprintf(meta.cmid, sizeof(meta.cmid), "%s", m->cmid ? m->cmid : "");
-    if ((b = message_encode(&meta, m->body, m->body_len)) == NULL) {
-        LOG_ERROR("store: cannot encode message %llu", (unsigned long long)meta.msg_id);
-        return RC_EINVAL;
-    }
-    if ((rc = kv_msg_put(txn, meta.msg_id, b->data, b->len)) < 0)
-        goto out;
     for (size_t i = 0; i < m->nusers; i++) {
         klen = kv_ukey(ukey, m->app, m->users[i]);
-        if ((rc = kv_timeline_add(txn, ukey, klen, meta.msg_id)) < 0)
-            goto out;
-        if (m->index && (rc = conv_touch(st, txn, m, m->users[i], meta.msg_id, meta.time_ms)) < 0)
-            goto out;
+        if ((rc = kv_timeline_add(txn, ukey, klen, id)) < 0)
+            return rc;
+        if (m->index && (rc = conv_touch(st, txn, m, m->users[i], id, time_ms)) < 0)
+            return rc;
     }
     if (m->index) {
         klen = conv_skey(skey, m->app, m->conv_type, m->conv_type == cim_ConvType_GROUP
                                                          ? m->to : m->from, m->to);
-        if ((rc = kv_cmsg_add(txn, skey, klen, meta.msg_id)) < 0)
-            goto out;
+        if ((rc = kv_cmsg_add(txn, skey, klen, id)) < 0)
+            return rc;
         /* SYSTEM messages never count as unread: kept apart so the count needs no record */
-        if (m->msg_type == cim_MsgType_SYSTEM &&
-            (rc = kv_cevent_add(txn, skey, klen, meta.msg_id)) < 0)
-            goto out;
+        if (m->msg_type == cim_MsgType_SYSTEM && (rc = kv_cevent_add(txn, skey, klen, id)) < 0)
+            return rc;
     }
     store__fanout(st, b, FT_PUSH, m->app, m->users, m->nusers, m->skip_sid);
     /* One relaxed load when no app has a webhook: route() then looks no further. */
@@ -195,12 +181,138 @@ int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id
         st->fan[st->nfan - 1].hook = true;
         snprintf(st->fan[st->nfan - 1].from, sizeof(st->fan[0].from), "%s", m->from);
     }
+    return 0;
+}
+
+/* A new id for @p m (above @p floor) and its record, encoded. @return the blob (one
+ * reference), or NULL (cannot encode: a bug, logged). */
+static blob_t *new_record(store_t *st, const smsg_t *m, uint64_t floor, store_send_t *meta)
+{
+    blob_t *b;
+
+    memset(meta, 0, sizeof(*meta));
+    store__ids_above(st, floor);
+    meta->msg_id = snowflake_next(&st->ids, snowflake_now_ms());
+    meta->time_ms = snowflake_time_ms(meta->msg_id);
+    meta->conv_type = m->conv_type;
+    meta->msg_type = m->msg_type;
+    meta->from_kind = m->from_kind;
+    snprintf(meta->from, sizeof(meta->from), "%s", m->from);
+    snprintf(meta->to, sizeof(meta->to), "%s", m->to);
+    snprintf(meta->cmid, sizeof(meta->cmid), "%s", m->cmid ? m->cmid : "");
+    if ((b = message_encode(meta, m->body, m->body_len)) == NULL)
+        LOG_ERROR("store: cannot encode message %llu", (unsigned long long)meta->msg_id);
+    return b;
+}
+
+int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id,
+                       uint64_t *time_ms)
+{
+    store_send_t meta;
+    blob_t *b = new_record(st, m, 0, &meta);
+    int rc;
+
+    if (b == NULL)
+        return RC_EINVAL;
+    if ((rc = kv_msg_put(txn, meta.msg_id, b->data, b->len)) == 0 &&
+        (rc = place(st, txn, m, meta.msg_id, meta.time_ms, b)) == 0) {
+        ctr_add(&st->stats.messages, 1);
+        *id = meta.msg_id;
+        *time_ms = meta.time_ms;
+    }
+    blob_unref(b);
+    return rc;
+}
+
+/* In a cluster: the message's record, its outbox entry and its id; no timeline yet (the
+ * merge appends it, store__apply). The request goes on to the cluster with the XHOME_MSG
+ * to publish (docs/SCALING.md). */
+static int commit_xhome(store_t *st, kv_txn_t *txn, const smsg_t *m, store_send_t *r)
+{
+    store_send_t meta;
+    xhome_msg_t x;
+    blob_t *b = new_record(st, m, r->floor, &meta);
+    int rc;
+
+    if (b == NULL)
+        return RC_EINVAL;
+    if ((rc = kv_msg_put(txn, meta.msg_id, b->data, b->len)) < 0 ||
+        (rc = kv_outbox_put(txn, meta.msg_id, r->home, m->app)) < 0)
+        goto out;
+    memset(&x, 0, sizeof(x));
+    x.kind = XHOME_MSG;
+    x.conv_type = m->conv_type;
+    x.msg_type = m->msg_type;
+    x.origin = cluster_self(st->srv->cluster);
+    x.home = r->home;
+    x.id = meta.msg_id;
+    snprintf(x.app, sizeof(x.app), "%s", m->app);
+    snprintf(x.from, sizeof(x.from), "%s", m->from);
+    snprintf(x.to, sizeof(x.to), "%s", m->to);
+    x.rec = b->data;
+    x.rec_len = b->len;
+    mem_free(r->xmsg);
+    r->xmsg = NULL;
+    if ((rc = xhome_encode(&x, &r->xmsg, &r->xmsg_len)) < 0)
+        goto out;
     ctr_add(&st->stats.messages, 1);
-    *id = meta.msg_id;
-    *time_ms = meta.time_ms;
+    r->msg_id = meta.msg_id;
+    r->time_ms = meta.time_ms;
 out:
     blob_unref(b);
     return rc;
+}
+
+int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
+{
+    cluster_t *c = st->srv->cluster;
+    uint32_t self = cluster_self(c);
+    uint8_t ukey[KV_UKEY_MAX];
+    store_uid_t users[2];
+    size_t n = 0, have = 0;
+    const uint8_t *v;
+    size_t vlen;
+    blob_t *b;
+    smsg_t m;
+    int rc;
+
+    if (cluster_home(c, a->app, a->from) == self)
+        snprintf(users[n++], sizeof(users[0]), "%s", a->from);
+    if (strcmp(a->from, a->to) != 0 && cluster_home(c, a->app, a->to) == self)
+        snprintf(users[n++], sizeof(users[0]), "%s", a->to);
+    for (size_t i = 0; i < n; i++) {
+        rc = kv_timeline_has(txn, ukey, kv_ukey(ukey, a->app, users[i]), a->id);
+        if (rc < 0 && rc != RC_ENOTFOUND)
+            return rc;
+        have += rc == 0;
+    }
+    if (have == n) {
+        a->result = STORE_APPLY_DUP; /* a redelivery or a republish */
+    } else if (a->id < st->xapplied) {
+        /* An id below one these timelines already hold: appending it would put a gap
+         * behind a device's cursor (docs/SCALING.md, "A node that dies"). */
+        a->result = STORE_APPLY_LATE;
+        LOG_RL(LOG_LVL_ERROR, "store: message %llu from node %u arrived after %llu was applied: "
+                              "dropped", (unsigned long long)a->id, a->origin,
+               (unsigned long long)st->xapplied);
+    } else {
+        if ((rc = kv_msg_get(txn, a->id, &v, &vlen)) == RC_ENOTFOUND)
+            rc = kv_msg_put(txn, a->id, a->rec, a->rec_len);
+        if (rc < 0)
+            return rc;
+        m = (smsg_t){.app = a->app, .from = a->from, .conv_type = a->conv_type,
+                     .msg_type = a->msg_type, .to = a->to, .users = users, .nusers = n,
+                     .index = true, .skip_sid = a->skip_sid, .hook = true};
+        b = blob_new(a->rec_len);
+        memcpy(b->data, a->rec, a->rec_len);
+        rc = place(st, txn, &m, a->id, snowflake_time_ms(a->id), b);
+        blob_unref(b);
+        if (rc < 0)
+            return rc;
+        a->result = STORE_APPLIED;
+        st->xapplied = a->id;
+    }
+    return a->origin == self ? kv_outbox_del(txn, a->id) : 0;
 }
 
 /* The members of a group, in id order (the fanout and timeline list of a group message). */
@@ -310,7 +422,9 @@ int store__send(store_t *st, kv_txn_t *txn, store_send_t *r)
         m.users = pair;
         m.nusers = strcmp(r->from, r->to) == 0 ? 1 : 2;
     }
-    rc = store__put_message(st, txn, &m, &r->msg_id, &r->time_ms);
+    rc = r->xhome && r->conv_type == cim_ConvType_DIRECT
+             ? commit_xhome(st, txn, &m, r)
+             : store__put_message(st, txn, &m, &r->msg_id, &r->time_ms);
     mem_free(members);
     if (rc < 0)
         return rc;
