@@ -561,7 +561,7 @@ static void release(cluster_t *c)
 /* An apply request for parsed message @p x (its natsMsg @p nm to acknowledge, or NULL). */
 static store_apply_t *apply_new(const xhome_msg_t *x, natsMsg *nm, uint64_t skip_sid)
 {
-    store_apply_t *a = mem_calloc(sizeof(*a) + x->rec_len);
+    store_apply_t *a = mem_calloc(sizeof(*a) + x->rec_len + x->ulist_len);
 
     a->hdr.kind = STORE_REQ_APPLY;
     a->id = x->id;
@@ -573,8 +573,13 @@ static store_apply_t *apply_new(const xhome_msg_t *x, natsMsg *nm, uint64_t skip
     memcpy(a->from, x->from, sizeof(a->from));
     memcpy(a->to, x->to, sizeof(a->to));
     a->ctx = nm;
+    a->flags = x->flags;
+    a->nusers = x->nusers;
+    a->ulist_len = (uint32_t)x->ulist_len;
     a->rec_len = (uint32_t)x->rec_len;
     memcpy(a->rec, x->rec, x->rec_len);
+    if (x->ulist_len > 0)
+        memcpy(a->rec + x->rec_len, x->ulist, x->ulist_len);
     return a;
 }
 
@@ -633,7 +638,7 @@ static void take_committed(cluster_t *c, store_send_t *r)
     o->id = r->msg_id;
     o->home = r->home;
     o->committed_ms = cluster__now_ms();
-    o->skip_sid = r->worker == STORE_NO_WORKER ? 0 : r->sid;
+    o->skip_sid = r->sid; /* a republish: 0 */
     o->r = r->worker == STORE_NO_WORKER ? NULL : r;
     if (o->r == NULL)
         mem_free(r);

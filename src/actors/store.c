@@ -155,6 +155,7 @@ again:
 fail:
     drop_fanouts(st);
     store__conv_reset(st);
+    store__xq_drop(st);
     st->xapplied = xapplied;
     if (rc == RC_EMAPFULL && tries++ < 8 && kv_grow(st->srv->kv) == 0)
         goto again;
@@ -250,6 +251,8 @@ static void complete(store_t *st, size_t n, bool committed)
         for (; f < st->nfan && st->fan[f].req == i; f++)
             if (committed)
                 route(st, &st->fan[f]);
+        if (committed)
+            store__xq_flush(st, i); /* the merge appends them, in id order */
         if (q->kind == STORE_REQ_SEND && committed && ((store_send_t *)q)->xmsg != NULL) {
             /* answered by the cluster once JetStream has it */
             cluster_xhome_committed(st->srv->cluster, (store_send_t *)q);
@@ -396,42 +399,24 @@ typedef struct outbox_walk {
 } outbox_walk_t;
 
 /* One outbox entry back to the cluster, as if just committed (nobody to answer). */
-static int republish(void *ctx, uint64_t id, uint32_t home, const char *app)
+static int republish(void *ctx, uint64_t id, const uint8_t *val, size_t len)
 {
     outbox_walk_t *o = ctx;
-    cim_Message head = cim_Message_init_zero;
-    const uint8_t *rec;
-    size_t len;
     xhome_msg_t x;
     store_send_t *r;
 
-    if (kv_msg_get(o->txn, id, &rec, &len) < 0 || !message_decode_head(rec, len, &head) ||
-        !kv_id_valid(head.from) || !kv_id_valid(head.to)) {
-        LOG_ERROR("store: outbox entry %llu has no readable message: skipped",
-                  (unsigned long long)id);
+    if (xhome_parse(val, len, &x) < 0 || x.id != id) {
+        LOG_ERROR("store: outbox entry %llu is unreadable: skipped", (unsigned long long)id);
         return 0;
     }
-    memset(&x, 0, sizeof(x));
-    x.kind = XHOME_MSG;
-    x.conv_type = (uint8_t)head.conv_type;
-    x.msg_type = (uint8_t)head.msg_type;
-    x.origin = cluster_self(o->st->srv->cluster);
-    x.home = home;
-    x.id = id;
-    snprintf(x.app, sizeof(x.app), "%s", app);
-    snprintf(x.from, sizeof(x.from), "%s", head.from);
-    snprintf(x.to, sizeof(x.to), "%s", head.to);
-    x.rec = rec;
-    x.rec_len = len;
     r = store_send_new(0);
     r->worker = STORE_NO_WORKER;
     r->xhome = true;
-    r->home = home;
+    r->home = x.home;
     r->msg_id = id;
-    if (xhome_encode(&x, &r->xmsg, &r->xmsg_len) < 0) {
-        mem_free(r);
-        return 0;
-    }
+    r->xmsg = mem_alloc(len);
+    memcpy(r->xmsg, val, len);
+    r->xmsg_len = len;
     cluster_xhome_committed(o->st->srv->cluster, r);
     o->n++;
     return 0;
@@ -688,6 +673,8 @@ void store_free(store_t *st)
         mem_free(st->out);
     }
     mem_free(st->batch);
+    store__xq_drop(st);
+    mem_free(st->xq);
     drop_fanouts(st);
     mem_free(st->fan);
     store__conv_reset(st);

@@ -127,7 +127,7 @@ enum { STORE_APPLIED = 0, STORE_APPLY_DUP = 1, STORE_APPLY_LATE = 2 };
 
 /**
  * A message the cluster's merge released (actors/xhome.h): append it to the timelines of
- * its participants homed on this node, index it, push it, as a local message. Idempotent
+ * its users (the list it carries; else the DIRECT pair's users homed on this node), index it, push it, as a local message. Idempotent
  * by id: one already in those timelines is a STORE_APPLY_DUP (nothing written); one below
  * the newest id applied so far that is not there is STORE_APPLY_LATE (dropped: appending
  * it would break the timeline's order; logged). A message of this node's own origin also
@@ -139,14 +139,17 @@ typedef struct store_apply {
     uint32_t origin;
     uint8_t conv_type;
     uint8_t msg_type;
+    uint8_t flags;                 /* XHOME_F_* (actors/xhome.h) */
     uint64_t skip_sid;             /* the sending session (own origin), not pushed to */
     char app[KV_ID_MAX + 1];
     char from[KV_ID_MAX + 1];
     char to[KV_ID_MAX + 1];
     int result;                    /* out: STORE_APPLIED, _DUP, _LATE, or an rc */
     void *ctx;                     /* the cluster's */
+    uint32_t nusers;               /* XHOME_F_USERS: the users, after the record in rec[] */
+    uint32_t ulist_len;
     uint32_t rec_len;
-    uint8_t rec[];                 /* the encoded cim.Message */
+    uint8_t rec[];                 /* the encoded cim.Message, then the user list */
 } store_apply_t;
 
 /**

@@ -78,6 +78,14 @@ struct store {
     bool xstarted;         /* the cluster said it runs: outbox handed over, timer on */
     uint64_t xapplied;     /* the newest id store__apply appended (persisted in meta) */
     uint64_t xapplied_saved; /* ... as last written to meta */
+    struct xq {            /* this batch's own messages for the merge, in id order */
+        size_t req;        /* the request that made it */
+        uint64_t id;
+        uint64_t skip_sid;
+        uint8_t *xmsg;     /* owned */
+        size_t len;
+    } *xq;
+    size_t nxq, capxq;
     /* statistics, store thread only (stats: read by /metrics too) */
     uint64_t max_batch;
     store_stats_t stats;
@@ -106,7 +114,9 @@ typedef struct smsg {
  * Store @p m: a new id, the msgs record, a timeline entry per user, and when m->index the
  * conversation index (SYSTEM messages also in the group events index) and the
  * conversation records it changes (the sender's read cursor; a record for a user it
- * reaches first); then queue its PUSH to every user.
+ * reaches first); then queue its PUSH to every user. In a cluster only the record and an
+ * outbox entry are written here: the rest is done when the merge releases it
+ * (store__apply), so that it keeps its place in id order among messages of other homes.
  * @param[out] id, time_ms  the message's id and time.
  * @return 0 or rc (the transaction must be aborted).
  */
@@ -125,6 +135,12 @@ int store__conv(store_t *st, kv_txn_t *txn, const uint8_t *key, size_t klen, boo
 
 /** Write the batch's changed conversation records (before the commit). @return 0 or rc. */
 int store__conv_flush(store_t *st, kv_txn_t *txn);
+
+/** Hand this batch's own messages of request @p req to the cluster (after the commit). */
+void store__xq_flush(store_t *st, size_t req);
+
+/** Drop this batch's own messages (a failed batch; stopping). */
+void store__xq_drop(store_t *st);
 
 /** Forget the batch's conversation records (after the commit, or a failed batch). */
 void store__conv_reset(store_t *st);

@@ -205,14 +205,83 @@ static blob_t *new_record(store_t *st, const smsg_t *m, uint64_t floor, store_se
     return b;
 }
 
+/* In a cluster: the message's record and its outbox entry (the XHOME_MSG to publish, or to
+ * give this node's merge: @p home is this node); no timeline yet (the merge appends it,
+ * store__apply). With @p list, the message names its users (m->users). */
+static int commit_own(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t floor,
+                      uint32_t home, bool list, uint8_t **xmsg, size_t *xlen,
+                      uint64_t *id, uint64_t *time_ms)
+{
+    const char **users = NULL;
+    store_send_t meta;
+    xhome_msg_t x;
+    blob_t *b = new_record(st, m, floor, &meta);
+    int rc;
+
+    if (b == NULL)
+        return RC_EINVAL;
+    memset(&x, 0, sizeof(x));
+    x.kind = XHOME_MSG;
+    x.conv_type = m->conv_type;
+    x.msg_type = m->msg_type;
+    x.flags = (uint8_t)((m->index ? XHOME_F_INDEX : 0) | (m->hook ? XHOME_F_HOOK : 0) |
+                        (list ? XHOME_F_USERS : 0));
+    x.origin = cluster_self(st->srv->cluster);
+    x.home = home;
+    x.id = meta.msg_id;
+    snprintf(x.app, sizeof(x.app), "%s", m->app);
+    snprintf(x.from, sizeof(x.from), "%s", m->from);
+    snprintf(x.to, sizeof(x.to), "%s", m->to);
+    if (list) {
+        users = mem_alloc((m->nusers ? m->nusers : 1) * sizeof(*users));
+        for (size_t i = 0; i < m->nusers; i++)
+            users[i] = m->users[i];
+        x.nusers = (uint32_t)m->nusers;
+        x.users = users;
+    }
+    x.rec = b->data;
+    x.rec_len = b->len;
+    *xmsg = NULL;
+    if ((rc = xhome_encode(&x, xmsg, xlen)) < 0 ||
+        (rc = kv_msg_put(txn, meta.msg_id, b->data, b->len)) < 0 ||
+        (rc = kv_outbox_put(txn, meta.msg_id, *xmsg, *xlen)) < 0) {
+        mem_free(*xmsg);
+        *xmsg = NULL;
+        goto out;
+    }
+    ctr_add(&st->stats.messages, 1);
+    *id = meta.msg_id;
+    *time_ms = meta.time_ms;
+out:
+    mem_free(users);
+    blob_unref(b);
+    return rc;
+}
+
 int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id,
                        uint64_t *time_ms)
 {
     store_send_t meta;
-    blob_t *b = new_record(st, m, 0, &meta);
+    struct xq *q;
+    blob_t *b;
     int rc;
 
-    if (b == NULL)
+    if (cluster_is_enabled(st->srv->cluster)) {
+        if (st->nxq == st->capxq) {
+            st->capxq = st->capxq ? st->capxq * 2 : 16;
+            st->xq = mem_realloc(st->xq, st->capxq * sizeof(*st->xq));
+        }
+        q = &st->xq[st->nxq];
+        if ((rc = commit_own(st, txn, m, 0, cluster_self(st->srv->cluster), true, &q->xmsg,
+                             &q->len, id, time_ms)) < 0)
+            return rc;
+        q->req = st->cur;
+        q->id = *id;
+        q->skip_sid = m->skip_sid;
+        st->nxq++;
+        return 0;
+    }
+    if ((b = new_record(st, m, 0, &meta)) == NULL)
         return RC_EINVAL;
     if ((rc = kv_msg_put(txn, meta.msg_id, b->data, b->len)) == 0 &&
         (rc = place(st, txn, m, meta.msg_id, meta.time_ms, b)) == 0) {
@@ -224,43 +293,33 @@ int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id
     return rc;
 }
 
-/* In a cluster: the message's record, its outbox entry and its id; no timeline yet (the
- * merge appends it, store__apply). The request goes on to the cluster with the XHOME_MSG
- * to publish (docs/SCALING.md). */
-static int commit_xhome(store_t *st, kv_txn_t *txn, const smsg_t *m, store_send_t *r)
+void store__xq_flush(store_t *st, size_t req)
 {
-    store_send_t meta;
-    xhome_msg_t x;
-    blob_t *b = new_record(st, m, r->floor, &meta);
-    int rc;
+    /* The batch's entries are in id order, and so in request order: flush a prefix. */
+    size_t i = 0;
 
-    if (b == NULL)
-        return RC_EINVAL;
-    if ((rc = kv_msg_put(txn, meta.msg_id, b->data, b->len)) < 0 ||
-        (rc = kv_outbox_put(txn, meta.msg_id, r->home, m->app)) < 0)
-        goto out;
-    memset(&x, 0, sizeof(x));
-    x.kind = XHOME_MSG;
-    x.conv_type = m->conv_type;
-    x.msg_type = m->msg_type;
-    x.origin = cluster_self(st->srv->cluster);
-    x.home = r->home;
-    x.id = meta.msg_id;
-    snprintf(x.app, sizeof(x.app), "%s", m->app);
-    snprintf(x.from, sizeof(x.from), "%s", m->from);
-    snprintf(x.to, sizeof(x.to), "%s", m->to);
-    x.rec = b->data;
-    x.rec_len = b->len;
-    mem_free(r->xmsg);
-    r->xmsg = NULL;
-    if ((rc = xhome_encode(&x, &r->xmsg, &r->xmsg_len)) < 0)
-        goto out;
-    ctr_add(&st->stats.messages, 1);
-    r->msg_id = meta.msg_id;
-    r->time_ms = meta.time_ms;
-out:
-    blob_unref(b);
-    return rc;
+    for (; i < st->nxq && st->xq[i].req == req; i++) {
+        store_send_t *r = store_send_new(0);
+        r->worker = STORE_NO_WORKER;
+        r->sid = st->xq[i].skip_sid;
+        r->xhome = true;
+        r->home = cluster_self(st->srv->cluster);
+        r->msg_id = st->xq[i].id;
+        r->xmsg = st->xq[i].xmsg;
+        r->xmsg_len = st->xq[i].len;
+        cluster_xhome_committed(st->srv->cluster, r);
+    }
+    if (i > 0) {
+        memmove(st->xq, st->xq + i, (st->nxq - i) * sizeof(*st->xq));
+        st->nxq -= i;
+    }
+}
+
+void store__xq_drop(store_t *st)
+{
+    for (size_t i = 0; i < st->nxq; i++)
+        mem_free(st->xq[i].xmsg);
+    st->nxq = 0;
 }
 
 int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
@@ -268,24 +327,36 @@ int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
     cluster_t *c = st->srv->cluster;
     uint32_t self = cluster_self(c);
     uint8_t ukey[KV_UKEY_MAX];
-    store_uid_t users[2];
+    store_uid_t pair[2], *users = pair;
     size_t n = 0, have = 0;
     const uint8_t *v;
     size_t vlen;
     blob_t *b;
     smsg_t m;
-    int rc;
+    int rc = 0;
 
-    if (cluster_home(c, a->app, a->from) == self)
-        snprintf(users[n++], sizeof(users[0]), "%s", a->from);
-    if (strcmp(a->from, a->to) != 0 && cluster_home(c, a->app, a->to) == self)
-        snprintf(users[n++], sizeof(users[0]), "%s", a->to);
+    if (a->flags & XHOME_F_USERS) {
+        /* the list the origin named (validated by xhome_parse) */
+        const uint8_t *p = a->rec + a->rec_len, *end = p + a->ulist_len;
+        users = mem_alloc((a->nusers ? a->nusers : 1) * sizeof(*users));
+        for (; n < a->nusers && p < end && p + 1 + *p <= end && *p <= KV_ID_MAX;
+             p += 1 + *p, n++) {
+            memcpy(users[n], p + 1, *p);
+            users[n][*p] = '\0';
+        }
+    } else {
+        if (cluster_home(c, a->app, a->from) == self)
+            snprintf(pair[n++], sizeof(pair[0]), "%s", a->from);
+        if (strcmp(a->from, a->to) != 0 && cluster_home(c, a->app, a->to) == self)
+            snprintf(pair[n++], sizeof(pair[0]), "%s", a->to);
+    }
     for (size_t i = 0; i < n; i++) {
         rc = kv_timeline_has(txn, ukey, kv_ukey(ukey, a->app, users[i]), a->id);
         if (rc < 0 && rc != RC_ENOTFOUND)
-            return rc;
+            goto out;
         have += rc == 0;
     }
+    rc = 0;
     if (have == n) {
         a->result = STORE_APPLY_DUP; /* a redelivery or a republish */
     } else if (a->id < st->xapplied) {
@@ -299,20 +370,25 @@ int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
         if ((rc = kv_msg_get(txn, a->id, &v, &vlen)) == RC_ENOTFOUND)
             rc = kv_msg_put(txn, a->id, a->rec, a->rec_len);
         if (rc < 0)
-            return rc;
+            goto out;
         m = (smsg_t){.app = a->app, .from = a->from, .conv_type = a->conv_type,
                      .msg_type = a->msg_type, .to = a->to, .users = users, .nusers = n,
-                     .index = true, .skip_sid = a->skip_sid, .hook = true};
+                     .index = (a->flags & XHOME_F_INDEX) != 0, .skip_sid = a->skip_sid,
+                     .hook = (a->flags & XHOME_F_HOOK) != 0};
         b = blob_new(a->rec_len);
         memcpy(b->data, a->rec, a->rec_len);
         rc = place(st, txn, &m, a->id, snowflake_time_ms(a->id), b);
         blob_unref(b);
         if (rc < 0)
-            return rc;
+            goto out;
         a->result = STORE_APPLIED;
         st->xapplied = a->id;
     }
-    return a->origin == self ? kv_outbox_del(txn, a->id) : 0;
+    rc = a->origin == self ? kv_outbox_del(txn, a->id) : 0;
+out:
+    if (users != pair)
+        mem_free(users);
+    return rc;
 }
 
 /* The members of a group, in id order (the fanout and timeline list of a group message). */
@@ -423,7 +499,8 @@ int store__send(store_t *st, kv_txn_t *txn, store_send_t *r)
         m.nusers = strcmp(r->from, r->to) == 0 ? 1 : 2;
     }
     rc = r->xhome && r->conv_type == cim_ConvType_DIRECT
-             ? commit_xhome(st, txn, &m, r)
+             ? commit_own(st, txn, &m, r->floor, r->home, false, &r->xmsg, &r->xmsg_len,
+                          &r->msg_id, &r->time_ms)
              : store__put_message(st, txn, &m, &r->msg_id, &r->time_ms);
     mem_free(members);
     if (rc < 0)

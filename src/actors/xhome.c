@@ -12,12 +12,20 @@
 
 int xhome_encode(const xhome_msg_t *m, uint8_t **out, size_t *len)
 {
-    size_t a = strlen(m->app), f = strlen(m->from), t = strlen(m->to);
-    size_t n = XHOME_HDR + a + f + t + m->rec_len;
-    uint8_t *p;
+    size_t a = strlen(m->app), f = strlen(m->from), t = strlen(m->to), ul = 0, n;
+    bool users = (m->flags & XHOME_F_USERS) != 0;
+    uint8_t *p, *q;
 
-    if (a > KV_ID_MAX || f > KV_ID_MAX || t > KV_ID_MAX || m->rec_len > XHOME_REC_MAX)
+    if (a > KV_ID_MAX || f > KV_ID_MAX || t > KV_ID_MAX || m->rec_len > XHOME_REC_MAX ||
+        (users && m->nusers > XHOME_USERS_MAX))
         return RC_EINVAL;
+    for (uint32_t i = 0; users && i < m->nusers; i++) {
+        size_t u = strlen(m->users[i]);
+        if (u > KV_ID_MAX)
+            return RC_EINVAL;
+        ul += 1 + u;
+    }
+    n = XHOME_HDR + a + f + t + (users ? 4 + ul : 0) + m->rec_len;
     p = mem_alloc(n);
     memset(p, 0, XHOME_HDR);
     p[0] = m->kind;
@@ -27,14 +35,27 @@ int xhome_encode(const xhome_msg_t *m, uint8_t **out, size_t *len)
     p[4] = (uint8_t)t;
     p[5] = m->conv_type;
     p[6] = m->msg_type;
+    p[7] = m->flags;
     be32_put(p + 8, m->origin);
     be32_put(p + 12, m->home);
     be64_put(p + 16, m->id);
-    memcpy(p + XHOME_HDR, m->app, a);
-    memcpy(p + XHOME_HDR + a, m->from, f);
-    memcpy(p + XHOME_HDR + a + f, m->to, t);
+    q = p + XHOME_HDR;
+    memcpy(q, m->app, a);
+    memcpy(q + a, m->from, f);
+    memcpy(q + a + f, m->to, t);
+    q += a + f + t;
+    if (users) {
+        be32_put(q, m->nusers);
+        q += 4;
+        for (uint32_t i = 0; i < m->nusers; i++) {
+            size_t u = strlen(m->users[i]);
+            *q++ = (uint8_t)u;
+            memcpy(q, m->users[i], u);
+            q += u;
+        }
+    }
     if (m->rec_len > 0)
-        memcpy(p + XHOME_HDR + a + f + t, m->rec, m->rec_len);
+        memcpy(q, m->rec, m->rec_len);
     *out = p;
     *len = n;
     return 0;
@@ -50,9 +71,40 @@ static bool take_id(const uint8_t *p, size_t n, char out[KV_ID_MAX + 1])
     return kv_id_valid(out);
 }
 
+bool xhome_user(const xhome_msg_t *m, size_t *pos, char out[KV_ID_MAX + 1])
+{
+    size_t u;
+
+    if (*pos >= m->ulist_len)
+        return false;
+    u = m->ulist[*pos];
+    if (*pos + 1 + u > m->ulist_len || !take_id(m->ulist + *pos + 1, u, out))
+        return false;
+    *pos += 1 + u;
+    return true;
+}
+
+/* The user list at @p p (at most @p len bytes): its length in @p used. */
+static bool parse_users(xhome_msg_t *out, const uint8_t *p, size_t len, size_t *used)
+{
+    char user[KV_ID_MAX + 1];
+    size_t pos = 0;
+
+    if (len < 4 || (out->nusers = be32_get(p)) > XHOME_USERS_MAX)
+        return false;
+    out->ulist = p + 4;
+    out->ulist_len = len - 4;
+    for (uint32_t i = 0; i < out->nusers; i++)
+        if (!xhome_user(out, &pos, user))
+            return false;
+    out->ulist_len = pos;
+    *used = 4 + pos;
+    return true;
+}
+
 int xhome_parse(const uint8_t *p, size_t len, xhome_msg_t *out)
 {
-    size_t a, f, t;
+    size_t a, f, t, off, used = 0;
     uint32_t node, seq;
     uint64_t ms;
 
@@ -62,6 +114,7 @@ int xhome_parse(const uint8_t *p, size_t len, xhome_msg_t *out)
     out->kind = p[0];
     out->conv_type = p[5];
     out->msg_type = p[6];
+    out->flags = p[7];
     out->origin = be32_get(p + 8);
     out->home = be32_get(p + 12);
     out->id = be64_get(p + 16);
@@ -71,8 +124,10 @@ int xhome_parse(const uint8_t *p, size_t len, xhome_msg_t *out)
     if (out->home > SNOWFLAKE_NODE_MAX)
         return RC_EPROTO;
     if (out->kind == XHOME_PROBE)
-        return len == XHOME_HDR && a + f + t == 0 ? 0 : RC_EPROTO;
-    if (len <= XHOME_HDR + a + f + t || out->origin > SNOWFLAKE_NODE_MAX)
+        return len == XHOME_HDR && a + f + t == 0 && out->flags == 0 ? 0 : RC_EPROTO;
+    off = XHOME_HDR + a + f + t;
+    if (len <= off || out->origin > SNOWFLAKE_NODE_MAX ||
+        (out->flags & ~(XHOME_F_INDEX | XHOME_F_HOOK | XHOME_F_USERS)) != 0)
         return RC_EPROTO;
     snowflake_decode(out->id, &ms, &node, &seq);
     if (out->id == 0 || node != out->origin)
@@ -80,8 +135,13 @@ int xhome_parse(const uint8_t *p, size_t len, xhome_msg_t *out)
     if (!take_id(p + XHOME_HDR, a, out->app) || !take_id(p + XHOME_HDR + a, f, out->from) ||
         !take_id(p + XHOME_HDR + a + f, t, out->to))
         return RC_EPROTO;
-    out->rec = p + XHOME_HDR + a + f + t;
-    out->rec_len = len - XHOME_HDR - a - f - t;
+    if ((out->flags & XHOME_F_USERS) && !parse_users(out, p + off, len - off, &used))
+        return RC_EPROTO;
+    off += used;
+    if (len <= off)
+        return RC_EPROTO;
+    out->rec = p + off;
+    out->rec_len = len - off;
     return out->rec_len > XHOME_REC_MAX ? RC_EPROTO : 0;
 }
 

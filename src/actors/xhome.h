@@ -13,9 +13,11 @@
  * Formats (all integers big-endian):
  *  - XHOME_MSG / XHOME_PROBE, XHOME_HDR bytes:
  *      0 u8 kind, 1 u8 version (1), 2 u8 app length, 3 u8 from length, 4 u8 to length,
- *      5 u8 conv_type, 6 u8 msg_type, 7 u8 zero, 8 u32 origin node, 12 u32 destination home,
- *      16 u64 msg id (a probe: its number)
- *    then app, from, to (no NULs), then the message as stored (an encoded cim.Message).
+ *      5 u8 conv_type, 6 u8 msg_type, 7 u8 flags (XHOME_F_*), 8 u32 origin node,
+ *      12 u32 destination home, 16 u64 msg id (a probe: its number)
+ *    then app, from, to (no NULs); with XHOME_F_USERS a u32 count and that many users
+ *    (u8 length, bytes): whose timelines get it (else: the DIRECT pair's users homed at
+ *    the destination); then the message as stored (an encoded cim.Message).
  *    A probe (XHOME_PROBE: a home's marker through its own consumer) has no strings and no
  *    record.
  *  - Watermark (core NATS, N.wm.<origin>): u32 origin, u64 horizon ("every id below it
@@ -48,19 +50,35 @@
 
 enum { XHOME_MSG = 1, XHOME_PROBE = 2 };
 
+#define XHOME_F_INDEX 0x01 /* also in the conversation: history, last message, unread */
+#define XHOME_F_HOOK  0x02 /* a user's message: webhook events for offline recipients */
+#define XHOME_F_USERS 0x04 /* an explicit list of users follows the strings */
+#define XHOME_USERS_MAX 100000 /* users of one message (a group's members) */
+
 /** A parsed XHOME_MSG or XHOME_PROBE: strings copied, record borrowed from the input. */
 typedef struct xhome_msg {
     uint8_t kind;
     uint8_t conv_type;
     uint8_t msg_type;
+    uint8_t flags;               /* XHOME_F_* */
     uint32_t origin, home;
     uint64_t id;                 /* XHOME_PROBE: the probe's number */
     char app[KV_ID_MAX + 1];
     char from[KV_ID_MAX + 1];
     char to[KV_ID_MAX + 1];
+    uint32_t nusers;             /* XHOME_F_USERS: how many */
+    const char *const *users;    /* encode: nusers ids */
+    const uint8_t *ulist;        /* parse: the list as on the wire (xhome_user), borrowed */
+    size_t ulist_len;
     const uint8_t *rec;          /* the encoded cim.Message, borrowed */
     size_t rec_len;
 } xhome_msg_t;
+
+/**
+ * The next user of a parsed list: @p *pos is the offset in ulist (start at 0); the id is
+ * copied into @p out. @return false at the end (the parser checked the whole list).
+ */
+bool xhome_user(const xhome_msg_t *m, size_t *pos, char out[KV_ID_MAX + 1]);
 
 /**
  * Encode @p m (kind, conv_type, msg_type, origin, home, id, app, from, to, rec/rec_len).

@@ -395,17 +395,19 @@ int kv_meta_u64_put(kv_txn_t *txn, const char *name, uint64_t v);
 /**
  * The cluster's outbox, in meta under "outbox" + id (8 bytes, big-endian): a message this
  * node originated and committed, not yet applied by its own merge (docs/SCALING.md); the
- * value is the home it goes to besides this node (this node's own id when none), u32
- * big-endian, then its app.
+ * value is what the cluster publishes (actors/xhome.h), opaque here.
  * kv_outbox_put/del: write txn; a missing key is not an error for del.
  * @return 0 or rc.
  */
-int kv_outbox_put(kv_txn_t *txn, uint64_t id, uint32_t home, const char *app);
+int kv_outbox_put(kv_txn_t *txn, uint64_t id, const void *val, size_t len);
 int kv_outbox_del(kv_txn_t *txn, uint64_t id);
 
-/** Call @p cb for every outbox entry in id order; a non-zero return stops. @return 0 or rc. */
+/**
+ * Call @p cb for every outbox entry in id order (@p val borrowed until the txn ends); a
+ * non-zero return stops. @return 0 or rc.
+ */
 int kv_outbox_each(kv_txn_t *txn,
-                   int (*cb)(void *ctx, uint64_t id, uint32_t home, const char *app), void *ctx);
+                   int (*cb)(void *ctx, uint64_t id, const uint8_t *val, size_t len), void *ctx);
 
 /**
  * The per-conversation message index (one entry per message and conversation side, like

@@ -179,17 +179,12 @@ static void outbox_key(uint8_t out[OUTBOX_KEY], uint64_t id)
     be64_put(out + sizeof(OUTBOX_PREFIX) - 1, id);
 }
 
-int kv_outbox_put(kv_txn_t *txn, uint64_t id, uint32_t home, const char *app)
+int kv_outbox_put(kv_txn_t *txn, uint64_t id, const void *val, size_t len)
 {
-    uint8_t key[OUTBOX_KEY], val[4 + KV_ID_MAX];
-    size_t a = strlen(app);
-    MDB_val k = {sizeof(key), key}, v = {4 + a, val};
+    uint8_t key[OUTBOX_KEY];
+    MDB_val k = {sizeof(key), key}, v = {len, (void *)val};
 
-    if (a > KV_ID_MAX)
-        return RC_EINVAL;
     outbox_key(key, id);
-    be32_put(val, home);
-    memcpy(val + 4, app, a);
     return kv__rc(mdb_put(kv__txn(txn), kv__of(txn)->meta, &k, &v, 0), "mdb_put outbox");
 }
 
@@ -205,7 +200,7 @@ int kv_outbox_del(kv_txn_t *txn, uint64_t id)
 }
 
 int kv_outbox_each(kv_txn_t *txn,
-                   int (*cb)(void *ctx, uint64_t id, uint32_t home, const char *app), void *ctx)
+                   int (*cb)(void *ctx, uint64_t id, const uint8_t *val, size_t len), void *ctx)
 {
     uint8_t key[OUTBOX_KEY];
     MDB_cursor *cur = NULL;
@@ -219,13 +214,7 @@ int kv_outbox_each(kv_txn_t *txn,
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size != OUTBOX_KEY || memcmp(k.mv_data, OUTBOX_PREFIX, OUTBOX_KEY - 8) != 0)
             break;
-        char app[KV_ID_MAX + 1];
-        if (v.mv_size < 4 || v.mv_size > 4 + KV_ID_MAX)
-            continue;
-        memcpy(app, (const uint8_t *)v.mv_data + 4, v.mv_size - 4);
-        app[v.mv_size - 4] = '\0';
-        if (cb(ctx, be64_get((const uint8_t *)k.mv_data + OUTBOX_KEY - 8), be32_get(v.mv_data),
-               app))
+        if (cb(ctx, be64_get((const uint8_t *)k.mv_data + OUTBOX_KEY - 8), v.mv_data, v.mv_size))
             break;
     }
     if (mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)

@@ -115,6 +115,42 @@ TEST(xhome_msg_parse_boundaries)
     mem_free(p);
 }
 
+/* A message that names its users (a group's, or one that stays on its home). */
+TEST(xhome_msg_users_list)
+{
+    static const char *const users[] = {"bob", "carol", "d"};
+    char user[KV_ID_MAX + 1];
+    xhome_msg_t x, y;
+    uint8_t *p = NULL;
+    size_t len = 0, pos = 0, off;
+
+    sample(&x);
+    x.flags = XHOME_F_INDEX | XHOME_F_USERS;
+    x.users = users;
+    x.nusers = 3;
+    ASSERT_OK(xhome_encode(&x, &p, &len));
+    ASSERT_EQ(len, XHOME_HDR + 15 + 4 + (1 + 3) + (1 + 5) + (1 + 1) + 4);
+    ASSERT_OK(xhome_parse(p, len, &y));
+    ASSERT_EQ(y.flags, XHOME_F_INDEX | XHOME_F_USERS);
+    ASSERT_EQ(y.nusers, 3);
+    ASSERT_EQ(y.rec_len, 4);
+    for (size_t i = 0; i < 3; i++) {
+        ASSERT_TRUE(xhome_user(&y, &pos, user));
+        ASSERT_STREQ(user, users[i]);
+    }
+    ASSERT_TRUE(!xhome_user(&y, &pos, user));
+    off = XHOME_HDR + 15;
+    p[off + 3] = 4; /* a count over the list: it eats the record */
+    ASSERT_EQ(xhome_parse(p, len, &y), RC_EPROTO);
+    p[off + 3] = 3;
+    p[off + 4] = 0; /* an empty user */
+    ASSERT_EQ(xhome_parse(p, len, &y), RC_EPROTO);
+    p[off + 4] = 3;
+    p[7] = 0x80; /* an unknown flag */
+    ASSERT_EQ(xhome_parse(p, len, &y), RC_EPROTO);
+    mem_free(p);
+}
+
 TEST(xhome_watermark_round_trip_and_boundaries)
 {
     xhome_wm_t w, v;

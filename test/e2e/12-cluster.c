@@ -871,9 +871,18 @@ TEST_TIMEOUT(e2e_cluster_xhome_direct, 150)
     homed(2, "d", d_id);
     cimc_close(b);
 
-    /* B offline: A (origin 1), C (origin 3) and D (origin 2, B's home) write to B */
+    /* B offline: A (origin 1), C (origin 3) and D (origin 2, B's home) write to B, and D
+     * to a group of D and B (a group at their home, node 2): its messages go through the
+     * same merge and interleave in id order */
     cimc_t *c = tsrv_login(&t[0], c_id, "d1", NULL);
     cimc_t *d = tsrv_login(&t[2], d_id, "d1", NULL);
+    const char *members[] = {b_id};
+    cim_GroupRsp gr;
+    char gid[65];
+    ASSERT_OK(tmsg_group_create(d, "g", members, 1, false, &gr));
+    ASSERT_EQ(gr.code, cim_Code_OK);
+    snprintf(gid, sizeof(gid), "%s", gr.group.group_id);
+    size_t ngroup = 1; /* the GE_CREATED event in B's timeline */
     for (int k = 0; k < 10; k++) {
         cimc_t *from[3] = {a, c, d};
         for (int f = 0; f < 3; f++) {
@@ -884,12 +893,18 @@ TEST_TIMEOUT(e2e_cluster_xhome_direct, 150)
                 TEST_FAIL_("%s: %d %s", cmid, sent.code, sent.reason);
             sent_ids[nsent++] = sent.msg_id;
         }
+        snprintf(cmid, sizeof(cmid), "g-%d", k);
+        ASSERT_OK(tmsg_send_conv(d, cim_ConvType_GROUP, gid, cmid, cim_MsgType_TEXT, cmid,
+                                 strlen(cmid), false, &sent));
+        ASSERT_EQ(sent.code, cim_Code_OK);
+        ngroup++;
     }
     /* B comes back on node 3: every message once, in id order (timeline() checks), the
      * three origins interleaved */
-    EVENTUALLY(timeline_n(&t[2], b_id, "d2") == nsent, 10000, "B's timeline is not whole");
+    EVENTUALLY(timeline_n(&t[2], b_id, "d2") == nsent + ngroup, 10000,
+               "B's timeline is not whole");
     got = timeline(&t[2], b_id, "d3", msgs, 256);
-    ASSERT_EQ(got, nsent);
+    ASSERT_EQ(got, nsent + ngroup);
     for (size_t i = 0; i < nsent; i++)
         ASSERT_EQ(count_id(msgs, got, sent_ids[i]), 1);
     bool interleaved = false;
@@ -905,7 +920,7 @@ TEST_TIMEOUT(e2e_cluster_xhome_direct, 150)
     size_t nconv;
     ASSERT_OK(tmsg_conv_list(b2, convs, 4, &nconv, &cl));
     ASSERT_EQ(cl.code, cim_Code_OK);
-    ASSERT_EQ(nconv, 3);
+    ASSERT_EQ(nconv, 4); /* A, C, D and the group */
     ASSERT_NOT_NULL(tmsg_conv_find(convs, nconv, cim_ConvType_DIRECT, a_id));
     /* live: B (relayed through node 1) gets what C sends, pushed in order */
     ASSERT_OK(tmsg_send(c, b_id, "live", cim_MsgType_TEXT, "live", 4, false, &sent));
