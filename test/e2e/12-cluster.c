@@ -869,6 +869,15 @@ TEST_TIMEOUT(e2e_cluster_xhome_direct, 150)
                         &sent));
     ASSERT_EQ(sent.code, cim_Code_NOT_FOUND);
     homed(2, "d", d_id);
+    /* B blocks A (a user of another home): B's home refuses A's messages */
+    cim_Result res;
+    ASSERT_OK(tmsg_user_req(b, FT_BLOCK, a_id, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    ASSERT_OK(tmsg_send(a, b_id, "ab2", cim_MsgType_TEXT, "x", 1, false, &sent));
+    ASSERT_EQ(sent.code, cim_Code_BLOCKED);
+    ASSERT_STREQ(sent.reason, "the recipient has blocked you");
+    ASSERT_OK(tmsg_user_req(b, FT_UNBLOCK, a_id, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
     cimc_close(b);
 
     /* B offline: A (origin 1), C (origin 3) and D (origin 2, B's home) write to B, and D
