@@ -610,11 +610,24 @@ fail:
               shown, natsStatus_GetText(s));
 }
 
+/* Stop a subscription's flow and let what it already queued be handed over (and freed):
+ * messages left in libnats's delivery queues when the library closes are never freed. */
+static void drain(natsSubscription *sub)
+{
+    if (sub != NULL && natsSubscription_Drain(sub) == NATS_OK)
+        (void)natsSubscription_WaitForDrainCompletion(sub, CLOSE_DRAIN_MS); /* best effort:
+                                                                    stopping either way */
+}
+
 /* Close the connection and every handle: the loop then ends. */
 static void begin_stop(cluster_t *c)
 {
     c->stopping = true;
     atomic_store_explicit(&c->bus_up, 0, memory_order_relaxed);
+    drain(c->sub_wm);
+    drain(c->sub_out);
+    drain(c->sub_hbs);
+    drain(c->sub_mine);
     /* Close first: nothing more is read, so no message can be on its way to a
      * subscription while it is destroyed. */
     if (c->nc != NULL)

@@ -23,6 +23,7 @@ struct xh_check;
 #define URLS_MAX 32                          /* servers in cluster_url */
 #define DRAIN_BUDGET 256                     /* mailbox messages per wake-up */
 #define CLOSE_WAIT_MS 5000                   /* for libnats's threads to end at stop */
+#define CLOSE_DRAIN_MS 1000                  /* for a subscription's queue at stop */
 
 enum { MSG_CONNECTED = 1, MSG_DISCONNECTED, MSG_RECONNECTED, MSG_CLOSED, MSG_HEARTBEAT,
        MSG_PONG, MSG_STOP, MSG_RELAY,

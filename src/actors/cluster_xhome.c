@@ -466,10 +466,15 @@ void cluster__xh_stop(cluster_t *c)
 {
     xh_out_t *o, *onext;
     xh_check_t *k, *knext;
+    natsMsgList pending = {NULL, 0};
 
     natsSubscription_Destroy(c->sub_out);
     natsSubscription_Destroy(c->sub_wm);
     c->sub_out = c->sub_wm = NULL;
+    /* Publishes JetStream never answered are the context's until taken back (the outbox
+     * has every message among them; a probe is only a probe). */
+    if (c->js != NULL && js_PublishAsyncGetPendingList(&pending, c->js) == NATS_OK)
+        natsMsgList_Destroy(&pending);
     jsCtx_Destroy(c->js);
     c->js = NULL;
     c->js_ready = false;

@@ -559,6 +559,7 @@ int store_start(store_t *st)
     if ((rc = mbox_init(&st->box, &st->loop, STORE_QUEUE_MAX, on_wake)) < 0)
         goto fail_loop;
     st->box.data = st;
+    st->box_ready = true;
     if ((rc = uv_timer_init(&st->loop, &st->retention)) < 0)
         goto fail_box;
     st->retention.data = st;
@@ -665,8 +666,20 @@ void store_stop(store_t *st)
 
 void store_free(store_t *st)
 {
+    mbox_node_t *node;
+
     if (st == NULL)
         return;
+    /* What the cluster thread queued after the store stopped (it runs until after the
+     * store): every producer is done by now. */
+    while (st->box_ready && (node = mbox_pop(&st->box)) != NULL) {
+        store_req_t *q = container_of(node, store_req_t, node);
+        fail_request(q);
+        if (q->done != NULL)
+            q->done(q); /* its owner frees it (the cluster's: stopped, so dropped) */
+        else
+            mem_free(q);
+    }
     if (st->out != NULL) {
         for (uint32_t w = 0; w < st->srv->nworkers; w++)
             worker_deliveries_free(st->out[w].items, st->out[w].n);

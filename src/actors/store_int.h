@@ -57,6 +57,7 @@ struct store {
     mbox_t box;
     uv_timer_t retention;
     bool started;
+    bool box_ready;        /* the mailbox was made (store_free drains it) */
     snowflake_t ids;
     uint64_t last_recorded; /* the generator position last written to meta */
     store_req_t **batch;   /* STORE_BATCH_MAX */
