@@ -35,6 +35,11 @@
  *                     RELAY_HDR-byte header then a frame body; published by
  *                     cluster_relay_send, handed to the relay callback on arrival.
  *   N.node.<id>.rout  relayed sessions, home → edge <id>: the same format.
+ *   N.node.<id>.xchk  a sender's home asks home <id> about a DIRECT message's recipient;
+ *                     the answer goes to N.node.<from>.xans (binary, actors/xhome.h).
+ *   N.wm.<id>         node <id>'s watermark, every CLUSTER_WATERMARK_MS (actors/xhome.h).
+ *   N.out.<o>.<h>     JetStream (stream "<N>_out"): messages of origin <o> for home <h>;
+ *                     N.out.probe.<h> a home's drain probe through its own consumer.
  * A heartbeat from a node not in cluster_nodes is ignored; one carrying this node's own
  * id (a second cimd configured with the same node_id) is logged as an error.
  *
@@ -63,9 +68,12 @@
  *
  * Threading: cluster_new, cluster_start, cluster_stop and cluster_free on the main thread
  * (server.c). cluster_home, cluster_hrw, cluster_score, cluster_self, cluster_name,
- * cluster_nodes, cluster_is_enabled, cluster_node_alive, cluster_bus_up, cluster_stats
- * and cluster_rtt are thread-safe and never block (immutable data and relaxed atomics).
- * Everything else runs on the cluster thread.
+ * cluster_nodes, cluster_is_enabled, cluster_node_alive, cluster_bus_up, cluster_stats,
+ * cluster_rtt and cluster_merge_delay are thread-safe and never block (immutable data and
+ * relaxed atomics); cluster_relay_send, cluster_xhome_send, cluster_xhome_committed and
+ * cluster_xhome_horizon only post to the mailbox. Everything else runs on the cluster
+ * thread, but for the answer to a check (a read transaction on libnats's delivery
+ * thread, like the answer to a ping).
  */
 #ifndef CIM_ACTORS_CLUSTER_H
 #define CIM_ACTORS_CLUSTER_H
