@@ -110,6 +110,7 @@ struct cluster {
     jsCtx *js;
     natsSubscription *sub_out, *sub_wm;
     bool js_ready;              /* the stream is there on this connection */
+    bool js_published;          /* an asynchronous publish was made (its pending list exists) */
     uv_timer_t wm_timer;
     xmerge_t merge;
     struct xh_out *out_head, *out_tail; /* committed here, not yet in the merge: id order */

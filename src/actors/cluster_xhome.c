@@ -472,8 +472,10 @@ void cluster__xh_stop(cluster_t *c)
     natsSubscription_Destroy(c->sub_wm);
     c->sub_out = c->sub_wm = NULL;
     /* Publishes JetStream never answered are the context's until taken back (the outbox
-     * has every message among them; a probe is only a probe). */
-    if (c->js != NULL && js_PublishAsyncGetPendingList(&pending, c->js) == NATS_OK)
+     * has every message among them; a probe is only a probe). libnats 3.4 crashes when
+     * asked before any asynchronous publish was made. */
+    if (c->js != NULL && c->js_published &&
+        js_PublishAsyncGetPendingList(&pending, c->js) == NATS_OK)
         natsMsgList_Destroy(&pending);
     jsCtx_Destroy(c->js);
     c->js = NULL;
@@ -630,6 +632,8 @@ static void publish(cluster_t *c, xh_out_t *o)
         (s = js_PublishMsgAsync(c->js, &nm, &po)) != NATS_OK)
         LOG_RL(LOG_LVL_WARN, "cluster: cannot publish message %s: %s", idtext,
                natsStatus_GetText(s));
+    else
+        c->js_published = true;
     natsMsg_Destroy(nm); /* NULL once libnats took it */
 }
 
@@ -921,6 +925,7 @@ static void send_probe(cluster_t *c, uint64_t now)
     po.MaxWait = CLUSTER_PUBLISH_WAIT_MS;
     if (natsMsg_Create(&nm, subj, NULL, (const char *)buf, (int)len) == NATS_OK &&
         js_PublishMsgAsync(c->js, &nm, &po) == NATS_OK) {
+        c->js_published = true;
         c->probe_sent = x.id;
         c->probe_ms = now;
         c->need_probe = false;

@@ -51,7 +51,8 @@ enum { STORE_REQ_SEND = 1, STORE_REQ_LOGIN, STORE_REQ_ACK, STORE_REQ_OP, STORE_R
        STORE_REQ_APPLY, STORE_REQ_XSTART };
 
 #define STORE_NO_WORKER UINT32_MAX /* store_send_t.worker: nobody to answer (a republish) */
-#define STORE_META_XAPPLIED "xapplied" /* meta: the newest id store__apply appended */
+#define STORE_META_XAPPLIED "xapplied" /* meta: the newest id store__apply appended (the
+                                           floor a restarted home answers checks with) */
 
 /** Request header (first member of every request). */
 typedef struct store_req {
@@ -127,11 +128,12 @@ enum { STORE_APPLIED = 0, STORE_APPLY_DUP = 1, STORE_APPLY_LATE = 2 };
 
 /**
  * A message the cluster's merge released (actors/xhome.h): append it to the timelines of
- * its users (the list it carries; else the DIRECT pair's users homed on this node), index it, push it, as a local message. Idempotent
- * by id: one already in those timelines is a STORE_APPLY_DUP (nothing written); one below
- * the newest id applied so far that is not there is STORE_APPLY_LATE (dropped: appending
- * it would break the timeline's order; logged). A message of this node's own origin also
- * leaves the outbox. hdr.done is always set (the cluster's).
+ * its users (the list it carries; else the DIRECT pair's users homed on this node), index
+ * it, push it, as a local message. Idempotent by id, per timeline: one that has it gets
+ * nothing (all of them: STORE_APPLY_DUP); one whose newest id is greater gets nothing
+ * either, as appending it there would break that timeline's order (logged;
+ * STORE_APPLY_LATE). A message of this node's own origin also leaves the outbox.
+ * hdr.done is always set (the cluster's).
  */
 typedef struct store_apply {
     store_req_t hdr;

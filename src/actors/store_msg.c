@@ -328,7 +328,7 @@ int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
     uint32_t self = cluster_self(c);
     uint8_t ukey[KV_UKEY_MAX];
     store_uid_t pair[2], *users = pair;
-    size_t n = 0, have = 0;
+    size_t n = 0, keep = 0, late = 0;
     const uint8_t *v;
     size_t vlen;
     blob_t *b;
@@ -350,29 +350,38 @@ int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
         if (strcmp(a->from, a->to) != 0 && cluster_home(c, a->app, a->to) == self)
             snprintf(pair[n++], sizeof(pair[0]), "%s", a->to);
     }
+    /* Per timeline: one that has it already (a redelivery, a republish) or holds a greater
+     * id (it came late: appending it would put it behind a device's cursor; docs/SCALING.md,
+     * "What is left") is left alone; the others get it. */
     for (size_t i = 0; i < n; i++) {
-        rc = kv_timeline_has(txn, ukey, kv_ukey(ukey, a->app, users[i]), a->id);
-        if (rc < 0 && rc != RC_ENOTFOUND)
+        size_t klen = kv_ukey(ukey, a->app, users[i]);
+        uint64_t last = 0;
+        if ((rc = kv_timeline_has(txn, ukey, klen, a->id)) == 0)
+            continue; /* has it already */
+        if (rc != RC_ENOTFOUND ||
+            ((rc = kv_timeline_last(txn, ukey, klen, &last)) < 0 && rc != RC_ENOTFOUND))
             goto out;
-        have += rc == 0;
+        if (rc == 0 && last > a->id) {
+            late++;
+            LOG_RL(LOG_LVL_ERROR, "store: message %llu from node %u came after %llu in a "
+                                  "timeline: not appended there", (unsigned long long)a->id,
+                   a->origin, (unsigned long long)last);
+            continue;
+        }
+        if (keep != i)
+            memcpy(users[keep], users[i], sizeof(users[0]));
+        keep++;
     }
     rc = 0;
-    if (have == n) {
-        a->result = STORE_APPLY_DUP; /* a redelivery or a republish */
-    } else if (a->id < st->xapplied) {
-        /* An id below one these timelines already hold: appending it would put a gap
-         * behind a device's cursor (docs/SCALING.md, "A node that dies"). */
-        a->result = STORE_APPLY_LATE;
-        LOG_RL(LOG_LVL_ERROR, "store: message %llu from node %u arrived after %llu was applied: "
-                              "dropped", (unsigned long long)a->id, a->origin,
-               (unsigned long long)st->xapplied);
+    if (keep == 0) {
+        a->result = late > 0 ? STORE_APPLY_LATE : STORE_APPLY_DUP;
     } else {
         if ((rc = kv_msg_get(txn, a->id, &v, &vlen)) == RC_ENOTFOUND)
             rc = kv_msg_put(txn, a->id, a->rec, a->rec_len);
         if (rc < 0)
             goto out;
         m = (smsg_t){.app = a->app, .from = a->from, .conv_type = a->conv_type,
-                     .msg_type = a->msg_type, .to = a->to, .users = users, .nusers = n,
+                     .msg_type = a->msg_type, .to = a->to, .users = users, .nusers = keep,
                      .index = (a->flags & XHOME_F_INDEX) != 0, .skip_sid = a->skip_sid,
                      .hook = (a->flags & XHOME_F_HOOK) != 0};
         b = blob_new(a->rec_len);
@@ -381,8 +390,9 @@ int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
         blob_unref(b);
         if (rc < 0)
             goto out;
-        a->result = STORE_APPLIED;
-        st->xapplied = a->id;
+        a->result = late > 0 ? STORE_APPLY_LATE : STORE_APPLIED;
+        if (a->id > st->xapplied)
+            st->xapplied = a->id;
     }
     rc = a->origin == self ? kv_outbox_del(txn, a->id) : 0;
 out:
