@@ -100,6 +100,7 @@
 #define CLUSTER_CHECK_TIMEOUT_MS 3000    /* a recipient's home that does not answer a check */
 #define CLUSTER_PUBLISH_WAIT_MS 3000     /* JetStream that does not acknowledge a publish */
 #define CLUSTER_PROBE_RETRY_MS 2000      /* a drain probe that did not come back: another */
+#define CLUSTER_JS_RETRY_MS 1000         /* JetStream not usable on the connection: again */
 
 /**
  * Can @p from send to @p to, both of @p app (a DIRECT message)? Asked of this node, the

@@ -111,6 +111,7 @@ struct cluster {
     natsSubscription *sub_out, *sub_wm;
     bool js_ready;              /* the stream is there on this connection */
     bool js_published;          /* an asynchronous publish was made (its pending list exists) */
+    uint64_t js_try_ms;         /* the last attempt to set JetStream up */
     uv_timer_t wm_timer;
     xmerge_t merge;
     struct xh_out *out_head, *out_tail; /* committed here, not yet in the merge: id order */

@@ -428,6 +428,7 @@ void cluster__xh_bus_up(cluster_t *c)
 
     if (c->nc == NULL || c->stopping)
         return;
+    c->js_try_ms = cluster__now_ms();
     if (c->js == NULL) {
         jsOptions_Init(&jo);
         jo.Wait = CLUSTER_CONNECT_TIMEOUT_MS;
@@ -449,8 +450,9 @@ void cluster__xh_bus_up(cluster_t *c)
     return;
 fail:
     c->js_ready = false;
-    LOG_ERROR("cluster: JetStream is not usable (%s%s%d): messages between homes wait for it",
-              natsStatus_GetText(s), jerr ? ", error " : "", (int)jerr);
+    LOG_RL(LOG_LVL_ERROR, "cluster: JetStream is not usable (%s%s%d): messages between homes "
+                          "wait for it; trying again every %d ms",
+           natsStatus_GetText(s), jerr ? ", error " : "", (int)jerr, CLUSTER_JS_RETRY_MS);
 }
 
 /* A released-or-pending apply that will not reach the store (stopping). */
@@ -948,6 +950,8 @@ void cluster__xh_tick(cluster_t *c)
         (void)store_xhome_start(srv->store); /* best effort: only fails when stopping */
     }
     expire_checks(c, now);
+    if (!c->js_ready && cluster_bus_up(c) && now - c->js_try_ms >= CLUSTER_JS_RETRY_MS)
+        cluster__xh_bus_up(c); /* JetStream was not ready on this connection yet */
     if (can)
         send_probe(c, now);
     for (xh_out_t *o = c->out_head; o != NULL; o = o->next) {

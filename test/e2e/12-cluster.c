@@ -198,6 +198,8 @@ static bool has_thread(pid_t pid, const char *name)
     return found;
 }
 
+static size_t timeline_n(const tsrv_t *t, const char *user, const char *dev);
+
 /* ---- a cluster ---------------------------------------------------------------------- */
 
 /* One data directory made with `cimctl init`, for every node to copy (one identity key,
@@ -378,6 +380,16 @@ TEST_TIMEOUT(e2e_cluster_bus_down_and_back, 150)
         ASSERT_TRUE(tsrv_log_has(&t[i], "cluster: bus down: lost the connection to NATS"));
         ASSERT_TRUE(tsrv_log_has(&t[i], "cluster: bus up again: connected to nats://"));
     }
+    /* messages between homes work again on the new connections (new consumers) */
+    char a_id[32], b_id[32];
+    cim_SendRsp sent;
+    cimc_close(tsrv_login(&t[1], homed(2, "b", b_id), "d1", NULL));
+    cimc_t *a = tsrv_login(&t[0], homed(1, "a", a_id), "d1", NULL);
+    ASSERT_OK(tmsg_send(a, b_id, "back1", cim_MsgType_TEXT, "x", 1, false, &sent));
+    if (sent.code != cim_Code_OK)
+        TEST_FAIL_("after the bus came back: %d %s", sent.code, sent.reason);
+    EVENTUALLY(timeline_n(&t[1], b_id, "d2") == 1, 10000, "B did not get the message");
+    cimc_close(a);
     stop_cluster(&n, t, seed);
 }
 
