@@ -8,6 +8,7 @@
 
 #include "actors/admin_int.h"
 #include "actors/admin_parse.h"
+#include "actors/cluster.h"
 #include "actors/group.h"
 #include "actors/router.h"
 #include "actors/send.h"
@@ -64,12 +65,26 @@ static int post_message(admin_t *a, h2o_req_t *req, const char *app)
     uint64_t prior = 0;
     admin_msg_t m;
     store_send_t *r;
+    bool xhome = false;
     int code, rc;
 
     rc = admin_msg_parse(req->entity.base, req->entity.base ? req->entity.len : 0,
                          a->srv->conf->max_msg_bytes, &m, why, sizeof(why));
     if (rc != 0)
         return admin_error(req, rc, rc == 413 ? "TOO_LARGE" : "BAD_REQUEST", "%s", why);
+    if (m.conv_type == cim_ConvType_DIRECT && cluster_is_enabled(a->srv->cluster)) {
+        /* A message is originated by the sender's home and reaches another home through
+         * the merge (docs/SCALING.md); the admin API takes part only where both are home. */
+        cluster_t *cl = a->srv->cluster;
+        xhome = true;
+        if (cluster_home(cl, app, m.from) != cluster_self(cl) ||
+            (!m.transient && cluster_home(cl, app, m.to) != cluster_self(cl))) {
+            rc = admin_refuse(req, cim_Code_SERVER_BUSY,
+                              "in a cluster, POST messages to the node that is the home of "
+                              "both users (a message between homes is not available here yet)");
+            goto out;
+        }
+    }
     if (m.cmid[0] == '\0' && !m.transient) {
         /* No dedup asked for: an id of its own, unique to this call. */
         (void)RAND_bytes(rnd, sizeof(rnd));
@@ -115,6 +130,8 @@ static int post_message(admin_t *a, h2o_req_t *req, const char *app)
     r->body_len = (uint32_t)m.body_len;
     if (m.body_len > 0)
         memcpy(r->body, m.body, m.body_len);
+    r->xhome = xhome;
+    r->home = cluster_self(a->srv->cluster);
     if (m.transient) {
         rc = send_transient_route(a->srv, r, r->body, r->body_len, 0);
         rc = rc < 0 ? admin_error(req, 500, "INTERNAL", "cannot encode the message")

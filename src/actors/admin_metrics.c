@@ -136,6 +136,26 @@ static void cluster(out_t *o, const cluster_t *c)
         "Relayed frames refused because the way to the bus was full (the session was closed "
         "with SERVER_BUSY).",
         (double)st.relay_refused_total);
+    one(o, "cim_cluster_xhome_forwarded_total", "counter",
+        "Messages this node originated that JetStream stored for another home.",
+        (double)st.xhome_forwarded_total);
+    one(o, "cim_cluster_xhome_consumed_total", "counter",
+        "Messages of other origins this home consumed and appended to its timelines.",
+        (double)st.xhome_consumed_total);
+    one(o, "cim_cluster_xhome_refused_total", "counter",
+        "SENDs answered SERVER_BUSY because the recipient's home or JetStream was unavailable.",
+        (double)st.xhome_refused_total);
+    one(o, "cim_cluster_xhome_dropped_total", "counter",
+        "Malformed bus messages (between homes) dropped.", (double)st.xhome_dropped_total);
+    one(o, "cim_cluster_xhome_late_total", "counter",
+        "Messages dropped because a greater id was already applied to their timelines.",
+        (double)st.xhome_late_total);
+    one(o, "cim_cluster_merge_pending", "gauge",
+        "Messages waiting in this home's merge for the other origins' watermarks.",
+        (double)st.xhome_pending);
+    hist(o, "cim_cluster_merge_delay_seconds",
+         "Time a message waited in this home's merge before it was appended.",
+         cluster_merge_delay(c));
 }
 
 /* One worker counter (at @p off in worker_stats_t), summed over the workers. */

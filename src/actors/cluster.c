@@ -1,6 +1,7 @@
 /* cluster: home nodes, and the cluster thread — the NATS connection, heartbeats,
  * liveness and pings (cluster.h). */
 #include "actors/cluster.h"
+#include "actors/cluster_int.h"
 
 #include <nats/nats.h>
 #include <pthread.h>
@@ -15,76 +16,6 @@
 #include "core/mem.h"
 #include "core/rc.h"
 #include "core/snowflake.h"
-
-#define SUBJ_MAX (CONF_CLUSTER_NAME_MAX + 32) /* "N.node.<u32>.pong" and the NUL */
-#define TEXT_MAX 96                          /* a heartbeat's or a ping's text */
-#define URLS_MAX 32                          /* servers in cluster_url */
-#define DRAIN_BUDGET 256                     /* mailbox messages per wake-up */
-#define CLOSE_WAIT_MS 5000                   /* for libnats's threads to end at stop */
-
-enum { MSG_CONNECTED = 1, MSG_DISCONNECTED, MSG_RECONNECTED, MSG_CLOSED, MSG_HEARTBEAT,
-       MSG_PONG, MSG_STOP, MSG_RELAY };
-
-/* What libnats's threads (and cluster_stop) hand to the cluster thread. */
-typedef struct cl_msg {
-    mbox_node_t node;
-    int kind;          /* MSG_* */
-    uint32_t from;     /* MSG_HEARTBEAT: the sender; MSG_PONG: the node pinged */
-    uint64_t start_ms; /* MSG_HEARTBEAT */
-    uint64_t instance; /* MSG_HEARTBEAT */
-    uint32_t bus_session; /* MSG_HEARTBEAT: the sender's connection count (0: not said) */
-    uint64_t rtt_ns;   /* MSG_PONG */
-    uint32_t to;       /* MSG_RELAY: the node it goes to */
-    bool to_home;      /* MSG_RELAY: .rin (true) or .rout */
-    size_t len;        /* MSG_RELAY: bytes in data */
-    uint8_t data[];    /* MSG_RELAY: the message */
-} cl_msg_t;
-
-/* Bus round trips, seconds: loopback is tens of microseconds, a LAN well under 1 ms. */
-static const double rtt_le[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                0.025,  0.05,    0.1,    0.25,  0.5,   1,     2.5};
-
-struct cluster {
-    const conf_t *conf;
-    uint32_t self;
-    size_t n; /* nodes */
-    uint32_t nodes[CONF_CLUSTER_MAX];
-    bool enabled;
-    /* set by cluster_start, before the thread: immutable for every thread after */
-    uint64_t start_ms; /* Unix ms */
-    uint64_t instance; /* random, per start */
-    char prefix[SUBJ_MAX];    /* "N.node." */
-    char subj_hb[SUBJ_MAX];   /* N.node.<self>.hb */
-    char subj_hbs[SUBJ_MAX];  /* N.node.*.hb */
-    char subj_mine[SUBJ_MAX]; /* N.node.<self>.* (ping, pong) */
-    char subj_pong[SUBJ_MAX]; /* N.node.<self>.pong */
-    /* published for any thread */
-    _Atomic int bus_up;
-    _Atomic uint64_t seen_ms[CONF_CLUSTER_MAX]; /* monotonic ms of the last heartbeat; 0 never */
-    ctr_t reconnects;
-    hist_t rtt;
-    _Atomic uint64_t relay_queued; /* bytes of MSG_RELAY in the mailbox */
-    _Atomic uint64_t relay_sent, relay_received, relay_refused; /* counters (/metrics) */
-    /* set before cluster_start: immutable for every thread after */
-    cluster_relay_cb relay_cb;
-    cluster_down_cb down_cb;
-    void *relay_ctx;
-    /* the thread */
-    uv_thread_t thread;
-    uv_loop_t loop;
-    mbox_t box;
-    uv_timer_t hb_timer, ping_timer, sweep_timer;
-    bool started, loop_open;
-    /* cluster thread only (and cluster_stop after the join) */
-    bool stopping, nats_opened;
-    natsOptions *opts;
-    natsConnection *nc;
-    natsSubscription *sub_hbs, *sub_mine;
-    bool was_alive[CONF_CLUSTER_MAX];
-    uint64_t peer_instance[CONF_CLUSTER_MAX];
-    uint32_t peer_session[CONF_CLUSTER_MAX];
-    uint32_t bus_session; /* connections to the bus so far (1 = the first) */
-};
 
 /* ---- home nodes ------------------------------------------------------------------------ */
 
@@ -152,12 +83,12 @@ uint32_t cluster_home(const cluster_t *c, const char *app, const char *id)
 
 /* ---- what any thread may ask ------------------------------------------------------------ */
 
-static uint64_t now_ms(void)
+uint64_t cluster__now_ms(void)
 {
     return uv_hrtime() / 1000000;
 }
 
-static int index_of(const cluster_t *c, uint32_t node)
+int cluster__index_of(const cluster_t *c, uint32_t node)
 {
     for (size_t i = 0; i < c->n; i++)
         if (c->nodes[i] == node)
@@ -200,9 +131,9 @@ bool cluster_node_alive(const cluster_t *c, uint32_t node)
 
     if (node == c->self)
         return true;
-    if ((i = index_of(c, node)) < 0)
+    if ((i = cluster__index_of(c, node)) < 0)
         return false;
-    return alive_at(c, (size_t)i, now_ms());
+    return alive_at(c, (size_t)i, cluster__now_ms());
 }
 
 bool cluster_bus_up(const cluster_t *c)
@@ -212,7 +143,7 @@ bool cluster_bus_up(const cluster_t *c)
 
 void cluster_stats(const cluster_t *c, cluster_stats_t *out)
 {
-    uint64_t now = now_ms();
+    uint64_t now = cluster__now_ms();
 
     memset(out, 0, sizeof(*out));
     if (!c->enabled)
@@ -224,6 +155,12 @@ void cluster_stats(const cluster_t *c, cluster_stats_t *out)
     out->relay_sent_total = atomic_load_explicit(&c->relay_sent, memory_order_relaxed);
     out->relay_received_total = atomic_load_explicit(&c->relay_received, memory_order_relaxed);
     out->relay_refused_total = atomic_load_explicit(&c->relay_refused, memory_order_relaxed);
+    out->xhome_forwarded_total = atomic_load_explicit(&c->x_forwarded, memory_order_relaxed);
+    out->xhome_consumed_total = atomic_load_explicit(&c->x_consumed, memory_order_relaxed);
+    out->xhome_dropped_total = atomic_load_explicit(&c->x_dropped, memory_order_relaxed);
+    out->xhome_late_total = atomic_load_explicit(&c->x_late, memory_order_relaxed);
+    out->xhome_refused_total = atomic_load_explicit(&c->x_refused, memory_order_relaxed);
+    out->xhome_pending = atomic_load_explicit(&c->x_pending, memory_order_relaxed);
 }
 
 const hist_t *cluster_rtt(const cluster_t *c)
@@ -233,17 +170,19 @@ const hist_t *cluster_rtt(const cluster_t *c)
 
 /* ---- libnats's threads: parse, hand over ----------------------------------------------- */
 
-static void post(cluster_t *c, cl_msg_t *m, bool force)
+void cluster__post(cluster_t *c, cl_msg_t *m, bool force)
 {
-    if ((force ? mbox_send_force(&c->box, &m->node) : mbox_send(&c->box, &m->node)) < 0)
+    if ((force ? mbox_send_force(&c->box, &m->node) : mbox_send(&c->box, &m->node)) < 0) {
+        cluster__xh_drop(c, m); /* what it carries */
         mem_free(m); /* full (a heartbeat more or less) or closed (stopping) */
+    }
 }
 
 static void post_event(cluster_t *c, int kind)
 {
     cl_msg_t *m = mem_calloc(sizeof(*m));
     m->kind = kind;
-    post(c, m, true);
+    cluster__post(c, m, true);
 }
 
 static void on_connected(natsConnection *nc, void *closure)
@@ -311,7 +250,7 @@ static void on_heartbeat_msg(natsConnection *nc, natsSubscription *sub, natsMsg 
         m->start_ms = start;
         m->instance = inst;
         m->bus_session = sess;
-        post(c, m, false);
+        cluster__post(c, m, false);
     }
     natsMsg_Destroy(msg);
 }
@@ -332,7 +271,7 @@ static void take_pong(cluster_t *c, natsMsg *msg)
     m->kind = MSG_PONG;
     m->from = (uint32_t)to;
     m->rtt_ns = now - t_ns;
-    post(c, m, false);
+    cluster__post(c, m, false);
 }
 
 /* N.node.<self>.*: a ping to answer (here, on the delivery thread: the round trip is the
@@ -352,6 +291,10 @@ static void on_direct_msg(natsConnection *nc, natsSubscription *sub, natsMsg *ms
                                                                          lost pong is no RTT */
     } else if (strcmp(subj, c->subj_pong) == 0) {
         take_pong(c, msg);
+    } else if (len > 5 && strcmp(subj + len - 5, ".xchk") == 0) {
+        cluster__xh_on_check(c, nc, msg);
+    } else if (len > 5 && strcmp(subj + len - 5, ".xans") == 0) {
+        cluster__xh_on_answer(c, msg);
     } else if (c->relay_cb != NULL && len > 4 && strcmp(subj + len - 4, ".rin") == 0) {
         atomic_fetch_add_explicit(&c->relay_received, 1, memory_order_relaxed);
         c->relay_cb(c->relay_ctx, true, (const uint8_t *)natsMsg_GetData(msg),
@@ -417,7 +360,7 @@ static void on_heartbeat(uv_timer_t *t)
 static void on_ping(uv_timer_t *t)
 {
     cluster_t *c = t->data;
-    uint64_t now = now_ms();
+    uint64_t now = cluster__now_ms();
     char subj[SUBJ_MAX], text[TEXT_MAX];
     natsStatus s;
 
@@ -447,13 +390,14 @@ static void check_down(cluster_t *c, size_t i, uint64_t now)
              CLUSTER_ALIVE_MS / 1000);
     if (c->down_cb != NULL)
         c->down_cb(c->relay_ctx, c->nodes[i]);
+    cluster__xh_down(c, c->nodes[i]);
 }
 
 /* Log the peers that went quiet. */
 static void on_sweep(uv_timer_t *t)
 {
     cluster_t *c = t->data;
-    uint64_t now = now_ms();
+    uint64_t now = cluster__now_ms();
 
     for (size_t i = 0; i < c->n; i++)
         if (c->nodes[i] != c->self)
@@ -473,30 +417,35 @@ static void take_heartbeat(cluster_t *c, const cl_msg_t *m)
                    c->self, (unsigned long long)m->start_ms);
         return;
     }
-    if ((i = index_of(c, m->from)) < 0) {
+    if ((i = cluster__index_of(c, m->from)) < 0) {
         LOG_RL(LOG_LVL_WARN, "cluster: heartbeat from node %u, which cluster_nodes does not "
                              "list: ignored", m->from);
         return;
     }
     /* Quiet for long enough before this heartbeat, even if no sweep has said so yet (a
      * quick restart): down first, as everyone who asked was told. */
-    check_down(c, (size_t)i, now_ms());
-    atomic_store_explicit(&c->seen_ms[i], now_ms(), memory_order_relaxed);
-    if (!c->was_alive[i])
+    check_down(c, (size_t)i, cluster__now_ms());
+    atomic_store_explicit(&c->seen_ms[i], cluster__now_ms(), memory_order_relaxed);
+    if (!c->was_alive[i]) {
         LOG_INFO("cluster: node %u is up (started at %llu ms)", m->from,
                  (unsigned long long)m->start_ms);
-    else if (m->instance != c->peer_instance[i]) {
+        cluster__xh_up(c, m->from);
+    } else if (m->instance != c->peer_instance[i]) {
         LOG_INFO("cluster: node %u restarted (started at %llu ms)", m->from,
                  (unsigned long long)m->start_ms);
         /* What was relayed to or from its previous life is gone with it. */
         if (c->down_cb != NULL)
             c->down_cb(c->relay_ctx, m->from);
+        cluster__xh_down(c, m->from);
+        cluster__xh_up(c, m->from);
     } else if (m->bus_session != c->peer_session[i]) {
         /* It lost the bus and came back within CLUSTER_ALIVE_MS: frames to or from it
          * may have been lost meanwhile, and it ended its relayed sessions. */
         LOG_INFO("cluster: node %u reconnected to the bus", m->from);
         if (c->down_cb != NULL)
             c->down_cb(c->relay_ctx, m->from);
+        cluster__xh_down(c, m->from);
+        cluster__xh_up(c, m->from);
     }
     c->was_alive[i] = true;
     c->peer_instance[i] = m->instance;
@@ -520,6 +469,7 @@ static void bus_up(cluster_t *c, bool again)
     LOG_INFO("cluster: bus up%s: connected to %s as node %u of cluster %s", again ? " again" : "",
              shown, c->self, c->conf->cluster_name);
     heartbeat(c);
+    cluster__xh_bus_up(c);
 }
 
 static void bus_down(cluster_t *c, const char *why)
@@ -537,6 +487,7 @@ static void bus_down(cluster_t *c, const char *why)
     /* Core NATS may have lost frames in either direction: no relayed session stays. */
     if (c->down_cb != NULL)
         c->down_cb(c->relay_ctx, CLUSTER_ALL_NODES);
+    cluster__xh_down(c, CLUSTER_ALL_NODES);
 }
 
 /* Publish a relayed message (a session's frame, login or end). */
@@ -560,7 +511,7 @@ static void relay_publish(cluster_t *c, const cl_msg_t *m)
 
 static void begin_stop(cluster_t *c);
 
-static void take(cluster_t *c, const cl_msg_t *m)
+static void take(cluster_t *c, cl_msg_t *m)
 {
     switch (m->kind) {
     case MSG_CONNECTED: bus_up(c, false); break;
@@ -573,6 +524,9 @@ static void take(cluster_t *c, const cl_msg_t *m)
     case MSG_RELAY:
         relay_publish(c, m);
         atomic_fetch_sub_explicit(&c->relay_queued, m->len, memory_order_relaxed);
+        break;
+    default:
+        cluster__xh_take(c, m);
         break;
     }
 }
@@ -656,15 +610,29 @@ fail:
               shown, natsStatus_GetText(s));
 }
 
+/* Stop a subscription's flow and let what it already queued be handed over (and freed):
+ * messages left in libnats's delivery queues when the library closes are never freed. */
+static void drain(natsSubscription *sub)
+{
+    if (sub != NULL && natsSubscription_Drain(sub) == NATS_OK)
+        (void)natsSubscription_WaitForDrainCompletion(sub, CLOSE_DRAIN_MS); /* best effort:
+                                                                    stopping either way */
+}
+
 /* Close the connection and every handle: the loop then ends. */
 static void begin_stop(cluster_t *c)
 {
     c->stopping = true;
     atomic_store_explicit(&c->bus_up, 0, memory_order_relaxed);
+    drain(c->sub_wm);
+    drain(c->sub_out);
+    drain(c->sub_hbs);
+    drain(c->sub_mine);
     /* Close first: nothing more is read, so no message can be on its way to a
      * subscription while it is destroyed. */
     if (c->nc != NULL)
         natsConnection_Close(c->nc);
+    cluster__xh_stop(c);
     natsSubscription_Destroy(c->sub_hbs);
     natsSubscription_Destroy(c->sub_mine);
     c->sub_hbs = c->sub_mine = NULL;
@@ -676,6 +644,12 @@ static void begin_stop(cluster_t *c)
     uv_close((uv_handle_t *)&c->hb_timer, NULL);
     uv_close((uv_handle_t *)&c->ping_timer, NULL);
     uv_close((uv_handle_t *)&c->sweep_timer, NULL);
+    uv_close((uv_handle_t *)&c->wm_timer, NULL);
+}
+
+static void on_wm(uv_timer_t *t)
+{
+    cluster__xh_tick(t->data);
 }
 
 static void run(void *arg)
@@ -689,6 +663,7 @@ static void run(void *arg)
     uv_timer_start(&c->sweep_timer, on_sweep, CLUSTER_SWEEP_MS, CLUSTER_SWEEP_MS);
     uv_timer_start(&c->ping_timer, on_ping, CLUSTER_HEARTBEAT_MS + CLUSTER_HEARTBEAT_MS / 2,
                    CLUSTER_PING_MS);
+    uv_timer_start(&c->wm_timer, on_wm, CLUSTER_WATERMARK_MS, CLUSTER_WATERMARK_MS);
     uv_run(&c->loop, UV_RUN_DEFAULT);
     nats_ReleaseThreadMemory();
 }
@@ -755,6 +730,7 @@ cluster_t *cluster_new(const conf_t *conf)
         c->nodes[0] = c->self;
     }
     hist_init(&c->rtt, rtt_le, sizeof(rtt_le) / sizeof(rtt_le[0]));
+    cluster__xh_init(c);
     return c;
 }
 
@@ -774,6 +750,10 @@ static void set_identity(cluster_t *c)
     snprintf(c->subj_hbs, sizeof(c->subj_hbs), "%s.node.*.hb", name);
     snprintf(c->subj_mine, sizeof(c->subj_mine), "%s.node.%u.*", name, c->self);
     snprintf(c->subj_pong, sizeof(c->subj_pong), "%s.node.%u.pong", name, c->self);
+    snprintf(c->stream, sizeof(c->stream), "%s_out", name);
+    snprintf(c->subj_out, sizeof(c->subj_out), "%s.out.*.%u", name, c->self);
+    snprintf(c->subj_wms, sizeof(c->subj_wms), "%s.wm.*", name);
+    snprintf(c->durable, sizeof(c->durable), "home-%u", c->self);
 }
 
 int cluster_start(cluster_t *c)
@@ -792,12 +772,14 @@ int cluster_start(cluster_t *c)
     uv_timer_init(&c->loop, &c->hb_timer);
     uv_timer_init(&c->loop, &c->ping_timer);
     uv_timer_init(&c->loop, &c->sweep_timer);
-    c->hb_timer.data = c->ping_timer.data = c->sweep_timer.data = c;
+    uv_timer_init(&c->loop, &c->wm_timer);
+    c->hb_timer.data = c->ping_timer.data = c->sweep_timer.data = c->wm_timer.data = c;
     if ((rc = uv_thread_create(&c->thread, run, c)) < 0) {
         mbox_close(&c->box, NULL);
         uv_close((uv_handle_t *)&c->hb_timer, NULL);
         uv_close((uv_handle_t *)&c->ping_timer, NULL);
         uv_close((uv_handle_t *)&c->sweep_timer, NULL);
+        uv_close((uv_handle_t *)&c->wm_timer, NULL);
         uv_run(&c->loop, UV_RUN_DEFAULT);
         goto fail;
     }
@@ -822,7 +804,7 @@ void cluster_stop(cluster_t *c)
         return;
     m = mem_calloc(sizeof(*m));
     m->kind = MSG_STOP;
-    post(c, m, true);
+    cluster__post(c, m, true);
     uv_thread_join(&c->thread);
     c->started = false;
     /* libnats's own threads (delivery, events) may still run a callback: wait for every one
@@ -830,8 +812,10 @@ void cluster_stop(cluster_t *c)
     if (c->nats_opened && (s = nats_CloseAndWait(CLOSE_WAIT_MS)) != NATS_OK)
         LOG_WARN("cluster: libnats did not wind down within %d ms: %s", CLOSE_WAIT_MS,
                  natsStatus_GetText(s));
-    while ((node = mbox_pop(&c->box)) != NULL)
+    while ((node = mbox_pop(&c->box)) != NULL) {
+        cluster__xh_drop(c, container_of(node, cl_msg_t, node));
         mem_free(container_of(node, cl_msg_t, node));
+    }
     if (uv_loop_close(&c->loop) != 0)
         LOG_ERROR("cluster: loop did not close cleanly");
     c->loop_open = false;
@@ -840,5 +824,9 @@ void cluster_stop(cluster_t *c)
 
 void cluster_free(cluster_t *c)
 {
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < CONF_CLUSTER_MAX; i++)
+        mem_free(c->held_wm[i]);
     mem_free(c);
 }

@@ -35,6 +35,11 @@
  *                     RELAY_HDR-byte header then a frame body; published by
  *                     cluster_relay_send, handed to the relay callback on arrival.
  *   N.node.<id>.rout  relayed sessions, home → edge <id>: the same format.
+ *   N.node.<id>.xchk  a sender's home asks home <id> about a DIRECT message's recipient;
+ *                     the answer goes to N.node.<from>.xans (binary, actors/xhome.h).
+ *   N.wm.<id>         node <id>'s watermark, every CLUSTER_WATERMARK_MS (actors/xhome.h).
+ *   N.out.<o>.<h>     JetStream (stream "<N>_out"): messages of origin <o> for home <h>;
+ *                     N.out.probe.<h> a home's drain probe through its own consumer.
  * A heartbeat from a node not in cluster_nodes is ignored; one carrying this node's own
  * id (a second cimd configured with the same node_id) is logged as an error.
  *
@@ -63,9 +68,12 @@
  *
  * Threading: cluster_new, cluster_start, cluster_stop and cluster_free on the main thread
  * (server.c). cluster_home, cluster_hrw, cluster_score, cluster_self, cluster_name,
- * cluster_nodes, cluster_is_enabled, cluster_node_alive, cluster_bus_up, cluster_stats
- * and cluster_rtt are thread-safe and never block (immutable data and relaxed atomics).
- * Everything else runs on the cluster thread.
+ * cluster_nodes, cluster_is_enabled, cluster_node_alive, cluster_bus_up, cluster_stats,
+ * cluster_rtt and cluster_merge_delay are thread-safe and never block (immutable data and
+ * relaxed atomics); cluster_relay_send, cluster_xhome_send, cluster_xhome_committed and
+ * cluster_xhome_horizon only post to the mailbox. Everything else runs on the cluster
+ * thread, but for the answer to a check (a read transaction on libnats's delivery
+ * thread, like the answer to a ping).
  */
 #ifndef CIM_ACTORS_CLUSTER_H
 #define CIM_ACTORS_CLUSTER_H
@@ -88,6 +96,20 @@
                                              past it are refused, heartbeats dropped) */
 #define CLUSTER_ALL_NODES UINT32_MAX      /* node-down callback: every peer (bus down) */
 
+#define CLUSTER_WATERMARK_MS 5          /* a watermark (and a merge step) this often */
+#define CLUSTER_CHECK_TIMEOUT_MS 3000    /* a recipient's home that does not answer a check */
+#define CLUSTER_PUBLISH_WAIT_MS 3000     /* JetStream that does not acknowledge a publish */
+#define CLUSTER_PROBE_RETRY_MS 2000      /* a drain probe that did not come back: another */
+#define CLUSTER_JS_RETRY_MS 1000         /* JetStream not usable on the connection: again */
+
+/**
+ * Can @p from send to @p to, both of @p app (a DIRECT message)? Asked of this node, the
+ * recipient's home, by the sender's home (libnats's delivery thread: it may open a read
+ * transaction). @return the cim_Code, @p why its reason when not OK.
+ */
+typedef int (*cluster_check_cb)(void *srv, const char *app, const char *from, const char *to,
+                                const char **why);
+
 /**
  * A relayed message arrived (libnats's delivery thread): @p to_home is true for .rin
  * (this node is the home), false for .rout (this node is the edge). @p data is borrowed
@@ -108,6 +130,12 @@ typedef struct cluster_stats {
     uint64_t relay_sent_total;  /* relayed messages published (actors/relay.h) */
     uint64_t relay_received_total; /* relayed messages received */
     uint64_t relay_refused_total;  /* cluster_relay_send refused: mailbox full */
+    uint64_t xhome_forwarded_total; /* messages JetStream stored for another home */
+    uint64_t xhome_consumed_total;  /* messages of other origins applied here */
+    uint64_t xhome_dropped_total;   /* malformed bus messages dropped */
+    uint64_t xhome_late_total;      /* messages that came after a greater id was applied */
+    uint64_t xhome_refused_total;   /* sends refused: home or JetStream unavailable */
+    uint64_t xhome_pending;         /* gauge: messages waiting in the merge */
 } cluster_stats_t;
 
 /**
@@ -156,6 +184,50 @@ int cluster_relay_send(cluster_t *c, uint32_t node, bool to_home, const void *hd
 #define CLUSTER_RELAY_MAX (1u << 20) /* bytes of one relayed message (NATS's default cap) */
 #define CLUSTER_RELAY_QUEUED_MAX (64u << 20) /* relayed bytes waiting for the cluster thread:
                                                 past it cluster_relay_send is RC_EFULL */
+
+/* ---- messages between homes (docs/SCALING.md; cluster_xhome.c) -------------------------
+
+ * A DIRECT SEND in a cluster: the worker hands the request (store_send_t, xhome set, home
+ * the recipient's) to cluster_xhome_send when the recipient's home is another node; the
+ * cluster thread asks that home (N.node.<home>.xchk, the cluster_check_cb there) and, on
+ * OK, queues the request to the store with the home's floor. When the home is this node
+ * the worker queues it to the store itself. The store commits the message and its outbox
+ * entry and hands the request to cluster_xhome_committed; the cluster thread publishes it
+ * to JetStream (N.out.<self>.<home>, Nats-Msg-Id = the id) and answers the sender once
+ * JetStream has stored it (at once for a message that stays on this node), then puts it
+ * in this home's merge. What this home consumes (N.out.*.<self>, durable consumer
+ * "home-<self>") goes into the merge too; the merge releases in id order with the
+ * watermarks (N.wm.<origin>, core NATS) and the store appends (store_apply), after which
+ * the JetStream message is acknowledged.
+ */
+
+/**
+ * Where the checks go and what the merge feeds (the server_t: its store and workers).
+ * Before cluster_start.
+ */
+void cluster_set_xhome(cluster_t *c, cluster_check_cb check, void *srv);
+
+struct store_send;
+
+/**
+ * Check then store @p r (see above). Takes @p r on 0: it is answered through its worker
+ * (SERVER_BUSY when the home is down or silent, the home's refusal, or the store's
+ * answer). Any thread.
+ * @return 0, RC_EFULL (the mailbox is full: answer SERVER_BUSY), RC_ECLOSED.
+ */
+int cluster_xhome_send(cluster_t *c, struct store_send *r);
+
+/** The store committed @p r (r->xmsg set): publish it, answer it. Takes @p r. Store thread. */
+void cluster_xhome_committed(cluster_t *c, struct store_send *r);
+
+/** The store will issue no id below @p horizon any more. Store thread. */
+void cluster_xhome_horizon(cluster_t *c, uint64_t horizon);
+
+/** The newest id this home applied before (from its data): before cluster_start. */
+void cluster_xhome_set_released(cluster_t *c, uint64_t id);
+
+/** The merge delay histogram (seconds); written by the cluster thread only. */
+const hist_t *cluster_merge_delay(const cluster_t *c);
 
 /** Free a stopped (or never started) cluster. NULL is a no-op. */
 void cluster_free(cluster_t *c);

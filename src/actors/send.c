@@ -84,6 +84,33 @@ out:
     return rc;
 }
 
+int send_resend(server_t *srv, const char *app, const char *from, const char *cmid,
+                uint64_t *prior)
+{
+    kv_txn_t *txn = NULL;
+    int rc = kv_begin(srv->kv, KV_READ, &txn);
+
+    *prior = 0;
+    if (rc < 0)
+        return rc;
+    rc = dedup_find(srv->dedup, txn, app, from, cmid, true, prior);
+    kv_abort(txn);
+    return rc == RC_ENOTFOUND ? 0 : rc;
+}
+
+int send_check_home(void *ctx, const char *app, const char *from, const char *to,
+                    const char **why)
+{
+    uint64_t prior;
+    int code;
+
+    if (send_check(ctx, app, from, cim_ConvType_DIRECT, to, "", false, &prior, &code, why) < 0) {
+        *why = "storage error at the recipient's home";
+        return cim_Code_INTERNAL;
+    }
+    return code;
+}
+
 /* Sessions a transient message goes to, gathered per worker. */
 typedef struct troute {
     server_t *srv;

@@ -32,6 +32,23 @@ int send_check(server_t *srv, const char *app, const char *from, int conv_type,
                const char **why);
 
 /**
+ * Is @p cmid (non-empty) of @p from a resend? Only the deduplication window is looked at
+ * (a DIRECT message to a user of another home: the rest is that home's to judge).
+ * @param[out] prior  the original id, or 0.
+ * @return 0, or rc (storage).
+ */
+int send_resend(server_t *srv, const char *app, const char *from, const char *cmid,
+                uint64_t *prior);
+
+/**
+ * The check a sender's home asks of this node, the recipient's (cluster_check_cb; @p ctx
+ * is the server_t): send_check of a DIRECT message without client_msg_id.
+ * @return cim_Code_OK, NOT_FOUND, BLOCKED, or INTERNAL (storage), @p why its reason.
+ */
+int send_check_home(void *ctx, const char *app, const char *from, const char *to,
+                    const char **why);
+
+/**
  * Route a transient message at once: encode it from @p meta (app, from, to, conv_type,
  * msg_type, from_kind, cmid; time_ms is set here) and hand it to every online device of
  * the recipient (every member for a group) and of the sender, except session @p skip_sid

@@ -755,6 +755,9 @@ static void complete_send(session_t *s, store_send_t *req)
 {
     cim_SendRsp rsp = cim_SendRsp_init_zero;
 
+    if (req->xhome && s->xsends > 0)
+        s->xsends--;
+
     rsp.req_id = req->req_id;
     rsp.code = (cim_Code)req->code;
     if (req->code == cim_Code_OK) {
@@ -764,7 +767,8 @@ static void complete_send(session_t *s, store_send_t *req)
         /* Decided in the store, in its order: the group changed since the worker looked,
          * or the batch failed. */
         snprintf(rsp.reason, sizeof(rsp.reason), "%s",
-                 req->code == cim_Code_NOT_FOUND    ? "the group no longer exists"
+                 req->reason[0] != '\0'            ? req->reason
+                 : req->code == cim_Code_NOT_FOUND  ? "the group no longer exists"
                  : req->code == cim_Code_NOT_MEMBER ? "you are no longer a member of that group"
                                                     : "storage failure; the message was not stored");
     }
@@ -894,7 +898,7 @@ static bool reads_state(uint32_t type)
 static int handle(session_t *s, uint32_t type, const uint8_t *body, size_t len)
 {
     if (type != FT_PUSH_ACK &&
-        (s->held > 0 || (reads_state(type) && s->async_issued != s->async_done)))
+        (s->held > 0 || s->xsends > 0 || (reads_state(type) && s->async_issued != s->async_done)))
         return session__hold(s, type, body, len);
     return dispatch(s, type, body, len);
 }

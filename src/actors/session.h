@@ -97,6 +97,8 @@ typedef struct session {
     bool first_online;          /* this login brought the user online (presence) */
     uint32_t async_issued;       /* requests handed to the store ... */
     uint32_t async_done;         /* ... and answered: answers must keep request order */
+    uint32_t xsends;             /* cluster SENDs in flight: their answers come from the
+                                    cluster thread, so later requests wait for them */
     struct reply *rq_head, *rq_tail; /* answers waiting for earlier store requests */
     struct reply *pq_head, *pq_tail; /* pushes waiting for the LoginRsp (login_pending) */
     uint32_t rq_bytes;

@@ -85,9 +85,12 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
     pb_istream_t is = pb_istream_from_buffer(body, len);
     message_win_t ref = {body, body + len, NULL, 0};
     store_send_t *r;
+    cluster_t *cl = s->w->srv->cluster;
     const char *why = "";
     uint64_t gid, prior = 0;
+    uint32_t home;
     size_t cmid_len;
+    bool xhome;
     int rc, code;
 
     memset(req, 0, sizeof(*req));
@@ -112,14 +115,22 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
                       "to must be a user id (DIRECT) or a group id (GROUP)");
     if (ref.len > c->max_msg_bytes)
         return reject(s, req, cim_Code_TOO_LARGE, "body over max_msg_bytes");
-    /* The recipient's timeline lives on its home node: until messages travel between
-     * homes (docs/SCALING.md), nothing is stored here that belongs there. */
-    if (req->conv_type == cim_ConvType_DIRECT && cluster_is_enabled(s->w->srv->cluster) &&
-        cluster_home(s->w->srv->cluster, s->app, req->to) != cluster_self(s->w->srv->cluster))
-        return reject(s, req, cim_Code_SERVER_BUSY, "cross-node delivery is not available yet");
-    if ((rc = send_check(s->w->srv, s->app, s->user, (int)req->conv_type, req->to,
-                         req->transient ? "" : req->client_msg_id, false, &prior, &code,
-                         &why)) < 0)
+    /* In a cluster a DIRECT message is originated here, the sender's home, and merged
+     * into the timelines by id at each home (docs/SCALING.md); the recipient's existence
+     * and blocks are its home's to judge when that is another node. */
+    xhome = req->conv_type == cim_ConvType_DIRECT && cluster_is_enabled(cl);
+    home = xhome ? cluster_home(cl, s->app, req->to) : cluster_self(cl);
+    if (home != cluster_self(cl) && req->transient)
+        return reject(s, req, cim_Code_SERVER_BUSY,
+                      "transient messages to a user of another home node are not available yet");
+    if (home != cluster_self(cl)) {
+        code = cim_Code_OK;
+        rc = send_resend(s->w->srv, s->app, s->user, req->client_msg_id, &prior);
+    } else {
+        rc = send_check(s->w->srv, s->app, s->user, (int)req->conv_type, req->to,
+                        req->transient ? "" : req->client_msg_id, false, &prior, &code, &why);
+    }
+    if (rc < 0)
         return reject(s, req, cim_Code_INTERNAL, "storage error");
     /* A resend of a stored client_msg_id is answered with the original id before
      * anything else is judged: the first send was accepted, and a retry after the peer
@@ -159,11 +170,15 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
     memcpy(r->cmid, req->client_msg_id, sizeof(r->cmid));
     if (ref.len > 0)
         memcpy(r->body, ref.data, ref.len);
-    if ((rc = store_send(s->w->srv->store, r)) < 0) {
+    r->xhome = xhome;
+    r->home = home;
+    rc = home != cluster_self(cl) ? cluster_xhome_send(cl, r) : store_send(s->w->srv->store, r);
+    if (rc < 0) {
         mem_free(r);
         return reject(s, req, cim_Code_SERVER_BUSY, "server busy; retry later");
     }
     s->async_issued++;
+    s->xsends += xhome; /* answered by the cluster thread, maybe out of store order */
     return 0;
 }
 

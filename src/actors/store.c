@@ -4,10 +4,13 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "actors/cluster.h"
 #include "actors/dedup.h"
+#include "actors/message.h"
 #include "actors/router.h"
 #include "actors/webhook.h"
 #include "actors/worker.h"
+#include "actors/xhome.h"
 #include "cim.pb.h"
 #include "core/blob.h"
 #include "core/log.h"
@@ -56,6 +59,8 @@ static int apply_one(store_t *st, kv_txn_t *txn, store_req_t *q)
     }
     case STORE_REQ_SEND:
         return store__send(st, txn, (store_send_t *)q);
+    case STORE_REQ_APPLY:
+        return store__apply(st, txn, (store_apply_t *)q);
     case STORE_REQ_OP:
         return store__op(st, txn, (store_op_t *)q);
     case STORE_REQ_ACK: {
@@ -102,10 +107,11 @@ void store__fanout(store_t *st, blob_t *b, uint16_t type, const char *app,
 static int apply(store_t *st, size_t n)
 {
     kv_txn_t *txn = NULL;
-    uint64_t last = 0, t0;
+    uint64_t last = 0, t0, xapplied = st->xapplied;
     int rc, tries = 0;
 
 again:
+    st->xapplied = xapplied;
     if ((rc = kv_begin(st->srv->kv, KV_WRITE, &txn)) < 0)
         goto fail;
     for (size_t i = 0; i < n; i++) {
@@ -126,12 +132,18 @@ again:
         kv_abort(txn);
         goto fail;
     }
+    if (st->xapplied > st->xapplied_saved &&
+        (rc = kv_meta_u64_put(txn, STORE_META_XAPPLIED, st->xapplied)) < 0) {
+        kv_abort(txn);
+        goto fail;
+    }
     t0 = uv_hrtime();
     if ((rc = kv_commit(txn)) < 0)
         goto fail;
     hist_observe(&st->stats.commit_seconds, (double)(uv_hrtime() - t0) / 1e9);
     hist_observe(&st->stats.batch_size, (double)n);
     dedup_committed(st->srv->dedup, last); /* workers may now answer resends of them */
+    st->xapplied_saved = st->xapplied;
     if (last > st->last_recorded)
         st->last_recorded = last;
     store__conv_reset(st);
@@ -143,6 +155,8 @@ again:
 fail:
     drop_fanouts(st);
     store__conv_reset(st);
+    store__xq_drop(st);
+    st->xapplied = xapplied;
     if (rc == RC_EMAPFULL && tries++ < 8 && kv_grow(st->srv->kv) == 0)
         goto again;
     LOG_ERROR("store: batch of %zu requests failed: %s", n, rc_str(rc));
@@ -206,8 +220,15 @@ static void fail_request(store_req_t *q)
     case STORE_REQ_LOGIN:
         ((store_login_t *)q)->code = cim_Code_INTERNAL;
         break;
-    case STORE_REQ_SEND:
-        ((store_send_t *)q)->code = cim_Code_INTERNAL;
+    case STORE_REQ_SEND: {
+        store_send_t *r = (store_send_t *)q;
+        r->code = cim_Code_INTERNAL;
+        mem_free(r->xmsg); /* nothing of it was committed */
+        r->xmsg = NULL;
+        break;
+    }
+    case STORE_REQ_APPLY:
+        ((store_apply_t *)q)->result = RC_ESTORE;
         break;
     case STORE_REQ_OP: {
         store_op_t *o = (store_op_t *)q;
@@ -230,6 +251,13 @@ static void complete(store_t *st, size_t n, bool committed)
         for (; f < st->nfan && st->fan[f].req == i; f++)
             if (committed)
                 route(st, &st->fan[f]);
+        if (committed)
+            store__xq_flush(st, i); /* the merge appends them, in id order */
+        if (q->kind == STORE_REQ_SEND && committed && ((store_send_t *)q)->xmsg != NULL) {
+            /* answered by the cluster once JetStream has it */
+            cluster_xhome_committed(st->srv->cluster, (store_send_t *)q);
+            continue;
+        }
         if (q->done != NULL && !committed)
             fail_request(q);
         if (q->done != NULL) {
@@ -334,6 +362,88 @@ static void expire_dedup(store_t *st)
     dedup_expire(st->srv->dedup, snowflake_now_ms());
 }
 
+/* ---- the cluster ------------------------------------------------------------------- */
+
+void store__ids_above(store_t *st, uint64_t floor)
+{
+    snowflake_t f;
+
+    if (floor == 0 || snowflake_init(&f, st->ids.node, floor) < 0)
+        return;
+    if (f.last_ms > st->ids.last_ms || (f.last_ms == st->ids.last_ms && f.seq > st->ids.seq))
+        st->ids = f;
+}
+
+/* Tell the cluster below which id this store will never issue another: everything it
+ * committed before was handed to the cluster (complete, earlier on this thread). The
+ * generator is held to it, so a clock that steps back cannot go under it. */
+static void on_horizon(uv_timer_t *t)
+{
+    store_t *st = t->data;
+    uint64_t ms = snowflake_now_ms(), h;
+    uint64_t last = (st->ids.last_ms << (SNOWFLAKE_NODE_BITS + SNOWFLAKE_SEQ_BITS)) |
+                    ((uint64_t)st->ids.node << SNOWFLAKE_SEQ_BITS) | st->ids.seq;
+
+    ms = ms > SNOWFLAKE_EPOCH_MS ? ms - SNOWFLAKE_EPOCH_MS : 0;
+    h = ms << (SNOWFLAKE_NODE_BITS + SNOWFLAKE_SEQ_BITS);
+    if (h <= last)
+        h = last + 1;
+    store__ids_above(st, h - 1);
+    cluster_xhome_horizon(st->srv->cluster, h);
+}
+
+typedef struct outbox_walk {
+    store_t *st;
+    kv_txn_t *txn;
+    size_t n;
+} outbox_walk_t;
+
+/* One outbox entry back to the cluster, as if just committed (nobody to answer). */
+static int republish(void *ctx, uint64_t id, const uint8_t *val, size_t len)
+{
+    outbox_walk_t *o = ctx;
+    xhome_msg_t x;
+    store_send_t *r;
+
+    if (xhome_parse(val, len, &x) < 0 || x.id != id) {
+        LOG_ERROR("store: outbox entry %llu is unreadable: skipped", (unsigned long long)id);
+        return 0;
+    }
+    r = store_send_new(0);
+    r->worker = STORE_NO_WORKER;
+    r->xhome = true;
+    r->home = x.home;
+    r->msg_id = id;
+    r->xmsg = mem_alloc(len);
+    memcpy(r->xmsg, val, len);
+    r->xmsg_len = len;
+    cluster_xhome_committed(o->st->srv->cluster, r);
+    o->n++;
+    return 0;
+}
+
+/* The cluster thread runs: hand it the outbox (in id order, before anything new), then
+ * report the horizon every CLUSTER_WATERMARK_MS. */
+static void xstart(store_t *st)
+{
+    outbox_walk_t o = {st, NULL, 0};
+    int rc;
+
+    if (st->xstarted)
+        return;
+    st->xstarted = true;
+    if ((rc = kv_begin(st->srv->kv, KV_READ, &o.txn)) == 0) {
+        rc = kv_outbox_each(o.txn, republish, &o);
+        kv_abort(o.txn);
+    }
+    if (rc < 0)
+        LOG_ERROR("store: cannot read the outbox: %s", rc_str(rc));
+    else if (o.n > 0)
+        LOG_INFO("store: %zu messages of the outbox to publish again", o.n);
+    on_horizon(&st->horizon);
+    uv_timer_start(&st->horizon, on_horizon, CLUSTER_WATERMARK_MS, CLUSTER_WATERMARK_MS);
+}
+
 uint64_t store_pace_wait(uint32_t pace_ms, double busy, uint64_t since_ms)
 {
     if (pace_ms == 0 || busy <= STORE_PACE_BUSY || since_ms >= pace_ms)
@@ -362,6 +472,12 @@ static void drain(store_t *st)
                 mem_free(q);
                 continue;
             }
+            if (q->kind == STORE_REQ_XSTART) {
+                if (!stop)
+                    xstart(st);
+                mem_free(q);
+                continue;
+            }
             st->batch[n++] = q;
         }
         if (n == 0)
@@ -384,6 +500,7 @@ static void drain(store_t *st)
         uv_close((uv_handle_t *)&st->retention, NULL);
         uv_timer_stop(&st->pace);
         uv_close((uv_handle_t *)&st->pace, NULL);
+        uv_close((uv_handle_t *)&st->horizon, NULL);
         mbox_close(box, NULL);
     }
 }
@@ -459,6 +576,9 @@ static int seed_ids(store_t *st)
         return rc;
     if ((rc = kv_last_id_get(txn, &last)) == 0)
         rc = kv_msg_last_id(txn, &newest);
+    if (rc == 0)
+        rc = kv_meta_u64_get(txn, STORE_META_XAPPLIED, &st->xapplied);
+    st->xapplied_saved = st->xapplied;
     /* The dedup window, from the log's tail, before anything is served. */
     if (rc == 0)
         rc = dedup_load(st->srv->dedup, txn, t0, &loaded);
@@ -484,6 +604,7 @@ int store_start(store_t *st)
     if ((rc = mbox_init(&st->box, &st->loop, STORE_QUEUE_MAX, on_wake)) < 0)
         goto fail_loop;
     st->box.data = st;
+    st->box_ready = true;
     if ((rc = uv_timer_init(&st->loop, &st->retention)) < 0)
         goto fail_box;
     st->retention.data = st;
@@ -492,11 +613,15 @@ int store_start(store_t *st)
         goto fail_box;
     }
     st->pace.data = st;
+    uv_timer_init(&st->loop, &st->horizon);
+    st->horizon.data = st;
+    cluster_xhome_set_released(st->srv->cluster, st->xapplied);
     if (st->srv->conf->retention_days > 0)
         uv_timer_start(&st->retention, on_retention, 1000, RETENTION_EVERY_MS);
     if ((rc = uv_thread_create(&st->thread, run, st)) < 0) {
         uv_close((uv_handle_t *)&st->retention, NULL);
         uv_close((uv_handle_t *)&st->pace, NULL);
+        uv_close((uv_handle_t *)&st->horizon, NULL);
         goto fail_box;
     }
     st->started = true;
@@ -521,6 +646,23 @@ int store_send(store_t *st, store_send_t *req)
 {
     req->hdr.kind = STORE_REQ_SEND;
     return mbox_send(&st->box, &req->hdr.node);
+}
+
+int store_apply(store_t *st, store_apply_t *a)
+{
+    a->hdr.kind = STORE_REQ_APPLY;
+    return mbox_send_force(&st->box, &a->hdr.node);
+}
+
+int store_xhome_start(store_t *st)
+{
+    store_req_t *r = mem_calloc(sizeof(*r));
+    int rc;
+
+    r->kind = STORE_REQ_XSTART;
+    if ((rc = mbox_send_force(&st->box, &r->node)) < 0)
+        mem_free(r);
+    return rc;
 }
 
 int store_ack(store_t *st, const char *app, const char *user, const char *device,
@@ -575,14 +717,28 @@ void store_stop(store_t *st)
 
 void store_free(store_t *st)
 {
+    mbox_node_t *node;
+
     if (st == NULL)
         return;
+    /* What the cluster thread queued after the store stopped (it runs until after the
+     * store): every producer is done by now. */
+    while (st->box_ready && (node = mbox_pop(&st->box)) != NULL) {
+        store_req_t *q = container_of(node, store_req_t, node);
+        fail_request(q);
+        if (q->done != NULL)
+            q->done(q); /* its owner frees it (the cluster's: stopped, so dropped) */
+        else
+            mem_free(q);
+    }
     if (st->out != NULL) {
         for (uint32_t w = 0; w < st->srv->nworkers; w++)
             worker_deliveries_free(st->out[w].items, st->out[w].n);
         mem_free(st->out);
     }
     mem_free(st->batch);
+    store__xq_drop(st);
+    mem_free(st->xq);
     drop_fanouts(st);
     mem_free(st->fan);
     store__conv_free(st);

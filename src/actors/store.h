@@ -59,7 +59,12 @@ typedef struct store store_t;
  * again by the store in its own order (a disable racing a login). */
 #define USER_DISABLED "user disabled"
 
-enum { STORE_REQ_SEND = 1, STORE_REQ_LOGIN, STORE_REQ_ACK, STORE_REQ_OP, STORE_REQ_STOP };
+enum { STORE_REQ_SEND = 1, STORE_REQ_LOGIN, STORE_REQ_ACK, STORE_REQ_OP, STORE_REQ_STOP,
+       STORE_REQ_APPLY, STORE_REQ_XSTART };
+
+#define STORE_NO_WORKER UINT32_MAX /* store_send_t.worker: nobody to answer (a republish) */
+#define STORE_META_XAPPLIED "xapplied" /* meta: the newest id store__apply appended (the
+                                           floor a restarted home answers checks with) */
 
 /** Request header (first member of every request). */
 typedef struct store_req {
@@ -114,12 +119,58 @@ typedef struct store_send {
     char from[KV_ID_MAX + 1];
     char to[KV_ID_MAX + 1];
     char cmid[KV_ID_MAX + 1];      /* client_msg_id */
+    /* In a cluster (a DIRECT message, docs/SCALING.md): the store commits the message
+     * and an outbox entry, appends it to no timeline, and hands the request to the
+     * cluster (cluster_xhome_committed), which answers it once JetStream has it. */
+    bool xhome;
+    uint32_t home;                 /* xhome: the recipient's home node */
+    uint64_t floor;                /* xhome: the id must be above this (the home's floor) */
+    char reason[112];              /* out: the reason of a refusal ("": the usual one) */
+    uint8_t *xmsg;                 /* out (xhome): the XHOME_MSG to publish, owned */
+    size_t xmsg_len;
     int code;                      /* out: cim_Code */
     uint64_t msg_id;               /* out */
     uint64_t time_ms;              /* out */
     uint32_t body_len;
     uint8_t body[];
 } store_send_t;
+
+/* store_apply_t.result */
+enum { STORE_APPLIED = 0, STORE_APPLY_DUP = 1, STORE_APPLY_LATE = 2 };
+
+/**
+ * A message the cluster's merge released (actors/xhome.h): append it to the timelines of
+ * its users (the list it carries; else the DIRECT pair's users homed on this node), index
+ * it, push it, as a local message. Idempotent by id, per timeline: one that has it gets
+ * nothing (all of them: STORE_APPLY_DUP); one whose newest id is greater gets nothing
+ * either, as appending it there would break that timeline's order (logged;
+ * STORE_APPLY_LATE). A message of this node's own origin also leaves the outbox.
+ * hdr.done is always set (the cluster's).
+ */
+typedef struct store_apply {
+    store_req_t hdr;
+    uint64_t id;
+    uint32_t origin;
+    uint8_t conv_type;
+    uint8_t msg_type;
+    uint8_t flags;                 /* XHOME_F_* (actors/xhome.h) */
+    uint64_t skip_sid;             /* the sending session (own origin), not pushed to */
+    char app[KV_ID_MAX + 1];
+    char from[KV_ID_MAX + 1];
+    char to[KV_ID_MAX + 1];
+    int result;                    /* out: STORE_APPLIED, _DUP, _LATE, or an rc */
+    void *ctx;                     /* the cluster's */
+    uint32_t nusers;               /* XHOME_F_USERS: the users, after the record in rec[] */
+    uint32_t ulist_len;
+    uint32_t rec_len;
+    uint8_t rec[];                 /* the encoded cim.Message, then the user list */
+} store_apply_t;
+
+/**
+ * Queue an apply (never refused for the bound: the cluster bounds what it releases).
+ * @return 0 (comes back through hdr.done), RC_ECLOSED (stopping: caller keeps @p a).
+ */
+int store_apply(store_t *st, store_apply_t *a);
 
 /**
  * Any other write a session asks for (groups, READ, RECALL, contacts, blocks): the request
@@ -209,6 +260,13 @@ store_send_t *store_send_new(size_t body_len);
  *         RC_ECLOSED (stopping; caller keeps @p req).
  */
 int store_send(store_t *st, store_send_t *req);
+
+/**
+ * The cluster thread runs (cluster.h): the store hands it its outbox (messages committed
+ * and not yet applied here, to publish again) and from then on reports its id horizon
+ * every CLUSTER_WATERMARK_MS. Any thread. @return 0 or RC_ECLOSED.
+ */
+int store_xhome_start(store_t *st);
 
 /**
  * Move a device's delivery cursor forward to @p up_to (cumulative PUSH_ACK). Never

@@ -10,6 +10,7 @@
 #include <pb_decode.h>
 #include <pb_encode.h>
 
+#include "actors/cluster.h"
 #include "actors/group.h"
 #include "actors/message.h"
 #include "actors/store_int.h"
@@ -745,8 +746,9 @@ static size_t pair_key(uint8_t *out, const char *app, const char *a, const char 
     return n + x;
 }
 
-static int op_contacts(kv_txn_t *txn, store_op_t *op)
+static int op_contacts(store_t *st, kv_txn_t *txn, store_op_t *op)
 {
+    cluster_t *c = st->srv->cluster;
     uint8_t key[2 * KV_UKEY_MAX], rkey[2 * KV_UKEY_MAX];
     size_t klen = pair_key(key, op->app, op->user, op->target);
     size_t rlen = pair_key(rkey, op->app, op->target, op->user);
@@ -757,7 +759,11 @@ static int op_contacts(kv_txn_t *txn, store_op_t *op)
         return reject(op, cim_Code_BAD_REQUEST, "that is you%s", "");
     if (op->type == FT_CONTACT_ADD || op->type == FT_BLOCK) {
         const char *name = op->target;
-        if ((rc = users_exist(txn, op, &name, 1)) != 0)
+        /* A user of another home is known there, not here (docs/SCALING.md): listing or
+         * blocking one that does not exist is harmless, and a block is judged by the
+         * blocker's home, this one. */
+        if (cluster_home(c, op->app, op->target) == cluster_self(c) &&
+            (rc = users_exist(txn, op, &name, 1)) != 0)
             return rc < 0 ? rc : 0;
         if ((rc = kv_rec_put(txn, db, key, klen, NULL, 0)) < 0)
             return rc;
@@ -807,7 +813,7 @@ int store__op(store_t *st, kv_txn_t *txn, store_op_t *op)
     case FT_CONTACT_REMOVE:
     case FT_BLOCK:
     case FT_UNBLOCK:
-        return op_contacts(txn, op);
+        return op_contacts(st, txn, op);
     case STORE_OP_USER_PUT:
     case STORE_OP_USER_REVOKE:
         return store__admin_op(txn, op);

@@ -61,6 +61,7 @@ struct store {
     uint64_t win_start_ns, win_busy_ns; /* this window's start and its time draining */
     double busy;             /* the share of the last full window spent draining */
     bool started;
+    bool box_ready;        /* the mailbox was made (store_free drains it) */
     snowflake_t ids;
     uint64_t last_recorded; /* the generator position last written to meta */
     store_req_t **batch;   /* STORE_BATCH_MAX */
@@ -77,6 +78,19 @@ struct store {
     kv_retention_t rpos;
     bool retaining;        /* a retention pass is under way */
     uint64_t dedup_expired_ms; /* loop time of the last dedup_expire */
+    /* with a cluster (docs/SCALING.md) */
+    uv_timer_t horizon;    /* reports the generator's horizon to the cluster */
+    bool xstarted;         /* the cluster said it runs: outbox handed over, timer on */
+    uint64_t xapplied;     /* the newest id store__apply appended (persisted in meta) */
+    uint64_t xapplied_saved; /* ... as last written to meta */
+    struct xq {            /* this batch's own messages for the merge, in id order */
+        size_t req;        /* the request that made it */
+        uint64_t id;
+        uint64_t skip_sid;
+        uint8_t *xmsg;     /* owned */
+        size_t len;
+    } *xq;
+    size_t nxq, capxq;
     /* statistics, store thread only (stats: read by /metrics too) */
     uint64_t max_batch;
     store_stats_t stats;
@@ -105,7 +119,9 @@ typedef struct smsg {
  * Store @p m: a new id, the msgs record, a timeline entry per user, and when m->index the
  * conversation index (SYSTEM messages also in the group events index) and the
  * conversation records it changes (the sender's read cursor; a record for a user it
- * reaches first); then queue its PUSH to every user.
+ * reaches first); then queue its PUSH to every user. In a cluster only the record and an
+ * outbox entry are written here: the rest is done when the merge releases it
+ * (store__apply), so that it keeps its place in id order among messages of other homes.
  * @param[out] id, time_ms  the message's id and time.
  * @return 0 or rc (the transaction must be aborted).
  */
@@ -125,6 +141,12 @@ int store__conv(store_t *st, kv_txn_t *txn, const uint8_t *key, size_t klen, boo
 /** Write the batch's changed conversation records, in key order (before the commit).
  *  @return 0 or rc. */
 int store__conv_flush(store_t *st, kv_txn_t *txn);
+
+/** Hand this batch's own messages of request @p req to the cluster (after the commit). */
+void store__xq_flush(store_t *st, size_t req);
+
+/** Drop this batch's own messages (a failed batch; stopping). */
+void store__xq_drop(store_t *st);
 
 /** Forget the batch's conversation records (after the commit, or a failed batch). */
 void store__conv_reset(store_t *st);
@@ -146,6 +168,12 @@ int store__roster(kv_txn_t *txn, const char *app, uint64_t gid, store_uid_t **us
  */
 int store__group_state(kv_txn_t *txn, const char *app, const char *group_id, uint64_t *gid,
                        bool *alive);
+
+/** Make every id issued from now on greater than @p floor (0: no-op). */
+void store__ids_above(store_t *st, uint64_t floor);
+
+/** Apply a message the merge released (store_apply_t). @return 0 or rc. */
+int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a);
 
 /** Apply a SEND (DIRECT or GROUP). */
 int store__send(store_t *st, kv_txn_t *txn, store_send_t *r);

@@ -3,10 +3,12 @@
 #include <stdlib.h> /* qsort */
 #include <string.h>
 
+#include "actors/cluster.h"
 #include "actors/dedup.h"
 #include "actors/message.h"
 #include "actors/store_int.h"
 #include "actors/webhook.h"
+#include "actors/xhome.h"
 #include "cim.pb.h"
 #include "core/frame.h"
 #include "core/log.h"
@@ -173,40 +175,24 @@ static int conv_touch(store_t *st, kv_txn_t *txn, const smsg_t *m, const char *u
     return 0;
 }
 
-int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id,
-                       uint64_t *time_ms)
+/* Message @p id (encoded in @p b) into the timelines of m->users, the conversation index
+ * and state when m->index, and queued for its PUSH (and webhook). */
+static int place(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t id, uint64_t time_ms,
+                 blob_t *b)
 {
-    store_send_t meta;
     uint8_t ukey[KV_UKEY_MAX], skey[CONV_SKEY_MAX];
-    blob_t *b = NULL;
     size_t klen;
     bool fresh = false, touch;
-    int rc = 0;
+    int rc;
 
-    memset(&meta, 0, sizeof(meta));
-    meta.msg_id = snowflake_next(&st->ids, snowflake_now_ms());
-    meta.time_ms = snowflake_time_ms(meta.msg_id);
-    meta.conv_type = m->conv_type;
-    meta.msg_type = m->msg_type;
-    meta.from_kind = m->from_kind;
-    snprintf(meta.from, sizeof(meta.from), "%s", m->from);
-    snprintf(meta.to, sizeof(meta.to), "%s", m->to);
-    snprintf(meta.cmid, sizeof(meta.cmid), "%s", m->cmid ? m->cmid : "");
-    if ((b = message_encode(&meta, m->body, m->body_len)) == NULL) {
-        LOG_ERROR("store: cannot encode message %llu", (unsigned long long)meta.msg_id);
-        return RC_EINVAL;
-    }
-    if ((rc = kv_msg_put(txn, meta.msg_id, b->data, b->len)) < 0)
-        goto out;
     if (m->index) {
         klen = conv_skey(skey, m->app, m->conv_type, m->conv_type == cim_ConvType_GROUP
                                                          ? m->to : m->from, m->to);
-        if ((rc = kv_cmsg_add(txn, skey, klen, meta.msg_id, &fresh)) < 0)
-            goto out;
+        if ((rc = kv_cmsg_add(txn, skey, klen, id, &fresh)) < 0)
+            return rc;
         /* SYSTEM messages never count as unread: kept apart so the count needs no record */
-        if (m->msg_type == cim_MsgType_SYSTEM &&
-            (rc = kv_cevent_add(txn, skey, klen, meta.msg_id)) < 0)
-            goto out;
+        if (m->msg_type == cim_MsgType_SYSTEM && (rc = kv_cevent_add(txn, skey, klen, id)) < 0)
+            return rc;
     }
     /* The first message of a DIRECT direction created both participants' records (records
      * are never deleted), so only a fresh direction needs them looked up: two B-tree
@@ -214,10 +200,10 @@ int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id
     touch = m->index && (m->conv_type == cim_ConvType_GROUP || fresh);
     for (size_t i = 0; i < m->nusers; i++) {
         klen = kv_ukey(ukey, m->app, m->users[i]);
-        if ((rc = kv_timeline_add(txn, ukey, klen, meta.msg_id)) < 0)
-            goto out;
-        if (touch && (rc = conv_touch(st, txn, m, m->users[i], meta.msg_id, meta.time_ms)) < 0)
-            goto out;
+        if ((rc = kv_timeline_add(txn, ukey, klen, id)) < 0)
+            return rc;
+        if (touch && (rc = conv_touch(st, txn, m, m->users[i], id, time_ms)) < 0)
+            return rc;
     }
     store__fanout(st, b, FT_PUSH, m->app, m->users, m->nusers, m->skip_sid);
     /* One relaxed load when no app has a webhook: route() then looks no further. */
@@ -225,11 +211,223 @@ int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id
         st->fan[st->nfan - 1].hook = true;
         snprintf(st->fan[st->nfan - 1].from, sizeof(st->fan[0].from), "%s", m->from);
     }
+    return 0;
+}
+
+/* A new id for @p m (above @p floor) and its record, encoded. @return the blob (one
+ * reference), or NULL (cannot encode: a bug, logged). */
+static blob_t *new_record(store_t *st, const smsg_t *m, uint64_t floor, store_send_t *meta)
+{
+    blob_t *b;
+
+    memset(meta, 0, sizeof(*meta));
+    store__ids_above(st, floor);
+    meta->msg_id = snowflake_next(&st->ids, snowflake_now_ms());
+    meta->time_ms = snowflake_time_ms(meta->msg_id);
+    meta->conv_type = m->conv_type;
+    meta->msg_type = m->msg_type;
+    meta->from_kind = m->from_kind;
+    snprintf(meta->from, sizeof(meta->from), "%s", m->from);
+    snprintf(meta->to, sizeof(meta->to), "%s", m->to);
+    snprintf(meta->cmid, sizeof(meta->cmid), "%s", m->cmid ? m->cmid : "");
+    if ((b = message_encode(meta, m->body, m->body_len)) == NULL)
+        LOG_ERROR("store: cannot encode message %llu", (unsigned long long)meta->msg_id);
+    return b;
+}
+
+/* In a cluster: the message's record and its outbox entry (the XHOME_MSG to publish, or to
+ * give this node's merge: @p home is this node); no timeline yet (the merge appends it,
+ * store__apply). With @p list, the message names its users (m->users). */
+static int commit_own(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t floor,
+                      uint32_t home, bool list, uint8_t **xmsg, size_t *xlen,
+                      uint64_t *id, uint64_t *time_ms)
+{
+    const char **users = NULL;
+    store_send_t meta;
+    xhome_msg_t x;
+    blob_t *b = new_record(st, m, floor, &meta);
+    int rc;
+
+    if (b == NULL)
+        return RC_EINVAL;
+    memset(&x, 0, sizeof(x));
+    x.kind = XHOME_MSG;
+    x.conv_type = m->conv_type;
+    x.msg_type = m->msg_type;
+    x.flags = (uint8_t)((m->index ? XHOME_F_INDEX : 0) | (m->hook ? XHOME_F_HOOK : 0) |
+                        (list ? XHOME_F_USERS : 0));
+    x.origin = cluster_self(st->srv->cluster);
+    x.home = home;
+    x.id = meta.msg_id;
+    snprintf(x.app, sizeof(x.app), "%s", m->app);
+    snprintf(x.from, sizeof(x.from), "%s", m->from);
+    snprintf(x.to, sizeof(x.to), "%s", m->to);
+    if (list) {
+        users = mem_alloc((m->nusers ? m->nusers : 1) * sizeof(*users));
+        for (size_t i = 0; i < m->nusers; i++)
+            users[i] = m->users[i];
+        x.nusers = (uint32_t)m->nusers;
+        x.users = users;
+    }
+    x.rec = b->data;
+    x.rec_len = b->len;
+    *xmsg = NULL;
+    if ((rc = xhome_encode(&x, xmsg, xlen)) < 0 ||
+        (rc = kv_msg_put(txn, meta.msg_id, b->data, b->len)) < 0 ||
+        (rc = kv_outbox_put(txn, meta.msg_id, *xmsg, *xlen)) < 0) {
+        mem_free(*xmsg);
+        *xmsg = NULL;
+        goto out;
+    }
     ctr_add(&st->stats.messages, 1);
     *id = meta.msg_id;
     *time_ms = meta.time_ms;
 out:
+    mem_free(users);
     blob_unref(b);
+    return rc;
+}
+
+int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id,
+                       uint64_t *time_ms)
+{
+    store_send_t meta;
+    struct xq *q;
+    blob_t *b;
+    int rc;
+
+    if (cluster_is_enabled(st->srv->cluster)) {
+        if (st->nxq == st->capxq) {
+            st->capxq = st->capxq ? st->capxq * 2 : 16;
+            st->xq = mem_realloc(st->xq, st->capxq * sizeof(*st->xq));
+        }
+        q = &st->xq[st->nxq];
+        if ((rc = commit_own(st, txn, m, 0, cluster_self(st->srv->cluster), true, &q->xmsg,
+                             &q->len, id, time_ms)) < 0)
+            return rc;
+        q->req = st->cur;
+        q->id = *id;
+        q->skip_sid = m->skip_sid;
+        st->nxq++;
+        return 0;
+    }
+    if ((b = new_record(st, m, 0, &meta)) == NULL)
+        return RC_EINVAL;
+    if ((rc = kv_msg_put(txn, meta.msg_id, b->data, b->len)) == 0 &&
+        (rc = place(st, txn, m, meta.msg_id, meta.time_ms, b)) == 0) {
+        ctr_add(&st->stats.messages, 1);
+        *id = meta.msg_id;
+        *time_ms = meta.time_ms;
+    }
+    blob_unref(b);
+    return rc;
+}
+
+void store__xq_flush(store_t *st, size_t req)
+{
+    /* The batch's entries are in id order, and so in request order: flush a prefix. */
+    size_t i = 0;
+
+    for (; i < st->nxq && st->xq[i].req == req; i++) {
+        store_send_t *r = store_send_new(0);
+        r->worker = STORE_NO_WORKER;
+        r->sid = st->xq[i].skip_sid;
+        r->xhome = true;
+        r->home = cluster_self(st->srv->cluster);
+        r->msg_id = st->xq[i].id;
+        r->xmsg = st->xq[i].xmsg;
+        r->xmsg_len = st->xq[i].len;
+        cluster_xhome_committed(st->srv->cluster, r);
+    }
+    if (i > 0) {
+        memmove(st->xq, st->xq + i, (st->nxq - i) * sizeof(*st->xq));
+        st->nxq -= i;
+    }
+}
+
+void store__xq_drop(store_t *st)
+{
+    for (size_t i = 0; i < st->nxq; i++)
+        mem_free(st->xq[i].xmsg);
+    st->nxq = 0;
+}
+
+int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
+{
+    cluster_t *c = st->srv->cluster;
+    uint32_t self = cluster_self(c);
+    uint8_t ukey[KV_UKEY_MAX];
+    store_uid_t pair[2], *users = pair;
+    size_t n = 0, keep = 0, late = 0;
+    const uint8_t *v;
+    size_t vlen;
+    blob_t *b;
+    smsg_t m;
+    int rc = 0;
+
+    if (a->flags & XHOME_F_USERS) {
+        /* the list the origin named (validated by xhome_parse) */
+        const uint8_t *p = a->rec + a->rec_len, *end = p + a->ulist_len;
+        users = mem_alloc((a->nusers ? a->nusers : 1) * sizeof(*users));
+        for (; n < a->nusers && p < end && p + 1 + *p <= end && *p <= KV_ID_MAX;
+             p += 1 + *p, n++) {
+            memcpy(users[n], p + 1, *p);
+            users[n][*p] = '\0';
+        }
+    } else {
+        if (cluster_home(c, a->app, a->from) == self)
+            snprintf(pair[n++], sizeof(pair[0]), "%s", a->from);
+        if (strcmp(a->from, a->to) != 0 && cluster_home(c, a->app, a->to) == self)
+            snprintf(pair[n++], sizeof(pair[0]), "%s", a->to);
+    }
+    /* Per timeline: one that has it already (a redelivery, a republish) or holds a greater
+     * id (it came late: appending it would put it behind a device's cursor; docs/SCALING.md,
+     * "What is left") is left alone; the others get it. */
+    for (size_t i = 0; i < n; i++) {
+        size_t klen = kv_ukey(ukey, a->app, users[i]);
+        uint64_t last = 0;
+        if ((rc = kv_timeline_has(txn, ukey, klen, a->id)) == 0)
+            continue; /* has it already */
+        if (rc != RC_ENOTFOUND ||
+            ((rc = kv_timeline_last(txn, ukey, klen, &last)) < 0 && rc != RC_ENOTFOUND))
+            goto out;
+        if (rc == 0 && last > a->id) {
+            late++;
+            LOG_RL(LOG_LVL_ERROR, "store: message %llu from node %u came after %llu in a "
+                                  "timeline: not appended there", (unsigned long long)a->id,
+                   a->origin, (unsigned long long)last);
+            continue;
+        }
+        if (keep != i)
+            memcpy(users[keep], users[i], sizeof(users[0]));
+        keep++;
+    }
+    rc = 0;
+    if (keep == 0) {
+        a->result = late > 0 ? STORE_APPLY_LATE : STORE_APPLY_DUP;
+    } else {
+        if ((rc = kv_msg_get(txn, a->id, &v, &vlen)) == RC_ENOTFOUND)
+            rc = kv_msg_put(txn, a->id, a->rec, a->rec_len);
+        if (rc < 0)
+            goto out;
+        m = (smsg_t){.app = a->app, .from = a->from, .conv_type = a->conv_type,
+                     .msg_type = a->msg_type, .to = a->to, .users = users, .nusers = keep,
+                     .index = (a->flags & XHOME_F_INDEX) != 0, .skip_sid = a->skip_sid,
+                     .hook = (a->flags & XHOME_F_HOOK) != 0};
+        b = blob_new(a->rec_len);
+        memcpy(b->data, a->rec, a->rec_len);
+        rc = place(st, txn, &m, a->id, snowflake_time_ms(a->id), b);
+        blob_unref(b);
+        if (rc < 0)
+            goto out;
+        a->result = late > 0 ? STORE_APPLY_LATE : STORE_APPLIED;
+        if (a->id > st->xapplied)
+            st->xapplied = a->id;
+    }
+    rc = a->origin == self ? kv_outbox_del(txn, a->id) : 0;
+out:
+    if (users != pair)
+        mem_free(users);
     return rc;
 }
 
@@ -340,7 +538,10 @@ int store__send(store_t *st, kv_txn_t *txn, store_send_t *r)
         m.users = pair;
         m.nusers = strcmp(r->from, r->to) == 0 ? 1 : 2;
     }
-    rc = store__put_message(st, txn, &m, &r->msg_id, &r->time_ms);
+    rc = r->xhome && r->conv_type == cim_ConvType_DIRECT
+             ? commit_own(st, txn, &m, r->floor, r->home, false, &r->xmsg, &r->xmsg_len,
+                          &r->msg_id, &r->time_ms)
+             : store__put_message(st, txn, &m, &r->msg_id, &r->time_ms);
     mem_free(members);
     if (rc < 0)
         return rc;

@@ -384,6 +384,32 @@ int kv_cmsg_keys(kv_txn_t *txn, int (*cb)(void *ctx, const uint8_t *key, size_t 
 int kv_counter_next(kv_txn_t *txn, const char *name, uint64_t start, uint64_t *out);
 
 /**
+ * A named u64 in meta (cluster state: the newest id a home has applied from the merge).
+ * @param[out] out  0 when it was never written. @return 0 or rc.
+ */
+int kv_meta_u64_get(kv_txn_t *txn, const char *name, uint64_t *out);
+
+/** Write a named u64 in meta (write txn). @return 0 or rc. */
+int kv_meta_u64_put(kv_txn_t *txn, const char *name, uint64_t v);
+
+/**
+ * The cluster's outbox, in meta under "outbox" + id (8 bytes, big-endian): a message this
+ * node originated and committed, not yet applied by its own merge (docs/SCALING.md); the
+ * value is what the cluster publishes (actors/xhome.h), opaque here.
+ * kv_outbox_put/del: write txn; a missing key is not an error for del.
+ * @return 0 or rc.
+ */
+int kv_outbox_put(kv_txn_t *txn, uint64_t id, const void *val, size_t len);
+int kv_outbox_del(kv_txn_t *txn, uint64_t id);
+
+/**
+ * Call @p cb for every outbox entry in id order (@p val borrowed until the txn ends); a
+ * non-zero return stops. @return 0 or rc.
+ */
+int kv_outbox_each(kv_txn_t *txn,
+                   int (*cb)(void *ctx, uint64_t id, const uint8_t *val, size_t len), void *ctx);
+
+/**
  * The per-conversation message index (one entry per message and conversation side, like
  * a timeline): add @p id under conversation key @p ckey (write txn).
  * @param[out] fresh  NULL, or set to true when the key had no ids before.

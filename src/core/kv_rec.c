@@ -146,6 +146,83 @@ int kv_counter_next(kv_txn_t *txn, const char *name, uint64_t start, uint64_t *o
     return 0;
 }
 
+int kv_meta_u64_get(kv_txn_t *txn, const char *name, uint64_t *out)
+{
+    MDB_val k = {strlen(name), (void *)name}, v;
+    int mrc = mdb_get(kv__txn(txn), kv__of(txn)->meta, &k, &v);
+
+    if (mrc == MDB_NOTFOUND || (mrc == MDB_SUCCESS && v.mv_size != 8)) {
+        *out = 0;
+        return 0;
+    }
+    if (mrc != MDB_SUCCESS)
+        return kv__rc(mrc, "mdb_get meta");
+    *out = be64_get(v.mv_data);
+    return 0;
+}
+
+int kv_meta_u64_put(kv_txn_t *txn, const char *name, uint64_t v)
+{
+    uint8_t buf[8];
+    MDB_val k = {strlen(name), (void *)name}, val = {sizeof(buf), buf};
+
+    be64_put(buf, v);
+    return kv__rc(mdb_put(kv__txn(txn), kv__of(txn)->meta, &k, &val, 0), "mdb_put meta");
+}
+
+#define OUTBOX_PREFIX "outbox"
+#define OUTBOX_KEY (sizeof(OUTBOX_PREFIX) - 1 + 8)
+
+static void outbox_key(uint8_t out[OUTBOX_KEY], uint64_t id)
+{
+    memcpy(out, OUTBOX_PREFIX, sizeof(OUTBOX_PREFIX) - 1);
+    be64_put(out + sizeof(OUTBOX_PREFIX) - 1, id);
+}
+
+int kv_outbox_put(kv_txn_t *txn, uint64_t id, const void *val, size_t len)
+{
+    uint8_t key[OUTBOX_KEY];
+    MDB_val k = {sizeof(key), key}, v = {len, (void *)val};
+
+    outbox_key(key, id);
+    return kv__rc(mdb_put(kv__txn(txn), kv__of(txn)->meta, &k, &v, 0), "mdb_put outbox");
+}
+
+int kv_outbox_del(kv_txn_t *txn, uint64_t id)
+{
+    uint8_t key[OUTBOX_KEY];
+    MDB_val k = {sizeof(key), key};
+    int mrc;
+
+    outbox_key(key, id);
+    mrc = mdb_del(kv__txn(txn), kv__of(txn)->meta, &k, NULL);
+    return mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_del outbox");
+}
+
+int kv_outbox_each(kv_txn_t *txn,
+                   int (*cb)(void *ctx, uint64_t id, const uint8_t *val, size_t len), void *ctx)
+{
+    uint8_t key[OUTBOX_KEY];
+    MDB_cursor *cur = NULL;
+    MDB_val k = {sizeof(key), key}, v;
+    int mrc, rc = 0;
+
+    outbox_key(key, 0);
+    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), kv__of(txn)->meta, &cur), "cursor outbox")) < 0)
+        return rc;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == MDB_SUCCESS;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != OUTBOX_KEY || memcmp(k.mv_data, OUTBOX_PREFIX, OUTBOX_KEY - 8) != 0)
+            break;
+        if (cb(ctx, be64_get((const uint8_t *)k.mv_data + OUTBOX_KEY - 8), v.mv_data, v.mv_size))
+            break;
+    }
+    if (mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
+        rc = kv__rc(mrc, "cursor outbox");
+    mdb_cursor_close(cur);
+    return rc;
+}
+
 int kv_cmsg_add(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t id, bool *fresh)
 {
     return kv__ids_add(txn, kv__of(txn)->cmsgs, ckey, klen, id, fresh);

@@ -7,6 +7,8 @@
  * deadlines are generous, the assertions are about what eventually holds. */
 #include <dirent.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include "actors/cluster.h"
+#include "core/snowflake.h"
 #include "support/http.h"
 #include "support/msg.h"
 #include "support/server.h"
@@ -195,6 +198,8 @@ static bool has_thread(pid_t pid, const char *name)
     return found;
 }
 
+static size_t timeline_n(const tsrv_t *t, const char *user, const char *dev);
+
 /* ---- a cluster ---------------------------------------------------------------------- */
 
 /* One data directory made with `cimctl init`, for every node to copy (one identity key,
@@ -375,6 +380,16 @@ TEST_TIMEOUT(e2e_cluster_bus_down_and_back, 150)
         ASSERT_TRUE(tsrv_log_has(&t[i], "cluster: bus down: lost the connection to NATS"));
         ASSERT_TRUE(tsrv_log_has(&t[i], "cluster: bus up again: connected to nats://"));
     }
+    /* messages between homes work again on the new connections (new consumers) */
+    char a_id[32], b_id[32];
+    cim_SendRsp sent;
+    cimc_close(tsrv_login(&t[1], homed(2, "b", b_id), "d1", NULL));
+    cimc_t *a = tsrv_login(&t[0], homed(1, "a", a_id), "d1", NULL);
+    ASSERT_OK(tmsg_send(a, b_id, "back1", cim_MsgType_TEXT, "x", 1, false, &sent));
+    if (sent.code != cim_Code_OK)
+        TEST_FAIL_("after the bus came back: %d %s", sent.code, sent.reason);
+    EVENTUALLY(timeline_n(&t[1], b_id, "d2") == 1, 10000, "B did not get the message");
+    cimc_close(a);
     stop_cluster(&n, t, seed);
 }
 
@@ -424,7 +439,9 @@ TEST_TIMEOUT(e2e_cluster_node_starts_before_its_bus, 90)
     start_node(&t, seed, 1, n.url);
     ASSERT_TRUE(bus_down(&t));
     ASSERT_STREQ(bus_state(&t, st), "down");
-    ASSERT_TRUE(tsrv_log_has(&t, "cluster: bus down: no NATS server answers at nats://127.0.0.1:"));
+    /* logged by the cluster thread, which may come just after the ready line */
+    EVENTUALLY(tsrv_log_has(&t, "cluster: bus down: no NATS server answers at nats://127.0.0.1:"),
+               5000, "the bus down line was not logged");
     char alice[32];
     cimc_close(tsrv_login(&t, homed(1, "alice", alice), "d1", NULL));
     tnats_restart(&n);
@@ -643,14 +660,15 @@ TEST_TIMEOUT(e2e_cluster_relay_session, 150)
     ASSERT_TRUE(metric_of(&t[0], "cim_cluster_relayed_total{dir=\"received\"}") >= 5);
     ASSERT_EQ(metric_of(&t[1], "cim_cluster_relay_refused_total"), 0);
 
-    /* to a user of another home: refused, nothing stored */
+    /* to a user of another home: that home judges (W has never logged in: unknown) */
     ASSERT_OK(tmsg_send(u, w_id, "m2", cim_MsgType_TEXT, "x", 1, false, &sent));
-    ASSERT_EQ(sent.code, cim_Code_SERVER_BUSY);
-    ASSERT_STREQ(sent.reason, "cross-node delivery is not available yet");
-    /* the same on a node that is the sender's home */
+    ASSERT_EQ(sent.code, cim_Code_NOT_FOUND);
+    ASSERT_STREQ(sent.reason, "unknown user");
+    /* once W exists, from a client at the sender's home */
+    cimc_close(tsrv_login(&t[1], w_id, "d1", NULL));
     cimc_t *v2 = tsrv_login(&t[0], v_id, "d2", NULL);
     ASSERT_OK(tmsg_send(v2, w_id, "m3", cim_MsgType_TEXT, "x", 1, false, &sent));
-    ASSERT_EQ(sent.code, cim_Code_SERVER_BUSY);
+    ASSERT_EQ(sent.code, cim_Code_OK);
     cimc_close(v2);
 
     /* the same device on another node kicks the first, through its edge */
@@ -771,5 +789,338 @@ TEST_TIMEOUT(e2e_cluster_relay_bus_down, 150)
     cimc_close(r3);
     ASSERT_OK(cimc_ping(l, &rtt));
     cimc_close(l);
+    stop_cluster(&n, t, seed);
+}
+
+/* ---- messages between homes ----------------------------------------------------------- */
+
+static uint32_t snowflake_node_of(uint64_t id)
+{
+    uint32_t node;
+    snowflake_decode(id, NULL, &node, NULL);
+    return node;
+}
+
+/* Every message of @p user's timeline, through a new login of device @p dev on node @p t;
+ * the timeline must be in strictly ascending id order (no repeat). @return how many. */
+static size_t timeline(const tsrv_t *t, const char *user, const char *dev, tmsg_t *msgs,
+                       size_t cap)
+{
+    tmsg_page_t page;
+    cimc_t *c = tsrv_login(t, user, dev, NULL);
+
+    tmsg_page_init(&page, msgs, cap, NULL, 0);
+    ASSERT_OK(tmsg_sync_all(c, 1, 500, &page));
+    ASSERT_TRUE(!page.overflow);
+    for (size_t i = 1; i < page.n; i++)
+        if (msgs[i].msg_id <= msgs[i - 1].msg_id)
+            TEST_FAIL_("%s's timeline: id %llu after %llu (entry %zu)", user,
+                       (unsigned long long)msgs[i].msg_id,
+                       (unsigned long long)msgs[i - 1].msg_id, i);
+    cimc_close(c);
+    return page.n;
+}
+
+/* How many times @p id is in @p msgs. */
+static size_t count_id(const tmsg_t *msgs, size_t n, uint64_t id)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += msgs[i].msg_id == id;
+    return k;
+}
+
+static size_t timeline_n(const tsrv_t *t, const char *user, const char *dev)
+{
+    static tmsg_t msgs[2048];
+    return timeline(t, user, dev, msgs, 2048);
+}
+
+/* A (home 1), B (home 2) and C (home 3), their clients on nodes other than their homes and
+ * on them: DIRECT messages both ways, pushes, an offline recipient's SYNC with messages
+ * of three origins interleaved in id order, a resent client_msg_id. */
+TEST_TIMEOUT(e2e_cluster_xhome_direct, 150)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], a_id[32], b_id[32], c_id[32], d_id[32], cmid[32];
+    static tmsg_t msgs[256];
+    uint64_t sent_ids[64];
+    size_t nsent = 0, got;
+    cim_SendRsp sent;
+    tmsg_t push;
+
+    start_cluster(&n, t, seed);
+    homed(1, "a", a_id);
+    homed(2, "b", b_id);
+    homed(3, "c", c_id);
+    homed(2, "d", d_id);
+    cimc_t *a = tsrv_login(&t[2], a_id, "d1", NULL); /* relayed to node 1 */
+    cimc_t *b = tsrv_login(&t[1], b_id, "d1", NULL); /* at its home */
+
+    /* A → B: the SEND_ACK, then B's PUSH through B's home */
+    ASSERT_OK(tmsg_send(a, b_id, "ab1", cim_MsgType_TEXT, "hello b", 7, false, &sent));
+    if (sent.code != cim_Code_OK)
+        TEST_FAIL_("A → B: %d %s", sent.code, sent.reason);
+    ASSERT_EQ(snowflake_node_of(sent.msg_id), 1); /* the sender's home issues the id */
+    sent_ids[nsent++] = sent.msg_id;
+    tmsg_expect_push(b, sent.msg_id, cim_ConvType_DIRECT, a_id, b_id, "ab1", cim_MsgType_TEXT,
+                     "hello b", 7);
+    /* B → A: the other way */
+    ASSERT_OK(tmsg_send(b, a_id, "ba1", cim_MsgType_TEXT, "hello a", 7, false, &sent));
+    ASSERT_EQ(sent.code, cim_Code_OK);
+    ASSERT_EQ(snowflake_node_of(sent.msg_id), 2);
+    sent_ids[nsent++] = sent.msg_id;
+    tmsg_expect_push(a, sent.msg_id, cim_ConvType_DIRECT, b_id, a_id, "ba1", cim_MsgType_TEXT,
+                     "hello a", 7);
+    /* a resend of a client_msg_id across homes: the original id, nothing new */
+    ASSERT_OK(tmsg_send(a, b_id, "ab1", cim_MsgType_TEXT, "hello b", 7, false, &sent));
+    ASSERT_EQ(sent.code, cim_Code_OK);
+    ASSERT_EQ(sent.msg_id, sent_ids[0]);
+    tmsg_expect_no_push(b, 300);
+    /* unknown user: the recipient's home says so */
+    ASSERT_OK(tmsg_send(a, homed(2, "nobody", d_id), "x1", cim_MsgType_TEXT, "x", 1, false,
+                        &sent));
+    ASSERT_EQ(sent.code, cim_Code_NOT_FOUND);
+    homed(2, "d", d_id);
+    /* B blocks A (a user of another home): B's home refuses A's messages */
+    cim_Result res;
+    ASSERT_OK(tmsg_user_req(b, FT_BLOCK, a_id, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    ASSERT_OK(tmsg_send(a, b_id, "ab2", cim_MsgType_TEXT, "x", 1, false, &sent));
+    ASSERT_EQ(sent.code, cim_Code_BLOCKED);
+    ASSERT_STREQ(sent.reason, "the recipient has blocked you");
+    ASSERT_OK(tmsg_user_req(b, FT_UNBLOCK, a_id, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    cimc_close(b);
+
+    /* B offline: A (origin 1), C (origin 3) and D (origin 2, B's home) write to B, and D
+     * to a group of D and B (a group at their home, node 2): its messages go through the
+     * same merge and interleave in id order */
+    cimc_t *c = tsrv_login(&t[0], c_id, "d1", NULL);
+    cimc_t *d = tsrv_login(&t[2], d_id, "d1", NULL);
+    const char *members[] = {b_id};
+    cim_GroupRsp gr;
+    char gid[65];
+    ASSERT_OK(tmsg_group_create(d, "g", members, 1, false, &gr));
+    ASSERT_EQ(gr.code, cim_Code_OK);
+    snprintf(gid, sizeof(gid), "%s", gr.group.group_id);
+    size_t ngroup = 1; /* the GE_CREATED event in B's timeline */
+    for (int k = 0; k < 10; k++) {
+        cimc_t *from[3] = {a, c, d};
+        for (int f = 0; f < 3; f++) {
+            snprintf(cmid, sizeof(cmid), "o%d-%d", f, k);
+            ASSERT_OK(tmsg_send(from[f], b_id, cmid, cim_MsgType_TEXT, cmid, strlen(cmid),
+                                false, &sent));
+            if (sent.code != cim_Code_OK)
+                TEST_FAIL_("%s: %d %s", cmid, sent.code, sent.reason);
+            sent_ids[nsent++] = sent.msg_id;
+        }
+        snprintf(cmid, sizeof(cmid), "g-%d", k);
+        ASSERT_OK(tmsg_send_conv(d, cim_ConvType_GROUP, gid, cmid, cim_MsgType_TEXT, cmid,
+                                 strlen(cmid), false, &sent));
+        ASSERT_EQ(sent.code, cim_Code_OK);
+        ngroup++;
+    }
+    /* B comes back on node 3: every message once, in id order (timeline() checks), the
+     * three origins interleaved */
+    EVENTUALLY(timeline_n(&t[2], b_id, "d2") == nsent + ngroup, 10000,
+               "B's timeline is not whole");
+    got = timeline(&t[2], b_id, "d3", msgs, 256);
+    ASSERT_EQ(got, nsent + ngroup);
+    for (size_t i = 0; i < nsent; i++)
+        ASSERT_EQ(count_id(msgs, got, sent_ids[i]), 1);
+    bool interleaved = false;
+    for (size_t i = 1; i < got; i++)
+        interleaved |= snowflake_node_of(msgs[i].msg_id) != snowflake_node_of(msgs[i - 1].msg_id);
+    ASSERT_TRUE(interleaved);
+    /* A's timeline at home 1: its own 11 messages and B's one */
+    EVENTUALLY(timeline_n(&t[0], a_id, "d2") == 12, 10000, "A's timeline is not whole");
+    /* the conversation on B's side knows A */
+    cimc_t *b2 = tsrv_login(&t[0], b_id, "d4", NULL);
+    tmsg_conv_t convs[4];
+    cim_ConvListRsp cl;
+    size_t nconv;
+    ASSERT_OK(tmsg_conv_list(b2, convs, 4, &nconv, &cl));
+    ASSERT_EQ(cl.code, cim_Code_OK);
+    ASSERT_EQ(nconv, 4); /* A, C, D and the group */
+    ASSERT_NOT_NULL(tmsg_conv_find(convs, nconv, cim_ConvType_DIRECT, a_id));
+    /* live: B (relayed through node 1) gets what C sends, pushed in order */
+    ASSERT_OK(tmsg_send(c, b_id, "live", cim_MsgType_TEXT, "live", 4, false, &sent));
+    ASSERT_EQ(sent.code, cim_Code_OK);
+    ASSERT_OK(tmsg_next_push(b2, 5000, &push, NULL, 0));
+    ASSERT_EQ(push.msg_id, sent.msg_id);
+
+    /* counted: forwarded by the origins, consumed by B's home, merge delays observed */
+    ASSERT_TRUE(metric_of(&t[0], "cim_cluster_xhome_forwarded_total") >= 11);
+    ASSERT_TRUE(metric_of(&t[1], "cim_cluster_xhome_consumed_total") >= 21);
+    ASSERT_TRUE(metric_of(&t[1], "cim_cluster_merge_delay_seconds_count") >= 31);
+    ASSERT_EQ(metric_of(&t[1], "cim_cluster_xhome_late_total"), 0);
+    ASSERT_EQ(metric_of(&t[1], "cim_cluster_xhome_dropped_total"), 0);
+    cimc_close(a);
+    cimc_close(b2);
+    cimc_close(c);
+    cimc_close(d);
+    stop_cluster(&n, t, seed);
+}
+
+/* The recipient's home is down: SERVER_BUSY with the reason, nothing stored; back, it works
+ * and what was said meanwhile was never stored twice. */
+TEST_TIMEOUT(e2e_cluster_xhome_home_down, 150)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], a_id[32], b_id[32];
+    static tmsg_t msgs[64];
+    cim_SendRsp sent;
+
+    start_cluster(&n, t, seed);
+    homed(1, "a", a_id);
+    homed(2, "b", b_id);
+    cimc_close(tsrv_login(&t[1], b_id, "d1", NULL)); /* B exists */
+    cimc_t *a = tsrv_login(&t[0], a_id, "d1", NULL);
+    tsrv_kill(&t[1]);
+    EVENTUALLY(!(alive_set(&t[0]) & 1u << 2), 8000, "node 2 still alive to node 1");
+    ASSERT_OK(tmsg_send(a, b_id, "down1", cim_MsgType_TEXT, "x", 1, false, &sent));
+    ASSERT_EQ(sent.code, cim_Code_SERVER_BUSY);
+    ASSERT_STREQ(sent.reason, "the recipient's home node (node 2) is unavailable; retry later");
+    ASSERT_TRUE(metric_of(&t[0], "cim_cluster_xhome_refused_total") >= 1);
+    ASSERT_EQ(timeline(&t[0], a_id, "d2", msgs, 64), 0); /* nothing stored */
+
+    tsrv_restart(&t[1]);
+    EVENTUALLY(alive_set(&t[0]) == 0xe && alive_set(&t[1]) == 0xe, 15000, "node 2 not back");
+    /* the same client_msg_id, now accepted: a new message, stored once */
+    ASSERT_OK(tmsg_send(a, b_id, "down1", cim_MsgType_TEXT, "x", 1, false, &sent));
+    if (sent.code != cim_Code_OK)
+        TEST_FAIL_("after node 2 came back: %d %s", sent.code, sent.reason);
+    EVENTUALLY(timeline_n(&t[1], b_id, "d2") == 1, 10000, "B did not get the message");
+    ASSERT_EQ(timeline(&t[0], a_id, "d3", msgs, 64), 1);
+    ASSERT_EQ(msgs[0].msg_id, sent.msg_id);
+    cimc_close(a);
+    stop_cluster(&n, t, seed);
+}
+
+/* One sender's stream of DIRECT messages, rounds of LOAD_ROUND pipelined ones every
+ * LOAD_PAUSE_MS (under the per-connection rate limit), until told to stop or its
+ * connection ends (its home was killed). */
+#define LOAD_MAX 2000
+#define LOAD_ROUND 4
+#define LOAD_PAUSE_MS 50
+
+typedef struct loader {
+    const tsrv_t *t;
+    char user[32], to[32], prefix[8];
+    _Atomic int stop;
+    size_t round;
+    uint64_t ids[LOAD_MAX];
+    int codes[LOAD_MAX];
+    size_t answered;
+} loader_t;
+
+static void loader_mk(void *ctx, size_t i, char *cmid, size_t cap, const uint8_t **body,
+                      size_t *len)
+{
+    loader_t *l = ctx;
+    snprintf(cmid, cap, "%s%zu-%zu", l->prefix, l->round, i);
+    *body = (const uint8_t *)cmid;
+    *len = strlen(cmid);
+}
+
+static void *loader_run(void *arg)
+{
+    loader_t *l = arg;
+    cimc_t *c = tsrv_login(l->t, l->user, l->prefix, NULL);
+
+    while (!atomic_load(&l->stop) && l->answered + LOAD_ROUND <= LOAD_MAX) {
+        size_t got = 0;
+        int rc = tmsg_send_many(c, l->to, LOAD_ROUND, LOAD_ROUND, cim_MsgType_TEXT, loader_mk,
+                                l, l->ids + l->answered, l->codes + l->answered, &got);
+        l->answered += got;
+        l->round++;
+        if (rc != 0)
+            break; /* the connection ended */
+        sleep_ms(LOAD_PAUSE_MS);
+    }
+    cimc_close(c);
+    return NULL;
+}
+
+/* kill -9 of a home under cross-home load, both ways: no acknowledged message is lost and
+ * none is stored twice, in either timeline, once the node is back. */
+TEST_TIMEOUT(e2e_cluster_xhome_kill9, 240)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], a_id[32], b_id[32];
+    static tmsg_t ta[2048], tb[2048];
+    loader_t *l = calloc(2, sizeof(*l));
+    pthread_t th[2];
+    size_t na, nb, acked = 0;
+
+    ASSERT_NOT_NULL(l);
+    start_cluster(&n, t, seed);
+    homed(1, "a", a_id);
+    homed(2, "b", b_id);
+    cimc_close(tsrv_login(&t[0], a_id, "d0", NULL));
+    cimc_close(tsrv_login(&t[1], b_id, "d0", NULL));
+    /* A (home 1) writes to B from node 3; B (home 2) writes to A from node 2 */
+    l[0].t = &t[2];
+    l[1].t = &t[1];
+    snprintf(l[0].user, 32, "%s", a_id);
+    snprintf(l[0].to, 32, "%s", b_id);
+    snprintf(l[0].prefix, 8, "ka");
+    snprintf(l[1].user, 32, "%s", b_id);
+    snprintf(l[1].to, 32, "%s", a_id);
+    snprintf(l[1].prefix, 8, "kb");
+    for (int i = 0; i < 2; i++)
+        ASSERT_EQ(pthread_create(&th[i], NULL, loader_run, &l[i]), 0);
+    sleep_ms(1500);
+    tsrv_kill(&t[0]); /* A's home: its in-flight messages, and what B sends to A */
+    sleep_ms(1000);
+    tsrv_restart(&t[0]);
+    sleep_ms(1500);
+    for (int i = 0; i < 2; i++) {
+        atomic_store(&l[i].stop, 1);
+        ASSERT_EQ(pthread_join(th[i], NULL), 0);
+    }
+    fprintf(stderr, "answered: A %zu, B %zu\n", l[0].answered, l[1].answered);
+    EVENTUALLY(alive_set(&t[0]) == 0xe && alive_set(&t[1]) == 0xe && alive_set(&t[2]) == 0xe,
+               15000, "node 1 not back");
+    /* Every acknowledged message, once, in both timelines (and in id order: timeline()) */
+    for (int i = 0; i < 2; i++)
+        for (size_t k = 0; k < l[i].answered; k++)
+            acked += l[i].codes[k] == cim_Code_OK;
+    ASSERT_TRUE(acked > 0);
+    int64_t t0 = now_ms();
+    for (;;) {
+        uint64_t missing = 0;
+        na = timeline(&t[0], a_id, "v1", ta, 2048);
+        nb = timeline(&t[1], b_id, "v1", tb, 2048);
+        for (int i = 0; i < 2 && missing == 0; i++)
+            for (size_t k = 0; k < l[i].answered && missing == 0; k++)
+                if (l[i].codes[k] == cim_Code_OK && (count_id(ta, na, l[i].ids[k]) != 1 ||
+                                                     count_id(tb, nb, l[i].ids[k]) != 1))
+                    missing = l[i].ids[k];
+        if (missing == 0)
+            break;
+        if (now_ms() - t0 > 20000) {
+            dump_all();
+            TEST_FAIL_("acknowledged message %llu (origin %u) is %zu times in A's timeline, %zu "
+                       "in B's (A %zu, B %zu, acked %zu)", (unsigned long long)missing,
+                       snowflake_node_of(missing), count_id(ta, na, missing),
+                       count_id(tb, nb, missing), na, nb, acked);
+        }
+        sleep_ms(200);
+    }
+    /* and no message is in one timeline but not the other once all is applied */
+    sleep_ms(1000);
+    na = timeline(&t[0], a_id, "v2", ta, 2048);
+    nb = timeline(&t[1], b_id, "v2", tb, 2048);
+    for (size_t k = 0; k < na; k++)
+        ASSERT_EQ(count_id(tb, nb, ta[k].msg_id), 1);
+    ASSERT_EQ(na, nb);
+    fprintf(stderr, "acked %zu, in each timeline %zu\n", acked, na);
+    ASSERT_EQ(metric_of(&t[1], "cim_cluster_xhome_late_total"), 0);
+    free(l);
     stop_cluster(&n, t, seed);
 }

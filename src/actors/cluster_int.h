@@ -1,0 +1,179 @@
+/**
+ * cluster internals shared by cluster.c (the connection, heartbeats, liveness, relay) and
+ * cluster_xhome.c (messages between homes). Everything here is the cluster thread's unless
+ * a field says otherwise.
+ */
+#ifndef CIM_ACTORS_CLUSTER_INT_H
+#define CIM_ACTORS_CLUSTER_INT_H
+
+#include <nats/nats.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+#include "actors/cluster.h"
+#include "actors/xhome.h"
+#include "core/mbox.h"
+
+struct store_send;
+struct xh_out;
+struct xh_check;
+
+#define SUBJ_MAX (CONF_CLUSTER_NAME_MAX + 32) /* "N.node.<u32>.pong" and the NUL */
+#define TEXT_MAX 96                          /* a heartbeat's or a ping's text */
+#define URLS_MAX 32                          /* servers in cluster_url */
+#define DRAIN_BUDGET 256                     /* mailbox messages per wake-up */
+#define CLOSE_WAIT_MS 5000                   /* for libnats's threads to end at stop */
+#define CLOSE_DRAIN_MS 1000                  /* for a subscription's queue at stop */
+
+enum { MSG_CONNECTED = 1, MSG_DISCONNECTED, MSG_RECONNECTED, MSG_CLOSED, MSG_HEARTBEAT,
+       MSG_PONG, MSG_STOP, MSG_RELAY,
+       /* messages between homes (cluster_xhome.c) */
+       MSG_XCHECK, MSG_XANS, MSG_XCOMMITTED, MSG_XACK, MSG_XIN, MSG_XWM, MSG_XHORIZON,
+       MSG_XAPPLIED };
+
+/* What libnats's threads (and cluster_stop) hand to the cluster thread. */
+typedef struct cl_msg {
+    mbox_node_t node;
+    int kind;          /* MSG_* */
+    uint32_t from;     /* MSG_HEARTBEAT: the sender; MSG_PONG: the node pinged */
+    uint64_t start_ms; /* MSG_HEARTBEAT */
+    uint64_t instance; /* MSG_HEARTBEAT */
+    uint32_t bus_session; /* MSG_HEARTBEAT: the sender's connection count (0: not said) */
+    uint64_t rtt_ns;   /* MSG_PONG */
+    uint32_t to;       /* MSG_RELAY: the node it goes to */
+    bool to_home;      /* MSG_RELAY: .rin (true) or .rout */
+    void *ptr;         /* MSG_XCHECK, MSG_XCOMMITTED: a store_send_t; MSG_XIN: a natsMsg;
+                          MSG_XAPPLIED: a store_apply_t */
+    uint64_t id;       /* MSG_XANS: the token; MSG_XACK: the msg id; MSG_XHORIZON: it */
+    uint64_t seq;      /* MSG_XACK: the stream sequence; MSG_XANS: the floor */
+    int code;          /* MSG_XANS: cim_Code; MSG_XACK: 0 stored, else failed */
+    size_t len;        /* MSG_RELAY, MSG_XWM, MSG_XANS: bytes in data */
+    uint8_t data[];    /* MSG_RELAY: the message */
+} cl_msg_t;
+
+/* Bus round trips, seconds: loopback is tens of microseconds, a LAN well under 1 ms. */
+static const double rtt_le[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                0.025,  0.05,    0.1,    0.25,  0.5,   1,     2.5};
+
+struct cluster {
+    const conf_t *conf;
+    uint32_t self;
+    size_t n; /* nodes */
+    uint32_t nodes[CONF_CLUSTER_MAX];
+    bool enabled;
+    /* set by cluster_start, before the thread: immutable for every thread after */
+    uint64_t start_ms; /* Unix ms */
+    uint64_t instance; /* random, per start */
+    char prefix[SUBJ_MAX];    /* "N.node." */
+    char subj_hb[SUBJ_MAX];   /* N.node.<self>.hb */
+    char subj_hbs[SUBJ_MAX];  /* N.node.*.hb */
+    char subj_mine[SUBJ_MAX]; /* N.node.<self>.* (ping, pong) */
+    char subj_pong[SUBJ_MAX]; /* N.node.<self>.pong */
+    /* published for any thread */
+    _Atomic int bus_up;
+    _Atomic uint64_t seen_ms[CONF_CLUSTER_MAX]; /* monotonic ms of the last heartbeat; 0 never */
+    ctr_t reconnects;
+    hist_t rtt;
+    _Atomic uint64_t relay_queued; /* bytes of MSG_RELAY in the mailbox */
+    _Atomic uint64_t relay_sent, relay_received, relay_refused; /* counters (/metrics) */
+    /* set before cluster_start: immutable for every thread after */
+    cluster_relay_cb relay_cb;
+    cluster_down_cb down_cb;
+    void *relay_ctx;
+    /* the thread */
+    uv_thread_t thread;
+    uv_loop_t loop;
+    mbox_t box;
+    uv_timer_t hb_timer, ping_timer, sweep_timer;
+    bool started, loop_open;
+    /* cluster thread only (and cluster_stop after the join) */
+    bool stopping, nats_opened;
+    natsOptions *opts;
+    natsConnection *nc;
+    natsSubscription *sub_hbs, *sub_mine;
+    bool was_alive[CONF_CLUSTER_MAX];
+    uint64_t peer_instance[CONF_CLUSTER_MAX];
+    uint32_t peer_session[CONF_CLUSTER_MAX];
+    uint32_t bus_session; /* connections to the bus so far (1 = the first) */
+    /* messages between homes (cluster_xhome.c); set before cluster_start: */
+    void *srv;                  /* the server_t: its store and workers */
+    cluster_check_cb check_cb;
+    char stream[SUBJ_MAX];      /* the JetStream stream: "<N>_out" */
+    char subj_out[SUBJ_MAX];    /* what this home consumes: N.out.*.<self> */
+    char subj_wms[SUBJ_MAX];    /* N.wm.* */
+    char durable[SUBJ_MAX];     /* this home's consumer: "home-<self>" */
+    /* any thread */
+    _Atomic uint64_t xreleased; /* the newest id this home's merge released */
+    _Atomic uint64_t x_forwarded, x_consumed, x_dropped, x_late, x_refused, x_pending;
+    hist_t merge_delay;         /* seconds from arrival in the merge to release */
+    /* cluster thread */
+    jsCtx *js;
+    natsSubscription *sub_out, *sub_wm;
+    bool js_ready;              /* the stream is there on this connection */
+    bool js_published;          /* an asynchronous publish was made (its pending list exists) */
+    uint64_t js_try_ms;         /* the last attempt to set JetStream up */
+    uv_timer_t wm_timer;
+    xmerge_t merge;
+    struct xh_out *out_head, *out_tail; /* committed here, not yet in the merge: id order */
+    size_t nout;
+    uint64_t store_horizon;     /* the store issues no id below it any more */
+    uint64_t acked_seq[CONF_CLUSTER_MAX];  /* per destination home (index): the newest
+                                              stream sequence JetStream acknowledged */
+    uint64_t delivered_seq;     /* every message of this home's up to this stream sequence
+                                   has been delivered by the current consumer (or acked) */
+    uint32_t sub_gen;           /* the current consumer's generation (one per connection) */
+    struct xh_tag {
+        cluster_t *c;
+        uint32_t gen;
+    } tags[16];                 /* the consumers' callback closures, by generation % 16 */
+    xhome_wm_t *held_wm[CONF_CLUSTER_MAX]; /* per origin: a watermark waiting for the
+                                              consumer to reach its sequence */
+    struct xh_check *checks;    /* checks waiting for their answer */
+    uint64_t next_token;
+    bool dead[CONF_CLUSTER_MAX];         /* per origin: down, so maybe to be waived */
+    uint64_t down_probe[CONF_CLUSTER_MAX]; /* ... once this probe came back */
+    uint64_t probe_sent, probe_seen, probe_ms;
+    bool need_probe;
+    bool store_told;            /* store_xhome_start was called */
+};
+
+/* ---- cluster.c -------------------------------------------------------------------------- */
+
+/** Monotonic milliseconds. */
+uint64_t cluster__now_ms(void);
+
+/** The index of @p node in c->nodes, or -1. */
+int cluster__index_of(const cluster_t *c, uint32_t node);
+
+/** Hand @p m to the cluster thread (freed, with what it carries, when refused). */
+void cluster__post(cluster_t *c, cl_msg_t *m, bool force);
+
+/* ---- cluster_xhome.c (cluster thread unless said) --------------------------------------- */
+
+/** Set up the merge (cluster_new, main thread). */
+void cluster__xh_init(cluster_t *c);
+
+/** The bus is up: JetStream context, stream, consumer, subscriptions. */
+void cluster__xh_bus_up(cluster_t *c);
+
+/** Peer @p node (CLUSTER_ALL_NODES: every peer) is down / is up. */
+void cluster__xh_down(cluster_t *c, uint32_t node);
+void cluster__xh_up(cluster_t *c, uint32_t node);
+
+/** A MSG_X* message. */
+void cluster__xh_take(cluster_t *c, cl_msg_t *m);
+
+/** N.node.<self>.xchk / .xans arrived (libnats's delivery thread). */
+void cluster__xh_on_check(cluster_t *c, natsConnection *nc, natsMsg *msg);
+void cluster__xh_on_answer(cluster_t *c, natsMsg *msg);
+
+/** Free what a refused or leftover MSG_X* message carries (any thread). */
+void cluster__xh_drop(cluster_t *c, cl_msg_t *m);
+
+/** Stopping: unsubscribe and free every pending thing (before the connection closes). */
+void cluster__xh_stop(cluster_t *c);
+
+/** The timer: watermarks, retries, probes, timeouts (every CLUSTER_WATERMARK_MS). */
+void cluster__xh_tick(cluster_t *c);
+
+#endif
