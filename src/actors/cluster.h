@@ -57,17 +57,11 @@
  * callback is called with its id on the cluster thread; when the bus goes down, with
  * CLUSTER_ALL_NODES: sessions relayed over the bus cannot be trusted to be whole then.
  *
- * Home nodes: rendezvous (highest-random-weight) hashing over cluster_nodes, so that
- * every node of every build agrees and a node leaving the list moves only its own ids.
- * The score of node n for (app, id) is
- *   fmix64(FNV-1a-64(app || 0x00 || id || 0x00 || n as 4 bytes, big-endian))
- * with FNV-1a's 64-bit offset basis 0xcbf29ce484222325 and prime 0x100000001b3, and
- * fmix64 MurmurHash3's 64-bit finalizer (k ^= k >> 33; k *= 0xff51afd7ed558ccd;
- * k ^= k >> 33; k *= 0xc4ceb9fe1a85ec53; k ^= k >> 33). The home is the node with the
- * highest score; of equal scores, the smaller node id. An empty app is "default".
+ * Home nodes: rendezvous hashing over cluster_nodes (core/home.h has the definition,
+ * shared with the tools, e.g. cimbench --home-nodes).
  *
  * Threading: cluster_new, cluster_start, cluster_stop and cluster_free on the main thread
- * (server.c). cluster_home, cluster_hrw, cluster_score, cluster_self, cluster_name,
+ * (server.c). cluster_home, cluster_self, cluster_name,
  * cluster_nodes, cluster_is_enabled, cluster_node_alive, cluster_bus_up, cluster_stats,
  * cluster_rtt and cluster_merge_delay are thread-safe and never block (immutable data and
  * relaxed atomics); cluster_relay_send, cluster_xhome_send, cluster_xhome_committed and
@@ -253,15 +247,6 @@ size_t cluster_nodes(const cluster_t *c, const uint32_t **ids);
  * this node. Pure function of cluster_nodes, @p app and @p id.
  */
 uint32_t cluster_home(const cluster_t *c, const char *app, const char *id);
-
-/**
- * The rendezvous choice itself: of @p n node ids (n >= 1), the one with the highest
- * cluster_score for (@p app, @p id), the smaller id on a tie. Pure; any thread.
- */
-uint32_t cluster_hrw(const uint32_t *nodes, size_t n, const char *app, const char *id);
-
-/** The score of @p node for (@p app, @p id), as defined above. Pure; any thread. */
-uint64_t cluster_score(const char *app, const char *id, uint32_t node);
 
 /**
  * Is @p node alive: this node always; a peer when its heartbeat came within

@@ -2,22 +2,23 @@
  * when a node leaves) and what a standalone node answers. The bus itself is tested against
  * a real nats-server by test/e2e/12-cluster.c. */
 #include "actors/cluster.h"
+#include "core/home.h"
 
 #include <stdio.h>
 
 #include "support/test.h"
 
-/* Computed from cluster.h's definition by an independent implementation (Python): a change
+/* Computed from core/home.h's definition by an independent implementation (Python): a change
  * here means every cluster must be re-homed. */
 TEST(cluster_score_vectors)
 {
-    ASSERT_U64_EQ(cluster_score("default", "alice", 1), 0xd29b9ac97dbd74cdULL);
-    ASSERT_U64_EQ(cluster_score("default", "alice", 2), 0x01f3a065c13743e1ULL);
-    ASSERT_U64_EQ(cluster_score("default", "alice", 3), 0x3338c29b934e8632ULL);
-    ASSERT_U64_EQ(cluster_score("acme", "10000001", 7), 0xc4574be929279cb4ULL);
-    ASSERT_U64_EQ(cluster_score("default", "", 0), 0x8132e8dc188b4fd6ULL);
+    ASSERT_U64_EQ(home_score("default", "alice", 1), 0xd29b9ac97dbd74cdULL);
+    ASSERT_U64_EQ(home_score("default", "alice", 2), 0x01f3a065c13743e1ULL);
+    ASSERT_U64_EQ(home_score("default", "alice", 3), 0x3338c29b934e8632ULL);
+    ASSERT_U64_EQ(home_score("acme", "10000001", 7), 0xc4574be929279cb4ULL);
+    ASSERT_U64_EQ(home_score("default", "", 0), 0x8132e8dc188b4fd6ULL);
     /* an empty app is "default", as everywhere in the protocol */
-    ASSERT_U64_EQ(cluster_score("", "alice", 1), cluster_score("default", "alice", 1));
+    ASSERT_U64_EQ(home_score("", "alice", 1), home_score("default", "alice", 1));
 }
 
 TEST(cluster_home_vectors)
@@ -33,13 +34,13 @@ TEST(cluster_home_vectors)
         {"acme", "10000001", 3, 3},    {"default", "122947833329352704", 2, 4},
     };
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-        ASSERT_EQ(cluster_hrw(three, 3, v[i].app, v[i].id), v[i].of_three);
-        ASSERT_EQ(cluster_hrw(ten, 10, v[i].app, v[i].id), v[i].of_ten);
+        ASSERT_EQ(home_pick(three, 3, v[i].app, v[i].id), v[i].of_three);
+        ASSERT_EQ(home_pick(ten, 10, v[i].app, v[i].id), v[i].of_ten);
     }
     /* the order of the list does not matter */
     static const uint32_t shuffled[] = {3, 1, 2};
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
-        ASSERT_EQ(cluster_hrw(shuffled, 3, v[i].app, v[i].id), v[i].of_three);
+        ASSERT_EQ(home_pick(shuffled, 3, v[i].app, v[i].id), v[i].of_three);
 }
 
 /* 10,000 ids over 3 nodes: each gets 25..42 %. */
@@ -51,7 +52,7 @@ TEST(cluster_home_spreads)
 
     for (int i = 0; i < 10000; i++) {
         snprintf(id, sizeof(id), "user%d", i);
-        count[cluster_hrw(nodes, 3, "default", id)]++;
+        count[home_pick(nodes, 3, "default", id)]++;
     }
     for (int n = 1; n <= 3; n++) {
         ASSERT_LE(2500, count[n]);
@@ -71,8 +72,8 @@ TEST(cluster_home_stable)
     for (int i = 0; i < 10000; i++) {
         uint32_t before, after;
         snprintf(id, sizeof(id), "g%d", i);
-        before = cluster_hrw(four, 4, "acme", id);
-        after = cluster_hrw(three, 3, "acme", id);
+        before = home_pick(four, 4, "acme", id);
+        after = home_pick(three, 3, "acme", id);
         if (before != 3)
             ASSERT_EQ(after, before);
         else

@@ -16,6 +16,7 @@
 
 #include "../../tools/bench/hist.c"
 #include "core/chan.h"
+#include "core/home.h"
 #include "support/http.h"
 #include "support/server.h"
 #include "support/test.h"
@@ -612,6 +613,26 @@ TEST_TIMEOUT(e2e_bench_two_servers, 60)
                   json_num_nth(out, "\"per_pid\": [", "cpu_us", 1),
               json_num_nth(out, "\"server\": {", "cpu_us", 0));
 
+    /* --home-nodes: the servers are cluster nodes 1 and 2, and every user logs in at its
+     * home (core/home.h), not round-robin: the counts per server are the hash's */
+    {
+        static const uint32_t nodes[] = {1, 2};
+        char user[16];
+        int on_first = 0;
+        for (unsigned i = 0; i < 10; i++) {
+            snprintf(user, sizeof(user), "u%u", i);
+            on_first += home_pick(nodes, 2, "default", user) == 1;
+        }
+        ASSERT_TRUE(on_first != 5); /* not what round-robin gives: the test tells them apart */
+        st = tsrv_run_tool(out, OUT_MAX, "cimbench", "login", "--hosts", hosts, "--home-nodes",
+                           "1,2", "--key", key, "--data", dir_a, "--conns", "10", "--json",
+                           NULL);
+        assert_ran(st, out, &a, &b);
+        ASSERT_EQ(json_num(out, "ok"), 10);
+        ASSERT_EQ(json_num_nth(out, "\"servers\": {", "logged_in", 0), on_first);
+        ASSERT_EQ(json_num_nth(out, "\"servers\": {", "logged_in", 1), 10 - on_first);
+    }
+
     /* --ports on --host: 8 logins of 8 users, 4 each */
     ASSERT_EQ(tsrv_run_tool(out, OUT_MAX, "cimbench", "login", "--host", "127.0.0.1", "--ports",
                             ports, "--key", key, "--data", dir_a, "--conns", "8", "--json", NULL),
@@ -693,6 +714,27 @@ TEST_TIMEOUT(e2e_bench_hosts_bad_args, 20)
         if (strstr(tt->err, cases[i].says) == NULL || count_of(tt->err, "\n") != 1)
             TEST_FAIL_("%s '%.20s': stderr '%s', wanted '%s'", cases[i].opt, val, tt->err,
                        cases[i].says);
+    }
+    /* --home-nodes: one node id per server, and not with --peers same-server */
+    {
+        static const struct {
+            const char *ports, *nodes, *peers, *says;
+        } hn[] = {
+            {"7400,7401", "1", "any", "cimbench: --home-nodes names 1 nodes for 2 servers"},
+            {"7400,7401", "1,x", "any", "cimbench: --home-nodes: bad node id 'x'"},
+            {"7400,7401", "1,1024", "any", "cimbench: --home-nodes: bad node id '1024'"},
+            {"7400,7401", "1,2", "same-server",
+             "cimbench: --home-nodes and --peers same-server: give one of them"},
+        };
+        for (size_t i = 0; i < sizeof(hn) / sizeof(hn[0]); i++) {
+            tsrv_tool_start(tt, NULL, 0, "cimbench", "c2c", "--key", zeros, "--secret", zeros,
+                            "--ports", hn[i].ports, "--home-nodes", hn[i].nodes, "--peers",
+                            hn[i].peers, NULL);
+            ASSERT_EQ(tsrv_tool_finish(tt, 10000), 1);
+            if (strstr(tt->err, hn[i].says) == NULL || count_of(tt->err, "\n") != 1)
+                TEST_FAIL_("--home-nodes %s: stderr '%s', wanted '%s'", hn[i].nodes, tt->err,
+                           hn[i].says);
+        }
     }
     /* --hosts stands for --host, --port and --ports: not both */
     tsrv_tool_start(tt, NULL, 0, "cimbench", "login", "--key", zeros, "--secret", zeros, "--hosts",

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "actors/cluster.h"
+#include "core/home.h"
 #include "core/snowflake.h"
 #include "support/http.h"
 #include "support/msg.h"
@@ -67,14 +68,14 @@ static void dump_all(void)
     })
 
 /* The first "<prefix><k>" (k = 0, 1, ...) of app "default" whose home is node @p node of
- * 1..NODES (cluster_hrw: the documented rendezvous hash). @return @p out. */
+ * 1..NODES (home_pick: the documented rendezvous hash). @return @p out. */
 static const char *homed(int node, const char *prefix, char out[32])
 {
     static const uint32_t ids[NODES] = {1, 2, 3};
 
     for (int k = 0;; k++) {
         snprintf(out, 32, "%s%d", prefix, k);
-        if (cluster_hrw(ids, NODES, "default", out) == (uint32_t)node)
+        if (home_pick(ids, NODES, "default", out) == (uint32_t)node)
             return out;
     }
 }

@@ -143,6 +143,9 @@ typedef struct bench_opts {
     pid_t pids[BENCH_SERVERS_MAX]; /* --pid: the server processes to watch */
     unsigned npids;                /* 0 = none */
     bool peers_local;              /* c2c --peers same-server: only the sender's server's */
+    uint32_t home_nodes[BENCH_SERVERS_MAX]; /* --home-nodes: servers[i] is cluster node
+                                               home_nodes[i]; users connect to their home */
+    unsigned nhome;                /* 0 = round-robin (bench_server_of) */
 
     uint8_t key[32]; /* the server's pinned identity */
     uint8_t secret[32];

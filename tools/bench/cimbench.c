@@ -17,10 +17,12 @@
 
 #include "bench.h"
 #include "core/chan.h"
+#include "core/home.h"
 #include "core/kv.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/rc.h"
+#include "core/snowflake.h"
 #include "core/token.h"
 #include "core/version.h"
 #include "proc.h"
@@ -319,6 +321,16 @@ static void conn_on_close(cimc_t *c, void *ctx, int status, const cim_Bye *bye)
 
 static const cimc_async_cbs_t conn_cbs = {conn_on_ready, conn_on_push, conn_on_close};
 
+/* --home-nodes: the server that is @p user's home node (core/home.h, as cimd computes it). */
+static unsigned home_server(const bench_opts_t *o, const char *app, const char *user)
+{
+    uint32_t home = home_pick(o->home_nodes, o->nhome, app, user);
+    for (unsigned i = 0; i < o->nhome; i++)
+        if (o->home_nodes[i] == home)
+            return i;
+    return 0; /* not reached: the home is one of the list */
+}
+
 int bench_connect(bench_thr_t *t, bconn_t *bc, const cimc_async_cbs_t *cbs)
 {
     bench_t *b = t->b;
@@ -328,7 +340,16 @@ int bench_connect(bench_thr_t *t, bconn_t *bc, const cimc_async_cbs_t *cbs)
     int64_t expiry;
     int rc;
 
-    bc->srv = bench_server_of(b, bc);
+    snprintf(req.app, sizeof(req.app), "%s", b->o.app);
+    bench_user(req.user, sizeof(req.user), bc->idx % b->o.users);
+    snprintf(req.device_id, sizeof(req.device_id), "%s-%u", b->sc->name, bc->idx);
+    req.device_kind = cim_DeviceKind_BOT;
+    snprintf(req.client_version, sizeof(req.client_version), "cimbench/1");
+    bc->b = b;
+    bc->t = t;
+    if (b->sc->login != NULL)
+        b->sc->login(b, bc, &req);
+    bc->srv = b->o.nhome > 0 ? home_server(&b->o, req.app, req.user) : bench_server_of(b, bc);
     bc->cbs = cbs;
     memset(&o, 0, sizeof(o));
     o.host = b->o.servers[bc->srv].host;
@@ -339,15 +360,6 @@ int bench_connect(bench_thr_t *t, bconn_t *bc, const cimc_async_cbs_t *cbs)
         snprintf(src, sizeof(src), "127.0.0.%u", 1 + bc->idx % b->o.sources);
         o.bind_addr = src;
     }
-    snprintf(req.app, sizeof(req.app), "%s", b->o.app);
-    bench_user(req.user, sizeof(req.user), bc->idx % b->o.users);
-    snprintf(req.device_id, sizeof(req.device_id), "%s-%u", b->sc->name, bc->idx);
-    req.device_kind = cim_DeviceKind_BOT;
-    snprintf(req.client_version, sizeof(req.client_version), "cimbench/1");
-    bc->b = b;
-    bc->t = t;
-    if (b->sc->login != NULL)
-        b->sc->login(b, bc, &req);
     /* valid for the whole run, whatever its phases take */
     expiry = (int64_t)time(NULL) + (int64_t)(b->o.duration_s + BENCH_SETUP_MAX_S) + 3600;
     if ((rc = token_mint(b->o.secret, b->o.app, req.user, expiry, req.token, sizeof(req.token))) <
@@ -957,6 +969,11 @@ static void usage(FILE *f)
         "  --secret HEX      the app secret instead (cimctl app show APP)\n"
         "  --app A           the app (default \"default\")\n"
         "  --allow-remote    allow a server that is not on this machine\n"
+        "  --home-nodes N,...\n"
+        "                    the cluster node id of each server of --hosts/--ports, in\n"
+        "                    order: every user connects to its home node (the rendezvous\n"
+        "                    hash of docs/SCALING.md) instead of round-robin, so that no\n"
+        "                    session is relayed\n"
         "  --pid PID,...     the server's process: report its memory and CPU time; with\n"
         "                    several servers their pids, CPU summed and per pid\n"
         "\n"
@@ -1173,6 +1190,16 @@ static int port_item(bench_opts_t *o, unsigned i, const char *s, size_t len)
 }
 
 /* --pid item @p i. */
+static int node_item(bench_opts_t *o, unsigned i, const char *s, size_t len)
+{
+    unsigned long id;
+
+    if (item_u(s, len, 0, SNOWFLAKE_NODE_MAX, &id) < 0)
+        return -1;
+    o->home_nodes[i] = (uint32_t)id;
+    return 0;
+}
+
 static int pid_item(bench_opts_t *o, unsigned i, const char *s, size_t len)
 {
     unsigned long pid;
@@ -1363,6 +1390,10 @@ static int parse_args(bench_t *b, int argc, char **argv)
             if (num_u(v, 1, 1000000000ul, &u) < 0)
                 return bad("bad --count '%s'", v);
             o->count = u;
+        } else if (strcmp(a, "--home-nodes") == 0) {
+            if ((n = parse_list(o, "--home-nodes", "node id", v, node_item)) < 0)
+                return -1;
+            o->nhome = (unsigned)n;
         } else if (strcmp(a, "--pid") == 0) {
             if ((n = parse_list(o, "--pid", "process id", v, pid_item)) < 0)
                 return -1;
@@ -1468,6 +1499,11 @@ static int parse_args(bench_t *b, int argc, char **argv)
                    o->duration_s, o->window_len_s, SERIES_MAX);
     if (parse_servers(o, hosts, ports, have_host, have_port) < 0)
         return -1;
+    if (o->nhome > 0 && o->nhome != o->nservers)
+        return bad("--home-nodes names %u nodes for %u servers: one node id per server, in "
+                   "the same order", o->nhome, o->nservers);
+    if (o->nhome > 0 && o->peers_local)
+        return bad("%s", "--home-nodes and --peers same-server: give one of them");
     for (unsigned i = 0; i < o->nservers; i++) {
         const char *h = o->servers[i].host;
         if (!o->allow_remote && !is_loopback(h))
