@@ -99,6 +99,10 @@
 #define CLUSTER_WATERMARK_MS 5          /* a watermark (and a merge step) this often */
 #define CLUSTER_CHECK_TIMEOUT_MS 3000    /* a recipient's home that does not answer a check */
 #define CLUSTER_PUBLISH_WAIT_MS 3000     /* JetStream that does not acknowledge a publish */
+#define CLUSTER_APPLIED_WAIT_MS 3000     /* a sent message not in every timeline by then:
+                                            SERVER_BUSY, retry with the same client_msg_id */
+#define CLUSTER_APPLIED_ASK_MS 250       /* no "applied" report from the recipient's home:
+                                            ask it again this often */
 #define CLUSTER_PROBE_RETRY_MS 2000      /* a drain probe that did not come back: another */
 #define CLUSTER_JS_RETRY_MS 1000         /* JetStream not usable on the connection: again */
 
@@ -109,6 +113,13 @@
  */
 typedef int (*cluster_check_cb)(void *srv, const char *app, const char *from, const char *to,
                                 const char **why);
+
+/**
+ * Is message @p id in the timeline of @p user of @p app on this node? Asked of this node,
+ * the recipient's home, by the sender's home when an "applied" report did not come
+ * (libnats's delivery thread: a read transaction). Storage errors read as false.
+ */
+typedef bool (*cluster_has_cb)(void *srv, const char *app, const char *user, uint64_t id);
 
 /**
  * A relayed message arrived (libnats's delivery thread): @p to_home is true for .rin
@@ -193,9 +204,14 @@ int cluster_relay_send(cluster_t *c, uint32_t node, bool to_home, const void *hd
  * OK, queues the request to the store with the home's floor. When the home is this node
  * the worker queues it to the store itself. The store commits the message and its outbox
  * entry and hands the request to cluster_xhome_committed; the cluster thread publishes it
- * to JetStream (N.out.<self>.<home>, Nats-Msg-Id = the id) and answers the sender once
- * JetStream has stored it (at once for a message that stays on this node), then puts it
- * in this home's merge. What this home consumes (N.out.*.<self>, durable consumer
+ * to JetStream (N.out.<self>.<home>, Nats-Msg-Id = the id), puts it in this home's merge
+ * once JetStream has stored it (at once for a message that stays on this node), and
+ * answers the sender OK once it is in every timeline (PROTOCOL.md: SEND_ACK{OK} means
+ * stored in every recipient's timeline): applied by this home's store, and reported
+ * applied by the recipient's home (N.node.<origin>.xapd, u64 id; asked again with
+ * N.node.<home>.xapq, u64 id then app NUL user NUL, when no report came within
+ * CLUSTER_APPLIED_ASK_MS). Not in every timeline within CLUSTER_APPLIED_WAIT_MS:
+ * SERVER_BUSY (stored; a resend of the client_msg_id answers OK once it is applied). What this home consumes (N.out.*.<self>, durable consumer
  * "home-<self>") goes into the merge too; the merge releases in id order with the
  * watermarks (N.wm.<origin>, core NATS) and the store appends (store_apply), after which
  * the JetStream message is acknowledged.
@@ -205,7 +221,7 @@ int cluster_relay_send(cluster_t *c, uint32_t node, bool to_home, const void *hd
  * Where the checks go and what the merge feeds (the server_t: its store and workers).
  * Before cluster_start.
  */
-void cluster_set_xhome(cluster_t *c, cluster_check_cb check, void *srv);
+void cluster_set_xhome(cluster_t *c, cluster_check_cb check, cluster_has_cb has, void *srv);
 
 struct store_send;
 
@@ -216,6 +232,14 @@ struct store_send;
  * @return 0, RC_EFULL (the mailbox is full: answer SERVER_BUSY), RC_ECLOSED.
  */
 int cluster_xhome_send(cluster_t *c, struct store_send *r);
+
+/**
+ * A resend of a DIRECT message already in the sender's timeline here (@p r: msg_id,
+ * time_ms, code OK, home the recipient's, another node): answered OK once the recipient's
+ * home says it holds it, SERVER_BUSY after CLUSTER_APPLIED_WAIT_MS. Takes @p r on 0. Any
+ * thread. @return 0, RC_EFULL, RC_ECLOSED.
+ */
+int cluster_xhome_resend(cluster_t *c, struct store_send *r);
 
 /** The store committed @p r (r->xmsg set): publish it, answer it. Takes @p r. Store thread. */
 void cluster_xhome_committed(cluster_t *c, struct store_send *r);

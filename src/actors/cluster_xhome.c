@@ -32,12 +32,15 @@
  * publishing it (its outbox), and a resend of its client_msg_id returns its id. */
 #define BUS_FAILED "the message bus did not store the message in time; retry with the same " \
                    "client_msg_id"
+/* Stored (at the sender's home and on the bus) but not in every timeline in time. */
+#define NOT_APPLIED "the message is stored but not yet in every timeline; retry with the same " \
+                    "client_msg_id"
+#define QUERY_MAX (8 + 2 * (KV_ID_MAX + 1))
 
 /* A message committed here, on its way: published (unless it stays here), answered, then
  * into this home's merge, in id order. */
 typedef struct xh_out {
     struct xh_out *next;
-    store_send_t *r;      /* the request to answer (NULL once answered); owns nothing else */
     uint8_t *xmsg;        /* the XHOME_MSG, owned */
     size_t xmsg_len;
     uint64_t id;
@@ -45,7 +48,6 @@ typedef struct xh_out {
     uint64_t skip_sid;    /* the sending session */
     bool stored;          /* JetStream has it (or it stays here) */
     uint64_t sent_ms;     /* the last publish (0: to do) */
-    uint64_t committed_ms; /* when the store handed it over */
 } xh_out_t;
 
 /* A check waiting for the recipient's home. */
@@ -55,6 +57,19 @@ typedef struct xh_check {
     uint64_t deadline_ms;
     store_send_t *r;
 } xh_check_t;
+
+/* A send waiting to be in every timeline before its OK (PROTOCOL.md: SEND_ACK{OK} means
+ * stored in every recipient's timeline). */
+typedef struct xh_wait {
+    struct xh_wait *next;
+    store_send_t *r;      /* the request to answer, owned */
+    uint64_t id;
+    bool own;             /* still to be applied by this home's store */
+    bool remote;          /* still to be reported applied by the recipient's home */
+    bool stored;          /* JetStream has it (or it stays here) */
+    uint64_t since_ms;    /* committed (or resent) */
+    uint64_t asked_ms;    /* the last query to the recipient's home (0: none yet) */
+} xh_wait_t;
 
 /* ---- answering a sender ------------------------------------------------------------------ */
 
@@ -104,9 +119,10 @@ static void busy_home(cluster_t *c, store_send_t *r, const char *what)
 
 /* ---- any thread -------------------------------------------------------------------------- */
 
-void cluster_set_xhome(cluster_t *c, cluster_check_cb check, void *srv)
+void cluster_set_xhome(cluster_t *c, cluster_check_cb check, cluster_has_cb has, void *srv)
 {
     c->check_cb = check;
+    c->has_cb = has;
     c->srv = srv;
 }
 
@@ -118,18 +134,28 @@ static cl_msg_t *msg_new(int kind, size_t len)
     return m;
 }
 
-int cluster_xhome_send(cluster_t *c, store_send_t *r)
+static int post_send(cluster_t *c, int kind, store_send_t *r)
 {
     cl_msg_t *m;
     int rc;
 
     if (!c->enabled)
         return RC_ECLOSED;
-    m = msg_new(MSG_XCHECK, 0);
+    m = msg_new(kind, 0);
     m->ptr = r;
     if ((rc = mbox_send(&c->box, &m->node)) < 0)
         mem_free(m);
     return rc;
+}
+
+int cluster_xhome_send(cluster_t *c, store_send_t *r)
+{
+    return post_send(c, MSG_XCHECK, r);
+}
+
+int cluster_xhome_resend(cluster_t *c, store_send_t *r)
+{
+    return post_send(c, MSG_XRESEND, r);
 }
 
 void cluster_xhome_committed(cluster_t *c, store_send_t *r)
@@ -162,6 +188,7 @@ void cluster__xh_drop(cluster_t *c, cl_msg_t *m)
     (void)c;
     switch (m->kind) {
     case MSG_XCHECK:
+    case MSG_XRESEND:
     case MSG_XCOMMITTED: {
         store_send_t *r = m->ptr;
         if (r != NULL)
@@ -258,6 +285,37 @@ void cluster__xh_on_answer(cluster_t *c, natsMsg *msg)
     memcpy(m->data, p + 20, len - 20);
     m->data[len - 20] = '\0';
     m->len = len - 20;
+    cluster__post(c, m, true);
+}
+
+/* The recipient's home: is message id (of app, user) applied here? Answered "yes" on the
+ * reply subject (the origin's .xapd) when it is, nothing otherwise: the origin asks again. */
+void cluster__xh_on_query(cluster_t *c, natsConnection *nc, natsMsg *msg)
+{
+    const char *p = natsMsg_GetData(msg), *reply = natsMsg_GetReply(msg);
+    const char *end = p + natsMsg_GetDataLength(msg), *q = p + 8;
+    char app[KV_ID_MAX + 1], user[KV_ID_MAX + 1];
+
+    if (reply == NULL || end - p < 8 || end - p > QUERY_MAX || !next_id(&q, end, app) ||
+        !next_id(&q, end, user) || q != end || strncmp(reply, c->prefix, strlen(c->prefix))) {
+        atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
+        return;
+    }
+    if (c->has_cb != NULL && c->has_cb(c->srv, app, user, be64_get((const uint8_t *)p)))
+        (void)natsConnection_Publish(nc, reply, p, 8); /* best effort: asked again */
+}
+
+/* The origin: message id is applied at the recipient's home. */
+void cluster__xh_on_applied(cluster_t *c, natsMsg *msg)
+{
+    cl_msg_t *m;
+
+    if (natsMsg_GetDataLength(msg) != 8) {
+        atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
+        return;
+    }
+    m = msg_new(MSG_XAPD, 0);
+    m->id = be64_get((const uint8_t *)natsMsg_GetData(msg));
     cluster__post(c, m, true);
 }
 
@@ -484,11 +542,7 @@ void cluster__xh_stop(cluster_t *c)
     c->js_ready = false;
     for (o = c->out_head; o != NULL; o = onext) {
         onext = o->next;
-        if (o->r != NULL) {
-            mem_free(o->r->xmsg);
-            mem_free(o->r); /* stopping: its session is gone; the outbox keeps the message */
-        }
-        mem_free(o->xmsg);
+        mem_free(o->xmsg); /* the outbox keeps the message */
         mem_free(o);
     }
     c->out_head = c->out_tail = NULL;
@@ -498,6 +552,13 @@ void cluster__xh_stop(cluster_t *c)
         mem_free(k);
     }
     c->checks = NULL;
+    for (xh_wait_t *wt = c->waits, *wnext; wt != NULL; wt = wnext) {
+        wnext = wt->next;
+        mem_free(wt->r->xmsg);
+        mem_free(wt->r); /* stopping: its session is gone */
+        mem_free(wt);
+    }
+    c->waits = NULL;
     xmerge_clear(&c->merge, drop_apply);
 }
 
@@ -612,6 +673,88 @@ static void own_to_merge(cluster_t *c)
     }
 }
 
+/* ---- waiting for the timelines ---------------------------------------------------------- */
+
+enum { W_OWN, W_REMOTE, W_STORED, W_FAILED };
+
+static xh_wait_t *wait_add(cluster_t *c, store_send_t *r, bool own, bool remote, bool stored)
+{
+    xh_wait_t *w = mem_calloc(sizeof(*w));
+
+    w->r = r;
+    w->id = r->msg_id;
+    w->own = own;
+    w->remote = remote;
+    w->stored = stored;
+    w->since_ms = cluster__now_ms();
+    w->next = c->waits;
+    c->waits = w;
+    return w;
+}
+
+/* Ask the recipient's home whether it applied @p w's message (its answer: MSG_XAPD). */
+static void ask(cluster_t *c, xh_wait_t *w, uint64_t now)
+{
+    uint8_t req[QUERY_MAX];
+    char subj[SUBJ_MAX], reply[SUBJ_MAX];
+    size_t n = 8;
+
+    w->asked_ms = now;
+    if (!cluster_bus_up(c) || c->nc == NULL)
+        return;
+    be64_put(req, w->id);
+    n += (size_t)snprintf((char *)req + n, sizeof(req) - n, "%s", w->r->app) + 1;
+    n += (size_t)snprintf((char *)req + n, sizeof(req) - n, "%s", w->r->to) + 1;
+    snprintf(subj, sizeof(subj), "%s.node.%u.xapq", c->conf->cluster_name, w->r->home);
+    snprintf(reply, sizeof(reply), "%s.node.%u.xapd", c->conf->cluster_name, c->self);
+    (void)natsConnection_PublishRequest(c->nc, subj, reply, req, (int)n); /* best effort:
+                                                                            asked again */
+}
+
+/* What happened to message @p id (W_*): the waits for it that are done are answered. */
+static void waits_mark(cluster_t *c, uint64_t id, int what)
+{
+    xh_wait_t **pp = &c->waits, *w;
+
+    while ((w = *pp) != NULL) {
+        if (w->id == id) {
+            w->own = w->own && what != W_OWN;
+            w->remote = w->remote && what != W_REMOTE;
+            w->stored = w->stored || what == W_STORED;
+            if (what == W_FAILED || (!w->own && !w->remote)) {
+                *pp = w->next;
+                if (what == W_FAILED)
+                    busy(c, w->r, BUS_FAILED); /* the outbox keeps publishing it */
+                else
+                    answer(c, w->r);
+                mem_free(w);
+                continue;
+            }
+        }
+        pp = &w->next;
+    }
+}
+
+/* Timeouts, and queries for reports that did not come. */
+static void waits_tick(cluster_t *c, uint64_t now)
+{
+    xh_wait_t **pp = &c->waits, *w;
+
+    while ((w = *pp) != NULL) {
+        if (now - w->since_ms >= CLUSTER_APPLIED_WAIT_MS) {
+            *pp = w->next;
+            busy(c, w->r, w->stored ? NOT_APPLIED : BUS_FAILED);
+            mem_free(w);
+            continue;
+        }
+        if (w->remote && w->stored &&
+            now - (w->asked_ms > w->since_ms ? w->asked_ms : w->since_ms) >=
+                CLUSTER_APPLIED_ASK_MS)
+            ask(c, w, now);
+        pp = &w->next;
+    }
+}
+
 /* ---- publishing ------------------------------------------------------------------------- */
 
 static void publish(cluster_t *c, xh_out_t *o)
@@ -648,11 +791,12 @@ static void take_committed(cluster_t *c, store_send_t *r)
     r->xmsg = NULL;
     o->id = r->msg_id;
     o->home = r->home;
-    o->committed_ms = cluster__now_ms();
     o->skip_sid = r->sid; /* a republish: 0 */
-    o->r = r->worker == STORE_NO_WORKER ? NULL : r;
-    if (o->r == NULL)
+    /* Answered once it is in every timeline: this home's, and the recipient's home's. */
+    if (r->worker == STORE_NO_WORKER)
         mem_free(r);
+    else
+        (void)wait_add(c, r, true, o->home != c->self, o->home == c->self);
     /* The store commits in id order and hands over in commit order; the outbox (at start)
      * comes before anything new. An out-of-order one still goes where it belongs. */
     if (c->out_tail == NULL || c->out_tail->id < o->id) {
@@ -669,15 +813,10 @@ static void take_committed(cluster_t *c, store_send_t *r)
         *pp = o;
     }
     c->nout++;
-    if (o->home == c->self) {
+    if (o->home == c->self)
         o->stored = true; /* it stays here: nothing to wait for */
-        if (o->r != NULL) {
-            answer(c, o->r);
-            o->r = NULL;
-        }
-    } else {
+    else
         publish(c, o);
-    }
 }
 
 static void take_ack(cluster_t *c, const cl_msg_t *m)
@@ -691,21 +830,14 @@ static void take_ack(cluster_t *c, const cl_msg_t *m)
         return; /* an answer to a repeat */
     if (m->code != 0) {
         o->sent_ms = cluster__now_ms(); /* again after CLUSTER_PUBLISH_WAIT_MS */
-        if (o->r != NULL) {
-            busy(c, o->r, BUS_FAILED);
-            o->r = NULL;
-        }
+        waits_mark(c, o->id, W_FAILED);
         return;
     }
     o->stored = true;
     atomic_fetch_add_explicit(&c->x_forwarded, 1, memory_order_relaxed);
     if ((i = cluster__index_of(c, o->home)) >= 0 && m->seq > c->acked_seq[i])
         c->acked_seq[i] = m->seq;
-    if (o->r != NULL) {
-        o->r->code = cim_Code_OK;
-        answer(c, o->r);
-        o->r = NULL;
-    }
+    waits_mark(c, o->id, W_STORED);
 }
 
 /* ---- checks ----------------------------------------------------------------------------- */
@@ -853,6 +985,24 @@ static void take_in(cluster_t *c, cl_msg_t *m)
     apply_watermarks(c);
 }
 
+/* @p a is in its timelines here: its sender (this home) may answer OK; another origin is
+ * told (N.node.<origin>.xapd; lost, it asks again). */
+static void report_applied(cluster_t *c, const store_apply_t *a)
+{
+    char subj[SUBJ_MAX];
+    uint8_t id[8];
+
+    if (a->origin == c->self) {
+        waits_mark(c, a->id, W_OWN);
+        return;
+    }
+    if (!cluster_bus_up(c) || c->nc == NULL)
+        return;
+    be64_put(id, a->id);
+    snprintf(subj, sizeof(subj), "%s.node.%u.xapd", c->conf->cluster_name, a->origin);
+    (void)natsConnection_Publish(c->nc, subj, id, 8); /* best effort: the origin asks again */
+}
+
 static void take_applied(cluster_t *c, store_apply_t *a)
 {
     natsMsg *nm = a->ctx;
@@ -867,6 +1017,8 @@ static void take_applied(cluster_t *c, store_apply_t *a)
             atomic_fetch_add_explicit(&c->x_late, 1, memory_order_relaxed);
         else if (a->result == STORE_APPLIED && a->origin != c->self)
             atomic_fetch_add_explicit(&c->x_consumed, 1, memory_order_relaxed);
+        if (a->result != STORE_APPLY_LATE)
+            report_applied(c, a);
         if (nm != NULL && natsMsg_Ack(nm, NULL) != NATS_OK)
             LOG_RL(LOG_LVL_WARN, "cluster: cannot acknowledge message %" PRIu64
                                  " (JetStream redelivers it; applied once)", a->id);
@@ -957,13 +1109,10 @@ void cluster__xh_tick(cluster_t *c)
     for (xh_out_t *o = c->out_head; o != NULL; o = o->next) {
         if (o->stored)
             continue;
-        if (o->r != NULL && now - o->committed_ms >= CLUSTER_PUBLISH_WAIT_MS) {
-            busy(c, o->r, BUS_FAILED); /* the sender hears; the outbox keeps trying */
-            o->r = NULL;
-        }
         if (can && now - o->sent_ms >= CLUSTER_PUBLISH_WAIT_MS + 500)
             publish(c, o); /* again: lost, refused, or the bus was down */
     }
+    waits_tick(c, now);
     send_watermark(c);
     release(c);
 }
@@ -997,6 +1146,14 @@ void cluster__xh_take(cluster_t *c, cl_msg_t *m)
         break;
     case MSG_XAPPLIED:
         take_applied(c, m->ptr);
+        break;
+    case MSG_XRESEND: {
+        store_send_t *r = m->ptr;
+        ask(c, wait_add(c, r, false, true, true), cluster__now_ms());
+        break;
+    }
+    case MSG_XAPD:
+        waits_mark(c, m->id, W_REMOTE);
         break;
     default:
         break;

@@ -111,6 +111,20 @@ int send_check_home(void *ctx, const char *app, const char *from, const char *to
     return code;
 }
 
+bool send_has_home(void *ctx, const char *app, const char *user, uint64_t id)
+{
+    server_t *srv = ctx;
+    uint8_t key[KV_UKEY_MAX];
+    kv_txn_t *txn = NULL;
+    bool has;
+
+    if (kv_begin(srv->kv, KV_READ, &txn) < 0)
+        return false;
+    has = kv_timeline_has(txn, key, kv_ukey(key, app, user), id) == 0;
+    kv_abort(txn);
+    return has;
+}
+
 /* Sessions a transient message goes to, gathered per worker. */
 typedef struct troute {
     server_t *srv;

@@ -49,6 +49,12 @@ int send_check_home(void *ctx, const char *app, const char *from, const char *to
                     const char **why);
 
 /**
+ * Is message @p id in the timeline of @p user of @p app here (cluster_has_cb; @p ctx is
+ * the server_t)? A storage error reads as false.
+ */
+bool send_has_home(void *ctx, const char *app, const char *user, uint64_t id);
+
+/**
  * Route a transient message at once: encode it from @p meta (app, from, to, conv_type,
  * msg_type, from_kind, cmid; time_ms is set here) and hand it to every online device of
  * the recipient (every member for a group) and of the sender, except session @p skip_sid
