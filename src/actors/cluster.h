@@ -122,6 +122,14 @@ typedef int (*cluster_check_cb)(void *srv, const char *app, const char *from, co
 typedef bool (*cluster_has_cb)(void *srv, const char *app, const char *user, uint64_t id);
 
 /**
+ * Deliver transient message @p rec (an encoded cim.Message, borrowed) to the live sessions
+ * of @p user of @p app homed here: a transient SEND from another home, after its check
+ * (libnats's delivery thread). Best effort.
+ */
+typedef void (*cluster_deliver_cb)(void *srv, const char *app, const char *user,
+                                   const uint8_t *rec, size_t len);
+
+/**
  * A relayed message arrived (libnats's delivery thread): @p to_home is true for .rin
  * (this node is the home), false for .rout (this node is the edge). @p data is borrowed
  * for the call.
@@ -198,7 +206,9 @@ int cluster_relay_send(cluster_t *c, uint32_t node, bool to_home, const void *hd
 
 /* ---- messages between homes (docs/SCALING.md; cluster_xhome.c) -------------------------
 
- * A DIRECT SEND in a cluster: the worker hands the request (store_send_t, xhome set, home
+ * A transient DIRECT SEND to a user of another home takes the same check, carrying the
+ * message: the home delivers it to the recipient's live sessions when the check is OK;
+ * nothing is stored. A DIRECT SEND in a cluster: the worker hands the request (store_send_t, xhome set, home
  * the recipient's) to cluster_xhome_send when the recipient's home is another node; the
  * cluster thread asks that home (N.node.<home>.xchk, the cluster_check_cb there) and, on
  * OK, queues the request to the store with the home's floor. When the home is this node
@@ -221,7 +231,8 @@ int cluster_relay_send(cluster_t *c, uint32_t node, bool to_home, const void *hd
  * Where the checks go and what the merge feeds (the server_t: its store and workers).
  * Before cluster_start.
  */
-void cluster_set_xhome(cluster_t *c, cluster_check_cb check, cluster_has_cb has, void *srv);
+void cluster_set_xhome(cluster_t *c, cluster_check_cb check, cluster_has_cb has,
+                       cluster_deliver_cb deliver, void *srv);
 
 struct store_send;
 
@@ -240,6 +251,16 @@ int cluster_xhome_send(cluster_t *c, struct store_send *r);
  * thread. @return 0, RC_EFULL, RC_ECLOSED.
  */
 int cluster_xhome_resend(cluster_t *c, struct store_send *r);
+
+struct store_op;
+
+/**
+ * CONTACT_ADD or BLOCK of a user homed on another node: that home says whether the user
+ * exists (the check of a SEND); NOT_FOUND is answered, else @p op goes to the store.
+ * SERVER_BUSY when the home is down or silent. Takes @p op on 0. Any thread.
+ * @return 0, RC_EFULL, RC_ECLOSED.
+ */
+int cluster_xhome_check_op(cluster_t *c, struct store_op *op);
 
 /** The store committed @p r (r->xmsg set): publish it, answer it. Takes @p r. Store thread. */
 void cluster_xhome_committed(cluster_t *c, struct store_send *r);

@@ -30,7 +30,7 @@ enum { MSG_CONNECTED = 1, MSG_DISCONNECTED, MSG_RECONNECTED, MSG_CLOSED, MSG_HEA
        MSG_PONG, MSG_STOP, MSG_RELAY,
        /* messages between homes (cluster_xhome.c) */
        MSG_XCHECK, MSG_XANS, MSG_XCOMMITTED, MSG_XACK, MSG_XIN, MSG_XWM, MSG_XHORIZON,
-       MSG_XAPPLIED, MSG_XRESEND, MSG_XAPD };
+       MSG_XAPPLIED, MSG_XRESEND, MSG_XAPD, MSG_XCHECK_OP };
 
 /* What libnats's threads (and cluster_stop) hand to the cluster thread. */
 typedef struct cl_msg {
@@ -100,6 +100,7 @@ struct cluster {
     void *srv;                  /* the server_t: its store and workers */
     cluster_check_cb check_cb;
     cluster_has_cb has_cb;
+    cluster_deliver_cb deliver_cb;
     char stream[SUBJ_MAX];      /* the JetStream stream: "<N>_out" */
     char subj_out[SUBJ_MAX];    /* what this home consumes: N.out.*.<self> */
     char subj_wms[SUBJ_MAX];    /* N.wm.* */

@@ -9,6 +9,7 @@
 
 #include "actors/cluster.h"
 #include "actors/cluster_int.h"
+#include "actors/message.h"
 #include "actors/server.h"
 #include "actors/store.h"
 #include "actors/worker.h"
@@ -55,7 +56,8 @@ typedef struct xh_check {
     struct xh_check *next;
     uint64_t token;
     uint64_t deadline_ms;
-    store_send_t *r;
+    store_send_t *r;      /* a SEND, or */
+    store_op_t *op;       /* a CONTACT_ADD or BLOCK: does the user exist at its home? */
 } xh_check_t;
 
 /* A send waiting to be in every timeline before its OK (PROTOCOL.md: SEND_ACK{OK} means
@@ -73,13 +75,25 @@ typedef struct xh_wait {
 
 /* ---- answering a sender ------------------------------------------------------------------ */
 
-/* Hand @p r back to whoever asked (a session's worker, or the admin API's done). */
-static void answer(cluster_t *c, store_send_t *r)
+/* Hand request @p q back to session @p sid of worker @p worker (false: no such worker). */
+static bool to_session(cluster_t *c, uint32_t worker, uint64_t sid, store_req_t *q)
 {
     server_t *srv = c->srv;
     delivery_t *d;
 
-    if (r->worker == STORE_NO_WORKER || srv == NULL) {
+    if (srv == NULL || worker >= srv->nworkers)
+        return false;
+    d = mem_calloc(sizeof(*d));
+    d->sid = sid;
+    d->done = q;
+    worker_deliver(srv->workers[worker], d, 1);
+    return true;
+}
+
+/* Hand @p r back to whoever asked (a session's worker, or the admin API's done). */
+static void answer(cluster_t *c, store_send_t *r)
+{
+    if (r->worker == STORE_NO_WORKER || c->srv == NULL) {
         mem_free(r->xmsg);
         mem_free(r);
         return;
@@ -88,14 +102,19 @@ static void answer(cluster_t *c, store_send_t *r)
         r->hdr.done(&r->hdr);
         return;
     }
-    if (r->worker >= srv->nworkers) {
+    if (!to_session(c, r->worker, r->sid, &r->hdr))
         mem_free(r);
-        return;
-    }
-    d = mem_calloc(sizeof(*d));
-    d->sid = r->sid;
-    d->done = &r->hdr;
-    worker_deliver(srv->workers[r->worker], d, 1);
+}
+
+/* Hand op @p op back to its session (answered here, not by the store). */
+static void answer_op(cluster_t *c, store_op_t *op, int code, const char *reason)
+{
+    op->code = code;
+    snprintf(op->reason, sizeof(op->reason), "%s", reason);
+    if (code == cim_Code_SERVER_BUSY)
+        atomic_fetch_add_explicit(&c->x_refused, 1, memory_order_relaxed);
+    if (!to_session(c, op->worker, op->sid, &op->hdr))
+        mem_free(op);
 }
 
 /* Answer @p r SERVER_BUSY with @p reason (the node it names, if any, already in it). */
@@ -119,10 +138,12 @@ static void busy_home(cluster_t *c, store_send_t *r, const char *what)
 
 /* ---- any thread -------------------------------------------------------------------------- */
 
-void cluster_set_xhome(cluster_t *c, cluster_check_cb check, cluster_has_cb has, void *srv)
+void cluster_set_xhome(cluster_t *c, cluster_check_cb check, cluster_has_cb has,
+                       cluster_deliver_cb deliver, void *srv)
 {
     c->check_cb = check;
     c->has_cb = has;
+    c->deliver_cb = deliver;
     c->srv = srv;
 }
 
@@ -134,7 +155,7 @@ static cl_msg_t *msg_new(int kind, size_t len)
     return m;
 }
 
-static int post_send(cluster_t *c, int kind, store_send_t *r)
+static int post_send(cluster_t *c, int kind, void *r)
 {
     cl_msg_t *m;
     int rc;
@@ -156,6 +177,11 @@ int cluster_xhome_send(cluster_t *c, store_send_t *r)
 int cluster_xhome_resend(cluster_t *c, store_send_t *r)
 {
     return post_send(c, MSG_XRESEND, r);
+}
+
+int cluster_xhome_check_op(cluster_t *c, store_op_t *op)
+{
+    return post_send(c, MSG_XCHECK_OP, op);
 }
 
 void cluster_xhome_committed(cluster_t *c, store_send_t *r)
@@ -187,6 +213,9 @@ void cluster__xh_drop(cluster_t *c, cl_msg_t *m)
 {
     (void)c;
     switch (m->kind) {
+    case MSG_XCHECK_OP:
+        mem_free(m->ptr);
+        break;
     case MSG_XCHECK:
     case MSG_XRESEND:
     case MSG_XCOMMITTED: {
@@ -239,8 +268,8 @@ void cluster__xh_on_check(cluster_t *c, natsConnection *nc, natsMsg *msg)
     uint32_t origin;
     int code, n;
 
-    if (reply == NULL || end - p < 12 || end - p > CHECK_REQ_MAX || !next_id(&q, end, app) ||
-        !next_id(&q, end, from) || !next_id(&q, end, to) || q != end) {
+    if (reply == NULL || end - p < 12 || end - p > CHECK_REQ_MAX + XHOME_REC_MAX ||
+        !next_id(&q, end, app) || !next_id(&q, end, from) || !next_id(&q, end, to)) {
         atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
         return;
     }
@@ -257,6 +286,9 @@ void cluster__xh_on_check(cluster_t *c, natsConnection *nc, natsMsg *msg)
         code = c->check_cb != NULL ? c->check_cb(c->srv, app, from, to, &why)
                                    : cim_Code_SERVER_BUSY;
     }
+    /* What follows the strings: a transient message, delivered when the check is OK. */
+    if (code == cim_Code_OK && q != end && c->deliver_cb != NULL)
+        c->deliver_cb(c->srv, app, to, (const uint8_t *)q, (size_t)(end - q));
     memcpy(out, p, 8); /* the token */
     be32_put(out + 8, (uint32_t)code);
     be64_put(out + 12, atomic_load_explicit(&c->xreleased, memory_order_relaxed));
@@ -549,6 +581,7 @@ void cluster__xh_stop(cluster_t *c)
     for (k = c->checks; k != NULL; k = knext) {
         knext = k->next;
         mem_free(k->r);
+        mem_free(k->op);
         mem_free(k);
     }
     c->checks = NULL;
@@ -842,36 +875,91 @@ static void take_ack(cluster_t *c, const cl_msg_t *m)
 
 /* ---- checks ----------------------------------------------------------------------------- */
 
-static void take_check(cluster_t *c, store_send_t *r)
+/* Ask @p home whether @p from may send to @p to (@p k waits for the answer), with @p rec
+ * (@p rlen bytes, maybe none) after the strings: a transient message to deliver. */
+static void check_publish(cluster_t *c, xh_check_t *k, const char *app, const char *from,
+                          const char *to, uint32_t home, const uint8_t *rec, size_t rlen)
 {
-    uint8_t req[CHECK_REQ_MAX];
+    uint8_t *req = mem_alloc(CHECK_REQ_MAX + rlen);
     char subj[SUBJ_MAX], reply[SUBJ_MAX];
     size_t n = 12;
+
+    k->token = ++c->next_token;
+    k->deadline_ms = cluster__now_ms() + CLUSTER_CHECK_TIMEOUT_MS;
+    k->next = c->checks;
+    c->checks = k;
+    be64_put(req, k->token);
+    be32_put(req + 8, c->self);
+    n += (size_t)snprintf((char *)req + n, CHECK_REQ_MAX - n, "%s", app) + 1;
+    n += (size_t)snprintf((char *)req + n, CHECK_REQ_MAX - n, "%s", from) + 1;
+    n += (size_t)snprintf((char *)req + n, CHECK_REQ_MAX - n, "%s", to) + 1;
+    if (rlen > 0)
+        memcpy(req + n, rec, rlen);
+    snprintf(subj, sizeof(subj), "%s.node.%u.xchk", c->conf->cluster_name, home);
+    snprintf(reply, sizeof(reply), "%s.node.%u.xans", c->conf->cluster_name, c->self);
+    (void)natsConnection_PublishRequest(c->nc, subj, reply, req, (int)(n + rlen)); /* best
+                                                           effort: a lost one times out */
+    mem_free(req);
+}
+
+static void take_check(cluster_t *c, store_send_t *r)
+{
     xh_check_t *k;
+    blob_t *b = NULL;
 
     if (!cluster_bus_up(c) || !cluster_node_alive(c, r->home)) {
         busy_home(c, r, "is unavailable");
         return;
     }
-    if (!c->js_ready) {
+    if (r->transient) {
+        if ((b = message_encode(r, r->body, r->body_len)) == NULL) {
+            r->code = cim_Code_INTERNAL;
+            snprintf(r->reason, sizeof(r->reason), "cannot encode the message");
+            answer(c, r);
+            return;
+        }
+    } else if (!c->js_ready) {
         busy(c, r, "the message bus (JetStream) is unavailable; retry later");
         return;
     }
     k = mem_calloc(sizeof(*k));
-    k->token = ++c->next_token;
-    k->deadline_ms = cluster__now_ms() + CLUSTER_CHECK_TIMEOUT_MS;
     k->r = r;
-    k->next = c->checks;
-    c->checks = k;
-    be64_put(req, k->token);
-    be32_put(req + 8, c->self);
-    n += (size_t)snprintf((char *)req + n, sizeof(req) - n, "%s", r->app) + 1;
-    n += (size_t)snprintf((char *)req + n, sizeof(req) - n, "%s", r->from) + 1;
-    n += (size_t)snprintf((char *)req + n, sizeof(req) - n, "%s", r->to) + 1;
-    snprintf(subj, sizeof(subj), "%s.node.%u.xchk", c->conf->cluster_name, r->home);
-    snprintf(reply, sizeof(reply), "%s.node.%u.xans", c->conf->cluster_name, c->self);
-    (void)natsConnection_PublishRequest(c->nc, subj, reply, req, (int)n); /* best effort: a
-                                                                            lost one times out */
+    check_publish(c, k, r->app, r->from, r->to, r->home, b != NULL ? b->data : NULL,
+                  b != NULL ? b->len : 0);
+    if (b != NULL)
+        blob_unref(b);
+}
+
+/* CONTACT_ADD or BLOCK of a user of another home: does it exist there? */
+static void take_check_op(cluster_t *c, store_op_t *op)
+{
+    uint32_t home = cluster_home(c, op->app, op->target);
+    xh_check_t *k;
+    char why[sizeof(op->reason)];
+
+    if (!cluster_bus_up(c) || !cluster_node_alive(c, home)) {
+        snprintf(why, sizeof(why), "that user's home node (node %u) is unavailable; retry later",
+                 home);
+        answer_op(c, op, cim_Code_SERVER_BUSY, why);
+        return;
+    }
+    k = mem_calloc(sizeof(*k));
+    k->op = op;
+    check_publish(c, k, op->app, op->user, op->target, home, NULL, 0);
+}
+
+/* The answer to an op's check: a user that blocked the asker exists all the same. */
+static void answer_check_op(cluster_t *c, store_op_t *op, const cl_msg_t *m)
+{
+    server_t *srv = c->srv;
+
+    if (m->code == cim_Code_OK || m->code == cim_Code_BLOCKED) {
+        if (srv == NULL || store_op(srv->store, op) < 0)
+            answer_op(c, op, cim_Code_SERVER_BUSY, "server busy; retry later");
+        return;
+    }
+    answer_op(c, op, m->code,
+              m->data[0] != '\0' ? (const char *)m->data : "refused by that user's home");
 }
 
 static void take_answer(cluster_t *c, const cl_msg_t *m)
@@ -886,11 +974,18 @@ static void take_answer(cluster_t *c, const cl_msg_t *m)
         return; /* timed out already */
     *pp = k->next;
     r = k->r;
+    if (k->op != NULL)
+        answer_check_op(c, k->op, m);
     mem_free(k);
-    if (m->code != cim_Code_OK) {
+    if (r == NULL)
+        return;
+    if (m->code != cim_Code_OK || r->transient) {
+        /* a transient one was delivered by the home: nothing to store */
         r->code = m->code;
         snprintf(r->reason, sizeof(r->reason), "%s",
-                 m->data[0] != '\0' ? (const char *)m->data : "refused by the recipient's home");
+                 m->code == cim_Code_OK    ? ""
+                 : m->data[0] != '\0' ? (const char *)m->data
+                                       : "refused by the recipient's home");
         if (m->code == cim_Code_SERVER_BUSY)
             atomic_fetch_add_explicit(&c->x_refused, 1, memory_order_relaxed);
         answer(c, r);
@@ -912,7 +1007,11 @@ static void expire_checks(cluster_t *c, uint64_t now)
             continue;
         }
         *pp = k->next;
-        busy_home(c, k->r, "did not answer");
+        if (k->op != NULL)
+            answer_op(c, k->op, cim_Code_SERVER_BUSY,
+                      "that user's home node did not answer; retry later");
+        else
+            busy_home(c, k->r, "did not answer");
         mem_free(k);
     }
 }
@@ -1154,6 +1253,9 @@ void cluster__xh_take(cluster_t *c, cl_msg_t *m)
     }
     case MSG_XAPD:
         waits_mark(c, m->id, W_REMOTE);
+        break;
+    case MSG_XCHECK_OP:
+        take_check_op(c, m->ptr);
         break;
     default:
         break;

@@ -159,12 +159,10 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
      * and blocks are its home's to judge when that is another node. */
     xhome = req->conv_type == cim_ConvType_DIRECT && cluster_is_enabled(cl);
     home = xhome ? cluster_home(cl, s->app, req->to) : cluster_self(cl);
-    if (home != cluster_self(cl) && req->transient)
-        return reject(s, req, cim_Code_SERVER_BUSY,
-                      "transient messages to a user of another home node are not available yet");
     if (home != cluster_self(cl)) {
         code = cim_Code_OK;
-        rc = send_resend(s->w->srv, s->app, s->user, req->client_msg_id, &prior);
+        rc = req->transient ? 0
+                            : send_resend(s->w->srv, s->app, s->user, req->client_msg_id, &prior);
     } else {
         rc = send_check(s->w->srv, s->app, s->user, (int)req->conv_type, req->to,
                         req->transient ? "" : req->client_msg_id, false, &prior, &code, &why);
@@ -195,13 +193,18 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
         return reject(s, req, cim_Code_RATE_LIMITED, "sending too fast; slow down");
     if (code != cim_Code_OK)
         return reject(s, req, code, why);
-    if (req->transient)
+    if (req->transient && home == cluster_self(cl))
         return send_transient(s, req, &ref);
 
     r = send_new(s, req, ref.len, home);
     if (ref.len > 0)
         memcpy(r->body, ref.data, ref.len);
     r->xhome = xhome;
+    /* transient, to another home: checked and delivered there; the sender's other devices
+     * get it here once that home said OK (session_complete) */
+    r->transient = req->transient;
+    if (r->transient)
+        r->time_ms = snowflake_now_ms();
     rc = home != cluster_self(cl) ? cluster_xhome_send(cl, r) : store_send(s->w->srv->store, r);
     if (rc < 0) {
         mem_free(r);

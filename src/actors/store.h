@@ -125,6 +125,8 @@ typedef struct store_send {
     bool xhome;
     uint32_t home;                 /* xhome: the recipient's home node */
     uint64_t floor;                /* xhome: the id must be above this (the home's floor) */
+    bool transient;                /* xhome: a transient message, delivered by the recipient's
+                                      home after its check, never stored */
     char reason[112];              /* out: the reason of a refusal ("": the usual one) */
     uint8_t *xmsg;                 /* out (xhome): the XHOME_MSG to publish, owned */
     size_t xmsg_len;
@@ -197,6 +199,8 @@ typedef struct store_op {
     int8_t disabled;               /* STORE_OP_USER_PUT: -1 keep, 0 enable, 1 disable */
     bool created;                  /* out: STORE_OP_USER_PUT made the user */
     kv_user_t urec;                /* out: STORE_OP_USER_*: the record as written */
+    bool xcheck;                   /* CONTACT_ADD, BLOCK: the user's existence was checked at
+                                      its home, another node (cluster_xhome_check_op) */
     int code;                      /* out: cim_Code */
     char reason[128];              /* out: when code is not OK */
     bool has_group;                /* out: group is set (GROUP_CREATE/JOIN answer) */

@@ -203,6 +203,13 @@ static int nodes_of(const tsrv_t *t)
     return t->cluster == NULL ? 1 : 1 + PEERS;
 }
 
+const char *tsrv_node_dir(const tsrv_t *t, int i)
+{
+    if (i < 0 || i >= nodes_of(t))
+        return NULL;
+    return i == 0 ? t->dir : t->cluster->peer[i - 1].dir;
+}
+
 /* Until every node's log (this run's part) says the other nodes are up: 15 s at most. */
 static void cluster_wait_formed(tsrv_t *t)
 {
