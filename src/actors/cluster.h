@@ -262,6 +262,15 @@ struct store_op;
  */
 int cluster_xhome_check_op(cluster_t *c, struct store_op *op);
 
+/**
+ * @p reader read its DIRECT conversation with @p peer, homed on another node, up to
+ * @p up_to: tell the peer's home (N.node.<home>.xrd, core NATS: best effort, like every
+ * event), which records it (the peer's peer_read_up_to) and sends the peer's sessions
+ * EVENT{READ}. Any thread.
+ */
+void cluster_xhome_read(cluster_t *c, const char *app, const char *reader, const char *peer,
+                        uint64_t up_to);
+
 /** The store committed @p r (r->xmsg set): publish it, answer it. Takes @p r. Store thread. */
 void cluster_xhome_committed(cluster_t *c, struct store_send *r);
 

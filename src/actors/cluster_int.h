@@ -30,7 +30,7 @@ enum { MSG_CONNECTED = 1, MSG_DISCONNECTED, MSG_RECONNECTED, MSG_CLOSED, MSG_HEA
        MSG_PONG, MSG_STOP, MSG_RELAY,
        /* messages between homes (cluster_xhome.c) */
        MSG_XCHECK, MSG_XANS, MSG_XCOMMITTED, MSG_XACK, MSG_XIN, MSG_XWM, MSG_XHORIZON,
-       MSG_XAPPLIED, MSG_XRESEND, MSG_XAPD, MSG_XCHECK_OP };
+       MSG_XAPPLIED, MSG_XRESEND, MSG_XAPD, MSG_XCHECK_OP, MSG_XREAD };
 
 /* What libnats's threads (and cluster_stop) hand to the cluster thread. */
 typedef struct cl_msg {
@@ -174,6 +174,9 @@ void cluster__xh_on_answer(cluster_t *c, natsMsg *msg);
 /** N.node.<self>.xapq (is it applied?) / .xapd (it is) arrived (libnats's delivery thread). */
 void cluster__xh_on_query(cluster_t *c, natsConnection *nc, natsMsg *msg);
 void cluster__xh_on_applied(cluster_t *c, natsMsg *msg);
+
+/** N.node.<self>.xrd: a reader of another home read up to an id (libnats's thread). */
+void cluster__xh_on_read(cluster_t *c, natsMsg *msg);
 
 /** Free what a refused or leftover MSG_X* message carries (any thread). */
 void cluster__xh_drop(cluster_t *c, cl_msg_t *m);

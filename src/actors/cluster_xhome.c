@@ -241,6 +241,12 @@ void cluster__xh_drop(cluster_t *c, cl_msg_t *m)
     m->ptr = NULL;
 }
 
+/* A request nobody waits for: freed once the store is done with it. */
+static void free_req(store_req_t *q)
+{
+    mem_free(q);
+}
+
 /* ---- libnats's delivery thread ----------------------------------------------------------- */
 
 /* The recipient's home: N.node.<self>.xchk from an origin. Answered from here (a short read
@@ -349,6 +355,48 @@ void cluster__xh_on_applied(cluster_t *c, natsMsg *msg)
     m = msg_new(MSG_XAPD, 0);
     m->id = be64_get((const uint8_t *)natsMsg_GetData(msg));
     cluster__post(c, m, true);
+}
+
+/* A read notice: u64 up_to, then app NUL reader NUL peer NUL. */
+void cluster_xhome_read(cluster_t *c, const char *app, const char *reader, const char *peer,
+                        uint64_t up_to)
+{
+    cl_msg_t *m;
+    size_t n = 8;
+
+    if (!c->enabled)
+        return;
+    m = msg_new(MSG_XREAD, QUERY_MAX + KV_ID_MAX + 1);
+    m->to = cluster_home(c, app, peer);
+    be64_put(m->data, up_to);
+    n += (size_t)snprintf((char *)m->data + n, m->len - n, "%s", app) + 1;
+    n += (size_t)snprintf((char *)m->data + n, m->len - n, "%s", reader) + 1;
+    n += (size_t)snprintf((char *)m->data + n, m->len - n, "%s", peer) + 1;
+    m->len = n;
+    cluster__post(c, m, false); /* best effort: an event */
+}
+
+void cluster__xh_on_read(cluster_t *c, natsMsg *msg)
+{
+    const char *p = natsMsg_GetData(msg);
+    const char *end = p + natsMsg_GetDataLength(msg), *q = p + 8;
+    server_t *srv = c->srv;
+    store_op_t *op;
+
+    op = store_op_new(0);
+    if (end - p < 8 || end - p > QUERY_MAX + KV_ID_MAX + 1 || !next_id(&q, end, op->app) ||
+        !next_id(&q, end, op->user) || !next_id(&q, end, op->target) || q != end ||
+        cluster_home(c, op->app, op->target) != c->self || srv == NULL) {
+        atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
+        mem_free(op);
+        return;
+    }
+    op->type = STORE_OP_PEER_READ;
+    op->msg_id = be64_get((const uint8_t *)p);
+    op->worker = STORE_NO_WORKER;
+    op->hdr.done = free_req;
+    if (store_op(srv->store, op) < 0)
+        mem_free(op); /* stopping */
 }
 
 /* What this home consumes: hand it over with its stream sequence; a malformed one is
@@ -1257,6 +1305,13 @@ void cluster__xh_take(cluster_t *c, cl_msg_t *m)
     case MSG_XCHECK_OP:
         take_check_op(c, m->ptr);
         break;
+    case MSG_XREAD: {
+        char subj[SUBJ_MAX];
+        snprintf(subj, sizeof(subj), "%s.node.%u.xrd", c->conf->cluster_name, m->to);
+        if (cluster_bus_up(c) && c->nc != NULL)
+            (void)natsConnection_Publish(c->nc, subj, m->data, (int)m->len); /* best effort */
+        break;
+    }
     default:
         break;
     }

@@ -214,6 +214,9 @@ typedef struct store_op {
 enum {
     STORE_OP_USER_PUT = 0x10001,  /* create op->target if missing; apply op->disabled */
     STORE_OP_USER_REVOKE,         /* tokens expiring up to op->arg (Unix s) are refused */
+    STORE_OP_PEER_READ,           /* cluster: op->user, of another home, read its DIRECT
+                                     conversation with op->target (homed here) up to
+                                     op->msg_id: target's peer_read_up_to, EVENT{READ} */
 };
 
 /* What the store counts for /metrics; written by the store's thread only. */

@@ -1222,3 +1222,68 @@ TEST_TIMEOUT(e2e_cluster_xhome_ack_in_timelines, 150)
     cimc_close(b);
     stop_cluster(&n, t, seed);
 }
+
+/* The next EVENT of @p c is READ by @p user, peer @p peer, up to @p id. */
+static void expect_read(cimc_t *c, const char *user, const char *peer, uint64_t id)
+{
+    cim_Event ev;
+
+    ASSERT_OK(tmsg_next_event(c, 5000, &ev));
+    ASSERT_EQ(ev.kind, cim_EventKind_READ);
+    ASSERT_EQ(ev.conv_type, cim_ConvType_DIRECT);
+    ASSERT_STREQ(ev.user, user);
+    ASSERT_STREQ(ev.peer, peer);
+    ASSERT_U64_EQ(ev.up_to_msg_id, id);
+}
+
+/* READ between homes: the peer (another home) gets EVENT{READ} and sees the reader's cursor
+ * as peer_read_up_to in CONV_LIST; the reader's other devices as on one node. */
+TEST_TIMEOUT(e2e_cluster_xhome_read, 150)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], a_id[32], b_id[32];
+    cim_SendRsp sent;
+    cim_Result res;
+    uint64_t m[3];
+    tmsg_conv_t convs[4];
+    cim_ConvListRsp cl;
+    size_t nconv;
+    const tmsg_conv_t *cv;
+
+    start_cluster(&n, t, seed);
+    homed(1, "a", a_id);
+    homed(2, "b", b_id);
+    cimc_t *a = tsrv_login(&t[2], a_id, "d1", NULL);
+    cimc_t *b1 = tsrv_login(&t[1], b_id, "d1", NULL);
+    cimc_t *b2 = tsrv_login(&t[0], b_id, "d2", NULL);
+    for (int i = 0; i < 3; i++) {
+        char cmid[16];
+        snprintf(cmid, sizeof(cmid), "r%d", i);
+        ASSERT_OK(tmsg_send(a, b_id, cmid, cim_MsgType_TEXT, "x", 1, false, &sent));
+        ASSERT_EQ(sent.code, cim_Code_OK);
+        m[i] = sent.msg_id;
+    }
+    ASSERT_OK(tmsg_read(b1, cim_ConvType_DIRECT, a_id, m[1], &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    expect_read(b2, b_id, a_id, m[1]); /* the reader's other device */
+    expect_read(a, b_id, b_id, m[1]);  /* the peer, at its own home */
+    ASSERT_OK(tmsg_conv_list(a, convs, 4, &nconv, &cl));
+    ASSERT_EQ(cl.code, cim_Code_OK);
+    ASSERT_NOT_NULL(cv = tmsg_conv_find(convs, nconv, cim_ConvType_DIRECT, b_id));
+    ASSERT_U64_EQ(cv->peer_read_up_to, m[1]);
+    /* and the other way: A reads B's reply */
+    ASSERT_OK(tmsg_send(b1, a_id, "rb", cim_MsgType_TEXT, "y", 1, false, &sent));
+    ASSERT_EQ(sent.code, cim_Code_OK);
+    ASSERT_OK(tmsg_read(a, cim_ConvType_DIRECT, b_id, 0, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    expect_read(b1, a_id, a_id, sent.msg_id);
+    expect_read(b2, a_id, a_id, sent.msg_id);
+    ASSERT_OK(tmsg_conv_list(b2, convs, 4, &nconv, &cl));
+    ASSERT_NOT_NULL(cv = tmsg_conv_find(convs, nconv, cim_ConvType_DIRECT, a_id));
+    ASSERT_U64_EQ(cv->peer_read_up_to, sent.msg_id);
+    cimc_close(a);
+    cimc_close(b1);
+    cimc_close(b2);
+    stop_cluster(&n, t, seed);
+}
