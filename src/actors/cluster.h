@@ -101,6 +101,7 @@
 #define CLUSTER_PUBLISH_WAIT_MS 3000     /* JetStream that does not acknowledge a publish */
 #define CLUSTER_APPLIED_WAIT_MS 3000     /* a sent message not in every timeline by then:
                                             SERVER_BUSY, retry with the same client_msg_id */
+#define CLUSTER_EVENT_MAX 1024           /* bytes of an encoded Event on the bus */
 #define CLUSTER_APPLIED_ASK_MS 250       /* no "applied" report from the recipient's home:
                                             ask it again this often */
 #define CLUSTER_PROBE_RETRY_MS 2000      /* a drain probe that did not come back: another */
@@ -270,6 +271,28 @@ int cluster_xhome_check_op(cluster_t *c, struct store_op *op);
  */
 void cluster_xhome_read(cluster_t *c, const char *app, const char *reader, const char *peer,
                         uint64_t up_to);
+
+/**
+ * A presence change of @p user of @p app (homed here): EVENT{PRESENCE} @p ev (encoded,
+ * @p len bytes) goes to every other node (N.node.<n>.xpr, core NATS, best effort), whose
+ * cluster_presence_cb hands it to the users there who list @p user. Standalone: nothing.
+ * Any thread.
+ */
+void cluster_presence(cluster_t *c, const char *app, const char *user, const uint8_t *ev,
+                      size_t len);
+
+/** A presence change from another node: see session_presence_here. */
+typedef void (*cluster_presence_cb)(void *srv, const char *app, const char *user,
+                                    const uint8_t *ev, size_t len);
+
+/** Where presence changes from other nodes go. Before cluster_start. */
+void cluster_set_presence(cluster_t *c, cluster_presence_cb cb);
+
+/**
+ * The store committed @p r's message (a group message, handed over already): answer it once
+ * this home's merge applied it. Takes @p r. Store thread.
+ */
+void cluster_xhome_wait(cluster_t *c, struct store_send *r);
 
 /** The store committed @p r (r->xmsg set): publish it, answer it. Takes @p r. Store thread. */
 void cluster_xhome_committed(cluster_t *c, struct store_send *r);

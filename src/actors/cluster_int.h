@@ -30,7 +30,7 @@ enum { MSG_CONNECTED = 1, MSG_DISCONNECTED, MSG_RECONNECTED, MSG_CLOSED, MSG_HEA
        MSG_PONG, MSG_STOP, MSG_RELAY,
        /* messages between homes (cluster_xhome.c) */
        MSG_XCHECK, MSG_XANS, MSG_XCOMMITTED, MSG_XACK, MSG_XIN, MSG_XWM, MSG_XHORIZON,
-       MSG_XAPPLIED, MSG_XRESEND, MSG_XAPD, MSG_XCHECK_OP, MSG_XREAD };
+       MSG_XAPPLIED, MSG_XRESEND, MSG_XAPD, MSG_XCHECK_OP, MSG_XREAD, MSG_XPRES, MSG_XWAIT };
 
 /* What libnats's threads (and cluster_stop) hand to the cluster thread. */
 typedef struct cl_msg {
@@ -101,6 +101,7 @@ struct cluster {
     cluster_check_cb check_cb;
     cluster_has_cb has_cb;
     cluster_deliver_cb deliver_cb;
+    cluster_presence_cb presence_cb;
     char stream[SUBJ_MAX];      /* the JetStream stream: "<N>_out" */
     char subj_out[SUBJ_MAX];    /* what this home consumes: N.out.*.<self> */
     char subj_wms[SUBJ_MAX];    /* N.wm.* */
@@ -177,6 +178,9 @@ void cluster__xh_on_applied(cluster_t *c, natsMsg *msg);
 
 /** N.node.<self>.xrd: a reader of another home read up to an id (libnats's thread). */
 void cluster__xh_on_read(cluster_t *c, natsMsg *msg);
+
+/** N.node.<self>.xpr: a presence change of a user of another home (libnats's thread). */
+void cluster__xh_on_presence(cluster_t *c, natsMsg *msg);
 
 /** Free what a refused or leftover MSG_X* message carries (any thread). */
 void cluster__xh_drop(cluster_t *c, cl_msg_t *m);

@@ -191,6 +191,13 @@ void cluster_xhome_committed(cluster_t *c, store_send_t *r)
     cluster__post(c, m, true);
 }
 
+void cluster_xhome_wait(cluster_t *c, store_send_t *r)
+{
+    cl_msg_t *m = msg_new(MSG_XWAIT, 0);
+    m->ptr = r;
+    cluster__post(c, m, true);
+}
+
 void cluster_xhome_horizon(cluster_t *c, uint64_t horizon)
 {
     cl_msg_t *m = msg_new(MSG_XHORIZON, 0);
@@ -218,6 +225,7 @@ void cluster__xh_drop(cluster_t *c, cl_msg_t *m)
         break;
     case MSG_XCHECK:
     case MSG_XRESEND:
+    case MSG_XWAIT:
     case MSG_XCOMMITTED: {
         store_send_t *r = m->ptr;
         if (r != NULL)
@@ -397,6 +405,43 @@ void cluster__xh_on_read(cluster_t *c, natsMsg *msg)
     op->hdr.done = free_req;
     if (store_op(srv->store, op) < 0)
         mem_free(op); /* stopping */
+}
+
+void cluster_set_presence(cluster_t *c, cluster_presence_cb cb)
+{
+    c->presence_cb = cb;
+}
+
+/* A presence notice: app NUL user NUL, then the encoded Event. */
+void cluster_presence(cluster_t *c, const char *app, const char *user, const uint8_t *ev,
+                      size_t len)
+{
+    cl_msg_t *m;
+    size_t n = 0;
+
+    if (!c->enabled || len > CLUSTER_EVENT_MAX)
+        return;
+    m = msg_new(MSG_XPRES, 2 * (KV_ID_MAX + 1) + len);
+    n += (size_t)snprintf((char *)m->data + n, m->len - n, "%s", app) + 1;
+    n += (size_t)snprintf((char *)m->data + n, m->len - n, "%s", user) + 1;
+    memcpy(m->data + n, ev, len);
+    m->len = n + len;
+    cluster__post(c, m, false); /* best effort: an event */
+}
+
+void cluster__xh_on_presence(cluster_t *c, natsMsg *msg)
+{
+    const char *p = natsMsg_GetData(msg), *q = p;
+    const char *end = p + natsMsg_GetDataLength(msg);
+    char app[KV_ID_MAX + 1], user[KV_ID_MAX + 1];
+
+    if (end - p > 2 * (KV_ID_MAX + 1) + CLUSTER_EVENT_MAX || !next_id(&q, end, app) ||
+        !next_id(&q, end, user) || q == end || cluster_home(c, app, user) == c->self) {
+        atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
+        return;
+    }
+    if (c->presence_cb != NULL)
+        c->presence_cb(c->srv, app, user, (const uint8_t *)q, (size_t)(end - q));
 }
 
 /* What this home consumes: hand it over with its stream sequence; a malformed one is
@@ -1264,6 +1309,16 @@ void cluster__xh_tick(cluster_t *c)
     release(c);
 }
 
+/* Publish @p m's data to N.node.<node>.<what> (core NATS: best effort, an event). */
+static void notice(cluster_t *c, uint32_t node, const char *what, const cl_msg_t *m)
+{
+    char subj[SUBJ_MAX];
+
+    snprintf(subj, sizeof(subj), "%s.node.%u.%s", c->conf->cluster_name, node, what);
+    if (cluster_bus_up(c) && c->nc != NULL)
+        (void)natsConnection_Publish(c->nc, subj, m->data, (int)m->len);
+}
+
 void cluster__xh_take(cluster_t *c, cl_msg_t *m)
 {
     switch (m->kind) {
@@ -1302,16 +1357,20 @@ void cluster__xh_take(cluster_t *c, cl_msg_t *m)
     case MSG_XAPD:
         waits_mark(c, m->id, W_REMOTE);
         break;
+    case MSG_XWAIT:
+        (void)wait_add(c, m->ptr, true, false, true);
+        break;
     case MSG_XCHECK_OP:
         take_check_op(c, m->ptr);
         break;
-    case MSG_XREAD: {
-        char subj[SUBJ_MAX];
-        snprintf(subj, sizeof(subj), "%s.node.%u.xrd", c->conf->cluster_name, m->to);
-        if (cluster_bus_up(c) && c->nc != NULL)
-            (void)natsConnection_Publish(c->nc, subj, m->data, (int)m->len); /* best effort */
+    case MSG_XREAD:
+        notice(c, m->to, "xrd", m);
         break;
-    }
+    case MSG_XPRES:
+        for (size_t i = 0; i < c->n; i++)
+            if (c->nodes[i] != c->self)
+                notice(c, c->nodes[i], "xpr", m);
+        break;
     default:
         break;
     }

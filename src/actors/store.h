@@ -125,6 +125,9 @@ typedef struct store_send {
     bool xhome;
     uint32_t home;                 /* xhome: the recipient's home node */
     uint64_t floor;                /* xhome: the id must be above this (the home's floor) */
+    bool wait_apply;               /* cluster: stored here, not appended yet (a group
+                                      message): answered once this home's merge applied it
+                                      (cluster_xhome_wait) */
     bool transient;                /* xhome: a transient message, delivered by the recipient's
                                       home after its check, never stored */
     char reason[112];              /* out: the reason of a refusal ("": the usual one) */

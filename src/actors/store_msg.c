@@ -545,6 +545,8 @@ int store__send(store_t *st, kv_txn_t *txn, store_send_t *r)
     mem_free(members);
     if (rc < 0)
         return rc;
+    /* in a cluster the merge appends it: SEND_ACK{OK} once it did (PROTOCOL.md, Send) */
+    r->wait_apply = !r->xhome && cluster_is_enabled(st->srv->cluster);
     dedup_add(st->srv->dedup, r->from, r->cmid, r->msg_id);
     r->code = cim_Code_OK;
     return 0;

@@ -1223,17 +1223,28 @@ TEST_TIMEOUT(e2e_cluster_xhome_ack_in_timelines, 150)
     stop_cluster(&n, t, seed);
 }
 
-/* The next EVENT of @p c is READ by @p user, peer @p peer, up to @p id. */
-static void expect_read(cimc_t *c, const char *user, const char *peer, uint64_t id)
+/* The next EVENT of @p c is @p kind of @p user: READ in a DIRECT conversation (@p peer, up
+ * to @p id), or PRESENCE (@p online). */
+static void expect_event(cimc_t *c, int kind, const char *user, const char *peer, uint64_t id,
+                         bool online)
 {
     cim_Event ev;
 
     ASSERT_OK(tmsg_next_event(c, 5000, &ev));
-    ASSERT_EQ(ev.kind, cim_EventKind_READ);
-    ASSERT_EQ(ev.conv_type, cim_ConvType_DIRECT);
+    ASSERT_EQ(ev.kind, kind);
     ASSERT_STREQ(ev.user, user);
-    ASSERT_STREQ(ev.peer, peer);
-    ASSERT_U64_EQ(ev.up_to_msg_id, id);
+    if (kind == cim_EventKind_READ) {
+        ASSERT_EQ(ev.conv_type, cim_ConvType_DIRECT);
+        ASSERT_STREQ(ev.peer, peer);
+        ASSERT_U64_EQ(ev.up_to_msg_id, id);
+    } else {
+        ASSERT_EQ(ev.online, online);
+    }
+}
+
+static void expect_read(cimc_t *c, const char *user, const char *peer, uint64_t id)
+{
+    expect_event(c, cim_EventKind_READ, user, peer, id, false);
 }
 
 /* READ between homes: the peer (another home) gets EVENT{READ} and sees the reader's cursor
@@ -1285,5 +1296,44 @@ TEST_TIMEOUT(e2e_cluster_xhome_read, 150)
     cimc_close(a);
     cimc_close(b1);
     cimc_close(b2);
+    stop_cluster(&n, t, seed);
+}
+
+static void expect_presence(cimc_t *c, const char *user, bool online)
+{
+    expect_event(c, cim_EventKind_PRESENCE, user, NULL, 0, online);
+}
+
+/* PRESENCE between homes: A (home 1) lists B (home 2); B's first device online and last
+ * offline reach A's devices, wherever they are connected; nobody else hears. */
+TEST_TIMEOUT(e2e_cluster_xhome_presence, 150)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], a_id[32], b_id[32], c_id[32];
+    cim_Result res;
+
+    start_cluster(&n, t, seed);
+    homed(1, "a", a_id);
+    homed(2, "b", b_id);
+    homed(3, "c", c_id);
+    cimc_t *b0 = tsrv_login(&t[1], b_id, "d0", NULL); /* B exists */
+    cimc_close(b0);
+    cimc_t *a1 = tsrv_login(&t[0], a_id, "d1", NULL);
+    cimc_t *a2 = tsrv_login(&t[2], a_id, "d2", NULL);
+    cimc_t *c = tsrv_login(&t[2], c_id, "d1", NULL); /* does not list B */
+    tmsg_expect_quiet(a1, 300); /* B's first session is over at its home */
+    ASSERT_OK(tmsg_user_req(a1, FT_CONTACT_ADD, b_id, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    cimc_t *b = tsrv_login(&t[0], b_id, "d1", NULL);
+    expect_presence(a1, b_id, true);
+    expect_presence(a2, b_id, true);
+    cimc_close(b);
+    expect_presence(a1, b_id, false);
+    expect_presence(a2, b_id, false);
+    tmsg_expect_quiet(c, 300);
+    cimc_close(a1);
+    cimc_close(a2);
+    cimc_close(c);
     stop_cluster(&n, t, seed);
 }
