@@ -207,25 +207,25 @@ int cluster_relay_send(cluster_t *c, uint32_t node, bool to_home, const void *hd
 
 /* ---- messages between homes (docs/SCALING.md; cluster_xhome.c) -------------------------
 
- * A transient DIRECT SEND to a user of another home takes the same check, carrying the
- * message: the home delivers it to the recipient's live sessions when the check is OK;
- * nothing is stored. A DIRECT SEND in a cluster: the worker hands the request (store_send_t, xhome set, home
- * the recipient's) to cluster_xhome_send when the recipient's home is another node; the
- * cluster thread asks that home (N.node.<home>.xchk, the cluster_check_cb there) and, on
- * OK, queues the request to the store with the home's floor. When the home is this node
- * the worker queues it to the store itself. The store commits the message and its outbox
- * entry and hands the request to cluster_xhome_committed; the cluster thread publishes it
- * to JetStream (N.out.<self>.<home>, Nats-Msg-Id = the id), puts it in this home's merge
- * once JetStream has stored it (at once for a message that stays on this node), and
- * answers the sender OK once it is in every timeline (PROTOCOL.md: SEND_ACK{OK} means
- * stored in every recipient's timeline): applied by this home's store, and reported
- * applied by the recipient's home (N.node.<origin>.xapd, u64 id; asked again with
- * N.node.<home>.xapq, u64 id then app NUL user NUL, when no report came within
- * CLUSTER_APPLIED_ASK_MS). Not in every timeline within CLUSTER_APPLIED_WAIT_MS:
- * SERVER_BUSY (stored; a resend of the client_msg_id answers OK once it is applied). What this home consumes (N.out.*.<self>, durable consumer
- * "home-<self>") goes into the merge too; the merge releases in id order with the
- * watermarks (N.wm.<origin>, core NATS) and the store appends (store_apply), after which
- * the JetStream message is acknowledged.
+ * A DIRECT SEND in a cluster: the worker hands the request (store_send_t, xhome set, home the
+ * recipient's) to cluster_xhome_send when the recipient's home is another node; the cluster thread
+ * asks that home (N.node.<home>.xchk, the cluster_check_cb there) and, on OK, queues the request
+ * to the store with the home's floor. When the home is this node the worker queues it to the store
+ * itself. The store commits the message and its outbox entry and hands the request to
+ * cluster_xhome_committed; the cluster thread publishes it to JetStream (N.out.<self>.<home>,
+ * Nats-Msg-Id = the id), puts it in this home's merge once JetStream has stored it (at once for a
+ * message that stays on this node), and answers the sender OK once it is in every timeline
+ * (PROTOCOL.md: SEND_ACK{OK} means stored in every recipient's timeline): applied by this home's
+ * store, and reported applied by the recipient's home (N.node.<origin>.xapd, u64 id; asked again
+ * with N.node.<home>.xapq, u64 id then app NUL user NUL, when no report came within
+ * CLUSTER_APPLIED_ASK_MS). Not in every timeline within CLUSTER_APPLIED_WAIT_MS: SERVER_BUSY
+ * (stored; a resend of the client_msg_id answers OK once it is applied). What this home consumes
+ * (N.out.*.<self>, durable consumer "home-<self>") goes into the merge too; the merge releases in
+ * id order with the watermarks (N.wm.<origin>, core NATS) and the store appends (store_apply),
+ * after which the JetStream message is acknowledged.
+ *
+ * A transient DIRECT SEND to a user of another home takes the same check, carrying the message:
+ * the home delivers it to the recipient's live sessions when the check is OK; nothing is stored.
  */
 
 /**

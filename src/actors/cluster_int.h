@@ -41,14 +41,17 @@ typedef struct cl_msg {
     uint64_t instance; /* MSG_HEARTBEAT */
     uint32_t bus_session; /* MSG_HEARTBEAT: the sender's connection count (0: not said) */
     uint64_t rtt_ns;   /* MSG_PONG */
-    uint32_t to;       /* MSG_RELAY: the node it goes to */
+    uint32_t to;       /* MSG_RELAY, MSG_XREAD: the node it goes to */
     bool to_home;      /* MSG_RELAY: .rin (true) or .rout */
-    void *ptr;         /* MSG_XCHECK, MSG_XCOMMITTED, MSG_XRESEND: a store_send_t; MSG_XIN: a natsMsg;
+    void *ptr;         /* MSG_XCHECK, MSG_XCOMMITTED, MSG_XRESEND, MSG_XWAIT: a
+                          store_send_t; MSG_XCHECK_OP: a store_op_t; MSG_XIN: a natsMsg;
                           MSG_XAPPLIED: a store_apply_t */
-    uint64_t id;       /* MSG_XANS: the token; MSG_XACK, MSG_XAPD: the msg id; MSG_XHORIZON: it */
+    uint64_t id;       /* MSG_XANS: the token; MSG_XACK, MSG_XAPD: the msg id;
+                          MSG_XHORIZON: it */
     uint64_t seq;      /* MSG_XACK: the stream sequence; MSG_XANS: the floor */
     int code;          /* MSG_XANS: cim_Code; MSG_XACK: 0 stored, else failed */
-    size_t len;        /* MSG_RELAY, MSG_XWM, MSG_XANS: bytes in data */
+    size_t len;        /* MSG_RELAY, MSG_XWM, MSG_XANS, MSG_XREAD, MSG_XPRES: bytes in
+                          data */
     uint8_t data[];    /* MSG_RELAY: the message */
 } cl_msg_t;
 

@@ -63,8 +63,8 @@ void send_deliver_home(void *ctx, const char *app, const char *user, const uint8
 
 /**
  * Route a transient message at once: encode it from @p meta (app, from, to, conv_type,
- * msg_type, from_kind, cmid; time_ms, unless set, is set here) and hand it to every online device of
- * the recipient (every member for a group) and of the sender, except session @p skip_sid
+ * msg_type, from_kind, cmid; time_ms, unless set, is set here) and hand it to every online
+ * device of the recipient (every member for a group) and of the sender, except session @p skip_sid
  * (0: none). Best effort: nothing is stored.
  * @return 0, or RC_EINVAL (cannot encode).
  */

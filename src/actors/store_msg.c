@@ -99,7 +99,8 @@ int store__conv_flush(store_t *st, kv_txn_t *txn)
     /* In key order: neighbouring records share pages, so a page is found once rather than
      * per record (this flush went from 11.5 % to 7.1 % of the writer's samples). The table
      * keeps its slots; only the list's order changes. */
-    qsort(st->conv_list, st->nconvs, sizeof(*st->conv_list), conv_cmp);
+    if (st->nconvs > 1) /* conv_list is NULL before the first record (UBSan: qsort) */
+        qsort(st->conv_list, st->nconvs, sizeof(*st->conv_list), conv_cmp);
     for (size_t i = 0; i < st->nconvs; i++) {
         conv_ent_t *e = st->conv_list[i];
         if (!e->dirty)
