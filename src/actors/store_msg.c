@@ -539,6 +539,8 @@ int store__send(store_t *st, kv_txn_t *txn, store_send_t *r)
         m.users = pair;
         m.nusers = strcmp(r->from, r->to) == 0 ? 1 : 2;
     }
+    mem_free(r->xmsg); /* a batch tried again (the map grew): the last try's, uncommitted */
+    r->xmsg = NULL;
     rc = r->xhome && r->conv_type == cim_ConvType_DIRECT
              ? commit_own(st, txn, &m, r->floor, r->home, false, &r->xmsg, &r->xmsg_len,
                           &r->msg_id, &r->time_ms)
