@@ -93,6 +93,11 @@
 #define CLUSTER_WATERMARK_MS 5          /* a watermark (and a merge step) this often */
 #define CLUSTER_CHECK_TIMEOUT_MS 3000    /* a recipient's home that does not answer a check */
 #define CLUSTER_PUBLISH_WAIT_MS 3000     /* JetStream that does not acknowledge a publish */
+#define CLUSTER_APPLIED_WAIT_MS 3000     /* a sent message not in every timeline by then:
+                                            SERVER_BUSY, retry with the same client_msg_id */
+#define CLUSTER_EVENT_MAX 1024           /* bytes of an encoded Event on the bus */
+#define CLUSTER_APPLIED_ASK_MS 250       /* no "applied" report from the recipient's home:
+                                            ask it again this often */
 #define CLUSTER_PROBE_RETRY_MS 2000      /* a drain probe that did not come back: another */
 #define CLUSTER_JS_RETRY_MS 1000         /* JetStream not usable on the connection: again */
 
@@ -103,6 +108,21 @@
  */
 typedef int (*cluster_check_cb)(void *srv, const char *app, const char *from, const char *to,
                                 const char **why);
+
+/**
+ * Is message @p id in the timeline of @p user of @p app on this node? Asked of this node,
+ * the recipient's home, by the sender's home when an "applied" report did not come
+ * (libnats's delivery thread: a read transaction). Storage errors read as false.
+ */
+typedef bool (*cluster_has_cb)(void *srv, const char *app, const char *user, uint64_t id);
+
+/**
+ * Deliver transient message @p rec (an encoded cim.Message, borrowed) to the live sessions
+ * of @p user of @p app homed here: a transient SEND from another home, after its check
+ * (libnats's delivery thread). Best effort.
+ */
+typedef void (*cluster_deliver_cb)(void *srv, const char *app, const char *user,
+                                   const uint8_t *rec, size_t len);
 
 /**
  * A relayed message arrived (libnats's delivery thread): @p to_home is true for .rin
@@ -181,25 +201,33 @@ int cluster_relay_send(cluster_t *c, uint32_t node, bool to_home, const void *hd
 
 /* ---- messages between homes (docs/SCALING.md; cluster_xhome.c) -------------------------
 
- * A DIRECT SEND in a cluster: the worker hands the request (store_send_t, xhome set, home
- * the recipient's) to cluster_xhome_send when the recipient's home is another node; the
- * cluster thread asks that home (N.node.<home>.xchk, the cluster_check_cb there) and, on
- * OK, queues the request to the store with the home's floor. When the home is this node
- * the worker queues it to the store itself. The store commits the message and its outbox
- * entry and hands the request to cluster_xhome_committed; the cluster thread publishes it
- * to JetStream (N.out.<self>.<home>, Nats-Msg-Id = the id) and answers the sender once
- * JetStream has stored it (at once for a message that stays on this node), then puts it
- * in this home's merge. What this home consumes (N.out.*.<self>, durable consumer
- * "home-<self>") goes into the merge too; the merge releases in id order with the
- * watermarks (N.wm.<origin>, core NATS) and the store appends (store_apply), after which
- * the JetStream message is acknowledged.
+ * A DIRECT SEND in a cluster: the worker hands the request (store_send_t, xhome set, home the
+ * recipient's) to cluster_xhome_send when the recipient's home is another node; the cluster thread
+ * asks that home (N.node.<home>.xchk, the cluster_check_cb there) and, on OK, queues the request
+ * to the store with the home's floor. When the home is this node the worker queues it to the store
+ * itself. The store commits the message and its outbox entry and hands the request to
+ * cluster_xhome_committed; the cluster thread publishes it to JetStream (N.out.<self>.<home>,
+ * Nats-Msg-Id = the id), puts it in this home's merge once JetStream has stored it (at once for a
+ * message that stays on this node), and answers the sender OK once it is in every timeline
+ * (PROTOCOL.md: SEND_ACK{OK} means stored in every recipient's timeline): applied by this home's
+ * store, and reported applied by the recipient's home (N.node.<origin>.xapd, u64 id; asked again
+ * with N.node.<home>.xapq, u64 id then app NUL user NUL, when no report came within
+ * CLUSTER_APPLIED_ASK_MS). Not in every timeline within CLUSTER_APPLIED_WAIT_MS: SERVER_BUSY
+ * (stored; a resend of the client_msg_id answers OK once it is applied). What this home consumes
+ * (N.out.*.<self>, durable consumer "home-<self>") goes into the merge too; the merge releases in
+ * id order with the watermarks (N.wm.<origin>, core NATS) and the store appends (store_apply),
+ * after which the JetStream message is acknowledged.
+ *
+ * A transient DIRECT SEND to a user of another home takes the same check, carrying the message:
+ * the home delivers it to the recipient's live sessions when the check is OK; nothing is stored.
  */
 
 /**
  * Where the checks go and what the merge feeds (the server_t: its store and workers).
  * Before cluster_start.
  */
-void cluster_set_xhome(cluster_t *c, cluster_check_cb check, void *srv);
+void cluster_set_xhome(cluster_t *c, cluster_check_cb check, cluster_has_cb has,
+                       cluster_deliver_cb deliver, void *srv);
 
 struct store_send;
 
@@ -210,6 +238,55 @@ struct store_send;
  * @return 0, RC_EFULL (the mailbox is full: answer SERVER_BUSY), RC_ECLOSED.
  */
 int cluster_xhome_send(cluster_t *c, struct store_send *r);
+
+/**
+ * A resend of a DIRECT message already in the sender's timeline here (@p r: msg_id,
+ * time_ms, code OK, home the recipient's, another node): answered OK once the recipient's
+ * home says it holds it, SERVER_BUSY after CLUSTER_APPLIED_WAIT_MS. Takes @p r on 0. Any
+ * thread. @return 0, RC_EFULL, RC_ECLOSED.
+ */
+int cluster_xhome_resend(cluster_t *c, struct store_send *r);
+
+struct store_op;
+
+/**
+ * CONTACT_ADD or BLOCK of a user homed on another node: that home says whether the user
+ * exists (the check of a SEND); NOT_FOUND is answered, else @p op goes to the store.
+ * SERVER_BUSY when the home is down or silent. Takes @p op on 0. Any thread.
+ * @return 0, RC_EFULL, RC_ECLOSED.
+ */
+int cluster_xhome_check_op(cluster_t *c, struct store_op *op);
+
+/**
+ * @p reader read its DIRECT conversation with @p peer, homed on another node, up to
+ * @p up_to: tell the peer's home (N.node.<home>.xrd, core NATS: best effort, like every
+ * event), which records it (the peer's peer_read_up_to) and sends the peer's sessions
+ * EVENT{READ}. Any thread.
+ */
+void cluster_xhome_read(cluster_t *c, const char *app, const char *reader, const char *peer,
+                        uint64_t up_to);
+
+/**
+ * A presence change of @p user of @p app (homed here): EVENT{PRESENCE} @p ev (encoded,
+ * @p len bytes) goes to every other node (N.node.<n>.xpr, core NATS, best effort), whose
+ * cluster_presence_cb hands it to the users there who list @p user. Standalone: nothing.
+ * Any thread.
+ */
+void cluster_presence(cluster_t *c, const char *app, const char *user, const uint8_t *ev,
+                      size_t len);
+
+/** A presence change from another node: see session_presence_here. */
+typedef void (*cluster_presence_cb)(void *srv, const char *app, const char *user,
+                                    const uint8_t *ev, size_t len);
+
+/** Where presence changes from other nodes go. Before cluster_start. */
+void cluster_set_presence(cluster_t *c, cluster_presence_cb cb);
+
+/**
+ * The store committed @p r's message (a group message, handed over already): answer it once
+ * this home's merge applied it. Takes @p r. Store thread.
+ */
+void cluster_xhome_wait(cluster_t *c, struct store_send *r);
 
 /** The store committed @p r (r->xmsg set): publish it, answer it. Takes @p r. Store thread. */
 void cluster_xhome_committed(cluster_t *c, struct store_send *r);

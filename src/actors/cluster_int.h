@@ -17,6 +17,7 @@
 struct store_send;
 struct xh_out;
 struct xh_check;
+struct xh_wait;
 
 #define SUBJ_MAX (CONF_CLUSTER_NAME_MAX + 32) /* "N.node.<u32>.pong" and the NUL */
 #define TEXT_MAX 96                          /* a heartbeat's or a ping's text */
@@ -29,7 +30,7 @@ enum { MSG_CONNECTED = 1, MSG_DISCONNECTED, MSG_RECONNECTED, MSG_CLOSED, MSG_HEA
        MSG_PONG, MSG_STOP, MSG_RELAY,
        /* messages between homes (cluster_xhome.c) */
        MSG_XCHECK, MSG_XANS, MSG_XCOMMITTED, MSG_XACK, MSG_XIN, MSG_XWM, MSG_XHORIZON,
-       MSG_XAPPLIED };
+       MSG_XAPPLIED, MSG_XRESEND, MSG_XAPD, MSG_XCHECK_OP, MSG_XREAD, MSG_XPRES, MSG_XWAIT };
 
 /* What libnats's threads (and cluster_stop) hand to the cluster thread. */
 typedef struct cl_msg {
@@ -40,14 +41,17 @@ typedef struct cl_msg {
     uint64_t instance; /* MSG_HEARTBEAT */
     uint32_t bus_session; /* MSG_HEARTBEAT: the sender's connection count (0: not said) */
     uint64_t rtt_ns;   /* MSG_PONG */
-    uint32_t to;       /* MSG_RELAY: the node it goes to */
+    uint32_t to;       /* MSG_RELAY, MSG_XREAD: the node it goes to */
     bool to_home;      /* MSG_RELAY: .rin (true) or .rout */
-    void *ptr;         /* MSG_XCHECK, MSG_XCOMMITTED: a store_send_t; MSG_XIN: a natsMsg;
+    void *ptr;         /* MSG_XCHECK, MSG_XCOMMITTED, MSG_XRESEND, MSG_XWAIT: a
+                          store_send_t; MSG_XCHECK_OP: a store_op_t; MSG_XIN: a natsMsg;
                           MSG_XAPPLIED: a store_apply_t */
-    uint64_t id;       /* MSG_XANS: the token; MSG_XACK: the msg id; MSG_XHORIZON: it */
+    uint64_t id;       /* MSG_XANS: the token; MSG_XACK, MSG_XAPD: the msg id;
+                          MSG_XHORIZON: it */
     uint64_t seq;      /* MSG_XACK: the stream sequence; MSG_XANS: the floor */
     int code;          /* MSG_XANS: cim_Code; MSG_XACK: 0 stored, else failed */
-    size_t len;        /* MSG_RELAY, MSG_XWM, MSG_XANS: bytes in data */
+    size_t len;        /* MSG_RELAY, MSG_XWM, MSG_XANS, MSG_XREAD, MSG_XPRES: bytes in
+                          data */
     uint8_t data[];    /* MSG_RELAY: the message */
 } cl_msg_t;
 
@@ -98,6 +102,9 @@ struct cluster {
     /* messages between homes (cluster_xhome.c); set before cluster_start: */
     void *srv;                  /* the server_t: its store and workers */
     cluster_check_cb check_cb;
+    cluster_has_cb has_cb;
+    cluster_deliver_cb deliver_cb;
+    cluster_presence_cb presence_cb;
     char stream[SUBJ_MAX];      /* the JetStream stream: "<N>_out" */
     char subj_out[SUBJ_MAX];    /* what this home consumes: N.out.*.<self> */
     char subj_wms[SUBJ_MAX];    /* N.wm.* */
@@ -129,6 +136,7 @@ struct cluster {
     xhome_wm_t *held_wm[CONF_CLUSTER_MAX]; /* per origin: a watermark waiting for the
                                               consumer to reach its sequence */
     struct xh_check *checks;    /* checks waiting for their answer */
+    struct xh_wait *waits;      /* sends waiting to be in every timeline before OK */
     uint64_t next_token;
     bool dead[CONF_CLUSTER_MAX];         /* per origin: down, so maybe to be waived */
     uint64_t down_probe[CONF_CLUSTER_MAX]; /* ... once this probe came back */
@@ -166,6 +174,16 @@ void cluster__xh_take(cluster_t *c, cl_msg_t *m);
 /** N.node.<self>.xchk / .xans arrived (libnats's delivery thread). */
 void cluster__xh_on_check(cluster_t *c, natsConnection *nc, natsMsg *msg);
 void cluster__xh_on_answer(cluster_t *c, natsMsg *msg);
+
+/** N.node.<self>.xapq (is it applied?) / .xapd (it is) arrived (libnats's delivery thread). */
+void cluster__xh_on_query(cluster_t *c, natsConnection *nc, natsMsg *msg);
+void cluster__xh_on_applied(cluster_t *c, natsMsg *msg);
+
+/** N.node.<self>.xrd: a reader of another home read up to an id (libnats's thread). */
+void cluster__xh_on_read(cluster_t *c, natsMsg *msg);
+
+/** N.node.<self>.xpr: a presence change of a user of another home (libnats's thread). */
+void cluster__xh_on_presence(cluster_t *c, natsMsg *msg);
 
 /** Free what a refused or leftover MSG_X* message carries (any thread). */
 void cluster__xh_drop(cluster_t *c, cl_msg_t *m);

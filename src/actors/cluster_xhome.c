@@ -9,6 +9,7 @@
 
 #include "actors/cluster.h"
 #include "actors/cluster_int.h"
+#include "actors/message.h"
 #include "actors/server.h"
 #include "actors/store.h"
 #include "actors/worker.h"
@@ -32,12 +33,15 @@
  * publishing it (its outbox), and a resend of its client_msg_id returns its id. */
 #define BUS_FAILED "the message bus did not store the message in time; retry with the same " \
                    "client_msg_id"
+/* Stored (at the sender's home and on the bus) but not in every timeline in time. */
+#define NOT_APPLIED "the message is stored but not yet in every timeline; retry with the same " \
+                    "client_msg_id"
+#define QUERY_MAX (8 + 2 * (KV_ID_MAX + 1))
 
 /* A message committed here, on its way: published (unless it stays here), answered, then
  * into this home's merge, in id order. */
 typedef struct xh_out {
     struct xh_out *next;
-    store_send_t *r;      /* the request to answer (NULL once answered); owns nothing else */
     uint8_t *xmsg;        /* the XHOME_MSG, owned */
     size_t xmsg_len;
     uint64_t id;
@@ -45,7 +49,6 @@ typedef struct xh_out {
     uint64_t skip_sid;    /* the sending session */
     bool stored;          /* JetStream has it (or it stays here) */
     uint64_t sent_ms;     /* the last publish (0: to do) */
-    uint64_t committed_ms; /* when the store handed it over */
 } xh_out_t;
 
 /* A check waiting for the recipient's home. */
@@ -53,18 +56,44 @@ typedef struct xh_check {
     struct xh_check *next;
     uint64_t token;
     uint64_t deadline_ms;
-    store_send_t *r;
+    store_send_t *r;      /* a SEND, or */
+    store_op_t *op;       /* a CONTACT_ADD or BLOCK: does the user exist at its home? */
 } xh_check_t;
+
+/* A send waiting to be in every timeline before its OK (PROTOCOL.md: SEND_ACK{OK} means
+ * stored in every recipient's timeline). */
+typedef struct xh_wait {
+    struct xh_wait *next;
+    store_send_t *r;      /* the request to answer, owned */
+    uint64_t id;
+    bool own;             /* still to be applied by this home's store */
+    bool remote;          /* still to be reported applied by the recipient's home */
+    bool stored;          /* JetStream has it (or it stays here) */
+    uint64_t since_ms;    /* committed (or resent) */
+    uint64_t asked_ms;    /* the last query to the recipient's home (0: none yet) */
+} xh_wait_t;
 
 /* ---- answering a sender ------------------------------------------------------------------ */
 
-/* Hand @p r back to whoever asked (a session's worker, or the admin API's done). */
-static void answer(cluster_t *c, store_send_t *r)
+/* Hand request @p q back to session @p sid of worker @p worker (false: no such worker). */
+static bool to_session(cluster_t *c, uint32_t worker, uint64_t sid, store_req_t *q)
 {
     server_t *srv = c->srv;
     delivery_t *d;
 
-    if (r->worker == STORE_NO_WORKER || srv == NULL) {
+    if (srv == NULL || worker >= srv->nworkers)
+        return false;
+    d = mem_calloc(sizeof(*d));
+    d->sid = sid;
+    d->done = q;
+    worker_deliver(srv->workers[worker], d, 1);
+    return true;
+}
+
+/* Hand @p r back to whoever asked (a session's worker, or the admin API's done). */
+static void answer(cluster_t *c, store_send_t *r)
+{
+    if (r->worker == STORE_NO_WORKER || c->srv == NULL) {
         mem_free(r->xmsg);
         mem_free(r);
         return;
@@ -73,14 +102,19 @@ static void answer(cluster_t *c, store_send_t *r)
         r->hdr.done(&r->hdr);
         return;
     }
-    if (r->worker >= srv->nworkers) {
+    if (!to_session(c, r->worker, r->sid, &r->hdr))
         mem_free(r);
-        return;
-    }
-    d = mem_calloc(sizeof(*d));
-    d->sid = r->sid;
-    d->done = &r->hdr;
-    worker_deliver(srv->workers[r->worker], d, 1);
+}
+
+/* Hand op @p op back to its session (answered here, not by the store). */
+static void answer_op(cluster_t *c, store_op_t *op, int code, const char *reason)
+{
+    op->code = code;
+    snprintf(op->reason, sizeof(op->reason), "%s", reason);
+    if (code == cim_Code_SERVER_BUSY)
+        atomic_fetch_add_explicit(&c->x_refused, 1, memory_order_relaxed);
+    if (!to_session(c, op->worker, op->sid, &op->hdr))
+        mem_free(op);
 }
 
 /* Answer @p r SERVER_BUSY with @p reason (the node it names, if any, already in it). */
@@ -104,9 +138,12 @@ static void busy_home(cluster_t *c, store_send_t *r, const char *what)
 
 /* ---- any thread -------------------------------------------------------------------------- */
 
-void cluster_set_xhome(cluster_t *c, cluster_check_cb check, void *srv)
+void cluster_set_xhome(cluster_t *c, cluster_check_cb check, cluster_has_cb has,
+                       cluster_deliver_cb deliver, void *srv)
 {
     c->check_cb = check;
+    c->has_cb = has;
+    c->deliver_cb = deliver;
     c->srv = srv;
 }
 
@@ -118,23 +155,45 @@ static cl_msg_t *msg_new(int kind, size_t len)
     return m;
 }
 
-int cluster_xhome_send(cluster_t *c, store_send_t *r)
+static int post_send(cluster_t *c, int kind, void *r)
 {
     cl_msg_t *m;
     int rc;
 
     if (!c->enabled)
         return RC_ECLOSED;
-    m = msg_new(MSG_XCHECK, 0);
+    m = msg_new(kind, 0);
     m->ptr = r;
     if ((rc = mbox_send(&c->box, &m->node)) < 0)
         mem_free(m);
     return rc;
 }
 
+int cluster_xhome_send(cluster_t *c, store_send_t *r)
+{
+    return post_send(c, MSG_XCHECK, r);
+}
+
+int cluster_xhome_resend(cluster_t *c, store_send_t *r)
+{
+    return post_send(c, MSG_XRESEND, r);
+}
+
+int cluster_xhome_check_op(cluster_t *c, store_op_t *op)
+{
+    return post_send(c, MSG_XCHECK_OP, op);
+}
+
 void cluster_xhome_committed(cluster_t *c, store_send_t *r)
 {
     cl_msg_t *m = msg_new(MSG_XCOMMITTED, 0);
+    m->ptr = r;
+    cluster__post(c, m, true);
+}
+
+void cluster_xhome_wait(cluster_t *c, store_send_t *r)
+{
+    cl_msg_t *m = msg_new(MSG_XWAIT, 0);
     m->ptr = r;
     cluster__post(c, m, true);
 }
@@ -161,7 +220,12 @@ void cluster__xh_drop(cluster_t *c, cl_msg_t *m)
 {
     (void)c;
     switch (m->kind) {
+    case MSG_XCHECK_OP:
+        mem_free(m->ptr);
+        break;
     case MSG_XCHECK:
+    case MSG_XRESEND:
+    case MSG_XWAIT:
     case MSG_XCOMMITTED: {
         store_send_t *r = m->ptr;
         if (r != NULL)
@@ -183,6 +247,12 @@ void cluster__xh_drop(cluster_t *c, cl_msg_t *m)
         break;
     }
     m->ptr = NULL;
+}
+
+/* A request nobody waits for: freed once the store is done with it. */
+static void free_req(store_req_t *q)
+{
+    mem_free(q);
 }
 
 /* ---- libnats's delivery thread ----------------------------------------------------------- */
@@ -212,8 +282,8 @@ void cluster__xh_on_check(cluster_t *c, natsConnection *nc, natsMsg *msg)
     uint32_t origin;
     int code, n;
 
-    if (reply == NULL || end - p < 12 || end - p > CHECK_REQ_MAX || !next_id(&q, end, app) ||
-        !next_id(&q, end, from) || !next_id(&q, end, to) || q != end) {
+    if (reply == NULL || end - p < 12 || end - p > CHECK_REQ_MAX + XHOME_REC_MAX ||
+        !next_id(&q, end, app) || !next_id(&q, end, from) || !next_id(&q, end, to)) {
         atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
         return;
     }
@@ -230,6 +300,9 @@ void cluster__xh_on_check(cluster_t *c, natsConnection *nc, natsMsg *msg)
         code = c->check_cb != NULL ? c->check_cb(c->srv, app, from, to, &why)
                                    : cim_Code_SERVER_BUSY;
     }
+    /* What follows the strings: a transient message, delivered when the check is OK. */
+    if (code == cim_Code_OK && q != end && c->deliver_cb != NULL)
+        c->deliver_cb(c->srv, app, to, (const uint8_t *)q, (size_t)(end - q));
     memcpy(out, p, 8); /* the token */
     be32_put(out + 8, (uint32_t)code);
     be64_put(out + 12, atomic_load_explicit(&c->xreleased, memory_order_relaxed));
@@ -259,6 +332,116 @@ void cluster__xh_on_answer(cluster_t *c, natsMsg *msg)
     m->data[len - 20] = '\0';
     m->len = len - 20;
     cluster__post(c, m, true);
+}
+
+/* The recipient's home: is message id (of app, user) applied here? Answered "yes" on the
+ * reply subject (the origin's .xapd) when it is, nothing otherwise: the origin asks again. */
+void cluster__xh_on_query(cluster_t *c, natsConnection *nc, natsMsg *msg)
+{
+    const char *p = natsMsg_GetData(msg), *reply = natsMsg_GetReply(msg);
+    const char *end = p + natsMsg_GetDataLength(msg), *q = p + 8;
+    char app[KV_ID_MAX + 1], user[KV_ID_MAX + 1];
+
+    if (reply == NULL || end - p < 8 || end - p > QUERY_MAX || !next_id(&q, end, app) ||
+        !next_id(&q, end, user) || q != end || strncmp(reply, c->prefix, strlen(c->prefix))) {
+        atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
+        return;
+    }
+    if (c->has_cb != NULL && c->has_cb(c->srv, app, user, be64_get((const uint8_t *)p)))
+        (void)natsConnection_Publish(nc, reply, p, 8); /* best effort: asked again */
+}
+
+/* The origin: message id is applied at the recipient's home. */
+void cluster__xh_on_applied(cluster_t *c, natsMsg *msg)
+{
+    cl_msg_t *m;
+
+    if (natsMsg_GetDataLength(msg) != 8) {
+        atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
+        return;
+    }
+    m = msg_new(MSG_XAPD, 0);
+    m->id = be64_get((const uint8_t *)natsMsg_GetData(msg));
+    cluster__post(c, m, true);
+}
+
+/* A read notice: u64 up_to, then app NUL reader NUL peer NUL. */
+void cluster_xhome_read(cluster_t *c, const char *app, const char *reader, const char *peer,
+                        uint64_t up_to)
+{
+    cl_msg_t *m;
+    size_t n = 8;
+
+    if (!c->enabled)
+        return;
+    m = msg_new(MSG_XREAD, QUERY_MAX + KV_ID_MAX + 1);
+    m->to = cluster_home(c, app, peer);
+    be64_put(m->data, up_to);
+    n += (size_t)snprintf((char *)m->data + n, m->len - n, "%s", app) + 1;
+    n += (size_t)snprintf((char *)m->data + n, m->len - n, "%s", reader) + 1;
+    n += (size_t)snprintf((char *)m->data + n, m->len - n, "%s", peer) + 1;
+    m->len = n;
+    cluster__post(c, m, false); /* best effort: an event */
+}
+
+void cluster__xh_on_read(cluster_t *c, natsMsg *msg)
+{
+    const char *p = natsMsg_GetData(msg);
+    const char *end = p + natsMsg_GetDataLength(msg), *q = p + 8;
+    server_t *srv = c->srv;
+    store_op_t *op;
+
+    op = store_op_new(0);
+    if (end - p < 8 || end - p > QUERY_MAX + KV_ID_MAX + 1 || !next_id(&q, end, op->app) ||
+        !next_id(&q, end, op->user) || !next_id(&q, end, op->target) || q != end ||
+        cluster_home(c, op->app, op->target) != c->self || srv == NULL) {
+        atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
+        mem_free(op);
+        return;
+    }
+    op->type = STORE_OP_PEER_READ;
+    op->msg_id = be64_get((const uint8_t *)p);
+    op->worker = STORE_NO_WORKER;
+    op->hdr.done = free_req;
+    if (store_op(srv->store, op) < 0)
+        mem_free(op); /* stopping */
+}
+
+void cluster_set_presence(cluster_t *c, cluster_presence_cb cb)
+{
+    c->presence_cb = cb;
+}
+
+/* A presence notice: app NUL user NUL, then the encoded Event. */
+void cluster_presence(cluster_t *c, const char *app, const char *user, const uint8_t *ev,
+                      size_t len)
+{
+    cl_msg_t *m;
+    size_t n = 0;
+
+    if (!c->enabled || len > CLUSTER_EVENT_MAX)
+        return;
+    m = msg_new(MSG_XPRES, 2 * (KV_ID_MAX + 1) + len);
+    n += (size_t)snprintf((char *)m->data + n, m->len - n, "%s", app) + 1;
+    n += (size_t)snprintf((char *)m->data + n, m->len - n, "%s", user) + 1;
+    memcpy(m->data + n, ev, len);
+    m->len = n + len;
+    cluster__post(c, m, false); /* best effort: an event */
+}
+
+void cluster__xh_on_presence(cluster_t *c, natsMsg *msg)
+{
+    const char *p = natsMsg_GetData(msg), *q = p;
+    const char *end = p + natsMsg_GetDataLength(msg);
+    char app[KV_ID_MAX + 1], user[KV_ID_MAX + 1];
+
+    if (end - p > 2 * (KV_ID_MAX + 1) + CLUSTER_EVENT_MAX || !next_id(&q, end, app) ||
+        !next_id(&q, end, user) || q == end || cluster_home(c, app, user) == c->self) {
+        atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
+        return;
+    }
+    if (c->presence_cb != NULL)
+        c->presence_cb(c->srv, app, user, (const uint8_t *)q, (size_t)(end - q));
 }
 
 /* What this home consumes: hand it over with its stream sequence; a malformed one is
@@ -484,20 +667,24 @@ void cluster__xh_stop(cluster_t *c)
     c->js_ready = false;
     for (o = c->out_head; o != NULL; o = onext) {
         onext = o->next;
-        if (o->r != NULL) {
-            mem_free(o->r->xmsg);
-            mem_free(o->r); /* stopping: its session is gone; the outbox keeps the message */
-        }
-        mem_free(o->xmsg);
+        mem_free(o->xmsg); /* the outbox keeps the message */
         mem_free(o);
     }
     c->out_head = c->out_tail = NULL;
     for (k = c->checks; k != NULL; k = knext) {
         knext = k->next;
         mem_free(k->r);
+        mem_free(k->op);
         mem_free(k);
     }
     c->checks = NULL;
+    for (xh_wait_t *wt = c->waits, *wnext; wt != NULL; wt = wnext) {
+        wnext = wt->next;
+        mem_free(wt->r->xmsg);
+        mem_free(wt->r); /* stopping: its session is gone */
+        mem_free(wt);
+    }
+    c->waits = NULL;
     xmerge_clear(&c->merge, drop_apply);
 }
 
@@ -612,6 +799,88 @@ static void own_to_merge(cluster_t *c)
     }
 }
 
+/* ---- waiting for the timelines ---------------------------------------------------------- */
+
+enum { W_OWN, W_REMOTE, W_STORED, W_FAILED };
+
+static xh_wait_t *wait_add(cluster_t *c, store_send_t *r, bool own, bool remote, bool stored)
+{
+    xh_wait_t *w = mem_calloc(sizeof(*w));
+
+    w->r = r;
+    w->id = r->msg_id;
+    w->own = own;
+    w->remote = remote;
+    w->stored = stored;
+    w->since_ms = cluster__now_ms();
+    w->next = c->waits;
+    c->waits = w;
+    return w;
+}
+
+/* Ask the recipient's home whether it applied @p w's message (its answer: MSG_XAPD). */
+static void ask(cluster_t *c, xh_wait_t *w, uint64_t now)
+{
+    uint8_t req[QUERY_MAX];
+    char subj[SUBJ_MAX], reply[SUBJ_MAX];
+    size_t n = 8;
+
+    w->asked_ms = now;
+    if (!cluster_bus_up(c) || c->nc == NULL)
+        return;
+    be64_put(req, w->id);
+    n += (size_t)snprintf((char *)req + n, sizeof(req) - n, "%s", w->r->app) + 1;
+    n += (size_t)snprintf((char *)req + n, sizeof(req) - n, "%s", w->r->to) + 1;
+    snprintf(subj, sizeof(subj), "%s.node.%u.xapq", c->conf->cluster_name, w->r->home);
+    snprintf(reply, sizeof(reply), "%s.node.%u.xapd", c->conf->cluster_name, c->self);
+    (void)natsConnection_PublishRequest(c->nc, subj, reply, req, (int)n); /* best effort:
+                                                                            asked again */
+}
+
+/* What happened to message @p id (W_*): the waits for it that are done are answered. */
+static void waits_mark(cluster_t *c, uint64_t id, int what)
+{
+    xh_wait_t **pp = &c->waits, *w;
+
+    while ((w = *pp) != NULL) {
+        if (w->id == id) {
+            w->own = w->own && what != W_OWN;
+            w->remote = w->remote && what != W_REMOTE;
+            w->stored = w->stored || what == W_STORED;
+            if (what == W_FAILED || (!w->own && !w->remote)) {
+                *pp = w->next;
+                if (what == W_FAILED)
+                    busy(c, w->r, BUS_FAILED); /* the outbox keeps publishing it */
+                else
+                    answer(c, w->r);
+                mem_free(w);
+                continue;
+            }
+        }
+        pp = &w->next;
+    }
+}
+
+/* Timeouts, and queries for reports that did not come. */
+static void waits_tick(cluster_t *c, uint64_t now)
+{
+    xh_wait_t **pp = &c->waits, *w;
+
+    while ((w = *pp) != NULL) {
+        if (now - w->since_ms >= CLUSTER_APPLIED_WAIT_MS) {
+            *pp = w->next;
+            busy(c, w->r, w->stored ? NOT_APPLIED : BUS_FAILED);
+            mem_free(w);
+            continue;
+        }
+        if (w->remote && w->stored &&
+            now - (w->asked_ms > w->since_ms ? w->asked_ms : w->since_ms) >=
+                CLUSTER_APPLIED_ASK_MS)
+            ask(c, w, now);
+        pp = &w->next;
+    }
+}
+
 /* ---- publishing ------------------------------------------------------------------------- */
 
 static void publish(cluster_t *c, xh_out_t *o)
@@ -648,11 +917,12 @@ static void take_committed(cluster_t *c, store_send_t *r)
     r->xmsg = NULL;
     o->id = r->msg_id;
     o->home = r->home;
-    o->committed_ms = cluster__now_ms();
     o->skip_sid = r->sid; /* a republish: 0 */
-    o->r = r->worker == STORE_NO_WORKER ? NULL : r;
-    if (o->r == NULL)
+    /* Answered once it is in every timeline: this home's, and the recipient's home's. */
+    if (r->worker == STORE_NO_WORKER)
         mem_free(r);
+    else
+        (void)wait_add(c, r, true, o->home != c->self, o->home == c->self);
     /* The store commits in id order and hands over in commit order; the outbox (at start)
      * comes before anything new. An out-of-order one still goes where it belongs. */
     if (c->out_tail == NULL || c->out_tail->id < o->id) {
@@ -669,15 +939,10 @@ static void take_committed(cluster_t *c, store_send_t *r)
         *pp = o;
     }
     c->nout++;
-    if (o->home == c->self) {
+    if (o->home == c->self)
         o->stored = true; /* it stays here: nothing to wait for */
-        if (o->r != NULL) {
-            answer(c, o->r);
-            o->r = NULL;
-        }
-    } else {
+    else
         publish(c, o);
-    }
 }
 
 static void take_ack(cluster_t *c, const cl_msg_t *m)
@@ -691,55 +956,103 @@ static void take_ack(cluster_t *c, const cl_msg_t *m)
         return; /* an answer to a repeat */
     if (m->code != 0) {
         o->sent_ms = cluster__now_ms(); /* again after CLUSTER_PUBLISH_WAIT_MS */
-        if (o->r != NULL) {
-            busy(c, o->r, BUS_FAILED);
-            o->r = NULL;
-        }
+        waits_mark(c, o->id, W_FAILED);
         return;
     }
     o->stored = true;
     atomic_fetch_add_explicit(&c->x_forwarded, 1, memory_order_relaxed);
     if ((i = cluster__index_of(c, o->home)) >= 0 && m->seq > c->acked_seq[i])
         c->acked_seq[i] = m->seq;
-    if (o->r != NULL) {
-        o->r->code = cim_Code_OK;
-        answer(c, o->r);
-        o->r = NULL;
-    }
+    waits_mark(c, o->id, W_STORED);
 }
 
 /* ---- checks ----------------------------------------------------------------------------- */
 
-static void take_check(cluster_t *c, store_send_t *r)
+/* Ask @p home whether @p from may send to @p to (@p k waits for the answer), with @p rec
+ * (@p rlen bytes, maybe none) after the strings: a transient message to deliver. */
+static void check_publish(cluster_t *c, xh_check_t *k, const char *app, const char *from,
+                          const char *to, uint32_t home, const uint8_t *rec, size_t rlen)
 {
-    uint8_t req[CHECK_REQ_MAX];
+    uint8_t *req = mem_alloc(CHECK_REQ_MAX + rlen);
     char subj[SUBJ_MAX], reply[SUBJ_MAX];
     size_t n = 12;
+
+    k->token = ++c->next_token;
+    k->deadline_ms = cluster__now_ms() + CLUSTER_CHECK_TIMEOUT_MS;
+    k->next = c->checks;
+    c->checks = k;
+    be64_put(req, k->token);
+    be32_put(req + 8, c->self);
+    n += (size_t)snprintf((char *)req + n, CHECK_REQ_MAX - n, "%s", app) + 1;
+    n += (size_t)snprintf((char *)req + n, CHECK_REQ_MAX - n, "%s", from) + 1;
+    n += (size_t)snprintf((char *)req + n, CHECK_REQ_MAX - n, "%s", to) + 1;
+    if (rlen > 0)
+        memcpy(req + n, rec, rlen);
+    snprintf(subj, sizeof(subj), "%s.node.%u.xchk", c->conf->cluster_name, home);
+    snprintf(reply, sizeof(reply), "%s.node.%u.xans", c->conf->cluster_name, c->self);
+    (void)natsConnection_PublishRequest(c->nc, subj, reply, req, (int)(n + rlen)); /* best
+                                                           effort: a lost one times out */
+    mem_free(req);
+}
+
+static void take_check(cluster_t *c, store_send_t *r)
+{
     xh_check_t *k;
+    blob_t *b = NULL;
 
     if (!cluster_bus_up(c) || !cluster_node_alive(c, r->home)) {
         busy_home(c, r, "is unavailable");
         return;
     }
-    if (!c->js_ready) {
+    if (r->transient) {
+        if ((b = message_encode(r, r->body, r->body_len)) == NULL) {
+            r->code = cim_Code_INTERNAL;
+            snprintf(r->reason, sizeof(r->reason), "cannot encode the message");
+            answer(c, r);
+            return;
+        }
+    } else if (!c->js_ready) {
         busy(c, r, "the message bus (JetStream) is unavailable; retry later");
         return;
     }
     k = mem_calloc(sizeof(*k));
-    k->token = ++c->next_token;
-    k->deadline_ms = cluster__now_ms() + CLUSTER_CHECK_TIMEOUT_MS;
     k->r = r;
-    k->next = c->checks;
-    c->checks = k;
-    be64_put(req, k->token);
-    be32_put(req + 8, c->self);
-    n += (size_t)snprintf((char *)req + n, sizeof(req) - n, "%s", r->app) + 1;
-    n += (size_t)snprintf((char *)req + n, sizeof(req) - n, "%s", r->from) + 1;
-    n += (size_t)snprintf((char *)req + n, sizeof(req) - n, "%s", r->to) + 1;
-    snprintf(subj, sizeof(subj), "%s.node.%u.xchk", c->conf->cluster_name, r->home);
-    snprintf(reply, sizeof(reply), "%s.node.%u.xans", c->conf->cluster_name, c->self);
-    (void)natsConnection_PublishRequest(c->nc, subj, reply, req, (int)n); /* best effort: a
-                                                                            lost one times out */
+    check_publish(c, k, r->app, r->from, r->to, r->home, b != NULL ? b->data : NULL,
+                  b != NULL ? b->len : 0);
+    if (b != NULL)
+        blob_unref(b);
+}
+
+/* CONTACT_ADD or BLOCK of a user of another home: does it exist there? */
+static void take_check_op(cluster_t *c, store_op_t *op)
+{
+    uint32_t home = cluster_home(c, op->app, op->target);
+    xh_check_t *k;
+    char why[sizeof(op->reason)];
+
+    if (!cluster_bus_up(c) || !cluster_node_alive(c, home)) {
+        snprintf(why, sizeof(why), "that user's home node (node %u) is unavailable; retry later",
+                 home);
+        answer_op(c, op, cim_Code_SERVER_BUSY, why);
+        return;
+    }
+    k = mem_calloc(sizeof(*k));
+    k->op = op;
+    check_publish(c, k, op->app, op->user, op->target, home, NULL, 0);
+}
+
+/* The answer to an op's check: a user that blocked the asker exists all the same. */
+static void answer_check_op(cluster_t *c, store_op_t *op, const cl_msg_t *m)
+{
+    server_t *srv = c->srv;
+
+    if (m->code == cim_Code_OK || m->code == cim_Code_BLOCKED) {
+        if (srv == NULL || store_op(srv->store, op) < 0)
+            answer_op(c, op, cim_Code_SERVER_BUSY, "server busy; retry later");
+        return;
+    }
+    answer_op(c, op, m->code,
+              m->data[0] != '\0' ? (const char *)m->data : "refused by that user's home");
 }
 
 static void take_answer(cluster_t *c, const cl_msg_t *m)
@@ -754,11 +1067,18 @@ static void take_answer(cluster_t *c, const cl_msg_t *m)
         return; /* timed out already */
     *pp = k->next;
     r = k->r;
+    if (k->op != NULL)
+        answer_check_op(c, k->op, m);
     mem_free(k);
-    if (m->code != cim_Code_OK) {
+    if (r == NULL)
+        return;
+    if (m->code != cim_Code_OK || r->transient) {
+        /* a transient one was delivered by the home: nothing to store */
         r->code = m->code;
         snprintf(r->reason, sizeof(r->reason), "%s",
-                 m->data[0] != '\0' ? (const char *)m->data : "refused by the recipient's home");
+                 m->code == cim_Code_OK    ? ""
+                 : m->data[0] != '\0' ? (const char *)m->data
+                                       : "refused by the recipient's home");
         if (m->code == cim_Code_SERVER_BUSY)
             atomic_fetch_add_explicit(&c->x_refused, 1, memory_order_relaxed);
         answer(c, r);
@@ -780,7 +1100,11 @@ static void expire_checks(cluster_t *c, uint64_t now)
             continue;
         }
         *pp = k->next;
-        busy_home(c, k->r, "did not answer");
+        if (k->op != NULL)
+            answer_op(c, k->op, cim_Code_SERVER_BUSY,
+                      "that user's home node did not answer; retry later");
+        else
+            busy_home(c, k->r, "did not answer");
         mem_free(k);
     }
 }
@@ -853,6 +1177,24 @@ static void take_in(cluster_t *c, cl_msg_t *m)
     apply_watermarks(c);
 }
 
+/* @p a is in its timelines here: its sender (this home) may answer OK; another origin is
+ * told (N.node.<origin>.xapd; lost, it asks again). */
+static void report_applied(cluster_t *c, const store_apply_t *a)
+{
+    char subj[SUBJ_MAX];
+    uint8_t id[8];
+
+    if (a->origin == c->self) {
+        waits_mark(c, a->id, W_OWN);
+        return;
+    }
+    if (!cluster_bus_up(c) || c->nc == NULL)
+        return;
+    be64_put(id, a->id);
+    snprintf(subj, sizeof(subj), "%s.node.%u.xapd", c->conf->cluster_name, a->origin);
+    (void)natsConnection_Publish(c->nc, subj, id, 8); /* best effort: the origin asks again */
+}
+
 static void take_applied(cluster_t *c, store_apply_t *a)
 {
     natsMsg *nm = a->ctx;
@@ -867,6 +1209,8 @@ static void take_applied(cluster_t *c, store_apply_t *a)
             atomic_fetch_add_explicit(&c->x_late, 1, memory_order_relaxed);
         else if (a->result == STORE_APPLIED && a->origin != c->self)
             atomic_fetch_add_explicit(&c->x_consumed, 1, memory_order_relaxed);
+        if (a->result != STORE_APPLY_LATE)
+            report_applied(c, a);
         if (nm != NULL && natsMsg_Ack(nm, NULL) != NATS_OK)
             LOG_RL(LOG_LVL_WARN, "cluster: cannot acknowledge message %" PRIu64
                                  " (JetStream redelivers it; applied once)", a->id);
@@ -957,15 +1301,22 @@ void cluster__xh_tick(cluster_t *c)
     for (xh_out_t *o = c->out_head; o != NULL; o = o->next) {
         if (o->stored)
             continue;
-        if (o->r != NULL && now - o->committed_ms >= CLUSTER_PUBLISH_WAIT_MS) {
-            busy(c, o->r, BUS_FAILED); /* the sender hears; the outbox keeps trying */
-            o->r = NULL;
-        }
         if (can && now - o->sent_ms >= CLUSTER_PUBLISH_WAIT_MS + 500)
             publish(c, o); /* again: lost, refused, or the bus was down */
     }
+    waits_tick(c, now);
     send_watermark(c);
     release(c);
+}
+
+/* Publish @p m's data to N.node.<node>.<what> (core NATS: best effort, an event). */
+static void notice(cluster_t *c, uint32_t node, const char *what, const cl_msg_t *m)
+{
+    char subj[SUBJ_MAX];
+
+    snprintf(subj, sizeof(subj), "%s.node.%u.%s", c->conf->cluster_name, node, what);
+    if (cluster_bus_up(c) && c->nc != NULL)
+        (void)natsConnection_Publish(c->nc, subj, m->data, (int)m->len);
 }
 
 void cluster__xh_take(cluster_t *c, cl_msg_t *m)
@@ -997,6 +1348,28 @@ void cluster__xh_take(cluster_t *c, cl_msg_t *m)
         break;
     case MSG_XAPPLIED:
         take_applied(c, m->ptr);
+        break;
+    case MSG_XRESEND: {
+        store_send_t *r = m->ptr;
+        ask(c, wait_add(c, r, false, true, true), cluster__now_ms());
+        break;
+    }
+    case MSG_XAPD:
+        waits_mark(c, m->id, W_REMOTE);
+        break;
+    case MSG_XWAIT:
+        (void)wait_add(c, m->ptr, true, false, true);
+        break;
+    case MSG_XCHECK_OP:
+        take_check_op(c, m->ptr);
+        break;
+    case MSG_XREAD:
+        notice(c, m->to, "xrd", m);
+        break;
+    case MSG_XPRES:
+        for (size_t i = 0; i < c->n; i++)
+            if (c->nodes[i] != c->self)
+                notice(c, c->nodes[i], "xpr", m);
         break;
     default:
         break;

@@ -111,6 +111,20 @@ int send_check_home(void *ctx, const char *app, const char *from, const char *to
     return code;
 }
 
+bool send_has_home(void *ctx, const char *app, const char *user, uint64_t id)
+{
+    server_t *srv = ctx;
+    uint8_t key[KV_UKEY_MAX];
+    kv_txn_t *txn = NULL;
+    bool has;
+
+    if (kv_begin(srv->kv, KV_READ, &txn) < 0)
+        return false;
+    has = kv_timeline_has(txn, key, kv_ukey(key, app, user), id) == 0;
+    kv_abort(txn);
+    return has;
+}
+
 /* Sessions a transient message goes to, gathered per worker. */
 typedef struct troute {
     server_t *srv;
@@ -154,6 +168,41 @@ static int troute_member(void *ctx, const uint8_t *sfx, size_t slen, const uint8
     return 0;
 }
 
+static void troute_init(troute_t *t, server_t *srv, const char *app, uint64_t skip_sid,
+                        blob_t *b)
+{
+    memset(t, 0, sizeof(*t));
+    t->srv = srv;
+    t->app = app;
+    t->skip_sid = skip_sid;
+    t->b = b;
+    t->items = mem_calloc(srv->nworkers * sizeof(*t->items));
+    t->n = mem_calloc(srv->nworkers * sizeof(*t->n));
+}
+
+/* One mailbox message per worker, like the store's completions; frees @p t. */
+static void troute_flush(troute_t *t)
+{
+    for (uint32_t wi = 0; wi < t->srv->nworkers; wi++)
+        if (t->n[wi] > 0)
+            worker_deliver(t->srv->workers[wi], t->items[wi], t->n[wi]);
+    mem_free(t->items);
+    mem_free(t->n);
+    blob_unref(t->b);
+}
+
+void send_deliver_home(void *ctx, const char *app, const char *user, const uint8_t *rec,
+                       size_t len)
+{
+    blob_t *b = blob_new(len);
+    troute_t t;
+
+    memcpy(b->data, rec, len);
+    troute_init(&t, ctx, app, 0, b);
+    troute_user(&t, user);
+    troute_flush(&t);
+}
+
 int send_transient_route(server_t *srv, store_send_t *meta, const uint8_t *body, size_t len,
                          uint64_t skip_sid)
 {
@@ -161,16 +210,13 @@ int send_transient_route(server_t *srv, store_send_t *meta, const uint8_t *body,
     kv_txn_t *txn = NULL;
     troute_t t;
     uint64_t gid;
+    blob_t *b;
 
-    meta->time_ms = snowflake_now_ms();
-    memset(&t, 0, sizeof(t));
-    t.srv = srv;
-    t.app = meta->app;
-    t.skip_sid = skip_sid;
-    if ((t.b = message_encode(meta, body, len)) == NULL)
+    if (meta->time_ms == 0)
+        meta->time_ms = snowflake_now_ms();
+    if ((b = message_encode(meta, body, len)) == NULL)
         return RC_EINVAL;
-    t.items = mem_calloc(srv->nworkers * sizeof(*t.items));
-    t.n = mem_calloc(srv->nworkers * sizeof(*t.n));
+    troute_init(&t, srv, meta->app, skip_sid, b);
     if (meta->conv_type == cim_ConvType_GROUP) {
         /* every member, the sender's other devices included */
         if (group_id_parse(meta->to, &gid) == 0 && kv_begin(srv->kv, KV_READ, &txn) == 0) {
@@ -183,12 +229,6 @@ int send_transient_route(server_t *srv, store_send_t *meta, const uint8_t *body,
         if (strcmp(meta->to, meta->from) != 0)
             troute_user(&t, meta->from);
     }
-    /* One mailbox message per worker, like the store's completions. */
-    for (uint32_t wi = 0; wi < srv->nworkers; wi++)
-        if (t.n[wi] > 0)
-            worker_deliver(srv->workers[wi], t.items[wi], t.n[wi]);
-    mem_free(t.items);
-    mem_free(t.n);
-    blob_unref(t.b);
+    troute_flush(&t);
     return 0;
 }

@@ -49,9 +49,22 @@ int send_check_home(void *ctx, const char *app, const char *from, const char *to
                     const char **why);
 
 /**
+ * Is message @p id in the timeline of @p user of @p app here (cluster_has_cb; @p ctx is
+ * the server_t)? A storage error reads as false.
+ */
+bool send_has_home(void *ctx, const char *app, const char *user, uint64_t id);
+
+/**
+ * Deliver transient message @p rec (encoded cim.Message) to the live sessions of @p user
+ * here (cluster_deliver_cb; @p ctx is the server_t): one sent from another home.
+ */
+void send_deliver_home(void *ctx, const char *app, const char *user, const uint8_t *rec,
+                       size_t len);
+
+/**
  * Route a transient message at once: encode it from @p meta (app, from, to, conv_type,
- * msg_type, from_kind, cmid; time_ms is set here) and hand it to every online device of
- * the recipient (every member for a group) and of the sender, except session @p skip_sid
+ * msg_type, from_kind, cmid; time_ms, unless set, is set here) and hand it to every online
+ * device of the recipient (every member for a group) and of the sender, except session @p skip_sid
  * (0: none). Best effort: nothing is stored.
  * @return 0, or RC_EINVAL (cannot encode).
  */

@@ -14,6 +14,7 @@
 #include "actors/relay.h"
 #include "actors/router.h"
 #include "actors/send.h"
+#include "actors/session.h"
 #include "actors/store.h"
 #include "actors/throttle.h"
 #include "actors/watchdog.h"
@@ -129,7 +130,8 @@ int server_start(const conf_t *conf, server_t **out)
      * with the workers (server_run), to which it hands relayed sessions' frames. */
     s->cluster = cluster_new(conf);
     cluster_set_relay(s->cluster, relay_on_bus, relay_on_node_down, s);
-    cluster_set_xhome(s->cluster, send_check_home, s);
+    cluster_set_xhome(s->cluster, send_check_home, send_has_home, send_deliver_home, s);
+    cluster_set_presence(s->cluster, session_presence_here);
     if (strcmp(conf->ws_listen, "off") != 0 && (rc = ws_global_new(s, &s->ws)) < 0)
         goto fail;
     s->main = mem_calloc(sizeof(*s->main));

@@ -8,9 +8,11 @@
 #include <pb_decode.h>
 #include <pb_encode.h>
 
+#include "actors/cluster.h"
 #include "actors/message.h"
 #include "actors/relay.h"
 #include "actors/router.h"
+#include "actors/send.h"
 #include "actors/store.h"
 #include "actors/ws.h"
 #include "cim.pb.h"
@@ -757,6 +759,9 @@ static void complete_send(session_t *s, store_send_t *req)
 
     if (req->xhome && s->xsends > 0)
         s->xsends--;
+    if (req->transient && req->code == cim_Code_OK &&
+        send_transient_route(s->w->srv, req, req->body, req->body_len, s->sid) < 0)
+        LOG_RL(LOG_LVL_WARN, "cannot encode a transient message");
 
     rsp.req_id = req->req_id;
     rsp.code = (cim_Code)req->code;
@@ -788,6 +793,8 @@ void session_complete(session_t *s, store_req_t *req)
     if (req->kind == STORE_REQ_SEND) {
         complete_send(s, (store_send_t *)req);
     } else if (req->kind == STORE_REQ_OP) {
+        if (((store_op_t *)req)->xcheck && s->xsends > 0)
+            s->xsends--;
         session__op_done(s, (store_op_t *)req);
         if (!s->closed && s->state != SESSION_ST_CLOSING)
             async_done(s);
@@ -816,17 +823,25 @@ int session__fail(session_t *s, uint32_t type, uint32_t req_id, int code, const 
 
 int session__post_op(session_t *s, store_op_t *op)
 {
+    cluster_t *cl = s->w->srv->cluster;
+    bool xcheck;
+
     op->worker = s->w->index;
     op->sid = s->sid;
     op->from_kind = s->kind;
     snprintf(op->app, sizeof(op->app), "%s", s->app);
     snprintf(op->user, sizeof(op->user), "%s", s->user);
-    if (store_op(s->w->srv->store, op) < 0) {
+    /* A user of another home exists there or not: asked first (answers stay in order). */
+    xcheck = (op->type == FT_CONTACT_ADD || op->type == FT_BLOCK) && cluster_is_enabled(cl) &&
+             cluster_home(cl, op->app, op->target) != cluster_self(cl);
+    op->xcheck = xcheck;
+    if ((xcheck ? cluster_xhome_check_op(cl, op) : store_op(s->w->srv->store, op)) < 0) {
         uint32_t type = op->type, req_id = op->req_id;
         mem_free(op);
         return session__fail(s, type, req_id, cim_Code_SERVER_BUSY, "server busy; retry later");
     }
     s->async_issued++;
+    s->xsends += xcheck; /* answered by the cluster thread: what follows waits */
     return 0;
 }
 

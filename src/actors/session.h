@@ -312,6 +312,14 @@ int session__conv_read(session_t *s, uint32_t type, const uint8_t *body, size_t 
 void session__presence(session_t *s, bool online);
 
 /**
+ * EVENT{PRESENCE} @p ev (encoded, @p len bytes) of @p user of @p app to the online users
+ * of this node who list that user (rcontacts). @p ctx is the server_t. Any thread (a
+ * read transaction): also cluster_presence_cb, for a user of another home.
+ */
+void session_presence_here(void *ctx, const char *app, const char *user, const uint8_t *ev,
+                           size_t len);
+
+/**
  * Keep request @p type (its plaintext @p body) to run once the store requests before it
  * are answered, so that it sees their effects; every later request then waits behind it
  * too, keeping requests in order. @return 0, or RC_EFULL (closed: too much waiting).

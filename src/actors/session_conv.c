@@ -7,6 +7,7 @@
 #include <pb_decode.h>
 #include <pb_encode.h>
 
+#include "actors/cluster.h"
 #include "actors/conv.h"
 #include "actors/group.h"
 #include "actors/router.h"
@@ -462,7 +463,8 @@ int session__conv_read(session_t *s, uint32_t type, const uint8_t *body, size_t 
 /* ---- presence ------------------------------------------------------------------------- */
 
 typedef struct watchers {
-    session_t *s;
+    server_t *srv;
+    const char *app;
     blob_t *ev;
     delivery_t **items; /* per worker */
     uint32_t *n;
@@ -482,7 +484,7 @@ static int each_watcher(void *ctx, const uint8_t *sfx, size_t slen, const uint8_
         return 0;
     memcpy(owner, sfx, slen);
     owner[slen] = '\0';
-    n = router_lookup(wt->s->w->srv->router, wt->s->app, owner, ents, PRESENCE_MAX);
+    n = router_lookup(wt->srv->router, wt->app, owner, ents, PRESENCE_MAX);
     for (size_t i = 0; i < n && i < PRESENCE_MAX; i++) {
         uint32_t w = ents[i].worker;
         delivery_t *d;
@@ -497,33 +499,28 @@ static int each_watcher(void *ctx, const uint8_t *sfx, size_t slen, const uint8_
     return 0;
 }
 
-void session__presence(session_t *s, bool online)
+void session_presence_here(void *ctx, const char *app, const char *user, const uint8_t *ev,
+                           size_t len)
 {
-    server_t *srv = s->w->srv;
-    cim_Event ev = cim_Event_init_zero;
-    uint8_t buf[cim_Event_size], prefix[2 * KV_UKEY_MAX];
-    pb_ostream_t os = pb_ostream_from_buffer(buf, sizeof(buf));
-    size_t a = strlen(s->app), u = strlen(s->user);
+    server_t *srv = ctx;
+    uint8_t prefix[2 * KV_UKEY_MAX];
+    size_t a = strlen(app), u = strlen(user);
     kv_txn_t *txn = NULL;
     watchers_t wt;
 
-    ev.kind = cim_EventKind_PRESENCE;
-    snprintf(ev.user, sizeof(ev.user), "%s", s->user);
-    ev.online = online;
-    ev.time_ms = snowflake_now_ms();
-    webhook_emit_presence(srv->webhook, s->app, s->user, online, ev.time_ms);
-    if (!pb_encode(&os, cim_Event_fields, &ev) || kv_begin(srv->kv, KV_READ, &txn) < 0)
+    if (kv_begin(srv->kv, KV_READ, &txn) < 0)
         return;
     memset(&wt, 0, sizeof(wt));
-    wt.s = s;
-    wt.ev = blob_new(os.bytes_written);
-    memcpy(wt.ev->data, buf, os.bytes_written);
+    wt.srv = srv;
+    wt.app = app;
+    wt.ev = blob_new(len);
+    memcpy(wt.ev->data, ev, len);
     wt.items = mem_calloc(srv->nworkers * sizeof(*wt.items));
     wt.n = mem_calloc(srv->nworkers * sizeof(*wt.n));
     /* rcontacts: app NUL contact NUL owner — the online users who list this one */
-    memcpy(prefix, s->app, a);
+    memcpy(prefix, app, a);
     prefix[a] = '\0';
-    memcpy(prefix + a + 1, s->user, u);
+    memcpy(prefix + a + 1, user, u);
     prefix[a + 1 + u] = '\0';
     (void)kv_rec_scan(txn, KV_DB_RCONTACTS, prefix, a + u + 2, each_watcher, &wt);
     kv_abort(txn);
@@ -533,4 +530,23 @@ void session__presence(session_t *s, bool online)
     mem_free(wt.items);
     mem_free(wt.n);
     blob_unref(wt.ev);
+}
+
+void session__presence(session_t *s, bool online)
+{
+    server_t *srv = s->w->srv;
+    cim_Event ev = cim_Event_init_zero;
+    uint8_t buf[cim_Event_size];
+    pb_ostream_t os = pb_ostream_from_buffer(buf, sizeof(buf));
+
+    ev.kind = cim_EventKind_PRESENCE;
+    snprintf(ev.user, sizeof(ev.user), "%s", s->user);
+    ev.online = online;
+    ev.time_ms = snowflake_now_ms();
+    webhook_emit_presence(srv->webhook, s->app, s->user, online, ev.time_ms);
+    if (!pb_encode(&os, cim_Event_fields, &ev))
+        return;
+    session_presence_here(srv, s->app, s->user, buf, os.bytes_written);
+    /* who lists this user is recorded at the lister's home: every other node looks */
+    cluster_presence(srv->cluster, s->app, s->user, buf, os.bytes_written);
 }

@@ -78,6 +78,45 @@ static int send_transient(session_t *s, const cim_SendReq *req, const message_wi
     return session_answer(s, FT_SEND_ACK, cim_SendRsp_fields, &rsp);
 }
 
+/* A store_send_t for @p req from this session (body @p blen bytes, not filled in). */
+static store_send_t *send_new(session_t *s, const cim_SendReq *req, size_t blen, uint32_t home)
+{
+    store_send_t *r = store_send_new(blen);
+
+    r->worker = s->w->index;
+    r->sid = s->sid;
+    r->req_id = req->req_id;
+    r->conv_type = (uint8_t)req->conv_type;
+    r->msg_type = (uint8_t)req->msg_type;
+    r->from_kind = s->kind;
+    snprintf(r->app, sizeof(r->app), "%s", s->app);
+    snprintf(r->from, sizeof(r->from), "%s", s->user);
+    memcpy(r->to, req->to, sizeof(r->to));
+    memcpy(r->cmid, req->client_msg_id, sizeof(r->cmid));
+    r->home = home;
+    return r;
+}
+
+/* A resend of message @p prior, in the sender's timeline here, to a user of another home:
+ * OK with its id once that home holds it too (PROTOCOL.md: SEND_ACK{OK} means stored in
+ * every recipient's timeline), whatever else holds now. */
+static int resend_xhome(session_t *s, const cim_SendReq *req, uint64_t prior, uint32_t home)
+{
+    store_send_t *r = send_new(s, req, 0, home);
+
+    r->xhome = true;
+    r->msg_id = prior;
+    r->time_ms = snowflake_time_ms(prior);
+    r->code = cim_Code_OK;
+    if (cluster_xhome_resend(s->w->srv->cluster, r) < 0) {
+        mem_free(r);
+        return reject(s, req, cim_Code_SERVER_BUSY, "server busy; retry later");
+    }
+    s->async_issued++;
+    s->xsends++;
+    return 0;
+}
+
 int session__send(session_t *s, const uint8_t *body, size_t len)
 {
     const conf_t *c = s->w->srv->conf;
@@ -120,12 +159,10 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
      * and blocks are its home's to judge when that is another node. */
     xhome = req->conv_type == cim_ConvType_DIRECT && cluster_is_enabled(cl);
     home = xhome ? cluster_home(cl, s->app, req->to) : cluster_self(cl);
-    if (home != cluster_self(cl) && req->transient)
-        return reject(s, req, cim_Code_SERVER_BUSY,
-                      "transient messages to a user of another home node are not available yet");
     if (home != cluster_self(cl)) {
         code = cim_Code_OK;
-        rc = send_resend(s->w->srv, s->app, s->user, req->client_msg_id, &prior);
+        rc = req->transient ? 0
+                            : send_resend(s->w->srv, s->app, s->user, req->client_msg_id, &prior);
     } else {
         rc = send_check(s->w->srv, s->app, s->user, (int)req->conv_type, req->to,
                         req->transient ? "" : req->client_msg_id, false, &prior, &code, &why);
@@ -136,6 +173,8 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
      * anything else is judged: the first send was accepted, and a retry after the peer
      * blocked or the group went away must not turn it into an error. The store checks
      * again in its own order. */
+    if (prior != 0 && home != cluster_self(cl))
+        return resend_xhome(s, req, prior, home);
     if (prior != 0) {
         cim_SendRsp rsp = cim_SendRsp_init_zero;
         rsp.req_id = req->req_id;
@@ -154,24 +193,18 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
         return reject(s, req, cim_Code_RATE_LIMITED, "sending too fast; slow down");
     if (code != cim_Code_OK)
         return reject(s, req, code, why);
-    if (req->transient)
+    if (req->transient && home == cluster_self(cl))
         return send_transient(s, req, &ref);
 
-    r = store_send_new(ref.len);
-    r->worker = s->w->index;
-    r->sid = s->sid;
-    r->req_id = req->req_id;
-    r->conv_type = (uint8_t)req->conv_type;
-    r->msg_type = (uint8_t)req->msg_type;
-    r->from_kind = s->kind;
-    snprintf(r->app, sizeof(r->app), "%s", s->app);
-    snprintf(r->from, sizeof(r->from), "%s", s->user);
-    memcpy(r->to, req->to, sizeof(r->to));
-    memcpy(r->cmid, req->client_msg_id, sizeof(r->cmid));
+    r = send_new(s, req, ref.len, home);
     if (ref.len > 0)
         memcpy(r->body, ref.data, ref.len);
     r->xhome = xhome;
-    r->home = home;
+    /* transient, to another home: checked and delivered there; the sender's other devices
+     * get it here once that home said OK (session_complete) */
+    r->transient = req->transient;
+    if (r->transient)
+        r->time_ms = snowflake_now_ms();
     rc = home != cluster_self(cl) ? cluster_xhome_send(cl, r) : store_send(s->w->srv->store, r);
     if (rc < 0) {
         mem_free(r);

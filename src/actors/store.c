@@ -258,6 +258,11 @@ static void complete(store_t *st, size_t n, bool committed)
             cluster_xhome_committed(st->srv->cluster, (store_send_t *)q);
             continue;
         }
+        if (q->kind == STORE_REQ_SEND && committed && ((store_send_t *)q)->wait_apply) {
+            /* after its own message, just handed over (store__xq_flush) */
+            cluster_xhome_wait(st->srv->cluster, (store_send_t *)q);
+            continue;
+        }
         if (q->done != NULL && !committed)
             fail_request(q);
         if (q->done != NULL) {

@@ -125,6 +125,11 @@ typedef struct store_send {
     bool xhome;
     uint32_t home;                 /* xhome: the recipient's home node */
     uint64_t floor;                /* xhome: the id must be above this (the home's floor) */
+    bool wait_apply;               /* cluster: stored here, not appended yet (a group
+                                      message): answered once this home's merge applied it
+                                      (cluster_xhome_wait) */
+    bool transient;                /* xhome: a transient message, delivered by the recipient's
+                                      home after its check, never stored */
     char reason[112];              /* out: the reason of a refusal ("": the usual one) */
     uint8_t *xmsg;                 /* out (xhome): the XHOME_MSG to publish, owned */
     size_t xmsg_len;
@@ -197,6 +202,8 @@ typedef struct store_op {
     int8_t disabled;               /* STORE_OP_USER_PUT: -1 keep, 0 enable, 1 disable */
     bool created;                  /* out: STORE_OP_USER_PUT made the user */
     kv_user_t urec;                /* out: STORE_OP_USER_*: the record as written */
+    bool xcheck;                   /* CONTACT_ADD, BLOCK: the user's existence was checked at
+                                      its home, another node (cluster_xhome_check_op) */
     int code;                      /* out: cim_Code */
     char reason[128];              /* out: when code is not OK */
     bool has_group;                /* out: group is set (GROUP_CREATE/JOIN answer) */
@@ -210,6 +217,9 @@ typedef struct store_op {
 enum {
     STORE_OP_USER_PUT = 0x10001,  /* create op->target if missing; apply op->disabled */
     STORE_OP_USER_REVOKE,         /* tokens expiring up to op->arg (Unix s) are refused */
+    STORE_OP_PEER_READ,           /* cluster: op->user, of another home, read its DIRECT
+                                     conversation with op->target (homed here) up to
+                                     op->msg_id: target's peer_read_up_to, EVENT{READ} */
 };
 
 /* What the store counts for /metrics; written by the store's thread only. */

@@ -627,7 +627,46 @@ static int op_read(store_t *st, kv_txn_t *txn, store_op_t *op)
         snprintf(one, sizeof(one), "%s", op->target);
         store__fanout(st, b, FT_EVENT, op->app, &one, 1, 0);
         blob_unref(b);
+        /* a peer of another home: its home records it and tells the peer's sessions */
+        if (cluster_is_enabled(st->srv->cluster) &&
+            cluster_home(st->srv->cluster, op->app, op->target) !=
+                cluster_self(st->srv->cluster))
+            cluster_xhome_read(st->srv->cluster, op->app, op->user, op->target, up_to);
     }
+    return 0;
+}
+
+/* The peer's home (a cluster): op->user, of another home, read up to op->msg_id. Its
+ * record here is what op->target's CONV_LIST reads as peer_read_up_to. */
+static int op_peer_read(store_t *st, kv_txn_t *txn, store_op_t *op)
+{
+    uint8_t key[CONV_UKEY_MAX];
+    size_t klen = conv_ukey(key, op->app, op->user, cim_ConvType_DIRECT, op->target);
+    cim_Event ev = cim_Event_init_zero;
+    store_uid_t one;
+    conv_ent_t *e;
+    blob_t *b;
+    int rc;
+
+    op->code = cim_Code_OK;
+    if ((rc = store__conv(st, txn, key, klen, true, &e)) < 0)
+        return rc;
+    if (op->msg_id <= e->rec.read_up_to)
+        return 0; /* never moves back (a repeat, or out of order) */
+    e->rec.read_up_to = op->msg_id;
+    e->rec.updated_ms = snowflake_now_ms();
+    e->dirty = true;
+    ev.kind = cim_EventKind_READ;
+    ev.conv_type = cim_ConvType_DIRECT;
+    snprintf(ev.user, sizeof(ev.user), "%s", op->user);
+    snprintf(ev.peer, sizeof(ev.peer), "%s", op->user);
+    ev.up_to_msg_id = op->msg_id;
+    ev.time_ms = snowflake_now_ms();
+    if ((b = encode_event(&ev)) == NULL)
+        return RC_EINVAL;
+    snprintf(one, sizeof(one), "%s", op->target);
+    store__fanout(st, b, FT_EVENT, op->app, &one, 1, 0);
+    blob_unref(b);
     return 0;
 }
 
@@ -807,6 +846,8 @@ int store__op(store_t *st, kv_txn_t *txn, store_op_t *op)
         return op_dismiss(st, txn, op);
     case FT_READ:
         return op_read(st, txn, op);
+    case STORE_OP_PEER_READ:
+        return op_peer_read(st, txn, op);
     case FT_RECALL:
         return op_recall(st, txn, op);
     case FT_CONTACT_ADD:

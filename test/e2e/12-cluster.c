@@ -1125,3 +1125,216 @@ TEST_TIMEOUT(e2e_cluster_xhome_kill9, 240)
     free(l);
     stop_cluster(&n, t, seed);
 }
+
+/* Take every push @p c has been sent until it is quiet for 300 ms. */
+static void drain(cimc_t *c)
+{
+    tmsg_t m;
+    while (tmsg_next_push(c, 300, &m, NULL, 0) == 0)
+        ;
+}
+
+/* Newest entry of @p c's HISTORY with @p peer (0: none). */
+static uint64_t newest_with(cimc_t *c, const char *peer)
+{
+    static tmsg_t msgs[4];
+    tmsg_page_t p;
+
+    tmsg_page_init(&p, msgs, 4, NULL, 0);
+    ASSERT_OK(tmsg_history(c, cim_ConvType_DIRECT, peer, 0, 1, &p));
+    ASSERT_EQ(p.code, cim_Code_OK);
+    return p.n > 0 ? msgs[p.n - 1].msg_id : 0;
+}
+
+/* Between homes, SEND_ACK{OK} means what it means on one node: the message is in both
+ * timelines (HISTORY right after it shows it on both sides; PROTOCOL.md §6, Send); a resend
+ * answers the original; CONTACT_ADD and BLOCK of a user unknown at its home: NOT_FOUND;
+ * transient messages are checked and delivered by the recipient's home. */
+TEST_TIMEOUT(e2e_cluster_xhome_ack_in_timelines, 150)
+{
+    enum { SENDS = 30 };
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], a_id[32], b_id[32], x_id[32], cmid[32];
+    cim_SendRsp sent;
+    cim_Result res;
+    int64_t t0, total = 0;
+    uint64_t first = 0;
+
+    start_cluster(&n, t, seed);
+    homed(1, "a", a_id);
+    homed(2, "b", b_id);
+    cimc_t *a = tsrv_login(&t[2], a_id, "d1", NULL); /* relayed to node 1 */
+    cimc_t *a2 = tsrv_login(&t[0], a_id, "d2", NULL);
+    cimc_t *b = tsrv_login(&t[1], b_id, "d1", NULL);
+    for (int i = 0; i < SENDS; i++) {
+        cimc_t *from = i % 2 == 0 ? a : b;
+        snprintf(cmid, sizeof(cmid), "t%d", i);
+        t0 = now_ms();
+        ASSERT_OK(tmsg_send(from, i % 2 == 0 ? b_id : a_id, cmid, cim_MsgType_TEXT, "x", 1,
+                            false, &sent));
+        total += now_ms() - t0;
+        if (sent.code != cim_Code_OK)
+            TEST_FAIL_("send %d: %d %s", i, sent.code, sent.reason);
+        first = i == 0 ? sent.msg_id : first;
+        ASSERT_U64_EQ(newest_with(b, a_id), sent.msg_id);
+        ASSERT_U64_EQ(newest_with(a2, b_id), sent.msg_id);
+    }
+    fprintf(stderr, "e2e_cluster_xhome_ack_in_timelines: SEND to SEND_ACK between homes, "
+                    "%.1f ms on average over %d\n", (double)total / SENDS, SENDS);
+    ASSERT_OK(tmsg_send(a, b_id, "t0", cim_MsgType_TEXT, "x", 1, false, &sent));
+    ASSERT_EQ(sent.code, cim_Code_OK);
+    ASSERT_U64_EQ(sent.msg_id, first);
+
+    /* contacts: existence is the user's home's to say */
+    homed(2, "nobody", x_id);
+    ASSERT_OK(tmsg_user_req(a, FT_CONTACT_ADD, x_id, &res));
+    ASSERT_EQ(res.code, cim_Code_NOT_FOUND);
+    ASSERT_OK(tmsg_user_req(a, FT_BLOCK, x_id, &res));
+    ASSERT_EQ(res.code, cim_Code_NOT_FOUND);
+    ASSERT_OK(tmsg_user_req(a, FT_CONTACT_ADD, b_id, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+
+    /* transient: to B's live devices and A's other one, msg_id 0, nothing stored */
+    drain(a2);
+    drain(b);
+    ASSERT_OK(tmsg_send_conv(a, cim_ConvType_DIRECT, b_id, "typing", cim_MsgType_CUSTOM, "t", 1,
+                             true, &sent));
+    ASSERT_EQ(sent.code, cim_Code_OK);
+    ASSERT_U64_EQ(sent.msg_id, 0);
+    tmsg_expect_push(b, 0, cim_ConvType_DIRECT, a_id, b_id, "typing", cim_MsgType_CUSTOM, "t",
+                     1);
+    tmsg_expect_push(a2, 0, cim_ConvType_DIRECT, a_id, b_id, "typing", cim_MsgType_CUSTOM, "t",
+                     1);
+    ASSERT_OK(tmsg_send_conv(a, cim_ConvType_DIRECT, x_id, "typing2", cim_MsgType_CUSTOM, "t",
+                             1, true, &sent));
+    ASSERT_EQ(sent.code, cim_Code_NOT_FOUND);
+    ASSERT_OK(tmsg_user_req(b, FT_BLOCK, a_id, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    ASSERT_OK(tmsg_send_conv(a, cim_ConvType_DIRECT, b_id, "typing3", cim_MsgType_CUSTOM, "t",
+                             1, true, &sent));
+    ASSERT_EQ(sent.code, cim_Code_BLOCKED);
+    /* the resend of a stored message still answers the original */
+    ASSERT_OK(tmsg_send(a, b_id, "t0", cim_MsgType_TEXT, "x", 1, false, &sent));
+    ASSERT_EQ(sent.code, cim_Code_OK);
+    tmsg_expect_no_push(b, 300);
+    cimc_close(a);
+    cimc_close(a2);
+    cimc_close(b);
+    stop_cluster(&n, t, seed);
+}
+
+/* The next EVENT of @p c is @p kind of @p user: READ in a DIRECT conversation (@p peer, up
+ * to @p id), or PRESENCE (@p online). */
+static void expect_event(cimc_t *c, int kind, const char *user, const char *peer, uint64_t id,
+                         bool online)
+{
+    cim_Event ev;
+
+    ASSERT_OK(tmsg_next_event(c, 5000, &ev));
+    ASSERT_EQ(ev.kind, kind);
+    ASSERT_STREQ(ev.user, user);
+    if (kind == cim_EventKind_READ) {
+        ASSERT_EQ(ev.conv_type, cim_ConvType_DIRECT);
+        ASSERT_STREQ(ev.peer, peer);
+        ASSERT_U64_EQ(ev.up_to_msg_id, id);
+    } else {
+        ASSERT_EQ(ev.online, online);
+    }
+}
+
+static void expect_read(cimc_t *c, const char *user, const char *peer, uint64_t id)
+{
+    expect_event(c, cim_EventKind_READ, user, peer, id, false);
+}
+
+/* READ between homes: the peer (another home) gets EVENT{READ} and sees the reader's cursor
+ * as peer_read_up_to in CONV_LIST; the reader's other devices as on one node. */
+TEST_TIMEOUT(e2e_cluster_xhome_read, 150)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], a_id[32], b_id[32];
+    cim_SendRsp sent;
+    cim_Result res;
+    uint64_t m[3];
+    tmsg_conv_t convs[4];
+    cim_ConvListRsp cl;
+    size_t nconv;
+    const tmsg_conv_t *cv;
+
+    start_cluster(&n, t, seed);
+    homed(1, "a", a_id);
+    homed(2, "b", b_id);
+    cimc_t *a = tsrv_login(&t[2], a_id, "d1", NULL);
+    cimc_t *b1 = tsrv_login(&t[1], b_id, "d1", NULL);
+    cimc_t *b2 = tsrv_login(&t[0], b_id, "d2", NULL);
+    for (int i = 0; i < 3; i++) {
+        char cmid[16];
+        snprintf(cmid, sizeof(cmid), "r%d", i);
+        ASSERT_OK(tmsg_send(a, b_id, cmid, cim_MsgType_TEXT, "x", 1, false, &sent));
+        ASSERT_EQ(sent.code, cim_Code_OK);
+        m[i] = sent.msg_id;
+    }
+    ASSERT_OK(tmsg_read(b1, cim_ConvType_DIRECT, a_id, m[1], &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    expect_read(b2, b_id, a_id, m[1]); /* the reader's other device */
+    expect_read(a, b_id, b_id, m[1]);  /* the peer, at its own home */
+    ASSERT_OK(tmsg_conv_list(a, convs, 4, &nconv, &cl));
+    ASSERT_EQ(cl.code, cim_Code_OK);
+    ASSERT_NOT_NULL(cv = tmsg_conv_find(convs, nconv, cim_ConvType_DIRECT, b_id));
+    ASSERT_U64_EQ(cv->peer_read_up_to, m[1]);
+    /* and the other way: A reads B's reply */
+    ASSERT_OK(tmsg_send(b1, a_id, "rb", cim_MsgType_TEXT, "y", 1, false, &sent));
+    ASSERT_EQ(sent.code, cim_Code_OK);
+    ASSERT_OK(tmsg_read(a, cim_ConvType_DIRECT, b_id, 0, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    expect_read(b1, a_id, a_id, sent.msg_id);
+    expect_read(b2, a_id, a_id, sent.msg_id);
+    ASSERT_OK(tmsg_conv_list(b2, convs, 4, &nconv, &cl));
+    ASSERT_NOT_NULL(cv = tmsg_conv_find(convs, nconv, cim_ConvType_DIRECT, a_id));
+    ASSERT_U64_EQ(cv->peer_read_up_to, sent.msg_id);
+    cimc_close(a);
+    cimc_close(b1);
+    cimc_close(b2);
+    stop_cluster(&n, t, seed);
+}
+
+static void expect_presence(cimc_t *c, const char *user, bool online)
+{
+    expect_event(c, cim_EventKind_PRESENCE, user, NULL, 0, online);
+}
+
+/* PRESENCE between homes: A (home 1) lists B (home 2); B's first device online and last
+ * offline reach A's devices, wherever they are connected; nobody else hears. */
+TEST_TIMEOUT(e2e_cluster_xhome_presence, 150)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], a_id[32], b_id[32], c_id[32];
+    cim_Result res;
+
+    start_cluster(&n, t, seed);
+    homed(1, "a", a_id);
+    homed(2, "b", b_id);
+    homed(3, "c", c_id);
+    cimc_t *b0 = tsrv_login(&t[1], b_id, "d0", NULL); /* B exists */
+    cimc_close(b0);
+    cimc_t *a1 = tsrv_login(&t[0], a_id, "d1", NULL);
+    cimc_t *a2 = tsrv_login(&t[2], a_id, "d2", NULL);
+    cimc_t *c = tsrv_login(&t[2], c_id, "d1", NULL); /* does not list B */
+    tmsg_expect_quiet(a1, 300); /* B's first session is over at its home */
+    ASSERT_OK(tmsg_user_req(a1, FT_CONTACT_ADD, b_id, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    cimc_t *b = tsrv_login(&t[0], b_id, "d1", NULL);
+    expect_presence(a1, b_id, true);
+    expect_presence(a2, b_id, true);
+    cimc_close(b);
+    expect_presence(a1, b_id, false);
+    expect_presence(a2, b_id, false);
+    tmsg_expect_quiet(c, 300);
+    cimc_close(a1);
+    cimc_close(a2);
+    cimc_close(c);
+    stop_cluster(&n, t, seed);
+}

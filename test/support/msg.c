@@ -945,15 +945,18 @@ void tmsg_register_users(const tsrv_t *t, const char *const *users, size_t n)
 
     clock_gettime(CLOCK_REALTIME, &ts);
     now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    ASSERT_OK(kv_open(t->dir, KV_NOSYNC, &kv));
-    ASSERT_OK(kv_begin(kv, KV_WRITE, &txn));
-    for (size_t i = 0; i < n; i++) {
-        int rc = kv_user_add(txn, "default", users[i], now);
-        if (rc != 0 && rc != RC_EEXIST)
-            TEST_FAIL_("kv_user_add %s: %s", users[i], rc_str(rc));
+    /* every node's directory (a cluster's users are known at their homes) */
+    for (int d = 0; tsrv_node_dir(t, d) != NULL; d++) {
+        ASSERT_OK(kv_open(tsrv_node_dir(t, d), KV_NOSYNC, &kv));
+        ASSERT_OK(kv_begin(kv, KV_WRITE, &txn));
+        for (size_t i = 0; i < n; i++) {
+            int rc = kv_user_add(txn, "default", users[i], now);
+            if (rc != 0 && rc != RC_EEXIST)
+                TEST_FAIL_("kv_user_add %s: %s", users[i], rc_str(rc));
+        }
+        ASSERT_OK(kv_commit(txn));
+        kv_close(kv);
     }
-    ASSERT_OK(kv_commit(txn));
-    kv_close(kv);
 }
 
 /* ---- expected pushes ------------------------------------------------------------------------ */

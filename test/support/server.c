@@ -203,6 +203,13 @@ static int nodes_of(const tsrv_t *t)
     return t->cluster == NULL ? 1 : 1 + PEERS;
 }
 
+const char *tsrv_node_dir(const tsrv_t *t, int i)
+{
+    if (i < 0 || i >= nodes_of(t))
+        return NULL;
+    return i == 0 ? t->dir : t->cluster->peer[i - 1].dir;
+}
+
 /* Until every node's log (this run's part) says the other nodes are up: 15 s at most. */
 static void cluster_wait_formed(tsrv_t *t)
 {
@@ -231,7 +238,7 @@ static void cluster_wait_formed(tsrv_t *t)
 static void cluster_start(tsrv_t *t)
 {
     struct tsrv_cluster *c = calloc(1, sizeof(*c));
-    char path[300], cmd[700], out[512], nid[8];
+    char path[300], cmd[700], out[512], nid[16];
     struct stat st;
 
     ASSERT_NOT_NULL(c);
@@ -246,7 +253,9 @@ static void cluster_start(tsrv_t *t)
         ASSERT_NOT_NULL(mkdtemp(p->dir));
         snprintf(cmd, sizeof(cmd), "cp -a '%s/.' '%s/'", t->dir, p->dir);
         ASSERT_EQ(system(cmd), 0);
-        snprintf(p->log, sizeof(p->log), "%s/cimd.log", p->dir);
+        snprintf(path, sizeof(path), "%s/cimd.log", p->dir); /* not p->dir into p: GCC's
+                                                                -Wrestrict at -O1 */
+        snprintf(p->log, sizeof(p->log), "%s", path);
         unlink(p->log); /* node 1's, if the directory had run before */
         memcpy(p->args, t->args, t->args_len);
         p->args_len = t->args_len;

@@ -48,6 +48,9 @@ typedef struct tsrv {
  */
 bool tsrv_clustered(void);
 
+/** The data directory of node @p i (0: t->dir; a cluster: 1 and 2 too), NULL past them. */
+const char *tsrv_node_dir(const tsrv_t *t, int i);
+
 /** Start cimd with extra flags (a NULL-terminated list of strings). Aborts on failure. */
 void tsrv_start(tsrv_t *t, ...) __attribute__((sentinel));
 
