@@ -151,23 +151,13 @@ static void metrics(const tsrv_t *t, thttp_t *r)
     ASSERT_EQ(thttp(r, t, "GET", "/metrics", NULL, NULL), 200);
 }
 
-/* The value of "series value" in a /metrics page; -1 when absent. */
-static double metric(const char *page, const char *series)
-{
-    size_t n = strlen(series);
-    for (const char *p = page; p != NULL && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-        if (strncmp(p, series, n) == 0 && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-    return -1;
-}
-
 static double metric_of(const tsrv_t *t, const char *series)
 {
     thttp_t *r = malloc(sizeof(*r));
     double v;
     ASSERT_NOT_NULL(r);
     metrics(t, r);
-    v = metric(r->body, series);
+    v = thttp_metric(r->body, series);
     free(r);
     return v;
 }
@@ -302,11 +292,11 @@ TEST_TIMEOUT(e2e_cluster_three_nodes, 120)
         ASSERT_TRUE(tsrv_log_has(&t[i], "cluster: bus up: connected to nats://127.0.0.1:"));
         metrics(&t[i], r);
         snprintf(series, sizeof(series), "cim_node_info{node=\"%d\",cluster=\"cim\"}", i + 1);
-        ASSERT_EQ(metric(r->body, series), 1);
-        ASSERT_EQ(metric(r->body, "cim_cluster_bus_up"), 1);
-        ASSERT_EQ(metric(r->body, "cim_cluster_peers_up"), NODES - 1);
-        ASSERT_EQ(metric(r->body, "cim_cluster_reconnects_total"), 0);
-        ASSERT_TRUE(metric(r->body, "cim_cluster_bus_rtt_seconds_bucket{le=\"+Inf\"}") >= 0);
+        ASSERT_EQ(thttp_metric(r->body, series), 1);
+        ASSERT_EQ(thttp_metric(r->body, "cim_cluster_bus_up"), 1);
+        ASSERT_EQ(thttp_metric(r->body, "cim_cluster_peers_up"), NODES - 1);
+        ASSERT_EQ(thttp_metric(r->body, "cim_cluster_reconnects_total"), 0);
+        ASSERT_TRUE(thttp_metric(r->body, "cim_cluster_bus_rtt_seconds_bucket{le=\"+Inf\"}") >= 0);
         /* pings go out every 5 s, the first 1.5 s after the start */
         EVENTUALLY(metric_of(&t[i], "cim_cluster_bus_rtt_seconds_count") > 0, 15000,
                    "node %d measured no bus round trip", i + 1);
@@ -521,7 +511,7 @@ TEST_TIMEOUT(e2e_cluster_standalone, 60)
     ASSERT_TRUE(json_is_true(json_object_get(json_array_get(nodes, 0), "alive")));
     json_decref(j);
     ASSERT_EQ(thttp(r, &t, "GET", "/metrics", "scrape-me", NULL), 200);
-    ASSERT_EQ(metric(r->body, "cim_node_info{node=\"7\",cluster=\"\"}"), 1);
+    ASSERT_EQ(thttp_metric(r->body, "cim_node_info{node=\"7\",cluster=\"\"}"), 1);
     ASSERT_TRUE(strstr(r->body, "cim_cluster_") == NULL);
     free(r);
 
