@@ -247,9 +247,7 @@ int dedup_load(dedup_t *d, kv_txn_t *txn, uint64_t now_ms, size_t *loaded)
     uint64_t from_ms = now_ms / d->span_ms > DEDUP_GENS
                            ? (now_ms / d->span_ms - (DEDUP_GENS - 1)) * d->span_ms
                            : 0;
-    uint64_t from = from_ms > SNOWFLAKE_EPOCH_MS
-                        ? (from_ms - SNOWFLAKE_EPOCH_MS) << (SNOWFLAKE_NODE_BITS + SNOWFLAKE_SEQ_BITS)
-                        : 0;
+    uint64_t from = snowflake_first_of_ms(from_ms);
     load_ctx_t lc = {d, 0};
     uint64_t last = 0;
     int rc;

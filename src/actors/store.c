@@ -126,8 +126,7 @@ again:
         goto fail;
     }
     /* The generator's position, recorded when it moved: restarts continue above it. */
-    last = (st->ids.last_ms << (SNOWFLAKE_NODE_BITS + SNOWFLAKE_SEQ_BITS)) |
-           ((uint64_t)st->ids.node << SNOWFLAKE_SEQ_BITS) | st->ids.seq;
+    last = snowflake_last(&st->ids);
     if (last > st->last_recorded && (rc = kv_last_id_put(txn, last)) < 0) {
         kv_abort(txn);
         goto fail;
@@ -318,7 +317,7 @@ static void retention_step(store_t *st)
         st->retaining = false;
         return;
     }
-    cutoff = (cutoff_ms - SNOWFLAKE_EPOCH_MS) << (SNOWFLAKE_NODE_BITS + SNOWFLAKE_SEQ_BITS);
+    cutoff = snowflake_first_of_ms(cutoff_ms);
     if ((rc = kv_begin(st->srv->kv, KV_WRITE, &txn)) < 0)
         goto fail;
     if ((rc = kv_retention_step(txn, &st->rpos, cutoff, STORE_RETENTION_BUDGET, &removed)) < 0) {
@@ -385,12 +384,8 @@ void store__ids_above(store_t *st, uint64_t floor)
 static void on_horizon(uv_timer_t *t)
 {
     store_t *st = t->data;
-    uint64_t ms = snowflake_now_ms(), h;
-    uint64_t last = (st->ids.last_ms << (SNOWFLAKE_NODE_BITS + SNOWFLAKE_SEQ_BITS)) |
-                    ((uint64_t)st->ids.node << SNOWFLAKE_SEQ_BITS) | st->ids.seq;
+    uint64_t h = snowflake_first_of_ms(snowflake_now_ms()), last = snowflake_last(&st->ids);
 
-    ms = ms > SNOWFLAKE_EPOCH_MS ? ms - SNOWFLAKE_EPOCH_MS : 0;
-    h = ms << (SNOWFLAKE_NODE_BITS + SNOWFLAKE_SEQ_BITS);
     if (h <= last)
         h = last + 1;
     store__ids_above(st, h - 1);

@@ -62,7 +62,17 @@ uint64_t snowflake_next(snowflake_t *sf, uint64_t now_ms)
         pos_set(sf, ms << SNOWFLAKE_SEQ_BITS);
     else
         pos_set(sf, pos_get(sf) + 1);
+    return snowflake_last(sf);
+}
+
+uint64_t snowflake_last(const snowflake_t *sf)
+{
     return (sf->last_ms << TIME_SHIFT) | ((uint64_t)sf->node << SNOWFLAKE_SEQ_BITS) | sf->seq;
+}
+
+uint64_t snowflake_first_of_ms(uint64_t unix_ms)
+{
+    return unix_ms > SNOWFLAKE_EPOCH_MS ? (unix_ms - SNOWFLAKE_EPOCH_MS) << TIME_SHIFT : 0;
 }
 
 uint64_t snowflake_time_ms(uint64_t id)

@@ -51,6 +51,15 @@ int snowflake_init(snowflake_t *sf, uint32_t node, uint64_t floor);
  */
 uint64_t snowflake_next(snowflake_t *sf, uint64_t now_ms);
 
+/** @return the last id @p sf issued (its position; its floor before the first issue). */
+uint64_t snowflake_last(const snowflake_t *sf);
+
+/**
+ * @return the smallest id of Unix millisecond @p unix_ms (node 0, sequence 0), 0 for a
+ *         time at or before the epoch: ids >= it are of that time or later.
+ */
+uint64_t snowflake_first_of_ms(uint64_t unix_ms);
+
 /** @return the Unix time in ms encoded in @p id. */
 uint64_t snowflake_time_ms(uint64_t id);
 

@@ -24,6 +24,21 @@ TEST(snowflake_epoch)
     ASSERT_U64_EQ(id3, 1ULL << 22);
 }
 
+/* snowflake_last is the last id issued; snowflake_first_of_ms the lowest id of a ms. */
+TEST(snowflake_last_and_first_of_ms)
+{
+    snowflake_t sf;
+    ASSERT_OK(snowflake_init(&sf, 5, 0));
+    uint64_t a = snowflake_next(&sf, T0), b = snowflake_next(&sf, T0);
+    ASSERT_U64_EQ(snowflake_last(&sf), b);
+    ASSERT_TRUE(b > a);
+    ASSERT_U64_EQ(snowflake_first_of_ms(T0), 86400000ULL << 22);
+    ASSERT_TRUE(snowflake_first_of_ms(T0) <= a);
+    ASSERT_TRUE(snowflake_first_of_ms(T0 + 1) > b);
+    ASSERT_U64_EQ(snowflake_first_of_ms(SNOWFLAKE_EPOCH_MS), 0);
+    ASSERT_U64_EQ(snowflake_first_of_ms(1000), 0); /* before the epoch */
+}
+
 TEST(snowflake_layout_and_decode)
 {
     snowflake_t sf;
