@@ -243,10 +243,18 @@ static void on_direct_msg(natsConnection *nc, natsSubscription *sub, natsMsg *ms
         cluster__xh_on_query(c, nc, msg);
     } else if (len > 5 && strcmp(subj + len - 5, ".xapd") == 0) {
         cluster__xh_on_applied(c, msg);
+    } else if (len > 5 && strcmp(subj + len - 5, ".xsnd") == 0) {
+        cluster__xh_on_fwd_send(c, nc, msg);
+    } else if (len > 4 && strcmp(subj + len - 4, ".xop") == 0) {
+        cluster__xh_on_fwd_op(c, nc, msg);
+    } else if (len > 4 && strcmp(subj + len - 4, ".xfa") == 0) {
+        cluster__xh_on_fwd_answer(c, msg);
     } else if (len > 4 && strcmp(subj + len - 4, ".xrd") == 0) {
         cluster__xh_on_read(c, msg);
     } else if (len > 4 && strcmp(subj + len - 4, ".xpr") == 0) {
         cluster__xh_on_presence(c, msg);
+    } else if (len > 4 && strcmp(subj + len - 4, ".xtg") == 0) {
+        cluster__xh_on_group_transient(c, msg);
     } else if (c->relay_cb != NULL && len > 4 && strcmp(subj + len - 4, ".rin") == 0) {
         atomic_fetch_add_explicit(&c->relay_received, 1, memory_order_relaxed);
         c->relay_cb(c->relay_ctx, true, (const uint8_t *)natsMsg_GetData(msg),

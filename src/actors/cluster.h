@@ -96,6 +96,8 @@
 #define CLUSTER_APPLIED_WAIT_MS 3000     /* a sent message not in every timeline by then:
                                             SERVER_BUSY, retry with the same client_msg_id */
 #define CLUSTER_EVENT_MAX 1024           /* bytes of an encoded Event on the bus */
+#define CLUSTER_FORWARD_WAIT_MS 6000     /* a group's home that does not answer a forwarded
+                                            request (it may wait CLUSTER_APPLIED_WAIT_MS) */
 #define CLUSTER_APPLIED_ASK_MS 250       /* no "applied" report from the recipient's home:
                                             ask it again this often */
 #define CLUSTER_PROBE_RETRY_MS 2000      /* a drain probe that did not come back: another */
@@ -110,18 +112,22 @@ typedef int (*cluster_check_cb)(void *srv, const char *app, const char *from, co
                                 const char **why);
 
 /**
- * Is message @p id in the timeline of @p user of @p app on this node? Asked of this node,
- * the recipient's home, by the sender's home when an "applied" report did not come
- * (libnats's delivery thread: a read transaction). Storage errors read as false.
+ * Is message @p id applied on this node: in the timeline of user @p name of @p app, or
+ * (@p record) its record here (a group's message or change, a RECALL: every home it goes to
+ * keeps its record)? Asked of this node by the message's origin when an "applied" report
+ * did not come (libnats's delivery thread: a read transaction). Storage errors read as
+ * false.
  */
-typedef bool (*cluster_has_cb)(void *srv, const char *app, const char *user, uint64_t id);
+typedef bool (*cluster_has_cb)(void *srv, const char *app, const char *name, uint64_t id,
+                               bool record);
 
 /**
  * Deliver transient message @p rec (an encoded cim.Message, borrowed) to the live sessions
- * of @p user of @p app homed here: a transient SEND from another home, after its check
- * (libnats's delivery thread). Best effort.
+ * of user @p name of @p app homed here (a transient SEND from another home, after its
+ * check), or (@p group) of the members of group @p name homed here (libnats's delivery
+ * thread). Best effort.
  */
-typedef void (*cluster_deliver_cb)(void *srv, const char *app, const char *user,
+typedef void (*cluster_deliver_cb)(void *srv, const char *app, const char *name, bool group,
                                    const uint8_t *rec, size_t len);
 
 /**
@@ -275,6 +281,14 @@ void cluster_xhome_read(cluster_t *c, const char *app, const char *reader, const
 void cluster_presence(cluster_t *c, const char *app, const char *user, const uint8_t *ev,
                       size_t len);
 
+/**
+ * A transient message to group @p group of @p app (encoded, @p len bytes): to every other
+ * node (N.node.<n>.xtg, core NATS, best effort), whose cluster_deliver_cb hands it to the
+ * group's members homed there. Standalone: nothing. Any thread.
+ */
+void cluster_group_transient(cluster_t *c, const char *app, const char *group,
+                             const uint8_t *rec, size_t len);
+
 /** A presence change from another node: see session_presence_here. */
 typedef void (*cluster_presence_cb)(void *srv, const char *app, const char *user,
                                     const uint8_t *ev, size_t len);
@@ -282,11 +296,33 @@ typedef void (*cluster_presence_cb)(void *srv, const char *app, const char *user
 /** Where presence changes from other nodes go. Before cluster_start. */
 void cluster_set_presence(cluster_t *c, cluster_presence_cb cb);
 
+struct store_req;
+
 /**
- * The store committed @p r's message (a group message, handed over already): answer it once
- * this home's merge applied it. Takes @p r. Store thread.
+ * The store is done with @p q, a SEND or an op the cluster answers: one whose message (a
+ * group's message or change, a RECALL, handed over already) must first be applied here and
+ * at the other homes whose timelines get it (wait_apply / wait_id, and wait_homes), or one
+ * forwarded from another node (xorigin: answered there). Takes @p q. Store thread.
  */
-void cluster_xhome_wait(cluster_t *c, struct store_send *r);
+void cluster_xhome_done(cluster_t *c, struct store_req *q);
+
+/**
+ * A group's SEND (a store_send_t) or change (a store_op_t: GROUP_JOIN, _LEAVE, _ADD, _KICK,
+ * _DISMISS) from a session of this node, the group homed on another node: run at the
+ * group's home (N.node.<home>.xsnd / .xop, answered on N.node.<self>.xfa), which checks it
+ * in its own order and answers once what it made is in every timeline it goes to.
+ * SERVER_BUSY when that home is down or silent (CLUSTER_FORWARD_WAIT_MS). Takes @p q on 0.
+ * Any thread. @return 0, RC_EFULL, RC_ECLOSED.
+ */
+int cluster_xhome_forward(cluster_t *c, struct store_req *q);
+
+/**
+ * An op naming users (GROUP_CREATE, GROUP_ADD) some of whom live on other homes: each of
+ * those homes is asked whether they exist (the check of a SEND; NOT_FOUND "unknown user"),
+ * then @p op goes to the store with op->xusers set. Takes @p op on 0. Any thread.
+ * @return 0, RC_EFULL, RC_ECLOSED.
+ */
+int cluster_xhome_run_op(cluster_t *c, struct store_op *op);
 
 /** The store committed @p r (r->xmsg set): publish it, answer it. Takes @p r. Store thread. */
 void cluster_xhome_committed(cluster_t *c, struct store_send *r);

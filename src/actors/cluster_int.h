@@ -30,22 +30,25 @@ enum { MSG_CONNECTED = 1, MSG_DISCONNECTED, MSG_RECONNECTED, MSG_CLOSED, MSG_HEA
        MSG_PONG, MSG_STOP, MSG_RELAY,
        /* messages between homes (cluster_xhome.c) */
        MSG_XCHECK, MSG_XANS, MSG_XCOMMITTED, MSG_XACK, MSG_XIN, MSG_XWM, MSG_XHORIZON,
-       MSG_XAPPLIED, MSG_XRESEND, MSG_XAPD, MSG_XCHECK_OP, MSG_XREAD, MSG_XPRES, MSG_XWAIT };
+       MSG_XAPPLIED, MSG_XRESEND, MSG_XAPD, MSG_XCHECK_OP, MSG_XREAD, MSG_XPRES, MSG_XDONE,
+       MSG_XFWD, MSG_XFWD_ANS, MSG_XRUN_OP, MSG_XTG };
 
 /* What libnats's threads (and cluster_stop) hand to the cluster thread. */
 typedef struct cl_msg {
     mbox_node_t node;
     int kind;          /* MSG_* */
-    uint32_t from;     /* MSG_HEARTBEAT: the sender; MSG_PONG: the node pinged */
+    uint32_t from;     /* MSG_HEARTBEAT: the sender; MSG_PONG: the node pinged; MSG_XAPD:
+                          the home that applied it */
     uint64_t start_ms; /* MSG_HEARTBEAT */
     uint64_t instance; /* MSG_HEARTBEAT */
     uint32_t bus_session; /* MSG_HEARTBEAT: the sender's connection count (0: not said) */
     uint64_t rtt_ns;   /* MSG_PONG */
-    uint32_t to;       /* MSG_RELAY, MSG_XREAD: the node it goes to */
+    uint32_t to;       /* MSG_RELAY, MSG_XREAD: the node it goes to; MSG_XACK: the home */
     bool to_home;      /* MSG_RELAY: .rin (true) or .rout */
-    void *ptr;         /* MSG_XCHECK, MSG_XCOMMITTED, MSG_XRESEND, MSG_XWAIT: a
+    void *ptr;         /* MSG_XCHECK, MSG_XCOMMITTED, MSG_XRESEND: a
                           store_send_t; MSG_XCHECK_OP: a store_op_t; MSG_XIN: a natsMsg;
-                          MSG_XAPPLIED: a store_apply_t */
+                          MSG_XAPPLIED: a store_apply_t; MSG_XDONE, MSG_XFWD: a
+                          store_send_t or store_op_t; MSG_XRUN_OP: a store_op_t */
     uint64_t id;       /* MSG_XANS: the token; MSG_XACK, MSG_XAPD: the msg id;
                           MSG_XHORIZON: it */
     uint64_t seq;      /* MSG_XACK: the stream sequence; MSG_XANS: the floor */
@@ -179,11 +182,21 @@ void cluster__xh_on_answer(cluster_t *c, natsMsg *msg);
 void cluster__xh_on_query(cluster_t *c, natsConnection *nc, natsMsg *msg);
 void cluster__xh_on_applied(cluster_t *c, natsMsg *msg);
 
+/** N.node.<self>.xsnd / .xop: a group's SEND / change forwarded by another node to this,
+ *  the group's home; .xfa: the answer to one this node forwarded (libnats's thread). */
+void cluster__xh_on_fwd_send(cluster_t *c, natsConnection *nc, natsMsg *msg);
+void cluster__xh_on_fwd_op(cluster_t *c, natsConnection *nc, natsMsg *msg);
+void cluster__xh_on_fwd_answer(cluster_t *c, natsMsg *msg);
+
 /** N.node.<self>.xrd: a reader of another home read up to an id (libnats's thread). */
 void cluster__xh_on_read(cluster_t *c, natsMsg *msg);
 
 /** N.node.<self>.xpr: a presence change of a user of another home (libnats's thread). */
 void cluster__xh_on_presence(cluster_t *c, natsMsg *msg);
+
+/** N.node.<self>.xtg: a transient message to a group, from another node (libnats's
+ *  thread): to its members homed here. */
+void cluster__xh_on_group_transient(cluster_t *c, natsMsg *msg);
 
 /** Free what a refused or leftover MSG_X* message carries (any thread). */
 void cluster__xh_drop(cluster_t *c, cl_msg_t *m);

@@ -16,6 +16,7 @@
 #include "actors/xhome.h"
 #include "cim.pb.h"
 #include "core/be.h"
+#include "core/frame.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/rc.h"
@@ -36,7 +37,7 @@
 /* Stored (at the sender's home and on the bus) but not in every timeline in time. */
 #define NOT_APPLIED "the message is stored but not yet in every timeline; retry with the same " \
                     "client_msg_id"
-#define QUERY_MAX (8 + 2 * (KV_ID_MAX + 1))
+#define QUERY_MAX (8 + 1 + 2 * (KV_ID_MAX + 1))
 
 /* A message committed here, on its way: published (unless it stays here), answered, then
  * into this home's merge, in id order. */
@@ -51,27 +52,44 @@ typedef struct xh_out {
     uint64_t sent_ms;     /* the last publish (0: to do) */
 } xh_out_t;
 
-/* A check waiting for the recipient's home. */
+/* An op's users of other homes being asked whether they exist (GROUP_CREATE, GROUP_ADD). */
+typedef struct xh_users {
+    store_op_t *op;       /* NULL once answered (a user was refused) */
+    size_t pending;       /* checks not answered yet */
+} xh_users_t;
+
+/* A request waiting for another node's answer. */
 typedef struct xh_check {
     struct xh_check *next;
     uint64_t token;
     uint64_t deadline_ms;
+    uint32_t node;        /* asked */
+    bool fwd;             /* r or op was forwarded to the group's home, which runs it */
     store_send_t *r;      /* a SEND, or */
-    store_op_t *op;       /* a CONTACT_ADD or BLOCK: does the user exist at its home? */
+    store_op_t *op;       /* a CONTACT_ADD or BLOCK: does the user exist at its home? or */
+    xh_users_t *uc;       /* one of an op's users (user): does it exist at its home? */
+    char user[KV_ID_MAX + 1];
 } xh_check_t;
 
-/* A send waiting to be in every timeline before its OK (PROTOCOL.md: SEND_ACK{OK} means
- * stored in every recipient's timeline). */
+/* A request waiting for its message to be in every timeline before its answer
+ * (PROTOCOL.md: SEND_ACK{OK} means stored in every recipient's timeline; a group change
+ * is answered once its members' homes have it). */
 typedef struct xh_wait {
     struct xh_wait *next;
-    store_send_t *r;      /* the request to answer, owned */
+    store_send_t *r;      /* a SEND to answer, owned, or */
+    store_op_t *op;       /* an op (its group event or RECALL), owned */
     uint64_t id;
     bool own;             /* still to be applied by this home's store */
-    bool remote;          /* still to be reported applied by the recipient's home */
+    uint64_t remote;      /* homes (bits by index) still to report it applied */
     bool stored;          /* JetStream has it (or it stays here) */
     uint64_t since_ms;    /* committed (or resent) */
-    uint64_t asked_ms;    /* the last query to the recipient's home (0: none yet) */
+    uint64_t asked_ms;    /* the last query to the other homes (0: none yet) */
 } xh_wait_t;
+
+/* A forwarded request's answer (N.node.<origin>.xfa): u64 token, u32 code, u64 msg_id,
+ * u64 time_ms, u16 length of the encoded cim.Group and it, then the reason text. */
+#define FWD_ANS_HDR (8 + 4 + 8 + 8 + 2)
+#define FWD_ANS_MAX (FWD_ANS_HDR + 256 + REASON_MAX)
 
 /* ---- answering a sender ------------------------------------------------------------------ */
 
@@ -90,9 +108,43 @@ static bool to_session(cluster_t *c, uint32_t worker, uint64_t sid, store_req_t 
     return true;
 }
 
-/* Hand @p r back to whoever asked (a session's worker, or the admin API's done). */
+/* Answer forwarded request @p token of node @p origin (N.node.<origin>.xfa; lost, the
+ * origin answers SERVER_BUSY when it times out). */
+static void reply_fwd(cluster_t *c, uint32_t origin, uint64_t token, int code, uint64_t msg_id,
+                      uint64_t time_ms, const uint8_t *group, size_t glen, const char *reason)
+{
+    uint8_t out[FWD_ANS_MAX];
+    char subj[SUBJ_MAX];
+    size_t n;
+
+    if (!cluster_bus_up(c) || c->nc == NULL || glen > 256)
+        return;
+    be64_put(out, token);
+    be32_put(out + 8, (uint32_t)code);
+    be64_put(out + 12, msg_id);
+    be64_put(out + 20, time_ms);
+    out[28] = (uint8_t)(glen >> 8);
+    out[29] = (uint8_t)glen;
+    if (glen > 0)
+        memcpy(out + FWD_ANS_HDR, group, glen);
+    n = FWD_ANS_HDR + glen;
+    n += (size_t)snprintf((char *)out + n, REASON_MAX, "%s", code == cim_Code_OK ? "" : reason);
+    if (n > FWD_ANS_MAX - 1)
+        n = FWD_ANS_MAX - 1;
+    snprintf(subj, sizeof(subj), "%s.node.%u.xfa", c->conf->cluster_name, origin);
+    (void)natsConnection_Publish(c->nc, subj, out, (int)n); /* best effort: see above */
+}
+
+/* Hand @p r back to whoever asked (a session's worker, the admin API's done, or the node
+ * that forwarded it). */
 static void answer(cluster_t *c, store_send_t *r)
 {
+    if (r->xorigin != 0) {
+        reply_fwd(c, r->xorigin, r->xtoken, r->code, r->msg_id, r->time_ms, NULL, 0, r->reason);
+        mem_free(r->xmsg);
+        mem_free(r);
+        return;
+    }
     if (r->worker == STORE_NO_WORKER || c->srv == NULL) {
         mem_free(r->xmsg);
         mem_free(r);
@@ -106,15 +158,35 @@ static void answer(cluster_t *c, store_send_t *r)
         mem_free(r);
 }
 
-/* Hand op @p op back to its session (answered here, not by the store). */
+/* Hand op @p op, answered, back to its session or to the node that forwarded it. */
+static void answer_op_done(cluster_t *c, store_op_t *op)
+{
+    if (op->xorigin != 0) {
+        reply_fwd(c, op->xorigin, op->xtoken, op->code, 0, 0, op->has_group ? op->group : NULL,
+                  op->has_group ? op->group_len : 0, op->reason);
+        mem_free(op);
+    } else if (!to_session(c, op->worker, op->sid, &op->hdr)) {
+        mem_free(op);
+    }
+}
+
+/* Answer op @p op with @p code and @p reason (here, not by the store). */
 static void answer_op(cluster_t *c, store_op_t *op, int code, const char *reason)
 {
     op->code = code;
     snprintf(op->reason, sizeof(op->reason), "%s", reason);
     if (code == cim_Code_SERVER_BUSY)
         atomic_fetch_add_explicit(&c->x_refused, 1, memory_order_relaxed);
-    if (!to_session(c, op->worker, op->sid, &op->hdr))
-        mem_free(op);
+    answer_op_done(c, op);
+}
+
+/* Hand @p op to the store (SERVER_BUSY when it cannot take it). */
+static void to_store_op(cluster_t *c, store_op_t *op)
+{
+    server_t *srv = c->srv;
+
+    if (srv == NULL || store_op(srv->store, op) < 0)
+        answer_op(c, op, cim_Code_SERVER_BUSY, "server busy; retry later");
 }
 
 /* Answer @p r SERVER_BUSY with @p reason (the node it names, if any, already in it). */
@@ -184,6 +256,16 @@ int cluster_xhome_check_op(cluster_t *c, store_op_t *op)
     return post_send(c, MSG_XCHECK_OP, op);
 }
 
+int cluster_xhome_forward(cluster_t *c, store_req_t *q)
+{
+    return post_send(c, MSG_XFWD, q);
+}
+
+int cluster_xhome_run_op(cluster_t *c, store_op_t *op)
+{
+    return post_send(c, MSG_XRUN_OP, op);
+}
+
 void cluster_xhome_committed(cluster_t *c, store_send_t *r)
 {
     cl_msg_t *m = msg_new(MSG_XCOMMITTED, 0);
@@ -191,10 +273,10 @@ void cluster_xhome_committed(cluster_t *c, store_send_t *r)
     cluster__post(c, m, true);
 }
 
-void cluster_xhome_wait(cluster_t *c, store_send_t *r)
+void cluster_xhome_done(cluster_t *c, store_req_t *q)
 {
-    cl_msg_t *m = msg_new(MSG_XWAIT, 0);
-    m->ptr = r;
+    cl_msg_t *m = msg_new(MSG_XDONE, 0);
+    m->ptr = q;
     cluster__post(c, m, true);
 }
 
@@ -221,11 +303,17 @@ void cluster__xh_drop(cluster_t *c, cl_msg_t *m)
     (void)c;
     switch (m->kind) {
     case MSG_XCHECK_OP:
+    case MSG_XRUN_OP:
         mem_free(m->ptr);
+        break;
+    case MSG_XFWD:
+    case MSG_XDONE:
+        if (m->ptr != NULL && ((store_req_t *)m->ptr)->kind == STORE_REQ_SEND)
+            mem_free(((store_send_t *)m->ptr)->xmsg);
+        mem_free(m->ptr); /* stopping: nobody is left to answer */
         break;
     case MSG_XCHECK:
     case MSG_XRESEND:
-    case MSG_XWAIT:
     case MSG_XCOMMITTED: {
         store_send_t *r = m->ptr;
         if (r != NULL)
@@ -302,7 +390,7 @@ void cluster__xh_on_check(cluster_t *c, natsConnection *nc, natsMsg *msg)
     }
     /* What follows the strings: a transient message, delivered when the check is OK. */
     if (code == cim_Code_OK && q != end && c->deliver_cb != NULL)
-        c->deliver_cb(c->srv, app, to, (const uint8_t *)q, (size_t)(end - q));
+        c->deliver_cb(c->srv, app, to, false, (const uint8_t *)q, (size_t)(end - q));
     memcpy(out, p, 8); /* the token */
     be32_put(out + 8, (uint32_t)code);
     be64_put(out + 12, atomic_load_explicit(&c->xreleased, memory_order_relaxed));
@@ -334,34 +422,194 @@ void cluster__xh_on_answer(cluster_t *c, natsMsg *msg)
     cluster__post(c, m, true);
 }
 
-/* The recipient's home: is message id (of app, user) applied here? Answered "yes" on the
- * reply subject (the origin's .xapd) when it is, nothing otherwise: the origin asks again. */
+/* A home the message went to: is message id applied here (u64 id, u8 1: its record / 0: in
+ * the timeline of user name, then app NUL name NUL)? Answered "yes" (u64 id, u32 this node)
+ * on the reply subject (the origin's .xapd) when it is, nothing otherwise: the origin asks
+ * again. */
 void cluster__xh_on_query(cluster_t *c, natsConnection *nc, natsMsg *msg)
 {
     const char *p = natsMsg_GetData(msg), *reply = natsMsg_GetReply(msg);
-    const char *end = p + natsMsg_GetDataLength(msg), *q = p + 8;
-    char app[KV_ID_MAX + 1], user[KV_ID_MAX + 1];
+    const char *end = p + natsMsg_GetDataLength(msg), *q = p + 9;
+    char app[KV_ID_MAX + 1], name[KV_ID_MAX + 1];
+    uint8_t yes[12];
 
-    if (reply == NULL || end - p < 8 || end - p > QUERY_MAX || !next_id(&q, end, app) ||
-        !next_id(&q, end, user) || q != end || strncmp(reply, c->prefix, strlen(c->prefix))) {
+    if (reply == NULL || end - p < 9 || end - p > QUERY_MAX || (uint8_t)p[8] > 1 ||
+        !next_id(&q, end, app) || !next_id(&q, end, name) || q != end ||
+        strncmp(reply, c->prefix, strlen(c->prefix))) {
         atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
         return;
     }
-    if (c->has_cb != NULL && c->has_cb(c->srv, app, user, be64_get((const uint8_t *)p)))
-        (void)natsConnection_Publish(nc, reply, p, 8); /* best effort: asked again */
+    memcpy(yes, p, 8);
+    be32_put(yes + 8, c->self);
+    if (c->has_cb != NULL &&
+        c->has_cb(c->srv, app, name, be64_get((const uint8_t *)p), p[8] == 1))
+        (void)natsConnection_Publish(nc, reply, yes, 12); /* best effort: asked again */
 }
 
-/* The origin: message id is applied at the recipient's home. */
+/* The origin: message id is applied at a home it went to (u64 id, u32 that home). */
 void cluster__xh_on_applied(cluster_t *c, natsMsg *msg)
 {
+    const uint8_t *p = (const uint8_t *)natsMsg_GetData(msg);
     cl_msg_t *m;
 
-    if (natsMsg_GetDataLength(msg) != 8) {
+    if (natsMsg_GetDataLength(msg) != 12 || cluster__index_of(c, be32_get(p + 8)) < 0) {
         atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
         return;
     }
     m = msg_new(MSG_XAPD, 0);
-    m->id = be64_get((const uint8_t *)natsMsg_GetData(msg));
+    m->id = be64_get(p);
+    m->from = be32_get(p + 8);
+    cluster__post(c, m, true);
+}
+
+/* ---- forwarded requests: a group's SEND or change, run at the group's home ------------- */
+
+/* u64 token, u32 origin, u64 the session there, u8 from_kind, then per kind:
+ *  .xsnd  u8 conv_type, u8 msg_type, app NUL from NUL to NUL client_msg_id NUL, the body;
+ *  .xop   u32 type, u8 open, u64 msg_id, app NUL user NUL target NUL, u32 count, then that
+ *         many users NUL-terminated. */
+#define FWD_HDR (8 + 4 + 8 + 1)
+#define FWD_SEND_MAX (FWD_HDR + 2 + 4 * (KV_ID_MAX + 1))
+#define FWD_OP_MAX (FWD_HDR + 4 + 1 + 8 + 3 * (KV_ID_MAX + 1) + 4)
+
+/* The group named is homed here, and the origin is a peer: else refused (to the origin's
+ * .xfa: it answers its session with it). */
+static bool fwd_ok(cluster_t *c, natsConnection *nc, const uint8_t *p, const char *app,
+                   const char *group)
+{
+    uint32_t origin = be32_get(p + 8);
+    const char *why = NULL;
+    uint8_t out[FWD_ANS_MAX];
+    char subj[SUBJ_MAX];
+    int n;
+
+    if (cluster__index_of(c, origin) < 0 || origin == c->self)
+        return false;
+    if (cluster_home(c, app, group) != c->self)
+        why = "the group is not homed on the node asked";
+    else if (c->srv == NULL)
+        why = "the group's home node is stopping";
+    if (why == NULL)
+        return true;
+    memset(out, 0, FWD_ANS_HDR);
+    memcpy(out, p, 8);
+    be32_put(out + 8, cim_Code_SERVER_BUSY);
+    n = snprintf((char *)out + FWD_ANS_HDR, REASON_MAX, "%s", why);
+    snprintf(subj, sizeof(subj), "%s.node.%u.xfa", c->conf->cluster_name, origin);
+    (void)natsConnection_Publish(nc, subj, out, FWD_ANS_HDR + n); /* best effort */
+    return false;
+}
+
+/* The group's home: a group's SEND from a session of another node, into this store. */
+void cluster__xh_on_fwd_send(cluster_t *c, natsConnection *nc, natsMsg *msg)
+{
+    const uint8_t *p = (const uint8_t *)natsMsg_GetData(msg);
+    size_t len = (size_t)natsMsg_GetDataLength(msg);
+    const char *q = (const char *)p + FWD_HDR + 2, *end = (const char *)p + len;
+    char app[KV_ID_MAX + 1], from[KV_ID_MAX + 1], to[KV_ID_MAX + 1], cmid[KV_ID_MAX + 1];
+    server_t *srv = c->srv;
+    store_send_t *r;
+
+    if (len < FWD_HDR + 2 || len > FWD_SEND_MAX + XHOME_REC_MAX || !next_id(&q, end, app) ||
+        !next_id(&q, end, from) || !next_id(&q, end, to) || !next_id(&q, end, cmid)) {
+        atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
+        return;
+    }
+    if (!fwd_ok(c, nc, p, app, to))
+        return;
+    r = store_send_new((size_t)(end - q));
+    r->xtoken = be64_get(p);
+    r->xorigin = be32_get(p + 8);
+    r->sid = be64_get(p + 12);
+    r->worker = STORE_NO_WORKER;
+    r->from_kind = p[20];
+    r->conv_type = cim_ConvType_GROUP;
+    r->msg_type = p[22];
+    if (r->msg_type < cim_MsgType_TEXT || r->msg_type > cim_MsgType_CUSTOM) {
+        atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
+        mem_free(r);
+        return;
+    }
+    memcpy(r->app, app, sizeof(app));
+    memcpy(r->from, from, sizeof(from));
+    memcpy(r->to, to, sizeof(to));
+    memcpy(r->cmid, cmid, sizeof(cmid));
+    if (end > q)
+        memcpy(r->body, q, (size_t)(end - q));
+    if (store_send(srv->store, r) < 0)
+        mem_free(r); /* full or stopping: the origin times out (SERVER_BUSY) */
+}
+
+/* The group's home: a group's change from a session of another node (its users of other
+ * homes are asked first, then it goes to this store). */
+void cluster__xh_on_fwd_op(cluster_t *c, natsConnection *nc, natsMsg *msg)
+{
+    const uint8_t *p = (const uint8_t *)natsMsg_GetData(msg);
+    size_t len = (size_t)natsMsg_GetDataLength(msg);
+    const char *q = (const char *)p + FWD_HDR + 13, *end = (const char *)p + len;
+    char app[KV_ID_MAX + 1], user[KV_ID_MAX + 1], target[KV_ID_MAX + 1];
+    uint32_t n;
+    store_op_t *op;
+    cl_msg_t *m;
+
+    if (len < FWD_HDR + 13 || len > FWD_OP_MAX + 1000 * (KV_ID_MAX + 1) ||
+        !next_id(&q, end, app) || !next_id(&q, end, user) || !next_id(&q, end, target) ||
+        end - q < 4 || (n = be32_get((const uint8_t *)q)) > 1000) {
+        atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
+        return;
+    }
+    q += 4;
+    op = store_op_new(n);
+    for (uint32_t i = 0; i < n; i++)
+        if (!next_id(&q, end, op->users[i])) {
+            atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
+            mem_free(op);
+            return;
+        }
+    op->type = be32_get(p + FWD_HDR);
+    if (q != end || (op->type != FT_GROUP_JOIN && op->type != FT_GROUP_LEAVE &&
+                     op->type != FT_GROUP_ADD && op->type != FT_GROUP_KICK &&
+                     op->type != FT_GROUP_DISMISS)) {
+        atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
+        mem_free(op);
+        return;
+    }
+    if (!fwd_ok(c, nc, p, app, target)) {
+        mem_free(op);
+        return;
+    }
+    op->nusers = n;
+    op->xtoken = be64_get(p);
+    op->xorigin = be32_get(p + 8);
+    op->sid = be64_get(p + 12);
+    op->worker = STORE_NO_WORKER;
+    op->from_kind = p[20];
+    op->open = p[FWD_HDR + 4] != 0;
+    op->msg_id = be64_get(p + FWD_HDR + 5);
+    memcpy(op->app, app, sizeof(app));
+    memcpy(op->user, user, sizeof(user));
+    memcpy(op->target, target, sizeof(target));
+    m = msg_new(MSG_XRUN_OP, 0);
+    m->ptr = op;
+    cluster__post(c, m, true);
+}
+
+/* The origin: the answer to a forwarded request. */
+void cluster__xh_on_fwd_answer(cluster_t *c, natsMsg *msg)
+{
+    const uint8_t *p = (const uint8_t *)natsMsg_GetData(msg);
+    size_t len = (size_t)natsMsg_GetDataLength(msg);
+    cl_msg_t *m;
+
+    if (len < FWD_ANS_HDR || len > FWD_ANS_MAX ||
+        FWD_ANS_HDR + (size_t)((p[28] << 8) | p[29]) > len) {
+        atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
+        return;
+    }
+    m = msg_new(MSG_XFWD_ANS, len + 1);
+    memcpy(m->data, p, len);
+    m->data[len] = '\0';
+    m->len = len;
     cluster__post(c, m, true);
 }
 
@@ -412,36 +660,76 @@ void cluster_set_presence(cluster_t *c, cluster_presence_cb cb)
     c->presence_cb = cb;
 }
 
-/* A presence notice: app NUL user NUL, then the encoded Event. */
-void cluster_presence(cluster_t *c, const char *app, const char *user, const uint8_t *ev,
-                      size_t len)
+/* A notice to every other node (MSG_XPRES, MSG_XTG): app NUL name NUL, then @p len bytes. */
+static void broadcast(cluster_t *c, int kind, const char *app, const char *name,
+                      const uint8_t *data, size_t len)
 {
     cl_msg_t *m;
     size_t n = 0;
 
-    if (!c->enabled || len > CLUSTER_EVENT_MAX)
+    if (!c->enabled)
         return;
-    m = msg_new(MSG_XPRES, 2 * (KV_ID_MAX + 1) + len);
+    m = msg_new(kind, 2 * (KV_ID_MAX + 1) + len);
     n += (size_t)snprintf((char *)m->data + n, m->len - n, "%s", app) + 1;
-    n += (size_t)snprintf((char *)m->data + n, m->len - n, "%s", user) + 1;
-    memcpy(m->data + n, ev, len);
+    n += (size_t)snprintf((char *)m->data + n, m->len - n, "%s", name) + 1;
+    memcpy(m->data + n, data, len);
     m->len = n + len;
     cluster__post(c, m, false); /* best effort: an event */
 }
 
+/* A presence notice: app NUL user NUL, then the encoded Event. */
+void cluster_presence(cluster_t *c, const char *app, const char *user, const uint8_t *ev,
+                      size_t len)
+{
+    if (len <= CLUSTER_EVENT_MAX)
+        broadcast(c, MSG_XPRES, app, user, ev, len);
+}
+
+/* A group's transient message: app NUL group NUL, then the encoded Message. */
+void cluster_group_transient(cluster_t *c, const char *app, const char *group,
+                             const uint8_t *rec, size_t len)
+{
+    if (len <= XHOME_REC_MAX)
+        broadcast(c, MSG_XTG, app, group, rec, len);
+}
+
+/* A notice of another node (.xpr: the user is homed there; .xtg: a group's transient
+ * message): app and name, and @p max bytes at most after them. */
+static bool notice_parse(cluster_t *c, natsMsg *msg, size_t max, char app[KV_ID_MAX + 1],
+                         char name[KV_ID_MAX + 1], const char **q, const char **end)
+{
+    const char *p = natsMsg_GetData(msg);
+
+    *q = p;
+    *end = p + natsMsg_GetDataLength(msg);
+    if (*end - p > (ptrdiff_t)(2 * (KV_ID_MAX + 1) + max) || !next_id(q, *end, app) ||
+        !next_id(q, *end, name) || *q == *end) {
+        atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
+        return false;
+    }
+    return true;
+}
+
 void cluster__xh_on_presence(cluster_t *c, natsMsg *msg)
 {
-    const char *p = natsMsg_GetData(msg), *q = p;
-    const char *end = p + natsMsg_GetDataLength(msg);
     char app[KV_ID_MAX + 1], user[KV_ID_MAX + 1];
+    const char *q, *end;
 
-    if (end - p > 2 * (KV_ID_MAX + 1) + CLUSTER_EVENT_MAX || !next_id(&q, end, app) ||
-        !next_id(&q, end, user) || q == end || cluster_home(c, app, user) == c->self) {
-        atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
+    if (!notice_parse(c, msg, CLUSTER_EVENT_MAX, app, user, &q, &end))
         return;
-    }
-    if (c->presence_cb != NULL)
+    if (cluster_home(c, app, user) == c->self)
+        atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
+    else if (c->presence_cb != NULL)
         c->presence_cb(c->srv, app, user, (const uint8_t *)q, (size_t)(end - q));
+}
+
+void cluster__xh_on_group_transient(cluster_t *c, natsMsg *msg)
+{
+    char app[KV_ID_MAX + 1], group[KV_ID_MAX + 1];
+    const char *q, *end;
+
+    if (notice_parse(c, msg, XHOME_REC_MAX, app, group, &q, &end) && c->deliver_cb != NULL)
+        c->deliver_cb(c->srv, app, group, true, (const uint8_t *)q, (size_t)(end - q));
 }
 
 /* What this home consumes: hand it over with its stream sequence; a malformed one is
@@ -502,8 +790,10 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
     (void)js;
     if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &idtext) == NATS_OK && idtext != NULL &&
         idtext[0] != 'p') {
+        char *dash = NULL;
         m = msg_new(MSG_XACK, 0);
-        m->id = strtoull(idtext, NULL, 10);
+        m->id = strtoull(idtext, &dash, 10); /* "<id>-<home>" */
+        m->to = dash != NULL && *dash == '-' ? (uint32_t)strtoul(dash + 1, NULL, 10) : 0;
         m->code = pa != NULL ? 0 : 1;
         m->seq = pa != NULL ? pa->Sequence : 0;
         if (pae != NULL)
@@ -675,13 +965,19 @@ void cluster__xh_stop(cluster_t *c)
         knext = k->next;
         mem_free(k->r);
         mem_free(k->op);
+        if (k->uc != NULL && --k->uc->pending == 0) {
+            mem_free(k->uc->op);
+            mem_free(k->uc);
+        }
         mem_free(k);
     }
     c->checks = NULL;
     for (xh_wait_t *wt = c->waits, *wnext; wt != NULL; wt = wnext) {
         wnext = wt->next;
-        mem_free(wt->r->xmsg);
+        if (wt->r != NULL)
+            mem_free(wt->r->xmsg);
         mem_free(wt->r); /* stopping: its session is gone */
+        mem_free(wt->op);
         mem_free(wt);
     }
     c->waits = NULL;
@@ -764,7 +1060,7 @@ static store_apply_t *apply_new(const xhome_msg_t *x, natsMsg *nm, uint64_t skip
     a->origin = x->origin;
     a->conv_type = x->conv_type;
     a->msg_type = x->msg_type;
-    a->skip_sid = skip_sid;
+    a->skip_sid = (x->flags & XHOME_F_SKIP) ? x->skip_sid : skip_sid;
     memcpy(a->app, x->app, sizeof(a->app));
     memcpy(a->from, x->from, sizeof(a->from));
     memcpy(a->to, x->to, sizeof(a->to));
@@ -791,7 +1087,10 @@ static void own_to_merge(cluster_t *c)
         if (c->out_head == NULL)
             c->out_tail = NULL;
         c->nout--;
-        if (xhome_parse(o->xmsg, o->xmsg_len, &x) == 0)
+        /* a message naming its users per home: this home's own copy is the last of its id
+         * (commit_homes); the others are only published */
+        if (xhome_parse(o->xmsg, o->xmsg_len, &x) == 0 &&
+            (!(x.flags & XHOME_F_USERS) || o->home == c->self))
             (void)xmerge_add(&c->merge, c->self, o->id, apply_new(&x, NULL, o->skip_sid),
                              uv_hrtime()); /* this node is one of the nodes */
         mem_free(o->xmsg);
@@ -803,56 +1102,86 @@ static void own_to_merge(cluster_t *c)
 
 enum { W_OWN, W_REMOTE, W_STORED, W_FAILED };
 
-static xh_wait_t *wait_add(cluster_t *c, store_send_t *r, bool own, bool remote, bool stored)
+/* A wait for @p id: answered once this home applied it (@p own) and the homes of
+ * @p remote (bits by index) reported it. */
+static xh_wait_t *wait_add(cluster_t *c, store_send_t *r, store_op_t *op, uint64_t id, bool own,
+                           uint64_t remote)
 {
     xh_wait_t *w = mem_calloc(sizeof(*w));
 
     w->r = r;
-    w->id = r->msg_id;
+    w->op = op;
+    w->id = id;
     w->own = own;
     w->remote = remote;
-    w->stored = stored;
+    /* JetStream has every copy published to another home (or none was) */
+    w->stored = true;
+    for (xh_out_t *o = c->out_head; o != NULL && w->stored; o = o->next)
+        w->stored = o->id != id || o->stored;
     w->since_ms = cluster__now_ms();
     w->next = c->waits;
     c->waits = w;
     return w;
 }
 
-/* Ask the recipient's home whether it applied @p w's message (its answer: MSG_XAPD). */
+/* Ask the homes @p w still waits for whether they applied its message (their answers:
+ * MSG_XAPD). */
 static void ask(cluster_t *c, xh_wait_t *w, uint64_t now)
 {
     uint8_t req[QUERY_MAX];
     char subj[SUBJ_MAX], reply[SUBJ_MAX];
-    size_t n = 8;
+    bool record = w->op != NULL || w->r->conv_type != cim_ConvType_DIRECT;
+    size_t n = 9;
 
     w->asked_ms = now;
     if (!cluster_bus_up(c) || c->nc == NULL)
         return;
+    /* a DIRECT message: in the recipient's timeline; else its record at that home */
     be64_put(req, w->id);
-    n += (size_t)snprintf((char *)req + n, sizeof(req) - n, "%s", w->r->app) + 1;
-    n += (size_t)snprintf((char *)req + n, sizeof(req) - n, "%s", w->r->to) + 1;
-    snprintf(subj, sizeof(subj), "%s.node.%u.xapq", c->conf->cluster_name, w->r->home);
+    req[8] = record;
+    n += (size_t)snprintf((char *)req + n, sizeof(req) - n, "%s",
+                          w->op != NULL ? w->op->app : w->r->app) + 1;
+    n += (size_t)snprintf((char *)req + n, sizeof(req) - n, "%s",
+                          w->op != NULL ? w->op->target : w->r->to) + 1;
     snprintf(reply, sizeof(reply), "%s.node.%u.xapd", c->conf->cluster_name, c->self);
-    (void)natsConnection_PublishRequest(c->nc, subj, reply, req, (int)n); /* best effort:
-                                                                            asked again */
+    for (size_t i = 0; i < c->n; i++) {
+        if (!(w->remote & (1ULL << i)))
+            continue;
+        snprintf(subj, sizeof(subj), "%s.node.%u.xapq", c->conf->cluster_name, c->nodes[i]);
+        (void)natsConnection_PublishRequest(c->nc, subj, reply, req, (int)n); /* best effort:
+                                                                           asked again */
+    }
 }
 
-/* What happened to message @p id (W_*): the waits for it that are done are answered. */
-static void waits_mark(cluster_t *c, uint64_t id, int what)
+/* Answer @p w's request; @p busy: SERVER_BUSY with that reason (a SEND), or answered with
+ * what the store decided (an op: its change is made, and reaches every home). */
+static void wait_answer(cluster_t *c, xh_wait_t *w, const char *why)
+{
+    if (w->op != NULL)
+        answer_op_done(c, w->op);
+    else if (why != NULL)
+        busy(c, w->r, why);
+    else
+        answer(c, w->r);
+}
+
+/* What happened to message @p id (W_*; W_REMOTE: reported by node @p node): the waits for
+ * it that are done are answered. */
+static void waits_mark(cluster_t *c, uint64_t id, int what, uint32_t node)
 {
     xh_wait_t **pp = &c->waits, *w;
+    int i = what == W_REMOTE ? cluster__index_of(c, node) : -1;
 
     while ((w = *pp) != NULL) {
         if (w->id == id) {
             w->own = w->own && what != W_OWN;
-            w->remote = w->remote && what != W_REMOTE;
+            if (i >= 0)
+                w->remote &= ~(1ULL << i);
             w->stored = w->stored || what == W_STORED;
-            if (what == W_FAILED || (!w->own && !w->remote)) {
+            if ((what == W_FAILED && w->op == NULL) || (!w->own && w->remote == 0)) {
                 *pp = w->next;
-                if (what == W_FAILED)
-                    busy(c, w->r, BUS_FAILED); /* the outbox keeps publishing it */
-                else
-                    answer(c, w->r);
+                wait_answer(c, w, what == W_FAILED ? BUS_FAILED : NULL); /* failed: the outbox
+                                                                           keeps publishing it */
                 mem_free(w);
                 continue;
             }
@@ -861,19 +1190,27 @@ static void waits_mark(cluster_t *c, uint64_t id, int what)
     }
 }
 
-/* Timeouts, and queries for reports that did not come. */
+/* Timeouts, queries for reports that did not come, and homes that went down. */
 static void waits_tick(cluster_t *c, uint64_t now)
 {
     xh_wait_t **pp = &c->waits, *w;
 
     while ((w = *pp) != NULL) {
-        if (now - w->since_ms >= CLUSTER_APPLIED_WAIT_MS) {
+        /* A home that is down gets its copy from JetStream when it is back: once JetStream
+         * has it, it is durable there, and that home's users are unavailable meanwhile. */
+        for (size_t i = 0; w->stored && i < c->n; i++)
+            if ((w->remote & (1ULL << i)) && !cluster_node_alive(c, c->nodes[i]))
+                w->remote &= ~(1ULL << i);
+        if ((!w->own && w->remote == 0) || now - w->since_ms >= CLUSTER_APPLIED_WAIT_MS) {
             *pp = w->next;
-            busy(c, w->r, w->stored ? NOT_APPLIED : BUS_FAILED);
+            if (!w->own && w->remote == 0)
+                wait_answer(c, w, NULL);
+            else
+                wait_answer(c, w, w->stored ? NOT_APPLIED : BUS_FAILED);
             mem_free(w);
             continue;
         }
-        if (w->remote && w->stored &&
+        if (w->remote != 0 && w->stored &&
             now - (w->asked_ms > w->since_ms ? w->asked_ms : w->since_ms) >=
                 CLUSTER_APPLIED_ASK_MS)
             ask(c, w, now);
@@ -881,11 +1218,29 @@ static void waits_tick(cluster_t *c, uint64_t now)
     }
 }
 
+/* The store is done with a request the cluster answers (cluster_xhome_done). */
+static void take_done(cluster_t *c, store_req_t *q)
+{
+    store_send_t *r = q->kind == STORE_REQ_SEND ? (store_send_t *)q : NULL;
+    store_op_t *op = q->kind == STORE_REQ_OP ? (store_op_t *)q : NULL;
+
+    if (r != NULL && r->wait_apply && r->code == cim_Code_OK)
+        (void)wait_add(c, r, NULL, r->msg_id, true, r->wait_homes);
+    else if (r != NULL)
+        answer(c, r);
+    else if (op != NULL && op->wait_id != 0 && op->code == cim_Code_OK)
+        (void)wait_add(c, NULL, op, op->wait_id, true, op->wait_homes);
+    else if (op != NULL)
+        answer_op_done(c, op);
+    else
+        mem_free(q);
+}
+
 /* ---- publishing ------------------------------------------------------------------------- */
 
 static void publish(cluster_t *c, xh_out_t *o)
 {
-    char subj[SUBJ_MAX], idtext[24];
+    char subj[SUBJ_MAX], idtext[40];
     jsPubOptions po;
     natsMsg *nm = NULL;
     natsStatus s;
@@ -893,7 +1248,8 @@ static void publish(cluster_t *c, xh_out_t *o)
     if (!c->js_ready || !cluster_bus_up(c))
         return;
     snprintf(subj, sizeof(subj), "%s.out.%u.%u", c->conf->cluster_name, c->self, o->home);
-    snprintf(idtext, sizeof(idtext), "%" PRIu64, o->id);
+    /* one per copy: JetStream would drop a group message's second home as a repeat */
+    snprintf(idtext, sizeof(idtext), "%" PRIu64 "-%u", o->id, o->home);
     jsPubOptions_Init(&po);
     po.MsgId = idtext;
     po.MaxWait = CLUSTER_PUBLISH_WAIT_MS;
@@ -908,6 +1264,13 @@ static void publish(cluster_t *c, xh_out_t *o)
     natsMsg_Destroy(nm); /* NULL once libnats took it */
 }
 
+/* The wait bit of @p home (by index), none for this node. */
+static uint64_t home_bit(const cluster_t *c, uint32_t home)
+{
+    int i = cluster__index_of(c, home);
+    return home == c->self || i < 0 ? 0 : 1ULL << i;
+}
+
 static void take_committed(cluster_t *c, store_send_t *r)
 {
     xh_out_t *o = mem_calloc(sizeof(*o));
@@ -918,14 +1281,10 @@ static void take_committed(cluster_t *c, store_send_t *r)
     o->id = r->msg_id;
     o->home = r->home;
     o->skip_sid = r->sid; /* a republish: 0 */
-    /* Answered once it is in every timeline: this home's, and the recipient's home's. */
-    if (r->worker == STORE_NO_WORKER)
-        mem_free(r);
-    else
-        (void)wait_add(c, r, true, o->home != c->self, o->home == c->self);
-    /* The store commits in id order and hands over in commit order; the outbox (at start)
-     * comes before anything new. An out-of-order one still goes where it belongs. */
-    if (c->out_tail == NULL || c->out_tail->id < o->id) {
+    /* The store commits in id order and hands over in commit order (the copies of one
+     * message in their order, this home's last); the outbox (at start) comes before
+     * anything new. An out-of-order one still goes where it belongs. */
+    if (c->out_tail == NULL || c->out_tail->id <= o->id) {
         if (c->out_tail != NULL)
             c->out_tail->next = o;
         else
@@ -933,7 +1292,7 @@ static void take_committed(cluster_t *c, store_send_t *r)
         c->out_tail = o;
     } else {
         xh_out_t **pp = &c->out_head;
-        while (*pp != NULL && (*pp)->id < o->id)
+        while (*pp != NULL && (*pp)->id <= o->id)
             pp = &(*pp)->next;
         o->next = *pp;
         *pp = o;
@@ -943,6 +1302,12 @@ static void take_committed(cluster_t *c, store_send_t *r)
         o->stored = true; /* it stays here: nothing to wait for */
     else
         publish(c, o);
+    /* A DIRECT SEND: answered once it is in every timeline, this home's and the
+     * recipient's home's. */
+    if (r->worker == STORE_NO_WORKER)
+        mem_free(r);
+    else
+        (void)wait_add(c, r, NULL, o->id, true, home_bit(c, o->home));
 }
 
 static void take_ack(cluster_t *c, const cl_msg_t *m)
@@ -950,23 +1315,33 @@ static void take_ack(cluster_t *c, const cl_msg_t *m)
     xh_out_t *o;
     int i;
 
-    for (o = c->out_head; o != NULL && o->id != m->id; o = o->next)
+    for (o = c->out_head; o != NULL && (o->id != m->id || o->home != m->to); o = o->next)
         ;
     if (o == NULL || o->stored)
         return; /* an answer to a repeat */
     if (m->code != 0) {
         o->sent_ms = cluster__now_ms(); /* again after CLUSTER_PUBLISH_WAIT_MS */
-        waits_mark(c, o->id, W_FAILED);
+        waits_mark(c, o->id, W_FAILED, 0);
         return;
     }
     o->stored = true;
     atomic_fetch_add_explicit(&c->x_forwarded, 1, memory_order_relaxed);
     if ((i = cluster__index_of(c, o->home)) >= 0 && m->seq > c->acked_seq[i])
         c->acked_seq[i] = m->seq;
-    waits_mark(c, o->id, W_STORED);
+    waits_mark(c, o->id, W_STORED, 0);
 }
 
 /* ---- checks ----------------------------------------------------------------------------- */
+
+/* Register @p k (waiting for node @p node's answer until @p wait_ms from now). */
+static void check_add(cluster_t *c, xh_check_t *k, uint32_t node, uint64_t wait_ms)
+{
+    k->token = ++c->next_token;
+    k->node = node;
+    k->deadline_ms = cluster__now_ms() + wait_ms;
+    k->next = c->checks;
+    c->checks = k;
+}
 
 /* Ask @p home whether @p from may send to @p to (@p k waits for the answer), with @p rec
  * (@p rlen bytes, maybe none) after the strings: a transient message to deliver. */
@@ -977,10 +1352,7 @@ static void check_publish(cluster_t *c, xh_check_t *k, const char *app, const ch
     char subj[SUBJ_MAX], reply[SUBJ_MAX];
     size_t n = 12;
 
-    k->token = ++c->next_token;
-    k->deadline_ms = cluster__now_ms() + CLUSTER_CHECK_TIMEOUT_MS;
-    k->next = c->checks;
-    c->checks = k;
+    check_add(c, k, home, CLUSTER_CHECK_TIMEOUT_MS);
     be64_put(req, k->token);
     be32_put(req + 8, c->self);
     n += (size_t)snprintf((char *)req + n, CHECK_REQ_MAX - n, "%s", app) + 1;
@@ -1055,13 +1427,169 @@ static void answer_check_op(cluster_t *c, store_op_t *op, const cl_msg_t *m)
               m->data[0] != '\0' ? (const char *)m->data : "refused by that user's home");
 }
 
+/* One of an op's users of other homes answered (@p code; OK or BLOCKED: it exists): the op
+ * goes to the store once all did, or is answered at the first refusal. */
+static void users_answer(cluster_t *c, xh_users_t *uc, const char *user, int code,
+                         const char *why)
+{
+    char reason[sizeof(uc->op->reason)];
+
+    uc->pending--;
+    if (uc->op != NULL && code != cim_Code_OK && code != cim_Code_BLOCKED) {
+        if (code == cim_Code_NOT_FOUND)
+            snprintf(reason, sizeof(reason), "unknown user '%s'", user);
+        else
+            snprintf(reason, sizeof(reason), "%s", why);
+        answer_op(c, uc->op, code, reason);
+        uc->op = NULL;
+    }
+    if (uc->pending > 0)
+        return;
+    if (uc->op != NULL) {
+        uc->op->xusers = true;
+        to_store_op(c, uc->op);
+    }
+    mem_free(uc);
+}
+
+/* An op naming users (cluster_xhome_run_op): those of other homes are asked there. */
+static void take_run_op(cluster_t *c, store_op_t *op)
+{
+    xh_users_t *uc;
+    char why[sizeof(op->reason)];
+    bool any = false;
+
+    for (uint32_t i = 0; i < op->nusers && !any; i++)
+        any = cluster_home(c, op->app, op->users[i]) != c->self;
+    if (!any || (op->type != FT_GROUP_CREATE && op->type != FT_GROUP_ADD)) {
+        to_store_op(c, op);
+        return;
+    }
+    uc = mem_calloc(sizeof(*uc));
+    uc->op = op;
+    uc->pending = 1; /* this loop's own, so that no answer ends it early */
+    for (uint32_t i = 0; i < op->nusers; i++) {
+        uint32_t home = cluster_home(c, op->app, op->users[i]);
+        xh_check_t *k;
+        if (home == c->self)
+            continue;
+        uc->pending++;
+        if (!cluster_bus_up(c) || !cluster_node_alive(c, home)) {
+            snprintf(why, sizeof(why), "the home node of '%s' (node %u) is unavailable; retry "
+                     "later", op->users[i], home);
+            users_answer(c, uc, op->users[i], cim_Code_SERVER_BUSY, why);
+            continue;
+        }
+        k = mem_calloc(sizeof(*k));
+        k->uc = uc;
+        snprintf(k->user, sizeof(k->user), "%s", op->users[i]);
+        check_publish(c, k, op->app, op->user, op->users[i], home, NULL, 0);
+    }
+    users_answer(c, uc, "", cim_Code_OK, "");
+}
+
+/* A group's SEND or change from a session here: to the group's home (cluster_xhome_forward). */
+static void take_forward(cluster_t *c, store_req_t *q)
+{
+    store_send_t *r = q->kind == STORE_REQ_SEND ? (store_send_t *)q : NULL;
+    store_op_t *op = q->kind == STORE_REQ_OP ? (store_op_t *)q : NULL;
+    const char *app = r != NULL ? r->app : op->app, *group = r != NULL ? r->to : op->target;
+    uint32_t home = cluster_home(c, app, group);
+    char why[112], subj[SUBJ_MAX], reply[SUBJ_MAX];
+    uint8_t *req;
+    size_t n = FWD_HDR, cap;
+    xh_check_t *k;
+
+    if (!cluster_bus_up(c) || !cluster_node_alive(c, home)) {
+        snprintf(why, sizeof(why), "the group's home node (node %u) is unavailable; retry later",
+                 home);
+        if (r != NULL)
+            busy(c, r, why);
+        else
+            answer_op(c, op, cim_Code_SERVER_BUSY, why);
+        return;
+    }
+    k = mem_calloc(sizeof(*k));
+    k->fwd = true;
+    k->r = r;
+    k->op = op;
+    check_add(c, k, home, CLUSTER_FORWARD_WAIT_MS);
+    cap = r != NULL ? FWD_SEND_MAX + r->body_len : FWD_OP_MAX + op->nusers * (KV_ID_MAX + 1);
+    req = mem_alloc(cap);
+    be64_put(req, k->token);
+    be32_put(req + 8, c->self);
+    be64_put(req + 12, r != NULL ? r->sid : op->sid);
+    req[20] = r != NULL ? r->from_kind : op->from_kind;
+    if (r != NULL) {
+        req[n++] = r->conv_type;
+        req[n++] = r->msg_type;
+        n += (size_t)snprintf((char *)req + n, cap - n, "%s", r->app) + 1;
+        n += (size_t)snprintf((char *)req + n, cap - n, "%s", r->from) + 1;
+        n += (size_t)snprintf((char *)req + n, cap - n, "%s", r->to) + 1;
+        n += (size_t)snprintf((char *)req + n, cap - n, "%s", r->cmid) + 1;
+        memcpy(req + n, r->body, r->body_len);
+        n += r->body_len;
+    } else {
+        be32_put(req + n, op->type);
+        req[n + 4] = op->open;
+        be64_put(req + n + 5, op->msg_id);
+        n += 13;
+        n += (size_t)snprintf((char *)req + n, cap - n, "%s", op->app) + 1;
+        n += (size_t)snprintf((char *)req + n, cap - n, "%s", op->user) + 1;
+        n += (size_t)snprintf((char *)req + n, cap - n, "%s", op->target) + 1;
+        be32_put(req + n, op->nusers);
+        n += 4;
+        for (uint32_t i = 0; i < op->nusers; i++)
+            n += (size_t)snprintf((char *)req + n, cap - n, "%s", op->users[i]) + 1;
+    }
+    snprintf(subj, sizeof(subj), "%s.node.%u.%s", c->conf->cluster_name, home,
+             r != NULL ? "xsnd" : "xop");
+    snprintf(reply, sizeof(reply), "%s.node.%u.xfa", c->conf->cluster_name, c->self);
+    (void)natsConnection_PublishRequest(c->nc, subj, reply, req, (int)n); /* best effort: a
+                                                                 lost one times out */
+    mem_free(req);
+}
+
+/* The group's home answered a forwarded request: hand it to its session. */
+static void take_fwd_answer(cluster_t *c, const cl_msg_t *m)
+{
+    const uint8_t *p = m->data;
+    size_t glen = (size_t)((p[28] << 8) | p[29]);
+    const char *reason = (const char *)p + FWD_ANS_HDR + glen;
+    xh_check_t **pp, *k;
+
+    for (pp = &c->checks; *pp != NULL && ((*pp)->token != be64_get(p) || !(*pp)->fwd);
+         pp = &(*pp)->next)
+        ;
+    if ((k = *pp) == NULL)
+        return; /* timed out already */
+    *pp = k->next;
+    if (k->r != NULL) {
+        k->r->code = (int)be32_get(p + 8);
+        k->r->msg_id = be64_get(p + 12);
+        k->r->time_ms = be64_get(p + 20);
+        snprintf(k->r->reason, sizeof(k->r->reason), "%s", reason);
+        answer(c, k->r);
+    } else {
+        k->op->code = (int)be32_get(p + 8);
+        snprintf(k->op->reason, sizeof(k->op->reason), "%s", reason);
+        k->op->has_group = glen > 0 && glen <= sizeof(k->op->group);
+        k->op->group_len = k->op->has_group ? glen : 0;
+        if (k->op->has_group)
+            memcpy(k->op->group, p + FWD_ANS_HDR, glen);
+        answer_op_done(c, k->op);
+    }
+    mem_free(k);
+}
+
 static void take_answer(cluster_t *c, const cl_msg_t *m)
 {
     server_t *srv = c->srv;
     xh_check_t **pp, *k;
     store_send_t *r;
 
-    for (pp = &c->checks; *pp != NULL && (*pp)->token != m->id; pp = &(*pp)->next)
+    for (pp = &c->checks; *pp != NULL && ((*pp)->token != m->id || (*pp)->fwd);
+         pp = &(*pp)->next)
         ;
     if ((k = *pp) == NULL)
         return; /* timed out already */
@@ -1069,6 +1597,9 @@ static void take_answer(cluster_t *c, const cl_msg_t *m)
     r = k->r;
     if (k->op != NULL)
         answer_check_op(c, k->op, m);
+    if (k->uc != NULL)
+        users_answer(c, k->uc, k->user, m->code,
+                     m->data[0] != '\0' ? (const char *)m->data : "refused by that user's home");
     mem_free(k);
     if (r == NULL)
         return;
@@ -1100,7 +1631,15 @@ static void expire_checks(cluster_t *c, uint64_t now)
             continue;
         }
         *pp = k->next;
-        if (k->op != NULL)
+        if (k->fwd && k->r != NULL)
+            busy(c, k->r, "the group's home node did not answer; retry later");
+        else if (k->fwd)
+            answer_op(c, k->op, cim_Code_SERVER_BUSY,
+                      "the group's home node did not answer; retry later");
+        else if (k->uc != NULL)
+            users_answer(c, k->uc, k->user, cim_Code_SERVER_BUSY,
+                         "that user's home node did not answer; retry later");
+        else if (k->op != NULL)
             answer_op(c, k->op, cim_Code_SERVER_BUSY,
                       "that user's home node did not answer; retry later");
         else
@@ -1182,17 +1721,18 @@ static void take_in(cluster_t *c, cl_msg_t *m)
 static void report_applied(cluster_t *c, const store_apply_t *a)
 {
     char subj[SUBJ_MAX];
-    uint8_t id[8];
+    uint8_t id[12];
 
     if (a->origin == c->self) {
-        waits_mark(c, a->id, W_OWN);
+        waits_mark(c, a->id, W_OWN, 0);
         return;
     }
     if (!cluster_bus_up(c) || c->nc == NULL)
         return;
     be64_put(id, a->id);
+    be32_put(id + 8, c->self);
     snprintf(subj, sizeof(subj), "%s.node.%u.xapd", c->conf->cluster_name, a->origin);
-    (void)natsConnection_Publish(c->nc, subj, id, 8); /* best effort: the origin asks again */
+    (void)natsConnection_Publish(c->nc, subj, id, 12); /* best effort: the origin asks again */
 }
 
 static void take_applied(cluster_t *c, store_apply_t *a)
@@ -1351,14 +1891,23 @@ void cluster__xh_take(cluster_t *c, cl_msg_t *m)
         break;
     case MSG_XRESEND: {
         store_send_t *r = m->ptr;
-        ask(c, wait_add(c, r, false, true, true), cluster__now_ms());
+        ask(c, wait_add(c, r, NULL, r->msg_id, false, home_bit(c, r->home)), cluster__now_ms());
         break;
     }
     case MSG_XAPD:
-        waits_mark(c, m->id, W_REMOTE);
+        waits_mark(c, m->id, W_REMOTE, m->from);
         break;
-    case MSG_XWAIT:
-        (void)wait_add(c, m->ptr, true, false, true);
+    case MSG_XDONE:
+        take_done(c, m->ptr);
+        break;
+    case MSG_XFWD:
+        take_forward(c, m->ptr);
+        break;
+    case MSG_XFWD_ANS:
+        take_fwd_answer(c, m);
+        break;
+    case MSG_XRUN_OP:
+        take_run_op(c, m->ptr);
         break;
     case MSG_XCHECK_OP:
         take_check_op(c, m->ptr);
@@ -1367,9 +1916,10 @@ void cluster__xh_take(cluster_t *c, cl_msg_t *m)
         notice(c, m->to, "xrd", m);
         break;
     case MSG_XPRES:
+    case MSG_XTG:
         for (size_t i = 0; i < c->n; i++)
             if (c->nodes[i] != c->self)
-                notice(c, c->nodes[i], "xpr", m);
+                notice(c, c->nodes[i], m->kind == MSG_XPRES ? "xpr" : "xtg", m);
         break;
     default:
         break;

@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "actors/group.h"
 #include "actors/message.h"
 #include "cim.pb.h"
 #include "core/mem.h"
@@ -174,6 +175,8 @@ static int verify(kv_txn_t *txn, const char *app, const char *user, const char *
     uint8_t ukey[KV_UKEY_MAX];
     const uint8_t *rec;
     cim_Message m;
+    uint64_t gid;
+    group_t g;
     size_t len;
     int rc = kv_msg_get(txn, id, &rec, &len);
 
@@ -182,7 +185,13 @@ static int verify(kv_txn_t *txn, const char *app, const char *user, const char *
     if (!message_decode_head(rec, len, &m) || strcmp(m.from, user) != 0 ||
         strcmp(m.client_msg_id, cmid) != 0)
         return RC_ENOTFOUND;
-    return kv_timeline_has(txn, ukey, kv_ukey(ukey, app, user), id);
+    rc = kv_timeline_has(txn, ukey, kv_ukey(ukey, app, user), id);
+    /* In a cluster a group's messages are stored by the group's home, maybe not the
+     * sender's: there a group of that app (group ids are unique across apps) says it. */
+    if (rc == RC_ENOTFOUND && m.conv_type == cim_ConvType_GROUP &&
+        group_id_parse(m.to, &gid) == 0)
+        rc = group_load(txn, app, gid, &g);
+    return rc;
 }
 
 #define CANDIDATES_MAX 16

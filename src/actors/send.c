@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "actors/cluster.h"
 #include "actors/dedup.h"
 #include "actors/group.h"
 #include "actors/message.h"
@@ -111,16 +112,19 @@ int send_check_home(void *ctx, const char *app, const char *from, const char *to
     return code;
 }
 
-bool send_has_home(void *ctx, const char *app, const char *user, uint64_t id)
+bool send_has_home(void *ctx, const char *app, const char *name, uint64_t id, bool record)
 {
     server_t *srv = ctx;
     uint8_t key[KV_UKEY_MAX];
+    const uint8_t *v;
+    size_t vlen;
     kv_txn_t *txn = NULL;
     bool has;
 
     if (kv_begin(srv->kv, KV_READ, &txn) < 0)
         return false;
-    has = kv_timeline_has(txn, key, kv_ukey(key, app, user), id) == 0;
+    has = record ? kv_msg_get(txn, id, &v, &vlen) == 0
+                 : kv_timeline_has(txn, key, kv_ukey(key, app, name), id) == 0;
     kv_abort(txn);
     return has;
 }
@@ -191,25 +195,39 @@ static void troute_flush(troute_t *t)
     blob_unref(t->b);
 }
 
-void send_deliver_home(void *ctx, const char *app, const char *user, const uint8_t *rec,
-                       size_t len)
+/* Every member of group @p group (in this node's copy of it): its sessions here. */
+static void troute_group(troute_t *t, const char *group)
+{
+    uint8_t prefix[GROUP_KEY_MAX];
+    kv_txn_t *txn = NULL;
+    uint64_t gid;
+
+    if (group_id_parse(group, &gid) == 0 && kv_begin(t->srv->kv, KV_READ, &txn) == 0) {
+        (void)kv_rec_scan(txn, KV_DB_MEMBERS, prefix, group_key(prefix, t->app, gid),
+                          troute_member, t); /* best effort: transient */
+        kv_abort(txn);
+    }
+}
+
+void send_deliver_home(void *ctx, const char *app, const char *name, bool group,
+                       const uint8_t *rec, size_t len)
 {
     blob_t *b = blob_new(len);
     troute_t t;
 
     memcpy(b->data, rec, len);
     troute_init(&t, ctx, app, 0, b);
-    troute_user(&t, user);
+    if (group)
+        troute_group(&t, name);
+    else
+        troute_user(&t, name);
     troute_flush(&t);
 }
 
 int send_transient_route(server_t *srv, store_send_t *meta, const uint8_t *body, size_t len,
                          uint64_t skip_sid)
 {
-    uint8_t prefix[GROUP_KEY_MAX];
-    kv_txn_t *txn = NULL;
     troute_t t;
-    uint64_t gid;
     blob_t *b;
 
     if (meta->time_ms == 0)
@@ -218,12 +236,10 @@ int send_transient_route(server_t *srv, store_send_t *meta, const uint8_t *body,
         return RC_EINVAL;
     troute_init(&t, srv, meta->app, skip_sid, b);
     if (meta->conv_type == cim_ConvType_GROUP) {
-        /* every member, the sender's other devices included */
-        if (group_id_parse(meta->to, &gid) == 0 && kv_begin(srv->kv, KV_READ, &txn) == 0) {
-            (void)kv_rec_scan(txn, KV_DB_MEMBERS, prefix, group_key(prefix, meta->app, gid),
-                              troute_member, &t); /* best effort: transient */
-            kv_abort(txn);
-        }
+        /* every member, the sender's other devices included; in a cluster those homed on
+         * other nodes too, through their homes */
+        troute_group(&t, meta->to);
+        cluster_group_transient(srv->cluster, meta->app, meta->to, b->data, b->len);
     } else {
         troute_user(&t, meta->to);
         if (strcmp(meta->to, meta->from) != 0)

@@ -49,17 +49,18 @@ int send_check_home(void *ctx, const char *app, const char *from, const char *to
                     const char **why);
 
 /**
- * Is message @p id in the timeline of @p user of @p app here (cluster_has_cb; @p ctx is
- * the server_t)? A storage error reads as false.
+ * Is message @p id in the timeline of user @p name of @p app here, or (@p record) its
+ * record (cluster_has_cb; @p ctx is the server_t)? A storage error reads as false.
  */
-bool send_has_home(void *ctx, const char *app, const char *user, uint64_t id);
+bool send_has_home(void *ctx, const char *app, const char *name, uint64_t id, bool record);
 
 /**
- * Deliver transient message @p rec (encoded cim.Message) to the live sessions of @p user
- * here (cluster_deliver_cb; @p ctx is the server_t): one sent from another home.
+ * Deliver transient message @p rec (encoded cim.Message) to the live sessions here of user
+ * @p name, or (@p group) of every member of group @p name (cluster_deliver_cb; @p ctx is
+ * the server_t): one sent from another home.
  */
-void send_deliver_home(void *ctx, const char *app, const char *user, const uint8_t *rec,
-                       size_t len);
+void send_deliver_home(void *ctx, const char *app, const char *name, bool group,
+                       const uint8_t *rec, size_t len);
 
 /**
  * Route a transient message at once: encode it from @p meta (app, from, to, conv_type,

@@ -757,7 +757,7 @@ static void complete_send(session_t *s, store_send_t *req)
 {
     cim_SendRsp rsp = cim_SendRsp_init_zero;
 
-    if (req->xhome && s->xsends > 0)
+    if (cluster_is_enabled(s->w->srv->cluster) && s->xsends > 0)
         s->xsends--;
     if (req->transient && req->code == cim_Code_OK &&
         send_transient_route(s->w->srv, req, req->body, req->body_len, s->sid) < 0)
@@ -793,7 +793,7 @@ void session_complete(session_t *s, store_req_t *req)
     if (req->kind == STORE_REQ_SEND) {
         complete_send(s, (store_send_t *)req);
     } else if (req->kind == STORE_REQ_OP) {
-        if (((store_op_t *)req)->xcheck && s->xsends > 0)
+        if (cluster_is_enabled(s->w->srv->cluster) && s->xsends > 0)
             s->xsends--;
         session__op_done(s, (store_op_t *)req);
         if (!s->closed && s->state != SESSION_ST_CLOSING)
@@ -821,27 +821,46 @@ int session__fail(session_t *s, uint32_t type, uint32_t req_id, int code, const 
     return session_reply(s, type + 1, req_id, code, reason);
 }
 
+static bool is_group_change(uint32_t type)
+{
+    return type == FT_GROUP_CREATE || type == FT_GROUP_JOIN || type == FT_GROUP_LEAVE ||
+           type == FT_GROUP_ADD || type == FT_GROUP_KICK || type == FT_GROUP_DISMISS;
+}
+
 int session__post_op(session_t *s, store_op_t *op)
 {
     cluster_t *cl = s->w->srv->cluster;
-    bool xcheck;
+    int rc;
 
     op->worker = s->w->index;
     op->sid = s->sid;
     op->from_kind = s->kind;
     snprintf(op->app, sizeof(op->app), "%s", s->app);
     snprintf(op->user, sizeof(op->user), "%s", s->user);
-    /* A user of another home exists there or not: asked first (answers stay in order). */
-    xcheck = (op->type == FT_CONTACT_ADD || op->type == FT_BLOCK) && cluster_is_enabled(cl) &&
-             cluster_home(cl, op->app, op->target) != cluster_self(cl);
-    op->xcheck = xcheck;
-    if ((xcheck ? cluster_xhome_check_op(cl, op) : store_op(s->w->srv->store, op)) < 0) {
+    if (!cluster_is_enabled(cl))
+        rc = store_op(s->w->srv->store, op);
+    else if ((op->type == FT_CONTACT_ADD || op->type == FT_BLOCK) &&
+             cluster_home(cl, op->app, op->target) != cluster_self(cl))
+        /* A user of another home exists there or not: asked first. */
+        rc = cluster_xhome_check_op(cl, op);
+    else if (is_group_change(op->type) && op->type != FT_GROUP_CREATE &&
+             cluster_home(cl, op->app, op->target) != cluster_self(cl))
+        /* a group's change is made by the group's home, in its order */
+        rc = cluster_xhome_forward(cl, &op->hdr);
+    else if (op->type == FT_GROUP_CREATE || op->type == FT_GROUP_ADD)
+        /* users of other homes are found there first */
+        rc = cluster_xhome_run_op(cl, op);
+    else
+        rc = store_op(s->w->srv->store, op);
+    if (rc < 0) {
         uint32_t type = op->type, req_id = op->req_id;
         mem_free(op);
         return session__fail(s, type, req_id, cim_Code_SERVER_BUSY, "server busy; retry later");
     }
     s->async_issued++;
-    s->xsends += xcheck; /* answered by the cluster thread: what follows waits */
+    /* in a cluster answered by the cluster thread, maybe out of store order: what follows
+     * waits */
+    s->xsends += cluster_is_enabled(cl);
     return 0;
 }
 

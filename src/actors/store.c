@@ -240,6 +240,23 @@ static void fail_request(store_req_t *q)
     }
 }
 
+/* In a cluster, the requests the cluster answers: those whose message must be in the
+ * timelines of other homes first (a group's message or change, a RECALL), and those another
+ * node forwarded here. */
+static bool answered_by_cluster(const store_t *st, const store_req_t *q, bool committed)
+{
+    const store_send_t *r = (const store_send_t *)q;
+    const store_op_t *op = (const store_op_t *)q;
+
+    if (!cluster_is_enabled(st->srv->cluster))
+        return false;
+    if (q->kind == STORE_REQ_SEND)
+        return r->xorigin != 0 || (committed && r->wait_apply);
+    if (q->kind == STORE_REQ_OP)
+        return op->xorigin != 0 || (committed && op->wait_id != 0 && op->code == cim_Code_OK);
+    return false;
+}
+
 /* After the commit (or its failure): answer every request and push what it made, in batch
  * order, then hand each worker its share in one mailbox message. */
 static void complete(store_t *st, size_t n, bool committed)
@@ -257,9 +274,11 @@ static void complete(store_t *st, size_t n, bool committed)
             cluster_xhome_committed(st->srv->cluster, (store_send_t *)q);
             continue;
         }
-        if (q->kind == STORE_REQ_SEND && committed && ((store_send_t *)q)->wait_apply) {
+        if (answered_by_cluster(st, q, committed)) {
             /* after its own message, just handed over (store__xq_flush) */
-            cluster_xhome_wait(st->srv->cluster, (store_send_t *)q);
+            if (!committed)
+                fail_request(q);
+            cluster_xhome_done(st->srv->cluster, q);
             continue;
         }
         if (q->done != NULL && !committed)
@@ -396,29 +415,41 @@ typedef struct outbox_walk {
     store_t *st;
     kv_txn_t *txn;
     size_t n;
+    uint64_t id; /* the entry being handed over */
 } outbox_walk_t;
 
-/* One outbox entry back to the cluster, as if just committed (nobody to answer). */
-static int republish(void *ctx, uint64_t id, const uint8_t *val, size_t len)
+/* One copy of an outbox entry back to the cluster, as if just committed (nobody to
+ * answer). */
+static int republish_one(void *ctx, const uint8_t *val, size_t len)
 {
     outbox_walk_t *o = ctx;
     xhome_msg_t x;
     store_send_t *r;
 
-    if (xhome_parse(val, len, &x) < 0 || x.id != id) {
-        LOG_ERROR("store: outbox entry %llu is unreadable: skipped", (unsigned long long)id);
-        return 0;
-    }
+    if (xhome_parse(val, len, &x) < 0 || x.id != o->id)
+        return RC_EPROTO;
     r = store_send_new(0);
     r->worker = STORE_NO_WORKER;
     r->xhome = true;
     r->home = x.home;
-    r->msg_id = id;
+    r->msg_id = o->id;
     r->xmsg = mem_alloc(len);
     memcpy(r->xmsg, val, len);
     r->xmsg_len = len;
     cluster_xhome_committed(o->st->srv->cluster, r);
-    o->n++;
+    return 0;
+}
+
+/* One outbox entry (every copy of one message, xhome.h) back to the cluster. */
+static int republish(void *ctx, uint64_t id, const uint8_t *val, size_t len)
+{
+    outbox_walk_t *o = ctx;
+
+    o->id = id;
+    if (xhome_outbox_each(val, len, republish_one, o) != 0)
+        LOG_ERROR("store: outbox entry %llu is unreadable: skipped", (unsigned long long)id);
+    else
+        o->n++;
     return 0;
 }
 
@@ -426,7 +457,7 @@ static int republish(void *ctx, uint64_t id, const uint8_t *val, size_t len)
  * report the horizon every CLUSTER_WATERMARK_MS. */
 static void xstart(store_t *st)
 {
-    outbox_walk_t o = {st, NULL, 0};
+    outbox_walk_t o = {st, NULL, 0, 0};
     int rc;
 
     if (st->xstarted)

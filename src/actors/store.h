@@ -126,10 +126,17 @@ typedef struct store_send {
     uint32_t home;                 /* xhome: the recipient's home node */
     uint64_t floor;                /* xhome: the id must be above this (the home's floor) */
     bool wait_apply;               /* cluster: stored here, not appended yet (a group
-                                      message): answered once this home's merge applied it
-                                      (cluster_xhome_wait) */
+                                      message): answered once applied here and at the homes
+                                      of wait_homes (cluster_xhome_done) */
     bool transient;                /* xhome: a transient message, delivered by the recipient's
                                       home after its check, never stored */
+    uint64_t wait_homes;           /* cluster, out: the other homes whose timelines get it
+                                      (bits by index in cluster_nodes): their applies are
+                                      waited for too */
+    uint32_t xorigin;              /* cluster: sent by a session of node xorigin (a group's
+                                      message, forwarded to the group's home): answered there
+                                      with token xtoken (0: a session of this node) */
+    uint64_t xtoken;
     char reason[112];              /* out: the reason of a refusal ("": the usual one) */
     uint8_t *xmsg;                 /* out (xhome): the XHOME_MSG to publish, owned */
     size_t xmsg_len;
@@ -202,8 +209,15 @@ typedef struct store_op {
     int8_t disabled;               /* STORE_OP_USER_PUT: -1 keep, 0 enable, 1 disable */
     bool created;                  /* out: STORE_OP_USER_PUT made the user */
     kv_user_t urec;                /* out: STORE_OP_USER_*: the record as written */
-    bool xcheck;                   /* CONTACT_ADD, BLOCK: the user's existence was checked at
-                                      its home, another node (cluster_xhome_check_op) */
+    bool xusers;                   /* GROUP_CREATE, GROUP_ADD: the users of other homes were
+                                      found there (the cluster asked) */
+    uint32_t xorigin;              /* cluster: asked by a session of node xorigin (a group's
+                                      change, forwarded to the group's home): answered there
+                                      with token xtoken (0: a session of this node) */
+    uint64_t xtoken;
+    uint64_t wait_id;              /* cluster, out: the message the op made (a group event, a
+                                      RECALL): answered once applied here and at ... */
+    uint64_t wait_homes;           /* ... these other homes (bits by index in cluster_nodes) */
     int code;                      /* out: cim_Code */
     char reason[128];              /* out: when code is not OK */
     bool has_group;                /* out: group is set (GROUP_CREATE/JOIN answer) */

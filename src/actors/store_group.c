@@ -197,7 +197,8 @@ static int group_event(store_t *st, kv_txn_t *txn, store_op_t *op, const group_t
     m.nusers = nrcpt;
     m.index = true;
     m.skip_sid = 0; /* the actor's own device learns it too, in order with its timeline */
-    rc = store__put_message(st, txn, &m, event_id, &t);
+    rc = store__put_message(st, txn, &m, event_id, &t, &op->wait_homes);
+    op->wait_id = *event_id; /* in a cluster: answered once it is applied */
     mem_free(buf);
     return rc;
 }
@@ -230,10 +231,16 @@ static void answer_group(store_op_t *op, const group_t *g)
     }
 }
 
-static int users_exist(kv_txn_t *txn, store_op_t *op, const char *const *names, size_t n)
+static bool homed_here(const store_t *st, const char *app, const char *user);
+
+/* Do the users named exist? Those of other homes were asked there first (op->xusers). */
+static int users_exist(store_t *st, kv_txn_t *txn, store_op_t *op, const char *const *names,
+                       size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        int rc = kv_user_get(txn, op->app, names[i], NULL);
+        int rc = op->xusers && !homed_here(st, op->app, names[i])
+                     ? 0
+                     : kv_user_get(txn, op->app, names[i], NULL);
         if (rc == RC_ENOTFOUND) {
             reject(op, cim_Code_NOT_FOUND, "unknown user '%s'", names[i]);
             return 1;
@@ -245,6 +252,21 @@ static int users_exist(kv_txn_t *txn, store_op_t *op, const char *const *names, 
 }
 
 /* ---- group ops ------------------------------------------------------------------------ */
+
+/* A new group id. In a cluster the group's home is the node that creates it (the creator's
+ * home): ids are drawn until one is homed here (1 in N on average). */
+static int new_gid(store_t *st, kv_txn_t *txn, const char *app, uint64_t *gid)
+{
+    char text[24];
+    int rc;
+
+    do {
+        if ((rc = kv_counter_next(txn, "next_gid", GROUP_ID_FIRST, gid)) < 0)
+            return rc;
+        snprintf(text, sizeof(text), "%llu", (unsigned long long)*gid);
+    } while (cluster_is_enabled(st->srv->cluster) && !homed_here(st, app, text));
+    return 0;
+}
 
 static int op_create(store_t *st, kv_txn_t *txn, store_op_t *op)
 {
@@ -260,7 +282,7 @@ static int op_create(store_t *st, kv_txn_t *txn, store_op_t *op)
                   all + 1);
     for (size_t i = 0; i < n; i++)
         names[i] = all[i];
-    if ((rc = users_exist(txn, op, names, n)) != 0)
+    if ((rc = users_exist(st, txn, op, names, n)) != 0)
         goto out;
     if (n > st->srv->conf->max_group_size) {
         reject(op, cim_Code_TOO_LARGE, "more members than max_group_size%s", "");
@@ -278,7 +300,7 @@ static int op_create(store_t *st, kv_txn_t *txn, store_op_t *op)
                "the group with fewer and add the rest with GROUP_ADD%s", "");
         goto out;
     }
-    if ((rc = kv_counter_next(txn, "next_gid", GROUP_ID_FIRST, &g.gid)) < 0)
+    if ((rc = new_gid(st, txn, op->app, &g.gid)) < 0)
         goto out;
     if ((rc = group_save(txn, op->app, &g)) < 0)
         goto out;
@@ -383,7 +405,7 @@ static int op_add(store_t *st, kv_txn_t *txn, store_op_t *op)
     names = mem_alloc((nf + 1) * sizeof(*names));
     for (size_t i = 0; i < nf; i++)
         names[i] = fresh[i];
-    if ((rc = users_exist(txn, op, names, nf)) != 0)
+    if ((rc = users_exist(st, txn, op, names, nf)) != 0)
         goto out;
     op->code = cim_Code_OK;
     if (nf == 0)
@@ -680,9 +702,25 @@ static bool no_body(pb_ostream_t *os, const pb_field_t *f, void *const *arg)
     return true; /* erased */
 }
 
+/* Erase the body of record @p id (@p m: its head, @p len: its size) and flag it: every
+ * reader (HISTORY, SYNC, CONV_LIST) sees it RECALLED from now on. */
+static int erase(kv_txn_t *txn, uint64_t id, cim_Message *m, size_t len)
+{
+    uint8_t *buf = mem_alloc(len + 16); /* without its body the record only shrinks */
+    pb_ostream_t os = pb_ostream_from_buffer(buf, len + 16);
+    int rc;
+
+    m->flags |= 1u;
+    m->body.funcs.encode = no_body;
+    rc = pb_encode(&os, cim_Message_fields, m) ? kv_msg_replace(txn, id, buf, os.bytes_written)
+                                               : RC_EINVAL;
+    mem_free(buf);
+    return rc;
+}
+
 static int op_recall(store_t *st, kv_txn_t *txn, store_op_t *op)
 {
-    uint8_t ukey[KV_UKEY_MAX], evbuf[cim_RecallEvent_size], *buf = NULL;
+    uint8_t ukey[KV_UKEY_MAX], evbuf[cim_RecallEvent_size];
     size_t klen = kv_ukey(ukey, op->app, op->user), len;
     const uint8_t *rec;
     cim_Message m = cim_Message_init_zero;
@@ -717,17 +755,7 @@ static int op_recall(store_t *st, kv_txn_t *txn, store_op_t *op)
     if (snowflake_now_ms() > m.time_ms + (uint64_t)st->srv->conf->recall_window_s * 1000)
         return reject(op, cim_Code_RECALL_WINDOW_PASSED, "the recall window has passed%s", "");
 
-    /* Erase the body and flag the record: every reader (HISTORY, SYNC, CONV_LIST) sees it
-     * RECALLED from now on. */
-    m.flags |= 1u;
-    m.body.funcs.encode = no_body;
-    buf = mem_alloc(len + 16); /* without its body the record only shrinks */
-    os = pb_ostream_from_buffer(buf, len + 16);
-    rc = pb_encode(&os, cim_Message_fields, &m)
-             ? kv_msg_replace(txn, op->msg_id, buf, os.bytes_written)
-             : RC_EINVAL;
-    mem_free(buf);
-    if (rc < 0)
+    if ((rc = erase(txn, op->msg_id, &m, len)) < 0)
         return rc;
 
     /* A RECALL message to every participant's timeline, pushed like any message. */
@@ -770,9 +798,128 @@ static int op_recall(store_t *st, kv_txn_t *txn, store_op_t *op)
     sm.nusers = nusers;
     sm.index = false; /* history keeps the original, flagged */
     sm.skip_sid = op->sid;
-    rc = store__put_message(st, txn, &sm, &id, &t);
+    rc = store__put_message(st, txn, &sm, &id, &t, &op->wait_homes);
+    op->wait_id = id;
     mem_free(roster);
     return rc;
+}
+
+/* ---- another home's changes (a cluster) ------------------------------------------------ */
+
+static bool homed_here(const store_t *st, const char *app, const char *user)
+{
+    return cluster_home(st->srv->cluster, app, user) == cluster_self(st->srv->cluster);
+}
+
+/* Add (@p add) or remove @p user in this home's copy of group @p gid, changed by event
+ * @p event; the group list and conversation of a user homed here follow. */
+static int mirror_member(store_t *st, kv_txn_t *txn, const char *app, const char *group_id,
+                         uint64_t gid, const char *user, bool add, uint64_t event)
+{
+    uint8_t key[GROUP_KEY_MAX + KV_ID_MAX];
+    int rc = add ? member_add(txn, app, gid, user, event) : member_del(txn, app, gid, user);
+
+    if (rc < 0)
+        return rc;
+    if (!homed_here(st, app, user)) {
+        /* the user's group list is its home's (GROUP_LIST is answered there) */
+        rc = kv_rec_del(txn, KV_DB_UGROUPS, key, (size_t)ugroup_key(key, app, user, gid));
+        return rc == RC_ENOTFOUND ? 0 : rc;
+    }
+    return conv_member(st, txn, app, user, group_id, add ? 0 : event, add ? event : 0);
+}
+
+/* A GroupEvent of a group homed elsewhere (its home changed the group at commit): this
+ * home's copy — the group's record and members, which GROUP_MEMBERS, GROUP_LIST, HISTORY
+ * and the worker's checks read here — and its members' group lists and conversations
+ * follow it, in id order with everything else (the merge). */
+static int mirror_group(store_t *st, kv_txn_t *txn, const store_apply_t *a, const uint8_t *body,
+                        size_t blen)
+{
+    cim_GroupEvent *ev = mem_calloc(sizeof(*ev));
+    pb_istream_t is = pb_istream_from_buffer(body, blen);
+    store_uid_t *roster = NULL;
+    size_t n = 0;
+    bool add;
+    group_t g;
+    int rc = 0;
+
+    memset(&g, 0, sizeof(g));
+    if (group_id_parse(a->to, &g.gid) < 0 || !pb_decode(&is, cim_GroupEvent_fields, ev) ||
+        !ev->has_group) {
+        LOG_RL(LOG_LVL_ERROR, "store: group event %llu of group '%s' is unreadable: this "
+                              "home's copy of the group is not changed",
+               (unsigned long long)a->id, a->to);
+        goto out;
+    }
+    snprintf(g.name, sizeof(g.name), "%s", ev->group.name);
+    snprintf(g.owner, sizeof(g.owner), "%s", ev->group.owner);
+    g.created_ms = ev->group.created_ms;
+    g.member_count = ev->group.member_count;
+    g.open = ev->group.open;
+    /* the owner alone leaving ends the group too (op_leave) */
+    g.dismissed = ev->kind == cim_GroupEventKind_GE_DISMISSED || g.member_count == 0;
+    if ((rc = group_save(txn, a->app, &g)) < 0)
+        goto out;
+    add = ev->kind == cim_GroupEventKind_GE_CREATED || ev->kind == cim_GroupEventKind_GE_JOINED ||
+          ev->kind == cim_GroupEventKind_GE_ADDED;
+    if (ev->kind == cim_GroupEventKind_GE_CREATED &&
+        (rc = mirror_member(st, txn, a->app, a->to, g.gid, ev->actor, true, a->id)) < 0)
+        goto out;
+    for (pb_size_t i = 0; i < ev->users_count && rc == 0; i++)
+        rc = mirror_member(st, txn, a->app, a->to, g.gid, ev->users[i], add, a->id);
+    if (rc == 0 && g.dismissed && (rc = store__roster(txn, a->app, g.gid, &roster, &n)) == 0)
+        for (size_t i = 0; i < n && rc == 0; i++)
+            rc = mirror_member(st, txn, a->app, a->to, g.gid, roster[i], false, a->id);
+out:
+    mem_free(roster);
+    mem_free(ev);
+    return rc;
+}
+
+/* A RECALL of another home: the recalled record is erased here too. */
+static int mirror_recall(kv_txn_t *txn, const store_apply_t *a, const uint8_t *body, size_t blen)
+{
+    cim_RecallEvent re = cim_RecallEvent_init_zero;
+    cim_Message m = cim_Message_init_zero;
+    pb_istream_t is = pb_istream_from_buffer(body, blen);
+    const uint8_t *rec;
+    size_t len;
+    int rc;
+
+    if (!pb_decode(&is, cim_RecallEvent_fields, &re)) {
+        LOG_RL(LOG_LVL_ERROR, "store: recall %llu is unreadable: nothing erased here",
+               (unsigned long long)a->id);
+        return 0;
+    }
+    rc = kv_msg_get(txn, re.msg_id, &rec, &len);
+    if (rc == RC_ENOTFOUND)
+        return 0; /* never here (or removed by retention) */
+    if (rc < 0)
+        return rc;
+    if (!message_decode_head(rec, len, &m) || strcmp(m.from, re.by) != 0 || (m.flags & 1u))
+        return 0; /* only its sender recalls; already erased */
+    return erase(txn, re.msg_id, &m, len);
+}
+
+int store__mirror(store_t *st, kv_txn_t *txn, const store_apply_t *a)
+{
+    cim_Message m = cim_Message_init_zero;
+    const uint8_t *body = NULL;
+    size_t blen = 0;
+
+    if (a->msg_type == cim_MsgType_RECALL || (a->msg_type == cim_MsgType_SYSTEM &&
+                                              a->conv_type == cim_ConvType_GROUP &&
+                                              !homed_here(st, a->app, a->to))) {
+        if (!message_decode(a->rec, a->rec_len, &m, &body, &blen)) {
+            LOG_RL(LOG_LVL_ERROR, "store: message %llu is unreadable",
+                   (unsigned long long)a->id);
+            return 0;
+        }
+        return a->msg_type == cim_MsgType_RECALL ? mirror_recall(txn, a, body, blen)
+                                                 : mirror_group(st, txn, a, body, blen);
+    }
+    return 0;
 }
 
 /* ---- contacts and blocks ---------------------------------------------------------------- */
@@ -802,7 +949,7 @@ static int op_contacts(store_t *st, kv_txn_t *txn, store_op_t *op)
          * blocking one that does not exist is harmless, and a block is judged by the
          * blocker's home, this one. */
         if (cluster_home(c, op->app, op->target) == cluster_self(c) &&
-            (rc = users_exist(txn, op, &name, 1)) != 0)
+            (rc = users_exist(st, txn, op, &name, 1)) != 0)
             return rc < 0 ? rc : 0;
         if ((rc = kv_rec_put(txn, db, key, klen, NULL, 0)) < 0)
             return rc;

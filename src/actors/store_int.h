@@ -86,6 +86,7 @@ struct store {
     struct xq {            /* this batch's own messages for the merge, in id order */
         size_t req;        /* the request that made it */
         uint64_t id;
+        uint32_t home;     /* where it goes (this node: its own merge) */
         uint64_t skip_sid;
         uint8_t *xmsg;     /* owned */
         size_t len;
@@ -123,10 +124,12 @@ typedef struct smsg {
  * outbox entry are written here: the rest is done when the merge releases it
  * (store__apply), so that it keeps its place in id order among messages of other homes.
  * @param[out] id, time_ms  the message's id and time.
+ * @param[out] homes  NULL, or (in a cluster) the other homes whose timelines get it, as bits
+ *                    by index in cluster_nodes: whoever answers waits for their applies.
  * @return 0 or rc (the transaction must be aborted).
  */
 int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id,
-                       uint64_t *time_ms);
+                       uint64_t *time_ms, uint64_t *homes);
 
 /**
  * The batch's copy of a conversation record, read from the database on first use.
@@ -141,6 +144,13 @@ int store__conv(store_t *st, kv_txn_t *txn, const uint8_t *key, size_t klen, boo
 /** Write the batch's changed conversation records, in key order (before the commit).
  *  @return 0 or rc. */
 int store__conv_flush(store_t *st, kv_txn_t *txn);
+
+/**
+ * In a cluster, what a message of another home changes here beyond timelines, on its first
+ * apply: a GroupEvent of a group homed elsewhere updates this home's copy of the group; a
+ * RECALL erases the recalled record. @return 0 or rc.
+ */
+int store__mirror(store_t *st, kv_txn_t *txn, const store_apply_t *a);
 
 /** Hand this batch's own messages of request @p req to the cluster (after the commit). */
 void store__xq_flush(store_t *st, size_t req);

@@ -10,6 +10,7 @@
 #include "actors/webhook.h"
 #include "actors/xhome.h"
 #include "cim.pb.h"
+#include "core/be.h"
 #include "core/frame.h"
 #include "core/log.h"
 #include "core/mem.h"
@@ -236,14 +237,31 @@ static blob_t *new_record(store_t *st, const smsg_t *m, uint64_t floor, store_se
     return b;
 }
 
-/* In a cluster: the message's record and its outbox entry (the XHOME_MSG to publish, or to
- * give this node's merge: @p home is this node); no timeline yet (the merge appends it,
- * store__apply). With @p list, the message names its users (m->users). */
-static int commit_own(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t floor,
-                      uint32_t home, bool list, uint8_t **xmsg, size_t *xlen,
-                      uint64_t *id, uint64_t *time_ms)
+/* The XHOME_MSG of @p m as record @p b (of id @p id), for no home yet. */
+static void xmsg_init(xhome_msg_t *x, const store_t *st, const smsg_t *m, uint64_t id,
+                      const blob_t *b)
 {
-    const char **users = NULL;
+    memset(x, 0, sizeof(*x));
+    x->kind = XHOME_MSG;
+    x->conv_type = m->conv_type;
+    x->msg_type = m->msg_type;
+    x->flags = (uint8_t)((m->index ? XHOME_F_INDEX : 0) | (m->hook ? XHOME_F_HOOK : 0));
+    x->origin = cluster_self(st->srv->cluster);
+    x->id = id;
+    snprintf(x->app, sizeof(x->app), "%s", m->app);
+    snprintf(x->from, sizeof(x->from), "%s", m->from);
+    snprintf(x->to, sizeof(x->to), "%s", m->to);
+    x->rec = b->data;
+    x->rec_len = b->len;
+}
+
+/* In a cluster, a DIRECT message to a user of another home, @p home: its record and its
+ * outbox entry (the XHOME_MSG to publish, owned by *@p xmsg), no timeline yet (each home's
+ * merge appends it, store__apply). */
+static int commit_direct(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t floor,
+                         uint32_t home, uint8_t **xmsg, size_t *xlen, uint64_t *id,
+                         uint64_t *time_ms)
+{
     store_send_t meta;
     xhome_msg_t x;
     blob_t *b = new_record(st, m, floor, &meta);
@@ -251,67 +269,139 @@ static int commit_own(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t floo
 
     if (b == NULL)
         return RC_EINVAL;
-    memset(&x, 0, sizeof(x));
-    x.kind = XHOME_MSG;
-    x.conv_type = m->conv_type;
-    x.msg_type = m->msg_type;
-    x.flags = (uint8_t)((m->index ? XHOME_F_INDEX : 0) | (m->hook ? XHOME_F_HOOK : 0) |
-                        (list ? XHOME_F_USERS : 0));
-    x.origin = cluster_self(st->srv->cluster);
+    xmsg_init(&x, st, m, meta.msg_id, b);
     x.home = home;
-    x.id = meta.msg_id;
-    snprintf(x.app, sizeof(x.app), "%s", m->app);
-    snprintf(x.from, sizeof(x.from), "%s", m->from);
-    snprintf(x.to, sizeof(x.to), "%s", m->to);
-    if (list) {
-        users = mem_alloc((m->nusers ? m->nusers : 1) * sizeof(*users));
-        for (size_t i = 0; i < m->nusers; i++)
-            users[i] = m->users[i];
-        x.nusers = (uint32_t)m->nusers;
-        x.users = users;
-    }
-    x.rec = b->data;
-    x.rec_len = b->len;
     *xmsg = NULL;
     if ((rc = xhome_encode(&x, xmsg, xlen)) < 0 ||
         (rc = kv_msg_put(txn, meta.msg_id, b->data, b->len)) < 0 ||
         (rc = kv_outbox_put(txn, meta.msg_id, *xmsg, *xlen)) < 0) {
         mem_free(*xmsg);
         *xmsg = NULL;
-        goto out;
+    } else {
+        ctr_add(&st->stats.messages, 1);
+        *id = meta.msg_id;
+        *time_ms = meta.time_ms;
     }
-    ctr_add(&st->stats.messages, 1);
-    *id = meta.msg_id;
-    *time_ms = meta.time_ms;
-out:
-    mem_free(users);
     blob_unref(b);
     return rc;
 }
 
+/* This batch's own XHOME_MSG for @p home, handed to the cluster after the commit. */
+static void xq_push(store_t *st, uint64_t id, uint32_t home, uint64_t skip_sid, uint8_t *xmsg,
+                    size_t len)
+{
+    struct xq *q;
+
+    if (st->nxq == st->capxq) {
+        st->capxq = st->capxq ? st->capxq * 2 : 16;
+        st->xq = mem_realloc(st->xq, st->capxq * sizeof(*st->xq));
+    }
+    q = &st->xq[st->nxq++];
+    q->req = st->cur;
+    q->id = id;
+    q->home = home;
+    q->skip_sid = skip_sid;
+    q->xmsg = xmsg;
+    q->len = len;
+}
+
+/* The index in @p nodes (@p n of them) of @p node (0 if absent: never, for a home). */
+static size_t node_index(const uint32_t *nodes, size_t n, uint32_t node)
+{
+    for (size_t i = 0; i < n; i++)
+        if (nodes[i] == node)
+            return i;
+    return 0;
+}
+
+/* In a cluster: the record, and one XHOME_MSG per home it goes to, with the users it
+ * reaches there — the homes of its users, and every home for a group's conversation (each
+ * home keeps the group's index and records, so HISTORY, CONV_LIST and unread counts are
+ * served at any member's home) — queued for the cluster (published, then applied by each
+ * home's merge) and kept in the outbox until this home applied its own. No timeline yet.
+ * @p homes gets the other homes whose timelines get it (bits by index in cluster_nodes):
+ * the answer waits for their applies. */
+static int commit_homes(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id,
+                        uint64_t *time_ms, uint64_t *homes)
+{
+    cluster_t *c = st->srv->cluster;
+    const uint32_t *nodes;
+    size_t nn = cluster_nodes(c, &nodes), self = node_index(nodes, nn, cluster_self(c));
+    size_t sender = node_index(nodes, nn, cluster_home(c, m->app, m->from));
+    size_t *at = mem_alloc((m->nusers ? m->nusers : 1) * sizeof(*at));
+    const char **users = mem_alloc((m->nusers ? m->nusers : 1) * sizeof(*users));
+    bool everywhere = m->conv_type == cim_ConvType_GROUP && m->index;
+    size_t blen = 1, bcap = 256;
+    uint8_t *box = mem_alloc(bcap), *xmsg;
+    store_send_t meta;
+    xhome_msg_t x;
+    blob_t *b;
+    int rc = 0;
+
+    *homes = 0;
+    for (size_t u = 0; u < m->nusers; u++)
+        at[u] = node_index(nodes, nn, cluster_home(c, m->app, m->users[u]));
+    if ((b = new_record(st, m, 0, &meta)) == NULL) {
+        rc = RC_EINVAL;
+        goto out;
+    }
+    xmsg_init(&x, st, m, meta.msg_id, b);
+    x.skip_sid = m->skip_sid;
+    x.users = users;
+    box[0] = XHOME_OUTBOX_MULTI;
+    /* the other homes first, this one last: its own apply (which ends the outbox entry)
+     * must come after every other home's copy is on JetStream */
+    for (size_t k = 0; k < nn && rc == 0; k++) {
+        size_t i = k < self ? k : k + 1 < nn ? k + 1 : self, len;
+        x.nusers = 0;
+        for (size_t u = 0; u < m->nusers; u++)
+            if (at[u] == i)
+                users[x.nusers++] = m->users[u];
+        if (x.nusers == 0 && i != self && !everywhere)
+            continue;
+        x.home = nodes[i];
+        /* the sender's session lives at its home: not pushed its own message there */
+        x.flags = (uint8_t)((x.flags & (XHOME_F_INDEX | XHOME_F_HOOK)) | XHOME_F_USERS |
+                            (m->skip_sid != 0 && i == sender && i != self ? XHOME_F_SKIP : 0));
+        if ((rc = xhome_encode(&x, &xmsg, &len)) < 0)
+            break;
+        if (blen + 4 + len > bcap) {
+            bcap = 2 * (blen + 4 + len);
+            box = mem_realloc(box, bcap);
+        }
+        be32_put(box + blen, (uint32_t)len);
+        memcpy(box + blen + 4, xmsg, len);
+        blen += 4 + len;
+        xq_push(st, meta.msg_id, nodes[i], i == sender ? m->skip_sid : 0, xmsg, len);
+        if (x.nusers > 0 && i != self)
+            *homes |= 1ULL << i;
+    }
+    if (rc == 0 && (rc = kv_msg_put(txn, meta.msg_id, b->data, b->len)) == 0 &&
+        (rc = kv_outbox_put(txn, meta.msg_id, box, blen)) == 0) {
+        ctr_add(&st->stats.messages, 1);
+        *id = meta.msg_id;
+        *time_ms = meta.time_ms;
+    }
+    blob_unref(b);
+out:
+    mem_free(box);
+    mem_free(users);
+    mem_free(at);
+    return rc; /* a failure fails the batch: store__xq_drop frees what was queued */
+}
+
 int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id,
-                       uint64_t *time_ms)
+                       uint64_t *time_ms, uint64_t *homes)
 {
     store_send_t meta;
-    struct xq *q;
+    uint64_t none;
     blob_t *b;
     int rc;
 
-    if (cluster_is_enabled(st->srv->cluster)) {
-        if (st->nxq == st->capxq) {
-            st->capxq = st->capxq ? st->capxq * 2 : 16;
-            st->xq = mem_realloc(st->xq, st->capxq * sizeof(*st->xq));
-        }
-        q = &st->xq[st->nxq];
-        if ((rc = commit_own(st, txn, m, 0, cluster_self(st->srv->cluster), true, &q->xmsg,
-                             &q->len, id, time_ms)) < 0)
-            return rc;
-        q->req = st->cur;
-        q->id = *id;
-        q->skip_sid = m->skip_sid;
-        st->nxq++;
-        return 0;
-    }
+    if (cluster_is_enabled(st->srv->cluster))
+        return commit_homes(st, txn, m, id, time_ms, homes != NULL ? homes : &none);
+    if (homes != NULL)
+        *homes = 0;
     if ((b = new_record(st, m, 0, &meta)) == NULL)
         return RC_EINVAL;
     if ((rc = kv_msg_put(txn, meta.msg_id, b->data, b->len)) == 0 &&
@@ -334,7 +424,7 @@ void store__xq_flush(store_t *st, size_t req)
         r->worker = STORE_NO_WORKER;
         r->sid = st->xq[i].skip_sid;
         r->xhome = true;
-        r->home = cluster_self(st->srv->cluster);
+        r->home = st->xq[i].home;
         r->msg_id = st->xq[i].id;
         r->xmsg = st->xq[i].xmsg;
         r->xmsg_len = st->xq[i].len;
@@ -362,6 +452,7 @@ int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
     size_t n = 0, keep = 0, late = 0;
     const uint8_t *v;
     size_t vlen;
+    bool first = false, index;
     blob_t *b;
     smsg_t m;
     int rc = 0;
@@ -403,17 +494,23 @@ int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
             memcpy(users[keep], users[i], sizeof(users[0]));
         keep++;
     }
-    rc = 0;
-    if (keep == 0) {
+    /* The first apply here of a message (the origin put its record at commit, and applies
+     * its own once) writes the conversation index: a group's at every home, whoever of its
+     * members lives here (commit_homes). */
+    if ((rc = kv_msg_get(txn, a->id, &v, &vlen)) == RC_ENOTFOUND) {
+        first = true;
+        rc = kv_msg_put(txn, a->id, a->rec, a->rec_len);
+    }
+    if (rc < 0)
+        goto out;
+    first = first || a->origin == self;
+    index = (a->flags & XHOME_F_INDEX) != 0 && first;
+    if (keep == 0 && !(index && a->conv_type == cim_ConvType_GROUP)) {
         a->result = late > 0 ? STORE_APPLY_LATE : STORE_APPLY_DUP;
     } else {
-        if ((rc = kv_msg_get(txn, a->id, &v, &vlen)) == RC_ENOTFOUND)
-            rc = kv_msg_put(txn, a->id, a->rec, a->rec_len);
-        if (rc < 0)
-            goto out;
         m = (smsg_t){.app = a->app, .from = a->from, .conv_type = a->conv_type,
                      .msg_type = a->msg_type, .to = a->to, .users = users, .nusers = keep,
-                     .index = (a->flags & XHOME_F_INDEX) != 0, .skip_sid = a->skip_sid,
+                     .index = index, .skip_sid = a->skip_sid,
                      .hook = (a->flags & XHOME_F_HOOK) != 0};
         b = blob_new(a->rec_len);
         memcpy(b->data, a->rec, a->rec_len);
@@ -425,6 +522,11 @@ int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
         if (a->id > st->xapplied)
             st->xapplied = a->id;
     }
+    /* What another home's message changes here beyond timelines: a group's state (its
+     * home changed it at commit) and a recalled message's record (its recaller's home
+     * erased it at commit). */
+    if (first && a->origin != self && (rc = store__mirror(st, txn, a)) < 0)
+        goto out;
     rc = a->origin == self ? kv_outbox_del(txn, a->id) : 0;
 out:
     if (users != pair)
@@ -542,9 +644,9 @@ int store__send(store_t *st, kv_txn_t *txn, store_send_t *r)
     mem_free(r->xmsg); /* a batch tried again (the map grew): the last try's, uncommitted */
     r->xmsg = NULL;
     rc = r->xhome && r->conv_type == cim_ConvType_DIRECT
-             ? commit_own(st, txn, &m, r->floor, r->home, false, &r->xmsg, &r->xmsg_len,
-                          &r->msg_id, &r->time_ms)
-             : store__put_message(st, txn, &m, &r->msg_id, &r->time_ms);
+             ? commit_direct(st, txn, &m, r->floor, r->home, &r->xmsg, &r->xmsg_len,
+                             &r->msg_id, &r->time_ms)
+             : store__put_message(st, txn, &m, &r->msg_id, &r->time_ms, &r->wait_homes);
     mem_free(members);
     if (rc < 0)
         return rc;

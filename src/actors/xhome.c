@@ -13,7 +13,7 @@
 int xhome_encode(const xhome_msg_t *m, uint8_t **out, size_t *len)
 {
     size_t a = strlen(m->app), f = strlen(m->from), t = strlen(m->to), ul = 0, n;
-    bool users = (m->flags & XHOME_F_USERS) != 0;
+    bool users = (m->flags & XHOME_F_USERS) != 0, skip = (m->flags & XHOME_F_SKIP) != 0;
     uint8_t *p, *q;
 
     if (a > KV_ID_MAX || f > KV_ID_MAX || t > KV_ID_MAX || m->rec_len > XHOME_REC_MAX ||
@@ -25,7 +25,7 @@ int xhome_encode(const xhome_msg_t *m, uint8_t **out, size_t *len)
             return RC_EINVAL;
         ul += 1 + u;
     }
-    n = XHOME_HDR + a + f + t + (users ? 4 + ul : 0) + m->rec_len;
+    n = XHOME_HDR + a + f + t + (skip ? 8 : 0) + (users ? 4 + ul : 0) + m->rec_len;
     p = mem_alloc(n);
     memset(p, 0, XHOME_HDR);
     p[0] = m->kind;
@@ -44,6 +44,10 @@ int xhome_encode(const xhome_msg_t *m, uint8_t **out, size_t *len)
     memcpy(q + a, m->from, f);
     memcpy(q + a + f, m->to, t);
     q += a + f + t;
+    if (skip) {
+        be64_put(q, m->skip_sid);
+        q += 8;
+    }
     if (users) {
         be32_put(q, m->nusers);
         q += 4;
@@ -127,7 +131,7 @@ int xhome_parse(const uint8_t *p, size_t len, xhome_msg_t *out)
         return len == XHOME_HDR && a + f + t == 0 && out->flags == 0 ? 0 : RC_EPROTO;
     off = XHOME_HDR + a + f + t;
     if (len <= off || out->origin > SNOWFLAKE_NODE_MAX ||
-        (out->flags & ~(XHOME_F_INDEX | XHOME_F_HOOK | XHOME_F_USERS)) != 0)
+        (out->flags & ~(XHOME_F_INDEX | XHOME_F_HOOK | XHOME_F_USERS | XHOME_F_SKIP)) != 0)
         return RC_EPROTO;
     snowflake_decode(out->id, &ms, &node, &seq);
     if (out->id == 0 || node != out->origin)
@@ -135,6 +139,12 @@ int xhome_parse(const uint8_t *p, size_t len, xhome_msg_t *out)
     if (!take_id(p + XHOME_HDR, a, out->app) || !take_id(p + XHOME_HDR + a, f, out->from) ||
         !take_id(p + XHOME_HDR + a + f, t, out->to))
         return RC_EPROTO;
+    if (out->flags & XHOME_F_SKIP) {
+        if (len - off < 8)
+            return RC_EPROTO;
+        out->skip_sid = be64_get(p + off);
+        off += 8;
+    }
     if ((out->flags & XHOME_F_USERS) && !parse_users(out, p + off, len - off, &used))
         return RC_EPROTO;
     off += used;
@@ -143,6 +153,28 @@ int xhome_parse(const uint8_t *p, size_t len, xhome_msg_t *out)
     out->rec = p + off;
     out->rec_len = len - off;
     return out->rec_len > XHOME_REC_MAX ? RC_EPROTO : 0;
+}
+
+int xhome_outbox_each(const uint8_t *p, size_t len,
+                      int (*cb)(void *ctx, const uint8_t *x, size_t xlen), void *ctx)
+{
+    size_t off = 1;
+    int rc;
+
+    if (len == 0)
+        return RC_EPROTO;
+    if (p[0] != XHOME_OUTBOX_MULTI)
+        return cb(ctx, p, len);
+    /* checked whole before the first call: an entry is handed over entirely or not at all */
+    while (off < len) {
+        if (len - off < 4 || be32_get(p + off) > len - off - 4)
+            return RC_EPROTO;
+        off += 4 + be32_get(p + off);
+    }
+    for (off = 1; off < len; off += 4 + be32_get(p + off))
+        if ((rc = cb(ctx, p + off + 4, be32_get(p + off))) != 0)
+            return rc;
+    return 0;
 }
 
 size_t xhome_wm_encode(const xhome_wm_t *w, uint8_t *out)

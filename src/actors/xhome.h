@@ -15,7 +15,7 @@
  *      0 u8 kind, 1 u8 version (1), 2 u8 app length, 3 u8 from length, 4 u8 to length,
  *      5 u8 conv_type, 6 u8 msg_type, 7 u8 flags (XHOME_F_*), 8 u32 origin node,
  *      12 u32 destination home, 16 u64 msg id (a probe: its number)
- *    then app, from, to (no NULs); with XHOME_F_USERS a u32 count and that many users
+ *    then app, from, to (no NULs); with XHOME_F_SKIP a u64 session id; with XHOME_F_USERS a u32 count and that many users
  *    (u8 length, bytes): whose timelines get it (else: the DIRECT pair's users homed at
  *    the destination); then the message as stored (an encoded cim.Message).
  *    A probe (XHOME_PROBE: a home's marker through its own consumer) has no strings and no
@@ -53,6 +53,8 @@ enum { XHOME_MSG = 1, XHOME_PROBE = 2 };
 #define XHOME_F_INDEX 0x01 /* also in the conversation: history, last message, unread */
 #define XHOME_F_HOOK  0x02 /* a user's message: webhook events for offline recipients */
 #define XHOME_F_USERS 0x04 /* an explicit list of users follows the strings */
+#define XHOME_F_SKIP  0x08 /* a u64 session id follows the strings: the sender's session at
+                              this home, not pushed to (it gets the SEND_ACK) */
 #define XHOME_USERS_MAX 100000 /* users of one message (a group's members) */
 
 /** A parsed XHOME_MSG or XHOME_PROBE: strings copied, record borrowed from the input. */
@@ -66,6 +68,7 @@ typedef struct xhome_msg {
     char app[KV_ID_MAX + 1];
     char from[KV_ID_MAX + 1];
     char to[KV_ID_MAX + 1];
+    uint64_t skip_sid;           /* XHOME_F_SKIP */
     uint32_t nusers;             /* XHOME_F_USERS: how many */
     const char *const *users;    /* encode: nusers ids */
     const uint8_t *ulist;        /* parse: the list as on the wire (xhome_user), borrowed */
@@ -93,6 +96,18 @@ int xhome_encode(const xhome_msg_t *m, uint8_t **out, size_t *len);
  * @return 0, or RC_EPROTO (malformed: to be dropped and counted).
  */
 int xhome_parse(const uint8_t *p, size_t len, xhome_msg_t *out);
+
+/* An outbox entry (the meta database, per message id): one XHOME_MSG (a DIRECT message
+ * between two homes), or XHOME_OUTBOX_MULTI, then per destination home a u32 length and
+ * that home's XHOME_MSG, in the order they are to be published (the origin's own last). */
+#define XHOME_OUTBOX_MULTI 0x80
+
+/**
+ * Call @p cb with each XHOME_MSG of outbox entry @p p (@p len bytes), in order; a non-zero
+ * return stops. @return 0, cb's value, or RC_EPROTO (malformed: nothing called).
+ */
+int xhome_outbox_each(const uint8_t *p, size_t len,
+                      int (*cb)(void *ctx, const uint8_t *x, size_t xlen), void *ctx);
 
 #define XHOME_WM_MAX (4 + 8 + 4 + CONF_CLUSTER_MAX * 12)
 

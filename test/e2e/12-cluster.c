@@ -1328,3 +1328,180 @@ TEST_TIMEOUT(e2e_cluster_xhome_presence, 150)
     cimc_close(c);
     stop_cluster(&n, t, seed);
 }
+
+/* The home of group @p gid (app "default") among nodes 1..NODES. */
+static uint32_t group_home(const char *gid)
+{
+    static const uint32_t ids[NODES] = {1, 2, 3};
+    return home_pick(ids, NODES, "default", gid);
+}
+
+/* A group whose members live on three homes: made and changed by the group's home (the
+ * creator's), its messages and events in every member's timeline at their homes, its state
+ * read at any home, its requests from sessions of other homes forwarded to it. */
+TEST_TIMEOUT(e2e_cluster_xhome_group, 180)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], a_id[32], b_id[32], c_id[32], x_id[32], gid[65], names[8][65];
+    static tmsg_t msgs[64];
+    static uint8_t bodies[8192];
+    const char *bc[2], *only_c[1], *nobody[1];
+    cim_GroupMembersRsp mr;
+    cim_GroupListRsp lr;
+    cim_Group groups[4];
+    cim_GroupRsp gr;
+    cim_SendRsp sent;
+    cim_Result res;
+    tmsg_page_t page;
+    tmsg_t push;
+    size_t nn;
+    uint64_t ev, said;
+
+    start_cluster(&n, t, seed);
+    homed(1, "a", a_id);
+    homed(2, "b", b_id);
+    homed(3, "c", c_id);
+    homed(3, "nobody", x_id);
+    bc[0] = b_id;
+    bc[1] = c_id;
+    only_c[0] = c_id;
+    nobody[0] = x_id;
+    cimc_t *a = tsrv_login(&t[1], a_id, "d1", NULL); /* relayed to node 1 */
+    cimc_t *b = tsrv_login(&t[2], b_id, "d1", NULL); /* relayed to node 2 */
+    cimc_t *c = tsrv_login(&t[2], c_id, "d1", NULL); /* at its home, node 3 */
+
+    /* A (node 1) makes it: homed at node 1, B and C asked for at their homes, and the
+     * answer once the event is in every member's timeline */
+    ASSERT_OK(tmsg_group_create(a, "g", nobody, 1, false, &gr));
+    ASSERT_EQ(gr.code, cim_Code_NOT_FOUND);
+    ASSERT_OK(tmsg_group_create(a, "g", bc, 2, false, &gr));
+    if (gr.code != cim_Code_OK)
+        TEST_FAIL_("GROUP_CREATE: %d %s", gr.code, gr.reason);
+    snprintf(gid, sizeof(gid), "%s", gr.group.group_id);
+    ASSERT_EQ(group_home(gid), 1);
+    ev = tmsg_expect_sys(b, gid, cim_GroupEventKind_GE_CREATED, a_id, bc, 2, NULL);
+    ASSERT_EQ(snowflake_node_of(ev), 1);
+    ASSERT_U64_EQ(tmsg_expect_sys(c, gid, cim_GroupEventKind_GE_CREATED, a_id, bc, 2, NULL), ev);
+    ASSERT_U64_EQ(tmsg_expect_sys(a, gid, cim_GroupEventKind_GE_CREATED, a_id, bc, 2, NULL), ev);
+    /* its state at the members' homes */
+    ASSERT_OK(tmsg_group_list(b, groups, 4, &nn, &lr));
+    ASSERT_EQ(nn, 1);
+    ASSERT_STREQ(groups[0].group_id, gid);
+    ASSERT_STREQ(groups[0].owner, a_id);
+    ASSERT_EQ(groups[0].member_count, 3);
+    ASSERT_OK(tmsg_group_members(c, gid, names, 8, &nn, &mr));
+    ASSERT_EQ(mr.code, cim_Code_OK);
+    ASSERT_EQ(nn, 3);
+    ASSERT_TRUE(tmsg_has_name(names, nn, a_id) && tmsg_has_name(names, nn, b_id));
+
+    /* B (node 2) says something: forwarded to node 1, which issues the id; A and C get it,
+     * B's own session does not */
+    ASSERT_OK(tmsg_send_conv(b, cim_ConvType_GROUP, gid, "b1", cim_MsgType_TEXT, "hi all", 6,
+                             false, &sent));
+    if (sent.code != cim_Code_OK)
+        TEST_FAIL_("group SEND: %d %s", sent.code, sent.reason);
+    said = sent.msg_id;
+    ASSERT_EQ(snowflake_node_of(said), 1);
+    tmsg_expect_push(a, said, cim_ConvType_GROUP, b_id, gid, "b1", cim_MsgType_TEXT, "hi all", 6);
+    tmsg_expect_push(c, said, cim_ConvType_GROUP, b_id, gid, "b1", cim_MsgType_TEXT, "hi all", 6);
+    tmsg_expect_no_push(b, 300);
+    /* a resend: the original id, nothing new */
+    ASSERT_OK(tmsg_send_conv(b, cim_ConvType_GROUP, gid, "b1", cim_MsgType_TEXT, "hi all", 6,
+                             false, &sent));
+    ASSERT_EQ(sent.code, cim_Code_OK);
+    ASSERT_U64_EQ(sent.msg_id, said);
+    tmsg_expect_no_push(c, 300);
+    /* HISTORY at C's home: the event and the message */
+    tmsg_page_init(&page, msgs, 64, bodies, sizeof(bodies));
+    ASSERT_OK(tmsg_history(c, cim_ConvType_GROUP, gid, 0, 50, &page));
+    ASSERT_EQ(page.code, cim_Code_OK);
+    ASSERT_EQ(page.n, 2);
+    ASSERT_U64_EQ(msgs[0].msg_id, ev);
+    ASSERT_U64_EQ(msgs[1].msg_id, said);
+
+    /* typing reaches members at every home */
+    ASSERT_OK(tmsg_send_conv(c, cim_ConvType_GROUP, gid, "typing", cim_MsgType_CUSTOM, "t", 1,
+                             true, &sent));
+    ASSERT_EQ(sent.code, cim_Code_OK);
+    tmsg_expect_push(a, 0, cim_ConvType_GROUP, c_id, gid, "typing", cim_MsgType_CUSTOM, "t", 1);
+    tmsg_expect_push(b, 0, cim_ConvType_GROUP, c_id, gid, "typing", cim_MsgType_CUSTOM, "t", 1);
+
+    /* B recalls: erased at every home, the RECALL to every member */
+    ASSERT_OK(tmsg_recall(b, said, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    for (cimc_t **m = (cimc_t *[]){a, c, NULL}; *m != NULL; m++) {
+        cim_RecallEvent re;
+        ASSERT_OK(tmsg_next_push(*m, 5000, &push, bodies, sizeof(bodies)));
+        ASSERT_EQ(push.msg_type, cim_MsgType_RECALL);
+        tmsg_recall_event(&push, &re);
+        ASSERT_U64_EQ(re.msg_id, said);
+    }
+    tmsg_page_init(&page, msgs, 64, bodies, sizeof(bodies));
+    ASSERT_OK(tmsg_history(c, cim_ConvType_GROUP, gid, 0, 50, &page));
+    ASSERT_EQ(page.n, 2);
+    ASSERT_EQ(msgs[1].flags & 1u, 1u);
+    ASSERT_EQ(msgs[1].body_len, 0);
+
+    /* changes from other homes: only the owner kicks; the kicked learn it; a closed group
+     * cannot be joined; an unknown user cannot be added */
+    ASSERT_OK(tmsg_group_users(b, FT_GROUP_KICK, gid, only_c, 1, &res));
+    ASSERT_EQ(res.code, cim_Code_FORBIDDEN);
+    ASSERT_OK(tmsg_group_users(a, FT_GROUP_KICK, gid, only_c, 1, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    tmsg_expect_sys(c, gid, cim_GroupEventKind_GE_KICKED, a_id, only_c, 1, NULL);
+    tmsg_expect_sys(b, gid, cim_GroupEventKind_GE_KICKED, a_id, only_c, 1, NULL);
+    ASSERT_OK(tmsg_send_conv(c, cim_ConvType_GROUP, gid, "c1", cim_MsgType_TEXT, "x", 1, false,
+                             &sent));
+    ASSERT_EQ(sent.code, cim_Code_NOT_MEMBER);
+    ASSERT_OK(tmsg_group_list(c, groups, 4, &nn, &lr));
+    ASSERT_EQ(nn, 0);
+    ASSERT_OK(tmsg_group_join(c, gid, &gr));
+    ASSERT_EQ(gr.code, cim_Code_FORBIDDEN);
+    ASSERT_OK(tmsg_group_users(b, FT_GROUP_ADD, gid, nobody, 1, &res));
+    ASSERT_EQ(res.code, cim_Code_NOT_FOUND);
+    /* B (node 2) adds C (node 3) back: the group's home (node 1) asks C's home */
+    ASSERT_OK(tmsg_group_users(b, FT_GROUP_ADD, gid, only_c, 1, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    tmsg_expect_sys(c, gid, cim_GroupEventKind_GE_ADDED, b_id, only_c, 1, NULL);
+    ASSERT_OK(tmsg_group_members(a, gid, names, 8, &nn, &mr));
+    ASSERT_EQ(nn, 3);
+
+    /* the owner leaves: the eldest member (B) owns it, at every home */
+    drain(b);
+    drain(c);
+    ASSERT_OK(tmsg_group_req(a, FT_GROUP_LEAVE, gid, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    tmsg_expect_sys(b, gid, cim_GroupEventKind_GE_LEFT, a_id, (const char *const[]){a_id}, 1,
+                    NULL);
+    ASSERT_OK(tmsg_group_list(c, groups, 4, &nn, &lr));
+    ASSERT_EQ(nn, 1);
+    ASSERT_STREQ(groups[0].owner, b_id);
+    ASSERT_EQ(groups[0].member_count, 2);
+    /* dismissed by its new owner (from node 2): gone at every home */
+    ASSERT_OK(tmsg_group_req(b, FT_GROUP_DISMISS, gid, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    ASSERT_OK(tmsg_group_members(c, gid, names, 8, &nn, &mr));
+    ASSERT_EQ(mr.code, cim_Code_NOT_FOUND);
+    ASSERT_OK(tmsg_group_list(b, groups, 4, &nn, &lr));
+    ASSERT_EQ(nn, 0);
+    ASSERT_OK(tmsg_send_conv(c, cim_ConvType_GROUP, gid, "c2", cim_MsgType_TEXT, "x", 1, false,
+                             &sent));
+    ASSERT_EQ(sent.code, cim_Code_NOT_FOUND);
+
+    /* the group's home down: its requests are refused with SERVER_BUSY, not a hang */
+    ASSERT_OK(tmsg_group_create(a, "g2", bc, 2, false, &gr));
+    ASSERT_EQ(gr.code, cim_Code_OK);
+    snprintf(gid, sizeof(gid), "%s", gr.group.group_id);
+    cimc_close(a);
+    tsrv_kill(&t[0]);
+    EVENTUALLY(!(alive_set(&t[1]) & 2), 10000, "node 2 still sees node 1");
+    ASSERT_OK(tmsg_send_conv(b, cim_ConvType_GROUP, gid, "b9", cim_MsgType_TEXT, "x", 1, false,
+                             &sent));
+    ASSERT_EQ(sent.code, cim_Code_SERVER_BUSY);
+    ASSERT_OK(tmsg_group_req(c, FT_GROUP_LEAVE, gid, &res));
+    ASSERT_EQ(res.code, cim_Code_SERVER_BUSY);
+    cimc_close(b);
+    cimc_close(c);
+    stop_cluster(&n, t, seed);
+}
