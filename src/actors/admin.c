@@ -144,8 +144,13 @@ int admin_call(admin_t *a, h2o_req_t *req, store_req_t *q, admin_finish_fn finis
     snprintf(c->user, sizeof(c->user), "%s", user ? user : "");
     q->done = on_store_done;
     q->done_arg = c;
-    rc = q->kind == STORE_REQ_SEND ? store_send(a->srv->store, (store_send_t *)q)
-                                   : store_op(a->srv->store, (store_op_t *)q);
+    if (q->kind == STORE_REQ_SEND && ((store_send_t *)q)->xhome &&
+        ((store_send_t *)q)->home != cluster_self(a->srv->cluster))
+        /* to a user of another home: checked there first (and a transient one delivered) */
+        rc = cluster_xhome_send(a->srv->cluster, (store_send_t *)q);
+    else
+        rc = q->kind == STORE_REQ_SEND ? store_send(a->srv->store, (store_send_t *)q)
+                                       : store_op(a->srv->store, (store_op_t *)q);
     if (rc < 0) {
         mem_free(q);
         mem_free(c);

@@ -50,9 +50,10 @@ static void finish_send(admin_call_t *c, h2o_req_t *req, store_req_t *q)
                                        (json_int_t)r->time_ms, "client_msg_id", r->cmid));
         else
             (void)admin_refuse(req, r->code,
-                               r->code == cim_Code_NOT_MEMBER ? "the sender is not a member"
-                               : r->code == cim_Code_NOT_FOUND ? "unknown group"
-                                                               : "storage failure; not stored");
+                               r->reason[0] != '\0'              ? r->reason
+                               : r->code == cim_Code_NOT_MEMBER ? "the sender is not a member"
+                               : r->code == cim_Code_NOT_FOUND  ? "unknown group"
+                                                                : "storage failure; not stored");
     }
     mem_free(r);
 }
@@ -65,6 +66,8 @@ static int post_message(admin_t *a, h2o_req_t *req, const char *app)
     uint64_t prior = 0;
     admin_msg_t m;
     store_send_t *r;
+    cluster_t *cl = a->srv->cluster;
+    uint32_t home = cluster_self(cl);
     bool xhome = false;
     int code, rc;
 
@@ -72,18 +75,17 @@ static int post_message(admin_t *a, h2o_req_t *req, const char *app)
                          a->srv->conf->max_msg_bytes, &m, why, sizeof(why));
     if (rc != 0)
         return admin_error(req, rc, rc == 413 ? "TOO_LARGE" : "BAD_REQUEST", "%s", why);
-    if (m.conv_type == cim_ConvType_DIRECT && cluster_is_enabled(a->srv->cluster)) {
-        /* A message is originated by the sender's home and reaches another home through
-         * the merge (docs/SCALING.md); the admin API takes part only where both are home. */
-        cluster_t *cl = a->srv->cluster;
+    if (cluster_is_enabled(cl) && cluster_home(cl, app, m.from) != cluster_self(cl)) {
+        /* A message is originated by its sender's home (docs/SCALING.md): the sender's
+         * record, sessions and dedup are there. */
+        snprintf(why, sizeof(why), "in a cluster, POST a message to its sender's home node "
+                 "(node %u)", cluster_home(cl, app, m.from));
+        rc = admin_refuse(req, cim_Code_SERVER_BUSY, why);
+        goto out;
+    }
+    if (m.conv_type == cim_ConvType_DIRECT && cluster_is_enabled(cl)) {
         xhome = true;
-        if (cluster_home(cl, app, m.from) != cluster_self(cl) ||
-            (!m.transient && cluster_home(cl, app, m.to) != cluster_self(cl))) {
-            rc = admin_refuse(req, cim_Code_SERVER_BUSY,
-                              "in a cluster, POST messages to the node that is the home of "
-                              "both users (a message between homes is not available here yet)");
-            goto out;
-        }
+        home = cluster_home(cl, app, m.to);
     }
     if (m.cmid[0] == '\0' && !m.transient) {
         /* No dedup asked for: an id of its own, unique to this call. */
@@ -103,9 +105,15 @@ static int post_message(admin_t *a, h2o_req_t *req, const char *app)
             goto out;
         }
     }
-    if (rc < 0 || (rc = send_check(a->srv, app, m.from, m.conv_type, m.to,
-                                   m.transient ? "" : m.cmid, m.system, &prior, &code,
-                                   &reason)) < 0) {
+    /* a recipient of another home: its home checks it (cluster_xhome_send), only the dedup
+     * is this home's */
+    code = cim_Code_OK;
+    if (rc == 0 && home != cluster_self(cl))
+        rc = m.transient ? 0 : send_resend(a->srv, app, m.from, m.cmid, &prior);
+    else if (rc == 0)
+        rc = send_check(a->srv, app, m.from, m.conv_type, m.to, m.transient ? "" : m.cmid,
+                        m.system, &prior, &code, &reason);
+    if (rc < 0) {
         rc = admin_error(req, 500, "INTERNAL", "storage error");
         goto out;
     }
@@ -131,8 +139,11 @@ static int post_message(admin_t *a, h2o_req_t *req, const char *app)
     if (m.body_len > 0)
         memcpy(r->body, m.body, m.body_len);
     r->xhome = xhome;
-    r->home = cluster_self(a->srv->cluster);
-    if (m.transient) {
+    r->home = home;
+    r->transient = m.transient && home != cluster_self(cl);
+    if (r->transient)
+        r->time_ms = snowflake_now_ms();
+    if (m.transient && !r->transient) {
         rc = send_transient_route(a->srv, r, r->body, r->body_len, 0);
         rc = rc < 0 ? admin_error(req, 500, "INTERNAL", "cannot encode the message")
                     : admin_json(req, 200, json_pack("{s:s, s:I}", "msg_id", "0", "time_ms",

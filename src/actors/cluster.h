@@ -104,12 +104,13 @@
 #define CLUSTER_JS_RETRY_MS 1000         /* JetStream not usable on the connection: again */
 
 /**
- * Can @p from send to @p to, both of @p app (a DIRECT message)? Asked of this node, the
- * recipient's home, by the sender's home (libnats's delivery thread: it may open a read
- * transaction). @return the cim_Code, @p why its reason when not OK.
+ * Can @p from send to @p to, both of @p app (a DIRECT message; @p system: the admin API's
+ * SYSTEM message, which blocks do not stop)? Asked of this node, the recipient's home, by
+ * the sender's home (libnats's delivery thread: it may open a read transaction).
+ * @return the cim_Code, @p why its reason when not OK.
  */
 typedef int (*cluster_check_cb)(void *srv, const char *app, const char *from, const char *to,
-                                const char **why);
+                                bool system, const char **why);
 
 /**
  * Is message @p id applied on this node: in the timeline of user @p name of @p app, or

@@ -28,7 +28,7 @@
 #define ACK_WAIT_NS (5LL * 1000 * 1000 * 1000)
 #define MAX_ACK_PENDING 16384                   /* delivered, not yet applied and acked */
 #define DUP_WINDOW_NS (3600LL * 1000 * 1000 * 1000) /* JetStream's dedup of republishes */
-#define CHECK_REQ_MAX (8 + 4 + 3 * (KV_ID_MAX + 1))
+#define CHECK_REQ_MAX (8 + 4 + 1 + 3 * (KV_ID_MAX + 1))
 #define REASON_MAX 96
 /* A message committed here that JetStream did not take in time: the origin keeps
  * publishing it (its outbox), and a resend of its client_msg_id returns its id. */
@@ -364,13 +364,13 @@ static bool next_id(const char **p, const char *end, char out[KV_ID_MAX + 1])
 void cluster__xh_on_check(cluster_t *c, natsConnection *nc, natsMsg *msg)
 {
     const char *p = natsMsg_GetData(msg), *reply = natsMsg_GetReply(msg), *why = "";
-    const char *end = p + natsMsg_GetDataLength(msg), *q = p + 12;
+    const char *end = p + natsMsg_GetDataLength(msg), *q = p + 13;
     char app[KV_ID_MAX + 1], from[KV_ID_MAX + 1], to[KV_ID_MAX + 1];
     uint8_t out[8 + 4 + 8 + REASON_MAX];
     uint32_t origin;
     int code, n;
 
-    if (reply == NULL || end - p < 12 || end - p > CHECK_REQ_MAX + XHOME_REC_MAX ||
+    if (reply == NULL || end - p < 13 || end - p > CHECK_REQ_MAX + XHOME_REC_MAX ||
         !next_id(&q, end, app) || !next_id(&q, end, from) || !next_id(&q, end, to)) {
         atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
         return;
@@ -385,7 +385,7 @@ void cluster__xh_on_check(cluster_t *c, natsConnection *nc, natsMsg *msg)
         code = cim_Code_SERVER_BUSY;
         why = "the recipient is not homed on the node asked";
     } else {
-        code = c->check_cb != NULL ? c->check_cb(c->srv, app, from, to, &why)
+        code = c->check_cb != NULL ? c->check_cb(c->srv, app, from, to, (p[12] & 1) != 0, &why)
                                    : cim_Code_SERVER_BUSY;
     }
     /* What follows the strings: a transient message, delivered when the check is OK. */
@@ -1343,18 +1343,21 @@ static void check_add(cluster_t *c, xh_check_t *k, uint32_t node, uint64_t wait_
     c->checks = k;
 }
 
-/* Ask @p home whether @p from may send to @p to (@p k waits for the answer), with @p rec
- * (@p rlen bytes, maybe none) after the strings: a transient message to deliver. */
+/* Ask @p home whether @p from may send to @p to (@p k waits for the answer; @p system: the
+ * admin API's SYSTEM message, which blocks do not stop), with @p rec (@p rlen bytes, maybe
+ * none) after the strings: a transient message to deliver. */
 static void check_publish(cluster_t *c, xh_check_t *k, const char *app, const char *from,
-                          const char *to, uint32_t home, const uint8_t *rec, size_t rlen)
+                          const char *to, bool system, uint32_t home, const uint8_t *rec,
+                          size_t rlen)
 {
     uint8_t *req = mem_alloc(CHECK_REQ_MAX + rlen);
     char subj[SUBJ_MAX], reply[SUBJ_MAX];
-    size_t n = 12;
+    size_t n = 13;
 
     check_add(c, k, home, CLUSTER_CHECK_TIMEOUT_MS);
     be64_put(req, k->token);
     be32_put(req + 8, c->self);
+    req[12] = system ? 1 : 0;
     n += (size_t)snprintf((char *)req + n, CHECK_REQ_MAX - n, "%s", app) + 1;
     n += (size_t)snprintf((char *)req + n, CHECK_REQ_MAX - n, "%s", from) + 1;
     n += (size_t)snprintf((char *)req + n, CHECK_REQ_MAX - n, "%s", to) + 1;
@@ -1389,7 +1392,7 @@ static void take_check(cluster_t *c, store_send_t *r)
     }
     k = mem_calloc(sizeof(*k));
     k->r = r;
-    check_publish(c, k, r->app, r->from, r->to, r->home, b != NULL ? b->data : NULL,
+    check_publish(c, k, r->app, r->from, r->to, r->system, r->home, b != NULL ? b->data : NULL,
                   b != NULL ? b->len : 0);
     if (b != NULL)
         blob_unref(b);
@@ -1410,7 +1413,7 @@ static void take_check_op(cluster_t *c, store_op_t *op)
     }
     k = mem_calloc(sizeof(*k));
     k->op = op;
-    check_publish(c, k, op->app, op->user, op->target, home, NULL, 0);
+    check_publish(c, k, op->app, op->user, op->target, false, home, NULL, 0);
 }
 
 /* The answer to an op's check: a user that blocked the asker exists all the same. */
@@ -1483,7 +1486,7 @@ static void take_run_op(cluster_t *c, store_op_t *op)
         k = mem_calloc(sizeof(*k));
         k->uc = uc;
         snprintf(k->user, sizeof(k->user), "%s", op->users[i]);
-        check_publish(c, k, op->app, op->user, op->users[i], home, NULL, 0);
+        check_publish(c, k, op->app, op->user, op->users[i], false, home, NULL, 0);
     }
     users_answer(c, uc, "", cim_Code_OK, "");
 }

@@ -100,12 +100,12 @@ int send_resend(server_t *srv, const char *app, const char *from, const char *cm
 }
 
 int send_check_home(void *ctx, const char *app, const char *from, const char *to,
-                    const char **why)
+                    bool system, const char **why)
 {
     uint64_t prior;
     int code;
 
-    if (send_check(ctx, app, from, cim_ConvType_DIRECT, to, "", false, &prior, &code, why) < 0) {
+    if (send_check(ctx, app, from, cim_ConvType_DIRECT, to, "", system, &prior, &code, why) < 0) {
         *why = "storage error at the recipient's home";
         return cim_Code_INTERNAL;
     }

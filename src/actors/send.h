@@ -42,11 +42,12 @@ int send_resend(server_t *srv, const char *app, const char *from, const char *cm
 
 /**
  * The check a sender's home asks of this node, the recipient's (cluster_check_cb; @p ctx
- * is the server_t): send_check of a DIRECT message without client_msg_id.
+ * is the server_t): send_check of a DIRECT message without client_msg_id (@p system: the
+ * admin API's SYSTEM message).
  * @return cim_Code_OK, NOT_FOUND, BLOCKED, or INTERNAL (storage), @p why its reason.
  */
 int send_check_home(void *ctx, const char *app, const char *from, const char *to,
-                    const char **why);
+                    bool system, const char **why);
 
 /**
  * Is message @p id in the timeline of user @p name of @p app here, or (@p record) its

@@ -151,6 +151,70 @@ TEST(xhome_msg_users_list)
     mem_free(p);
 }
 
+/* A copy for the sender's home carries its session (not pushed to: it gets the SEND_ACK). */
+TEST(xhome_msg_skip_session)
+{
+    static const char *const users[] = {"bob"};
+    xhome_msg_t x, y;
+    uint8_t *p = NULL;
+    size_t len = 0;
+
+    sample(&x);
+    x.flags = XHOME_F_USERS | XHOME_F_SKIP;
+    x.skip_sid = 0x0102030405060708ULL;
+    x.users = users;
+    x.nusers = 1;
+    ASSERT_OK(xhome_encode(&x, &p, &len));
+    ASSERT_EQ(len, XHOME_HDR + 15 + 8 + 4 + (1 + 3) + 4);
+    ASSERT_OK(xhome_parse(p, len, &y));
+    ASSERT_U64_EQ(y.skip_sid, x.skip_sid);
+    ASSERT_EQ(y.nusers, 1);
+    ASSERT_EQ(y.rec_len, 4);
+    ASSERT_EQ(xhome_parse(p, XHOME_HDR + 15 + 7, &y), RC_EPROTO); /* the session cut */
+    mem_free(p);
+}
+
+typedef struct copies {
+    size_t n;
+    size_t len[4];
+} copies_t;
+
+static int count_copy(void *ctx, const uint8_t *x, size_t xlen)
+{
+    copies_t *c = ctx;
+    (void)x;
+    if (c->n < 4)
+        c->len[c->n] = xlen;
+    c->n++;
+    return 0;
+}
+
+/* An outbox entry: one XHOME_MSG, or several behind XHOME_OUTBOX_MULTI, all or none. */
+TEST(xhome_outbox_entries)
+{
+    uint8_t buf[64];
+    copies_t c = {0, {0}};
+
+    memset(buf, 0, sizeof(buf));
+    buf[0] = XHOME_MSG;
+    ASSERT_OK(xhome_outbox_each(buf, 30, count_copy, &c));
+    ASSERT_EQ(c.n, 1);
+    ASSERT_EQ(c.len[0], 30);
+    memset(&c, 0, sizeof(c));
+    buf[0] = XHOME_OUTBOX_MULTI;
+    buf[4] = 10;  /* 10 bytes */
+    buf[18] = 20; /* then 20 */
+    ASSERT_OK(xhome_outbox_each(buf, 1 + 4 + 10 + 4 + 20, count_copy, &c));
+    ASSERT_EQ(c.n, 2);
+    ASSERT_EQ(c.len[0], 10);
+    ASSERT_EQ(c.len[1], 20);
+    memset(&c, 0, sizeof(c));
+    ASSERT_EQ(xhome_outbox_each(buf, 1 + 4 + 10 + 4 + 19, count_copy, &c), RC_EPROTO);
+    ASSERT_EQ(xhome_outbox_each(buf, 1 + 4 + 10 + 3, count_copy, &c), RC_EPROTO);
+    ASSERT_EQ(xhome_outbox_each(buf, 0, count_copy, &c), RC_EPROTO);
+    ASSERT_EQ(c.n, 0); /* nothing handed over from a malformed one */
+}
+
 TEST(xhome_watermark_round_trip_and_boundaries)
 {
     xhome_wm_t w, v;
@@ -279,8 +343,53 @@ TEST(xhome_malformed_bus_messages_are_dropped_and_counted)
     cluster__xh_on_answer(c, nm);
     natsMsg_Destroy(nm);
 
+    /* forwarded requests (a group's SEND and change) and their answers, malformed */
+    ASSERT_EQ(natsMsg_Create(&nm, "cim.node.1.xsnd", "cim.node.2.xfa", "short", 5), NATS_OK);
+    cluster__xh_on_fwd_send(c, NULL, nm);
+    natsMsg_Destroy(nm);
+    {
+        /* header, type 0x9999 (not a group change), open, msg_id, three ids, no users */
+        uint8_t op[64] = {0};
+        size_t n = 21;
+        op[n + 2] = 0x99;
+        op[n + 3] = 0x99;
+        n += 13;
+        memcpy(op + n, "default\0alice\0" "1000\0", 19);
+        n += 19 + 4;
+        ASSERT_EQ(natsMsg_Create(&nm, "cim.node.1.xop", "cim.node.2.xfa", (const char *)op,
+                                 (int)n), NATS_OK);
+        cluster__xh_on_fwd_op(c, NULL, nm);
+        natsMsg_Destroy(nm);
+        op[n - 1] = 2; /* two users announced, none there */
+        op[21 + 3] = 0x03; /* a real type: GROUP_JOIN */
+        op[21 + 2] = 0x04;
+        ASSERT_EQ(natsMsg_Create(&nm, "cim.node.1.xop", "cim.node.2.xfa", (const char *)op,
+                                 (int)n), NATS_OK);
+        cluster__xh_on_fwd_op(c, NULL, nm);
+        natsMsg_Destroy(nm);
+    }
+    ASSERT_EQ(natsMsg_Create(&nm, "cim.node.1.xfa", NULL, "short", 5), NATS_OK);
+    cluster__xh_on_fwd_answer(c, nm);
+    natsMsg_Destroy(nm);
+    /* an "applied" report of the old 8-byte form, and one naming no node of the cluster */
+    ASSERT_EQ(natsMsg_Create(&nm, "cim.node.1.xapd", NULL, "12345678", 8), NATS_OK);
+    cluster__xh_on_applied(c, nm);
+    natsMsg_Destroy(nm);
+    ASSERT_EQ(natsMsg_Create(&nm, "cim.node.1.xapd", NULL, "12345678\0\0\0\x09", 12), NATS_OK);
+    cluster__xh_on_applied(c, nm);
+    natsMsg_Destroy(nm);
+    /* a query whose kind is neither 0 nor 1 */
+    ASSERT_EQ(natsMsg_Create(&nm, "cim.node.1.xapq", "cim.node.2.xapd",
+                             "12345678\x07" "default\0bob\0", 21), NATS_OK);
+    cluster__xh_on_query(c, NULL, nm);
+    natsMsg_Destroy(nm);
+    /* a group's transient message with nothing after its names */
+    ASSERT_EQ(natsMsg_Create(&nm, "cim.node.1.xtg", NULL, "default\0" "1000\0", 13), NATS_OK);
+    cluster__xh_on_group_transient(c, nm);
+    natsMsg_Destroy(nm);
+
     cluster_stats(c, &st);
-    ASSERT_U64_EQ(st.xhome_dropped_total, 4);
+    ASSERT_U64_EQ(st.xhome_dropped_total, 12);
     ASSERT_U64_EQ(st.xhome_consumed_total, 0);
     ASSERT_U64_EQ(st.xhome_pending, 0);
     cluster_free(c);

@@ -1505,3 +1505,129 @@ TEST_TIMEOUT(e2e_cluster_xhome_group, 180)
     cimc_close(c);
     stop_cluster(&n, t, seed);
 }
+
+/* POST messages at the sender's home, @p body (JSON): the HTTP status, @p r the answer. */
+static long post_msg(thttp_t *r, const tsrv_t *t, const char *secret, const char *body)
+{
+    return thttp(r, t, "POST", "/v1/apps/default/messages", secret, body);
+}
+
+/* The msg_id of a 200 answer to POST messages. */
+static uint64_t posted_id(const thttp_t *r)
+{
+    json_t *j = json_loads(r->body, 0, NULL);
+    uint64_t id;
+
+    ASSERT_NOT_NULL(j);
+    id = strtoull(json_string_value(json_object_get(j, "msg_id")), NULL, 10);
+    json_decref(j);
+    return id;
+}
+
+/* The admin API's messages between homes: POSTed at the sender's home, checked at the
+ * recipient's (existence, blocks unless system), in both timelines before the answer. */
+TEST_TIMEOUT(e2e_cluster_xhome_admin_messages, 150)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], a_id[32], b_id[32], x_id[32], secret[65], body[512];
+    thttp_t *r = malloc(sizeof(*r));
+    cim_Result res;
+    uint64_t id;
+
+    ASSERT_NOT_NULL(r);
+    start_cluster(&n, t, seed);
+    thttp_secret(&t[0], "default", secret);
+    homed(1, "a", a_id);
+    homed(2, "b", b_id);
+    homed(2, "nobody", x_id);
+    cimc_t *a = tsrv_login(&t[0], a_id, "d1", NULL);
+    cimc_t *b = tsrv_login(&t[2], b_id, "d1", NULL); /* relayed to node 2 */
+
+    /* not at the sender's home: said where to go */
+    snprintf(body, sizeof(body), "{\"from\":\"%s\",\"to\":\"%s\",\"body\":\"hi\"}", a_id, b_id);
+    ASSERT_EQ(post_msg(r, &t[1], secret, body), 503);
+    ASSERT_TRUE(strstr(r->body, "sender's home node (node 1)") != NULL);
+    /* at A's home: B's home checks and applies it; B gets the PUSH */
+    snprintf(body, sizeof(body),
+             "{\"from\":\"%s\",\"to\":\"%s\",\"body\":\"hi\",\"client_msg_id\":\"api-1\"}", a_id,
+             b_id);
+    ASSERT_EQ(post_msg(r, &t[0], secret, body), 200);
+    id = posted_id(r);
+    ASSERT_EQ(snowflake_node_of(id), 1);
+    tmsg_expect_push(b, id, cim_ConvType_DIRECT, a_id, b_id, "api-1", cim_MsgType_TEXT, "hi", 2);
+    ASSERT_U64_EQ(newest_with(a, b_id), id);
+    ASSERT_EQ(post_msg(r, &t[0], secret, body), 200); /* a resend: the original */
+    ASSERT_U64_EQ(posted_id(r), id);
+    tmsg_expect_no_push(b, 300);
+    /* an unknown recipient, known (or not) at its home */
+    snprintf(body, sizeof(body), "{\"from\":\"%s\",\"to\":\"%s\",\"body\":\"hi\"}", a_id, x_id);
+    ASSERT_EQ(post_msg(r, &t[0], secret, body), 404);
+    /* blocked at B's home, but for a system message */
+    ASSERT_OK(tmsg_user_req(b, FT_BLOCK, a_id, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    snprintf(body, sizeof(body), "{\"from\":\"%s\",\"to\":\"%s\",\"body\":\"spam\"}", a_id, b_id);
+    ASSERT_EQ(post_msg(r, &t[0], secret, body), 403);
+    ASSERT_TRUE(strstr(r->body, "BLOCKED") != NULL);
+    snprintf(body, sizeof(body),
+             "{\"from\":\"%s\",\"to\":\"%s\",\"body\":\"notice\",\"system\":true,"
+             "\"client_msg_id\":\"api-2\"}", a_id, b_id);
+    ASSERT_EQ(post_msg(r, &t[0], secret, body), 200);
+    id = posted_id(r);
+    tmsg_expect_push(b, id, cim_ConvType_DIRECT, a_id, b_id, "api-2", cim_MsgType_SYSTEM, "notice",
+                     6);
+    ASSERT_OK(tmsg_user_req(b, FT_UNBLOCK, a_id, &res));
+    /* transient: delivered by B's home, stored nowhere */
+    snprintf(body, sizeof(body),
+             "{\"from\":\"%s\",\"to\":\"%s\",\"body\":\"typing\",\"transient\":true}", a_id, b_id);
+    ASSERT_EQ(post_msg(r, &t[0], secret, body), 200);
+    ASSERT_U64_EQ(posted_id(r), 0);
+    tmsg_expect_push(b, 0, cim_ConvType_DIRECT, a_id, b_id, "", cim_MsgType_TEXT, "typing", 6);
+    cimc_close(a);
+    cimc_close(b);
+    free(r);
+    stop_cluster(&n, t, seed);
+}
+
+/* RECALL of a DIRECT message between homes: erased at both homes, announced to both. */
+TEST_TIMEOUT(e2e_cluster_xhome_recall_direct, 150)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], a_id[32], b_id[32];
+    static tmsg_t msgs[8];
+    static uint8_t bodies[4096];
+    cim_RecallEvent re;
+    cim_SendRsp sent;
+    cim_Result res;
+    tmsg_page_t page;
+    tmsg_t push;
+
+    start_cluster(&n, t, seed);
+    homed(1, "a", a_id);
+    homed(3, "b", b_id);
+    cimc_t *a = tsrv_login(&t[1], a_id, "d1", NULL);
+    cimc_t *b = tsrv_login(&t[0], b_id, "d1", NULL);
+    ASSERT_OK(tmsg_send(a, b_id, "r1", cim_MsgType_TEXT, "oops", 4, false, &sent));
+    ASSERT_EQ(sent.code, cim_Code_OK);
+    tmsg_expect_push(b, sent.msg_id, cim_ConvType_DIRECT, a_id, b_id, "r1", cim_MsgType_TEXT,
+                     "oops", 4);
+    ASSERT_OK(tmsg_recall(b, sent.msg_id, &res)); /* only its sender */
+    ASSERT_EQ(res.code, cim_Code_FORBIDDEN);
+    ASSERT_OK(tmsg_recall(a, sent.msg_id, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    ASSERT_OK(tmsg_next_push(b, 5000, &push, bodies, sizeof(bodies)));
+    ASSERT_EQ(push.msg_type, cim_MsgType_RECALL);
+    tmsg_recall_event(&push, &re);
+    ASSERT_U64_EQ(re.msg_id, sent.msg_id);
+    /* answered once B's home has it: B's history shows it recalled, its body gone */
+    tmsg_page_init(&page, msgs, 8, bodies, sizeof(bodies));
+    ASSERT_OK(tmsg_history(b, cim_ConvType_DIRECT, a_id, 0, 10, &page));
+    ASSERT_EQ(page.code, cim_Code_OK);
+    ASSERT_EQ(page.n, 1);
+    ASSERT_EQ(msgs[0].flags & 1u, 1u);
+    ASSERT_EQ(msgs[0].body_len, 0);
+    cimc_close(a);
+    cimc_close(b);
+    stop_cluster(&n, t, seed);
+}
