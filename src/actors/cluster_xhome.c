@@ -116,6 +116,7 @@ static void reply_fwd(cluster_t *c, uint32_t origin, uint64_t token, int code, u
     uint8_t out[FWD_ANS_MAX];
     char subj[SUBJ_MAX];
     size_t n;
+    int w;
 
     if (!cluster_bus_up(c) || c->nc == NULL || glen > 256)
         return;
@@ -128,9 +129,8 @@ static void reply_fwd(cluster_t *c, uint32_t origin, uint64_t token, int code, u
     if (glen > 0)
         memcpy(out + FWD_ANS_HDR, group, glen);
     n = FWD_ANS_HDR + glen;
-    n += (size_t)snprintf((char *)out + n, REASON_MAX, "%s", code == cim_Code_OK ? "" : reason);
-    if (n > FWD_ANS_MAX - 1)
-        n = FWD_ANS_MAX - 1;
+    w = snprintf((char *)out + n, REASON_MAX, "%s", code == cim_Code_OK ? "" : reason);
+    n += w < REASON_MAX ? (size_t)w : REASON_MAX - 1; /* what was written */
     snprintf(subj, sizeof(subj), "%s.node.%u.xfa", c->conf->cluster_name, origin);
     (void)natsConnection_Publish(c->nc, subj, out, (int)n); /* best effort: see above */
 }
@@ -483,8 +483,10 @@ static bool fwd_ok(cluster_t *c, natsConnection *nc, const uint8_t *p, const cha
     char subj[SUBJ_MAX];
     int n;
 
-    if (cluster__index_of(c, origin) < 0 || origin == c->self)
+    if (cluster__index_of(c, origin) < 0 || origin == c->self) {
+        atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
         return false;
+    }
     if (cluster_home(c, app, group) != c->self)
         why = "the group is not homed on the node asked";
     else if (c->srv == NULL)
@@ -495,6 +497,7 @@ static bool fwd_ok(cluster_t *c, natsConnection *nc, const uint8_t *p, const cha
     memcpy(out, p, 8);
     be32_put(out + 8, cim_Code_SERVER_BUSY);
     n = snprintf((char *)out + FWD_ANS_HDR, REASON_MAX, "%s", why);
+    n = n < REASON_MAX ? n : REASON_MAX - 1;
     snprintf(subj, sizeof(subj), "%s.node.%u.xfa", c->conf->cluster_name, origin);
     (void)natsConnection_Publish(nc, subj, out, FWD_ANS_HDR + n); /* best effort */
     return false;
@@ -1460,9 +1463,10 @@ static void take_run_op(cluster_t *c, store_op_t *op)
 {
     xh_users_t *uc;
     char why[sizeof(op->reason)];
+    uint32_t n = op->nusers;
     bool any = false;
 
-    for (uint32_t i = 0; i < op->nusers && !any; i++)
+    for (uint32_t i = 0; i < n && !any; i++)
         any = cluster_home(c, op->app, op->users[i]) != c->self;
     if (!any || (op->type != FT_GROUP_CREATE && op->type != FT_GROUP_ADD)) {
         to_store_op(c, op);
@@ -1471,7 +1475,8 @@ static void take_run_op(cluster_t *c, store_op_t *op)
     uc = mem_calloc(sizeof(*uc));
     uc->op = op;
     uc->pending = 1; /* this loop's own, so that no answer ends it early */
-    for (uint32_t i = 0; i < op->nusers; i++) {
+    /* op is answered (and gone) at the first refusal: no more asking then */
+    for (uint32_t i = 0; i < n && uc->op != NULL; i++) {
         uint32_t home = cluster_home(c, op->app, op->users[i]);
         xh_check_t *k;
         if (home == c->self)

@@ -908,18 +908,19 @@ int store__mirror(store_t *st, kv_txn_t *txn, const store_apply_t *a)
     const uint8_t *body = NULL;
     size_t blen = 0;
 
-    if (a->msg_type == cim_MsgType_RECALL || (a->msg_type == cim_MsgType_SYSTEM &&
-                                              a->conv_type == cim_ConvType_GROUP &&
-                                              !homed_here(st, a->app, a->to))) {
-        if (!message_decode(a->rec, a->rec_len, &m, &body, &blen)) {
-            LOG_RL(LOG_LVL_ERROR, "store: message %llu is unreadable",
-                   (unsigned long long)a->id);
-            return 0;
-        }
-        return a->msg_type == cim_MsgType_RECALL ? mirror_recall(txn, a, body, blen)
-                                                 : mirror_group(st, txn, a, body, blen);
+    if (a->msg_type != cim_MsgType_RECALL &&
+        (a->msg_type != cim_MsgType_SYSTEM || a->conv_type != cim_ConvType_GROUP ||
+         homed_here(st, a->app, a->to)))
+        return 0;
+    if (!message_decode(a->rec, a->rec_len, &m, &body, &blen)) {
+        LOG_RL(LOG_LVL_ERROR, "store: message %llu is unreadable", (unsigned long long)a->id);
+        return 0;
     }
-    return 0;
+    if (a->msg_type == cim_MsgType_RECALL)
+        return mirror_recall(txn, a, body, blen);
+    /* a group's event has no client_msg_id; the admin API's SYSTEM messages always have one
+     * (their bodies are the app's, not GroupEvents) */
+    return m.client_msg_id[0] == '\0' ? mirror_group(st, txn, a, body, blen) : 0;
 }
 
 /* ---- contacts and blocks ---------------------------------------------------------------- */

@@ -2,9 +2,10 @@
  * xhome: messages between homes (docs/SCALING.md, "Messages between homes") — what
  * travels on the bus for them, and the merge that keeps every timeline in msg_id order.
  *
- * In a cluster every stored DIRECT message is *originated* by its sender's home (which
- * assigns the id) and *applied* by each home that holds a timeline it belongs to (the
- * sender's home, and the recipient's when it is another node). Between the two it is an
+ * In a cluster every stored message is *originated* by one home (which assigns the id: the
+ * sender's home for a DIRECT message, the group's home for a group's) and *applied* by
+ * each home that holds a timeline it belongs to (for a group's conversation: every home,
+ * which keeps the group's index). Between the two it is an
  * XHOME_MSG: on JetStream (subject N.out.<origin>.<home>) when the home is another node,
  * straight into the origin's own merge otherwise. Each home merges what arrives from
  * every origin (itself included) by id, with watermarks, before anything is appended: so
@@ -24,7 +25,8 @@
  *    that I will ever send you is already on JetStream"), u32 count, then count pairs of
  *    u32 home, u64 stream sequence of the last message published to that home (0: none).
  *  - Check (core NATS request N.node.<home>.xchk, reply to N.node.<origin>.xans):
- *    request u64 token, u32 origin, then app NUL from NUL to; reply u64 token, u32 code
+ *    request u64 token, u32 origin, u8 flags (1: a SYSTEM message, not stopped by blocks),
+ *    then app NUL from NUL to; reply u64 token, u32 code
  *    (cim_Code), u64 floor (the newest id the home has released), then the reason text.
  *
  * Merge: per origin, a queue of pending messages in id order and a horizon (no id below it
