@@ -1000,7 +1000,8 @@ TEST_TIMEOUT(e2e_cluster_xhome_home_down, 150)
 
 typedef struct loader {
     const tsrv_t *t;
-    char user[32], to[32], prefix[8];
+    int conv_type; /* 0: DIRECT */
+    char user[32], to[65], prefix[8];
     _Atomic int stop;
     size_t round;
     uint64_t ids[LOAD_MAX];
@@ -1024,8 +1025,9 @@ static void *loader_run(void *arg)
 
     while (!atomic_load(&l->stop) && l->answered + LOAD_ROUND <= LOAD_MAX) {
         size_t got = 0;
-        int rc = tmsg_send_many(c, l->to, LOAD_ROUND, LOAD_ROUND, cim_MsgType_TEXT, loader_mk,
-                                l, l->ids + l->answered, l->codes + l->answered, &got);
+        int rc = tmsg_send_many_conv(c, l->conv_type ? l->conv_type : cim_ConvType_DIRECT,
+                                     l->to, LOAD_ROUND, LOAD_ROUND, cim_MsgType_TEXT, loader_mk,
+                                     l, l->ids + l->answered, l->codes + l->answered, &got);
         l->answered += got;
         l->round++;
         if (rc != 0)
@@ -1629,5 +1631,97 @@ TEST_TIMEOUT(e2e_cluster_xhome_recall_direct, 150)
     ASSERT_EQ(msgs[0].body_len, 0);
     cimc_close(a);
     cimc_close(b);
+    stop_cluster(&n, t, seed);
+}
+
+/* kill -9 of a group's home (node 1, also a member's) under the group's load from members
+ * of three homes: once it is back, every acknowledged message is once in every member's
+ * timeline, in id order. */
+TEST_TIMEOUT(e2e_cluster_xhome_group_kill9, 240)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], ids[3][32];
+    const char *bc[2];
+    static tmsg_t tl[3][4096];
+    size_t nt[3], acked = 0;
+    loader_t *l = calloc(3, sizeof(*l));
+    pthread_t th[3];
+    cim_GroupRsp gr;
+    uint64_t missing = 0;
+    int64_t t0;
+
+    ASSERT_NOT_NULL(l);
+    start_cluster(&n, t, seed);
+    for (int i = 0; i < 3; i++)
+        homed(i + 1, "m", ids[i]);
+    bc[0] = ids[1];
+    bc[1] = ids[2];
+    cimc_close(tsrv_login(&t[1], ids[1], "d0", NULL)); /* known at their homes */
+    cimc_close(tsrv_login(&t[2], ids[2], "d0", NULL));
+    cimc_t *a = tsrv_login(&t[0], ids[0], "d0", NULL);
+    ASSERT_OK(tmsg_group_create(a, "k", bc, 2, false, &gr));
+    ASSERT_EQ(gr.code, cim_Code_OK);
+    cimc_close(a);
+    /* each member sends from a node that is not its home */
+    for (int i = 0; i < 3; i++) {
+        l[i].t = &t[(i + 1) % 3];
+        l[i].conv_type = cim_ConvType_GROUP;
+        memcpy(l[i].user, ids[i], sizeof(l[i].user));
+        snprintf(l[i].to, sizeof(l[i].to), "%s", gr.group.group_id);
+        snprintf(l[i].prefix, sizeof(l[i].prefix), "g%d", i);
+        ASSERT_EQ(pthread_create(&th[i], NULL, loader_run, &l[i]), 0);
+    }
+    sleep_ms(1500);
+    tsrv_kill(&t[0]); /* the group's home and the first member's */
+    sleep_ms(1000);
+    tsrv_restart(&t[0]);
+    sleep_ms(1500);
+    for (int i = 0; i < 3; i++) {
+        atomic_store(&l[i].stop, 1);
+        ASSERT_EQ(pthread_join(th[i], NULL), 0);
+    }
+    EVENTUALLY(alive_set(&t[0]) == 0xe && alive_set(&t[1]) == 0xe && alive_set(&t[2]) == 0xe,
+               15000, "node 1 not back");
+    for (int i = 0; i < 3; i++)
+        for (size_t k = 0; k < l[i].answered; k++)
+            acked += l[i].codes[k] == cim_Code_OK;
+    fprintf(stderr, "answered %zu, %zu, %zu; acknowledged %zu\n", l[0].answered,
+            l[1].answered, l[2].answered, acked);
+    ASSERT_TRUE(acked > 0);
+    t0 = now_ms();
+    do {
+        if (missing != 0)
+            sleep_ms(200);
+        missing = 0;
+        for (int m = 0; m < 3; m++)
+            nt[m] = timeline(&t[m], ids[m], "v1", tl[m], 4096);
+        for (int i = 0; i < 3 && missing == 0; i++)
+            for (size_t k = 0; k < l[i].answered && missing == 0; k++)
+                for (int m = 0; m < 3 && missing == 0; m++)
+                    if (l[i].codes[k] == cim_Code_OK && count_id(tl[m], nt[m], l[i].ids[k]) != 1)
+                        missing = l[i].ids[k];
+        if (missing != 0 && now_ms() - t0 > 20000) {
+            dump_all();
+            TEST_FAIL_("acknowledged message %llu is not once in every member's timeline "
+                       "(%zu, %zu, %zu times)", (unsigned long long)missing,
+                       count_id(tl[0], nt[0], missing), count_id(tl[1], nt[1], missing),
+                       count_id(tl[2], nt[2], missing));
+        }
+    } while (missing != 0);
+    /* and the three timelines hold the same group messages once all is applied */
+    sleep_ms(1000);
+    for (int m = 0; m < 3; m++)
+        nt[m] = timeline(&t[m], ids[m], "v2", tl[m], 4096);
+    ASSERT_EQ(nt[0], nt[1]);
+    ASSERT_EQ(nt[1], nt[2]);
+    for (size_t k = 0; k < nt[0]; k++)
+        ASSERT_U64_EQ(tl[0][k].msg_id, tl[1][k].msg_id);
+    for (size_t k = 0; k < nt[0]; k++)
+        ASSERT_U64_EQ(tl[0][k].msg_id, tl[2][k].msg_id);
+    fprintf(stderr, "in each timeline %zu\n", nt[0]);
+    for (int m = 1; m < 3; m++)
+        ASSERT_EQ(metric_of(&t[m], "cim_cluster_xhome_late_total"), 0);
+    free(l);
     stop_cluster(&n, t, seed);
 }

@@ -239,6 +239,14 @@ static int seal_append(cimc_t *c, uint32_t type, const pb_msgdesc_t *fields, con
 int tmsg_send_many(cimc_t *c, const char *to, size_t n, size_t window, int msg_type,
                    tmsg_mk_fn mk, void *ctx, uint64_t *ids, int *codes, size_t *n_answered)
 {
+    return tmsg_send_many_conv(c, cim_ConvType_DIRECT, to, n, window, msg_type, mk, ctx, ids,
+                               codes, n_answered);
+}
+
+int tmsg_send_many_conv(cimc_t *c, int conv_type, const char *to, size_t n, size_t window,
+                        int msg_type, tmsg_mk_fn mk, void *ctx, uint64_t *ids, int *codes,
+                        size_t *n_answered)
+{
     /* Every window's answers are read before the next is sent, so the req_ids may start
      * over with every call (no shared counter: connections in other threads are fine). */
     uint32_t next_id = RAW_REQ_ID_BASE;
@@ -265,6 +273,7 @@ int tmsg_send_many(cimc_t *c, const char *to, size_t n, size_t window, int msg_t
             b.data = body;
             b.len = blen;
             tmsg_fill_req(&req, to, cmid, msg_type, &b, false);
+            req.conv_type = (cim_ConvType)conv_type;
             req.req_id = next_id++;
             rc = seal_append(c, FT_SEND, cim_SendReq_fields, &req, &buf, &used, &cap);
         }

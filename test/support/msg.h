@@ -133,6 +133,11 @@ typedef void (*tmsg_mk_fn)(void *ctx, size_t i, char *cmid, size_t cmid_cap,
 int tmsg_send_many(cimc_t *c, const char *to, size_t n, size_t window, int msg_type,
                    tmsg_mk_fn mk, void *ctx, uint64_t *ids, int *codes, size_t *n_answered);
 
+/** As tmsg_send_many, to a conversation of @p conv_type (a group: @p to is its id). */
+int tmsg_send_many_conv(cimc_t *c, int conv_type, const char *to, size_t n, size_t window,
+                        int msg_type, tmsg_mk_fn mk, void *ctx, uint64_t *ids, int *codes,
+                        size_t *n_answered);
+
 /**
  * One SYNC: after_msg_id @p after (0 = this device's cursor), @p limit; the page's messages
  * are appended to @p p and its code/reason/remain/last_msg_id/page_n set.
