@@ -25,6 +25,7 @@ struct xh_wait;
 #define DRAIN_BUDGET 256                     /* mailbox messages per wake-up */
 #define CLOSE_WAIT_MS 5000                   /* for libnats's threads to end at stop */
 #define CLOSE_DRAIN_MS 1000                  /* for a subscription's queue at stop */
+#define WAIT_BUCKET_BITS 12                  /* 4096 buckets of waiting requests by id */
 
 enum { MSG_CONNECTED = 1, MSG_DISCONNECTED, MSG_RECONNECTED, MSG_CLOSED, MSG_HEARTBEAT,
        MSG_PONG, MSG_STOP, MSG_RELAY,
@@ -139,7 +140,9 @@ struct cluster {
     xhome_wm_t *held_wm[CONF_CLUSTER_MAX]; /* per origin: a watermark waiting for the
                                               consumer to reach its sequence */
     struct xh_check *checks;    /* checks waiting for their answer */
-    struct xh_wait *waits;      /* sends waiting to be in every timeline before OK */
+    struct xh_wait *waits;      /* requests waiting for their message to be in every
+                                   timeline before their answer, newest first */
+    struct xh_wait *wbucket[1u << WAIT_BUCKET_BITS]; /* the same by msg id (chained) */
     uint64_t next_token;
     bool dead[CONF_CLUSTER_MAX];         /* per origin: down, so maybe to be waived */
     uint64_t down_probe[CONF_CLUSTER_MAX]; /* ... once this probe came back */

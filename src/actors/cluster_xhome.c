@@ -75,7 +75,8 @@ typedef struct xh_check {
  * (PROTOCOL.md: SEND_ACK{OK} means stored in every recipient's timeline; a group change
  * is answered once its members' homes have it). */
 typedef struct xh_wait {
-    struct xh_wait *next;
+    struct xh_wait *next, *prev; /* c->waits, oldest last */
+    struct xh_wait *hnext;       /* c->wbucket[wait_slot(id)] */
     store_send_t *r;      /* a SEND to answer, owned, or */
     store_op_t *op;       /* an op (its group event or RECALL), owned */
     uint64_t id;
@@ -984,6 +985,7 @@ void cluster__xh_stop(cluster_t *c)
         mem_free(wt);
     }
     c->waits = NULL;
+    memset(c->wbucket, 0, sizeof(c->wbucket));
     xmerge_clear(&c->merge, drop_apply);
 }
 
@@ -1105,26 +1107,57 @@ static void own_to_merge(cluster_t *c)
 
 enum { W_OWN, W_REMOTE, W_STORED, W_FAILED };
 
+/* The bucket of message @p id's waits (Fibonacci hashing: ids of one millisecond differ
+ * in their low bits). */
+static size_t wait_slot(uint64_t id)
+{
+    return (size_t)((id * 0x9E3779B97F4A7C15ULL) >> (64 - WAIT_BUCKET_BITS));
+}
+
 /* A wait for @p id: answered once this home applied it (@p own) and the homes of
- * @p remote (bits by index) reported it. */
+ * @p remote (bits by index) reported it; @p stored: JetStream has every copy published to
+ * another home (or none was), -1 to find out. */
 static xh_wait_t *wait_add(cluster_t *c, store_send_t *r, store_op_t *op, uint64_t id, bool own,
-                           uint64_t remote)
+                           uint64_t remote, int stored)
 {
     xh_wait_t *w = mem_calloc(sizeof(*w));
+    size_t slot = wait_slot(id);
 
     w->r = r;
     w->op = op;
     w->id = id;
     w->own = own;
     w->remote = remote;
-    /* JetStream has every copy published to another home (or none was) */
-    w->stored = true;
-    for (xh_out_t *o = c->out_head; o != NULL && w->stored; o = o->next)
-        w->stored = o->id != id || o->stored;
+    w->stored = stored > 0;
+    if (stored < 0) {
+        w->stored = true;
+        for (xh_out_t *o = c->out_head; o != NULL && w->stored; o = o->next)
+            w->stored = o->id != id || o->stored;
+    }
     w->since_ms = cluster__now_ms();
     w->next = c->waits;
+    if (c->waits != NULL)
+        c->waits->prev = w;
     c->waits = w;
+    w->hnext = c->wbucket[slot];
+    c->wbucket[slot] = w;
     return w;
+}
+
+/* Take @p w out of the list and its bucket. */
+static void wait_unlink(cluster_t *c, xh_wait_t *w)
+{
+    xh_wait_t **pp;
+
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else
+        c->waits = w->next;
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+    for (pp = &c->wbucket[wait_slot(w->id)]; *pp != w; pp = &(*pp)->hnext)
+        ;
+    *pp = w->hnext;
 }
 
 /* Ask the homes @p w still waits for whether they applied its message (their answers:
@@ -1172,40 +1205,40 @@ static void wait_answer(cluster_t *c, xh_wait_t *w, const char *why)
  * it that are done are answered. */
 static void waits_mark(cluster_t *c, uint64_t id, int what, uint32_t node)
 {
-    xh_wait_t **pp = &c->waits, *w;
+    xh_wait_t *w, *wnext;
     int i = what == W_REMOTE ? cluster__index_of(c, node) : -1;
 
-    while ((w = *pp) != NULL) {
-        if (w->id == id) {
-            w->own = w->own && what != W_OWN;
-            if (i >= 0)
-                w->remote &= ~(1ULL << i);
-            w->stored = w->stored || what == W_STORED;
-            if ((what == W_FAILED && w->op == NULL) || (!w->own && w->remote == 0)) {
-                *pp = w->next;
-                wait_answer(c, w, what == W_FAILED ? BUS_FAILED : NULL); /* failed: the outbox
-                                                                           keeps publishing it */
-                mem_free(w);
-                continue;
-            }
+    for (w = c->wbucket[wait_slot(id)]; w != NULL; w = wnext) {
+        wnext = w->hnext;
+        if (w->id != id)
+            continue;
+        w->own = w->own && what != W_OWN;
+        if (i >= 0)
+            w->remote &= ~(1ULL << i);
+        w->stored = w->stored || what == W_STORED;
+        if ((what == W_FAILED && w->op == NULL) || (!w->own && w->remote == 0)) {
+            wait_unlink(c, w);
+            wait_answer(c, w, what == W_FAILED ? BUS_FAILED : NULL); /* failed: the outbox
+                                                                       keeps publishing it */
+            mem_free(w);
         }
-        pp = &w->next;
     }
 }
 
 /* Timeouts, queries for reports that did not come, and homes that went down. */
 static void waits_tick(cluster_t *c, uint64_t now)
 {
-    xh_wait_t **pp = &c->waits, *w;
+    xh_wait_t *w, *wnext;
 
-    while ((w = *pp) != NULL) {
+    for (w = c->waits; w != NULL; w = wnext) {
+        wnext = w->next;
         /* A home that is down gets its copy from JetStream when it is back: once JetStream
          * has it, it is durable there, and that home's users are unavailable meanwhile. */
         for (size_t i = 0; w->stored && i < c->n; i++)
             if ((w->remote & (1ULL << i)) && !cluster_node_alive(c, c->nodes[i]))
                 w->remote &= ~(1ULL << i);
         if ((!w->own && w->remote == 0) || now - w->since_ms >= CLUSTER_APPLIED_WAIT_MS) {
-            *pp = w->next;
+            wait_unlink(c, w);
             if (!w->own && w->remote == 0)
                 wait_answer(c, w, NULL);
             else
@@ -1217,7 +1250,6 @@ static void waits_tick(cluster_t *c, uint64_t now)
             now - (w->asked_ms > w->since_ms ? w->asked_ms : w->since_ms) >=
                 CLUSTER_APPLIED_ASK_MS)
             ask(c, w, now);
-        pp = &w->next;
     }
 }
 
@@ -1228,11 +1260,11 @@ static void take_done(cluster_t *c, store_req_t *q)
     store_op_t *op = q->kind == STORE_REQ_OP ? (store_op_t *)q : NULL;
 
     if (r != NULL && r->wait_apply && r->code == cim_Code_OK)
-        (void)wait_add(c, r, NULL, r->msg_id, true, r->wait_homes);
+        (void)wait_add(c, r, NULL, r->msg_id, true, r->wait_homes, -1);
     else if (r != NULL)
         answer(c, r);
     else if (op != NULL && op->wait_id != 0 && op->code == cim_Code_OK)
-        (void)wait_add(c, NULL, op, op->wait_id, true, op->wait_homes);
+        (void)wait_add(c, NULL, op, op->wait_id, true, op->wait_homes, -1);
     else if (op != NULL)
         answer_op_done(c, op);
     else
@@ -1310,7 +1342,7 @@ static void take_committed(cluster_t *c, store_send_t *r)
     if (r->worker == STORE_NO_WORKER)
         mem_free(r);
     else
-        (void)wait_add(c, r, NULL, o->id, true, home_bit(c, o->home));
+        (void)wait_add(c, r, NULL, o->id, true, home_bit(c, o->home), o->stored);
 }
 
 static void take_ack(cluster_t *c, const cl_msg_t *m)
@@ -1899,7 +1931,8 @@ void cluster__xh_take(cluster_t *c, cl_msg_t *m)
         break;
     case MSG_XRESEND: {
         store_send_t *r = m->ptr;
-        ask(c, wait_add(c, r, NULL, r->msg_id, false, home_bit(c, r->home)), cluster__now_ms());
+        ask(c, wait_add(c, r, NULL, r->msg_id, false, home_bit(c, r->home), -1),
+            cluster__now_ms());
         break;
     }
     case MSG_XAPD:
