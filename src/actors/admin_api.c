@@ -392,6 +392,15 @@ static int post_group(admin_t *a, h2o_req_t *req, const char *app)
         return bad(req, "%s", "owner must be a user id, name 1..64 bytes, members an array of "
                               "at most 1000 user ids");
     }
+    if (cluster_is_enabled(a->srv->cluster) &&
+        cluster_home(a->srv->cluster, app, owner) != cluster_self(a->srv->cluster)) {
+        /* a group is made by (and homed on) its owner's home (docs/SCALING.md) */
+        char why[128];
+        snprintf(why, sizeof(why), "in a cluster, POST a group to its owner's home node "
+                 "(node %u)", cluster_home(a->srv->cluster, app, owner));
+        json_decref(j);
+        return admin_refuse(req, cim_Code_SERVER_BUSY, why);
+    }
     op = store_op_new(n);
     for (i = 0; i < n; i++) {
         m = json_array_get(members, i);

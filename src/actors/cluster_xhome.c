@@ -159,13 +159,16 @@ static void answer(cluster_t *c, store_send_t *r)
         mem_free(r);
 }
 
-/* Hand op @p op, answered, back to its session or to the node that forwarded it. */
+/* Hand op @p op, answered, back to its session, the admin API or the node that forwarded
+ * it. */
 static void answer_op_done(cluster_t *c, store_op_t *op)
 {
     if (op->xorigin != 0) {
         reply_fwd(c, op->xorigin, op->xtoken, op->code, 0, 0, op->has_group ? op->group : NULL,
                   op->has_group ? op->group_len : 0, op->reason);
         mem_free(op);
+    } else if (op->hdr.done != NULL) {
+        op->hdr.done(&op->hdr);
     } else if (!to_session(c, op->worker, op->sid, &op->hdr)) {
         mem_free(op);
     }

@@ -1585,6 +1585,31 @@ TEST_TIMEOUT(e2e_cluster_xhome_admin_messages, 150)
     ASSERT_EQ(post_msg(r, &t[0], secret, body), 200);
     ASSERT_U64_EQ(posted_id(r), 0);
     tmsg_expect_push(b, 0, cim_ConvType_DIRECT, a_id, b_id, "", cim_MsgType_TEXT, "typing", 6);
+    /* a group: POSTed at its owner's home, its member of another home asked there */
+    snprintf(body, sizeof(body), "{\"owner\":\"%s\",\"name\":\"ops\",\"members\":[\"%s\"]}",
+             a_id, b_id);
+    ASSERT_EQ(thttp(r, &t[1], "POST", "/v1/apps/default/groups", secret, body), 503);
+    ASSERT_TRUE(strstr(r->body, "owner's home node (node 1)") != NULL);
+    snprintf(body, sizeof(body), "{\"owner\":\"%s\",\"name\":\"ops\",\"members\":[\"%s\"]}",
+             a_id, x_id);
+    ASSERT_EQ(thttp(r, &t[0], "POST", "/v1/apps/default/groups", secret, body), 404);
+    snprintf(body, sizeof(body), "{\"owner\":\"%s\",\"name\":\"ops\",\"members\":[\"%s\"]}",
+             a_id, b_id);
+    ASSERT_EQ(thttp(r, &t[0], "POST", "/v1/apps/default/groups", secret, body), 201);
+    {
+        json_t *j = json_loads(r->body, 0, NULL);
+        char path[128];
+        const char *members[] = {b_id};
+        ASSERT_NOT_NULL(j);
+        snprintf(path, sizeof(path), "/v1/apps/default/groups/%s/members",
+                 json_string_value(json_object_get(j, "group_id")));
+        tmsg_expect_sys(b, json_string_value(json_object_get(j, "group_id")),
+                        cim_GroupEventKind_GE_CREATED, a_id, members, 1, NULL);
+        /* the group as B's home has it */
+        ASSERT_EQ(thttp(r, &t[1], "GET", path, secret, NULL), 200);
+        ASSERT_TRUE(strstr(r->body, a_id) != NULL && strstr(r->body, b_id) != NULL);
+        json_decref(j);
+    }
     cimc_close(a);
     cimc_close(b);
     free(r);
