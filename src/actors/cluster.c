@@ -509,6 +509,13 @@ static void on_wake(mbox_t *box)
 
     while (n++ < DRAIN_BUDGET && (node = mbox_pop(box)) != NULL) {
         cl_msg_t *m = container_of(node, cl_msg_t, node);
+        /* Once MSG_STOP was taken the subscriptions and the connection are gone: what
+         * came behind it is only freed, as cluster_stop frees what is left (taking a
+         * JetStream message then would acknowledge it through a destroyed subscription). */
+        if (c->stopping) {
+            drop(c, m);
+            continue;
+        }
         take(c, m);
         mem_free(m);
     }
