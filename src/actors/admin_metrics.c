@@ -150,6 +150,13 @@ static void cluster(out_t *o, const cluster_t *c)
     one(o, "cim_cluster_xhome_late_total", "counter",
         "Messages dropped because a greater id was already applied to their timelines.",
         (double)st.xhome_late_total);
+    one(o, "cim_cluster_online_asked_total", "counter",
+        "Questions to other homes about which contacts of a CONTACT_LIST are online.",
+        (double)st.online_asked_total);
+    one(o, "cim_cluster_online_unanswered_total", "counter",
+        "Homes that did not answer such a question in time (down, the bus, 1 s): their "
+        "contacts were listed offline.",
+        (double)st.online_unanswered_total);
     one(o, "cim_cluster_merge_pending", "gauge",
         "Messages waiting in this home's merge for the other origins' watermarks.",
         (double)st.xhome_pending);

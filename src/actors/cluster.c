@@ -105,6 +105,9 @@ void cluster_stats(const cluster_t *c, cluster_stats_t *out)
     out->xhome_late_total = atomic_load_explicit(&c->x_late, memory_order_relaxed);
     out->xhome_refused_total = atomic_load_explicit(&c->x_refused, memory_order_relaxed);
     out->xhome_pending = atomic_load_explicit(&c->x_pending, memory_order_relaxed);
+    out->online_asked_total = atomic_load_explicit(&c->onl_asked, memory_order_relaxed);
+    out->online_unanswered_total =
+        atomic_load_explicit(&c->onl_unanswered, memory_order_relaxed);
 }
 
 const hist_t *cluster_rtt(const cluster_t *c)
@@ -114,12 +117,18 @@ const hist_t *cluster_rtt(const cluster_t *c)
 
 /* ---- libnats's threads: parse, hand over ----------------------------------------------- */
 
+/* Free @p m and what it carries: refused, or left in the mailbox at stop. */
+static void drop(cluster_t *c, cl_msg_t *m)
+{
+    cluster__onl_drop(c, m);
+    cluster__xh_drop(c, m);
+    mem_free(m);
+}
+
 void cluster__post(cluster_t *c, cl_msg_t *m, bool force)
 {
-    if ((force ? mbox_send_force(&c->box, &m->node) : mbox_send(&c->box, &m->node)) < 0) {
-        cluster__xh_drop(c, m); /* what it carries */
-        mem_free(m); /* full (a heartbeat more or less) or closed (stopping) */
-    }
+    if ((force ? mbox_send_force(&c->box, &m->node) : mbox_send(&c->box, &m->node)) < 0)
+        drop(c, m); /* full (a heartbeat more or less) or closed (stopping) */
 }
 
 static void post_event(cluster_t *c, int kind)
@@ -255,6 +264,10 @@ static void on_direct_msg(natsConnection *nc, natsSubscription *sub, natsMsg *ms
         cluster__xh_on_presence(c, msg);
     } else if (len > 4 && strcmp(subj + len - 4, ".xtg") == 0) {
         cluster__xh_on_group_transient(c, msg);
+    } else if (len > 5 && strcmp(subj + len - 5, ".xonl") == 0) {
+        cluster__onl_on_ask(c, nc, msg);
+    } else if (len > 5 && strcmp(subj + len - 5, ".xona") == 0) {
+        cluster__onl_on_answer(c, msg);
     } else if (c->relay_cb != NULL && len > 4 && strcmp(subj + len - 4, ".rin") == 0) {
         atomic_fetch_add_explicit(&c->relay_received, 1, memory_order_relaxed);
         c->relay_cb(c->relay_ctx, true, (const uint8_t *)natsMsg_GetData(msg),
@@ -340,6 +353,15 @@ static void on_ping(uv_timer_t *t)
     }
 }
 
+/* Peer @p node (or CLUSTER_ALL_NODES) is gone: whatever waits for it stops waiting. */
+static void peer_down(cluster_t *c, uint32_t node)
+{
+    if (c->down_cb != NULL)
+        c->down_cb(c->relay_ctx, node);
+    cluster__xh_down(c, node);
+    cluster__onl_down(c, node);
+}
+
 /* nodes[i] was alive when last looked at: log it down if it went quiet since. */
 static void check_down(cluster_t *c, size_t i, uint64_t now)
 {
@@ -348,9 +370,7 @@ static void check_down(cluster_t *c, size_t i, uint64_t now)
     c->was_alive[i] = false;
     LOG_WARN("cluster: node %u is down (no heartbeat for %d s)", c->nodes[i],
              CLUSTER_ALIVE_MS / 1000);
-    if (c->down_cb != NULL)
-        c->down_cb(c->relay_ctx, c->nodes[i]);
-    cluster__xh_down(c, c->nodes[i]);
+    peer_down(c, c->nodes[i]);
 }
 
 /* Log the peers that went quiet. */
@@ -394,17 +414,13 @@ static void take_heartbeat(cluster_t *c, const cl_msg_t *m)
         LOG_INFO("cluster: node %u restarted (started at %llu ms)", m->from,
                  (unsigned long long)m->start_ms);
         /* What was relayed to or from its previous life is gone with it. */
-        if (c->down_cb != NULL)
-            c->down_cb(c->relay_ctx, m->from);
-        cluster__xh_down(c, m->from);
+        peer_down(c, m->from);
         cluster__xh_up(c, m->from);
     } else if (m->bus_session != c->peer_session[i]) {
         /* It lost the bus and came back within CLUSTER_ALIVE_MS: frames to or from it
          * may have been lost meanwhile, and it ended its relayed sessions. */
         LOG_INFO("cluster: node %u reconnected to the bus", m->from);
-        if (c->down_cb != NULL)
-            c->down_cb(c->relay_ctx, m->from);
-        cluster__xh_down(c, m->from);
+        peer_down(c, m->from);
         cluster__xh_up(c, m->from);
     }
     c->was_alive[i] = true;
@@ -445,9 +461,7 @@ static void bus_down(cluster_t *c, const char *why)
         c->was_alive[i] = false;
     }
     /* Core NATS may have lost frames in either direction: no relayed session stays. */
-    if (c->down_cb != NULL)
-        c->down_cb(c->relay_ctx, CLUSTER_ALL_NODES);
-    cluster__xh_down(c, CLUSTER_ALL_NODES);
+    peer_down(c, CLUSTER_ALL_NODES);
 }
 
 /* Publish a relayed message (a session's frame, login or end). */
@@ -485,6 +499,10 @@ static void take(cluster_t *c, cl_msg_t *m)
         relay_publish(c, m);
         atomic_fetch_sub_explicit(&c->relay_queued, m->len, memory_order_relaxed);
         break;
+    case MSG_XONL:
+    case MSG_XONA:
+        cluster__onl_take(c, m);
+        break;
     default:
         cluster__xh_take(c, m);
         break;
@@ -499,6 +517,13 @@ static void on_wake(mbox_t *box)
 
     while (n++ < DRAIN_BUDGET && (node = mbox_pop(box)) != NULL) {
         cl_msg_t *m = container_of(node, cl_msg_t, node);
+        /* Once MSG_STOP was taken the subscriptions and the connection are gone: what
+         * came behind it is only freed, as cluster_stop frees what is left (taking a
+         * JetStream message then would acknowledge it through a destroyed subscription). */
+        if (c->stopping) {
+            drop(c, m);
+            continue;
+        }
         take(c, m);
         mem_free(m);
     }
@@ -593,6 +618,7 @@ static void begin_stop(cluster_t *c)
     if (c->nc != NULL)
         natsConnection_Close(c->nc);
     cluster__xh_stop(c);
+    cluster__onl_stop(c);
     natsSubscription_Destroy(c->sub_hbs);
     natsSubscription_Destroy(c->sub_mine);
     c->sub_hbs = c->sub_mine = NULL;
@@ -610,6 +636,7 @@ static void begin_stop(cluster_t *c)
 static void on_wm(uv_timer_t *t)
 {
     cluster__xh_tick(t->data);
+    cluster__onl_tick(t->data);
 }
 
 static void run(void *arg)
@@ -690,6 +717,7 @@ cluster_t *cluster_new(const conf_t *conf)
         c->nodes[0] = c->self;
     }
     hist_init(&c->rtt, rtt_le, sizeof(rtt_le) / sizeof(rtt_le[0]));
+    c->onl_last = &c->onl_waits;
     cluster__xh_init(c);
     return c;
 }
@@ -772,10 +800,8 @@ void cluster_stop(cluster_t *c)
     if (c->nats_opened && (s = nats_CloseAndWait(CLOSE_WAIT_MS)) != NATS_OK)
         LOG_WARN("cluster: libnats did not wind down within %d ms: %s", CLOSE_WAIT_MS,
                  natsStatus_GetText(s));
-    while ((node = mbox_pop(&c->box)) != NULL) {
-        cluster__xh_drop(c, container_of(node, cl_msg_t, node));
-        mem_free(container_of(node, cl_msg_t, node));
-    }
+    while ((node = mbox_pop(&c->box)) != NULL)
+        drop(c, container_of(node, cl_msg_t, node));
     if (uv_loop_close(&c->loop) != 0)
         LOG_ERROR("cluster: loop did not close cleanly");
     c->loop_open = false;

@@ -37,6 +37,8 @@
  *   N.node.<id>.rout  relayed sessions, home → edge <id>: the same format.
  *   N.node.<id>.xchk  a sender's home asks home <id> about a DIRECT message's recipient;
  *                     the answer goes to N.node.<from>.xans (binary, actors/xhome.h).
+ *   N.node.<id>.xonl  a CONTACT_LIST's home asks home <id> which of its users are online;
+ *                     the answer goes to N.node.<from>.xona (binary, actors/xonline.h).
  *   N.wm.<id>         node <id>'s watermark, every CLUSTER_WATERMARK_MS (actors/xhome.h).
  *   N.out.<o>.<h>     JetStream (stream "<N>_out"): messages of origin <o> for home <h>;
  *                     N.out.probe.<h> a home's drain probe through its own consumer.
@@ -64,10 +66,11 @@
  * (server.c). cluster_home, cluster_self, cluster_name,
  * cluster_nodes, cluster_is_enabled, cluster_node_alive, cluster_bus_up, cluster_stats,
  * cluster_rtt and cluster_merge_delay are thread-safe and never block (immutable data and
- * relaxed atomics); cluster_relay_send, cluster_xhome_send, cluster_xhome_committed and
- * cluster_xhome_horizon only post to the mailbox. Everything else runs on the cluster
- * thread, but for the answer to a check (a read transaction on libnats's delivery
- * thread, like the answer to a ping).
+ * relaxed atomics); cluster_relay_send, cluster_xhome_send, cluster_xhome_committed,
+ * cluster_xhome_horizon and cluster_online_ask only post to the mailbox. Everything else
+ * runs on the cluster thread, but for the answer to a check (a read transaction on
+ * libnats's delivery thread, like the answer to a ping) and the answer to an online
+ * question (router lookups, on the same thread).
  */
 #ifndef CIM_ACTORS_CLUSTER_H
 #define CIM_ACTORS_CLUSTER_H
@@ -102,6 +105,9 @@
                                             ask it again this often */
 #define CLUSTER_PROBE_RETRY_MS 2000      /* a drain probe that did not come back: another */
 #define CLUSTER_JS_RETRY_MS 1000         /* JetStream not usable on the connection: again */
+#define CLUSTER_ONLINE_WAIT_MS 1000      /* a CONTACT_LIST waits this long at most for the
+                                            homes of its contacts: the silent ones' are
+                                            listed offline */
 
 /**
  * Can @p from send to @p to, both of @p app (a DIRECT message; @p system: the admin API's
@@ -157,6 +163,9 @@ typedef struct cluster_stats {
     uint64_t xhome_late_total;      /* messages that came after a greater id was applied */
     uint64_t xhome_refused_total;   /* sends refused: home or JetStream unavailable */
     uint64_t xhome_pending;         /* gauge: messages waiting in the merge */
+    uint64_t online_asked_total;    /* questions to other homes: which contacts are online */
+    uint64_t online_unanswered_total; /* homes that did not answer one in time (down, the
+                                         bus, CLUSTER_ONLINE_WAIT_MS) */
 } cluster_stats_t;
 
 /**
@@ -336,6 +345,20 @@ void cluster_xhome_set_released(cluster_t *c, uint64_t id);
 
 /** The merge delay histogram (seconds); written by the cluster thread only. */
 const hist_t *cluster_merge_delay(const cluster_t *c);
+
+struct xonline_req;
+
+/**
+ * CONTACT_LIST with contacts homed on other nodes (@p q, actors/xonline.h): the cluster
+ * thread asks each of their homes which are online (N.node.<home>.xonl, one request per
+ * home) and hands @p q back to its session's worker (worker_deliver, kind XONLINE_REQ)
+ * with their online flags set, once every home asked has answered or after
+ * CLUSTER_ONLINE_WAIT_MS; a home that is down or silent leaves its contacts offline.
+ * Takes @p q on 0 (and always answers it, unless stopping). Any thread.
+ * @return 0, RC_EFULL (the mailbox is full), RC_ECLOSED (standalone or stopping): the
+ *         caller keeps @p q.
+ */
+int cluster_online_ask(cluster_t *c, struct xonline_req *q);
 
 /** Free a stopped (or never started) cluster. NULL is a no-op. */
 void cluster_free(cluster_t *c);

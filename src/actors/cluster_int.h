@@ -1,7 +1,8 @@
 /**
- * cluster internals shared by cluster.c (the connection, heartbeats, liveness, relay) and
- * cluster_xhome.c (messages between homes). Everything here is the cluster thread's unless
- * a field says otherwise.
+ * cluster internals shared by cluster.c (the connection, heartbeats, liveness, relay),
+ * cluster_xhome.c (messages between homes) and cluster_online.c (CONTACT_LIST's online flag
+ * for contacts of other homes). Everything here is the cluster thread's unless a field says
+ * otherwise.
  */
 #ifndef CIM_ACTORS_CLUSTER_INT_H
 #define CIM_ACTORS_CLUSTER_INT_H
@@ -18,6 +19,7 @@ struct store_send;
 struct xh_out;
 struct xh_check;
 struct xh_wait;
+struct onl_wait;
 
 #define SUBJ_MAX (CONF_CLUSTER_NAME_MAX + 32) /* "N.node.<u32>.pong" and the NUL */
 #define TEXT_MAX 96                          /* a heartbeat's or a ping's text */
@@ -32,7 +34,9 @@ enum { MSG_CONNECTED = 1, MSG_DISCONNECTED, MSG_RECONNECTED, MSG_CLOSED, MSG_HEA
        /* messages between homes (cluster_xhome.c) */
        MSG_XCHECK, MSG_XANS, MSG_XCOMMITTED, MSG_XACK, MSG_XIN, MSG_XWM, MSG_XHORIZON,
        MSG_XAPPLIED, MSG_XRESEND, MSG_XAPD, MSG_XCHECK_OP, MSG_XREAD, MSG_XPRES, MSG_XDONE,
-       MSG_XFWD, MSG_XFWD_ANS, MSG_XRUN_OP, MSG_XTG };
+       MSG_XFWD, MSG_XFWD_ANS, MSG_XRUN_OP, MSG_XTG,
+       /* contacts' online flags (cluster_online.c) */
+       MSG_XONL, MSG_XONA };
 
 /* What libnats's threads (and cluster_stop) hand to the cluster thread. */
 typedef struct cl_msg {
@@ -49,13 +53,14 @@ typedef struct cl_msg {
     void *ptr;         /* MSG_XCHECK, MSG_XCOMMITTED, MSG_XRESEND: a
                           store_send_t; MSG_XCHECK_OP: a store_op_t; MSG_XIN: a natsMsg;
                           MSG_XAPPLIED: a store_apply_t; MSG_XDONE, MSG_XFWD: a
-                          store_send_t or store_op_t; MSG_XRUN_OP: a store_op_t */
+                          store_send_t or store_op_t; MSG_XRUN_OP: a store_op_t; MSG_XONL:
+                          an xonline_req_t */
     uint64_t id;       /* MSG_XANS: the token; MSG_XACK, MSG_XAPD: the msg id;
                           MSG_XHORIZON: it */
     uint64_t seq;      /* MSG_XACK: the stream sequence; MSG_XANS: the floor */
     int code;          /* MSG_XANS: cim_Code; MSG_XACK: 0 stored, else failed */
-    size_t len;        /* MSG_RELAY, MSG_XWM, MSG_XANS, MSG_XREAD, MSG_XPRES: bytes in
-                          data */
+    size_t len;        /* MSG_RELAY, MSG_XWM, MSG_XANS, MSG_XREAD, MSG_XPRES, MSG_XONA:
+                          bytes in data */
     uint8_t data[];    /* MSG_RELAY: the message */
 } cl_msg_t;
 
@@ -149,6 +154,12 @@ struct cluster {
     uint64_t probe_sent, probe_seen, probe_ms;
     bool need_probe;
     bool store_told;            /* store_xhome_start was called */
+    /* contacts' online flags (cluster_online.c) */
+    _Atomic uint64_t onl_asked, onl_unanswered; /* counters (/metrics), any thread */
+    struct onl_wait *onl_waits; /* CONTACT_LISTs waiting for their contacts' homes, in the
+                                   order asked (so of their deadlines) */
+    struct onl_wait **onl_last; /* where the next one goes (&onl_waits when empty) */
+    uint64_t onl_token;         /* the last question's token */
 };
 
 /* ---- cluster.c -------------------------------------------------------------------------- */
@@ -209,5 +220,29 @@ void cluster__xh_stop(cluster_t *c);
 
 /** The timer: watermarks, retries, probes, timeouts (every CLUSTER_WATERMARK_MS). */
 void cluster__xh_tick(cluster_t *c);
+
+/* ---- cluster_online.c (cluster thread unless said) -------------------------------------- */
+
+/** N.node.<self>.xonl: which of these users of this home are online? Answered here, on
+ * libnats's delivery thread (router lookups). */
+void cluster__onl_on_ask(cluster_t *c, natsConnection *nc, natsMsg *msg);
+
+/** N.node.<self>.xona: a home's answer to one of this node's questions (libnats's thread). */
+void cluster__onl_on_answer(cluster_t *c, natsMsg *msg);
+
+/** A MSG_XONL or MSG_XONA message. */
+void cluster__onl_take(cluster_t *c, cl_msg_t *m);
+
+/** Free what a refused or leftover MSG_XONL carries (any thread). */
+void cluster__onl_drop(cluster_t *c, cl_msg_t *m);
+
+/** Peer @p node (CLUSTER_ALL_NODES: every peer) is down: stop waiting for its answers. */
+void cluster__onl_down(cluster_t *c, uint32_t node);
+
+/** The timer: answer the CONTACT_LISTs whose wait is over. */
+void cluster__onl_tick(cluster_t *c);
+
+/** Stopping: free every waiting CONTACT_LIST (their sessions are gone). */
+void cluster__onl_stop(cluster_t *c);
 
 #endif

@@ -15,6 +15,7 @@
 #include "actors/send.h"
 #include "actors/store.h"
 #include "actors/ws.h"
+#include "actors/xonline.h"
 #include "cim.pb.h"
 #include "core/log.h"
 #include "core/mem.h"
@@ -800,6 +801,12 @@ void session_complete(session_t *s, store_req_t *req)
             async_done(s);
     } else if (req->kind == STORE_REQ_LOGIN) {
         session__login_done(s, (store_login_t *)req); /* sends the LoginRsp */
+        if (!s->closed && s->state != SESSION_ST_CLOSING)
+            async_done(s);
+    } else if (req->kind == XONLINE_REQ) {
+        if (s->xsends > 0)
+            s->xsends--;
+        session__contacts_done(s, (xonline_req_t *)req); /* sends the CONTACT_LIST_ACK */
         if (!s->closed && s->state != SESSION_ST_CLOSING)
             async_done(s);
     } else {

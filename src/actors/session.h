@@ -58,6 +58,7 @@
 struct store_req;
 struct store_login;
 struct store_op;
+struct xonline_req;
 struct reply;
 
 enum {
@@ -97,7 +98,8 @@ typedef struct session {
     bool first_online;          /* this login brought the user online (presence) */
     uint32_t async_issued;       /* requests handed to the store ... */
     uint32_t async_done;         /* ... and answered: answers must keep request order */
-    uint32_t xsends;             /* cluster SENDs in flight: their answers come from the
+    uint32_t xsends;             /* cluster SENDs in flight (and checks, CONTACT_LISTs
+                                    asking other homes): their answers come from the
                                     cluster thread, so later requests wait for them */
     struct reply *rq_head, *rq_tail; /* answers waiting for earlier store requests */
     struct reply *pq_head, *pq_tail; /* pushes waiting for the LoginRsp (login_pending) */
@@ -307,6 +309,12 @@ int session__conv_write(session_t *s, uint32_t type, const uint8_t *body, size_t
 
 /** Handle HISTORY, CONV_LIST, CONTACT_LIST. */
 int session__conv_read(session_t *s, uint32_t type, const uint8_t *body, size_t len);
+
+/**
+ * Answer a CONTACT_LIST whose contacts' homes were asked which are online (@p q, back from
+ * the cluster thread: actors/xonline.h). Takes @p q.
+ */
+void session__contacts_done(session_t *s, struct xonline_req *q);
 
 /** Tell the online users who list this session's user that it came online / went away. */
 void session__presence(session_t *s, bool online);

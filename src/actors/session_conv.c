@@ -14,6 +14,7 @@
 #include "actors/session.h"
 #include "actors/store.h"
 #include "actors/webhook.h"
+#include "actors/xonline.h"
 #include "cim.pb.h"
 #include "core/blob.h"
 #include "core/kv.h"
@@ -360,91 +361,161 @@ internal:
 
 /* ---- CONTACT_LIST ----------------------------------------------------------------------- */
 
+_Static_assert(CONTACTS_MAX <= XONLINE_MAX, "a CONTACT_LIST's contacts fit one question");
+
 typedef struct contacts {
-    session_t *s;
-    kv_txn_t *txn;
-    char (*users)[KV_ID_MAX + 1];
-    size_t n;
+    const xonline_req_t *q;
     size_t budget; /* bytes of the frame the list may take */
 } contacts_t;
 
 static int each_contact(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
                         size_t vlen)
 {
-    contacts_t *ct = ctx;
+    xonline_req_t *q = ctx;
     (void)val;
     (void)vlen;
-    if (slen == 0 || slen > KV_ID_MAX || ct->n == CONTACTS_MAX)
+    if (slen == 0 || slen > KV_ID_MAX || q->n == CONTACTS_MAX)
         return 0;
-    memcpy(ct->users[ct->n], sfx, slen);
-    ct->users[ct->n][slen] = '\0';
-    ct->n++;
+    memcpy(q->ents[q->n].user, sfx, slen);
+    q->ents[q->n].user[slen] = '\0';
+    q->n++;
     return 0;
+}
+
+/* @p e as a Contact, and the bytes it takes in the list. */
+static bool contact_of(const xonline_ent_t *e, cim_Contact *c, size_t *cost)
+{
+    size_t sz = 0;
+
+    memset(c, 0, sizeof(*c));
+    snprintf(c->user, sizeof(c->user), "%s", e->user);
+    c->online = e->online;
+    c->blocked = e->blocked;
+    if (!pb_get_encoded_size(&sz, cim_Contact_fields, c))
+        return false;
+    *cost = 1 + varint_len(sz) + sz;
+    return true;
 }
 
 static bool put_contacts(pb_ostream_t *os, const pb_field_t *f, void *const *arg)
 {
-    contacts_t *ct = *arg;
-    uint8_t bkey[2 * KV_UKEY_MAX];
-    size_t bl = kv_ukey(bkey, ct->s->app, ct->s->user);
-    bkey[bl++] = '\0';
-    for (size_t i = 0; i < ct->n; i++) {
-        cim_Contact c = cim_Contact_init_zero;
-        router_ent_t ent;
-        size_t u = strlen(ct->users[i]);
-        memcpy(c.user, ct->users[i], u + 1);
-        c.online = router_lookup(ct->s->w->srv->router, ct->s->app, c.user, &ent, 1) > 0;
-        memcpy(bkey + bl, c.user, u);
-        c.blocked = kv_rec_get(ct->txn, KV_DB_BLOCKS, bkey, bl + u, NULL, NULL) == 0;
+    const contacts_t *ct = *arg;
+    for (size_t i = 0; i < ct->q->n; i++) {
+        cim_Contact c;
+        size_t cost;
+        if (!contact_of(&ct->q->ents[i], &c, &cost))
+            return false;
         /* The answer never exceeds the frame: the contacts that fit are listed. */
-        if (os->callback != NULL) {
-            size_t sz = 0;
-            if (!pb_get_encoded_size(&sz, cim_Contact_fields, &c))
-                return false;
-            if (os->bytes_written + 1 + varint_len(sz) + sz > ct->budget)
-                return true;
-        }
+        if (os->callback != NULL && os->bytes_written + cost > ct->budget)
+            return true;
         if (!pb_encode_tag_for_field(os, f) || !pb_encode_submessage(os, cim_Contact_fields, &c))
             return false;
     }
     return true;
 }
 
+/* The blocked flag of each contact of @p q (read in @p txn) and, in a cluster, its home,
+ * keeping only those that can fit the frame (each taking the least it can: offline), so
+ * that no other home is asked about one that will not be listed. @return true when some
+ * are homed on another node: their online flags are to be asked there. */
+static bool contacts_prepare(session_t *s, kv_txn_t *txn, xonline_req_t *q)
+{
+    cluster_t *cl = s->w->srv->cluster;
+    bool enabled = cluster_is_enabled(cl), remote = false;
+    uint32_t self = cluster_self(cl);
+    size_t room = s->w->srv->conf->max_body - ROOM, used = 0, cost;
+    uint8_t bkey[2 * KV_UKEY_MAX];
+    size_t bl = kv_ukey(bkey, s->app, s->user);
+    cim_Contact c;
+
+    bkey[bl++] = '\0';
+    for (uint32_t i = 0; i < q->n; i++) {
+        xonline_ent_t *e = &q->ents[i];
+        size_t u = strlen(e->user);
+        memcpy(bkey + bl, e->user, u);
+        e->blocked = kv_rec_get(txn, KV_DB_BLOCKS, bkey, bl + u, NULL, NULL) == 0;
+        if (!enabled)
+            continue; /* standalone: every contact is looked up here */
+        if (!contact_of(e, &c, &cost) || used + cost > room) {
+            q->n = i; /* not listed: not asked about */
+            break;
+        }
+        used += cost;
+        e->home = cluster_home(cl, s->app, e->user);
+        e->remote = e->home != self;
+        remote |= e->remote;
+    }
+    return remote;
+}
+
+/* Answer CONTACT_LIST from @p q: the online flags of the contacts homed here are read now,
+ * the others' are what their homes said. */
+static int contacts_answer(session_t *s, xonline_req_t *q)
+{
+    cim_ContactListRsp rsp = cim_ContactListRsp_init_zero;
+    contacts_t ct = {q, s->w->srv->conf->max_body - ROOM};
+    router_ent_t ent;
+
+    for (uint32_t i = 0; i < q->n; i++)
+        if (!q->ents[i].remote)
+            q->ents[i].online =
+                router_lookup(s->w->srv->router, s->app, q->ents[i].user, &ent, 1) > 0;
+    rsp.req_id = q->req_id;
+    rsp.code = cim_Code_OK;
+    rsp.contacts.funcs.encode = put_contacts;
+    rsp.contacts.arg = &ct;
+    return session_answer(s, FT_CONTACT_LIST_ACK, cim_ContactListRsp_fields, &rsp);
+}
+
+void session__contacts_done(session_t *s, xonline_req_t *q)
+{
+    (void)contacts_answer(s, q); /* a failure closes s */
+    mem_free(q);
+}
+
 static int contact_list(session_t *s, const uint8_t *body, size_t len)
 {
     cim_Req req = cim_Req_init_zero;
-    cim_ContactListRsp rsp = cim_ContactListRsp_init_zero;
     pb_istream_t is = pb_istream_from_buffer(body, len);
     uint8_t prefix[KV_UKEY_MAX + 1];
+    kv_txn_t *txn = NULL;
+    xonline_req_t *q;
+    bool ask = false;
     size_t plen;
-    contacts_t ct;
     int rc;
 
     if (!pb_decode(&is, cim_Req_fields, &req))
         return session__fail(s, FT_CONTACT_LIST, session__req_id(body, len), cim_Code_BAD_REQUEST, "malformed Req");
-    memset(&ct, 0, sizeof(ct));
-    ct.s = s;
-    ct.budget = s->w->srv->conf->max_body - ROOM;
-    ct.users = mem_alloc(CONTACTS_MAX * sizeof(*ct.users));
-    if ((rc = kv_begin(s->w->srv->kv, KV_READ, &ct.txn)) < 0) {
-        mem_free(ct.users);
+    if (kv_begin(s->w->srv->kv, KV_READ, &txn) < 0)
         return session__fail(s, FT_CONTACT_LIST, req.req_id, cim_Code_INTERNAL, "storage error");
-    }
+    q = xonline_req_new(CONTACTS_MAX);
+    q->req_id = req.req_id;
     plen = kv_ukey(prefix, s->app, s->user);
     prefix[plen++] = '\0';
-    rc = kv_rec_scan(ct.txn, KV_DB_CONTACTS, prefix, plen, each_contact, &ct);
-    rsp.req_id = req.req_id;
+    if ((rc = kv_rec_scan(txn, KV_DB_CONTACTS, prefix, plen, each_contact, q)) == 0)
+        ask = contacts_prepare(s, txn, q);
+    kv_abort(txn);
     if (rc < 0) {
-        rsp.code = cim_Code_INTERNAL;
-        snprintf(rsp.reason, sizeof(rsp.reason), "storage error");
-    } else {
-        rsp.code = cim_Code_OK;
-        rsp.contacts.funcs.encode = put_contacts;
-        rsp.contacts.arg = &ct;
+        mem_free(q);
+        return session__fail(s, FT_CONTACT_LIST, req.req_id, cim_Code_INTERNAL, "storage error");
     }
-    rc = session_answer(s, FT_CONTACT_LIST_ACK, cim_ContactListRsp_fields, &rsp);
-    kv_abort(ct.txn);
-    mem_free(ct.users);
+    if (ask) {
+        /* Contacts of other homes: those homes say which are online (cluster_online_ask);
+         * the answer comes back through the worker like a store completion. */
+        q = mem_realloc(q, sizeof(*q) + q->n * sizeof(q->ents[0]));
+        q->worker = s->w->index;
+        q->sid = s->sid;
+        snprintf(q->app, sizeof(q->app), "%s", s->app);
+        if (cluster_online_ask(s->w->srv->cluster, q) == 0) {
+            s->async_issued++;
+            s->xsends++; /* answered by the cluster thread: what follows waits */
+            return 0;
+        }
+        /* The cluster thread's mailbox is full: they are listed offline, as for a home
+         * that does not answer. */
+    }
+    rc = contacts_answer(s, q);
+    mem_free(q);
     return rc;
 }
 

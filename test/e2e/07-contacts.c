@@ -119,6 +119,65 @@ TEST_TIMEOUT(e2e_contacts_add_list_remove, 30)
     ASSERT_EQ(tsrv_stop(&t), 0);
 }
 
+/* Poll @p c's CONTACT_LIST (5 s at most: a client's close reaches its session's node
+ * asynchronously) until it is exactly @p want. */
+static void expect_contacts_soon(cimc_t *c, const want_t *want, size_t n)
+{
+    for (int i = 0; i < 500; i++) {
+        cim_Contact got[16];
+        cim_ContactListRsp rsp;
+        size_t k, ok = 0;
+        TMSG_EXPECT(tmsg_contact_list(c, got, N(got), &k, &rsp), rsp, cim_Code_OK);
+        for (size_t w = 0; w < n; w++)
+            for (size_t j = 0; j < k && j < N(got); j++)
+                ok += strcmp(got[j].user, want[w].user) == 0 && got[j].online == want[w].online;
+        if (ok == n)
+            break;
+        tmsg_sleep_ms(10);
+    }
+    expect_contacts(c, want, n);
+}
+
+/* A contact is online exactly while one of its devices is: with a cluster
+ * (CIM_TEST_CLUSTER=1) frank, grace and erin are homed on nodes 2, 3 and 1 (alice's), so
+ * two of them are looked up at another home, whichever node each client reached. */
+TEST_TIMEOUT(e2e_contacts_online_follows_devices, 30)
+{
+    tsrv_t t;
+
+    tsrv_start(&t, NULL);
+    tmsg_register_users(&t, (const char *const[]){"frank", "grace", "erin"}, 3);
+    cimc_t *a = tsrv_login(&t, "alice", "a1", NULL);
+    user_req(a, FT_CONTACT_ADD, "frank", cim_Code_OK);
+    user_req(a, FT_CONTACT_ADD, "grace", cim_Code_OK);
+    user_req(a, FT_CONTACT_ADD, "erin", cim_Code_OK);
+    expect_contacts_soon(a, (const want_t[]){{"frank", false, false}, {"grace", false, false},
+                                             {"erin", false, false}}, 3);
+    /* a login is routed before its LoginRsp: online at once */
+    cimc_t *f1 = tsrv_login(&t, "frank", "f1", NULL);
+    cimc_t *f2 = tsrv_login(&t, "frank", "f2", NULL);
+    cimc_t *g = tsrv_login(&t, "grace", "g1", NULL);
+    cimc_t *e = tsrv_login(&t, "erin", "e1", NULL);
+    expect_contacts(a, (const want_t[]){{"frank", true, false}, {"grace", true, false},
+                                        {"erin", true, false}}, 3);
+    /* one of frank's devices goes: still online */
+    cimc_close(f1);
+    expect_contacts(a, (const want_t[]){{"frank", true, false}, {"grace", true, false},
+                                        {"erin", true, false}}, 3);
+    cimc_close(f2);
+    cimc_close(e);
+    expect_contacts_soon(a, (const want_t[]){{"frank", false, false}, {"grace", true, false},
+                                             {"erin", false, false}}, 3);
+    user_req(a, FT_BLOCK, "grace", cim_Code_OK);
+    expect_contacts(a, (const want_t[]){{"frank", false, false}, {"grace", true, true},
+                                        {"erin", false, false}}, 3);
+    cimc_close(g);
+    expect_contacts_soon(a, (const want_t[]){{"frank", false, false}, {"grace", false, true},
+                                             {"erin", false, false}}, 3);
+    cimc_close(a);
+    ASSERT_EQ(tsrv_stop(&t), 0);
+}
+
 TEST_TIMEOUT(e2e_contacts_block, 30)
 {
     static tmsg_t msgs[16];

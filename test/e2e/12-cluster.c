@@ -1750,3 +1750,99 @@ TEST_TIMEOUT(e2e_cluster_xhome_group_kill9, 240)
     free(l);
     stop_cluster(&n, t, seed);
 }
+
+/* @p user's online flag in @p c's CONTACT_LIST (an OK answer that lists @p user); how long
+ * the answer took in @p ms. */
+static bool contact_online(cimc_t *c, const char *user, int64_t *ms)
+{
+    cim_Contact got[8];
+    cim_ContactListRsp rsp;
+    int64_t t0 = now_ms();
+    size_t n;
+
+    TMSG_EXPECT(tmsg_contact_list(c, got, 8, &n, &rsp), rsp, cim_Code_OK);
+    if (ms != NULL)
+        *ms = now_ms() - t0;
+    for (size_t i = 0; i < n && i < 8; i++)
+        if (strcmp(got[i].user, user) == 0)
+            return got[i].online;
+    dump_all();
+    TEST_FAIL_("CONTACT_LIST misses %s", user);
+}
+
+/* CONTACT_LIST between homes: A (home 1) lists B (home 2), C (home 3) and L (home 1); B
+ * lists A. A contact's online flag is what its home knows: true while one of its devices
+ * is connected, whichever node the client reached, false once the last one is gone; a
+ * contact whose home is killed is offline, answered within the bounded wait (not an
+ * error), and at once once that home is known to be down. */
+TEST_TIMEOUT(e2e_cluster_xhome_contact_online, 150)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], a_id[32], b_id[32], c_id[32], l_id[32];
+    cim_Result res;
+    int64_t ms;
+
+    start_cluster(&n, t, seed);
+    homed(1, "a", a_id);
+    homed(2, "b", b_id);
+    homed(3, "c", c_id);
+    homed(1, "l", l_id);
+    cimc_close(tsrv_login(&t[1], b_id, "d0", NULL)); /* B, C and L exist */
+    cimc_close(tsrv_login(&t[2], c_id, "d0", NULL));
+    cimc_close(tsrv_login(&t[0], l_id, "d0", NULL));
+    cimc_t *a = tsrv_login(&t[1], a_id, "d1", NULL); /* relayed: node 2 to home 1 */
+    const char *contacts[] = {b_id, c_id, l_id};
+    for (size_t i = 0; i < 3; i++) {
+        ASSERT_OK(tmsg_user_req(a, FT_CONTACT_ADD, contacts[i], &res));
+        ASSERT_EQ(res.code, cim_Code_OK);
+        /* the last sessions' ends have reached their homes once this is false */
+        EVENTUALLY(!contact_online(a, contacts[i], NULL), 5000, "%s still online",
+                   contacts[i]);
+    }
+
+    /* online at their homes, each client at any node: B at node 1 (relayed to home 2), C
+     * at its home, L at node 3 (relayed to home 1, A's own) */
+    cimc_t *b1 = tsrv_login(&t[0], b_id, "d1", NULL);
+    cimc_t *c1 = tsrv_login(&t[2], c_id, "d1", NULL);
+    cimc_t *l1 = tsrv_login(&t[2], l_id, "d1", NULL);
+    ASSERT_TRUE(contact_online(a, b_id, &ms));
+    fprintf(stderr, "CONTACT_LIST with contacts of two other homes: %lld ms\n", (long long)ms);
+    ASSERT_TRUE(contact_online(a, c_id, NULL));
+    ASSERT_TRUE(contact_online(a, l_id, NULL));
+    ASSERT_TRUE(metric_of(&t[0], "cim_cluster_online_asked_total") >= 2);
+    /* and the other way: B (home 2) lists A (home 1, client at node 2) */
+    ASSERT_OK(tmsg_user_req(b1, FT_CONTACT_ADD, a_id, &res));
+    ASSERT_EQ(res.code, cim_Code_OK);
+    ASSERT_TRUE(contact_online(b1, a_id, NULL));
+
+    /* B online as long as one device is: a second one at node 3, then the first goes */
+    cimc_t *b2 = tsrv_login(&t[2], b_id, "d2", NULL);
+    cimc_close(b1);
+    ASSERT_TRUE(contact_online(a, b_id, NULL));
+    cimc_close(b2);
+    EVENTUALLY(!contact_online(a, b_id, NULL), 5000, "B still online after its last device");
+    ASSERT_TRUE(contact_online(a, c_id, NULL));
+
+    /* C's home dies: C is offline, answered within the wait for its home, not an error */
+    tsrv_kill(&t[2]);
+    ASSERT_TRUE(!contact_online(a, c_id, &ms));
+    fprintf(stderr, "CONTACT_LIST right after C's home was killed: %lld ms\n", (long long)ms);
+    ASSERT_TRUE(ms < CLUSTER_ONLINE_WAIT_MS + 1500);
+    ASSERT_TRUE(metric_of(&t[0], "cim_cluster_online_unanswered_total") >= 1);
+    EVENTUALLY(!(alive_set(&t[0]) & 1u << 3), 8000, "node 3 still alive to node 1");
+    ASSERT_TRUE(!contact_online(a, c_id, &ms));
+    fprintf(stderr, "CONTACT_LIST once C's home is known down: %lld ms\n", (long long)ms);
+    ASSERT_TRUE(ms < CLUSTER_ONLINE_WAIT_MS);
+    /* the live homes still answer: L's client was at node 3 (gone), B comes back at node 1 */
+    EVENTUALLY(!contact_online(a, l_id, NULL), 8000, "L still online, its edge gone");
+    cimc_t *b3 = tsrv_login(&t[0], b_id, "d3", NULL);
+    ASSERT_TRUE(contact_online(a, b_id, NULL));
+    ASSERT_EQ(metric_of(&t[0], "cim_cluster_xhome_dropped_total"), 0);
+    ASSERT_EQ(metric_of(&t[1], "cim_cluster_xhome_dropped_total"), 0);
+    cimc_close(b3);
+    cimc_close(c1);
+    cimc_close(l1);
+    cimc_close(a);
+    stop_cluster(&n, t, seed);
+}
