@@ -1694,7 +1694,7 @@ TEST_TIMEOUT(e2e_cluster_xhome_group_kill9, 240)
         l[i].conv_type = cim_ConvType_GROUP;
         memcpy(l[i].user, ids[i], sizeof(l[i].user));
         snprintf(l[i].to, sizeof(l[i].to), "%s", gr.group.group_id);
-        snprintf(l[i].prefix, sizeof(l[i].prefix), "g%d", i);
+        snprintf(l[i].prefix, sizeof(l[i].prefix), "g%c", (char)('0' + i));
         ASSERT_EQ(pthread_create(&th[i], NULL, loader_run, &l[i]), 0);
     }
     sleep_ms(1500);
