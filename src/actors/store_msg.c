@@ -317,8 +317,9 @@ static size_t node_index(const uint32_t *nodes, size_t n, uint32_t node)
 /* In a cluster: the record, and one XHOME_MSG per home it goes to, with the users it
  * reaches there — the homes of its users, and every home for a group's conversation (each
  * home keeps the group's index and records, so HISTORY, CONV_LIST and unread counts are
- * served at any member's home; a RECALL erases the record at each) — queued for the cluster (published, then applied by each
- * home's merge) and kept in the outbox until this home applied its own. No timeline yet.
+ * served at any member's home; a RECALL erases the record at each) — queued for the
+ * cluster (published, then applied by each home's merge) and kept in the outbox until this
+ * home applied its own. No timeline yet.
  * @p homes gets the other homes whose timelines get it (bits by index in cluster_nodes):
  * the answer waits for their applies. */
 static int commit_homes(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id,

@@ -16,9 +16,10 @@
  *      0 u8 kind, 1 u8 version (1), 2 u8 app length, 3 u8 from length, 4 u8 to length,
  *      5 u8 conv_type, 6 u8 msg_type, 7 u8 flags (XHOME_F_*), 8 u32 origin node,
  *      12 u32 destination home, 16 u64 msg id (a probe: its number)
- *    then app, from, to (no NULs); with XHOME_F_SKIP a u64 session id; with XHOME_F_USERS a u32 count and that many users
- *    (u8 length, bytes): whose timelines get it (else: the DIRECT pair's users homed at
- *    the destination); then the message as stored (an encoded cim.Message).
+ *    then app, from, to (no NULs); with XHOME_F_SKIP a u64 session id; with
+ *    XHOME_F_USERS a u32 count and that many users (u8 length, bytes): whose timelines
+ *    get it (else: the DIRECT pair's users homed at the destination); then the message
+ *    as stored (an encoded cim.Message).
  *    A probe (XHOME_PROBE: a home's marker through its own consumer) has no strings and no
  *    record.
  *  - Watermark (core NATS, N.wm.<origin>): u32 origin, u64 horizon ("every id below it

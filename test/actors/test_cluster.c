@@ -1,6 +1,6 @@
 /* cluster: the home-node hash (fixed vectors every build must reproduce, spread, stability
- * when a node leaves), what a standalone node answers, and a stop with messages behind it. The bus itself is tested against
- * a real nats-server by test/e2e/12-cluster.c. */
+ * when a node leaves), what a standalone node answers, and a stop with messages behind it.
+ * The bus itself is tested against a real nats-server by test/e2e/12-cluster.c. */
 #include "actors/cluster.h"
 #include "actors/cluster_int.h"
 #include "core/home.h"
