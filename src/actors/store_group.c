@@ -36,6 +36,13 @@ static int reject(store_op_t *op, int code, const char *fmt, ...)
     return 0;
 }
 
+/* Is @p user (or group) homed on this node? Always, standalone. */
+static bool homed_here(const store_t *st, const char *app, const char *user)
+{
+    const cluster_t *c = st->srv->cluster;
+    return !cluster_is_enabled(c) || cluster_home(c, app, user) == cluster_self(c);
+}
+
 /* ---- group records ------------------------------------------------------------------ */
 
 int store__group_state(kv_txn_t *txn, const char *app, const char *group_id, uint64_t *gid,
@@ -81,14 +88,17 @@ static int is_member(kv_txn_t *txn, const char *app, uint64_t gid, const char *u
     return rc;
 }
 
-static int member_add(kv_txn_t *txn, const char *app, uint64_t gid, const char *user,
-                      uint64_t joined)
+/* @p user joins group @p gid at event @p joined; the user's group list (GROUP_LIST) is
+ * its home's to keep. */
+static int member_add(store_t *st, kv_txn_t *txn, const char *app, uint64_t gid,
+                      const char *user, uint64_t joined)
 {
     uint8_t key[GROUP_KEY_MAX + KV_ID_MAX], val[8];
     int rc;
     be64_put(val, joined);
     if ((rc = kv_rec_put(txn, KV_DB_MEMBERS, key, (size_t)member_key(key, app, gid, user), val,
-                         8)) < 0)
+                         8)) < 0 ||
+        !homed_here(st, app, user))
         return rc;
     return kv_rec_put(txn, KV_DB_UGROUPS, key, (size_t)ugroup_key(key, app, user, gid), NULL,
                       0);
@@ -105,15 +115,19 @@ static int member_del(kv_txn_t *txn, const char *app, uint64_t gid, const char *
 }
 
 /* Mark a user's view of the group as left at event @p left, or as (re)joined at event
- * @p joined (@p left 0): what was said while they were away is not unread. */
+ * @p joined (@p left 0): what was said while they were away is not unread. The record is
+ * the user's home's (nothing here for a user of another home). */
 static int conv_member(store_t *st, kv_txn_t *txn, const char *app, const char *user,
                        const char *group_id, uint64_t left, uint64_t joined)
 {
     uint8_t key[CONV_UKEY_MAX];
     size_t klen = conv_ukey(key, app, user, cim_ConvType_GROUP, group_id);
     conv_ent_t *e;
-    int rc = store__conv(st, txn, key, klen, true, &e);
-    if (rc < 0)
+    int rc;
+
+    if (!homed_here(st, app, user))
+        return 0;
+    if ((rc = store__conv(st, txn, key, klen, true, &e)) < 0)
         return rc;
     e->rec.left_id = left;
     if (joined > e->rec.since_id)
@@ -231,8 +245,6 @@ static void answer_group(store_op_t *op, const group_t *g)
     }
 }
 
-static bool homed_here(const store_t *st, const char *app, const char *user);
-
 /* Do the users named exist? Those of other homes were asked there first (op->xusers). */
 static int users_exist(store_t *st, kv_txn_t *txn, store_op_t *op, const char *const *names,
                        size_t n)
@@ -308,7 +320,7 @@ static int op_create(store_t *st, kv_txn_t *txn, store_op_t *op)
                           n, &event)) < 0)
         goto out;
     for (size_t i = 0; i < n; i++)
-        if ((rc = member_add(txn, op->app, g.gid, all[i], event)) < 0)
+        if ((rc = member_add(st, txn, op->app, g.gid, all[i], event)) < 0)
             goto out;
     answer_group(op, &g);
     op->code = cim_Code_OK;
@@ -371,7 +383,7 @@ static int op_join(store_t *st, kv_txn_t *txn, store_op_t *op)
     rc = group_event(st, txn, op, &g, cim_GroupEventKind_GE_JOINED, &me, 1, roster, n + 1,
                      &event);
     if (rc == 0)
-        rc = member_add(txn, op->app, g.gid, op->user, event);
+        rc = member_add(st, txn, op->app, g.gid, op->user, event);
     if (rc == 0)
         rc = conv_member(st, txn, op->app, op->user, op->target, 0, event);
     mem_free(roster);
@@ -428,7 +440,7 @@ static int op_add(store_t *st, kv_txn_t *txn, store_op_t *op)
                           n + nf, &event)) < 0)
         goto out;
     for (size_t i = 0; i < nf && rc == 0; i++) {
-        rc = member_add(txn, op->app, g.gid, fresh[i], event);
+        rc = member_add(st, txn, op->app, g.gid, fresh[i], event);
         if (rc == 0)
             rc = conv_member(st, txn, op->app, fresh[i], op->target, 0, event);
     }
@@ -806,27 +818,15 @@ static int op_recall(store_t *st, kv_txn_t *txn, store_op_t *op)
 
 /* ---- another home's changes (a cluster) ------------------------------------------------ */
 
-static bool homed_here(const store_t *st, const char *app, const char *user)
-{
-    return cluster_home(st->srv->cluster, app, user) == cluster_self(st->srv->cluster);
-}
-
 /* Add (@p add) or remove @p user in this home's copy of group @p gid, changed by event
  * @p event; the group list and conversation of a user homed here follow. */
 static int mirror_member(store_t *st, kv_txn_t *txn, const char *app, const char *group_id,
                          uint64_t gid, const char *user, bool add, uint64_t event)
 {
-    uint8_t key[GROUP_KEY_MAX + KV_ID_MAX];
-    int rc = add ? member_add(txn, app, gid, user, event) : member_del(txn, app, gid, user);
+    int rc = add ? member_add(st, txn, app, gid, user, event) : member_del(txn, app, gid, user);
 
-    if (rc < 0)
-        return rc;
-    if (!homed_here(st, app, user)) {
-        /* the user's group list is its home's (GROUP_LIST is answered there) */
-        rc = kv_rec_del(txn, KV_DB_UGROUPS, key, (size_t)ugroup_key(key, app, user, gid));
-        return rc == RC_ENOTFOUND ? 0 : rc;
-    }
-    return conv_member(st, txn, app, user, group_id, add ? 0 : event, add ? event : 0);
+    return rc < 0 ? rc : conv_member(st, txn, app, user, group_id, add ? 0 : event,
+                                     add ? event : 0);
 }
 
 /* A GroupEvent of a group homed elsewhere (its home changed the group at commit): this
@@ -935,7 +935,6 @@ static size_t pair_key(uint8_t *out, const char *app, const char *a, const char 
 
 static int op_contacts(store_t *st, kv_txn_t *txn, store_op_t *op)
 {
-    cluster_t *c = st->srv->cluster;
     uint8_t key[2 * KV_UKEY_MAX], rkey[2 * KV_UKEY_MAX];
     size_t klen = pair_key(key, op->app, op->user, op->target);
     size_t rlen = pair_key(rkey, op->app, op->target, op->user);
@@ -949,8 +948,7 @@ static int op_contacts(store_t *st, kv_txn_t *txn, store_op_t *op)
         /* A user of another home is known there, not here (docs/SCALING.md): listing or
          * blocking one that does not exist is harmless, and a block is judged by the
          * blocker's home, this one. */
-        if (cluster_home(c, op->app, op->target) == cluster_self(c) &&
-            (rc = users_exist(st, txn, op, &name, 1)) != 0)
+        if (homed_here(st, op->app, op->target) && (rc = users_exist(st, txn, op, &name, 1)) != 0)
             return rc < 0 ? rc : 0;
         if ((rc = kv_rec_put(txn, db, key, klen, NULL, 0)) < 0)
             return rc;
