@@ -32,7 +32,7 @@ uint64_t cluster__now_ms(void)
     return uv_hrtime() / 1000000;
 }
 
-int cluster__index_of(const cluster_t *c, uint32_t node)
+int cluster_index_of(const cluster_t *c, uint32_t node)
 {
     for (size_t i = 0; i < c->n; i++)
         if (c->nodes[i] == node)
@@ -75,7 +75,7 @@ bool cluster_node_alive(const cluster_t *c, uint32_t node)
 
     if (node == c->self)
         return true;
-    if ((i = cluster__index_of(c, node)) < 0)
+    if ((i = cluster_index_of(c, node)) < 0)
         return false;
     return alive_at(c, (size_t)i, cluster__now_ms());
 }
@@ -397,7 +397,7 @@ static void take_heartbeat(cluster_t *c, const cl_msg_t *m)
                    c->self, (unsigned long long)m->start_ms);
         return;
     }
-    if ((i = cluster__index_of(c, m->from)) < 0) {
+    if ((i = cluster_index_of(c, m->from)) < 0) {
         LOG_RL(LOG_LVL_WARN, "cluster: heartbeat from node %u, which cluster_nodes does not "
                              "list: ignored", m->from);
         return;

@@ -385,6 +385,9 @@ size_t cluster_nodes(const cluster_t *c, const uint32_t **ids);
  */
 uint32_t cluster_home(const cluster_t *c, const char *app, const char *id);
 
+/** The index of @p node in cluster_nodes (the bit of a home in a wait mask), or -1. */
+int cluster_index_of(const cluster_t *c, uint32_t node);
+
 /**
  * Is @p node alive: this node always; a peer when its heartbeat came within
  * CLUSTER_ALIVE_MS; false for an id not in cluster_nodes. Any thread, lock-free.

@@ -167,9 +167,6 @@ struct cluster {
 /** Monotonic milliseconds. */
 uint64_t cluster__now_ms(void);
 
-/** The index of @p node in c->nodes, or -1. */
-int cluster__index_of(const cluster_t *c, uint32_t node);
-
 /** Hand @p m to the cluster thread (freed, with what it carries, when refused). */
 void cluster__post(cluster_t *c, cl_msg_t *m, bool force);
 

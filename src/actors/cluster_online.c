@@ -201,7 +201,7 @@ static void take_answer(cluster_t *c, const cl_msg_t *m)
         ;
     if ((w = *pp) == NULL)
         return; /* answered already, without it */
-    if ((i = cluster__index_of(c, a.node)) < 0) {
+    if ((i = cluster_index_of(c, a.node)) < 0) {
         atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
         return;
     }
@@ -237,7 +237,7 @@ void cluster__onl_take(cluster_t *c, cl_msg_t *m)
 
 void cluster__onl_down(cluster_t *c, uint32_t node)
 {
-    int i = cluster__index_of(c, node);
+    int i = cluster_index_of(c, node);
     uint64_t gone = node == CLUSTER_ALL_NODES ? ~0ull : i >= 0 ? 1ull << i : 0;
     onl_wait_t **pp = &c->onl_waits, *w;
 

@@ -456,7 +456,7 @@ void cluster__xh_on_applied(cluster_t *c, natsMsg *msg)
     const uint8_t *p = (const uint8_t *)natsMsg_GetData(msg);
     cl_msg_t *m;
 
-    if (natsMsg_GetDataLength(msg) != 12 || cluster__index_of(c, be32_get(p + 8)) < 0) {
+    if (natsMsg_GetDataLength(msg) != 12 || cluster_index_of(c, be32_get(p + 8)) < 0) {
         atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
         return;
     }
@@ -487,7 +487,7 @@ static bool fwd_ok(cluster_t *c, natsConnection *nc, const uint8_t *p, const cha
     char subj[SUBJ_MAX];
     int n;
 
-    if (cluster__index_of(c, origin) < 0 || origin == c->self) {
+    if (cluster_index_of(c, origin) < 0 || origin == c->self) {
         atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
         return false;
     }
@@ -1009,7 +1009,7 @@ void cluster__xh_down(cluster_t *c, uint32_t node)
 
 void cluster__xh_up(cluster_t *c, uint32_t node)
 {
-    int i = cluster__index_of(c, node);
+    int i = cluster_index_of(c, node);
 
     if (i < 0 || node == c->self)
         return;
@@ -1209,7 +1209,7 @@ static void wait_answer(cluster_t *c, xh_wait_t *w, const char *why)
 static void waits_mark(cluster_t *c, uint64_t id, int what, uint32_t node)
 {
     xh_wait_t *w, *wnext;
-    int i = what == W_REMOTE ? cluster__index_of(c, node) : -1;
+    int i = what == W_REMOTE ? cluster_index_of(c, node) : -1;
 
     for (w = c->wbucket[wait_slot(id)]; w != NULL; w = wnext) {
         wnext = w->hnext;
@@ -1305,7 +1305,7 @@ static void publish(cluster_t *c, xh_out_t *o)
 /* The wait bit of @p home (by index), none for this node. */
 static uint64_t home_bit(const cluster_t *c, uint32_t home)
 {
-    int i = cluster__index_of(c, home);
+    int i = cluster_index_of(c, home);
     return home == c->self || i < 0 ? 0 : 1ULL << i;
 }
 
@@ -1364,7 +1364,7 @@ static void take_ack(cluster_t *c, const cl_msg_t *m)
     }
     o->stored = true;
     atomic_fetch_add_explicit(&c->x_forwarded, 1, memory_order_relaxed);
-    if ((i = cluster__index_of(c, o->home)) >= 0 && m->seq > c->acked_seq[i])
+    if ((i = cluster_index_of(c, o->home)) >= 0 && m->seq > c->acked_seq[i])
         c->acked_seq[i] = m->seq;
     waits_mark(c, o->id, W_STORED, 0);
 }
@@ -1711,7 +1711,7 @@ static void take_wm(cluster_t *c, const cl_msg_t *m)
     xhome_wm_t w;
     int i;
 
-    if (xhome_wm_parse(m->data, m->len, &w) < 0 || (i = cluster__index_of(c, w.origin)) < 0 ||
+    if (xhome_wm_parse(m->data, m->len, &w) < 0 || (i = cluster_index_of(c, w.origin)) < 0 ||
         w.origin == c->self) {
         atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
         return;

@@ -305,15 +305,6 @@ static void xq_push(store_t *st, uint64_t id, uint32_t home, uint64_t skip_sid, 
     q->len = len;
 }
 
-/* The index in @p nodes (@p n of them) of @p node (0 if absent: never, for a home). */
-static size_t node_index(const uint32_t *nodes, size_t n, uint32_t node)
-{
-    for (size_t i = 0; i < n; i++)
-        if (nodes[i] == node)
-            return i;
-    return 0;
-}
-
 /* In a cluster: the record, and one XHOME_MSG per home it goes to, with the users it
  * reaches there — the homes of its users, and every home for a group's conversation (each
  * home keeps the group's index and records, so HISTORY, CONV_LIST and unread counts are
@@ -327,8 +318,8 @@ static int commit_homes(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *i
 {
     cluster_t *c = st->srv->cluster;
     const uint32_t *nodes;
-    size_t nn = cluster_nodes(c, &nodes), self = node_index(nodes, nn, cluster_self(c));
-    size_t sender = node_index(nodes, nn, cluster_home(c, m->app, m->from));
+    size_t nn = cluster_nodes(c, &nodes), self = (size_t)cluster_index_of(c, cluster_self(c));
+    size_t sender = (size_t)cluster_index_of(c, cluster_home(c, m->app, m->from));
     size_t *at = mem_alloc((m->nusers ? m->nusers : 1) * sizeof(*at));
     const char **users = mem_alloc((m->nusers ? m->nusers : 1) * sizeof(*users));
     bool everywhere = m->conv_type == cim_ConvType_GROUP &&
@@ -342,7 +333,7 @@ static int commit_homes(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *i
 
     *homes = 0;
     for (size_t u = 0; u < m->nusers; u++)
-        at[u] = node_index(nodes, nn, cluster_home(c, m->app, m->users[u]));
+        at[u] = (size_t)cluster_index_of(c, cluster_home(c, m->app, m->users[u]));
     if ((b = new_record(st, m, 0, &meta)) == NULL) {
         rc = RC_EINVAL;
         goto out;
