@@ -12,7 +12,7 @@
 
 #include "actors/cluster.h"
 #include "actors/router.h"
-#include "core/frame.h"
+#include "actors/send.h"
 #include "actors/worker.h"
 #include "cim.pb.h"
 #include "core/conf.h"
@@ -145,18 +145,7 @@ int admin_call(admin_t *a, h2o_req_t *req, store_req_t *q, admin_finish_fn finis
     snprintf(c->user, sizeof(c->user), "%s", user ? user : "");
     q->done = on_store_done;
     q->done_arg = c;
-    if (q->kind == STORE_REQ_SEND && ((store_send_t *)q)->xhome &&
-        ((store_send_t *)q)->home != cluster_self(a->srv->cluster))
-        /* to a user of another home: checked there first (and a transient one delivered) */
-        rc = cluster_xhome_send(a->srv->cluster, (store_send_t *)q);
-    else if (q->kind == STORE_REQ_OP && ((store_op_t *)q)->type == FT_GROUP_CREATE &&
-             cluster_is_enabled(a->srv->cluster))
-        /* members of other homes are asked for there first */
-        rc = cluster_xhome_run_op(a->srv->cluster, (store_op_t *)q);
-    else
-        rc = q->kind == STORE_REQ_SEND ? store_send(a->srv->store, (store_send_t *)q)
-                                       : store_op(a->srv->store, (store_op_t *)q);
-    if (rc < 0) {
+    if ((rc = send_post(a->srv, q)) < 0) {
         mem_free(q);
         mem_free(c);
         return admin_refuse(req, rc == RC_EFULL ? cim_Code_SERVER_BUSY : cim_Code_SHUTTING_DOWN,

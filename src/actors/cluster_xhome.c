@@ -469,7 +469,8 @@ void cluster__xh_on_applied(cluster_t *c, natsMsg *msg)
 /* ---- forwarded requests: a group's SEND or change, run at the group's home ------------- */
 
 /* u64 token, u32 origin, u64 the session there, u8 from_kind, then per kind:
- *  .xsnd  u8 conv_type, u8 msg_type, app NUL from NUL to NUL client_msg_id NUL, the body;
+ *  .xsnd  u8 flags (1: the admin API's SYSTEM message: no membership check), u8 msg_type,
+ *         app NUL from NUL to NUL client_msg_id NUL, the body;
  *  .xop   u32 type, u8 open, u64 msg_id, app NUL user NUL target NUL, u32 count, then that
  *         many users NUL-terminated. */
 #define FWD_HDR (8 + 4 + 8 + 1)
@@ -531,8 +532,11 @@ void cluster__xh_on_fwd_send(cluster_t *c, natsConnection *nc, natsMsg *msg)
     r->worker = STORE_NO_WORKER;
     r->from_kind = p[20];
     r->conv_type = cim_ConvType_GROUP;
+    r->system = (p[21] & 1) != 0;
     r->msg_type = p[22];
-    if (r->msg_type < cim_MsgType_TEXT || r->msg_type > cim_MsgType_CUSTOM) {
+    if ((p[21] & ~1) != 0 || (r->system ? r->msg_type != cim_MsgType_SYSTEM
+                                         : r->msg_type < cim_MsgType_TEXT ||
+                                               r->msg_type > cim_MsgType_CUSTOM)) {
         atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
         mem_free(r);
         return;
@@ -1564,7 +1568,7 @@ static void take_forward(cluster_t *c, store_req_t *q)
     be64_put(req + 12, r != NULL ? r->sid : op->sid);
     req[20] = r != NULL ? r->from_kind : op->from_kind;
     if (r != NULL) {
-        req[n++] = r->conv_type;
+        req[n++] = r->system ? 1 : 0;
         req[n++] = r->msg_type;
         n += (size_t)snprintf((char *)req + n, cap - n, "%s", r->app) + 1;
         n += (size_t)snprintf((char *)req + n, cap - n, "%s", r->from) + 1;

@@ -7,6 +7,7 @@
 #include "actors/group.h"
 #include "actors/message.h"
 #include "actors/router.h"
+#include "actors/store.h"
 #include "actors/worker.h"
 #include "cim.pb.h"
 #include "core/frame.h"
@@ -222,6 +223,39 @@ void send_deliver_home(void *ctx, const char *app, const char *name, bool group,
     else
         troute_user(&t, name);
     troute_flush(&t);
+}
+
+static bool is_group_change(uint32_t type)
+{
+    return type == FT_GROUP_JOIN || type == FT_GROUP_LEAVE || type == FT_GROUP_ADD ||
+           type == FT_GROUP_KICK || type == FT_GROUP_DISMISS;
+}
+
+int send_post(server_t *srv, store_req_t *q)
+{
+    cluster_t *cl = srv->cluster;
+    uint32_t self = cluster_self(cl);
+
+    if (q->kind == STORE_REQ_SEND) {
+        store_send_t *r = (store_send_t *)q;
+        if (cluster_is_enabled(cl) && r->conv_type == cim_ConvType_GROUP &&
+            cluster_home(cl, r->app, r->to) != self)
+            return cluster_xhome_forward(cl, q); /* stored by the group's home, in its order */
+        if (r->xhome && r->home != self)
+            return cluster_xhome_send(cl, r);
+        return store_send(srv->store, r);
+    }
+    store_op_t *op = (store_op_t *)q;
+    if (!cluster_is_enabled(cl))
+        return store_op(srv->store, op);
+    if ((op->type == FT_CONTACT_ADD || op->type == FT_BLOCK) &&
+        cluster_home(cl, op->app, op->target) != self)
+        return cluster_xhome_check_op(cl, op);
+    if (is_group_change(op->type) && cluster_home(cl, op->app, op->target) != self)
+        return cluster_xhome_forward(cl, q); /* made by the group's home, in its order */
+    if (op->type == FT_GROUP_CREATE || op->type == FT_GROUP_ADD)
+        return cluster_xhome_run_op(cl, op);
+    return store_op(srv->store, op);
 }
 
 int send_transient_route(server_t *srv, store_send_t *meta, const uint8_t *body, size_t len,

@@ -64,6 +64,17 @@ void send_deliver_home(void *ctx, const char *app, const char *name, bool group,
                        const uint8_t *rec, size_t len);
 
 /**
+ * Hand a SEND or an op (@p q, from a session or the admin API) to where it is carried out:
+ * this node's store, or in a cluster (docs/SCALING.md) the cluster thread — a DIRECT SEND
+ * to a user of another home (r->xhome, r->home) is checked there first, a group's SEND or
+ * change whose group is homed on another node is forwarded to that node, a CONTACT_ADD or
+ * BLOCK of a user of another home asks that home whether the user exists, and a
+ * GROUP_CREATE or GROUP_ADD asks the homes of the users it names. Takes @p q on 0. Any
+ * thread. @return 0, RC_EFULL or RC_ECLOSED (the caller keeps @p q and answers).
+ */
+int send_post(server_t *srv, store_req_t *q);
+
+/**
  * Route a transient message at once: encode it from @p meta (app, from, to, conv_type,
  * msg_type, from_kind, cmid; time_ms, unless set, is set here) and hand it to every online
  * device of the recipient (every member for a group) and of the sender, except session @p skip_sid

@@ -828,12 +828,6 @@ int session__fail(session_t *s, uint32_t type, uint32_t req_id, int code, const 
     return session_reply(s, type + 1, req_id, code, reason);
 }
 
-static bool is_group_change(uint32_t type)
-{
-    return type == FT_GROUP_CREATE || type == FT_GROUP_JOIN || type == FT_GROUP_LEAVE ||
-           type == FT_GROUP_ADD || type == FT_GROUP_KICK || type == FT_GROUP_DISMISS;
-}
-
 int session__post_op(session_t *s, store_op_t *op)
 {
     cluster_t *cl = s->w->srv->cluster;
@@ -844,22 +838,7 @@ int session__post_op(session_t *s, store_op_t *op)
     op->from_kind = s->kind;
     snprintf(op->app, sizeof(op->app), "%s", s->app);
     snprintf(op->user, sizeof(op->user), "%s", s->user);
-    if (!cluster_is_enabled(cl))
-        rc = store_op(s->w->srv->store, op);
-    else if ((op->type == FT_CONTACT_ADD || op->type == FT_BLOCK) &&
-             cluster_home(cl, op->app, op->target) != cluster_self(cl))
-        /* A user of another home exists there or not: asked first. */
-        rc = cluster_xhome_check_op(cl, op);
-    else if (is_group_change(op->type) && op->type != FT_GROUP_CREATE &&
-             cluster_home(cl, op->app, op->target) != cluster_self(cl))
-        /* a group's change is made by the group's home, in its order */
-        rc = cluster_xhome_forward(cl, &op->hdr);
-    else if (op->type == FT_GROUP_CREATE || op->type == FT_GROUP_ADD)
-        /* users of other homes are found there first */
-        rc = cluster_xhome_run_op(cl, op);
-    else
-        rc = store_op(s->w->srv->store, op);
-    if (rc < 0) {
+    if ((rc = send_post(s->w->srv, &op->hdr)) < 0) {
         uint32_t type = op->type, req_id = op->req_id;
         mem_free(op);
         return session__fail(s, type, req_id, cim_Code_SERVER_BUSY, "server busy; retry later");

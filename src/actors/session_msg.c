@@ -205,14 +205,7 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
     r->transient = req->transient;
     if (r->transient)
         r->time_ms = snowflake_now_ms();
-    /* to a group homed on another node: stored by the group's home, in its order */
-    if (req->conv_type == cim_ConvType_GROUP && cluster_is_enabled(cl) &&
-        cluster_home(cl, s->app, req->to) != cluster_self(cl))
-        rc = cluster_xhome_forward(cl, &r->hdr);
-    else
-        rc = home != cluster_self(cl) ? cluster_xhome_send(cl, r)
-                                      : store_send(s->w->srv->store, r);
-    if (rc < 0) {
+    if ((rc = send_post(s->w->srv, &r->hdr)) < 0) {
         mem_free(r);
         return reject(s, req, cim_Code_SERVER_BUSY, "server busy; retry later");
     }
