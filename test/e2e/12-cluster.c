@@ -1608,6 +1608,17 @@ TEST_TIMEOUT(e2e_cluster_xhome_admin_messages, 150)
         /* the group as B's home has it */
         ASSERT_EQ(thttp(r, &t[1], "GET", path, secret, NULL), 200);
         ASSERT_TRUE(strstr(r->body, a_id) != NULL && strstr(r->body, b_id) != NULL);
+        /* a SYSTEM message from B to it, at B's home: stored by the group's home (node 1) */
+        drain(a);
+        snprintf(body, sizeof(body), "{\"from\":\"%s\",\"group\":\"%s\",\"body\":\"sys\","
+                 "\"system\":true,\"client_msg_id\":\"api-g\"}", b_id,
+                 json_string_value(json_object_get(j, "group_id")));
+        ASSERT_EQ(post_msg(r, &t[1], secret, body), 200);
+        id = posted_id(r);
+        ASSERT_EQ(snowflake_node_of(id), 1);
+        tmsg_expect_push(a, id, cim_ConvType_GROUP, b_id,
+                         json_string_value(json_object_get(j, "group_id")), "api-g",
+                         cim_MsgType_SYSTEM, "sys", 3);
         json_decref(j);
     }
     cimc_close(a);
