@@ -103,6 +103,7 @@ void cluster_stats(const cluster_t *c, cluster_stats_t *out)
     out->xhome_consumed_total = atomic_load_explicit(&c->x_consumed, memory_order_relaxed);
     out->xhome_dropped_total = atomic_load_explicit(&c->x_dropped, memory_order_relaxed);
     out->xhome_late_total = atomic_load_explicit(&c->x_late, memory_order_relaxed);
+    out->xhome_reissued_total = atomic_load_explicit(&c->x_reissued, memory_order_relaxed);
     out->xhome_refused_total = atomic_load_explicit(&c->x_refused, memory_order_relaxed);
     out->xhome_pending = atomic_load_explicit(&c->x_pending, memory_order_relaxed);
     out->online_asked_total = atomic_load_explicit(&c->onl_asked, memory_order_relaxed);
@@ -264,6 +265,10 @@ static void on_direct_msg(natsConnection *nc, natsSubscription *sub, natsMsg *ms
         cluster__xh_on_presence(c, msg);
     } else if (len > 4 && strcmp(subj + len - 4, ".xtg") == 0) {
         cluster__xh_on_group_transient(c, msg);
+    } else if (len > 5 && strcmp(subj + len - 5, ".xrjq") == 0) {
+        cluster__rj_on_ask(c, msg);
+    } else if (len > 5 && strcmp(subj + len - 5, ".xrja") == 0) {
+        cluster__rj_on_answer(c, msg);
     } else if (len > 5 && strcmp(subj + len - 5, ".xonl") == 0) {
         cluster__onl_on_ask(c, nc, msg);
     } else if (len > 5 && strcmp(subj + len - 5, ".xona") == 0) {
@@ -618,6 +623,7 @@ static void begin_stop(cluster_t *c)
     if (c->nc != NULL)
         natsConnection_Close(c->nc);
     cluster__xh_stop(c);
+    cluster__rj_stop(c);
     cluster__onl_stop(c);
     natsSubscription_Destroy(c->sub_hbs);
     natsSubscription_Destroy(c->sub_mine);

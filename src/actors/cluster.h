@@ -39,6 +39,8 @@
  *                     the answer goes to N.node.<from>.xans (binary, actors/xhome.h).
  *   N.node.<id>.xonl  a CONTACT_LIST's home asks home <id> which of its users are online;
  *                     the answer goes to N.node.<from>.xona (binary, actors/xonline.h).
+ *   N.node.<id>.xrjq  a restarted origin asks home <id> whether an outbox entry would come
+ *                     late there; the answer goes to N.node.<from>.xrja (cluster_rejoin.c).
  *   N.wm.<id>         node <id>'s watermark, every CLUSTER_WATERMARK_MS (actors/xhome.h).
  *   N.out.<o>.<h>     JetStream (stream "<N>_out"): messages of origin <o> for home <h>;
  *                     N.out.probe.<h> a home's drain probe through its own consumer.
@@ -161,6 +163,7 @@ typedef struct cluster_stats {
     uint64_t xhome_consumed_total;  /* messages of other origins applied here */
     uint64_t xhome_dropped_total;   /* malformed bus messages dropped */
     uint64_t xhome_late_total;      /* messages that came after a greater id was applied */
+    uint64_t xhome_reissued_total;  /* outbox entries given a new id after a restart */
     uint64_t xhome_refused_total;   /* sends refused: home or JetStream unavailable */
     uint64_t xhome_pending;         /* gauge: messages waiting in the merge */
     uint64_t online_asked_total;    /* questions to other homes: which contacts are online */

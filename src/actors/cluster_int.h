@@ -35,6 +35,8 @@ enum { MSG_CONNECTED = 1, MSG_DISCONNECTED, MSG_RECONNECTED, MSG_CLOSED, MSG_HEA
        MSG_XCHECK, MSG_XANS, MSG_XCOMMITTED, MSG_XACK, MSG_XIN, MSG_XWM, MSG_XHORIZON,
        MSG_XAPPLIED, MSG_XRESEND, MSG_XAPD, MSG_XCHECK_OP, MSG_XREAD, MSG_XPRES, MSG_XDONE,
        MSG_XFWD, MSG_XFWD_ANS, MSG_XRUN_OP, MSG_XTG,
+       /* the outbox after a restart (cluster_rejoin.c) */
+       MSG_XRJQ, MSG_XRJA, MSG_XRJ_DONE,
        /* contacts' online flags (cluster_online.c) */
        MSG_XONL, MSG_XONA };
 
@@ -54,15 +56,30 @@ typedef struct cl_msg {
                           store_send_t; MSG_XCHECK_OP: a store_op_t; MSG_XIN: a natsMsg;
                           MSG_XAPPLIED: a store_apply_t; MSG_XDONE, MSG_XFWD: a
                           store_send_t or store_op_t; MSG_XRUN_OP: a store_op_t; MSG_XONL:
-                          an xonline_req_t */
-    uint64_t id;       /* MSG_XANS: the token; MSG_XACK, MSG_XAPD: the msg id;
+                          an xonline_req_t; MSG_XRJQ, MSG_XRJ_DONE: a store_rejoin_t */
+    uint64_t id;       /* MSG_XANS: the token; MSG_XACK, MSG_XAPD, MSG_XRJA: the msg id;
                           MSG_XHORIZON: it */
-    uint64_t seq;      /* MSG_XACK: the stream sequence; MSG_XANS: the floor */
-    int code;          /* MSG_XANS: cim_Code; MSG_XACK: 0 stored, else failed */
+    uint64_t seq;      /* MSG_XACK: the stream sequence; MSG_XANS, MSG_XRJA: the floor */
+    int code;          /* MSG_XANS: cim_Code; MSG_XACK: 0 stored, else failed; MSG_XRJA:
+                          RJ_* flags */
     size_t len;        /* MSG_RELAY, MSG_XWM, MSG_XANS, MSG_XREAD, MSG_XPRES, MSG_XONA:
                           bytes in data */
     uint8_t data[];    /* MSG_RELAY: the message */
 } cl_msg_t;
+
+/* A message committed here, on its way: published (unless it stays here), answered, then
+ * into this home's merge, in id order. */
+typedef struct xh_out {
+    struct xh_out *next;
+    uint8_t *xmsg;        /* the XHOME_MSG, owned */
+    size_t xmsg_len;
+    uint64_t id;
+    uint32_t home;        /* where it is published (this node: nowhere) */
+    uint64_t skip_sid;    /* the sending session */
+    bool stored;          /* JetStream has it (or it stays here) */
+    bool rejoin;          /* of the outbox at start: not published until its homes answered */
+    uint64_t sent_ms;     /* the last publish (0: to do) */
+} xh_out_t;
 
 /* Bus round trips, seconds: loopback is tens of microseconds, a LAN well under 1 ms. */
 static const double rtt_le[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -121,6 +138,7 @@ struct cluster {
     /* any thread */
     _Atomic uint64_t xreleased; /* the newest id this home's merge released */
     _Atomic uint64_t x_forwarded, x_consumed, x_dropped, x_late, x_refused, x_pending;
+    _Atomic uint64_t x_reissued; /* outbox entries given a new id after a restart */
     hist_t merge_delay;         /* seconds from arrival in the merge to release */
     /* cluster thread */
     jsCtx *js;
@@ -154,6 +172,8 @@ struct cluster {
     uint64_t probe_sent, probe_seen, probe_ms;
     bool need_probe;
     bool store_told;            /* store_xhome_start was called */
+    struct xh_rj *rejoins;      /* outbox entries of the start waiting for their homes'
+                                   answers (cluster_rejoin.c), in id order */
     /* contacts' online flags (cluster_online.c) */
     _Atomic uint64_t onl_asked, onl_unanswered; /* counters (/metrics), any thread */
     struct onl_wait *onl_waits; /* CONTACT_LISTs waiting for their contacts' homes, in the
@@ -217,6 +237,28 @@ void cluster__xh_stop(cluster_t *c);
 
 /** The timer: watermarks, retries, probes, timeouts (every CLUSTER_WATERMARK_MS). */
 void cluster__xh_tick(cluster_t *c);
+
+/** Publish @p o to JetStream (again). */
+void cluster__xh_publish(cluster_t *c, xh_out_t *o);
+
+/* ---- cluster_rejoin.c (cluster thread unless said): the outbox after a restart ---------- */
+
+/** @p o, a copy of an outbox entry handed over at start, is in the out list (@p last: the
+ *  entry's last copy). */
+void cluster__rj_copy(cluster_t *c, xh_out_t *o, bool last);
+
+/** A MSG_XRJQ, MSG_XRJA or MSG_XRJ_DONE message. */
+void cluster__rj_take(cluster_t *c, cl_msg_t *m);
+
+/** N.node.<self>.xrjq (an origin asks) / .xrja (a home answers) (libnats's thread). */
+void cluster__rj_on_ask(cluster_t *c, natsMsg *msg);
+void cluster__rj_on_answer(cluster_t *c, natsMsg *msg);
+
+/** The timer: ask again, give up on homes that are down, decide. */
+void cluster__rj_tick(cluster_t *c, uint64_t now);
+
+/** Stopping: free every pending question. */
+void cluster__rj_stop(cluster_t *c);
 
 /* ---- cluster_online.c (cluster thread unless said) -------------------------------------- */
 

@@ -39,19 +39,6 @@
                     "client_msg_id"
 #define QUERY_MAX (8 + 1 + 2 * (KV_ID_MAX + 1))
 
-/* A message committed here, on its way: published (unless it stays here), answered, then
- * into this home's merge, in id order. */
-typedef struct xh_out {
-    struct xh_out *next;
-    uint8_t *xmsg;        /* the XHOME_MSG, owned */
-    size_t xmsg_len;
-    uint64_t id;
-    uint32_t home;        /* where it is published (this node: nowhere) */
-    uint64_t skip_sid;    /* the sending session */
-    bool stored;          /* JetStream has it (or it stays here) */
-    uint64_t sent_ms;     /* the last publish (0: to do) */
-} xh_out_t;
-
 /* An op's users of other homes being asked whether they exist (GROUP_CREATE, GROUP_ADD). */
 typedef struct xh_users {
     store_op_t *op;       /* NULL once answered (a user was refused) */
@@ -308,6 +295,8 @@ void cluster__xh_drop(cluster_t *c, cl_msg_t *m)
     switch (m->kind) {
     case MSG_XCHECK_OP:
     case MSG_XRUN_OP:
+    case MSG_XRJQ:
+    case MSG_XRJ_DONE:
         mem_free(m->ptr);
         break;
     case MSG_XFWD:
@@ -1280,7 +1269,7 @@ static void take_done(cluster_t *c, store_req_t *q)
 
 /* ---- publishing ------------------------------------------------------------------------- */
 
-static void publish(cluster_t *c, xh_out_t *o)
+void cluster__xh_publish(cluster_t *c, xh_out_t *o)
 {
     char subj[SUBJ_MAX], idtext[40];
     jsPubOptions po;
@@ -1342,8 +1331,12 @@ static void take_committed(cluster_t *c, store_send_t *r)
     c->nout++;
     if (o->home == c->self)
         o->stored = true; /* it stays here: nothing to wait for */
+    else if (r->rejoin)
+        o->rejoin = true; /* published once its homes answered (cluster_rejoin.c) */
     else
-        publish(c, o);
+        cluster__xh_publish(c, o);
+    if (r->rejoin)
+        cluster__rj_copy(c, o, r->rejoin == STORE_REJOIN_LAST);
     /* A DIRECT SEND: answered once it is in every timeline, this home's and the
      * recipient's home's. */
     if (r->worker == STORE_NO_WORKER)
@@ -1886,12 +1879,14 @@ void cluster__xh_tick(cluster_t *c)
     if (can)
         send_probe(c, now);
     for (xh_out_t *o = c->out_head; o != NULL; o = o->next) {
-        if (o->stored)
+        if (o->stored || o->rejoin)
             continue;
         if (can && now - o->sent_ms >= CLUSTER_PUBLISH_WAIT_MS + 500)
-            publish(c, o); /* again: lost, refused, or the bus was down */
+            cluster__xh_publish(c, o); /* again: lost, refused, or the bus was down */
     }
     waits_tick(c, now);
+    cluster__rj_tick(c, now);
+    own_to_merge(c);
     send_watermark(c);
     release(c);
 }
@@ -1953,6 +1948,12 @@ void cluster__xh_take(cluster_t *c, cl_msg_t *m)
         break;
     case MSG_XFWD_ANS:
         take_fwd_answer(c, m);
+        break;
+    case MSG_XRJQ:
+    case MSG_XRJA:
+    case MSG_XRJ_DONE:
+        cluster__rj_take(c, m);
+        own_to_merge(c);
         break;
     case MSG_XRUN_OP:
         take_run_op(c, m->ptr);

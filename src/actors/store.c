@@ -63,6 +63,8 @@ static int apply_one(store_t *st, kv_txn_t *txn, store_req_t *q)
         return store__apply(st, txn, (store_apply_t *)q);
     case STORE_REQ_OP:
         return store__op(st, txn, (store_op_t *)q);
+    case STORE_REQ_REJOIN:
+        return store__rejoin(st, txn, (store_rejoin_t *)q);
     case STORE_REQ_ACK: {
         store_ackreq_t *a = (store_ackreq_t *)q;
         uint8_t key[KV_UKEY_MAX];
@@ -228,6 +230,9 @@ static void fail_request(store_req_t *q)
     }
     case STORE_REQ_APPLY:
         ((store_apply_t *)q)->result = RC_ESTORE;
+        break;
+    case STORE_REQ_REJOIN:
+        ((store_rejoin_t *)q)->rc = RC_ESTORE;
         break;
     case STORE_REQ_OP: {
         store_op_t *o = (store_op_t *)q;
@@ -415,8 +420,18 @@ typedef struct outbox_walk {
     store_t *st;
     kv_txn_t *txn;
     size_t n;
-    uint64_t id; /* the entry being handed over */
+    uint64_t id;   /* the entry being handed over */
+    size_t copies; /* ... its copies, and how many were handed over */
+    size_t done;
 } outbox_walk_t;
+
+static int count_copy(void *ctx, const uint8_t *val, size_t len)
+{
+    (void)val;
+    (void)len;
+    ((outbox_walk_t *)ctx)->copies++;
+    return 0;
+}
 
 /* One copy of an outbox entry back to the cluster, as if just committed (nobody to
  * answer). */
@@ -433,6 +448,8 @@ static int republish_one(void *ctx, const uint8_t *val, size_t len)
     r->xhome = true;
     r->home = x.home;
     r->msg_id = o->id;
+    /* the cluster asks the homes before publishing it again (cluster_rejoin.c) */
+    r->rejoin = ++o->done == o->copies ? STORE_REJOIN_LAST : STORE_REJOIN_COPY;
     r->xmsg = mem_alloc(len);
     memcpy(r->xmsg, val, len);
     r->xmsg_len = len;
@@ -446,7 +463,9 @@ static int republish(void *ctx, uint64_t id, const uint8_t *val, size_t len)
     outbox_walk_t *o = ctx;
 
     o->id = id;
-    if (xhome_outbox_each(val, len, republish_one, o) != 0)
+    o->copies = o->done = 0;
+    if (xhome_outbox_each(val, len, count_copy, o) != 0 ||
+        xhome_outbox_each(val, len, republish_one, o) != 0)
         LOG_ERROR("store: outbox entry %llu is unreadable: skipped", (unsigned long long)id);
     else
         o->n++;
@@ -457,7 +476,7 @@ static int republish(void *ctx, uint64_t id, const uint8_t *val, size_t len)
  * report the horizon every CLUSTER_WATERMARK_MS. */
 static void xstart(store_t *st)
 {
-    outbox_walk_t o = {st, NULL, 0, 0};
+    outbox_walk_t o = {st, NULL, 0, 0, 0, 0};
     int rc;
 
     if (st->xstarted)
@@ -683,6 +702,12 @@ int store_apply(store_t *st, store_apply_t *a)
 {
     a->hdr.kind = STORE_REQ_APPLY;
     return mbox_send_force(&st->box, &a->hdr.node);
+}
+
+int store_rejoin(store_t *st, store_rejoin_t *q)
+{
+    q->hdr.kind = STORE_REQ_REJOIN;
+    return mbox_send_force(&st->box, &q->hdr.node);
 }
 
 int store_xhome_start(store_t *st)

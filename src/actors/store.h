@@ -60,7 +60,7 @@ typedef struct store store_t;
 #define USER_DISABLED "user disabled"
 
 enum { STORE_REQ_SEND = 1, STORE_REQ_LOGIN, STORE_REQ_ACK, STORE_REQ_OP, STORE_REQ_STOP,
-       STORE_REQ_APPLY, STORE_REQ_XSTART };
+       STORE_REQ_APPLY, STORE_REQ_XSTART, STORE_REQ_REJOIN };
 
 #define STORE_NO_WORKER UINT32_MAX /* store_send_t.worker: nobody to answer (a republish) */
 #define STORE_META_XAPPLIED "xapplied" /* meta: the newest id store__apply appended (the
@@ -125,6 +125,8 @@ typedef struct store_send {
     bool xhome;
     uint32_t home;                 /* xhome: the recipient's home node */
     uint64_t floor;                /* xhome: the id must be above this (the home's floor) */
+    uint8_t rejoin;                /* an outbox entry handed over at start (STORE_NO_WORKER):
+                                      STORE_REJOIN_COPY, or _LAST for its last copy */
     bool wait_apply;               /* cluster: stored here, not appended yet (a group
                                       message): answered once applied here and at the homes
                                       of wait_homes (cluster_xhome_done) */
@@ -177,6 +179,39 @@ typedef struct store_apply {
     uint32_t rec_len;
     uint8_t rec[];                 /* the encoded cim.Message, then the user list */
 } store_apply_t;
+
+/* store_send_t.rejoin */
+enum { STORE_REJOIN_COPY = 1, STORE_REJOIN_LAST = 2 };
+
+/**
+ * An outbox entry after a restart (docs/SCALING.md, "Rejoining: the outbox"): a message this
+ * node committed before it stopped, which another home may have released past meanwhile.
+ *  - STORE_RJ_ASK, at a home it goes to: would @c copy (its XHOME_MSG for this home) come
+ *    late here? out: @c has (this home holds its record: it was applied here), @c late (a
+ *    timeline it goes to here already holds a greater id).
+ *  - STORE_RJ_REISSUE, at its origin: give outbox entry @c id a new id above @c floor — its
+ *    record, every copy and the dedup window move to the new id in one commit, and the new
+ *    copies go to the cluster as if just committed. out: @c new_id (0: the entry was gone).
+ * hdr.done is always set (the cluster's); @c rc is the outcome (RC_ESTORE: not committed).
+ */
+enum { STORE_RJ_ASK = 1, STORE_RJ_REISSUE };
+
+typedef struct store_rejoin {
+    store_req_t hdr;
+    int what;                      /* STORE_RJ_* */
+    uint64_t id;
+    uint32_t origin;               /* ASK: the node that asks */
+    uint64_t floor;                /* REISSUE */
+    bool has, late;                /* ASK, out */
+    uint64_t new_id;               /* REISSUE, out */
+    int rc;                        /* out */
+    size_t len;                    /* ASK: the copy */
+    uint8_t copy[];
+} store_rejoin_t;
+
+/** Queue @p q (never refused for the bound). @return 0, RC_ECLOSED (stopping: caller keeps
+ *  @p q). */
+int store_rejoin(store_t *st, store_rejoin_t *q);
 
 /**
  * Queue an apply (never refused for the bound: the cluster bounds what it releases).

@@ -185,6 +185,10 @@ void store__ids_above(store_t *st, uint64_t floor);
 /** Apply a message the merge released (store_apply_t). @return 0 or rc. */
 int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a);
 
+/** An outbox entry after a restart: a question from its origin, or its new id
+ *  (store_rejoin_t). Logical failures are in q; @return rc only for storage. */
+int store__rejoin(store_t *st, kv_txn_t *txn, store_rejoin_t *q);
+
 /** Apply a SEND (DIRECT or GROUP). */
 int store__send(store_t *st, kv_txn_t *txn, store_send_t *r);
 

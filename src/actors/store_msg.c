@@ -436,13 +436,42 @@ void store__xq_drop(store_t *st)
     st->nxq = 0;
 }
 
+/* The users whose timelines here a message of another home goes to: the list its origin
+ * named (XHOME_F_USERS: @p ulist, validated by xhome_parse), else the DIRECT pair's users
+ * homed here. @return @p pair, or an array to mem_free; *@p n its length. */
+static store_uid_t *users_here(const store_t *st, uint8_t flags, const char *app,
+                               const char *from, const char *to, const uint8_t *ulist,
+                               size_t ulen, uint32_t nusers, store_uid_t pair[2], size_t *n)
+{
+    cluster_t *c = st->srv->cluster;
+    uint32_t self = cluster_self(c);
+    store_uid_t *users = pair;
+
+    *n = 0;
+    if (flags & XHOME_F_USERS) {
+        const uint8_t *p = ulist, *end = p + ulen;
+        users = mem_alloc((nusers ? nusers : 1) * sizeof(*users));
+        for (; *n < nusers && p < end && p + 1 + *p <= end && *p <= KV_ID_MAX;
+             p += 1 + *p, (*n)++) {
+            memcpy(users[*n], p + 1, *p);
+            users[*n][*p] = '\0';
+        }
+    } else {
+        if (cluster_home(c, app, from) == self)
+            snprintf(pair[(*n)++], sizeof(pair[0]), "%s", from);
+        if (strcmp(from, to) != 0 && cluster_home(c, app, to) == self)
+            snprintf(pair[(*n)++], sizeof(pair[0]), "%s", to);
+    }
+    return users;
+}
+
 int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
 {
     cluster_t *c = st->srv->cluster;
     uint32_t self = cluster_self(c);
     uint8_t ukey[KV_UKEY_MAX];
-    store_uid_t pair[2], *users = pair;
-    size_t n = 0, keep = 0, late = 0;
+    store_uid_t pair[2], *users;
+    size_t n, keep = 0, late = 0;
     const uint8_t *v;
     size_t vlen;
     bool first = false, index;
@@ -450,21 +479,8 @@ int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
     smsg_t m;
     int rc = 0;
 
-    if (a->flags & XHOME_F_USERS) {
-        /* the list the origin named (validated by xhome_parse) */
-        const uint8_t *p = a->rec + a->rec_len, *end = p + a->ulist_len;
-        users = mem_alloc((a->nusers ? a->nusers : 1) * sizeof(*users));
-        for (; n < a->nusers && p < end && p + 1 + *p <= end && *p <= KV_ID_MAX;
-             p += 1 + *p, n++) {
-            memcpy(users[n], p + 1, *p);
-            users[n][*p] = '\0';
-        }
-    } else {
-        if (cluster_home(c, a->app, a->from) == self)
-            snprintf(pair[n++], sizeof(pair[0]), "%s", a->from);
-        if (strcmp(a->from, a->to) != 0 && cluster_home(c, a->app, a->to) == self)
-            snprintf(pair[n++], sizeof(pair[0]), "%s", a->to);
-    }
+    users = users_here(st, a->flags, a->app, a->from, a->to, a->rec + a->rec_len, a->ulist_len,
+                       a->nusers, pair, &n);
     /* Per timeline: one that has it already (a redelivery, a republish) or holds a greater
      * id (it came late: appending it would put it behind a device's cursor; docs/SCALING.md,
      * "What is left") is left alone; the others get it. */
@@ -486,6 +502,14 @@ int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
         if (keep != i)
             memcpy(users[keep], users[i], sizeof(users[0]));
         keep++;
+    }
+    if (late > 0 && keep == 0 && a->origin != self) {
+        /* Late in every timeline it goes to here: nothing of it is kept — no record, no
+         * index — as its origin may give it a new id (docs/SCALING.md, "Rejoining: the
+         * outbox"). What it changes in a group's state still follows (idempotent). */
+        a->result = STORE_APPLY_LATE;
+        rc = kv_msg_get(txn, a->id, &v, &vlen) == RC_ENOTFOUND ? store__mirror(st, txn, a) : 0;
+        goto out;
     }
     /* The first apply here of a message (the origin put its record at commit, and applies
      * its own once) writes the conversation index: a group's at every home, whoever of its
@@ -525,6 +549,180 @@ out:
     if (users != pair)
         mem_free(users);
     return rc;
+}
+
+/* ---- rejoining: the outbox after a restart (docs/SCALING.md) ------------------------- */
+
+/* A home: would this copy of an outbox entry come late here? */
+static int rejoin_ask(store_t *st, kv_txn_t *txn, store_rejoin_t *q)
+{
+    uint8_t ukey[KV_UKEY_MAX];
+    store_uid_t pair[2], *users;
+    const uint8_t *v;
+    size_t n, vlen;
+    xhome_msg_t x;
+    int rc;
+
+    if (xhome_parse(q->copy, q->len, &x) < 0 || x.kind != XHOME_MSG) {
+        q->rc = RC_EPROTO; /* checked before it was queued */
+        return 0;
+    }
+    if ((rc = kv_msg_get(txn, x.id, &v, &vlen)) != RC_ENOTFOUND) {
+        q->has = rc == 0;
+        q->rc = rc < 0 ? rc : 0;
+        return 0;
+    }
+    users = users_here(st, x.flags, x.app, x.from, x.to, x.ulist, x.ulist_len, x.nusers, pair,
+                       &n);
+    q->rc = 0;
+    for (size_t i = 0; i < n && !q->late && q->rc == 0; i++) {
+        uint64_t last = 0;
+        size_t klen = kv_ukey(ukey, x.app, users[i]);
+        if ((rc = kv_timeline_last(txn, ukey, klen, &last)) < 0 && rc != RC_ENOTFOUND)
+            q->rc = rc;
+        q->late = rc == 0 && last > x.id;
+    }
+    if (users != pair)
+        mem_free(users);
+    return 0;
+}
+
+/* One copy of an outbox entry under its new id: what reissue collects. */
+typedef struct reissue {
+    store_t *st;
+    uint64_t id;
+    const blob_t *rec;
+    uint8_t *box;   /* the new outbox entry */
+    size_t blen, bcap;
+    bool multi;
+} reissue_t;
+
+static int reissue_copy(void *ctx, const uint8_t *val, size_t len)
+{
+    reissue_t *r = ctx;
+    const char **names = NULL;
+    char (*ids)[KV_ID_MAX + 1] = NULL;
+    uint8_t *xmsg = NULL;
+    size_t xlen, pos = 0;
+    xhome_msg_t x;
+    int rc;
+
+    if (xhome_parse(val, len, &x) < 0)
+        return RC_EPROTO;
+    if (x.flags & XHOME_F_USERS) {
+        names = mem_alloc((x.nusers ? x.nusers : 1) * sizeof(*names));
+        ids = mem_alloc((x.nusers ? x.nusers : 1) * sizeof(*ids));
+        for (uint32_t i = 0; i < x.nusers && xhome_user(&x, &pos, ids[i]); i++)
+            names[i] = ids[i];
+        x.users = names;
+    }
+    /* the session that sent it is gone with the old process */
+    x.flags &= (uint8_t)~XHOME_F_SKIP;
+    x.skip_sid = 0;
+    x.id = r->id;
+    x.rec = r->rec->data;
+    x.rec_len = r->rec->len;
+    if ((rc = xhome_encode(&x, &xmsg, &xlen)) == 0) {
+        if (r->blen + 4 + xlen > r->bcap) {
+            r->bcap = 2 * (r->blen + 4 + xlen);
+            r->box = mem_realloc(r->box, r->bcap);
+        }
+        if (r->multi) {
+            be32_put(r->box + r->blen, (uint32_t)xlen);
+            r->blen += 4;
+        }
+        memcpy(r->box + r->blen, xmsg, xlen);
+        r->blen += xlen;
+        xq_push(r->st, r->id, x.home, 0, xmsg, xlen); /* handed over after the commit */
+    }
+    mem_free(names);
+    mem_free(ids);
+    return rc;
+}
+
+static int copy_valid(void *ctx, const uint8_t *val, size_t len)
+{
+    xhome_msg_t x;
+    (void)ctx;
+    return xhome_parse(val, len, &x) < 0 || x.kind != XHOME_MSG ? RC_EPROTO : 0;
+}
+
+/* The origin: outbox entry q->id under a new id above q->floor. */
+static int rejoin_reissue(store_t *st, kv_txn_t *txn, store_rejoin_t *q)
+{
+    cim_Message m = cim_Message_init_zero;
+    const uint8_t *v, *body;
+    uint8_t *box = NULL, *rec = NULL;
+    size_t blen, rlen, bodylen;
+    reissue_t r = {st, 0, NULL, NULL, 0, 0, false};
+    store_send_t meta;
+    blob_t *b = NULL;
+    int rc;
+
+    q->rc = 0;
+    /* copies: the writes below may move what a read returned */
+    if ((rc = kv_outbox_get(txn, q->id, &v, &blen)) == 0) {
+        box = mem_alloc(blen);
+        memcpy(box, v, blen);
+        rc = kv_msg_get(txn, q->id, &v, &rlen);
+    }
+    if (rc == 0) {
+        rec = mem_alloc(rlen);
+        memcpy(rec, v, rlen);
+    }
+    if (rc == RC_ENOTFOUND) {
+        rc = 0; /* applied meanwhile, or never complete: nothing to move */
+        goto out;
+    }
+    if (rc < 0)
+        goto out;
+    if (!message_decode(rec, rlen, &m, &body, &bodylen) ||
+        xhome_outbox_each(box, blen, copy_valid, NULL) != 0) {
+        LOG_ERROR("store: outbox entry %llu is unreadable: not reissued",
+                  (unsigned long long)q->id);
+        q->rc = RC_EPROTO;
+        goto out;
+    }
+    memset(&meta, 0, sizeof(meta));
+    store__ids_above(st, q->floor);
+    meta.msg_id = snowflake_next(&st->ids, snowflake_now_ms());
+    meta.time_ms = snowflake_time_ms(meta.msg_id);
+    meta.conv_type = (uint8_t)m.conv_type;
+    meta.msg_type = (uint8_t)m.msg_type;
+    meta.from_kind = (uint8_t)m.from_device;
+    snprintf(meta.from, sizeof(meta.from), "%s", m.from);
+    snprintf(meta.to, sizeof(meta.to), "%s", m.to);
+    snprintf(meta.cmid, sizeof(meta.cmid), "%s", m.client_msg_id);
+    if ((b = message_encode(&meta, body, bodylen)) == NULL) {
+        q->rc = RC_EINVAL;
+        goto out;
+    }
+    r.id = meta.msg_id;
+    r.rec = b;
+    r.multi = box[0] == XHOME_OUTBOX_MULTI;
+    r.bcap = blen + 64;
+    r.box = mem_alloc(r.bcap);
+    if (r.multi)
+        r.box[r.blen++] = XHOME_OUTBOX_MULTI;
+    /* A failure after a copy was queued fails the batch (store__xq_drop frees them). */
+    if ((rc = xhome_outbox_each(box, blen, reissue_copy, &r)) == 0 &&
+        (rc = kv_msg_put(txn, r.id, b->data, b->len)) == 0 &&
+        (rc = kv_outbox_put(txn, r.id, r.box, r.blen)) == 0 &&
+        (rc = kv_msg_del(txn, q->id)) == 0 && (rc = kv_outbox_del(txn, q->id)) == 0) {
+        dedup_add(st->srv->dedup, meta.from, meta.cmid, r.id);
+        q->new_id = r.id;
+    }
+out:
+    blob_unref(b);
+    mem_free(r.box);
+    mem_free(rec);
+    mem_free(box);
+    return rc;
+}
+
+int store__rejoin(store_t *st, kv_txn_t *txn, store_rejoin_t *q)
+{
+    return q->what == STORE_RJ_ASK ? rejoin_ask(st, txn, q) : rejoin_reissue(st, txn, q);
 }
 
 /* The members of a group, in id order (the fanout and timeline list of a group message). */

@@ -279,6 +279,9 @@ int kv_msg_replace(kv_txn_t *txn, uint64_t id, const uint8_t *rec, size_t len);
  */
 int kv_msg_get(kv_txn_t *txn, uint64_t id, const uint8_t **rec, size_t *len);
 
+/** Remove a message record (write txn; a missing one is not an error). @return 0 or rc. */
+int kv_msg_del(kv_txn_t *txn, uint64_t id);
+
 /** The largest message id stored (0 if none). @return 0 or rc. */
 int kv_msg_last_id(kv_txn_t *txn, uint64_t *out);
 
@@ -401,6 +404,10 @@ int kv_meta_u64_put(kv_txn_t *txn, const char *name, uint64_t v);
  */
 int kv_outbox_put(kv_txn_t *txn, uint64_t id, const void *val, size_t len);
 int kv_outbox_del(kv_txn_t *txn, uint64_t id);
+
+/** Read outbox entry @p id (@p val borrowed until the txn ends). @return 0, RC_ENOTFOUND
+ *  or rc. */
+int kv_outbox_get(kv_txn_t *txn, uint64_t id, const uint8_t **val, size_t *len);
 
 /**
  * Call @p cb for every outbox entry in id order (@p val borrowed until the txn ends); a

@@ -89,6 +89,16 @@ int kv_msg_replace(kv_txn_t *txn, uint64_t id, const uint8_t *rec, size_t len)
     return kv__rc(mdb_put(kv__txn(txn), kv__of(txn)->msgs, &k, &v, 0), "mdb_put msg");
 }
 
+int kv_msg_del(kv_txn_t *txn, uint64_t id)
+{
+    uint8_t key[8];
+    MDB_val k = {8, key};
+    int mrc;
+    be64_put(key, id);
+    mrc = mdb_del(kv__txn(txn), kv__of(txn)->msgs, &k, NULL);
+    return mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_del msg");
+}
+
 int kv_msg_get(kv_txn_t *txn, uint64_t id, const uint8_t **rec, size_t *len)
 {
     uint8_t key[8];

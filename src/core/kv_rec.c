@@ -199,6 +199,20 @@ int kv_outbox_del(kv_txn_t *txn, uint64_t id)
     return mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_del outbox");
 }
 
+int kv_outbox_get(kv_txn_t *txn, uint64_t id, const uint8_t **val, size_t *len)
+{
+    uint8_t key[OUTBOX_KEY];
+    MDB_val k = {sizeof(key), key}, v;
+    int rc;
+
+    outbox_key(key, id);
+    if ((rc = kv__rc(mdb_get(kv__txn(txn), kv__of(txn)->meta, &k, &v), "mdb_get outbox")) < 0)
+        return rc;
+    *val = v.mv_data;
+    *len = v.mv_size;
+    return 0;
+}
+
 int kv_outbox_each(kv_txn_t *txn,
                    int (*cb)(void *ctx, uint64_t id, const uint8_t *val, size_t len), void *ctx)
 {

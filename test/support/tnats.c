@@ -68,8 +68,14 @@ void tnats_dump_log(const tnats_t *n)
 static bool spawn(tnats_t *n)
 {
     char bin[512], port[16], store[300];
-    char *argv[] = {bin, "-a", "127.0.0.1", "-p", port, "-js", "-sd", store, NULL};
+    char *argv[] = {bin, "-a", "127.0.0.1", "-p", port, "-js", "-sd", store, NULL, NULL, NULL};
     int status;
+
+    if (n->conf[0] != '\0') { /* JetStream and its store are in the file (write_conf) */
+        argv[5] = "-c";
+        argv[6] = n->conf;
+        argv[7] = NULL;
+    }
 
     find_server(bin, sizeof(bin));
     snprintf(port, sizeof(port), "%d", n->port);
@@ -89,12 +95,27 @@ static bool spawn(tnats_t *n)
     return false;
 }
 
-void tnats_start(tnats_t *n)
+static void write_conf(tnats_t *n, const char *conf)
+{
+    FILE *f;
+
+    snprintf(n->conf, sizeof(n->conf), "%s/nats.conf", n->dir);
+    ASSERT_NOT_NULL(f = fopen(n->conf, "w"));
+    /* what the flags say without a file: a reload reads only the file */
+    ASSERT_TRUE(fprintf(f, "jetstream {\n  store_dir: \"%s/js\"\n}\n", n->dir) > 0);
+    ASSERT_TRUE(fputs(conf, f) >= 0);
+    ASSERT_EQ(fclose(f), 0);
+}
+
+/* A fresh directory for @p n, with @p conf (NULL: none), then the server on a free port. */
+static void start(tnats_t *n, const char *conf)
 {
     memset(n, 0, sizeof(*n));
     snprintf(n->dir, sizeof(n->dir), "/tmp/cimtest-nats-XXXXXX");
     ASSERT_NOT_NULL(mkdtemp(n->dir));
     snprintf(n->log, sizeof(n->log), "%s/nats.log", n->dir);
+    if (conf != NULL)
+        write_conf(n, conf);
     for (int i = 0; i < START_TRIES; i++) {
         n->port = tsrv_free_port();
         snprintf(n->url, sizeof(n->url), "nats://127.0.0.1:%d", n->port);
@@ -103,6 +124,47 @@ void tnats_start(tnats_t *n)
     }
     tnats_dump_log(n);
     TEST_FAIL_("nats-server exited at start %d times", START_TRIES);
+}
+
+void tnats_start(tnats_t *n)
+{
+    start(n, NULL);
+}
+
+void tnats_start_conf(tnats_t *n, const char *conf)
+{
+    start(n, conf);
+}
+
+/* How many times the log has @p what. */
+static int log_count(const tnats_t *n, const char *what)
+{
+    char line[1024];
+    int count = 0;
+    FILE *f = fopen(n->log, "r");
+
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+        count += strstr(line, what) != NULL;
+    fclose(f);
+    return count;
+}
+
+void tnats_reload(tnats_t *n, const char *conf)
+{
+    int before = log_count(n, "Reloaded server configuration");
+
+    ASSERT_TRUE(n->pid > 0);
+    write_conf(n, conf);
+    ASSERT_EQ(kill(n->pid, SIGHUP), 0);
+    for (int i = 0; i < 1000; i++) {
+        if (log_count(n, "Reloaded server configuration") > before)
+            return;
+        sleep_ms(10);
+    }
+    tnats_dump_log(n);
+    TEST_FAIL_("nats-server did not reload its configuration within 10 s");
 }
 
 /* Send @p sig and reap; SIGKILL after 10 s. */

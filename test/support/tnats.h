@@ -21,10 +21,19 @@ typedef struct tnats {
     char url[64];  /* "nats://127.0.0.1:PORT" */
     char dir[256]; /* the temporary directory: the JetStream store and nats.log */
     char log[300];
+    char conf[300]; /* a config file given with -c ("": none) */
 } tnats_t;
 
 /** Start a server on a free port; waits (10 s at most) until it accepts. */
 void tnats_start(tnats_t *n);
+
+/** As tnats_start, with @p conf (nats-server's config syntax: e.g. an authorization block)
+ *  in a file given with -c; the flags above still set the address, port and store. */
+void tnats_start_conf(tnats_t *n, const char *conf);
+
+/** Replace the config file with @p conf and have the running server reload it (SIGHUP);
+ *  returns once its log says so (10 s at most). */
+void tnats_reload(tnats_t *n, const char *conf);
 
 /** SIGTERM and wait for it to exit (10 s at most, then SIGKILL). */
 void tnats_stop(tnats_t *n);
