@@ -77,7 +77,8 @@ typedef struct xh_out {
     uint32_t home;        /* where it is published (this node: nowhere) */
     uint64_t skip_sid;    /* the sending session */
     bool stored;          /* JetStream has it (or it stays here) */
-    bool rejoin;          /* of the outbox at start: not published until its homes answered */
+    bool rejoin;          /* not published (or merged) until its homes answered
+                             (cluster_rejoin.c) */
     uint64_t sent_ms;     /* the last publish (0: to do) */
 } xh_out_t;
 
@@ -172,8 +173,9 @@ struct cluster {
     uint64_t probe_sent, probe_seen, probe_ms;
     bool need_probe;
     bool store_told;            /* store_xhome_start was called */
-    struct xh_rj *rejoins;      /* outbox entries of the start waiting for their homes'
-                                   answers (cluster_rejoin.c), in id order */
+    struct xh_rj *rejoins;      /* messages held while their homes are asked whether they
+                                   would come late (cluster_rejoin.c), oldest first */
+    uint64_t rj_fresh;          /* the last id whose first copy was published at once */
     /* contacts' online flags (cluster_online.c) */
     _Atomic uint64_t onl_asked, onl_unanswered; /* counters (/metrics), any thread */
     struct onl_wait *onl_waits; /* CONTACT_LISTs waiting for their contacts' homes, in the
@@ -243,9 +245,15 @@ void cluster__xh_publish(cluster_t *c, xh_out_t *o);
 
 /* ---- cluster_rejoin.c (cluster thread unless said): the outbox after a restart ---------- */
 
-/** @p o, a copy of an outbox entry handed over at start, is in the out list (@p last: the
- *  entry's last copy). */
-void cluster__rj_copy(cluster_t *c, xh_out_t *o, bool last);
+/** @p o, a copy just committed (@p last: the last of its id) or of the outbox at start
+ *  (@p restart), is in the out list: held (true: o->rejoin) while its homes are asked,
+ *  when of the outbox or older than RJ_STALE_MS (the origin stalled: its homes may have
+ *  waived it), or when an earlier copy of its id is held. */
+bool cluster__rj_hold(cluster_t *c, xh_out_t *o, bool restart, bool last);
+
+/** @p o is to be published again: held (true) while its homes are asked when it is older
+ *  than RJ_STALE_MS and no copy of its id is stored yet. */
+bool cluster__rj_hold_again(cluster_t *c, xh_out_t *o);
 
 /** A MSG_XRJQ, MSG_XRJA or MSG_XRJ_DONE message. */
 void cluster__rj_take(cluster_t *c, cl_msg_t *m);

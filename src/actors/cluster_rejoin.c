@@ -17,6 +17,14 @@
  * A home that is down and does not answer within RJ_GIVE_UP_MS is not waited for: the
  * entry is then published as it is (what the home holds cannot be known).
  *
+ * The same holds for a message first published, or published again, RJ_STALE_MS or more
+ * after its commit without any of its copies stored by JetStream yet: this node was stopped
+ * (SIGSTOP), lost the bus, or JetStream refused it, and the homes may have waived it
+ * meanwhile. While held, a message stays out of this node's own merge (it holds the
+ * horizon down). A copy JetStream took meanwhile after all (its acknowledgement was lost)
+ * is dropped whole by a home where it is late (it keeps nothing of such a message), so a
+ * reissue leaves a single copy there too.
+ *
  * Formats (big-endian): question u32 origin, then the copy's XHOME_MSG; answer u64 msg id,
  * u32 the home, u8 RJ_* flags, u64 the home's floor (the newest id its merge released).
  */
@@ -33,10 +41,15 @@
 #include "core/be.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/snowflake.h"
 
 #define RJ_ANSWER_LEN (8 + 4 + 1 + 8)
 #define RJ_RETRY_MS 500     /* a question not answered is asked again after this */
 #define RJ_GIVE_UP_MS 5000  /* ... and a home down this long after the start is not waited for */
+/* A message published this long after its commit (this node stalled, or lost the bus, or
+ * JetStream refused it) goes through the questions too: the homes stop waiting for a node
+ * CLUSTER_ALIVE_MS after its last heartbeat. */
+#define RJ_STALE_MS (CLUSTER_ALIVE_MS / 2)
 
 enum { RJ_HAS = 1, RJ_LATE = 2, RJ_NOT_YET = 4 }; /* answer flags; NOT_YET: the home does not
                                                      wait for the origin's watermarks yet */
@@ -194,13 +207,14 @@ static void ask_all(cluster_t *c, xh_rj_t *rj, uint64_t now)
     rj->asked_ms = now;
 }
 
-/* Publish the copies of @p id as they are. */
+/* Publish the copies of @p id as they are (one JetStream took meanwhile: not again). */
 static void publish_as_is(cluster_t *c, uint64_t id)
 {
     for (xh_out_t *o = c->out_head; o != NULL; o = o->next)
         if (o->id == id && o->rejoin) {
             o->rejoin = false;
-            cluster__xh_publish(c, o);
+            if (!o->stored)
+                cluster__xh_publish(c, o);
         }
 }
 
@@ -269,25 +283,72 @@ static void take_reissued(cluster_t *c, store_rejoin_t *q)
     unlink_rj(c, rj);
 }
 
-void cluster__rj_copy(cluster_t *c, xh_out_t *o, bool last)
+/* Committed long enough ago that its homes may have stopped waiting for this node. */
+static bool stale(uint64_t id)
 {
-    xh_rj_t *rj = find(c, o->id), **pp;
+    uint64_t now = snowflake_now_ms(), t = snowflake_time_ms(id);
+    return now > t && now - t >= RJ_STALE_MS;
+}
+
+static xh_rj_t *rj_new(cluster_t *c, uint64_t id)
+{
+    xh_rj_t *rj = mem_calloc(sizeof(*rj)), **pp;
+
+    rj->id = id;
+    rj->since_ms = rj->asked_ms = cluster__now_ms();
+    for (pp = &c->rejoins; *pp != NULL; pp = &(*pp)->next)
+        ;
+    *pp = rj;
+    return rj;
+}
+
+/* Hold @p o for @p rj and ask its home. */
+static void hold(cluster_t *c, xh_rj_t *rj, xh_out_t *o)
+{
     int i = cluster_index_of(c, o->home);
 
+    if (o->home == c->self || i < 0)
+        return;
+    o->rejoin = true;
+    rj->ask |= 1ULL << i;
+    ask(c, o);
+}
+
+bool cluster__rj_hold(cluster_t *c, xh_out_t *o, bool restart, bool last)
+{
+    xh_rj_t *rj = find(c, o->id);
+
     if (rj == NULL) {
-        rj = mem_calloc(sizeof(*rj));
-        rj->id = o->id;
-        rj->since_ms = rj->asked_ms = cluster__now_ms();
-        for (pp = &c->rejoins; *pp != NULL; pp = &(*pp)->next)
-            ;
-        *pp = rj;
+        /* the first copy of an id decides for all of them */
+        if (!restart && (o->id == c->rj_fresh || !stale(o->id))) {
+            c->rj_fresh = o->id;
+            return false;
+        }
+        rj = rj_new(c, o->id);
     }
-    if (o->home != c->self && i >= 0) {
-        rj->ask |= 1ULL << i;
-        ask(c, o);
-    }
+    hold(c, rj, o);
     rj->complete = last;
     decide(c, rj);
+    return true;
+}
+
+bool cluster__rj_hold_again(cluster_t *c, xh_out_t *o)
+{
+    xh_rj_t *rj;
+
+    if (!stale(o->id) || find(c, o->id) != NULL)
+        return false;
+    /* a copy JetStream has is (or will be) in its home's merge: none can move to a new id */
+    for (xh_out_t *p = c->out_head; p != NULL; p = p->next)
+        if (p->id == o->id && p->stored && p->home != c->self)
+            return false;
+    rj = rj_new(c, o->id);
+    for (xh_out_t *p = c->out_head; p != NULL; p = p->next)
+        if (p->id == o->id)
+            hold(c, rj, p);
+    rj->complete = true; /* its copies came together, long ago */
+    decide(c, rj);
+    return true;
 }
 
 static void take_answer(cluster_t *c, const cl_msg_t *m)

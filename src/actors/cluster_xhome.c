@@ -1083,7 +1083,7 @@ static void own_to_merge(cluster_t *c)
     xh_out_t *o;
     xhome_msg_t x;
 
-    while ((o = c->out_head) != NULL && o->stored) {
+    while ((o = c->out_head) != NULL && o->stored && !o->rejoin) {
         c->out_head = o->next;
         if (c->out_head == NULL)
             c->out_tail = NULL;
@@ -1331,12 +1331,9 @@ static void take_committed(cluster_t *c, store_send_t *r)
     c->nout++;
     if (o->home == c->self)
         o->stored = true; /* it stays here: nothing to wait for */
-    else if (r->rejoin)
-        o->rejoin = true; /* published once its homes answered (cluster_rejoin.c) */
-    else
+    /* of the outbox at start, or late to be published: its homes are asked first */
+    if (!cluster__rj_hold(c, o, r->rejoin, r->last_copy) && o->home != c->self)
         cluster__xh_publish(c, o);
-    if (r->rejoin)
-        cluster__rj_copy(c, o, r->rejoin == STORE_REJOIN_LAST);
     /* A DIRECT SEND: answered once it is in every timeline, this home's and the
      * recipient's home's. */
     if (r->worker == STORE_NO_WORKER)
@@ -1881,8 +1878,10 @@ void cluster__xh_tick(cluster_t *c)
     for (xh_out_t *o = c->out_head; o != NULL; o = o->next) {
         if (o->stored || o->rejoin)
             continue;
-        if (can && now - o->sent_ms >= CLUSTER_PUBLISH_WAIT_MS + 500)
-            cluster__xh_publish(c, o); /* again: lost, refused, or the bus was down */
+        /* again: lost, refused, or the bus was down (by now its homes may be past it) */
+        if (can && now - o->sent_ms >= CLUSTER_PUBLISH_WAIT_MS + 500 &&
+            !cluster__rj_hold_again(c, o))
+            cluster__xh_publish(c, o);
     }
     waits_tick(c, now);
     cluster__rj_tick(c, now);

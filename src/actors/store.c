@@ -275,7 +275,8 @@ static void complete(store_t *st, size_t n, bool committed)
         if (committed)
             store__xq_flush(st, i); /* the merge appends them, in id order */
         if (q->kind == STORE_REQ_SEND && committed && ((store_send_t *)q)->xmsg != NULL) {
-            /* answered by the cluster once JetStream has it */
+            /* answered by the cluster once JetStream has it (its only copy) */
+            ((store_send_t *)q)->last_copy = true;
             cluster_xhome_committed(st->srv->cluster, (store_send_t *)q);
             continue;
         }
@@ -449,7 +450,8 @@ static int republish_one(void *ctx, const uint8_t *val, size_t len)
     r->home = x.home;
     r->msg_id = o->id;
     /* the cluster asks the homes before publishing it again (cluster_rejoin.c) */
-    r->rejoin = ++o->done == o->copies ? STORE_REJOIN_LAST : STORE_REJOIN_COPY;
+    r->rejoin = true;
+    r->last_copy = ++o->done == o->copies;
     r->xmsg = mem_alloc(len);
     memcpy(r->xmsg, val, len);
     r->xmsg_len = len;

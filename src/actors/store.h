@@ -125,8 +125,9 @@ typedef struct store_send {
     bool xhome;
     uint32_t home;                 /* xhome: the recipient's home node */
     uint64_t floor;                /* xhome: the id must be above this (the home's floor) */
-    uint8_t rejoin;                /* an outbox entry handed over at start (STORE_NO_WORKER):
-                                      STORE_REJOIN_COPY, or _LAST for its last copy */
+    bool rejoin;                   /* an outbox entry handed over at start (STORE_NO_WORKER) */
+    bool last_copy;                /* xhome, handed to the cluster: the last XHOME_MSG of its
+                                      id (commit_homes: this home's own, if any) */
     bool wait_apply;               /* cluster: stored here, not appended yet (a group
                                       message): answered once applied here and at the homes
                                       of wait_homes (cluster_xhome_done) */
@@ -179,9 +180,6 @@ typedef struct store_apply {
     uint32_t rec_len;
     uint8_t rec[];                 /* the encoded cim.Message, then the user list */
 } store_apply_t;
-
-/* store_send_t.rejoin */
-enum { STORE_REJOIN_COPY = 1, STORE_REJOIN_LAST = 2 };
 
 /**
  * An outbox entry after a restart (docs/SCALING.md, "Rejoining: the outbox"): a message this

@@ -421,6 +421,7 @@ void store__xq_flush(store_t *st, size_t req)
         r->msg_id = st->xq[i].id;
         r->xmsg = st->xq[i].xmsg;
         r->xmsg_len = st->xq[i].len;
+        r->last_copy = i + 1 == st->nxq || st->xq[i + 1].id != r->msg_id;
         cluster_xhome_committed(st->srv->cluster, r);
     }
     if (i > 0) {

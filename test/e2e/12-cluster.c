@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1146,31 +1147,26 @@ static bool timeline_has_cmid(const tsrv_t *t, const char *user, const char *cmi
     return with_cmid(msgs, n, cmid) != NULL;
 }
 
-/* An origin dies with a message JetStream never took and stays down long enough to be
- * waived, and the recipient's home appends a newer message meanwhile. Back, the origin asks
- * that home before publishing the message again, and gives it a new id: it then lands once
- * in both timelines, after the newer one, and a resend of its client_msg_id answers the new
- * id (docs/SCALING.md, "Rejoining: the outbox"). Node 1's publishes to JetStream are refused
- * by the bus's permissions until it is killed. */
-TEST_TIMEOUT(e2e_cluster_xhome_rejoin_reissue, 180)
+/* Nodes 1..3 on a bus that keeps node 1 from publishing to JetStream; A (home 1) sends B
+ * (home 2) "first" (rj-1), which stays in node 1's outbox; node 1 is then killed (@p stall:
+ * stopped with SIGSTOP) long enough for node 2 to waive it and append C's rj-2 (@p newer)
+ * to B's timeline; then the bus lets node 1 publish, node 1 is back (restarted, or
+ * SIGCONT), and "first" eventually is in both timelines. */
+static void rejoin_away(tnats_t *n, tsrv_t t[NODES], char seed[256], char a_id[32],
+                        char b_id[32], bool stall, cim_SendRsp *newer)
 {
-    tnats_t n;
-    tsrv_t t[NODES];
-    char seed[256], a_id[32], b_id[32], c_id[32], url[128], conf[512];
-    static tmsg_t ta[64], tb[64];
-    const tmsg_t *ea, *eb;
-    cim_SendRsp sent, newer, again;
-    size_t na, nb;
+    char c_id[32], url[128], conf[512];
+    cim_SendRsp sent;
 
     bus_users(conf, sizeof(conf), true);
-    tnats_start_conf(&n, conf);
-    shown_nats = &n;
+    tnats_start_conf(n, conf);
+    shown_nats = n;
     seed_dir(seed);
-    memset(t, 0, sizeof(t));
+    memset(t, 0, NODES * sizeof(*t));
     shown_nodes = t;
     nshown = NODES;
     for (int i = 0; i < NODES; i++) {
-        snprintf(url, sizeof(url), "nats://n%d:p%d@127.0.0.1:%d", i + 1, i + 1, n.port);
+        snprintf(url, sizeof(url), "nats://n%d:p%d@127.0.0.1:%d", i + 1, i + 1, n->port);
         start_node(&t[i], seed, i + 1, url);
     }
     for (int i = 0; i < NODES; i++)
@@ -1184,25 +1180,50 @@ TEST_TIMEOUT(e2e_cluster_xhome_rejoin_reissue, 180)
     if (sent.code == cim_Code_OK)
         TEST_FAIL_("node 1 published to JetStream against the bus's permissions");
     cimc_close(a);
-    tsrv_kill(&t[0]); /* its outbox holds rj-1 */
+    if (stall)
+        ASSERT_EQ(kill(t[0].pid, SIGSTOP), 0);
+    else
+        tsrv_kill(&t[0]); /* its outbox holds rj-1 */
     EVENTUALLY(!(alive_set(&t[1]) & 1u << 1), 8000, "node 1 still alive to node 2");
 
     /* node 2 waives node 1 once its stream is drained: C's message is then appended */
     cimc_t *c = tsrv_login(&t[2], c_id, "d1", NULL);
     int64_t t0 = now_ms();
     do {
-        ASSERT_OK(tmsg_send(c, b_id, "rj-2", cim_MsgType_TEXT, "second", 6, false, &newer));
+        ASSERT_OK(tmsg_send(c, b_id, "rj-2", cim_MsgType_TEXT, "second", 6, false, newer));
         if (now_ms() - t0 > 20000)
-            TEST_FAIL_("C's message: %d %s", newer.code, newer.reason);
-    } while (newer.code != cim_Code_OK);
+            TEST_FAIL_("C's message: %d %s", newer->code, newer->reason);
+    } while (newer->code != cim_Code_OK);
     cimc_close(c);
-    ASSERT_TRUE(newer.msg_id > sent.msg_id || sent.msg_id == 0);
+    ASSERT_TRUE(newer->msg_id > sent.msg_id || sent.msg_id == 0);
 
-    tnats_reload(&n, (bus_users(conf, sizeof(conf), false), conf));
-    tsrv_restart(&t[0]);
+    tnats_reload(n, (bus_users(conf, sizeof(conf), false), conf));
+    if (stall)
+        ASSERT_EQ(kill(t[0].pid, SIGCONT), 0);
+    else
+        tsrv_restart(&t[0]);
     EVENTUALLY(alive_set(&t[0]) == 0xe && alive_set(&t[1]) == 0xe, 15000, "node 1 not back");
     EVENTUALLY(timeline_has_cmid(&t[1], b_id, "rj-1") && timeline_has_cmid(&t[0], a_id, "rj-1"),
                20000, "the first message did not reach both timelines");
+}
+
+/* An origin dies with a message JetStream never took and stays down long enough to be
+ * waived, and the recipient's home appends a newer message meanwhile. Back, the origin asks
+ * that home before publishing the message again, and gives it a new id: it then lands once
+ * in both timelines, after the newer one, and a resend of its client_msg_id answers the new
+ * id (docs/SCALING.md, "Rejoining: the outbox"). Node 1's publishes to JetStream are refused
+ * by the bus's permissions until it is killed. */
+TEST_TIMEOUT(e2e_cluster_xhome_rejoin_reissue, 180)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], a_id[32], b_id[32];
+    static tmsg_t ta[64], tb[64];
+    const tmsg_t *ea, *eb;
+    cim_SendRsp newer, again;
+    size_t na, nb;
+
+    rejoin_away(&n, t, seed, a_id, b_id, false, &newer);
     na = timeline(&t[0], a_id, "v1", ta, 64);
     nb = timeline(&t[1], b_id, "v1", tb, 64);
     ASSERT_EQ(na, 1);
@@ -1215,7 +1236,7 @@ TEST_TIMEOUT(e2e_cluster_xhome_rejoin_reissue, 180)
     ASSERT_EQ(tb[1].body_len, 5);
     ASSERT_EQ(tb[1].body_hash, tmsg_hash("first", 5));
 
-    a = tsrv_login(&t[0], a_id, "d1", NULL);
+    cimc_t *a = tsrv_login(&t[0], a_id, "d1", NULL);
     ASSERT_OK(tmsg_send(a, b_id, "rj-1", cim_MsgType_TEXT, "first", 5, false, &again));
     ASSERT_EQ(again.code, cim_Code_OK);
     ASSERT_EQ(again.msg_id, ea->msg_id);
@@ -1223,6 +1244,33 @@ TEST_TIMEOUT(e2e_cluster_xhome_rejoin_reissue, 180)
     ASSERT_EQ(metric_of(&t[0], "cim_cluster_xhome_reissued_total"), 1);
     ASSERT_EQ(metric_of(&t[1], "cim_cluster_xhome_late_total"), 0);
     ASSERT_EQ(timeline(&t[1], b_id, "v2", tb, 64), 2);
+    stop_cluster(&n, t, seed);
+}
+
+/* The same with node 1 stopped (SIGSTOP) instead of killed: it does not know it was away,
+ * but the message it publishes again is older than the homes wait for, so it asks them
+ * first and reissues it the same way. */
+TEST_TIMEOUT(e2e_cluster_xhome_rejoin_stalled, 180)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], a_id[32], b_id[32];
+    static tmsg_t ta[64], tb[64];
+    const tmsg_t *ea, *eb;
+    cim_SendRsp newer;
+    size_t na, nb;
+
+    rejoin_away(&n, t, seed, a_id, b_id, true, &newer);
+    na = timeline(&t[0], a_id, "v1", ta, 64);
+    nb = timeline(&t[1], b_id, "v1", tb, 64);
+    ASSERT_EQ(na, 1);
+    ASSERT_EQ(nb, 2);
+    ASSERT_NOT_NULL(ea = with_cmid(ta, na, "rj-1"));
+    ASSERT_NOT_NULL(eb = with_cmid(tb, nb, "rj-1"));
+    ASSERT_EQ(ea->msg_id, eb->msg_id);
+    ASSERT_TRUE(eb->msg_id > newer.msg_id);
+    ASSERT_EQ(metric_of(&t[0], "cim_cluster_xhome_reissued_total"), 1);
+    ASSERT_EQ(metric_of(&t[1], "cim_cluster_xhome_late_total"), 0);
     stop_cluster(&n, t, seed);
 }
 
