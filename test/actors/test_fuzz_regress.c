@@ -178,3 +178,8 @@ TEST(fuzz_regress_admin)
 {
     replay_target("fuzz_admin", fuzz_admin_input);
 }
+
+TEST(fuzz_regress_bus)
+{
+    replay_target("fuzz_bus", fuzz_bus_input);
+}

@@ -10,6 +10,8 @@ Targets and input formats (docs/FUZZING.md):
   fuzz_handshake: test/fuzz/fuzz_handshake.c (byte 0 bit 0: 0 server, then a mode-0
     session input; 1 client, with its trust in bits 2..3).
   fuzz_frame: test/fuzz/fuzz_frame.c.   fuzz_token: test/fuzz/fuzz_token.c.
+  fuzz_bus: test/fuzz/fuzz_bus.c (byte 0 % 5 picks the decoder, then its bytes; the bus
+    formats are those of src/actors/xhome.h and src/actors/xonline.h).
 Protobuf bodies are encoded by hand (proto3 wire format, src/proto/cim.proto) so that this
 needs only Python's standard library. The values below must match harness.h (user, peer,
 group, device, secret, expiry) and fuzz_token.c (its secret).
@@ -288,6 +290,92 @@ TOKENS = {
     'mint-long-user': token_in(1, 5, 0, b'', b'u' * 65, b''),
 }
 
+def snowflake(ms, node, seq):
+    return ms << 22 | node << 12 | seq      # src/core/snowflake.h: 41 bits ms, 10 node, 12 seq
+
+
+XH_MSG, XH_PROBE = 1, 2
+XH_INDEX, XH_HOOK, XH_USERS, XH_SKIP = 0x01, 0x02, 0x04, 0x08
+REC = f_int(1, 1) + f_bytes(3, b'hello')     # any bytes: the record is not decoded here
+
+
+def xhome(origin=2, home=3, ident=None, app=b'default', frm=b'alice', to=b'bob', conv=1,
+          mtype=1, flags=XH_INDEX | XH_HOOK, skip=None, users=None, rec=REC, kind=XH_MSG):
+    if skip is not None:
+        flags |= XH_SKIP
+    if users is not None:
+        flags |= XH_USERS
+    out = struct.pack('>BBBBBBBBIIQ', kind, 1, len(app), len(frm), len(to), conv, mtype, flags,
+                      origin, home, snowflake(1000, origin, 7) if ident is None else ident)
+    out += app + frm + to
+    if skip is not None:
+        out += struct.pack('>Q', skip)
+    if users is not None:
+        out += struct.pack('>I', len(users)) + b''.join(bytes([len(u)]) + u for u in users)
+    return out + rec
+
+
+def probe(home, number):
+    return struct.pack('>BBBBBBBBIIQ', XH_PROBE, 1, 0, 0, 0, 0, 0, 0, 1, home, number)
+
+
+def watermark(origin, horizon, pairs):
+    return struct.pack('>IQI', origin, horizon, len(pairs)) + b''.join(
+        struct.pack('>IQ', h, s) for h, s in pairs)
+
+
+def outbox_multi(*msgs):
+    return b'\x80' + b''.join(struct.pack('>I', len(m)) + m for m in msgs)
+
+
+def ask(token, app, users):
+    return struct.pack('>QH', token, len(users)) + b''.join(x + b'\0' for x in [app] + users)
+
+
+def answer(token, node, n, online):
+    bits = bytearray((n + 7) // 8)
+    for i in online:
+        bits[i // 8] |= 1 << (i % 8)
+    return struct.pack('>QIH', token, node, n) + bytes(bits)
+
+
+XMSG = xhome()
+GROUP_MSG = xhome(to=b'1000', conv=2, skip=0x0102030405060708, users=[b'alice', b'b.o-b@x', b'c'])
+MANY = [b'u%d' % i for i in range(70)]
+# byte 0: the decoder (% 5); mode 2 (outbox) stops its walk at call byte0 // 5 (0: never)
+BUS = {
+    'xhome-direct': b'\0' + XMSG,
+    'xhome-group-users-skip': b'\0' + GROUP_MSG,
+    'xhome-no-users-listed': b'\0' + xhome(users=[], flags=0),
+    'xhome-long-ids': b'\0' + xhome(app=b'a' * 64, frm=b'F' * 64, to=b'_' * 64, users=[b'@' * 64]),
+    'xhome-probe': b'\0' + probe(3, 42),
+    'xhome-truncated-header': b'\0' + XMSG[:20],
+    'xhome-truncated-users': b'\0' + GROUP_MSG[:24 + 7 + 5 + 4 + 8 + 4 + 3],
+    'xhome-no-record': b'\0' + xhome(rec=b''),
+    'xhome-id-of-other-node': b'\0' + xhome(ident=snowflake(1000, 5, 7)),
+    'xhome-unknown-flag': b'\0' + xhome(flags=0x10),
+    'xhome-version-2': b'\0' + XMSG[:1] + b'\2' + XMSG[2:],
+    'wm-two-homes': b'\1' + watermark(2, snowflake(1000, 0, 0), [(1, 10), (3, 0)]),
+    'wm-none': b'\1' + watermark(1, 0, []),
+    'wm-64-homes': b'\1' + watermark(1023, 1 << 63, [(i, i * 1000) for i in range(64)]),
+    'wm-65-homes': b'\1' + watermark(1, 5, [(i, 1) for i in range(65)]),
+    'wm-truncated': b'\1' + watermark(2, 7, [(1, 10), (3, 0)])[:-1],
+    'outbox-single': b'\2' + XMSG,
+    'outbox-multi': b'\2' + outbox_multi(xhome(home=1), GROUP_MSG, xhome(home=2)),
+    'outbox-multi-stop-at-2': bytes([2 + 5 * 2]) + outbox_multi(XMSG, XMSG, XMSG),
+    'outbox-multi-empty': b'\2\x80',
+    'outbox-multi-truncated': b'\2' + outbox_multi(XMSG, GROUP_MSG)[:-1],
+    'ask-three': b'\3' + ask(0x0102030405060708, b'default', [b'alice', b'b.o-b@x', b'c']),
+    'ask-many': b'\3' + ask(7, b'a' * 64, MANY),
+    'ask-count-too-small': b'\3' + ask(7, b'default', [b'alice', b'bob'])[:9] + b'\1' +
+                           ask(7, b'default', [b'alice', b'bob'])[10:],
+    'ask-truncated': b'\3' + ask(7, b'default', [b'alice', b'bob'])[:-1],
+    'ans-three': b'\4' + answer(0x0102030405060708, 3, 3, [0, 2]),
+    'ans-many': b'\4' + answer(7, 1023, 70, [0, 7, 8, 63, 69]),
+    'ans-stray-bit': b'\4' + answer(7, 2, 3, [0])[:-1] + b'\x09',
+    'ans-truncated': b'\4' + answer(7, 2, 70, [1])[:-1],
+}
+
 CORPORA = {
     'fuzz_session': SESSION,
     'fuzz_auth': AUTH,
@@ -297,6 +385,7 @@ CORPORA = {
     'fuzz_handshake': HANDSHAKE,
     'fuzz_frame': FRAMES,
     'fuzz_token': TOKENS,
+    'fuzz_bus': BUS,
 }
 
 

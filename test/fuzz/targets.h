@@ -30,4 +30,9 @@ int fuzz_handshake_input(const uint8_t *data, size_t size);
  *  (fuzz_admin.c). */
 int fuzz_admin_input(const uint8_t *data, size_t size);
 
+/** fuzz_bus: the public decoders of the cluster bus's messages between homes, watermarks,
+ *  outbox entries and online questions and answers, against models and their encoders
+ *  (fuzz_bus.c). */
+int fuzz_bus_input(const uint8_t *data, size_t size);
+
 #endif
