@@ -65,10 +65,11 @@ int xhome_encode(const xhome_msg_t *m, uint8_t **out, size_t *len)
     return 0;
 }
 
-/* Copy @p n bytes at @p p into @p out as a string; a valid id (kv_id_valid) or refused. */
+/* Copy @p n bytes at @p p into @p out as a string; a valid id (kv_id_valid) or refused —
+ * a NUL inside too, which would cut the id short past the check. */
 static bool take_id(const uint8_t *p, size_t n, char out[KV_ID_MAX + 1])
 {
-    if (n == 0 || n > KV_ID_MAX)
+    if (n == 0 || n > KV_ID_MAX || memchr(p, 0, n) != NULL)
         return false;
     memcpy(out, p, n);
     out[n] = '\0';
