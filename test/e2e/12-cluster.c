@@ -1149,14 +1149,18 @@ static bool timeline_has_cmid(const tsrv_t *t, const char *user, const char *cmi
 
 /* Nodes 1..3 on a bus that keeps node 1 from publishing to JetStream; A (home 1) sends B
  * (home 2) "first" (rj-1), which stays in node 1's outbox; node 1 is then killed (@p stall:
- * stopped with SIGSTOP) long enough for node 2 to waive it and append C's rj-2 (@p newer)
- * to B's timeline; then the bus lets node 1 publish, node 1 is back (restarted, or
- * SIGCONT), and "first" eventually is in both timelines. */
-static void rejoin_away(tnats_t *n, tsrv_t t[NODES], char seed[256], char a_id[32],
-                        char b_id[32], bool stall, cim_SendRsp *newer)
+ * stopped with SIGSTOP) long enough for node 2 to waive it and append C's rj-2 to B's
+ * timeline; then the bus lets node 1 publish, and node 1 is back (restarted, or SIGCONT).
+ * "first" must then be once in both timelines under one new id, after rj-2, and node 1
+ * must have counted one reissue. @return that id. */
+static uint64_t rejoin_away(tnats_t *n, tsrv_t t[NODES], char seed[256], char a_id[32],
+                            char b_id[32], bool stall)
 {
     char c_id[32], url[128], conf[512];
-    cim_SendRsp sent;
+    static tmsg_t ta[64], tb[64];
+    cim_SendRsp sent, newer_, *newer = &newer_;
+    const tmsg_t *ea, *eb;
+    size_t na, nb;
 
     bus_users(conf, sizeof(conf), true);
     tnats_start_conf(n, conf);
@@ -1205,6 +1209,20 @@ static void rejoin_away(tnats_t *n, tsrv_t t[NODES], char seed[256], char a_id[3
     EVENTUALLY(alive_set(&t[0]) == 0xe && alive_set(&t[1]) == 0xe, 15000, "node 1 not back");
     EVENTUALLY(timeline_has_cmid(&t[1], b_id, "rj-1") && timeline_has_cmid(&t[0], a_id, "rj-1"),
                20000, "the first message did not reach both timelines");
+    na = timeline(&t[0], a_id, "v1", ta, 64);
+    nb = timeline(&t[1], b_id, "v1", tb, 64);
+    ASSERT_EQ(na, 1);
+    ASSERT_EQ(nb, 2); /* after the newer one, in id order (timeline checks it) */
+    ASSERT_NOT_NULL(ea = with_cmid(ta, na, "rj-1"));
+    ASSERT_NOT_NULL(eb = with_cmid(tb, nb, "rj-1"));
+    ASSERT_EQ(ea->msg_id, eb->msg_id);
+    ASSERT_TRUE(eb->msg_id > newer->msg_id);
+    ASSERT_STREQ(tb[0].client_msg_id, "rj-2");
+    ASSERT_EQ(tb[1].body_len, 5);
+    ASSERT_EQ(tb[1].body_hash, tmsg_hash("first", 5));
+    ASSERT_EQ(metric_of(&t[0], "cim_cluster_xhome_reissued_total"), 1);
+    ASSERT_EQ(metric_of(&t[1], "cim_cluster_xhome_late_total"), 0);
+    return ea->msg_id;
 }
 
 /* An origin dies with a message JetStream never took and stays down long enough to be
@@ -1218,32 +1236,16 @@ TEST_TIMEOUT(e2e_cluster_xhome_rejoin_reissue, 180)
     tnats_t n;
     tsrv_t t[NODES];
     char seed[256], a_id[32], b_id[32];
-    static tmsg_t ta[64], tb[64];
-    const tmsg_t *ea, *eb;
-    cim_SendRsp newer, again;
-    size_t na, nb;
-
-    rejoin_away(&n, t, seed, a_id, b_id, false, &newer);
-    na = timeline(&t[0], a_id, "v1", ta, 64);
-    nb = timeline(&t[1], b_id, "v1", tb, 64);
-    ASSERT_EQ(na, 1);
-    ASSERT_EQ(nb, 2); /* after the newer one, in id order (timeline checks it) */
-    ASSERT_NOT_NULL(ea = with_cmid(ta, na, "rj-1"));
-    ASSERT_NOT_NULL(eb = with_cmid(tb, nb, "rj-1"));
-    ASSERT_EQ(ea->msg_id, eb->msg_id);
-    ASSERT_TRUE(eb->msg_id > newer.msg_id);
-    ASSERT_STREQ(tb[0].client_msg_id, "rj-2");
-    ASSERT_EQ(tb[1].body_len, 5);
-    ASSERT_EQ(tb[1].body_hash, tmsg_hash("first", 5));
+    static tmsg_t tb[64];
+    cim_SendRsp again;
+    uint64_t id = rejoin_away(&n, t, seed, a_id, b_id, false);
 
     cimc_t *a = tsrv_login(&t[0], a_id, "d1", NULL);
     ASSERT_OK(tmsg_send(a, b_id, "rj-1", cim_MsgType_TEXT, "first", 5, false, &again));
     ASSERT_EQ(again.code, cim_Code_OK);
-    ASSERT_EQ(again.msg_id, ea->msg_id);
+    ASSERT_EQ(again.msg_id, id);
     cimc_close(a);
-    ASSERT_EQ(metric_of(&t[0], "cim_cluster_xhome_reissued_total"), 1);
-    ASSERT_EQ(metric_of(&t[1], "cim_cluster_xhome_late_total"), 0);
-    ASSERT_EQ(timeline(&t[1], b_id, "v2", tb, 64), 2);
+    ASSERT_EQ(timeline(&t[1], b_id, "v2", tb, 64), 2); /* the resend stored nothing */
     stop_cluster(&n, t, seed);
 }
 
@@ -1255,22 +1257,8 @@ TEST_TIMEOUT(e2e_cluster_xhome_rejoin_stalled, 180)
     tnats_t n;
     tsrv_t t[NODES];
     char seed[256], a_id[32], b_id[32];
-    static tmsg_t ta[64], tb[64];
-    const tmsg_t *ea, *eb;
-    cim_SendRsp newer;
-    size_t na, nb;
 
-    rejoin_away(&n, t, seed, a_id, b_id, true, &newer);
-    na = timeline(&t[0], a_id, "v1", ta, 64);
-    nb = timeline(&t[1], b_id, "v1", tb, 64);
-    ASSERT_EQ(na, 1);
-    ASSERT_EQ(nb, 2);
-    ASSERT_NOT_NULL(ea = with_cmid(ta, na, "rj-1"));
-    ASSERT_NOT_NULL(eb = with_cmid(tb, nb, "rj-1"));
-    ASSERT_EQ(ea->msg_id, eb->msg_id);
-    ASSERT_TRUE(eb->msg_id > newer.msg_id);
-    ASSERT_EQ(metric_of(&t[0], "cim_cluster_xhome_reissued_total"), 1);
-    ASSERT_EQ(metric_of(&t[1], "cim_cluster_xhome_late_total"), 0);
+    (void)rejoin_away(&n, t, seed, a_id, b_id, true);
     stop_cluster(&n, t, seed);
 }
 
