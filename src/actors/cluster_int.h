@@ -78,7 +78,8 @@ typedef struct xh_out {
     uint64_t skip_sid;    /* the sending session */
     bool stored;          /* JetStream has it (or it stays here) */
     bool rejoin;          /* not published (or merged) until its homes answered
-                             (cluster_rejoin.c) */
+                             (cluster_rejoin.c) ... */
+    struct xh_rj *rj;     /* ... in this question */
     uint64_t sent_ms;     /* the last publish (0: to do) */
 } xh_out_t;
 
@@ -173,8 +174,8 @@ struct cluster {
     uint64_t probe_sent, probe_seen, probe_ms;
     bool need_probe;
     bool store_told;            /* store_xhome_start was called */
-    struct xh_rj *rejoins;      /* messages held while their homes are asked whether they
-                                   would come late (cluster_rejoin.c), oldest first */
+    struct xh_rj *rejoins, *rj_tail; /* messages held while their homes are asked whether
+                                   they would come late (cluster_rejoin.c), oldest first */
     uint64_t rj_fresh;          /* the last id whose first copy was published at once */
     /* contacts' online flags (cluster_online.c) */
     _Atomic uint64_t onl_asked, onl_unanswered; /* counters (/metrics), any thread */

@@ -56,12 +56,12 @@ enum { RJ_HAS = 1, RJ_LATE = 2, RJ_NOT_YET = 4 }; /* answer flags; NOT_YET: the 
 
 /* An outbox entry of the start, waiting for its homes' answers. */
 typedef struct xh_rj {
-    struct xh_rj *next;
+    struct xh_rj *next, *prev;
     uint64_t id;
     uint64_t ask;        /* homes (bits by index) it goes to */
     uint64_t answered;   /* ... that answered (or were given up) */
     bool complete;       /* its last copy arrived */
-    bool has, late, unchecked, reissuing;
+    bool has, late, unchecked, reissuing, due;
     uint64_t floor;      /* the greatest floor answered */
     uint64_t since_ms, asked_ms;
 } xh_rj_t;
@@ -160,22 +160,23 @@ static void take_question(cluster_t *c, store_rejoin_t *q)
 
 /* ---- the cluster thread: the origin ------------------------------------------------------ */
 
+/* The question of message @p id: the newest first (a message's copies come one after
+ * another), else from the oldest (answers come in the order asked). */
 static xh_rj_t *find(cluster_t *c, uint64_t id)
 {
-    xh_rj_t *rj = c->rejoins;
+    xh_rj_t *rj = c->rj_tail;
 
-    while (rj != NULL && rj->id != id)
-        rj = rj->next;
+    if (rj != NULL && rj->id == id)
+        return rj;
+    for (rj = c->rejoins; rj != NULL && rj->id != id; rj = rj->next)
+        ;
     return rj;
 }
 
 static void unlink_rj(cluster_t *c, xh_rj_t *rj)
 {
-    xh_rj_t **pp = &c->rejoins;
-
-    while (*pp != rj)
-        pp = &(*pp)->next;
-    *pp = rj->next;
+    *(rj->prev != NULL ? &rj->prev->next : &c->rejoins) = rj->next;
+    *(rj->next != NULL ? &rj->next->prev : &c->rj_tail) = rj->prev;
     mem_free(rj);
 }
 
@@ -196,23 +197,13 @@ static void ask(cluster_t *c, const xh_out_t *o)
     mem_free(buf);
 }
 
-/* Ask every home of @p rj that has not answered yet. */
-static void ask_all(cluster_t *c, xh_rj_t *rj, uint64_t now)
-{
-    for (xh_out_t *o = c->out_head; o != NULL; o = o->next) {
-        int i = cluster_index_of(c, o->home);
-        if (o->id == rj->id && o->rejoin && i >= 0 && !(rj->answered & (1ULL << i)))
-            ask(c, o);
-    }
-    rj->asked_ms = now;
-}
-
 /* Publish the copies of @p id as they are (one JetStream took meanwhile: not again). */
 static void publish_as_is(cluster_t *c, uint64_t id)
 {
     for (xh_out_t *o = c->out_head; o != NULL; o = o->next)
         if (o->id == id && o->rejoin) {
             o->rejoin = false;
+            o->rj = NULL;
             if (!o->stored)
                 cluster__xh_publish(c, o);
         }
@@ -292,13 +283,13 @@ static bool stale(uint64_t id)
 
 static xh_rj_t *rj_new(cluster_t *c, uint64_t id)
 {
-    xh_rj_t *rj = mem_calloc(sizeof(*rj)), **pp;
+    xh_rj_t *rj = mem_calloc(sizeof(*rj));
 
     rj->id = id;
     rj->since_ms = rj->asked_ms = cluster__now_ms();
-    for (pp = &c->rejoins; *pp != NULL; pp = &(*pp)->next)
-        ;
-    *pp = rj;
+    rj->prev = c->rj_tail;
+    *(c->rj_tail != NULL ? &c->rj_tail->next : &c->rejoins) = rj;
+    c->rj_tail = rj;
     return rj;
 }
 
@@ -310,6 +301,7 @@ static void hold(cluster_t *c, xh_rj_t *rj, xh_out_t *o)
     if (o->home == c->self || i < 0)
         return;
     o->rejoin = true;
+    o->rj = rj;
     rj->ask |= 1ULL << i;
     ask(c, o);
 }
@@ -396,9 +388,9 @@ void cluster__rj_take(cluster_t *c, cl_msg_t *m)
 void cluster__rj_tick(cluster_t *c, uint64_t now)
 {
     xh_rj_t *rj, *next;
+    bool any = false;
 
-    for (rj = c->rejoins; rj != NULL; rj = next) {
-        next = rj->next; /* decide may free rj */
+    for (rj = c->rejoins; rj != NULL; rj = rj->next) {
         if (rj->reissuing)
             continue;
         if (now - rj->since_ms >= RJ_GIVE_UP_MS)
@@ -408,17 +400,28 @@ void cluster__rj_tick(cluster_t *c, uint64_t now)
                     rj->answered |= 1ULL << i; /* down: not waited for */
                     rj->unchecked = true;
                 }
-        if (now - rj->asked_ms >= RJ_RETRY_MS)
-            ask_all(c, rj, now);
+        rj->due = now - rj->asked_ms >= RJ_RETRY_MS && (rj->answered & rj->ask) != rj->ask;
+        if (rj->due) {
+            rj->asked_ms = now;
+            any = true;
+        }
+    }
+    /* ask again, in one pass over the messages on their way */
+    for (xh_out_t *o = c->out_head; any && o != NULL; o = o->next) {
+        int i = cluster_index_of(c, o->home);
+        if (o->rejoin && o->rj != NULL && o->rj->due && i >= 0 &&
+            !(o->rj->answered & (1ULL << i)))
+            ask(c, o);
+    }
+    for (rj = c->rejoins; rj != NULL; rj = next) {
+        next = rj->next; /* decide may free rj */
+        rj->due = false;
         decide(c, rj);
     }
 }
 
 void cluster__rj_stop(cluster_t *c)
 {
-    while (c->rejoins != NULL) {
-        xh_rj_t *rj = c->rejoins;
-        c->rejoins = rj->next;
-        mem_free(rj);
-    }
+    while (c->rejoins != NULL)
+        unlink_rj(c, c->rejoins);
 }
