@@ -117,6 +117,10 @@ static int post_message(admin_t *a, h2o_req_t *req, const char *app)
         rc = admin_error(req, 500, "INTERNAL", "storage error");
         goto out;
     }
+    if (rc == DEDUP_PENDING) { /* committed here, on its way to the timelines */
+        rc = admin_refuse(req, cim_Code_SERVER_BUSY, SEND_NOT_APPLIED);
+        goto out;
+    }
     if (prior != 0) { /* a resend of a stored client_msg_id: the original answer */
         rc = admin_json(req, 200, json_pack("{s:o, s:I, s:s}", "msg_id", id_str(prior),
                                             "time_ms", (json_int_t)snowflake_time_ms(prior),

@@ -150,9 +150,12 @@ static void cluster(out_t *o, const cluster_t *c)
     one(o, "cim_cluster_xhome_late_total", "counter",
         "Messages dropped because a greater id was already applied to their timelines.",
         (double)st.xhome_late_total);
+    one(o, "cim_cluster_xhome_held_total", "counter",
+        "Messages held before publishing while their homes were asked whether they would "
+        "come late (the outbox after a restart, or a publish long after the commit).",
+        (double)st.xhome_held_total);
     one(o, "cim_cluster_xhome_reissued_total", "counter",
-        "Messages of the outbox given a new id after a restart, as they would have come late "
-        "at a home.",
+        "Held messages given a new id, as they would have come late at a home.",
         (double)st.xhome_reissued_total);
     one(o, "cim_cluster_online_asked_total", "counter",
         "Questions to other homes about which contacts of a CONTACT_LIST are online.",

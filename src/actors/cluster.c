@@ -104,6 +104,7 @@ void cluster_stats(const cluster_t *c, cluster_stats_t *out)
     out->xhome_dropped_total = atomic_load_explicit(&c->x_dropped, memory_order_relaxed);
     out->xhome_late_total = atomic_load_explicit(&c->x_late, memory_order_relaxed);
     out->xhome_reissued_total = atomic_load_explicit(&c->x_reissued, memory_order_relaxed);
+    out->xhome_held_total = atomic_load_explicit(&c->x_held, memory_order_relaxed);
     out->xhome_refused_total = atomic_load_explicit(&c->x_refused, memory_order_relaxed);
     out->xhome_pending = atomic_load_explicit(&c->x_pending, memory_order_relaxed);
     out->online_asked_total = atomic_load_explicit(&c->onl_asked, memory_order_relaxed);

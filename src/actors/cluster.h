@@ -163,7 +163,8 @@ typedef struct cluster_stats {
     uint64_t xhome_consumed_total;  /* messages of other origins applied here */
     uint64_t xhome_dropped_total;   /* malformed bus messages dropped */
     uint64_t xhome_late_total;      /* messages that came after a greater id was applied */
-    uint64_t xhome_reissued_total;  /* outbox entries given a new id after a restart */
+    uint64_t xhome_reissued_total;  /* held messages given a new id (late at a home) */
+    uint64_t xhome_held_total;      /* messages held while their homes were asked */
     uint64_t xhome_refused_total;   /* sends refused: home or JetStream unavailable */
     uint64_t xhome_pending;         /* gauge: messages waiting in the merge */
     uint64_t online_asked_total;    /* questions to other homes: which contacts are online */

@@ -140,7 +140,8 @@ struct cluster {
     /* any thread */
     _Atomic uint64_t xreleased; /* the newest id this home's merge released */
     _Atomic uint64_t x_forwarded, x_consumed, x_dropped, x_late, x_refused, x_pending;
-    _Atomic uint64_t x_reissued; /* outbox entries given a new id after a restart */
+    _Atomic uint64_t x_reissued; /* held messages given a new id (cluster_rejoin.c) */
+    _Atomic uint64_t x_held;     /* messages held while their homes were asked */
     hist_t merge_delay;         /* seconds from arrival in the merge to release */
     /* cluster thread */
     jsCtx *js;

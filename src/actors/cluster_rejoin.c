@@ -287,6 +287,7 @@ static xh_rj_t *rj_new(cluster_t *c, uint64_t id)
 
     rj->id = id;
     rj->since_ms = rj->asked_ms = cluster__now_ms();
+    atomic_fetch_add_explicit(&c->x_held, 1, memory_order_relaxed);
     rj->prev = c->rj_tail;
     *(c->rj_tail != NULL ? &c->rj_tail->next : &c->rejoins) = rj;
     c->rj_tail = rj;

@@ -10,6 +10,7 @@
 #include "actors/cluster.h"
 #include "actors/cluster_int.h"
 #include "actors/message.h"
+#include "actors/send.h"
 #include "actors/server.h"
 #include "actors/store.h"
 #include "actors/worker.h"
@@ -35,8 +36,7 @@
 #define BUS_FAILED "the message bus did not store the message in time; retry with the same " \
                    "client_msg_id"
 /* Stored (at the sender's home and on the bus) but not in every timeline in time. */
-#define NOT_APPLIED "the message is stored but not yet in every timeline; retry with the same " \
-                    "client_msg_id"
+#define NOT_APPLIED SEND_NOT_APPLIED
 #define QUERY_MAX (8 + 1 + 2 * (KV_ID_MAX + 1))
 
 /* An op's users of other homes being asked whether they exist (GROUP_CREATE, GROUP_ADD). */

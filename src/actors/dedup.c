@@ -6,6 +6,7 @@
 
 #include "actors/group.h"
 #include "actors/message.h"
+#include "actors/xhome.h"
 #include "cim.pb.h"
 #include "core/mem.h"
 #include "core/rc.h"
@@ -168,6 +169,24 @@ size_t dedup_count(dedup_t *d)
 
 /* ---- the records ------------------------------------------------------------------- */
 
+static int first_app(void *ctx, const uint8_t *x, size_t len)
+{
+    xhome_msg_t m;
+    return xhome_parse(x, len, &m) == 0 && strcmp(m.app, ctx) == 0 ? 1 : RC_ENOTFOUND;
+}
+
+/* Is @p id in this node's outbox, for app @p app (its first copy says)? */
+static int in_outbox(kv_txn_t *txn, const char *app, uint64_t id)
+{
+    const uint8_t *v;
+    size_t len;
+    int rc = kv_outbox_get(txn, id, &v, &len);
+
+    if (rc < 0)
+        return rc;
+    return xhome_outbox_each(v, len, first_app, (void *)app) == 1 ? DEDUP_PENDING : RC_ENOTFOUND;
+}
+
 /* Is @p id a message (@p app, @p user) stored with @p cmid? */
 static int verify(kv_txn_t *txn, const char *app, const char *user, const char *cmid,
                   uint64_t id)
@@ -191,6 +210,10 @@ static int verify(kv_txn_t *txn, const char *app, const char *user, const char *
     if (rc == RC_ENOTFOUND && m.conv_type == cim_ConvType_GROUP &&
         group_id_parse(m.to, &gid) == 0)
         rc = group_load(txn, app, gid, &g);
+    /* In a cluster a DIRECT message reaches the sender's timeline through the merge, some
+     * time after its commit: meanwhile the outbox says it. */
+    else if (rc == RC_ENOTFOUND)
+        rc = in_outbox(txn, app, id);
     return rc;
 }
 
@@ -224,9 +247,9 @@ int dedup_find(dedup_t *d, kv_txn_t *txn, const char *app, const char *user, con
     /* Checked outside the lock: reading records may touch the disk. */
     for (size_t i = 0; i < n; i++) {
         rc = verify(txn, app, user, cmid, cand[i]);
-        if (rc == 0) {
+        if (rc == 0 || rc == DEDUP_PENDING) {
             *out = cand[i];
-            return 0;
+            return rc;
         }
         if (rc != RC_ENOTFOUND)
             return rc;

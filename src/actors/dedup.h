@@ -63,12 +63,17 @@ int dedup_load(dedup_t *d, kv_txn_t *txn, uint64_t now_ms, size_t *loaded);
 /** Remember that @p user's @p cmid was stored as @p msg_id (store thread). */
 void dedup_add(dedup_t *d, const char *user, const char *cmid, uint64_t msg_id);
 
+/* dedup_find: a message committed by this node in a cluster whose record matches, still in
+ * the outbox (on its way to its timelines, the sender's included): a resend must neither
+ * store it again nor be answered OK yet. */
+#define DEDUP_PENDING 1
+
 /**
  * Look up a resend: the id under which (@p app, @p user) stored @p cmid within the window,
  * checked against the records in @p txn (see the design note).
  * @param[in] committed_only  skip ids above the last committed one (worker threads).
- * @param[out] out  the id (written only when found).
- * @return 0 (found), RC_ENOTFOUND, or rc from reading the records.
+ * @param[out] out  the id (written only when found or pending).
+ * @return 0 (found), DEDUP_PENDING, RC_ENOTFOUND, or rc from reading the records.
  */
 int dedup_find(dedup_t *d, kv_txn_t *txn, const char *app, const char *user, const char *cmid,
                bool committed_only, uint64_t *out);

@@ -38,7 +38,7 @@ int send_check(server_t *srv, const char *app, const char *from, int conv_type,
     if (cmid[0] != '\0') {
         rc = dedup_find(srv->dedup, txn, app, from, cmid, true, prior);
         if (rc != RC_ENOTFOUND)
-            goto out; /* found (0) or failed */
+            goto out; /* found (0), on its way (DEDUP_PENDING) or failed */
     }
     if (conv_type == cim_ConvType_GROUP) {
         rc = group_id_parse(to, &gid) < 0 ? RC_ENOTFOUND : group_load(txn, app, gid, &g);
@@ -97,7 +97,7 @@ int send_resend(server_t *srv, const char *app, const char *from, const char *cm
         return rc;
     rc = dedup_find(srv->dedup, txn, app, from, cmid, true, prior);
     kv_abort(txn);
-    return rc == RC_ENOTFOUND ? 0 : rc;
+    return rc == RC_ENOTFOUND ? 0 : rc; /* 0, DEDUP_PENDING or rc */
 }
 
 int send_check_home(void *ctx, const char *app, const char *from, const char *to,

@@ -12,8 +12,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "actors/dedup.h"
 #include "actors/server.h"
 #include "actors/store.h"
+
+/* The answer to a resend of a message stored but not in every timeline yet (in a
+ * cluster: PROTOCOL-NOTES 27), SERVER_BUSY. */
+#define SEND_NOT_APPLIED "the message is stored but not yet in every timeline; retry with " \
+                         "the same client_msg_id"
 
 /**
  * Can @p from send to @p to (a user id for DIRECT, a group id for GROUP)? In one short
@@ -25,7 +31,8 @@
  * With @p system (the admin API's SYSTEM messages) blocks and membership do not apply;
  * existence does. The store checks group membership again in its own order.
  * @param[out] code  cim_Code_OK or the code to refuse with, @p why its reason.
- * @return 0, or rc (storage).
+ * @return 0, DEDUP_PENDING (@p prior is committed here but not in its timelines yet:
+ *         answer SEND_NOT_APPLIED), or rc (storage).
  */
 int send_check(server_t *srv, const char *app, const char *from, int conv_type,
                const char *to, const char *cmid, bool system, uint64_t *prior, int *code,
@@ -35,7 +42,7 @@ int send_check(server_t *srv, const char *app, const char *from, int conv_type,
  * Is @p cmid (non-empty) of @p from a resend? Only the deduplication window is looked at
  * (a DIRECT message to a user of another home: the rest is that home's to judge).
  * @param[out] prior  the original id, or 0.
- * @return 0, or rc (storage).
+ * @return 0, DEDUP_PENDING (as send_check), or rc (storage).
  */
 int send_resend(server_t *srv, const char *app, const char *from, const char *cmid,
                 uint64_t *prior);

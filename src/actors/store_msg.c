@@ -6,6 +6,7 @@
 #include "actors/cluster.h"
 #include "actors/dedup.h"
 #include "actors/message.h"
+#include "actors/send.h"
 #include "actors/store_int.h"
 #include "actors/webhook.h"
 #include "actors/xhome.h"
@@ -789,6 +790,11 @@ int store__send(store_t *st, kv_txn_t *txn, store_send_t *r)
         r->code = cim_Code_OK;
         r->msg_id = prior;
         r->time_ms = snowflake_time_ms(prior);
+        return 0;
+    }
+    if (rc == DEDUP_PENDING) { /* committed here, on its way to the timelines */
+        r->code = cim_Code_SERVER_BUSY;
+        snprintf(r->reason, sizeof(r->reason), "%s", SEND_NOT_APPLIED);
         return 0;
     }
     if (rc != RC_ENOTFOUND)

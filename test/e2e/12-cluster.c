@@ -1115,6 +1115,8 @@ TEST_TIMEOUT(e2e_cluster_xhome_kill9, 240)
     ASSERT_EQ(na, nb);
     fprintf(stderr, "acked %zu, in each timeline %zu\n", acked, na);
     ASSERT_EQ(metric_of(&t[1], "cim_cluster_xhome_late_total"), 0);
+    /* back within 3 s: nobody had waived it, so nothing was late to reissue */
+    ASSERT_EQ(metric_of(&t[0], "cim_cluster_xhome_reissued_total"), 0);
     free(l);
     stop_cluster(&n, t, seed);
 }
@@ -1147,20 +1149,10 @@ static bool timeline_has_cmid(const tsrv_t *t, const char *user, const char *cmi
     return with_cmid(msgs, n, cmid) != NULL;
 }
 
-/* Nodes 1..3 on a bus that keeps node 1 from publishing to JetStream; A (home 1) sends B
- * (home 2) "first" (rj-1), which stays in node 1's outbox; node 1 is then killed (@p stall:
- * stopped with SIGSTOP) long enough for node 2 to waive it and append C's rj-2 to B's
- * timeline; then the bus lets node 1 publish, and node 1 is back (restarted, or SIGCONT).
- * "first" must then be once in both timelines under one new id, after rj-2, and node 1
- * must have counted one reissue. @return that id. */
-static uint64_t rejoin_away(tnats_t *n, tsrv_t t[NODES], char seed[256], char a_id[32],
-                            char b_id[32], bool stall)
+/* nats-server, with bus_users(deny), and nodes 1..3 on it, up and seeing each other. */
+static void start_denied(tnats_t *n, tsrv_t t[NODES], char seed[256])
 {
-    char c_id[32], url[128], conf[512];
-    static tmsg_t ta[64], tb[64];
-    cim_SendRsp sent, newer_, *newer = &newer_;
-    const tmsg_t *ea, *eb;
-    size_t na, nb;
+    char url[128], conf[512];
 
     bus_users(conf, sizeof(conf), true);
     tnats_start_conf(n, conf);
@@ -1175,6 +1167,24 @@ static uint64_t rejoin_away(tnats_t *n, tsrv_t t[NODES], char seed[256], char a_
     }
     for (int i = 0; i < NODES; i++)
         EVENTUALLY(healthy(&t[i]) && alive_set(&t[i]) == 0xe, 15000, "node %d not up", i + 1);
+}
+
+/* Nodes 1..3 on a bus that keeps node 1 from publishing to JetStream; A (home 1) sends B
+ * (home 2) "first" (rj-1), which stays in node 1's outbox; node 1 is then killed (@p stall:
+ * stopped with SIGSTOP) long enough for node 2 to waive it and append C's rj-2 to B's
+ * timeline; then the bus lets node 1 publish, and node 1 is back (restarted, or SIGCONT).
+ * "first" must then be once in both timelines under one new id, after rj-2, and node 1
+ * must have counted one reissue. @return that id. */
+static uint64_t rejoin_away(tnats_t *n, tsrv_t t[NODES], char seed[256], char a_id[32],
+                            char b_id[32], bool stall)
+{
+    char c_id[32], conf[512];
+    static tmsg_t ta[64], tb[64];
+    cim_SendRsp sent, newer_, *newer = &newer_;
+    const tmsg_t *ea, *eb;
+    size_t na, nb;
+
+    start_denied(n, t, seed);
     homed(1, "a", a_id);
     homed(2, "b", b_id);
     homed(3, "c", c_id);
@@ -1221,6 +1231,7 @@ static uint64_t rejoin_away(tnats_t *n, tsrv_t t[NODES], char seed[256], char a_
     ASSERT_EQ(tb[1].body_len, 5);
     ASSERT_EQ(tb[1].body_hash, tmsg_hash("first", 5));
     ASSERT_EQ(metric_of(&t[0], "cim_cluster_xhome_reissued_total"), 1);
+    ASSERT_TRUE(metric_of(&t[0], "cim_cluster_xhome_held_total") >= 1);
     ASSERT_EQ(metric_of(&t[1], "cim_cluster_xhome_late_total"), 0);
     return ea->msg_id;
 }
@@ -1259,6 +1270,49 @@ TEST_TIMEOUT(e2e_cluster_xhome_rejoin_stalled, 180)
     char seed[256], a_id[32], b_id[32];
 
     (void)rejoin_away(&n, t, seed, a_id, b_id, true);
+    stop_cluster(&n, t, seed);
+}
+
+/* A resend of a DIRECT message committed at the sender's home but not in the timelines yet
+ * (here: the bus will not take it) is neither stored again nor answered OK: SERVER_BUSY,
+ * "stored but not yet in every timeline"; once the bus takes it, the resend is answered
+ * OK with its id and each timeline holds it once. */
+TEST_TIMEOUT(e2e_cluster_xhome_resend_pending, 150)
+{
+    tnats_t n;
+    tsrv_t t[NODES];
+    char seed[256], a_id[32], b_id[32], conf[512];
+    static tmsg_t ta[64], tb[64];
+    cim_SendRsp first, again;
+    size_t na, nb;
+
+    start_denied(&n, t, seed);
+    homed(1, "a", a_id);
+    homed(2, "b", b_id);
+    cimc_close(tsrv_login(&t[1], b_id, "d0", NULL));
+    cimc_t *a = tsrv_login(&t[0], a_id, "d1", NULL);
+    ASSERT_OK(tmsg_send(a, b_id, "pend-1", cim_MsgType_TEXT, "once", 4, false, &first));
+    ASSERT_EQ(first.code, cim_Code_SERVER_BUSY);
+    for (int k = 0; k < 2; k++) {
+        ASSERT_OK(tmsg_send(a, b_id, "pend-1", cim_MsgType_TEXT, "once", 4, false, &again));
+        ASSERT_EQ(again.code, cim_Code_SERVER_BUSY);
+        ASSERT_STREQ(again.reason, "the message is stored but not yet in every timeline; "
+                                   "retry with the same client_msg_id");
+    }
+    bus_users(conf, sizeof(conf), false);
+    tnats_reload(&n, conf);
+    EVENTUALLY(timeline_has_cmid(&t[0], a_id, "pend-1") &&
+               timeline_has_cmid(&t[1], b_id, "pend-1"), 20000, "not in both timelines");
+    ASSERT_OK(tmsg_send(a, b_id, "pend-1", cim_MsgType_TEXT, "once", 4, false, &again));
+    ASSERT_EQ(again.code, cim_Code_OK);
+    cimc_close(a);
+    na = timeline(&t[0], a_id, "v1", ta, 64);
+    nb = timeline(&t[1], b_id, "v1", tb, 64);
+    ASSERT_EQ(na, 1);
+    ASSERT_EQ(nb, 1);
+    ASSERT_EQ(ta[0].msg_id, again.msg_id);
+    ASSERT_EQ(tb[0].msg_id, again.msg_id);
+    ASSERT_EQ(metric_of(&t[0], "cim_cluster_xhome_reissued_total"), 0);
     stop_cluster(&n, t, seed);
 }
 
