@@ -183,3 +183,8 @@ TEST(fuzz_regress_bus)
 {
     replay_target("fuzz_bus", fuzz_bus_input);
 }
+
+TEST(fuzz_regress_busmsg)
+{
+    replay_target("fuzz_busmsg", fuzz_busmsg_input);
+}

@@ -39,6 +39,7 @@
 #include "core/mem.h"
 #include "core/rc.h"
 #include "core/snowflake.h"
+#include "fuzz/model.h"
 #include "fuzz/targets.h"
 
 #define MODES    5
@@ -54,29 +55,6 @@ static __attribute__((format(printf, 1, 2), noreturn)) void fail(const char *fmt
     va_end(ap);
     fputc('\n', stderr);
     abort();
-}
-
-/* The @p k-byte big-endian integer at @p p. */
-static uint64_t get(const uint8_t *p, size_t k)
-{
-    uint64_t v = 0;
-
-    while (k-- > 0)
-        v = v << 8 | *p++;
-    return v;
-}
-
-/* Are the @p n bytes at @p p an id (kv.h: 1..KV_ID_MAX of [A-Za-z0-9._@-])? */
-static bool model_id(const uint8_t *p, size_t n)
-{
-    if (n == 0 || n > KV_ID_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') ||
-              (p[i] >= '0' && p[i] <= '9') || p[i] == '.' || p[i] == '_' || p[i] == '@' ||
-              p[i] == '-'))
-            return false;
-    return true;
 }
 
 /* @p rc, what decoder @p what returned for @p n bytes, must be 0 when the model accepts
@@ -110,12 +88,12 @@ static bool model_xhome(const uint8_t *p, size_t n, xmodel_t *m)
 
     memset(m, 0, sizeof(*m));
     if (n < XHOME_HDR || p[1] != XHOME_VERSION || (p[0] != XHOME_MSG && p[0] != XHOME_PROBE) ||
-        get(p + 12, 4) > SNOWFLAKE_NODE_MAX)
+        model_get(p + 12, 4) > SNOWFLAKE_NODE_MAX)
         return false;
     if (p[0] == XHOME_PROBE)
         return n == XHOME_HDR && p[2] == 0 && p[3] == 0 && p[4] == 0 && p[7] == 0;
-    origin = get(p + 8, 4);
-    id = get(p + 16, 8);
+    origin = model_get(p + 8, 4);
+    id = model_get(p + 16, 8);
     if (origin > SNOWFLAKE_NODE_MAX || (p[7] & 0xf0) != 0 || id == 0 ||
         (id >> SNOWFLAKE_SEQ_BITS & SNOWFLAKE_NODE_MAX) != origin)
         return false;
@@ -129,7 +107,7 @@ static bool model_xhome(const uint8_t *p, size_t n, xmodel_t *m)
         off += 8;
     }
     if (p[7] & XHOME_F_USERS) {
-        if (n - off < 4 || (k = get(p + off, 4)) > XHOME_USERS_MAX)
+        if (n - off < 4 || (k = model_get(p + off, 4)) > XHOME_USERS_MAX)
             return false;
         m->users = off;
         for (off += 4; k > 0; off += 1 + p[off], k--)
@@ -159,14 +137,15 @@ static void check_fields(const uint8_t *p, size_t n, const xhome_msg_t *m, const
     size_t a = p[2], f = p[3], t = p[4];
 
     if (m->kind != p[0] || m->conv_type != p[5] || m->msg_type != p[6] || m->flags != p[7] ||
-        m->origin != get(p + 8, 4) || m->home != get(p + 12, 4) || m->id != get(p + 16, 8))
+        m->origin != model_get(p + 8, 4) || m->home != model_get(p + 12, 4) ||
+        m->id != model_get(p + 16, 8))
         fail("xhome_parse: a header field is not the input's");
     if (!same_str(m->app, p + XHOME_HDR, a) || !same_str(m->from, p + XHOME_HDR + a, f) ||
         !same_str(m->to, p + XHOME_HDR + a + f, t))
         fail("xhome_parse: app, from or to is not the input's");
-    if (m->skip_sid != (w->skip != 0 ? get(p + w->skip, 8) : 0))
+    if (m->skip_sid != (w->skip != 0 ? model_get(p + w->skip, 8) : 0))
         fail("xhome_parse: skip_sid %" PRIu64 " is not the input's", m->skip_sid);
-    if (w->users != 0 ? m->nusers != get(p + w->users, 4) || m->ulist != p + w->users + 4 ||
+    if (w->users != 0 ? m->nusers != model_get(p + w->users, 4) || m->ulist != p + w->users + 4 ||
                             m->ulist_len != w->ulist_len
                       : m->nusers != 0 || m->ulist_len != 0)
         fail("xhome_parse: the user list (%u users, %zu bytes) is not where the input has it",
@@ -240,8 +219,8 @@ static bool wm_names(const xhome_wm_t *w, uint32_t home)
 
 static void check_wm(const uint8_t *p, size_t n)
 {
-    uint64_t count = n >= 16 ? get(p + 12, 4) : 0;
-    bool ok = n >= 16 && get(p, 4) <= SNOWFLAKE_NODE_MAX && count <= CONF_CLUSTER_MAX &&
+    uint64_t count = n >= 16 ? model_get(p + 12, 4) : 0;
+    bool ok = n >= 16 && model_get(p, 4) <= SNOWFLAKE_NODE_MAX && count <= CONF_CLUSTER_MAX &&
               n == 16 + count * 12;
     uint8_t out[XHOME_WM_MAX];
     uint32_t absent = 0;
@@ -250,10 +229,10 @@ static void check_wm(const uint8_t *p, size_t n)
     check_rc("xhome_wm_parse", n, xhome_wm_parse(p, n, &w), ok);
     if (!ok)
         return;
-    if (w.origin != get(p, 4) || w.horizon != get(p + 4, 8) || w.n != count)
+    if (w.origin != model_get(p, 4) || w.horizon != model_get(p + 4, 8) || w.n != count)
         fail("xhome_wm_parse: origin, horizon or count is not the input's");
     for (uint32_t i = 0; i < w.n; i++)
-        if (w.home[i] != get(p + 16 + 12 * i, 4) || w.seq[i] != get(p + 20 + 12 * i, 8))
+        if (w.home[i] != model_get(p + 16 + 12 * i, 4) || w.seq[i] != model_get(p + 20 + 12 * i, 8))
             fail("xhome_wm_parse: pair %u is not the input's", i);
     if (xhome_wm_encode(&w, out) != n || memcmp(out, p, n) != 0)
         fail("xhome_wm_encode does not give back the %zu bytes parsed", n);
@@ -306,7 +285,7 @@ static bool model_outbox(const uint8_t *p, size_t n, calls_t *c)
         return true;
     }
     for (; off < n; off += 4 + k) {
-        if (n - off < 4 || (k = get(p + off, 4)) > n - off - 4)
+        if (n - off < 4 || (k = model_get(p + off, 4)) > n - off - 4)
             return false;
         c->at[c->n] = p + off + 4;
         c->len[c->n++] = k;
@@ -360,7 +339,7 @@ static bool model_ask(const uint8_t *p, size_t n, size_t *users_off)
     size_t off = XONLINE_ASK_HDR, k;
     uint64_t count;
 
-    if (n < XONLINE_ASK_HDR || n > XONLINE_ASK_MAX || (count = get(p + 8, 2)) == 0 ||
+    if (n < XONLINE_ASK_HDR || n > XONLINE_ASK_MAX || (count = model_get(p + 8, 2)) == 0 ||
         count > XONLINE_MAX)
         return false;
     for (uint64_t i = 0; i <= count; i++, off += k + 1) { /* the app, then the users */
@@ -385,7 +364,7 @@ static void check_ask(const uint8_t *p, size_t n)
     check_rc("xonline_ask_parse", n, rc, ok);
     if (!ok)
         return;
-    if (q.token != get(p, 8) || q.n != get(p + 8, 2) ||
+    if (q.token != model_get(p, 8) || q.n != model_get(p + 8, 2) ||
         !same_str(q.app, p + XONLINE_ASK_HDR, uoff - XONLINE_ASK_HDR - 1) || q.users != p + uoff ||
         q.users_len != n - uoff)
         fail("xonline_ask_parse: token, count, app or the users are not the input's");
@@ -423,7 +402,7 @@ static bool is_set(const uint8_t *bits, size_t i)
 
 static void check_ans(const uint8_t *p, size_t n)
 {
-    uint64_t count = n >= XONLINE_ANS_HDR ? get(p + 12, 2) : 0;
+    uint64_t count = n >= XONLINE_ANS_HDR ? model_get(p + 12, 2) : 0;
     bool ok = n >= XONLINE_ANS_HDR && n <= XONLINE_ANS_MAX && count >= 1 && count <= XONLINE_MAX &&
               n == XONLINE_ANS_HDR + (count + 7) / 8;
     uint8_t out[XONLINE_ANS_MAX];
@@ -434,7 +413,7 @@ static void check_ans(const uint8_t *p, size_t n)
     check_rc("xonline_ans_parse", n, xonline_ans_parse(p, n, &a), ok);
     if (!ok)
         return;
-    if (a.token != get(p, 8) || a.node != get(p + 8, 4) || a.n != count ||
+    if (a.token != model_get(p, 8) || a.node != model_get(p + 8, 4) || a.n != count ||
         a.bits != p + XONLINE_ANS_HDR)
         fail("xonline_ans_parse: token, node, count or bits are not the input's");
     if (xonline_ans_init(out, a.token, a.node, a.n) != n)

@@ -12,6 +12,10 @@ Targets and input formats (docs/FUZZING.md):
   fuzz_frame: test/fuzz/fuzz_frame.c.   fuzz_token: test/fuzz/fuzz_token.c.
   fuzz_bus: test/fuzz/fuzz_bus.c (byte 0 % 5 picks the decoder, then its bytes; the bus
     formats are those of src/actors/xhome.h and src/actors/xonline.h).
+  fuzz_busmsg: test/fuzz/fuzz_busmsg.c ([handler][env][reply length][reply][data]; the
+    formats are in the comments of src/actors/cluster_xhome.c, cluster_rejoin.c,
+    cluster_online.c and relay.h; its node is 1 of nodes 1..3, and home() below is
+    src/core/home.c's, so that the seeds name users and groups homed where they must be).
 Protobuf bodies are encoded by hand (proto3 wire format, src/proto/cim.proto) so that this
 needs only Python's standard library. The values below must match harness.h (user, peer,
 group, device, secret, expiry) and fuzz_token.c (its secret).
@@ -376,6 +380,166 @@ BUS = {
     'ans-truncated': b'\4' + answer(7, 2, 70, [1])[:-1],
 }
 
+
+def home(app, ident, nodes=(1, 2, 3)):
+    """src/core/home.c's home_pick: the node with the highest score of "app NUL id NUL"."""
+    def fnv(h, data):
+        for b in data:
+            h = ((h ^ b) * 0x100000001b3) & (2**64 - 1)
+        return h
+
+    def fmix(k):
+        for mul in (0xff51afd7ed558ccd, 0xc4ceb9fe1a85ec53):
+            k = ((k ^ (k >> 33)) * mul) & (2**64 - 1)
+        return k ^ (k >> 33)
+
+    key = fnv(fnv(0xcbf29ce484222325, app + b'\0'), ident + b'\0')
+    return max(nodes, key=lambda n: (fmix(fnv(key, struct.pack('>I', n))), -n))
+
+
+# fuzz_busmsg: the handler (byte 0 % 16), env bits (fuzz_busmsg.c), the reply subject.
+BM = dict(xchk=0, xans=1, xapq=2, xapd=3, xsnd=4, xop=5, xfa=6, xrd=7, xpr=8, xtg=9, xrjq=10,
+          xrja=11, xonl=12, xona=13, rin=14, rout=15)
+ALIVE, CHECK_OK, HAS, NO_SRV, NO_CB, STORE_FULL, STATUS = 0x03, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+GOOD = ALIVE | CHECK_OK | HAS
+SELF, PEER, OTHER = 1, 2, 3
+HERE_USER, PEER_USER, HERE_GROUP, PEER_GROUP = b'bob', b'frank', b'1002', b'1000'
+assert (home(b'default', b'alice'), home(b'default', HERE_USER), home(b'default', PEER_USER),
+        home(b'default', HERE_GROUP), home(b'default', PEER_GROUP)) == (SELF, SELF, PEER, SELF,
+                                                                          OTHER)
+
+
+def bm(handler, data, env=GOOD, reply=b''):
+    return bytes([BM[handler], env, len(reply)]) + reply + data
+
+
+def ids(*names):
+    return b''.join(n + b'\0' for n in names)
+
+
+TOKEN = struct.pack('>Q', 0x0102030405060708)
+
+
+def check_req(origin=PEER, to=HERE_USER, flags=0, rec=b''):
+    return TOKEN + struct.pack('>IB', origin, flags) + ids(b'default', b'alice', to) + rec
+
+
+def fwd_hdr(origin=PEER):
+    return TOKEN + struct.pack('>IQB', origin, 77, 2)
+
+
+def fwd_send(origin=PEER, group=HERE_GROUP, flags=0, mtype=1, body=REC):
+    return fwd_hdr(origin) + bytes([flags, mtype]) + ids(b'default', b'alice', group, b'c1') + body
+
+
+def fwd_op(ftype=FT['GROUP_ADD'], group=HERE_GROUP, users=(HERE_USER, PEER_USER), count=None):
+    return (fwd_hdr() + struct.pack('>IBQ', ftype, 1, snowflake(1000, 3, 1)) +
+            ids(b'default', b'alice', group) +
+            struct.pack('>I', len(users) if count is None else count) + ids(*users))
+
+
+def fwd_answer(glen, group=b'', reason=b'not a member'):
+    return TOKEN + struct.pack('>IQQH', 8, 0, 0, glen) + group + reason
+
+
+RJ_COPY = xhome(origin=PEER, home=SELF)
+
+
+def relay(kind, sid, body=b'', edge=PEER, home_node=SELF, ftype=0):
+    return struct.pack('>BxxxIQII', kind, edge, sid, ftype, home_node) + body
+
+
+READ_OK = struct.pack('>Q', 99) + ids(b'default', PEER_USER, HERE_USER)
+LONG_APP = b'A' * 64                     # ids of the longest length (kv.h: KV_ID_MAX)
+LONG_PEER_USER = next(c * 64 for c in (b'a', b'b', b'c', b'd', b'e')
+                      if home(LONG_APP, c * 64) == PEER)
+REASON_MAX, EVENT_MAX = 96, 1024         # cluster_xhome.c's REASON_MAX, cluster.h's
+BUSMSG = {
+    'xchk-ok': bm('xchk', check_req(), reply=b'cim.node.2.xans'),
+    'xchk-ok-transient': bm('xchk', check_req(rec=REC), reply=b'cim.node.2.xans'),
+    'xchk-system-refused': bm('xchk', check_req(flags=1), env=ALIVE, reply=b'cim.node.2.xans'),
+    'xchk-origin-down': bm('xchk', check_req(), env=CHECK_OK, reply=b'cim.node.2.xans'),
+    'xchk-not-homed-here': bm('xchk', check_req(to=PEER_USER), reply=b'cim.node.2.xans'),
+    'xchk-no-reply': bm('xchk', check_req()),
+    'xchk-cut-in-a-name': bm('xchk', check_req()[:20], reply=b'cim.node.2.xans'),
+    'xans-ok': bm('xans', TOKEN + struct.pack('>IQ', 0, 5) + b'a reason'),
+    'xans-short': bm('xans', TOKEN + struct.pack('>IQ', 0, 5)[:-1]),
+    'xans-longest-reason': bm('xans', TOKEN + struct.pack('>IQ', 3, 5) + b'r' * REASON_MAX),
+    'xans-reason-too-long': bm('xans', TOKEN + struct.pack('>IQ', 3, 5) + b'r' * (REASON_MAX + 1)),
+    'xapq-record': bm('xapq', TOKEN + b'\1' + ids(b'default', HERE_GROUP), reply=b'cim.node.2.xapd'),
+    'xapq-timeline-no': bm('xapq', TOKEN + b'\0' + ids(b'default', HERE_USER), env=ALIVE,
+                           reply=b'cim.node.2.xapd'),
+    'xapq-longest': bm('xapq', TOKEN + b'\0' + ids(LONG_APP, b'b' * 64), reply=b'cim.node.2.xapd'),
+    'xapq-id-of-65': bm('xapq', TOKEN + b'\0' + ids(LONG_APP, b'b' * 65), reply=b'cim.node.2.xapd'),
+    'xapq-kind-7': bm('xapq', TOKEN + b'\7' + ids(b'default', HERE_USER), reply=b'cim.node.2.xapd'),
+    'xapq-reply-elsewhere': bm('xapq', TOKEN + b'\1' + ids(b'default', HERE_GROUP),
+                               reply=b'other.2.xapd'),
+    'xapd-ok': bm('xapd', TOKEN + struct.pack('>I', PEER)),
+    'xapd-old-form': bm('xapd', TOKEN),
+    'xapd-no-such-node': bm('xapd', TOKEN + struct.pack('>I', 9)),
+    'xsnd-ok': bm('xsnd', fwd_send()),
+    'xsnd-system': bm('xsnd', fwd_send(flags=1, mtype=8, body=b'')),
+    'xsnd-system-not-system-type': bm('xsnd', fwd_send(flags=1, mtype=1)),
+    'xsnd-store-full': bm('xsnd', fwd_send(), env=GOOD | STORE_FULL),
+    'xsnd-group-elsewhere': bm('xsnd', fwd_send(group=PEER_GROUP)),
+    'xsnd-no-server': bm('xsnd', fwd_send(), env=GOOD | NO_SRV),
+    'xsnd-from-self': bm('xsnd', fwd_send(origin=SELF)),
+    'xsnd-short': bm('xsnd', fwd_send()[:22]),
+    'xop-add': bm('xop', fwd_op()),
+    'xop-dismiss': bm('xop', fwd_op(ftype=FT['GROUP_DISMISS'], users=())),
+    'xop-not-a-change': bm('xop', fwd_op(ftype=0x9999, users=())),
+    'xop-users-missing': bm('xop', fwd_op(ftype=FT['GROUP_JOIN'], users=(), count=2)),
+    'xop-count-over-1000': bm('xop', fwd_op(users=(), count=1001)),
+    'xop-1000-users': bm('xop', fwd_op(users=[b'%d' % i for i in range(1000)])),
+    'xop-group-elsewhere': bm('xop', fwd_op(group=PEER_GROUP)),
+    'xfa-with-group': bm('xfa', fwd_answer(3, b'\x0a\x01\x31')),
+    'xfa-group-overruns': bm('xfa', fwd_answer(40, b'\x0a\x01\x31', b'')),
+    'xfa-short': bm('xfa', fwd_answer(0)[:29]),
+    'xfa-group-one-past-the-end': bm('xfa', fwd_answer(4, b'\x0a\x01\x31', b'')),
+    'xfa-longest': bm('xfa', fwd_answer(256, b'g' * 256, b'r' * REASON_MAX)),
+    'xfa-one-too-long': bm('xfa', fwd_answer(256, b'g' * 256, b'r' * (REASON_MAX + 1))),
+    'xrd-ok': bm('xrd', READ_OK),
+    'xrd-store-full': bm('xrd', READ_OK, env=GOOD | STORE_FULL),
+    'xrd-no-server': bm('xrd', READ_OK, env=GOOD | NO_SRV),
+    'xrd-peer-elsewhere': bm('xrd', struct.pack('>Q', 99) + ids(b'default', HERE_USER, PEER_USER)),
+    'xrd-trailing-byte': bm('xrd', READ_OK + b'x'),
+    'xpr-ok': bm('xpr', ids(b'default', PEER_USER) + f_int(1, 3)),
+    'xpr-user-homed-here': bm('xpr', ids(b'default', HERE_USER) + f_int(1, 3)),
+    'xpr-longest': bm('xpr', ids(LONG_APP, LONG_PEER_USER) + b'e' * EVENT_MAX),
+    'xpr-event-too-long': bm('xpr', ids(LONG_APP, LONG_PEER_USER) + b'e' * (EVENT_MAX + 1)),
+    'xpr-no-event': bm('xpr', ids(b'default', PEER_USER)),
+    'xpr-no-callbacks': bm('xpr', ids(b'default', PEER_USER) + f_int(1, 3), env=GOOD | NO_CB),
+    'xtg-ok': bm('xtg', ids(b'default', HERE_GROUP) + REC),
+    'xtg-nothing-after-names': bm('xtg', ids(b'default', HERE_GROUP)),
+    'xrjq-ok': bm('xrjq', struct.pack('>I', PEER) + RJ_COPY),
+    'xrjq-origin-differs': bm('xrjq', struct.pack('>I', OTHER) + RJ_COPY),
+    'xrjq-for-another-home': bm('xrjq', struct.pack('>I', PEER) + xhome(origin=PEER, home=OTHER)),
+    'xrjq-probe': bm('xrjq', struct.pack('>I', PEER) + probe(SELF, 5)),
+    'xrja-ok': bm('xrja', TOKEN + struct.pack('>IBQ', PEER, 3, snowflake(900, 0, 0))),
+    'xrja-unknown-flag': bm('xrja', TOKEN + struct.pack('>IBQ', PEER, 8, 0)),
+    'xrja-short': bm('xrja', TOKEN + struct.pack('>IB', PEER, 1)),
+    'xonl-ok': bm('xonl', ask(7, b'default', [b'alice', HERE_USER, b'alice']),
+                  reply=b'cim.node.2.xona'),
+    'xonl-no-server': bm('xonl', ask(7, b'default', [b'alice']), env=GOOD | NO_SRV,
+                         reply=b'cim.node.2.xona'),
+    'xonl-reply-elsewhere': bm('xonl', ask(7, b'default', [b'alice']), reply=b'x.node.2.xona'),
+    'xonl-truncated': bm('xonl', ask(7, b'default', [b'alice'])[:-1], reply=b'cim.node.2.xona'),
+    'xona-ok': bm('xona', answer(7, PEER, 3, [1])),
+    'xona-no-responders': bm('xona', b'', env=GOOD | STATUS),
+    'xona-status-with-data': bm('xona', answer(7, PEER, 3, [1]), env=GOOD | STATUS),
+    'xona-stray-bit': bm('xona', answer(7, 2, 3, [0])[:-1] + b'\x09'),
+    'rin-login': bm('rin', relay(1, 5, bytes([4]) + bytes(16) + login_req())),
+    'rin-frame': bm('rin', relay(2, 5, PING, ftype=FT['PING'])),
+    'rin-closed': bm('rin', relay(3, 1 << 48)),
+    'rin-kind-4': bm('rin', relay(4, 5)),
+    'rin-short': bm('rin', relay(2, 5)[:23]),
+    'rout-frame-worker-0': bm('rout', relay(2, 7, PING, edge=SELF, home_node=PEER, ftype=0x0106)),
+    'rout-frame-worker-1-full': bm('rout', relay(2, 1 << 48 | 7, PING, edge=SELF, home_node=PEER,
+                                                 ftype=0x0106)),
+    'rout-closed-worker-1-full': bm('rout', relay(3, 1 << 48 | 7, edge=SELF, home_node=PEER)),
+    'rout-no-such-worker': bm('rout', relay(2, 9 << 48, PING, edge=SELF, home_node=PEER)),
+}
+
 CORPORA = {
     'fuzz_session': SESSION,
     'fuzz_auth': AUTH,
@@ -386,6 +550,7 @@ CORPORA = {
     'fuzz_frame': FRAMES,
     'fuzz_token': TOKENS,
     'fuzz_bus': BUS,
+    'fuzz_busmsg': BUSMSG,
 }
 
 

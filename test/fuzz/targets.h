@@ -35,4 +35,9 @@ int fuzz_admin_input(const uint8_t *data, size_t size);
  *  (fuzz_bus.c). */
 int fuzz_bus_input(const uint8_t *data, size_t size);
 
+/** fuzz_busmsg: the cluster's handlers of those messages (and of the relay's) in a cluster
+ *  that is never started, against models of their formats (fuzz_busmsg.c). Its programs
+ *  link with -Wl,--wrap=natsConnection_Publish. */
+int fuzz_busmsg_input(const uint8_t *data, size_t size);
+
 #endif
