@@ -363,8 +363,9 @@ void cluster__xh_on_check(cluster_t *c, natsConnection *nc, natsMsg *msg)
     uint32_t origin;
     int code, n;
 
-    if (reply == NULL || end - p < 13 || end - p > CHECK_REQ_MAX + XHOME_REC_MAX ||
-        !next_id(&q, end, app) || !next_id(&q, end, from) || !next_id(&q, end, to)) {
+    if (reply == NULL || strncmp(reply, c->prefix, strlen(c->prefix)) != 0 || end - p < 13 ||
+        end - p > CHECK_REQ_MAX + XHOME_REC_MAX || !next_id(&q, end, app) ||
+        !next_id(&q, end, from) || !next_id(&q, end, to)) {
         atomic_fetch_add_explicit(&c->x_dropped, 1, memory_order_relaxed);
         return;
     }
@@ -466,8 +467,9 @@ void cluster__xh_on_applied(cluster_t *c, natsMsg *msg)
 #define FWD_SEND_MAX (FWD_HDR + 2 + 4 * (KV_ID_MAX + 1))
 #define FWD_OP_MAX (FWD_HDR + 4 + 1 + 8 + 3 * (KV_ID_MAX + 1) + 4)
 
-/* The group named is homed here, and the origin is a peer: else refused (to the origin's
- * .xfa: it answers its session with it). */
+/* The group named is homed here, and the origin is a peer: else refused — to the origin's
+ * .xfa (it answers its session with it), or, from an origin that is no peer, dropped and
+ * counted. */
 static bool fwd_ok(cluster_t *c, natsConnection *nc, const uint8_t *p, const char *app,
                    const char *group)
 {

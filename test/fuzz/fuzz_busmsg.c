@@ -511,7 +511,7 @@ static const pub_t *want_pub(const in_t *in, const char *subj, size_t min, size_
 }
 
 /* .xchk: u64 token, u32 origin, u8 flags (1: system), app NUL from NUL to NUL, then a
- * transient message (maybe none), from an origin; answered on the reply subject: u64
+ * transient message (maybe none), from an origin; answered on the reply subject (one of the cluster's, else dropped): u64
  * token, u32 code, u64 this home's floor (xreleased), the reason when not OK. The check
  * callback is asked when the origin is a live peer and the recipient is homed here. */
 static void check_check(const in_t *in)
@@ -524,8 +524,8 @@ static void check_check(const in_t *in)
     int code = cim_Code_SERVER_BUSY;
     const pub_t *r;
 
-    if (in->reply == NULL || in->n < 13 || in->n > CHECK_REQ_MAX + XHOME_REC_MAX ||
-        !read_ids(in, &off, 3, ids)) {
+    if (in->reply == NULL || strncmp(in->reply, PREFIX, strlen(PREFIX)) != 0 || in->n < 13 ||
+        in->n > CHECK_REQ_MAX + XHOME_REC_MAX || !read_ids(in, &off, 3, ids)) {
         expect(in, &DROPPED);
         return;
     }
