@@ -511,9 +511,10 @@ static const pub_t *want_pub(const in_t *in, const char *subj, size_t min, size_
 }
 
 /* .xchk: u64 token, u32 origin, u8 flags (1: system), app NUL from NUL to NUL, then a
- * transient message (maybe none), from an origin; answered on the reply subject (one of the cluster's, else dropped): u64
- * token, u32 code, u64 this home's floor (xreleased), the reason when not OK. The check
- * callback is asked when the origin is a live peer and the recipient is homed here. */
+ * transient message (maybe none), from an origin; answered on the reply subject (one of
+ * the cluster's, else dropped): u64 token, u32 code, u64 this home's floor (xreleased),
+ * the reason when not OK. The check callback is asked when the origin is a live peer and
+ * the recipient is homed here. */
 static void check_check(const in_t *in)
 {
     char ids[3][KV_ID_MAX + 1];
