@@ -41,6 +41,7 @@
 #include "core/be.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/rc.h"
 #include "core/snowflake.h"
 
 #define RJ_ANSWER_LEN (8 + 4 + 1 + 8)
@@ -64,6 +65,7 @@ typedef struct xh_rj {
     bool has, late, unchecked, reissuing, due;
     uint64_t floor;      /* the greatest floor answered */
     uint64_t since_ms, asked_ms;
+    uint64_t retry_ms;   /* a reissue failed: not before this */
 } xh_rj_t;
 
 /* ---- libnats's delivery thread ----------------------------------------------------------- */
@@ -215,7 +217,8 @@ static void decide(cluster_t *c, xh_rj_t *rj)
     server_t *srv = c->srv;
     store_rejoin_t *q;
 
-    if (!rj->complete || rj->reissuing || (rj->answered & rj->ask) != rj->ask)
+    if (!rj->complete || rj->reissuing || (rj->answered & rj->ask) != rj->ask ||
+        cluster__now_ms() < rj->retry_ms)
         return;
     if (rj->has || !rj->late || rj->unchecked) {
         if (rj->late)
@@ -248,10 +251,17 @@ static void take_reissued(cluster_t *c, store_rejoin_t *q)
 
     if (rj == NULL)
         return;
+    if (q->rc == RC_EPROTO || q->rc == RC_EINVAL) {
+        /* unreadable here (logged by the store): no new id can be made for it */
+        publish_as_is(c, q->id);
+        unlink_rj(c, rj);
+        return;
+    }
     if (q->rc < 0) {
         LOG_RL(LOG_LVL_ERROR, "cluster: message %" PRIu64 " of the outbox could not be given a "
                               "new id: trying again", q->id);
-        rj->reissuing = false; /* the next tick decides again */
+        rj->reissuing = false;
+        rj->retry_ms = cluster__now_ms() + RJ_RETRY_MS;
         return;
     }
     c->out_tail = NULL;

@@ -510,7 +510,8 @@ int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
          * index — as its origin may give it a new id (docs/SCALING.md, "Rejoining: the
          * outbox"). What it changes in a group's state still follows (idempotent). */
         a->result = STORE_APPLY_LATE;
-        rc = kv_msg_get(txn, a->id, &v, &vlen) == RC_ENOTFOUND ? store__mirror(st, txn, a) : 0;
+        rc = kv_msg_get(txn, a->id, &v, &vlen);
+        rc = rc == RC_ENOTFOUND ? store__mirror(st, txn, a) : rc < 0 ? rc : 0;
         goto out;
     }
     /* The first apply here of a message (the origin put its record at commit, and applies
