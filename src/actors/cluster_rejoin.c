@@ -55,7 +55,8 @@
 enum { RJ_HAS = 1, RJ_LATE = 2, RJ_NOT_YET = 4 }; /* answer flags; NOT_YET: the home does not
                                                      wait for the origin's watermarks yet */
 
-/* An outbox entry of the start, waiting for its homes' answers. */
+/* A held message (of the outbox at start, or published late), waiting for its homes'
+ * answers. */
 typedef struct xh_rj {
     struct xh_rj *next, *prev;
     uint64_t id;
