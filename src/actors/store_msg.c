@@ -306,6 +306,38 @@ static void xq_push(store_t *st, uint64_t id, uint32_t home, uint64_t skip_sid, 
     q->len = len;
 }
 
+/* An outbox entry being built (xhome.h): XHOME_OUTBOX_MULTI, then per home a u32 length and
+ * its XHOME_MSG; or a single XHOME_MSG. */
+typedef struct obox {
+    uint8_t *p;
+    size_t len, cap;
+    bool multi;
+} obox_t;
+
+static void obox_init(obox_t *b, bool multi, size_t cap)
+{
+    b->cap = cap > 0 ? cap : 1;
+    b->p = mem_alloc(b->cap);
+    b->len = 0;
+    b->multi = multi;
+    if (multi)
+        b->p[b->len++] = XHOME_OUTBOX_MULTI;
+}
+
+static void obox_add(obox_t *b, const uint8_t *x, size_t n)
+{
+    if (b->len + 4 + n > b->cap) {
+        b->cap = 2 * (b->len + 4 + n);
+        b->p = mem_realloc(b->p, b->cap);
+    }
+    if (b->multi) {
+        be32_put(b->p + b->len, (uint32_t)n);
+        b->len += 4;
+    }
+    memcpy(b->p + b->len, x, n);
+    b->len += n;
+}
+
 /* In a cluster: the record, and one XHOME_MSG per home it goes to, with the users it
  * reaches there — the homes of its users, and every home for a group's conversation (each
  * home keeps the group's index and records, so HISTORY, CONV_LIST and unread counts are
@@ -325,14 +357,15 @@ static int commit_homes(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *i
     const char **users = mem_alloc((m->nusers ? m->nusers : 1) * sizeof(*users));
     bool everywhere = m->conv_type == cim_ConvType_GROUP &&
                       (m->index || m->msg_type == cim_MsgType_RECALL);
-    size_t blen = 1, bcap = 256;
-    uint8_t *box = mem_alloc(bcap), *xmsg;
+    uint8_t *xmsg;
+    obox_t box;
     store_send_t meta;
     xhome_msg_t x;
     blob_t *b;
     int rc = 0;
 
     *homes = 0;
+    obox_init(&box, true, 256);
     for (size_t u = 0; u < m->nusers; u++)
         at[u] = (size_t)cluster_index_of(c, cluster_home(c, m->app, m->users[u]));
     if ((b = new_record(st, m, 0, &meta)) == NULL) {
@@ -342,7 +375,6 @@ static int commit_homes(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *i
     xmsg_init(&x, st, m, meta.msg_id, b);
     x.skip_sid = m->skip_sid;
     x.users = users;
-    box[0] = XHOME_OUTBOX_MULTI;
     /* the other homes first, this one last: its own apply (which ends the outbox entry)
      * must come after every other home's copy is on JetStream */
     for (size_t k = 0; k < nn && rc == 0; k++) {
@@ -359,26 +391,20 @@ static int commit_homes(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *i
                             (m->skip_sid != 0 && i == sender && i != self ? XHOME_F_SKIP : 0));
         if ((rc = xhome_encode(&x, &xmsg, &len)) < 0)
             break;
-        if (blen + 4 + len > bcap) {
-            bcap = 2 * (blen + 4 + len);
-            box = mem_realloc(box, bcap);
-        }
-        be32_put(box + blen, (uint32_t)len);
-        memcpy(box + blen + 4, xmsg, len);
-        blen += 4 + len;
+        obox_add(&box, xmsg, len);
         xq_push(st, meta.msg_id, nodes[i], i == sender ? m->skip_sid : 0, xmsg, len);
         if (x.nusers > 0 && i != self)
             *homes |= 1ULL << i;
     }
     if (rc == 0 && (rc = kv_msg_put(txn, meta.msg_id, b->data, b->len)) == 0 &&
-        (rc = kv_outbox_put(txn, meta.msg_id, box, blen)) == 0) {
+        (rc = kv_outbox_put(txn, meta.msg_id, box.p, box.len)) == 0) {
         ctr_add(&st->stats.messages, 1);
         *id = meta.msg_id;
         *time_ms = meta.time_ms;
     }
     blob_unref(b);
 out:
-    mem_free(box);
+    mem_free(box.p);
     mem_free(users);
     mem_free(at);
     return rc; /* a failure fails the batch: store__xq_drop frees what was queued */
@@ -595,9 +621,7 @@ typedef struct reissue {
     store_t *st;
     uint64_t id;
     const blob_t *rec;
-    uint8_t *box;   /* the new outbox entry */
-    size_t blen, bcap;
-    bool multi;
+    obox_t box;     /* the new outbox entry */
 } reissue_t;
 
 static int reissue_copy(void *ctx, const uint8_t *val, size_t len)
@@ -626,16 +650,7 @@ static int reissue_copy(void *ctx, const uint8_t *val, size_t len)
     x.rec = r->rec->data;
     x.rec_len = r->rec->len;
     if ((rc = xhome_encode(&x, &xmsg, &xlen)) == 0) {
-        if (r->blen + 4 + xlen > r->bcap) {
-            r->bcap = 2 * (r->blen + 4 + xlen);
-            r->box = mem_realloc(r->box, r->bcap);
-        }
-        if (r->multi) {
-            be32_put(r->box + r->blen, (uint32_t)xlen);
-            r->blen += 4;
-        }
-        memcpy(r->box + r->blen, xmsg, xlen);
-        r->blen += xlen;
+        obox_add(&r->box, xmsg, xlen);
         xq_push(r->st, r->id, x.home, 0, xmsg, xlen); /* handed over after the commit */
     }
     mem_free(names);
@@ -657,8 +672,9 @@ static int rejoin_reissue(store_t *st, kv_txn_t *txn, store_rejoin_t *q)
     const uint8_t *v, *body;
     uint8_t *box = NULL, *rec = NULL;
     size_t blen, rlen, bodylen;
-    reissue_t r = {st, 0, NULL, NULL, 0, 0, false};
+    reissue_t r = {st, 0, NULL, {NULL, 0, 0, false}};
     store_send_t meta;
+    smsg_t sm;
     blob_t *b = NULL;
     int rc;
 
@@ -686,38 +702,28 @@ static int rejoin_reissue(store_t *st, kv_txn_t *txn, store_rejoin_t *q)
         q->rc = RC_EPROTO;
         goto out;
     }
-    memset(&meta, 0, sizeof(meta));
-    store__ids_above(st, q->floor);
-    meta.msg_id = snowflake_next(&st->ids, snowflake_now_ms());
-    meta.time_ms = snowflake_time_ms(meta.msg_id);
-    meta.conv_type = (uint8_t)m.conv_type;
-    meta.msg_type = (uint8_t)m.msg_type;
-    meta.from_kind = (uint8_t)m.from_device;
-    snprintf(meta.from, sizeof(meta.from), "%s", m.from);
-    snprintf(meta.to, sizeof(meta.to), "%s", m.to);
-    snprintf(meta.cmid, sizeof(meta.cmid), "%s", m.client_msg_id);
-    if ((b = message_encode(&meta, body, bodylen)) == NULL) {
+    /* the same message, as a SEND would store it, under a new id above the floor */
+    sm = (smsg_t){.from = m.from, .from_kind = (uint8_t)m.from_device,
+                  .conv_type = (uint8_t)m.conv_type, .to = m.to, .msg_type = (uint8_t)m.msg_type,
+                  .cmid = m.client_msg_id, .body = body, .body_len = bodylen};
+    if ((b = new_record(st, &sm, q->floor, &meta)) == NULL) {
         q->rc = RC_EINVAL;
         goto out;
     }
     r.id = meta.msg_id;
     r.rec = b;
-    r.multi = box[0] == XHOME_OUTBOX_MULTI;
-    r.bcap = blen + 64;
-    r.box = mem_alloc(r.bcap);
-    if (r.multi)
-        r.box[r.blen++] = XHOME_OUTBOX_MULTI;
+    obox_init(&r.box, box[0] == XHOME_OUTBOX_MULTI, blen + 64);
     /* A failure after a copy was queued fails the batch (store__xq_drop frees them). */
     if ((rc = xhome_outbox_each(box, blen, reissue_copy, &r)) == 0 &&
         (rc = kv_msg_put(txn, r.id, b->data, b->len)) == 0 &&
-        (rc = kv_outbox_put(txn, r.id, r.box, r.blen)) == 0 &&
+        (rc = kv_outbox_put(txn, r.id, r.box.p, r.box.len)) == 0 &&
         (rc = kv_msg_del(txn, q->id)) == 0 && (rc = kv_outbox_del(txn, q->id)) == 0) {
         dedup_add(st->srv->dedup, meta.from, meta.cmid, r.id);
         q->new_id = r.id;
     }
 out:
     blob_unref(b);
-    mem_free(r.box);
+    mem_free(r.box.p);
     mem_free(rec);
     mem_free(box);
     return rc;
