@@ -109,16 +109,12 @@ static int post_message(admin_t *a, h2o_req_t *req, const char *app)
      * is this home's */
     code = cim_Code_OK;
     if (rc == 0 && home != cluster_self(cl))
-        rc = m.transient ? 0 : send_resend(a->srv, app, m.from, m.cmid, &prior);
+        rc = m.transient ? 0 : send_resend(a->srv, app, m.from, m.cmid, &prior, &code, &reason);
     else if (rc == 0)
         rc = send_check(a->srv, app, m.from, m.conv_type, m.to, m.transient ? "" : m.cmid,
                         m.system, &prior, &code, &reason);
     if (rc < 0) {
         rc = admin_error(req, 500, "INTERNAL", "storage error");
-        goto out;
-    }
-    if (rc == DEDUP_PENDING) { /* committed here, on its way to the timelines */
-        rc = admin_refuse(req, cim_Code_SERVER_BUSY, SEND_NOT_APPLIED);
         goto out;
     }
     if (prior != 0) { /* a resend of a stored client_msg_id: the original answer */

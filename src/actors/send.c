@@ -18,6 +18,18 @@
 
 #define TRANSIENT_ROUTE_MAX 64
 
+/* dedup_find's DEDUP_PENDING: a resend of a message committed here but not in its
+ * timelines yet, refused SERVER_BUSY (no prior id: it must not be answered OK yet). */
+static int pending(int rc, uint64_t *prior, int *code, const char **why)
+{
+    if (rc != DEDUP_PENDING)
+        return rc;
+    *prior = 0;
+    *code = cim_Code_SERVER_BUSY;
+    *why = SEND_NOT_APPLIED;
+    return 0;
+}
+
 int send_check(server_t *srv, const char *app, const char *from, int conv_type,
                const char *to, const char *cmid, bool system, uint64_t *prior, int *code,
                const char **why)
@@ -37,8 +49,10 @@ int send_check(server_t *srv, const char *app, const char *from, int conv_type,
      * original whatever else holds now; looked up in the same transaction. */
     if (cmid[0] != '\0') {
         rc = dedup_find(srv->dedup, txn, app, from, cmid, true, prior);
-        if (rc != RC_ENOTFOUND)
-            goto out; /* found (0), on its way (DEDUP_PENDING) or failed */
+        if (rc != RC_ENOTFOUND) {
+            rc = pending(rc, prior, code, why);
+            goto out; /* found, on its way or failed */
+        }
     }
     if (conv_type == cim_ConvType_GROUP) {
         rc = group_id_parse(to, &gid) < 0 ? RC_ENOTFOUND : group_load(txn, app, gid, &g);
@@ -87,17 +101,18 @@ out:
 }
 
 int send_resend(server_t *srv, const char *app, const char *from, const char *cmid,
-                uint64_t *prior)
+                uint64_t *prior, int *code, const char **why)
 {
     kv_txn_t *txn = NULL;
     int rc = kv_begin(srv->kv, KV_READ, &txn);
 
     *prior = 0;
+    *code = cim_Code_OK;
     if (rc < 0)
         return rc;
     rc = dedup_find(srv->dedup, txn, app, from, cmid, true, prior);
     kv_abort(txn);
-    return rc == RC_ENOTFOUND ? 0 : rc; /* 0, DEDUP_PENDING or rc */
+    return rc == RC_ENOTFOUND ? 0 : pending(rc, prior, code, why);
 }
 
 int send_check_home(void *ctx, const char *app, const char *from, const char *to,

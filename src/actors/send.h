@@ -30,9 +30,10 @@
  *  - GROUP: the group exists and lives (NOT_FOUND) and @p from is a member (NOT_MEMBER).
  * With @p system (the admin API's SYSTEM messages) blocks and membership do not apply;
  * existence does. The store checks group membership again in its own order.
+ * A resend of a message committed here but not in its timelines yet (a cluster's) is
+ * refused SERVER_BUSY, SEND_NOT_APPLIED, with @p prior 0.
  * @param[out] code  cim_Code_OK or the code to refuse with, @p why its reason.
- * @return 0, DEDUP_PENDING (@p prior is committed here but not in its timelines yet:
- *         answer SEND_NOT_APPLIED), or rc (storage).
+ * @return 0, or rc (storage).
  */
 int send_check(server_t *srv, const char *app, const char *from, int conv_type,
                const char *to, const char *cmid, bool system, uint64_t *prior, int *code,
@@ -42,10 +43,11 @@ int send_check(server_t *srv, const char *app, const char *from, int conv_type,
  * Is @p cmid (non-empty) of @p from a resend? Only the deduplication window is looked at
  * (a DIRECT message to a user of another home: the rest is that home's to judge).
  * @param[out] prior  the original id, or 0.
- * @return 0, DEDUP_PENDING (as send_check), or rc (storage).
+ * @param[out] code  cim_Code_OK, or SERVER_BUSY as send_check's (@p why its reason).
+ * @return 0, or rc (storage).
  */
 int send_resend(server_t *srv, const char *app, const char *from, const char *cmid,
-                uint64_t *prior);
+                uint64_t *prior, int *code, const char **why);
 
 /**
  * The check a sender's home asks of this node, the recipient's (cluster_check_cb; @p ctx

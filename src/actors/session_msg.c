@@ -162,15 +162,14 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
     if (home != cluster_self(cl)) {
         code = cim_Code_OK;
         rc = req->transient ? 0
-                            : send_resend(s->w->srv, s->app, s->user, req->client_msg_id, &prior);
+                            : send_resend(s->w->srv, s->app, s->user, req->client_msg_id, &prior,
+                                          &code, &why);
     } else {
         rc = send_check(s->w->srv, s->app, s->user, (int)req->conv_type, req->to,
                         req->transient ? "" : req->client_msg_id, false, &prior, &code, &why);
     }
     if (rc < 0)
         return reject(s, req, cim_Code_INTERNAL, "storage error");
-    if (rc == DEDUP_PENDING) /* committed here, on its way to the timelines */
-        return reject(s, req, cim_Code_SERVER_BUSY, SEND_NOT_APPLIED);
     /* A resend of a stored client_msg_id is answered with the original id before
      * anything else is judged: the first send was accepted, and a retry after the peer
      * blocked or the group went away must not turn it into an error. The store checks
