@@ -4,10 +4,12 @@
 #include "actors/xhome.h"
 
 #include <nats/nats.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "actors/cluster.h"
 #include "actors/cluster_int.h"
+#include "core/be.h"
 #include "core/conf.h"
 #include "core/mem.h"
 #include "core/rc.h"
@@ -302,6 +304,18 @@ TEST(xhome_merge_releases_in_id_order)
     mem_free(x);
 }
 
+/* Hand @p len bytes at @p data on subject @p subj to @p handle (a handler of libnats's
+ * thread that takes no connection). */
+static void feed(cluster_t *c, void (*handle)(cluster_t *, natsMsg *), const char *subj,
+                 const void *data, int len)
+{
+    natsMsg *nm = NULL;
+
+    ASSERT_EQ(natsMsg_Create(&nm, subj, NULL, data, len), NATS_OK);
+    handle(c, nm);
+    natsMsg_Destroy(nm);
+}
+
 /* What arrives from the bus malformed is dropped and counted, never applied. */
 TEST(xhome_malformed_bus_messages_are_dropped_and_counted)
 {
@@ -319,6 +333,7 @@ TEST(xhome_malformed_bus_messages_are_dropped_and_counted)
     conf.cluster_nodes[1] = 2;
     conf.cluster_nodes[2] = 3;
     c = cluster_new(&conf); /* not started: no thread, no connection */
+    snprintf(c->prefix, sizeof(c->prefix), "cim.node."); /* what cluster_start sets */
 
     /* a watermark too short */
     m = mem_calloc(sizeof(*m) + 8);
@@ -339,9 +354,7 @@ TEST(xhome_malformed_bus_messages_are_dropped_and_counted)
     cluster__xh_on_check(c, NULL, nm);
     natsMsg_Destroy(nm);
     /* an answer too short */
-    ASSERT_EQ(natsMsg_Create(&nm, "cim.node.1.xans", NULL, "short", 5), NATS_OK);
-    cluster__xh_on_answer(c, nm);
-    natsMsg_Destroy(nm);
+    feed(c, cluster__xh_on_answer, "cim.node.1.xans", "short", 5);
 
     /* forwarded requests (a group's SEND and change) and their answers, malformed */
     ASSERT_EQ(natsMsg_Create(&nm, "cim.node.1.xsnd", "cim.node.2.xfa", "short", 5), NATS_OK);
@@ -368,28 +381,54 @@ TEST(xhome_malformed_bus_messages_are_dropped_and_counted)
         cluster__xh_on_fwd_op(c, NULL, nm);
         natsMsg_Destroy(nm);
     }
-    ASSERT_EQ(natsMsg_Create(&nm, "cim.node.1.xfa", NULL, "short", 5), NATS_OK);
-    cluster__xh_on_fwd_answer(c, nm);
-    natsMsg_Destroy(nm);
+    feed(c, cluster__xh_on_fwd_answer, "cim.node.1.xfa", "short", 5);
     /* an "applied" report of the old 8-byte form, and one naming no node of the cluster */
-    ASSERT_EQ(natsMsg_Create(&nm, "cim.node.1.xapd", NULL, "12345678", 8), NATS_OK);
-    cluster__xh_on_applied(c, nm);
-    natsMsg_Destroy(nm);
-    ASSERT_EQ(natsMsg_Create(&nm, "cim.node.1.xapd", NULL, "12345678\0\0\0\x09", 12), NATS_OK);
-    cluster__xh_on_applied(c, nm);
-    natsMsg_Destroy(nm);
+    feed(c, cluster__xh_on_applied, "cim.node.1.xapd", "12345678", 8);
+    feed(c, cluster__xh_on_applied, "cim.node.1.xapd", "12345678\0\0\0\x09", 12);
     /* a query whose kind is neither 0 nor 1 */
     ASSERT_EQ(natsMsg_Create(&nm, "cim.node.1.xapq", "cim.node.2.xapd",
                              "12345678\x07" "default\0bob\0", 21), NATS_OK);
     cluster__xh_on_query(c, NULL, nm);
     natsMsg_Destroy(nm);
     /* a group's transient message with nothing after its names */
-    ASSERT_EQ(natsMsg_Create(&nm, "cim.node.1.xtg", NULL, "default\0" "1000\0", 13), NATS_OK);
-    cluster__xh_on_group_transient(c, nm);
+    feed(c, cluster__xh_on_group_transient, "cim.node.1.xtg", "default\0" "1000\0", 13);
+
+    /* a check whose reply subject is not one of the cluster's */
+    ASSERT_EQ(natsMsg_Create(&nm, "cim.node.1.xchk", "elsewhere.inbox",
+                             "0123456789ab\0default\0alice\0bob\0", 31), NATS_OK);
+    cluster__xh_on_check(c, NULL, nm);
     natsMsg_Destroy(nm);
+    /* rejoin questions: too short; a copy that is no XHOME_MSG; a copy for another home */
+    feed(c, cluster__rj_on_ask, "cim.node.1.xrjq", "\0\0", 2);
+    feed(c, cluster__rj_on_ask, "cim.node.1.xrjq", "\0\0\0\x02junk", 8);
+    {
+        xhome_msg_t x;
+        uint8_t *buf, *q;
+        size_t len;
+        sample(&x);
+        x.home = 3; /* not this node */
+        ASSERT_EQ(xhome_encode(&x, &buf, &len), 0);
+        q = mem_alloc(4 + len);
+        be32_put(q, x.origin);
+        memcpy(q + 4, buf, len);
+        feed(c, cluster__rj_on_ask, "cim.node.1.xrjq", q, (int)(4 + len));
+        mem_free(q);
+        mem_free(buf);
+    }
+    /* rejoin answers: too short; naming no node of the cluster; flags out of range */
+    feed(c, cluster__rj_on_answer, "cim.node.1.xrja", "short", 5);
+    {
+        uint8_t a[21] = {0};
+        be32_put(a + 8, 9);
+        feed(c, cluster__rj_on_answer, "cim.node.1.xrja", a, 21);
+        be32_put(a + 8, 2);
+        a[12] = 0x80;
+        feed(c, cluster__rj_on_answer, "cim.node.1.xrja", a, 21);
+    }
 
     cluster_stats(c, &st);
-    ASSERT_U64_EQ(st.xhome_dropped_total, 12);
+    ASSERT_U64_EQ(st.xhome_dropped_total, 19);
+    ASSERT_U64_EQ(st.xhome_held_total, 0);
     ASSERT_U64_EQ(st.xhome_consumed_total, 0);
     ASSERT_U64_EQ(st.xhome_pending, 0);
     cluster_free(c);
