@@ -1285,6 +1285,17 @@ TEST_TIMEOUT(e2e_cluster_xhome_rejoin_stalled, 180)
     stop_cluster(&n, t, seed);
 }
 
+/* A's timeline (node 1) and B's (node 2) hold one message each, the same. @return its id. */
+static uint64_t one_in_each(tsrv_t t[NODES], const char *a_id, const char *b_id)
+{
+    static tmsg_t ta[64], tb[64];
+
+    ASSERT_EQ(timeline(&t[0], a_id, "v1", ta, 64), 1);
+    ASSERT_EQ(timeline(&t[1], b_id, "v1", tb, 64), 1);
+    ASSERT_EQ(ta[0].msg_id, tb[0].msg_id);
+    return ta[0].msg_id;
+}
+
 /* The home a message of the outbox goes to is down when its origin comes back: it cannot
  * be asked, so after a while the message is published as it is (the origin does not hold
  * its own timelines, nor every home's merge, for ever), and the home applies it when back. */
@@ -1293,9 +1304,7 @@ TEST_TIMEOUT(e2e_cluster_xhome_rejoin_home_down, 150)
     tnats_t n;
     tsrv_t t[NODES];
     char seed[256], a_id[32], b_id[32], conf[512];
-    static tmsg_t ta[64], tb[64];
     cim_SendRsp first;
-    size_t na, nb;
 
     cimc_close(send_stuck(&n, t, seed, a_id, b_id, "hd-1", "later", &first));
     tsrv_kill(&t[0]); /* its outbox holds hd-1 */
@@ -1309,11 +1318,7 @@ TEST_TIMEOUT(e2e_cluster_xhome_rejoin_home_down, 150)
     tsrv_restart(&t[1]);
     EVENTUALLY(alive_set(&t[0]) == 0xe && alive_set(&t[1]) == 0xe, 15000, "node 2 not back");
     EVENTUALLY(timeline_has_cmid(&t[1], b_id, "hd-1"), 20000, "B never got the message");
-    na = timeline(&t[0], a_id, "v1", ta, 64);
-    nb = timeline(&t[1], b_id, "v1", tb, 64);
-    ASSERT_EQ(na, 1);
-    ASSERT_EQ(nb, 1);
-    ASSERT_EQ(ta[0].msg_id, tb[0].msg_id);
+    (void)one_in_each(t, a_id, b_id);
     ASSERT_EQ(metric_of(&t[0], "cim_cluster_xhome_reissued_total"), 0);
     stop_cluster(&n, t, seed);
 }
@@ -1327,9 +1332,7 @@ TEST_TIMEOUT(e2e_cluster_xhome_resend_pending, 150)
     tnats_t n;
     tsrv_t t[NODES];
     char seed[256], a_id[32], b_id[32], conf[512];
-    static tmsg_t ta[64], tb[64];
     cim_SendRsp first, again;
-    size_t na, nb;
 
     cimc_t *a = send_stuck(&n, t, seed, a_id, b_id, "pend-1", "once", &first);
     for (int k = 0; k < 2; k++) {
@@ -1345,12 +1348,7 @@ TEST_TIMEOUT(e2e_cluster_xhome_resend_pending, 150)
     ASSERT_OK(tmsg_send(a, b_id, "pend-1", cim_MsgType_TEXT, "once", 4, false, &again));
     ASSERT_EQ(again.code, cim_Code_OK);
     cimc_close(a);
-    na = timeline(&t[0], a_id, "v1", ta, 64);
-    nb = timeline(&t[1], b_id, "v1", tb, 64);
-    ASSERT_EQ(na, 1);
-    ASSERT_EQ(nb, 1);
-    ASSERT_EQ(ta[0].msg_id, again.msg_id);
-    ASSERT_EQ(tb[0].msg_id, again.msg_id);
+    ASSERT_EQ(one_in_each(t, a_id, b_id), again.msg_id);
     ASSERT_EQ(metric_of(&t[0], "cim_cluster_xhome_reissued_total"), 0);
     stop_cluster(&n, t, seed);
 }
