@@ -5,6 +5,10 @@
  *    and handled in place; only a trailing partial frame is copied, sized to that frame;
  *  - requests are encoded and sealed in the loop's scratch buffers and written with
  *    uv_try_write; only what the kernel refuses is copied into a queued uv_write;
+ *  - what the callbacks of one read send on that read's connection (an answer that
+ *    triggers the next request, say) is gathered in the loop's cork buffer and written
+ *    with one uv_try_write when the read's frames are handled: one segment, not one per
+ *    frame;
  *  - heartbeats and timeouts are one 250 ms timer per loop sweeping its connections, not
  *    one timer per connection;
  *  - the handshake state and the LoginReq to send exist only while connecting.
@@ -42,6 +46,9 @@ struct cimc_async_loop {
     size_t pt_cap;
     uint8_t *out; /* scratch: the sealed frame */
     size_t out_cap;
+    cimc_t *corked; /* the connection whose read is being handled, or NULL */
+    uint8_t *cork;  /* what its callbacks wrote meanwhile */
+    size_t cork_len, cork_cap;
     uint8_t rbuf[RBUF_SIZE];
 };
 
@@ -68,6 +75,7 @@ static void maybe_free_loop(cimc_async_loop_t *al)
     chan_ctx_free(al->ctx);
     mem_free(al->pt);
     mem_free(al->out);
+    mem_free(al->cork);
     mem_free(al);
 }
 
@@ -125,11 +133,15 @@ static void on_tcp_close(uv_handle_t *h)
     finish(c);
 }
 
-/* Start closing with @p rc (0: the user asked). Idempotent. */
+static int uncork(cimc_t *c);
+
+/* Start closing with @p rc (0: the user asked). Idempotent. Frames written before are
+ * offered to the kernel first, as they would have been without the cork. */
 static void fail(cimc_t *c, int rc)
 {
     if (c->u.a.closing)
         return;
+    (void)uncork(c); /* best effort, as a write just before a close is */
     c->u.a.closing = true;
     c->err = rc;
     if (rc != 0)
@@ -149,9 +161,9 @@ static void on_write(uv_write_t *req, int status)
         fail(c, status == UV_EPIPE || status == UV_ECONNRESET ? RC_ECLOSED : status);
 }
 
-/* Write a frame: straight to the kernel when nothing is queued, else queue a copy of the
- * rest. Never calls a user callback. */
-static int write_out(cimc_t *c, const uint8_t *data, size_t len)
+/* Write: straight to the kernel when nothing is queued, else queue a copy of the rest.
+ * Never calls a user callback. */
+static int write_now(cimc_t *c, const uint8_t *data, size_t len)
 {
     uv_stream_t *s = (uv_stream_t *)&c->u.a.tcp;
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
@@ -177,8 +189,40 @@ static int write_out(cimc_t *c, const uint8_t *data, size_t len)
             return rc;
         }
     }
-    c->last_tx_ms = uv_now(c->u.a.al->loop);
     return 0;
+}
+
+static int reserve(uint8_t **buf, size_t *cap, size_t n);
+
+/* Write a frame: into the cork while @p c's read is handled, else at once. */
+static int write_out(cimc_t *c, const uint8_t *data, size_t len)
+{
+    cimc_async_loop_t *al = c->u.a.al;
+    int rc;
+
+    if (al->corked == c) {
+        if ((rc = reserve(&al->cork, &al->cork_cap, al->cork_len + len)) < 0)
+            return rc;
+        memcpy(al->cork + al->cork_len, data, len);
+        al->cork_len += len;
+    } else if ((rc = write_now(c, data, len)) < 0) {
+        return rc;
+    }
+    c->last_tx_ms = uv_now(al->loop);
+    return 0;
+}
+
+/* End @p c's cork, if it has it: write what it gathered. */
+static int uncork(cimc_t *c)
+{
+    cimc_async_loop_t *al = c->u.a.al;
+    size_t len = al->cork_len;
+
+    if (al->corked != c)
+        return 0;
+    al->corked = NULL;
+    al->cork_len = 0;
+    return len > 0 && !c->u.a.closing ? write_now(c, al->cork, len) : 0;
 }
 
 static int reserve(uint8_t **buf, size_t *cap, size_t n)
@@ -215,7 +259,9 @@ static int submit(cimc_t *c, uint32_t type, const pb_msgdesc_t *fields, void *ms
     if ((rc = cimc__pb_size(c, fields, msg, &n)) < 0)
         return rc;
     flen = cimc__frame_len(c, n);
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->u.a.tcp) + flen > CIMC_ASYNC_WQ_MAX)
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->u.a.tcp) +
+            (al->corked == c ? al->cork_len : 0) + flen >
+        CIMC_ASYNC_WQ_MAX)
         return RC_EFULL;
     if ((rc = reserve(&al->pt, &al->pt_cap, n)) < 0 ||
         (rc = reserve(&al->out, &al->out_cap, flen)) < 0)
@@ -401,10 +447,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         fail(c, nread == UV_EOF || nread == UV_ECONNRESET ? RC_ECLOSED : (int)nread);
         return;
     }
+    c->u.a.al->corked = c;
     rc =
         frame_rd_feed(&c->rd, (uint8_t *)buf->base, (size_t)nread, cimc__max_frame(c), on_frame, c);
     if (rc != 0)
         fail(c, cimc__feed_rc(rc)); /* no-op when a callback already closed it */
+    if ((rc = uncork(c)) < 0)
+        fail(c, rc == UV_EPIPE || rc == UV_ECONNRESET ? RC_ECLOSED : rc);
 }
 
 /* ---- connecting ----------------------------------------------------------------------- */

@@ -20,6 +20,7 @@
 #include "client/cim_int.h"
 #include "core/chan.h"
 #include "core/frame.h"
+#include "support/tcpinfo.h"
 #include "support/test.h"
 
 /* The runner's children end with _exit(), which skips LeakSanitizer: check explicitly. */
@@ -799,8 +800,8 @@ static void a_send_all(uv_idle_t *idle)
     ASSERT_EQ(cimc_async_pending(a->c), PIPELINED);
 }
 
-static void run_async(msrv_t *ms, actx_t *a, const cimc_opts_t *o, bool login,
-                      void (*on_idle)(uv_idle_t *))
+static void run_async_cbs(msrv_t *ms, actx_t *a, const cimc_opts_t *o,
+                          const cimc_async_cbs_t *cbs, bool login, void (*on_idle)(uv_idle_t *))
 {
     uv_loop_t loop;
     uv_idle_t idle;
@@ -811,7 +812,7 @@ static void run_async(msrv_t *ms, actx_t *a, const cimc_opts_t *o, bool login,
     a->loop = &loop;
     ASSERT_OK(cimc_async_loop_new(&loop, &a->al));
     login_req(&req);
-    ASSERT_OK(cimc_async_connect(a->al, o, login ? &req : NULL, &a_cbs, a, &a->c));
+    ASSERT_OK(cimc_async_connect(a->al, o, login ? &req : NULL, cbs, a, &a->c));
     ASSERT_EQ(cimc_async_loop_count(a->al), 1);
     if (on_idle != NULL) {
         ASSERT_OK(uv_idle_init(&loop, &idle));
@@ -827,6 +828,12 @@ static void run_async(msrv_t *ms, actx_t *a, const cimc_opts_t *o, bool login,
     uv_run(&loop, UV_RUN_DEFAULT);
     ASSERT_OK(uv_loop_close(&loop));
     (void)ms;
+}
+
+static void run_async(msrv_t *ms, actx_t *a, const cimc_opts_t *o, bool login,
+                      void (*on_idle)(uv_idle_t *))
+{
+    run_async_cbs(ms, a, o, &a_cbs, login, on_idle);
 }
 
 static void async_pipelined(bool trickle)
@@ -961,6 +968,67 @@ TEST(cimc_async_answer_timeout)
     ASSERT_EQ(a.failed, 1);
     ASSERT_EQ(a.fail_status, RC_ETIMEDOUT);
     ASSERT_EQ(a.close_status, RC_ETIMEDOUT);
+    LEAK_CHECK();
+}
+
+/* ---- frames written from a read's callbacks leave together --------------------------- */
+
+#define CORKED 20
+
+/* Push 1: the client answers with CORKED requests from the push's callback; they must
+ * arrive in one data segment. Push 2: a request, then a close, from the callback; the
+ * request must still arrive, then the end of the stream. */
+static void script_corked(msrv_t *ms)
+{
+    uint8_t body[2048];
+    uint32_t type, before;
+    size_t len;
+
+    ms_handshake(ms);
+    ms_login(ms);
+    before = ttcp_data_segs_in(ms->fd);
+    ms_push(ms, 1, "ping");
+    for (int i = 0; i < CORKED; i++) {
+        ASSERT_TRUE(ms_read(ms, &type, body, &len));
+        ASSERT_EQ(type, FT_CONTACT_LIST);
+    }
+    ASSERT_EQ(ttcp_data_segs_in(ms->fd) - before, 1);
+    ms_push(ms, 2, "ping");
+    ASSERT_TRUE(ms_read(ms, &type, body, &len));
+    ASSERT_EQ(type, FT_CONTACT_LIST);
+    ASSERT_TRUE(!ms_read(ms, &type, body, &len)); /* the end of the stream */
+}
+
+static void a_on_push_send(cimc_t *c, void *ctx, const cimc_push_t *p)
+{
+    actx_t *a = ctx;
+    cim_Req req;
+
+    (void)p;
+    a->pushes++;
+    for (int i = 0; i < (a->pushes == 1 ? CORKED : 1); i++) {
+        memset(&req, 0, sizeof(req));
+        ASSERT_OK(cimc_async_request(c, FT_CONTACT_LIST, cim_Req_fields, &req,
+                                     FT_CONTACT_LIST_ACK, NULL, NULL, NULL));
+    }
+    if (a->pushes == 2)
+        cimc_async_close(c);
+}
+
+TEST(cimc_async_callback_writes_corked)
+{
+    static const cimc_async_cbs_t cbs = {a_on_ready, a_on_push_send, a_on_close};
+    msrv_t ms;
+    actx_t a;
+    cimc_opts_t o;
+
+    ms_start(&ms, script_corked, 30, false);
+    o = ms_opts(&ms);
+    run_async_cbs(&ms, &a, &o, &cbs, true, NULL);
+    ms_join(&ms);
+    ASSERT_EQ(a.ready_status, 0);
+    ASSERT_EQ(a.pushes, 2);
+    ASSERT_EQ(a.close_status, 0); /* closed by the client */
     LEAK_CHECK();
 }
 
