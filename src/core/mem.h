@@ -8,14 +8,17 @@
  *  - mem_try_alloc / mem_try_realloc are for any size a peer influences. Callers cap the
  *    size first (len > FRAME_MAX → RC_ETOOBIG), then allocate, then check for NULL.
  *
- * Every allocation is counted in a process-wide _Atomic byte counter (mem_used()), which
- * the benchmarks read to report memory per connection.
+ * Once mem_count(true) was called, allocations are counted (mem_used(), in counters per
+ * thread that it sums), for tests that check that code gives back what it took. Off by
+ * default: the count costs a malloc_usable_size and a counter update per allocation and
+ * free, on every thread of the message path, and nothing in cimd reads it.
  *
  * Threading: every function is thread-safe.
  */
 #ifndef CIM_CORE_MEM_H
 #define CIM_CORE_MEM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /** Allocate @p n bytes (uninitialised); aborts on OOM. Free with mem_free(). */
@@ -45,7 +48,12 @@ void *mem_try_realloc(void *p, size_t n) __attribute__((warn_unused_result));
 /** Free a block from any mem_ function. mem_free(NULL) is a no-op. */
 void mem_free(void *p);
 
-/** Bytes currently allocated through this module (approximate: excludes allocator overhead). */
+/** Start (or stop) counting. A block allocated while not counting and freed while counting
+ * is subtracted all the same: start before what is measured allocates anything. */
+void mem_count(bool enable);
+
+/** Bytes allocated through this module while counting and not freed (approximate:
+ * excludes allocator overhead). */
 size_t mem_used(void);
 
 #endif

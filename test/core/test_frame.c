@@ -167,12 +167,20 @@ TEST(frame_type_tables)
     ASSERT_STREQ(frame_type_name(FT_UNBLOCK_ACK), "UNBLOCK_ACK");
 }
 
+/* Start counting allocations (each test runs in its own process) and say how much is
+ * counted now. */
+static size_t mem_base(void)
+{
+    mem_count(true);
+    return mem_used();
+}
+
 TEST(frame_many_in_one_buffer)
 {
     uint8_t stream[512], copy[512];
     seen_t s = {0};
     frame_rd_t rd;
-    size_t n = sample_stream(stream), base = mem_used();
+    size_t n = sample_stream(stream), base = mem_base();
 
     memcpy(copy, stream, n);
     frame_rd_init(&rd);
@@ -192,7 +200,7 @@ TEST(frame_one_byte_at_a_time)
     uint8_t stream[512];
     seen_t s = {0};
     frame_rd_t rd;
-    size_t n = sample_stream(stream), base = mem_used();
+    size_t n = sample_stream(stream), base = mem_base();
 
     frame_rd_init(&rd);
     for (size_t i = 0; i < n; i++) {
@@ -224,7 +232,7 @@ static void feed_cut(const uint8_t *stream, size_t n, size_t a, size_t b)
 TEST(frame_split_at_every_offset)
 {
     uint8_t stream[512];
-    size_t n = sample_stream(stream), base = mem_used();
+    size_t n = sample_stream(stream), base = mem_base();
 
     for (size_t a = 0; a <= n; a++)
         feed_cut(stream, n, a, a);
@@ -238,7 +246,7 @@ TEST(frame_split_at_every_offset)
  * before the callback runs and without allocating. */
 static void expect_bad_header(const uint8_t hdr[FRAME_HDR], uint32_t max_len, int want)
 {
-    size_t base = mem_used();
+    size_t base = mem_base();
 
     for (size_t cut = 0; cut <= FRAME_HDR; cut++) {
         uint8_t buf[64] = {0};
@@ -275,7 +283,7 @@ TEST(frame_length_exactly_8)
     uint8_t buf[16], b;
     seen_t s = {0};
     frame_rd_t rd = {0};
-    size_t base = mem_used();
+    size_t base = mem_base();
 
     /* Whole in the buffer: in place. */
     frame_hdr_write(buf, FRAME_HDR, FT_PING);
@@ -369,7 +377,7 @@ TEST(frame_unknown_type)
 TEST(frame_callback_stops_feed)
 {
     uint8_t stream[512];
-    size_t n = sample_stream(stream), base = mem_used();
+    size_t n = sample_stream(stream), base = mem_base();
     seen_t s = {0};
     frame_rd_t rd = {0};
 
@@ -408,7 +416,7 @@ TEST(frame_callback_stops_feed)
 TEST(frame_rd_pending_and_close)
 {
     uint8_t buf[256] = {0};
-    size_t off = 0, base = mem_used();
+    size_t off = 0, base = mem_base();
     seen_t s = {0};
     frame_rd_t rd;
 
@@ -440,7 +448,7 @@ TEST(frame_rd_pending_and_close)
 TEST(frame_partial_allocates_only_what_is_needed)
 {
     uint8_t buf[512] = {0};
-    size_t off = 0, base = mem_used();
+    size_t off = 0, base = mem_base();
     seen_t s = {0};
     frame_rd_t rd = {0};
 
