@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/rc.h"
+#include "core/str.h"
 
 /* Bytes a session may hold for its peer (conf max_conn_queue_kb: sealed on its socket,
  * answers or pushes waiting) before it counts as a slow consumer and is closed with
@@ -292,7 +293,7 @@ void session_close(session_t *s, int code, const char *reason)
     if (code == cim_Code_SERVER_BUSY)
         drop_unsent(s);
     bye.code = (cim_Code)code;
-    snprintf(bye.reason, sizeof(bye.reason), "%s", reason);
+    str_copy(bye.reason, sizeof(bye.reason), reason);
     if (session_send(s, FT_BYE, cim_Bye_fields, &bye) < 0)
         return; /* session_send closed it */
     flush_and_close(s);
@@ -836,8 +837,8 @@ int session__post_op(session_t *s, store_op_t *op)
     op->worker = s->w->index;
     op->sid = s->sid;
     op->from_kind = s->kind;
-    snprintf(op->app, sizeof(op->app), "%s", s->app);
-    snprintf(op->user, sizeof(op->user), "%s", s->user);
+    str_copy(op->app, sizeof(op->app), s->app);
+    str_copy(op->user, sizeof(op->user), s->user);
     if ((rc = send_post(s->w->srv, &op->hdr)) < 0) {
         uint32_t type = op->type, req_id = op->req_id;
         mem_free(op);

@@ -20,6 +20,7 @@
 #include "core/mem.h"
 #include "core/rc.h"
 #include "core/snowflake.h"
+#include "core/str.h"
 
 #define SYNC_DEFAULT 200
 #define SYNC_MAX 500
@@ -33,7 +34,7 @@ static int reject(session_t *s, const cim_SendReq *req, int code, const char *re
     cim_SendRsp rsp = cim_SendRsp_init_zero;
     rsp.req_id = req->req_id;
     rsp.code = (cim_Code)code;
-    snprintf(rsp.reason, sizeof(rsp.reason), "%s", reason);
+    str_copy(rsp.reason, sizeof(rsp.reason), reason);
     memcpy(rsp.client_msg_id, req->client_msg_id, sizeof(rsp.client_msg_id));
     return session_answer(s, FT_SEND_ACK, cim_SendRsp_fields, &rsp);
 }
@@ -65,8 +66,8 @@ static int send_transient(session_t *s, const cim_SendReq *req, const message_wi
     meta.conv_type = (uint8_t)req->conv_type;
     meta.msg_type = (uint8_t)req->msg_type;
     meta.from_kind = s->kind;
-    snprintf(meta.app, sizeof(meta.app), "%s", s->app);
-    snprintf(meta.from, sizeof(meta.from), "%s", s->user);
+    str_copy(meta.app, sizeof(meta.app), s->app);
+    str_copy(meta.from, sizeof(meta.from), s->user);
     memcpy(meta.to, req->to, sizeof(meta.to));
     memcpy(meta.cmid, req->client_msg_id, sizeof(meta.cmid));
     if (send_transient_route(s->w->srv, &meta, body->data, body->len, s->sid) < 0)
@@ -89,8 +90,8 @@ static store_send_t *send_new(session_t *s, const cim_SendReq *req, size_t blen,
     r->conv_type = (uint8_t)req->conv_type;
     r->msg_type = (uint8_t)req->msg_type;
     r->from_kind = s->kind;
-    snprintf(r->app, sizeof(r->app), "%s", s->app);
-    snprintf(r->from, sizeof(r->from), "%s", s->user);
+    str_copy(r->app, sizeof(r->app), s->app);
+    str_copy(r->from, sizeof(r->from), s->user);
     memcpy(r->to, req->to, sizeof(r->to));
     memcpy(r->cmid, req->client_msg_id, sizeof(r->cmid));
     r->home = home;

@@ -17,6 +17,7 @@
 #include "core/mem.h"
 #include "core/rc.h"
 #include "core/snowflake.h"
+#include "core/str.h"
 
 #define ROUTE_MAX 64         /* sessions looked up per user per message */
 #define RETENTION_EVERY_MS (3600 * 1000)
@@ -98,7 +99,7 @@ void store__fanout(store_t *st, blob_t *b, uint16_t type, const char *app,
     f->blob = blob_ref(b);
     f->type = type;
     f->skip_sid = skip_sid;
-    snprintf(f->app, sizeof(f->app), "%s", app);
+    str_copy(f->app, sizeof(f->app), app);
     f->users = mem_alloc((nusers ? nusers : 1) * sizeof(*f->users));
     memcpy(f->users, users, nusers * sizeof(*f->users));
     f->nusers = nusers;
@@ -730,9 +731,9 @@ int store_ack(store_t *st, const char *app, const char *user, const char *device
     int rc;
     a->hdr.kind = STORE_REQ_ACK;
     a->up_to = up_to;
-    snprintf(a->app, sizeof(a->app), "%s", app);
-    snprintf(a->user, sizeof(a->user), "%s", user);
-    snprintf(a->device, sizeof(a->device), "%s", device);
+    str_copy(a->app, sizeof(a->app), app);
+    str_copy(a->user, sizeof(a->user), user);
+    str_copy(a->device, sizeof(a->device), device);
     if ((rc = mbox_send_force(&st->box, &a->hdr.node)) < 0)
         mem_free(a);
     return rc;

@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/rc.h"
+#include "core/str.h"
 
 /* ---- the batch's conversation records ------------------------------------------------ */
 
@@ -212,7 +213,7 @@ static int place(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t id, uint6
     /* One relaxed load when no app has a webhook: route() then looks no further. */
     if (m->hook && webhook_wants(st->srv->webhook, m->app, APPCONF_EV_MESSAGE)) {
         st->fan[st->nfan - 1].hook = true;
-        snprintf(st->fan[st->nfan - 1].from, sizeof(st->fan[0].from), "%s", m->from);
+        str_copy(st->fan[st->nfan - 1].from, sizeof(st->fan[0].from), m->from);
     }
     return 0;
 }
@@ -230,8 +231,8 @@ static blob_t *new_record(store_t *st, const smsg_t *m, uint64_t floor, store_se
     meta->conv_type = m->conv_type;
     meta->msg_type = m->msg_type;
     meta->from_kind = m->from_kind;
-    snprintf(meta->from, sizeof(meta->from), "%s", m->from);
-    snprintf(meta->to, sizeof(meta->to), "%s", m->to);
+    str_copy(meta->from, sizeof(meta->from), m->from);
+    str_copy(meta->to, sizeof(meta->to), m->to);
     snprintf(meta->cmid, sizeof(meta->cmid), "%s", m->cmid ? m->cmid : "");
     if ((b = message_encode(meta, m->body, m->body_len)) == NULL)
         LOG_ERROR("store: cannot encode message %llu", (unsigned long long)meta->msg_id);
@@ -249,9 +250,9 @@ static void xmsg_init(xhome_msg_t *x, const store_t *st, const smsg_t *m, uint64
     x->flags = (uint8_t)((m->index ? XHOME_F_INDEX : 0) | (m->hook ? XHOME_F_HOOK : 0));
     x->origin = cluster_self(st->srv->cluster);
     x->id = id;
-    snprintf(x->app, sizeof(x->app), "%s", m->app);
-    snprintf(x->from, sizeof(x->from), "%s", m->from);
-    snprintf(x->to, sizeof(x->to), "%s", m->to);
+    str_copy(x->app, sizeof(x->app), m->app);
+    str_copy(x->from, sizeof(x->from), m->from);
+    str_copy(x->to, sizeof(x->to), m->to);
     x->rec = b->data;
     x->rec_len = b->len;
 }
@@ -486,9 +487,9 @@ static store_uid_t *users_here(const store_t *st, uint8_t flags, const char *app
         }
     } else {
         if (cluster_home(c, app, from) == self)
-            snprintf(pair[(*n)++], sizeof(pair[0]), "%s", from);
+            str_copy(pair[(*n)++], sizeof(pair[0]), from);
         if (strcmp(from, to) != 0 && cluster_home(c, app, to) == self)
-            snprintf(pair[(*n)++], sizeof(pair[0]), "%s", to);
+            str_copy(pair[(*n)++], sizeof(pair[0]), to);
     }
     return users;
 }
@@ -801,7 +802,7 @@ int store__send(store_t *st, kv_txn_t *txn, store_send_t *r)
     }
     if (rc == DEDUP_PENDING) { /* committed here, on its way to the timelines */
         r->code = cim_Code_SERVER_BUSY;
-        snprintf(r->reason, sizeof(r->reason), "%s", SEND_NOT_APPLIED);
+        str_copy(r->reason, sizeof(r->reason), SEND_NOT_APPLIED);
         return 0;
     }
     if (rc != RC_ENOTFOUND)
@@ -841,8 +842,8 @@ int store__send(store_t *st, kv_txn_t *txn, store_send_t *r)
         m.users = members;
         m.nusers = nmembers;
     } else {
-        snprintf(pair[0], sizeof(pair[0]), "%s", r->from);
-        snprintf(pair[1], sizeof(pair[1]), "%s", r->to);
+        str_copy(pair[0], sizeof(pair[0]), r->from);
+        str_copy(pair[1], sizeof(pair[1]), r->to);
         m.users = pair;
         m.nusers = strcmp(r->from, r->to) == 0 ? 1 : 2;
     }
