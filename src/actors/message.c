@@ -6,6 +6,7 @@
 #include <pb_encode.h>
 
 #include "cim.pb.h"
+#include "core/rc.h"
 
 typedef struct body_ref {
     const uint8_t *data;
@@ -18,28 +19,88 @@ static bool put_body(pb_ostream_t *os, const pb_field_t *f, void *const *arg)
     return pb_encode_tag_for_field(os, f) && pb_encode_string(os, b->data, b->len);
 }
 
+/* Every field of @p r's message but msg_id and time_ms (left 0: proto3 leaves them out). */
+static void tail_fields(cim_Message *m, const store_send_t *r, body_ref_t *ref)
+{
+    memset(m, 0, sizeof(*m));
+    m->conv_type = (cim_ConvType)r->conv_type;
+    memcpy(m->from, r->from, sizeof(m->from));
+    memcpy(m->to, r->to, sizeof(m->to));
+    m->msg_type = (cim_MsgType)r->msg_type;
+    m->body.funcs.encode = put_body;
+    m->body.arg = ref;
+    memcpy(m->client_msg_id, r->cmid, sizeof(m->client_msg_id));
+    m->from_device = (cim_DeviceKind)r->from_kind;
+}
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* The head of a record: msg_id (field 1) and time_ms (field 7), each a one-byte tag and a
+ * varint. @return its length, written into @p out (room: MESSAGE_HEAD_MAX). */
+#define MESSAGE_HEAD_MAX 22
+
+static size_t put_head(uint8_t *out, uint64_t id, uint64_t time_ms)
+{
+    pb_ostream_t os = pb_ostream_from_buffer(out, MESSAGE_HEAD_MAX);
+
+    (void)(pb_encode_tag(&os, PB_WT_VARINT, cim_Message_msg_id_tag) &&
+           pb_encode_varint(&os, id) &&
+           pb_encode_tag(&os, PB_WT_VARINT, cim_Message_time_ms_tag) &&
+           pb_encode_varint(&os, time_ms)); /* cannot fail: the room is the most it takes */
+    return os.bytes_written;
+}
+
+int message_tail_encode(const store_send_t *r, const uint8_t *body, size_t len, uint8_t *out,
+                        size_t cap, size_t *out_len)
+{
+    cim_Message m;
+    body_ref_t ref = {body, len};
+    pb_ostream_t os = pb_ostream_from_buffer(out, cap);
+
+    tail_fields(&m, r, &ref);
+    if (!pb_encode(&os, cim_Message_fields, &m))
+        return RC_EINVAL;
+    *out_len = os.bytes_written;
+    return 0;
+}
+
+blob_t *message_with_id(uint64_t id, uint64_t time_ms, const uint8_t *tail, size_t len)
+{
+    uint8_t head[MESSAGE_HEAD_MAX];
+    size_t hlen = put_head(head, id, time_ms);
+    blob_t *b = blob_new(hlen + len);
+
+    memcpy(b->data, head, hlen);
+    memcpy(b->data + hlen, tail, len);
+    return b;
+}
+
 blob_t *message_encode(const store_send_t *r, const uint8_t *body, size_t len)
 {
-    cim_Message m = cim_Message_init_zero;
+    cim_Message m;
     body_ref_t ref = {body, len};
     pb_ostream_t sizing = PB_OSTREAM_SIZING;
     pb_ostream_t os;
+    size_t hlen = 2 + varint_len(r->msg_id) + varint_len(r->time_ms);
     blob_t *b;
 
-    m.msg_id = r->msg_id;
-    m.conv_type = (cim_ConvType)r->conv_type;
-    memcpy(m.from, r->from, sizeof(m.from));
-    memcpy(m.to, r->to, sizeof(m.to));
-    m.msg_type = (cim_MsgType)r->msg_type;
-    m.body.funcs.encode = put_body;
-    m.body.arg = &ref;
-    m.time_ms = r->time_ms;
-    memcpy(m.client_msg_id, r->cmid, sizeof(m.client_msg_id));
-    m.from_device = (cim_DeviceKind)r->from_kind;
+    tail_fields(&m, r, &ref);
     if (!pb_encode(&sizing, cim_Message_fields, &m))
         return NULL;
-    b = blob_new(sizing.bytes_written);
-    os = pb_ostream_from_buffer(b->data, b->len);
+    b = blob_new(hlen + sizing.bytes_written);
+    if (put_head(b->data, r->msg_id, r->time_ms) != hlen) { /* cannot be: a bug */
+        blob_unref(b);
+        return NULL;
+    }
+    os = pb_ostream_from_buffer(b->data + hlen, sizing.bytes_written);
     if (!pb_encode(&os, cim_Message_fields, &m)) {
         blob_unref(b);
         return NULL;

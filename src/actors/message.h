@@ -5,6 +5,11 @@
  * when it is routed); those bytes are the record in the msgs database, the body of every
  * PUSH and an entry of every SYNC page, so no reader ever re-encodes a stored message.
  *
+ * Layout: msg_id (field 1) and time_ms (field 7) first, then every other field in number
+ * order (protobuf allows any order; decoders do not care). That way a session encodes all
+ * but the id and time on its worker (message_tail_encode), and the store, which gives the
+ * id, only puts those two in front (message_with_id): no encoding on the writer.
+ *
  * Threading: pure; any thread.
  */
 #ifndef CIM_ACTORS_MESSAGE_H
@@ -25,6 +30,24 @@
  * @return an owned blob (one reference), or NULL when it cannot be encoded (a bug).
  */
 blob_t *message_encode(const store_send_t *r, const uint8_t *body, size_t len);
+
+/** Room message_tail_encode may need beyond the body: the other fields, at their longest. */
+#define MESSAGE_TAIL_EXTRA 256
+
+/**
+ * Encode every field of @p r's message but msg_id and time_ms, with the body @p body /
+ * @p len, into @p out (room @p cap: len + MESSAGE_TAIL_EXTRA is always enough).
+ * @param[out] out_len  the bytes written.
+ * @return 0, or RC_EINVAL when it does not fit.
+ */
+int message_tail_encode(const store_send_t *r, const uint8_t *body, size_t len, uint8_t *out,
+                        size_t cap, size_t *out_len);
+
+/**
+ * The record of a message whose other fields @p tail / @p len (message_tail_encode) are
+ * encoded already: @p id and @p time_ms put in front. @return an owned blob.
+ */
+blob_t *message_with_id(uint64_t id, uint64_t time_ms, const uint8_t *tail, size_t len);
 
 struct _cim_Message;
 
@@ -67,7 +90,7 @@ bool message_decode(const uint8_t *rec, size_t len, struct _cim_Message *out, co
 
 /**
  * The msg_id of an encoded cim.Message (@p rec, @p len), read without decoding the rest:
- * nanopb writes fields in number order, so a stored message starts with field 1.
+ * a record starts with field 1 (above).
  * @return it, or 0 (a transient message, or not a Message).
  */
 uint64_t message_id(const uint8_t *rec, size_t len);

@@ -198,9 +198,21 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
     if (req->transient && home == cluster_self(cl))
         return send_transient(s, req, &ref);
 
-    r = send_new(s, req, ref.len, home);
-    if (ref.len > 0)
-        memcpy(r->body, ref.data, ref.len);
+    if (cluster_is_enabled(cl)) {
+        r = send_new(s, req, ref.len, home); /* the body as it came: it may be forwarded */
+        if (ref.len > 0)
+            memcpy(r->body, ref.data, ref.len);
+    } else {
+        /* The record but its id and time, encoded here rather than on the writer. */
+        size_t n = 0;
+        r = send_new(s, req, ref.len + MESSAGE_TAIL_EXTRA, home);
+        if (message_tail_encode(r, ref.data, ref.len, r->body, r->body_len, &n) < 0) {
+            mem_free(r);
+            return reject(s, req, cim_Code_INTERNAL, "cannot encode the message");
+        }
+        r->body_len = (uint32_t)n;
+        r->tail = true;
+    }
     r->xhome = xhome;
     /* transient, to another home: checked and delivered there; the sender's other devices
      * get it here once that home said OK (session_complete) */

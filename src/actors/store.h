@@ -146,6 +146,8 @@ typedef struct store_send {
     int code;                      /* out: cim_Code */
     uint64_t msg_id;               /* out */
     uint64_t time_ms;              /* out */
+    bool tail;                     /* body holds the record but msg_id and time_ms
+                                      (message_tail_encode), not the raw body */
     uint32_t body_len;
     uint8_t body[];
 } store_send_t;

@@ -108,6 +108,7 @@ typedef struct smsg {
     const char *cmid;             /* client_msg_id, may be "" */
     const uint8_t *body;
     size_t body_len;
+    bool tail;                    /* body is the record but its id and time (message.h) */
     const store_uid_t *users;     /* whose timelines get it (the participants) */
     size_t nusers;
     bool index;                   /* also in the conversation: history, last message, unread */

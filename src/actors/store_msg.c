@@ -233,8 +233,10 @@ static blob_t *new_record(store_t *st, const smsg_t *m, uint64_t floor, store_se
     meta->from_kind = m->from_kind;
     str_copy(meta->from, sizeof(meta->from), m->from);
     str_copy(meta->to, sizeof(meta->to), m->to);
-    snprintf(meta->cmid, sizeof(meta->cmid), "%s", m->cmid ? m->cmid : "");
-    if ((b = message_encode(meta, m->body, m->body_len)) == NULL)
+    str_copy(meta->cmid, sizeof(meta->cmid), m->cmid ? m->cmid : "");
+    if (m->tail)
+        b = message_with_id(meta->msg_id, meta->time_ms, m->body, m->body_len);
+    else if ((b = message_encode(meta, m->body, m->body_len)) == NULL)
         LOG_ERROR("store: cannot encode message %llu", (unsigned long long)meta->msg_id);
     return b;
 }
@@ -817,6 +819,7 @@ int store__send(store_t *st, kv_txn_t *txn, store_send_t *r)
     m.cmid = r->cmid;
     m.body = r->body;
     m.body_len = r->body_len;
+    m.tail = r->tail;
     m.index = true;
     m.skip_sid = r->sid;
     m.hook = true;
