@@ -124,7 +124,8 @@ static void session_free(session_t *s)
         relay__map_del(w, s); /* no connection here to count */
     else if (!s->is_ws) /* a WebSocket's TCP connection is ws.c's to count */
         acceptor_conn_closed(w->srv->acceptor, &s->peer);
-    memset(&s->ch, 0, sizeof(s->ch)); /* keys do not outlive the connection */
+    chan_forget(w->cc, &s->ch); /* keys do not outlive the connection */
+    memset(&s->ch, 0, sizeof(s->ch));
     mem_free(s->ids);
     mem_free(s);
     worker__maybe_finish(w); /* shutting down: the last session out closes the loop */

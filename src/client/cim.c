@@ -40,6 +40,7 @@
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static int global_rc;         /* written once under global_once, then only read */
 static pthread_key_t ctx_key; /* each thread's chan_ctx_t for the blocking driver */
+static bool ctx_key_made;     /* written once under global_once, then only read */
 
 static void free_thread_ctx(void *p)
 {
@@ -54,6 +55,8 @@ static void global_init_once(void)
         return;
     if ((rc = pthread_key_create(&ctx_key, free_thread_ctx)) != 0)
         global_rc = -rc;
+    else
+        ctx_key_made = true;
 }
 
 int cimc__global_init(void)
@@ -123,7 +126,11 @@ void cimc__release(cimc_t *c)
     frame_rd_close(&c->rd);
     mem_free(c->bye);
     c->bye = NULL;
-    /* The direction keys are secrets: do not leave them in freed memory. */
+    /* The direction keys are secrets: do not leave them in freed memory, nor in the
+     * cipher contexts that served the connection (a blocking connection's: this thread's,
+     * if it has any; the async driver forgets them in its loop's before this). */
+    if (c->mode == CIMC_MODE_BLOCKING && ctx_key_made)
+        chan_forget(pthread_getspecific(ctx_key), &c->ch);
     memset(&c->ch, 0, sizeof(c->ch));
 }
 

@@ -112,6 +112,7 @@ static void finish(cimc_t *c)
     if (c->u.a.next != NULL)
         c->u.a.next->u.a.prev = c->u.a.prev;
     al->nconns--;
+    chan_forget(al->ctx, &c->ch);
     cimc__release(c);
     if (c->u.a.login != NULL) /* never sent: it holds a token */
         memset(c->u.a.login, 0, sizeof(*c->u.a.login));

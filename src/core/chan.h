@@ -1,12 +1,15 @@
 /**
  * chan: the crypto channel of PROTOCOL.md §2 — identity key, handshake, sealed frames.
  *
- * Design. A connection's crypto state is a chan_t of 80 bytes: the two 32-byte
- * direction keys and the two u64 nonce counters. The OpenSSL EVP_CIPHER_CTX objects that
- * do the work (~1.1 KB each when keyed) are *not* per connection: each thread owns one
- * chan_ctx_t and re-keys it per frame, which keeps an idle connection small (DESIGN.md,
- * pitfalls). The AES-256-GCM cipher is fetched once (chan_global_init) and shared
- * read-only.
+ * Design. A connection's crypto state is a chan_t of 88 bytes: the two 32-byte
+ * direction keys, the two u64 nonce counters and a serial. The OpenSSL EVP_CIPHER_CTX
+ * objects that do the work (~1.1 KB each when keyed) are *not* per connection, which
+ * keeps an idle connection small (DESIGN.md, pitfalls): each thread owns one chan_ctx_t,
+ * which keeps keyed contexts for the last connections it served (a slot per serial,
+ * 4,096 per direction at most), so that a busy connection's frame sets only its nonce,
+ * and re-keys a slot when another connection takes it. chan_forget clears a closing
+ * connection's slots. The AES-256-GCM cipher is fetched once (chan_global_init) and
+ * shared read-only.
  *
  * Handshake (server authenticated, forward secret): the client sends an X25519 ephemeral
  * key and 32 random bytes in ClientHello; the server answers with its own ephemeral key,
@@ -43,6 +46,7 @@ typedef struct chan {
     uint8_t rx_key[CHAN_KEY]; /* key for frames this side opens */
     uint64_t tx_ctr;          /* next nonce counter to seal with */
     uint64_t rx_ctr;          /* next nonce counter expected */
+    uint64_t serial;          /* unique per handshake (its keys); 0: keys set by hand */
 } chan_t;
 
 /** A thread's reusable cipher contexts. */
@@ -153,7 +157,7 @@ void chan_client_close(chan_client_t *c);
 
 /**
  * Seal one frame: write header (len = 8 + pt_len + 16, @p type), ciphertext and tag into
- * @p out, and advance the tx counter. @p ctx is re-keyed with ch->tx_key for this frame.
+ * @p out, and advance the tx counter. @p ctx seals with ch->tx_key.
  *
  * @param[in]  pt   the plaintext; may be NULL when @p pt_len is 0 (a body of the tag only).
  * @param[out] out  room for FRAME_HDR + pt_len + FRAME_TAG bytes. May not overlap @p pt.
@@ -165,7 +169,7 @@ int chan_seal(chan_ctx_t *ctx, chan_t *ch, uint32_t type, const uint8_t *pt, siz
 
 /**
  * Open one sealed frame in place: on success the plaintext (len - 24 bytes) is at
- * frame + 8 and the rx counter advances. @p ctx is re-keyed with ch->rx_key for this frame.
+ * frame + 8 and the rx counter advances. @p ctx opens with ch->rx_key.
  *
  * @param[in,out] frame  the whole frame (header included) as received; len >= 24 and its
  *                       header's length field equal to @p len.
@@ -175,6 +179,10 @@ int chan_seal(chan_ctx_t *ctx, chan_t *ch, uint32_t type, const uint8_t *pt, siz
  *         Logged at DEBUG only: a peer can cause it at will.
  */
 int chan_open(chan_ctx_t *ctx, chan_t *ch, uint8_t *frame, size_t len);
+
+/** Drop the keyed contexts @p ctx keeps for @p ch (its connection is closing), so that its
+ * keys do not outlive it there. NULL @p ctx is a no-op. */
+void chan_forget(chan_ctx_t *ctx, const chan_t *ch);
 
 /** Format 32 bytes as 64 lowercase hex characters plus NUL. */
 void chan_hex(const uint8_t key[CHAN_KEY], char out[2 * CHAN_KEY + 1]);

@@ -159,7 +159,7 @@ static void seal_open(chan_ctx_t *a, chan_t *from, chan_ctx_t *b, chan_t *to, ui
 TEST(chan_sizes)
 {
     /* The per-connection budget the header promises. */
-    ASSERT_EQ(sizeof(chan_t), 80);
+    ASSERT_EQ(sizeof(chan_t), 88);
 }
 
 TEST(chan_handshake_seal_open_both_ways)
@@ -815,6 +815,65 @@ TEST(chan_ctx_shared_by_connections)
     ASSERT_OK(chan_open(sctx, &a.srv, fa, 26));
     ASSERT_MEMEQ(fa + 8, "xa", 2);
     ASSERT_MEMEQ(fb + 8, "xb", 2);
+    chan_ctx_free(cctx);
+    chan_ctx_free(sctx);
+    pair_close(&a);
+    pair_close(&b);
+}
+
+/* chan.c's slot of a serial (its KEYED_BITS and multiplier): for serials that share one. */
+static unsigned keyed_slot(uint64_t serial)
+{
+    return (unsigned)((serial * 0x9e3779b97f4a7c15ULL) >> (64 - 12));
+}
+
+/* Another serial, far from any the handshakes give here, in the same slot as @p serial. */
+static uint64_t colliding(uint64_t serial)
+{
+    uint64_t s = serial + ((uint64_t)1 << 40);
+
+    while (keyed_slot(s) != keyed_slot(serial))
+        s++;
+    return s;
+}
+
+TEST(chan_keyed_contexts_shared_thrashed_forgotten)
+{
+    chan_ctx_t *cctx, *sctx;
+    pair_t a, b;
+    chan_t bare;
+
+    /* A context keeps each connection's key in a slot: a busy one sets only its nonce. */
+    pair_open(&a);
+    pair_open(&b);
+    ASSERT_TRUE(a.srv.serial != 0 && a.cli.serial != 0 && a.srv.serial != b.srv.serial);
+    cctx = chan_ctx_new();
+    sctx = chan_ctx_new();
+    for (int i = 0; i < 3; i++) {
+        seal_open(cctx, &a.cli, sctx, &a.srv, FT_SEND, "to a");
+        seal_open(sctx, &a.srv, cctx, &a.cli, FT_PUSH, "from a");
+    }
+    /* Two connections in one slot take it from each other at every frame. */
+    b.srv.serial = colliding(a.srv.serial);
+    b.cli.serial = colliding(a.cli.serial);
+    for (int i = 0; i < 5; i++) {
+        seal_open(cctx, &a.cli, sctx, &a.srv, FT_SEND, "to a");
+        seal_open(cctx, &b.cli, sctx, &b.srv, FT_SEND, "to b");
+        seal_open(sctx, &b.srv, cctx, &b.cli, FT_PUSH, "from b");
+        seal_open(sctx, &a.srv, cctx, &a.cli, FT_PUSH, "from a");
+    }
+    /* Forgotten (its connection closed): the next frame keys a fresh context. */
+    chan_forget(sctx, &a.srv);
+    chan_forget(sctx, &a.srv); /* twice is harmless */
+    chan_forget(NULL, &a.srv);
+    seal_open(cctx, &a.cli, sctx, &a.srv, FT_SEND, "after forget");
+    seal_open(sctx, &a.srv, cctx, &a.cli, FT_PUSH, "after forget");
+    /* Keys set by hand (no serial) use the shared context, re-keyed per frame. */
+    bare = b.srv;
+    bare.serial = 0;
+    seal_open(cctx, &b.cli, sctx, &bare, FT_SEND, "no serial");
+    seal_open(sctx, &bare, cctx, &b.cli, FT_PUSH, "no serial");
+    seal_open(cctx, &a.cli, sctx, &a.srv, FT_SEND, "to a");
     chan_ctx_free(cctx);
     chan_ctx_free(sctx);
     pair_close(&a);
