@@ -30,6 +30,19 @@ static int pending(int rc, uint64_t *prior, int *code, const char **why)
     return 0;
 }
 
+/* A refused SEND that is the resend of a stored message: OK, with its id in @p prior. */
+static int refused_resend(server_t *srv, kv_txn_t *txn, const char *app, const char *from,
+                          const char *cmid, uint64_t *prior, int *code, const char **why)
+{
+    int rc = dedup_find(srv->dedup, txn, app, from, cmid, true, prior);
+
+    if (rc == RC_ENOTFOUND)
+        return 0;
+    if (rc == 0)
+        *code = cim_Code_OK;
+    return pending(rc, prior, code, why);
+}
+
 int send_check(server_t *srv, const char *app, const char *from, int conv_type,
                const char *to, const char *cmid, bool system, uint64_t *prior, int *code,
                const char **why)
@@ -39,6 +52,10 @@ int send_check(server_t *srv, const char *app, const char *from, int conv_type,
     kv_txn_t *txn = NULL;
     group_t g;
     uint64_t gid;
+    /* Without a cluster every SEND that passes goes to the store, which looks the window
+     * up first (store__send): looking here too would pay the same cache miss twice per
+     * message. Here it is looked up only for a refusal, which a resend must not get. */
+    bool store_looks = !cluster_is_enabled(srv->cluster);
     int rc = kv_begin(srv->kv, KV_READ, &txn);
 
     if (rc < 0)
@@ -47,7 +64,7 @@ int send_check(server_t *srv, const char *app, const char *from, int conv_type,
     *prior = 0;
     /* A resend of a stored client_msg_id (@p prior: its id) is answered with the
      * original whatever else holds now; looked up in the same transaction. */
-    if (cmid[0] != '\0') {
+    if (cmid[0] != '\0' && !store_looks) {
         rc = dedup_find(srv->dedup, txn, app, from, cmid, true, prior);
         if (rc != RC_ENOTFOUND) {
             rc = pending(rc, prior, code, why);
@@ -96,6 +113,8 @@ int send_check(server_t *srv, const char *app, const char *from, int conv_type,
     }
     rc = rc == RC_ENOTFOUND ? 0 : rc;
 out:
+    if (rc == 0 && *code != cim_Code_OK && cmid[0] != '\0' && store_looks)
+        rc = refused_resend(srv, txn, app, from, cmid, prior, code, why);
     kv_abort(txn);
     return rc;
 }

@@ -32,6 +32,9 @@
  * existence does. The store checks group membership again in its own order.
  * A resend of a message committed here but not in its timelines yet (a cluster's) is
  * refused SERVER_BUSY, SEND_NOT_APPLIED, with @p prior 0.
+ * Without a cluster the window is looked up only when a rule refuses (a SEND that passes
+ * goes to the store, which looks it up first): @p prior is then the id of a resend
+ * that would have been refused, else 0 even for a resend.
  * @param[out] code  cim_Code_OK or the code to refuse with, @p why its reason.
  * @return 0, or rc (storage).
  */

@@ -118,6 +118,19 @@ static int resend_xhome(session_t *s, const cim_SendReq *req, uint64_t prior, ui
     return 0;
 }
 
+/* SEND_ACK OK for a resend of the stored message @p prior. */
+static int answer_resend(session_t *s, const cim_SendReq *req, uint64_t prior)
+{
+    cim_SendRsp rsp = cim_SendRsp_init_zero;
+
+    rsp.req_id = req->req_id;
+    rsp.code = cim_Code_OK;
+    rsp.msg_id = prior;
+    rsp.time_ms = snowflake_time_ms(prior);
+    memcpy(rsp.client_msg_id, req->client_msg_id, sizeof(rsp.client_msg_id));
+    return session_answer(s, FT_SEND_ACK, cim_SendRsp_fields, &rsp);
+}
+
 int session__send(session_t *s, const uint8_t *body, size_t len)
 {
     const conf_t *c = s->w->srv->conf;
@@ -177,22 +190,22 @@ int session__send(session_t *s, const uint8_t *body, size_t len)
      * again in its own order. */
     if (prior != 0 && home != cluster_self(cl))
         return resend_xhome(s, req, prior, home);
-    if (prior != 0) {
-        cim_SendRsp rsp = cim_SendRsp_init_zero;
-        rsp.req_id = req->req_id;
-        rsp.code = cim_Code_OK;
-        rsp.msg_id = prior;
-        rsp.time_ms = snowflake_time_ms(prior);
-        memcpy(rsp.client_msg_id, req->client_msg_id, sizeof(rsp.client_msg_id));
-        return session_answer(s, FT_SEND_ACK, cim_SendRsp_fields, &rsp);
-    }
+    if (prior != 0)
+        return answer_resend(s, req, prior);
     if (code != cim_Code_OK && s->async_issued != s->async_done) {
         /* Maybe stale: an earlier change of this session (its own GROUP_JOIN) is still
          * with the store. Judge again, whole, once it is answered. */
         return session__hold(s, FT_SEND, body, len);
     }
-    if (!take_token(s))
+    if (!take_token(s)) {
+        /* Without a cluster the store judges resends (send_check): one is not refused
+         * for the rate here either. */
+        if (!req->transient &&
+            send_resend(s->w->srv, s->app, s->user, req->client_msg_id, &prior, &code, &why) == 0 &&
+            prior != 0)
+            return answer_resend(s, req, prior);
         return reject(s, req, cim_Code_RATE_LIMITED, "sending too fast; slow down");
+    }
     if (code != cim_Code_OK)
         return reject(s, req, code, why);
     if (req->transient && home == cluster_self(cl))

@@ -43,6 +43,15 @@ TEST(e2e_direct_resend_survives_block_and_rate_limit)
     }
     TMSG_EXPECT(tmsg_send(a, "bob", "m-4", cim_MsgType_TEXT, "hi", 2, false, &fresh), fresh,
                 cim_Code_RATE_LIMITED);
+    /* unblocked: a resend passes every rule, and the store (not the rate, not a second
+     * copy) answers it */
+    TMSG_EXPECT(tmsg_user_req(b, FT_UNBLOCK, "alice", &res), res, cim_Code_OK);
+    for (int i = 0; i < 5; i++) {
+        ASSERT_OK(tmsg_send(a, "bob", "m-1", cim_MsgType_TEXT, "hi", 2, false, &again));
+        ASSERT_EQ(again.code, cim_Code_OK);
+        ASSERT_U64_EQ(again.msg_id, first.msg_id);
+        ASSERT_STREQ(again.client_msg_id, "m-1");
+    }
     ASSERT_OK(cimc_ping(a, NULL));
     cimc_close(a);
     cimc_close(b);
