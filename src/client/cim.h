@@ -306,6 +306,9 @@ const char *cimc_code_str(int code);
  * Per connection: the cimc_t (about 600 bytes idle, with its uv_tcp_t), one small record
  * per request in flight, and only the output the kernel would not take at once (writes
  * are tried with uv_try_write first; the rest is queued, capped at CIMC_ASYNC_WQ_MAX).
+ * What callbacks send on a connection while its read is being handled (say, the next
+ * request on an answer) is gathered in the loop's cork buffer and written in one go when
+ * that read's frames are handled: one TCP segment, not one per frame.
  *
  * Lifecycle of a connection: cimc_async_connect() → on_ready (exactly once: success or
  * failure) → requests, on_push → on_close (exactly once, always last; the cimc_t is freed
