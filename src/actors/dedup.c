@@ -2,7 +2,6 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdint.h>
 #include <string.h>
 
 #include "actors/group.h"
@@ -23,24 +22,12 @@ typedef struct slot {
 } slot_t;
 
 /* The entries of one span of time in one stripe: open addressing, linear probing; equal
- * hashes may repeat (the same user id and cmid in two apps).
- *
- * Growing is incremental. Rehashing a whole table at once stalled the writer for seconds
- * on a large window (every stripe crosses its threshold at about the same count: 64
- * stripes of 2^19 entries on a 20 M-message store took a 10 s window down by a quarter).
- * So a grown table keeps the old one beside it, and every add to the stripe moves
- * MOVE_PER_ADD of its slots, in index order, into the new one: the move (old_cap / 4 adds)
- * ends long before the new table is full (0.75 old_cap adds). Lookups probe both; in the
- * old one only the slots not moved yet count. */
+ * hashes may repeat (the same user id and cmid in two apps). */
 typedef struct gen {
     uint64_t epoch; /* time span number (ms / span_ms); 0 = unused */
     slot_t *slot;
-    size_t cap, n;  /* cap: a power of two, or 0; n: entries in both tables */
-    slot_t *old;    /* the table before the last growth, while its slots move; or NULL */
-    size_t old_cap, moved; /* its size; its slots below moved are in slot already */
+    size_t cap, n;  /* cap: a power of two, or 0 */
 } gen_t;
-
-#define MOVE_PER_ADD 4
 
 typedef struct stripe {
     pthread_mutex_t mu;
@@ -84,7 +71,6 @@ static void gen_clear(dedup_t *d, gen_t *g)
 {
     atomic_fetch_sub_explicit(&d->count, g->n, memory_order_relaxed);
     mem_free(g->slot);
-    mem_free(g->old);
     memset(g, 0, sizeof(*g));
 }
 
@@ -93,80 +79,35 @@ void dedup_free(dedup_t *d)
     if (d == NULL)
         return;
     for (int i = 0; i < STRIPES; i++) {
-        for (int g = 0; g < DEDUP_GENS; g++) {
+        for (int g = 0; g < DEDUP_GENS; g++)
             mem_free(d->stripe[i].gen[g].slot);
-            mem_free(d->stripe[i].gen[g].old);
-        }
         pthread_mutex_destroy(&d->stripe[i].mu);
     }
     mem_free(d);
 }
 
-/* Insert into @p slot (@p cap, a power of two with a free slot), not counted. */
-static void table_put(slot_t *slot, size_t cap, uint64_t h, uint64_t id)
+/* Insert without growing (the caller made room). */
+static void gen_put(gen_t *g, uint64_t h, uint64_t id)
 {
-    size_t i = (size_t)(h >> 6) & (cap - 1); /* the low 6 bits chose the stripe */
-    while (slot[i].h != 0)
-        i = (i + 1) & (cap - 1);
-    slot[i].h = h;
-    slot[i].id = id;
-}
-
-/* Move up to @p max slots of the old table into the new one; free it once all moved. */
-static void gen_move(gen_t *g, size_t max)
-{
-    for (; g->old != NULL && max > 0; max--) {
-        const slot_t *o = &g->old[g->moved];
-        if (o->h != 0)
-            table_put(g->slot, g->cap, o->h, o->id);
-        if (++g->moved == g->old_cap) {
-            mem_free(g->old);
-            g->old = NULL;
-            g->old_cap = g->moved = 0;
-        }
-    }
+    size_t i = (size_t)(h >> 6) & (g->cap - 1); /* the low 6 bits chose the stripe */
+    while (g->slot[i].h != 0)
+        i = (i + 1) & (g->cap - 1);
+    g->slot[i].h = h;
+    g->slot[i].id = id;
+    g->n++;
 }
 
 static void gen_grow(gen_t *g)
 {
-    gen_move(g, SIZE_MAX); /* a move in progress ends first (cannot happen: see above) */
-    g->old = g->slot;
-    g->old_cap = g->cap;
-    g->moved = 0;
-    g->cap = g->cap ? g->cap * 2 : GEN_MIN_CAP;
+    slot_t *old = g->slot;
+    size_t oldcap = g->cap;
+    g->cap = oldcap ? oldcap * 2 : GEN_MIN_CAP;
     g->slot = mem_calloc(g->cap * sizeof(*g->slot));
-    if (g->old_cap == 0) {
-        mem_free(g->old);
-        g->old = NULL;
-    }
-}
-
-/* Add to @p g: room made (growing, moving), then the entry. */
-static void gen_add(gen_t *g, uint64_t h, uint64_t id)
-{
-    if ((g->n + 1) * 4 > g->cap * 3)
-        gen_grow(g);
-    gen_move(g, MOVE_PER_ADD);
-    table_put(g->slot, g->cap, h, id);
-    g->n++;
-}
-
-/* The ids of @p g under hash @p h that are <= @p limit, appended to @p cand (room max). */
-static size_t gen_find(const gen_t *g, uint64_t h, uint64_t limit, uint64_t *cand, size_t n,
-                       size_t max)
-{
-    if (g->cap == 0)
-        return n;
-    for (size_t i = (size_t)(h >> 6) & (g->cap - 1); g->slot[i].h != 0; i = (i + 1) & (g->cap - 1))
-        if (g->slot[i].h == h && g->slot[i].id <= limit && n < max)
-            cand[n++] = g->slot[i].id;
-    if (g->old == NULL)
-        return n;
-    for (size_t i = (size_t)(h >> 6) & (g->old_cap - 1); g->old[i].h != 0;
-         i = (i + 1) & (g->old_cap - 1))
-        if (i >= g->moved && g->old[i].h == h && g->old[i].id <= limit && n < max)
-            cand[n++] = g->old[i].id;
-    return n;
+    g->n = 0;
+    for (size_t i = 0; i < oldcap; i++)
+        if (old[i].h != 0)
+            gen_put(g, old[i].h, old[i].id);
+    mem_free(old);
 }
 
 static uint64_t epoch_of(const dedup_t *d, uint64_t id)
@@ -195,12 +136,9 @@ void dedup_add(dedup_t *d, const char *user, const char *cmid, uint64_t msg_id)
         gen_clear(d, g);
         g->epoch = e;
     }
-    gen_add(g, h, msg_id);
-    /* A generation no longer added to (its span is over) moves at the rate of its
-     * successors' adds, so that its old table does not wait for its expiry. */
-    for (int i = 0; i < DEDUP_GENS; i++)
-        if (&st->gen[i] != g)
-            gen_move(&st->gen[i], MOVE_PER_ADD);
+    if ((g->n + 1) * 4 > g->cap * 3)
+        gen_grow(g);
+    gen_put(g, h, msg_id);
     pthread_mutex_unlock(&st->mu);
     atomic_fetch_add_explicit(&d->count, 1, memory_order_relaxed);
 }
@@ -281,33 +219,31 @@ static int verify(kv_txn_t *txn, const char *app, const char *user, const char *
 
 #define CANDIDATES_MAX 16
 
-size_t dedup_candidates(dedup_t *d, const char *user, const char *cmid, bool committed_only,
-                        uint64_t *out, size_t max)
+int dedup_find(dedup_t *d, kv_txn_t *txn, const char *app, const char *user, const char *cmid,
+               bool committed_only, uint64_t *out)
 {
-    uint64_t h, limit;
+    uint64_t cand[CANDIDATES_MAX], h, limit;
     size_t n = 0;
     stripe_t *st;
+    int rc;
 
     if (cmid == NULL || cmid[0] == '\0')
-        return 0;
+        return RC_ENOTFOUND;
     h = key_hash(user, cmid);
     limit = committed_only ? atomic_load_explicit(&d->committed, memory_order_acquire)
                            : UINT64_MAX;
     st = &d->stripe[h % STRIPES];
     pthread_mutex_lock(&st->mu);
-    for (int gi = 0; gi < DEDUP_GENS; gi++)
-        n = gen_find(&st->gen[gi], h, limit, out, n, max);
+    for (int gi = 0; gi < DEDUP_GENS; gi++) {
+        gen_t *g = &st->gen[gi];
+        if (g->cap == 0)
+            continue;
+        for (size_t i = (size_t)(h >> 6) & (g->cap - 1); g->slot[i].h != 0;
+             i = (i + 1) & (g->cap - 1))
+            if (g->slot[i].h == h && g->slot[i].id <= limit && n < CANDIDATES_MAX)
+                cand[n++] = g->slot[i].id;
+    }
     pthread_mutex_unlock(&st->mu);
-    return n;
-}
-
-int dedup_find(dedup_t *d, kv_txn_t *txn, const char *app, const char *user, const char *cmid,
-               bool committed_only, uint64_t *out)
-{
-    uint64_t cand[CANDIDATES_MAX];
-    size_t n = dedup_candidates(d, user, cmid, committed_only, cand, CANDIDATES_MAX);
-    int rc;
-
     /* Checked outside the lock: reading records may touch the disk. */
     for (size_t i = 0; i < n; i++) {
         rc = verify(txn, app, user, cmid, cand[i]);

@@ -28,8 +28,7 @@
  * the store, which sees them, answers such a resend after its commit.
  *
  * Threading: thread-safe. The table is split in stripes, each with its own mutex, held
- * for a few probes; the store thread writes, workers read. A table that fills grows into
- * one twice its size a few slots per add (dedup.c), never all at once.
+ * for a few probes; the store thread writes, workers read.
  */
 #ifndef CIM_ACTORS_DEDUP_H
 #define CIM_ACTORS_DEDUP_H
@@ -68,15 +67,6 @@ void dedup_add(dedup_t *d, const char *user, const char *cmid, uint64_t msg_id);
  * the outbox (on its way to its timelines, the sender's included): a resend must neither
  * store it again nor be answered OK yet. */
 #define DEDUP_PENDING 1
-
-/**
- * The table's candidates for (@p user, @p cmid): every id under their hash, unchecked
- * (dedup_find checks them against the records; tests look at the table through this).
- * @param[in] committed_only  skip ids above the last committed one.
- * @return how many were written to @p out (at most @p max).
- */
-size_t dedup_candidates(dedup_t *d, const char *user, const char *cmid, bool committed_only,
-                        uint64_t *out, size_t max);
 
 /**
  * Look up a resend: the id under which (@p app, @p user) stored @p cmid within the window,
