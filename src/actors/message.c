@@ -33,16 +33,6 @@ static void tail_fields(cim_Message *m, const store_send_t *r, body_ref_t *ref)
     m->from_device = (cim_DeviceKind)r->from_kind;
 }
 
-static size_t varint_len(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
 /* The head of a record: msg_id (field 1) and time_ms (field 7), each a one-byte tag and a
  * varint. @return its length, written into @p out (room: MESSAGE_HEAD_MAX). */
 #define MESSAGE_HEAD_MAX 22
@@ -89,17 +79,15 @@ blob_t *message_encode(const store_send_t *r, const uint8_t *body, size_t len)
     body_ref_t ref = {body, len};
     pb_ostream_t sizing = PB_OSTREAM_SIZING;
     pb_ostream_t os;
-    size_t hlen = 2 + varint_len(r->msg_id) + varint_len(r->time_ms);
+    uint8_t head[MESSAGE_HEAD_MAX];
+    size_t hlen = put_head(head, r->msg_id, r->time_ms);
     blob_t *b;
 
     tail_fields(&m, r, &ref);
     if (!pb_encode(&sizing, cim_Message_fields, &m))
         return NULL;
     b = blob_new(hlen + sizing.bytes_written);
-    if (put_head(b->data, r->msg_id, r->time_ms) != hlen) { /* cannot be: a bug */
-        blob_unref(b);
-        return NULL;
-    }
+    memcpy(b->data, head, hlen);
     os = pb_ostream_from_buffer(b->data + hlen, sizing.bytes_written);
     if (!pb_encode(&os, cim_Message_fields, &m)) {
         blob_unref(b);
