@@ -176,6 +176,12 @@ void chan_ctx_free(chan_ctx_t *ctx)
     mem_free(ctx);
 }
 
+/* The slot of @p serial: Fibonacci hashing, so consecutive serials spread. */
+static size_t slot_of(uint64_t serial)
+{
+    return (size_t)((serial * 0x9e3779b97f4a7c15ULL) >> (64 - KEYED_BITS));
+}
+
 /* @p serial's slot in @p *tab (made on first use), with a context in it. */
 static keyed_t *slot(keyed_t **tab, int enc, uint64_t serial)
 {
@@ -183,7 +189,7 @@ static keyed_t *slot(keyed_t **tab, int enc, uint64_t serial)
 
     if (*tab == NULL)
         *tab = mem_calloc(KEYED_SLOTS * sizeof(**tab));
-    k = &(*tab)[(serial * 0x9e3779b97f4a7c15ULL) >> (64 - KEYED_BITS)];
+    k = &(*tab)[slot_of(serial)];
     if (k->c == NULL)
         k->c = cipher_ctx_new(enc);
     return k;
@@ -215,7 +221,7 @@ static void forget(keyed_t *tab, uint64_t serial)
 
     if (tab == NULL || serial == 0)
         return;
-    k = &tab[(serial * 0x9e3779b97f4a7c15ULL) >> (64 - KEYED_BITS)];
+    k = &tab[slot_of(serial)];
     if (k->serial == serial) {
         EVP_CIPHER_CTX_free(k->c);
         k->c = NULL;
