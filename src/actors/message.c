@@ -7,6 +7,7 @@
 
 #include "cim.pb.h"
 #include "core/rc.h"
+#include "core/snowflake.h"
 
 typedef struct body_ref {
     const uint8_t *data;
@@ -35,8 +36,6 @@ static void tail_fields(cim_Message *m, const store_send_t *r, body_ref_t *ref)
 
 /* The head of a record: msg_id (field 1) and time_ms (field 7), each a one-byte tag and a
  * varint. @return its length, written into @p out (room: MESSAGE_HEAD_MAX). */
-#define MESSAGE_HEAD_MAX 22
-
 static size_t put_head(uint8_t *out, uint64_t id, uint64_t time_ms)
 {
     pb_ostream_t os = pb_ostream_from_buffer(out, MESSAGE_HEAD_MAX);
@@ -96,6 +95,70 @@ blob_t *message_encode(const store_send_t *r, const uint8_t *body, size_t len)
     return b;
 }
 
+/* The length of @p rec's head when it is the one stored message @p id implies (left out
+ * when stored), else 0. */
+static size_t implied_head(uint64_t id, const uint8_t *rec, size_t len)
+{
+    uint8_t head[MESSAGE_HEAD_MAX];
+    size_t hlen = put_head(head, id, snowflake_time_ms(id));
+    return len >= hlen && memcmp(rec, head, hlen) == 0 ? hlen : 0;
+}
+
+int message_put(kv_txn_t *txn, uint64_t id, const uint8_t *rec, size_t len)
+{
+    size_t hlen = implied_head(id, rec, len);
+    return kv_msg_put(txn, id, rec + hlen, len - hlen);
+}
+
+int message_replace(kv_txn_t *txn, uint64_t id, const uint8_t *rec, size_t len)
+{
+    size_t hlen = implied_head(id, rec, len);
+    return kv_msg_replace(txn, id, rec + hlen, len - hlen);
+}
+
+void message_rec_of(uint64_t id, const uint8_t *rec, size_t len, message_rec_t *r)
+{
+    r->rec = rec;
+    r->len = len;
+    /* stored whole exactly when it starts with field 1 (message.h) */
+    r->head_len = len > 0 && rec[0] == ((cim_Message_msg_id_tag << 3) | PB_WT_VARINT)
+                      ? 0
+                      : (uint8_t)put_head(r->head, id, snowflake_time_ms(id));
+}
+
+int message_get(kv_txn_t *txn, uint64_t id, message_rec_t *out)
+{
+    const uint8_t *rec;
+    size_t len;
+    int rc = kv_msg_get(txn, id, &rec, &len);
+
+    if (rc == 0)
+        message_rec_of(id, rec, len, out);
+    return rc;
+}
+
+static size_t varint_size(size_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+size_t message_rec_cost(const message_rec_t *r)
+{
+    size_t n = message_rec_len(r);
+    return 1 + varint_size(n) + n; /* every tag that carries a record is below 16 */
+}
+
+bool message_rec_encode(pb_ostream_t *os, uint32_t tag, const message_rec_t *r)
+{
+    return pb_encode_tag(os, PB_WT_STRING, tag) && pb_encode_varint(os, message_rec_len(r)) &&
+           pb_write(os, r->head, r->head_len) && pb_write(os, r->rec, r->len);
+}
+
 uint64_t message_id(const uint8_t *rec, size_t len)
 {
     pb_istream_t is;
@@ -143,10 +206,19 @@ bool message_decode(const uint8_t *rec, size_t len, cim_Message *out, const uint
     return true;
 }
 
+bool message_rec_decode_head(const message_rec_t *r, cim_Message *out)
+{
+    pb_istream_t head = pb_istream_from_buffer(r->head, r->head_len);
+    pb_istream_t is = pb_istream_from_buffer(r->rec, r->len);
+
+    memset(out, 0, sizeof(*out)); /* proto3's defaults: the decodes below add to it */
+    out->body.funcs.decode = skip_body;
+    return pb_decode_ex(&head, cim_Message_fields, out, PB_DECODE_NOINIT) &&
+           pb_decode_ex(&is, cim_Message_fields, out, PB_DECODE_NOINIT);
+}
+
 bool message_decode_head(const uint8_t *rec, size_t len, cim_Message *out)
 {
-    pb_istream_t is = pb_istream_from_buffer(rec, len);
-    memset(out, 0, sizeof(*out));
-    out->body.funcs.decode = skip_body;
-    return pb_decode(&is, cim_Message_fields, out);
+    message_rec_t r = {.rec = rec, .len = len, .head_len = 0};
+    return message_rec_decode_head(&r, out);
 }

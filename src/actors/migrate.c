@@ -212,6 +212,26 @@ static int fix_record(void *ctx, const uint8_t *key, size_t klen, const uint8_t 
     return 0;
 }
 
+/* Schema 2 → 3: only the version (migrate.h). */
+static int from_2(kv_t *kv)
+{
+    kv_txn_t *txn = NULL;
+    int rc;
+
+    if ((rc = kv_begin(kv, KV_WRITE, &txn)) == 0 && (rc = kv_migrated(txn)) == 0) {
+        rc = kv_commit(txn);
+        txn = NULL;
+    }
+    kv_abort(txn);
+    if (rc < 0)
+        LOG_ERROR("migrate: schema 2 to %u failed (%s); the data is unchanged", KV_SCHEMA,
+                  rc_str(rc));
+    else
+        LOG_INFO("migrate: schema 2 to %u: nothing to rewrite (records stored whole read the "
+                 "same)", KV_SCHEMA);
+    return rc;
+}
+
 int migrate_run(kv_t *kv)
 {
     mig_t m;
@@ -220,6 +240,8 @@ int migrate_run(kv_t *kv)
 
     if (kv_schema_found(kv) == KV_SCHEMA)
         return 0;
+    if (kv_schema_found(kv) == 2)
+        return from_2(kv);
     if (kv_schema_found(kv) != 1) {
         LOG_ERROR("migrate: no migration from schema %u to %u", kv_schema_found(kv), KV_SCHEMA);
         return RC_ESTORE;

@@ -12,8 +12,14 @@
  *    message (schema 1 counted only what came after the member joined; the index also
  *    holds what was said before). DIRECT records need nothing: every entry after their
  *    cursor was counted.
- * Everything happens in one write transaction: a crash leaves schema 1, and the next start
- * migrates again.
+ *
+ * Schema 2 → 3: nothing is rewritten. Records stored from now on leave out the head their
+ * key implies (actors/message.h); a record stored whole, as schema 2 stored them all, reads
+ * the same. The version only keeps an older cimd, which would read a record without its
+ * head as a message without an id, off the directory.
+ *
+ * Everything happens in one write transaction: a crash leaves the old schema, and the next
+ * start migrates again.
  *
  * Threading: at start, before the store and the workers run.
  */

@@ -10,6 +10,7 @@
 #include "actors/cluster.h"
 #include "actors/conv.h"
 #include "actors/group.h"
+#include "actors/message.h"
 #include "actors/router.h"
 #include "actors/session.h"
 #include "actors/store.h"
@@ -97,8 +98,7 @@ int session__conv_write(session_t *s, uint32_t type, const uint8_t *body, size_t
 /* ---- HISTORY ------------------------------------------------------------------------ */
 
 typedef struct recs {
-    const uint8_t *rec[HISTORY_MAX];
-    size_t len[HISTORY_MAX];
+    message_rec_t rec[HISTORY_MAX]; /* stored records, borrowed from the txn */
     size_t n;
 } recs_t;
 
@@ -106,7 +106,7 @@ static bool put_recs(pb_ostream_t *os, const pb_field_t *f, void *const *arg)
 {
     const recs_t *r = *arg;
     for (size_t i = 0; i < r->n; i++)
-        if (!pb_encode_tag_for_field(os, f) || !pb_encode_string(os, r->rec[i], r->len[i]))
+        if (!message_rec_encode(os, f->tag, &r->rec[i]))
             return false;
     return true;
 }
@@ -166,29 +166,23 @@ static int history(session_t *s, const uint8_t *body, size_t len)
     r->n = 0;
     /* ids come newest first; the page is the newest that fit, sent ascending */
     for (; take < n; take++) {
-        const uint8_t *rec;
-        size_t rlen, cost;
-        if ((rc = kv_msg_get(txn, ids[take], &rec, &rlen)) == RC_ENOTFOUND)
+        size_t cost;
+        if ((rc = message_get(txn, ids[take], &r->rec[r->n])) == RC_ENOTFOUND)
             continue;
         if (rc < 0)
             goto internal;
-        cost = 1 + varint_len(rlen) + rlen;
+        cost = message_rec_cost(&r->rec[r->n]);
         if (used + cost > room)
             break;
         used += cost;
-        r->rec[r->n] = rec;
-        r->len[r->n] = rlen;
         r->n++;
     }
     if (take < n)
         more = true;
     for (size_t i = 0; i < r->n / 2; i++) {
-        const uint8_t *t = r->rec[i];
-        size_t tl = r->len[i];
+        message_rec_t t = r->rec[i];
         r->rec[i] = r->rec[r->n - 1 - i];
-        r->len[i] = r->len[r->n - 1 - i];
         r->rec[r->n - 1 - i] = t;
-        r->len[r->n - 1 - i] = tl;
     }
     rsp.req_id = req.req_id;
     rsp.code = cim_Code_OK;
@@ -276,16 +270,16 @@ static bool put_convs(pb_ostream_t *os, const pb_field_t *f, void *const *arg)
         const centry_t *e = &cl->e[i];
         cim_Conversation cv = cim_Conversation_init_zero;
         pb_ostream_t sz = PB_OSTREAM_SIZING;
-        const uint8_t *rec = NULL;
-        size_t rlen = 0, last_cost = 0;
+        message_rec_t last;
+        size_t last_cost = 0;
         cv.conv_type = (cim_ConvType)e->conv_type;
         snprintf(cv.peer, sizeof(cv.peer), "%s", e->peer);
         cv.unread = e->v.unread;
         cv.read_up_to = e->v.read_up_to;
         cv.peer_read_up_to = e->peer_read;
         cv.updated_ms = e->v.updated_ms;
-        if (e->v.last_id != 0 && kv_msg_get(cl->txn, e->v.last_id, &rec, &rlen) == 0)
-            last_cost = 1 + varint_len(rlen) + rlen;
+        if (e->v.last_id != 0 && message_get(cl->txn, e->v.last_id, &last) == 0)
+            last_cost = message_rec_cost(&last);
         if (!pb_encode(&sz, cim_Conversation_fields, &cv))
             return false;
         if (os->callback != NULL) {
@@ -297,9 +291,7 @@ static bool put_convs(pb_ostream_t *os, const pb_field_t *f, void *const *arg)
             !pb_encode_varint(os, sz.bytes_written + last_cost) ||
             !pb_encode(os, cim_Conversation_fields, &cv))
             return false;
-        if (last_cost != 0 &&
-            (!pb_encode_tag(os, PB_WT_STRING, cim_Conversation_last_tag) ||
-             !pb_encode_string(os, rec, rlen)))
+        if (last_cost != 0 && !message_rec_encode(os, cim_Conversation_last_tag, &last))
             return false;
     }
     return true;

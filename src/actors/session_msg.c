@@ -269,8 +269,7 @@ int session__push_ack(session_t *s, const uint8_t *body, size_t len)
 /* ---- SYNC ------------------------------------------------------------------------- */
 
 typedef struct page {
-    const uint8_t *rec[SYNC_MAX]; /* encoded cim.Message records, borrowed from the txn */
-    size_t len[SYNC_MAX];
+    message_rec_t rec[SYNC_MAX]; /* stored records, borrowed from the txn */
     size_t n;
 } page_t;
 
@@ -278,19 +277,9 @@ static bool put_messages(pb_ostream_t *os, const pb_field_t *f, void *const *arg
 {
     const page_t *p = *arg;
     for (size_t i = 0; i < p->n; i++)
-        if (!pb_encode_tag_for_field(os, f) || !pb_encode_string(os, p->rec[i], p->len[i]))
+        if (!message_rec_encode(os, f->tag, &p->rec[i]))
             return false;
     return true;
-}
-
-static size_t varint_len(size_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
 }
 
 int session__sync(session_t *s, const uint8_t *body, size_t len)
@@ -333,19 +322,17 @@ int session__sync(session_t *s, const uint8_t *body, size_t len)
      * say so through remain (PROTOCOL.md §3). */
     room = s->w->srv->conf->max_body - PAGE_ROOM;
     for (; taken < n; taken++) {
-        const uint8_t *rec;
-        size_t rlen, cost;
-        rc = kv_msg_get(txn, ids[taken], &rec, &rlen);
+        message_rec_t *r = &page->rec[page->n];
+        size_t cost;
+        rc = message_get(txn, ids[taken], r);
         if (rc == RC_ENOTFOUND)
             continue; /* removed by retention between the two reads: skip it */
         if (rc < 0)
             goto fail;
-        cost = 1 + varint_len(rlen) + rlen;
+        cost = message_rec_cost(r);
         if (used + cost > room)
             break;
         used += cost;
-        page->rec[page->n] = rec;
-        page->len[page->n] = rlen;
         page->n++;
     }
     rsp.code = cim_Code_OK;

@@ -724,7 +724,7 @@ static int erase(kv_txn_t *txn, uint64_t id, cim_Message *m, size_t len)
 
     m->flags |= 1u;
     m->body.funcs.encode = no_body;
-    rc = pb_encode(&os, cim_Message_fields, m) ? kv_msg_replace(txn, id, buf, os.bytes_written)
+    rc = pb_encode(&os, cim_Message_fields, m) ? message_replace(txn, id, buf, os.bytes_written)
                                                : RC_EINVAL;
     mem_free(buf);
     return rc;
@@ -733,8 +733,8 @@ static int erase(kv_txn_t *txn, uint64_t id, cim_Message *m, size_t len)
 static int op_recall(store_t *st, kv_txn_t *txn, store_op_t *op)
 {
     uint8_t ukey[KV_UKEY_MAX], evbuf[cim_RecallEvent_size];
-    size_t klen = kv_ukey(ukey, op->app, op->user), len;
-    const uint8_t *rec;
+    size_t klen = kv_ukey(ukey, op->app, op->user);
+    message_rec_t rec;
     cim_Message m = cim_Message_init_zero;
     cim_RecallEvent re = cim_RecallEvent_init_zero;
     store_uid_t pair[2], *roster = NULL, *users = pair;
@@ -749,12 +749,12 @@ static int op_recall(store_t *st, kv_txn_t *txn, store_op_t *op)
      * strangers must not learn anything from a probe). */
     rc = kv_timeline_has(txn, ukey, klen, op->msg_id);
     if (rc == 0)
-        rc = kv_msg_get(txn, op->msg_id, &rec, &len);
+        rc = message_get(txn, op->msg_id, &rec);
     if (rc == RC_ENOTFOUND)
         return reject(op, cim_Code_NOT_FOUND, "no such message%s", "");
     if (rc < 0)
         return rc;
-    if (!message_decode_head(rec, len, &m))
+    if (!message_rec_decode_head(&rec, &m)) /* its time too: the recall window */
         return RC_ESTORE;
     if (strcmp(m.from, op->user) != 0)
         return reject(op, cim_Code_FORBIDDEN, "only the sender may recall a message%s", "");
@@ -767,7 +767,7 @@ static int op_recall(store_t *st, kv_txn_t *txn, store_op_t *op)
     if (snowflake_now_ms() > m.time_ms + (uint64_t)st->srv->conf->recall_window_s * 1000)
         return reject(op, cim_Code_RECALL_WINDOW_PASSED, "the recall window has passed%s", "");
 
-    if ((rc = erase(txn, op->msg_id, &m, len)) < 0)
+    if ((rc = erase(txn, op->msg_id, &m, message_rec_len(&rec))) < 0)
         return rc;
 
     /* A RECALL message to every participant's timeline, pushed like any message. */

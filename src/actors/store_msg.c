@@ -277,7 +277,7 @@ static int commit_direct(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t f
     x.home = home;
     *xmsg = NULL;
     if ((rc = xhome_encode(&x, xmsg, xlen)) < 0 ||
-        (rc = kv_msg_put(txn, meta.msg_id, b->data, b->len)) < 0 ||
+        (rc = message_put(txn, meta.msg_id, b->data, b->len)) < 0 ||
         (rc = kv_outbox_put(txn, meta.msg_id, *xmsg, *xlen)) < 0) {
         mem_free(*xmsg);
         *xmsg = NULL;
@@ -399,7 +399,7 @@ static int commit_homes(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *i
         if (x.nusers > 0 && i != self)
             *homes |= 1ULL << i;
     }
-    if (rc == 0 && (rc = kv_msg_put(txn, meta.msg_id, b->data, b->len)) == 0 &&
+    if (rc == 0 && (rc = message_put(txn, meta.msg_id, b->data, b->len)) == 0 &&
         (rc = kv_outbox_put(txn, meta.msg_id, box.p, box.len)) == 0) {
         ctr_add(&st->stats.messages, 1);
         *id = meta.msg_id;
@@ -427,7 +427,7 @@ int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id
         *homes = 0;
     if ((b = new_record(st, m, 0, &meta)) == NULL)
         return RC_EINVAL;
-    if ((rc = kv_msg_put(txn, meta.msg_id, b->data, b->len)) == 0 &&
+    if ((rc = message_put(txn, meta.msg_id, b->data, b->len)) == 0 &&
         (rc = place(st, txn, m, meta.msg_id, meta.time_ms, b)) == 0) {
         ctr_add(&st->stats.messages, 1);
         *id = meta.msg_id;
@@ -548,7 +548,7 @@ int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
      * members lives here (commit_homes). */
     if ((rc = kv_msg_get(txn, a->id, &v, &vlen)) == RC_ENOTFOUND) {
         first = true;
-        rc = kv_msg_put(txn, a->id, a->rec, a->rec_len);
+        rc = message_put(txn, a->id, a->rec, a->rec_len);
     }
     if (rc < 0)
         goto out;
@@ -718,7 +718,7 @@ static int rejoin_reissue(store_t *st, kv_txn_t *txn, store_rejoin_t *q)
     obox_init(&r.box, box[0] == XHOME_OUTBOX_MULTI, blen + 64);
     /* A failure after a copy was queued fails the batch (store__xq_drop frees them). */
     if ((rc = xhome_outbox_each(box, blen, reissue_copy, &r)) == 0 &&
-        (rc = kv_msg_put(txn, r.id, b->data, b->len)) == 0 &&
+        (rc = message_put(txn, r.id, b->data, b->len)) == 0 &&
         (rc = kv_outbox_put(txn, r.id, r.box.p, r.box.len)) == 0 &&
         (rc = kv_msg_del(txn, q->id)) == 0 && (rc = kv_outbox_del(txn, q->id)) == 0) {
         dedup_add(st->srv->dedup, meta.from, meta.cmid, r.id);

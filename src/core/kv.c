@@ -204,7 +204,7 @@ static int open_dbs(kv_t *kv)
         LOG_ERROR("kv: no schema version: not a cim data directory");
         rc = RC_ESTORE;
         goto out;
-    } else if (found == 1 && KV_SCHEMA == 2 && (kv->flags & KV_MIGRATE) && !rdonly) {
+    } else if (found < KV_SCHEMA && (kv->flags & KV_MIGRATE) && !rdonly) {
         /* opened to be migrated (cimd): kv_schema_found tells, kv_migrated finishes */
     } else if (found != KV_SCHEMA) {
         LOG_ERROR("kv: schema version %u, this build reads %u%s", found, KV_SCHEMA,

@@ -48,7 +48,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KV_SCHEMA 2
+#define KV_SCHEMA 3
 #define KV_ID_MAX 64 /**< longest app / user id, bytes */
 
 typedef struct kv kv_t;
@@ -57,7 +57,7 @@ typedef struct kv_txn kv_txn_t;
 enum {
     KV_RDONLY = 1 << 0, /* kv_open: open read-only (cimdump); no writes, never creates */
     KV_NOSYNC = 1 << 1, /* kv_open: commits do not fsync (durability = nosync) */
-    KV_MIGRATE = 1 << 2, /* kv_open: accept the previous schema, to be migrated (cimd) */
+    KV_MIGRATE = 1 << 2, /* kv_open: accept an older schema, to be migrated (cimd) */
 };
 
 enum { KV_READ = 0, KV_WRITE = 1 };
@@ -75,13 +75,13 @@ int kv_open(const char *dir, unsigned flags, kv_t **out);
 
 /**
  * The schema version the environment had when kv_open opened it: KV_SCHEMA, or with
- * KV_MIGRATE the previous one (1), which the caller migrates and then records with
+ * KV_MIGRATE an older one (1 or 2), which the caller migrates and then records with
  * kv_migrated.
  */
 unsigned kv_schema_found(const kv_t *kv);
 
 /**
- * Finish a migration from schema 1 (write txn): drop what schema 2 no longer keeps (the
+ * Finish a migration (write txn): drop what schema 1 kept and later ones do not (the
  * dedup index) and record KV_SCHEMA. The caller has rewritten the records whose meaning
  * changed first, in the same transaction. @return 0 or rc.
  */
@@ -263,7 +263,9 @@ size_t kv_ukey(uint8_t out[KV_UKEY_MAX], const char *app, const char *user);
 
 /**
  * Store a message record under @p id (write txn). Ids are issued in increasing order, so
- * the put appends. @return 0, RC_EEXIST (id used), or rc.
+ * the put appends. The bytes are stored as given: cimd stores records through
+ * message_put (actors/message.h), which leaves out the head the key implies, and reads
+ * them back whole through message_get. @return 0, RC_EEXIST (id used), or rc.
  */
 int kv_msg_put(kv_txn_t *txn, uint64_t id, const uint8_t *rec, size_t len);
 
@@ -273,7 +275,7 @@ int kv_msg_put(kv_txn_t *txn, uint64_t id, const uint8_t *rec, size_t len);
 int kv_msg_replace(kv_txn_t *txn, uint64_t id, const uint8_t *rec, size_t len);
 
 /**
- * Read a message record.
+ * Read a message record: the stored bytes, maybe without their head (message_get).
  * @param[out] rec, len  borrowed: valid until the transaction ends.
  * @return 0, RC_ENOTFOUND (unknown id, or removed by retention), or rc.
  */

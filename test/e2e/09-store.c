@@ -1,19 +1,21 @@
-/* Integration: the store's schema 2 (issue 9) through a real cimd — the dedup window held
+/* Integration: the store's schemas 2 and 3 (issue 9) through a real cimd — the dedup window held
  * in memory and rebuilt from the log (same client_msg_id in two apps, across a restart and
  * a kill -9), conversation state derived from the index (a group member's unread starts
  * at the join, SYSTEM events never count, a former member's view ends where they left),
- * and the migration of a schema 1 directory, which must give every user the conversation
- * list they had. */
+ * the migration of a schema 1 directory, which must give every user the conversation
+ * list they had, and that of a schema 2 one, whose records stored whole read as before. */
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "actors/conv.h"
+#include "actors/message.h"
 #include "actors/store.h"
 #include "client/cim.h"
 #include "core/frame.h"
 #include "core/kv.h"
+#include "core/snowflake.h"
 #include "support/msg.h"
 #include "support/server.h"
 #include "support/test.h"
@@ -21,6 +23,7 @@
 #define DIRECT cim_ConvType_DIRECT
 #define GROUP cim_ConvType_GROUP
 #define TEXT cim_MsgType_TEXT
+#define N(a) (sizeof(a) / sizeof((a)[0]))
 
 static uint64_t send_conv(cimc_t *c, int conv_type, const char *to, const char *cmid,
                           const char *body)
@@ -322,11 +325,37 @@ static void undirect(MDB_txn *txn)
     free(p);
 }
 
+/* A write transaction straight on LMDB over the stopped directory @p dir (the tests rewrite
+ * a directory the way an older schema left it). */
+static MDB_txn *raw_begin(const char *dir, MDB_env **env)
+{
+    MDB_txn *txn;
+    ASSERT_EQ(mdb_env_create(env), 0);
+    ASSERT_EQ(mdb_env_set_maxdbs(*env, 32), 0);
+    ASSERT_EQ(mdb_env_set_mapsize(*env, 1ull << 30), 0);
+    ASSERT_EQ(mdb_env_open(*env, dir, 0, 0600), 0);
+    ASSERT_EQ(mdb_txn_begin(*env, NULL, 0, &txn), 0);
+    return txn;
+}
+
+/* Record schema @p version and commit raw_begin's transaction. */
+static void raw_commit(MDB_env *env, MDB_txn *txn, uint8_t version)
+{
+    uint8_t v4[4] = {0, 0, 0, version};
+    MDB_val k = {6, "schema"}, v = {4, v4};
+    MDB_dbi meta;
+
+    ASSERT_EQ(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    ASSERT_EQ(mdb_put(txn, meta, &k, &v, 0), 0);
+    ASSERT_EQ(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
 static void downgrade(const char *dir)
 {
     old_set_t *o = calloc(1, sizeof(*o));
-    uint8_t one[4] = {0, 0, 0, 1}, id[8];
-    MDB_dbi meta, convs, cevents, dedup;
+    uint8_t id[8];
+    MDB_dbi convs, cevents, dedup;
     MDB_env *env;
     MDB_txn *txn;
     MDB_val k, v;
@@ -340,12 +369,7 @@ static void downgrade(const char *dir)
     kv_close(kv);
     ASSERT_TRUE(o->n > 6);
 
-    ASSERT_EQ(mdb_env_create(&env), 0);
-    ASSERT_EQ(mdb_env_set_maxdbs(env, 32), 0);
-    ASSERT_EQ(mdb_env_set_mapsize(env, 1ull << 30), 0);
-    ASSERT_EQ(mdb_env_open(env, dir, 0, 0600), 0);
-    ASSERT_EQ(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    ASSERT_EQ(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    txn = raw_begin(dir, &env);
     ASSERT_EQ(mdb_dbi_open(txn, "convs", 0, &convs), 0);
     ASSERT_EQ(mdb_dbi_open(txn, "cevents", MDB_DUPSORT | MDB_DUPFIXED, &cevents), 0);
     ASSERT_EQ(mdb_dbi_open(txn, "dedup", MDB_CREATE, &dedup), 0);
@@ -364,13 +388,7 @@ static void downgrade(const char *dir)
     v.mv_size = 8;
     v.mv_data = id;
     ASSERT_EQ(mdb_put(txn, dedup, &k, &v, 0), 0);
-    k.mv_size = 6;
-    k.mv_data = "schema";
-    v.mv_size = 4;
-    v.mv_data = one;
-    ASSERT_EQ(mdb_put(txn, meta, &k, &v, 0), 0);
-    ASSERT_EQ(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
+    raw_commit(env, txn, 1);
     free(o);
 }
 
@@ -428,7 +446,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_1, 60)
     ASSERT_TRUE(tsrv_log_has(&t, "migrate: done"));
     snapshot(&t, after);
     same_lists(before, after);
-    /* the dedup index is gone, the schema is 2 */
+    /* the dedup index is gone, the schema is the current one */
     ASSERT_EQ(tsrv_stop_keep(&t), 0);
     ASSERT_EQ(mdb_env_create(&env), 0);
     ASSERT_EQ(mdb_env_set_maxdbs(env, 32), 0);
@@ -440,7 +458,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_1, 60)
     ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "stats",
                             NULL),
               0);
-    ASSERT_NOT_NULL(strstr(out, "\"schema\":2,"));
+    ASSERT_NOT_NULL(strstr(out, "\"schema\":3,"));
     /* and it goes on counting: dave gets one more unread, alice none */
     tsrv_restart(&t);
     a = tsrv_login(&t, "alice", "d1", NULL);
@@ -469,4 +487,122 @@ TEST(store_pace_rule)
     ASSERT_EQ(store_pace_wait(5, 0.9, 0), 5);
     ASSERT_EQ(store_pace_wait(5, 0.9, 3), 2);
     ASSERT_EQ(store_pace_wait(1, 0.26, 0), 1);
+}
+
+/* ---- schema 2 → 3: the head a key implies is not stored --------------------------------- */
+
+/* Make @p dir what schema 2 left: records @p ids stored whole (msg_id and time_ms in
+ * front, as schema 2 stored every record), the schema 2. */
+static void schema_2(const char *dir, const uint64_t *ids, size_t n)
+{
+    uint8_t key[8];
+    MDB_env *env;
+    MDB_txn *txn = raw_begin(dir, &env);
+    MDB_dbi msgs;
+    MDB_val k, v;
+
+    ASSERT_EQ(mdb_dbi_open(txn, "msgs", 0, &msgs), 0);
+    for (size_t i = 0; i < n; i++) {
+        be64(key, ids[i]);
+        k = (MDB_val){8, key};
+        ASSERT_EQ(mdb_get(txn, msgs, &k, &v), 0);
+        ASSERT_TRUE(((const uint8_t *)v.mv_data)[0] != 0x08); /* this build left the head out */
+        blob_t *whole = message_with_id(ids[i], snowflake_time_ms(ids[i]), v.mv_data, v.mv_size);
+        v = (MDB_val){whole->len, whole->data};
+        ASSERT_EQ(mdb_put(txn, msgs, &k, &v, 0), 0);
+        blob_unref(whole);
+    }
+    raw_commit(env, txn, 2);
+}
+
+static const char *const cmids[] = {"m0", "m1", "m2", "m3"};
+
+/* Every message of @p p is one of @p ids in order, from alice, with its id's time. */
+static void expect_ids(const tmsg_page_t *p, const uint64_t *ids, size_t n)
+{
+    ASSERT_EQ(p->code, cim_Code_OK);
+    ASSERT_EQ(p->n, n);
+    for (size_t i = 0; i < n; i++) {
+        ASSERT_U64_EQ(p->msgs[i].msg_id, ids[i]);
+        ASSERT_U64_EQ(p->msgs[i].time_ms, snowflake_time_ms(ids[i]));
+        ASSERT_STREQ(p->msgs[i].from, "alice");
+        ASSERT_STREQ(p->msgs[i].client_msg_id, cmids[i]);
+        ASSERT_EQ(p->msgs[i].body_len, 5);
+    }
+}
+
+/* A schema 2 directory (records stored whole) is refused by the tools, and cimd moves it to
+ * schema 3 at start without rewriting anything: SYNC, HISTORY and CONV_LIST give every
+ * message, whole or stored without its head, with its id and time; both can be recalled;
+ * cimdump tells the two apart. */
+TEST_TIMEOUT(e2e_store_migrate_schema_2, 60)
+{
+    tsrv_t t;
+    uint64_t ids[4];
+    tmsg_t msgs[8];
+    tmsg_page_t p;
+    tmsg_conv_t convs[4];
+    cim_ConvListRsp crsp;
+    cim_Result res;
+    char out[4096], arg[32];
+    size_t n;
+
+    tsrv_start(&t, NULL);
+    tmsg_register_users(&t, who, USERS);
+    cimc_t *a = tsrv_login(&t, "alice", "d1", NULL);
+    for (int i = 0; i < 3; i++)
+        ids[i] = send_conv(a, DIRECT, "bob", cmids[i], "hello");
+    cimc_close(a);
+    ASSERT_EQ(tsrv_stop_keep(&t), 0);
+    schema_2(t.dir, ids, 2); /* the third stays as this build stored it */
+    ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "stats", NULL), 0);
+
+    tsrv_restart(&t);
+    ASSERT_TRUE(tsrv_log_has(&t, "migrate: schema 2 to 3"));
+    cimc_t *b = tsrv_login(&t, "bob", "d2", NULL);
+    tmsg_page_init(&p, msgs, N(msgs), NULL, 0);
+    ASSERT_OK(tmsg_sync_all(b, 0, 0, &p));
+    expect_ids(&p, ids, 3);
+    tmsg_page_init(&p, msgs, N(msgs), NULL, 0);
+    ASSERT_OK(tmsg_history(b, DIRECT, "alice", 0, 0, &p));
+    expect_ids(&p, ids, 3);
+    TMSG_EXPECT(tmsg_conv_list(b, convs, N(convs), &n, &crsp), crsp, cim_Code_OK);
+    ASSERT_EQ(n, 1);
+    ASSERT_TRUE(convs[0].has_last);
+    ASSERT_U64_EQ(convs[0].last.msg_id, ids[2]);
+    ASSERT_U64_EQ(convs[0].last.time_ms, snowflake_time_ms(ids[2]));
+    /* inside the recall window, whichever way it is stored (its time is read) */
+    a = tsrv_login(&t, "alice", "d1", NULL);
+    TMSG_EXPECT(tmsg_recall(a, ids[0], &res), res, cim_Code_OK);
+    TMSG_EXPECT(tmsg_recall(a, ids[2], &res), res, cim_Code_OK);
+    ids[3] = send_conv(a, DIRECT, "bob", cmids[3], "hello");
+    cimc_close(a);
+    cimc_close(b);
+    ASSERT_EQ(tsrv_stop_keep(&t), 0);
+
+    snprintf(arg, sizeof(arg), "%llu", (unsigned long long)ids[1]);
+    ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "msg", arg,
+                            NULL),
+              0);
+    ASSERT_NOT_NULL(strstr(out, "\"head_implied\":false"));
+    snprintf(arg, sizeof(arg), "%llu", (unsigned long long)ids[3]);
+    ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "msg", arg,
+                            NULL),
+              0);
+    ASSERT_NOT_NULL(strstr(out, "\"head_implied\":true"));
+    ASSERT_NOT_NULL(strstr(out, "\"message_time_ms\":"));
+    ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "stats", NULL),
+              0);
+    ASSERT_NOT_NULL(strstr(out, "\"schema\":3,"));
+    tsrv_restart(&t);
+    b = tsrv_login(&t, "bob", "d3", NULL);
+    tmsg_page_init(&p, msgs, N(msgs), NULL, 0);
+    ASSERT_OK(tmsg_sync_all(b, 0, 0, &p));
+    ASSERT_EQ(p.n, 6); /* the four, and the two RECALL messages */
+    ASSERT_TRUE(msgs[0].flags & 1u);
+    ASSERT_U64_EQ(msgs[0].time_ms, snowflake_time_ms(ids[0]));
+    ASSERT_TRUE(msgs[2].flags & 1u);
+    ASSERT_U64_EQ(msgs[2].time_ms, snowflake_time_ms(ids[2]));
+    cimc_close(b);
+    ASSERT_EQ(tsrv_stop(&t), 0);
 }

@@ -59,6 +59,7 @@ typedef struct dmsg {
     cim_Message m;
     uint8_t *body; /* owned (mem_free) */
     size_t body_len, body_cap;
+    bool head_implied; /* stored without msg_id and time_ms: its id gives both (message.h) */
 } dmsg_t;
 
 /* A GroupEvent (body of a group's SYSTEM message). Decoded field by field, not with
@@ -153,9 +154,10 @@ const char *dump__msgtype_name(char buf[16], int v);
 const char *dump__device_name(char buf[16], int v);
 const char *dump__gekind_name(char buf[16], int v);
 
-/** Decode a stored cim.Message. @p dm->body is allocated even on failure: mem_free it.
+/** Decode stored message @p id's record, with the head it may leave out (message.h).
+ * @p dm->body is allocated even on failure: mem_free it.
  * @return 0, or RC_EPROTO when the record is not a cim.Message this build can read. */
-int dump__msg_decode(const uint8_t *rec, size_t len, dmsg_t *dm);
+int dump__msg_decode(uint64_t id, const uint8_t *rec, size_t len, dmsg_t *dm);
 
 /** Decode a GroupEvent. @p ev->users is owned by the caller (mem_free) even on failure.
  * @return 0 or RC_EPROTO. */

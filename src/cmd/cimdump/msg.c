@@ -90,12 +90,13 @@ static json_t *json_msg(uint64_t id, const uint8_t *rec, size_t len, size_t body
         return o;
     }
     jv_set(o, "record_len", jv_u64(len));
-    if (dump__msg_decode(rec, len, &dm) < 0) {
+    if (dump__msg_decode(id, rec, len, &dm) < 0) {
         jv_set(o, "error", jv_str("record is not a cim.Message"));
         jv_set(o, "record_hex", jv_hex(rec, len));
         mem_free(dm.body);
         return o;
     }
+    jv_set(o, "head_implied", json_boolean(dm.head_implied));
     jv_set(o, "conv_type", jv_str(dump__conv_name(e, dm.m.conv_type)));
     jv_set(o, "from", jv_str(dm.m.from));
     jv_set(o, "to", jv_str(dm.m.to));
@@ -209,7 +210,7 @@ static void text_msg_row(FILE *f, uint64_t id, const uint8_t *rec, size_t len)
         fprintf(f, "(no record: removed by retention)\n");
         return;
     }
-    if (dump__msg_decode(rec, len, &dm) < 0) {
+    if (dump__msg_decode(id, rec, len, &dm) < 0) {
         fprintf(f, "(record of %zu bytes is not a cim.Message)\n", len);
         mem_free(dm.body);
         return;
@@ -316,7 +317,7 @@ int dump__cmd_msg(dump_t *d)
     dump__fmt_time(t, ms);
     fprintf(f, "id             %llu\ntime           %s (node %u, seq %u)\n", (unsigned long long)id,
             t, node, seq);
-    if (dump__msg_decode(rec, len, &dm) < 0) {
+    if (dump__msg_decode(id, rec, len, &dm) < 0) {
         fprintf(f, "record         %zu bytes, not a cim.Message: ", len);
         for (size_t i = 0; i < len; i++)
             fprintf(f, "%02x", rec[i]);
@@ -335,6 +336,8 @@ int dump__cmd_msg(dump_t *d)
     text_body(f, &dm, 0);
     fputc('\n', f);
     text_event(f, &dm);
+    fprintf(f, "record         %zu bytes stored%s\n", len,
+            dm.head_implied ? " (its id and time left out: the key gives both)" : "");
     mem_free(dm.body);
     return 0;
 }

@@ -3,6 +3,7 @@
 
 #include <pb_decode.h>
 
+#include "actors/message.h"
 #include "cmd/cimdump/dump_int.h"
 #include "core/mem.h"
 #include "core/rc.h"
@@ -55,16 +56,23 @@ static bool on_body(pb_istream_t *s, const pb_field_t *f, void **arg)
 }
 
 /* @return 0, or RC_EPROTO when the record is not a cim.Message this build can read. */
-int dump__msg_decode(const uint8_t *rec, size_t len, dmsg_t *dm)
+int dump__msg_decode(uint64_t id, const uint8_t *rec, size_t len, dmsg_t *dm)
 {
-    pb_istream_t is = pb_istream_from_buffer(rec, len);
+    message_rec_t r;
+    pb_istream_t head, is = pb_istream_from_buffer(rec, len);
 
+    message_rec_of(id, rec, len, &r); /* the head a stored record left out (message.h) */
+    head = pb_istream_from_buffer(r.head, r.head_len);
     memset(dm, 0, sizeof(*dm));
+    dm->head_implied = r.head_len > 0;
     dm->body = mem_alloc(len > 0 ? len : 1); /* a body is never longer than its record */
     dm->body_cap = len;
     dm->m.body.funcs.decode = on_body;
     dm->m.body.arg = dm;
-    return pb_decode(&is, cim_Message_fields, &dm->m) ? 0 : RC_EPROTO;
+    return pb_decode_ex(&head, cim_Message_fields, &dm->m, PB_DECODE_NOINIT) &&
+                   pb_decode_ex(&is, cim_Message_fields, &dm->m, PB_DECODE_NOINIT)
+               ? 0
+               : RC_EPROTO;
 }
 
 static bool read_str(pb_istream_t *is, char *out, size_t cap)
