@@ -231,6 +231,8 @@ static void render(admin_t *a, out_t *o)
          &st->commit_seconds);
     one(o, "cim_dedup_ids", "gauge", "client_msg_ids held in the dedup window.",
         (double)dedup_count(srv->dedup));
+    one(o, "cim_dedup_bytes", "gauge", "Memory of the dedup window's tables.",
+        (double)dedup_bytes(srv->dedup));
     one(o, "cim_admin_connections", "gauge", "Admin HTTP connections open.", (double)a->conns);
     if (srv->webhook != NULL) {
         webhook_stats_t wh;

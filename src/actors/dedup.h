@@ -39,7 +39,8 @@
 
 #include "core/kv.h"
 
-#define DEDUP_GENS 5 /**< generations kept: 4 spans of window/4 are always covered */
+#define DEDUP_GENS 5     /**< generations kept: 4 spans of window/4 are always covered */
+#define DEDUP_STRIPES 64 /**< tables per generation, each with its own lock */
 
 typedef struct dedup dedup_t;
 
@@ -86,5 +87,11 @@ void dedup_expire(dedup_t *d, uint64_t now_ms);
 
 /** Entries held now (statistics). */
 size_t dedup_count(dedup_t *d);
+
+/** The stripe (0 to DEDUP_STRIPES - 1) that holds (@p user, @p cmid) (tests). */
+unsigned dedup_stripe(const char *user, const char *cmid);
+
+/** Bytes of the tables that hold them (statistics: 16 a slot, 1.3 to 3.2 slots an entry). */
+size_t dedup_bytes(dedup_t *d);
 
 #endif

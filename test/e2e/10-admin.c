@@ -158,6 +158,11 @@ TEST(e2e_admin_healthz_and_metrics)
     ASSERT_EQ(thttp_metric(r.body, "cim_messages_stored_total") -
                   thttp_metric(before, "cim_messages_stored_total"),
               1);
+    /* the message's client_msg_id is in the dedup window: one table of 64 slots of 16 bytes
+     * more than before (its stripe's first) */
+    ASSERT_EQ(thttp_metric(r.body, "cim_dedup_ids") - thttp_metric(before, "cim_dedup_ids"), 1);
+    ASSERT_EQ(thttp_metric(r.body, "cim_dedup_bytes") - thttp_metric(before, "cim_dedup_bytes"),
+              64 * 16);
     ASSERT_TRUE(thttp_metric(r.body, "cim_pushes_total") > thttp_metric(before, "cim_pushes_total"));
     ASSERT_TRUE(thttp_metric(r.body, "cim_bytes_in_total") > thttp_metric(before, "cim_bytes_in_total"));
     ASSERT_TRUE(thttp_metric(r.body, "cim_bytes_out_total") > thttp_metric(before, "cim_bytes_out_total"));
