@@ -137,26 +137,18 @@ int message_get(kv_txn_t *txn, uint64_t id, message_rec_t *out)
     return rc;
 }
 
-static size_t varint_size(size_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-size_t message_rec_cost(const message_rec_t *r)
-{
-    size_t n = message_rec_len(r);
-    return 1 + varint_size(n) + n; /* every tag that carries a record is below 16 */
-}
-
 bool message_rec_encode(pb_ostream_t *os, uint32_t tag, const message_rec_t *r)
 {
     return pb_encode_tag(os, PB_WT_STRING, tag) && pb_encode_varint(os, message_rec_len(r)) &&
            pb_write(os, r->head, r->head_len) && pb_write(os, r->rec, r->len);
+}
+
+size_t message_rec_cost(const message_rec_t *r)
+{
+    pb_ostream_t sizing = PB_OSTREAM_SIZING;
+    /* the tag's number does not matter: every field that carries a record is below 16 */
+    (void)message_rec_encode(&sizing, 1, r);
+    return sizing.bytes_written;
 }
 
 uint64_t message_id(const uint8_t *rec, size_t len)
