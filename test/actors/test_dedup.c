@@ -1,6 +1,7 @@
 /* actors/dedup: the window's tables as they grow and expire — what its memory gauge says,
- * and that its stripes double at spread-out fills, not all at once (a doubling of every
- * stripe together stalled the writer for ~1.6 s at 25 M entries: docs/BENCHMARKS.md). */
+ * and that its stripes double at spread-out fills, not all at once (every stripe doubling
+ * together was a rehash of ~33 M slots on the writer at 25 M entries: docs/BENCHMARKS.md,
+ * sixth pass). */
 #include <stdio.h>
 #include <stdlib.h>
 
