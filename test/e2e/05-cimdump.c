@@ -205,7 +205,9 @@ TEST_TIMEOUT(e2e_cimdump_direct_matches_what_was_sent, 60)
     ASSERT_TRUE(strncmp(doc, want, strlen(want)) == 0);
     snprintf(want, sizeof(want), "\"node\":%u,\"seq\":%u,", node, seq);
     expect_has(doc, want);
-    expect_has(doc, "\"conv_type\":\"DIRECT\",\"from\":\"alice\",\"to\":\"bob\","
+    /* stored without its id and time (the key gives both): STORAGE.md, msgs */
+    expect_has(doc, "\"head_implied\":true,"
+                    "\"conv_type\":\"DIRECT\",\"from\":\"alice\",\"to\":\"bob\","
                     "\"msg_type\":\"TEXT\",\"client_msg_id\":\"c1\",\"flags\":0,"
                     "\"recalled\":false,\"from_device\":\"MOBILE\"");
     snprintf(want, sizeof(want),
@@ -337,6 +339,8 @@ TEST_TIMEOUT(e2e_cimdump_direct_matches_what_was_sent, 60)
     expect_has(out, "hello \\\"bob\\\"");
     dump_text(&t, "msg", id[1]);
     expect_has(out, "hex 0001ff80");
+    expect_has(out, "\nrecord         "); /* its stored size, and that the key gives its head */
+    expect_has(out, " bytes stored (its id and time left out: the key gives both)\n");
     dump_text(&t, "convs", "bob");
     dump_text(&t, "groups", NULL);
     ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", t.dir, "user", "alice", (char *)NULL), 0);
