@@ -18,29 +18,27 @@
 
 #define TRANSIENT_ROUTE_MAX 64
 
-/* dedup_find's DEDUP_PENDING: a resend of a message committed here but not in its
- * timelines yet, refused SERVER_BUSY (no prior id: it must not be answered OK yet). */
-static int pending(int rc, uint64_t *prior, int *code, const char **why)
-{
-    if (rc != DEDUP_PENDING)
-        return rc;
-    *prior = 0;
-    *code = cim_Code_SERVER_BUSY;
-    *why = SEND_NOT_APPLIED;
-    return 0;
-}
-
-/* A refused SEND that is the resend of a stored message: OK, with its id in @p prior. */
-static int refused_resend(server_t *srv, kv_txn_t *txn, const char *app, const char *from,
-                          const char *cmid, uint64_t *prior, int *code, const char **why)
+/* Is @p cmid of @p from a resend (the window, read in @p txn)? A stored message: OK, its
+ * id in @p prior. One committed here but not in its timelines yet (DEDUP_PENDING):
+ * SERVER_BUSY, no prior id (it must not be answered OK yet).
+ * @return 1 (it is: @p code, @p prior, @p why set), 0 (it is not), or rc. */
+static int resend_of(server_t *srv, kv_txn_t *txn, const char *app, const char *from,
+                     const char *cmid, uint64_t *prior, int *code, const char **why)
 {
     int rc = dedup_find(srv->dedup, txn, app, from, cmid, true, prior);
 
     if (rc == RC_ENOTFOUND)
         return 0;
-    if (rc == 0)
+    if (rc == 0) {
         *code = cim_Code_OK;
-    return pending(rc, prior, code, why);
+        return 1;
+    }
+    if (rc != DEDUP_PENDING)
+        return rc;
+    *prior = 0;
+    *code = cim_Code_SERVER_BUSY;
+    *why = SEND_NOT_APPLIED;
+    return 1;
 }
 
 int send_check(server_t *srv, const char *app, const char *from, int conv_type,
@@ -64,13 +62,9 @@ int send_check(server_t *srv, const char *app, const char *from, int conv_type,
     *prior = 0;
     /* A resend of a stored client_msg_id (@p prior: its id) is answered with the
      * original whatever else holds now; looked up in the same transaction. */
-    if (cmid[0] != '\0' && !store_looks) {
-        rc = dedup_find(srv->dedup, txn, app, from, cmid, true, prior);
-        if (rc != RC_ENOTFOUND) {
-            rc = pending(rc, prior, code, why);
-            goto out; /* found, on its way or failed */
-        }
-    }
+    if (cmid[0] != '\0' && !store_looks &&
+        (rc = resend_of(srv, txn, app, from, cmid, prior, code, why)) != 0)
+        goto out; /* found, on its way or failed */
     if (conv_type == cim_ConvType_GROUP) {
         rc = group_id_parse(to, &gid) < 0 ? RC_ENOTFOUND : group_load(txn, app, gid, &g);
         if (rc == RC_ENOTFOUND || (rc == 0 && g.dismissed)) {
@@ -114,9 +108,9 @@ int send_check(server_t *srv, const char *app, const char *from, int conv_type,
     rc = rc == RC_ENOTFOUND ? 0 : rc;
 out:
     if (rc == 0 && *code != cim_Code_OK && cmid[0] != '\0' && store_looks)
-        rc = refused_resend(srv, txn, app, from, cmid, prior, code, why);
+        rc = resend_of(srv, txn, app, from, cmid, prior, code, why);
     kv_abort(txn);
-    return rc;
+    return rc > 0 ? 0 : rc;
 }
 
 int send_resend(server_t *srv, const char *app, const char *from, const char *cmid,
@@ -129,9 +123,9 @@ int send_resend(server_t *srv, const char *app, const char *from, const char *cm
     *code = cim_Code_OK;
     if (rc < 0)
         return rc;
-    rc = dedup_find(srv->dedup, txn, app, from, cmid, true, prior);
+    rc = resend_of(srv, txn, app, from, cmid, prior, code, why);
     kv_abort(txn);
-    return rc == RC_ENOTFOUND ? 0 : pending(rc, prior, code, why);
+    return rc > 0 ? 0 : rc;
 }
 
 int send_check_home(void *ctx, const char *app, const char *from, const char *to,
