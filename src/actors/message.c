@@ -198,15 +198,20 @@ bool message_decode(const uint8_t *rec, size_t len, cim_Message *out, const uint
     return true;
 }
 
-bool message_rec_decode_head(const message_rec_t *r, cim_Message *out)
+bool message_rec_decode(const message_rec_t *r, cim_Message *out)
 {
     pb_istream_t head = pb_istream_from_buffer(r->head, r->head_len);
     pb_istream_t is = pb_istream_from_buffer(r->rec, r->len);
 
-    memset(out, 0, sizeof(*out)); /* proto3's defaults: the decodes below add to it */
-    out->body.funcs.decode = skip_body;
     return pb_decode_ex(&head, cim_Message_fields, out, PB_DECODE_NOINIT) &&
            pb_decode_ex(&is, cim_Message_fields, out, PB_DECODE_NOINIT);
+}
+
+bool message_rec_decode_head(const message_rec_t *r, cim_Message *out)
+{
+    memset(out, 0, sizeof(*out)); /* proto3's defaults: the decode adds to it */
+    out->body.funcs.decode = skip_body;
+    return message_rec_decode(r, out);
 }
 
 bool message_decode_head(const uint8_t *rec, size_t len, cim_Message *out)

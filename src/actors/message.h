@@ -111,6 +111,13 @@ bool message_decode_head(const uint8_t *rec, size_t len, struct _cim_Message *ou
 bool message_rec_decode_head(const message_rec_t *r, struct _cim_Message *out);
 
 /**
+ * Decode a stored record, head then stored bytes, into @p out as the caller prepared it
+ * (zeroed: proto3's defaults; its body callback set). @return true, or false when
+ * malformed.
+ */
+bool message_rec_decode(const message_rec_t *r, struct _cim_Message *out);
+
+/**
  * A bytes field read in place: a nanopb decode callback (message_window_decode, with a
  * message_win_t as its arg) that points into the buffer being decoded instead of copying.
  * Set lo/hi to that buffer (the decode must use a buffer stream over it) and data to NULL;

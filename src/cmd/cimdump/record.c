@@ -59,20 +59,15 @@ static bool on_body(pb_istream_t *s, const pb_field_t *f, void **arg)
 int dump__msg_decode(uint64_t id, const uint8_t *rec, size_t len, dmsg_t *dm)
 {
     message_rec_t r;
-    pb_istream_t head, is = pb_istream_from_buffer(rec, len);
 
     message_rec_of(id, rec, len, &r); /* the head a stored record left out (message.h) */
-    head = pb_istream_from_buffer(r.head, r.head_len);
     memset(dm, 0, sizeof(*dm));
     dm->head_implied = r.head_len > 0;
     dm->body = mem_alloc(len > 0 ? len : 1); /* a body is never longer than its record */
     dm->body_cap = len;
     dm->m.body.funcs.decode = on_body;
     dm->m.body.arg = dm;
-    return pb_decode_ex(&head, cim_Message_fields, &dm->m, PB_DECODE_NOINIT) &&
-                   pb_decode_ex(&is, cim_Message_fields, &dm->m, PB_DECODE_NOINIT)
-               ? 0
-               : RC_EPROTO;
+    return message_rec_decode(&r, &dm->m) ? 0 : RC_EPROTO;
 }
 
 static bool read_str(pb_istream_t *is, char *out, size_t cap)
