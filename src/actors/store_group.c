@@ -724,6 +724,9 @@ static int erase(kv_txn_t *txn, uint64_t id, cim_Message *m, size_t len)
 
     m->flags |= 1u;
     m->body.funcs.encode = no_body;
+    /* an id and time its key implies stay out, as message_put keeps records (message.h) */
+    if (m->msg_id == id && m->time_ms == snowflake_time_ms(id))
+        m->msg_id = m->time_ms = 0;
     rc = pb_encode(&os, cim_Message_fields, m) ? message_replace(txn, id, buf, os.bytes_written)
                                                : RC_EINVAL;
     mem_free(buf);

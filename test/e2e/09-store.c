@@ -585,6 +585,15 @@ TEST_TIMEOUT(e2e_store_migrate_schema_2, 60)
                             NULL),
               0);
     ASSERT_NOT_NULL(strstr(out, "\"head_implied\":false"));
+    /* a recall's rewrite keeps the layout: the whole one is stored compact from then on */
+    for (int i = 0; i < 4; i += 2) {
+        snprintf(arg, sizeof(arg), "%llu", (unsigned long long)ids[i]);
+        ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "msg",
+                                arg, NULL),
+                  0);
+        ASSERT_NOT_NULL(strstr(out, "\"head_implied\":true"));
+        ASSERT_NOT_NULL(strstr(out, "\"recalled\":true"));
+    }
     snprintf(arg, sizeof(arg), "%llu", (unsigned long long)ids[3]);
     ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "msg", arg,
                             NULL),
