@@ -112,7 +112,7 @@ static int add_direction(mig_t *m, const uint8_t *key, size_t klen, uint64_t id,
     memcpy(app, key, alen);
     app[alen] = '\0';
     rc = kv_cmsg_add(m->txn, dkey, conv_skey(dkey, app, cim_ConvType_DIRECT, msg->from, msg->to),
-                     id, NULL);
+                     id, false);
     if (rc == 0)
         m->directs++;
     return rc;

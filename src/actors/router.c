@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "core/mem.h"
 
 /* A user's entry: the key (app NUL user) and a small array of sessions. Most users have
@@ -33,15 +34,10 @@ static uint64_t hash_key(const char *app, const char *user, char *key, uint16_t 
 {
     /* FNV-1a over "app\0user": cheap, and the shard bits come from the high half. */
     size_t a = strlen(app), u = strlen(user);
-    uint64_t h = 1469598103934665603ULL;
     memcpy(key, app, a + 1);
     memcpy(key + a + 1, user, u + 1);
     *klen = (uint16_t)(a + u + 2);
-    for (size_t i = 0; i < *klen; i++) {
-        h ^= (uint8_t)key[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
+    return hash_fnv1a(HASH_FNV_BASIS, key, *klen);
 }
 
 router_t *router_new(void)

@@ -34,6 +34,12 @@ typedef struct store_ackreq {
 
 static int apply_one(store_t *st, kv_txn_t *txn, store_req_t *q)
 {
+    int rc;
+
+    /* what came before in the batch has its conversation records, as it would alone */
+    if ((q->kind == STORE_REQ_APPLY || q->kind == STORE_REQ_OP || q->kind == STORE_REQ_REJOIN) &&
+        (rc = store__conv_news(st, txn)) < 0)
+        return rc;
     switch (q->kind) {
     case STORE_REQ_LOGIN: {
         store_login_t *l = (store_login_t *)q;
@@ -42,7 +48,7 @@ static int apply_one(store_t *st, kv_txn_t *txn, store_req_t *q)
         uint32_t flags = 0;
         /* Look before writing: a known user's login dirties no page (a bot's first BOT
          * login one, once). */
-        int rc = kv_user_flags(txn, l->app, l->user, &flags);
+        rc = kv_user_flags(txn, l->app, l->user, &flags);
         if (rc == 0 && (flags & KV_USER_DISABLED)) {
             l->code = cim_Code_UNAUTHORIZED; /* disabled since the worker looked */
             return 0;
@@ -124,7 +130,7 @@ again:
             goto fail;
         }
     }
-    if ((rc = store__conv_flush(st, txn)) < 0) {
+    if ((rc = store__conv_news(st, txn)) < 0 || (rc = store__conv_flush(st, txn)) < 0) {
         kv_abort(txn);
         goto fail;
     }

@@ -146,6 +146,11 @@ int store__conv(store_t *st, kv_txn_t *txn, const uint8_t *key, size_t klen, boo
  *  @return 0 or rc. */
 int store__conv_flush(store_t *st, kv_txn_t *txn);
 
+/** Create the records of the DIRECT directions this batch began so far (their first
+ *  messages' conversation-index appends are gathered: kv_cmsg_news). Called before the
+ *  records are written, and before any request that could read them. */
+int store__conv_news(store_t *st, kv_txn_t *txn);
+
 /**
  * In a cluster, what a message of another home changes here beyond timelines, on its first
  * apply: a GroupEvent of a group homed elsewhere updates this home's copy of the group; a

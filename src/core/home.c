@@ -3,17 +3,7 @@
 #include <string.h>
 
 #include "core/be.h"
-
-#define FNV_BASIS 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
-
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * FNV_PRIME;
-    return h;
-}
+#include "core/hash.h"
 
 static uint64_t fmix64(uint64_t k)
 {
@@ -30,7 +20,7 @@ static uint64_t key_hash(const char *app, const char *id)
 {
     if (app == NULL || app[0] == '\0')
         app = "default";
-    return fnv1a(fnv1a(FNV_BASIS, app, strlen(app) + 1), id, strlen(id) + 1);
+    return hash_fnv1a(hash_fnv1a(HASH_FNV_BASIS, app, strlen(app) + 1), id, strlen(id) + 1);
 }
 
 static uint64_t node_score(uint64_t key, uint32_t node)
@@ -38,7 +28,7 @@ static uint64_t node_score(uint64_t key, uint32_t node)
     uint8_t be[4];
 
     be32_put(be, node);
-    return fmix64(fnv1a(key, be, sizeof(be)));
+    return fmix64(hash_fnv1a(key, be, sizeof(be)));
 }
 
 uint64_t home_score(const char *app, const char *id, uint32_t node)

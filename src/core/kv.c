@@ -426,6 +426,9 @@ int kv_open(const char *dir, unsigned flags, kv_t **out)
         goto out;
     if ((rc = open_dbs(kv)) < 0)
         goto out;
+    kv->pend[KV_PEND_TIMELINE] = kv__pend_new(kv->timeline);
+    kv->pend[KV_PEND_CMSGS] = kv__pend_new(kv->cmsgs);
+    kv->pend[KV_PEND_CEVENTS] = kv__pend_new(kv->cevents);
     if (!(flags & KV_RDONLY) && (rc = reserve(kv, info.me_mapsize)) < 0)
         goto out;
     *out = kv;
@@ -441,6 +444,8 @@ void kv_close(kv_t *kv)
         return;
     if (kv->env != NULL)
         mdb_env_close(kv->env);
+    for (int i = 0; i < 3; i++)
+        kv__pend_free(kv->pend[i]);
     for (int i = 0; i < KV_RSHARDS; i++)
         pthread_rwlock_destroy(&kv->remap[i]);
     mem_free(kv);
@@ -489,10 +494,48 @@ int kv_begin(kv_t *kv, int mode, kv_txn_t **out)
     return 0;
 }
 
+bool kv__reading(kv_txn_t *txn)
+{
+    return kv__txn(txn) == my_read;
+}
+
+int kv__ids_sync(kv_txn_t *txn, MDB_dbi dbi)
+{
+    kv_t *kv;
+    int rc = 0;
+
+    if (kv__reading(txn)) /* before kv->pend: the writer's, not this thread's */
+        return 0;
+    kv = kv__of(txn);
+    for (int i = 0; i < 3 && rc == 0; i++)
+        if (dbi == 0 || kv__pend_dbi(kv->pend[i]) == dbi)
+            rc = kv__pend_apply(kv->pend[i], kv__txn(txn));
+    return rc;
+}
+
+void kv__ids_drop(kv_t *kv)
+{
+    for (int i = 0; i < 3; i++)
+        if (kv->pend[i] != NULL) {
+            kv__pend_clear(kv->pend[i]);
+            kv__pend_news_clear(kv->pend[i]);
+        }
+}
+
 int kv_commit(kv_txn_t *txn)
 {
     kv_t *reader = read_done(kv__txn(txn));
-    int rc = kv__rc(mdb_txn_commit(kv__txn(txn)), "mdb_txn_commit");
+    int rc;
+
+    if (reader == NULL) {
+        rc = kv__ids_sync(txn, 0);
+        kv__ids_drop(kv__of(txn)); /* news nobody asked for, too */
+        if (rc < 0) {
+            mdb_txn_abort(kv__txn(txn));
+            return rc;
+        }
+    }
+    rc = kv__rc(mdb_txn_commit(kv__txn(txn)), "mdb_txn_commit");
     if (reader != NULL)
         pthread_rwlock_unlock(&reader->remap[shard()]);
     return rc;
@@ -504,6 +547,8 @@ void kv_abort(kv_txn_t *txn)
     if (txn == NULL)
         return;
     reader = read_done(kv__txn(txn));
+    if (reader == NULL)
+        kv__ids_drop(kv__of(txn));
     mdb_txn_abort(kv__txn(txn));
     if (reader != NULL)
         pthread_rwlock_unlock(&reader->remap[shard()]);

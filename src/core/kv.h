@@ -420,11 +420,22 @@ int kv_outbox_each(kv_txn_t *txn,
 
 /**
  * The per-conversation message index (one entry per message and conversation side, like
- * a timeline): add @p id under conversation key @p ckey (write txn).
- * @param[out] fresh  NULL, or set to true when the key had no ids before.
+ * a timeline): add @p id under conversation key @p ckey (write txn). Like every id-list
+ * append (timelines, cevents) it is gathered and applied in key order at the commit, or
+ * before anything in the transaction reads the index: nothing can tell the difference.
+ * @param watch  report @p ckey to kv_cmsg_news if it had no ids before.
  * @return 0 or rc.
  */
-int kv_cmsg_add(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t id, bool *fresh);
+int kv_cmsg_add(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t id, bool watch);
+
+/**
+ * Apply the gathered index appends now and call @p cb for every watched key that had no
+ * ids before they came (since the last call in this transaction), with the smallest id
+ * it got. A non-zero return stops. @return 0 or rc.
+ */
+int kv_cmsg_news(kv_txn_t *txn,
+                 int (*cb)(void *ctx, const uint8_t *ckey, size_t klen, uint64_t first),
+                 void *ctx);
 
 /**
  * Page a conversation backwards: the newest ids below @p before (0: from the newest),

@@ -157,53 +157,43 @@ int kv_msg_last_id(kv_txn_t *txn, uint64_t *out)
 
 /* ---- timeline --------------------------------------------------------------------- */
 
-int kv__ids_add(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t id,
-                bool *fresh)
+static kv_pend_t *pend_of(kv_t *kv, MDB_dbi dbi)
 {
-    MDB_cursor *cur = NULL;
-    uint8_t val[8];
-    MDB_val k = {klen, (void *)key}, v = {8, val}, d;
-    int mrc;
+    for (int i = 0; i < 3; i++)
+        if (kv__pend_dbi(kv->pend[i]) == dbi)
+            return kv->pend[i];
+    return NULL;
+}
 
-    be64_put(val, id);
-    /* Big-endian ids sort as numbers under memcmp, so appending in id order is
-     * MDB_APPENDDUP; KEYEXIST means "not greater than the last": insert in place, and a
-     * repeated id is no error. */
-    if (fresh == NULL) { /* mdb_put's cursor is on the stack: no allocation */
-        mrc = mdb_put(kv__txn(txn), dbi, &k, &v, MDB_APPENDDUP);
-        if (mrc == MDB_KEYEXIST)
-            mrc = mdb_put(kv__txn(txn), dbi, &k, &v, MDB_NODUPDATA);
-        return kv__rc(mrc == MDB_KEYEXIST ? MDB_SUCCESS : mrc, "mdb_put ids");
-    }
-    /* The key looked up first: the put then starts from the page the lookup ended on
-     * (LMDB's cursor fast path), not from the root, so knowing whether the list is new
-     * costs little. */
-    if ((mrc = mdb_cursor_open(kv__txn(txn), dbi, &cur)) != MDB_SUCCESS)
-        return kv__rc(mrc, "mdb_cursor_open ids");
-    mrc = mdb_cursor_get(cur, &k, &d, MDB_SET);
-    *fresh = mrc == MDB_NOTFOUND;
-    if (mrc == MDB_SUCCESS || mrc == MDB_NOTFOUND) {
-        mrc = mdb_cursor_put(cur, &k, &v, MDB_APPENDDUP);
-        if (mrc == MDB_KEYEXIST)
-            mrc = mdb_cursor_put(cur, &k, &v, MDB_NODUPDATA);
-    }
-    mdb_cursor_close(cur);
-    return kv__rc(mrc == MDB_KEYEXIST ? MDB_SUCCESS : mrc, "mdb_cursor_put ids");
+int kv__ids_add(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t id,
+                bool watch)
+{
+    kv_pend_t *p;
+
+    if (klen == 0 || klen > KV_LMDB_KEY_MAX) /* what LMDB would refuse at the commit */
+        return RC_EINVAL;
+    if (kv__reading(txn) || (p = pend_of(kv__of(txn), dbi)) == NULL)
+        return RC_EINVAL; /* not a write transaction, or not an id list */
+    kv__pend_add(p, key, klen, id, watch); /* applied in key order (kv_pend.c) */
+    return 0;
 }
 
 int kv_timeline_add(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t id)
 {
-    return kv__ids_add(txn, kv__of(txn)->timeline, ukey, klen, id, NULL);
+    return kv__ids_add(txn, kv__of(txn)->timeline, ukey, klen, id, false);
 }
 
-static int dbi_cursor(kv_txn_t *txn, MDB_dbi dbi, MDB_cursor **cur)
+int kv__ids_cursor(kv_txn_t *txn, MDB_dbi dbi, MDB_cursor **cur)
 {
+    int rc = kv__ids_sync(txn, dbi);
+    if (rc < 0)
+        return rc;
     return kv__rc(mdb_cursor_open(kv__txn(txn), dbi, cur), "cursor");
 }
 
 static int tl_cursor(kv_txn_t *txn, MDB_cursor **cur)
 {
-    return dbi_cursor(txn, kv__of(txn)->timeline, cur);
+    return kv__ids_cursor(txn, kv__of(txn)->timeline, cur);
 }
 
 int kv_timeline_last(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t *out)
@@ -285,7 +275,7 @@ int kv__ids_count(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, u
     *out = 0;
     if (after >= up_to || after == UINT64_MAX)
         return 0;
-    if ((rc = dbi_cursor(txn, dbi, &cur)) < 0)
+    if ((rc = kv__ids_cursor(txn, dbi, &cur)) < 0)
         return rc;
     rc = count_from(cur, key, klen, after + 1, &a);
     if (rc == 0 && up_to != UINT64_MAX && a > 0)
@@ -305,7 +295,7 @@ int kv__ids_last(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, ui
     int rc, mrc;
 
     *out = 0;
-    if ((rc = dbi_cursor(txn, dbi, &cur)) < 0)
+    if ((rc = kv__ids_cursor(txn, dbi, &cur)) < 0)
         return rc;
     if (up_to == UINT64_MAX) {
         mrc = mdb_cursor_get(cur, &k, &v, MDB_SET);
@@ -345,7 +335,7 @@ int kv__ids_after(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *ukey, size_t klen,
     *total_after = 0;
     if (after == UINT64_MAX)
         return 0;
-    if ((rc = dbi_cursor(txn, dbi, &cur)) < 0)
+    if ((rc = kv__ids_cursor(txn, dbi, &cur)) < 0)
         return rc;
     be64_put(from, after + 1);
     mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
@@ -485,7 +475,7 @@ static int retire_by_value(kv_txn_t *txn, MDB_dbi dbi, kv_retention_t *pos, uint
     MDB_val k, v;
     int rc, mrc;
 
-    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), dbi, &cur), "cursor")) < 0)
+    if ((rc = kv__ids_cursor(txn, dbi, &cur)) < 0)
         return rc;
     if (pos->klen == 0) {
         mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);

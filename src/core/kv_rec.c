@@ -114,7 +114,7 @@ int kv_cmsg_keys(kv_txn_t *txn, int (*cb)(void *ctx, const uint8_t *key, size_t 
     MDB_val k, v;
     int rc = 0, mrc;
 
-    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), kv__of(txn)->cmsgs, &cur), "cursor")) < 0)
+    if ((rc = kv__ids_cursor(txn, kv__of(txn)->cmsgs, &cur)) < 0)
         return rc;
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == MDB_SUCCESS;
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_NODUP))
@@ -237,9 +237,18 @@ int kv_outbox_each(kv_txn_t *txn,
     return rc;
 }
 
-int kv_cmsg_add(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t id, bool *fresh)
+int kv_cmsg_add(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t id, bool watch)
 {
-    return kv__ids_add(txn, kv__of(txn)->cmsgs, ckey, klen, id, fresh);
+    return kv__ids_add(txn, kv__of(txn)->cmsgs, ckey, klen, id, watch);
+}
+
+int kv_cmsg_news(kv_txn_t *txn,
+                 int (*cb)(void *ctx, const uint8_t *ckey, size_t klen, uint64_t first),
+                 void *ctx)
+{
+    kv_t *kv = kv__of(txn);
+    int rc = kv__ids_sync(txn, kv->cmsgs);
+    return rc < 0 ? rc : kv__pend_news(kv->pend[KV_PEND_CMSGS], cb, ctx);
 }
 
 int kv_cmsg_after(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t after,
@@ -264,13 +273,16 @@ int kv_cmsg_last(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t up_to
 int kv_cmsg_drop(kv_txn_t *txn, const uint8_t *ckey, size_t klen)
 {
     MDB_val k = {klen, (void *)ckey};
-    int mrc = mdb_del(kv__txn(txn), kv__of(txn)->cmsgs, &k, NULL);
+    int mrc, rc = kv__ids_sync(txn, kv__of(txn)->cmsgs);
+    if (rc < 0)
+        return rc;
+    mrc = mdb_del(kv__txn(txn), kv__of(txn)->cmsgs, &k, NULL);
     return mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_del cmsgs");
 }
 
 int kv_cevent_add(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t id)
 {
-    return kv__ids_add(txn, kv__of(txn)->cevents, ckey, klen, id, NULL);
+    return kv__ids_add(txn, kv__of(txn)->cevents, ckey, klen, id, false);
 }
 
 int kv_cevent_count(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t after,
@@ -290,7 +302,7 @@ int kv_cmsg_before(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t bef
 
     *n = 0;
     *more = false;
-    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), kv__of(txn)->cmsgs, &cur), "cursor")) < 0)
+    if ((rc = kv__ids_cursor(txn, kv__of(txn)->cmsgs, &cur)) < 0)
         return rc;
     if (before == 0) {
         mrc = mdb_cursor_get(cur, &k, &v, MDB_SET);

@@ -559,10 +559,14 @@ static void big_fill(fx_t *f, const ukey_t *u, bool shuffled)
         order[i] = big_ids[i] = 1000 + 3 * (uint64_t)i;
     if (shuffled)
         shuffle(order, BIG_N, 12345);
-    txn = begin(f, KV_WRITE);
-    for (size_t i = 0; i < BIG_N; i++)
-        ASSERT_OK(kv_timeline_add(txn, u->k, u->n, order[i]));
-    ASSERT_OK(kv_commit(txn));
+    /* A transaction's appends go in sorted (kv_pend.c): shuffled ones are committed a
+     * few at a time, so most land between stored ids and the pages split half full. */
+    for (size_t i = 0; i < BIG_N; i += shuffled ? 25 : BIG_N) {
+        txn = begin(f, KV_WRITE);
+        for (size_t j = i; j < BIG_N && j < i + (shuffled ? 25 : BIG_N); j++)
+            ASSERT_OK(kv_timeline_add(txn, u->k, u->n, order[j]));
+        ASSERT_OK(kv_commit(txn));
+    }
 }
 
 /* Page forwards with @p max from @p after to the end: each id exactly once, ascending, no
@@ -659,6 +663,98 @@ TEST_TIMEOUT(kv_timeline_page_5000_shuffled, 60)
 }
 
 /* ---- cursors ---------------------------------------------------------------------- */
+
+/* ---- gathered appends (kv_pend.c) ------------------------------------------------- */
+
+/* A write transaction's timeline appends are gathered and applied in key order at the
+ * commit: whatever reads the timeline in that transaction sees them all the same, in
+ * order; out-of-order and repeated ids within and across transactions end the same as
+ * one put each; what an abort gathered is gone with it. */
+TEST(kv_timeline_gathered_appends)
+{
+    ukey_t a = uk("app", "ann"), b = uk("app", "bob"), c = uk("app", "cy");
+    uint64_t want_a[600], want_b[4] = {10, 50, 100, 150}, v = 0;
+    size_t na = 0;
+    kv_txn_t *txn;
+    fx_t f;
+
+    fx_open(&f);
+    txn = begin(&f, KV_WRITE);
+    ASSERT_OK(kv_timeline_add(txn, b.k, b.n, 100));
+    ASSERT_OK(kv_commit(txn));
+
+    txn = begin(&f, KV_WRITE);
+    /* a new key, many ids at once (one MDB_MULTIPLE put, growing a sub-database) */
+    for (uint64_t id = 1000; id < 1500; id++) {
+        ASSERT_OK(kv_timeline_add(txn, a.k, a.n, id));
+        want_a[na++] = id;
+    }
+    /* ids below the stored last, a repeat within the transaction, one repeated from the
+     * store: the MULTIPLE append stops at the first and the rest go in one by one */
+    ASSERT_OK(kv_timeline_add(txn, b.k, b.n, 150));
+    ASSERT_OK(kv_timeline_add(txn, b.k, b.n, 50));
+    ASSERT_OK(kv_timeline_add(txn, b.k, b.n, 10));
+    ASSERT_OK(kv_timeline_add(txn, b.k, b.n, 150));
+    ASSERT_OK(kv_timeline_add(txn, b.k, b.n, 100));
+    /* read in the same transaction: everything gathered so far is there */
+    check_timeline(txn, &b, want_b, 4);
+    ASSERT_TRUE(kv_timeline_has(txn, a.k, a.n, 1499) == 0);
+    /* more after the read, the last of them below what the read applied */
+    for (uint64_t id = 1500; id < 1600; id++) {
+        ASSERT_OK(kv_timeline_add(txn, a.k, a.n, id));
+        want_a[na++] = id;
+    }
+    ASSERT_OK(kv_timeline_add(txn, a.k, a.n, 1200)); /* there already */
+    ASSERT_OK(kv_commit(txn));
+
+    txn = begin(&f, KV_READ);
+    check_timeline(txn, &a, want_a, na);
+    check_timeline(txn, &b, want_b, 4);
+    kv_abort(txn);
+
+    /* an aborted transaction's gathered appends never reach a later commit */
+    txn = begin(&f, KV_WRITE);
+    ASSERT_OK(kv_timeline_add(txn, c.k, c.n, 7));
+    ASSERT_OK(kv_timeline_add(txn, a.k, a.n, 9999));
+    kv_abort(txn);
+    txn = begin(&f, KV_WRITE);
+    ASSERT_OK(kv_timeline_add(txn, b.k, b.n, 200));
+    ASSERT_OK(kv_commit(txn));
+    txn = begin(&f, KV_READ);
+    ASSERT_TRUE(!tl_key_exists(txn, &c));
+    check_timeline(txn, &a, want_a, na);
+    ASSERT_OK(kv_timeline_last(txn, b.k, b.n, &v));
+    ASSERT_U64_EQ(v, 200);
+    kv_abort(txn);
+    fx_close(&f);
+}
+
+/* Gathered conversation-index appends are applied before a drop of the key: the drop
+ * wins, as it would with every append put at once. */
+TEST(kv_cmsg_gathered_then_dropped)
+{
+    const uint8_t k[] = "conv-k", d[] = "conv-d";
+    uint64_t n = 0;
+    kv_txn_t *txn;
+    fx_t f;
+
+    fx_open(&f);
+    txn = begin(&f, KV_WRITE);
+    ASSERT_OK(kv_cmsg_add(txn, k, sizeof(k), 5, false));
+    ASSERT_OK(kv_cmsg_add(txn, d, sizeof(d), 1, true));
+    ASSERT_OK(kv_cmsg_drop(txn, d, sizeof(d)));
+    ASSERT_OK(kv_cevent_add(txn, k, sizeof(k), 5));
+    ASSERT_OK(kv_commit(txn));
+    txn = begin(&f, KV_READ);
+    ASSERT_OK(kv_cmsg_count(txn, k, sizeof(k), 0, UINT64_MAX, &n));
+    ASSERT_U64_EQ(n, 1);
+    ASSERT_OK(kv_cmsg_count(txn, d, sizeof(d), 0, UINT64_MAX, &n));
+    ASSERT_U64_EQ(n, 0); /* dropped after its gathered add, not added again at the commit */
+    ASSERT_OK(kv_cevent_count(txn, k, sizeof(k), 0, UINT64_MAX, &n));
+    ASSERT_U64_EQ(n, 1);
+    kv_abort(txn);
+    fx_close(&f);
+}
 
 TEST(kv_cursor_forward_only_per_device_and_user)
 {
@@ -768,9 +864,9 @@ TEST(kv_cmsg_count_and_last)
 
     fx_open(&f);
     txn = begin(&f, KV_WRITE);
-    ASSERT_OK(kv_cmsg_add(txn, one, sizeof(one), 500, NULL));
+    ASSERT_OK(kv_cmsg_add(txn, one, sizeof(one), 500, false));
     for (uint64_t id = 1000; id < 3000; id += 2) /* 1000 values: a sub-database */
-        ASSERT_OK(kv_cmsg_add(txn, many, sizeof(many), id, NULL));
+        ASSERT_OK(kv_cmsg_add(txn, many, sizeof(many), id, false));
     for (uint64_t id = 1000; id < 1100; id += 10)
         ASSERT_OK(kv_cevent_add(txn, ev, sizeof(ev), id));
     ASSERT_OK(kv_commit(txn));
@@ -816,56 +912,111 @@ TEST(kv_cmsg_count_and_last)
     fx_close(&f);
 }
 
-/* kv_cmsg_add's @p fresh: true only for the first id of a key, whatever order the ids come
- * in (appended, older, repeated) and however the list is stored (one value, a sub-page, a
- * sub-database); neighbouring keys do not count. */
-TEST(kv_cmsg_add_fresh)
+/* What kv_cmsg_news reports. */
+typedef struct news {
+    char key[8][16];
+    uint64_t first[8];
+    size_t n;
+} news_t;
+
+static int on_news(void *ctx, const uint8_t *key, size_t klen, uint64_t first)
 {
-    const uint8_t a[] = "c-a", b[] = "c-b", c[] = "c-c";
+    news_t *w = ctx;
+    ASSERT_LT(w->n, 8);
+    ASSERT_LT(klen, sizeof(w->key[0]));
+    memcpy(w->key[w->n], key, klen);
+    w->key[w->n][klen] = '\0';
+    w->first[w->n++] = first;
+    return 0;
+}
+
+static void news_take(kv_txn_t *txn, news_t *w)
+{
+    memset(w, 0, sizeof(*w));
+    ASSERT_OK(kv_cmsg_news(txn, on_news, w));
+}
+
+/* kv_cmsg_news: a watched key is reported once, with its smallest id, exactly when it had
+ * no ids before the transaction's gathered appends came — whatever order the ids come in
+ * (appended, older, repeated), however the list is stored (one value, a sub-page, a
+ * sub-database), and whether reads applied the appends earlier. Unwatched keys,
+ * neighbouring keys and keys that had ids are never reported; an abort forgets. */
+TEST(kv_cmsg_news_reports_new_lists)
+{
+    const uint8_t a[] = "c-a", b[] = "c-b", c[] = "c-c", d[] = "c-d", e[] = "c-e";
     uint64_t ids[8], total = 0, n = 99;
     size_t got = 0;
-    bool fresh = false;
+    news_t w;
     kv_txn_t *txn;
     fx_t f;
 
     fx_open(&f);
     txn = begin(&f, KV_WRITE);
-    ASSERT_OK(kv_cmsg_add(txn, b, sizeof(b), 500, &fresh));
-    ASSERT_TRUE(fresh);
-    ASSERT_OK(kv_cmsg_add(txn, b, sizeof(b), 600, &fresh)); /* appended */
-    ASSERT_TRUE(!fresh);
-    ASSERT_OK(kv_cmsg_add(txn, b, sizeof(b), 400, &fresh)); /* older */
-    ASSERT_TRUE(!fresh);
-    ASSERT_OK(kv_cmsg_add(txn, b, sizeof(b), 500, &fresh)); /* already there */
-    ASSERT_TRUE(!fresh);
-    ASSERT_OK(kv_cmsg_add(txn, a, sizeof(a), 700, &fresh)); /* before b, after nothing */
-    ASSERT_TRUE(fresh);
+    ASSERT_OK(kv_cmsg_add(txn, b, sizeof(b) - 1, 500, true));
+    ASSERT_OK(kv_cmsg_add(txn, b, sizeof(b) - 1, 600, true)); /* appended */
+    ASSERT_OK(kv_cmsg_add(txn, b, sizeof(b) - 1, 400, true)); /* older */
+    ASSERT_OK(kv_cmsg_add(txn, b, sizeof(b) - 1, 500, true)); /* repeated */
+    ASSERT_OK(kv_cmsg_add(txn, d, sizeof(d) - 1, 9, false)); /* new, not watched */
+    /* a read applies what was gathered: a's news is kept for the call below */
+    ASSERT_OK(kv_cmsg_add(txn, a, sizeof(a) - 1, 700, true));
+    ASSERT_OK(kv_cmsg_count(txn, a, sizeof(a) - 1, 0, UINT64_MAX, &n));
+    ASSERT_U64_EQ(n, 1);
+    ASSERT_OK(kv_cmsg_add(txn, a, sizeof(a) - 1, 800, true)); /* a had ids by now */
+    news_take(txn, &w);
+    ASSERT_EQ(w.n, 2);
+    ASSERT_STREQ(w.key[0], "c-a"); /* in key order */
+    ASSERT_U64_EQ(w.first[0], 700);
+    ASSERT_STREQ(w.key[1], "c-b");
+    ASSERT_U64_EQ(w.first[1], 400);
+    news_take(txn, &w); /* each once */
+    ASSERT_EQ(w.n, 0);
+    ASSERT_OK(kv_cmsg_add(txn, e, sizeof(e) - 1, 5, true)); /* after the call: unreported */
     ASSERT_OK(kv_commit(txn));
 
     txn = begin(&f, KV_WRITE);
-    ASSERT_OK(kv_cmsg_add(txn, c, sizeof(c), 100, &fresh)); /* after b */
-    ASSERT_TRUE(fresh);
-    for (uint64_t id = 1000; id < 3000; id += 2) { /* grows into a sub-database */
-        ASSERT_OK(kv_cmsg_add(txn, b, sizeof(b), id, &fresh));
-        ASSERT_TRUE(!fresh);
-    }
-    ASSERT_OK(kv_cmsg_add(txn, b, sizeof(b), 1001, &fresh));
-    ASSERT_TRUE(!fresh);
+    news_take(txn, &w); /* a commit forgets what nobody asked for */
+    ASSERT_EQ(w.n, 0);
+    ASSERT_OK(kv_cmsg_add(txn, c, sizeof(c) - 1, 100, true)); /* after b, after nothing */
+    for (uint64_t id = 1000; id < 3000; id += 2) /* grows into a sub-database */
+        ASSERT_OK(kv_cmsg_add(txn, b, sizeof(b) - 1, id, true));
+    ASSERT_OK(kv_cmsg_add(txn, b, sizeof(b) - 1, 1001, true));
+    ASSERT_OK(kv_cmsg_add(txn, d, sizeof(d) - 1, 10, true)); /* had an unwatched id */
+    news_take(txn, &w);
+    ASSERT_EQ(w.n, 1);
+    ASSERT_STREQ(w.key[0], "c-c");
+    ASSERT_U64_EQ(w.first[0], 100);
     ASSERT_OK(kv_commit(txn));
 
+    /* an abort forgets both the appends and their news */
+    txn = begin(&f, KV_WRITE);
+    ASSERT_OK(kv_cmsg_add(txn, (const uint8_t *)"c-f", 3, 1, true));
+    ASSERT_OK(kv_cmsg_count(txn, (const uint8_t *)"c-f", 3, 0, UINT64_MAX, &n));
+    ASSERT_U64_EQ(n, 1);
+    kv_abort(txn);
+    txn = begin(&f, KV_WRITE);
+    news_take(txn, &w);
+    ASSERT_EQ(w.n, 0);
+    kv_abort(txn);
+
     txn = begin(&f, KV_READ);
-    ASSERT_OK(kv_cmsg_count(txn, b, sizeof(b), 0, UINT64_MAX, &n));
+    ASSERT_OK(kv_cmsg_count(txn, b, sizeof(b) - 1, 0, UINT64_MAX, &n));
     ASSERT_U64_EQ(n, 1004); /* 400, 500, 600, 1001 and 1000 more: nothing twice */
-    ASSERT_OK(kv_cmsg_after(txn, b, sizeof(b), 0, ids, 4, &got, &total));
+    ASSERT_OK(kv_cmsg_after(txn, b, sizeof(b) - 1, 0, ids, 4, &got, &total));
     ASSERT_EQ(got, 4);
     ASSERT_U64_EQ(ids[0], 400);
     ASSERT_U64_EQ(ids[1], 500);
     ASSERT_U64_EQ(ids[2], 600);
     ASSERT_U64_EQ(ids[3], 1000);
-    ASSERT_OK(kv_cmsg_count(txn, a, sizeof(a), 0, UINT64_MAX, &n));
+    ASSERT_OK(kv_cmsg_count(txn, a, sizeof(a) - 1, 0, UINT64_MAX, &n));
+    ASSERT_U64_EQ(n, 2);
+    ASSERT_OK(kv_cmsg_count(txn, c, sizeof(c) - 1, 0, UINT64_MAX, &n));
     ASSERT_U64_EQ(n, 1);
-    ASSERT_OK(kv_cmsg_count(txn, c, sizeof(c), 0, UINT64_MAX, &n));
+    ASSERT_OK(kv_cmsg_count(txn, d, sizeof(d) - 1, 0, UINT64_MAX, &n));
+    ASSERT_U64_EQ(n, 2);
+    ASSERT_OK(kv_cmsg_count(txn, e, sizeof(e) - 1, 0, UINT64_MAX, &n));
     ASSERT_U64_EQ(n, 1);
+    ASSERT_OK(kv_cmsg_count(txn, (const uint8_t *)"c-f", 3, 0, UINT64_MAX, &n));
+    ASSERT_U64_EQ(n, 0);
     kv_abort(txn);
     fx_close(&f);
 }

@@ -189,3 +189,76 @@ TEST(e2e_direct_pipelined_requests_run_in_order)
     cimc_close(a);
     ASSERT_EQ(tsrv_stop(&t), 0);
 }
+
+/* A READ pipelined right behind the first message of a conversation finds the
+ * conversation, though the two may be written in one batch: the conversation records a
+ * first message creates are made before anything later in the batch reads them, as with
+ * one transaction per request (the conversation index's appends are gathered and applied
+ * at the end of the batch: kv_cmsg_news). 150 new conversations in one write, so many
+ * pairs share a batch. */
+TEST_TIMEOUT(e2e_direct_read_pipelined_behind_first_message, 60)
+{
+    enum { PEERS = 150 };
+    static uint8_t buf[PEERS * 2 * 256];
+    static char names[PEERS][16];
+    const char *users[PEERS];
+    tsrv_t t;
+    size_t n = 0, sends = 0, reads = 0;
+    cimc_bytes_t hi = {(const uint8_t *)"hi", 2};
+    tmsg_conv_t convs[4];
+    cim_ConvListRsp lrsp;
+    size_t nconv = 0;
+
+    tsrv_start(&t, NULL);
+    for (size_t i = 0; i < PEERS; i++) {
+        snprintf(names[i], sizeof(names[i]), "peer%zu", i);
+        users[i] = names[i];
+    }
+    tmsg_register_users(&t, users, PEERS);
+    cimc_t *a = tmsg_login(&t, "alice", "a1", cim_DeviceKind_MOBILE, NULL);
+    for (size_t i = 0; i < PEERS; i++) {
+        cim_SendReq send = cim_SendReq_init_zero;
+        cim_ReadReq read = cim_ReadReq_init_zero;
+        char cmid[32];
+        snprintf(cmid, sizeof(cmid), "first-%zu", i);
+        tmsg_fill_req(&send, names[i], cmid, cim_MsgType_TEXT, &hi, false);
+        send.req_id = (uint32_t)(1000 + 2 * i);
+        read.req_id = (uint32_t)(1001 + 2 * i);
+        read.conv_type = cim_ConvType_DIRECT;
+        snprintf(read.peer, sizeof(read.peer), "%s", names[i]);
+        n += seal_req(a, buf + n, FT_SEND, cim_SendReq_fields, &send);
+        n += seal_req(a, buf + n, FT_READ, cim_ReadReq_fields, &read);
+        ASSERT_LE(n + 512, sizeof(buf));
+    }
+    ASSERT_OK(cimc_write_raw(a, buf, n));
+    while (sends + reads < 2 * PEERS) {
+        uint32_t type = 0;
+        uint8_t *body = NULL;
+        size_t len = 0;
+        ASSERT_OK(tmsg_next_answer(a, 10000, &type, &body, &len));
+        if (type == FT_SEND_ACK) {
+            cim_SendRsp rsp = cim_SendRsp_init_zero;
+            ASSERT_OK(cimc_decode(cim_SendRsp_fields, body, len, &rsp));
+            TMSG_EXPECT(0, rsp, cim_Code_OK);
+            sends++;
+        } else {
+            cim_Result res = cim_Result_init_zero;
+            ASSERT_EQ(type, FT_READ_ACK);
+            ASSERT_OK(cimc_decode(cim_Result_fields, body, len, &res));
+            if (res.code != cim_Code_OK)
+                TEST_FAIL_("READ %u behind its conversation's first message: code %d (%s)",
+                           res.req_id, res.code, res.reason);
+            reads++;
+        }
+        free(body);
+    }
+    /* and the other side has its record: the peer lists the conversation, unread */
+    cimc_t *p = tmsg_login(&t, names[PEERS - 1], "p1", cim_DeviceKind_MOBILE, NULL);
+    TMSG_EXPECT(tmsg_conv_list(p, convs, 4, &nconv, &lrsp), lrsp, cim_Code_OK);
+    ASSERT_EQ(nconv, 1);
+    ASSERT_STREQ(convs[0].peer, "alice");
+    ASSERT_EQ(convs[0].unread, 1);
+    cimc_close(p);
+    cimc_close(a);
+    ASSERT_EQ(tsrv_stop(&t), 0);
+}
