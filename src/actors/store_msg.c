@@ -193,7 +193,7 @@ typedef struct news_ctx {
 static int direction_new(void *arg, const uint8_t *key, size_t klen, uint64_t first)
 {
     news_ctx_t *c = arg;
-    char part[3][KV_ID_MAX + 1];
+    char part[3][KV_ID_MAX + 2]; /* app, '>' sender, recipient */
     size_t at = 0;
     conv_ent_t *e;
     int rc;
@@ -201,7 +201,7 @@ static int direction_new(void *arg, const uint8_t *key, size_t klen, uint64_t fi
     for (int i = 0; i < 3; i++) {
         const uint8_t *end = memchr(key + at, '\0', klen - at);
         size_t n = end != NULL ? (size_t)(end - (key + at)) : klen - at;
-        if (n > KV_ID_MAX || (i < 2) != (end != NULL))
+        if (n > KV_ID_MAX + (i == 1) || (i < 2) != (end != NULL))
             return 0; /* not a DIRECT direction: never watched */
         memcpy(part[i], key + at, n);
         part[i][n] = '\0';

@@ -259,6 +259,21 @@ TEST_TIMEOUT(e2e_direct_read_pipelined_behind_first_message, 60)
     ASSERT_STREQ(convs[0].peer, "alice");
     ASSERT_EQ(convs[0].unread, 1);
     cimc_close(p);
+    /* ids of the longest length on both sides: both records are made all the same */
+    {
+        char longest[65];
+        cim_SendRsp rsp;
+        memset(longest, 'L', 64);
+        longest[64] = '\0';
+        cimc_t *l = tmsg_login(&t, longest, "l1", cim_DeviceKind_MOBILE, NULL);
+        TMSG_EXPECT(tmsg_send(l, "alice", "long-1", cim_MsgType_TEXT, "hi", 2, false, &rsp),
+                    rsp, cim_Code_OK);
+        TMSG_EXPECT(tmsg_conv_list(l, convs, 4, &nconv, &lrsp), lrsp, cim_Code_OK);
+        ASSERT_EQ(nconv, 1);
+        ASSERT_STREQ(convs[0].peer, "alice");
+        ASSERT_EQ(convs[0].unread, 0);
+        cimc_close(l);
+    }
     cimc_close(a);
     ASSERT_EQ(tsrv_stop(&t), 0);
 }
