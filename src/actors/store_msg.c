@@ -181,6 +181,13 @@ static int conv_touch(store_t *st, kv_txn_t *txn, const smsg_t *m, const char *u
     return 0;
 }
 
+/* Whether @p user's data lives on this node (always, without a cluster). */
+static bool homed_here(const store_t *st, const char *app, const char *user)
+{
+    cluster_t *c = st->srv->cluster;
+    return !cluster_is_enabled(c) || cluster_home(c, app, user) == cluster_self(c);
+}
+
 typedef struct news_ctx {
     store_t *st;
     kv_txn_t *txn;
@@ -209,12 +216,17 @@ static int direction_new(void *arg, const uint8_t *key, size_t klen, uint64_t fi
     }
     if (part[1][0] != '>')
         return 0;
-    if ((rc = conv_ensure(c->st, c->txn, part[0], part[1] + 1, cim_ConvType_DIRECT, part[2], 0,
-                          snowflake_time_ms(first), &e)) < 0 ||
-        strcmp(part[1] + 1, part[2]) == 0)
-        return rc;
-    return conv_ensure(c->st, c->txn, part[0], part[2], cim_ConvType_DIRECT, part[1] + 1, 0,
-                       snowflake_time_ms(first), &e);
+    /* each side's record, where that side lives (in a cluster, each home its own users') */
+    for (int side = 0; side < 2; side++) {
+        const char *user = side == 0 ? part[1] + 1 : part[2];
+        const char *peer = side == 0 ? part[2] : part[1] + 1;
+        if ((side == 1 && strcmp(user, peer) == 0) || !homed_here(c->st, part[0], user))
+            continue;
+        if ((rc = conv_ensure(c->st, c->txn, part[0], user, cim_ConvType_DIRECT, peer, 0,
+                              snowflake_time_ms(first), &e)) < 0)
+            return rc;
+    }
+    return 0;
 }
 
 int store__conv_news(store_t *st, kv_txn_t *txn)
@@ -514,8 +526,6 @@ static store_uid_t *users_here(const store_t *st, uint8_t flags, const char *app
                                const char *from, const char *to, const uint8_t *ulist,
                                size_t ulen, uint32_t nusers, store_uid_t pair[2], size_t *n)
 {
-    cluster_t *c = st->srv->cluster;
-    uint32_t self = cluster_self(c);
     store_uid_t *users = pair;
 
     *n = 0;
@@ -528,9 +538,9 @@ static store_uid_t *users_here(const store_t *st, uint8_t flags, const char *app
             users[*n][*p] = '\0';
         }
     } else {
-        if (cluster_home(c, app, from) == self)
+        if (homed_here(st, app, from))
             str_copy(pair[(*n)++], sizeof(pair[0]), from);
-        if (strcmp(from, to) != 0 && cluster_home(c, app, to) == self)
+        if (strcmp(from, to) != 0 && homed_here(st, app, to))
             str_copy(pair[(*n)++], sizeof(pair[0]), to);
     }
     return users;

@@ -937,6 +937,18 @@ TEST_TIMEOUT(e2e_cluster_xhome_direct, 150)
     ASSERT_EQ(cl.code, cim_Code_OK);
     ASSERT_EQ(nconv, 4); /* A, C, D and the group */
     ASSERT_NOT_NULL(tmsg_conv_find(convs, nconv, cim_ConvType_DIRECT, a_id));
+    /* each home holds its own users' conversation records only: at B and D's home, B's
+     * four (A, C, D, the group) and D's two (B, the group); none for A or C */
+    {
+        static char dump[65536];
+        const char *at;
+        ASSERT_EQ(tsrv_run_tool(dump, sizeof(dump), "cimdump", "--data", t[1].dir, "--json",
+                                "stats", NULL), 0);
+        at = strstr(dump, "\"name\":\"convs\"");
+        ASSERT_NOT_NULL(at);
+        if (strncmp(strstr(at, "\"entries\":"), "\"entries\":6,", 12) != 0)
+            TEST_FAIL_("conversation records at B's home: %.80s", at);
+    }
     /* live: B (relayed through node 1) gets what C sends, pushed in order */
     ASSERT_OK(tmsg_send(c, b_id, "live", cim_MsgType_TEXT, "live", 4, false, &sent));
     ASSERT_EQ(sent.code, cim_Code_OK);
