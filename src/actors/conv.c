@@ -47,6 +47,29 @@ size_t conv_skey(uint8_t out[CONV_SKEY_MAX], const char *app, int conv_type, con
     return n + x;
 }
 
+/* One NUL-free part of @p n bytes, 1..KV_ID_MAX, into @p out. */
+static bool part_of(const uint8_t *p, size_t n, char out[KV_ID_MAX + 1])
+{
+    if (n == 0 || n > KV_ID_MAX || memchr(p, '\0', n) != NULL)
+        return false;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return true;
+}
+
+bool conv_skey_direct(const uint8_t *key, size_t klen, char app[KV_ID_MAX + 1],
+                      char a[KV_ID_MAX + 1], char b[KV_ID_MAX + 1])
+{
+    const uint8_t *end = key + klen, *nul = memchr(key, '\0', klen), *sep;
+
+    if (nul == NULL || end - nul < 2 || nul[1] != '>' ||
+        (sep = memchr(nul + 2, '\0', (size_t)(end - (nul + 2)))) == NULL)
+        return false;
+    return part_of(key, (size_t)(nul - key), app) &&
+           part_of(nul + 2, (size_t)(sep - (nul + 2)), a) &&
+           part_of(sep + 1, (size_t)(end - (sep + 1)), b);
+}
+
 void conv_decode(const uint8_t *v, size_t len, conv_rec_t *c)
 {
     memset(c, 0, sizeof(*c));

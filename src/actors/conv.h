@@ -66,6 +66,13 @@ size_t conv_uprefix(uint8_t out[CONV_UKEY_MAX], const char *app, const char *use
 size_t conv_skey(uint8_t out[CONV_SKEY_MAX], const char *app, int conv_type, const char *a,
                  const char *b);
 
+/**
+ * The parts of a DIRECT index key (conv_skey's inverse): @p app, sender @p a, recipient
+ * @p b, each NUL-terminated. @return false when @p key is not a DIRECT index key.
+ */
+bool conv_skey_direct(const uint8_t *key, size_t klen, char app[KV_ID_MAX + 1],
+                      char a[KV_ID_MAX + 1], char b[KV_ID_MAX + 1]);
+
 /** Decode a record (a short or empty value reads as zeros). */
 void conv_decode(const uint8_t *v, size_t len, conv_rec_t *c);
 

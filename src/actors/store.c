@@ -36,10 +36,6 @@ static int apply_one(store_t *st, kv_txn_t *txn, store_req_t *q)
 {
     int rc;
 
-    /* what came before in the batch has its conversation records, as it would alone */
-    if ((q->kind == STORE_REQ_APPLY || q->kind == STORE_REQ_OP || q->kind == STORE_REQ_REJOIN) &&
-        (rc = store__conv_news(st, txn)) < 0)
-        return rc;
     switch (q->kind) {
     case STORE_REQ_LOGIN: {
         store_login_t *l = (store_login_t *)q;
@@ -130,7 +126,7 @@ again:
             goto fail;
         }
     }
-    if ((rc = store__conv_news(st, txn)) < 0 || (rc = store__conv_flush(st, txn)) < 0) {
+    if ((rc = store__conv_flush(st, txn)) < 0) {
         kv_abort(txn);
         goto fail;
     }

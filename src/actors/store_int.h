@@ -133,7 +133,9 @@ int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id
                        uint64_t *time_ms, uint64_t *homes);
 
 /**
- * The batch's copy of a conversation record, read from the database on first use.
+ * The batch's copy of a conversation record, read from the database on first use. What
+ * the batch did before is in it: the records a DIRECT direction's first message makes
+ * (once its gathered index append shows the direction new: kv_cmsg_news) are made first.
  * @param[in] create  make an empty record when there is none (then ->exists is set).
  * @param[out] out    the entry, or NULL when there is none and !create. Change ->rec and
  *                    set ->dirty: store__conv_flush writes it before the commit.
@@ -142,14 +144,9 @@ int store__put_message(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t *id
 int store__conv(store_t *st, kv_txn_t *txn, const uint8_t *key, size_t klen, bool create,
                 conv_ent_t **out);
 
-/** Write the batch's changed conversation records, in key order (before the commit).
- *  @return 0 or rc. */
+/** Write the batch's changed conversation records, in key order (before the commit), the
+ *  records of its new DIRECT directions with them. @return 0 or rc. */
 int store__conv_flush(store_t *st, kv_txn_t *txn);
-
-/** Create the records of the DIRECT directions this batch began so far (their first
- *  messages' conversation-index appends are gathered: kv_cmsg_news). Called before the
- *  records are written, and before any request that could read them. */
-int store__conv_news(store_t *st, kv_txn_t *txn);
 
 /**
  * In a cluster, what a message of another home changes here beyond timelines, on its first
