@@ -38,12 +38,31 @@ typedef struct pent {
     uint32_t next;
 } pent_t;
 
-/* A watched key an apply found new (kv_cmsg_news): its bytes in narena. */
+/* A watched key an apply found new (kv_cmsg_news): its bytes in newb. */
 typedef struct pnew {
     size_t off;
     uint64_t first;
     uint16_t klen;
 } pnew_t;
+
+/* Bytes one after another: keys, referred to by offset (the block may move). */
+typedef struct arena {
+    uint8_t *p;
+    size_t len, cap;
+} arena_t;
+
+/* Append @p n bytes. @return their offset. */
+static size_t arena_put(arena_t *a, const uint8_t *bytes, size_t n)
+{
+    size_t off = a->len;
+    if (a->len + n > a->cap) {
+        a->cap = 2 * (a->len + n) + 1024;
+        a->p = mem_realloc(a->p, a->cap);
+    }
+    memcpy(a->p + off, bytes, n);
+    a->len += n;
+    return off;
+}
 
 struct kv_pend {
     MDB_dbi dbi;
@@ -53,16 +72,14 @@ struct kv_pend {
     size_t capslots;
     pent_t *ids;
     size_t nids, capids;
-    uint8_t *arena;
-    size_t alen, acap;
+    arena_t keyb; /* the keys' bytes */
     uint8_t *vals; /* one key's ids, big-endian, for the MULTIPLE put */
     size_t capvals;
-    /* watched keys found new by applies since the last kv__pend_news: key bytes one after
-     * another, each with its length and first id */
+    /* watched keys found new by applies since the last kv__pend_news, each with its
+     * first id */
     pnew_t *news;
     size_t nnews, capnews;
-    uint8_t *narena;
-    size_t nalen, nacap;
+    arena_t newb; /* their keys' bytes */
 };
 
 static uint32_t *slot_of(kv_pend_t *p, const uint8_t *key, size_t klen)
@@ -73,7 +90,7 @@ static uint32_t *slot_of(kv_pend_t *p, const uint8_t *key, size_t klen)
         if (s == 0)
             return &p->slots[i];
         const pkey_t *e = &p->keys[s - 1];
-        if (e->klen == klen && memcmp(p->arena + e->koff, key, klen) == 0)
+        if (e->klen == klen && memcmp(p->keyb.p + e->koff, key, klen) == 0)
             return &p->slots[i];
     }
 }
@@ -85,7 +102,7 @@ static void grow_slots(kv_pend_t *p)
     p->slots = mem_calloc(p->capslots * sizeof(*p->slots));
     for (size_t i = 0; i < p->nkeys; i++) {
         pkey_t *e = &p->keys[i];
-        uint32_t *s = slot_of(p, p->arena + e->koff, e->klen);
+        uint32_t *s = slot_of(p, p->keyb.p + e->koff, e->klen);
         *s = (uint32_t)i + 1;
         e->slot = (uint32_t)(s - p->slots);
     }
@@ -110,10 +127,10 @@ void kv__pend_free(kv_pend_t *p)
     mem_free(p->keys);
     mem_free(p->slots);
     mem_free(p->ids);
-    mem_free(p->arena);
+    mem_free(p->keyb.p);
     mem_free(p->vals);
     mem_free(p->news);
-    mem_free(p->narena);
+    mem_free(p->newb.p);
     mem_free(p);
 }
 
@@ -122,7 +139,7 @@ void kv__pend_clear(kv_pend_t *p)
     /* only the slots in use: a small batch after a large one stays cheap */
     for (size_t i = 0; i < p->nkeys; i++)
         p->slots[p->keys[i].slot] = 0;
-    p->nkeys = p->nids = p->alen = 0;
+    p->nkeys = p->nids = p->keyb.len = 0;
 }
 
 void kv__pend_add(kv_pend_t *p, const uint8_t *key, size_t klen, uint64_t id, bool watch)
@@ -142,18 +159,12 @@ void kv__pend_add(kv_pend_t *p, const uint8_t *key, size_t klen, uint64_t id, bo
             p->capkeys = p->capkeys ? p->capkeys * 2 : 256;
             p->keys = mem_realloc(p->keys, p->capkeys * sizeof(*p->keys));
         }
-        if (p->alen + klen > p->acap) {
-            p->acap = 2 * (p->alen + klen) + 4096;
-            p->arena = mem_realloc(p->arena, p->acap);
-        }
         e = &p->keys[p->nkeys];
-        memcpy(p->arena + p->alen, key, klen);
-        e->koff = (uint32_t)p->alen;
+        e->koff = (uint32_t)arena_put(&p->keyb, key, klen);
         e->klen = (uint16_t)klen;
         e->slot = (uint32_t)(s - p->slots);
         e->n = 0;
         e->watch = false;
-        p->alen += klen;
         *s = (uint32_t)++p->nkeys;
     }
     e = &p->keys[*s - 1];
@@ -213,15 +224,9 @@ static void news_add(kv_pend_t *p, const pkey_t *e, uint64_t first)
         p->capnews = p->capnews ? p->capnews * 2 : 64;
         p->news = mem_realloc(p->news, p->capnews * sizeof(*p->news));
     }
-    if (p->nalen + e->klen > p->nacap) {
-        p->nacap = 2 * (p->nalen + e->klen) + 1024;
-        p->narena = mem_realloc(p->narena, p->nacap);
-    }
-    memcpy(p->narena + p->nalen, e->k, e->klen);
-    p->news[p->nnews].off = p->nalen;
+    p->news[p->nnews].off = arena_put(&p->newb, e->k, e->klen);
     p->news[p->nnews].klen = e->klen;
     p->news[p->nnews++].first = first;
-    p->nalen += e->klen;
 }
 
 /* The ids of one key, @p n of them in p->vals. Ids above every stored one (the usual
@@ -270,7 +275,7 @@ int kv__pend_apply(kv_pend_t *p, MDB_txn *txn)
     if (p == NULL || p->nids == 0)
         return 0;
     for (size_t i = 0; i < p->nkeys; i++)
-        p->keys[i].k = p->arena + p->keys[i].koff;
+        p->keys[i].k = p->keyb.p + p->keys[i].koff;
     /* sorting moves the keys, not their slots: kv__pend_clear needs only e->slot */
     qsort(p->keys, p->nkeys, sizeof(*p->keys), key_cmp);
     if ((rc = kv__rc(mdb_cursor_open(txn, p->dbi, &cur), "mdb_cursor_open ids")) == 0) {
@@ -288,12 +293,12 @@ int kv__pend_news(kv_pend_t *p, int (*cb)(void *ctx, const uint8_t *key, size_t 
 {
     int rc = 0;
     for (size_t i = 0; i < p->nnews && rc == 0; i++)
-        rc = cb(ctx, p->narena + p->news[i].off, p->news[i].klen, p->news[i].first);
+        rc = cb(ctx, p->newb.p + p->news[i].off, p->news[i].klen, p->news[i].first);
     kv__pend_news_clear(p);
     return rc;
 }
 
 void kv__pend_news_clear(kv_pend_t *p)
 {
-    p->nnews = p->nalen = 0;
+    p->nnews = p->newb.len = 0;
 }
