@@ -212,7 +212,7 @@ static int fix_record(void *ctx, const uint8_t *key, size_t klen, const uint8_t 
     return 0;
 }
 
-/* Schema 2 → 3: only the version (migrate.h). */
+/* Schema 2 or 3 → 4: only the version (migrate.h); kv_open made cpend. */
 static int from_2(kv_t *kv)
 {
     kv_txn_t *txn = NULL;
@@ -224,11 +224,11 @@ static int from_2(kv_t *kv)
     }
     kv_abort(txn);
     if (rc < 0)
-        LOG_ERROR("migrate: schema 2 to %u failed (%s); the data is unchanged", KV_SCHEMA,
-                  rc_str(rc));
+        LOG_ERROR("migrate: schema %u to %u failed (%s); the data is unchanged",
+                  kv_schema_found(kv), KV_SCHEMA, rc_str(rc));
     else
-        LOG_INFO("migrate: schema 2 to %u: nothing to rewrite (records stored whole read the "
-                 "same)", KV_SCHEMA);
+        LOG_INFO("migrate: schema %u to %u: nothing to rewrite (records stored whole read the "
+                 "same; the deferred index starts empty)", kv_schema_found(kv), KV_SCHEMA);
     return rc;
 }
 
@@ -240,7 +240,7 @@ int migrate_run(kv_t *kv)
 
     if (kv_schema_found(kv) == KV_SCHEMA)
         return 0;
-    if (kv_schema_found(kv) == 2)
+    if (kv_schema_found(kv) == 2 || kv_schema_found(kv) == 3)
         return from_2(kv);
     if (kv_schema_found(kv) != 1) {
         LOG_ERROR("migrate: no migration from schema %u to %u", kv_schema_found(kv), KV_SCHEMA);

@@ -88,7 +88,7 @@ int server_start(const conf_t *conf, server_t **out)
     if ((rc = lock_data(s)) < 0)
         goto fail;
     if ((rc = kv_open(conf->data,
-                      KV_MIGRATE | (conf->durability == CONF_DURABILITY_NOSYNC ? KV_NOSYNC : 0),
+                      KV_MIGRATE | KV_DEFER | (conf->durability == CONF_DURABILITY_NOSYNC ? KV_NOSYNC : 0),
                       &s->kv)) < 0) {
         LOG_ERROR("cannot open the database in %s: %s", conf->data, rc_str(rc));
         goto fail;

@@ -65,6 +65,7 @@ static const struct {
     {"contacts", 0, offsetof(struct kv, recs[KV_DB_CONTACTS])},
     {"rcontacts", 0, offsetof(struct kv, recs[KV_DB_RCONTACTS])},
     {"blocks", 0, offsetof(struct kv, recs[KV_DB_BLOCKS])},
+    {"cpend", 0, offsetof(struct kv, cpend)},
 };
 
 static const char META_SCHEMA[] = "schema";
@@ -270,6 +271,7 @@ static _Atomic unsigned next_shard;
 static _Thread_local unsigned my_shard = UINT32_MAX; /* this thread's reader shard */
 static _Thread_local MDB_txn *my_read;               /* its open read txn, if any */
 static _Thread_local kv_t *my_read_kv;
+static _Thread_local int my_pin = -1;                /* its pin on the tail (kv_tail.c) */
 
 static unsigned shard(void)
 {
@@ -299,6 +301,9 @@ static kv_t *read_done(MDB_txn *txn)
         kv = my_read_kv;
         my_read = NULL;
         my_read_kv = NULL;
+        kv__ro_tail_done();
+        kv__unpin(my_pin);
+        my_pin = -1;
     }
     return kv;
 }
@@ -431,6 +436,8 @@ int kv_open(const char *dir, unsigned flags, kv_t **out)
     kv->pend[KV_PEND_CEVENTS] = kv__pend_new(kv->cevents);
     if (!(flags & KV_RDONLY) && (rc = reserve(kv, info.me_mapsize)) < 0)
         goto out;
+    if ((flags & KV_DEFER) && !(flags & KV_RDONLY) && (rc = kv__defer_open(kv)) < 0)
+        goto out;
     *out = kv;
     kv = NULL;
 out:
@@ -442,6 +449,7 @@ void kv_close(kv_t *kv)
 {
     if (kv == NULL)
         return;
+    kv__defer_close(kv); /* (a write transaction: before the environment closes) */
     if (kv->env != NULL)
         mdb_env_close(kv->env);
     for (int i = 0; i < 3; i++)
@@ -464,8 +472,10 @@ int kv_begin(kv_t *kv, int mode, kv_txn_t **out)
         return RC_EINVAL;
     }
     fl = mode == KV_READ ? MDB_RDONLY : 0;
-    if (mode == KV_READ)
+    if (mode == KV_READ) {
         pthread_rwlock_rdlock(&kv->remap[shard()]);
+        my_pin = kv->tail != NULL ? kv__pin() : -1; /* before the snapshot is taken */
+    }
     mrc = mdb_txn_begin(kv->env, NULL, fl, &txn);
     if (mrc == MDB_MAP_RESIZED) {
         /* Another process grew the map past ours: remap to the size it recorded, with
@@ -482,13 +492,17 @@ int kv_begin(kv_t *kv, int mode, kv_txn_t **out)
             mrc = mdb_txn_begin(kv->env, NULL, fl, &txn);
     }
     if (mrc != MDB_SUCCESS) {
-        if (mode == KV_READ)
+        if (mode == KV_READ) {
+            kv__unpin(my_pin);
+            my_pin = -1;
             pthread_rwlock_unlock(&kv->remap[shard()]);
+        }
         return kv__rc(mrc, "mdb_txn_begin");
     }
     if (mode == KV_READ) {
         my_read = txn;
         my_read_kv = kv;
+        kv__pin_set(my_pin, mdb_txn_id(txn));
     }
     *out = (kv_txn_t *)txn;
     return 0;
@@ -524,20 +538,25 @@ void kv__ids_drop(kv_t *kv)
 
 int kv_commit(kv_txn_t *txn)
 {
-    kv_t *reader = read_done(kv__txn(txn));
+    kv_t *reader = read_done(kv__txn(txn)), *kv = kv__of(txn);
+    uint64_t id = mdb_txn_id(kv__txn(txn));
     int rc;
 
     if (reader == NULL) {
-        rc = kv__ids_sync(txn, 0);
-        kv__ids_drop(kv__of(txn)); /* news nobody asked for, too */
+        rc = kv->tail != NULL ? kv__defer_commit(txn) : kv__ids_sync(txn, 0);
+        kv__ids_drop(kv); /* news nobody asked for, too */
         if (rc < 0) {
             mdb_txn_abort(kv__txn(txn));
+            if (kv->tail != NULL)
+                kv__tail_committed(kv->tail, id, false);
             return rc;
         }
     }
     rc = kv__rc(mdb_txn_commit(kv__txn(txn)), "mdb_txn_commit");
     if (reader != NULL)
         pthread_rwlock_unlock(&reader->remap[shard()]);
+    else if (kv->tail != NULL)
+        kv__tail_committed(kv->tail, id, rc == 0);
     return rc;
 }
 

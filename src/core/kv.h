@@ -48,7 +48,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KV_SCHEMA 3
+#define KV_SCHEMA 4
 #define KV_ID_MAX 64 /**< longest app / user id, bytes */
 
 typedef struct kv kv_t;
@@ -58,6 +58,8 @@ enum {
     KV_RDONLY = 1 << 0, /* kv_open: open read-only (cimdump); no writes, never creates */
     KV_NOSYNC = 1 << 1, /* kv_open: commits do not fsync (durability = nosync) */
     KV_MIGRATE = 1 << 2, /* kv_open: accept an older schema, to be migrated (cimd) */
+    KV_DEFER = 1 << 3,   /* kv_open: defer the conversation index (the directory's one
+                            cimd: docs/STORAGE.md, cpend); applies what an earlier one left */
 };
 
 enum { KV_READ = 0, KV_WRITE = 1 };
@@ -421,17 +423,19 @@ int kv_outbox_each(kv_txn_t *txn,
 /**
  * The per-conversation message index (one entry per message and conversation side, like
  * a timeline): add @p id under conversation key @p ckey (write txn). Like every id-list
- * append (timelines, cevents) it is gathered and applied in key order at the commit, or
- * before anything in the transaction reads the index: nothing can tell the difference.
+ * append (timelines, cevents) it is gathered and applied in key order at the commit —
+ * with KV_DEFER, logged in cpend and put into cmsgs later (docs/STORAGE.md) — and every
+ * read of the index merges what is not in cmsgs yet: nothing can tell the difference.
  * @param watch  report @p ckey to kv_cmsg_news if it had no ids before.
  * @return 0 or rc.
  */
 int kv_cmsg_add(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t id, bool watch);
 
 /**
- * Apply the gathered index appends now and call @p cb for every watched key that had no
- * ids before they came (since the last call in this transaction), with the smallest id
- * it got. A non-zero return stops. @return 0 or rc.
+ * Look the watched keys up (without KV_DEFER: apply the gathered index appends now) and
+ * call @p cb for every watched key that had no ids before they came (since the last call
+ * in this transaction), with the smallest id it got. A non-zero return stops.
+ * @return 0 or rc.
  */
 int kv_cmsg_news(kv_txn_t *txn,
                  int (*cb)(void *ctx, const uint8_t *ckey, size_t klen, uint64_t first),

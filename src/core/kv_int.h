@@ -18,6 +18,8 @@
 
 /** Id-list appends of the open write transaction, applied in key order (kv_pend.c). */
 typedef struct kv_pend kv_pend_t;
+/** The conversation index's committed appends not yet in cmsgs (kv_tail.c). */
+typedef struct kv_tail kv_tail_t;
 enum kv_pend_db { KV_PEND_TIMELINE, KV_PEND_CMSGS, KV_PEND_CEVENTS };
 
 struct kv {
@@ -36,7 +38,12 @@ struct kv {
     MDB_dbi cursors;  /* user key NUL device_id → u64 BE delivered id */
     MDB_dbi cmsgs;    /* conversation key → msg_id dups, DUPSORT|DUPFIXED */
     MDB_dbi cevents;  /* group conversation key → SYSTEM event ids, DUPSORT|DUPFIXED */
+    MDB_dbi cpend;    /* write txn id (u64 BE) → the cmsgs appends it deferred */
     kv_pend_t *pend[3];    /* gathered appends, by enum kv_pend_db (kv_pend.c) */
+    kv_tail_t *tail;       /* KV_DEFER: cmsgs appends deferred (kv_tail.c); else NULL */
+    kv_pend_t *drain;      /* KV_DEFER: what a commit drains from the tail into cmsgs */
+    uint8_t *logb;         /* KV_DEFER: the commit's cpend record being built */
+    size_t loglen, logcap;
     unsigned schema_found; /* the schema version the environment had when opened */
     MDB_dbi recs[KV_DB_COUNT]; /* the plain record databases of enum kv_db */
 };
@@ -79,6 +86,64 @@ void kv__pend_news_clear(kv_pend_t *p);
 void kv__pend_clear(kv_pend_t *p);
 MDB_dbi kv__pend_dbi(const kv_pend_t *p);
 int kv__pend_apply(kv_pend_t *p, MDB_txn *txn);
+/** Append @p key's gathered ids to (*buf)[n..] (growing it). @return the new count. */
+size_t kv__pend_ids(kv_pend_t *p, const uint8_t *key, size_t klen, uint64_t **buf,
+                    size_t *cap, size_t n);
+/** Look the watched keys up without applying anything: a key is new when @p elsewhere
+ *  says it has no ids there and @p txn's database has none (kv__pend_news reports it). */
+int kv__pend_news_find(kv_pend_t *p, MDB_txn *txn,
+                       bool (*elsewhere)(void *ctx, const uint8_t *key, size_t klen),
+                       void *ctx);
+/** Offer every key's ids (ascending, unique) to @p take; those it takes leave the pend. */
+void kv__pend_detach(kv_pend_t *p,
+                     bool (*take)(void *ctx, const uint8_t *key, size_t klen,
+                                  const uint64_t *ids, size_t n),
+                     void *ctx);
+
+/* kv_defer.c: the conversation index deferred (KV_DEFER; docs/STORAGE.md, cpend) */
+/** Apply what cpend holds (an earlier cimd's tail) to cmsgs, then start the tail. */
+int kv__defer_open(kv_t *kv);
+void kv__defer_close(kv_t *kv);
+/** The write txn's commit work: id lists applied, the cmsgs appends logged and moved to
+ *  the tail, a step of draining. */
+int kv__defer_commit(kv_txn_t *txn);
+/** Forget this thread's private tail of a read-only open (its read txn ends). */
+void kv__ro_tail_done(void);
+/** The ids of @p key the conversation index holds outside cmsgs as @p txn sees them (the
+ *  tail; the write txn's gathered appends): ascending, unique, none that cmsgs has.
+ *  @p *ids: NULL or a block the caller frees (mem_free). @return 0 or rc. */
+int kv__cmsg_extra(kv_txn_t *txn, const uint8_t *key, size_t klen, uint64_t **ids, size_t *n);
+
+/* kv_tail.c (one writer thread; readers on any thread, lock-free) */
+kv_tail_t *kv__tail_new(size_t limit);
+void kv__tail_free(kv_tail_t *t);
+/** Entries of @p key in the open epoch (writer). */
+size_t kv__tail_len(kv_tail_t *t, const uint8_t *key, size_t klen);
+/** Whether the open epoch takes @p n more entries (writer). */
+bool kv__tail_room(kv_tail_t *t, size_t n);
+/** Add @p id under @p key, committed by write txn @p txn (writer, at its commit). */
+void kv__tail_add(kv_tail_t *t, const uint8_t *key, size_t klen, uint64_t id, uint64_t txn);
+/** Whether @p key has an entry not revoked (writer). */
+bool kv__tail_has(kv_tail_t *t, const uint8_t *key, size_t klen);
+/** Append @p key's ids a snapshot @p snap sees to (*buf)[n..], unsorted, possibly also in
+ *  cmsgs. @return the new count. */
+size_t kv__tail_ids(kv_tail_t *t, const uint8_t *key, size_t klen, uint64_t snap,
+                    uint64_t **buf, size_t *cap, size_t n);
+/** At commit @p txn, which added @p added entries: close the open epoch when full (or a
+ *  minute old), and move twice as many of the closed one's entries into @p into (a cmsgs
+ *  pend), whole keys in key order. @p log_upto: when that drained the closed epoch's last
+ *  key, the newest cpend record it may delete (else 0). */
+int kv__tail_drain(kv_tail_t *t, uint64_t txn, size_t added, kv_pend_t *into,
+                   uint64_t *log_upto);
+/** After the commit of @p txn (@p ok) or its failure: undo, or retire a drained epoch. */
+void kv__tail_committed(kv_tail_t *t, uint64_t txn, bool ok);
+/** Entries held (all epochs). */
+size_t kv__tail_size(kv_tail_t *t);
+/** Read transactions pin what they may see of the tail: take a slot before the txn
+ *  begins, set its snapshot after, release it when it ends. */
+int kv__pin(void);
+void kv__pin_set(int slot, uint64_t snap);
+void kv__unpin(int slot);
 
 /** How many ids of an id list lie in (after, up_to] (up_to UINT64_MAX: no end). */
 int kv__ids_count(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t after,

@@ -185,7 +185,9 @@ int kv_timeline_add(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t id
 
 int kv__ids_cursor(kv_txn_t *txn, MDB_dbi dbi, MDB_cursor **cur)
 {
-    int rc = kv__ids_sync(txn, dbi);
+    kv_t *kv = kv__of(txn);
+    /* deferred, cmsgs' readers merge the gathered appends instead (kv__cmsg_extra) */
+    int rc = kv->tail != NULL && dbi == kv->cmsgs ? 0 : kv__ids_sync(txn, dbi);
     if (rc < 0)
         return rc;
     return kv__rc(mdb_cursor_open(kv__txn(txn), dbi, cur), "cursor");
@@ -475,7 +477,7 @@ static int retire_by_value(kv_txn_t *txn, MDB_dbi dbi, kv_retention_t *pos, uint
     MDB_val k, v;
     int rc, mrc;
 
-    if ((rc = kv__ids_cursor(txn, dbi, &cur)) < 0)
+    if ((rc = kv__ids_sync(txn, dbi)) < 0 || (rc = kv__ids_cursor(txn, dbi, &cur)) < 0)
         return rc;
     if (pos->klen == 0) {
         mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);

@@ -15,7 +15,11 @@
  *
  * A watched key (kv_cmsg_add) is looked up before its put, and reported by kv_cmsg_news if
  * it had no ids: the first message of a DIRECT direction creates the conversation's
- * records. */
+ * records.
+ *
+ * With KV_DEFER, cmsgs' appends are not applied here at the commit: kv__pend_detach hands
+ * them to the tail (kv_defer.c), kv__pend_news_find looks watched keys up without applying
+ * anything, and readers in the write transaction merge kv__pend_ids. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,7 +34,8 @@ typedef struct pkey {
     uint32_t koff, slot;
     uint32_t first, last, n; /* the key's ids: a chain through pent_t.next */
     uint16_t klen;
-    bool watch; /* report it if it had no ids before (kv_cmsg_news) */
+    bool watch;   /* report it if it had no ids before (kv_cmsg_news) */
+    bool checked; /* looked up already (kv__pend_news_find): never new again */
 } pkey_t;
 
 typedef struct pent {
@@ -164,11 +169,11 @@ void kv__pend_add(kv_pend_t *p, const uint8_t *key, size_t klen, uint64_t id, bo
         e->klen = (uint16_t)klen;
         e->slot = (uint32_t)(s - p->slots);
         e->n = 0;
-        e->watch = false;
+        e->watch = e->checked = false;
         *s = (uint32_t)++p->nkeys;
     }
     e = &p->keys[*s - 1];
-    e->watch |= watch;
+    e->watch |= watch && !e->checked;
     p->ids[p->nids].id = id;
     p->ids[p->nids].next = UINT32_MAX;
     if (e->n++ == 0)
@@ -191,8 +196,9 @@ static int u64_cmp(const void *pa, const void *pb)
     return (a > b) - (a < b);
 }
 
-/* One key's ids (at most once each, ascending) into p->vals, big-endian. @return how many. */
-static size_t key_vals(kv_pend_t *p, const pkey_t *e)
+/* One key's ids (at most once each, ascending) into p->vals, big-endian (@p be) or as
+ * uint64_t. @return how many. */
+static size_t key_vals(kv_pend_t *p, const pkey_t *e, bool be)
 {
     uint64_t *v;
     size_t n = 0, m = 0;
@@ -213,7 +219,7 @@ static size_t key_vals(kv_pend_t *p, const pkey_t *e)
     for (size_t i = 0; i < n; i++)
         if (m == 0 || v[i] != v[m - 1])
             v[m++] = v[i];
-    for (size_t i = 0; i < m; i++)
+    for (size_t i = 0; be && i < m; i++)
         be64_put(p->vals + 8 * i, v[i]); /* in place: slot i is read before it is written */
     return m;
 }
@@ -280,7 +286,8 @@ int kv__pend_apply(kv_pend_t *p, MDB_txn *txn)
     qsort(p->keys, p->nkeys, sizeof(*p->keys), key_cmp);
     if ((rc = kv__rc(mdb_cursor_open(txn, p->dbi, &cur), "mdb_cursor_open ids")) == 0) {
         for (size_t i = 0; i < p->nkeys && rc == 0; i++)
-            rc = put_key(p, cur, &p->keys[i], key_vals(p, &p->keys[i]));
+            if (p->keys[i].n > 0)
+                rc = put_key(p, cur, &p->keys[i], key_vals(p, &p->keys[i], true));
         mdb_cursor_close(cur);
     }
     kv__pend_clear(p);
@@ -301,4 +308,81 @@ int kv__pend_news(kv_pend_t *p, int (*cb)(void *ctx, const uint8_t *key, size_t 
 void kv__pend_news_clear(kv_pend_t *p)
 {
     p->nnews = p->newb.len = 0;
+}
+
+size_t kv__pend_ids(kv_pend_t *p, const uint8_t *key, size_t klen, uint64_t **buf,
+                    size_t *cap, size_t n)
+{
+    uint32_t s;
+    if (p == NULL || p->capslots == 0 || (s = *slot_of(p, key, klen)) == 0)
+        return n;
+    const pkey_t *e = &p->keys[s - 1];
+    uint32_t i = e->first;
+    for (uint32_t j = 0; j < e->n; j++, i = p->ids[i].next) {
+        if (n == *cap) {
+            *cap = *cap ? 2 * *cap : 64;
+            *buf = mem_realloc(*buf, *cap * sizeof(**buf));
+        }
+        (*buf)[n++] = p->ids[i].id;
+    }
+    return n;
+}
+
+int kv__pend_news_find(kv_pend_t *p, MDB_txn *txn,
+                       bool (*elsewhere)(void *ctx, const uint8_t *key, size_t klen),
+                       void *ctx)
+{
+    MDB_cursor *cur = NULL;
+    int rc = 0;
+
+    for (size_t i = 0; i < p->nkeys && rc == 0; i++) {
+        pkey_t *e = &p->keys[i];
+        MDB_val k, d;
+        uint64_t first = UINT64_MAX;
+        int mrc;
+
+        if (!e->watch)
+            continue;
+        e->watch = false;
+        e->checked = true;
+        e->k = p->keyb.p + e->koff;
+        if (elsewhere(ctx, e->k, e->klen))
+            continue;
+        if (cur == NULL &&
+            (rc = kv__rc(mdb_cursor_open(txn, p->dbi, &cur), "mdb_cursor_open ids")) < 0)
+            break;
+        k.mv_size = e->klen;
+        k.mv_data = (void *)e->k;
+        mrc = mdb_cursor_get(cur, &k, &d, MDB_SET);
+        if (mrc == MDB_SUCCESS)
+            continue;
+        if (mrc != MDB_NOTFOUND) {
+            rc = kv__rc(mrc, "mdb_cursor_get ids");
+            break;
+        }
+        uint32_t x = e->first;
+        for (uint32_t j = 0; j < e->n; j++, x = p->ids[x].next)
+            if (p->ids[x].id < first)
+                first = p->ids[x].id;
+        news_add(p, e, first);
+    }
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    return rc;
+}
+
+void kv__pend_detach(kv_pend_t *p,
+                     bool (*take)(void *ctx, const uint8_t *key, size_t klen,
+                                  const uint64_t *ids, size_t n),
+                     void *ctx)
+{
+    for (size_t i = 0; i < p->nkeys; i++) {
+        pkey_t *e = &p->keys[i];
+        if (e->n == 0)
+            continue;
+        e->k = p->keyb.p + e->koff;
+        size_t n = key_vals(p, e, false);
+        if (take(ctx, e->k, e->klen, (const uint64_t *)(void *)p->vals, n))
+            e->n = 0;
+    }
 }

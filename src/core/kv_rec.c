@@ -5,6 +5,7 @@
 #include "core/be.h"
 #include "core/kv.h"
 #include "core/kv_int.h"
+#include "core/mem.h"
 #include "core/log.h"
 #include "core/rc.h"
 
@@ -114,7 +115,8 @@ int kv_cmsg_keys(kv_txn_t *txn, int (*cb)(void *ctx, const uint8_t *key, size_t 
     MDB_val k, v;
     int rc = 0, mrc;
 
-    if ((rc = kv__ids_cursor(txn, kv__of(txn)->cmsgs, &cur)) < 0)
+    if ((rc = kv__ids_sync(txn, kv__of(txn)->cmsgs)) < 0 ||
+        (rc = kv__ids_cursor(txn, kv__of(txn)->cmsgs, &cur)) < 0)
         return rc;
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == MDB_SUCCESS;
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_NODUP))
@@ -242,32 +244,81 @@ int kv_cmsg_add(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t id, bo
     return kv__ids_add(txn, kv__of(txn)->cmsgs, ckey, klen, id, watch);
 }
 
+static bool in_tail(void *ctx, const uint8_t *key, size_t klen)
+{
+    return kv__tail_has(ctx, key, klen);
+}
+
 int kv_cmsg_news(kv_txn_t *txn,
                  int (*cb)(void *ctx, const uint8_t *ckey, size_t klen, uint64_t first),
                  void *ctx)
 {
     kv_t *kv = kv__of(txn);
-    int rc = kv__ids_sync(txn, kv->cmsgs);
+    int rc = kv->tail != NULL ? kv__pend_news_find(kv->pend[KV_PEND_CMSGS], kv__txn(txn),
+                                                    in_tail, kv->tail)
+                              : kv__ids_sync(txn, kv->cmsgs);
     return rc < 0 ? rc : kv__pend_news(kv->pend[KV_PEND_CMSGS], cb, ctx);
 }
+
+/* Reads of the index merge cmsgs with kv__cmsg_extra's ids (none without KV_DEFER and
+ * its tail): disjoint sets, so counts add up and pages interleave. */
 
 int kv_cmsg_after(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t after,
                   uint64_t *ids, size_t max, size_t *n, uint64_t *total_after)
 {
-    return kv__ids_after(txn, kv__of(txn)->cmsgs, ckey, klen, after, ids, max, n,
-                         total_after);
+    uint64_t *x = NULL, *out = NULL;
+    size_t nx = 0, i = 0, j = 0, m = 0, from = 0;
+    int rc = kv__cmsg_extra(txn, ckey, klen, &x, &nx);
+
+    if (rc == 0)
+        rc = kv__ids_after(txn, kv__of(txn)->cmsgs, ckey, klen, after, ids, max, n,
+                           total_after);
+    while (from < nx && x[from] <= after)
+        from++;
+    if (rc < 0 || from == nx) {
+        mem_free(x);
+        return rc;
+    }
+    *total_after += nx - from;
+    out = mem_alloc((max ? max : 1) * sizeof(*out));
+    for (i = 0, j = from; m < max && (i < *n || j < nx);)
+        out[m++] = j == nx || (i < *n && ids[i] < x[j]) ? ids[i++] : x[j++];
+    memcpy(ids, out, m * sizeof(*ids));
+    *n = m;
+    mem_free(out);
+    mem_free(x);
+    return 0;
 }
 
 int kv_cmsg_count(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t after,
                   uint64_t up_to, uint64_t *out)
 {
-    return kv__ids_count(txn, kv__of(txn)->cmsgs, ckey, klen, after, up_to, out);
+    uint64_t *x = NULL;
+    size_t nx = 0;
+    int rc = kv__cmsg_extra(txn, ckey, klen, &x, &nx);
+
+    if (rc == 0)
+        rc = kv__ids_count(txn, kv__of(txn)->cmsgs, ckey, klen, after, up_to, out);
+    for (size_t i = 0; rc == 0 && i < nx; i++)
+        *out += x[i] > after && x[i] <= up_to;
+    mem_free(x);
+    return rc;
 }
 
 int kv_cmsg_last(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t up_to,
                  uint64_t *out)
 {
-    return kv__ids_last(txn, kv__of(txn)->cmsgs, ckey, klen, up_to, out);
+    uint64_t *x = NULL;
+    size_t nx = 0;
+    int rc = kv__cmsg_extra(txn, ckey, klen, &x, &nx);
+
+    if (rc == 0)
+        rc = kv__ids_last(txn, kv__of(txn)->cmsgs, ckey, klen, up_to, out);
+    for (size_t i = 0; rc == 0 && i < nx; i++)
+        if (x[i] <= up_to && x[i] > *out)
+            *out = x[i];
+    mem_free(x);
+    return rc;
 }
 
 int kv_cmsg_drop(kv_txn_t *txn, const uint8_t *ckey, size_t klen)
@@ -291,8 +342,8 @@ int kv_cevent_count(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t af
     return kv__ids_count(txn, kv__of(txn)->cevents, ckey, klen, after, up_to, out);
 }
 
-int kv_cmsg_before(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t before,
-                   uint64_t *ids, size_t max, size_t *n, bool *more)
+static int cmsgs_before(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t before,
+                        uint64_t *ids, size_t max, size_t *n, bool *more)
 {
     MDB_cursor *cur = NULL;
     uint8_t from[8];
@@ -339,4 +390,31 @@ int kv_cmsg_before(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t bef
 out:
     mdb_cursor_close(cur);
     return rc;
+}
+
+int kv_cmsg_before(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t before,
+                   uint64_t *ids, size_t max, size_t *n, bool *more)
+{
+    uint64_t *x = NULL, *out = NULL;
+    size_t nx = 0, i = 0, j, m = 0;
+    int rc = kv__cmsg_extra(txn, ckey, klen, &x, &nx);
+
+    if (rc == 0)
+        rc = cmsgs_before(txn, ckey, klen, before, ids, max, n, more);
+    j = nx; /* x ascending: walk it down from the newest below before */
+    while (j > 0 && before != 0 && x[j - 1] >= before)
+        j--;
+    if (rc < 0 || j == 0) {
+        mem_free(x);
+        return rc;
+    }
+    out = mem_alloc((max ? max : 1) * sizeof(*out));
+    while (m < max && (i < *n || j > 0))
+        out[m++] = j == 0 || (i < *n && ids[i] > x[j - 1]) ? ids[i++] : x[--j];
+    *more = *more || i < *n || j > 0;
+    memcpy(ids, out, m * sizeof(*ids));
+    *n = m;
+    mem_free(out);
+    mem_free(x);
+    return 0;
 }

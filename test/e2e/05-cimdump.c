@@ -285,7 +285,7 @@ TEST_TIMEOUT(e2e_cimdump_direct_matches_what_was_sent, 60)
     expect_has(doc, "{\"apps\":[{\"app\":\"default\",\"created_ms\":");
     expect_has(doc, "\"users\":2}");
     doc = dumpj(&t, "stats", NULL, NULL, NULL);
-    expect_has(doc, "\"schema\":3,");
+    expect_has(doc, "\"schema\":4,");
     expect_has(doc, "\"dup_tree_bytes\":0}"); /* three messages: every timeline fits a leaf */
     expect_has(doc, "{\"name\":\"timeline\",\"dupsort\":true,\"entries\":6,");
     expect_has(doc, "{\"name\":\"msgs\",\"dupsort\":false,\"entries\":3,");

@@ -458,7 +458,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_1, 60)
     ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "stats",
                             NULL),
               0);
-    ASSERT_NOT_NULL(strstr(out, "\"schema\":3,"));
+    ASSERT_NOT_NULL(strstr(out, "\"schema\":4,"));
     /* and it goes on counting: dave gets one more unread, alice none */
     tsrv_restart(&t);
     a = tsrv_login(&t, "alice", "d1", NULL);
@@ -558,7 +558,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_2, 60)
     ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "stats", NULL), 0);
 
     tsrv_restart(&t);
-    ASSERT_TRUE(tsrv_log_has(&t, "migrate: schema 2 to 3"));
+    ASSERT_TRUE(tsrv_log_has(&t, "migrate: schema 2 to 4"));
     cimc_t *b = tsrv_login(&t, "bob", "d2", NULL);
     tmsg_page_init(&p, msgs, N(msgs), NULL, 0);
     ASSERT_OK(tmsg_sync_all(b, 0, 0, &p));
@@ -602,7 +602,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_2, 60)
     ASSERT_NOT_NULL(strstr(out, "\"message_time_ms\":"));
     ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "stats", NULL),
               0);
-    ASSERT_NOT_NULL(strstr(out, "\"schema\":3,"));
+    ASSERT_NOT_NULL(strstr(out, "\"schema\":4,"));
     tsrv_restart(&t);
     b = tsrv_login(&t, "bob", "d3", NULL);
     tmsg_page_init(&p, msgs, N(msgs), NULL, 0);
@@ -614,4 +614,81 @@ TEST_TIMEOUT(e2e_store_migrate_schema_2, 60)
     ASSERT_U64_EQ(msgs[2].time_ms, snowflake_time_ms(ids[2]));
     cimc_close(b);
     ASSERT_EQ(tsrv_stop(&t), 0);
+}
+
+/* ---- the deferred conversation index (schema 4, cpend) -------------------------------- */
+
+/* HISTORY and CONV_LIST are whole while the index is partly in memory, after a kill -9
+ * lost that memory (the restart applies cpend), and after a clean stop (cpend empty). The
+ * first start drains epochs of 8 entries, so every stage is crossed. */
+TEST_TIMEOUT(e2e_store_deferred_index_survives_kill, 60)
+{
+    tsrv_t t;
+    snap_t *before = calloc(1, sizeof(*before)), *after = calloc(1, sizeof(*after));
+    tmsg_t msgs[64];
+    tmsg_page_t p;
+    cim_GroupRsp grsp;
+    cim_Result res;
+    uint64_t ids[40];
+    size_t n = 0;
+    char out[16384], cmid[16];
+    const char *const members[] = {"bob", "carol", "dave"};
+
+    ASSERT_NOT_NULL(before);
+    ASSERT_NOT_NULL(after);
+    ASSERT_OK(setenv("CIM_KV_TAIL", "8", 1));
+    tsrv_start(&t, NULL);
+    unsetenv("CIM_KV_TAIL");
+    tmsg_register_users(&t, who, USERS);
+    cimc_t *a = tsrv_login(&t, "alice", "d1", NULL), *b = tsrv_login(&t, "bob", "d1", NULL);
+    TMSG_EXPECT(tmsg_group_create(a, "g", members, 3, false, &grsp), grsp, cim_Code_OK);
+    for (int i = 0; i < 25; i++) {
+        snprintf(cmid, sizeof(cmid), "ab%d", i);
+        ids[n++] = send_conv(a, DIRECT, "bob", cmid, "to bob");
+        if (i % 8 == 0) {
+            snprintf(cmid, sizeof(cmid), "ba%d", i);
+            ids[n++] = send_conv(b, DIRECT, "alice", cmid, "to alice");
+        }
+        snprintf(cmid, sizeof(cmid), "ac%d", i);
+        send_conv(a, DIRECT, "carol", cmid, "to carol");
+        if (i % 5 == 0) {
+            snprintf(cmid, sizeof(cmid), "g%d", i);
+            send_conv(i % 10 ? a : b, GROUP, grsp.group.group_id, cmid, "to all");
+        }
+    }
+    TMSG_EXPECT(tmsg_read(b, DIRECT, "alice", ids[10], &res), res, cim_Code_OK);
+    cimc_close(a);
+    cimc_close(b);
+    snapshot(&t, before);
+    ASSERT_EQ(tmsg_conv_find(before->convs[2], before->n[2], DIRECT, "alice")->unread, 25);
+    ASSERT_EQ(tmsg_conv_find(before->convs[3], before->n[3], GROUP, grsp.group.group_id)->unread,
+              5);
+
+    for (int round = 0; round < 2; round++) {
+        if (round == 0) {
+            tsrv_kill(&t);
+            tsrv_restart(&t);
+            ASSERT_TRUE(tsrv_log_has(&t, "deferred conversation index record"));
+        } else {
+            ASSERT_EQ(tsrv_stop_keep(&t), 0);
+            ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json",
+                                    "stats", NULL),
+                      0);
+            ASSERT_NOT_NULL(strstr(out, "{\"name\":\"cpend\",\"dupsort\":false,\"entries\":0,"));
+            tsrv_restart(&t);
+        }
+        snapshot(&t, after);
+        same_lists(before, after);
+        b = tsrv_login(&t, "bob", "d2", NULL);
+        tmsg_page_init(&p, msgs, N(msgs), NULL, 0);
+        ASSERT_OK(tmsg_history(b, DIRECT, "alice", 0, 50, &p));
+        ASSERT_EQ(p.code, cim_Code_OK);
+        ASSERT_EQ(p.n, n);
+        for (size_t i = 0; i < n; i++) /* a page is in id order */
+            ASSERT_U64_EQ(msgs[i].msg_id, ids[i]);
+        cimc_close(b);
+    }
+    free(before);
+    free(after);
+    tsrv_stop(&t);
 }

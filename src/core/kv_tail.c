@@ -1,0 +1,421 @@
+/* kv_tail: the conversation index's appends that are committed but not yet in cmsgs.
+ *
+ * Every message adds an id to its conversation's key in cmsgs. With ~10^6 keys (1,000
+ * users writing to random peers) a batch's appends land on as many pages as it has
+ * messages: each page copied on first touch and, with durability = sync, written and
+ * synced at the commit — a page a message, and most of a synced commit's writes. Here a
+ * commit's appends are logged instead (one sequential record in `cpend`, written by kv.c)
+ * and kept in memory, and are put into cmsgs later, many commits' worth at a time in key
+ * order, so that a page takes many appends at once (docs/STORAGE.md, `cpend`).
+ *
+ * Structure: epochs. New entries go into the open epoch (the head). When it is full it
+ * is closed: its keys are sorted and each later commit drains the next few into cmsgs;
+ * when the last is drained its log records are deleted, and after that commit the epoch
+ * is unlinked and freed once no reader can still see it.
+ *
+ * One thread writes (the one write transaction's), any thread reads, without locks:
+ * - an entry carries `added`, the id of the write transaction that committed it; a
+ *   reader whose snapshot is T takes entries added <= T (the commit makes them visible
+ *   exactly when it makes the snapshot possible), a failed commit sets them to NEVER;
+ * - an epoch carries `done`, the transaction that drained its last key: a snapshot at or
+ *   after it finds all of it in cmsgs and skips it. Before that, a drained key's entries
+ *   may be in cmsgs too: readers drop the ids cmsgs has (kv_rec.c);
+ * - keys and entries are written whole before a release store publishes them (a slot of
+ *   the epoch's fixed-size table, or the key's chain head), and never change after,
+ *   except `added` on a failed commit;
+ * - a drained epoch stays linked while a read in flight has a snapshot from before its
+ *   drain finished (kv__pin: cmsgs lacks what it holds, for those); once unlinked, it is
+ *   freed only when every read in flight began after the commit that followed the unlink:
+ *   only those can no longer reach it. */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/hash.h"
+#include "core/kv_int.h"
+#include "core/log.h"
+#include "core/mem.h"
+
+#define NEVER  UINT64_MAX
+#define CHUNK  (256 * 1024)
+#define PINS   1024
+#define AGE_MS 60000 /* an epoch open this long closes at the next commit, full or not */
+
+typedef struct tent {
+    uint64_t id;
+    _Atomic uint64_t added; /* the commit that made it; NEVER: that commit failed */
+    struct tent *next;      /* older entry of the same key */
+} tent_t;
+
+typedef struct tkey {
+    _Atomic(tent_t *) head; /* newest entry */
+    uint32_t n;             /* entries (writer only) */
+    uint16_t klen;
+    uint8_t key[];
+} tkey_t;
+
+typedef struct chunk {
+    struct chunk *prev;
+    size_t used;
+    _Alignas(16) uint8_t b[CHUNK];
+} chunk_t;
+
+typedef struct tepoch {
+    _Atomic(tkey_t *) *slots;
+    size_t cap; /* slots: a power of two, at most half of them used */
+    size_t nkeys, nents;
+    chunk_t *mem;
+    tkey_t **order;        /* closed: the keys in key order */
+    size_t next;           /* closed: the next key to drain */
+    uint64_t first_added;  /* the commit that added to it first */
+    int64_t opened_ms;     /* CLOCK_MONOTONIC, when it was opened */
+    _Atomic uint64_t done; /* the commit that drained its last key, or NEVER */
+    uint64_t gone_after;   /* unlinked after this commit */
+    _Atomic(struct tepoch *) older;
+    struct tepoch *limbo_next;
+} tepoch_t;
+
+struct kv_tail {
+    _Atomic(tepoch_t *) head; /* open epoch, then older ones newest first */
+    tepoch_t *draining;       /* the closed epoch being drained, if any */
+    tepoch_t *limbo;          /* unlinked, waiting for their readers */
+    size_t limit;             /* entries that close an epoch */
+    /* this commit, to undo if it fails */
+    tent_t **staged;
+    size_t nstaged, capstaged;
+    tepoch_t *drained_from; /* the epoch drained this commit, and where it stood */
+    size_t drained_next;
+    bool finished; /* this commit drained its last key */
+};
+
+/* ---- read pins ----------------------------------------------------------------------- */
+
+/* 0: free; 1: taken, snapshot not known yet (holds every epoch); else the snapshot */
+static _Atomic uint64_t pins[PINS];
+static _Thread_local unsigned pin_hint;
+
+int kv__pin(void)
+{
+    for (unsigned i = 0; i < PINS; i++) {
+        unsigned s = (pin_hint + i) % PINS;
+        uint64_t free_ = 0;
+        if (atomic_compare_exchange_strong(&pins[s], &free_, 1)) {
+            pin_hint = s;
+            return (int)s;
+        }
+    }
+    return -1; /* more than PINS read transactions at once: never here (LMDB has 256) */
+}
+
+void kv__pin_set(int slot, uint64_t snap)
+{
+    if (slot >= 0)
+        atomic_store(&pins[slot], snap < 2 ? 1 : snap);
+}
+
+void kv__unpin(int slot)
+{
+    if (slot >= 0)
+        atomic_store(&pins[slot], 0);
+}
+
+/* The oldest snapshot of a read in flight (1: one not known yet), or NEVER. */
+static uint64_t oldest_pin(void)
+{
+    uint64_t min = NEVER;
+    for (unsigned i = 0; i < PINS; i++) {
+        uint64_t v = atomic_load(&pins[i]);
+        if (v != 0 && v < min)
+            min = v;
+    }
+    return min;
+}
+
+/* ---- epochs -------------------------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *take(tepoch_t *e, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    if (e->mem == NULL || e->mem->used + n > CHUNK) {
+        chunk_t *c = mem_alloc(sizeof(*c));
+        c->prev = e->mem;
+        c->used = 0;
+        e->mem = c;
+    }
+    void *p = e->mem->b + e->mem->used;
+    e->mem->used += n;
+    return p;
+}
+
+static tepoch_t *epoch_new(size_t limit)
+{
+    tepoch_t *e = mem_calloc(sizeof(*e));
+    e->cap = 1024;
+    while (e->cap < 4 * limit) /* keys <= 2 * limit before the epoch must close */
+        e->cap *= 2;
+    e->slots = mem_calloc(e->cap * sizeof(*e->slots));
+    atomic_init(&e->done, NEVER);
+    e->opened_ms = now_ms();
+    return e;
+}
+
+static void epoch_free(tepoch_t *e)
+{
+    while (e->mem != NULL) {
+        chunk_t *c = e->mem;
+        e->mem = c->prev;
+        mem_free(c);
+    }
+    mem_free(e->slots);
+    mem_free(e->order);
+    mem_free(e);
+}
+
+static tkey_t *find(const tepoch_t *e, const uint8_t *key, size_t klen, size_t *slot)
+{
+    size_t i = (size_t)hash_fnv1a(HASH_FNV_BASIS, key, klen) & (e->cap - 1);
+    for (;; i = (i + 1) & (e->cap - 1)) {
+        tkey_t *k = atomic_load_explicit(&e->slots[i], memory_order_acquire);
+        if (k == NULL || (k->klen == klen && memcmp(k->key, key, klen) == 0)) {
+            if (slot != NULL)
+                *slot = i;
+            return k;
+        }
+    }
+}
+
+kv_tail_t *kv__tail_new(size_t limit)
+{
+    kv_tail_t *t = mem_calloc(sizeof(*t));
+    t->limit = limit < 16 ? 16 : limit;
+    atomic_init(&t->head, epoch_new(t->limit));
+    return t;
+}
+
+void kv__tail_free(kv_tail_t *t)
+{
+    if (t == NULL)
+        return;
+    tepoch_t *e = atomic_load(&t->head);
+    while (e != NULL) {
+        tepoch_t *o = atomic_load(&e->older);
+        epoch_free(e);
+        e = o;
+    }
+    while (t->limbo != NULL) {
+        e = t->limbo;
+        t->limbo = e->limbo_next;
+        epoch_free(e);
+    }
+    mem_free(t->staged);
+    mem_free(t);
+}
+
+size_t kv__tail_len(kv_tail_t *t, const uint8_t *key, size_t klen)
+{
+    tkey_t *k = find(atomic_load(&t->head), key, klen, NULL);
+    return k != NULL ? k->n : 0;
+}
+
+bool kv__tail_room(kv_tail_t *t, size_t n)
+{
+    const tepoch_t *e = atomic_load(&t->head);
+    return e->nents + n <= 2 * t->limit; /* keys <= entries, slots >= 4 * limit */
+}
+
+void kv__tail_add(kv_tail_t *t, const uint8_t *key, size_t klen, uint64_t id, uint64_t txn)
+{
+    tepoch_t *e = atomic_load(&t->head);
+    size_t slot;
+    tkey_t *k = find(e, key, klen, &slot);
+    tent_t *n = take(e, sizeof(*n));
+
+    if (k == NULL) {
+        k = take(e, sizeof(*k) + klen);
+        atomic_init(&k->head, NULL);
+        k->n = 0;
+        k->klen = (uint16_t)klen;
+        memcpy(k->key, key, klen);
+        atomic_store_explicit(&e->slots[slot], k, memory_order_release);
+        e->nkeys++;
+    }
+    n->id = id;
+    atomic_init(&n->added, txn);
+    n->next = atomic_load_explicit(&k->head, memory_order_relaxed);
+    atomic_store_explicit(&k->head, n, memory_order_release);
+    k->n++;
+    if (e->nents++ == 0)
+        e->first_added = txn;
+    if (t->nstaged == t->capstaged) {
+        t->capstaged = t->capstaged ? 2 * t->capstaged : 1024;
+        t->staged = mem_realloc(t->staged, t->capstaged * sizeof(*t->staged));
+    }
+    t->staged[t->nstaged++] = n;
+}
+
+bool kv__tail_has(kv_tail_t *t, const uint8_t *key, size_t klen)
+{
+    for (tepoch_t *e = atomic_load(&t->head); e != NULL; e = atomic_load(&e->older)) {
+        tkey_t *k = find(e, key, klen, NULL);
+        for (tent_t *n = k != NULL ? atomic_load(&k->head) : NULL; n != NULL; n = n->next)
+            if (atomic_load(&n->added) != NEVER)
+                return true;
+    }
+    return false;
+}
+
+size_t kv__tail_ids(kv_tail_t *t, const uint8_t *key, size_t klen, uint64_t snap, uint64_t **buf,
+                    size_t *cap, size_t n)
+{
+    /* seq_cst, as the pin taken before: the writer's unlink then its pin scan cannot both
+     * miss this read */
+    for (tepoch_t *e = atomic_load(&t->head); e != NULL; e = atomic_load(&e->older)) {
+        if (atomic_load(&e->done) <= snap)
+            break; /* drained before this snapshot, and so is every older one */
+        tkey_t *k = find(e, key, klen, NULL);
+        for (tent_t *x = k != NULL ? atomic_load_explicit(&k->head, memory_order_acquire) : NULL;
+             x != NULL; x = x->next) {
+            if (atomic_load_explicit(&x->added, memory_order_relaxed) > snap)
+                continue;
+            if (n == *cap) {
+                *cap = *cap ? 2 * *cap : 64;
+                *buf = mem_realloc(*buf, *cap * sizeof(**buf));
+            }
+            (*buf)[n++] = x->id;
+        }
+    }
+    return n;
+}
+
+/* ---- draining ------------------------------------------------------------------------ */
+
+static int tkey_cmp(const void *pa, const void *pb)
+{
+    const tkey_t *a = *(tkey_t *const *)pa, *b = *(tkey_t *const *)pb;
+    int c = memcmp(a->key, b->key, a->klen < b->klen ? a->klen : b->klen);
+    return c != 0 ? c : (a->klen > b->klen) - (a->klen < b->klen);
+}
+
+/* Close the open epoch (its keys sorted for draining) and open a new one. */
+static void rotate(kv_tail_t *t)
+{
+    tepoch_t *e = atomic_load(&t->head), *n = epoch_new(t->limit);
+
+    t->draining = e;
+    size_t j = 0;
+
+    e->order = mem_alloc((e->nkeys ? e->nkeys : 1) * sizeof(*e->order));
+    for (size_t i = 0; i < e->cap; i++) {
+        tkey_t *k = atomic_load_explicit(&e->slots[i], memory_order_relaxed);
+        if (k != NULL)
+            e->order[j++] = k;
+    }
+    qsort(e->order, j, sizeof(*e->order), tkey_cmp);
+    atomic_store(&n->older, e);
+    atomic_store_explicit(&t->head, n, memory_order_release);
+}
+
+int kv__tail_drain(kv_tail_t *t, uint64_t txn, size_t added, kv_pend_t *into, uint64_t *log_upto)
+{
+    tepoch_t *head = atomic_load(&t->head), *e;
+    /* twice what came in, so that the closed epoch is drained before the open one fills */
+    size_t got = 0, want = 2 * added > t->limit / 64 ? 2 * added : t->limit / 64 + 1;
+
+    *log_upto = 0;
+    t->drained_from = NULL;
+    t->finished = false;
+    if (t->draining == NULL) {
+        /* full, or open for a minute: a quiet server's appends reach cmsgs too */
+        if (head->nents == 0 || (head->nents < t->limit && now_ms() - head->opened_ms < AGE_MS))
+            return 0;
+        rotate(t);
+        head = atomic_load(&t->head);
+    }
+    e = t->draining;
+    /* the open epoch about to overflow its table: drain the closed one whole */
+    if (head->nents >= t->limit)
+        want = SIZE_MAX;
+    t->drained_from = e;
+    t->drained_next = e->next;
+    while (e->next < e->nkeys && got < want) {
+        tkey_t *k = e->order[e->next++];
+        for (tent_t *x = atomic_load(&k->head); x != NULL; x = x->next)
+            if (atomic_load(&x->added) != NEVER) {
+                kv__pend_add(into, k->key, k->klen, x->id, false);
+                got++;
+            }
+    }
+    if (e->next == e->nkeys) {
+        /* every record older than the open epoch's first is drained now */
+        atomic_store(&e->done, txn);
+        *log_upto = head->nents > 0 ? head->first_added - 1 : UINT64_MAX;
+        t->finished = true;
+    }
+    return 0;
+}
+
+void kv__tail_committed(kv_tail_t *t, uint64_t txn, bool ok)
+{
+    tepoch_t *prev = atomic_load(&t->head), *e;
+    uint64_t oldest;
+
+    if (!ok && t->drained_from != NULL) {
+        t->drained_from->next = t->drained_next;
+        atomic_store(&t->drained_from->done, NEVER);
+    }
+    if (!ok)
+        for (size_t i = 0; i < t->nstaged; i++)
+            atomic_store(&t->staged[i]->added, NEVER);
+    if (ok && t->finished)
+        t->draining = NULL;
+    t->nstaged = 0;
+    t->drained_from = NULL;
+    t->finished = false;
+    /* Unlink the drained epochs no read in flight needs: snapshots from their drain on find
+     * all of them in cmsgs. Drains finish oldest first, so those are the list's end. */
+    oldest = oldest_pin();
+    for (e = atomic_load(&prev->older); e != NULL; prev = e, e = atomic_load(&e->older)) {
+        uint64_t done = atomic_load(&e->done);
+        if (done != NEVER && done <= oldest)
+            break;
+    }
+    if (e != NULL) {
+        atomic_store(&prev->older, NULL);
+        while (e != NULL) {
+            tepoch_t *o = atomic_load(&e->older);
+            e->gone_after = txn;
+            e->limbo_next = t->limbo;
+            t->limbo = e;
+            e = o;
+        }
+    }
+    /* free what no read in flight can reach: every one began after a commit that followed
+     * the unlink. The pins are read again after the unlink (a read that pinned since may
+     * have reached what was just unlinked; one that pins later cannot). */
+    oldest = oldest_pin();
+    for (tepoch_t **p = &t->limbo; *p != NULL;) {
+        e = *p;
+        if (oldest <= e->gone_after) {
+            p = &e->limbo_next;
+        } else {
+            *p = e->limbo_next;
+            epoch_free(e);
+        }
+    }
+}
+
+size_t kv__tail_size(kv_tail_t *t)
+{
+    size_t n = 0;
+    for (tepoch_t *e = atomic_load(&t->head); e != NULL; e = atomic_load(&e->older))
+        n += e->nents;
+    return n;
+}

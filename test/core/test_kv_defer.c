@@ -1,0 +1,382 @@
+/* Tests for the deferred conversation index (src/core/kv_defer.c, kv_tail.c): reads merge
+ * the tail with cmsgs at every stage of draining, snapshots stay exact while epochs are
+ * drained and freed under them, a reopen applies what cpend holds, a read-only open merges
+ * it, and a failed commit's appends are never seen. Real LMDB in a temp directory. */
+#include <ftw.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/kv.h"
+#include "core/kv_int.h" /* raw LMDB counts: what is in cmsgs and cpend */
+#include "core/rc.h"
+#include "support/test.h"
+
+typedef struct fx {
+    char dir[64];
+    kv_t *kv;
+} fx_t;
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+/* Open with KV_DEFER and epochs of @p tail entries. */
+static void fx_open(fx_t *f, const char *tail)
+{
+    snprintf(f->dir, sizeof(f->dir), "/tmp/cim-kvdefer-XXXXXX");
+    ASSERT_NOT_NULL(mkdtemp(f->dir));
+    ASSERT_OK(setenv("CIM_KV_TAIL", tail, 1));
+    ASSERT_OK(kv_open(f->dir, KV_NOSYNC | KV_DEFER, &f->kv));
+    unsetenv("CIM_KV_TAIL");
+}
+
+static void fx_close(fx_t *f)
+{
+    kv_close(f->kv);
+    (void)nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static kv_txn_t *begin(kv_t *kv, int mode)
+{
+    kv_txn_t *txn = NULL;
+    ASSERT_OK(kv_begin(kv, mode, &txn));
+    return txn;
+}
+
+static size_t raw_entries(kv_t *kv, MDB_dbi dbi)
+{
+    kv_txn_t *txn = begin(kv, KV_READ);
+    MDB_stat st;
+    ASSERT_EQ(mdb_stat(kv__txn(txn), dbi, &st), MDB_SUCCESS);
+    kv_abort(txn);
+    return st.ms_entries;
+}
+
+#define KEYS   5
+#define MAXIDS 4096
+
+/* The model: key i's ids, ascending. */
+typedef struct model {
+    char key[KEYS][32];
+    uint64_t ids[KEYS][MAXIDS];
+    size_t n[KEYS];
+} model_t;
+
+static void model_init(model_t *m)
+{
+    memset(m, 0, sizeof(*m));
+    for (int i = 0; i < KEYS; i++)
+        snprintf(m->key[i], sizeof(m->key[i]), "default%c>u%d%cpeer", 0, i, 0);
+}
+
+static size_t klen_of(const model_t *m, int i)
+{
+    (void)m;
+    char tmp[32];
+    return (size_t)snprintf(tmp, sizeof(tmp), "default?>u%d?peer", i);
+}
+
+/* Every read the index has, for key @p i, against the model. */
+static void check_key(kv_txn_t *txn, const model_t *m, int i)
+{
+    const uint8_t *k = (const uint8_t *)m->key[i];
+    size_t kl = klen_of(m, i), n = m->n[i], got = 0;
+    uint64_t out = 0, page[8], total = 0;
+    bool more = false;
+
+    ASSERT_OK(kv_cmsg_count(txn, k, kl, 0, UINT64_MAX, &out));
+    ASSERT_EQ(out, n);
+    ASSERT_OK(kv_cmsg_last(txn, k, kl, UINT64_MAX, &out));
+    ASSERT_EQ(out, n ? m->ids[i][n - 1] : 0);
+    if (n > 2) { /* bounded ranges */
+        ASSERT_OK(kv_cmsg_count(txn, k, kl, m->ids[i][0], m->ids[i][n - 2], &out));
+        ASSERT_EQ(out, n - 2);
+        ASSERT_OK(kv_cmsg_last(txn, k, kl, m->ids[i][n - 2], &out));
+        ASSERT_EQ(out, m->ids[i][n - 2]);
+    }
+    /* page backwards through all of it */
+    uint64_t before = 0;
+    size_t seen = 0;
+    do {
+        ASSERT_OK(kv_cmsg_before(txn, k, kl, before, page, 8, &got, &more));
+        for (size_t j = 0; j < got; j++, seen++)
+            ASSERT_EQ(page[j], m->ids[i][n - 1 - seen]);
+        if (got > 0)
+            before = page[got - 1];
+    } while (more);
+    ASSERT_EQ(seen, n);
+    /* and forwards */
+    uint64_t after = 0;
+    seen = 0;
+    do {
+        ASSERT_OK(kv_cmsg_after(txn, k, kl, after, page, 8, &got, &total));
+        ASSERT_EQ(total, n - seen);
+        for (size_t j = 0; j < got; j++, seen++)
+            ASSERT_EQ(page[j], m->ids[i][seen]);
+        if (got > 0)
+            after = page[got - 1];
+    } while (got > 0);
+    ASSERT_EQ(seen, n);
+}
+
+static void check_all(kv_t *kv, const model_t *m)
+{
+    kv_txn_t *txn = begin(kv, KV_READ);
+    for (int i = 0; i < KEYS; i++)
+        check_key(txn, m, i);
+    kv_abort(txn);
+}
+
+/* One commit: key i gets ids per[i] ids (next ids from *id). */
+static void commit_ids(kv_t *kv, model_t *m, uint64_t *id, const int per[KEYS])
+{
+    kv_txn_t *txn = begin(kv, KV_WRITE);
+    for (int i = 0; i < KEYS; i++)
+        for (int j = 0; j < per[i]; j++) {
+            ASSERT_OK(kv_cmsg_add(txn, (const uint8_t *)m->key[i], klen_of(m, i), *id, false));
+            m->ids[i][m->n[i]++] = (*id)++;
+        }
+    /* the writer's own reads see what it just added */
+    for (int i = 0; i < KEYS; i++)
+        check_key(txn, m, i);
+    ASSERT_OK(kv_commit(txn));
+}
+
+TEST(kv_defer_reads_merge_tail_and_index)
+{
+    fx_t f;
+    model_t m;
+    uint64_t id = 1000;
+    size_t max_cpend = 0, min_cmsgs_gap = SIZE_MAX;
+
+    model_init(&m);
+    fx_open(&f, "16"); /* an epoch drains after 16 entries: many rotations below */
+    for (int round = 0; round < 120; round++) {
+        int per[KEYS] = {1, round % 3, 0, round % 7 == 0 ? 20 : 0, 1};
+        commit_ids(f.kv, &m, &id, per);
+        check_all(f.kv, &m);
+        size_t total = 0;
+        for (int i = 0; i < KEYS; i++)
+            total += m.n[i];
+        size_t in = raw_entries(f.kv, f.kv->cmsgs), logged = raw_entries(f.kv, f.kv->cpend);
+        if (logged > max_cpend)
+            max_cpend = logged;
+        if (total - in < min_cmsgs_gap)
+            min_cmsgs_gap = total - in;
+    }
+    /* something was deferred (logged, not in cmsgs) and something was drained */
+    ASSERT_TRUE(max_cpend > 0);
+    ASSERT_TRUE(raw_entries(f.kv, f.kv->cmsgs) > 0);
+    ASSERT_LT(raw_entries(f.kv, f.kv->cpend), 120);
+    fx_close(&f);
+}
+
+TEST(kv_defer_reopen_applies_the_log)
+{
+    fx_t f;
+    model_t m;
+    uint64_t id = 1;
+    kv_t *ro = NULL;
+
+    model_init(&m);
+    /* nothing drains, and no key reaches the chain bound (16) that would put it at once:
+     * all of it stays in the tail and cpend */
+    fx_open(&f, "100000");
+    for (int round = 0; round < 10; round++) {
+        int per[KEYS] = {1, 1, 0, round % 2, 1};
+        commit_ids(f.kv, &m, &id, per);
+    }
+    ASSERT_EQ(raw_entries(f.kv, f.kv->cmsgs), 0);
+    ASSERT_EQ(raw_entries(f.kv, f.kv->cpend), 10);
+    check_all(f.kv, &m);
+    kv_close(f.kv); /* as a crash would leave it: the tail gone, cpend kept */
+    f.kv = NULL;
+
+    /* a read-only open (cimdump) merges what cpend holds */
+    ASSERT_OK(kv_open(f.dir, KV_RDONLY, &ro));
+    check_all(ro, &m);
+    kv_close(ro);
+
+    ASSERT_OK(kv_open(f.dir, KV_NOSYNC | KV_DEFER, &f.kv));
+    ASSERT_EQ(raw_entries(f.kv, f.kv->cpend), 0);
+    ASSERT_EQ(raw_entries(f.kv, f.kv->cmsgs), 35);
+    check_all(f.kv, &m);
+    fx_close(&f);
+}
+
+TEST(kv_defer_snapshot_outlives_the_drain)
+{
+    fx_t f;
+    model_t m, old;
+    uint64_t id = 1;
+    kv_txn_t *r;
+
+    model_init(&m);
+    fx_open(&f, "16");
+    for (int round = 0; round < 6; round++) {
+        int per[KEYS] = {1, 1, 1, 1, 1};
+        commit_ids(f.kv, &m, &id, per);
+    }
+    old = m;
+    r = begin(f.kv, KV_READ); /* held across drains that retire epochs it reads */
+    for (int round = 0; round < 60; round++) {
+        int per[KEYS] = {1, 1, 0, 2, 1};
+        commit_ids(f.kv, &m, &id, per);
+        if (round % 10 == 0)
+            for (int i = 0; i < KEYS; i++)
+                check_key(r, &old, i);
+    }
+    for (int i = 0; i < KEYS; i++)
+        check_key(r, &old, i);
+    kv_abort(r);
+    check_all(f.kv, &m);
+    fx_close(&f);
+}
+
+static int on_new(void *ctx, const uint8_t *key, size_t klen, uint64_t first)
+{
+    (void)key, (void)klen;
+    *(uint64_t *)ctx = first;
+    return 0;
+}
+
+TEST(kv_defer_news_sees_the_tail)
+{
+    fx_t f;
+    kv_txn_t *txn;
+    uint64_t first = 0;
+    const uint8_t *k = (const uint8_t *)"default\0>a\0b";
+
+    fx_open(&f, "100000");
+    txn = begin(f.kv, KV_WRITE);
+    ASSERT_OK(kv_cmsg_add(txn, k, 12, 7, true));
+    ASSERT_OK(kv_cmsg_news(txn, on_new, &first));
+    ASSERT_EQ(first, 7); /* new: nowhere before */
+    ASSERT_OK(kv_commit(txn));
+    ASSERT_EQ(raw_entries(f.kv, f.kv->cmsgs), 0); /* in the tail only */
+
+    txn = begin(f.kv, KV_WRITE);
+    first = 0;
+    ASSERT_OK(kv_cmsg_add(txn, k, 12, 8, true));
+    ASSERT_OK(kv_cmsg_news(txn, on_new, &first));
+    ASSERT_EQ(first, 0); /* the tail has it: not new */
+    ASSERT_OK(kv_commit(txn));
+    fx_close(&f);
+}
+
+TEST(kv_defer_failed_commit_is_never_seen)
+{
+    fx_t f;
+    model_t m;
+    uint64_t id = 1;
+    int failed = 0;
+    uint8_t big[2000];
+
+    model_init(&m);
+    memset(big, 'x', sizeof(big));
+    ASSERT_OK(setenv("CIM_KV_MAP_SIZE", "262144", 1));
+    fx_open(&f, "100000");
+    unsetenv("CIM_KV_MAP_SIZE");
+    /* commits until one fails for a full map: some fail at the commit (the cpend record),
+     * after their appends went to the tail */
+    for (int round = 0; round < 2000 && failed < 3; round++) {
+        kv_txn_t *txn = begin(f.kv, KV_WRITE);
+        int rc = kv_msg_put(txn, id + 100000, big, sizeof(big));
+        for (int i = 0; i < KEYS && rc == 0; i++)
+            rc = kv_cmsg_add(txn, (const uint8_t *)m.key[i], klen_of(&m, i), id + (uint64_t)i,
+                             false);
+        if (rc == 0)
+            rc = kv_commit(txn);
+        else
+            kv_abort(txn);
+        if (rc == 0) {
+            for (int i = 0; i < KEYS; i++)
+                m.ids[i][m.n[i]++] = id + (uint64_t)i;
+        } else {
+            ASSERT_EQ(rc, RC_EMAPFULL);
+            failed++;
+            check_all(f.kv, &m);
+            ASSERT_OK(kv_grow(f.kv));
+        }
+        id += KEYS;
+    }
+    ASSERT_TRUE(failed > 0);
+    check_all(f.kv, &m);
+    kv_close(f.kv);
+    ASSERT_OK(kv_open(f.dir, KV_NOSYNC | KV_DEFER, &f.kv));
+    check_all(f.kv, &m);
+    fx_close(&f);
+}
+
+/* ---- threads (TSan) ------------------------------------------------------------------ */
+
+typedef struct race {
+    kv_t *kv;
+    model_t m;
+    _Atomic bool stop;
+    _Atomic long checks;
+} race_t;
+
+/* Every commit adds one id to every key: in any snapshot all keys have the same count,
+ * and each key's last id is its count-th. */
+static void *reader(void *arg)
+{
+    race_t *r = arg;
+    while (!atomic_load(&r->stop)) {
+        kv_txn_t *txn = NULL;
+        uint64_t n0 = 0, n = 0, last = 0;
+        if (kv_begin(r->kv, KV_READ, &txn) != 0)
+            abort();
+        for (int i = 0; i < KEYS; i++) {
+            const uint8_t *k = (const uint8_t *)r->m.key[i];
+            if (kv_cmsg_count(txn, k, klen_of(&r->m, i), 0, UINT64_MAX, &n) != 0 ||
+                kv_cmsg_last(txn, k, klen_of(&r->m, i), UINT64_MAX, &last) != 0)
+                abort();
+            if (i == 0)
+                n0 = n;
+            if (n != n0 || last != (n ? n * 10 + (uint64_t)i : 0)) {
+                fprintf(stderr, "key %d: count %llu (key 0: %llu), last %llu\n", i,
+                        (unsigned long long)n, (unsigned long long)n0, (unsigned long long)last);
+                abort();
+            }
+        }
+        kv_abort(txn);
+        atomic_fetch_add(&r->checks, 1);
+    }
+    return NULL;
+}
+
+TEST_TIMEOUT(kv_defer_threads_read_while_draining, 120)
+{
+    fx_t f;
+    race_t *r = calloc(1, sizeof(*r));
+    pthread_t th[2];
+
+    model_init(&r->m);
+    fx_open(&f, "16");
+    r->kv = f.kv;
+    for (int t = 0; t < 2; t++)
+        ASSERT_EQ(pthread_create(&th[t], NULL, reader, r), 0);
+    /* at least 400 commits, and on until the readers checked 100 snapshots */
+    for (uint64_t c = 1; c <= 400 || (atomic_load(&r->checks) < 100 && c <= 20000); c++) {
+        kv_txn_t *txn = begin(f.kv, KV_WRITE);
+        for (int i = 0; i < KEYS; i++)
+            ASSERT_OK(kv_cmsg_add(txn, (const uint8_t *)r->m.key[i], klen_of(&r->m, i),
+                                  c * 10 + (uint64_t)i, false));
+        ASSERT_OK(kv_commit(txn));
+    }
+    atomic_store(&r->stop, true);
+    for (int t = 0; t < 2; t++)
+        pthread_join(th[t], NULL);
+    ASSERT_TRUE(atomic_load(&r->checks) >= 100);
+    free(r);
+    fx_close(&f);
+}
