@@ -131,13 +131,24 @@ out:
     return rc;
 }
 
+/* apply_log, growing the map as often as it runs out (as the store does for a batch):
+ * applying a whole tail can need more room than the map has left. */
+static int apply_log_all(kv_t *kv, size_t *records)
+{
+    int rc;
+    while ((rc = apply_log(kv, records)) == RC_EMAPFULL)
+        if ((rc = kv_grow(kv)) < 0)
+            break;
+    return rc;
+}
+
 int kv__defer_open(kv_t *kv)
 {
     size_t records;
     int rc;
 
     kv->drain = kv__pend_new(kv->cmsgs);
-    if ((rc = apply_log(kv, &records)) < 0) {
+    if ((rc = apply_log_all(kv, &records)) < 0) {
         LOG_ERROR("kv: applying the deferred conversation index failed (%s)", rc_str(rc));
         return rc;
     }
@@ -153,7 +164,7 @@ void kv__defer_close(kv_t *kv)
     int rc;
 
     /* a clean stop leaves everything in cmsgs (a crash: the next open does it) */
-    if (kv->tail != NULL && (rc = apply_log(kv, &records)) < 0)
+    if (kv->tail != NULL && (rc = apply_log_all(kv, &records)) < 0)
         LOG_WARN("kv: the deferred conversation index stays for the next start (%s)", rc_str(rc));
     kv__tail_free(kv->tail);
     kv__pend_free(kv->drain);

@@ -380,3 +380,67 @@ TEST_TIMEOUT(kv_defer_threads_read_while_draining, 120)
     free(r);
     fx_close(&f);
 }
+
+/* Applying a whole tail (at a clean stop, or at the start after a crash) can need more
+ * room than the map has left: both grow it, as the store does for a batch. */
+TEST_TIMEOUT(kv_defer_apply_grows_the_map, 120)
+{
+    fx_t f;
+    char copy[80], cmd[200];
+    kv_t *kv = NULL;
+    uint64_t id = 1;
+
+    ASSERT_OK(setenv("CIM_KV_MAP_SIZE", "262144", 1));
+    fx_open(&f, "1000000"); /* nothing drains */
+    unsetenv("CIM_KV_MAP_SIZE");
+    for (int c = 0; c < 400; c++) {
+        int rc;
+        do {
+            kv_txn_t *txn = begin(f.kv, KV_WRITE);
+            for (int k = 0; k < 200; k++) {
+                char key[40];
+                int n = snprintf(key, sizeof(key), "default%c>u%03d%cpeer%04d", 0, k % 7, 0,
+                                 c * 200 + k);
+                ASSERT_OK(
+                    kv_cmsg_add(txn, (const uint8_t *)key, (size_t)n, id + (uint64_t)k, false));
+            }
+            if ((rc = kv_commit(txn)) == RC_EMAPFULL)
+                ASSERT_OK(kv_grow(f.kv));
+            else
+                ASSERT_OK(rc);
+        } while (rc != 0);
+        id += 200;
+    }
+    ASSERT_EQ(raw_entries(f.kv, f.kv->cmsgs), 0);
+    ASSERT_EQ(raw_entries(f.kv, f.kv->cpend), 400);
+    /* the map filled up to its last pages */
+    for (uint64_t m = 1;; m++) {
+        static uint8_t big[1500];
+        kv_txn_t *txn = begin(f.kv, KV_WRITE);
+        int rc = kv_msg_put(txn, m, big, sizeof(big));
+        if (rc == 0)
+            rc = kv_commit(txn);
+        else
+            kv_abort(txn);
+        if (rc == RC_EMAPFULL)
+            break;
+        ASSERT_OK(rc);
+    }
+    /* a copy as a crash would leave it: cpend full, the map as small as it got */
+    snprintf(copy, sizeof(copy), "%s-copy", f.dir);
+    snprintf(cmd, sizeof(cmd), "cp -a %s %s", f.dir, copy);
+    ASSERT_EQ(system(cmd), 0);
+    kv_close(f.kv);                                    /* the clean stop applies it all */
+    ASSERT_OK(setenv("CIM_KV_MAP_SIZE", "262144", 1)); /* (no larger map than recorded) */
+    ASSERT_OK(kv_open(f.dir, KV_NOSYNC | KV_DEFER, &f.kv));
+    ASSERT_EQ(raw_entries(f.kv, f.kv->cpend), 0);
+    ASSERT_EQ(raw_entries(f.kv, f.kv->cmsgs), 80000);
+    fx_close(&f);
+    ASSERT_OK(kv_open(copy, KV_NOSYNC | KV_DEFER, &kv)); /* the start after the crash */
+    unsetenv("CIM_KV_MAP_SIZE");
+    ASSERT_EQ(raw_entries(kv, kv->cpend), 0);
+    ASSERT_EQ(raw_entries(kv, kv->cmsgs), 80000);
+    kv_close(kv);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", copy);
+    ASSERT_EQ(system(cmd), 0);
+}
