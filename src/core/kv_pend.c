@@ -84,6 +84,10 @@ struct kv_pend {
      * first id */
     pnew_t *news;
     size_t nnews, capnews;
+    /* keys watched since the last kv__pend_news_find (indices into keys: stable until
+     * kv__pend_apply sorts them, which clears everything) */
+    uint32_t *watchq;
+    size_t nwatchq, capwatchq;
     arena_t newb; /* their keys' bytes */
 };
 
@@ -136,6 +140,7 @@ void kv__pend_free(kv_pend_t *p)
     mem_free(p->vals);
     mem_free(p->news);
     mem_free(p->newb.p);
+    mem_free(p->watchq);
     mem_free(p);
 }
 
@@ -144,7 +149,7 @@ void kv__pend_clear(kv_pend_t *p)
     /* only the slots in use: a small batch after a large one stays cheap */
     for (size_t i = 0; i < p->nkeys; i++)
         p->slots[p->keys[i].slot] = 0;
-    p->nkeys = p->nids = p->keyb.len = 0;
+    p->nkeys = p->nids = p->keyb.len = p->nwatchq = 0;
 }
 
 void kv__pend_add(kv_pend_t *p, const uint8_t *key, size_t klen, uint64_t id, bool watch)
@@ -173,7 +178,14 @@ void kv__pend_add(kv_pend_t *p, const uint8_t *key, size_t klen, uint64_t id, bo
         *s = (uint32_t)++p->nkeys;
     }
     e = &p->keys[*s - 1];
-    e->watch |= watch && !e->checked;
+    if (watch && !e->checked && !e->watch) {
+        e->watch = true;
+        if (p->nwatchq == p->capwatchq) {
+            p->capwatchq = p->capwatchq ? 2 * p->capwatchq : 256;
+            p->watchq = mem_realloc(p->watchq, p->capwatchq * sizeof(*p->watchq));
+        }
+        p->watchq[p->nwatchq++] = *s - 1;
+    }
     p->ids[p->nids].id = id;
     p->ids[p->nids].next = UINT32_MAX;
     if (e->n++ == 0)
@@ -335,8 +347,8 @@ int kv__pend_news_find(kv_pend_t *p, MDB_txn *txn,
     MDB_cursor *cur = NULL;
     int rc = 0;
 
-    for (size_t i = 0; i < p->nkeys && rc == 0; i++) {
-        pkey_t *e = &p->keys[i];
+    for (size_t i = 0; i < p->nwatchq && rc == 0; i++) {
+        pkey_t *e = &p->keys[p->watchq[i]];
         MDB_val k, d;
         uint64_t first = UINT64_MAX;
         int mrc;
@@ -368,6 +380,7 @@ int kv__pend_news_find(kv_pend_t *p, MDB_txn *txn,
     }
     if (cur != NULL)
         mdb_cursor_close(cur);
+    p->nwatchq = 0;
     return rc;
 }
 
