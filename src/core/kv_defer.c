@@ -187,12 +187,11 @@ typedef struct defer_ctx {
 static bool to_tail(void *ctx, const uint8_t *key, size_t klen, const uint64_t *ids, size_t n)
 {
     defer_ctx_t *d = ctx;
-    if (kv__tail_len(d->kv->tail, key, klen) + n > CHAIN_MAX || !kv__tail_room(d->kv->tail, n))
+    if (!kv__tail_room(d->kv->tail, n) ||
+        !kv__tail_add(d->kv->tail, key, klen, ids, n, d->txn, CHAIN_MAX))
         return false;
-    for (size_t i = 0; i < n; i++) {
-        kv__tail_add(d->kv->tail, key, klen, ids[i], d->txn);
+    for (size_t i = 0; i < n; i++)
         log_put(d->kv, key, klen, ids[i]);
-    }
     d->staged += n;
     return true;
 }
@@ -247,9 +246,8 @@ static int ro_count(void *ctx, const uint8_t *key, size_t klen, uint64_t id)
 
 static int ro_add(void *ctx, const uint8_t *key, size_t klen, uint64_t id)
 {
-    if (!kv__tail_room(ctx, 1))
+    if (!kv__tail_room(ctx, 1) || !kv__tail_add(ctx, key, klen, &id, 1, 1, SIZE_MAX))
         return RC_ESTORE; /* cannot be: the tail was sized for every entry */
-    kv__tail_add(ctx, key, klen, id, 1);
     return 0;
 }
 

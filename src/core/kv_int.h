@@ -117,12 +117,12 @@ int kv__cmsg_extra(kv_txn_t *txn, const uint8_t *key, size_t klen, uint64_t **id
 /* kv_tail.c (one writer thread; readers on any thread, lock-free) */
 kv_tail_t *kv__tail_new(size_t limit);
 void kv__tail_free(kv_tail_t *t);
-/** Entries of @p key in the open epoch (writer). */
-size_t kv__tail_len(kv_tail_t *t, const uint8_t *key, size_t klen);
 /** Whether the open epoch takes @p n more entries (writer). */
 bool kv__tail_room(kv_tail_t *t, size_t n);
-/** Add @p id under @p key, committed by write txn @p txn (writer, at its commit). */
-void kv__tail_add(kv_tail_t *t, const uint8_t *key, size_t klen, uint64_t id, uint64_t txn);
+/** Add @p ids under @p key, committed by write txn @p txn (writer, at its commit), unless
+ *  that would give the key more than @p max entries in the open epoch. @return added. */
+bool kv__tail_add(kv_tail_t *t, const uint8_t *key, size_t klen, const uint64_t *ids, size_t n,
+                  uint64_t txn, size_t max);
 /** Whether @p key has an entry not revoked (writer). */
 bool kv__tail_has(kv_tail_t *t, const uint8_t *key, size_t klen);
 /** Append @p key's ids a snapshot @p snap sees to (*buf)[n..], unsorted, possibly also in

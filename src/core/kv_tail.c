@@ -219,25 +219,21 @@ void kv__tail_free(kv_tail_t *t)
     mem_free(t);
 }
 
-size_t kv__tail_len(kv_tail_t *t, const uint8_t *key, size_t klen)
-{
-    tkey_t *k = find(atomic_load(&t->head), key, klen, NULL);
-    return k != NULL ? k->n : 0;
-}
-
 bool kv__tail_room(kv_tail_t *t, size_t n)
 {
     const tepoch_t *e = atomic_load(&t->head);
     return e->nents + n <= 2 * t->limit; /* keys <= entries, slots >= 4 * limit */
 }
 
-void kv__tail_add(kv_tail_t *t, const uint8_t *key, size_t klen, uint64_t id, uint64_t txn)
+bool kv__tail_add(kv_tail_t *t, const uint8_t *key, size_t klen, const uint64_t *ids, size_t n,
+                  uint64_t txn, size_t max)
 {
     tepoch_t *e = atomic_load(&t->head);
     size_t slot;
     tkey_t *k = find(e, key, klen, &slot);
-    tent_t *n = take(e, sizeof(*n));
 
+    if ((k != NULL ? k->n : 0) + n > max)
+        return false;
     if (k == NULL) {
         k = take(e, sizeof(*k) + klen);
         atomic_init(&k->head, NULL);
@@ -247,18 +243,23 @@ void kv__tail_add(kv_tail_t *t, const uint8_t *key, size_t klen, uint64_t id, ui
         atomic_store_explicit(&e->slots[slot], k, memory_order_release);
         e->nkeys++;
     }
-    n->id = id;
-    atomic_init(&n->added, txn);
-    n->next = atomic_load_explicit(&k->head, memory_order_relaxed);
-    atomic_store_explicit(&k->head, n, memory_order_release);
-    k->n++;
-    if (e->nents++ == 0)
-        e->first_added = txn;
-    if (t->nstaged == t->capstaged) {
-        t->capstaged = t->capstaged ? 2 * t->capstaged : 1024;
+    if (t->nstaged + n > t->capstaged) {
+        t->capstaged = 2 * (t->nstaged + n) + 1024;
         t->staged = mem_realloc(t->staged, t->capstaged * sizeof(*t->staged));
     }
-    t->staged[t->nstaged++] = n;
+    for (size_t i = 0; i < n; i++) {
+        tent_t *x = take(e, sizeof(*x));
+        x->id = ids[i];
+        atomic_init(&x->added, txn);
+        x->next = atomic_load_explicit(&k->head, memory_order_relaxed);
+        atomic_store_explicit(&k->head, x, memory_order_release);
+        t->staged[t->nstaged++] = x;
+    }
+    k->n += (uint32_t)n;
+    if (e->nents == 0)
+        e->first_added = txn;
+    e->nents += n;
+    return true;
 }
 
 bool kv__tail_has(kv_tail_t *t, const uint8_t *key, size_t klen)
