@@ -166,6 +166,20 @@ TEST_TIMEOUT(e2e_offline_crash_safety, 60)
     ASSERT_EQ(p.n, nb); /* the same messages on both sides */
     ASSERT_U64_EQ(max_a, max_b);
     fprintf(stderr, "after restart: %zu in the timelines (%zu acknowledged)\n", nb, l.acked);
+    /* the conversation index too (its appends were in cpend, not in cmsgs, at the kill):
+     * bob's conversation with alice ends at the last of them, all unread */
+    {
+        static tmsg_conv_t convs[4];
+        cim_ConvListRsp crsp;
+        size_t nc;
+        cimc_t *c = tsrv_login(&t, "bob", "b-conv", NULL);
+        TMSG_EXPECT(tmsg_conv_list(c, convs, 4, &nc, &crsp), crsp, cim_Code_OK);
+        const tmsg_conv_t *cv = tmsg_conv_find(convs, nc, cim_ConvType_DIRECT, "alice");
+        ASSERT_NOT_NULL(cv);
+        ASSERT_U64_EQ(cv->last.msg_id, max_b);
+        ASSERT_EQ(cv->unread, nb);
+        cimc_close(c);
+    }
 
     /* ids go on increasing after the restart, above everything issued before it */
     cimc_t *a = tsrv_login(&t, "alice", "a1", NULL);
