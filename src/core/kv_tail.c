@@ -66,8 +66,15 @@ typedef struct tepoch {
     size_t cap; /* slots: a power of two, at most half of them used */
     size_t nkeys, nents;
     chunk_t *mem;
-    tkey_t **order;        /* closed: the keys in key order */
-    size_t next;           /* closed: the next key to drain */
+    /* Its keys in the order they came, each commit's new ones sorted when it ends: runs,
+     * which a closed epoch merges as it drains (no sort of all of them at once, which
+     * took ~180 ms of the writer for 262,144 keys). */
+    tkey_t **keys;
+    size_t capkeys, sorted;
+    size_t *runs; /* the start of each run in keys */
+    size_t nruns, capruns;
+    size_t *heap; /* closed: the runs' cursors (indices into keys), a min-heap by key */
+    size_t nheap, drained;
     uint64_t first_added;  /* the commit that added to it first */
     int64_t opened_ms;     /* CLOCK_MONOTONIC, when it was opened */
     _Atomic uint64_t done; /* the commit that drained its last key, or NEVER */
@@ -85,7 +92,7 @@ struct kv_tail {
     tent_t **staged;
     size_t nstaged, capstaged;
     tepoch_t *drained_from; /* the epoch drained this commit, and where it stood */
-    size_t drained_next;
+    size_t *saved, nsaved, capsaved, drained_count;
     bool finished; /* this commit drained its last key */
 };
 
@@ -175,7 +182,9 @@ static void epoch_free(tepoch_t *e)
         mem_free(c);
     }
     mem_free(e->slots);
-    mem_free(e->order);
+    mem_free(e->keys);
+    mem_free(e->runs);
+    mem_free(e->heap);
     mem_free(e);
 }
 
@@ -216,6 +225,7 @@ void kv__tail_free(kv_tail_t *t)
         epoch_free(e);
     }
     mem_free(t->staged);
+    mem_free(t->saved);
     mem_free(t);
 }
 
@@ -241,7 +251,11 @@ bool kv__tail_add(kv_tail_t *t, const uint8_t *key, size_t klen, const uint64_t 
         k->klen = (uint16_t)klen;
         memcpy(k->key, key, klen);
         atomic_store_explicit(&e->slots[slot], k, memory_order_release);
-        e->nkeys++;
+        if (e->nkeys == e->capkeys) {
+            e->capkeys = e->capkeys ? 2 * e->capkeys : 1024;
+            e->keys = mem_realloc(e->keys, e->capkeys * sizeof(*e->keys));
+        }
+        e->keys[e->nkeys++] = k;
     }
     if (t->nstaged + n > t->capstaged) {
         t->capstaged = 2 * (t->nstaged + n) + 1024;
@@ -305,21 +319,84 @@ static int tkey_cmp(const void *pa, const void *pb)
     return c != 0 ? c : (a->klen > b->klen) - (a->klen < b->klen);
 }
 
-/* Close the open epoch (its keys sorted for draining) and open a new one. */
+/* Sort the keys the open epoch got since the last call: one more run. */
+static void close_run(tepoch_t *e)
+{
+    if (e->sorted == e->nkeys)
+        return;
+    qsort(e->keys + e->sorted, e->nkeys - e->sorted, sizeof(*e->keys), tkey_cmp);
+    if (e->nruns == e->capruns) {
+        e->capruns = e->capruns ? 2 * e->capruns : 64;
+        e->runs = mem_realloc(e->runs, e->capruns * sizeof(*e->runs));
+    }
+    e->runs[e->nruns++] = e->sorted;
+    e->sorted = e->nkeys;
+}
+
+/* The end of the run whose cursor is at @p at. */
+static size_t run_end(const tepoch_t *e, size_t at)
+{
+    size_t lo = 0, hi = e->nruns; /* the last run starting at or before at */
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (e->runs[mid] <= at)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo + 1 < e->nruns ? e->runs[lo + 1] : e->nkeys;
+}
+
+static bool heap_less(const tepoch_t *e, size_t a, size_t b)
+{
+    return tkey_cmp(&e->keys[e->heap[a]], &e->keys[e->heap[b]]) < 0;
+}
+
+static void heap_down(tepoch_t *e, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        if (l < e->nheap && heap_less(e, l, m))
+            m = l;
+        if (l + 1 < e->nheap && heap_less(e, l + 1, m))
+            m = l + 1;
+        if (m == i)
+            return;
+        size_t x = e->heap[i];
+        e->heap[i] = e->heap[m];
+        e->heap[m] = x;
+        i = m;
+    }
+}
+
+/* The next key of a closed epoch in key order, or NULL. */
+static tkey_t *next_key(tepoch_t *e)
+{
+    if (e->nheap == 0)
+        return NULL;
+    size_t at = e->heap[0];
+    tkey_t *k = e->keys[at];
+    if (at + 1 < run_end(e, at))
+        e->heap[0] = at + 1;
+    else
+        e->heap[0] = e->heap[--e->nheap];
+    heap_down(e, 0);
+    e->drained++;
+    return k;
+}
+
+/* Close the open epoch (its runs merged as it drains) and open a new one. */
 static void rotate(kv_tail_t *t)
 {
     tepoch_t *e = atomic_load(&t->head), *n = epoch_new(t->limit);
 
+    close_run(e);
+    e->heap = mem_alloc((e->nruns ? e->nruns : 1) * sizeof(*e->heap));
+    for (size_t r = 0; r < e->nruns; r++)
+        e->heap[e->nheap++] = e->runs[r];
+    for (size_t i = e->nheap / 2; i-- > 0;)
+        heap_down(e, i);
     t->draining = e;
-    size_t j = 0;
-
-    e->order = mem_alloc((e->nkeys ? e->nkeys : 1) * sizeof(*e->order));
-    for (size_t i = 0; i < e->cap; i++) {
-        tkey_t *k = atomic_load_explicit(&e->slots[i], memory_order_relaxed);
-        if (k != NULL)
-            e->order[j++] = k;
-    }
-    qsort(e->order, j, sizeof(*e->order), tkey_cmp);
     atomic_store(&n->older, e);
     atomic_store_explicit(&t->head, n, memory_order_release);
 }
@@ -329,10 +406,12 @@ int kv__tail_drain(kv_tail_t *t, uint64_t txn, size_t added, kv_pend_t *into, ui
     tepoch_t *head = atomic_load(&t->head), *e;
     /* twice what came in, so that the closed epoch is drained before the open one fills */
     size_t got = 0, want = 2 * added > t->limit / 64 ? 2 * added : t->limit / 64 + 1;
+    tkey_t *k;
 
     *log_upto = 0;
     t->drained_from = NULL;
     t->finished = false;
+    close_run(head);
     if (t->draining == NULL) {
         /* full, or open for a minute: a quiet server's appends reach cmsgs too */
         if (head->nents == 0 || (head->nents < t->limit && now_ms() - head->opened_ms < AGE_MS))
@@ -344,17 +423,22 @@ int kv__tail_drain(kv_tail_t *t, uint64_t txn, size_t added, kv_pend_t *into, ui
     /* the open epoch about to overflow its table: drain the closed one whole */
     if (head->nents >= t->limit)
         want = SIZE_MAX;
+    /* what a failed commit puts back */
     t->drained_from = e;
-    t->drained_next = e->next;
-    while (e->next < e->nkeys && got < want) {
-        tkey_t *k = e->order[e->next++];
+    t->drained_count = e->drained;
+    t->nsaved = e->nheap;
+    if (e->nheap > t->capsaved) {
+        t->capsaved = e->nheap;
+        t->saved = mem_realloc(t->saved, t->capsaved * sizeof(*t->saved));
+    }
+    memcpy(t->saved, e->heap, e->nheap * sizeof(*e->heap));
+    while (got < want && (k = next_key(e)) != NULL)
         for (tent_t *x = atomic_load(&k->head); x != NULL; x = x->next)
             if (atomic_load(&x->added) != NEVER) {
                 kv__pend_add(into, k->key, k->klen, x->id, false);
                 got++;
             }
-    }
-    if (e->next == e->nkeys) {
+    if (e->nheap == 0) {
         /* every record older than the open epoch's first is drained now */
         atomic_store(&e->done, txn);
         *log_upto = head->nents > 0 ? head->first_added - 1 : UINT64_MAX;
@@ -369,8 +453,11 @@ void kv__tail_committed(kv_tail_t *t, uint64_t txn, bool ok)
     uint64_t oldest;
 
     if (!ok && t->drained_from != NULL) {
-        t->drained_from->next = t->drained_next;
-        atomic_store(&t->drained_from->done, NEVER);
+        tepoch_t *d = t->drained_from;
+        memcpy(d->heap, t->saved, t->nsaved * sizeof(*d->heap));
+        d->nheap = t->nsaved;
+        d->drained = t->drained_count;
+        atomic_store(&d->done, NEVER);
     }
     if (!ok)
         for (size_t i = 0; i < t->nstaged; i++)
