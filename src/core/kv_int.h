@@ -137,8 +137,6 @@ int kv__tail_drain(kv_tail_t *t, uint64_t txn, size_t added, kv_pend_t *into,
                    uint64_t *log_upto);
 /** After the commit of @p txn (@p ok) or its failure: undo, or retire a drained epoch. */
 void kv__tail_committed(kv_tail_t *t, uint64_t txn, bool ok);
-/** Entries held (all epochs). */
-size_t kv__tail_size(kv_tail_t *t);
 /** Read transactions pin what they may see of the tail: take a slot before the txn
  *  begins, set its snapshot after, release it when it ends. */
 int kv__pin(void);

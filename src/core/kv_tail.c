@@ -8,10 +8,11 @@
  * and kept in memory, and are put into cmsgs later, many commits' worth at a time in key
  * order, so that a page takes many appends at once (docs/STORAGE.md, `cpend`).
  *
- * Structure: epochs. New entries go into the open epoch (the head). When it is full it
- * is closed: its keys are sorted and each later commit drains the next few into cmsgs;
- * when the last is drained its log records are deleted, and after that commit the epoch
- * is unlinked and freed once no reader can still see it.
+ * Structure: epochs. New entries go into the open epoch (the head); each commit sorts
+ * the keys it added there (a run). When the epoch is full (or a minute old) it is
+ * closed, and each later commit drains the next few keys into cmsgs, merging the runs;
+ * when the last is drained its log records are deleted, and the epoch is unlinked once
+ * no read in flight needs it and freed once none can reach it.
  *
  * One thread writes (the one write transaction's), any thread reads, without locks:
  * - an entry carries `added`, the id of the write transaction that committed it; a
@@ -74,7 +75,7 @@ typedef struct tepoch {
     size_t *runs; /* the start of each run in keys */
     size_t nruns, capruns;
     size_t *heap; /* closed: the runs' cursors (indices into keys), a min-heap by key */
-    size_t nheap, drained;
+    size_t nheap;
     uint64_t first_added;  /* the commit that added to it first */
     int64_t opened_ms;     /* CLOCK_MONOTONIC, when it was opened */
     _Atomic uint64_t done; /* the commit that drained its last key, or NEVER */
@@ -92,7 +93,7 @@ struct kv_tail {
     tent_t **staged;
     size_t nstaged, capstaged;
     tepoch_t *drained_from; /* the epoch drained this commit, and where it stood */
-    size_t *saved, nsaved, capsaved, drained_count;
+    size_t *saved, nsaved, capsaved;
     bool finished; /* this commit drained its last key */
 };
 
@@ -381,7 +382,6 @@ static tkey_t *next_key(tepoch_t *e)
     else
         e->heap[0] = e->heap[--e->nheap];
     heap_down(e, 0);
-    e->drained++;
     return k;
 }
 
@@ -425,7 +425,6 @@ int kv__tail_drain(kv_tail_t *t, uint64_t txn, size_t added, kv_pend_t *into, ui
         want = SIZE_MAX;
     /* what a failed commit puts back */
     t->drained_from = e;
-    t->drained_count = e->drained;
     t->nsaved = e->nheap;
     if (e->nheap > t->capsaved) {
         t->capsaved = e->nheap;
@@ -456,7 +455,6 @@ void kv__tail_committed(kv_tail_t *t, uint64_t txn, bool ok)
         tepoch_t *d = t->drained_from;
         memcpy(d->heap, t->saved, t->nsaved * sizeof(*d->heap));
         d->nheap = t->nsaved;
-        d->drained = t->drained_count;
         atomic_store(&d->done, NEVER);
     }
     if (!ok)
@@ -498,12 +496,4 @@ void kv__tail_committed(kv_tail_t *t, uint64_t txn, bool ok)
             epoch_free(e);
         }
     }
-}
-
-size_t kv__tail_size(kv_tail_t *t)
-{
-    size_t n = 0;
-    for (tepoch_t *e = atomic_load(&t->head); e != NULL; e = atomic_load(&e->older))
-        n += e->nents;
-    return n;
 }
