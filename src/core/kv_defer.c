@@ -29,15 +29,11 @@
 
 static void log_put(kv_t *kv, const uint8_t *key, size_t klen, uint64_t id)
 {
-    size_t need = kv->loglen + 1 + klen + 8;
-    if (need > kv->logcap) {
-        kv->logcap = 2 * need + 4096;
-        kv->logb = mem_realloc(kv->logb, kv->logcap);
-    }
-    kv->logb[kv->loglen] = (uint8_t)klen;
-    memcpy(kv->logb + kv->loglen + 1, key, klen);
-    be64_put(kv->logb + kv->loglen + 1 + klen, id);
-    kv->loglen = need;
+    uint8_t len = (uint8_t)klen, idb[8];
+    be64_put(idb, id);
+    kv__arena_put(&kv->log, &len, 1);
+    kv__arena_put(&kv->log, key, klen);
+    kv__arena_put(&kv->log, idb, 8);
 }
 
 /* Call @p cb for every (key, id) of a record. @return 0, RC_ESTORE (malformed) or cb's. */
@@ -168,10 +164,10 @@ void kv__defer_close(kv_t *kv)
         LOG_WARN("kv: the deferred conversation index stays for the next start (%s)", rc_str(rc));
     kv__tail_free(kv->tail);
     kv__pend_free(kv->drain);
-    mem_free(kv->logb);
+    mem_free(kv->log.p);
     kv->tail = NULL;
     kv->drain = NULL;
-    kv->logb = NULL;
+    kv->log = (kv_arena_t){0};
 }
 
 /* ---- commit -------------------------------------------------------------------------- */
@@ -207,12 +203,12 @@ int kv__defer_commit(kv_txn_t *txn)
 
     if ((rc = kv__ids_sync(txn, kv->timeline)) < 0 || (rc = kv__ids_sync(txn, kv->cevents)) < 0)
         return rc;
-    kv->loglen = 0;
+    kv->log.len = 0;
     kv__pend_detach(kv->pend[KV_PEND_CMSGS], to_tail, &d);
     if ((rc = kv__pend_apply(kv->pend[KV_PEND_CMSGS], mt)) < 0)
         return rc;
-    if (kv->loglen > 0) {
-        MDB_val k = {8, key}, v = {kv->loglen, kv->logb};
+    if (kv->log.len > 0) {
+        MDB_val k = {8, key}, v = {kv->log.len, kv->log.p};
         be64_put(key, d.txn);
         if ((rc = kv__rc(mdb_put(mt, kv->cpend, &k, &v, MDB_APPEND), "mdb_put cpend")) < 0)
             return rc;
@@ -266,12 +262,6 @@ static int ro_build(kv_t *kv, MDB_txn *txn)
     return rc;
 }
 
-static int u64_cmp(const void *pa, const void *pb)
-{
-    uint64_t a = *(const uint64_t *)pa, b = *(const uint64_t *)pb;
-    return (a > b) - (a < b);
-}
-
 int kv__cmsg_extra(kv_txn_t *txn, const uint8_t *key, size_t klen, uint64_t **ids, size_t *n)
 {
     kv_t *kv = kv__of(txn);
@@ -295,7 +285,7 @@ int kv__cmsg_extra(kv_txn_t *txn, const uint8_t *key, size_t klen, uint64_t **id
     }
     if (m == 0)
         return 0;
-    qsort(b, m, sizeof(*b), u64_cmp);
+    qsort(b, m, sizeof(*b), kv__u64_cmp);
     /* unique, and none that cmsgs has: only an id up to its last can be there (drained) */
     if ((rc = kv__rc(mdb_cursor_open(mt, kv->cmsgs, &cur), "cursor cmsgs")) < 0)
         goto out;

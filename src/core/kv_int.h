@@ -16,6 +16,21 @@
 #define KV_RSHARDS 16 /* reader lock shards (threads pick one each) */
 #define KV_LMDB_KEY_MAX 511 /* mdb_env_get_maxkeysize of the default build */
 
+/** Bytes one after another, referred to by offset (the block may move). */
+typedef struct kv_arena {
+    uint8_t *p;
+    size_t len, cap;
+} kv_arena_t;
+
+/** Append @p n bytes to @p a. @return their offset. */
+size_t kv__arena_put(kv_arena_t *a, const void *bytes, size_t n);
+
+/** LMDB's default key order (bytes, then the shorter first), for sorting keys kept apart. */
+int kv__key_order(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
+
+/** qsort comparator of uint64_t. */
+int kv__u64_cmp(const void *pa, const void *pb);
+
 /** Id-list appends of the open write transaction, applied in key order (kv_pend.c). */
 typedef struct kv_pend kv_pend_t;
 /** The conversation index's committed appends not yet in cmsgs (kv_tail.c). */
@@ -42,8 +57,7 @@ struct kv {
     kv_pend_t *pend[3];    /* gathered appends, by enum kv_pend_db (kv_pend.c) */
     kv_tail_t *tail;       /* KV_DEFER: cmsgs appends deferred (kv_tail.c); else NULL */
     kv_pend_t *drain;      /* KV_DEFER: what a commit drains from the tail into cmsgs */
-    uint8_t *logb;         /* KV_DEFER: the commit's cpend record being built */
-    size_t loglen, logcap;
+    kv_arena_t log;        /* KV_DEFER: the commit's cpend record being built */
     unsigned schema_found; /* the schema version the environment had when opened */
     MDB_dbi recs[KV_DB_COUNT]; /* the plain record databases of enum kv_db */
 };

@@ -50,25 +50,6 @@ typedef struct pnew {
     uint16_t klen;
 } pnew_t;
 
-/* Bytes one after another: keys, referred to by offset (the block may move). */
-typedef struct arena {
-    uint8_t *p;
-    size_t len, cap;
-} arena_t;
-
-/* Append @p n bytes. @return their offset. */
-static size_t arena_put(arena_t *a, const uint8_t *bytes, size_t n)
-{
-    size_t off = a->len;
-    if (a->len + n > a->cap) {
-        a->cap = 2 * (a->len + n) + 1024;
-        a->p = mem_realloc(a->p, a->cap);
-    }
-    memcpy(a->p + off, bytes, n);
-    a->len += n;
-    return off;
-}
-
 struct kv_pend {
     MDB_dbi dbi;
     pkey_t *keys;
@@ -77,7 +58,7 @@ struct kv_pend {
     size_t capslots;
     pent_t *ids;
     size_t nids, capids;
-    arena_t keyb; /* the keys' bytes */
+    kv_arena_t keyb; /* the keys' bytes */
     uint8_t *vals; /* one key's ids, big-endian, for the MULTIPLE put */
     size_t capvals;
     /* watched keys found new by applies since the last kv__pend_news, each with its
@@ -88,7 +69,7 @@ struct kv_pend {
      * kv__pend_apply sorts them, which clears everything) */
     uint32_t *watchq;
     size_t nwatchq, capwatchq;
-    arena_t newb; /* their keys' bytes */
+    kv_arena_t newb; /* their keys' bytes */
 };
 
 static uint32_t *slot_of(kv_pend_t *p, const uint8_t *key, size_t klen)
@@ -170,7 +151,7 @@ void kv__pend_add(kv_pend_t *p, const uint8_t *key, size_t klen, uint64_t id, bo
             p->keys = mem_realloc(p->keys, p->capkeys * sizeof(*p->keys));
         }
         e = &p->keys[p->nkeys];
-        e->koff = (uint32_t)arena_put(&p->keyb, key, klen);
+        e->koff = (uint32_t)kv__arena_put(&p->keyb, key, klen);
         e->klen = (uint16_t)klen;
         e->slot = (uint32_t)(s - p->slots);
         e->n = 0;
@@ -195,17 +176,34 @@ void kv__pend_add(kv_pend_t *p, const uint8_t *key, size_t klen, uint64_t id, bo
     e->last = (uint32_t)p->nids++;
 }
 
-static int key_cmp(const void *pa, const void *pb)
+size_t kv__arena_put(kv_arena_t *a, const void *bytes, size_t n)
 {
-    const pkey_t *a = pa, *b = pb;
-    int c = memcmp(a->k, b->k, a->klen < b->klen ? a->klen : b->klen);
-    return c != 0 ? c : (a->klen > b->klen) - (a->klen < b->klen);
+    size_t off = a->len;
+    if (a->len + n > a->cap) {
+        a->cap = 2 * (a->len + n) + 1024;
+        a->p = mem_realloc(a->p, a->cap);
+    }
+    memcpy(a->p + off, bytes, n);
+    a->len += n;
+    return off;
 }
 
-static int u64_cmp(const void *pa, const void *pb)
+int kv__key_order(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c != 0 ? c : (alen > blen) - (alen < blen);
+}
+
+int kv__u64_cmp(const void *pa, const void *pb)
 {
     uint64_t a = *(const uint64_t *)pa, b = *(const uint64_t *)pb;
     return (a > b) - (a < b);
+}
+
+static int key_cmp(const void *pa, const void *pb)
+{
+    const pkey_t *a = pa, *b = pb;
+    return kv__key_order(a->k, a->klen, b->k, b->klen);
 }
 
 /* One key's ids (at most once each, ascending) into p->vals, big-endian (@p be) or as
@@ -225,7 +223,7 @@ static size_t key_vals(kv_pend_t *p, const pkey_t *e, bool be)
     /* appended in id order, so sorting is a rare repair (a cluster's late message) */
     for (size_t i = 1; i < n; i++)
         if (v[i] <= v[i - 1]) {
-            qsort(v, n, sizeof(*v), u64_cmp);
+            qsort(v, n, sizeof(*v), kv__u64_cmp);
             break;
         }
     for (size_t i = 0; i < n; i++)
@@ -242,7 +240,7 @@ static void news_add(kv_pend_t *p, const pkey_t *e, uint64_t first)
         p->capnews = p->capnews ? p->capnews * 2 : 64;
         p->news = mem_realloc(p->news, p->capnews * sizeof(*p->news));
     }
-    p->news[p->nnews].off = arena_put(&p->newb, e->k, e->klen);
+    p->news[p->nnews].off = kv__arena_put(&p->newb, e->k, e->klen);
     p->news[p->nnews].klen = e->klen;
     p->news[p->nnews++].first = first;
 }

@@ -316,8 +316,7 @@ size_t kv__tail_ids(kv_tail_t *t, const uint8_t *key, size_t klen, uint64_t snap
 static int tkey_cmp(const void *pa, const void *pb)
 {
     const tkey_t *a = *(tkey_t *const *)pa, *b = *(tkey_t *const *)pb;
-    int c = memcmp(a->key, b->key, a->klen < b->klen ? a->klen : b->klen);
-    return c != 0 ? c : (a->klen > b->klen) - (a->klen < b->klen);
+    return kv__key_order(a->key, a->klen, b->key, b->klen);
 }
 
 /* Sort the keys the open epoch got since the last call: one more run. */
