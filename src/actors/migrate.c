@@ -212,7 +212,8 @@ static int fix_record(void *ctx, const uint8_t *key, size_t klen, const uint8_t 
     return 0;
 }
 
-/* Schema 2 or 3 → 4: only the version (migrate.h); kv_open made cpend. */
+/* Schema 2, 3 or 4 → 5: only the version (migrate.h); kv_open made cpend, and records
+ * stored one to an entry read as they are beside the chunks new ones go into. */
 static int from_2(kv_t *kv)
 {
     kv_txn_t *txn = NULL;
@@ -227,8 +228,9 @@ static int from_2(kv_t *kv)
         LOG_ERROR("migrate: schema %u to %u failed (%s); the data is unchanged",
                   kv_schema_found(kv), KV_SCHEMA, rc_str(rc));
     else
-        LOG_INFO("migrate: schema %u to %u: nothing to rewrite (records stored whole read the "
-                 "same; the deferred index starts empty)", kv_schema_found(kv), KV_SCHEMA);
+        LOG_INFO("migrate: schema %u to %u: nothing to rewrite (records stored whole, or one to "
+                 "an entry, read the same; the deferred index starts empty)",
+                 kv_schema_found(kv), KV_SCHEMA);
     return rc;
 }
 
@@ -240,7 +242,7 @@ int migrate_run(kv_t *kv)
 
     if (kv_schema_found(kv) == KV_SCHEMA)
         return 0;
-    if (kv_schema_found(kv) == 2 || kv_schema_found(kv) == 3)
+    if (kv_schema_found(kv) >= 2 && kv_schema_found(kv) <= 4)
         return from_2(kv);
     if (kv_schema_found(kv) != 1) {
         LOG_ERROR("migrate: no migration from schema %u to %u", kv_schema_found(kv), KV_SCHEMA);

@@ -18,6 +18,11 @@
  * the same. The version only keeps an older cimd, which would read a record without its
  * head as a message without an id, off the directory.
  *
+ * Schema 3 → 4: nothing is rewritten; kv_open makes the deferred conversation index's log
+ * (cpend), empty. Schema 4 → 5: nothing is rewritten. New records go several to an entry
+ * of msgs (core/kv_chunk.c); an entry of one record, as every older schema wrote them,
+ * reads as before. Again the version keeps older builds off.
+ *
  * Everything happens in one write transaction: a crash leaves the old schema, and the next
  * start migrates again.
  *

@@ -431,6 +431,12 @@ int kv_open(const char *dir, unsigned flags, kv_t **out)
         goto out;
     if ((rc = open_dbs(kv)) < 0)
         goto out;
+    {
+        MDB_stat st;
+        if ((rc = kv__rc(mdb_env_stat(kv->env, &st), "mdb_env_stat")) < 0)
+            goto out;
+        kv->chunk_max = kv__chunk_max(st.ms_psize);
+    }
     kv->pend[KV_PEND_TIMELINE] = kv__pend_new(kv->timeline);
     kv->pend[KV_PEND_CMSGS] = kv__pend_new(kv->cmsgs);
     kv->pend[KV_PEND_CEVENTS] = kv__pend_new(kv->cevents);
@@ -454,6 +460,7 @@ void kv_close(kv_t *kv)
         mdb_env_close(kv->env);
     for (int i = 0; i < 3; i++)
         kv__pend_free(kv->pend[i]);
+    mem_free(kv->mbuf.b);
     for (int i = 0; i < KV_RSHARDS; i++)
         pthread_rwlock_destroy(&kv->remap[i]);
     mem_free(kv);
@@ -543,9 +550,12 @@ int kv_commit(kv_txn_t *txn)
     int rc;
 
     if (reader == NULL) {
-        rc = kv->tail != NULL ? kv__defer_commit(txn) : kv__ids_sync(txn, 0);
+        rc = kv__msgs_flush(txn);
+        if (rc == 0)
+            rc = kv->tail != NULL ? kv__defer_commit(txn) : kv__ids_sync(txn, 0);
         kv__ids_drop(kv); /* news nobody asked for, too */
         if (rc < 0) {
+            kv__msgs_forget(kv);
             mdb_txn_abort(kv__txn(txn));
             if (kv->tail != NULL)
                 kv__tail_committed(kv->tail, id, false);
@@ -553,6 +563,8 @@ int kv_commit(kv_txn_t *txn)
         }
     }
     rc = kv__rc(mdb_txn_commit(kv__txn(txn)), "mdb_txn_commit");
+    if (reader == NULL && rc < 0)
+        kv__msgs_forget(kv);
     if (reader != NULL)
         pthread_rwlock_unlock(&reader->remap[shard()]);
     else if (kv->tail != NULL)
@@ -566,8 +578,10 @@ void kv_abort(kv_txn_t *txn)
     if (txn == NULL)
         return;
     reader = read_done(kv__txn(txn));
-    if (reader == NULL)
+    if (reader == NULL) {
         kv__ids_drop(kv__of(txn));
+        kv__msgs_forget(kv__of(txn));
+    }
     mdb_txn_abort(kv__txn(txn));
     if (reader != NULL)
         pthread_rwlock_unlock(&reader->remap[shard()]);

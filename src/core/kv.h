@@ -48,7 +48,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KV_SCHEMA 4
+#define KV_SCHEMA 5
 #define KV_ID_MAX 64 /**< longest app / user id, bytes */
 
 typedef struct kv kv_t;
@@ -565,5 +565,8 @@ int kv_cursor_each(kv_txn_t *txn, const uint8_t *ukey, size_t klen,
 
 /** The smallest message id stored (0 if none). @return 0 or rc. */
 int kv_msg_first_id(kv_txn_t *txn, uint64_t *out);
+
+/** How many message records are stored (a walk of msgs: for inspection). @return 0 or rc. */
+int kv_msg_count(kv_txn_t *txn, uint64_t *out);
 
 #endif

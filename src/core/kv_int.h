@@ -37,6 +37,14 @@ typedef struct kv_pend kv_pend_t;
 typedef struct kv_tail kv_tail_t;
 enum kv_pend_db { KV_PEND_TIMELINE, KV_PEND_CMSGS, KV_PEND_CEVENTS };
 
+/** The writer's open msgs chunk: new records not put yet (kv_chunk.c). */
+typedef struct kv_chunkbuf {
+    uint8_t *b;
+    size_t len, cap; /* len 0: none open */
+    uint64_t first, last; /* its first and last record's ids */
+    uint64_t grows;       /* the key of the stored chunk it continues and replaces, or 0 */
+} kv_chunkbuf_t;
+
 struct kv {
     MDB_env *env;
     /* Remapping (kv_grow, adopting another process's resize) is only safe with no
@@ -59,6 +67,9 @@ struct kv {
     kv_pend_t *drain;      /* KV_DEFER: what a commit drains from the tail into cmsgs */
     kv_arena_t log;        /* KV_DEFER: the commit's cpend record being built */
     unsigned schema_found; /* the schema version the environment had when opened */
+    size_t chunk_max;      /* the largest msgs chunk: two to a page (kv_chunk.c) */
+    uint64_t msgs_alone;   /* the last msgs chunk's key if alone on its page, else 0 */
+    kv_chunkbuf_t mbuf;    /* the writer's open msgs chunk (kv_chunk.c) */
     MDB_dbi recs[KV_DB_COUNT]; /* the plain record databases of enum kv_db */
 };
 
@@ -75,6 +86,20 @@ int kv__rc(int mrc, const char *what);
  *  (kv__ids_sync); @p watch: report the key if it had no ids before (kv_cmsg_news). */
 int kv__ids_add(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t id,
                 bool watch);
+
+/** The largest msgs chunk for pages of @p psize bytes: two fill a leaf (kv_chunk.c). */
+size_t kv__chunk_max(size_t psize);
+
+/** Put the write transaction's open msgs chunk (at the commit). @return 0 or rc. */
+int kv__msgs_flush(kv_txn_t *txn);
+
+/** Forget the open msgs chunk and what is known of the last page (an abort). */
+void kv__msgs_forget(kv_t *kv);
+
+/** Retention's phase 2: drop message records below @p cutoff, about @p budget of them
+ *  (a chunk goes whole); @p done once none is left below it. @return 0 or rc. */
+int kv__msgs_retire(kv_txn_t *txn, uint64_t cutoff, size_t *budget, size_t *removed,
+                    bool *done);
 
 /** Whether @p txn is this thread's read transaction (a write transaction otherwise). */
 bool kv__reading(kv_txn_t *txn);

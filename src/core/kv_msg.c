@@ -58,103 +58,6 @@ static int put_u64(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, 
     return kv__rc(mdb_put(kv__txn(txn), dbi, &k, &v, 0), what);
 }
 
-/* ---- msgs ------------------------------------------------------------------------- */
-
-int kv_msg_put(kv_txn_t *txn, uint64_t id, const uint8_t *rec, size_t len)
-{
-    uint8_t key[8];
-    MDB_val k = {8, key}, v = {len, (void *)rec};
-    be64_put(key, id);
-    /* Ids come from one generator in increasing order: MDB_APPEND fills pages in order
-     * without searching. An id below the last (never expected) falls back to a put. */
-    int mrc = mdb_put(kv__txn(txn), kv__of(txn)->msgs, &k, &v, MDB_APPEND);
-    if (mrc == MDB_KEYEXIST) {
-        v.mv_size = len;
-        v.mv_data = (void *)rec;
-        mrc = mdb_put(kv__txn(txn), kv__of(txn)->msgs, &k, &v, MDB_NOOVERWRITE);
-    }
-    return kv__rc(mrc, "mdb_put msg");
-}
-
-int kv_msg_replace(kv_txn_t *txn, uint64_t id, const uint8_t *rec, size_t len)
-{
-    uint8_t key[8];
-    MDB_val k = {8, key}, v;
-    int rc;
-    be64_put(key, id);
-    if ((rc = kv__rc(mdb_get(kv__txn(txn), kv__of(txn)->msgs, &k, &v), "mdb_get msg")) < 0)
-        return rc;
-    v.mv_size = len;
-    v.mv_data = (void *)rec;
-    return kv__rc(mdb_put(kv__txn(txn), kv__of(txn)->msgs, &k, &v, 0), "mdb_put msg");
-}
-
-int kv_msg_del(kv_txn_t *txn, uint64_t id)
-{
-    uint8_t key[8];
-    MDB_val k = {8, key};
-    int mrc;
-    be64_put(key, id);
-    mrc = mdb_del(kv__txn(txn), kv__of(txn)->msgs, &k, NULL);
-    return mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_del msg");
-}
-
-int kv_msg_get(kv_txn_t *txn, uint64_t id, const uint8_t **rec, size_t *len)
-{
-    uint8_t key[8];
-    MDB_val k = {8, key}, v;
-    int rc;
-    be64_put(key, id);
-    if ((rc = kv__rc(mdb_get(kv__txn(txn), kv__of(txn)->msgs, &k, &v), "mdb_get msg")) < 0)
-        return rc;
-    *rec = v.mv_data;
-    *len = v.mv_size;
-    return 0;
-}
-
-int kv_msg_scan(kv_txn_t *txn, uint64_t from,
-                int (*cb)(void *ctx, uint64_t id, const uint8_t *rec, size_t len), void *ctx)
-{
-    MDB_cursor *cur = NULL;
-    uint8_t key[8];
-    MDB_val k = {8, key}, v;
-    int rc = 0, mrc;
-
-    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), kv__of(txn)->msgs, &cur), "cursor")) < 0)
-        return rc;
-    be64_put(key, from);
-    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == MDB_SUCCESS;
-         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != 8)
-            continue;
-        if ((rc = cb(ctx, be64_get(k.mv_data), v.mv_data, v.mv_size)) != 0)
-            break;
-    }
-    if (rc == 0 && mrc != MDB_NOTFOUND)
-        rc = kv__rc(mrc, "mdb_cursor_get msgs");
-    mdb_cursor_close(cur);
-    return rc;
-}
-
-int kv_msg_last_id(kv_txn_t *txn, uint64_t *out)
-{
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    int rc, mrc;
-
-    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), kv__of(txn)->msgs, &cur), "cursor")) < 0)
-        return rc;
-    mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-    if (mrc == MDB_NOTFOUND) {
-        *out = 0;
-        rc = 0;
-    } else if ((rc = kv__rc(mrc, "mdb_cursor_get msgs")) == 0) {
-        *out = k.mv_size == 8 ? be64_get(k.mv_data) : 0;
-    }
-    mdb_cursor_close(cur);
-    return rc;
-}
-
 /* ---- timeline --------------------------------------------------------------------- */
 
 static kv_pend_t *pend_of(kv_t *kv, MDB_dbi dbi)
@@ -448,14 +351,6 @@ int kv_cursor_put(kv_txn_t *txn, const uint8_t *ukey, size_t klen, const char *d
 
 /* ---- retention -------------------------------------------------------------------- */
 
-/* After mdb_cursor_del the cursor rests on the next record; read where it stands. LMDB
- * reports the end of the database there as NOTFOUND or, on some paths, EINVAL. */
-static int after_del(MDB_cursor *cur, MDB_val *k, MDB_val *v)
-{
-    int mrc = mdb_cursor_get(cur, k, v, MDB_GET_CURRENT);
-    return mrc == EINVAL ? MDB_NOTFOUND : mrc;
-}
-
 static void remember(kv_retention_t *pos, const MDB_val *k)
 {
     if (k->mv_size <= sizeof(pos->key)) {
@@ -500,7 +395,7 @@ static int retire_by_value(kv_txn_t *txn, MDB_dbi dbi, kv_retention_t *pos, uint
             /* Seek again instead of reading where the cursor rests: when the deleted entry
              * was its key's last and the next key holds a sub-database, LMDB (0.9.24)
              * leaves that key's dup cursor unpositioned and GET_CURRENT fails with EINVAL,
-             * which after_del would take for the end of the database. The first entry at
+             * which reading where the cursor rests would take for the end of the database. The first entry at
              * or after the (copied) key is the key's next entry or the next key's first. */
             k.mv_size = pos->klen;
             k.mv_data = pos->key;
@@ -517,37 +412,6 @@ static int retire_by_value(kv_txn_t *txn, MDB_dbi dbi, kv_retention_t *pos, uint
         rc = 0;
     } else {
         rc = mrc == MDB_SUCCESS ? 0 : kv__rc(mrc, "retention");
-    }
-out:
-    mdb_cursor_close(cur);
-    return rc;
-}
-
-/* Phase 2: message records below the cutoff. Every timeline entry of a message carries the
- * message's own id, so once phase 0 is done none references them. */
-static int retire_msgs(kv_txn_t *txn, kv_retention_t *pos, uint64_t cutoff, size_t *budget,
-                       size_t *removed)
-{
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    int rc, mrc;
-
-    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), kv__of(txn)->msgs, &cur), "cursor")) < 0)
-        return rc;
-    mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (mrc == MDB_SUCCESS && *budget > 0 && k.mv_size == 8 &&
-           be64_get(k.mv_data) < cutoff) {
-        if ((rc = kv__rc(mdb_cursor_del(cur, 0), "mdb_cursor_del msg")) < 0)
-            goto out;
-        (*removed)++;
-        (*budget)--;
-        mrc = after_del(cur, &k, &v);
-    }
-    if (mrc == MDB_NOTFOUND || (mrc == MDB_SUCCESS && *budget > 0)) {
-        pos->phase = 3;
-        rc = 0;
-    } else {
-        rc = mrc == MDB_SUCCESS ? 0 : kv__rc(mrc, "retention msgs");
     }
 out:
     mdb_cursor_close(cur);
@@ -583,8 +447,14 @@ int kv_retention_step(kv_txn_t *txn, kv_retention_t *pos, uint64_t cutoff_id, si
         if (done)
             pos->phase = 2;
     }
-    if (pos->phase == 2 && budget > 0 &&
-        (rc = retire_msgs(txn, pos, cutoff_id, &budget, removed)) < 0)
-        return rc;
+    /* Phase 2: message records below the cutoff (kv_chunk.c). Every timeline entry of a
+     * message carries the message's own id, so once phase 0 is done none references
+     * them. */
+    if (pos->phase == 2 && budget > 0) {
+        if ((rc = kv__msgs_retire(txn, cutoff_id, &budget, removed, &done)) < 0)
+            return rc;
+        if (done)
+            pos->phase = 3;
+    }
     return 0;
 }

@@ -238,22 +238,3 @@ out:
     mdb_cursor_close(cur);
     return rc;
 }
-
-int kv_msg_first_id(kv_txn_t *txn, uint64_t *out)
-{
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    int rc, mrc;
-
-    if ((rc = kv__rc(mdb_cursor_open(kv__txn(txn), kv__of(txn)->msgs, &cur), "cursor")) < 0)
-        return rc;
-    mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    if (mrc == MDB_NOTFOUND) {
-        *out = 0;
-        rc = 0;
-    } else if ((rc = kv__rc(mrc, "mdb_cursor_get msgs")) == 0) {
-        *out = k.mv_size == 8 ? be64_get(k.mv_data) : 0;
-    }
-    mdb_cursor_close(cur);
-    return rc;
-}

@@ -1,6 +1,5 @@
 /* Tests for src/core/kv.c: environment lifecycle, meta, apps and users. */
 #include <errno.h>
-#include <ftw.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -11,26 +10,18 @@
 
 #include "core/kv.h"
 #include "support/test.h"
+#include "support/tmpdir.h"
 
 /* ---- helpers ---------------------------------------------------------------------- */
 
-static void tmpdir(char out[64])
+static void tmpdir(char out[TMPDIR_MAX])
 {
-    snprintf(out, 64, "/tmp/cim-kv-XXXXXX");
-    ASSERT_NOT_NULL(mkdtemp(out));
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
+    tmpdir_make(out, "kv");
 }
 
 static void rm_rf(const char *dir)
 {
-    (void)nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS); /* best effort: a temp dir */
+    tmpdir_remove(dir);
 }
 
 static kv_t *open_at(const char *dir, unsigned flags)

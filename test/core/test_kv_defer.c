@@ -2,7 +2,6 @@
  * the tail with cmsgs at every stage of draining, snapshots stay exact while epochs are
  * drained and freed under them, a reopen applies what cpend holds, a read-only open merges
  * it, and a failed commit's appends are never seen. Real LMDB in a temp directory. */
-#include <ftw.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -16,23 +15,17 @@
 #include "core/kv_int.h" /* raw LMDB counts: what is in cmsgs and cpend */
 #include "core/rc.h"
 #include "support/test.h"
+#include "support/tmpdir.h"
 
 typedef struct fx {
-    char dir[64];
+    char dir[TMPDIR_MAX];
     kv_t *kv;
 } fx_t;
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
 
 /* Open with KV_DEFER and epochs of @p tail entries. */
 static void fx_open(fx_t *f, const char *tail)
 {
-    snprintf(f->dir, sizeof(f->dir), "/tmp/cim-kvdefer-XXXXXX");
-    ASSERT_NOT_NULL(mkdtemp(f->dir));
+    tmpdir_make(f->dir, "kvdefer");
     ASSERT_OK(setenv("CIM_KV_TAIL", tail, 1));
     ASSERT_OK(kv_open(f->dir, KV_NOSYNC | KV_DEFER, &f->kv));
     unsetenv("CIM_KV_TAIL");
@@ -41,7 +34,7 @@ static void fx_open(fx_t *f, const char *tail)
 static void fx_close(fx_t *f)
 {
     kv_close(f->kv);
-    (void)nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tmpdir_remove(f->dir);
 }
 
 static kv_txn_t *begin(kv_t *kv, int mode)

@@ -1,7 +1,6 @@
 /* Tests for src/core/kv_stat.c: per-database statistics, the environment, the reader
  * table, device cursor listings and the oldest message, against the real LMDB in a temp
  * directory. */
-#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -9,24 +8,16 @@
 
 #include "core/kv.h"
 #include "support/test.h"
+#include "support/tmpdir.h"
 
 typedef struct fx {
-    char dir[64];
+    char dir[TMPDIR_MAX];
     kv_t *kv;
 } fx_t;
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void fx_open(fx_t *f)
 {
-    snprintf(f->dir, sizeof(f->dir), "/tmp/cim-kvstat-XXXXXX");
-    ASSERT_NOT_NULL(mkdtemp(f->dir));
+    tmpdir_make(f->dir, "kvstat");
     f->kv = NULL;
     ASSERT_OK(kv_open(f->dir, KV_NOSYNC, &f->kv));
 }
@@ -34,7 +25,7 @@ static void fx_open(fx_t *f)
 static void fx_close(fx_t *f)
 {
     kv_close(f->kv);
-    (void)nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS); /* best effort: a temp dir */
+    tmpdir_remove(f->dir);
 }
 
 static kv_txn_t *begin(fx_t *f, int mode)
@@ -96,7 +87,7 @@ TEST(kv_stat_each_counts_every_database)
     ASSERT_STREQ(s.st[s.n - 1].name, "(free)");
     ASSERT_EQ(s.st[s.n - 2].entries, 16);
     ASSERT_EQ(find(&s, "users")->entries, 2);
-    ASSERT_EQ(find(&s, "msgs")->entries, 2);
+    ASSERT_EQ(find(&s, "msgs")->entries, 1); /* the two records share a chunk (kv_chunk.c) */
     ASSERT_EQ(find(&s, "timeline")->entries, 2); /* every duplicate counts */
     ASSERT_TRUE(find(&s, "timeline")->dupsort);
     ASSERT_TRUE(!find(&s, "users")->dupsort);

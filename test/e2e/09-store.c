@@ -458,7 +458,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_1, 60)
     ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "stats",
                             NULL),
               0);
-    ASSERT_NOT_NULL(strstr(out, "\"schema\":4,"));
+    ASSERT_NOT_NULL(strstr(out, "\"schema\":5,"));
     /* and it goes on counting: dave gets one more unread, alice none */
     tsrv_restart(&t);
     a = tsrv_login(&t, "alice", "d1", NULL);
@@ -491,26 +491,54 @@ TEST(store_pace_rule)
 
 /* ---- schema 2 → 3: the head a key implies is not stored --------------------------------- */
 
-/* Make @p dir what schema 2 left: records @p ids stored whole (msg_id and time_ms in
- * front, as schema 2 stored every record), the schema 2. */
-static void schema_2(const char *dir, const uint64_t *ids, size_t n)
+static blob_t *copy_blob(const uint8_t *p, size_t len)
 {
+    blob_t *b = blob_new(len);
+    memcpy(b->data, p, len);
+    return b;
+}
+
+/* Make @p dir what schema 2 left: records @p ids stored one to an entry, the first @p whole
+ * of them whole (msg_id and time_ms in front, as schema 2 stored every record), the rest
+ * as this build stored them (without the head, as schemas 3 and 4 stored them); the
+ * schema 2. They are every record the directory holds. */
+static void schema_2(const char *dir, const uint64_t *ids, size_t n, size_t whole)
+{
+    blob_t *recs[8];
     uint8_t key[8];
+    uint64_t count;
+    const uint8_t *p;
+    size_t len;
+    kv_t *kv = NULL;
+    kv_txn_t *kt;
     MDB_env *env;
-    MDB_txn *txn = raw_begin(dir, &env);
+    MDB_txn *txn;
     MDB_dbi msgs;
     MDB_val k, v;
 
+    ASSERT_LE(n, N(recs));
+    ASSERT_OK(kv_open(dir, KV_RDONLY, &kv));
+    ASSERT_OK(kv_begin(kv, KV_READ, &kt));
+    ASSERT_OK(kv_msg_count(kt, &count));
+    ASSERT_U64_EQ(count, n);
+    for (size_t i = 0; i < n; i++) {
+        ASSERT_OK(kv_msg_get(kt, ids[i], &p, &len));
+        ASSERT_TRUE(p[0] != 0x08); /* this build left the head out */
+        recs[i] = i < whole ? message_with_id(ids[i], snowflake_time_ms(ids[i]), p, len)
+                            : copy_blob(p, len);
+    }
+    kv_abort(kt);
+    kv_close(kv);
+
+    txn = raw_begin(dir, &env);
     ASSERT_EQ(mdb_dbi_open(txn, "msgs", 0, &msgs), 0);
+    ASSERT_EQ(mdb_drop(txn, msgs, 0), 0);
     for (size_t i = 0; i < n; i++) {
         be64(key, ids[i]);
         k = (MDB_val){8, key};
-        ASSERT_EQ(mdb_get(txn, msgs, &k, &v), 0);
-        ASSERT_TRUE(((const uint8_t *)v.mv_data)[0] != 0x08); /* this build left the head out */
-        blob_t *whole = message_with_id(ids[i], snowflake_time_ms(ids[i]), v.mv_data, v.mv_size);
-        v = (MDB_val){whole->len, whole->data};
+        v = (MDB_val){recs[i]->len, recs[i]->data};
         ASSERT_EQ(mdb_put(txn, msgs, &k, &v, 0), 0);
-        blob_unref(whole);
+        blob_unref(recs[i]);
     }
     raw_commit(env, txn, 2);
 }
@@ -554,11 +582,11 @@ TEST_TIMEOUT(e2e_store_migrate_schema_2, 60)
         ids[i] = send_conv(a, DIRECT, "bob", cmids[i], "hello");
     cimc_close(a);
     ASSERT_EQ(tsrv_stop_keep(&t), 0);
-    schema_2(t.dir, ids, 2); /* the third stays as this build stored it */
+    schema_2(t.dir, ids, 3, 2); /* the third without its head, as schemas 3 and 4 stored it */
     ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "stats", NULL), 0);
 
     tsrv_restart(&t);
-    ASSERT_TRUE(tsrv_log_has(&t, "migrate: schema 2 to 4"));
+    ASSERT_TRUE(tsrv_log_has(&t, "migrate: schema 2 to 5"));
     cimc_t *b = tsrv_login(&t, "bob", "d2", NULL);
     tmsg_page_init(&p, msgs, N(msgs), NULL, 0);
     ASSERT_OK(tmsg_sync_all(b, 0, 0, &p));
@@ -602,7 +630,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_2, 60)
     ASSERT_NOT_NULL(strstr(out, "\"message_time_ms\":"));
     ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "stats", NULL),
               0);
-    ASSERT_NOT_NULL(strstr(out, "\"schema\":4,"));
+    ASSERT_NOT_NULL(strstr(out, "\"schema\":5,"));
     tsrv_restart(&t);
     b = tsrv_login(&t, "bob", "d3", NULL);
     tmsg_page_init(&p, msgs, N(msgs), NULL, 0);
