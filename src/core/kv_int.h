@@ -125,6 +125,13 @@ void kv__pend_news_clear(kv_pend_t *p);
 void kv__pend_clear(kv_pend_t *p);
 MDB_dbi kv__pend_dbi(const kv_pend_t *p);
 int kv__pend_apply(kv_pend_t *p, MDB_txn *txn);
+
+/** Sort the gathered keys for kv__pend_apply_range. @return how many keys. */
+size_t kv__pend_sort(kv_pend_t *p);
+
+/** Apply the sorted keys [@p from, @p to) in @p txn; nothing is cleared (kv__pend_clear
+ *  after the last range). @return 0 or rc. */
+int kv__pend_apply_range(kv_pend_t *p, MDB_txn *txn, size_t from, size_t to);
 /** Append @p key's gathered ids to (*buf)[n..] (growing it). @return the new count. */
 size_t kv__pend_ids(kv_pend_t *p, const uint8_t *key, size_t klen, uint64_t **buf,
                     size_t *cap, size_t n);

@@ -283,23 +283,39 @@ static int put_key(kv_pend_t *p, MDB_cursor *cur, const pkey_t *e, size_t n)
     return 0;
 }
 
-int kv__pend_apply(kv_pend_t *p, MDB_txn *txn)
+size_t kv__pend_sort(kv_pend_t *p)
 {
-    MDB_cursor *cur = NULL;
-    int rc = 0;
-
     if (p == NULL || p->nids == 0)
         return 0;
     for (size_t i = 0; i < p->nkeys; i++)
         p->keys[i].k = p->keyb.p + p->keys[i].koff;
     /* sorting moves the keys, not their slots: kv__pend_clear needs only e->slot */
     qsort(p->keys, p->nkeys, sizeof(*p->keys), key_cmp);
+    return p->nkeys;
+}
+
+int kv__pend_apply_range(kv_pend_t *p, MDB_txn *txn, size_t from, size_t to)
+{
+    MDB_cursor *cur = NULL;
+    int rc;
+
+    if (from >= to)
+        return 0;
     if ((rc = kv__rc(mdb_cursor_open(txn, p->dbi, &cur), "mdb_cursor_open ids")) == 0) {
-        for (size_t i = 0; i < p->nkeys && rc == 0; i++)
+        for (size_t i = from; i < to && rc == 0; i++)
             if (p->keys[i].n > 0)
                 rc = put_key(p, cur, &p->keys[i], key_vals(p, &p->keys[i], true));
         mdb_cursor_close(cur);
     }
+    return rc;
+}
+
+int kv__pend_apply(kv_pend_t *p, MDB_txn *txn)
+{
+    int rc;
+    if (p == NULL || p->nids == 0)
+        return 0;
+    rc = kv__pend_apply_range(p, txn, 0, kv__pend_sort(p));
     kv__pend_clear(p);
     return rc;
 }

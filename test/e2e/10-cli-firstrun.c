@@ -352,7 +352,9 @@ TEST_TIMEOUT(e2e_cli_shell_resumes_with_sync, 60)
     /* the shell stops (no pings): the server ends its session; bob's message is stored
      * with no session of alice's to push it to */
     ASSERT_OK(kill(p.pid, SIGSTOP));
-    sleep_ms(4500);
+    /* 3 s of silence end it; the rest is margin for a loaded machine (under ASan it once
+     * took longer, and the shell's overdue ping on SIGCONT kept the session alive) */
+    sleep_ms(6500);
     ASSERT_EQ(CIM(&e, out, bob, "send", "--to", "alice", "while you were stopped"), 0);
     ASSERT_OK(kill(p.pid, SIGCONT));
     EXPECT(&p, "session ended by the server: TIMEOUT: ", 10000);
