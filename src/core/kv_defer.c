@@ -5,8 +5,9 @@
  * (kv_tail.c), which readers merge; later commits drain the tail into cmsgs in key order,
  * many commits' appends at once, and delete the records whose appends are all in. A crash
  * loses the tail and nothing else: the next open applies what cpend holds before anything
- * is served, in one transaction (a crash during it leaves cpend as it was). Putting an id
- * cmsgs has already is no error, so applying a record twice is harmless.
+ * is served, a slice of keys a transaction, cpend dropped with the last (a crash during it
+ * leaves cpend whole). Putting an id cmsgs has already is no error, so applying a record
+ * twice is harmless.
  *
  * A key that already has CHAIN_MAX entries in the open epoch gets its ids put at once
  * instead: a busy conversation's page is written every commit anyway, and readers walk
