@@ -175,10 +175,9 @@ static int find_cb(void *ctx, uint64_t id, const uint8_t *rec, size_t len)
 
 /* ---- writing entries -------------------------------------------------------------- */
 
-/* Put records (ids increasing) as chunks, each as full as it goes (a record too big for
- * one has one of its own, on overflow pages). @p flags: MDB_APPEND at the end of the
- * database, else 0. */
-static int pack(kv_txn_t *txn, const mrec_t *r, size_t n, unsigned flags)
+/* Put records (ids increasing, between stored entries) as chunks, each as full as it goes
+ * (a record too big for one has one of its own, on overflow pages). */
+static int pack(kv_txn_t *txn, const mrec_t *r, size_t n)
 {
     kv_t *kv = kv__of(txn);
     size_t cap = kv->chunk_max, used = 0;
@@ -195,7 +194,7 @@ static int pack(kv_txn_t *txn, const mrec_t *r, size_t n, unsigned flags)
         if (used > 0 && (i == n || used + need > kv->chunk_max)) {
             MDB_val k = {8, key}, v = {used, buf};
             be64_put(key, first);
-            rc = kv__rc(mdb_put(kv__txn(txn), kv->msgs, &k, &v, flags), "mdb_put msgs");
+            rc = kv__rc(mdb_put(kv__txn(txn), kv->msgs, &k, &v, 0), "mdb_put msgs");
             used = 0;
         }
         if (i == n || rc < 0)
@@ -232,7 +231,6 @@ static int rewrite(kv_txn_t *txn, MDB_cursor *cur, const MDB_val *k, const MDB_v
     bool hit = false;
     int rc;
 
-    kv__of(txn)->msgs_alone = 0; /* pages change around it: not known any more */
     memcpy(cv.mv_data, v->mv_data, v->mv_size);
     for (;;) {
         mrec_t x;
@@ -268,7 +266,7 @@ static int rewrite(kv_txn_t *txn, MDB_cursor *cur, const MDB_val *k, const MDB_v
     if (rc == 0 && (e != EDIT_BELOW || dropped > 0)) {
         rc = kv__rc(mdb_cursor_del(cur, 0), "mdb_cursor_del msgs");
         if (rc == 0)
-            rc = pack(txn, r, n, 0);
+            rc = pack(txn, r, n);
     }
     if (n_out != NULL)
         *n_out = dropped;
@@ -337,7 +335,7 @@ static int put_buf(kv_txn_t *txn)
 
 /* Put the open chunk, if any. @return 0 or rc (the buffer is emptied either way: a failed
  * put fails the transaction). */
-static int flush(kv_txn_t *txn)
+int kv__msgs_flush(kv_txn_t *txn)
 {
     kv_chunkbuf_t *mb;
     int rc;
@@ -350,11 +348,6 @@ static int flush(kv_txn_t *txn)
     mb->len = 0;
     mb->grows = 0;
     return rc;
-}
-
-int kv__msgs_flush(kv_txn_t *txn)
-{
-    return flush(txn);
 }
 
 void kv__msgs_forget(kv_t *kv)
@@ -405,14 +398,11 @@ static size_t rec_size(uint64_t delta, size_t len)
 
 /* ---- the API (kv.h) --------------------------------------------------------------- */
 
-typedef struct {
-    uint64_t last;
-} tail_t;
-
-static int tail_cb(void *ctx, uint64_t id, const uint8_t *rec, size_t len)
+/* entry_each: the entry's last id into *ctx */
+static int last_cb(void *ctx, uint64_t id, const uint8_t *rec, size_t len)
 {
     (void)rec, (void)len;
-    ((tail_t *)ctx)->last = id;
+    *(uint64_t *)ctx = id;
     return 0;
 }
 
@@ -438,12 +428,12 @@ int kv_msg_put(kv_txn_t *txn, uint64_t id, const uint8_t *rec, size_t len)
             mb->last = id;
             return 0;
         }
-        if ((rc = flush(txn)) < 0)
+        if ((rc = kv__msgs_flush(txn)) < 0)
             return rc;
         buf_start(kv, 0, NULL, 0, id, rec, len);
         return 0;
     }
-    if ((rc = flush(txn)) < 0 || (rc = open_cursor(txn, &cur)) < 0)
+    if ((rc = kv__msgs_flush(txn)) < 0 || (rc = open_cursor(txn, &cur)) < 0)
         return rc;
     mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
     if (mrc == MDB_NOTFOUND || (mrc == MDB_SUCCESS && k.mv_size == 8 &&
@@ -454,12 +444,12 @@ int kv_msg_put(kv_txn_t *txn, uint64_t id, const uint8_t *rec, size_t len)
     if ((rc = kv__rc(mrc, "mdb_cursor_get msgs")) < 0)
         goto out;
     if (k.mv_size == 8 && be64_get(k.mv_data) < id) {
-        tail_t t = {.last = 0};
-        if ((rc = entry_each(&k, &v, 0, tail_cb, &t)) < 0)
+        uint64_t last = 0;
+        if ((rc = entry_each(&k, &v, 0, last_cb, &last)) < 0)
             goto out;
-        if (t.last < id) { /* after every stored id: continue the last chunk, or the next */
-            if (v.mv_size + rec_size(id - t.last, len) <= kv->chunk_max)
-                buf_start(kv, be64_get(k.mv_data), &v, t.last, id, rec, len);
+        if (last < id) { /* after every stored id: continue the last chunk, or the next */
+            if (v.mv_size + rec_size(id - last, len) <= kv->chunk_max)
+                buf_start(kv, be64_get(k.mv_data), &v, last, id, rec, len);
             else
                 buf_start(kv, 0, NULL, 0, id, rec, len);
             goto out;
@@ -469,14 +459,14 @@ int kv_msg_put(kv_txn_t *txn, uint64_t id, const uint8_t *rec, size_t len)
      * or an entry of its own between two. */
     kv->msgs_alone = 0; /* pages change: not known any more */
     if ((rc = seek(cur, id, &k, &v)) == RC_ENOTFOUND) {
-        rc = pack(txn, &one, 1, 0);
+        rc = pack(txn, &one, 1);
     } else if (rc == 0) {
         if (be64_get(k.mv_data) == id)
             rc = RC_EEXIST;
         else if (is_chunk(&v))
             rc = rewrite(txn, cur, &k, &v, EDIT_INSERT, id, rec, len, NULL);
         else
-            rc = pack(txn, &one, 1, 0);
+            rc = pack(txn, &one, 1);
     }
 out:
     mdb_cursor_close(cur);
@@ -539,7 +529,7 @@ static int edit_one(kv_txn_t *txn, enum edit e, uint64_t id, const uint8_t *rec,
     find_t f;
     int rc;
 
-    if ((rc = flush(txn)) < 0)
+    if ((rc = kv__msgs_flush(txn)) < 0)
         return rc;
     kv__of(txn)->msgs_alone = 0; /* pages change: not known any more */
     if ((rc = open_cursor(txn, &cur)) < 0)
@@ -550,7 +540,7 @@ static int edit_one(kv_txn_t *txn, enum edit e, uint64_t id, const uint8_t *rec,
         } else if ((rc = kv__rc(mdb_cursor_del(cur, 0), "mdb_cursor_del msg")) == 0 &&
                    e == EDIT_REPLACE) {
             mrec_t one = {id, rec, len}; /* an older schema's record: now in a chunk */
-            rc = pack(txn, &one, 1, 0);
+            rc = pack(txn, &one, 1);
         }
     }
     mdb_cursor_close(cur);
@@ -575,7 +565,7 @@ int kv_msg_scan(kv_txn_t *txn, uint64_t from,
     MDB_val k, v;
     int rc, mrc;
 
-    if ((rc = flush(txn)) < 0)
+    if ((rc = kv__msgs_flush(txn)) < 0)
         return rc;
     if ((rc = open_cursor(txn, &cur)) < 0)
         return rc;
@@ -605,14 +595,13 @@ static int end_id(kv_txn_t *txn, MDB_cursor_op op, uint64_t *out)
 {
     MDB_cursor *cur = NULL;
     MDB_val k, v;
-    tail_t t = {.last = 0};
     int rc, mrc;
 
     if (op == MDB_LAST && !kv__reading(txn) && kv__of(txn)->mbuf.len > 0) {
         *out = kv__of(txn)->mbuf.last;
         return 0;
     }
-    if ((rc = flush(txn)) < 0)
+    if ((rc = kv__msgs_flush(txn)) < 0)
         return rc;
     *out = 0;
     if ((rc = open_cursor(txn, &cur)) < 0)
@@ -622,8 +611,8 @@ static int end_id(kv_txn_t *txn, MDB_cursor_op op, uint64_t *out)
         k.mv_size == 8) {
         if (op == MDB_FIRST)
             *out = be64_get(k.mv_data);
-        else if ((rc = entry_each(&k, &v, 0, tail_cb, &t)) == 0)
-            *out = t.last;
+        else
+            rc = entry_each(&k, &v, 0, last_cb, out);
     }
     mdb_cursor_close(cur);
     return rc;
@@ -659,7 +648,7 @@ int kv__msgs_retire(kv_txn_t *txn, uint64_t cutoff, size_t *budget, size_t *remo
     MDB_val k, v;
     int rc = 0, mrc;
 
-    if ((rc = flush(txn)) < 0)
+    if ((rc = kv__msgs_flush(txn)) < 0)
         return rc;
     kv__of(txn)->msgs_alone = 0; /* pages change: not known any more */
     *done = false;
