@@ -302,6 +302,7 @@ static kv_t *read_done(MDB_txn *txn)
         my_read = NULL;
         my_read_kv = NULL;
         kv__ro_tail_done();
+        kv__msgs_read_done(); /* before the txn goes (a cursor of a read txn must) */
         kv__unpin(my_pin);
         my_pin = -1;
     }

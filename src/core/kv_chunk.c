@@ -473,6 +473,9 @@ out:
     return rc;
 }
 
+/* This thread's read txn's msgs cursor, opened by its first kv_msg_get. */
+static _Thread_local MDB_cursor *read_cur;
+
 /* Find the record @p id: the entry @p cur is put on (@p k, @p v) and the record in it. */
 static int locate(MDB_cursor *cur, uint64_t id, MDB_val *k, MDB_val *v, find_t *f)
 {
@@ -510,14 +513,28 @@ int kv_msg_get(kv_txn_t *txn, uint64_t id, const uint8_t **rec, size_t *len)
         *len = f.len;
         return 0;
     }
-    if ((rc = open_cursor(txn, &cur)) < 0)
+    /* A reader's page (SYNC, HISTORY) gets record after record: one cursor for its read
+     * txn, not an allocation each (kv__msgs_read_done closes it with the txn). */
+    if (kv__reading(txn)) {
+        if (read_cur == NULL && (rc = open_cursor(txn, &read_cur)) < 0)
+            return rc;
+        cur = read_cur;
+    } else if ((rc = open_cursor(txn, &cur)) < 0) {
         return rc;
+    }
     if ((rc = locate(cur, id, &k, &v, &f)) == 0) {
         *rec = f.p;
         *len = f.len;
     }
-    mdb_cursor_close(cur);
+    if (cur != read_cur)
+        mdb_cursor_close(cur);
     return rc;
+}
+
+void kv__msgs_read_done(void)
+{
+    mdb_cursor_close(read_cur); /* (LMDB: NULL is no cursor) */
+    read_cur = NULL;
 }
 
 /* Replace (EDIT_REPLACE) or delete (EDIT_DELETE) the stored record @p id.

@@ -155,6 +155,9 @@ void kv__defer_close(kv_t *kv);
 int kv__defer_commit(kv_txn_t *txn);
 /** Forget this thread's private tail of a read-only open (its read txn ends). */
 void kv__ro_tail_done(void);
+
+/** This thread's read txn ends: close the msgs cursor kv_msg_get kept for it. */
+void kv__msgs_read_done(void);
 /** The ids of @p key the conversation index holds outside cmsgs as @p txn sees them (the
  *  tail; the write txn's gathered appends): ascending, unique, none that cmsgs has.
  *  @p *ids: NULL or a block the caller frees (mem_free). @return 0 or rc. */
