@@ -212,8 +212,9 @@ static int fix_record(void *ctx, const uint8_t *key, size_t klen, const uint8_t 
     return 0;
 }
 
-/* Schema 2, 3 or 4 → 5: only the version (migrate.h); kv_open made cpend, and records
- * stored one to an entry read as they are beside the chunks new ones go into. */
+/* Schema 2 to 5 → 6: only the version (migrate.h); kv_open made cpend (and applied a
+ * schema 5 cimd's records), and records stored one to an entry read as they are beside
+ * the chunks new ones go into. */
 static int from_2(kv_t *kv)
 {
     kv_txn_t *txn = NULL;
@@ -242,7 +243,7 @@ int migrate_run(kv_t *kv)
 
     if (kv_schema_found(kv) == KV_SCHEMA)
         return 0;
-    if (kv_schema_found(kv) >= 2 && kv_schema_found(kv) <= 4)
+    if (kv_schema_found(kv) >= 2 && kv_schema_found(kv) <= 5)
         return from_2(kv);
     if (kv_schema_found(kv) != 1) {
         LOG_ERROR("migrate: no migration from schema %u to %u", kv_schema_found(kv), KV_SCHEMA);

@@ -23,6 +23,11 @@
  * of msgs (core/kv_chunk.c); an entry of one record, as every older schema wrote them,
  * reads as before. Again the version keeps older builds off.
  *
+ * Schema 5 → 6: nothing is rewritten. cpend's records hold timeline appends too, each key
+ * tagged with its database (core/kv_defer.c); a schema 5 cimd's records, which kv_open
+ * applies before anything else, are read as such. A schema 5 build would take a tagged
+ * timeline key for a conversation's.
+ *
  * Everything happens in one write transaction: a crash leaves the old schema, and the next
  * start migrates again.
  *

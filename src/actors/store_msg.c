@@ -259,7 +259,7 @@ static int place(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t id, uint6
     }
     for (size_t i = 0; i < m->nusers; i++) {
         klen = kv_ukey(ukey, m->app, m->users[i]);
-        if ((rc = kv_timeline_add(txn, ukey, klen, id)) < 0)
+        if ((rc = (group ? kv_timeline_fanout : kv_timeline_add)(txn, ukey, klen, id)) < 0)
             return rc;
         if (m->index && group && (rc = conv_touch(st, txn, m, m->users[i], id, time_ms)) < 0)
             return rc;

@@ -441,6 +441,7 @@ int kv_open(const char *dir, unsigned flags, kv_t **out)
     kv->pend[KV_PEND_TIMELINE] = kv__pend_new(kv->timeline);
     kv->pend[KV_PEND_CMSGS] = kv__pend_new(kv->cmsgs);
     kv->pend[KV_PEND_CEVENTS] = kv__pend_new(kv->cevents);
+    kv->pend[KV_PEND_FANOUT] = kv__pend_new(kv->timeline);
     if (!(flags & KV_RDONLY) && (rc = reserve(kv, info.me_mapsize)) < 0)
         goto out;
     if ((flags & KV_DEFER) && !(flags & KV_RDONLY) && (rc = kv__defer_open(kv)) < 0)
@@ -459,7 +460,7 @@ void kv_close(kv_t *kv)
     kv__defer_close(kv); /* (a write transaction: before the environment closes) */
     if (kv->env != NULL)
         mdb_env_close(kv->env);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < KV_PEND_COUNT; i++)
         kv__pend_free(kv->pend[i]);
     mem_free(kv->mbuf.b);
     for (int i = 0; i < KV_RSHARDS; i++)
@@ -529,7 +530,7 @@ int kv__ids_sync(kv_txn_t *txn, MDB_dbi dbi)
     if (kv__reading(txn)) /* before kv->pend: the writer's, not this thread's */
         return 0;
     kv = kv__of(txn);
-    for (int i = 0; i < 3 && rc == 0; i++)
+    for (int i = 0; i < KV_PEND_COUNT && rc == 0; i++)
         if (dbi == 0 || kv__pend_dbi(kv->pend[i]) == dbi)
             rc = kv__pend_apply(kv->pend[i], kv__txn(txn));
     return rc;
@@ -537,7 +538,7 @@ int kv__ids_sync(kv_txn_t *txn, MDB_dbi dbi)
 
 void kv__ids_drop(kv_t *kv)
 {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < KV_PEND_COUNT; i++)
         if (kv->pend[i] != NULL) {
             kv__pend_clear(kv->pend[i]);
             kv__pend_news_clear(kv->pend[i]);

@@ -48,7 +48,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KV_SCHEMA 5
+#define KV_SCHEMA 6
 #define KV_ID_MAX 64 /**< longest app / user id, bytes */
 
 typedef struct kv kv_t;
@@ -303,6 +303,13 @@ int kv_msg_scan(kv_txn_t *txn, uint64_t from,
  * @return 0 or rc.
  */
 int kv_timeline_add(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t id);
+
+/**
+ * As kv_timeline_add, for a message that goes to many timelines (a group's): with
+ * KV_DEFER it is put into the timeline at the commit rather than deferred, which would
+ * cost a log entry and a tail entry a member (docs/STORAGE.md, cpend). @return 0 or rc.
+ */
+int kv_timeline_fanout(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t id);
 
 /** The newest id in a user's timeline, 0 when empty. @return 0 or rc. */
 int kv_timeline_last(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t *out);

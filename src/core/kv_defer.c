@@ -1,19 +1,26 @@
-/* kv_defer: the conversation index (cmsgs) deferred — KV_DEFER, the directory's one cimd.
+/* kv_defer: the timelines and the conversation index (cmsgs) deferred — KV_DEFER, the
+ * directory's one cimd.
  *
- * A commit does not put its cmsgs appends into cmsgs. It writes them as one record of
- * `cpend` (key: the transaction's id, so every put appends) and adds them to the tail
- * (kv_tail.c), which readers merge; later commits drain the tail into cmsgs in key order,
- * many commits' appends at once, and delete the records whose appends are all in. A crash
- * loses the tail and nothing else: the next open applies what cpend holds before anything
- * is served, a slice of keys a transaction, cpend dropped with the last (a crash during it
- * leaves cpend whole). Putting an id cmsgs has already is no error, so applying a record
- * twice is harmless.
+ * A commit does not put its timeline and cmsgs appends into their databases. It writes
+ * them as one record of `cpend` (key: the transaction's id, so every put appends) and adds
+ * them to the tail (kv_tail.c), which readers merge; later commits drain the tail in key
+ * order, many commits' appends at once, and delete the records whose appends are all in.
+ * A crash loses the tail and nothing else: the next open applies what cpend holds before
+ * anything is served, a slice of keys a transaction, cpend dropped with the last (a crash
+ * during it leaves cpend whole). Putting an id its list has already is no error, so
+ * applying a record twice is harmless.
  *
- * A key that already has CHAIN_MAX entries in the open epoch gets its ids put at once
- * instead: a busy conversation's page is written every commit anyway, and readers walk
- * its chain.
+ * A key that already has its chain's bound of entries in the open epoch gets its ids put
+ * at once instead: its page is written every commit anyway, and readers walk its chain.
+ * A group's timeline appends (kv_timeline_fanout) are put at once too: a member each,
+ * they would cost the log and the tail more than the pages they spare.
  *
- * Record layout (docs/STORAGE.md, cpend): per id, key length (u8) ‖ key ‖ id (u64 BE). */
+ * Keys in the tail and the log begin with a byte naming their database (TAG_*), below
+ * any byte a stored key begins with (an app id: [A-Za-z0-9._@-]).
+ *
+ * Record layout (docs/STORAGE.md, cpend), per key: length (u8) ‖ tagged key ‖ count (u16
+ * BE) ‖ count ids (u64 BE). Schema 5 wrote per id: length (u8) ‖ cmsgs key ‖ id (u64 BE),
+ * told apart by the key's first byte; an older cimd's records are read as such. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,32 +30,70 @@
 #include "core/mem.h"
 #include "core/rc.h"
 
-#define CHAIN_MAX    16
-#define TAIL_DEFAULT (256 * 1024) /* entries an epoch takes before it drains */
+#define CHAIN_MAX    16   /* a conversation's entries in the open epoch */
+#define TL_CHAIN_MAX 1024 /* a timeline's: at 1,000 users, ~3x what one gets in an epoch */
+#define TAIL_DEFAULT (512 * 1024) /* entries an epoch takes before it drains */
+#define TKEY_MAX     255          /* a tagged key (its length is a byte) */
+
+enum { TAG_TIMELINE = 1, TAG_CMSGS = 2 };
+
+/* @p key under @p tag in @p out. @return its length, 0 when too long for the log. */
+static size_t tag_key(uint8_t out[TKEY_MAX], int tag, const uint8_t *key, size_t klen)
+{
+    if (klen + 1 > TKEY_MAX)
+        return 0;
+    out[0] = (uint8_t)tag;
+    memcpy(out + 1, key, klen);
+    return klen + 1;
+}
 
 /* ---- the cpend log ------------------------------------------------------------------- */
 
-static void log_put(kv_t *kv, const uint8_t *key, size_t klen, uint64_t id)
+/* A tagged key's @p n ids (n <= UINT16_MAX) into the commit's record. */
+static void log_put(kv_t *kv, const uint8_t *tkey, size_t tklen, const uint64_t *ids, size_t n)
 {
-    uint8_t len = (uint8_t)klen, idb[8];
-    be64_put(idb, id);
+    uint8_t len = (uint8_t)tklen, cnt[2] = {(uint8_t)(n >> 8), (uint8_t)n}, idb[8];
     kv__arena_put(&kv->log, &len, 1);
-    kv__arena_put(&kv->log, key, klen);
-    kv__arena_put(&kv->log, idb, 8);
+    kv__arena_put(&kv->log, tkey, tklen);
+    kv__arena_put(&kv->log, cnt, 2);
+    for (size_t i = 0; i < n; i++) {
+        be64_put(idb, ids[i]);
+        kv__arena_put(&kv->log, idb, 8);
+    }
 }
 
-/* Call @p cb for every (key, id) of a record. @return 0, RC_ESTORE (malformed) or cb's. */
+/* Call @p cb for every (tagged key, id) of a record. @return 0, RC_ESTORE (malformed) or
+ * cb's. */
 static int log_each(const uint8_t *p, size_t len,
-                    int (*cb)(void *ctx, const uint8_t *key, size_t klen, uint64_t id), void *ctx)
+                    int (*cb)(void *ctx, const uint8_t *tkey, size_t tklen, uint64_t id),
+                    void *ctx)
 {
+    uint8_t old[1 + 255];
     int rc = 0;
+
     while (len > 0 && rc == 0) {
-        size_t klen = p[0];
-        if (klen == 0 || len < 1 + klen + 8)
+        size_t klen = p[0], n, step;
+        if (klen < 2 || len < 1 + klen)
             return RC_ESTORE;
-        rc = cb(ctx, p + 1, klen, be64_get(p + 1 + klen));
-        p += 1 + klen + 8;
-        len -= 1 + klen + 8;
+        if (p[1] == TAG_TIMELINE || p[1] == TAG_CMSGS) {
+            n = len >= 3 + klen ? (size_t)p[1 + klen] << 8 | p[2 + klen] : 0;
+            step = 3 + klen + 8 * n;
+            if (n == 0 || len < step)
+                return RC_ESTORE;
+            for (size_t i = 0; i < n && rc == 0; i++)
+                rc = cb(ctx, p + 1, klen, be64_get(p + 3 + klen + 8 * i));
+        } else if (p[1] > TAG_CMSGS) { /* schema 5: a cmsgs key and one id */
+            step = 1 + klen + 8;
+            if (len < step)
+                return RC_ESTORE;
+            old[0] = TAG_CMSGS;
+            memcpy(old + 1, p + 1, klen);
+            rc = cb(ctx, old, klen + 1, be64_get(p + 1 + klen));
+        } else {
+            return RC_ESTORE;
+        }
+        p += step;
+        len -= step;
     }
     return rc;
 }
@@ -74,9 +119,16 @@ static int log_walk(kv_t *kv, MDB_txn *txn,
     return rc;
 }
 
-static int gather(void *ctx, const uint8_t *key, size_t klen, uint64_t id)
+/* A drained (tagged key, id) into its database's drain pend. */
+static void drain_to(void *ctx, const uint8_t *tkey, size_t tklen, uint64_t id)
 {
-    kv__pend_add(ctx, key, klen, id, false);
+    kv_t *kv = ctx;
+    kv__pend_add(kv->drain[tkey[0] == TAG_TIMELINE ? 0 : 1], tkey + 1, tklen - 1, id, false);
+}
+
+static int gather(void *ctx, const uint8_t *tkey, size_t tklen, uint64_t id)
+{
+    drain_to(ctx, tkey, tklen, id);
     return 0;
 }
 
@@ -106,7 +158,7 @@ static size_t tail_limit(void)
     return v > 0 ? (size_t)v : TAIL_DEFAULT;
 }
 
-/* Keys of cmsgs a transaction of apply_log takes (CIM_KV_APPLY_SLICE overrides it, for
+/* Keys a transaction of apply_log takes (CIM_KV_APPLY_SLICE overrides it, for
  * tests). */
 #define APPLY_SLICE (64 * 1024)
 
@@ -117,40 +169,47 @@ static size_t apply_slice(void)
     return v > 0 ? (size_t)v : APPLY_SLICE;
 }
 
-/* Apply every record of cpend to cmsgs and empty it: in key order, a slice of keys a
- * transaction, cpend dropped with the last. Slices, not one transaction: each copies the
- * leaves it touches, and the old copies go to the free list, which the next slice's
- * copies reuse (nothing reads at a start or a stop) — one transaction left a copy of
- * every touched leaf there (75,624 pages on 20 M messages) and doubled the map. A crash
- * between slices leaves cpend whole: the next open applies it again, and an id cmsgs
- * already has is no error. @p records: how many there were. */
+/* Apply every record of cpend to its databases and empty it: in key order (the timelines,
+ * then cmsgs), a slice of keys a transaction, cpend dropped with the last. Slices, not one
+ * transaction: each copies the leaves it touches, and the old copies go to the free list,
+ * which the next slice's copies reuse (nothing reads at a start or a stop) — one
+ * transaction left a copy of every touched leaf there (75,624 pages on 20 M messages) and
+ * doubled the map. A crash between slices leaves cpend whole: the next open applies it
+ * again, and an id a list already has is no error. @p records: how many there were. */
 static int apply_log(kv_t *kv, size_t *records)
 {
     kv_txn_t *txn = NULL;
-    size_t nkeys, slice = apply_slice();
+    size_t nkeys[2], slice = apply_slice();
     int rc;
 
     if ((rc = kv_begin(kv, KV_WRITE, &txn)) < 0)
         return rc;
-    if ((rc = log_walk(kv, kv__txn(txn), gather, kv->drain, records)) < 0 || *records == 0)
+    if ((rc = log_walk(kv, kv__txn(txn), gather, kv, records)) < 0 || *records == 0)
         goto out;
-    nkeys = kv__pend_sort(kv->drain);
-    for (size_t from = 0; rc == 0; from += slice) {
-        size_t to = nkeys - from > slice ? from + slice : nkeys;
-        if (txn == NULL && (rc = kv_begin(kv, KV_WRITE, &txn)) < 0)
-            break;
-        if ((rc = kv__pend_apply_range(kv->drain, kv__txn(txn), from, to)) < 0 ||
-            (to == nkeys &&
-             (rc = kv__rc(mdb_drop(kv__txn(txn), kv->cpend, 0), "mdb_drop cpend")) < 0))
-            break;
-        rc = kv_commit(txn);
-        txn = NULL;
-        if (to == nkeys)
-            break;
+    for (int d = 0; d < 2; d++)
+        nkeys[d] = kv__pend_sort(kv->drain[d]);
+    for (int d = 0; d < 2 && rc == 0; d++) {
+        size_t from = 0;
+        do {
+            size_t to = nkeys[d] - from > slice ? from + slice : nkeys[d];
+            bool last = d == 1 && to == nkeys[1];
+            if (txn == NULL && (rc = kv_begin(kv, KV_WRITE, &txn)) < 0)
+                break;
+            if ((rc = kv__pend_apply_range(kv->drain[d], kv__txn(txn), from, to)) < 0 ||
+                (last &&
+                 (rc = kv__rc(mdb_drop(kv__txn(txn), kv->cpend, 0), "mdb_drop cpend")) < 0))
+                break;
+            if (to > from || last) {
+                rc = kv_commit(txn);
+                txn = NULL;
+            }
+            from = to;
+        } while (rc == 0 && from < nkeys[d]);
     }
 out:
     kv_abort(txn);
-    kv__pend_clear(kv->drain);
+    for (int d = 0; d < 2; d++)
+        kv__pend_clear(kv->drain[d]);
     return rc;
 }
 
@@ -170,13 +229,15 @@ int kv__defer_open(kv_t *kv)
     size_t records;
     int rc;
 
-    kv->drain = kv__pend_new(kv->cmsgs);
+    kv->drain[0] = kv__pend_new(kv->timeline);
+    kv->drain[1] = kv__pend_new(kv->cmsgs);
     if ((rc = apply_log_all(kv, &records)) < 0) {
-        LOG_ERROR("kv: applying the deferred conversation index failed (%s)", rc_str(rc));
+        LOG_ERROR("kv: applying the deferred timelines and conversation index failed (%s)",
+                  rc_str(rc));
         return rc;
     }
     if (records > 0)
-        LOG_INFO("kv: applied %zu deferred conversation index record(s)", records);
+        LOG_INFO("kv: applied %zu deferred timeline and conversation index record(s)", records);
     kv->tail = kv__tail_new(tail_limit());
     return 0;
 }
@@ -186,18 +247,20 @@ void kv__defer_close(kv_t *kv)
     size_t records;
     int rc;
 
-    /* A clean stop leaves everything in cmsgs (a crash: the next open does it). The tail
-     * goes first: all of it is in cpend, nothing reads any more, and apply_log's commits
-     * must not drain it into kv->drain, which holds the log being applied. */
+    /* A clean stop leaves everything in its database (a crash: the next open does it). The
+     * tail goes first: all of it is in cpend, nothing reads any more, and apply_log's
+     * commits must not drain it into kv->drain, which holds the log being applied. */
     bool deferred = kv->tail != NULL;
     kv__tail_free(kv->tail);
     kv->tail = NULL;
     if (deferred && (rc = apply_log_all(kv, &records)) < 0)
-        LOG_WARN("kv: the deferred conversation index stays for the next start (%s)", rc_str(rc));
-    kv__pend_free(kv->drain);
+        LOG_WARN("kv: the deferred timelines and conversation index stay for the next start "
+                 "(%s)", rc_str(rc));
+    for (int d = 0; d < 2; d++) {
+        kv__pend_free(kv->drain[d]);
+        kv->drain[d] = NULL;
+    }
     mem_free(kv->log.p);
-    kv->tail = NULL;
-    kv->drain = NULL;
     kv->log = (kv_arena_t){0};
 }
 
@@ -207,6 +270,8 @@ typedef struct defer_ctx {
     kv_t *kv;
     uint64_t txn;
     size_t staged;
+    int tag;    /* of the pend being detached */
+    size_t max; /* its chains' bound */
 } defer_ctx_t;
 
 /* kv__pend_detach: take a key's ids into the tail (and the log), or leave them to be put
@@ -214,11 +279,13 @@ typedef struct defer_ctx {
 static bool to_tail(void *ctx, const uint8_t *key, size_t klen, const uint64_t *ids, size_t n)
 {
     defer_ctx_t *d = ctx;
-    if (!kv__tail_room(d->kv->tail, n) ||
-        !kv__tail_add(d->kv->tail, key, klen, ids, n, d->txn, CHAIN_MAX))
+    uint8_t tk[TKEY_MAX];
+    size_t tklen = tag_key(tk, d->tag, key, klen);
+
+    if (tklen == 0 || n > UINT16_MAX || !kv__tail_room(d->kv->tail, n) ||
+        !kv__tail_add(d->kv->tail, tk, tklen, ids, n, d->txn, d->max))
         return false;
-    for (size_t i = 0; i < n; i++)
-        log_put(d->kv, key, klen, ids[i]);
+    log_put(d->kv, tk, tklen, ids, n);
     d->staged += n;
     return true;
 }
@@ -227,16 +294,21 @@ int kv__defer_commit(kv_txn_t *txn)
 {
     kv_t *kv = kv__of(txn);
     MDB_txn *mt = kv__txn(txn);
-    defer_ctx_t d = {kv, mdb_txn_id(mt), 0};
+    defer_ctx_t d = {kv, mdb_txn_id(mt), 0, TAG_TIMELINE, TL_CHAIN_MAX};
     uint64_t upto = 0;
     uint8_t key[8];
     int rc;
 
-    if ((rc = kv__ids_sync(txn, kv->timeline)) < 0 || (rc = kv__ids_sync(txn, kv->cevents)) < 0)
+    if ((rc = kv__ids_sync(txn, kv->cevents)) < 0 ||
+        (rc = kv__pend_apply(kv->pend[KV_PEND_FANOUT], mt)) < 0)
         return rc;
     kv->log.len = 0;
+    kv__pend_detach(kv->pend[KV_PEND_TIMELINE], to_tail, &d);
+    d.tag = TAG_CMSGS;
+    d.max = CHAIN_MAX;
     kv__pend_detach(kv->pend[KV_PEND_CMSGS], to_tail, &d);
-    if ((rc = kv__pend_apply(kv->pend[KV_PEND_CMSGS], mt)) < 0)
+    if ((rc = kv__pend_apply(kv->pend[KV_PEND_TIMELINE], mt)) < 0 ||
+        (rc = kv__pend_apply(kv->pend[KV_PEND_CMSGS], mt)) < 0)
         return rc;
     if (kv->log.len > 0) {
         MDB_val k = {8, key}, v = {kv->log.len, kv->log.p};
@@ -244,8 +316,8 @@ int kv__defer_commit(kv_txn_t *txn)
         if ((rc = kv__rc(mdb_put(mt, kv->cpend, &k, &v, MDB_APPEND), "mdb_put cpend")) < 0)
             return rc;
     }
-    if ((rc = kv__tail_drain(kv->tail, d.txn, d.staged, kv->drain, &upto)) < 0 ||
-        (rc = kv__pend_apply(kv->drain, mt)) < 0)
+    if ((rc = kv__tail_drain(kv->tail, d.txn, d.staged, drain_to, kv, &upto)) < 0 ||
+        (rc = kv__pend_apply(kv->drain[0], mt)) < 0 || (rc = kv__pend_apply(kv->drain[1], mt)) < 0)
         return rc;
     return upto > 0 ? log_trim(kv, mt, upto) : 0;
 }
@@ -271,9 +343,9 @@ static int ro_count(void *ctx, const uint8_t *key, size_t klen, uint64_t id)
     return 0;
 }
 
-static int ro_add(void *ctx, const uint8_t *key, size_t klen, uint64_t id)
+static int ro_add(void *ctx, const uint8_t *tkey, size_t tklen, uint64_t id)
 {
-    if (!kv__tail_room(ctx, 1) || !kv__tail_add(ctx, key, klen, &id, 1, 1, SIZE_MAX))
+    if (!kv__tail_room(ctx, 1) || !kv__tail_add(ctx, tkey, tklen, &id, 1, 1, SIZE_MAX))
         return RC_ESTORE; /* cannot be: the tail was sized for every entry */
     return 0;
 }
@@ -293,59 +365,68 @@ static int ro_build(kv_t *kv, MDB_txn *txn)
     return rc;
 }
 
-int kv__cmsg_extra(kv_txn_t *txn, const uint8_t *key, size_t klen, uint64_t **ids, size_t *n)
+bool kv__deferred_has(kv_t *kv, MDB_dbi dbi, const uint8_t *key, size_t klen)
+{
+    uint8_t tk[TKEY_MAX];
+    size_t tklen = tag_key(tk, dbi == kv->timeline ? TAG_TIMELINE : TAG_CMSGS, key, klen);
+    return tklen > 0 && kv__tail_has(kv->tail, tk, tklen);
+}
+
+int kv__ids_extra(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t **ids,
+                  size_t *n)
 {
     kv_t *kv = kv__of(txn);
     MDB_txn *mt = kv__txn(txn);
     MDB_cursor *cur = NULL;
-    uint64_t *b = NULL, last = 0;
-    size_t cap = 0, m = 0, k = 0;
+    uint64_t *b = NULL;
+    uint8_t tk[TKEY_MAX];
+    bool tl = dbi == kv->timeline;
+    size_t cap = 0, m = 0, k = 0, tklen = tag_key(tk, tl ? TAG_TIMELINE : TAG_CMSGS, key, klen);
     int rc = 0, mrc;
 
     *ids = NULL;
     *n = 0;
+    /* (a key too long for the log is never in a tail: tklen 0) */
     if (kv->tail != NULL && kv__reading(txn)) {
-        m = kv__tail_ids(kv->tail, key, klen, mdb_txn_id(mt), &b, &cap, 0);
+        m = tklen ? kv__tail_ids(kv->tail, tk, tklen, mdb_txn_id(mt), &b, &cap, 0) : 0;
     } else if (kv->tail != NULL) { /* the writer: every commit, and its own appends */
-        m = kv__tail_ids(kv->tail, key, klen, UINT64_MAX - 1, &b, &cap, 0);
-        m = kv__pend_ids(kv->pend[KV_PEND_CMSGS], key, klen, &b, &cap, m);
+        m = tklen ? kv__tail_ids(kv->tail, tk, tklen, UINT64_MAX - 1, &b, &cap, 0) : 0;
+        m = kv__pend_ids(kv->pend[tl ? KV_PEND_TIMELINE : KV_PEND_CMSGS], key, klen, &b, &cap, m);
     } else if (kv->flags & KV_RDONLY) {
-        if (ro_txn != mt && (rc = ro_build(kv, mt)) < 0)
+        if (tklen > 0 && ro_txn != mt && (rc = ro_build(kv, mt)) < 0)
             return rc;
-        m = kv__tail_ids(ro_tail, key, klen, UINT64_MAX - 1, &b, &cap, 0);
+        m = tklen ? kv__tail_ids(ro_tail, tk, tklen, UINT64_MAX - 1, &b, &cap, 0) : 0;
     }
     if (m == 0)
         return 0;
     qsort(b, m, sizeof(*b), kv__u64_cmp);
-    /* unique, and none that cmsgs has: only an id up to its last can be there (drained) */
-    if ((rc = kv__rc(mdb_cursor_open(mt, kv->cmsgs, &cur), "cursor cmsgs")) < 0)
+    /* Unique, and none that the database has (a read-only open's tail from cpend holds
+     * what was drained already; the live tail never does, but the check is cheap). One
+     * walk: the database's first id at or after the next candidate, by a jump, so a
+     * database whose ids all lie above the candidates (a busy key's, put at once) costs
+     * one lookup, not one a candidate. */
+    if ((rc = kv__rc(mdb_cursor_open(mt, dbi, &cur), "cursor ids")) < 0)
         goto out;
-    MDB_val kk = {klen, (void *)key}, v;
-    mrc = mdb_cursor_get(cur, &kk, &v, MDB_SET);
-    if (mrc == MDB_SUCCESS)
-        mrc = mdb_cursor_get(cur, &kk, &v, MDB_LAST_DUP);
-    if (mrc == MDB_SUCCESS && v.mv_size == 8)
-        last = be64_get(v.mv_data);
-    else if (mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND) {
-        rc = kv__rc(mrc, "mdb_cursor_get cmsgs");
-        goto out;
-    }
+    uint64_t have = 0; /* the database's first id at or after b[i]; UINT64_MAX: none */
     for (size_t i = 0; i < m; i++) {
         if (k > 0 && b[i] == b[k - 1])
             continue;
-        if (b[i] <= last) {
+        if (have < b[i]) {
             uint8_t idb[8];
-            MDB_val k2 = {klen, (void *)key}, v2 = {8, idb};
+            MDB_val kk = {klen, (void *)key}, v = {8, idb};
             be64_put(idb, b[i]);
-            mrc = mdb_cursor_get(cur, &k2, &v2, MDB_GET_BOTH);
-            if (mrc == MDB_SUCCESS)
-                continue;
-            if (mrc != MDB_NOTFOUND) {
-                rc = kv__rc(mrc, "mdb_cursor_get cmsgs");
+            mrc = mdb_cursor_get(cur, &kk, &v, MDB_GET_BOTH_RANGE);
+            if (mrc == MDB_NOTFOUND) {
+                have = UINT64_MAX;
+            } else if (mrc != MDB_SUCCESS || v.mv_size != 8) {
+                rc = mrc != MDB_SUCCESS ? kv__rc(mrc, "mdb_cursor_get ids") : RC_ESTORE;
                 goto out;
+            } else {
+                have = be64_get(v.mv_data);
             }
         }
-        b[k++] = b[i];
+        if (b[i] != have)
+            b[k++] = b[i];
     }
 out:
     mdb_cursor_close(cur);

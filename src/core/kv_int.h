@@ -33,9 +33,12 @@ int kv__u64_cmp(const void *pa, const void *pb);
 
 /** Id-list appends of the open write transaction, applied in key order (kv_pend.c). */
 typedef struct kv_pend kv_pend_t;
-/** The conversation index's committed appends not yet in cmsgs (kv_tail.c). */
+/** Id-list appends committed but not yet in their database (kv_tail.c). */
 typedef struct kv_tail kv_tail_t;
-enum kv_pend_db { KV_PEND_TIMELINE, KV_PEND_CMSGS, KV_PEND_CEVENTS };
+/* KV_PEND_FANOUT: timeline appends of a message to many users (a group's), put at the
+ * commit even with KV_DEFER (kv_timeline_fanout); after KV_PEND_TIMELINE, so that a
+ * lookup by database finds the deferred one first. */
+enum kv_pend_db { KV_PEND_TIMELINE, KV_PEND_CMSGS, KV_PEND_CEVENTS, KV_PEND_FANOUT, KV_PEND_COUNT };
 
 /** The writer's open msgs chunk: new records not put yet (kv_chunk.c). */
 typedef struct kv_chunkbuf {
@@ -62,9 +65,9 @@ struct kv {
     MDB_dbi cmsgs;    /* conversation key → msg_id dups, DUPSORT|DUPFIXED */
     MDB_dbi cevents;  /* group conversation key → SYSTEM event ids, DUPSORT|DUPFIXED */
     MDB_dbi cpend;    /* write txn id (u64 BE) → the cmsgs appends it deferred */
-    kv_pend_t *pend[3];    /* gathered appends, by enum kv_pend_db (kv_pend.c) */
-    kv_tail_t *tail;       /* KV_DEFER: cmsgs appends deferred (kv_tail.c); else NULL */
-    kv_pend_t *drain;      /* KV_DEFER: what a commit drains from the tail into cmsgs */
+    kv_pend_t *pend[KV_PEND_COUNT]; /* gathered appends, by enum kv_pend_db (kv_pend.c) */
+    kv_tail_t *tail;       /* KV_DEFER: timeline, cmsgs appends deferred (kv_tail.c) */
+    kv_pend_t *drain[2];   /* KV_DEFER: what a commit drains from the tail: timeline, cmsgs */
     kv_arena_t log;        /* KV_DEFER: the commit's cpend record being built */
     unsigned schema_found; /* the schema version the environment had when opened */
     size_t chunk_max;      /* the largest msgs chunk: two to a page (kv_chunk.c) */
@@ -146,22 +149,27 @@ void kv__pend_detach(kv_pend_t *p,
                                   const uint64_t *ids, size_t n),
                      void *ctx);
 
-/* kv_defer.c: the conversation index deferred (KV_DEFER; docs/STORAGE.md, cpend) */
-/** Apply what cpend holds (an earlier cimd's tail) to cmsgs, then start the tail. */
+/* kv_defer.c: the timelines and the conversation index deferred (KV_DEFER;
+ * docs/STORAGE.md, cpend) */
+/** Apply what cpend holds (an earlier cimd's tail) to its databases, then start the tail. */
 int kv__defer_open(kv_t *kv);
 void kv__defer_close(kv_t *kv);
-/** The write txn's commit work: id lists applied, the cmsgs appends logged and moved to
- *  the tail, a step of draining. */
+/** The write txn's commit work: id lists applied, the timeline and cmsgs appends logged
+ *  and moved to the tail, a step of draining. */
 int kv__defer_commit(kv_txn_t *txn);
 /** Forget this thread's private tail of a read-only open (its read txn ends). */
 void kv__ro_tail_done(void);
 
 /** This thread's read txn ends: close the msgs cursor kv_msg_get kept for it. */
 void kv__msgs_read_done(void);
-/** The ids of @p key the conversation index holds outside cmsgs as @p txn sees them (the
- *  tail; the write txn's gathered appends): ascending, unique, none that cmsgs has.
- *  @p *ids: NULL or a block the caller frees (mem_free). @return 0 or rc. */
-int kv__cmsg_extra(kv_txn_t *txn, const uint8_t *key, size_t klen, uint64_t **ids, size_t *n);
+/** Whether the tail holds an id of @p key of the id list @p dbi (writer). */
+bool kv__deferred_has(kv_t *kv, MDB_dbi dbi, const uint8_t *key, size_t klen);
+/** The ids of @p key the id list @p dbi (timeline, cmsgs) holds outside its database as
+ *  @p txn sees them (the tail; the write txn's gathered appends): ascending, unique, none
+ *  that the database has. @p *ids: NULL or a block the caller frees (mem_free).
+ *  @return 0 or rc. */
+int kv__ids_extra(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t **ids,
+                  size_t *n);
 
 /* kv_tail.c (one writer thread; readers on any thread, lock-free) */
 kv_tail_t *kv__tail_new(size_t limit);
@@ -174,16 +182,17 @@ bool kv__tail_add(kv_tail_t *t, const uint8_t *key, size_t klen, const uint64_t 
                   uint64_t txn, size_t max);
 /** Whether @p key has an entry not revoked (writer). */
 bool kv__tail_has(kv_tail_t *t, const uint8_t *key, size_t klen);
-/** Append @p key's ids a snapshot @p snap sees to (*buf)[n..], unsorted, possibly also in
- *  cmsgs. @return the new count. */
+/** Append @p key's ids a snapshot @p snap sees to (*buf)[n..], unsorted, none of a key
+ *  drained at or before @p snap. @return the new count. */
 size_t kv__tail_ids(kv_tail_t *t, const uint8_t *key, size_t klen, uint64_t snap,
                     uint64_t **buf, size_t *cap, size_t n);
 /** At commit @p txn, which added @p added entries: close the open epoch when full (or a
- *  minute old), and move twice as many of the closed one's entries into @p into (a cmsgs
- *  pend), whole keys in key order. @p log_upto: when that drained the closed epoch's last
- *  key, the newest cpend record it may delete (else 0). */
-int kv__tail_drain(kv_tail_t *t, uint64_t txn, size_t added, kv_pend_t *into,
-                   uint64_t *log_upto);
+ *  minute old), and give twice as many of the closed one's entries to @p into, whole keys
+ *  in key order. @p log_upto: when that drained the closed epoch's last key, the newest
+ *  cpend record it may delete (else 0). */
+int kv__tail_drain(kv_tail_t *t, uint64_t txn, size_t added,
+                   void (*into)(void *ctx, const uint8_t *key, size_t klen, uint64_t id),
+                   void *ctx, uint64_t *log_upto);
 /** After the commit of @p txn (@p ok) or its failure: undo, or retire a drained epoch. */
 void kv__tail_committed(kv_tail_t *t, uint64_t txn, bool ok);
 /** Read transactions pin what they may see of the tail: take a slot before the txn
@@ -199,6 +208,15 @@ int kv__ids_count(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, u
 /** The newest id of an id list at or below @p up_to (0: none). */
 int kv__ids_last(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t up_to,
                  uint64_t *out);
+
+/** As kv__ids_after, kv__ids_count, kv__ids_last, merged with kv__ids_extra (timeline,
+ *  cmsgs: what is deferred, kv_defer.c). */
+int kv__merged_after(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen,
+                     uint64_t after, uint64_t *ids, size_t max, size_t *n, uint64_t *total_after);
+int kv__merged_count(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen,
+                     uint64_t after, uint64_t up_to, uint64_t *out);
+int kv__merged_last(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen,
+                    uint64_t up_to, uint64_t *out);
 
 /** Page an id list forwards (see kv_timeline_page). */
 int kv__ids_after(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen,

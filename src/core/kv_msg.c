@@ -7,6 +7,7 @@
 #include "core/kv.h"
 #include "core/kv_int.h"
 #include "core/log.h"
+#include "core/mem.h"
 #include "core/rc.h"
 
 #define DKEY_MAX (KV_UKEY_MAX + 1 + 64) /* user key NUL device or client_msg_id */
@@ -62,7 +63,7 @@ static int put_u64(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, 
 
 static kv_pend_t *pend_of(kv_t *kv, MDB_dbi dbi)
 {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < KV_PEND_COUNT; i++) /* (the deferred timeline pend before fanout's) */
         if (kv__pend_dbi(kv->pend[i]) == dbi)
             return kv->pend[i];
     return NULL;
@@ -86,38 +87,29 @@ int kv_timeline_add(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t id
     return kv__ids_add(txn, kv__of(txn)->timeline, ukey, klen, id, false);
 }
 
+int kv_timeline_fanout(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t id)
+{
+    kv_t *kv = kv__of(txn);
+    if (klen == 0 || klen > KV_LMDB_KEY_MAX || kv__reading(txn))
+        return RC_EINVAL;
+    kv__pend_add(kv->pend[KV_PEND_FANOUT], ukey, klen, id, false);
+    return 0;
+}
+
 int kv__ids_cursor(kv_txn_t *txn, MDB_dbi dbi, MDB_cursor **cur)
 {
     kv_t *kv = kv__of(txn);
-    /* deferred, cmsgs' readers merge the gathered appends instead (kv__cmsg_extra) */
-    int rc = kv->tail != NULL && dbi == kv->cmsgs ? 0 : kv__ids_sync(txn, dbi);
+    int rc = 0;
+
+    /* deferred, readers merge the gathered appends instead (kv__ids_extra); a group's
+     * timeline appends are put at the commit, so before a read */
+    if (kv->tail != NULL && dbi == kv->timeline)
+        rc = kv__reading(txn) ? 0 : kv__pend_apply(kv->pend[KV_PEND_FANOUT], kv__txn(txn));
+    else if (kv->tail == NULL || dbi != kv->cmsgs)
+        rc = kv__ids_sync(txn, dbi);
     if (rc < 0)
         return rc;
     return kv__rc(mdb_cursor_open(kv__txn(txn), dbi, cur), "cursor");
-}
-
-static int tl_cursor(kv_txn_t *txn, MDB_cursor **cur)
-{
-    return kv__ids_cursor(txn, kv__of(txn)->timeline, cur);
-}
-
-int kv_timeline_last(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t *out)
-{
-    MDB_cursor *cur = NULL;
-    MDB_val k = {klen, (void *)ukey}, v;
-    int rc, mrc;
-
-    if ((rc = tl_cursor(txn, &cur)) < 0)
-        return rc;
-    *out = 0;
-    mrc = mdb_cursor_get(cur, &k, &v, MDB_SET);
-    if (mrc == MDB_SUCCESS)
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST_DUP);
-    if (mrc == MDB_SUCCESS && v.mv_size == 8)
-        *out = be64_get(v.mv_data);
-    rc = mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_get timeline");
-    mdb_cursor_close(cur);
-    return rc;
 }
 
 /* Count the dups >= @p first, the cursor standing on the first of them, a page at a time:
@@ -274,21 +266,95 @@ out:
     return rc;
 }
 
+/* Reads of a deferred id list (timeline, cmsgs) merge its database with kv__ids_extra's
+ * ids (none when nothing is deferred): disjoint sets, so counts add up and pages
+ * interleave. */
+
+int kv__merged_after(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen,
+                     uint64_t after, uint64_t *ids, size_t max, size_t *n, uint64_t *total_after)
+{
+    uint64_t *x = NULL, *out = NULL;
+    size_t nx = 0, i = 0, j = 0, m = 0, from = 0;
+    int rc = kv__ids_extra(txn, dbi, key, klen, &x, &nx);
+
+    if (rc == 0)
+        rc = kv__ids_after(txn, dbi, key, klen, after, ids, max, n, total_after);
+    while (from < nx && x[from] <= after)
+        from++;
+    if (rc < 0 || from == nx) {
+        mem_free(x);
+        return rc;
+    }
+    *total_after += nx - from;
+    out = mem_alloc((max ? max : 1) * sizeof(*out));
+    for (i = 0, j = from; m < max && (i < *n || j < nx);)
+        out[m++] = j == nx || (i < *n && ids[i] < x[j]) ? ids[i++] : x[j++];
+    memcpy(ids, out, m * sizeof(*ids));
+    *n = m;
+    mem_free(out);
+    mem_free(x);
+    return 0;
+}
+
+int kv__merged_count(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen,
+                     uint64_t after, uint64_t up_to, uint64_t *out)
+{
+    uint64_t *x = NULL;
+    size_t nx = 0;
+    int rc = kv__ids_extra(txn, dbi, key, klen, &x, &nx);
+
+    if (rc == 0)
+        rc = kv__ids_count(txn, dbi, key, klen, after, up_to, out);
+    for (size_t i = 0; rc == 0 && i < nx; i++)
+        *out += x[i] > after && x[i] <= up_to;
+    mem_free(x);
+    return rc;
+}
+
+int kv__merged_last(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen,
+                    uint64_t up_to, uint64_t *out)
+{
+    uint64_t *x = NULL;
+    size_t nx = 0;
+    int rc = kv__ids_extra(txn, dbi, key, klen, &x, &nx);
+
+    if (rc == 0)
+        rc = kv__ids_last(txn, dbi, key, klen, up_to, out);
+    for (size_t i = 0; rc == 0 && i < nx; i++)
+        if (x[i] <= up_to && x[i] > *out)
+            *out = x[i];
+    mem_free(x);
+    return rc;
+}
+
+int kv_timeline_last(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t *out)
+{
+    return kv__merged_last(txn, kv__of(txn)->timeline, ukey, klen, UINT64_MAX, out);
+}
+
 int kv_timeline_page(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t after,
                      uint64_t *ids, size_t max, size_t *n, uint64_t *total_after)
 {
-    return kv__ids_after(txn, kv__of(txn)->timeline, ukey, klen, after, ids, max, n,
-                         total_after);
+    return kv__merged_after(txn, kv__of(txn)->timeline, ukey, klen, after, ids, max, n,
+                            total_after);
 }
 
 int kv_timeline_has(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t id)
 {
     MDB_cursor *cur = NULL;
+    uint64_t *x = NULL;
     uint8_t val[8];
     MDB_val k = {klen, (void *)ukey}, v = {8, val};
-    int rc;
+    size_t nx = 0;
+    int rc = kv__ids_extra(txn, kv__of(txn)->timeline, ukey, klen, &x, &nx);
 
-    if ((rc = tl_cursor(txn, &cur)) < 0)
+    for (size_t i = 0; rc == 0 && i < nx; i++)
+        if (x[i] == id) {
+            mem_free(x);
+            return 0;
+        }
+    mem_free(x);
+    if (rc < 0 || (rc = kv__ids_cursor(txn, kv__of(txn)->timeline, &cur)) < 0)
         return rc;
     be64_put(val, id);
     rc = kv__rc(mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH), "mdb_cursor_get both");
@@ -298,20 +364,7 @@ int kv_timeline_has(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t id
 
 int kv_timeline_count(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t *out)
 {
-    MDB_cursor *cur = NULL;
-    MDB_val k = {klen, (void *)ukey}, v;
-    size_t count = 0;
-    int rc, mrc;
-
-    if ((rc = tl_cursor(txn, &cur)) < 0)
-        return rc;
-    mrc = mdb_cursor_get(cur, &k, &v, MDB_SET);
-    if (mrc == MDB_SUCCESS)
-        mrc = mdb_cursor_count(cur, &count);
-    *out = mrc == MDB_SUCCESS ? (uint64_t)count : 0;
-    rc = mrc == MDB_NOTFOUND ? 0 : kv__rc(mrc, "mdb_cursor_count");
-    mdb_cursor_close(cur);
-    return rc;
+    return kv__merged_count(txn, kv__of(txn)->timeline, ukey, klen, 0, UINT64_MAX, out);
 }
 
 /* ---- cursors ---------------------------------------------------------------------- */

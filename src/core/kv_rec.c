@@ -246,7 +246,8 @@ int kv_cmsg_add(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t id, bo
 
 static bool in_tail(void *ctx, const uint8_t *key, size_t klen)
 {
-    return kv__tail_has(ctx, key, klen);
+    kv_t *kv = ctx;
+    return kv__deferred_has(kv, kv->cmsgs, key, klen);
 }
 
 int kv_cmsg_news(kv_txn_t *txn,
@@ -255,70 +256,30 @@ int kv_cmsg_news(kv_txn_t *txn,
 {
     kv_t *kv = kv__of(txn);
     int rc = kv->tail != NULL ? kv__pend_news_find(kv->pend[KV_PEND_CMSGS], kv__txn(txn),
-                                                    in_tail, kv->tail)
+                                                    in_tail, kv)
                               : kv__ids_sync(txn, kv->cmsgs);
     return rc < 0 ? rc : kv__pend_news(kv->pend[KV_PEND_CMSGS], cb, ctx);
 }
 
-/* Reads of the index merge cmsgs with kv__cmsg_extra's ids (none without KV_DEFER and
- * its tail): disjoint sets, so counts add up and pages interleave. */
+/* Reads of the index merge cmsgs with the deferred appends (kv__merged_*, kv_msg.c). */
 
 int kv_cmsg_after(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t after,
                   uint64_t *ids, size_t max, size_t *n, uint64_t *total_after)
 {
-    uint64_t *x = NULL, *out = NULL;
-    size_t nx = 0, i = 0, j = 0, m = 0, from = 0;
-    int rc = kv__cmsg_extra(txn, ckey, klen, &x, &nx);
-
-    if (rc == 0)
-        rc = kv__ids_after(txn, kv__of(txn)->cmsgs, ckey, klen, after, ids, max, n,
-                           total_after);
-    while (from < nx && x[from] <= after)
-        from++;
-    if (rc < 0 || from == nx) {
-        mem_free(x);
-        return rc;
-    }
-    *total_after += nx - from;
-    out = mem_alloc((max ? max : 1) * sizeof(*out));
-    for (i = 0, j = from; m < max && (i < *n || j < nx);)
-        out[m++] = j == nx || (i < *n && ids[i] < x[j]) ? ids[i++] : x[j++];
-    memcpy(ids, out, m * sizeof(*ids));
-    *n = m;
-    mem_free(out);
-    mem_free(x);
-    return 0;
+    return kv__merged_after(txn, kv__of(txn)->cmsgs, ckey, klen, after, ids, max, n,
+                            total_after);
 }
 
 int kv_cmsg_count(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t after,
                   uint64_t up_to, uint64_t *out)
 {
-    uint64_t *x = NULL;
-    size_t nx = 0;
-    int rc = kv__cmsg_extra(txn, ckey, klen, &x, &nx);
-
-    if (rc == 0)
-        rc = kv__ids_count(txn, kv__of(txn)->cmsgs, ckey, klen, after, up_to, out);
-    for (size_t i = 0; rc == 0 && i < nx; i++)
-        *out += x[i] > after && x[i] <= up_to;
-    mem_free(x);
-    return rc;
+    return kv__merged_count(txn, kv__of(txn)->cmsgs, ckey, klen, after, up_to, out);
 }
 
 int kv_cmsg_last(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t up_to,
                  uint64_t *out)
 {
-    uint64_t *x = NULL;
-    size_t nx = 0;
-    int rc = kv__cmsg_extra(txn, ckey, klen, &x, &nx);
-
-    if (rc == 0)
-        rc = kv__ids_last(txn, kv__of(txn)->cmsgs, ckey, klen, up_to, out);
-    for (size_t i = 0; rc == 0 && i < nx; i++)
-        if (x[i] <= up_to && x[i] > *out)
-            *out = x[i];
-    mem_free(x);
-    return rc;
+    return kv__merged_last(txn, kv__of(txn)->cmsgs, ckey, klen, up_to, out);
 }
 
 int kv_cmsg_drop(kv_txn_t *txn, const uint8_t *ckey, size_t klen)
@@ -397,7 +358,7 @@ int kv_cmsg_before(kv_txn_t *txn, const uint8_t *ckey, size_t klen, uint64_t bef
 {
     uint64_t *x = NULL, *out = NULL;
     size_t nx = 0, i = 0, j, m = 0;
-    int rc = kv__cmsg_extra(txn, ckey, klen, &x, &nx);
+    int rc = kv__ids_extra(txn, kv__of(txn)->cmsgs, ckey, klen, &x, &nx);
 
     if (rc == 0)
         rc = cmsgs_before(txn, ckey, klen, before, ids, max, n, more);

@@ -1,33 +1,37 @@
-/* kv_tail: the conversation index's appends that are committed but not yet in cmsgs.
+/* kv_tail: id-list appends that are committed but not yet in their database.
  *
- * Every message adds an id to its conversation's key in cmsgs. With ~10^6 keys (1,000
- * users writing to random peers) a batch's appends land on as many pages as it has
- * messages: each page copied on first touch and, with durability = sync, written and
- * synced at the commit — a page a message, and most of a synced commit's writes. Here a
- * commit's appends are logged instead (one sequential record in `cpend`, written by kv.c)
- * and kept in memory, and are put into cmsgs later, many commits' worth at a time in key
- * order, so that a page takes many appends at once (docs/STORAGE.md, `cpend`).
+ * Every message adds an id to its conversation's key in cmsgs and to the timeline of each
+ * of its users. With ~10^6 conversation keys (1,000 users writing to random peers) a
+ * batch's cmsgs appends land on as many pages as it has messages, and its timeline
+ * appends on a leaf of every user's timeline: each page copied on first touch and, with
+ * durability = sync, written and synced at the commit — most of a synced commit's writes.
+ * Here a commit's appends are logged instead (one sequential record in `cpend`, written by
+ * kv_defer.c) and kept in memory, and are put into their database later, many commits'
+ * worth at a time in key order, so that a page takes many appends at once
+ * (docs/STORAGE.md, `cpend`). Keys are opaque here: kv_defer.c tags each with its database.
  *
  * Structure: epochs. New entries go into the open epoch (the head); each commit sorts
  * the keys it added there (a run). When the epoch is full (or a minute old) it is
- * closed, and each later commit drains the next few keys into cmsgs, merging the runs;
- * when the last is drained its log records are deleted, and the epoch is unlinked once
- * no read in flight needs it and freed once none can reach it.
+ * closed, and each later commit drains the next few keys, merging the runs; when the last
+ * is drained its log records are deleted, and the epoch is unlinked once no read in
+ * flight needs it and freed once none can reach it.
  *
  * One thread writes (the one write transaction's), any thread reads, without locks:
  * - an entry carries `added`, the id of the write transaction that committed it; a
  *   reader whose snapshot is T takes entries added <= T (the commit makes them visible
  *   exactly when it makes the snapshot possible), a failed commit sets them to NEVER;
+ * - a key carries `drained`, the transaction that put its entries into the database: a
+ *   snapshot at or after it takes none of them (the database has them), one before it
+ *   takes them all (its database does not) — so a read never sees an id twice;
  * - an epoch carries `done`, the transaction that drained its last key: a snapshot at or
- *   after it finds all of it in cmsgs and skips it. Before that, a drained key's entries
- *   may be in cmsgs too: readers drop the ids cmsgs has (kv_rec.c);
+ *   after it skips the epoch;
  * - keys and entries are written whole before a release store publishes them (a slot of
  *   the epoch's fixed-size table, or the key's chain head), and never change after,
- *   except `added` on a failed commit;
+ *   except `added` on a failed commit and `drained`;
  * - a drained epoch stays linked while a read in flight has a snapshot from before its
- *   drain finished (kv__pin: cmsgs lacks what it holds, for those); once unlinked, it is
- *   freed only when every read in flight began after the commit that followed the unlink:
- *   only those can no longer reach it. */
+ *   drain finished (kv__pin: the database lacks what it holds, for those); once unlinked,
+ *   it is freed only when every read in flight began after the commit that followed the
+ *   unlink: only those can no longer reach it. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +55,9 @@ typedef struct tent {
 
 typedef struct tkey {
     _Atomic(tent_t *) head; /* newest entry */
+    /* the commit that drained it (NEVER: not yet): a snapshot from then on finds all of
+     * its entries in the index, and takes none of them here */
+    _Atomic uint64_t drained;
     uint32_t n;             /* entries (writer only) */
     uint16_t klen;
     uint8_t key[];
@@ -94,6 +101,8 @@ struct kv_tail {
     size_t nstaged, capstaged;
     tepoch_t *drained_from; /* the epoch drained this commit, and where it stood */
     size_t *saved, nsaved, capsaved;
+    tkey_t **dkeys; /* the keys drained this commit */
+    size_t ndkeys, capdkeys;
     bool finished; /* this commit drained its last key */
 };
 
@@ -227,6 +236,7 @@ void kv__tail_free(kv_tail_t *t)
     }
     mem_free(t->staged);
     mem_free(t->saved);
+    mem_free(t->dkeys);
     mem_free(t);
 }
 
@@ -248,6 +258,7 @@ bool kv__tail_add(kv_tail_t *t, const uint8_t *key, size_t klen, const uint64_t 
     if (k == NULL) {
         k = take(e, sizeof(*k) + klen);
         atomic_init(&k->head, NULL);
+        atomic_init(&k->drained, NEVER);
         k->n = 0;
         k->klen = (uint16_t)klen;
         memcpy(k->key, key, klen);
@@ -297,8 +308,10 @@ size_t kv__tail_ids(kv_tail_t *t, const uint8_t *key, size_t klen, uint64_t snap
         if (atomic_load(&e->done) <= snap)
             break; /* drained before this snapshot, and so is every older one */
         tkey_t *k = find(e, key, klen, NULL);
-        for (tent_t *x = k != NULL ? atomic_load_explicit(&k->head, memory_order_acquire) : NULL;
-             x != NULL; x = x->next) {
+        if (k == NULL || atomic_load_explicit(&k->drained, memory_order_acquire) <= snap)
+            continue; /* none here, or all of it in the index for this snapshot */
+        for (tent_t *x = atomic_load_explicit(&k->head, memory_order_acquire); x != NULL;
+             x = x->next) {
             if (atomic_load_explicit(&x->added, memory_order_relaxed) > snap)
                 continue;
             if (n == *cap) {
@@ -400,7 +413,9 @@ static void rotate(kv_tail_t *t)
     atomic_store_explicit(&t->head, n, memory_order_release);
 }
 
-int kv__tail_drain(kv_tail_t *t, uint64_t txn, size_t added, kv_pend_t *into, uint64_t *log_upto)
+int kv__tail_drain(kv_tail_t *t, uint64_t txn, size_t added,
+                   void (*into)(void *ctx, const uint8_t *key, size_t klen, uint64_t id),
+                   void *ctx, uint64_t *log_upto)
 {
     tepoch_t *head = atomic_load(&t->head), *e;
     /* twice what came in, so that the closed epoch is drained before the open one fills */
@@ -410,6 +425,7 @@ int kv__tail_drain(kv_tail_t *t, uint64_t txn, size_t added, kv_pend_t *into, ui
     *log_upto = 0;
     t->drained_from = NULL;
     t->finished = false;
+    t->ndkeys = 0;
     close_run(head);
     if (t->draining == NULL) {
         /* full, or open for a minute: a quiet server's appends reach cmsgs too */
@@ -430,12 +446,19 @@ int kv__tail_drain(kv_tail_t *t, uint64_t txn, size_t added, kv_pend_t *into, ui
         t->saved = mem_realloc(t->saved, t->capsaved * sizeof(*t->saved));
     }
     memcpy(t->saved, e->heap, e->nheap * sizeof(*e->heap));
-    while (got < want && (k = next_key(e)) != NULL)
+    while (got < want && (k = next_key(e)) != NULL) {
         for (tent_t *x = atomic_load(&k->head); x != NULL; x = x->next)
             if (atomic_load(&x->added) != NEVER) {
-                kv__pend_add(into, k->key, k->klen, x->id, false);
+                into(ctx, k->key, k->klen, x->id);
                 got++;
             }
+        if (t->ndkeys == t->capdkeys) {
+            t->capdkeys = t->capdkeys ? 2 * t->capdkeys : 1024;
+            t->dkeys = mem_realloc(t->dkeys, t->capdkeys * sizeof(*t->dkeys));
+        }
+        t->dkeys[t->ndkeys++] = k;
+        atomic_store_explicit(&k->drained, txn, memory_order_release);
+    }
     if (e->nheap == 0) {
         /* every record older than the open epoch's first is drained now */
         atomic_store(&e->done, txn);
@@ -455,6 +478,8 @@ void kv__tail_committed(kv_tail_t *t, uint64_t txn, bool ok)
         memcpy(d->heap, t->saved, t->nsaved * sizeof(*d->heap));
         d->nheap = t->nsaved;
         atomic_store(&d->done, NEVER);
+        for (size_t i = 0; i < t->ndkeys; i++)
+            atomic_store(&t->dkeys[i]->drained, NEVER);
     }
     if (!ok)
         for (size_t i = 0; i < t->nstaged; i++)
@@ -462,6 +487,7 @@ void kv__tail_committed(kv_tail_t *t, uint64_t txn, bool ok)
     if (ok && t->finished)
         t->draining = NULL;
     t->nstaged = 0;
+    t->ndkeys = 0;
     t->drained_from = NULL;
     t->finished = false;
     /* Unlink the drained epochs no read in flight needs: snapshots from their drain on find

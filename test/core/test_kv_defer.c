@@ -1,7 +1,9 @@
-/* Tests for the deferred conversation index (src/core/kv_defer.c, kv_tail.c): reads merge
- * the tail with cmsgs at every stage of draining, snapshots stay exact while epochs are
- * drained and freed under them, a reopen applies what cpend holds, a read-only open merges
- * it, and a failed commit's appends are never seen. Real LMDB in a temp directory. */
+/* Tests for the deferred id lists, the conversation index and the timelines
+ * (src/core/kv_defer.c, kv_tail.c): reads merge the tail with the database at every stage
+ * of draining, snapshots stay exact while epochs are drained and freed under them, a
+ * reopen applies what cpend holds, a read-only open merges it, and a failed commit's
+ * appends are never seen. Each runs over cmsgs and over the timelines. Real LMDB in a temp
+ * directory. */
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -56,25 +58,79 @@ static size_t raw_entries(kv_t *kv, MDB_dbi dbi)
 #define KEYS   5
 #define MAXIDS 4096
 
-/* The model: key i's ids, ascending. */
+/* The model: key i's ids, ascending; conversation keys (cmsgs) or user keys (timelines). */
 typedef struct model {
+    bool tl;
     char key[KEYS][32];
+    size_t klen[KEYS];
     uint64_t ids[KEYS][MAXIDS];
     size_t n[KEYS];
 } model_t;
 
-static void model_init(model_t *m)
+static void model_init(model_t *m, bool tl)
 {
     memset(m, 0, sizeof(*m));
+    m->tl = tl;
     for (int i = 0; i < KEYS; i++)
-        snprintf(m->key[i], sizeof(m->key[i]), "default%c>u%d%cpeer", 0, i, 0);
+        m->klen[i] = tl ? (size_t)snprintf(m->key[i], sizeof(m->key[i]), "default%cu%d", 0, i)
+                        : (size_t)snprintf(m->key[i], sizeof(m->key[i]), "default%c>u%d%cpeer",
+                                           0, i, 0);
 }
 
 static size_t klen_of(const model_t *m, int i)
 {
-    (void)m;
-    char tmp[32];
-    return (size_t)snprintf(tmp, sizeof(tmp), "default?>u%d?peer", i);
+    return m->klen[i];
+}
+
+/* The model's database: the timelines or the conversation index. */
+static MDB_dbi list_dbi(const kv_t *kv, const model_t *m)
+{
+    return m->tl ? kv->timeline : kv->cmsgs;
+}
+
+static int add_id(kv_txn_t *txn, const model_t *m, int i, uint64_t id)
+{
+    const uint8_t *k = (const uint8_t *)m->key[i];
+    return m->tl ? kv_timeline_add(txn, k, klen_of(m, i), id)
+                 : kv_cmsg_add(txn, k, klen_of(m, i), id, false);
+}
+
+typedef int (*page_fn)(kv_txn_t *txn, const uint8_t *key, size_t klen, uint64_t after,
+                       uint64_t *ids, size_t max, size_t *n, uint64_t *total_after);
+
+/* Page key @p i forwards through all of it (kv_timeline_page, kv_cmsg_after), 8 at a time. */
+static void check_forward(kv_txn_t *txn, const model_t *m, int i, page_fn page_of)
+{
+    size_t n = m->n[i], got = 0, seen = 0;
+    uint64_t page[8], total = 0, after = 0;
+
+    do {
+        ASSERT_OK(page_of(txn, (const uint8_t *)m->key[i], klen_of(m, i), after, page, 8, &got,
+                          &total));
+        ASSERT_EQ(total, n - seen);
+        for (size_t j = 0; j < got; j++, seen++)
+            ASSERT_EQ(page[j], m->ids[i][seen]);
+        if (got > 0)
+            after = page[got - 1];
+    } while (got > 0);
+    ASSERT_EQ(seen, n);
+}
+
+/* Every read of a timeline, for key @p i, against the model. */
+static void check_timeline(kv_txn_t *txn, const model_t *m, int i)
+{
+    const uint8_t *k = (const uint8_t *)m->key[i];
+    size_t kl = klen_of(m, i), n = m->n[i];
+    uint64_t out = 0;
+
+    ASSERT_OK(kv_timeline_count(txn, k, kl, &out));
+    ASSERT_EQ(out, n);
+    ASSERT_OK(kv_timeline_last(txn, k, kl, &out));
+    ASSERT_EQ(out, n ? m->ids[i][n - 1] : 0);
+    for (size_t j = 0; j < n; j += 1 + j / 4)
+        ASSERT_OK(kv_timeline_has(txn, k, kl, m->ids[i][j]));
+    ASSERT_EQ(kv_timeline_has(txn, k, kl, n ? m->ids[i][n - 1] + 1 : 1), RC_ENOTFOUND);
+    check_forward(txn, m, i, kv_timeline_page);
 }
 
 /* Every read the index has, for key @p i, against the model. */
@@ -82,9 +138,13 @@ static void check_key(kv_txn_t *txn, const model_t *m, int i)
 {
     const uint8_t *k = (const uint8_t *)m->key[i];
     size_t kl = klen_of(m, i), n = m->n[i], got = 0;
-    uint64_t out = 0, page[8], total = 0;
+    uint64_t out = 0, page[8];
     bool more = false;
 
+    if (m->tl) {
+        check_timeline(txn, m, i);
+        return;
+    }
     ASSERT_OK(kv_cmsg_count(txn, k, kl, 0, UINT64_MAX, &out));
     ASSERT_EQ(out, n);
     ASSERT_OK(kv_cmsg_last(txn, k, kl, UINT64_MAX, &out));
@@ -106,18 +166,7 @@ static void check_key(kv_txn_t *txn, const model_t *m, int i)
             before = page[got - 1];
     } while (more);
     ASSERT_EQ(seen, n);
-    /* and forwards */
-    uint64_t after = 0;
-    seen = 0;
-    do {
-        ASSERT_OK(kv_cmsg_after(txn, k, kl, after, page, 8, &got, &total));
-        ASSERT_EQ(total, n - seen);
-        for (size_t j = 0; j < got; j++, seen++)
-            ASSERT_EQ(page[j], m->ids[i][seen]);
-        if (got > 0)
-            after = page[got - 1];
-    } while (got > 0);
-    ASSERT_EQ(seen, n);
+    check_forward(txn, m, i, kv_cmsg_after); /* and forwards */
 }
 
 static void check_all(kv_t *kv, const model_t *m)
@@ -128,13 +177,25 @@ static void check_all(kv_t *kv, const model_t *m)
     kv_abort(txn);
 }
 
+/* Stop (a clean stop applies the tail), start again: cpend empty, the model's database
+ * holds @p entries, every read as the model says. Then the fixture is gone. */
+static void reopen_expect(fx_t *f, const model_t *m, size_t entries)
+{
+    kv_close(f->kv);
+    ASSERT_OK(kv_open(f->dir, KV_NOSYNC | KV_DEFER, &f->kv));
+    ASSERT_EQ(raw_entries(f->kv, f->kv->cpend), 0);
+    ASSERT_EQ(raw_entries(f->kv, list_dbi(f->kv, m)), entries);
+    check_all(f->kv, m);
+    fx_close(f);
+}
+
 /* One commit: key i gets ids per[i] ids (next ids from *id). */
 static void commit_ids(kv_t *kv, model_t *m, uint64_t *id, const int per[KEYS])
 {
     kv_txn_t *txn = begin(kv, KV_WRITE);
     for (int i = 0; i < KEYS; i++)
         for (int j = 0; j < per[i]; j++) {
-            ASSERT_OK(kv_cmsg_add(txn, (const uint8_t *)m->key[i], klen_of(m, i), *id, false));
+            ASSERT_OK(add_id(txn, m, i, *id));
             m->ids[i][m->n[i]++] = (*id)++;
         }
     /* the writer's own reads see what it just added */
@@ -143,14 +204,14 @@ static void commit_ids(kv_t *kv, model_t *m, uint64_t *id, const int per[KEYS])
     ASSERT_OK(kv_commit(txn));
 }
 
-TEST(kv_defer_reads_merge_tail_and_index)
+static void reads_merge(bool tl)
 {
     fx_t f;
     model_t m;
     uint64_t id = 1000;
     size_t max_cpend = 0, min_cmsgs_gap = SIZE_MAX;
 
-    model_init(&m);
+    model_init(&m, tl);
     fx_open(&f, "16"); /* an epoch drains after 16 entries: many rotations below */
     for (int round = 0; round < 120; round++) {
         int per[KEYS] = {1, round % 3, 0, round % 7 == 0 ? 20 : 0, 1};
@@ -159,7 +220,8 @@ TEST(kv_defer_reads_merge_tail_and_index)
         size_t total = 0;
         for (int i = 0; i < KEYS; i++)
             total += m.n[i];
-        size_t in = raw_entries(f.kv, f.kv->cmsgs), logged = raw_entries(f.kv, f.kv->cpend);
+        size_t in = raw_entries(f.kv, list_dbi(f.kv, &m));
+        size_t logged = raw_entries(f.kv, f.kv->cpend);
         if (logged > max_cpend)
             max_cpend = logged;
         if (total - in < min_cmsgs_gap)
@@ -167,19 +229,29 @@ TEST(kv_defer_reads_merge_tail_and_index)
     }
     /* something was deferred (logged, not in cmsgs) and something was drained */
     ASSERT_TRUE(max_cpend > 0);
-    ASSERT_TRUE(raw_entries(f.kv, f.kv->cmsgs) > 0);
+    ASSERT_TRUE(raw_entries(f.kv, list_dbi(f.kv, &m)) > 0);
     ASSERT_LT(raw_entries(f.kv, f.kv->cpend), 120);
     fx_close(&f);
 }
 
-TEST(kv_defer_reopen_applies_the_log)
+TEST(kv_defer_reads_merge_tail_and_index)
+{
+    reads_merge(false);
+}
+
+TEST(kv_defer_timeline_reads_merge_tail_and_timelines)
+{
+    reads_merge(true);
+}
+
+static void reopen_applies(bool tl)
 {
     fx_t f;
     model_t m;
     uint64_t id = 1;
     kv_t *ro = NULL;
 
-    model_init(&m);
+    model_init(&m, tl);
     /* nothing drains, and no key reaches the chain bound (16) that would put it at once:
      * all of it stays in the tail and cpend */
     fx_open(&f, "100000");
@@ -187,7 +259,7 @@ TEST(kv_defer_reopen_applies_the_log)
         int per[KEYS] = {1, 1, 0, round % 2, 1};
         commit_ids(f.kv, &m, &id, per);
     }
-    ASSERT_EQ(raw_entries(f.kv, f.kv->cmsgs), 0);
+    ASSERT_EQ(raw_entries(f.kv, list_dbi(f.kv, &m)), 0);
     ASSERT_EQ(raw_entries(f.kv, f.kv->cpend), 10);
     check_all(f.kv, &m);
     kv_close(f.kv); /* as a crash would leave it: the tail gone, cpend kept */
@@ -198,11 +270,17 @@ TEST(kv_defer_reopen_applies_the_log)
     check_all(ro, &m);
     kv_close(ro);
 
-    ASSERT_OK(kv_open(f.dir, KV_NOSYNC | KV_DEFER, &f.kv));
-    ASSERT_EQ(raw_entries(f.kv, f.kv->cpend), 0);
-    ASSERT_EQ(raw_entries(f.kv, f.kv->cmsgs), 35);
-    check_all(f.kv, &m);
-    fx_close(&f);
+    reopen_expect(&f, &m, 35);
+}
+
+TEST(kv_defer_reopen_applies_the_log)
+{
+    reopen_applies(false);
+}
+
+TEST(kv_defer_timeline_reopen_applies_the_log)
+{
+    reopen_applies(true);
 }
 
 /* A commit of one id to each of keys "k%06d" @p from..@p to - 1 (ids from @p id). */
@@ -285,14 +363,14 @@ TEST_TIMEOUT(kv_defer_stop_applies_in_slices, 120)
     ASSERT_LT(sliced * 3, whole);
 }
 
-TEST(kv_defer_snapshot_outlives_the_drain)
+static void snapshot_outlives(bool tl)
 {
     fx_t f;
     model_t m, old;
     uint64_t id = 1;
     kv_txn_t *r;
 
-    model_init(&m);
+    model_init(&m, tl);
     fx_open(&f, "16");
     for (int round = 0; round < 6; round++) {
         int per[KEYS] = {1, 1, 1, 1, 1};
@@ -312,6 +390,16 @@ TEST(kv_defer_snapshot_outlives_the_drain)
     kv_abort(r);
     check_all(f.kv, &m);
     fx_close(&f);
+}
+
+TEST(kv_defer_snapshot_outlives_the_drain)
+{
+    snapshot_outlives(false);
+}
+
+TEST(kv_defer_timeline_snapshot_outlives_the_drain)
+{
+    snapshot_outlives(true);
 }
 
 static int on_new(void *ctx, const uint8_t *key, size_t klen, uint64_t first)
@@ -345,7 +433,7 @@ TEST(kv_defer_news_sees_the_tail)
     fx_close(&f);
 }
 
-TEST(kv_defer_failed_commit_is_never_seen)
+static void failed_commit(bool tl)
 {
     fx_t f;
     model_t m;
@@ -353,7 +441,7 @@ TEST(kv_defer_failed_commit_is_never_seen)
     int failed = 0;
     uint8_t big[2000];
 
-    model_init(&m);
+    model_init(&m, tl);
     memset(big, 'x', sizeof(big));
     ASSERT_OK(setenv("CIM_KV_MAP_SIZE", "262144", 1));
     fx_open(&f, "16"); /* draining all along: a failed commit puts its drain back too */
@@ -364,8 +452,7 @@ TEST(kv_defer_failed_commit_is_never_seen)
         kv_txn_t *txn = begin(f.kv, KV_WRITE);
         int rc = kv_msg_put(txn, id + 100000, big, sizeof(big));
         for (int i = 0; i < KEYS && rc == 0; i++)
-            rc = kv_cmsg_add(txn, (const uint8_t *)m.key[i], klen_of(&m, i), id + (uint64_t)i,
-                             false);
+            rc = add_id(txn, &m, i, id + (uint64_t)i);
         if (rc == 0)
             rc = kv_commit(txn);
         else
@@ -389,6 +476,93 @@ TEST(kv_defer_failed_commit_is_never_seen)
     fx_close(&f);
 }
 
+TEST(kv_defer_failed_commit_is_never_seen)
+{
+    failed_commit(false);
+}
+
+TEST(kv_defer_timeline_failed_commit_is_never_seen)
+{
+    failed_commit(true);
+}
+
+/* A group's timeline appends (kv_timeline_fanout) are put at the commit, beside deferred
+ * ones of the same timeline, lower and higher: reads see one list in id order, and the stop
+ * puts the rest in. */
+TEST(kv_defer_timeline_fanout_is_put_at_commit)
+{
+    fx_t f;
+    model_t m;
+    kv_txn_t *txn;
+
+    model_init(&m, true);
+    fx_open(&f, "100000"); /* nothing drains */
+    txn = begin(f.kv, KV_WRITE);
+    ASSERT_OK(kv_timeline_add(txn, (const uint8_t *)m.key[0], klen_of(&m, 0), 3));
+    ASSERT_OK(kv_timeline_fanout(txn, (const uint8_t *)m.key[0], klen_of(&m, 0), 5));
+    ASSERT_OK(kv_timeline_add(txn, (const uint8_t *)m.key[0], klen_of(&m, 0), 7));
+    ASSERT_OK(kv_timeline_fanout(txn, (const uint8_t *)m.key[1], klen_of(&m, 1), 5));
+    m.ids[0][0] = 3, m.ids[0][1] = 5, m.ids[0][2] = 7, m.n[0] = 3;
+    m.ids[1][0] = 5, m.n[1] = 1;
+    for (int i = 0; i < KEYS; i++) /* the writer's own reads */
+        check_key(txn, &m, i);
+    ASSERT_OK(kv_commit(txn));
+    ASSERT_EQ(raw_entries(f.kv, f.kv->timeline), 2); /* the fanout's, at once */
+    ASSERT_EQ(raw_entries(f.kv, f.kv->cpend), 1);    /* the others, deferred */
+    check_all(f.kv, &m);
+    reopen_expect(&f, &m, 4);
+}
+
+/* A timeline with its chain's bound (1,024) of entries in the open epoch gets the next ones
+ * put at once; reads stay exact across the two. */
+TEST(kv_defer_timeline_busy_key_is_put_at_once)
+{
+    fx_t f;
+    model_t m;
+    uint64_t id = 1;
+    size_t in;
+
+    model_init(&m, true);
+    fx_open(&f, "100000");
+    for (int round = 0; round < 12; round++) {
+        int per[KEYS] = {100, 1, 0, 0, 0};
+        commit_ids(f.kv, &m, &id, per);
+    }
+    check_all(f.kv, &m);
+    in = raw_entries(f.kv, f.kv->timeline);
+    ASSERT_TRUE(in >= 100 && in < 1200); /* what came after the bound */
+    reopen_expect(&f, &m, 1212);
+}
+
+/* A schema 5 cimd's cpend records (a key and an id each, every key a conversation's, no
+ * tag) are applied by the next start, as a crash left them. */
+TEST(kv_defer_schema5_records_apply)
+{
+    fx_t f;
+    model_t m;
+    kv_txn_t *txn;
+    uint8_t rec[512], tkey[8] = {0, 0, 0, 0, 0, 0, 0, 9};
+    size_t len = 0;
+
+    model_init(&m, false);
+    tmpdir_make(f.dir, "kvdefer");
+    ASSERT_OK(kv_open(f.dir, KV_NOSYNC, &f.kv));
+    for (int i = 0; i < 2; i++)
+        for (uint64_t id = 10; id < 13; id++) {
+            rec[len++] = (uint8_t)klen_of(&m, i);
+            memcpy(rec + len, m.key[i], klen_of(&m, i));
+            len += klen_of(&m, i);
+            for (int b = 7; b >= 0; b--)
+                rec[len++] = (uint8_t)((id + (uint64_t)i * 100) >> (8 * b));
+            m.ids[i][m.n[i]++] = id + (uint64_t)i * 100;
+        }
+    txn = begin(f.kv, KV_WRITE);
+    MDB_val k = {8, tkey}, v = {len, rec};
+    ASSERT_EQ(mdb_put(kv__txn(txn), f.kv->cpend, &k, &v, 0), MDB_SUCCESS);
+    ASSERT_OK(kv_commit(txn));
+    reopen_expect(&f, &m, 6);
+}
+
 /* ---- threads (TSan) ------------------------------------------------------------------ */
 
 typedef struct race {
@@ -410,8 +584,11 @@ static void *reader(void *arg)
             abort();
         for (int i = 0; i < KEYS; i++) {
             const uint8_t *k = (const uint8_t *)r->m.key[i];
-            if (kv_cmsg_count(txn, k, klen_of(&r->m, i), 0, UINT64_MAX, &n) != 0 ||
-                kv_cmsg_last(txn, k, klen_of(&r->m, i), UINT64_MAX, &last) != 0)
+            size_t kl = klen_of(&r->m, i);
+            if (r->m.tl ? kv_timeline_count(txn, k, kl, &n) != 0 ||
+                              kv_timeline_last(txn, k, kl, &last) != 0
+                        : kv_cmsg_count(txn, k, kl, 0, UINT64_MAX, &n) != 0 ||
+                              kv_cmsg_last(txn, k, kl, UINT64_MAX, &last) != 0)
                 abort();
             if (i == 0)
                 n0 = n;
@@ -427,13 +604,13 @@ static void *reader(void *arg)
     return NULL;
 }
 
-TEST_TIMEOUT(kv_defer_threads_read_while_draining, 120)
+static void threads_read(bool tl)
 {
     fx_t f;
     race_t *r = calloc(1, sizeof(*r));
     pthread_t th[2];
 
-    model_init(&r->m);
+    model_init(&r->m, tl);
     fx_open(&f, "16");
     r->kv = f.kv;
     for (int t = 0; t < 2; t++)
@@ -442,8 +619,7 @@ TEST_TIMEOUT(kv_defer_threads_read_while_draining, 120)
     for (uint64_t c = 1; c <= 400 || (atomic_load(&r->checks) < 100 && c <= 20000); c++) {
         kv_txn_t *txn = begin(f.kv, KV_WRITE);
         for (int i = 0; i < KEYS; i++)
-            ASSERT_OK(kv_cmsg_add(txn, (const uint8_t *)r->m.key[i], klen_of(&r->m, i),
-                                  c * 10 + (uint64_t)i, false));
+            ASSERT_OK(add_id(txn, &r->m, i, c * 10 + (uint64_t)i));
         ASSERT_OK(kv_commit(txn));
     }
     atomic_store(&r->stop, true);
@@ -452,6 +628,16 @@ TEST_TIMEOUT(kv_defer_threads_read_while_draining, 120)
     ASSERT_TRUE(atomic_load(&r->checks) >= 100);
     free(r);
     fx_close(&f);
+}
+
+TEST_TIMEOUT(kv_defer_threads_read_while_draining, 120)
+{
+    threads_read(false);
+}
+
+TEST_TIMEOUT(kv_defer_timeline_threads_read_while_draining, 120)
+{
+    threads_read(true);
 }
 
 /* Applying a whole tail (at a clean stop, or at the start after a crash) can need more

@@ -186,6 +186,8 @@ typedef struct snap {
     tmsg_conv_t convs[USERS][16];
     size_t n[USERS];
     uint32_t total[USERS];
+    uint64_t tl[USERS][128]; /* the timeline, by SYNC */
+    size_t ntl[USERS];
 } snap_t;
 
 static void snapshot(const tsrv_t *t, snap_t *s)
@@ -195,6 +197,15 @@ static void snapshot(const tsrv_t *t, snap_t *s)
         cimc_t *c = tsrv_login(t, who[u], "snap", NULL);
         TMSG_EXPECT(tmsg_conv_list(c, s->convs[u], 16, &s->n[u], &rsp), rsp, cim_Code_OK);
         s->total[u] = rsp.total_unread;
+        /* the whole timeline, in pages of 7 (after 1: not the device's cursor) */
+        tmsg_t msgs[128];
+        tmsg_page_t p;
+        tmsg_page_init(&p, msgs, N(msgs), NULL, 0);
+        ASSERT_OK(tmsg_sync_all(c, 1, 7, &p));
+        ASSERT_TRUE(!p.overflow);
+        s->ntl[u] = p.n;
+        for (size_t i = 0; i < p.n; i++)
+            s->tl[u][i] = msgs[i].msg_id;
         cimc_close(c);
     }
 }
@@ -205,6 +216,12 @@ static void same_lists(const snap_t *x, const snap_t *y)
         if (x->n[u] != y->n[u] || x->total[u] != y->total[u])
             TEST_FAIL_("%s: %zu conversations, %u unread; want %zu, %u", who[u], y->n[u],
                        y->total[u], x->n[u], x->total[u]);
+        if (x->ntl[u] != y->ntl[u] || memcmp(x->tl[u], y->tl[u], x->ntl[u] * 8) != 0)
+            TEST_FAIL_("%s: a timeline of %zu messages; want %zu, the same", who[u], y->ntl[u],
+                       x->ntl[u]);
+        for (size_t i = 1; i < y->ntl[u]; i++)
+            if (y->tl[u][i] <= y->tl[u][i - 1])
+                TEST_FAIL_("%s: the timeline is not in id order at %zu", who[u], i);
         for (size_t i = 0; i < x->n[u]; i++) {
             const tmsg_conv_t *a = &x->convs[u][i], *b = &y->convs[u][i];
             if (a->conv_type != b->conv_type || strcmp(a->peer, b->peer) != 0 ||
@@ -458,7 +475,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_1, 60)
     ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "stats",
                             NULL),
               0);
-    ASSERT_NOT_NULL(strstr(out, "\"schema\":5,"));
+    ASSERT_NOT_NULL(strstr(out, "\"schema\":6,"));
     /* and it goes on counting: dave gets one more unread, alice none */
     tsrv_restart(&t);
     a = tsrv_login(&t, "alice", "d1", NULL);
@@ -586,7 +603,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_2, 60)
     ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "stats", NULL), 0);
 
     tsrv_restart(&t);
-    ASSERT_TRUE(tsrv_log_has(&t, "migrate: schema 2 to 5"));
+    ASSERT_TRUE(tsrv_log_has(&t, "migrate: schema 2 to 6"));
     cimc_t *b = tsrv_login(&t, "bob", "d2", NULL);
     tmsg_page_init(&p, msgs, N(msgs), NULL, 0);
     ASSERT_OK(tmsg_sync_all(b, 0, 0, &p));
@@ -630,7 +647,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_2, 60)
     ASSERT_NOT_NULL(strstr(out, "\"message_time_ms\":"));
     ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "stats", NULL),
               0);
-    ASSERT_NOT_NULL(strstr(out, "\"schema\":5,"));
+    ASSERT_NOT_NULL(strstr(out, "\"schema\":6,"));
     tsrv_restart(&t);
     b = tsrv_login(&t, "bob", "d3", NULL);
     tmsg_page_init(&p, msgs, N(msgs), NULL, 0);
@@ -691,12 +708,13 @@ TEST_TIMEOUT(e2e_store_deferred_index_survives_kill, 60)
     ASSERT_EQ(tmsg_conv_find(before->convs[2], before->n[2], DIRECT, "alice")->unread, 25);
     ASSERT_EQ(tmsg_conv_find(before->convs[3], before->n[3], GROUP, grsp.group.group_id)->unread,
               5);
+    ASSERT_TRUE(before->ntl[1] > n); /* bob's: every DIRECT message with alice, and more */
 
     for (int round = 0; round < 2; round++) {
         if (round == 0) {
             tsrv_kill(&t);
             tsrv_restart(&t);
-            ASSERT_TRUE(tsrv_log_has(&t, "deferred conversation index record"));
+            ASSERT_TRUE(tsrv_log_has(&t, "deferred timeline and conversation index record"));
         } else {
             ASSERT_EQ(tsrv_stop_keep(&t), 0);
             ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json",
