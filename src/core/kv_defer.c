@@ -31,8 +31,12 @@
 #include "core/rc.h"
 
 #define CHAIN_MAX    16   /* a conversation's entries in the open epoch */
-#define TL_CHAIN_MAX 1024 /* a timeline's: at 1,000 users, ~3x what one gets in an epoch */
-#define TAIL_DEFAULT (512 * 1024) /* entries an epoch takes before it drains */
+/* A timeline's: at 1,000 busy users one gets ~1,000 an epoch; a busier one's later appends
+ * are put at once (a page a commit, each with many of them), and a read walks no more. */
+#define TL_CHAIN_MAX 1024
+/* Entries an epoch takes before it drains: the larger, the more appends a page of a large
+ * conversation index takes at once (a third of them are its, two thirds timelines'). */
+#define TAIL_DEFAULT (1536 * 1024)
 #define TKEY_MAX     255          /* a tagged key (its length is a byte) */
 
 enum { TAG_TIMELINE = 1, TAG_CMSGS = 2 };
@@ -399,7 +403,18 @@ int kv__ids_extra(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, u
     }
     if (m == 0)
         return 0;
-    qsort(b, m, sizeof(*b), kv__u64_cmp);
+    /* Chains are newest first, epochs too: nearly always descending, so reversed at once */
+    size_t d = 1;
+    while (d < m && b[d] < b[d - 1])
+        d++;
+    if (d == m)
+        for (size_t i = 0; i < m / 2; i++) {
+            uint64_t x = b[i];
+            b[i] = b[m - 1 - i];
+            b[m - 1 - i] = x;
+        }
+    else
+        qsort(b, m, sizeof(*b), kv__u64_cmp);
     /* Unique, and none that the database has (a read-only open's tail from cpend holds
      * what was drained already; the live tail never does, but the check is cheap). One
      * walk: the database's first id at or after the next candidate, by a jump, so a

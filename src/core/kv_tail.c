@@ -71,7 +71,7 @@ typedef struct chunk {
 
 typedef struct tepoch {
     _Atomic(tkey_t *) *slots;
-    size_t cap; /* slots: a power of two, at most half of them used */
+    size_t cap; /* slots: a power of two, at most half of them used (kv__tail_room) */
     size_t nkeys, nents;
     chunk_t *mem;
     /* Its keys in the order they came, each commit's new ones sorted when it ends: runs,
@@ -160,7 +160,7 @@ static int64_t now_ms(void)
 
 static void *take(tepoch_t *e, size_t n)
 {
-    n = (n + 15) & ~(size_t)15;
+    n = (n + 7) & ~(size_t)7; /* (an entry: 24 bytes) */
     if (e->mem == NULL || e->mem->used + n > CHUNK) {
         chunk_t *c = mem_alloc(sizeof(*c));
         c->prev = e->mem;
@@ -172,11 +172,20 @@ static void *take(tepoch_t *e, size_t n)
     return p;
 }
 
+/* Whether the open epoch should close: as many entries as it takes, or keys for a quarter of
+ * its table. */
+static bool full(const kv_tail_t *t, const tepoch_t *e)
+{
+    return e->nents >= t->limit || e->nkeys >= e->cap / 4;
+}
+
 static tepoch_t *epoch_new(size_t limit)
 {
     tepoch_t *e = mem_calloc(sizeof(*e));
+    /* The epoch closes at a quarter of this many keys (full()), and takes none past half:
+     * keys are far fewer than entries (a timeline's take hundreds an epoch). */
     e->cap = 1024;
-    while (e->cap < 4 * limit) /* keys <= 2 * limit before the epoch must close */
+    while (e->cap < limit)
         e->cap *= 2;
     e->slots = mem_calloc(e->cap * sizeof(*e->slots));
     atomic_init(&e->done, NEVER);
@@ -243,7 +252,8 @@ void kv__tail_free(kv_tail_t *t)
 bool kv__tail_room(kv_tail_t *t, size_t n)
 {
     const tepoch_t *e = atomic_load(&t->head);
-    return e->nents + n <= 2 * t->limit; /* keys <= entries, slots >= 4 * limit */
+    /* (n entries add at most n keys) */
+    return e->nents + n <= 2 * t->limit && e->nkeys + n <= e->cap / 2;
 }
 
 bool kv__tail_add(kv_tail_t *t, const uint8_t *key, size_t klen, const uint64_t *ids, size_t n,
@@ -429,14 +439,14 @@ int kv__tail_drain(kv_tail_t *t, uint64_t txn, size_t added,
     close_run(head);
     if (t->draining == NULL) {
         /* full, or open for a minute: a quiet server's appends reach cmsgs too */
-        if (head->nents == 0 || (head->nents < t->limit && now_ms() - head->opened_ms < AGE_MS))
+        if (head->nents == 0 || (!full(t, head) && now_ms() - head->opened_ms < AGE_MS))
             return 0;
         rotate(t);
         head = atomic_load(&t->head);
     }
     e = t->draining;
     /* the open epoch about to overflow its table: drain the closed one whole */
-    if (head->nents >= t->limit)
+    if (full(t, head))
         want = SIZE_MAX;
     /* what a failed commit puts back */
     t->drained_from = e;

@@ -487,8 +487,8 @@ TEST(kv_defer_timeline_failed_commit_is_never_seen)
 }
 
 /* A group's timeline appends (kv_timeline_fanout) are put at the commit, beside deferred
- * ones of the same timeline, lower and higher: reads see one list in id order, and the stop
- * puts the rest in. */
+ * ones of the same timeline, lower and higher, and a late one: reads see one list in id
+ * order, and the stop puts the rest in. */
 TEST(kv_defer_timeline_fanout_is_put_at_commit)
 {
     fx_t f;
@@ -510,7 +510,13 @@ TEST(kv_defer_timeline_fanout_is_put_at_commit)
     ASSERT_EQ(raw_entries(f.kv, f.kv->timeline), 2); /* the fanout's, at once */
     ASSERT_EQ(raw_entries(f.kv, f.kv->cpend), 1);    /* the others, deferred */
     check_all(f.kv, &m);
-    reopen_expect(&f, &m, 4);
+    /* a late id (a cluster's), below what the tail and the timeline hold */
+    txn = begin(f.kv, KV_WRITE);
+    ASSERT_OK(kv_timeline_add(txn, (const uint8_t *)m.key[0], klen_of(&m, 0), 4));
+    ASSERT_OK(kv_commit(txn));
+    m.ids[0][1] = 4, m.ids[0][2] = 5, m.ids[0][3] = 7, m.n[0] = 4;
+    check_all(f.kv, &m);
+    reopen_expect(&f, &m, 5);
 }
 
 /* A timeline with its chain's bound (1,024) of entries in the open epoch gets the next ones
