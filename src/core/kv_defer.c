@@ -286,9 +286,14 @@ static bool to_tail(void *ctx, const uint8_t *key, size_t klen, const uint64_t *
     uint8_t tk[TKEY_MAX];
     size_t tklen = tag_key(tk, d->tag, key, klen);
 
-    if (tklen == 0 || n > UINT16_MAX || !kv__tail_room(d->kv->tail, n) ||
-        !kv__tail_add(d->kv->tail, tk, tklen, ids, n, d->txn, d->max))
+    if (tklen == 0 || n > UINT16_MAX || !kv__tail_room(d->kv->tail, n))
         return false;
+    if (!kv__tail_add(d->kv->tail, tk, tklen, ids, n, d->txn, d->max)) {
+        /* at its bound: what the tail holds of it goes in now, before these (the drain
+         * would put it below them later, into the middle of full pages, and split them) */
+        kv__tail_take_key(d->kv->tail, tk, tklen, d->txn, drain_to, d->kv);
+        return false;
+    }
     log_put(d->kv, tk, tklen, ids, n);
     d->staged += n;
     return true;
@@ -311,7 +316,9 @@ int kv__defer_commit(kv_txn_t *txn)
     d.tag = TAG_CMSGS;
     d.max = CHAIN_MAX;
     kv__pend_detach(kv->pend[KV_PEND_CMSGS], to_tail, &d);
-    if ((rc = kv__pend_apply(kv->pend[KV_PEND_TIMELINE], mt)) < 0 ||
+    /* a busy key's older ids (to_tail) first, then what stays of this commit's */
+    if ((rc = kv__pend_apply(kv->drain[0], mt)) < 0 || (rc = kv__pend_apply(kv->drain[1], mt)) < 0 ||
+        (rc = kv__pend_apply(kv->pend[KV_PEND_TIMELINE], mt)) < 0 ||
         (rc = kv__pend_apply(kv->pend[KV_PEND_CMSGS], mt)) < 0)
         return rc;
     if (kv->log.len > 0) {

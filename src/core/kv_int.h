@@ -193,6 +193,12 @@ size_t kv__tail_ids(kv_tail_t *t, const uint8_t *key, size_t klen, uint64_t snap
 int kv__tail_drain(kv_tail_t *t, uint64_t txn, size_t added,
                    void (*into)(void *ctx, const uint8_t *key, size_t klen, uint64_t id),
                    void *ctx, uint64_t *log_upto);
+/** Give every entry of @p key (all epochs) to @p into now, as a drain by @p txn would: a
+ *  key that came to its bound, whose next ids are put at once, so that none of its
+ *  entries is put later below them. @return how many. */
+size_t kv__tail_take_key(kv_tail_t *t, const uint8_t *key, size_t klen, uint64_t txn,
+                         void (*into)(void *ctx, const uint8_t *key, size_t klen, uint64_t id),
+                         void *ctx);
 /** After the commit of @p txn (@p ok) or its failure: undo, or retire a drained epoch. */
 void kv__tail_committed(kv_tail_t *t, uint64_t txn, bool ok);
 /** Read transactions pin what they may see of the tail: take a slot before the txn

@@ -263,7 +263,11 @@ bool kv__tail_add(kv_tail_t *t, const uint8_t *key, size_t klen, const uint64_t 
     size_t slot;
     tkey_t *k = find(e, key, klen, &slot);
 
-    if ((k != NULL ? k->n : 0) + n > max)
+    /* (a key taken at its bound takes nothing more in this epoch: readers skip it, and
+     * the drain would too) */
+    if (k != NULL && (k->n + n > max || atomic_load(&k->drained) != NEVER))
+        return false;
+    if (k == NULL && n > max)
         return false;
     if (k == NULL) {
         k = take(e, sizeof(*k) + klen);
@@ -407,6 +411,43 @@ static tkey_t *next_key(tepoch_t *e)
     return k;
 }
 
+/* Give @p k's entries to @p into and mark it drained by @p txn (undone if that commit
+ * fails); nothing for a key drained already (kv__tail_take_key). @return how many. */
+static size_t drain_key(kv_tail_t *t, tkey_t *k, uint64_t txn,
+                        void (*into)(void *ctx, const uint8_t *key, size_t klen, uint64_t id),
+                        void *ctx)
+{
+    size_t got = 0;
+
+    if (atomic_load(&k->drained) != NEVER)
+        return 0;
+    for (tent_t *x = atomic_load(&k->head); x != NULL; x = x->next)
+        if (atomic_load(&x->added) != NEVER) {
+            into(ctx, k->key, k->klen, x->id);
+            got++;
+        }
+    if (t->ndkeys == t->capdkeys) {
+        t->capdkeys = t->capdkeys ? 2 * t->capdkeys : 1024;
+        t->dkeys = mem_realloc(t->dkeys, t->capdkeys * sizeof(*t->dkeys));
+    }
+    t->dkeys[t->ndkeys++] = k;
+    atomic_store_explicit(&k->drained, txn, memory_order_release);
+    return got;
+}
+
+size_t kv__tail_take_key(kv_tail_t *t, const uint8_t *key, size_t klen, uint64_t txn,
+                         void (*into)(void *ctx, const uint8_t *key, size_t klen, uint64_t id),
+                         void *ctx)
+{
+    size_t got = 0;
+    for (tepoch_t *e = atomic_load(&t->head); e != NULL; e = atomic_load(&e->older)) {
+        tkey_t *k = atomic_load(&e->done) == NEVER ? find(e, key, klen, NULL) : NULL;
+        if (k != NULL)
+            got += drain_key(t, k, txn, into, ctx);
+    }
+    return got;
+}
+
 /* Close the open epoch (its runs merged as it drains) and open a new one. */
 static void rotate(kv_tail_t *t)
 {
@@ -435,7 +476,6 @@ int kv__tail_drain(kv_tail_t *t, uint64_t txn, size_t added,
     *log_upto = 0;
     t->drained_from = NULL;
     t->finished = false;
-    t->ndkeys = 0;
     close_run(head);
     if (t->draining == NULL) {
         /* full, or open for a minute: a quiet server's appends reach cmsgs too */
@@ -456,19 +496,8 @@ int kv__tail_drain(kv_tail_t *t, uint64_t txn, size_t added,
         t->saved = mem_realloc(t->saved, t->capsaved * sizeof(*t->saved));
     }
     memcpy(t->saved, e->heap, e->nheap * sizeof(*e->heap));
-    while (got < want && (k = next_key(e)) != NULL) {
-        for (tent_t *x = atomic_load(&k->head); x != NULL; x = x->next)
-            if (atomic_load(&x->added) != NEVER) {
-                into(ctx, k->key, k->klen, x->id);
-                got++;
-            }
-        if (t->ndkeys == t->capdkeys) {
-            t->capdkeys = t->capdkeys ? 2 * t->capdkeys : 1024;
-            t->dkeys = mem_realloc(t->dkeys, t->capdkeys * sizeof(*t->dkeys));
-        }
-        t->dkeys[t->ndkeys++] = k;
-        atomic_store_explicit(&k->drained, txn, memory_order_release);
-    }
+    while (got < want && (k = next_key(e)) != NULL)
+        got += drain_key(t, k, txn, into, ctx);
     if (e->nheap == 0) {
         /* every record older than the open epoch's first is drained now */
         atomic_store(&e->done, txn);
@@ -488,9 +517,10 @@ void kv__tail_committed(kv_tail_t *t, uint64_t txn, bool ok)
         memcpy(d->heap, t->saved, t->nsaved * sizeof(*d->heap));
         d->nheap = t->nsaved;
         atomic_store(&d->done, NEVER);
+    }
+    if (!ok) /* (the drain's keys, and a busy key's taken at once) */
         for (size_t i = 0; i < t->ndkeys; i++)
             atomic_store(&t->dkeys[i]->drained, NEVER);
-    }
     if (!ok)
         for (size_t i = 0; i < t->nstaged; i++)
             atomic_store(&t->staged[i]->added, NEVER);

@@ -250,6 +250,7 @@ static void reopen_applies(bool tl)
     model_t m;
     uint64_t id = 1;
     kv_t *ro = NULL;
+    char crash[TMPDIR_MAX + 8], cmd[2 * TMPDIR_MAX + 40];
 
     model_init(&m, tl);
     /* nothing drains, and no key reaches the chain bound (16) that would put it at once:
@@ -262,15 +263,40 @@ static void reopen_applies(bool tl)
     ASSERT_EQ(raw_entries(f.kv, list_dbi(f.kv, &m)), 0);
     ASSERT_EQ(raw_entries(f.kv, f.kv->cpend), 10);
     check_all(f.kv, &m);
-    kv_close(f.kv); /* as a crash would leave it: the tail gone, cpend kept */
-    f.kv = NULL;
+    /* a copy as a kill -9 would leave it: the tail gone, cpend kept */
+    snprintf(crash, sizeof(crash), "%s-crash", f.dir);
+    snprintf(cmd, sizeof(cmd), "cp -a %s %s", f.dir, crash);
+    ASSERT_EQ(system(cmd), 0);
 
     /* a read-only open (cimdump) merges what cpend holds */
-    ASSERT_OK(kv_open(f.dir, KV_RDONLY, &ro));
+    ASSERT_OK(kv_open(crash, KV_RDONLY, &ro));
+    ASSERT_EQ(raw_entries(ro, ro->cpend), 10);
     check_all(ro, &m);
     kv_close(ro);
+    /* a start killed between two slices of its apply: the first half of every key's ids in
+     * the database, cpend whole; a read merges the two without counting an id twice, and
+     * the next start converges */
+    ASSERT_OK(kv_open(crash, KV_NOSYNC, &ro)); /* (no KV_DEFER: nothing applied) */
+    kv_txn_t *txn = begin(ro, KV_WRITE);
+    size_t half = 0;
+    for (int i = 0; i < KEYS; i++)
+        for (size_t j = 0; j < m.n[i] / 2; j++, half++)
+            ASSERT_OK(add_id(txn, &m, i, m.ids[i][j]));
+    ASSERT_OK(kv_commit(txn));
+    ASSERT_EQ(raw_entries(ro, list_dbi(ro, &m)), half);
+    kv_close(ro);
+    ASSERT_OK(kv_open(crash, KV_RDONLY, &ro));
+    check_all(ro, &m);
+    kv_close(ro);
+    ASSERT_OK(kv_open(crash, KV_NOSYNC | KV_DEFER, &ro));
+    ASSERT_EQ(raw_entries(ro, ro->cpend), 0);
+    ASSERT_EQ(raw_entries(ro, list_dbi(ro, &m)), 35);
+    check_all(ro, &m);
+    kv_close(ro);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", crash);
+    ASSERT_EQ(system(cmd), 0);
 
-    reopen_expect(&f, &m, 35);
+    reopen_expect(&f, &m, 35); /* the clean stop applies it all */
 }
 
 TEST(kv_defer_reopen_applies_the_log)
@@ -520,7 +546,8 @@ TEST(kv_defer_timeline_fanout_is_put_at_commit)
 }
 
 /* A timeline with its chain's bound (1,024) of entries in the open epoch gets the next ones
- * put at once; reads stay exact across the two. */
+ * put at once, and what the tail held of it goes in first, so that nothing is put below
+ * them later; reads stay exact throughout. */
 TEST(kv_defer_timeline_busy_key_is_put_at_once)
 {
     fx_t f;
@@ -530,14 +557,16 @@ TEST(kv_defer_timeline_busy_key_is_put_at_once)
 
     model_init(&m, true);
     fx_open(&f, "100000");
-    for (int round = 0; round < 12; round++) {
-        int per[KEYS] = {100, 1, 0, 0, 0};
+    /* 1,000, then 30 (past the bound), then 20 (which would fit under it again), then
+     * 100 more */
+    for (int round = 0; round < 13; round++) {
+        int per[KEYS] = {round < 10 ? 100 : round == 10 ? 30 : round == 11 ? 20 : 100, 1};
         commit_ids(f.kv, &m, &id, per);
+        check_all(f.kv, &m);
     }
-    check_all(f.kv, &m);
     in = raw_entries(f.kv, f.kv->timeline);
-    ASSERT_TRUE(in >= 100 && in < 1200); /* what came after the bound */
-    reopen_expect(&f, &m, 1212);
+    ASSERT_EQ(in, m.n[0]); /* all of the busy one, none of the other (13 ids, deferred) */
+    reopen_expect(&f, &m, m.n[0] + 13);
 }
 
 /* A schema 5 cimd's cpend records (a key and an id each, every key a conversation's, no
