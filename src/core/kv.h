@@ -58,8 +58,9 @@ enum {
     KV_RDONLY = 1 << 0, /* kv_open: open read-only (cimdump); no writes, never creates */
     KV_NOSYNC = 1 << 1, /* kv_open: commits do not fsync (durability = nosync) */
     KV_MIGRATE = 1 << 2, /* kv_open: accept an older schema, to be migrated (cimd) */
-    KV_DEFER = 1 << 3,   /* kv_open: defer the conversation index (the directory's one
-                            cimd: docs/STORAGE.md, cpend); applies what an earlier one left */
+    KV_DEFER = 1 << 3,   /* kv_open: defer the timelines and the conversation index (the
+                            directory's one cimd: docs/STORAGE.md, cpend); applies what an
+                            earlier one left */
 };
 
 enum { KV_READ = 0, KV_WRITE = 1 };
@@ -300,7 +301,8 @@ int kv_msg_scan(kv_txn_t *txn, uint64_t from,
 /**
  * Append @p id to a user's timeline (write txn). Appending in increasing id order is the
  * fast path; an id below the user's newest is inserted in place; a repeat is a no-op.
- * @return 0 or rc.
+ * With KV_DEFER it is logged in cpend and put into the timeline later; every read merges
+ * it (docs/STORAGE.md). @return 0 or rc.
  */
 int kv_timeline_add(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t id);
 

@@ -17,9 +17,10 @@
  * it had no ids: the first message of a DIRECT direction creates the conversation's
  * records.
  *
- * With KV_DEFER, cmsgs' appends are not applied here at the commit: kv__pend_detach hands
- * them to the tail (kv_defer.c), kv__pend_news_find looks watched keys up without applying
- * anything, and readers in the write transaction merge kv__pend_ids. */
+ * With KV_DEFER, the timelines' and cmsgs' appends are not applied here at the commit:
+ * kv__pend_detach hands them to the tail (kv_defer.c), kv__pend_news_find looks watched
+ * keys up without applying anything, and readers in the write transaction merge
+ * kv__pend_ids. */
 #include <stdlib.h>
 #include <string.h>
 
