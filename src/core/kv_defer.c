@@ -369,7 +369,7 @@ static int ro_build(kv_t *kv, MDB_txn *txn)
     kv__ro_tail_done();
     if ((rc = log_walk(kv, txn, ro_count, &entries, &records)) < 0)
         return rc;
-    ro_tail = kv__tail_new(entries);
+    ro_tail = kv__tail_new(2 * entries); /* (a table for as many keys as entries) */
     ro_txn = txn;
     rc = log_walk(kv, txn, ro_add, ro_tail, &records);
     kv__tail_committed(ro_tail, 1, true); /* (forget what was staged: nothing undoes it) */

@@ -321,6 +321,38 @@ static void commit_keys(kv_t *kv, int from, int to, uint64_t id)
     ASSERT_OK(kv_commit(txn));
 }
 
+/* A read-only open (cimdump) of what a kill -9 left: a cpend of as many keys as entries
+ * (every conversation new). */
+TEST(kv_defer_read_only_open_of_many_keys)
+{
+    enum { N = 5000 };
+    fx_t f;
+    kv_t *ro = NULL;
+    kv_txn_t *txn;
+    char crash[TMPDIR_MAX + 8], cmd[2 * TMPDIR_MAX + 40];
+    uint64_t n;
+
+    fx_open(&f, "1000000");
+    commit_keys(f.kv, 0, N, 100);
+    snprintf(crash, sizeof(crash), "%s-crash", f.dir);
+    snprintf(cmd, sizeof(cmd), "cp -a %s %s", f.dir, crash);
+    ASSERT_EQ(system(cmd), 0);
+    fx_close(&f);
+    ASSERT_OK(kv_open(crash, KV_RDONLY, &ro));
+    ASSERT_EQ(raw_entries(ro, ro->cmsgs), 0);
+    txn = begin(ro, KV_READ);
+    for (int i = 0; i < N; i += 499) {
+        char key[16];
+        int len = snprintf(key, sizeof(key), "k%06d", i);
+        ASSERT_OK(kv_cmsg_count(txn, (const uint8_t *)key, (size_t)len, 0, UINT64_MAX, &n));
+        ASSERT_U64_EQ(n, 1);
+    }
+    kv_abort(txn);
+    kv_close(ro);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", crash);
+    ASSERT_EQ(system(cmd), 0);
+}
+
 static int no_stat(void *ctx, const kv_dbstat_t *st)
 {
     (void)ctx, (void)st;
