@@ -46,6 +46,18 @@ static kv_txn_t *begin(kv_t *kv, int mode)
     return txn;
 }
 
+#define CRASH_MAX (TMPDIR_MAX + 8)
+
+/* A copy of @p dir as a kill -9 would leave it (the tail gone, cpend kept) in @p out: the
+ * writer's pages are all in the page cache between transactions. tmpdir_remove it. */
+static void crash_copy(const char *dir, char out[CRASH_MAX])
+{
+    char cmd[2 * CRASH_MAX + 16];
+    snprintf(out, CRASH_MAX, "%s-crash", dir);
+    snprintf(cmd, sizeof(cmd), "cp -a %s %s", dir, out);
+    ASSERT_EQ(system(cmd), 0);
+}
+
 static size_t raw_entries(kv_t *kv, MDB_dbi dbi)
 {
     kv_txn_t *txn = begin(kv, KV_READ);
@@ -250,7 +262,7 @@ static void reopen_applies(bool tl)
     model_t m;
     uint64_t id = 1;
     kv_t *ro = NULL;
-    char crash[TMPDIR_MAX + 8], cmd[2 * TMPDIR_MAX + 40];
+    char crash[CRASH_MAX];
 
     model_init(&m, tl);
     /* nothing drains, and no key reaches the chain bound (16) that would put it at once:
@@ -263,10 +275,7 @@ static void reopen_applies(bool tl)
     ASSERT_EQ(raw_entries(f.kv, list_dbi(f.kv, &m)), 0);
     ASSERT_EQ(raw_entries(f.kv, f.kv->cpend), 10);
     check_all(f.kv, &m);
-    /* a copy as a kill -9 would leave it: the tail gone, cpend kept */
-    snprintf(crash, sizeof(crash), "%s-crash", f.dir);
-    snprintf(cmd, sizeof(cmd), "cp -a %s %s", f.dir, crash);
-    ASSERT_EQ(system(cmd), 0);
+    crash_copy(f.dir, crash);
 
     /* a read-only open (cimdump) merges what cpend holds */
     ASSERT_OK(kv_open(crash, KV_RDONLY, &ro));
@@ -293,8 +302,7 @@ static void reopen_applies(bool tl)
     ASSERT_EQ(raw_entries(ro, list_dbi(ro, &m)), 35);
     check_all(ro, &m);
     kv_close(ro);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", crash);
-    ASSERT_EQ(system(cmd), 0);
+    tmpdir_remove(crash);
 
     reopen_expect(&f, &m, 35); /* the clean stop applies it all */
 }
@@ -329,14 +337,12 @@ TEST(kv_defer_read_only_open_of_many_keys)
     fx_t f;
     kv_t *ro = NULL;
     kv_txn_t *txn;
-    char crash[TMPDIR_MAX + 8], cmd[2 * TMPDIR_MAX + 40];
+    char crash[CRASH_MAX];
     uint64_t n;
 
     fx_open(&f, "1000000");
     commit_keys(f.kv, 0, N, 100);
-    snprintf(crash, sizeof(crash), "%s-crash", f.dir);
-    snprintf(cmd, sizeof(cmd), "cp -a %s %s", f.dir, crash);
-    ASSERT_EQ(system(cmd), 0);
+    crash_copy(f.dir, crash);
     fx_close(&f);
     ASSERT_OK(kv_open(crash, KV_RDONLY, &ro));
     ASSERT_EQ(raw_entries(ro, ro->cmsgs), 0);
@@ -349,8 +355,7 @@ TEST(kv_defer_read_only_open_of_many_keys)
     }
     kv_abort(txn);
     kv_close(ro);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", crash);
-    ASSERT_EQ(system(cmd), 0);
+    tmpdir_remove(crash);
 }
 
 static int no_stat(void *ctx, const kv_dbstat_t *st)
@@ -712,7 +717,7 @@ TEST_TIMEOUT(kv_defer_timeline_threads_read_while_draining, 120)
 TEST_TIMEOUT(kv_defer_apply_grows_the_map, 120)
 {
     fx_t f;
-    char copy[80], cmd[200];
+    char copy[CRASH_MAX];
     kv_t *kv = NULL;
     uint64_t id = 1;
 
@@ -752,10 +757,7 @@ TEST_TIMEOUT(kv_defer_apply_grows_the_map, 120)
             break;
         ASSERT_OK(rc);
     }
-    /* a copy as a crash would leave it: cpend full, the map as small as it got */
-    snprintf(copy, sizeof(copy), "%s-copy", f.dir);
-    snprintf(cmd, sizeof(cmd), "cp -a %s %s", f.dir, copy);
-    ASSERT_EQ(system(cmd), 0);
+    crash_copy(f.dir, copy); /* cpend full, the map as small as it got */
     kv_close(f.kv);                                    /* the clean stop applies it all */
     ASSERT_OK(setenv("CIM_KV_MAP_SIZE", "262144", 1)); /* (no larger map than recorded) */
     ASSERT_OK(kv_open(f.dir, KV_NOSYNC | KV_DEFER, &f.kv));
@@ -767,6 +769,5 @@ TEST_TIMEOUT(kv_defer_apply_grows_the_map, 120)
     ASSERT_EQ(raw_entries(kv, kv->cpend), 0);
     ASSERT_EQ(raw_entries(kv, kv->cmsgs), 80000);
     kv_close(kv);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", copy);
-    ASSERT_EQ(system(cmd), 0);
+    tmpdir_remove(copy);
 }
