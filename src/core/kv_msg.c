@@ -273,7 +273,7 @@ out:
 int kv__merged_after(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen,
                      uint64_t after, uint64_t *ids, size_t max, size_t *n, uint64_t *total_after)
 {
-    uint64_t *x = NULL, *out = NULL;
+    uint64_t *x = NULL;
     size_t nx = 0, i = 0, j = 0, m = 0, from = 0;
     int rc = kv__ids_extra(txn, dbi, key, klen, &x, &nx);
 
@@ -286,12 +286,18 @@ int kv__merged_after(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen
         return rc;
     }
     *total_after += nx - from;
-    out = mem_alloc((max ? max : 1) * sizeof(*out));
-    for (i = 0, j = from; m < max && (i < *n || j < nx);)
-        out[m++] = j == nx || (i < *n && ids[i] < x[j]) ? ids[i++] : x[j++];
-    memcpy(ids, out, m * sizeof(*ids));
+    /* The page is the first max of the two: count how many of each, then merge them
+     * backwards in place (ids has room for max; what is written never passes what is
+     * still to be read) */
+    for (i = 0, j = from; m < max && (i < *n || j < nx); m++) {
+        if (j == nx || (i < *n && ids[i] < x[j]))
+            i++;
+        else
+            j++;
+    }
+    for (size_t k = m; j > from;)
+        ids[--k] = i > 0 && ids[i - 1] > x[j - 1] ? ids[--i] : x[--j];
     *n = m;
-    mem_free(out);
     mem_free(x);
     return 0;
 }
