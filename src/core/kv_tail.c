@@ -265,9 +265,7 @@ bool kv__tail_add(kv_tail_t *t, const uint8_t *key, size_t klen, const uint64_t 
 
     /* (a key taken at its bound takes nothing more in this epoch: readers skip it, and
      * the drain would too) */
-    if (k != NULL && (k->n + n > max || atomic_load(&k->drained) != NEVER))
-        return false;
-    if (k == NULL && n > max)
+    if ((k != NULL ? k->n : 0) + n > max || (k != NULL && atomic_load(&k->drained) != NEVER))
         return false;
     if (k == NULL) {
         k = take(e, sizeof(*k) + klen);
