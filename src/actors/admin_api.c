@@ -9,6 +9,7 @@
 #include "actors/admin_int.h"
 #include "actors/admin_parse.h"
 #include "actors/cluster.h"
+#include "actors/feed.h"
 #include "actors/group.h"
 #include "actors/router.h"
 #include "actors/send.h"
@@ -163,8 +164,7 @@ out:
 static json_t *user_json(admin_t *a, const char *app, const char *user, int *rc)
 {
     router_ent_t ents[DEVICES_MAX];
-    uint8_t key[KV_UKEY_MAX];
-    size_t klen = kv_ukey(key, app, user), n;
+    size_t n;
     uint64_t latest = 0;
     kv_txn_t *txn = NULL;
     kv_user_t u;
@@ -173,7 +173,7 @@ static json_t *user_json(admin_t *a, const char *app, const char *user, int *rc)
     if ((*rc = kv_begin(a->srv->kv, KV_READ, &txn)) < 0)
         return NULL;
     if ((*rc = kv_user_info(txn, app, user, &u)) == 0)
-        *rc = kv_timeline_last(txn, key, klen, &latest);
+        *rc = feed_last(txn, app, user, &latest);
     kv_abort(txn);
     if (*rc < 0)
         return NULL;

@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "actors/feed.h"
 #include "actors/group.h"
 #include "actors/message.h"
 #include "actors/xhome.h"
@@ -212,7 +213,6 @@ static int in_outbox(kv_txn_t *txn, const char *app, uint64_t id)
 static int verify(kv_txn_t *txn, const char *app, const char *user, const char *cmid,
                   uint64_t id)
 {
-    uint8_t ukey[KV_UKEY_MAX];
     const uint8_t *rec;
     cim_Message m;
     uint64_t gid;
@@ -225,7 +225,7 @@ static int verify(kv_txn_t *txn, const char *app, const char *user, const char *
     if (!message_decode_head(rec, len, &m) || strcmp(m.from, user) != 0 ||
         strcmp(m.client_msg_id, cmid) != 0)
         return RC_ENOTFOUND;
-    rc = kv_timeline_has(txn, ukey, kv_ukey(ukey, app, user), id);
+    rc = feed_has(txn, app, user, id);
     /* In a cluster a group's messages are stored by the group's home, maybe not the
      * sender's: there a group of that app (group ids are unique across apps) says it. */
     if (rc == RC_ENOTFOUND && m.conv_type == cim_ConvType_GROUP &&

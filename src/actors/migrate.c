@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "actors/conv.h"
+#include "actors/feed.h"
 #include "actors/group.h"
 #include "actors/message.h"
 #include "cim.pb.h"
@@ -16,7 +17,7 @@
 
 typedef struct mig {
     kv_txn_t *txn;
-    uint64_t events, groups, directs;
+    uint64_t events, groups, directs, spans;
     /* schema 1's DIRECT keys (app NUL 'D' lower NUL higher), split after the scan */
     struct dkey {
         uint8_t key[CONV_SKEY_MAX];
@@ -212,15 +213,30 @@ static int fix_record(void *ctx, const uint8_t *key, size_t klen, const uint8_t 
     return 0;
 }
 
-/* Schema 2 to 5 → 6: only the version (migrate.h); kv_open made cpend (and applied a
- * schema 5 cimd's records), and records stored one to an entry read as they are beside
- * the chunks new ones go into. */
+/* Schema 1 to 6 → 7: every current member's group messages from now on are read from
+ * the group's index over a span (feed.h); the ones before are in their timelines. The
+ * span starts above every id this directory holds or issued. */
+static int open_spans(kv_txn_t *txn, uint64_t *n)
+{
+    uint64_t last = 0, stored = 0;
+    int rc;
+
+    if ((rc = kv_last_id_get(txn, &last)) < 0 || (rc = kv_msg_last_id(txn, &stored)) < 0)
+        return rc;
+    return feed_migrate(txn, (last > stored ? last : stored) + 1, n);
+}
+
+/* Schema 2 to 6 → 7: the version (migrate.h; kv_open made cpend and applied a schema 5
+ * or 6 cimd's records; records stored one to an entry read as they are beside the chunks
+ * new ones go into), and the spans of the groups' members. */
 static int from_2(kv_t *kv)
 {
     kv_txn_t *txn = NULL;
+    uint64_t spans = 0;
     int rc;
 
-    if ((rc = kv_begin(kv, KV_WRITE, &txn)) == 0 && (rc = kv_migrated(txn)) == 0) {
+    if ((rc = kv_begin(kv, KV_WRITE, &txn)) == 0 && (rc = open_spans(txn, &spans)) == 0 &&
+        (rc = kv_migrated(txn)) == 0) {
         rc = kv_commit(txn);
         txn = NULL;
     }
@@ -230,8 +246,9 @@ static int from_2(kv_t *kv)
                   kv_schema_found(kv), KV_SCHEMA, rc_str(rc));
     else
         LOG_INFO("migrate: schema %u to %u: nothing to rewrite (records stored whole, or one to "
-                 "an entry, read the same; the deferred index starts empty)",
-                 kv_schema_found(kv), KV_SCHEMA);
+                 "an entry, read the same; the deferred index starts empty); %llu group "
+                 "memberships read from their groups' indexes from now on",
+                 kv_schema_found(kv), KV_SCHEMA, (unsigned long long)spans);
     return rc;
 }
 
@@ -243,7 +260,7 @@ int migrate_run(kv_t *kv)
 
     if (kv_schema_found(kv) == KV_SCHEMA)
         return 0;
-    if (kv_schema_found(kv) >= 2 && kv_schema_found(kv) <= 5)
+    if (kv_schema_found(kv) >= 2 && kv_schema_found(kv) <= 6)
         return from_2(kv);
     if (kv_schema_found(kv) != 1) {
         LOG_ERROR("migrate: no migration from schema %u to %u", kv_schema_found(kv), KV_SCHEMA);
@@ -265,7 +282,7 @@ int migrate_run(kv_t *kv)
         if ((rc = kv_rec_put(m.txn, KV_DB_CONVS, m.fix[i].key, m.fix[i].klen, m.fix[i].val,
                              CONV_REC_LEN)) < 0)
             goto fail;
-    if ((rc = kv_migrated(m.txn)) < 0)
+    if ((rc = open_spans(m.txn, &m.spans)) < 0 || (rc = kv_migrated(m.txn)) < 0)
         goto fail;
     rc = kv_commit(m.txn);
     m.txn = NULL;
@@ -273,9 +290,11 @@ int migrate_run(kv_t *kv)
         goto fail;
     LOG_INFO("migrate: done in %llu ms: %llu group events indexed, %llu direct messages "
              "indexed by direction, %zu conversation records rewritten (%llu group ones "
-             "counting unread from their first unread message)",
+             "counting unread from their first unread message), %llu group memberships "
+             "read from their groups' indexes from now on",
              (unsigned long long)(snowflake_now_ms() - t0), (unsigned long long)m.events,
-             (unsigned long long)m.directs, m.nfix, (unsigned long long)m.groups);
+             (unsigned long long)m.directs, m.nfix, (unsigned long long)m.groups,
+             (unsigned long long)m.spans);
     mem_free(m.fix);
     mem_free(m.dkeys);
     return 0;

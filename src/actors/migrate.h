@@ -28,6 +28,11 @@
  * applies before anything else, are read as such. A schema 5 build would take a tagged
  * timeline key for a conversation's.
  *
+ * Schema 6 → 7 (and every migration from an older one): gspans is added, and every group
+ * membership of a user homed here (ugroups) gets a span from the first id above every id
+ * the directory holds or issued (feed_migrate): older group messages are in the members'
+ * timelines, newer ones are read from the group's index (actors/feed.h).
+ *
  * Everything happens in one write transaction: a crash leaves the old schema, and the next
  * start migrates again.
  *

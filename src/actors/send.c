@@ -4,6 +4,7 @@
 
 #include "actors/cluster.h"
 #include "actors/dedup.h"
+#include "actors/feed.h"
 #include "actors/group.h"
 #include "actors/message.h"
 #include "actors/router.h"
@@ -144,7 +145,6 @@ int send_check_home(void *ctx, const char *app, const char *from, const char *to
 bool send_has_home(void *ctx, const char *app, const char *name, uint64_t id, bool record)
 {
     server_t *srv = ctx;
-    uint8_t key[KV_UKEY_MAX];
     const uint8_t *v;
     size_t vlen;
     kv_txn_t *txn = NULL;
@@ -153,7 +153,7 @@ bool send_has_home(void *ctx, const char *app, const char *name, uint64_t id, bo
     if (kv_begin(srv->kv, KV_READ, &txn) < 0)
         return false;
     has = record ? kv_msg_get(txn, id, &v, &vlen) == 0
-                 : kv_timeline_has(txn, key, kv_ukey(key, app, name), id) == 0;
+                 : feed_has(txn, app, name, id) == 0;
     kv_abort(txn);
     return has;
 }

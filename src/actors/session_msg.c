@@ -8,6 +8,7 @@
 
 #include "actors/cluster.h"
 #include "actors/dedup.h"
+#include "actors/feed.h"
 #include "actors/group.h"
 #include "actors/message.h"
 #include "actors/router.h"
@@ -314,7 +315,7 @@ int session__sync(session_t *s, const uint8_t *body, size_t len)
             goto fail;
         after = after > s->acked ? after : s->acked;
     }
-    if ((rc = kv_timeline_page(txn, key, klen, after, ids, limit, &n, &total)) < 0)
+    if ((rc = feed_page(txn, s->app, s->user, after, ids, limit, &n, &total)) < 0)
         goto fail;
     page = mem_alloc(sizeof(*page));
     page->n = 0;

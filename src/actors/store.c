@@ -6,6 +6,7 @@
 
 #include "actors/cluster.h"
 #include "actors/dedup.h"
+#include "actors/feed.h"
 #include "actors/message.h"
 #include "actors/router.h"
 #include "actors/webhook.h"
@@ -54,7 +55,7 @@ static int apply_one(store_t *st, kv_txn_t *txn, store_req_t *q)
         if (rc == 0 && l->kind == cim_DeviceKind_BOT && !(flags & KV_USER_BOT))
             rc = kv_user_set_flags(txn, l->app, l->user, flags | KV_USER_BOT);
         if (rc == 0)
-            rc = kv_timeline_last(txn, key, klen, &l->latest);
+            rc = feed_last(txn, l->app, l->user, &l->latest);
         if (rc == 0)
             rc = kv_cursor_get(txn, key, klen, l->device, &l->acked);
         l->code = cim_Code_OK;

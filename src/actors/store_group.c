@@ -11,6 +11,7 @@
 #include <pb_encode.h>
 
 #include "actors/cluster.h"
+#include "actors/feed.h"
 #include "actors/group.h"
 #include "actors/message.h"
 #include "actors/store_int.h"
@@ -100,8 +101,11 @@ static int member_add(store_t *st, kv_txn_t *txn, const char *app, uint64_t gid,
                          8)) < 0 ||
         !homed_here(st, app, user))
         return rc;
-    return kv_rec_put(txn, KV_DB_UGROUPS, key, (size_t)ugroup_key(key, app, user, gid), NULL,
-                      0);
+    /* the group's messages from the event on are in the user's feed (feed.h) */
+    if ((rc = kv_rec_put(txn, KV_DB_UGROUPS, key, (size_t)ugroup_key(key, app, user, gid), NULL,
+                         0)) < 0)
+        return rc;
+    return feed_join(txn, app, user, gid, joined);
 }
 
 static int member_del(kv_txn_t *txn, const char *app, uint64_t gid, const char *user)
@@ -112,6 +116,13 @@ static int member_del(kv_txn_t *txn, const char *app, uint64_t gid, const char *
         return rc;
     rc = kv_rec_del(txn, KV_DB_UGROUPS, key, (size_t)ugroup_key(key, app, user, gid));
     return rc == RC_ENOTFOUND ? 0 : rc;
+}
+
+/* @p user (homed here: their feed is here) leaves group @p gid at event @p event. */
+static int feed_leaves(store_t *st, kv_txn_t *txn, const char *app, const char *user,
+                       uint64_t gid, uint64_t event)
+{
+    return homed_here(st, app, user) ? feed_leave(txn, app, user, gid, event) : 0;
 }
 
 /* Mark a user's view of the group as left at event @p left, or as (re)joined at event
@@ -473,7 +484,8 @@ static int remove_members(store_t *st, kv_txn_t *txn, store_op_t *op, group_t *g
                           &event)) < 0)
         return rc;
     for (size_t i = 0; i < ngone; i++)
-        if ((rc = conv_member(st, txn, op->app, gone[i], op->target, event, 0)) < 0)
+        if ((rc = conv_member(st, txn, op->app, gone[i], op->target, event, 0)) < 0 ||
+            (rc = feed_leaves(st, txn, op->app, gone[i], g->gid, event)) < 0)
             return rc;
     return 0;
 }
@@ -735,8 +747,7 @@ static int erase(kv_txn_t *txn, uint64_t id, cim_Message *m, size_t len)
 
 static int op_recall(store_t *st, kv_txn_t *txn, store_op_t *op)
 {
-    uint8_t ukey[KV_UKEY_MAX], evbuf[cim_RecallEvent_size];
-    size_t klen = kv_ukey(ukey, op->app, op->user);
+    uint8_t evbuf[cim_RecallEvent_size];
     message_rec_t rec;
     cim_Message m = cim_Message_init_zero;
     cim_RecallEvent re = cim_RecallEvent_init_zero;
@@ -750,7 +761,7 @@ static int op_recall(store_t *st, kv_txn_t *txn, store_op_t *op)
 
     /* Only messages in the asker's own timeline exist for them (ids are global; apps and
      * strangers must not learn anything from a probe). */
-    rc = kv_timeline_has(txn, ukey, klen, op->msg_id);
+    rc = feed_has(txn, op->app, op->user, op->msg_id);
     if (rc == 0)
         rc = message_get(txn, op->msg_id, &rec);
     if (rc == RC_ENOTFOUND)
@@ -828,6 +839,8 @@ static int mirror_member(store_t *st, kv_txn_t *txn, const char *app, const char
 {
     int rc = add ? member_add(st, txn, app, gid, user, event) : member_del(txn, app, gid, user);
 
+    if (rc == 0 && !add)
+        rc = feed_leaves(st, txn, app, user, gid, event);
     return rc < 0 ? rc : conv_member(st, txn, app, user, group_id, add ? 0 : event,
                                      add ? event : 0);
 }

@@ -5,6 +5,8 @@
 
 #include "actors/cluster.h"
 #include "actors/dedup.h"
+#include "actors/feed.h"
+#include "actors/group.h"
 #include "actors/message.h"
 #include "actors/send.h"
 #include "actors/store_int.h"
@@ -246,7 +248,7 @@ static int place(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t id, uint6
     uint8_t ukey[KV_UKEY_MAX], skey[CONV_SKEY_MAX];
     bool group = m->conv_type == cim_ConvType_GROUP;
     size_t klen;
-    int rc;
+    int rc = 0;
 
     if (m->index) {
         klen = conv_skey(skey, m->app, m->conv_type, group ? m->to : m->from, m->to);
@@ -257,9 +259,15 @@ static int place(store_t *st, kv_txn_t *txn, const smsg_t *m, uint64_t id, uint6
         if (m->msg_type == cim_MsgType_SYSTEM && (rc = kv_cevent_add(txn, skey, klen, id)) < 0)
             return rc;
     }
+    /* A group's message is in its members' feeds through the index and their spans
+     * (feed.h); a RECALL, which the index leaves out, is written to each timeline. */
     for (size_t i = 0; i < m->nusers; i++) {
         klen = kv_ukey(ukey, m->app, m->users[i]);
-        if ((rc = (group ? kv_timeline_fanout : kv_timeline_add)(txn, ukey, klen, id)) < 0)
+        if (!group)
+            rc = kv_timeline_add(txn, ukey, klen, id);
+        else if (m->msg_type == cim_MsgType_RECALL)
+            rc = kv_timeline_fanout(txn, ukey, klen, id);
+        if (rc < 0)
             return rc;
         if (m->index && group && (rc = conv_touch(st, txn, m, m->users[i], id, time_ms)) < 0)
             return rc;
@@ -549,11 +557,29 @@ static store_uid_t *users_here(const store_t *st, uint8_t flags, const char *app
     return users;
 }
 
+/* A group's message of another home that this home's spans do not give a user it went to
+ * (issued before this directory's migration to schema 7 and delivered after it, or come
+ * late): into that user's timeline, as before spans. Checked once the group's state here
+ * follows the message (a JOINED event opens its user's span). */
+static int uncovered(kv_txn_t *txn, const store_apply_t *a, store_uid_t *users, size_t n)
+{
+    uint8_t ukey[KV_UKEY_MAX];
+    uint64_t gid;
+    int rc = 0;
+
+    if (a->conv_type != cim_ConvType_GROUP || a->msg_type == cim_MsgType_RECALL ||
+        group_id_parse(a->to, &gid) < 0)
+        return 0;
+    for (size_t i = 0; i < n && rc >= 0; i++)
+        if ((rc = feed_covers(txn, a->app, users[i], gid, a->id)) == 0)
+            rc = kv_timeline_fanout(txn, ukey, kv_ukey(ukey, a->app, users[i]), a->id);
+    return rc < 0 ? rc : 0;
+}
+
 int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
 {
     cluster_t *c = st->srv->cluster;
     uint32_t self = cluster_self(c);
-    uint8_t ukey[KV_UKEY_MAX];
     store_uid_t pair[2], *users;
     size_t n, keep = 0, late = 0;
     const uint8_t *v;
@@ -569,12 +595,10 @@ int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
      * id (it came late: appending it would put it behind a device's cursor; docs/SCALING.md,
      * "What is left") is left alone; the others get it. */
     for (size_t i = 0; i < n; i++) {
-        size_t klen = kv_ukey(ukey, a->app, users[i]);
         uint64_t last = 0;
-        if ((rc = kv_timeline_has(txn, ukey, klen, a->id)) == 0)
+        if ((rc = feed_has(txn, a->app, users[i], a->id)) == 0)
             continue; /* has it already */
-        if (rc != RC_ENOTFOUND ||
-            ((rc = kv_timeline_last(txn, ukey, klen, &last)) < 0 && rc != RC_ENOTFOUND))
+        if (rc != RC_ENOTFOUND || (rc = feed_last(txn, a->app, users[i], &last)) < 0)
             goto out;
         if (rc == 0 && last > a->id) {
             late++;
@@ -629,6 +653,8 @@ int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
      * erased it at commit). */
     if (first && a->origin != self && (rc = store__mirror(st, txn, a)) < 0)
         goto out;
+    if (a->result != STORE_APPLY_DUP && (rc = uncovered(txn, a, users, keep)) < 0)
+        goto out;
     rc = a->origin == self ? kv_outbox_del(txn, a->id) : 0;
 out:
     if (users != pair)
@@ -641,7 +667,6 @@ out:
 /* A home: would this copy of an outbox entry come late here? */
 static int rejoin_ask(store_t *st, kv_txn_t *txn, store_rejoin_t *q)
 {
-    uint8_t ukey[KV_UKEY_MAX];
     store_uid_t pair[2], *users;
     const uint8_t *v;
     size_t n, vlen;
@@ -662,8 +687,7 @@ static int rejoin_ask(store_t *st, kv_txn_t *txn, store_rejoin_t *q)
     q->rc = 0;
     for (size_t i = 0; i < n && !q->late && q->rc == 0; i++) {
         uint64_t last = 0;
-        size_t klen = kv_ukey(ukey, x.app, users[i]);
-        if ((rc = kv_timeline_last(txn, ukey, klen, &last)) < 0 && rc != RC_ENOTFOUND)
+        if ((rc = feed_last(txn, x.app, users[i], &last)) < 0)
             q->rc = rc;
         q->late = rc == 0 && last > x.id;
     }

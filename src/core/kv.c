@@ -65,6 +65,7 @@ static const struct {
     {"contacts", 0, offsetof(struct kv, recs[KV_DB_CONTACTS])},
     {"rcontacts", 0, offsetof(struct kv, recs[KV_DB_RCONTACTS])},
     {"blocks", 0, offsetof(struct kv, recs[KV_DB_BLOCKS])},
+    {"gspans", 0, offsetof(struct kv, recs[KV_DB_GSPANS])},
     {"cpend", 0, offsetof(struct kv, cpend)},
 };
 

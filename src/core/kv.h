@@ -48,7 +48,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KV_SCHEMA 6
+#define KV_SCHEMA 7
 #define KV_ID_MAX 64 /**< longest app / user id, bytes */
 
 typedef struct kv kv_t;
@@ -355,6 +355,7 @@ enum kv_db {
     KV_DB_CONTACTS,   /* user key NUL contact → (empty) */
     KV_DB_RCONTACTS,  /* app NUL contact NUL owner → (empty): who lists contact */
     KV_DB_BLOCKS,     /* user key NUL blocked user → (empty) */
+    KV_DB_GSPANS,     /* user key NUL gid(u64) → spans of membership (actors/feed.h) */
     KV_DB_COUNT
 };
 

@@ -1242,3 +1242,116 @@ TEST_TIMEOUT(e2e_group_events_in_order, 30)
     cimc_close(c);
     ASSERT_EQ(tsrv_stop(&t), 0);
 }
+
+/* ---- a member's timeline across joins and leaves (actors/feed.h) ----------------------- */
+
+#define FU 4
+static const char *const fusers[FU] = {"alice", "bob", "carol", "dave"};
+
+/* Every PUSH @p c got until it is quiet for 300 ms, ids in order, into @p ids. */
+static size_t drain_ids(cimc_t *c, uint64_t *ids, size_t cap)
+{
+    size_t n = 0;
+    tmsg_t m;
+    while (tmsg_next_push(c, 300, &m, NULL, 0) == 0) {
+        ASSERT_LT(n, cap);
+        ASSERT_TRUE(n == 0 || m.msg_id > ids[n - 1]);
+        ids[n++] = m.msg_id;
+    }
+    return n;
+}
+
+/* A group's messages are stored once and each member's timeline is read through the spans
+ * of their membership: what a fresh device of each user syncs — in pages of 2 and of 3,
+ * from the start and from the middle — and the latest_msg_id its login says are exactly
+ * what an always-online device of that user was pushed, across a join, a leave and a
+ * rejoin, a kick, an add, a recall and DIRECT messages in between; and again after a
+ * restart. */
+TEST_TIMEOUT(e2e_group_sync_follows_membership, 60)
+{
+    tsrv_t t;
+    cimc_t *act[FU], *watch[FU];
+    uint64_t seen[FU][64], m3;
+    size_t nseen[FU];
+    cim_GroupRsp grsp;
+    cim_SendRsp srsp;
+    cim_Result res;
+    char gid[65];
+
+    tsrv_start(&t, NULL);
+    tmsg_register_users(&t, fusers, FU);
+    for (int u = 0; u < FU; u++) {
+        watch[u] = tsrv_login(&t, fusers[u], "watch", NULL);
+        act[u] = tsrv_login(&t, fusers[u], "act", NULL);
+    }
+    create(act[0], "alice", "G", (const char *const[]){"bob"}, 1, true, 2, gid);
+    gsend(act[0], gid, "m1", "one");
+    gsend(act[1], gid, "m2", "two");
+    TMSG_EXPECT(tmsg_group_join(act[2], gid, &grsp), grsp, cim_Code_OK);
+    m3 = gsend(act[0], gid, "m3", "three");
+    TMSG_EXPECT(tmsg_send_conv(act[0], cim_ConvType_DIRECT, "carol", "d1", TEXT, "hi", 2, false,
+                               &srsp),
+                srsp, cim_Code_OK);
+    TMSG_EXPECT(tmsg_group_req(act[2], FT_GROUP_LEAVE, gid, &res), res, cim_Code_OK);
+    gsend(act[1], gid, "m4", "four: carol is away");
+    TMSG_EXPECT(tmsg_send_conv(act[2], cim_ConvType_DIRECT, "bob", "d2", TEXT, "yo", 2, false,
+                               &srsp),
+                srsp, cim_Code_OK);
+    TMSG_EXPECT(tmsg_group_join(act[2], gid, &grsp), grsp, cim_Code_OK);
+    gsend(act[2], gid, "m5", "five: carol is back");
+    TMSG_EXPECT(tmsg_group_users(act[0], FT_GROUP_KICK, gid, (const char *const[]){"bob"}, 1,
+                                 &res),
+                res, cim_Code_OK);
+    gsend(act[0], gid, "m6", "six: bob is out");
+    TMSG_EXPECT(tmsg_group_users(act[2], FT_GROUP_ADD, gid, (const char *const[]){"dave"}, 1,
+                                 &res),
+                res, cim_Code_OK);
+    gsend(act[3], gid, "m7", "seven");
+    TMSG_EXPECT(tmsg_recall(act[0], m3, &res), res, cim_Code_OK);
+    TMSG_EXPECT(tmsg_send_conv(act[1], cim_ConvType_DIRECT, "dave", "d3", TEXT, "hey", 3, false,
+                               &srsp),
+                srsp, cim_Code_OK);
+    for (int u = 0; u < FU; u++) {
+        nseen[u] = drain_ids(watch[u], seen[u], N(seen[u]));
+        ASSERT_TRUE(nseen[u] >= 3);
+        cimc_close(watch[u]);
+        cimc_close(act[u]);
+    }
+    /* alice all 13 of the group's, the recall and d1; bob the group's up to his kick, d2,
+     * d3; carol two spans, d1, d2 and the recall; dave from his add */
+    ASSERT_EQ(nseen[0], 15);
+    ASSERT_EQ(nseen[1], 12);
+    ASSERT_EQ(nseen[2], 12);
+    ASSERT_EQ(nseen[3], 4);
+    for (int round = 0; round < 2; round++) {
+        for (int u = 0; u < FU; u++) {
+            static int dev;
+            char name[32];
+            cim_LoginRsp lrsp;
+            tmsg_t msgs[64];
+            tmsg_page_t p;
+
+            snprintf(name, sizeof(name), "fresh-%d", ++dev);
+            cimc_t *c = tsrv_login(&t, fusers[u], name, &lrsp);
+            ASSERT_U64_EQ(lrsp.latest_msg_id, seen[u][nseen[u] - 1]);
+            for (uint32_t limit = 2; limit <= 3; limit++) {
+                tmsg_page_init(&p, msgs, N(msgs), NULL, 0);
+                ASSERT_OK(tmsg_sync_all(c, 1, limit, &p));
+                ASSERT_EQ(p.n, nseen[u]);
+                for (size_t i = 0; i < p.n; i++)
+                    ASSERT_U64_EQ(msgs[i].msg_id, seen[u][i]);
+                /* from the middle: the rest, and remain says how many */
+                tmsg_page_init(&p, msgs, N(msgs), NULL, 0);
+                ASSERT_OK(tmsg_sync(c, seen[u][nseen[u] / 2], limit, &p));
+                ASSERT_EQ(p.code, cim_Code_OK);
+                ASSERT_EQ(p.n + p.remain, nseen[u] - nseen[u] / 2 - 1);
+                for (size_t i = 0; i < p.n; i++)
+                    ASSERT_U64_EQ(msgs[i].msg_id, seen[u][nseen[u] / 2 + 1 + i]);
+            }
+            cimc_close(c);
+        }
+        if (round == 0)
+            tsrv_restart(&t); /* a clean stop first: the deferred index is applied */
+    }
+    ASSERT_EQ(tsrv_stop(&t), 0);
+}

@@ -368,25 +368,116 @@ static void raw_commit(MDB_env *env, MDB_txn *txn, uint8_t version)
     mdb_env_close(env);
 }
 
+/* Schemas 1 to 6 wrote a group's messages into every member's timeline, and kept no
+ * spans: put every group message a member's spans give them into their timeline, and drop
+ * gspans. */
+typedef struct fan {
+    kv_txn_t *txn;
+    struct fan_ent {
+        uint8_t key[KV_UKEY_MAX];
+        size_t klen;
+        uint64_t id;
+    } *e;
+    size_t n, cap;
+} fan_t;
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static int fan_span(void *ctx, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+    fan_t *f = ctx;
+    uint8_t skey[CONV_SKEY_MAX];
+    uint64_t ids[256], total;
+    char gid[24];
+    size_t n, sklen;
+
+    ASSERT_TRUE(klen > 9 && vlen % 16 == 0);
+    snprintf(gid, sizeof(gid), "%llu", (unsigned long long)get_be64(key + klen - 8));
+    sklen = conv_skey(skey, (const char *)key, cim_ConvType_GROUP, gid, gid);
+    for (size_t s = 0; s < vlen; s += 16) {
+        uint64_t first = get_be64(val + s), last = get_be64(val + s + 8);
+        ASSERT_OK(kv_cmsg_after(f->txn, skey, sklen, first - 1, ids, N(ids), &n, &total));
+        ASSERT_LT(n, N(ids));
+        for (size_t i = 0; i < n && ids[i] <= last; i++) {
+            if (f->n == f->cap) {
+                f->cap = f->cap ? 2 * f->cap : 256;
+                f->e = realloc(f->e, f->cap * sizeof(*f->e));
+                ASSERT_NOT_NULL(f->e);
+            }
+            memcpy(f->e[f->n].key, key, klen - 9); /* user key NUL gid → user key */
+            f->e[f->n].klen = klen - 9;
+            f->e[f->n++].id = ids[i];
+        }
+    }
+    return 0;
+}
+
+/* kv_rec_each of @p db in the stopped directory @p dir, in a read transaction kept in
+ * *@p txn for @p cb (before raw_begin: one open of a directory at a time in a process). */
+static void scan_stopped(const char *dir, int db,
+                         int (*cb)(void *, const uint8_t *, size_t, const uint8_t *, size_t),
+                         void *ctx, kv_txn_t **txn)
+{
+    kv_t *kv = NULL;
+
+    ASSERT_OK(kv_open(dir, KV_RDONLY, &kv));
+    ASSERT_OK(kv_begin(kv, KV_READ, txn));
+    ASSERT_OK(kv_rec_each(*txn, db, cb, ctx));
+    kv_abort(*txn);
+    kv_close(kv);
+}
+
+/* What unspan writes, read from the stopped directory @p dir. */
+static void unspan_read(const char *dir, fan_t *f)
+{
+    memset(f, 0, sizeof(*f));
+    scan_stopped(dir, KV_DB_GSPANS, fan_span, f, &f->txn);
+    ASSERT_TRUE(f->n > 0);
+}
+
+static void unspan(MDB_txn *txn, fan_t *f)
+{
+    MDB_dbi timeline, gspans;
+    MDB_val k, v;
+    uint8_t id[8];
+
+    ASSERT_EQ(mdb_dbi_open(txn, "timeline", MDB_DUPSORT | MDB_DUPFIXED, &timeline), 0);
+    for (size_t i = 0; i < f->n; i++) {
+        k.mv_size = f->e[i].klen;
+        k.mv_data = f->e[i].key;
+        be64(id, f->e[i].id);
+        v.mv_size = 8;
+        v.mv_data = id;
+        ASSERT_EQ(mdb_put(txn, timeline, &k, &v, 0), 0);
+    }
+    ASSERT_EQ(mdb_dbi_open(txn, "gspans", 0, &gspans), 0);
+    ASSERT_EQ(mdb_drop(txn, gspans, 1), 0);
+    free(f->e);
+}
+
 static void downgrade(const char *dir)
 {
     old_set_t *o = calloc(1, sizeof(*o));
+    fan_t f;
     uint8_t id[8];
     MDB_dbi convs, cevents, dedup;
     MDB_env *env;
     MDB_txn *txn;
     MDB_val k, v;
-    kv_t *kv = NULL;
 
     ASSERT_NOT_NULL(o);
-    ASSERT_OK(kv_open(dir, KV_RDONLY, &kv));
-    ASSERT_OK(kv_begin(kv, KV_READ, &o->txn));
-    ASSERT_OK(kv_rec_each(o->txn, KV_DB_CONVS, old_layout, o));
-    kv_abort(o->txn);
-    kv_close(kv);
+    scan_stopped(dir, KV_DB_CONVS, old_layout, o, &o->txn);
     ASSERT_TRUE(o->n > 6);
 
+    unspan_read(dir, &f);
     txn = raw_begin(dir, &env);
+    unspan(txn, &f);
     ASSERT_EQ(mdb_dbi_open(txn, "convs", 0, &convs), 0);
     ASSERT_EQ(mdb_dbi_open(txn, "cevents", MDB_DUPSORT | MDB_DUPFIXED, &cevents), 0);
     ASSERT_EQ(mdb_dbi_open(txn, "dedup", MDB_CREATE, &dedup), 0);
@@ -409,29 +500,17 @@ static void downgrade(const char *dir)
     free(o);
 }
 
-/* A directory written by schema 1 (built here from a schema 2 one: the same data the way
- * schema 1 kept it) is refused by the tools with a message that says what to do, and
- * migrated by cimd at start: every user's conversation list — order, last message, unread,
- * read cursors, the total — is the one they had, the dedup index is gone, and what follows
- * is counted as before. */
-TEST_TIMEOUT(e2e_store_migrate_schema_1, 60)
+/* DIRECT messages, a group with a member added, a READ and a member leaving, by the
+ * users of who[]. */
+static void group_story(const tsrv_t *t, char gid[65])
 {
-    tsrv_t t;
-    snap_t *before = calloc(1, sizeof(*before)), *after = calloc(1, sizeof(*after));
     const char *members[] = {"bob", "carol"}, *added[] = {"dave"};
     cim_GroupRsp grsp;
     cim_Result res;
-    char gid[65], out[4096];
-    MDB_env *env;
-    MDB_txn *txn;
-    MDB_dbi dbi;
 
-    ASSERT_NOT_NULL(before);
-    ASSERT_NOT_NULL(after);
-    tsrv_start(&t, NULL);
-    tmsg_register_users(&t, who, USERS);
-    cimc_t *a = tsrv_login(&t, "alice", "d1", NULL), *b = tsrv_login(&t, "bob", "d1", NULL);
-    cimc_t *c = tsrv_login(&t, "carol", "d1", NULL);
+    tmsg_register_users(t, who, USERS);
+    cimc_t *a = tsrv_login(t, "alice", "d1", NULL), *b = tsrv_login(t, "bob", "d1", NULL);
+    cimc_t *c = tsrv_login(t, "carol", "d1", NULL);
     send_conv(a, DIRECT, "bob", "ab1", "hi bob");
     send_conv(a, DIRECT, "bob", "ab2", "still there?");
     send_conv(b, DIRECT, "alice", "ba1", "yes");
@@ -439,7 +518,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_1, 60)
     send_conv(c, DIRECT, "alice", "ca1", "hello alice");
     send_conv(a, DIRECT, "alice", "aa1", "note to self");
     TMSG_EXPECT(tmsg_group_create(a, "team", members, 2, false, &grsp), grsp, cim_Code_OK);
-    snprintf(gid, sizeof(gid), "%s", grsp.group.group_id);
+    snprintf(gid, 65, "%s", grsp.group.group_id);
     send_conv(a, GROUP, gid, "g1", "before dave");
     send_conv(b, GROUP, gid, "g2", "before dave too");
     TMSG_EXPECT(tmsg_group_users(a, FT_GROUP_ADD, gid, added, 1, &res), res, cim_Code_OK);
@@ -453,9 +532,39 @@ TEST_TIMEOUT(e2e_store_migrate_schema_1, 60)
     cimc_close(a);
     cimc_close(b);
     cimc_close(c);
-    snapshot(&t, before);
-    ASSERT_EQ(tsrv_stop_keep(&t), 0);
+}
 
+/* Start a server, tell group_story, take its snapshot and stop, keeping the directory.
+ * @return the snapshot; *@p after room for the next one (free both). */
+static snap_t *story_stopped(tsrv_t *t, char gid[65], snap_t **after)
+{
+    snap_t *before = calloc(1, sizeof(*before));
+
+    *after = calloc(1, sizeof(**after));
+    ASSERT_NOT_NULL(before);
+    ASSERT_NOT_NULL(*after);
+    tsrv_start(t, NULL);
+    group_story(t, gid);
+    snapshot(t, before);
+    ASSERT_EQ(tsrv_stop_keep(t), 0);
+    return before;
+}
+
+/* A directory written by schema 1 (built here from a schema 2 one: the same data the way
+ * schema 1 kept it) is refused by the tools with a message that says what to do, and
+ * migrated by cimd at start: every user's conversation list — order, last message, unread,
+ * read cursors, the total — is the one they had, the dedup index is gone, and what follows
+ * is counted as before. */
+TEST_TIMEOUT(e2e_store_migrate_schema_1, 60)
+{
+    tsrv_t t;
+    snap_t *before, *after;
+    char gid[65], out[4096];
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+
+    before = story_stopped(&t, gid, &after);
     downgrade(t.dir);
     /* the tools refuse it, saying how to migrate */
     ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "stats", NULL), 0);
@@ -475,16 +584,69 @@ TEST_TIMEOUT(e2e_store_migrate_schema_1, 60)
     ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "stats",
                             NULL),
               0);
-    ASSERT_NOT_NULL(strstr(out, "\"schema\":6,"));
+    ASSERT_NOT_NULL(strstr(out, "\"schema\":7,"));
     /* and it goes on counting: dave gets one more unread, alice none */
     tsrv_restart(&t);
-    a = tsrv_login(&t, "alice", "d1", NULL);
+    cimc_t *a = tsrv_login(&t, "alice", "d1", NULL);
     send_conv(a, GROUP, gid, "g7", "after the migration");
     cimc_close(a);
     snapshot(&t, after);
     ASSERT_EQ(tmsg_conv_find(after->convs[3], after->n[3], GROUP, gid)->unread,
               tmsg_conv_find(before->convs[3], before->n[3], GROUP, gid)->unread + 1);
     ASSERT_EQ(tmsg_conv_find(after->convs[0], after->n[0], GROUP, gid)->unread, 0);
+    ASSERT_EQ(tsrv_stop(&t), 0);
+    free(before);
+    free(after);
+}
+
+/* A directory of schema 6, which wrote a group's messages into every member's timeline
+ * (built here from a schema 7 one: unspan), is refused by the tools and migrated by cimd
+ * at start: every user's timeline (by SYNC, in pages of 7) and conversation list are the
+ * ones they had; the group's members get the group's next message once, from its index,
+ * and its former member does not; the timelines hold DIRECT messages only from then on. */
+TEST_TIMEOUT(e2e_store_migrate_schema_6, 60)
+{
+    tsrv_t t;
+    snap_t *before, *after;
+    char gid[65], out[8192];
+    const char *tl;
+    fan_t f;
+    MDB_env *env;
+    MDB_txn *txn;
+
+    before = story_stopped(&t, gid, &after);
+    unspan_read(t.dir, &f);
+    txn = raw_begin(t.dir, &env);
+    unspan(txn, &f);
+    raw_commit(env, txn, 6);
+    ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "stats", NULL), 0);
+
+    tsrv_restart(&t);
+    ASSERT_TRUE(tsrv_log_has(&t, "migrate: schema 6 to 7"));
+    ASSERT_TRUE(tsrv_log_has(&t, "3 group memberships read from their groups' indexes"));
+    snapshot(&t, after);
+    same_lists(before, after);
+    cimc_t *a = tsrv_login(&t, "alice", "d1", NULL);
+    uint64_t id = send_conv(a, GROUP, gid, "g7", "after the migration");
+    cimc_close(a);
+    snapshot(&t, after);
+    for (int u = 0; u < USERS; u++) {
+        bool member = u != 2; /* carol left */
+        ASSERT_EQ(after->ntl[u], before->ntl[u] + member);
+        ASSERT_TRUE(!member || after->tl[u][after->ntl[u] - 1] == id);
+        ASSERT_EQ(memcmp(after->tl[u], before->tl[u], before->ntl[u] * 8), 0);
+    }
+    ASSERT_EQ(tsrv_stop_keep(&t), 0);
+    /* the timelines got nothing of it: their entries are the ones unspan wrote and the
+     * DIRECT messages (11: five between two users, and a note to self) */
+    ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "stats",
+                            NULL),
+              0);
+    ASSERT_NOT_NULL(strstr(out, "\"schema\":7,"));
+    ASSERT_NOT_NULL(tl = strstr(out, "{\"name\":\"timeline\""));
+    ASSERT_NOT_NULL(strstr(tl, "\"entries\":"));
+    ASSERT_EQ(strtoull(strstr(tl, "\"entries\":") + 10, NULL, 10), f.n + 11);
+    tsrv_restart(&t);
     ASSERT_EQ(tsrv_stop(&t), 0);
     free(before);
     free(after);
@@ -603,7 +765,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_2, 60)
     ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "stats", NULL), 0);
 
     tsrv_restart(&t);
-    ASSERT_TRUE(tsrv_log_has(&t, "migrate: schema 2 to 6"));
+    ASSERT_TRUE(tsrv_log_has(&t, "migrate: schema 2 to 7"));
     cimc_t *b = tsrv_login(&t, "bob", "d2", NULL);
     tmsg_page_init(&p, msgs, N(msgs), NULL, 0);
     ASSERT_OK(tmsg_sync_all(b, 0, 0, &p));
@@ -647,7 +809,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_2, 60)
     ASSERT_NOT_NULL(strstr(out, "\"message_time_ms\":"));
     ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "stats", NULL),
               0);
-    ASSERT_NOT_NULL(strstr(out, "\"schema\":6,"));
+    ASSERT_NOT_NULL(strstr(out, "\"schema\":7,"));
     tsrv_restart(&t);
     b = tsrv_login(&t, "bob", "d3", NULL);
     tmsg_page_init(&p, msgs, N(msgs), NULL, 0);

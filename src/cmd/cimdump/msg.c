@@ -5,6 +5,7 @@
 
 #include "cmd/cimdump/dump_int.h"
 #include "cmd/cimdump/jv.h"
+#include "actors/feed.h"
 #include "core/mem.h"
 #include "core/rc.h"
 #include "core/snowflake.h"
@@ -230,18 +231,16 @@ int dump__cmd_timeline(dump_t *d)
 {
     const char *user = d->pos[0];
     unsigned limit = d->limit ? d->limit : TL_LIMIT_DEFAULT;
-    uint8_t ukey[KV_UKEY_MAX];
     uint64_t *ids = mem_alloc(limit * sizeof(*ids)), total = 0, after_n = 0;
-    size_t klen, n = 0;
+    size_t n = 0;
     json_t *msgs = NULL; /* --json: held by d->doc */
     char a[24];
     int rc;
 
     if ((rc = dump__need_user(d, user, NULL)) < 0)
         goto out;
-    klen = kv_ukey(ukey, d->app, user);
-    if ((rc = kv_timeline_count(d->txn, ukey, klen, &total)) < 0 ||
-        (rc = kv_timeline_page(d->txn, ukey, klen, d->after, ids, limit, &n, &after_n)) < 0) {
+    if ((rc = feed_count(d->txn, d->app, user, &total)) < 0 ||
+        (rc = feed_page(d->txn, d->app, user, d->after, ids, limit, &n, &after_n)) < 0) {
         dump__fail_rc(d, "cannot read the timeline", rc);
         goto out;
     }

@@ -4,6 +4,7 @@
 #include "cmd/cimdump/dump_int.h"
 #include "cmd/cimdump/jv.h"
 #include "actors/conv.h"
+#include "actors/feed.h"
 #include "actors/group.h"
 #include "core/be.h"
 #include "core/mem.h"
@@ -71,12 +72,11 @@ static int on_user(void *ctx, const char *user, uint64_t created_ms)
 {
     listctx_t *u = ctx;
     dump_t *d = u->d;
-    uint8_t ukey[KV_UKEY_MAX];
     uint64_t count = 0;
     char t[32];
     int rc;
 
-    if ((rc = kv_timeline_count(d->txn, ukey, kv_ukey(ukey, d->app, user), &count)) < 0)
+    if ((rc = feed_count(d->txn, d->app, user, &count)) < 0)
         return rc;
     dump__fmt_time(t, created_ms);
     u->n++;
@@ -120,8 +120,7 @@ int dump__cmd_users(dump_t *d)
 
 typedef struct devctx {
     dump_t *d;
-    const uint8_t *ukey;
-    size_t klen;
+    const char *user;
     struct dev {
         char device[65];
         uint64_t cursor, pending;
@@ -137,7 +136,7 @@ static int on_device(void *ctx, const char *device, uint64_t id)
     int rc;
 
     /* entries after the cursor: what this device has not acknowledged yet */
-    if ((rc = kv_timeline_page(dc->d->txn, dc->ukey, dc->klen, id, &none, 0, &got, &pending)) < 0)
+    if ((rc = feed_page(dc->d->txn, dc->d->app, dc->user, id, &none, 0, &got, &pending)) < 0)
         return rc;
     if (dc->n == dc->cap) {
         dc->cap = dc->cap ? 2 * dc->cap : 8;
@@ -225,11 +224,10 @@ int dump__cmd_user(dump_t *d)
     klen = kv_ukey(ukey, d->app, user);
     plen = conv_uprefix(pfx, d->app, user); /* user key NUL: also the prefix elsewhere */
     dc.d = d;
-    dc.ukey = ukey;
-    dc.klen = klen;
-    if ((rc = kv_timeline_count(d->txn, ukey, klen, &count)) < 0 ||
-        (rc = kv_timeline_page(d->txn, ukey, klen, 0, &first, 1, &got, &rest)) < 0 ||
-        (rc = kv_timeline_last(d->txn, ukey, klen, &last)) < 0 ||
+    dc.user = user;
+    if ((rc = feed_count(d->txn, d->app, user, &count)) < 0 ||
+        (rc = feed_page(d->txn, d->app, user, 0, &first, 1, &got, &rest)) < 0 ||
+        (rc = feed_last(d->txn, d->app, user, &last)) < 0 ||
         (rc = kv_cursor_each(d->txn, ukey, klen, on_device, &dc)) < 0 ||
         (rc = kv_rec_scan(d->txn, KV_DB_CONVS, pfx, plen, on_conv_sum, &cs)) < 0 ||
         (rc = kv_rec_scan(d->txn, KV_DB_UGROUPS, pfx, plen, on_ugroup, &gs)) < 0 ||
