@@ -23,6 +23,8 @@
 
 typedef struct load {
     cimc_t *a;
+    int conv_type;       /* to a user (bob) or a group */
+    char to[65];
     uint64_t ids[MAXN];  /* ids[i]: the acknowledged id of "crash-i" */
     int codes[MAXN];
     size_t written;      /* SENDs handed to the socket */
@@ -49,8 +51,9 @@ static void *loader(void *arg)
     while (l->written + WINDOW <= MAXN && tmsg_now_ms() - t0 < LOAD_MAX_MS) {
         size_t base = l->written, answered = 0;
         l->written += WINDOW;
-        l->rc = tmsg_send_many(l->a, "bob", WINDOW, WINDOW, cim_MsgType_TEXT, mk, &base,
-                               l->ids + base, l->codes + base, &answered);
+        l->rc = tmsg_send_many_conv(l->a, l->conv_type, l->to, WINDOW, WINDOW,
+                                    cim_MsgType_TEXT, mk, &base, l->ids + base,
+                                    l->codes + base, &answered);
         atomic_store(&l->acked, base + answered);
         if (l->rc < 0)
             break;
@@ -89,6 +92,8 @@ static uint64_t check_timeline(const tsrv_t *t, const char *user, const char *de
         long j = cmid_index(m->client_msg_id);
         ASSERT_TRUE(m->msg_id > prev);
         prev = m->msg_id;
+        if (m->msg_type == cim_MsgType_SYSTEM && l->conv_type == cim_ConvType_GROUP)
+            continue; /* the group's creation */
         if (j < 0 || (size_t)j >= l->written)
             TEST_FAIL_("%s's timeline holds '%s', which was never sent", user,
                        m->client_msg_id);
@@ -119,14 +124,25 @@ static uint64_t check_timeline(const tsrv_t *t, const char *user, const char *de
     return prev;
 }
 
-TEST_TIMEOUT(e2e_offline_crash_safety, 60)
+/* Resend @p cmid to the load's conversation; its code must be OK. @return its id. */
+static uint64_t resend(cimc_t *a, const load_t *l, const char *cmid)
+{
+    cim_SendRsp rsp;
+    ASSERT_OK(tmsg_send_conv(a, l->conv_type, l->to, cmid, cim_MsgType_TEXT, "x", 1, false,
+                             &rsp));
+    ASSERT_EQ(rsp.code, cim_Code_OK);
+    return rsp.msg_id;
+}
+
+/* The crash run, alice sending to bob (@p group false) or to a group of alice, bob and
+ * carol. */
+static void crash_run(bool group)
 {
     tsrv_t t;
     static load_t l;
     static tmsg_t msgs[MAXN + 16];
     tmsg_page_t p;
     pthread_t th;
-    cim_SendRsp rsp;
     uint64_t max_b, max_a, latest, t0;
     size_t acked_at_kill;
 
@@ -137,6 +153,16 @@ TEST_TIMEOUT(e2e_offline_crash_safety, 60)
     tmsg_wait_user(&t, "bob");
     memset(&l, 0, sizeof(l));
     l.a = tsrv_login(&t, "alice", "a1", NULL);
+    l.conv_type = group ? cim_ConvType_GROUP : cim_ConvType_DIRECT;
+    snprintf(l.to, sizeof(l.to), "bob");
+    if (group) {
+        static const char *const members[] = {"bob", "carol"};
+        cim_GroupRsp grsp;
+        tmsg_register_users(&t, members + 1, 1);
+        TMSG_EXPECT(tmsg_group_create(l.a, "crash", members, 2, false, &grsp), grsp,
+                    cim_Code_OK);
+        snprintf(l.to, sizeof(l.to), "%s", grsp.group.group_id);
+    }
 
     ASSERT_OK(pthread_create(&th, NULL, loader, &l));
     t0 = tmsg_now_ms();
@@ -164,6 +190,11 @@ TEST_TIMEOUT(e2e_offline_crash_safety, 60)
     max_a = check_timeline(&t, "alice", "a-after", &l, &p, &latest);
     ASSERT_EQ(p.n, nb); /* the same messages on both sides */
     ASSERT_U64_EQ(max_a, max_b);
+    if (group) { /* and on the third member's */
+        ASSERT_U64_EQ(check_timeline(&t, "carol", "c-after", &l, &p, &latest), max_b);
+        ASSERT_EQ(p.n, nb);
+        nb--; /* the group's creation is no unread message */
+    }
     fprintf(stderr, "after restart: %zu in the timelines (%zu acknowledged)\n", nb, l.acked);
     /* the conversation index too (its appends were in cpend, not in cmsgs, at the kill):
      * bob's conversation with alice ends at the last of them, all unread */
@@ -173,7 +204,7 @@ TEST_TIMEOUT(e2e_offline_crash_safety, 60)
         size_t nc;
         cimc_t *c = tsrv_login(&t, "bob", "b-conv", NULL);
         TMSG_EXPECT(tmsg_conv_list(c, convs, 4, &nc, &crsp), crsp, cim_Code_OK);
-        const tmsg_conv_t *cv = tmsg_conv_find(convs, nc, cim_ConvType_DIRECT, "alice");
+        const tmsg_conv_t *cv = tmsg_conv_find(convs, nc, l.conv_type, group ? l.to : "alice");
         ASSERT_NOT_NULL(cv);
         ASSERT_U64_EQ(cv->last.msg_id, max_b);
         ASSERT_EQ(cv->unread, nb);
@@ -182,24 +213,16 @@ TEST_TIMEOUT(e2e_offline_crash_safety, 60)
 
     /* ids go on increasing after the restart, above everything issued before it */
     cimc_t *a = tsrv_login(&t, "alice", "a1", NULL);
-    ASSERT_OK(tmsg_send(a, "bob", "after-1", cim_MsgType_TEXT, "again", 5, false, &rsp));
-    ASSERT_EQ(rsp.code, cim_Code_OK);
-    ASSERT_TRUE(rsp.msg_id > max_b);
-    ASSERT_TRUE(rsp.msg_id > l.ids[l.acked - 1]);
-    uint64_t after1 = rsp.msg_id;
-    ASSERT_OK(tmsg_send(a, "bob", "after-2", cim_MsgType_TEXT, "again", 5, false, &rsp));
-    ASSERT_EQ(rsp.code, cim_Code_OK);
-    ASSERT_TRUE(rsp.msg_id > after1);
+    uint64_t after1 = resend(a, &l, "after-1");
+    ASSERT_TRUE(after1 > max_b);
+    ASSERT_TRUE(after1 > l.ids[l.acked - 1]);
+    ASSERT_TRUE(resend(a, &l, "after-2") > after1);
     /* the dedup records survived too: resends of acknowledged ids give the same ids */
-    ASSERT_OK(tmsg_send(a, "bob", "crash-0", cim_MsgType_TEXT, "x", 1, false, &rsp));
-    ASSERT_EQ(rsp.code, cim_Code_OK);
-    ASSERT_U64_EQ(rsp.msg_id, l.ids[0]);
+    ASSERT_U64_EQ(resend(a, &l, "crash-0"), l.ids[0]);
     {
         char cmid[32];
         snprintf(cmid, sizeof(cmid), "crash-%zu", l.acked - 1);
-        ASSERT_OK(tmsg_send(a, "bob", cmid, cim_MsgType_TEXT, "x", 1, false, &rsp));
-        ASSERT_EQ(rsp.code, cim_Code_OK);
-        ASSERT_U64_EQ(rsp.msg_id, l.ids[l.acked - 1]);
+        ASSERT_U64_EQ(resend(a, &l, cmid), l.ids[l.acked - 1]);
     }
     /* What a client does after a crash: resend everything it had not seen acknowledged,
      * with the same client_msg_ids. What the crash had committed without answering is
@@ -208,9 +231,7 @@ TEST_TIMEOUT(e2e_offline_crash_safety, 60)
     for (size_t j = l.acked; j < l.written; j++) {
         char cmid[32];
         snprintf(cmid, sizeof(cmid), "crash-%zu", j);
-        ASSERT_OK(tmsg_send(a, "bob", cmid, cim_MsgType_TEXT, "x", 1, false, &rsp));
-        ASSERT_EQ(rsp.code, cim_Code_OK);
-        l.ids[j] = rsp.msg_id;
+        l.ids[j] = resend(a, &l, cmid);
     }
     cimc_close(a);
     b = tsrv_login(&t, "bob", "b-last", NULL);
@@ -235,4 +256,16 @@ TEST_TIMEOUT(e2e_offline_crash_safety, 60)
     }
     cimc_close(b);
     ASSERT_EQ(tsrv_stop(&t), 0);
+}
+
+TEST_TIMEOUT(e2e_offline_crash_safety, 60)
+{
+    crash_run(false);
+}
+
+/* The same with a group's messages: stored once, in the group's index, and read into each
+ * member's timeline through their spans (actors/feed.h). */
+TEST_TIMEOUT(e2e_offline_crash_safety_group, 60)
+{
+    crash_run(true);
 }
