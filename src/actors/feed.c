@@ -112,13 +112,8 @@ int feed_leave(kv_txn_t *txn, const char *app, const char *user, uint64_t gid, u
 
 /* ---- reads -------------------------------------------------------------------------- */
 
-/* One span of a group, as a read takes it. */
-typedef struct span {
-    uint64_t gid, first, last;
-} span_t;
-
 typedef struct spans {
-    span_t *v;
+    feed_span_t *v;
     size_t n, cap;
     uint64_t after; /* only spans that reach past it */
 } spans_t;
@@ -136,7 +131,7 @@ static int collect(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *va
             s->cap = s->cap ? 2 * s->cap : 16;
             s->v = mem_realloc(s->v, s->cap * sizeof(*s->v));
         }
-        s->v[s->n++] = (span_t){get64(sfx), get64(val + i), last};
+        s->v[s->n++] = (feed_span_t){get64(sfx), get64(val + i), last};
     }
     return 0;
 }
@@ -149,6 +144,20 @@ static int spans_of(kv_txn_t *txn, const char *app, const char *user, uint64_t a
     memset(s, 0, sizeof(*s));
     s->after = after;
     return kv_rec_scan(txn, KV_DB_GSPANS, pfx, prefix_key(pfx, app, user), collect, s);
+}
+
+int feed_spans(kv_txn_t *txn, const char *app, const char *user, feed_span_t **out, size_t *n)
+{
+    spans_t s;
+    int rc = spans_of(txn, app, user, 0, &s);
+
+    if (rc < 0) {
+        mem_free(s.v);
+        return rc;
+    }
+    *out = s.v;
+    *n = s.n;
+    return 0;
 }
 
 /* Merge the ascending @p b[nb] into the ascending @p a[*na] (room @p max), keeping the

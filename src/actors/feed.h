@@ -59,6 +59,15 @@ int feed_page(kv_txn_t *txn, const char *app, const char *user, uint64_t after, 
  * or rc. */
 int feed_covers(kv_txn_t *txn, const char *app, const char *user, uint64_t gid, uint64_t id);
 
+/** One span: group @p gid's ids from @p first to @p last (UINT64_MAX: still a member). */
+typedef struct feed_span {
+    uint64_t gid, first, last;
+} feed_span_t;
+
+/** Every span of @p user, by group, oldest first (cimdump). @param[out] out  mem_free it.
+ * @return 0 or rc. */
+int feed_spans(kv_txn_t *txn, const char *app, const char *user, feed_span_t **out, size_t *n);
+
 /** How many ids a user's feed holds. @return 0 or rc. */
 int feed_count(kv_txn_t *txn, const char *app, const char *user, uint64_t *out);
 

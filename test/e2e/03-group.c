@@ -1353,5 +1353,17 @@ TEST_TIMEOUT(e2e_group_sync_follows_membership, 60)
         if (round == 0)
             tsrv_restart(&t); /* a clean stop first: the deferred index is applied */
     }
+    if (!tsrv_clustered()) { /* cimdump shows carol's two spans, bob's closed one */
+        char out[8192];
+        ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "user", "carol",
+                                NULL),
+                  0);
+        ASSERT_NOT_NULL(strstr(out, "spans          2: "));
+        ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "user",
+                                "bob", NULL),
+                  0);
+        ASSERT_NOT_NULL(strstr(out, "\"spans\":[{\"group\":\""));
+        ASSERT_TRUE(strstr(out, "\"last\":null") == NULL); /* kicked */
+    }
     ASSERT_EQ(tsrv_stop(&t), 0);
 }

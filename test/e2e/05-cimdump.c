@@ -257,7 +257,7 @@ TEST_TIMEOUT(e2e_cimdump_direct_matches_what_was_sent, 60)
              id[0], id[2]);
     expect_has(doc, want);
     expect_has(doc, "{\"app\":\"default\",\"user\":\"bob\",\"created_ms\":");
-    expect_has(doc, "\"conversations\":1,\"unread\":3,\"groups\":[],\"contacts\":0,"
+    expect_has(doc, "\"conversations\":1,\"unread\":3,\"groups\":[],\"spans\":[],\"contacts\":0,"
                     "\"blocked\":0}");
     doc = dumpj(&t, "user", "alice", NULL, NULL);
     expect_has(doc, "\"timeline\":{\"count\":3,");

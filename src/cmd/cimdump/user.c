@@ -214,6 +214,8 @@ int dump__cmd_user(dump_t *d)
     devctx_t dc = {0};
     convsum_t cs = {.d = d, .user = user};
     gids_t gs = {0};
+    feed_span_t *sp = NULL;
+    size_t nsp = 0;
     count_t contacts = {0}, blocks = {0};
     FILE *f = d->out;
     char t[32];
@@ -231,6 +233,7 @@ int dump__cmd_user(dump_t *d)
         (rc = kv_cursor_each(d->txn, ukey, klen, on_device, &dc)) < 0 ||
         (rc = kv_rec_scan(d->txn, KV_DB_CONVS, pfx, plen, on_conv_sum, &cs)) < 0 ||
         (rc = kv_rec_scan(d->txn, KV_DB_UGROUPS, pfx, plen, on_ugroup, &gs)) < 0 ||
+        (rc = feed_spans(d->txn, d->app, user, &sp, &nsp)) < 0 ||
         (rc = kv_rec_scan(d->txn, KV_DB_CONTACTS, pfx, plen, on_count_rec, &contacts)) < 0 ||
         (rc = kv_rec_scan(d->txn, KV_DB_BLOCKS, pfx, plen, on_count_rec, &blocks)) < 0) {
         dump__fail_rc(d, "cannot read the user", rc);
@@ -240,7 +243,7 @@ int dump__cmd_user(dump_t *d)
         first = 0;
     dump__fmt_time(t, created);
     if (d->json) {
-        json_t *tl = jv_obj(), *devs = jv_arr(), *groups = jv_arr();
+        json_t *tl = jv_obj(), *devs = jv_arr(), *groups = jv_arr(), *spans = jv_arr();
         jv_set(tl, "count", jv_u64(count));
         jv_set(tl, "first", jv_id_or_null(first));
         jv_set(tl, "last", jv_id_or_null(last));
@@ -253,6 +256,13 @@ int dump__cmd_user(dump_t *d)
         }
         for (size_t i = 0; i < gs.n; i++)
             jv_push(groups, jv_id(gs.v[i]));
+        for (size_t i = 0; i < nsp; i++) {
+            json_t *o = jv_obj();
+            jv_set(o, "group", jv_id(sp[i].gid));
+            jv_set(o, "first", jv_id(sp[i].first));
+            jv_set(o, "last", jv_id_or_null(sp[i].last == UINT64_MAX ? 0 : sp[i].last));
+            jv_push(spans, o);
+        }
         d->doc = jv_obj();
         jv_set(d->doc, "app", jv_str(d->app));
         jv_set(d->doc, "user", jv_str(user));
@@ -263,6 +273,7 @@ int dump__cmd_user(dump_t *d)
         jv_set(d->doc, "conversations", jv_u64(cs.n));
         jv_set(d->doc, "unread", jv_u64(cs.unread));
         jv_set(d->doc, "groups", groups);
+        jv_set(d->doc, "spans", spans);
         jv_set(d->doc, "contacts", jv_u64(contacts.n));
         jv_set(d->doc, "blocked", jv_u64(blocks.n));
         goto out;
@@ -275,6 +286,13 @@ int dump__cmd_user(dump_t *d)
             (unsigned long long)cs.unread, gs.n);
     for (size_t i = 0; i < gs.n; i++)
         fprintf(f, "%s%llu", i == 0 ? ": " : " ", (unsigned long long)gs.v[i]);
+    fprintf(f, "\nspans          %zu", nsp);
+    for (size_t i = 0; i < nsp; i++) {
+        fprintf(f, "%s%llu: %llu-", i == 0 ? ": " : ", ", (unsigned long long)sp[i].gid,
+                (unsigned long long)sp[i].first);
+        if (sp[i].last != UINT64_MAX)
+            fprintf(f, "%llu", (unsigned long long)sp[i].last);
+    }
     fprintf(f, "\ncontacts       %llu (%llu blocked)\n", (unsigned long long)contacts.n,
             (unsigned long long)blocks.n);
     fprintf(f, "devices        %zu (with a delivery cursor)\n", dc.n);
@@ -286,5 +304,6 @@ int dump__cmd_user(dump_t *d)
 out:
     mem_free(dc.devs);
     mem_free(gs.v);
+    mem_free(sp);
     return rc;
 }
