@@ -293,42 +293,30 @@ int feed_has(kv_txn_t *txn, const char *app, const char *user, uint64_t id)
 
 typedef struct mig {
     kv_txn_t *txn;
-    uint64_t from, n;
-    uint8_t (*keys)[KEY_MAX];
-    size_t *lens, nkeys, cap;
+    uint8_t span[SPAN_LEN];
+    uint64_t n;
 } mig_t;
 
+/* ugroups and gspans share their keys (user key NUL gid): a span for each, written as the
+ * scan goes (into another database than the one scanned). */
 static int each_membership(void *ctx, const uint8_t *key, size_t klen, const uint8_t *val,
                            size_t vlen)
 {
     mig_t *m = ctx;
     (void)val;
     (void)vlen;
-    if (klen > KEY_MAX)
-        return 0;
-    if (m->nkeys == m->cap) {
-        m->cap = m->cap ? 2 * m->cap : 256;
-        m->keys = mem_realloc(m->keys, m->cap * sizeof(*m->keys));
-        m->lens = mem_realloc(m->lens, m->cap * sizeof(*m->lens));
-    }
-    memcpy(m->keys[m->nkeys], key, klen);
-    m->lens[m->nkeys++] = klen;
-    return 0;
+    m->n++;
+    return kv_rec_put(m->txn, KV_DB_GSPANS, key, klen, m->span, SPAN_LEN);
 }
 
 int feed_migrate(kv_txn_t *txn, uint64_t from, uint64_t *n)
 {
-    mig_t m = {.txn = txn, .from = from};
-    uint8_t span[SPAN_LEN];
-    int rc = kv_rec_each(txn, KV_DB_UGROUPS, each_membership, &m);
+    mig_t m = {.txn = txn};
+    int rc;
 
-    put64(span, from);
-    put64(span + 8, UINT64_MAX);
-    /* ugroups and gspans share their keys: user key NUL gid */
-    for (size_t i = 0; i < m.nkeys && rc == 0; i++, m.n++)
-        rc = kv_rec_put(txn, KV_DB_GSPANS, m.keys[i], m.lens[i], span, SPAN_LEN);
-    mem_free(m.keys);
-    mem_free(m.lens);
+    put64(m.span, from);
+    put64(m.span + 8, UINT64_MAX);
+    rc = kv_rec_each(txn, KV_DB_UGROUPS, each_membership, &m);
     *n = m.n;
     return rc;
 }
