@@ -7,26 +7,13 @@
 #include "actors/conv.h"
 #include "actors/group.h"
 #include "actors/message.h"
+#include "core/be.h"
 #include "core/mem.h"
 #include "core/rc.h"
 #include "cim.pb.h"
 
 #define SPAN_LEN 16 /* first, last: u64 BE each */
 #define KEY_MAX (KV_UKEY_MAX + 1 + 8)
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
 
 /* user key NUL: the prefix of a user's spans; then gid */
 static size_t prefix_key(uint8_t *out, const char *app, const char *user)
@@ -39,7 +26,7 @@ static size_t prefix_key(uint8_t *out, const char *app, const char *user)
 static size_t span_key(uint8_t out[KEY_MAX], const char *app, const char *user, uint64_t gid)
 {
     size_t n = prefix_key(out, app, user);
-    put64(out + n, gid);
+    be64_put(out + n, gid);
     return n + 8;
 }
 
@@ -82,10 +69,10 @@ int feed_join(kv_txn_t *txn, const char *app, const char *user, uint64_t gid, ui
     if (n < 0)
         return n;
     /* open already, or a replay of an event the spans have passed */
-    if (n > 0 && get64(buf + (size_t)n * SPAN_LEN - 8) >= id)
+    if (n > 0 && be64_get(buf + (size_t)n * SPAN_LEN - 8) >= id)
         return 0;
-    put64(buf + (size_t)n * SPAN_LEN, id);
-    put64(buf + (size_t)n * SPAN_LEN + 8, UINT64_MAX);
+    be64_put(buf + (size_t)n * SPAN_LEN, id);
+    be64_put(buf + (size_t)n * SPAN_LEN + 8, UINT64_MAX);
     n++;
     if (n > FEED_SPANS_MAX) { /* the oldest goes */
         memmove(buf, buf + SPAN_LEN, (size_t)(n - 1) * SPAN_LEN);
@@ -104,9 +91,9 @@ int feed_leave(kv_txn_t *txn, const char *app, const char *user, uint64_t gid, u
     if (n <= 0)
         return n;
     last = buf + (size_t)(n - 1) * SPAN_LEN;
-    if (get64(last + 8) != UINT64_MAX || get64(last) > id)
+    if (be64_get(last + 8) != UINT64_MAX || be64_get(last) > id)
         return 0; /* not in the group, or a replay */
-    put64(last + 8, id);
+    be64_put(last + 8, id);
     return kv_rec_put(txn, KV_DB_GSPANS, key, klen, buf, (size_t)n * SPAN_LEN);
 }
 
@@ -124,14 +111,14 @@ static int collect(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *va
     if (slen != 8)
         return 0; /* not a span record (none are written so) */
     for (size_t i = 0; i + SPAN_LEN <= vlen; i += SPAN_LEN) {
-        uint64_t last = get64(val + i + 8);
+        uint64_t last = be64_get(val + i + 8);
         if (last <= s->after)
             continue;
         if (s->n == s->cap) {
             s->cap = s->cap ? 2 * s->cap : 16;
             s->v = mem_realloc(s->v, s->cap * sizeof(*s->v));
         }
-        s->v[s->n++] = (feed_span_t){get64(sfx), get64(val + i), last};
+        s->v[s->n++] = (feed_span_t){be64_get(sfx), be64_get(val + i), last};
     }
     return 0;
 }
@@ -260,7 +247,7 @@ int feed_covers(kv_txn_t *txn, const char *app, const char *user, uint64_t gid, 
     int n = spans_get(txn, key, span_key(key, app, user, gid), buf);
 
     for (int i = 0; i < n; i++)
-        if (get64(buf + (size_t)i * SPAN_LEN) <= id && id <= get64(buf + (size_t)i * SPAN_LEN + 8))
+        if (be64_get(buf + (size_t)i * SPAN_LEN) <= id && id <= be64_get(buf + (size_t)i * SPAN_LEN + 8))
             return 1;
     return n < 0 ? n : 0;
 }
@@ -314,8 +301,8 @@ int feed_migrate(kv_txn_t *txn, uint64_t from, uint64_t *n)
     mig_t m = {.txn = txn};
     int rc;
 
-    put64(m.span, from);
-    put64(m.span + 8, UINT64_MAX);
+    be64_put(m.span, from);
+    be64_put(m.span + 8, UINT64_MAX);
     rc = kv_rec_each(txn, KV_DB_UGROUPS, each_membership, &m);
     *n = m.n;
     return rc;

@@ -13,6 +13,7 @@
 #include "actors/message.h"
 #include "actors/store.h"
 #include "client/cim.h"
+#include "core/be.h"
 #include "core/frame.h"
 #include "core/kv.h"
 #include "core/snowflake.h"
@@ -381,14 +382,6 @@ typedef struct fan {
     size_t n, cap;
 } fan_t;
 
-static uint64_t get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static int fan_span(void *ctx, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
 {
     fan_t *f = ctx;
@@ -398,10 +391,10 @@ static int fan_span(void *ctx, const uint8_t *key, size_t klen, const uint8_t *v
     size_t n, sklen;
 
     ASSERT_TRUE(klen > 9 && vlen % 16 == 0);
-    snprintf(gid, sizeof(gid), "%llu", (unsigned long long)get_be64(key + klen - 8));
+    snprintf(gid, sizeof(gid), "%llu", (unsigned long long)be64_get(key + klen - 8));
     sklen = conv_skey(skey, (const char *)key, cim_ConvType_GROUP, gid, gid);
     for (size_t s = 0; s < vlen; s += 16) {
-        uint64_t first = get_be64(val + s), last = get_be64(val + s + 8);
+        uint64_t first = be64_get(val + s), last = be64_get(val + s + 8);
         ASSERT_OK(kv_cmsg_after(f->txn, skey, sklen, first - 1, ids, N(ids), &n, &total));
         ASSERT_LT(n, N(ids));
         for (size_t i = 0; i < n && ids[i] <= last; i++) {
