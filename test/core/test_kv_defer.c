@@ -329,6 +329,18 @@ static void commit_keys(kv_t *kv, int from, int to, uint64_t id)
     ASSERT_OK(kv_commit(txn));
 }
 
+/* Every @p step-th key "k%06d" of 0..@p n - 1 holds @p want ids. */
+static void expect_key_counts(kv_txn_t *txn, int n, int step, uint64_t want)
+{
+    uint64_t got;
+    for (int i = 0; i < n; i += step) {
+        char key[16];
+        int len = snprintf(key, sizeof(key), "k%06d", i);
+        ASSERT_OK(kv_cmsg_count(txn, (const uint8_t *)key, (size_t)len, 0, UINT64_MAX, &got));
+        ASSERT_U64_EQ(got, want);
+    }
+}
+
 /* A read-only open (cimdump) of what a kill -9 left: a cpend of as many keys as entries
  * (every conversation new). */
 TEST(kv_defer_read_only_open_of_many_keys)
@@ -338,7 +350,6 @@ TEST(kv_defer_read_only_open_of_many_keys)
     kv_t *ro = NULL;
     kv_txn_t *txn;
     char crash[CRASH_MAX];
-    uint64_t n;
 
     fx_open(&f, "1000000");
     commit_keys(f.kv, 0, N, 100);
@@ -347,12 +358,7 @@ TEST(kv_defer_read_only_open_of_many_keys)
     ASSERT_OK(kv_open(crash, KV_RDONLY, &ro));
     ASSERT_EQ(raw_entries(ro, ro->cmsgs), 0);
     txn = begin(ro, KV_READ);
-    for (int i = 0; i < N; i += 499) {
-        char key[16];
-        int len = snprintf(key, sizeof(key), "k%06d", i);
-        ASSERT_OK(kv_cmsg_count(txn, (const uint8_t *)key, (size_t)len, 0, UINT64_MAX, &n));
-        ASSERT_U64_EQ(n, 1);
-    }
+    expect_key_counts(txn, N, 499, 1);
     kv_abort(txn);
     kv_close(ro);
     tmpdir_remove(crash);
@@ -376,7 +382,7 @@ static uint64_t pages_in_use(kv_t *kv)
 static uint64_t stop_free_pages(const char *slice)
 {
     enum { N = 20000, STEP = 500 };
-    uint64_t before, after, n, free_pages = 0;
+    uint64_t before, after, free_pages = 0;
     kv_txn_t *txn;
     kv_t *ro = NULL;
     fx_t f;
@@ -402,12 +408,7 @@ static uint64_t stop_free_pages(const char *slice)
     txn = begin(ro, KV_READ);
     ASSERT_OK(kv_stat_each(txn, no_stat, NULL, &free_pages));
     ASSERT_TRUE(after > before); /* (the leaves split: the data grew) */
-    for (int i = 0; i < N; i += 997) {
-        char key[16];
-        int len = snprintf(key, sizeof(key), "k%06d", i);
-        ASSERT_OK(kv_cmsg_count(txn, (const uint8_t *)key, (size_t)len, 0, UINT64_MAX, &n));
-        ASSERT_U64_EQ(n, 9);
-    }
+    expect_key_counts(txn, N, 997, 9);
     kv_abort(txn);
     ASSERT_EQ(raw_entries(ro, ro->cpend), 0);
     kv_close(ro);
