@@ -225,7 +225,7 @@ static int verify(kv_txn_t *txn, const char *app, const char *user, const char *
     if (!message_decode_head(rec, len, &m) || strcmp(m.from, user) != 0 ||
         strcmp(m.client_msg_id, cmid) != 0)
         return RC_ENOTFOUND;
-    rc = feed_has(txn, app, user, id);
+    rc = feed_has_in(txn, app, user, id, m.conv_type, m.to);
     /* In a cluster a group's messages are stored by the group's home, maybe not the
      * sender's: there a group of that app (group ids are unique across apps) says it. */
     if (rc == RC_ENOTFOUND && m.conv_type == cim_ConvType_GROUP &&

@@ -241,6 +241,29 @@ int feed_last(kv_txn_t *txn, const char *app, const char *user, uint64_t *out)
     return rc;
 }
 
+int feed_newer(kv_txn_t *txn, const char *app, const char *user, uint64_t id)
+{
+    uint8_t ukey[KV_UKEY_MAX], skey[CONV_SKEY_MAX];
+    uint64_t last = 0;
+    spans_t s = {0};
+    int rc = kv_timeline_last(txn, ukey, kv_ukey(ukey, app, user), &last);
+
+    if (rc == 0 && last > id)
+        return 1;
+    if ((rc < 0 && rc != RC_ENOTFOUND) || (rc = spans_of(txn, app, user, id, &s)) < 0) {
+        mem_free(s.v);
+        return rc;
+    }
+    /* spans reaching past @p id: the first with a newer id answers */
+    for (size_t i = 0; i < s.n && rc == 0; i++) {
+        rc = kv_cmsg_last(txn, skey, group_skey(skey, app, s.v[i].gid), s.v[i].last, &last);
+        if (rc == 0 && last > id && last >= s.v[i].first)
+            rc = 1;
+    }
+    mem_free(s.v);
+    return rc;
+}
+
 int feed_covers(kv_txn_t *txn, const char *app, const char *user, uint64_t gid, uint64_t id)
 {
     uint8_t key[KEY_MAX], buf[(FEED_SPANS_MAX + 1) * SPAN_LEN];
@@ -252,28 +275,36 @@ int feed_covers(kv_txn_t *txn, const char *app, const char *user, uint64_t gid, 
     return n < 0 ? n : 0;
 }
 
-int feed_has(kv_txn_t *txn, const char *app, const char *user, uint64_t id)
+int feed_has_in(kv_txn_t *txn, const char *app, const char *user, uint64_t id, int conv_type,
+                const char *to)
 {
     uint8_t ukey[KV_UKEY_MAX], skey[CONV_SKEY_MAX];
-    const uint8_t *rec;
-    size_t len;
-    cim_Message m;
     uint64_t gid, c;
     int rc = kv_timeline_has(txn, ukey, kv_ukey(ukey, app, user), id);
 
-    if (rc != RC_ENOTFOUND)
+    if (rc != RC_ENOTFOUND || conv_type != cim_ConvType_GROUP || group_id_parse(to, &gid) < 0)
         return rc;
     /* a group's message: in the group's index, inside one of the user's spans */
-    if ((rc = kv_msg_get(txn, id, &rec, &len)) < 0)
-        return rc;
-    if (!message_decode_head(rec, len, &m) || m.conv_type != cim_ConvType_GROUP ||
-        group_id_parse(m.to, &gid) < 0)
-        return RC_ENOTFOUND;
     if ((rc = feed_covers(txn, app, user, gid, id)) <= 0)
         return rc < 0 ? rc : RC_ENOTFOUND;
     if ((rc = kv_cmsg_count(txn, skey, group_skey(skey, app, gid), id - 1, id, &c)) < 0)
         return rc;
     return c == 1 ? 0 : RC_ENOTFOUND;
+}
+
+int feed_has(kv_txn_t *txn, const char *app, const char *user, uint64_t id)
+{
+    const uint8_t *rec;
+    size_t len;
+    cim_Message m;
+    int rc = kv_msg_get(txn, id, &rec, &len);
+
+    /* no record, no message (retention removes the record last) */
+    if (rc < 0)
+        return rc;
+    if (!message_decode_head(rec, len, &m))
+        return RC_ENOTFOUND;
+    return feed_has_in(txn, app, user, id, m.conv_type, m.to);
 }
 
 /* ---- migration ---------------------------------------------------------------------- */

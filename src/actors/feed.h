@@ -74,8 +74,18 @@ int feed_count(kv_txn_t *txn, const char *app, const char *user, uint64_t *out);
 /** The newest id of a user's feed, 0 when empty. @return 0 or rc. */
 int feed_last(kv_txn_t *txn, const char *app, const char *user, uint64_t *out);
 
-/** @return 0 when message @p id is in the user's feed, RC_ENOTFOUND, or rc. */
+/** @return 0 when message @p id is in the user's feed, RC_ENOTFOUND, or rc. Reads the
+ * message's record for its conversation. */
 int feed_has(kv_txn_t *txn, const char *app, const char *user, uint64_t id);
+
+/** feed_has for a message known to be of conversation @p conv_type with @p to (a group's
+ * id for a group): no record read. */
+int feed_has_in(kv_txn_t *txn, const char *app, const char *user, uint64_t id, int conv_type,
+                const char *to);
+
+/** @return 1 when the user's feed holds an id greater than @p id (a message that came late
+ * would land behind it), 0 when not, or rc. Stops at the first such id. */
+int feed_newer(kv_txn_t *txn, const char *app, const char *user, uint64_t id);
 
 /**
  * Migration to schema 7 (write txn): a span from @p from for every membership of a user

@@ -595,16 +595,15 @@ int store__apply(store_t *st, kv_txn_t *txn, store_apply_t *a)
      * id (it came late: appending it would put it behind a device's cursor; docs/SCALING.md,
      * "What is left") is left alone; the others get it. */
     for (size_t i = 0; i < n; i++) {
-        uint64_t last = 0;
-        if ((rc = feed_has(txn, a->app, users[i], a->id)) == 0)
+        if ((rc = feed_has_in(txn, a->app, users[i], a->id, a->conv_type, a->to)) == 0)
             continue; /* has it already */
-        if (rc != RC_ENOTFOUND || (rc = feed_last(txn, a->app, users[i], &last)) < 0)
+        if (rc != RC_ENOTFOUND || (rc = feed_newer(txn, a->app, users[i], a->id)) < 0)
             goto out;
-        if (rc == 0 && last > a->id) {
+        if (rc == 1) {
             late++;
-            LOG_RL(LOG_LVL_ERROR, "store: message %llu from node %u came after %llu in a "
-                                  "timeline: not appended there", (unsigned long long)a->id,
-                   a->origin, (unsigned long long)last);
+            LOG_RL(LOG_LVL_ERROR, "store: message %llu from node %u came after a newer one in "
+                                  "%s's timeline: not appended there",
+                   (unsigned long long)a->id, a->origin, users[i]);
             continue;
         }
         if (keep != i)
@@ -686,10 +685,9 @@ static int rejoin_ask(store_t *st, kv_txn_t *txn, store_rejoin_t *q)
                        &n);
     q->rc = 0;
     for (size_t i = 0; i < n && !q->late && q->rc == 0; i++) {
-        uint64_t last = 0;
-        if ((rc = feed_last(txn, x.app, users[i], &last)) < 0)
+        if ((rc = feed_newer(txn, x.app, users[i], x.id)) < 0)
             q->rc = rc;
-        q->late = rc == 0 && last > x.id;
+        q->late = rc == 1;
     }
     if (users != pair)
         mem_free(users);

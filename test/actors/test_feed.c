@@ -161,6 +161,16 @@ static void membership(fx_t *f, bool batches)
     put(f, 22, true, "bob", GIDS);
     expect_last_and_count(f, "alice", 21, N(all));
     ASSERT_EQ(feed_has(f->txn, APP, "alice", 22), RC_ENOTFOUND);
+    /* has_in: the same, told the conversation instead of reading the record */
+    ASSERT_OK(feed_has_in(f->txn, APP, "alice", 11, cim_ConvType_GROUP, GIDS));
+    ASSERT_OK(feed_has_in(f->txn, APP, "alice", 7, cim_ConvType_DIRECT, "alice"));
+    ASSERT_EQ(feed_has_in(f->txn, APP, "alice", 14, cim_ConvType_GROUP, GIDS), RC_ENOTFOUND);
+    ASSERT_EQ(feed_has_in(f->txn, APP, "alice", 22, cim_ConvType_GROUP, GIDS), RC_ENOTFOUND);
+    /* newer: a later id of hers, from her timeline or a span; 22 is not hers */
+    ASSERT_EQ(feed_newer(f->txn, APP, "alice", 14), 1); /* 15, DIRECT */
+    ASSERT_EQ(feed_newer(f->txn, APP, "alice", 20), 1); /* 21, the group's */
+    ASSERT_EQ(feed_newer(f->txn, APP, "alice", 21), 0);
+    ASSERT_EQ(feed_newer(f->txn, APP, "carol", 15), 0);
     /* carol, never in the group, has her DIRECT message alone */
     expect_feed(f, "carol", 0, 4, (const uint64_t[]){15}, 1);
     expect_last_and_count(f, "carol", 15, 1);
