@@ -307,9 +307,11 @@ int kv_msg_scan(kv_txn_t *txn, uint64_t from,
 int kv_timeline_add(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t id);
 
 /**
- * As kv_timeline_add, for a message that goes to many timelines (a group's): with
- * KV_DEFER it is put into the timeline at the commit rather than deferred, which would
- * cost a log entry and a tail entry a member (docs/STORAGE.md, cpend). @return 0 or rc.
+ * As kv_timeline_add, for a message that goes to many timelines at once (a group's RECALL,
+ * which its index leaves out; a cluster's group message that no member's span holds:
+ * actors/feed.h): with KV_DEFER it is put into the timeline at the commit rather than
+ * deferred, which would cost a log entry and a tail entry a member (docs/STORAGE.md,
+ * cpend). @return 0 or rc.
  */
 int kv_timeline_fanout(kv_txn_t *txn, const uint8_t *ukey, size_t klen, uint64_t id);
 

@@ -12,8 +12,9 @@
  *
  * A key that already has its chain's bound of entries in the open epoch gets its ids put
  * at once instead: its page is written every commit anyway, and readers walk its chain.
- * A group's timeline appends (kv_timeline_fanout) are put at once too: a member each,
- * they would cost the log and the tail more than the pages they spare.
+ * Appends to many timelines at once (kv_timeline_fanout: a group's RECALL) are put at once
+ * too: a member each, they would cost the log and the tail more than the pages they spare.
+ * (A group's messages have no timeline appends: actors/feed.h.)
  *
  * Keys in the tail and the log begin with a byte naming their database (TAG_*), below
  * any byte a stored key begins with (an app id: [A-Za-z0-9._@-]).
