@@ -1,11 +1,15 @@
 #include "actors/conv.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "actors/group.h"
+#include "actors/message.h"
 #include "cim.pb.h"
 #include "core/be.h"
 #include "core/mem.h"
+#include "core/rc.h"
 #include "core/snowflake.h"
 
 size_t conv_uprefix(uint8_t out[CONV_UKEY_MAX], const char *app, const char *user)
@@ -88,6 +92,68 @@ void conv_encode(const conv_rec_t *c, uint8_t out[CONV_REC_LEN])
     be64_put(out + 8, c->read_up_to);
     be64_put(out + 16, c->updated_ms);
     be64_put(out + 24, c->left_id);
+}
+
+int conv_load(kv_txn_t *txn, const uint8_t *key, size_t klen, conv_rec_t *out)
+{
+    const uint8_t *v = NULL;
+    size_t vlen = 0;
+    int rc = kv_rec_get(txn, KV_DB_CONVS, key, klen, &v, &vlen);
+
+    if (rc == RC_ENOTFOUND && (rc = kv_conv_pending(txn, key, klen)) >= 0)
+        rc = rc == 1 ? 0 : RC_ENOTFOUND;
+    conv_decode(v, rc == 0 ? vlen : 0, out);
+    return rc;
+}
+
+typedef char peer_t[KV_ID_MAX + 1];
+
+static int peer_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const peer_t *)a, *(const peer_t *)b);
+}
+
+int conv_scan(kv_txn_t *txn, const char *app, const char *user,
+              int (*cb)(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
+                        size_t vlen),
+              void *ctx)
+{
+    uint8_t pfx[CONV_UKEY_MAX], key[CONV_UKEY_MAX];
+    size_t plen = conv_uprefix(pfx, app, user), n = 0, np = 0, klen, len;
+    uint64_t *ids = NULL;
+    peer_t *peers = NULL;
+    const uint8_t *rec;
+    cim_Message m;
+    int rc = kv_rec_scan(txn, KV_DB_CONVS, pfx, plen, cb, ctx);
+
+    if (rc != 0 || (rc = kv_conv_pending_ids(txn, pfx, plen, &ids, &n)) < 0 || n == 0)
+        goto out;
+    /* each began with a message between the user and the peer: its other party */
+    peers = mem_alloc(n * sizeof(*peers));
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = kv_msg_get(txn, ids[i], &rec, &len)) == RC_ENOTFOUND)
+            continue; /* retired since */
+        if (rc < 0)
+            goto out;
+        if (!message_decode_head(rec, len, &m) || m.conv_type != cim_ConvType_DIRECT)
+            continue;
+        snprintf(peers[np++], sizeof(*peers), "%s", strcmp(m.from, user) == 0 ? m.to : m.from);
+    }
+    rc = 0;
+    if (np > 1)
+        qsort(peers, np, sizeof(*peers), peer_cmp);
+    for (size_t i = 0; i < np && rc == 0; i++) {
+        if (i > 0 && strcmp(peers[i], peers[i - 1]) == 0)
+            continue;
+        klen = conv_ukey(key, app, user, cim_ConvType_DIRECT, peers[i]);
+        rc = kv_rec_get(txn, KV_DB_CONVS, key, klen, NULL, NULL);
+        if (rc == RC_ENOTFOUND) /* (else the scan had it) */
+            rc = cb(ctx, key + plen, klen - plen, NULL, 0);
+    }
+out:
+    mem_free(ids);
+    mem_free(peers);
+    return rc;
 }
 
 /* The index key(s) of (@p user, @p peer): GROUP one; DIRECT what the user sent (mine) and

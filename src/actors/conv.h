@@ -80,6 +80,23 @@ void conv_decode(const uint8_t *v, size_t len, conv_rec_t *c);
 void conv_encode(const conv_rec_t *c, uint8_t out[CONV_REC_LEN]);
 
 /**
+ * @p key's record (conv_ukey), from convs or on its way there (a new DIRECT conversation's,
+ * kv_conv_defer: empty, which reads as zeros). @p out: zeros when there is none.
+ * @return 0, RC_ENOTFOUND or rc.
+ */
+int conv_load(kv_txn_t *txn, const uint8_t *key, size_t klen, conv_rec_t *out);
+
+/**
+ * kv_rec_scan of @p user's records (@p cb gets the key after conv_uprefix, and the value),
+ * then of those on their way to convs (kv_conv_defer), which come after, each once, with
+ * an empty value. @return 0, rc, or @p cb's value.
+ */
+int conv_scan(kv_txn_t *txn, const char *app, const char *user,
+              int (*cb)(void *ctx, const uint8_t *sfx, size_t slen, const uint8_t *val,
+                        size_t vlen),
+              void *ctx);
+
+/**
  * Derive @p out for (@p app, @p user)'s conversation (@p conv_type, @p peer) whose record
  * is @p rec, reading the conversation index in @p txn. @return 0 or rc.
  */

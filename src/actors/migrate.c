@@ -213,7 +213,7 @@ static int fix_record(void *ctx, const uint8_t *key, size_t klen, const uint8_t 
     return 0;
 }
 
-/* Schema 1 to 6 → 7: every current member's group messages from now on are read from
+/* Schema 1 to 6 → 7 (and so 8): every current member's group messages from now on are read from
  * the group's index over a span (feed.h); the ones before are in their timelines. The
  * span starts above every id this directory holds or issued. */
 static int open_spans(kv_txn_t *txn, uint64_t *n)
@@ -226,7 +226,7 @@ static int open_spans(kv_txn_t *txn, uint64_t *n)
     return feed_migrate(txn, (last > stored ? last : stored) + 1, n);
 }
 
-/* Schema 2 to 6 → 7: the version (migrate.h; kv_open made cpend and applied a schema 5
+/* Schema 2 to 6 → 8: the version (migrate.h; kv_open made cpend and applied a schema 5
  * or 6 cimd's records; records stored one to an entry read as they are beside the chunks
  * new ones go into), and the spans of the groups' members. */
 static int from_2(kv_t *kv)
@@ -252,6 +252,27 @@ static int from_2(kv_t *kv)
     return rc;
 }
 
+/* Schema 7 → 8: only the version. cpend may now hold new conversations' records
+ * (kv_conv_defer), which a schema 7 cimd could not read; kv_open applied what a schema 7
+ * one left there. */
+static int from_7(kv_t *kv)
+{
+    kv_txn_t *txn = NULL;
+    int rc;
+
+    if ((rc = kv_begin(kv, KV_WRITE, &txn)) == 0 && (rc = kv_migrated(txn)) == 0) {
+        rc = kv_commit(txn);
+        txn = NULL;
+    }
+    kv_abort(txn);
+    if (rc < 0)
+        LOG_ERROR("migrate: schema 7 to %u failed (%s); the data is unchanged", KV_SCHEMA,
+                  rc_str(rc));
+    else
+        LOG_INFO("migrate: schema 7 to %u: nothing to rewrite", KV_SCHEMA);
+    return rc;
+}
+
 int migrate_run(kv_t *kv)
 {
     mig_t m;
@@ -260,6 +281,8 @@ int migrate_run(kv_t *kv)
 
     if (kv_schema_found(kv) == KV_SCHEMA)
         return 0;
+    if (kv_schema_found(kv) == 7)
+        return from_7(kv);
     if (kv_schema_found(kv) >= 2 && kv_schema_found(kv) <= 6)
         return from_2(kv);
     if (kv_schema_found(kv) != 1) {

@@ -33,6 +33,11 @@
  * the directory holds or issued (feed_migrate): older group messages are in the members'
  * timelines, newer ones are read from the group's index (actors/feed.h).
  *
+ * Schema 7 → 8: nothing is rewritten. cpend's records may hold new DIRECT conversations'
+ * records (tags 3 and 4, core/kv_defer.c: kv_conv_defer), which a schema 7 build would
+ * take for a conversation index key of schema 5; kv_open applies a schema 7 cimd's
+ * records first. Records made so are empty (conv_decode reads zeros).
+ *
  * Everything happens in one write transaction: a crash leaves the old schema, and the next
  * start migrates again.
  *

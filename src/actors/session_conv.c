@@ -302,7 +302,7 @@ static int conv_list(session_t *s, const uint8_t *body, size_t len)
     cim_Req req = cim_Req_init_zero;
     cim_ConvListRsp rsp = cim_ConvListRsp_init_zero;
     pb_istream_t is = pb_istream_from_buffer(body, len);
-    uint8_t prefix[CONV_UKEY_MAX], pkey[CONV_UKEY_MAX];
+    uint8_t pkey[CONV_UKEY_MAX];
     clist_t cl;
     int rc;
 
@@ -316,21 +316,18 @@ static int conv_list(session_t *s, const uint8_t *body, size_t len)
         mem_free(cl.e);
         return session__fail(s, FT_CONV_LIST, req.req_id, cim_Code_INTERNAL, "storage error");
     }
-    rc = kv_rec_scan(cl.txn, KV_DB_CONVS, prefix, conv_uprefix(prefix, s->app, s->user),
-                     each_conv, &cl);
+    rc = conv_scan(cl.txn, s->app, s->user, each_conv, &cl);
     if (rc < 0)
         goto internal;
     qsort(cl.e, cl.n, sizeof(*cl.e), newest_first);
     for (size_t i = 0; i < cl.n; i++) {
         /* DIRECT: how far the peer has read this conversation */
-        const uint8_t *v;
-        size_t vlen, klen;
+        size_t klen;
         conv_rec_t pc;
         if (cl.e[i].conv_type != cim_ConvType_DIRECT)
             continue;
         klen = conv_ukey(pkey, s->app, cl.e[i].peer, cim_ConvType_DIRECT, s->user);
-        if (kv_rec_get(cl.txn, KV_DB_CONVS, pkey, klen, &v, &vlen) == 0) {
-            conv_decode(v, vlen, &pc);
+        if (conv_load(cl.txn, pkey, klen, &pc) == 0) {
             if (conv_read_cursor(cl.txn, s->app, cl.e[i].peer, cim_ConvType_DIRECT, s->user,
                                  &pc, &cl.e[i].peer_read) < 0)
                 cl.e[i].peer_read = pc.read_up_to;

@@ -41,8 +41,6 @@ static int conv_get(store_t *st, kv_txn_t *txn, const uint8_t *key, size_t klen,
                     conv_ent_t **out)
 {
     conv_ent_t **slot, *e;
-    const uint8_t *v = NULL;
-    size_t vlen = 0;
     int rc;
 
     if ((st->nconvs + 1) * 2 > st->capconvs) {
@@ -62,11 +60,11 @@ static int conv_get(store_t *st, kv_txn_t *txn, const uint8_t *key, size_t klen,
     }
     slot = conv_slot(st, key, klen);
     if ((e = *slot) == NULL) {
-        rc = kv_rec_get(txn, KV_DB_CONVS, key, klen, &v, &vlen);
-        if (rc < 0 && rc != RC_ENOTFOUND)
-            return rc;
         e = mem_alloc(sizeof(*e));
-        conv_decode(v, rc == 0 ? vlen : 0, &e->rec);
+        if ((rc = conv_load(txn, key, klen, &e->rec)) < 0 && rc != RC_ENOTFOUND) {
+            mem_free(e);
+            return rc;
+        }
         e->exists = rc == 0;
         e->dirty = false;
         e->klen = (uint16_t)klen;
@@ -211,12 +209,18 @@ typedef struct news_ctx {
 
 /* The first message of a DIRECT direction (kv_cmsg_news; app NUL '>' sender NUL
  * recipient) creates both participants' records when missing. Records are never deleted,
- * so only a new direction needs them looked up: two B-tree lookups a message saved (8 %
- * of cimd's samples in the sustained c2c run). */
+ * so only a new direction needs them. They are made with the deferred index
+ * (kv_conv_defer), in key order many commits' at once, not looked up and written here:
+ * in a young store nearly every message begins a direction, and those two random-key
+ * lookups and writes were half of a synced c2c run's cost (docs/BENCHMARKS.md, twelfth
+ * pass). One this batch has read already (a READ before the message) is made here. */
 static int direction_new(void *arg, const uint8_t *key, size_t klen, uint64_t first)
 {
     news_ctx_t *c = arg;
+    store_t *st = c->st;
     char app[KV_ID_MAX + 1], from[KV_ID_MAX + 1], to[KV_ID_MAX + 1];
+    uint8_t ukey[CONV_UKEY_MAX];
+    size_t ulen, plen;
     conv_ent_t *e;
     int rc;
 
@@ -225,11 +229,18 @@ static int direction_new(void *arg, const uint8_t *key, size_t klen, uint64_t fi
     /* each side's record, where that side lives (in a cluster, each home its own users') */
     for (int side = 0; side < 2; side++) {
         const char *user = side == 0 ? from : to, *peer = side == 0 ? to : from;
-        if ((side == 1 && strcmp(user, peer) == 0) || !homed_here(c->st, app, user))
+        if ((side == 1 && strcmp(user, peer) == 0) || !homed_here(st, app, user))
             continue;
-        if ((rc = conv_ensure(c->st, c->txn, app, user, cim_ConvType_DIRECT, peer, 0,
-                              snowflake_time_ms(first), &e)) < 0)
+        plen = conv_uprefix(ukey, app, user);
+        ulen = conv_ukey(ukey, app, user, cim_ConvType_DIRECT, peer); /* (that prefix first) */
+        e = st->capconvs > 0 ? *conv_slot(st, ukey, ulen) : NULL;
+        if (e != NULL && !e->exists) {
+            memset(&e->rec, 0, sizeof(e->rec));
+            e->rec.updated_ms = snowflake_time_ms(first);
+            e->exists = e->dirty = true;
+        } else if (e == NULL && (rc = kv_conv_defer(c->txn, ukey, ulen, plen, first)) < 0) {
             return rc;
+        }
     }
     return 0;
 }

@@ -544,6 +544,10 @@ void kv__ids_drop(kv_t *kv)
             kv__pend_clear(kv->pend[i]);
             kv__pend_news_clear(kv->pend[i]);
         }
+    if (kv->conv_new != NULL) {
+        kv__pend_clear(kv->conv_new);
+        kv__pend_clear(kv->conv_ix);
+    }
 }
 
 int kv_commit(kv_txn_t *txn)

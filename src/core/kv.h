@@ -48,7 +48,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KV_SCHEMA 7
+#define KV_SCHEMA 8
 #define KV_ID_MAX 64 /**< longest app / user id, bytes */
 
 typedef struct kv kv_t;
@@ -394,6 +394,27 @@ int kv_rec_each(kv_txn_t *txn, int db,
                 int (*cb)(void *ctx, const uint8_t *key, size_t klen, const uint8_t *val,
                           size_t vlen),
                 void *ctx);
+
+/**
+ * A new DIRECT conversation's record in convs (write txn): @p key's, empty, unless it has
+ * one. With KV_DEFER it is made later, with the deferred index (docs/STORAGE.md, cpend),
+ * and until then readers find it with kv_conv_pending, and under the first @p plen bytes
+ * of its key (its user's) with kv_conv_pending_ids; @p first: the message that began the
+ * conversation, which tells them its peer. @return 0 or rc.
+ */
+int kv_conv_defer(kv_txn_t *txn, const uint8_t *key, size_t klen, size_t plen, uint64_t first);
+
+/** Whether @p key's record is on its way to convs as @p txn sees it (kv_conv_defer), for a
+ *  key convs lacks. @return 1, 0 or rc. */
+int kv_conv_pending(kv_txn_t *txn, const uint8_t *key, size_t klen);
+
+/**
+ * The messages that began the conversations whose records are on their way under
+ * @p prefix, as @p txn sees them (kv_conv_defer): ascending, unique; some may be in convs
+ * already. @p *ids: NULL or a block the caller frees (mem_free). @return 0 or rc.
+ */
+int kv_conv_pending_ids(kv_txn_t *txn, const uint8_t *prefix, size_t plen, uint64_t **ids,
+                        size_t *n);
 
 /** Call @p cb for every conversation key of the conversation index, in order. */
 int kv_cmsg_keys(kv_txn_t *txn, int (*cb)(void *ctx, const uint8_t *key, size_t klen),

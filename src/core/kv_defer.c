@@ -40,7 +40,13 @@
 #define TAIL_DEFAULT (1536 * 1024)
 #define TKEY_MAX     255          /* a tagged key (its length is a byte) */
 
-enum { TAG_TIMELINE = 1, TAG_CMSGS = 2 };
+/* A DIRECT conversation's records, which its first message creates (kv_conv_defer), wait
+ * in the tail too: TAG_CONVS under the record's key, and TAG_CONVIX under its user's
+ * prefix, for lists. CONVS sorts before CONVIX, so a drain puts a record in before its
+ * list entry leaves the tail. */
+#define CONVIX_MAX 1024 /* a user's new conversations an epoch lists; more are made at once */
+
+enum { TAG_TIMELINE = 1, TAG_CMSGS = 2, TAG_CONVS = 3, TAG_CONVIX = 4 };
 
 /* @p key under @p tag in @p out. @return its length, 0 when too long for the log. */
 static size_t tag_key(uint8_t out[TKEY_MAX], int tag, const uint8_t *key, size_t klen)
@@ -80,14 +86,14 @@ static int log_each(const uint8_t *p, size_t len,
         size_t klen = p[0], n, step;
         if (klen < 2 || len < 1 + klen)
             return RC_ESTORE;
-        if (p[1] == TAG_TIMELINE || p[1] == TAG_CMSGS) {
+        if (p[1] >= TAG_TIMELINE && p[1] <= TAG_CONVIX) {
             n = len >= 3 + klen ? (size_t)p[1 + klen] << 8 | p[2 + klen] : 0;
             step = 3 + klen + 8 * n;
             if (n == 0 || len < step)
                 return RC_ESTORE;
             for (size_t i = 0; i < n && rc == 0; i++)
                 rc = cb(ctx, p + 1, klen, be64_get(p + 3 + klen + 8 * i));
-        } else if (p[1] > TAG_CMSGS) { /* schema 5: a cmsgs key and one id */
+        } else if (p[1] > TAG_CONVIX) { /* schema 5: a cmsgs key and one id */
             step = 1 + klen + 8;
             if (len < step)
                 return RC_ESTORE;
@@ -124,11 +130,13 @@ static int log_walk(kv_t *kv, MDB_txn *txn,
     return rc;
 }
 
-/* A drained (tagged key, id) into its database's drain pend. */
+/* A drained (tagged key, id) into its database's drain pend (a list entry: nothing, its
+ * record is in). */
 static void drain_to(void *ctx, const uint8_t *tkey, size_t tklen, uint64_t id)
 {
     kv_t *kv = ctx;
-    kv__pend_add(kv->drain[tkey[0] == TAG_TIMELINE ? 0 : 1], tkey + 1, tklen - 1, id, false);
+    if (tkey[0] != TAG_CONVIX)
+        kv__pend_add(kv->drain[tkey[0] - 1], tkey + 1, tklen - 1, id, false);
 }
 
 static int gather(void *ctx, const uint8_t *tkey, size_t tklen, uint64_t id)
@@ -175,7 +183,7 @@ static size_t apply_slice(void)
 }
 
 /* Apply every record of cpend to its databases and empty it: in key order (the timelines,
- * then cmsgs), a slice of keys a transaction, cpend dropped with the last. Slices, not one
+ * then cmsgs, then the convs records), a slice of keys a transaction, cpend dropped with the last. Slices, not one
  * transaction: each copies the leaves it touches, and the old copies go to the free list,
  * which the next slice's copies reuse (nothing reads at a start or a stop) — one
  * transaction left a copy of every touched leaf there (75,624 pages on 20 M messages) and
@@ -184,20 +192,20 @@ static size_t apply_slice(void)
 static int apply_log(kv_t *kv, size_t *records)
 {
     kv_txn_t *txn = NULL;
-    size_t nkeys[2], slice = apply_slice();
+    size_t nkeys[3], slice = apply_slice();
     int rc;
 
     if ((rc = kv_begin(kv, KV_WRITE, &txn)) < 0)
         return rc;
     if ((rc = log_walk(kv, kv__txn(txn), gather, kv, records)) < 0 || *records == 0)
         goto out;
-    for (int d = 0; d < 2; d++)
+    for (int d = 0; d < 3; d++)
         nkeys[d] = kv__pend_sort(kv->drain[d]);
-    for (int d = 0; d < 2 && rc == 0; d++) {
+    for (int d = 0; d < 3 && rc == 0; d++) {
         size_t from = 0;
         do {
             size_t to = nkeys[d] - from > slice ? from + slice : nkeys[d];
-            bool last = d == 1 && to == nkeys[1];
+            bool last = d == 2 && to == nkeys[2];
             if (txn == NULL && (rc = kv_begin(kv, KV_WRITE, &txn)) < 0)
                 break;
             if ((rc = kv__pend_apply_range(kv->drain[d], kv__txn(txn), from, to)) < 0 ||
@@ -213,7 +221,7 @@ static int apply_log(kv_t *kv, size_t *records)
     }
 out:
     kv_abort(txn);
-    for (int d = 0; d < 2; d++)
+    for (int d = 0; d < 3; d++)
         kv__pend_clear(kv->drain[d]);
     return rc;
 }
@@ -236,6 +244,9 @@ int kv__defer_open(kv_t *kv)
 
     kv->drain[0] = kv__pend_new(kv->timeline);
     kv->drain[1] = kv__pend_new(kv->cmsgs);
+    kv->drain[2] = kv__pend_new_records(kv->recs[KV_DB_CONVS]);
+    kv->conv_new = kv__pend_new_records(kv->recs[KV_DB_CONVS]);
+    kv->conv_ix = kv__pend_new(0); /* never applied: only read, logged and taken */
     if ((rc = apply_log_all(kv, &records)) < 0) {
         LOG_ERROR("kv: applying the deferred timelines and conversation index failed (%s)",
                   rc_str(rc));
@@ -261,10 +272,13 @@ void kv__defer_close(kv_t *kv)
     if (deferred && (rc = apply_log_all(kv, &records)) < 0)
         LOG_WARN("kv: the deferred timelines and conversation index stay for the next start "
                  "(%s)", rc_str(rc));
-    for (int d = 0; d < 2; d++) {
+    for (int d = 0; d < 3; d++) {
         kv__pend_free(kv->drain[d]);
         kv->drain[d] = NULL;
     }
+    kv__pend_free(kv->conv_new);
+    kv__pend_free(kv->conv_ix);
+    kv->conv_new = kv->conv_ix = NULL;
     mem_free(kv->log.p);
     kv->log = (kv_arena_t){0};
 }
@@ -275,8 +289,9 @@ typedef struct defer_ctx {
     kv_t *kv;
     uint64_t txn;
     size_t staged;
-    int tag;    /* of the pend being detached */
-    size_t max; /* its chains' bound */
+    int tag;     /* of the pend being detached */
+    size_t max;  /* its chains' bound */
+    bool refuse; /* take nothing (kv_conv_defer's records, when their lists cannot wait) */
 } defer_ctx_t;
 
 /* kv__pend_detach: take a key's ids into the tail (and the log), or leave them to be put
@@ -287,7 +302,7 @@ static bool to_tail(void *ctx, const uint8_t *key, size_t klen, const uint64_t *
     uint8_t tk[TKEY_MAX];
     size_t tklen = tag_key(tk, d->tag, key, klen);
 
-    if (tklen == 0 || n > UINT16_MAX || !kv__tail_room(d->kv->tail, n))
+    if (d->refuse || tklen == 0 || n > UINT16_MAX || !kv__tail_room(d->kv->tail, n))
         return false;
     if (!kv__tail_add(d->kv->tail, tk, tklen, ids, n, d->txn, d->max)) {
         /* at its bound: what the tail holds of it goes in now, before these (the drain
@@ -304,7 +319,7 @@ int kv__defer_commit(kv_txn_t *txn)
 {
     kv_t *kv = kv__of(txn);
     MDB_txn *mt = kv__txn(txn);
-    defer_ctx_t d = {kv, mdb_txn_id(mt), 0, TAG_TIMELINE, TL_CHAIN_MAX};
+    defer_ctx_t d = {kv, mdb_txn_id(mt), 0, TAG_TIMELINE, TL_CHAIN_MAX, false};
     uint64_t upto = 0;
     uint8_t key[8];
     int rc;
@@ -317,6 +332,15 @@ int kv__defer_commit(kv_txn_t *txn)
     d.tag = TAG_CMSGS;
     d.max = CHAIN_MAX;
     kv__pend_detach(kv->pend[KV_PEND_CMSGS], to_tail, &d);
+    /* New conversations' records wait with their lists, or are made now with them: the
+     * lists go first, and if one stays (no room), every record is made now. */
+    d.tag = TAG_CONVIX;
+    d.max = SIZE_MAX; /* (bounded by kv_conv_defer) */
+    d.refuse = kv__pend_detach(kv->conv_ix, to_tail, &d) > 0;
+    d.tag = TAG_CONVS;
+    kv__pend_detach(kv->conv_new, to_tail, &d);
+    if ((rc = kv__pend_apply(kv->conv_new, mt)) < 0)
+        return rc;
     /* a busy key's older ids (to_tail) first, then what stays of this commit's */
     if ((rc = kv__pend_apply(kv->drain[0], mt)) < 0 || (rc = kv__pend_apply(kv->drain[1], mt)) < 0 ||
         (rc = kv__pend_apply(kv->pend[KV_PEND_TIMELINE], mt)) < 0 ||
@@ -329,7 +353,8 @@ int kv__defer_commit(kv_txn_t *txn)
             return rc;
     }
     if ((rc = kv__tail_drain(kv->tail, d.txn, d.staged, drain_to, kv, &upto)) < 0 ||
-        (rc = kv__pend_apply(kv->drain[0], mt)) < 0 || (rc = kv__pend_apply(kv->drain[1], mt)) < 0)
+        (rc = kv__pend_apply(kv->drain[0], mt)) < 0 || (rc = kv__pend_apply(kv->drain[1], mt)) < 0 ||
+        (rc = kv__pend_apply(kv->drain[2], mt)) < 0)
         return rc;
     return upto > 0 ? log_trim(kv, mt, upto) : 0;
 }
@@ -384,6 +409,36 @@ bool kv__deferred_has(kv_t *kv, MDB_dbi dbi, const uint8_t *key, size_t klen)
     return tklen > 0 && kv__tail_has(kv->tail, tk, tklen);
 }
 
+/* The ids of @p key under @p tag that @p txn sees outside the databases, unsorted, into
+ * @p *b (NULL, or a block the caller frees): a reader's, the tail at its snapshot; the
+ * writer's, all of the tail and its own gathered ones (@p own); a read-only open's, the
+ * tail it builds from cpend (which may hold some that are in the databases already). */
+static int tail_ids(kv_txn_t *txn, int tag, kv_pend_t *own, const uint8_t *key, size_t klen,
+                    uint64_t **b, size_t *m)
+{
+    kv_t *kv = kv__of(txn);
+    MDB_txn *mt = kv__txn(txn);
+    uint8_t tk[TKEY_MAX];
+    size_t cap = 0, tklen = tag_key(tk, tag, key, klen);
+    int rc;
+
+    *b = NULL;
+    *m = 0;
+    if (tklen == 0) /* too long for the log: never in a tail */
+        return 0;
+    if (kv->tail != NULL && kv__reading(txn)) {
+        *m = kv__tail_ids(kv->tail, tk, tklen, mdb_txn_id(mt), b, &cap, 0);
+    } else if (kv->tail != NULL) { /* the writer: every commit, and its own appends */
+        *m = kv__tail_ids(kv->tail, tk, tklen, UINT64_MAX - 1, b, &cap, 0);
+        *m = kv__pend_ids(own, key, klen, b, &cap, *m);
+    } else if (kv->flags & KV_RDONLY) {
+        if (ro_txn != mt && (rc = ro_build(kv, mt)) < 0)
+            return rc;
+        *m = kv__tail_ids(ro_tail, tk, tklen, UINT64_MAX - 1, b, &cap, 0);
+    }
+    return 0;
+}
+
 int kv__ids_extra(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, uint64_t **ids,
                   size_t *n)
 {
@@ -391,26 +446,16 @@ int kv__ids_extra(kv_txn_t *txn, MDB_dbi dbi, const uint8_t *key, size_t klen, u
     MDB_txn *mt = kv__txn(txn);
     MDB_cursor *cur = NULL;
     uint64_t *b = NULL;
-    uint8_t tk[TKEY_MAX];
     bool tl = dbi == kv->timeline;
-    size_t cap = 0, m = 0, k = 0, tklen = tag_key(tk, tl ? TAG_TIMELINE : TAG_CMSGS, key, klen);
-    int rc = 0, mrc;
+    size_t m = 0, k = 0;
+    int rc, mrc;
 
     *ids = NULL;
     *n = 0;
-    /* (a key too long for the log is never in a tail: tklen 0) */
-    if (kv->tail != NULL && kv__reading(txn)) {
-        m = tklen ? kv__tail_ids(kv->tail, tk, tklen, mdb_txn_id(mt), &b, &cap, 0) : 0;
-    } else if (kv->tail != NULL) { /* the writer: every commit, and its own appends */
-        m = tklen ? kv__tail_ids(kv->tail, tk, tklen, UINT64_MAX - 1, &b, &cap, 0) : 0;
-        m = kv__pend_ids(kv->pend[tl ? KV_PEND_TIMELINE : KV_PEND_CMSGS], key, klen, &b, &cap, m);
-    } else if (kv->flags & KV_RDONLY) {
-        if (tklen > 0 && ro_txn != mt && (rc = ro_build(kv, mt)) < 0)
-            return rc;
-        m = tklen ? kv__tail_ids(ro_tail, tk, tklen, UINT64_MAX - 1, &b, &cap, 0) : 0;
-    }
-    if (m == 0)
-        return 0;
+    if ((rc = tail_ids(txn, tl ? TAG_TIMELINE : TAG_CMSGS,
+                       kv->pend[tl ? KV_PEND_TIMELINE : KV_PEND_CMSGS], key, klen, &b, &m)) < 0 ||
+        m == 0)
+        return rc;
     /* Chains are newest first, epochs too: nearly always descending, so reversed at once */
     size_t d = 1;
     while (d < m && b[d] < b[d - 1])
@@ -458,6 +503,61 @@ out:
         return rc;
     }
     *ids = b;
+    *n = k;
+    return 0;
+}
+
+/* ---- new conversations' records ------------------------------------------------------ */
+
+int kv_conv_defer(kv_txn_t *txn, const uint8_t *key, size_t klen, size_t plen, uint64_t first)
+{
+    kv_t *kv = kv__of(txn);
+    uint8_t tk[TKEY_MAX];
+    size_t tklen;
+
+    if (klen == 0 || klen > KV_LMDB_KEY_MAX || plen == 0 || plen >= klen || kv__reading(txn))
+        return RC_EINVAL;
+    /* Made now: without a tail (a tool), a key too long for the log, or a user whose list
+     * in the open epoch is full (reads of it walk no more). */
+    tklen = tag_key(tk, TAG_CONVIX, key, plen);
+    if (kv->tail == NULL || tag_key(tk, TAG_CONVS, key, klen) == 0 ||
+        kv__tail_count(kv->tail, tk, tklen) + kv__pend_count(kv->conv_ix, key, plen) >=
+            CONVIX_MAX) {
+        static const uint8_t none = 0;
+        MDB_val k = {klen, (void *)key}, v = {0, (void *)&none};
+        int mrc = mdb_put(kv__txn(txn), kv->recs[KV_DB_CONVS], &k, &v, MDB_NOOVERWRITE);
+        return mrc == MDB_SUCCESS || mrc == MDB_KEYEXIST ? 0 : kv__rc(mrc, "mdb_put record");
+    }
+    kv__pend_add(kv->conv_new, key, klen, first, false);
+    kv__pend_add(kv->conv_ix, key, plen, first, false);
+    return 0;
+}
+
+int kv_conv_pending(kv_txn_t *txn, const uint8_t *key, size_t klen)
+{
+    uint64_t *b = NULL;
+    size_t m = 0;
+    int rc = tail_ids(txn, TAG_CONVS, kv__of(txn)->conv_new, key, klen, &b, &m);
+    mem_free(b);
+    return rc < 0 ? rc : m > 0;
+}
+
+int kv_conv_pending_ids(kv_txn_t *txn, const uint8_t *prefix, size_t plen, uint64_t **ids,
+                        size_t *n)
+{
+    size_t k = 0;
+    int rc = tail_ids(txn, TAG_CONVIX, kv__of(txn)->conv_ix, prefix, plen, ids, n);
+
+    if (rc < 0 || *n == 0) {
+        mem_free(*ids);
+        *ids = NULL;
+        *n = 0;
+        return rc;
+    }
+    qsort(*ids, *n, sizeof(**ids), kv__u64_cmp);
+    for (size_t i = 0; i < *n; i++)
+        if (k == 0 || (*ids)[i] != (*ids)[k - 1])
+            (*ids)[k++] = (*ids)[i];
     *n = k;
     return 0;
 }

@@ -67,7 +67,10 @@ struct kv {
     MDB_dbi cpend;    /* write txn id (u64 BE) → the cmsgs appends it deferred */
     kv_pend_t *pend[KV_PEND_COUNT]; /* gathered appends, by enum kv_pend_db (kv_pend.c) */
     kv_tail_t *tail;       /* KV_DEFER: timeline, cmsgs appends deferred (kv_tail.c) */
-    kv_pend_t *drain[2];   /* KV_DEFER: what a commit drains from the tail: timeline, cmsgs */
+    kv_pend_t *drain[3];   /* KV_DEFER: what a commit drains from the tail: timeline, cmsgs,
+                              convs records to create */
+    kv_pend_t *conv_new;   /* KV_DEFER: the write txn's deferred convs records (kv_conv_defer) */
+    kv_pend_t *conv_ix;    /* KV_DEFER: and their first ids under their users' prefixes */
     kv_arena_t log;        /* KV_DEFER: the commit's cpend record being built */
     unsigned schema_found; /* the schema version the environment had when opened */
     size_t chunk_max;      /* the largest msgs chunk: two to a page (kv_chunk.c) */
@@ -119,6 +122,11 @@ int kv__ids_cursor(kv_txn_t *txn, MDB_dbi dbi, MDB_cursor **cur);
 void kv__ids_drop(kv_t *kv);
 
 kv_pend_t *kv__pend_new(MDB_dbi dbi);
+/** A pend whose keys are records to create, empty, where @p dbi has none (its ids are
+ *  kept but not stored: kv_conv_defer). */
+kv_pend_t *kv__pend_new_records(MDB_dbi dbi);
+/** The ids gathered under @p key. */
+size_t kv__pend_count(const kv_pend_t *p, const uint8_t *key, size_t klen);
 void kv__pend_free(kv_pend_t *p);
 void kv__pend_add(kv_pend_t *p, const uint8_t *key, size_t klen, uint64_t id, bool watch);
 int kv__pend_news(kv_pend_t *p, int (*cb)(void *ctx, const uint8_t *key, size_t klen,
@@ -143,11 +151,12 @@ size_t kv__pend_ids(kv_pend_t *p, const uint8_t *key, size_t klen, uint64_t **bu
 int kv__pend_news_find(kv_pend_t *p, MDB_txn *txn,
                        bool (*elsewhere)(void *ctx, const uint8_t *key, size_t klen),
                        void *ctx);
-/** Offer every key's ids (ascending, unique) to @p take; those it takes leave the pend. */
-void kv__pend_detach(kv_pend_t *p,
-                     bool (*take)(void *ctx, const uint8_t *key, size_t klen,
-                                  const uint64_t *ids, size_t n),
-                     void *ctx);
+/** Offer every key's ids (ascending, unique) to @p take; those it takes leave the pend.
+ *  @return how many ids are left. */
+size_t kv__pend_detach(kv_pend_t *p,
+                       bool (*take)(void *ctx, const uint8_t *key, size_t klen,
+                                    const uint64_t *ids, size_t n),
+                       void *ctx);
 
 /* kv_defer.c: the timelines and the conversation index deferred (KV_DEFER;
  * docs/STORAGE.md, cpend) */
@@ -180,6 +189,8 @@ bool kv__tail_room(kv_tail_t *t, size_t n);
  *  that would give the key more than @p max entries in the open epoch. @return added. */
 bool kv__tail_add(kv_tail_t *t, const uint8_t *key, size_t klen, const uint64_t *ids, size_t n,
                   uint64_t txn, size_t max);
+/** How many entries @p key has in the open epoch (writer). */
+size_t kv__tail_count(kv_tail_t *t, const uint8_t *key, size_t klen);
 /** Whether @p key has an entry not revoked (writer). */
 bool kv__tail_has(kv_tail_t *t, const uint8_t *key, size_t klen);
 /** Append @p key's ids a snapshot @p snap sees to (*buf)[n..], unsorted, none of a key

@@ -53,6 +53,7 @@ typedef struct pnew {
 
 struct kv_pend {
     MDB_dbi dbi;
+    bool records; /* kv__pend_new_records: a key's ids create its empty record */
     pkey_t *keys;
     size_t nkeys, capkeys;
     uint32_t *slots; /* key index + 1; 0 = empty */
@@ -106,9 +107,24 @@ kv_pend_t *kv__pend_new(MDB_dbi dbi)
     return p;
 }
 
+kv_pend_t *kv__pend_new_records(MDB_dbi dbi)
+{
+    kv_pend_t *p = kv__pend_new(dbi);
+    p->records = true;
+    return p;
+}
+
 MDB_dbi kv__pend_dbi(const kv_pend_t *p)
 {
     return p->dbi;
+}
+
+size_t kv__pend_count(const kv_pend_t *p, const uint8_t *key, size_t klen)
+{
+    uint32_t s;
+    if (p->capslots == 0 || (s = *slot_of((kv_pend_t *)p, key, klen)) == 0)
+        return 0;
+    return p->keys[s - 1].n;
 }
 
 void kv__pend_free(kv_pend_t *p)
@@ -284,6 +300,16 @@ static int put_key(kv_pend_t *p, MDB_cursor *cur, const pkey_t *e, size_t n)
     return 0;
 }
 
+/* A records pend's key: its record, empty, unless the database has one (the ids only
+ * say that some message made it: kv_conv_defer). */
+static int create_key(MDB_cursor *cur, const pkey_t *e)
+{
+    static const uint8_t none = 0;
+    MDB_val k = {e->klen, (void *)e->k}, v = {0, (void *)&none};
+    int mrc = mdb_cursor_put(cur, &k, &v, MDB_NOOVERWRITE);
+    return mrc == MDB_SUCCESS || mrc == MDB_KEYEXIST ? 0 : kv__rc(mrc, "mdb_cursor_put record");
+}
+
 size_t kv__pend_sort(kv_pend_t *p)
 {
     if (p == NULL || p->nids == 0)
@@ -305,7 +331,8 @@ int kv__pend_apply_range(kv_pend_t *p, MDB_txn *txn, size_t from, size_t to)
     if ((rc = kv__rc(mdb_cursor_open(txn, p->dbi, &cur), "mdb_cursor_open ids")) == 0) {
         for (size_t i = from; i < to && rc == 0; i++)
             if (p->keys[i].n > 0)
-                rc = put_key(p, cur, &p->keys[i], key_vals(p, &p->keys[i], true));
+                rc = p->records ? create_key(cur, &p->keys[i])
+                                : put_key(p, cur, &p->keys[i], key_vals(p, &p->keys[i], true));
         mdb_cursor_close(cur);
     }
     return rc;
@@ -399,11 +426,12 @@ int kv__pend_news_find(kv_pend_t *p, MDB_txn *txn,
     return rc;
 }
 
-void kv__pend_detach(kv_pend_t *p,
-                     bool (*take)(void *ctx, const uint8_t *key, size_t klen,
-                                  const uint64_t *ids, size_t n),
-                     void *ctx)
+size_t kv__pend_detach(kv_pend_t *p,
+                       bool (*take)(void *ctx, const uint8_t *key, size_t klen,
+                                    const uint64_t *ids, size_t n),
+                       void *ctx)
 {
+    size_t left = 0;
     for (size_t i = 0; i < p->nkeys; i++) {
         pkey_t *e = &p->keys[i];
         if (e->n == 0)
@@ -412,5 +440,8 @@ void kv__pend_detach(kv_pend_t *p,
         size_t n = key_vals(p, e, false);
         if (take(ctx, e->k, e->klen, (const uint64_t *)(void *)p->vals, n))
             e->n = 0;
+        else
+            left += e->n;
     }
+    return left;
 }

@@ -311,6 +311,12 @@ bool kv__tail_has(kv_tail_t *t, const uint8_t *key, size_t klen)
     return false;
 }
 
+size_t kv__tail_count(kv_tail_t *t, const uint8_t *key, size_t klen)
+{
+    const tkey_t *k = find(atomic_load(&t->head), key, klen, NULL);
+    return k != NULL ? k->n : 0;
+}
+
 size_t kv__tail_ids(kv_tail_t *t, const uint8_t *key, size_t klen, uint64_t snap, uint64_t **buf,
                     size_t *cap, size_t n)
 {

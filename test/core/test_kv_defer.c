@@ -15,6 +15,7 @@
 
 #include "core/kv.h"
 #include "core/kv_int.h" /* raw LMDB counts: what is in cmsgs and cpend */
+#include "core/mem.h"
 #include "core/rc.h"
 #include "support/test.h"
 #include "support/tmpdir.h"
@@ -771,4 +772,125 @@ TEST_TIMEOUT(kv_defer_apply_grows_the_map, 120)
     ASSERT_EQ(raw_entries(kv, kv->cmsgs), 80000);
     kv_close(kv);
     tmpdir_remove(copy);
+}
+
+/* ---- new conversations' records (kv_conv_defer) ----------------------------------------- */
+
+#define CPFX     "app\0u1\0"
+#define CPFX_LEN 7
+
+/* Record key "app NUL u1 NUL 1 peer%d" in @p key. @return its length. */
+static size_t conv_key(uint8_t key[64], int peer)
+{
+    memcpy(key, CPFX, CPFX_LEN);
+    key[CPFX_LEN] = 1;
+    return CPFX_LEN + 1 + (size_t)snprintf((char *)key + CPFX_LEN + 1, 32, "peer%d", peer);
+}
+
+/* Records 0..@p n - 1 are in convs (empty, but record 0's: @p keep) or on their way there
+ * (@p pending), each listed once under the prefix while on its way. */
+static void expect_convs(kv_t *kv, int n, bool pending, const char *keep)
+{
+    kv_txn_t *txn = begin(kv, KV_READ);
+    uint64_t *ids = NULL;
+    size_t nids = 0;
+    for (int i = 0; i < n; i++) {
+        uint8_t key[64];
+        size_t klen = conv_key(key, i), vlen = 99;
+        const uint8_t *v = NULL;
+        int rc = kv_rec_get(txn, KV_DB_CONVS, key, klen, &v, &vlen);
+        if (i == 0 && keep != NULL) {
+            ASSERT_OK(rc);
+            ASSERT_EQ(vlen, strlen(keep));
+            ASSERT_EQ(memcmp(v, keep, vlen), 0);
+            continue;
+        }
+        ASSERT_EQ(rc, pending ? RC_ENOTFOUND : 0);
+        ASSERT_EQ(kv_conv_pending(txn, key, klen), pending);
+        if (!pending)
+            ASSERT_EQ(vlen, 0);
+    }
+    ASSERT_OK(kv_conv_pending_ids(txn, (const uint8_t *)CPFX, CPFX_LEN, &ids, &nids));
+    ASSERT_EQ(nids, pending ? (size_t)n : 0);
+    for (size_t i = 0; i < nids; i++)
+        ASSERT_U64_EQ(ids[i], 1000 + i); /* one first id each, once, ascending */
+    mem_free(ids);
+    kv_abort(txn);
+}
+
+/* A record made by a conversation's first message waits in the tail and cpend: the writer
+ * sees it in its own transaction, readers from its commit, under the user's prefix too; a
+ * record that exists keeps its value; a kill -9 leaves it to the next start, a drain puts
+ * it in convs empty, and a user's list of them is bounded (the rest made at once). */
+TEST(kv_defer_conv_records)
+{
+    enum { N = 5 };
+    fx_t f;
+    kv_txn_t *txn;
+    uint8_t key[64];
+    size_t klen;
+    uint64_t *ids = NULL;
+    size_t nids = 0;
+    char crash[CRASH_MAX];
+    kv_t *kv = NULL;
+
+    fx_open(&f, "100000");
+    txn = begin(f.kv, KV_WRITE);
+    klen = conv_key(key, 0);
+    ASSERT_OK(kv_rec_put(txn, KV_DB_CONVS, key, klen, "kept", 4)); /* an older record */
+    for (int i = 0; i < N; i++) {
+        klen = conv_key(key, i);
+        ASSERT_OK(kv_conv_defer(txn, key, klen, CPFX_LEN, 1000 + (uint64_t)i));
+        ASSERT_EQ(kv_conv_pending(txn, key, klen), 1);
+    }
+    ASSERT_OK(kv_conv_pending_ids(txn, (const uint8_t *)CPFX, CPFX_LEN, &ids, &nids));
+    ASSERT_EQ(nids, N);
+    mem_free(ids);
+    ASSERT_EQ(kv_conv_defer(txn, key, klen, klen, 1), RC_EINVAL); /* the prefix is a part */
+    ASSERT_OK(kv_commit(txn));
+    ASSERT_EQ(raw_entries(f.kv, f.kv->recs[KV_DB_CONVS]), 1);
+    expect_convs(f.kv, N, true, "kept");
+
+    /* kill -9: the read-only open merges cpend; the next start makes them */
+    crash_copy(f.dir, crash);
+    ASSERT_OK(kv_open(crash, KV_RDONLY, &kv));
+    expect_convs(kv, N, true, "kept");
+    kv_close(kv);
+    ASSERT_OK(kv_open(crash, KV_NOSYNC | KV_DEFER, &kv));
+    ASSERT_EQ(raw_entries(kv, kv->recs[KV_DB_CONVS]), N);
+    expect_convs(kv, N, false, "kept");
+    kv_close(kv);
+    tmpdir_remove(crash);
+    fx_close(&f);
+
+    /* a drain: epochs of 16 entries, closed and drained by the commits after */
+    fx_open(&f, "16");
+    txn = begin(f.kv, KV_WRITE);
+    for (int i = 0; i < N; i++) {
+        klen = conv_key(key, i);
+        ASSERT_OK(kv_conv_defer(txn, key, klen, CPFX_LEN, 1000 + (uint64_t)i));
+    }
+    ASSERT_OK(kv_commit(txn));
+    expect_convs(f.kv, N, true, NULL);
+    for (int c = 0; c < 20; c++)
+        commit_keys(f.kv, c * 8, c * 8 + 8, 5000);
+    ASSERT_EQ(raw_entries(f.kv, f.kv->recs[KV_DB_CONVS]), N);
+    expect_convs(f.kv, N, false, NULL);
+    fx_close(&f);
+
+    /* bounded: a user's first 1,024 wait, the rest are made at once */
+    fx_open(&f, "100000");
+    txn = begin(f.kv, KV_WRITE);
+    for (int i = 0; i < 1100; i++) {
+        klen = conv_key(key, i);
+        ASSERT_OK(kv_conv_defer(txn, key, klen, CPFX_LEN, 1000 + (uint64_t)i));
+    }
+    ASSERT_OK(kv_commit(txn));
+    ASSERT_EQ(raw_entries(f.kv, f.kv->recs[KV_DB_CONVS]), 1100 - 1024);
+    txn = begin(f.kv, KV_READ);
+    ASSERT_OK(kv_conv_pending_ids(txn, (const uint8_t *)CPFX, CPFX_LEN, &ids, &nids));
+    ASSERT_EQ(nids, 1024);
+    mem_free(ids);
+    kv_abort(txn);
+    fx_close(&f);
 }

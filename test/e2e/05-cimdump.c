@@ -285,7 +285,7 @@ TEST_TIMEOUT(e2e_cimdump_direct_matches_what_was_sent, 60)
     expect_has(doc, "{\"apps\":[{\"app\":\"default\",\"created_ms\":");
     expect_has(doc, "\"users\":2}");
     doc = dumpj(&t, "stats", NULL, NULL, NULL);
-    expect_has(doc, "\"schema\":7,");
+    expect_has(doc, "\"schema\":8,");
     expect_has(doc, "\"dup_tree_bytes\":0}"); /* three messages: every timeline fits a leaf */
     /* while cimd runs the timelines' appends are deferred: in cpend, a record a commit
      * (the users dump above merged them) */

@@ -529,6 +529,18 @@ static void group_story(const tsrv_t *t, char gid[65])
 
 /* Start a server, tell group_story, take its snapshot and stop, keeping the directory.
  * @return the snapshot; *@p after room for the next one (free both). */
+/* An older directory of @p t (stopped) is refused by the tools, and the restart migrates it
+ * (the log says @p line): every list in @p after is the one in @p before. */
+static void migrated(tsrv_t *t, const char *line, const snap_t *before, snap_t *after)
+{
+    char out[4096];
+    ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t->dir, "stats", NULL), 0);
+    tsrv_restart(t);
+    ASSERT_TRUE(tsrv_log_has(t, line));
+    snapshot(t, after);
+    same_lists(before, after);
+}
+
 static snap_t *story_stopped(tsrv_t *t, char gid[65], snap_t **after)
 {
     snap_t *before = calloc(1, sizeof(*before));
@@ -559,12 +571,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_1, 60)
 
     before = story_stopped(&t, gid, &after);
     downgrade(t.dir);
-    /* the tools refuse it, saying how to migrate */
-    ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "stats", NULL), 0);
-    tsrv_restart(&t);
-    ASSERT_TRUE(tsrv_log_has(&t, "migrate: done"));
-    snapshot(&t, after);
-    same_lists(before, after);
+    migrated(&t, "migrate: done", before, after);
     /* the dedup index is gone, the schema is the current one */
     ASSERT_EQ(tsrv_stop_keep(&t), 0);
     ASSERT_EQ(mdb_env_create(&env), 0);
@@ -577,7 +584,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_1, 60)
     ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "stats",
                             NULL),
               0);
-    ASSERT_NOT_NULL(strstr(out, "\"schema\":7,"));
+    ASSERT_NOT_NULL(strstr(out, "\"schema\":8,"));
     /* and it goes on counting: dave gets one more unread, alice none */
     tsrv_restart(&t);
     cimc_t *a = tsrv_login(&t, "alice", "d1", NULL);
@@ -587,6 +594,24 @@ TEST_TIMEOUT(e2e_store_migrate_schema_1, 60)
     ASSERT_EQ(tmsg_conv_find(after->convs[3], after->n[3], GROUP, gid)->unread,
               tmsg_conv_find(before->convs[3], before->n[3], GROUP, gid)->unread + 1);
     ASSERT_EQ(tmsg_conv_find(after->convs[0], after->n[0], GROUP, gid)->unread, 0);
+    ASSERT_EQ(tsrv_stop(&t), 0);
+    free(before);
+    free(after);
+}
+
+/* A directory of schema 7 is refused by the tools (its cimd could not read the
+ * conversation records a schema 8 cpend holds, nor this build the reverse), and cimd
+ * brings it to 8 without rewriting anything: every list is as it was. */
+TEST_TIMEOUT(e2e_store_migrate_schema_7, 60)
+{
+    tsrv_t t;
+    snap_t *before, *after;
+    char gid[65];
+    MDB_env *env;
+
+    before = story_stopped(&t, gid, &after);
+    raw_commit(env, raw_begin(t.dir, &env), 7);
+    migrated(&t, "migrate: schema 7 to 8: nothing to rewrite", before, after);
     ASSERT_EQ(tsrv_stop(&t), 0);
     free(before);
     free(after);
@@ -615,7 +640,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_6, 60)
     ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "stats", NULL), 0);
 
     tsrv_restart(&t);
-    ASSERT_TRUE(tsrv_log_has(&t, "migrate: schema 6 to 7"));
+    ASSERT_TRUE(tsrv_log_has(&t, "migrate: schema 6 to 8"));
     ASSERT_TRUE(tsrv_log_has(&t, "3 group memberships read from their groups' indexes"));
     snapshot(&t, after);
     same_lists(before, after);
@@ -635,7 +660,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_6, 60)
     ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "stats",
                             NULL),
               0);
-    ASSERT_NOT_NULL(strstr(out, "\"schema\":7,"));
+    ASSERT_NOT_NULL(strstr(out, "\"schema\":8,"));
     ASSERT_NOT_NULL(tl = strstr(out, "{\"name\":\"timeline\""));
     ASSERT_NOT_NULL(strstr(tl, "\"entries\":"));
     ASSERT_EQ(strtoull(strstr(tl, "\"entries\":") + 10, NULL, 10), f.n + 11);
@@ -758,7 +783,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_2, 60)
     ASSERT_NE(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "stats", NULL), 0);
 
     tsrv_restart(&t);
-    ASSERT_TRUE(tsrv_log_has(&t, "migrate: schema 2 to 7"));
+    ASSERT_TRUE(tsrv_log_has(&t, "migrate: schema 2 to 8"));
     cimc_t *b = tsrv_login(&t, "bob", "d2", NULL);
     tmsg_page_init(&p, msgs, N(msgs), NULL, 0);
     ASSERT_OK(tmsg_sync_all(b, 0, 0, &p));
@@ -802,7 +827,7 @@ TEST_TIMEOUT(e2e_store_migrate_schema_2, 60)
     ASSERT_NOT_NULL(strstr(out, "\"message_time_ms\":"));
     ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "stats", NULL),
               0);
-    ASSERT_NOT_NULL(strstr(out, "\"schema\":7,"));
+    ASSERT_NOT_NULL(strstr(out, "\"schema\":8,"));
     tsrv_restart(&t);
     b = tsrv_login(&t, "bob", "d3", NULL);
     tmsg_page_init(&p, msgs, N(msgs), NULL, 0);
@@ -817,6 +842,80 @@ TEST_TIMEOUT(e2e_store_migrate_schema_2, 60)
 }
 
 /* ---- the deferred conversation index (schema 4, cpend) -------------------------------- */
+
+/* @p c's CONV_LIST has @p want conversations, DIRECT with each of @p peers (unread as
+ * given), each updated at its last message or later (a READ). */
+static void expect_directs(cimc_t *c, size_t want, const char *const *peers,
+                           const uint32_t *unread, size_t npeers)
+{
+    tmsg_conv_t convs[8];
+    cim_ConvListRsp rsp;
+    size_t n = 0;
+    ASSERT_OK(tmsg_conv_list(c, convs, N(convs), &n, &rsp));
+    ASSERT_EQ(rsp.code, cim_Code_OK);
+    ASSERT_EQ(n, want);
+    for (size_t i = 0; i < npeers; i++) {
+        const tmsg_conv_t *cv = tmsg_conv_find(convs, n, DIRECT, peers[i]);
+        ASSERT_NOT_NULL(cv);
+        ASSERT_TRUE(cv->has_last);
+        ASSERT_EQ(cv->unread, unread[i]);
+        ASSERT_TRUE(cv->updated_ms >= snowflake_time_ms(cv->last.msg_id));
+    }
+}
+
+/* A conversation's first message makes its two records later, with the deferred index
+ * (kv_conv_defer): until then CONV_LIST, READ and cimdump find them on their way, a kill -9
+ * leaves them to the restart, and a clean stop puts them in convs. */
+TEST_TIMEOUT(e2e_store_new_conversations_wait_for_the_index, 60)
+{
+    tsrv_t t;
+    char out[8192];
+    cim_Result res;
+    const char *const to[] = {"bob", "carol", "dave"}, *const alice[] = {"alice"};
+    const uint32_t none[] = {0, 0, 0}, one[] = {1}, zero[] = {0};
+    uint64_t first = 0;
+
+    tsrv_start(&t, NULL);
+    tmsg_register_users(&t, who, USERS);
+    cimc_t *a = tsrv_login(&t, "alice", "d1", NULL), *b = tsrv_login(&t, "bob", "d1", NULL);
+    for (int i = 0; i < 3; i++) {
+        uint64_t id = send_conv(a, DIRECT, to[i], to[i], "hello");
+        first = first ? first : id;
+    }
+    /* nothing in convs yet: every record waits in the tail */
+    ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "stats",
+                            NULL),
+              0);
+    ASSERT_NOT_NULL(strstr(out, "{\"name\":\"convs\",\"dupsort\":false,\"entries\":0,"));
+    expect_directs(a, 3, to, none, 3);
+    expect_directs(b, 1, alice, one, 1);
+    ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "convs",
+                            "alice", NULL),
+              0);
+    ASSERT_NOT_NULL(strstr(out, "\"count\":3,"));
+    /* a READ finds bob's record on its way (NOT_FOUND before it existed) */
+    TMSG_EXPECT(tmsg_read(b, DIRECT, "alice", first, &res), res, cim_Code_OK);
+    expect_directs(b, 1, alice, zero, 1);
+    cimc_close(a);
+    cimc_close(b);
+
+    tsrv_kill(&t);
+    tsrv_restart(&t);
+    a = tsrv_login(&t, "alice", "d2", NULL);
+    b = tsrv_login(&t, "bob", "d2", NULL);
+    expect_directs(a, 3, to, none, 3);
+    expect_directs(b, 1, alice, zero, 1);
+    cimc_close(a);
+    cimc_close(b);
+    ASSERT_EQ(tsrv_stop_keep(&t), 0);
+    /* alice's three, and one each of bob, carol and dave */
+    ASSERT_EQ(tsrv_run_tool(out, sizeof(out), "cimdump", "--data", t.dir, "--json", "stats",
+                            NULL),
+              0);
+    ASSERT_NOT_NULL(strstr(out, "{\"name\":\"convs\",\"dupsort\":false,\"entries\":6,"));
+    tsrv_restart(&t);
+    ASSERT_EQ(tsrv_stop(&t), 0);
+}
 
 /* HISTORY and CONV_LIST are whole while the index is partly in memory, after a kill -9
  * lost that memory (the restart applies cpend), and after a clean stop (cpend empty). The

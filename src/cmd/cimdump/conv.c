@@ -58,17 +58,14 @@ static int conv_cmp(const void *a, const void *b)
 static int conv_extra(dump_t *d, const char *user, conv_row_t *r)
 {
     uint8_t key[CONV_UKEY_MAX];
-    const uint8_t *v = NULL;
-    size_t vlen = 0, klen;
+    size_t klen;
     conv_rec_t pc;
     int rc;
 
     if (r->type == cim_ConvType_DIRECT && kv_id_valid(r->peer)) {
         klen = conv_ukey(key, d->app, r->peer, cim_ConvType_DIRECT, user);
-        rc = kv_rec_get(d->txn, KV_DB_CONVS, key, klen, &v, &vlen);
-        if (rc < 0 && rc != RC_ENOTFOUND)
+        if ((rc = conv_load(d->txn, key, klen, &pc)) < 0 && rc != RC_ENOTFOUND)
             return rc;
-        conv_decode(v, rc == 0 ? vlen : 0, &pc);
         if ((rc = conv_read_cursor(d->txn, d->app, r->peer, cim_ConvType_DIRECT, user, &pc,
                                    &r->peer_read)) < 0)
             return rc;
@@ -81,7 +78,6 @@ static int conv_extra(dump_t *d, const char *user, conv_row_t *r)
 int dump__cmd_convs(dump_t *d)
 {
     const char *user = d->pos[0];
-    uint8_t pfx[CONV_UKEY_MAX];
     convsctx_t cc = {.d = d, .user = user};
     uint64_t unread = 0;
     FILE *f = d->out;
@@ -90,8 +86,7 @@ int dump__cmd_convs(dump_t *d)
 
     if ((rc = dump__need_user(d, user, NULL)) < 0)
         return rc;
-    if ((rc = kv_rec_scan(d->txn, KV_DB_CONVS, pfx, conv_uprefix(pfx, d->app, user), on_conv,
-                          &cc)) < 0) {
+    if ((rc = conv_scan(d->txn, d->app, user, on_conv, &cc)) < 0) {
         dump__fail_rc(d, "cannot read the conversations", rc);
         goto out;
     }

@@ -231,7 +231,7 @@ int dump__cmd_user(dump_t *d)
         (rc = feed_page(d->txn, d->app, user, 0, &first, 1, &got, &rest)) < 0 ||
         (rc = feed_last(d->txn, d->app, user, &last)) < 0 ||
         (rc = kv_cursor_each(d->txn, ukey, klen, on_device, &dc)) < 0 ||
-        (rc = kv_rec_scan(d->txn, KV_DB_CONVS, pfx, plen, on_conv_sum, &cs)) < 0 ||
+        (rc = conv_scan(d->txn, d->app, user, on_conv_sum, &cs)) < 0 ||
         (rc = kv_rec_scan(d->txn, KV_DB_UGROUPS, pfx, plen, on_ugroup, &gs)) < 0 ||
         (rc = feed_spans(d->txn, d->app, user, &sp, &nsp)) < 0 ||
         (rc = kv_rec_scan(d->txn, KV_DB_CONTACTS, pfx, plen, on_count_rec, &contacts)) < 0 ||
