@@ -851,12 +851,16 @@ TEST(kv_defer_conv_records)
     ASSERT_EQ(raw_entries(f.kv, f.kv->recs[KV_DB_CONVS]), 1);
     expect_convs(f.kv, N, true, "kept");
 
-    /* kill -9: the read-only open merges cpend; the next start makes them */
+    /* kill -9: the read-only open merges cpend; the next start makes them, a slice of
+     * keys a transaction */
     crash_copy(f.dir, crash);
     ASSERT_OK(kv_open(crash, KV_RDONLY, &kv));
     expect_convs(kv, N, true, "kept");
     kv_close(kv);
+    ASSERT_OK(setenv("CIM_KV_APPLY_SLICE", "2", 1)); /* (its records in three slices) */
     ASSERT_OK(kv_open(crash, KV_NOSYNC | KV_DEFER, &kv));
+    unsetenv("CIM_KV_APPLY_SLICE");
+    ASSERT_EQ(raw_entries(kv, kv->cpend), 0);
     ASSERT_EQ(raw_entries(kv, kv->recs[KV_DB_CONVS]), N);
     expect_convs(kv, N, false, "kept");
     kv_close(kv);
