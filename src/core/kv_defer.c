@@ -183,8 +183,8 @@ static size_t apply_slice(void)
 }
 
 /* Apply every record of cpend to its databases and empty it: in key order (the timelines,
- * then cmsgs, then the convs records), a slice of keys a transaction, cpend dropped with the last. Slices, not one
- * transaction: each copies the leaves it touches, and the old copies go to the free list,
+ * then cmsgs, then the new convs records), a slice of keys a transaction, cpend dropped
+ * with the last. Slices, not one transaction: each copies the leaves it touches, and the old copies go to the free list,
  * which the next slice's copies reuse (nothing reads at a start or a stop) — one
  * transaction left a copy of every touched leaf there (75,624 pages on 20 M messages) and
  * doubled the map. A crash between slices leaves cpend whole: the next open applies it
@@ -512,16 +512,15 @@ out:
 int kv_conv_defer(kv_txn_t *txn, const uint8_t *key, size_t klen, size_t plen, uint64_t first)
 {
     kv_t *kv = kv__of(txn);
-    uint8_t tk[TKEY_MAX];
-    size_t tklen;
+    uint8_t rk[TKEY_MAX], ik[TKEY_MAX];
 
     if (klen == 0 || klen > KV_LMDB_KEY_MAX || plen == 0 || plen >= klen || kv__reading(txn))
         return RC_EINVAL;
     /* Made now: without a tail (a tool), a key too long for the log, or a user whose list
      * in the open epoch is full (reads of it walk no more). */
-    tklen = tag_key(tk, TAG_CONVIX, key, plen);
-    if (kv->tail == NULL || tag_key(tk, TAG_CONVS, key, klen) == 0 ||
-        kv__tail_count(kv->tail, tk, tklen) + kv__pend_count(kv->conv_ix, key, plen) >=
+    size_t rlen = tag_key(rk, TAG_CONVS, key, klen), ilen = tag_key(ik, TAG_CONVIX, key, plen);
+    if (kv->tail == NULL || rlen == 0 || ilen == 0 ||
+        kv__tail_count(kv->tail, ik, ilen) + kv__pend_count(kv->conv_ix, key, plen) >=
             CONVIX_MAX) {
         static const uint8_t none = 0;
         MDB_val k = {klen, (void *)key}, v = {0, (void *)&none};
