@@ -234,13 +234,11 @@ static int direction_new(void *arg, const uint8_t *key, size_t klen, uint64_t fi
         plen = conv_uprefix(ukey, app, user);
         ulen = conv_ukey(ukey, app, user, cim_ConvType_DIRECT, peer); /* (that prefix first) */
         e = st->capconvs > 0 ? *conv_slot(st, ukey, ulen) : NULL;
-        if (e != NULL && !e->exists) {
-            memset(&e->rec, 0, sizeof(e->rec));
-            e->rec.updated_ms = snowflake_time_ms(first);
-            e->exists = e->dirty = true;
-        } else if (e == NULL && (rc = kv_conv_defer(c->txn, ukey, ulen, plen, first)) < 0) {
+        rc = e == NULL ? kv_conv_defer(c->txn, ukey, ulen, plen, first)
+                       : conv_ensure(st, c->txn, app, user, cim_ConvType_DIRECT, peer, 0,
+                                     snowflake_time_ms(first), &e);
+        if (rc < 0)
             return rc;
-        }
     }
     return 0;
 }
